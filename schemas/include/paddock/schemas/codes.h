@@ -1,0 +1,34 @@
+// The wire's outcome codes. Codes are forever: a number, once given a meaning, keeps it.
+//
+//   1..13   runtime variants (VmAlreadyExists .. NetworkSetup), owned by paddock::runtime, whose
+//           names and messages travel in the ERROR frame itself.
+//   14..99  reserved for runtime variants the product grows (image, guest agent).
+//   100..   job and queue outcomes, decided by the broker or the worker, listed here.
+//
+// Decoders keep codes they do not know as numbers; code_name() answers "Unknown" for them.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace paddock::schemas {
+
+enum class JobCode : uint32_t {
+  kInvalidRequest = 100,    // the request or frame broke the protocol; message names the field
+  kCancelled = 101,         // cancelled by the submitter before it finished
+  kWorkerLost = 102,        // every attempt's worker died or vanished; attempts exhausted
+  kQueueFull = 103,         // the broker's queue is at its limit; retry later (REJECTED)
+  kDeadlineExceeded = 104,  // the job's deadline passed before a worker could start it
+  kUnknownJob = 105,        // CANCEL or FETCH named a job the broker does not hold
+};
+
+inline constexpr uint32_t kFirstRuntimeCode = 1;
+inline constexpr uint32_t kLastRuntimeCode = 99;
+inline constexpr uint32_t kFirstJobCode = 100;
+
+// Name of a job/queue code ("InvalidRequest", ...), or "Unknown" for any other number.
+std::string_view job_code_name(uint32_t code);
+
+inline constexpr uint32_t code(JobCode c) { return static_cast<uint32_t>(c); }
+
+}  // namespace paddock::schemas

@@ -1,0 +1,154 @@
+// Message types of Paddock's wire protocol, version 1 (schemas/PROTOCOL.md is the contract).
+// Plain values: no I/O, no ZeroMQ. Byte strings (stdin, stdout, file data) are std::string.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace paddock::schemas {
+
+// Inclusive port range; a single port has first == last.
+struct PortRange {
+  uint16_t first = 0;
+  uint16_t last = 0;
+  bool operator==(const PortRange&) const = default;
+};
+
+// One allowed egress destination. protocol is "tcp", "udp", "icmp" or "any".
+struct EgressRule {
+  std::string cidr;  // IPv4 "a.b.c.d/n"
+  std::string protocol = "tcp";
+  std::vector<PortRange> ports;  // empty = every port (tcp/udp); must be empty for icmp
+  bool operator==(const EgressRule&) const = default;
+};
+
+// A file placed into the job's working directory before it runs.
+struct FileIn {
+  std::string path;  // relative, no "..", no leading '/'
+  uint32_t mode = 0644;
+  std::string data;
+  bool operator==(const FileIn&) const = default;
+};
+
+// A file collected from the job's working directory after it ran.
+struct FileOut {
+  std::string path;
+  std::string data;
+  bool truncated = false;
+  bool operator==(const FileOut&) const = default;
+};
+
+struct JobRequest {
+  std::string job_id;  // client-chosen idempotency key
+  std::string image = "default";
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;
+  std::string stdin_data;
+  std::vector<FileIn> files;
+  std::vector<std::string> files_out;  // paths to collect after the run
+  uint32_t vcpus = 1;
+  uint32_t mem_mib = 128;
+  uint32_t timeout_ms = 30'000;
+  uint32_t output_cap = 1 << 20;  // bytes kept per stream (stdout, stderr)
+  std::vector<EgressRule> egress;
+  int32_t priority = 0;      // higher runs first; FIFO within a priority
+  uint64_t deadline_ms = 0;  // unix epoch milliseconds; 0 = none
+  std::map<std::string, std::string> tags;
+  bool operator==(const JobRequest&) const = default;
+};
+
+// Durations in microseconds.
+struct Timings {
+  uint64_t queued_us = 0;
+  uint64_t start_us = 0;  // restore (warm) or boot (cold)
+  uint64_t exec_us = 0;
+  uint64_t teardown_us = 0;
+  uint64_t total_us = 0;
+  bool operator==(const Timings&) const = default;
+};
+
+struct Usage {
+  uint64_t cpu_us = 0;
+  uint64_t peak_memory_kib = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t packets_in = 0;
+  uint64_t packets_out = 0;
+  uint64_t egress_blocked = 0;
+  bool operator==(const Usage&) const = default;
+};
+
+// The job ran: the sandbox worked, whatever the program did.
+struct JobResult {
+  std::string job_id;
+  int32_t exit_code = 0;
+  int32_t signal = 0;  // non-zero when the program was killed by a signal
+  std::string stdout_data;
+  std::string stderr_data;
+  bool stdout_truncated = false;
+  bool stderr_truncated = false;
+  bool timed_out = false;
+  std::vector<FileOut> files;
+  Timings timings;
+  Usage usage;
+  std::string worker_id;
+  uint32_t attempt = 1;
+  bool warm = false;
+  std::string backend;  // "memory" (test double: nothing was executed in a VM), "qemu", ...
+  bool operator==(const JobResult&) const = default;
+};
+
+// Paddock could not run the job (or refused the request).
+struct JobError {
+  std::string job_id;  // empty when the frame was too broken to name a job
+  uint32_t code = 0;
+  std::string variant;  // "VmNotFound", "InvalidRequest", ...
+  std::string message;
+  std::optional<std::string> vm_id;
+  std::optional<std::string> snapshot_id;
+  std::optional<std::string> from;
+  std::optional<std::string> to;
+  std::string worker_id;
+  uint32_t attempt = 0;
+  bool retryable = false;
+  bool operator==(const JobError&) const = default;
+};
+
+// Broker -> worker JOB body.
+struct JobDispatch {
+  uint32_t attempt = 1;
+  uint64_t queued_us = 0;  // time the job waited in the broker's queue
+  JobRequest request;
+  bool operator==(const JobDispatch&) const = default;
+};
+
+// Worker -> broker READY body.
+struct Ready {
+  std::string worker_id;
+  uint32_t slots = 0;    // credits granted with this READY
+  std::vector<std::string> capabilities;  // e.g. "backend:memory", "image:default"
+  bool operator==(const Ready&) const = default;
+};
+
+// Worker -> broker CREDIT body: grants more jobs.
+struct Credit {
+  uint32_t credits = 0;
+  bool operator==(const Credit&) const = default;
+};
+
+// Broker -> client ACCEPTED body.
+struct Accepted {
+  std::vector<std::string> job_ids;
+  bool operator==(const Accepted&) const = default;
+};
+
+// CANCEL (both directions) and FETCH bodies.
+struct JobRef {
+  std::string job_id;
+  bool operator==(const JobRef&) const = default;
+};
+
+}  // namespace paddock::schemas

@@ -1,0 +1,400 @@
+#include "paddock/schemas/codec.h"
+
+#include <msgpack.hpp>
+
+#include "paddock/schemas/limits.h"
+#include "reader.h"
+
+namespace paddock::schemas {
+namespace {
+
+using detail::Failure;
+using detail::Fields;
+using detail::guarded;
+namespace L = limits;
+
+// Builds one msgpack map; the entry count is written when the map is finished, so fields may be
+// omitted conditionally.
+class MapWriter {
+ public:
+  MapWriter& str(std::string_view key, std::string_view v) {
+    add_key(key);
+    pk_.pack_str(static_cast<uint32_t>(v.size()));
+    pk_.pack_str_body(v.data(), static_cast<uint32_t>(v.size()));
+    return *this;
+  }
+  MapWriter& bin(std::string_view key, std::string_view v) {
+    add_key(key);
+    pk_.pack_bin(static_cast<uint32_t>(v.size()));
+    pk_.pack_bin_body(v.data(), static_cast<uint32_t>(v.size()));
+    return *this;
+  }
+  template <class Int>
+  MapWriter& num(std::string_view key, Int v) {
+    add_key(key);
+    pk_.pack(v);
+    return *this;
+  }
+  MapWriter& boolean(std::string_view key, bool v) {
+    add_key(key);
+    v ? pk_.pack_true() : pk_.pack_false();
+    return *this;
+  }
+  MapWriter& str_array(std::string_view key, const std::vector<std::string>& v) {
+    add_key(key);
+    pk_.pack_array(static_cast<uint32_t>(v.size()));
+    for (const auto& s : v) pk_.pack(s);
+    return *this;
+  }
+  MapWriter& str_map(std::string_view key, const std::map<std::string, std::string>& m) {
+    add_key(key);
+    pk_.pack_map(static_cast<uint32_t>(m.size()));
+    for (const auto& [k, v] : m) {
+      pk_.pack(k);
+      pk_.pack(v);
+    }
+    return *this;
+  }
+  MapWriter& map(std::string_view key, const std::string& encoded_map) {
+    add_key(key);
+    raw(encoded_map);
+    return *this;
+  }
+  template <class T, class Enc>
+  MapWriter& maps(std::string_view key, const std::vector<T>& items, Enc&& enc) {
+    add_key(key);
+    pk_.pack_array(static_cast<uint32_t>(items.size()));
+    for (const auto& item : items) raw(enc(item));
+    return *this;
+  }
+  std::string finish() const {
+    msgpack::sbuffer head;
+    msgpack::packer<msgpack::sbuffer>(head).pack_map(count_);
+    std::string out(head.data(), head.size());
+    out.append(body_.data(), body_.size());
+    return out;
+  }
+
+ private:
+  void add_key(std::string_view key) {
+    ++count_;
+    pk_.pack_str(static_cast<uint32_t>(key.size()));
+    pk_.pack_str_body(key.data(), static_cast<uint32_t>(key.size()));
+  }
+  void raw(const std::string& bytes) { body_.write(bytes.data(), bytes.size()); }
+
+  uint32_t count_ = 0;
+  msgpack::sbuffer body_;
+  msgpack::packer<msgpack::sbuffer> pk_{body_};
+};
+
+std::string encode_ports(const PortRange& r) {
+  return MapWriter().num("first", r.first).num("last", r.last).finish();
+}
+std::string encode_rule(const EgressRule& r) {
+  return MapWriter()
+      .str("cidr", r.cidr)
+      .str("protocol", r.protocol)
+      .maps("ports", r.ports, encode_ports)
+      .finish();
+}
+std::string encode_file_in(const FileIn& f) {
+  return MapWriter().str("path", f.path).num("mode", f.mode).bin("data", f.data).finish();
+}
+std::string encode_file_out(const FileOut& f) {
+  return MapWriter()
+      .str("path", f.path)
+      .bin("data", f.data)
+      .boolean("truncated", f.truncated)
+      .finish();
+}
+
+// ---- decoding -------------------------------------------------------------------------------
+
+JobRequest read_request(const Fields& f) {
+  JobRequest r;
+  r.job_id = f.str("job_id", L::kMaxJobId, true);
+  if (f.find("image") != nullptr) r.image = f.str("image", L::kMaxImage, false);
+  r.argv = f.str_array("argv", L::kMaxArgv, L::kMaxArg);
+  r.env = f.str_map("env", L::kMaxEnv, L::kMaxEnvKey, L::kMaxEnvValue);
+  r.stdin_data = f.bytes("stdin", L::kMaxStdin);
+  f.each_map("files", L::kMaxFiles, [&](const Fields& ff) {
+    FileIn in;
+    in.path = ff.str("path", L::kMaxPath, true);
+    in.mode = static_cast<uint32_t>(ff.uint("mode", 0, 07777, 0644));
+    in.data = ff.bytes("data", L::kMaxFilesTotal);
+    r.files.push_back(std::move(in));
+  });
+  r.files_out = f.str_array("files_out", L::kMaxFiles, L::kMaxPath);
+  r.vcpus = static_cast<uint32_t>(f.uint("vcpus", 1, L::kMaxVcpus, 1));
+  r.mem_mib = static_cast<uint32_t>(f.uint("mem_mib", L::kMinMemMib, L::kMaxMemMib, 128));
+  r.timeout_ms = static_cast<uint32_t>(f.uint("timeout_ms", 1, L::kMaxTimeoutMs, 30'000));
+  r.output_cap = static_cast<uint32_t>(f.uint("output_cap", 0, L::kMaxOutputCap, 1u << 20));
+  f.each_map("egress", L::kMaxEgressRules, [&](const Fields& ef) {
+    EgressRule rule;
+    rule.cidr = ef.str("cidr", 64, true);
+    if (ef.find("protocol") != nullptr) rule.protocol = ef.str("protocol", 8, false);
+    ef.each_map("ports", L::kMaxPortRanges, [&](const Fields& pf) {
+      PortRange pr;
+      pr.first = static_cast<uint16_t>(pf.uint("first", 1, 65535, 0, true));
+      pr.last = static_cast<uint16_t>(pf.uint("last", 1, 65535, pr.first));
+      rule.ports.push_back(pr);
+    });
+    r.egress.push_back(std::move(rule));
+  });
+  r.priority = static_cast<int32_t>(f.sint("priority", L::kMinPriority, L::kMaxPriority, 0));
+  r.deadline_ms = f.uint("deadline_ms", 0, UINT64_MAX, 0);
+  r.tags = f.str_map("tags", L::kMaxTags, L::kMaxTagKey, L::kMaxTagValue);
+  if (auto err = validate(r)) throw Failure{err->field, err->reason};
+  return r;
+}
+
+JobRequest request_from(std::string_view bytes) {
+  auto h = detail::unpack_bounded(bytes);
+  return read_request(Fields(h.get(), ""));
+}
+
+std::string encode_timings(const Timings& t) {
+  return MapWriter()
+      .num("queued_us", t.queued_us)
+      .num("start_us", t.start_us)
+      .num("exec_us", t.exec_us)
+      .num("teardown_us", t.teardown_us)
+      .num("total_us", t.total_us)
+      .finish();
+}
+
+std::string encode_usage(const Usage& u) {
+  return MapWriter()
+      .num("cpu_us", u.cpu_us)
+      .num("peak_memory_kib", u.peak_memory_kib)
+      .num("bytes_in", u.bytes_in)
+      .num("bytes_out", u.bytes_out)
+      .num("packets_in", u.packets_in)
+      .num("packets_out", u.packets_out)
+      .num("egress_blocked", u.egress_blocked)
+      .finish();
+}
+
+}  // namespace
+
+std::string encode(const JobRequest& r) {
+  return MapWriter()
+      .str("job_id", r.job_id)
+      .str("image", r.image)
+      .str_array("argv", r.argv)
+      .str_map("env", r.env)
+      .bin("stdin", r.stdin_data)
+      .maps("files", r.files, encode_file_in)
+      .str_array("files_out", r.files_out)
+      .num("vcpus", r.vcpus)
+      .num("mem_mib", r.mem_mib)
+      .num("timeout_ms", r.timeout_ms)
+      .num("output_cap", r.output_cap)
+      .maps("egress", r.egress, encode_rule)
+      .num("priority", r.priority)
+      .num("deadline_ms", r.deadline_ms)
+      .str_map("tags", r.tags)
+      .finish();
+}
+
+std::string encode(const JobResult& r) {
+  return MapWriter()
+      .str("job_id", r.job_id)
+      .num("exit_code", r.exit_code)
+      .num("signal", r.signal)
+      .bin("stdout", r.stdout_data)
+      .bin("stderr", r.stderr_data)
+      .boolean("stdout_truncated", r.stdout_truncated)
+      .boolean("stderr_truncated", r.stderr_truncated)
+      .boolean("timed_out", r.timed_out)
+      .maps("files", r.files, encode_file_out)
+      .map("timings", encode_timings(r.timings))
+      .map("usage", encode_usage(r.usage))
+      .str("worker_id", r.worker_id)
+      .num("attempt", r.attempt)
+      .boolean("warm", r.warm)
+      .str("backend", r.backend)
+      .finish();
+}
+
+std::string encode(const JobError& e) {
+  MapWriter w;
+  w.str("job_id", e.job_id).num("code", e.code).str("variant", e.variant).str("message", e.message);
+  if (e.vm_id) w.str("vm_id", *e.vm_id);
+  if (e.snapshot_id) w.str("snapshot_id", *e.snapshot_id);
+  if (e.from) w.str("from", *e.from);
+  if (e.to) w.str("to", *e.to);
+  return w.str("worker_id", e.worker_id)
+      .num("attempt", e.attempt)
+      .boolean("retryable", e.retryable)
+      .finish();
+}
+
+std::string encode(const JobDispatch& d) {
+  return MapWriter()
+      .num("attempt", d.attempt)
+      .num("queued_us", d.queued_us)
+      .map("request", encode(d.request))
+      .finish();
+}
+
+std::string encode(const Ready& r) {
+  return MapWriter()
+      .num("protocol", 1u)
+      .str("worker_id", r.worker_id)
+      .num("slots", r.slots)
+      .str_array("capabilities", r.capabilities)
+      .finish();
+}
+
+std::string encode(const Credit& c) { return MapWriter().num("credits", c.credits).finish(); }
+
+std::string encode(const Accepted& a) {
+  return MapWriter().str_array("job_ids", a.job_ids).finish();
+}
+
+std::string encode(const JobRef& r) { return MapWriter().str("job_id", r.job_id).finish(); }
+
+Decoded<JobRequest> decode_job_request(std::string_view bytes) {
+  return guarded<JobRequest>([&] { return request_from(bytes); });
+}
+
+Decoded<JobResult> decode_job_result(std::string_view bytes) {
+  return guarded<JobResult>([&] {
+    auto h = detail::unpack_bounded(bytes);
+    Fields f(h.get(), "");
+    JobResult r;
+    r.job_id = f.str("job_id", L::kMaxJobId, true);
+    r.exit_code = static_cast<int32_t>(f.sint("exit_code", INT32_MIN, INT32_MAX, 0));
+    r.signal = static_cast<int32_t>(f.sint("signal", 0, 128, 0));
+    r.stdout_data = f.bytes("stdout", L::kMaxOutputCap);
+    r.stderr_data = f.bytes("stderr", L::kMaxOutputCap);
+    r.stdout_truncated = f.boolean("stdout_truncated", false);
+    r.stderr_truncated = f.boolean("stderr_truncated", false);
+    r.timed_out = f.boolean("timed_out", false);
+    f.each_map("files", L::kMaxFiles, [&](const Fields& ff) {
+      r.files.push_back(FileOut{ff.str("path", L::kMaxPath, true),
+                                ff.bytes("data", L::kMaxFilesTotal),
+                                ff.boolean("truncated", false)});
+    });
+    if (const auto* t = f.find("timings"); t != nullptr && t->type != msgpack::type::NIL) {
+      Fields tf(*t, "timings");
+      r.timings = Timings{tf.uint("queued_us", 0, UINT64_MAX, 0),
+                          tf.uint("start_us", 0, UINT64_MAX, 0),
+                          tf.uint("exec_us", 0, UINT64_MAX, 0),
+                          tf.uint("teardown_us", 0, UINT64_MAX, 0),
+                          tf.uint("total_us", 0, UINT64_MAX, 0)};
+    }
+    if (const auto* u = f.find("usage"); u != nullptr && u->type != msgpack::type::NIL) {
+      Fields uf(*u, "usage");
+      r.usage = Usage{uf.uint("cpu_us", 0, UINT64_MAX, 0),
+                      uf.uint("peak_memory_kib", 0, UINT64_MAX, 0),
+                      uf.uint("bytes_in", 0, UINT64_MAX, 0),
+                      uf.uint("bytes_out", 0, UINT64_MAX, 0),
+                      uf.uint("packets_in", 0, UINT64_MAX, 0),
+                      uf.uint("packets_out", 0, UINT64_MAX, 0),
+                      uf.uint("egress_blocked", 0, UINT64_MAX, 0)};
+    }
+    r.worker_id = f.str("worker_id", L::kMaxWorkerId, false);
+    r.attempt = static_cast<uint32_t>(f.uint("attempt", 0, UINT32_MAX, 1));
+    r.warm = f.boolean("warm", false);
+    r.backend = f.str("backend", 32, false);
+    return r;
+  });
+}
+
+Decoded<JobError> decode_job_error(std::string_view bytes) {
+  return guarded<JobError>([&] {
+    auto h = detail::unpack_bounded(bytes);
+    Fields f(h.get(), "");
+    JobError e;
+    e.job_id = f.str("job_id", L::kMaxJobId, false);
+    e.code = static_cast<uint32_t>(f.uint("code", 1, 65535, 0, true));
+    e.variant = f.str("variant", 64, true);
+    e.message = f.str("message", L::kMaxMessage, false);
+    auto opt = [&](std::string_view key) -> std::optional<std::string> {
+      const auto* o = f.find(key);
+      if (o == nullptr || o->type == msgpack::type::NIL) return std::nullopt;
+      return f.str(key, 256, false);
+    };
+    e.vm_id = opt("vm_id");
+    e.snapshot_id = opt("snapshot_id");
+    e.from = opt("from");
+    e.to = opt("to");
+    e.worker_id = f.str("worker_id", L::kMaxWorkerId, false);
+    e.attempt = static_cast<uint32_t>(f.uint("attempt", 0, UINT32_MAX, 0));
+    e.retryable = f.boolean("retryable", false);
+    return e;
+  });
+}
+
+Decoded<JobDispatch> decode_job_dispatch(std::string_view bytes) {
+  return guarded<JobDispatch>([&] {
+    auto h = detail::unpack_bounded(bytes);
+    Fields f(h.get(), "");
+    JobDispatch d;
+    d.attempt = static_cast<uint32_t>(f.uint("attempt", 1, UINT32_MAX, 1, true));
+    d.queued_us = f.uint("queued_us", 0, UINT64_MAX, 0);
+    d.request = read_request(Fields(f.require("request"), "request"));
+    return d;
+  });
+}
+
+Decoded<Ready> decode_ready(std::string_view bytes) {
+  return guarded<Ready>([&] {
+    auto h = detail::unpack_bounded(bytes);
+    Fields f(h.get(), "");
+    f.uint("protocol", 1, 1, 1, true);
+    Ready r;
+    r.worker_id = f.str("worker_id", L::kMaxWorkerId, true);
+    if (r.worker_id.empty()) throw Failure{"worker_id", "must not be empty"};
+    r.slots = static_cast<uint32_t>(f.uint("slots", 0, L::kMaxSlots, 0, true));
+    r.capabilities = f.str_array("capabilities", L::kMaxCapabilities, 128);
+    return r;
+  });
+}
+
+Decoded<Credit> decode_credit(std::string_view bytes) {
+  return guarded<Credit>([&] {
+    auto h = detail::unpack_bounded(bytes);
+    Fields f(h.get(), "");
+    return Credit{static_cast<uint32_t>(f.uint("credits", 1, L::kMaxSlots, 0, true))};
+  });
+}
+
+Decoded<Accepted> decode_accepted(std::string_view bytes) {
+  return guarded<Accepted>([&] {
+    auto h = detail::unpack_bounded(bytes);
+    Fields f(h.get(), "");
+    return Accepted{f.str_array("job_ids", L::kMaxBodiesPerMessage, L::kMaxJobId)};
+  });
+}
+
+Decoded<JobRef> decode_job_ref(std::string_view bytes) {
+  return guarded<JobRef>([&] {
+    auto h = detail::unpack_bounded(bytes);
+    Fields f(h.get(), "");
+    JobRef r{f.str("job_id", L::kMaxJobId, true)};
+    if (r.job_id.empty()) throw Failure{"job_id", "must not be empty"};
+    return r;
+  });
+}
+
+std::string peek_job_id(std::string_view bytes) {
+  try {
+    auto h = detail::unpack_bounded(bytes);
+    if (h.get().type != msgpack::type::MAP) return {};
+    Fields f(h.get(), "");
+    std::string id = f.str("job_id", L::kMaxJobId, false);
+    JobRequest probe;
+    probe.job_id = id;
+    probe.argv = {"x"};
+    if (auto err = validate(probe); err && err->field == "job_id") return {};
+    return id;
+  } catch (...) {
+    return {};
+  }
+}
+
+}  // namespace paddock::schemas

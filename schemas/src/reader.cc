@@ -1,0 +1,207 @@
+#include "reader.h"
+
+#include <limits>
+
+#include "paddock/schemas/limits.h"
+
+namespace paddock::schemas::detail {
+namespace {
+
+const char* type_name(msgpack::type::object_type t) {
+  switch (t) {
+    case msgpack::type::NIL: return "nil";
+    case msgpack::type::BOOLEAN: return "bool";
+    case msgpack::type::POSITIVE_INTEGER:
+    case msgpack::type::NEGATIVE_INTEGER: return "integer";
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: return "float";
+    case msgpack::type::STR: return "string";
+    case msgpack::type::BIN: return "bytes";
+    case msgpack::type::ARRAY: return "array";
+    case msgpack::type::MAP: return "map";
+    case msgpack::type::EXT: return "ext";
+  }
+  return "unknown";
+}
+
+[[noreturn]] void wrong_type(const std::string& path, const char* want,
+                             const msgpack::object& o) {
+  throw Failure{path, std::string("expected ") + want + ", got " + type_name(o.type)};
+}
+
+// Strings are referenced in place: decoders copy what they keep before the input goes away.
+bool reference_strings(msgpack::type::object_type, std::size_t, void*) { return true; }
+
+}  // namespace
+
+msgpack::object_handle unpack_bounded(std::string_view bytes) {
+  if (bytes.size() > limits::kMaxFrameBytes) {
+    throw Failure{"frame", "larger than " + std::to_string(limits::kMaxFrameBytes) + " bytes"};
+  }
+  if (bytes.empty()) throw Failure{"body", "empty"};
+  const msgpack::unpack_limit limit(limits::kMaxArray, limits::kMaxMap, limits::kMaxStr,
+                                    limits::kMaxBin, /*ext=*/0, limits::kMaxDepth);
+  std::size_t offset = 0;
+  msgpack::object_handle handle;
+  try {
+    handle = msgpack::unpack(bytes.data(), bytes.size(), offset, reference_strings, nullptr, limit);
+  } catch (const msgpack::depth_size_overflow&) {
+    throw Failure{"body", "nesting deeper than " + std::to_string(limits::kMaxDepth)};
+  } catch (const msgpack::size_overflow& e) {
+    throw Failure{"body", std::string("msgpack limit exceeded (") + e.what() + ")"};
+  } catch (const msgpack::insufficient_bytes&) {
+    throw Failure{"body", "truncated msgpack"};
+  } catch (const std::exception& e) {
+    throw Failure{"body", std::string("malformed msgpack: ") + e.what()};
+  }
+  if (offset != bytes.size()) throw Failure{"body", "trailing bytes after the msgpack object"};
+  return handle;
+}
+
+std::string as_str(const msgpack::object& o, const std::string& path, size_t max_len) {
+  if (o.type != msgpack::type::STR) wrong_type(path, "string", o);
+  if (o.via.str.size > max_len) {
+    throw Failure{path, "longer than " + std::to_string(max_len) + " bytes"};
+  }
+  return std::string(o.via.str.ptr, o.via.str.size);
+}
+
+const msgpack::object_array& as_array(const msgpack::object& o, const std::string& path,
+                                      size_t max_count) {
+  if (o.type != msgpack::type::ARRAY) wrong_type(path, "array", o);
+  if (o.via.array.size > max_count) {
+    throw Failure{path, "more than " + std::to_string(max_count) + " entries"};
+  }
+  return o.via.array;
+}
+
+Fields::Fields(const msgpack::object& map, std::string path) : path_(std::move(path)) {
+  if (map.type != msgpack::type::MAP) wrong_type(path_.empty() ? "body" : path_, "map", map);
+  entries_.reserve(map.via.map.size);
+  for (uint32_t i = 0; i < map.via.map.size; ++i) {
+    const auto& kv = map.via.map.ptr[i];
+    if (kv.key.type != msgpack::type::STR) {
+      throw Failure{path_.empty() ? "body" : path_, "map key is not a string"};
+    }
+    std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+    if (find(key) != nullptr) throw Failure{path_of(key), "duplicate key"};
+    entries_.emplace_back(key, &kv.val);
+  }
+}
+
+const msgpack::object* Fields::find(std::string_view key) const {
+  for (const auto& [k, v] : entries_) {
+    if (k == key) return v;
+  }
+  return nullptr;
+}
+
+std::string Fields::path_of(std::string_view key) const {
+  return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+}
+
+const msgpack::object& Fields::require(std::string_view key) const {
+  const msgpack::object* o = find(key);
+  if (o == nullptr || o->type == msgpack::type::NIL) throw Failure{path_of(key), "required"};
+  return *o;
+}
+
+std::string Fields::str(std::string_view key, size_t max_len, bool required) const {
+  const msgpack::object* o = required ? &require(key) : find(key);
+  if (o == nullptr || o->type == msgpack::type::NIL) return {};
+  return as_str(*o, path_of(key), max_len);
+}
+
+std::string Fields::bytes(std::string_view key, size_t max_len) const {
+  const msgpack::object* o = find(key);
+  if (o == nullptr || o->type == msgpack::type::NIL) return {};
+  if (o->type == msgpack::type::STR) return as_str(*o, path_of(key), max_len);
+  if (o->type != msgpack::type::BIN) wrong_type(path_of(key), "bytes", *o);
+  if (o->via.bin.size > max_len) {
+    throw Failure{path_of(key), "longer than " + std::to_string(max_len) + " bytes"};
+  }
+  return std::string(o->via.bin.ptr, o->via.bin.size);
+}
+
+uint64_t Fields::uint(std::string_view key, uint64_t min, uint64_t max, uint64_t fallback,
+                      bool required) const {
+  const msgpack::object* o = required ? &require(key) : find(key);
+  if (o == nullptr || o->type == msgpack::type::NIL) return fallback;
+  if (o->type == msgpack::type::NEGATIVE_INTEGER) {
+    throw Failure{path_of(key), "must be between " + std::to_string(min) + " and " +
+                                    std::to_string(max)};
+  }
+  if (o->type != msgpack::type::POSITIVE_INTEGER) wrong_type(path_of(key), "integer", *o);
+  const uint64_t v = o->via.u64;
+  if (v < min || v > max) {
+    throw Failure{path_of(key), "must be between " + std::to_string(min) + " and " +
+                                    std::to_string(max) + ", got " + std::to_string(v)};
+  }
+  return v;
+}
+
+int64_t Fields::sint(std::string_view key, int64_t min, int64_t max, int64_t fallback) const {
+  const msgpack::object* o = find(key);
+  if (o == nullptr || o->type == msgpack::type::NIL) return fallback;
+  int64_t v = 0;
+  if (o->type == msgpack::type::NEGATIVE_INTEGER) {
+    v = o->via.i64;
+  } else if (o->type == msgpack::type::POSITIVE_INTEGER) {
+    if (o->via.u64 > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      v = std::numeric_limits<int64_t>::max();
+    } else {
+      v = static_cast<int64_t>(o->via.u64);
+    }
+  } else {
+    wrong_type(path_of(key), "integer", *o);
+  }
+  if (v < min || v > max) {
+    throw Failure{path_of(key), "must be between " + std::to_string(min) + " and " +
+                                    std::to_string(max) + ", got " + std::to_string(v)};
+  }
+  return v;
+}
+
+bool Fields::boolean(std::string_view key, bool fallback) const {
+  const msgpack::object* o = find(key);
+  if (o == nullptr || o->type == msgpack::type::NIL) return fallback;
+  if (o->type != msgpack::type::BOOLEAN) wrong_type(path_of(key), "bool", *o);
+  return o->via.boolean;
+}
+
+std::vector<std::string> Fields::str_array(std::string_view key, size_t max_count,
+                                           size_t max_len) const {
+  const msgpack::object* o = find(key);
+  if (o == nullptr || o->type == msgpack::type::NIL) return {};
+  const std::string p = path_of(key);
+  const auto& arr = as_array(*o, p, max_count);
+  std::vector<std::string> out;
+  out.reserve(arr.size);
+  for (uint32_t i = 0; i < arr.size; ++i) {
+    out.push_back(as_str(arr.ptr[i], p + "[" + std::to_string(i) + "]", max_len));
+  }
+  return out;
+}
+
+std::map<std::string, std::string> Fields::str_map(std::string_view key, size_t max_count,
+                                                   size_t max_key, size_t max_value) const {
+  const msgpack::object* o = find(key);
+  if (o == nullptr || o->type == msgpack::type::NIL) return {};
+  const std::string p = path_of(key);
+  if (o->type != msgpack::type::MAP) wrong_type(p, "map", *o);
+  if (o->via.map.size > max_count) {
+    throw Failure{p, "more than " + std::to_string(max_count) + " entries"};
+  }
+  std::map<std::string, std::string> out;
+  for (uint32_t i = 0; i < o->via.map.size; ++i) {
+    const auto& kv = o->via.map.ptr[i];
+    std::string k = as_str(kv.key, p, max_key);
+    std::string v = as_str(kv.val, p + "." + k, max_value);
+    if (!out.emplace(std::move(k), std::move(v)).second) {
+      throw Failure{p, "duplicate key"};
+    }
+  }
+  return out;
+}
+
+}  // namespace paddock::schemas::detail

@@ -1,0 +1,147 @@
+// Semantic validation of a JobRequest: everything a type check cannot see.
+#include <arpa/inet.h>
+
+#include <algorithm>
+
+#include "paddock/schemas/codec.h"
+#include "paddock/schemas/limits.h"
+
+namespace paddock::schemas {
+namespace {
+
+namespace L = limits;
+
+bool is_alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+bool all_of(std::string_view s, bool (*ok)(char)) { return std::all_of(s.begin(), s.end(), ok); }
+
+bool job_id_char(char c) { return is_alnum(c) || c == '.' || c == '_' || c == ':' || c == '-'; }
+bool image_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+bool env_char(char c) { return is_alnum(c) || c == '_'; }
+
+// A relative path without "..", empty components or NUL: it cannot leave the job's directory.
+std::optional<std::string> path_problem(std::string_view p) {
+  if (p.empty()) return "must not be empty";
+  if (p.size() > L::kMaxPath) return "longer than " + std::to_string(L::kMaxPath) + " bytes";
+  if (p.front() == '/') return "must be relative";
+  if (p.find('\0') != std::string_view::npos) return "contains a NUL byte";
+  size_t start = 0;
+  while (start <= p.size()) {
+    size_t end = p.find('/', start);
+    if (end == std::string_view::npos) end = p.size();
+    std::string_view part = p.substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") return "has an empty, '.' or '..' component";
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> cidr_problem(const std::string& cidr) {
+  const auto slash = cidr.find('/');
+  const std::string addr = cidr.substr(0, slash);
+  in_addr parsed{};
+  if (inet_pton(AF_INET, addr.c_str(), &parsed) != 1) return "not an IPv4 address: " + addr;
+  if (slash == std::string::npos) return std::nullopt;  // a single host, /32
+  const std::string len = cidr.substr(slash + 1);
+  if (len.empty() || len.size() > 2 || !std::all_of(len.begin(), len.end(), ::isdigit)) {
+    return "prefix length must be 0..32";
+  }
+  if (std::stoi(len) > 32) return "prefix length must be 0..32";
+  return std::nullopt;
+}
+
+std::optional<DecodeError> fail(std::string field, std::string reason) {
+  return DecodeError{std::move(field), std::move(reason)};
+}
+
+}  // namespace
+
+std::optional<DecodeError> validate(const JobRequest& r) {
+  if (r.job_id.empty()) return fail("job_id", "must not be empty");
+  if (r.job_id.size() > L::kMaxJobId || !all_of(r.job_id, job_id_char)) {
+    return fail("job_id", "must be 1-128 characters of [A-Za-z0-9._:-]");
+  }
+  if (r.image.empty() || r.image.size() > L::kMaxImage || !all_of(r.image, image_char)) {
+    return fail("image", "must be 1-64 characters of [a-z0-9._-]");
+  }
+  if (r.argv.empty()) return fail("argv", "must have at least one entry");
+  if (r.argv.size() > L::kMaxArgv) return fail("argv", "too many entries");
+  size_t total = 0;
+  for (size_t i = 0; i < r.argv.size(); ++i) {
+    const auto& a = r.argv[i];
+    if (a.find('\0') != std::string::npos) {
+      return fail("argv[" + std::to_string(i) + "]", "contains a NUL byte");
+    }
+    total += a.size();
+  }
+  if (r.argv[0].empty()) return fail("argv[0]", "must not be empty");
+  if (total > L::kMaxArgvTotal) return fail("argv", "larger than 256 KiB in total");
+  if (r.env.size() > L::kMaxEnv) return fail("env", "too many entries");
+  for (const auto& [k, v] : r.env) {
+    if (k.empty() || k.size() > L::kMaxEnvKey || !all_of(k, env_char) ||
+        (k[0] >= '0' && k[0] <= '9')) {
+      return fail("env." + k, "name must match [A-Za-z_][A-Za-z0-9_]*");
+    }
+    if (v.find('\0') != std::string::npos) return fail("env." + k, "contains a NUL byte");
+  }
+  if (r.stdin_data.size() > L::kMaxStdin) return fail("stdin", "larger than 8 MiB");
+  if (r.files.size() > L::kMaxFiles) return fail("files", "too many entries");
+  size_t file_bytes = 0;
+  for (size_t i = 0; i < r.files.size(); ++i) {
+    if (auto p = path_problem(r.files[i].path)) {
+      return fail("files[" + std::to_string(i) + "].path", *p);
+    }
+    if (r.files[i].mode > 07777) return fail("files[" + std::to_string(i) + "].mode", "not a mode");
+    file_bytes += r.files[i].data.size();
+  }
+  if (file_bytes > L::kMaxFilesTotal) return fail("files", "larger than 8 MiB in total");
+  if (r.files_out.size() > L::kMaxFiles) return fail("files_out", "too many entries");
+  for (size_t i = 0; i < r.files_out.size(); ++i) {
+    if (auto p = path_problem(r.files_out[i])) {
+      return fail("files_out[" + std::to_string(i) + "]", *p);
+    }
+  }
+  if (r.vcpus < 1 || r.vcpus > L::kMaxVcpus) return fail("vcpus", "must be between 1 and 16");
+  if (r.mem_mib < L::kMinMemMib || r.mem_mib > L::kMaxMemMib) {
+    return fail("mem_mib", "must be between 64 and 65536");
+  }
+  if (r.timeout_ms < 1 || r.timeout_ms > L::kMaxTimeoutMs) {
+    return fail("timeout_ms", "must be between 1 and 86400000");
+  }
+  if (r.output_cap > L::kMaxOutputCap) return fail("output_cap", "must be at most 8 MiB");
+  if (r.egress.size() > L::kMaxEgressRules) return fail("egress", "too many rules");
+  for (size_t i = 0; i < r.egress.size(); ++i) {
+    const auto& rule = r.egress[i];
+    const std::string at = "egress[" + std::to_string(i) + "]";
+    if (auto p = cidr_problem(rule.cidr)) return fail(at + ".cidr", *p);
+    const auto& proto = rule.protocol;
+    if (proto != "tcp" && proto != "udp" && proto != "icmp" && proto != "any") {
+      return fail(at + ".protocol", "must be tcp, udp, icmp or any");
+    }
+    if (rule.ports.size() > L::kMaxPortRanges) return fail(at + ".ports", "too many ranges");
+    if ((proto == "icmp" || proto == "any") && !rule.ports.empty()) {
+      return fail(at + ".ports", "ports apply to tcp and udp only");
+    }
+    for (size_t j = 0; j < rule.ports.size(); ++j) {
+      const auto& pr = rule.ports[j];
+      if (pr.first == 0 || pr.first > pr.last) {
+        return fail(at + ".ports[" + std::to_string(j) + "]", "must satisfy 1 <= first <= last");
+      }
+    }
+  }
+  if (r.priority < L::kMinPriority || r.priority > L::kMaxPriority) {
+    return fail("priority", "must be between -100 and 100");
+  }
+  if (r.tags.size() > L::kMaxTags) return fail("tags", "too many entries");
+  for (const auto& [k, v] : r.tags) {
+    if (k.empty() || k.size() > L::kMaxTagKey) return fail("tags", "key must be 1-64 bytes");
+    if (v.size() > L::kMaxTagValue) return fail("tags." + k, "longer than 256 bytes");
+  }
+  return std::nullopt;
+}
+
+}  // namespace paddock::schemas
