@@ -1,0 +1,113 @@
+// The runtime's error type: one of thirteen variants with stable codes (fixed by the product; codes
+// are forever) and the exact messages of the reference runtime. Errors are values: providers
+// return Result<T> and never throw across their interface.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+namespace paddock::runtime {
+
+enum class Variant : uint32_t {
+  kVmAlreadyExists = 1,
+  kVmNotFound = 2,
+  kInvalidTransition = 3,
+  kSnapshotAlreadyExists = 4,
+  kSnapshotNotFound = 5,
+  kStatePoisoned = 6,
+  kUnsupported = 7,
+  kMetrics = 8,
+  kShutdown = 9,
+  kFirewall = 10,
+  kJailer = 11,
+  kNetworkConfig = 12,
+  kNetworkSetup = 13,
+};
+
+inline constexpr uint32_t kVariantCount = 13;
+
+std::string_view variant_name(Variant v);
+// Parses a variant by its name ("VmNotFound"); nullopt for anything else.
+std::optional<Variant> variant_from_name(std::string_view name);
+inline constexpr uint32_t code_of(Variant v) { return static_cast<uint32_t>(v); }
+
+class Error {
+ public:
+  static Error vm_already_exists(std::string vm_id);
+  static Error vm_not_found(std::string vm_id);
+  static Error invalid_transition(std::string vm_id, std::string from, std::string to);
+  static Error snapshot_already_exists(std::string vm_id, std::string snapshot_id);
+  static Error snapshot_not_found(std::string vm_id, std::string snapshot_id);
+  static Error state_poisoned();
+  static Error unsupported(std::string detail);
+  static Error metrics(std::string detail);
+  static Error shutdown(std::string detail);
+  static Error firewall(std::string detail);
+  static Error jailer(std::string detail);
+  static Error network_config(std::string detail);
+  static Error network_setup(std::string detail);
+  // Any variant with a detail; for the variants with structured fields the detail is ignored and
+  // the fields stay empty. Used by the in-memory test double's scripted failures.
+  static Error of(Variant v, std::string detail);
+
+  Variant variant() const { return variant_; }
+  uint32_t code() const { return code_of(variant_); }
+  std::string_view name() const { return variant_name(variant_); }
+  // The exact message of DESIGN.md §3 / PROTOCOL.md §Codes.
+  std::string message() const;
+  // Whether a new attempt (another VM, maybe another host) may succeed.
+  bool retryable() const;
+
+  const std::optional<std::string>& vm_id() const { return vm_id_; }
+  const std::optional<std::string>& snapshot_id() const { return snapshot_id_; }
+  const std::optional<std::string>& from() const { return from_; }
+  const std::optional<std::string>& to() const { return to_; }
+  const std::string& detail() const { return detail_; }
+
+ private:
+  explicit Error(Variant v) : variant_(v) {}
+
+  Variant variant_;
+  std::optional<std::string> vm_id_;
+  std::optional<std::string> snapshot_id_;
+  std::optional<std::string> from_;
+  std::optional<std::string> to_;
+  std::string detail_;
+};
+
+// A value or an Error. Result<void> carries no value.
+template <class T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(Error error) : v_(std::move(error)) {}  // NOLINT
+  bool ok() const { return v_.index() == 0; }
+  explicit operator bool() const { return ok(); }
+  T& value() { return std::get<0>(v_); }
+  const T& value() const { return std::get<0>(v_); }
+  const Error& error() const { return std::get<1>(v_); }
+
+ private:
+  std::variant<T, Error> v_;
+};
+
+template <>
+class [[nodiscard]] Result<void> {
+ public:
+  Result() = default;
+  Result(Error error) : e_(std::move(error)) {}  // NOLINT
+  bool ok() const { return !e_.has_value(); }
+  explicit operator bool() const { return ok(); }
+  const Error& error() const { return *e_; }
+
+ private:
+  std::optional<Error> e_;
+};
+
+using Status = Result<void>;
+
+}  // namespace paddock::runtime

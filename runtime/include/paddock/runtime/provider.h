@@ -1,0 +1,112 @@
+// The provider interface: one backend's way to create, run, snapshot and destroy VMs. Backends:
+// "memory" (the in-memory test double), "qemu" and "firecracker" (later). The runtime knows
+// nothing of queues; the worker drives a provider for each job.
+//
+// Thread-safety: every method may be called concurrently from any thread, for different VMs or
+// the same one. Errors are returned as values (Result), never thrown.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "paddock/runtime/error.h"
+#include "paddock/runtime/vm_state.h"
+
+namespace paddock::runtime {
+
+struct VmSpec {
+  std::string image = "default";
+  uint32_t vcpus = 1;
+  uint32_t mem_mib = 128;
+};
+
+struct VmInfo {
+  std::string id;
+  VmState state = VmState::kCreated;
+  VmSpec spec;
+  // Set for a VM restored from a snapshot: the snapshot's VM and id.
+  std::optional<std::string> restored_from_vm;
+  std::optional<std::string> restored_from_snapshot;
+};
+
+// A snapshot belongs to the VM it was taken of; it outlives that VM's destruction.
+struct SnapshotInfo {
+  std::string vm_id;
+  std::string snapshot_id;
+  VmSpec spec;
+  uint64_t created_unix_ms = 0;
+};
+
+struct ExecFile {
+  std::string path;  // relative to the job's working directory
+  uint32_t mode = 0644;
+  std::string data;
+  bool truncated = false;
+};
+
+// One program run inside a running VM, through the guest agent.
+struct ExecRequest {
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;
+  std::string stdin_data;
+  std::vector<ExecFile> files_in;
+  std::vector<std::string> files_out;
+  uint32_t timeout_ms = 30'000;
+  uint32_t output_cap = 1 << 20;
+};
+
+struct ExecResult {
+  int32_t exit_code = 0;
+  int32_t signal = 0;
+  std::string stdout_data;
+  std::string stderr_data;
+  bool stdout_truncated = false;
+  bool stderr_truncated = false;
+  bool timed_out = false;
+  bool cancelled = false;  // stopped because the caller's stop_token was triggered
+  std::vector<ExecFile> files_out;
+  uint64_t cpu_us = 0;
+  uint64_t peak_memory_kib = 0;
+};
+
+class Provider {
+ public:
+  virtual ~Provider() = default;
+
+  // "memory", "qemu", ...
+  virtual std::string_view backend() const = 0;
+
+  // New VM in state created. VmAlreadyExists if the id is in use or was ever destroyed.
+  virtual Status create(const std::string& vm_id, const VmSpec& spec) = 0;
+  virtual Status start(const std::string& vm_id) = 0;   // created -> running
+  virtual Status stop(const std::string& vm_id) = 0;    // running -> stopped (pause)
+  virtual Status resume(const std::string& vm_id) = 0;  // stopped -> running
+  virtual Status destroy(const std::string& vm_id) = 0;  // any but destroyed -> destroyed
+
+  // SnapshotAlreadyExists if (vm_id, snapshot_id) exists; VmNotFound; InvalidTransition if the VM
+  // is destroyed.
+  virtual Result<SnapshotInfo> snapshot(const std::string& vm_id,
+                                        const std::string& snapshot_id) = 0;
+  // New VM `new_vm_id`, state stopped, from snapshot (vm_id, snapshot_id). SnapshotNotFound if it
+  // does not exist; VmAlreadyExists if new_vm_id is taken.
+  virtual Status restore(const std::string& vm_id, const std::string& snapshot_id,
+                         const std::string& new_vm_id) = 0;
+
+  virtual Result<VmInfo> get(const std::string& vm_id) const = 0;
+  // Every VM that is not destroyed, ordered by id.
+  virtual Result<std::vector<VmInfo>> list() const = 0;
+  // VmNotFound if the VM never existed.
+  virtual Result<std::vector<SnapshotInfo>> list_snapshots(const std::string& vm_id) const = 0;
+
+  // Runs a program in a running VM. A program that fails, times out or is cancelled is still an
+  // ExecResult; an Error means the provider could not run it.
+  virtual Result<ExecResult> exec(const std::string& vm_id, const ExecRequest& request,
+                                  std::stop_token cancel) = 0;
+};
+
+}  // namespace paddock::runtime

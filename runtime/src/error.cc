@@ -1,0 +1,112 @@
+#include "paddock/runtime/error.h"
+
+#include <array>
+
+namespace paddock::runtime {
+namespace {
+
+constexpr std::array<std::string_view, kVariantCount> kNames = {
+    "VmAlreadyExists", "VmNotFound", "InvalidTransition", "SnapshotAlreadyExists",
+    "SnapshotNotFound", "StatePoisoned", "Unsupported", "Metrics",
+    "Shutdown", "Firewall", "Jailer", "NetworkConfig",
+    "NetworkSetup"};
+
+std::string quoted(const std::optional<std::string>& s) { return "'" + s.value_or("") + "'"; }
+
+}  // namespace
+
+std::string_view variant_name(Variant v) {
+  const auto i = static_cast<uint32_t>(v);
+  return i >= 1 && i <= kVariantCount ? kNames[i - 1] : std::string_view("Unknown");
+}
+
+std::optional<Variant> variant_from_name(std::string_view name) {
+  for (uint32_t i = 0; i < kVariantCount; ++i) {
+    if (kNames[i] == name) return static_cast<Variant>(i + 1);
+  }
+  return std::nullopt;
+}
+
+Error Error::vm_already_exists(std::string vm_id) {
+  Error e(Variant::kVmAlreadyExists);
+  e.vm_id_ = std::move(vm_id);
+  return e;
+}
+Error Error::vm_not_found(std::string vm_id) {
+  Error e(Variant::kVmNotFound);
+  e.vm_id_ = std::move(vm_id);
+  return e;
+}
+Error Error::invalid_transition(std::string vm_id, std::string from, std::string to) {
+  Error e(Variant::kInvalidTransition);
+  e.vm_id_ = std::move(vm_id);
+  e.from_ = std::move(from);
+  e.to_ = std::move(to);
+  return e;
+}
+Error Error::snapshot_already_exists(std::string vm_id, std::string snapshot_id) {
+  Error e(Variant::kSnapshotAlreadyExists);
+  e.vm_id_ = std::move(vm_id);
+  e.snapshot_id_ = std::move(snapshot_id);
+  return e;
+}
+Error Error::snapshot_not_found(std::string vm_id, std::string snapshot_id) {
+  Error e(Variant::kSnapshotNotFound);
+  e.vm_id_ = std::move(vm_id);
+  e.snapshot_id_ = std::move(snapshot_id);
+  return e;
+}
+Error Error::state_poisoned() { return Error(Variant::kStatePoisoned); }
+Error Error::unsupported(std::string detail) { return of(Variant::kUnsupported, std::move(detail)); }
+Error Error::metrics(std::string detail) { return of(Variant::kMetrics, std::move(detail)); }
+Error Error::shutdown(std::string detail) { return of(Variant::kShutdown, std::move(detail)); }
+Error Error::firewall(std::string detail) { return of(Variant::kFirewall, std::move(detail)); }
+Error Error::jailer(std::string detail) { return of(Variant::kJailer, std::move(detail)); }
+Error Error::network_config(std::string detail) {
+  return of(Variant::kNetworkConfig, std::move(detail));
+}
+Error Error::network_setup(std::string detail) {
+  return of(Variant::kNetworkSetup, std::move(detail));
+}
+
+Error Error::of(Variant v, std::string detail) {
+  Error e(v);
+  e.detail_ = std::move(detail);
+  return e;
+}
+
+std::string Error::message() const {
+  switch (variant_) {
+    case Variant::kVmAlreadyExists: return "vm " + quoted(vm_id_) + " already exists";
+    case Variant::kVmNotFound: return "vm " + quoted(vm_id_) + " not found";
+    case Variant::kInvalidTransition:
+      return "invalid vm transition for " + quoted(vm_id_) + ": " + from_.value_or("") + " -> " +
+             to_.value_or("");
+    case Variant::kSnapshotAlreadyExists:
+      return "snapshot " + quoted(snapshot_id_) + " already exists for vm " + quoted(vm_id_);
+    case Variant::kSnapshotNotFound:
+      return "snapshot " + quoted(snapshot_id_) + " not found for vm " + quoted(vm_id_);
+    case Variant::kStatePoisoned: return "provider state lock poisoned";
+    case Variant::kUnsupported: return "backend unsupported: " + detail_;
+    case Variant::kMetrics: return "metrics: " + detail_;
+    case Variant::kShutdown: return "shutdown failed: " + detail_;
+    case Variant::kFirewall: return "firewall error: " + detail_;
+    case Variant::kJailer: return "jailer error: " + detail_;
+    case Variant::kNetworkConfig: return "network config invalid: " + detail_;
+    case Variant::kNetworkSetup: return "network setup failed: " + detail_;
+  }
+  return "unknown runtime error";
+}
+
+bool Error::retryable() const {
+  switch (variant_) {
+    case Variant::kMetrics:
+    case Variant::kShutdown:
+    case Variant::kFirewall:
+    case Variant::kJailer:
+    case Variant::kNetworkSetup: return true;
+    default: return false;
+  }
+}
+
+}  // namespace paddock::runtime

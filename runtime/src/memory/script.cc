@@ -1,0 +1,117 @@
+#include "script.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+
+namespace paddock::runtime::memory {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string join(const std::vector<std::string>& argv, size_t from) {
+  std::string out;
+  for (size_t i = from; i < argv.size(); ++i) {
+    if (i > from) out += ' ';
+    out += argv[i];
+  }
+  return out;
+}
+
+std::optional<long long> number(const std::vector<std::string>& argv, size_t i) {
+  if (i >= argv.size() || argv[i].empty() || argv[i].size() > 12) return std::nullopt;
+  try {
+    size_t used = 0;
+    long long v = std::stoll(argv[i], &used);
+    if (used != argv[i].size()) return std::nullopt;
+    return v;
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+void cap(std::string& data, bool& truncated, uint32_t limit) {
+  if (data.size() > limit) {
+    data.resize(limit);
+    truncated = true;
+  }
+}
+
+// Waits for `ms`, the job's timeout or cancellation, whichever comes first.
+void scripted_sleep(long long ms, const ExecRequest& req, std::stop_token cancel, ExecResult& r) {
+  std::mutex mu;
+  std::condition_variable_any cv;
+  const auto start = Clock::now();
+  const auto want = std::chrono::milliseconds(ms);
+  const auto limit = std::chrono::milliseconds(req.timeout_ms);
+  std::unique_lock lock(mu);
+  const bool stopped = cv.wait_for(lock, cancel, std::min(want, limit), [] { return false; });
+  if (stopped || cancel.stop_requested()) {
+    r.cancelled = true;
+    r.signal = 9;
+  } else if (want > limit) {
+    r.timed_out = true;
+    r.signal = 9;
+  }
+  r.cpu_us = 0;
+  (void)start;
+}
+
+Error scripted_failure(const std::string& vm_id, const std::vector<std::string>& argv) {
+  const std::string name = argv.size() > 1 ? argv[1] : "";
+  const std::string detail = argv.size() > 2 ? join(argv, 2) : "scripted failure";
+  const auto v = variant_from_name(name);
+  if (!v) return Error::unsupported("memory provider: unknown variant '" + name + "' for fail");
+  switch (*v) {
+    case Variant::kVmAlreadyExists: return Error::vm_already_exists(vm_id);
+    case Variant::kVmNotFound: return Error::vm_not_found(vm_id);
+    case Variant::kInvalidTransition: return Error::invalid_transition(vm_id, "running", "created");
+    case Variant::kSnapshotAlreadyExists: return Error::snapshot_already_exists(vm_id, detail);
+    case Variant::kSnapshotNotFound: return Error::snapshot_not_found(vm_id, detail);
+    case Variant::kStatePoisoned: return Error::state_poisoned();
+    default: return Error::of(*v, detail);
+  }
+}
+
+}  // namespace
+
+Result<ExecResult> run_script(const std::string& vm_id, const ExecRequest& req,
+                              std::stop_token cancel) {
+  ExecResult r;
+  const auto& argv = req.argv;
+  const std::string cmd = argv.empty() ? "" : argv[0];
+  if (cmd == "echo") {
+    r.stdout_data = join(argv, 1) + "\n";
+  } else if (cmd == "cat") {
+    r.stdout_data = req.stdin_data;
+  } else if (cmd == "env" && argv.size() == 2) {
+    auto it = req.env.find(argv[1]);
+    if (it != req.env.end()) r.stdout_data = it->second + "\n";
+    else r.exit_code = 1;
+  } else if (cmd == "stderr") {
+    r.stderr_data = join(argv, 1) + "\n";
+  } else if (cmd == "output" && number(argv, 1) && *number(argv, 1) >= 0) {
+    r.stdout_data.assign(static_cast<size_t>(std::min<long long>(*number(argv, 1), 64 << 20)),
+                         'x');
+  } else if (cmd == "exit" && number(argv, 1)) {
+    r.exit_code = static_cast<int32_t>(*number(argv, 1));
+  } else if (cmd == "true") {
+    r.exit_code = 0;
+  } else if (cmd == "false") {
+    r.exit_code = 1;
+  } else if (cmd == "sleep" && number(argv, 1) && *number(argv, 1) >= 0) {
+    scripted_sleep(*number(argv, 1), req, cancel, r);
+  } else if (cmd == "fail") {
+    return scripted_failure(vm_id, argv);
+  } else {
+    r.exit_code = 127;
+    r.stderr_data = "paddock memory provider (test double): unknown scripted command '" + cmd +
+                    "'; nothing is executed\n";
+  }
+  cap(r.stdout_data, r.stdout_truncated, req.output_cap);
+  cap(r.stderr_data, r.stderr_truncated, req.output_cap);
+  return r;
+}
+
+}  // namespace paddock::runtime::memory
