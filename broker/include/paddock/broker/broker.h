@@ -1,0 +1,62 @@
+// The broker: one event loop over two ROUTER sockets, one for submitters and one for workers
+// (schemas/PROTOCOL.md is the contract). It queues jobs by priority, dispatches them to workers
+// by credit, watches heartbeats, re-queues the jobs of dead workers, and routes each job's final
+// answer to the connections waiting for it. It knows nothing of VMs.
+//
+// Version 1 keeps its queue in memory: a broker restart loses queued jobs (the journal comes with
+// the durability work).
+//
+// Thread-safety: a Broker is driven by one thread, inside run(); stop() may be called from any
+// thread or a signal handler.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace paddock::broker {
+
+struct Options {
+  std::string client_endpoint = "tcp://127.0.0.1:5555";
+  std::string worker_endpoint = "tcp://127.0.0.1:5556";
+  uint32_t heartbeat_ms = 1000;  // heartbeat period, both ways
+  uint32_t liveness = 3;         // heartbeats a worker may miss before it is dead
+  uint32_t max_attempts = 3;     // dispatches of one job before ERROR WorkerLost
+  size_t max_queue = 1'000'000;  // jobs held (queued + running); beyond it SUBMIT is REJECTED
+  int send_hwm = 100'000;        // per-peer outgoing message high-water mark
+};
+
+struct Stats {
+  uint64_t accepted = 0;
+  uint64_t rejected = 0;
+  uint64_t invalid = 0;
+  uint64_t results = 0;
+  uint64_t errors = 0;
+  uint64_t requeued = 0;
+  uint64_t undeliverable = 0;
+};
+
+class Broker {
+ public:
+  // Binds both endpoints; throws zmq::error_t if one cannot be bound. An endpoint's port may be
+  // "*" (ephemeral); client_endpoint()/worker_endpoint() tell what was bound.
+  explicit Broker(Options options);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  std::string client_endpoint() const;
+  std::string worker_endpoint() const;
+
+  // Runs the loop until stop() is called. Returns the counters.
+  Stats run();
+  void stop() { stop_.store(true); }
+
+ private:
+  class Loop;
+  std::unique_ptr<Loop> loop_;
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace paddock::broker

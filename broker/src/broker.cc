@@ -1,0 +1,228 @@
+#include "paddock/broker/broker.h"
+
+#include <spdlog/spdlog.h>
+
+#include "loop.h"
+#include "paddock/client/zmq_frames.h"
+#include "paddock/schemas/codes.h"
+
+namespace paddock::broker {
+
+namespace sc = paddock::schemas;
+
+namespace {
+
+// Answers held for one slow client before further ones are dropped (and logged).
+constexpr size_t kMaxPendingPerClient = 100'000;
+// Messages read from one socket per loop turn, so neither side starves the other.
+constexpr int kBurst = 1000;
+
+zmq::socket_t make_router(zmq::context_t& ctx, const std::string& endpoint, int hwm,
+                          std::string& bound) {
+  zmq::socket_t s(ctx, zmq::socket_type::router);
+  wire::apply_common_options(s);
+  s.set(zmq::sockopt::router_mandatory, 1);
+  s.set(zmq::sockopt::sndhwm, hwm);
+  s.set(zmq::sockopt::rcvhwm, hwm);
+  s.bind(endpoint);
+  bound = s.get(zmq::sockopt::last_endpoint);
+  return s;
+}
+
+}  // namespace
+
+Broker::Broker(Options options) : loop_(std::make_unique<Loop>(std::move(options))) {}
+Broker::~Broker() = default;
+std::string Broker::client_endpoint() const { return loop_->client_endpoint; }
+std::string Broker::worker_endpoint() const { return loop_->worker_endpoint; }
+Stats Broker::run() { return loop_->run(stop_); }
+
+Broker::Loop::Loop(Options options) : options_(std::move(options)) {
+  clients = make_router(context, options_.client_endpoint, options_.send_hwm, client_endpoint);
+  workers = make_router(context, options_.worker_endpoint, options_.send_hwm, worker_endpoint);
+}
+
+Stats Broker::Loop::run(const std::atomic<bool>& stop) {
+  spdlog::info("broker listening: clients on {}, workers on {}", client_endpoint, worker_endpoint);
+  now_ = Clock::now();
+  next_tick_ = now_ + std::chrono::milliseconds(options_.heartbeat_ms);
+  std::vector<zmq::message_t> frames;
+  while (!stop.load()) {
+    zmq::pollitem_t items[] = {{clients.handle(), 0, ZMQ_POLLIN, 0},
+                               {workers.handle(), 0, ZMQ_POLLIN, 0}};
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick_ - Clock::now());
+    if (pending_total_ > 0) wait = std::min(wait, std::chrono::milliseconds(1));
+    try {
+      zmq::poll(items, 2, std::max(wait, std::chrono::milliseconds(0)));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;  // a signal: the loop condition decides
+      throw;
+    }
+    now_ = Clock::now();
+    // Worker messages first: they free credits and finish jobs.
+    for (int i = 0; i < kBurst && wire::recv_message(workers, frames); ++i) {
+      if (frames.size() < 2) continue;  // a routing id alone: nothing to answer
+      auto parts = wire::views(frames, 1);
+      on_worker_message(frames[0].to_string(), parts);
+    }
+    for (int i = 0; i < kBurst && wire::recv_message(clients, frames); ++i) {
+      if (frames.size() < 2) continue;
+      auto parts = wire::views(frames, 1);
+      on_client_message(frames[0].to_string(), parts);
+    }
+    dispatch();
+    if (pending_total_ > 0) flush_pending();
+    if (Clock::now() >= next_tick_) tick();
+  }
+  spdlog::info(
+      "broker stopping: {} jobs held ({} queued) are dropped; accepted {}, results {}, errors {}, "
+      "rejected {}, invalid {}, requeued {}, undeliverable {}",
+      jobs_.size(), jobs_.queued(), stats_.accepted, stats_.results, stats_.errors,
+      stats_.rejected, stats_.invalid, stats_.requeued, stats_.undeliverable);
+  for (const auto& id : registry_.routing_ids()) {
+    to_worker(id, sc::make_message(sc::Command::kDisconnect));
+  }
+  return stats_;
+}
+
+void Broker::Loop::dispatch() {
+  while (jobs_.queued() > 0) {
+    WorkerState* w = registry_.next_with_credit();
+    if (w == nullptr) return;
+    Job* job = jobs_.pop_next(w->routing_id);
+    const uint64_t now_ms = now_unix_ms();
+    if (job->request.deadline_ms != 0 && job->request.deadline_ms <= now_ms) {
+      registry_.grant(*w, 0);  // the credit was not spent; keep the worker in the ring
+      answer_error(*job, sc::JobCode::kDeadlineExceeded,
+                   "deadline passed before a worker could start the job", false);
+      jobs_.remove(job->request.job_id);
+      continue;
+    }
+    sc::JobDispatch d;
+    d.attempt = job->attempt;
+    d.queued_us = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(now_ - job->accepted_at).count());
+    d.request = job->request;
+    auto status = wire::send_message(
+        workers, sc::make_message(sc::Command::kJob, {sc::encode(d)}), w->routing_id);
+    if (status != wire::SendStatus::kOk) {
+      // Not sent: the job keeps its attempt and goes back; the worker's credit is not spent.
+      jobs_.requeue(*job);
+      if (status == wire::SendStatus::kUnreachable) worker_gone(w->routing_id, "unreachable");
+      return;
+    }
+    --w->credits;
+    w->jobs.insert(job->request.job_id);
+  }
+}
+
+void Broker::Loop::tick() {
+  next_tick_ = now_ + std::chrono::milliseconds(options_.heartbeat_ms);
+  const auto cutoff = now_ - std::chrono::milliseconds(uint64_t{options_.heartbeat_ms} *
+                                                       options_.liveness);
+  for (const auto& id : registry_.silent_since(cutoff)) worker_gone(id, "missed its heartbeats");
+  for (const auto& id : registry_.routing_ids()) {
+    to_worker(id, sc::make_message(sc::Command::kHeartbeat));
+  }
+  for (Job& job : jobs_.take_expired(now_unix_ms())) {
+    answer_error(job, sc::JobCode::kDeadlineExceeded,
+                 "deadline passed before a worker could start the job", false);
+  }
+}
+
+void Broker::Loop::worker_gone(const std::string& route, const char* why) {
+  WorkerState* w = registry_.find(route);
+  if (w == nullptr) return;
+  spdlog::warn("worker '{}' {}: {} job(s) in flight go back to the queue", w->worker_id, why,
+               w->jobs.size());
+  const std::string name = w->worker_id;
+  for (const auto& job_id : registry_.remove(route)) {
+    Job* job = jobs_.find(job_id);
+    if (job == nullptr) continue;
+    if (job->cancel_requested) {
+      answer_error(*job, sc::JobCode::kCancelled, "cancelled; its worker was lost meanwhile",
+                   false);
+      jobs_.remove(job_id);
+    } else if (job->attempt >= options_.max_attempts) {
+      answer_error(*job, sc::JobCode::kWorkerLost,
+                   "worker '" + name + "' was lost on attempt " + std::to_string(job->attempt) +
+                       " of " + std::to_string(options_.max_attempts),
+                   true);
+      jobs_.remove(job_id);
+    } else {
+      ++job->attempt;
+      ++stats_.requeued;
+      jobs_.requeue(*job);
+    }
+  }
+}
+
+void Broker::Loop::answer(const Job& job, sc::Command command, const std::string& body) {
+  for (const auto& route : job.routes) to_client(route, sc::make_message(command, {body}));
+}
+
+void Broker::Loop::answer_error(const Job& job, sc::JobCode code, const std::string& message,
+                                bool retryable) {
+  sc::JobError e;
+  e.job_id = job.request.job_id;
+  e.code = sc::code(code);
+  e.variant = std::string(sc::job_code_name(e.code));
+  e.message = message;
+  e.attempt = job.attempt;
+  e.retryable = retryable;
+  ++stats_.errors;
+  answer(job, sc::Command::kError, sc::encode(e));
+}
+
+void Broker::Loop::to_client(const std::string& route, std::vector<std::string> parts) {
+  auto it = pending_.find(route);
+  if (it == pending_.end()) {
+    auto status = wire::send_message(clients, parts, route);
+    if (status == wire::SendStatus::kOk) return;
+    if (status == wire::SendStatus::kUnreachable) {
+      ++stats_.undeliverable;
+      if (protocol_log_.allow()) spdlog::info("client gone; an answer for it is dropped");
+      return;
+    }
+    it = pending_.emplace(route, std::deque<std::vector<std::string>>{}).first;
+  }
+  if (it->second.size() >= kMaxPendingPerClient) {
+    ++stats_.undeliverable;
+    if (protocol_log_.allow()) spdlog::warn("client not reading; an answer for it is dropped");
+    return;
+  }
+  it->second.push_back(std::move(parts));
+  ++pending_total_;
+}
+
+void Broker::Loop::flush_pending() {
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    auto& queue = it->second;
+    while (!queue.empty()) {
+      auto status = wire::send_message(clients, queue.front(), it->first);
+      if (status == wire::SendStatus::kWouldBlock) break;
+      if (status == wire::SendStatus::kUnreachable) stats_.undeliverable += queue.size();
+      const size_t n = status == wire::SendStatus::kUnreachable ? queue.size() : 1;
+      pending_total_ -= n;
+      if (n == 1) queue.pop_front();
+      else queue.clear();
+    }
+    it = queue.empty() ? pending_.erase(it) : std::next(it);
+  }
+}
+
+void Broker::Loop::to_worker(const std::string& route, std::vector<std::string> parts) {
+  // Control messages only (jobs go through dispatch()): a full pipe drops a heartbeat, which the
+  // next tick repeats; an unreachable worker is gone.
+  if (wire::send_message(workers, parts, route) == wire::SendStatus::kUnreachable) {
+    worker_gone(route, "is unreachable");
+  }
+}
+
+uint64_t Broker::Loop::now_unix_ms() const {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+}  // namespace paddock::broker

@@ -1,0 +1,133 @@
+// The broker's handlers for submitter messages (PROTOCOL.md, "Client session").
+#include <spdlog/spdlog.h>
+
+#include "loop.h"
+#include "paddock/client/zmq_frames.h"
+#include "paddock/schemas/codes.h"
+
+namespace paddock::broker {
+
+namespace sc = paddock::schemas;
+
+void Broker::Loop::on_client_message(const std::string& route,
+                                     std::span<const std::string_view> parts) {
+  auto env = sc::parse_envelope(parts, sc::Direction::kClientToBroker);
+  if (!env) {
+    reply_invalid(route, "", env.error().message());
+    return;
+  }
+  switch (env->command) {
+    case sc::Command::kSubmit: on_submit(route, env->bodies); break;
+    case sc::Command::kCancel: on_cancel(route, env->bodies[0]); break;
+    case sc::Command::kFetch: on_fetch(route, env->bodies); break;
+    case sc::Command::kPing: {
+      std::vector<std::string> echo;
+      if (!env->bodies.empty()) echo.emplace_back(env->bodies[0]);
+      to_client(route, sc::make_message(sc::Command::kPong, std::move(echo)));
+      break;
+    }
+    default: break;  // parse_envelope admits client commands only
+  }
+}
+
+void Broker::Loop::reply_invalid(const std::string& route, std::string job_id,
+                                 const std::string& message) {
+  ++stats_.invalid;
+  if (protocol_log_.allow()) {
+    spdlog::warn("invalid client message{}: {}", job_id.empty() ? "" : " for job '" + job_id + "'",
+                 message);
+  }
+  sc::JobError e;
+  e.job_id = std::move(job_id);
+  e.code = sc::code(sc::JobCode::kInvalidRequest);
+  e.variant = std::string(sc::job_code_name(e.code));
+  e.message = message;
+  to_client(route, sc::make_message(sc::Command::kError, {sc::encode(e)}));
+}
+
+void Broker::Loop::on_submit(const std::string& route,
+                             const std::vector<std::string_view>& bodies) {
+  sc::Accepted accepted;
+  for (const auto body : bodies) {
+    auto request = sc::decode_job_request(body);
+    if (!request) {
+      reply_invalid(route, sc::peek_job_id(body), request.error().message());
+      continue;
+    }
+    if (Job* known = jobs_.find(request->job_id)) {
+      // Idempotent: a job_id already held is not queued twice; this connection gets its answer.
+      known->add_route(route);
+      accepted.job_ids.push_back(request->job_id);
+      continue;
+    }
+    if (jobs_.size() >= options_.max_queue) {
+      ++stats_.rejected;
+      sc::JobError e;
+      e.job_id = request->job_id;
+      e.code = sc::code(sc::JobCode::kQueueFull);
+      e.variant = std::string(sc::job_code_name(e.code));
+      e.message = "queue full (" + std::to_string(options_.max_queue) + " jobs); retry later";
+      e.retryable = true;
+      to_client(route, sc::make_message(sc::Command::kRejected, {sc::encode(e)}));
+      continue;
+    }
+    accepted.job_ids.push_back(request->job_id);
+    jobs_.push(std::move(request.value()), route, now_);
+    ++stats_.accepted;
+  }
+  if (!accepted.job_ids.empty()) {
+    to_client(route, sc::make_message(sc::Command::kAccepted, {sc::encode(accepted)}));
+  }
+}
+
+void Broker::Loop::on_cancel(const std::string& route, std::string_view body) {
+  auto ref = sc::decode_job_ref(body);
+  if (!ref) {
+    reply_invalid(route, "", ref.error().message());
+    return;
+  }
+  Job* job = jobs_.find(ref->job_id);
+  if (job == nullptr) {
+    sc::JobError e;
+    e.job_id = ref->job_id;
+    e.code = sc::code(sc::JobCode::kUnknownJob);
+    e.variant = std::string(sc::job_code_name(e.code));
+    e.message = "job '" + ref->job_id + "' is not held by this broker (unknown or finished)";
+    to_client(route, sc::make_message(sc::Command::kError, {sc::encode(e)}));
+    return;
+  }
+  job->add_route(route);  // the canceller hears the outcome too
+  if (job->state == Job::State::kQueued) {
+    answer_error(*job, sc::JobCode::kCancelled, "cancelled before it started", false);
+    jobs_.remove(ref->job_id);
+    return;
+  }
+  if (!job->cancel_requested) {
+    job->cancel_requested = true;
+    to_worker(job->worker, sc::make_message(sc::Command::kCancel, {sc::encode(*ref)}));
+  }
+}
+
+void Broker::Loop::on_fetch(const std::string& route,
+                            const std::vector<std::string_view>& bodies) {
+  for (const auto body : bodies) {
+    auto ref = sc::decode_job_ref(body);
+    if (!ref) {
+      reply_invalid(route, "", ref.error().message());
+      continue;
+    }
+    if (Job* job = jobs_.find(ref->job_id)) {
+      job->add_route(route);  // still queued or running: the answer will come here too
+      continue;
+    }
+    sc::JobError e;
+    e.job_id = ref->job_id;
+    e.code = sc::code(sc::JobCode::kUnknownJob);
+    e.variant = std::string(sc::job_code_name(e.code));
+    e.message = "job '" + ref->job_id +
+                "' is not held by this broker (version 1 keeps no results after delivery)";
+    to_client(route, sc::make_message(sc::Command::kError, {sc::encode(e)}));
+  }
+}
+
+}  // namespace paddock::broker

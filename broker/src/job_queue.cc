@@ -1,0 +1,74 @@
+#include "job_queue.h"
+
+#include <algorithm>
+
+namespace paddock::broker {
+
+void Job::add_route(const std::string& route) {
+  if (std::find(routes.begin(), routes.end(), route) != routes.end()) return;
+  if (routes.size() >= kMaxRoutes) routes.erase(routes.begin() + 1);  // keep the submitter
+  routes.push_back(route);
+}
+
+Job* JobQueue::find(const std::string& job_id) {
+  auto it = jobs_.find(job_id);
+  return it == jobs_.end() ? nullptr : &it->second;
+}
+
+Job& JobQueue::push(schemas::JobRequest request, std::string route, Clock::time_point now) {
+  const std::string id = request.job_id;
+  Job job;
+  job.request = std::move(request);
+  job.routes.push_back(std::move(route));
+  job.seq = next_seq_++;
+  job.accepted_at = now;
+  auto [it, inserted] = jobs_.emplace(id, std::move(job));
+  order_.emplace(key_of(it->second), id);
+  if (it->second.request.deadline_ms != 0) ++with_deadline_;
+  return it->second;
+}
+
+Job* JobQueue::pop_next(const std::string& worker) {
+  if (order_.empty()) return nullptr;
+  auto first = order_.begin();
+  Job& job = jobs_.at(first->second);
+  order_.erase(first);
+  if (job.request.deadline_ms != 0) --with_deadline_;
+  job.state = Job::State::kRunning;
+  job.worker = worker;
+  return &job;
+}
+
+void JobQueue::requeue(Job& job) {
+  job.state = Job::State::kQueued;
+  job.worker.clear();
+  job.cancel_requested = false;
+  order_.emplace(key_of(job), job.request.job_id);
+  if (job.request.deadline_ms != 0) ++with_deadline_;
+}
+
+std::optional<Job> JobQueue::remove(const std::string& job_id) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return std::nullopt;
+  if (it->second.state == Job::State::kQueued) {
+    order_.erase(key_of(it->second));
+    if (it->second.request.deadline_ms != 0) --with_deadline_;
+  }
+  Job job = std::move(it->second);
+  jobs_.erase(it);
+  return job;
+}
+
+std::vector<Job> JobQueue::take_expired(uint64_t now_unix_ms) {
+  std::vector<Job> expired;
+  if (with_deadline_ == 0) return expired;
+  std::vector<std::string> ids;
+  for (const auto& [key, id] : order_) {
+    const auto& r = jobs_.at(id).request;
+    if (r.deadline_ms != 0 && r.deadline_ms <= now_unix_ms) ids.push_back(id);
+  }
+  for (const auto& id : ids) expired.push_back(*remove(id));
+  return expired;
+}
+
+}  // namespace paddock::broker

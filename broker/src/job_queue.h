@@ -1,0 +1,67 @@
+// The broker's job table and ready queue: every job the broker holds, queued or running, by id;
+// queued jobs ordered by priority (higher first), then by acceptance order (FIFO).
+//
+// Thread-safety: none; owned by the broker's event loop.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "paddock/schemas/messages.h"
+
+namespace paddock::broker {
+
+using Clock = std::chrono::steady_clock;
+
+struct Job {
+  enum class State { kQueued, kRunning };
+
+  schemas::JobRequest request;
+  // Routing ids of the client connections that get the final answer: the submitter, plus any
+  // connection that re-submitted, cancelled or fetched it meanwhile (at most kMaxRoutes).
+  std::vector<std::string> routes;
+  uint32_t attempt = 1;
+  State state = State::kQueued;
+  std::string worker;  // routing id of the worker running it
+  bool cancel_requested = false;
+  uint64_t seq = 0;
+  Clock::time_point accepted_at;
+
+  static constexpr size_t kMaxRoutes = 8;
+  void add_route(const std::string& route);
+};
+
+class JobQueue {
+ public:
+  size_t size() const { return jobs_.size(); }
+  size_t queued() const { return order_.size(); }
+
+  Job* find(const std::string& job_id);
+  // REQUIRES: no job with this id is held.
+  Job& push(schemas::JobRequest request, std::string route, Clock::time_point now);
+  // The next queued job by priority and age, now marked running on `worker`.
+  Job* pop_next(const std::string& worker);
+  // A running job goes back to the queue, ahead of younger jobs of its priority.
+  void requeue(Job& job);
+  // Forgets a job (finished, cancelled, failed). Returns it.
+  std::optional<Job> remove(const std::string& job_id);
+  // Removes queued jobs whose deadline (unix ms) is at or before `now_unix_ms`.
+  std::vector<Job> take_expired(uint64_t now_unix_ms);
+
+ private:
+  using Key = std::pair<int64_t, uint64_t>;  // (-priority, seq)
+  static Key key_of(const Job& j) { return {-static_cast<int64_t>(j.request.priority), j.seq}; }
+
+  uint64_t next_seq_ = 0;
+  size_t with_deadline_ = 0;  // queued jobs that have a deadline; skips the scan when 0
+  std::unordered_map<std::string, Job> jobs_;
+  std::map<Key, std::string> order_;  // queued jobs only
+};
+
+}  // namespace paddock::broker

@@ -1,0 +1,72 @@
+// Internal: the broker's event loop state and handlers. broker.cc runs the loop and dispatches;
+// client_side.cc handles submitter messages; worker_side.cc handles worker messages.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "job_queue.h"
+#include "log_limiter.h"
+#include "paddock/broker/broker.h"
+#include "paddock/schemas/codes.h"
+#include "paddock/schemas/frames.h"
+#include "worker_registry.h"
+
+namespace paddock::broker {
+
+class Broker::Loop {
+ public:
+  explicit Loop(Options options);
+
+  Stats run(const std::atomic<bool>& stop);
+
+  zmq::context_t context{1};
+  zmq::socket_t clients;
+  zmq::socket_t workers;
+  std::string client_endpoint;
+  std::string worker_endpoint;
+
+ private:
+  // client_side.cc
+  void on_client_message(const std::string& route, std::span<const std::string_view> parts);
+  void on_submit(const std::string& route, const std::vector<std::string_view>& bodies);
+  void on_cancel(const std::string& route, std::string_view body);
+  void on_fetch(const std::string& route, const std::vector<std::string_view>& bodies);
+  void reply_invalid(const std::string& route, std::string job_id, const std::string& message);
+
+  // worker_side.cc
+  void on_worker_message(const std::string& route, std::span<const std::string_view> parts);
+  void on_ready(const std::string& route, std::string_view body);
+  void on_outcome(WorkerState& w, schemas::Command command, std::string_view body);
+  void worker_gone(const std::string& route, const char* why);
+
+  // broker.cc
+  void dispatch();
+  void tick();
+  // Sends a job's final answer (RESULT or ERROR, already encoded) to every waiting route.
+  void answer(const Job& job, schemas::Command command, const std::string& body);
+  void answer_error(const Job& job, schemas::JobCode code, const std::string& message,
+                    bool retryable);
+  void to_client(const std::string& route, std::vector<std::string> parts);
+  void to_worker(const std::string& route, std::vector<std::string> parts);
+  void flush_pending();
+  uint64_t now_unix_ms() const;
+
+  Options options_;
+  JobQueue jobs_;
+  WorkerRegistry registry_;
+  Stats stats_;
+  LogLimiter protocol_log_{20};  // protocol violations logged per second at most
+  Clock::time_point now_;
+  Clock::time_point next_tick_;
+  // Answers to clients whose pipe was full, retried every loop turn (bounded per client).
+  std::unordered_map<std::string, std::deque<std::vector<std::string>>> pending_;
+  size_t pending_total_ = 0;
+};
+
+}  // namespace paddock::broker

@@ -1,0 +1,85 @@
+// paddock-broker: the broker daemon. A thin shell over paddock::broker::Broker.
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include "paddock/broker/broker.h"
+
+namespace {
+
+paddock::broker::Broker* g_broker = nullptr;
+
+extern "C" void on_signal(int) {
+  if (g_broker != nullptr) g_broker->stop();
+}
+
+// Writes the bound endpoints as JSON, atomically (write a temp file, then rename), so a script
+// polling for the file never reads half of it.
+void write_ready_file(const std::string& path, const paddock::broker::Broker& broker) {
+  nlohmann::json j = {{"client", broker.client_endpoint()},
+                      {"worker", broker.worker_endpoint()},
+                      {"pid", static_cast<int>(getpid())}};
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump() << "\n";
+    if (!out) throw std::runtime_error("write " + tmp + " failed");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  paddock::broker::Options opt;
+  std::string ready_file;
+  std::string log_level = "info";
+  CLI::App app{"paddock-broker: queues Paddock jobs and dispatches them to workers over ZeroMQ"};
+  app.add_option("--client-endpoint", opt.client_endpoint,
+                 "ZeroMQ endpoint for submitters; port * picks a free one")
+      ->capture_default_str();
+  app.add_option("--worker-endpoint", opt.worker_endpoint,
+                 "ZeroMQ endpoint for workers; port * picks a free one")
+      ->capture_default_str();
+  app.add_option("--heartbeat-ms", opt.heartbeat_ms, "heartbeat period, both ways")
+      ->check(CLI::Range(10u, 600'000u))
+      ->capture_default_str();
+  app.add_option("--liveness", opt.liveness, "heartbeats a worker may miss before it is dead")
+      ->check(CLI::Range(1u, 100u))
+      ->capture_default_str();
+  app.add_option("--max-attempts", opt.max_attempts,
+                 "dispatches of one job before it fails with WorkerLost")
+      ->check(CLI::Range(1u, 100u))
+      ->capture_default_str();
+  app.add_option("--max-queue", opt.max_queue, "jobs held at most; beyond, SUBMIT is REJECTED")
+      ->check(CLI::Range(size_t{1}, size_t{100'000'000}))
+      ->capture_default_str();
+  app.add_option("--ready-file", ready_file,
+                 "once bound, write {\"client\",\"worker\",\"pid\"} as JSON to this file");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ broker: %v");
+  try {
+    paddock::broker::Broker broker(opt);
+    g_broker = &broker;
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    if (!ready_file.empty()) write_ready_file(ready_file, broker);
+    broker.run();
+    g_broker = nullptr;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,109 @@
+// The broker's handlers for worker messages (PROTOCOL.md, "Worker session").
+#include <spdlog/spdlog.h>
+
+#include "loop.h"
+#include "paddock/schemas/codes.h"
+
+namespace paddock::broker {
+
+namespace sc = paddock::schemas;
+
+void Broker::Loop::on_worker_message(const std::string& route,
+                                     std::span<const std::string_view> parts) {
+  WorkerState* w = registry_.find(route);
+  if (w != nullptr) w->last_seen = now_;
+  auto env = sc::parse_envelope(parts, sc::Direction::kWorkerToBroker);
+  if (!env) {
+    if (protocol_log_.allow()) {
+      spdlog::warn("invalid worker message from {}: {}", w ? w->worker_id : "an unregistered peer",
+                   env.error().message());
+    }
+    if (w == nullptr) to_worker(route, sc::make_message(sc::Command::kDisconnect));
+    return;
+  }
+  if (env->command == sc::Command::kReady) {
+    on_ready(route, env->bodies[0]);
+    return;
+  }
+  if (w == nullptr) {
+    // Not registered (e.g. this broker restarted): ask it to reconnect and send READY.
+    if (env->command != sc::Command::kDisconnect) {
+      to_worker(route, sc::make_message(sc::Command::kDisconnect));
+    }
+    return;
+  }
+  switch (env->command) {
+    case sc::Command::kHeartbeat: break;
+    case sc::Command::kCredit: {
+      auto credit = sc::decode_credit(env->bodies[0]);
+      if (credit) {
+        registry_.grant(*w, credit->credits);
+      } else if (protocol_log_.allow()) {
+        spdlog::warn("worker '{}': bad CREDIT: {}", w->worker_id, credit.error().message());
+      }
+      break;
+    }
+    case sc::Command::kResult:
+    case sc::Command::kError: on_outcome(*w, env->command, env->bodies[0]); break;
+    case sc::Command::kDrain:
+      spdlog::info("worker '{}' drains; {} job(s) in flight", w->worker_id, w->jobs.size());
+      registry_.drain(*w);
+      to_worker(route, sc::make_message(sc::Command::kDrained));
+      break;
+    case sc::Command::kDisconnect: worker_gone(route, "disconnected"); break;
+    default: break;
+  }
+}
+
+void Broker::Loop::on_ready(const std::string& route, std::string_view body) {
+  auto ready = sc::decode_ready(body);
+  if (!ready) {
+    if (protocol_log_.allow()) spdlog::warn("bad READY: {}", ready.error().message());
+    to_worker(route, sc::make_message(sc::Command::kDisconnect));
+    return;
+  }
+  if (registry_.find(route) != nullptr) {
+    if (protocol_log_.allow()) spdlog::warn("worker '{}' sent READY twice", ready->worker_id);
+    return;
+  }
+  spdlog::info("worker '{}' ready with {} slot(s)", ready->worker_id, ready->slots);
+  registry_.add(route, ready->worker_id, ready->slots, now_);
+}
+
+void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_view body) {
+  std::string job_id;
+  if (command == sc::Command::kResult) {
+    auto r = sc::decode_job_result(body);
+    if (!r) {
+      if (protocol_log_.allow()) {
+        spdlog::warn("worker '{}': bad RESULT: {}", w.worker_id, r.error().message());
+      }
+      return;
+    }
+    job_id = r->job_id;
+  } else {
+    auto e = sc::decode_job_error(body);
+    if (!e) {
+      if (protocol_log_.allow()) {
+        spdlog::warn("worker '{}': bad ERROR: {}", w.worker_id, e.error().message());
+      }
+      return;
+    }
+    job_id = e->job_id;
+  }
+  if (w.jobs.erase(job_id) == 0) {
+    // Re-dispatched after this worker was presumed dead, or never sent to it: answered once only.
+    if (protocol_log_.allow()) {
+      spdlog::info("worker '{}': outcome for job '{}' it does not hold; dropped", w.worker_id,
+                   job_id);
+    }
+    return;
+  }
+  auto job = jobs_.remove(job_id);
+  if (!job) return;
+  ++(command == sc::Command::kResult ? stats_.results : stats_.errors);
+  // The body was decoded and checked above; forward it as the worker wrote it.
+  answer(*job, command, std::string(body));
+}
+
+}  // namespace paddock::broker
