@@ -1,0 +1,64 @@
+// The paddock CLI's subcommands. Each has an options struct, a function that declares its
+// command line on a CLI11 app, and a function that runs it and returns the process exit status
+// (exit_codes.h).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+namespace paddock::cli {
+
+inline constexpr const char* kDefaultBroker = "tcp://127.0.0.1:5555";
+
+struct SubmitOptions {
+  std::string broker = kDefaultBroker;
+  std::string job_id;  // generated when empty
+  std::string image = "default";
+  uint32_t vcpus = 1;
+  uint32_t mem_mib = 128;
+  uint32_t timeout_ms = 30'000;
+  uint32_t output_cap = 1 << 20;
+  int32_t priority = 0;
+  std::vector<std::string> env;   // NAME=VALUE
+  std::vector<std::string> tags;  // KEY=VALUE
+  std::string stdin_file;         // a path, or "-" for our own stdin
+  std::optional<uint32_t> wait_ms;
+  uint32_t broker_timeout_ms = 10'000;
+  std::vector<std::string> argv;
+};
+CLI::App* add_submit_command(CLI::App& app, SubmitOptions& opts);
+int run_submit(const SubmitOptions& opts);
+
+struct BatchOptions {
+  std::string broker = kDefaultBroker;
+  std::string file;  // JSON lines; "-" for stdin
+  bool json = false;
+  size_t window = 1000;
+  uint32_t broker_timeout_ms = 10'000;
+};
+CLI::App* add_batch_command(CLI::App& app, BatchOptions& opts);
+int run_batch(const BatchOptions& opts);
+
+struct CancelOptions {
+  std::string broker = kDefaultBroker;
+  std::string job_id;
+  uint32_t wait_ms = 5'000;
+};
+CLI::App* add_cancel_command(CLI::App& app, CancelOptions& opts);
+int run_cancel(const CancelOptions& opts);
+
+struct PingOptions {
+  std::string broker = kDefaultBroker;
+  uint32_t wait_ms = 5'000;
+};
+CLI::App* add_ping_command(CLI::App& app, PingOptions& opts);
+int run_ping(const PingOptions& opts);
+
+// --broker, with PADDOCK_BROKER as its environment fallback.
+void add_broker_option(CLI::App& cmd, std::string& broker);
+
+}  // namespace paddock::cli

@@ -1,0 +1,207 @@
+// paddock submit: one job, its output on our stdout/stderr, its status as ours.
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+
+#include "broker_session.h"
+#include "commands.h"
+#include "exit_codes.h"
+#include "job_id.h"
+#include "outcome.h"
+#include "paddock/schemas/codec.h"
+#include "paddock/schemas/limits.h"
+
+namespace paddock::cli {
+namespace {
+
+namespace sc = paddock::schemas;
+using std::chrono::milliseconds;
+
+volatile std::sig_atomic_t g_interrupts = 0;
+void on_sigint(int) { g_interrupts = g_interrupts + 1; }
+
+// Thrown for a bad command line; run_submit prints it and exits `status`.
+struct UsageError {
+  std::string message;
+  int status = exit_code::kUsage;
+};
+
+std::map<std::string, std::string> parse_pairs(const std::vector<std::string>& pairs,
+                                               const char* option) {
+  std::map<std::string, std::string> out;
+  for (const auto& p : pairs) {
+    const auto eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw UsageError{std::string(option) + " expects NAME=VALUE, got '" + p + "'"};
+    }
+    out[p.substr(0, eq)] = p.substr(eq + 1);
+  }
+  return out;
+}
+
+// At most one byte more than the protocol allows, so that validation reports the size.
+std::string read_stdin_file(const std::string& path) {
+  const size_t limit = sc::limits::kMaxStdin + 1;
+  std::string data;
+  auto read_from = [&](std::istream& in) {
+    char buf[1 << 16];
+    while (data.size() < limit && in.read(buf, sizeof buf).gcount() > 0) {
+      data.append(buf, static_cast<size_t>(in.gcount()));
+    }
+  };
+  if (path == "-") {
+    read_from(std::cin);
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw UsageError{"cannot read --stdin-file '" + path + "'", exit_code::kNoInput};
+    read_from(in);
+  }
+  return data;
+}
+
+sc::JobRequest build_request(const SubmitOptions& o) {
+  sc::JobRequest r;
+  r.job_id = o.job_id.empty() ? generate_job_id("cli") : o.job_id;
+  r.image = o.image;
+  r.argv = o.argv;
+  r.env = parse_pairs(o.env, "--env");
+  r.tags = parse_pairs(o.tags, "--tag");
+  r.vcpus = o.vcpus;
+  r.mem_mib = o.mem_mib;
+  r.timeout_ms = o.timeout_ms;
+  r.output_cap = o.output_cap;
+  r.priority = o.priority;
+  if (!o.stdin_file.empty()) r.stdin_data = read_stdin_file(o.stdin_file);
+  return r;
+}
+
+int print_result(const sc::JobResult& r, const sc::JobRequest& req) {
+  std::fwrite(r.stdout_data.data(), 1, r.stdout_data.size(), stdout);
+  std::fflush(stdout);
+  std::fwrite(r.stderr_data.data(), 1, r.stderr_data.size(), stderr);
+  if (r.stdout_truncated || r.stderr_truncated) {
+    std::fprintf(stderr, "paddock: the job's output was cut at %u bytes per stream (raise --output-cap)\n",
+                 req.output_cap);
+  }
+  if (r.timed_out) {
+    std::fprintf(stderr, "paddock: job %s timed out after %u ms (raise --timeout-ms)\n",
+                 r.job_id.c_str(), req.timeout_ms);
+  } else if (r.signal != 0) {
+    std::fprintf(stderr, "paddock: job %s was killed by signal %d\n", r.job_id.c_str(), r.signal);
+  }
+  const int status = exit_status_of(r);
+  if (!r.timed_out && r.signal == 0 && status != r.exit_code) {
+    std::fprintf(stderr, "paddock: exit code %d does not fit an exit status; exiting 255\n",
+                 r.exit_code);
+  }
+  return status;
+}
+
+int wait_for_answer(BrokerSession& session, const sc::JobRequest& req, milliseconds wait) {
+  using Clock = BrokerSession::Clock;
+  auto deadline = Clock::now() + wait;
+  int interrupts_seen = 0;
+  while (true) {
+    if (g_interrupts != interrupts_seen) {
+      interrupts_seen = g_interrupts;
+      if (interrupts_seen > 1) return exit_code::kInterrupted;
+      std::fprintf(stderr, "\npaddock: cancelling job %s (Ctrl-C again to stop waiting)\n",
+                   req.job_id.c_str());
+      session.client().cancel(req.job_id);
+      deadline = std::min(deadline, Clock::now() + milliseconds(5000));
+    }
+    auto ev = session.next(milliseconds(100));
+    if (ev) {
+      using K = client::Event::Kind;
+      const bool ours = ev->error.job_id == req.job_id || ev->error.job_id.empty();
+      switch (ev->kind) {
+        case K::kResult:
+          if (ev->result.job_id == req.job_id) return print_result(ev->result, req);
+          break;
+        case K::kRejected:
+          if (!ours) break;
+          std::fprintf(stderr, "error: %s\npaddock: the broker's queue is full; try again later\n",
+                       describe_error(ev->error).c_str());
+          return exit_code::kTempFail;
+        case K::kError:
+          if (!ours) break;
+          std::fprintf(stderr, "error: %s\n", describe_error(ev->error).c_str());
+          return exit_code::kPaddockError;
+        case K::kInvalid:
+          std::fprintf(stderr, "paddock: ignoring a message from the broker that cannot be decoded: %s\n",
+                       ev->detail.c_str());
+          break;
+        case K::kAccepted:
+        case K::kPong: break;
+      }
+    }
+    if (session.broker_silent()) {
+      std::fprintf(stderr, "error: %s\n", session.silence_message().c_str());
+      return exit_code::kUnavailable;
+    }
+    if (Clock::now() >= deadline) {
+      std::fprintf(stderr,
+                   "error: no answer for job %s within %lld ms; it may still be queued or running "
+                   "(raise --wait-ms, or cancel it: paddock cancel --broker %s %s)\n",
+                   req.job_id.c_str(), static_cast<long long>(wait.count()),
+                   session.endpoint().c_str(), req.job_id.c_str());
+      return exit_code::kUnavailable;
+    }
+  }
+}
+
+}  // namespace
+
+CLI::App* add_submit_command(CLI::App& app, SubmitOptions& o) {
+  auto* cmd = app.add_subcommand(
+      "submit",
+      "Run one job and wait for it: its stdout and stderr become ours, and so does its exit\n"
+      "status (124 timed out, 128+n killed by signal n, 125 Paddock ERROR, 75 REJECTED because\n"
+      "the queue is full, 69 no answer). Example: paddock submit -- echo hello");
+  add_broker_option(*cmd, o.broker);
+  cmd->add_option("--job-id", o.job_id, "idempotency key (default: cli-<random hex>)");
+  cmd->add_option("--image", o.image, "image to run in")->capture_default_str();
+  cmd->add_option("--vcpus", o.vcpus, "virtual CPUs (1-16)")->capture_default_str();
+  cmd->add_option("--mem-mib", o.mem_mib, "memory in MiB (64-65536)")->capture_default_str();
+  cmd->add_option("--timeout-ms", o.timeout_ms, "kill the job after this long")->capture_default_str();
+  cmd->add_option("--output-cap", o.output_cap, "bytes kept per output stream")->capture_default_str();
+  cmd->add_option("--priority", o.priority, "-100..100, higher runs first")->capture_default_str();
+  cmd->add_option("--env,-e", o.env, "environment variable NAME=VALUE (repeatable)")->allow_extra_args(false);
+  cmd->add_option("--tag", o.tags, "tag KEY=VALUE (repeatable)")->allow_extra_args(false);
+  cmd->add_option("--stdin-file", o.stdin_file, "file to feed the job's stdin, '-' for ours");
+  cmd->add_option("--wait-ms", o.wait_ms, "give up waiting after this long (default: timeout + 30 s)");
+  cmd->add_option("--broker-timeout-ms", o.broker_timeout_ms,
+                  "give up when the broker answers nothing, not even PING, for this long")
+      ->capture_default_str();
+  cmd->add_option("argv", o.argv, "the program and its arguments, after --")->required();
+  return cmd;
+}
+
+int run_submit(const SubmitOptions& o) {
+  std::optional<sc::JobRequest> req;
+  std::optional<BrokerSession> session;
+  try {
+    req = build_request(o);
+    if (auto err = sc::validate(*req)) throw UsageError{"invalid job: " + err->message()};
+    session.emplace(o.broker, milliseconds(o.broker_timeout_ms));
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "error: %s\n", e.message.c_str());
+    return e.status;
+  } catch (const client::ClientError& e) {  // a malformed endpoint
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return exit_code::kUsage;
+  }
+  try {
+    session->client().submit(*req);
+    std::signal(SIGINT, on_sigint);
+    const milliseconds wait(o.wait_ms ? *o.wait_ms : uint64_t{req->timeout_ms} + 30'000);
+    return wait_for_answer(*session, *req, wait);
+  } catch (const client::ClientError& e) {  // the send itself failed
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return exit_code::kUnavailable;
+  }
+}
+
+}  // namespace paddock::cli
