@@ -111,10 +111,16 @@ std::string encode_file_out(const FileOut& f) {
 
 // ---- decoding -------------------------------------------------------------------------------
 
+// True when `key` is present with a value other than nil (nil means "use the default").
+bool given(const Fields& f, std::string_view key) {
+  const msgpack::object* o = f.find(key);
+  return o != nullptr && o->type != msgpack::type::NIL;
+}
+
 JobRequest read_request(const Fields& f) {
   JobRequest r;
   r.job_id = f.str("job_id", L::kMaxJobId, true);
-  if (f.find("image") != nullptr) r.image = f.str("image", L::kMaxImage, false);
+  if (given(f, "image")) r.image = f.str("image", L::kMaxImage, false);
   r.argv = f.str_array("argv", L::kMaxArgv, L::kMaxArg);
   r.env = f.str_map("env", L::kMaxEnv, L::kMaxEnvKey, L::kMaxEnvValue);
   r.stdin_data = f.bytes("stdin", L::kMaxStdin);
@@ -133,7 +139,7 @@ JobRequest read_request(const Fields& f) {
   f.each_map("egress", L::kMaxEgressRules, [&](const Fields& ef) {
     EgressRule rule;
     rule.cidr = ef.str("cidr", 64, true);
-    if (ef.find("protocol") != nullptr) rule.protocol = ef.str("protocol", 8, false);
+    if (given(ef, "protocol")) rule.protocol = ef.str("protocol", 8, false);
     ef.each_map("ports", L::kMaxPortRanges, [&](const Fields& pf) {
       PortRange pr;
       pr.first = static_cast<uint16_t>(pf.uint("first", 1, 65535, 0, true));
@@ -145,7 +151,10 @@ JobRequest read_request(const Fields& f) {
   r.priority = static_cast<int32_t>(f.sint("priority", L::kMinPriority, L::kMaxPriority, 0));
   r.deadline_ms = f.uint("deadline_ms", 0, UINT64_MAX, 0);
   r.tags = f.str_map("tags", L::kMaxTags, L::kMaxTagKey, L::kMaxTagValue);
-  if (auto err = validate(r)) throw Failure{err->field, err->reason};
+  if (auto err = validate(r)) {
+    // validate() names fields from the request's root; prefix the path of a nested request.
+    throw Failure{f.path().empty() ? err->field : f.path() + "." + err->field, err->reason};
+  }
   return r;
 }
 

@@ -40,14 +40,18 @@ std::optional<std::string> path_problem(std::string_view p) {
   return std::nullopt;
 }
 
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
 std::optional<std::string> cidr_problem(const std::string& cidr) {
+  // inet_pton reads a C string: a NUL would hide whatever follows it.
+  if (cidr.find('\0') != std::string::npos) return "contains a NUL byte";
   const auto slash = cidr.find('/');
   const std::string addr = cidr.substr(0, slash);
   in_addr parsed{};
   if (inet_pton(AF_INET, addr.c_str(), &parsed) != 1) return "not an IPv4 address: " + addr;
   if (slash == std::string::npos) return std::nullopt;  // a single host, /32
   const std::string len = cidr.substr(slash + 1);
-  if (len.empty() || len.size() > 2 || !std::all_of(len.begin(), len.end(), ::isdigit)) {
+  if (len.empty() || len.size() > 2 || !all_of(len, is_digit)) {
     return "prefix length must be 0..32";
   }
   if (std::stoi(len) > 32) return "prefix length must be 0..32";
