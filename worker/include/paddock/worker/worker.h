@@ -1,0 +1,48 @@
+// The worker daemon: connects to one or more brokers (a DEALER each), grants them credits for
+// its slots, runs each job it receives through a runtime provider, and sends back RESULT or ERROR
+// (schemas/PROTOCOL.md, "Worker session"). Slots are split between brokers; a credit goes back to
+// the broker whose job freed it.
+//
+// Thread-safety: run() is called once, on one thread; request_drain() may be called from any
+// thread or a signal handler.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "paddock/runtime/provider.h"
+
+namespace paddock::worker {
+
+struct Options {
+  std::vector<std::string> brokers;  // worker endpoints, e.g. tcp://127.0.0.1:5556
+  std::string worker_id;
+  uint32_t slots = 4;
+  uint32_t heartbeat_ms = 1000;
+  uint32_t liveness = 3;              // missed broker heartbeats before reconnecting
+  uint32_t reconnect_min_ms = 250;    // backoff, doubled per failed attempt, with jitter
+  uint32_t reconnect_max_ms = 8000;
+  uint32_t drain_timeout_ms = 600'000;  // jobs in flight get this long to finish on SIGTERM
+};
+
+class Worker {
+ public:
+  Worker(Options options, std::unique_ptr<runtime::Provider> provider);
+  ~Worker();
+
+  // Runs until drained (request_drain) or the provider is poisoned. Returns the process exit
+  // code: 0 after a clean drain, 1 if jobs were abandoned at the drain timeout, 3 if the
+  // provider's state was poisoned.
+  int run();
+  void request_drain() { drain_requested_.store(true); }
+
+ private:
+  class Loop;
+  std::unique_ptr<Loop> loop_;
+  std::atomic<bool> drain_requested_{false};
+};
+
+}  // namespace paddock::worker

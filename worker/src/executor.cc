@@ -1,0 +1,117 @@
+#include "executor.h"
+
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+
+#include "paddock/schemas/codes.h"
+
+namespace paddock::worker {
+namespace {
+
+namespace rt = paddock::runtime;
+namespace sc = paddock::schemas;
+using Clock = std::chrono::steady_clock;
+
+uint64_t micros_since(Clock::time_point t) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count());
+}
+
+rt::ExecRequest exec_request_from(const sc::JobRequest& r) {
+  rt::ExecRequest e;
+  e.argv = r.argv;
+  e.env = r.env;
+  e.stdin_data = r.stdin_data;
+  for (const auto& f : r.files) e.files_in.push_back(rt::ExecFile{f.path, f.mode, f.data, false});
+  e.files_out = r.files_out;
+  e.timeout_ms = r.timeout_ms;
+  e.output_cap = r.output_cap;
+  return e;
+}
+
+sc::JobError cancelled_error(const sc::JobDispatch& d, const std::string& worker_id) {
+  sc::JobError e;
+  e.job_id = d.request.job_id;
+  e.code = sc::code(sc::JobCode::kCancelled);
+  e.variant = std::string(sc::job_code_name(e.code));
+  e.message = "cancelled while running";
+  e.worker_id = worker_id;
+  e.attempt = d.attempt;
+  return e;
+}
+
+}  // namespace
+
+sc::JobError job_error_from(const rt::Error& error, const sc::JobDispatch& dispatch,
+                            const std::string& worker_id) {
+  sc::JobError e;
+  e.job_id = dispatch.request.job_id;
+  e.code = error.code();
+  e.variant = std::string(error.name());
+  e.message = error.message();
+  e.vm_id = error.vm_id();
+  e.snapshot_id = error.snapshot_id();
+  e.from = error.from();
+  e.to = error.to();
+  e.worker_id = worker_id;
+  e.attempt = dispatch.attempt;
+  e.retryable = error.retryable();
+  return e;
+}
+
+Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
+                    const ExecutionContext& ctx, std::stop_token cancel) {
+  const auto t0 = Clock::now();
+  const sc::JobRequest& req = dispatch.request;
+  auto fail = [&](const rt::Error& e) -> Outcome {
+    return job_error_from(e, dispatch, ctx.worker_id);
+  };
+
+  rt::VmSpec spec{req.image, req.vcpus, req.mem_mib};
+  if (auto st = provider.create(ctx.vm_id, spec); !st) return fail(st.error());
+  // From here on the VM exists: every path destroys it.
+  auto teardown = [&]() -> rt::Status { return provider.destroy(ctx.vm_id); };
+
+  if (auto st = provider.start(ctx.vm_id); !st) {
+    (void)teardown();
+    return fail(st.error());
+  }
+  const uint64_t start_us = micros_since(t0);
+  const auto t_exec = Clock::now();
+  auto exec = provider.exec(ctx.vm_id, exec_request_from(req), cancel);
+  const uint64_t exec_us = micros_since(t_exec);
+  const auto t_down = Clock::now();
+  auto down = teardown();
+  const uint64_t teardown_us = micros_since(t_down);
+
+  if (!exec) return fail(exec.error());
+  if (!down) {
+    // The job ran; its VM did not go away cleanly. Report the job, and log the leak loudly.
+    spdlog::error("job '{}': teardown of vm '{}' failed: {}", req.job_id, ctx.vm_id,
+                  down.error().message());
+  }
+  rt::ExecResult& x = exec.value();
+  if (x.cancelled) return cancelled_error(dispatch, ctx.worker_id);
+
+  sc::JobResult r;
+  r.job_id = req.job_id;
+  r.exit_code = x.exit_code;
+  r.signal = x.signal;
+  r.stdout_data = std::move(x.stdout_data);
+  r.stderr_data = std::move(x.stderr_data);
+  r.stdout_truncated = x.stdout_truncated;
+  r.stderr_truncated = x.stderr_truncated;
+  r.timed_out = x.timed_out;
+  for (auto& f : x.files_out) r.files.push_back(sc::FileOut{f.path, std::move(f.data), f.truncated});
+  r.timings = sc::Timings{dispatch.queued_us, start_us, exec_us, teardown_us, micros_since(t0)};
+  r.usage.cpu_us = x.cpu_us;
+  r.usage.peak_memory_kib = x.peak_memory_kib;
+  r.worker_id = ctx.worker_id;
+  r.attempt = dispatch.attempt;
+  r.warm = false;
+  r.backend = std::string(provider.backend());
+  return r;
+}
+
+}  // namespace paddock::worker

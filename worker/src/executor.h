@@ -1,0 +1,29 @@
+// Runs one job on a provider, start to finish: create a VM, start it, exec the job, destroy the
+// VM (always, whatever happened before), and turn the outcome into a RESULT or an ERROR body.
+#pragma once
+
+#include <stop_token>
+#include <string>
+#include <variant>
+
+#include "paddock/runtime/provider.h"
+#include "paddock/schemas/messages.h"
+
+namespace paddock::worker {
+
+using Outcome = std::variant<schemas::JobResult, schemas::JobError>;
+
+struct ExecutionContext {
+  std::string worker_id;
+  std::string vm_id;  // unique per job on this worker
+};
+
+// REQUIRES: `provider` outlives the call. Never throws.
+Outcome execute_job(runtime::Provider& provider, const schemas::JobDispatch& dispatch,
+                    const ExecutionContext& ctx, std::stop_token cancel);
+
+// The ERROR body for a runtime error (name, code, exact message, structured fields).
+schemas::JobError job_error_from(const runtime::Error& error, const schemas::JobDispatch& dispatch,
+                                 const std::string& worker_id);
+
+}  // namespace paddock::worker

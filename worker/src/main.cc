@@ -1,0 +1,81 @@
+// paddock-worker: the worker daemon. A thin shell over paddock::worker::Worker.
+#include <unistd.h>
+
+#include <csignal>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "paddock/runtime/backends.h"
+#include "paddock/worker/worker.h"
+
+namespace {
+
+paddock::worker::Worker* g_worker = nullptr;
+
+extern "C" void on_signal(int) {
+  if (g_worker != nullptr) g_worker->request_drain();
+}
+
+std::string default_worker_id() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return std::string(host) + "-" + std::to_string(getpid());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  paddock::worker::Options opt;
+  std::string backend = "memory";
+  std::string log_level = "info";
+  CLI::App app{"paddock-worker: runs Paddock jobs from one or more brokers"};
+  app.add_option("--broker", opt.brokers, "broker worker endpoint (repeat for several brokers)")
+      ->required();
+  app.add_option("--worker-id", opt.worker_id, "this worker's name (default: host-pid)");
+  app.add_option("--slots", opt.slots, "jobs run at once")
+      ->check(CLI::Range(1u, 1024u))
+      ->capture_default_str();
+  app.add_option("--backend", backend,
+                 "VM backend: memory (in-memory TEST DOUBLE: executes nothing), qemu, firecracker")
+      ->capture_default_str();
+  app.add_option("--heartbeat-ms", opt.heartbeat_ms, "heartbeat period")
+      ->check(CLI::Range(10u, 600'000u))
+      ->capture_default_str();
+  app.add_option("--liveness", opt.liveness, "broker heartbeats missed before reconnecting")
+      ->check(CLI::Range(1u, 100u))
+      ->capture_default_str();
+  app.add_option("--drain-timeout-ms", opt.drain_timeout_ms,
+                 "on SIGTERM, how long jobs in flight may take to finish")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (opt.worker_id.empty()) opt.worker_id = default_worker_id();
+
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ worker " + opt.worker_id + ": %v");
+  auto provider = paddock::runtime::make_provider(backend);
+  if (!provider) {
+    spdlog::error("{} (code {}: {})", provider.error().message(), provider.error().code(),
+                  provider.error().name());
+    return 2;
+  }
+  if (backend == "memory") {
+    spdlog::warn("backend 'memory' is the in-memory test double: jobs are interpreted as scripts "
+                 "and nothing is executed in a VM");
+  }
+  try {
+    paddock::worker::Worker worker(opt, std::move(provider.value()));
+    g_worker = &worker;
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    const int code = worker.run();
+    g_worker = nullptr;
+    return code;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+}

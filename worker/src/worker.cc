@@ -1,0 +1,223 @@
+#include "paddock/worker/worker.h"
+
+#include <cstring>
+#include <optional>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+
+#include "broker_session.h"
+#include "executor.h"
+#include "paddock/client/zmq_frames.h"
+#include "paddock/schemas/codec.h"
+#include "paddock/schemas/frames.h"
+#include "slot_pool.h"
+
+namespace paddock::worker {
+
+namespace sc = paddock::schemas;
+namespace rt = paddock::runtime;
+
+class Worker::Loop {
+ public:
+  Loop(Options options, std::unique_ptr<rt::Provider> provider);
+  int run(const std::atomic<bool>& drain_requested);
+
+ private:
+  struct Running {
+    size_t session;
+    std::string job_id;
+    std::stop_source stop;
+  };
+
+  std::pair<sc::Command, std::string> run_one(const sc::JobDispatch& d, uint64_t task_id,
+                                              std::stop_token cancel);
+  void on_completion(const std::vector<zmq::message_t>& frames, bool draining);
+  void on_broker_message(size_t si, std::span<const std::string_view> parts, Clock::time_point now);
+  bool drain_complete() const;
+  int finish(int code);
+
+  Options options_;
+  std::unique_ptr<rt::Provider> provider_;
+  std::atomic<bool> poisoned_{false};
+  zmq::context_t context_{1};
+  std::string completions_endpoint_;
+  zmq::socket_t completions_;
+  std::vector<std::unique_ptr<BrokerSession>> sessions_;
+  std::unordered_map<uint64_t, Running> running_;
+  uint64_t next_task_ = 1;
+  std::unique_ptr<SlotPool> pool_;  // last: its slots stop before anything they use goes away
+};
+
+Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
+    : options_(std::move(options)),
+      provider_(std::move(provider)),
+      completions_(context_, zmq::socket_type::pull) {
+  completions_endpoint_ = "inproc://paddock-completions";
+  completions_.set(zmq::sockopt::linger, 0);
+  completions_.bind(completions_endpoint_);
+  const SessionTiming timing{std::chrono::milliseconds(options_.heartbeat_ms), options_.liveness,
+                             std::chrono::milliseconds(options_.reconnect_min_ms),
+                             std::chrono::milliseconds(options_.reconnect_max_ms)};
+  sc::Ready identity;
+  identity.worker_id = options_.worker_id;
+  identity.capabilities = {"backend:" + std::string(provider_->backend()), "image:default"};
+  // Slots are split between brokers: each has its own share of credits.
+  const size_t n = options_.brokers.size();
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t share = options_.slots / n + (i < options_.slots % n ? 1 : 0);
+    sessions_.push_back(
+        std::make_unique<BrokerSession>(context_, options_.brokers[i], identity, share, timing));
+  }
+  pool_ = std::make_unique<SlotPool>(
+      context_, completions_endpoint_, options_.slots,
+      [this](const sc::JobDispatch& d, uint64_t task_id, std::stop_token cancel) {
+        return run_one(d, task_id, std::move(cancel));
+      });
+}
+
+std::pair<sc::Command, std::string> Worker::Loop::run_one(const sc::JobDispatch& d,
+                                                          uint64_t task_id,
+                                                          std::stop_token cancel) {
+  // Runs on a slot thread. The VM id is unique within this worker process.
+  const ExecutionContext ctx{options_.worker_id, options_.worker_id + "-vm-" + std::to_string(task_id)};
+  Outcome outcome = execute_job(*provider_, d, ctx, std::move(cancel));
+  if (auto* result = std::get_if<sc::JobResult>(&outcome)) {
+    return {sc::Command::kResult, sc::encode(*result)};
+  }
+  const auto& error = std::get<sc::JobError>(outcome);
+  if (error.code == rt::code_of(rt::Variant::kStatePoisoned)) poisoned_.store(true);
+  return {sc::Command::kError, sc::encode(error)};
+}
+
+void Worker::Loop::on_completion(const std::vector<zmq::message_t>& frames, bool draining) {
+  if (frames.size() != 3 || frames[0].size() != sizeof(uint64_t) || frames[1].size() != 1) return;
+  uint64_t task_id = 0;
+  std::memcpy(&task_id, frames[0].data(), sizeof task_id);
+  auto it = running_.find(task_id);
+  if (it == running_.end()) return;
+  BrokerSession& s = *sessions_[it->second.session];
+  const auto command = static_cast<sc::Command>(frames[1].data<char>()[0]);
+  s.send(sc::make_message(command, {frames[2].to_string()}));
+  s.job_finished(draining);
+  running_.erase(it);
+}
+
+void Worker::Loop::on_broker_message(size_t si, std::span<const std::string_view> parts,
+                                     Clock::time_point now) {
+  BrokerSession& s = *sessions_[si];
+  s.heard(now);
+  auto env = sc::parse_envelope(parts, sc::Direction::kBrokerToWorker);
+  if (!env) {
+    spdlog::warn("broker {}: invalid message dropped: {}", s.endpoint(), env.error().message());
+    return;
+  }
+  switch (env->command) {
+    case sc::Command::kJob: {
+      auto d = sc::decode_job_dispatch(env->bodies[0]);
+      if (!d) {
+        spdlog::error("broker {}: invalid JOB dropped: {}", s.endpoint(), d.error().message());
+        return;
+      }
+      s.job_received();
+      const uint64_t task = next_task_++;
+      std::stop_source stop;
+      running_.emplace(task, Running{si, d->request.job_id, stop});
+      pool_->submit(task, std::move(d.value()), stop);
+      break;
+    }
+    case sc::Command::kCancel: {
+      auto ref = sc::decode_job_ref(env->bodies[0]);
+      if (!ref) return;
+      for (auto& [task, r] : running_) {
+        if (r.session == si && r.job_id == ref->job_id) r.stop.request_stop();
+      }
+      break;
+    }
+    case sc::Command::kDisconnect: s.disconnect(now, "asked to reconnect"); break;
+    case sc::Command::kDrained: s.mark_drained(); break;
+    default: break;  // HEARTBEAT: being heard is all it does
+  }
+}
+
+bool Worker::Loop::drain_complete() const {
+  if (!running_.empty()) return false;
+  for (const auto& s : sessions_) {
+    if (s->socket() != nullptr && (!s->drained() || s->has_outbox())) return false;
+  }
+  return true;
+}
+
+int Worker::Loop::finish(int code) {
+  for (auto& s : sessions_) {
+    if (zmq::socket_t* sock = s->socket()) {
+      s->send(sc::make_message(sc::Command::kDisconnect));
+      sock->set(zmq::sockopt::linger, 2000);  // let the last messages leave
+    }
+  }
+  return code;
+}
+
+int Worker::Loop::run(const std::atomic<bool>& drain_requested) {
+  auto now = Clock::now();
+  for (auto& s : sessions_) s->connect(now);
+  bool draining = false;
+  Clock::time_point drain_started;
+  std::vector<zmq::message_t> frames;
+  while (true) {
+    if (!draining && (drain_requested.load() || poisoned_.load())) {
+      draining = true;
+      drain_started = now;
+      spdlog::info("draining: no new jobs; {} in flight", running_.size());
+      if (poisoned_.load()) spdlog::critical("provider state poisoned; this worker stops");
+      for (auto& s : sessions_) s->start_drain();
+    }
+    std::vector<zmq::pollitem_t> items{{completions_.handle(), 0, ZMQ_POLLIN, 0}};
+    std::vector<size_t> index;
+    auto deadline = now + std::chrono::milliseconds(100);  // also how often flags are looked at
+    for (size_t i = 0; i < sessions_.size(); ++i) {
+      deadline = std::min(deadline, sessions_[i]->next_deadline());
+      if (zmq::socket_t* sock = sessions_[i]->socket()) {
+        items.push_back({sock->handle(), 0, ZMQ_POLLIN, 0});
+        index.push_back(i);
+      }
+    }
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    try {
+      zmq::poll(items, std::max(wait, std::chrono::milliseconds(0)));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+    }
+    now = Clock::now();
+    while (wire::recv_message(completions_, frames)) on_completion(frames, draining);
+    for (size_t k = 0; k < index.size(); ++k) {
+      if ((items[k + 1].revents & ZMQ_POLLIN) == 0) continue;
+      for (int burst = 0; burst < 1000; ++burst) {
+        zmq::socket_t* sock = sessions_[index[k]]->socket();
+        if (sock == nullptr || !wire::recv_message(*sock, frames)) break;
+        auto parts = wire::views(frames);
+        on_broker_message(index[k], parts, now);
+      }
+    }
+    for (auto& s : sessions_) {
+      s->housekeeping(now);
+      s->flush();
+    }
+    if (draining && drain_complete()) {
+      spdlog::info("drained; disconnecting");
+      return finish(poisoned_.load() ? 3 : 0);
+    }
+    if (draining && now - drain_started > std::chrono::milliseconds(options_.drain_timeout_ms)) {
+      spdlog::error("drain timeout: abandoning {} job(s); their brokers will re-queue them",
+                    running_.size());
+      return finish(poisoned_.load() ? 3 : 1);
+    }
+  }
+}
+
+Worker::Worker(Options options, std::unique_ptr<rt::Provider> provider)
+    : loop_(std::make_unique<Loop>(std::move(options), std::move(provider))) {}
+Worker::~Worker() = default;
+int Worker::run() { return loop_->run(drain_requested_); }
+
+}  // namespace paddock::worker
