@@ -1,0 +1,225 @@
+"""The shared wire vectors (schemas/vectors/) read by Python's msgpack: an independent reader of
+the bytes the C++ decoders are tested against (tests/unit/codec_test.cc).
+
+Valid vectors: every field listed in the manifest's "expect" has that value once the protocol's
+defaults (PROTOCOL.md, "Bodies") are applied. Invalid vectors: those the C++ decoder refuses at
+the msgpack level (error_field "body") are structurally broken for Python too; the others are
+well-formed maps whose fault is semantic, on a field PROTOCOL.md defines.
+"""
+
+import json
+import os
+import re
+import unittest
+
+import msgpack
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.environ.get("PADDOCK_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
+VECTORS = os.path.join(SOURCE_DIR, "schemas", "vectors")
+
+MAX_DEPTH = 6
+
+REQUEST_DEFAULTS = {
+    "image": "default", "env": {}, "stdin": b"", "files": [], "files_out": [], "vcpus": 1,
+    "mem_mib": 128, "timeout_ms": 30000, "output_cap": 1048576, "egress": [], "priority": 0,
+    "deadline_ms": 0, "tags": {},
+}
+RESULT_DEFAULTS = {
+    "exit_code": 0, "signal": 0, "stdout": b"", "stderr": b"", "stdout_truncated": False,
+    "stderr_truncated": False, "timed_out": False, "files": [], "worker_id": "", "attempt": 1,
+    "warm": False, "backend": "",
+}
+TIMINGS = ("queued_us", "start_us", "exec_us", "teardown_us", "total_us")
+USAGE = ("cpu_us", "peak_memory_kib", "bytes_in", "bytes_out", "packets_in", "packets_out",
+         "egress_blocked")
+ERROR_DEFAULTS = {
+    "job_id": "", "message": "", "vm_id": None, "snapshot_id": None, "from": None, "to": None,
+    "worker_id": "", "attempt": 0, "retryable": False,
+}
+
+# Field names of each body (PROTOCOL.md): the root of an invalid vector's error_field.
+FIELDS = {
+    "JobRequest": {"job_id", "argv"} | set(REQUEST_DEFAULTS),
+    "JobResult": {"job_id", "timings", "usage"} | set(RESULT_DEFAULTS),
+    "JobError": {"code", "variant"} | set(ERROR_DEFAULTS),
+    "JobDispatch": {"attempt", "queued_us", "request"},
+    "Ready": {"protocol", "worker_id", "slots", "capabilities"},
+    "Credit": {"credits"},
+    "Accepted": {"job_ids"},
+    "JobRef": {"job_id"},
+}
+BYTES_KEYS = ("stdin", "stdout", "stderr", "data")
+
+
+def as_bytes(value):
+    """A byte field as read (bin -> bytes, str -> its UTF-8) or as written in the manifest."""
+    if isinstance(value, dict) and set(value) == {"hex"}:
+        return bytes.fromhex(value["hex"])
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return value
+
+
+def with_defaults(body, defaults):
+    """body with absent or nil keys replaced by the defaults."""
+    out = dict(defaults)
+    out.update({k: v for k, v in body.items() if v is not None or k not in defaults})
+    return out
+
+
+def read_request(body):
+    r = with_defaults(body, REQUEST_DEFAULTS)
+    r["stdin"] = as_bytes(r["stdin"])
+    r["files"] = [{"path": f["path"], "mode": f.get("mode", 0o644),
+                   "data": as_bytes(f.get("data") or b"")} for f in r["files"] or []]
+    r["egress"] = [{"cidr": e["cidr"], "protocol": e.get("protocol") or "tcp",
+                    "ports": [{"first": p["first"], "last": p.get("last", p["first"])}
+                              for p in e.get("ports") or []]}
+                   for e in r["egress"] or []]
+    return r
+
+
+def read_result(body):
+    r = with_defaults(body, RESULT_DEFAULTS)
+    r["stdout"] = as_bytes(r["stdout"])
+    r["stderr"] = as_bytes(r["stderr"])
+    r["files"] = [{"path": f["path"], "data": as_bytes(f.get("data") or b""),
+                   "truncated": f.get("truncated", False)} for f in r["files"]]
+    r["timings"] = {k: (body.get("timings") or {}).get(k, 0) for k in TIMINGS}
+    r["usage"] = {k: (body.get("usage") or {}).get(k, 0) for k in USAGE}
+    return r
+
+
+READERS = {
+    "JobRequest": read_request,
+    "JobResult": read_result,
+    "JobError": lambda b: with_defaults(b, ERROR_DEFAULTS),
+    "JobDispatch": lambda b: dict(with_defaults(b, {"queued_us": 0}),
+                                  request=read_request(b["request"])),
+    "Ready": lambda b: with_defaults(b, {"capabilities": []}),
+    "Credit": dict,
+    "Accepted": dict,
+    "JobRef": dict,
+}
+
+
+def expected(value, key=""):
+    """The manifest's expectation with byte fields turned into bytes."""
+    if key in BYTES_KEYS:
+        return as_bytes(value)
+    if isinstance(value, dict):
+        return {k: expected(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expected(v, key) for v in value]
+    return value
+
+
+def depth(obj):
+    """Nesting depth of containers (a flat map is 1)."""
+    if isinstance(obj, dict):
+        return 1 + max([0] + [max(depth(k), depth(v)) for k, v in obj.items()])
+    if isinstance(obj, (list, tuple)):
+        return 1 + max([0] + [depth(v) for v in obj])
+    return 0
+
+
+def strict_unpack(data):
+    """Unpacks one body as the protocol requires: one map with str keys, each key once, no ext
+    types, no trailing bytes, depth at most 6. Raises ValueError otherwise."""
+    def pairs(items):
+        keys = [k for k, _ in items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("duplicate key")
+        return dict(items)
+
+    def no_ext(code, payload):
+        raise ValueError(f"ext type {code}")
+
+    try:
+        body = msgpack.unpackb(data, raw=False, strict_map_key=True, object_pairs_hook=pairs,
+                               ext_hook=no_ext)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
+        raise ValueError(str(e)) from e
+    if not isinstance(body, dict):
+        raise ValueError("body is not a map")
+    if depth(body) > MAX_DEPTH:
+        raise ValueError("nesting deeper than 6")
+    return body
+
+
+def load_manifest():
+    with open(os.path.join(VECTORS, "manifest.json")) as f:
+        return json.load(f)
+
+
+def read_vector(entry):
+    with open(os.path.join(VECTORS, entry["file"]), "rb") as f:
+        return f.read()
+
+
+class VectorTest(unittest.TestCase):
+    def test_manifest_covers_every_type(self):
+        manifest = load_manifest()
+        self.assertEqual({e["type"] for e in manifest}, set(FIELDS))
+        self.assertGreaterEqual(sum(e["valid"] for e in manifest), 15)
+        self.assertGreaterEqual(sum(not e["valid"] for e in manifest), 20)
+        for entry in manifest:
+            self.assertTrue(os.path.exists(os.path.join(VECTORS, entry["file"])), entry["file"])
+
+    def test_valid_vectors_have_the_expected_values(self):
+        for entry in load_manifest():
+            if not entry["valid"]:
+                continue
+            with self.subTest(file=entry["file"]):
+                body = strict_unpack(read_vector(entry))
+                got = READERS[entry["type"]](body)
+                self.assertTrue(entry["expect"])
+                for field, want in expected(entry["expect"]).items():
+                    self.assertIn(field, got, f"{entry['file']}: no {field}")
+                    value = got[field]
+                    if field in BYTES_KEYS:
+                        value = as_bytes(value)
+                    self.assertEqual(value, want, f"{entry['file']}: field {field}")
+
+    def test_msgpack_level_faults_are_structural(self):
+        for entry in load_manifest():
+            if entry["valid"] or entry["error_field"] != "body":
+                continue
+            with self.subTest(file=entry["file"]):
+                with self.assertRaises(ValueError):
+                    strict_unpack(read_vector(entry))
+
+    def test_semantic_faults_name_a_protocol_field(self):
+        for entry in load_manifest():
+            if entry["valid"] or entry["error_field"] == "body":
+                continue
+            with self.subTest(file=entry["file"]):
+                data = read_vector(entry)
+                if entry["file"] == "job_request_duplicate_key.msgpack":
+                    with self.assertRaisesRegex(ValueError, "duplicate key"):
+                        strict_unpack(data)
+                    continue
+                body = strict_unpack(data)  # well-formed: the fault is in a value
+                self.assertIsInstance(body, dict)
+                root = re.split(r"[.\[]", entry["error_field"])[0]
+                self.assertIn(root, FIELDS[entry["type"]])
+
+    def test_unknown_error_code_is_kept_as_a_number(self):
+        entry = next(e for e in load_manifest() if e["file"] == "job_error_unknown_code.msgpack")
+        body = strict_unpack(read_vector(entry))
+        self.assertEqual(body["code"], 4242)
+        self.assertEqual(entry["expect"]["code"], 4242)
+
+    def test_stdin_is_bin_or_str_on_the_wire(self):
+        manifest = {e["file"]: e for e in load_manifest()}
+        raw_bin = msgpack.unpackb(read_vector(manifest["job_request_full_bin_stdin.msgpack"]),
+                                  raw=False)
+        raw_str = msgpack.unpackb(read_vector(manifest["job_request_full_str_stdin.msgpack"]),
+                                  raw=False)
+        self.assertIsInstance(raw_bin["stdin"], bytes)
+        self.assertIsInstance(raw_str["stdin"], str)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,351 @@
+"""Python client for Paddock submitters (wire protocol version 1, schemas/PROTOCOL.md).
+
+A :class:`Client` is a ZeroMQ DEALER connected to a broker's client endpoint. It sends SUBMIT,
+CANCEL, FETCH and PING messages and reads the broker's answers as :class:`Event` objects::
+
+    from paddock_client import Client
+
+    with Client("tcp://127.0.0.1:5555") as client:
+        finals = client.run_jobs([{"job_id": "hello-1", "argv": ["echo", "hi"]}], timeout_s=30)
+        event = finals["hello-1"]
+        if event.kind == "result":
+            print(event.body["exit_code"], event.body["stdout"])
+        else:
+            print(event.code, event.variant, event.message)
+
+Requests are plain dicts with the JobRequest fields of PROTOCOL.md (``job_id`` and ``argv``
+required; ``stdin`` and file ``data`` may be ``bytes`` or ``str`` and are sent as msgpack bin).
+The client does not validate requests: the broker answers an invalid one with ERROR 100
+InvalidRequest, whose message names the field.
+
+Dependencies: Debian's python3-zmq and python3-msgpack only. A Client is not thread-safe (it owns
+a ZeroMQ socket); use one per thread.
+"""
+
+import time
+
+import msgpack
+import zmq
+
+__all__ = ["Client", "Event", "ProtocolError", "CODES", "RETRYABLE_CODES", "code_name",
+           "PROTOCOL_TAG", "MAX_BODIES_PER_MESSAGE"]
+
+PROTOCOL_TAG = b"PDK1"
+MAX_BODIES_PER_MESSAGE = 1024
+MAX_FRAME_BYTES = 16 << 20
+MAX_MSG_SIZE = MAX_FRAME_BYTES + (64 << 10)  # ZMQ_MAXMSGSIZE, as every Paddock socket sets it
+
+# Command bytes (PROTOCOL.md, "Commands").
+SUBMIT = 0x01
+CANCEL = 0x02
+FETCH = 0x03
+PING = 0x04
+ACCEPTED = 0x05
+REJECTED = 0x06
+RESULT = 0x07
+ERROR = 0x08
+PONG = 0x09
+
+# Broker -> client commands: event kind and allowed body counts.
+_BROKER_TO_CLIENT = {
+    ACCEPTED: ("accepted", 1, 1),
+    REJECTED: ("rejected", 1, 1),
+    RESULT: ("result", 1, 1),
+    ERROR: ("error", 1, 1),
+    PONG: ("pong", 0, 1),
+}
+
+# Outcome codes (PROTOCOL.md, "Codes"). Codes are forever; an unknown code is kept as a number.
+CODES = {
+    1: "VmAlreadyExists",
+    2: "VmNotFound",
+    3: "InvalidTransition",
+    4: "SnapshotAlreadyExists",
+    5: "SnapshotNotFound",
+    6: "StatePoisoned",
+    7: "Unsupported",
+    8: "Metrics",
+    9: "Shutdown",
+    10: "Firewall",
+    11: "Jailer",
+    12: "NetworkConfig",
+    13: "NetworkSetup",
+    100: "InvalidRequest",
+    101: "Cancelled",
+    102: "WorkerLost",
+    103: "QueueFull",
+    104: "DeadlineExceeded",
+    105: "UnknownJob",
+}
+
+# Codes for which submitting the same job again may succeed (PROTOCOL.md, "retryable").
+RETRYABLE_CODES = frozenset({8, 9, 10, 11, 13, 102, 103})
+
+# Limits applied when unpacking the broker's bodies (PROTOCOL.md, "Limits").
+_UNPACK_LIMITS = dict(max_str_len=1 << 20, max_bin_len=MAX_FRAME_BYTES, max_array_len=4096,
+                      max_map_len=256, max_ext_len=0)
+
+
+def code_name(code):
+    """The variant name of an outcome code, or "Unknown" for a number this client does not know."""
+    return CODES.get(code, "Unknown")
+
+
+class ProtocolError(Exception):
+    """Raised for a local misuse of the protocol (e.g. more than 1024 requests in one SUBMIT)."""
+
+
+class Event:
+    """One answer from the broker.
+
+    Attributes:
+      kind: 'accepted', 'rejected', 'result', 'error', 'pong' or 'invalid'.
+      body: the decoded msgpack body (a dict; bin fields are bytes, str fields are str). For
+        'accepted' it is {"job_ids": [...]}; for 'pong' the PING's body ({} when none); for
+        'invalid' {"detail": "<what was wrong>", "frames": [...raw frames...]}.
+    """
+
+    __slots__ = ("kind", "body")
+
+    def __init__(self, kind, body):
+        self.kind = kind
+        self.body = body if body is not None else {}
+
+    @property
+    def job_id(self):
+        """The job this event answers ('' for ACCEPTED, PONG, invalid or unnamed errors)."""
+        value = self.body.get("job_id", "") if isinstance(self.body, dict) else ""
+        return value if isinstance(value, str) else ""
+
+    @property
+    def job_ids(self):
+        """ACCEPTED: the accepted job ids; otherwise [job_id] or []."""
+        if self.kind == "accepted":
+            return list(self.body.get("job_ids") or [])
+        return [self.job_id] if self.job_id else []
+
+    @property
+    def code(self):
+        """ERROR/REJECTED: the numeric code; None for other kinds."""
+        return self.body.get("code") if self.kind in ("error", "rejected") else None
+
+    @property
+    def variant(self):
+        """ERROR/REJECTED: the variant name sent by the broker (falls back to CODES)."""
+        if self.kind not in ("error", "rejected"):
+            return None
+        return self.body.get("variant") or code_name(self.body.get("code"))
+
+    @property
+    def message(self):
+        """ERROR/REJECTED: the error message; 'invalid': the detail."""
+        if self.kind == "invalid":
+            return self.body.get("detail", "")
+        return self.body.get("message", "") if self.kind in ("error", "rejected") else None
+
+    @property
+    def is_final(self):
+        """True when the event ends its job: RESULT, ERROR (naming a job) or REJECTED."""
+        return self.kind in ("result", "error", "rejected") and bool(self.job_id)
+
+    def __repr__(self):
+        if self.kind in ("error", "rejected"):
+            return (f"Event({self.kind}, job_id={self.job_id!r}, code={self.code}, "
+                    f"variant={self.variant!r}, message={self.message!r})")
+        if self.kind == "result":
+            return (f"Event(result, job_id={self.job_id!r}, "
+                    f"exit_code={self.body.get('exit_code')})")
+        return f"Event({self.kind}, {self.body!r})"
+
+
+def _wire_request(request):
+    """A copy of a request dict ready for msgpack: str stdin / file data become bytes (bin)."""
+    if not isinstance(request, dict):
+        raise TypeError(f"a request is a dict, got {type(request).__name__}")
+    out = dict(request)
+    stdin = out.get("stdin")
+    if isinstance(stdin, str):
+        out["stdin"] = stdin.encode("utf-8")
+    elif isinstance(stdin, (bytearray, memoryview)):
+        out["stdin"] = bytes(stdin)
+    files = out.get("files")
+    if isinstance(files, list):
+        wired = []
+        for f in files:
+            if isinstance(f, dict) and isinstance(f.get("data"), str):
+                f = dict(f, data=f["data"].encode("utf-8"))
+            wired.append(f)
+        out["files"] = wired
+    return out
+
+
+def _pack(body):
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def _unpack_body(frame):
+    """Decodes one msgpack body (a map with str keys) under the protocol's limits."""
+    body = msgpack.unpackb(frame, raw=False, strict_map_key=True, **_UNPACK_LIMITS)
+    if not isinstance(body, dict):
+        raise ValueError(f"body: expected map, got {type(body).__name__}")
+    return body
+
+
+def _decode_message(frames):
+    """Frames of one broker -> client message as an Event ('invalid' when they break the
+    protocol)."""
+    def invalid(detail):
+        return Event("invalid", {"detail": detail, "frames": list(frames)})
+
+    if not frames:
+        return invalid("frame: empty message")
+    if frames[0] != PROTOCOL_TAG:
+        return invalid("tag: expected protocol tag PDK1 (protocol version 1)")
+    if len(frames) < 2 or len(frames[1]) != 1:
+        return invalid("command: missing or malformed command frame")
+    command = frames[1][0]
+    if command not in _BROKER_TO_CLIENT:
+        return invalid(f"command: command 0x{command:02x} is not valid here")
+    kind, low, high = _BROKER_TO_CLIENT[command]
+    bodies = frames[2:]
+    if not low <= len(bodies) <= high:
+        return invalid(f"frame: {kind.upper()} takes {low}..{high} bodies, got {len(bodies)}")
+    try:
+        body = _unpack_body(bodies[0]) if bodies else {}
+    except Exception as e:  # msgpack raises several types: all mean a bad body
+        return invalid(f"body: {e}")
+    if kind == "accepted" and not isinstance(body.get("job_ids"), list):
+        return invalid("job_ids: required")
+    if kind in ("error", "rejected") and not isinstance(body.get("code"), int):
+        return invalid("code: required")
+    if kind == "result" and not isinstance(body.get("job_id"), str):
+        return invalid("job_id: required")
+    return Event(kind, body)
+
+
+class Client:
+    """A submitter's connection to a Paddock broker (a ZeroMQ DEALER).
+
+    Args:
+      endpoint: the broker's client endpoint, e.g. "tcp://127.0.0.1:5555".
+      send_timeout_ms: how long a send may block before raising zmq.Again (broker gone).
+    """
+
+    def __init__(self, endpoint, send_timeout_ms=30000):
+        self.endpoint = endpoint
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MSG_SIZE)
+        self._socket.setsockopt(zmq.SNDTIMEO, send_timeout_ms)
+        self._socket.setsockopt(zmq.RCVHWM, 0)
+        self._socket.setsockopt(zmq.SNDHWM, 100000)
+        self._socket.connect(endpoint)
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+
+    # -- context manager -----------------------------------------------------------------------
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        """Closes the socket and its context. Unanswered jobs keep running on the broker."""
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+        if self._context is not None:
+            self._context.term()
+            self._context = None
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _send(self, command, bodies=()):
+        if self._socket is None:
+            raise ProtocolError("client is closed")
+        self._socket.send_multipart([PROTOCOL_TAG, bytes([command])] + list(bodies))
+
+    def submit(self, requests):
+        """Sends one SUBMIT message carrying every request (1..1024 dicts).
+
+        The broker answers each, in order, with ACCEPTED, REJECTED (queue full) or ERROR 100
+        (invalid; the message names the field); an accepted job later gets one RESULT or ERROR.
+        Returns the job ids as given (None for a request without a str job_id).
+        """
+        requests = list(requests)
+        if not 1 <= len(requests) <= MAX_BODIES_PER_MESSAGE:
+            raise ProtocolError(
+                f"a SUBMIT carries 1..{MAX_BODIES_PER_MESSAGE} requests, got {len(requests)}")
+        bodies = [_pack(_wire_request(r)) for r in requests]
+        self._send(SUBMIT, bodies)
+        return [r.get("job_id") if isinstance(r.get("job_id"), str) else None for r in requests]
+
+    def cancel(self, job_id):
+        """Sends CANCEL {job_id}. The job ends with ERROR 101 Cancelled or its RESULT; a job the
+        broker does not hold is answered ERROR 105 UnknownJob."""
+        self._send(CANCEL, [_pack({"job_id": job_id})])
+
+    def fetch(self, job_id):
+        """Sends FETCH {job_id} (version 1: ERROR 105 for a finished job, nothing for a job
+        still queued or running)."""
+        self._send(FETCH, [_pack({"job_id": job_id})])
+
+    def ping(self, body=None):
+        """Sends PING (with `body`, a dict, when given); the broker answers PONG with the same
+        body."""
+        self._send(PING, [_pack(body)] if body is not None else [])
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def next_event(self, timeout_ms):
+        """The next answer from the broker as an Event, or None if none arrives within
+        timeout_ms (0: do not wait; None or negative: wait forever)."""
+        if self._socket is None:
+            raise ProtocolError("client is closed")
+        if timeout_ms is not None and timeout_ms < 0:
+            timeout_ms = None
+        if not dict(self._poller.poll(timeout_ms)).get(self._socket):
+            return None
+        return _decode_message(self._socket.recv_multipart())
+
+    def run_jobs(self, requests, timeout_s=60.0):
+        """Submits `requests` (any number: split into SUBMITs of at most 1024) and waits for
+        each job's final answer.
+
+        Returns {job_id: Event}, the event being RESULT, ERROR or REJECTED. Raises TimeoutError
+        if some jobs are still unanswered after timeout_s; the exception's `results` attribute
+        holds the answers received so far and `missing` the unanswered job ids. Every request
+        must have a distinct str job_id (the broker's answers are matched by it).
+        """
+        requests = list(requests)
+        ids = [r.get("job_id") if isinstance(r, dict) else None for r in requests]
+        if any(not isinstance(i, str) or not i for i in ids):
+            raise ProtocolError("run_jobs needs a non-empty str job_id in every request")
+        if len(set(ids)) != len(ids):
+            raise ProtocolError("run_jobs needs distinct job ids")
+        pending = set(ids)
+        results = {}
+        for start in range(0, len(requests), MAX_BODIES_PER_MESSAGE):
+            self.submit(requests[start:start + MAX_BODIES_PER_MESSAGE])
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                break
+            event = self.next_event(left_ms)
+            if event is None or not event.is_final:
+                continue
+            if event.job_id in pending:
+                pending.discard(event.job_id)
+                results[event.job_id] = event
+        if pending:
+            err = TimeoutError(f"{len(pending)} job(s) unanswered after {timeout_s}s: "
+                               f"{sorted(pending)[:10]}")
+            err.results = results
+            err.missing = sorted(pending)
+            raise err
+        return results
