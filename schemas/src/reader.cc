@@ -84,7 +84,11 @@ Fields::Fields(const msgpack::object& map, std::string path) : path_(std::move(p
       throw Failure{path_.empty() ? "body" : path_, "map key is not a string"};
     }
     std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
-    if (find(key) != nullptr) throw Failure{path_of(key), "duplicate key"};
+    if (find(key) != nullptr) {
+      // An empty key has no name of its own: name the map that holds it.
+      throw Failure{key.empty() ? (path_.empty() ? "body" : path_) : path_of(key),
+                    "duplicate key"};
+    }
     entries_.emplace_back(key, &kv.val);
   }
 }

@@ -260,6 +260,9 @@ valid("job_result_minimal", "JobResult", pack({"job_id": "res-2"}),
        "stdout_truncated": False, "stderr_truncated": False, "timed_out": False, "files": [],
        "timings": {"queued_us": 0, "start_us": 0, "exec_us": 0, "teardown_us": 0, "total_us": 0},
        "worker_id": "", "attempt": 1, "warm": False, "backend": ""})
+invalid("job_result_duplicate_empty_key", "JobResult",
+        h_map(3) + h_str("job_id") + h_str("r") + h_str("") + b"\x01" + h_str("") + b"\x02",
+        "body", "an empty key given twice: the error names the map (found by fuzzing)")
 invalid("job_result_signal_out_of_range", "JobResult",
         pack({"job_id": "r", "signal": 200}), "signal", "signal is 0..128")
 invalid("job_result_timings_wrong_type", "JobResult",

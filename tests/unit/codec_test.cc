@@ -594,6 +594,24 @@ TEST_CASE("codec: a key given twice is an error naming the key") {
     pack_str(pk, "2");
   });
   CHECK(error_of(sc::decode_job_request(env)).field == "env");
+  // An empty key given twice has no name: the map that holds it is named (found by fuzzing).
+  auto empty_key = [](std::string_view nested) {
+    return pack([&](auto& pk) {
+      pk.pack_map(nested.empty() ? 3 : 2);
+      pack_str(pk, "job_id");
+      pack_str(pk, "r");
+      if (!nested.empty()) {
+        pack_str(pk, nested);
+        pk.pack_map(2);
+      }
+      pack_str(pk, "");
+      pk.pack(1);
+      pack_str(pk, "");
+      pk.pack(2);
+    });
+  };
+  CHECK(error_of(sc::decode_job_result(empty_key(""))).field == "body");
+  CHECK(error_of(sc::decode_job_result(empty_key("timings"))).field == "timings");
 }
 
 TEST_CASE("codec: malformed bodies are refused with field 'body'") {
