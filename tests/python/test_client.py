@@ -1,0 +1,274 @@
+"""paddock_client (tools/python) against a real paddock-broker and paddock-worker.
+
+The binaries come from PADDOCK_BROKER_BIN / PADDOCK_WORKER_BIN (ctest sets them). When they are
+not set the tests FAIL: this file always runs under ctest, so a missing binary is a build or
+registration problem, not a reason to skip.
+
+The worker runs the in-memory test double backend ("memory"): it executes nothing and interprets
+argv as a script (echo, exit N, fail VARIANT DETAIL, ...), see runtime/README.md.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+import paddock_client
+from paddock_client import Client
+
+START_TIMEOUT_S = 15.0
+JOB_TIMEOUT_S = 60.0
+
+
+def binary(env_name):
+    path = os.environ.get(env_name)
+    if not path:
+        raise AssertionError(
+            f"{env_name} is not set: tests/python/test_client.py needs the paddock binaries "
+            f"(ctest sets PADDOCK_BROKER_BIN and PADDOCK_WORKER_BIN; when running by hand, "
+            f"export them, e.g. {env_name}=build/broker/paddock-broker)")
+    if not os.access(path, os.X_OK):
+        raise AssertionError(f"{env_name}={path} is not an executable file")
+    return path
+
+
+class BrokerWorkerTest(unittest.TestCase):
+    """Starts one broker and one worker (4 slots) per test; stops both in tearDown."""
+
+    def setUp(self):
+        self.procs = []
+        self.client = None
+        self.tmp = tempfile.mkdtemp(prefix="paddock-pytest-")
+        try:
+            self._start()
+        except BaseException:
+            self._stop()
+            raise
+
+    def tearDown(self):
+        self._stop()
+
+    # -- processes -----------------------------------------------------------------------------
+
+    def _spawn(self, name, argv):
+        log = open(os.path.join(self.tmp, name + ".log"), "wb")
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def logs(self):
+        """The tail of each process's output, for failure messages."""
+        out = []
+        for name, _ in self.procs:
+            try:
+                with open(os.path.join(self.tmp, name + ".log"), "rb") as f:
+                    text = f.read()[-4000:].decode("utf-8", "replace")
+            except OSError:
+                text = "(no log)"
+            out.append(f"--- {name} ---\n{text}")
+        return "\n".join(out)
+
+    def _start(self):
+        broker_bin = binary("PADDOCK_BROKER_BIN")
+        worker_bin = binary("PADDOCK_WORKER_BIN")
+        ready = os.path.join(self.tmp, "broker.json")
+        broker = self._spawn("broker", [
+            broker_bin, "--client-endpoint", "tcp://127.0.0.1:*",
+            "--worker-endpoint", "tcp://127.0.0.1:*", "--ready-file", ready,
+            "--heartbeat-ms", "200", "--liveness", "5", "--log-level", "info"])
+        deadline = time.monotonic() + START_TIMEOUT_S
+        info = None
+        while info is None:
+            if broker.poll() is not None:
+                self.fail(f"paddock-broker exited with {broker.returncode} before it was "
+                          f"ready\n{self.logs()}")
+            if time.monotonic() > deadline:
+                self.fail(f"paddock-broker wrote no {ready} within {START_TIMEOUT_S}s\n"
+                          f"{self.logs()}")
+            try:
+                with open(ready) as f:
+                    info = json.load(f)
+            except (OSError, ValueError):
+                time.sleep(0.02)
+        self.assertEqual(info.get("pid"), broker.pid, f"ready file: {info}")
+        self.assertRegex(info.get("client", ""), r"^tcp://127\.0\.0\.1:\d+$")
+        self.assertRegex(info.get("worker", ""), r"^tcp://127\.0\.0\.1:\d+$")
+        self.endpoints = info
+        self._spawn("worker", [
+            worker_bin, "--broker", info["worker"], "--slots", "4", "--worker-id", "py-worker",
+            "--backend", "memory", "--heartbeat-ms", "200", "--log-level", "info"])
+        self.client = Client(info["client"])
+
+    def _stop(self):
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def events_until(self, done, timeout_s=JOB_TIMEOUT_S):
+        """Reads events until done(events) is true; fails with the logs on timeout."""
+        events = []
+        deadline = time.monotonic() + timeout_s
+        while not done(events):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.fail(f"timed out after {timeout_s}s; events so far: {events[-20:]}\n"
+                          f"{self.logs()}")
+            for name, proc in self.procs:
+                if proc.poll() is not None:
+                    self.fail(f"{name} exited with {proc.returncode}\n{self.logs()}")
+            event = self.client.next_event(min(int(left * 1000), 200))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def run_one(self, request):
+        try:
+            results = self.client.run_jobs([request], timeout_s=JOB_TIMEOUT_S)
+        except TimeoutError as e:
+            self.fail(f"{e}\n{self.logs()}")
+        self.assertEqual(list(results), [request["job_id"]])
+        return results[request["job_id"]]
+
+    # -- tests ---------------------------------------------------------------------------------
+
+    def test_fifty_echo_jobs_are_each_answered_once_with_their_stdout(self):
+        n = 50
+        requests = [{"job_id": f"echo-{i}", "argv": ["echo", "hello", str(i)]} for i in range(n)]
+        self.client.submit(requests)
+        ids = {r["job_id"] for r in requests}
+
+        def all_final(events):
+            return len({e.job_id for e in events if e.is_final}) >= n
+
+        events = self.events_until(all_final)
+        # Anything still in flight (a duplicate answer) arrives within a few heartbeats.
+        time.sleep(0.5)
+        while (e := self.client.next_event(0)) is not None:
+            events.append(e)
+
+        accepted = [i for e in events if e.kind == "accepted" for i in e.job_ids]
+        self.assertEqual(sorted(accepted), sorted(ids), "each job ACCEPTED exactly once")
+        finals = [e for e in events if e.is_final]
+        self.assertEqual(sorted(e.job_id for e in finals), sorted(ids),
+                         f"each job answered exactly once; finals: {finals}")
+        unexpected = [e for e in events if e.kind not in ("accepted", "result")]
+        self.assertEqual(unexpected, [])
+        for e in finals:
+            i = e.job_id.split("-")[1]
+            self.assertEqual(e.body["exit_code"], 0, e)
+            self.assertEqual(e.body["stdout"], f"hello {i}\n".encode(), e)
+            self.assertEqual(e.body["backend"], "memory")
+            self.assertEqual(e.body["worker_id"], "py-worker")
+
+    def test_exit_code_is_reported(self):
+        event = self.run_one({"job_id": "exit-3", "argv": ["exit", "3"]})
+        self.assertEqual(event.kind, "result", event)
+        self.assertEqual(event.body["exit_code"], 3)
+        self.assertEqual(event.body["signal"], 0)
+        self.assertFalse(event.body["timed_out"])
+
+    def test_stdin_bytes_reach_the_job(self):
+        data = bytes(range(256))
+        event = self.run_one({"job_id": "cat-1", "argv": ["cat"], "stdin": data})
+        self.assertEqual(event.kind, "result", event)
+        self.assertEqual(event.body["stdout"], data)
+
+    def test_runtime_error_is_an_error_with_code_variant_and_message(self):
+        event = self.run_one({"job_id": "fail-1", "argv": ["fail", "Jailer", "boom"]})
+        self.assertEqual(event.kind, "error", event)
+        self.assertEqual(event.code, 11)
+        self.assertEqual(event.variant, "Jailer")
+        self.assertEqual(paddock_client.CODES[event.code], "Jailer")
+        self.assertEqual(event.message, "jailer error: boom")
+        self.assertEqual(event.job_id, "fail-1")
+
+    def test_invalid_request_is_error_100_naming_the_field(self):
+        event = self.run_one({"job_id": "no-argv-1", "image": "default"})
+        self.assertEqual(event.kind, "error", event)
+        self.assertEqual(event.code, 100)
+        self.assertEqual(event.variant, "InvalidRequest")
+        self.assertIn("argv", event.message)
+        self.assertFalse(event.body.get("retryable", False))
+
+    def test_ping_gets_pong(self):
+        self.client.ping()
+        events = self.events_until(lambda ev: any(e.kind == "pong" for e in ev), timeout_s=10)
+        self.assertEqual([e.kind for e in events], ["pong"])
+        self.client.ping({"nonce": 42, "who": "py"})
+        events = self.events_until(lambda ev: any(e.kind == "pong" for e in ev), timeout_s=10)
+        self.assertEqual(events[-1].body, {"nonce": 42, "who": "py"})
+
+    def test_cancel_of_an_unknown_job_is_error_105(self):
+        self.client.cancel("never-submitted")
+        events = self.events_until(lambda ev: any(e.kind == "error" for e in ev), timeout_s=10)
+        self.assertEqual(events[-1].code, 105, events)
+        self.assertEqual(events[-1].job_id, "never-submitted")
+
+
+class ClientUnitTest(unittest.TestCase):
+    """paddock_client's local behaviour, no broker needed."""
+
+    def test_codes_table(self):
+        self.assertEqual(paddock_client.CODES[1], "VmAlreadyExists")
+        self.assertEqual(paddock_client.CODES[13], "NetworkSetup")
+        self.assertEqual(paddock_client.CODES[100], "InvalidRequest")
+        self.assertEqual(paddock_client.CODES[105], "UnknownJob")
+        self.assertEqual(sorted(paddock_client.CODES), list(range(1, 14)) + list(range(100, 106)))
+        self.assertEqual(paddock_client.code_name(4242), "Unknown")
+
+    def test_submit_refuses_more_than_1024_bodies_and_none(self):
+        with Client("tcp://127.0.0.1:1") as client:
+            with self.assertRaises(paddock_client.ProtocolError):
+                client.submit([{"job_id": f"j{i}", "argv": ["true"]} for i in range(1025)])
+            with self.assertRaises(paddock_client.ProtocolError):
+                client.submit([])
+
+    def test_decoding_of_broker_messages(self):
+        dec = paddock_client._decode_message
+        pack = paddock_client._pack
+        e = dec([b"PDK1", b"\x05", pack({"job_ids": ["a", "b"]})])
+        self.assertEqual((e.kind, e.job_ids), ("accepted", ["a", "b"]))
+        e = dec([b"PDK1", b"\x08", pack({"job_id": "x", "code": 4242, "variant": "New",
+                                          "message": "m"})])
+        self.assertEqual((e.kind, e.code, e.variant, e.is_final), ("error", 4242, "New", True))
+        e = dec([b"PDK1", b"\x07", pack({"job_id": "x", "exit_code": 0, "stdout": b"\xff"})])
+        self.assertEqual((e.kind, e.body["stdout"]), ("result", b"\xff"))
+        self.assertEqual(dec([b"PDK1", b"\x09"]).kind, "pong")
+        self.assertEqual(dec([b"PDK2", b"\x09"]).kind, "invalid")
+        self.assertEqual(dec([b"PDK1", b"\x01", pack({})]).kind, "invalid")  # wrong direction
+        self.assertEqual(dec([b"PDK1", b"\x07"]).kind, "invalid")  # RESULT needs a body
+        self.assertEqual(dec([b"PDK1", b"\x07", b"\xc1"]).kind, "invalid")
+        self.assertEqual(dec([b"PDK1", b"\x07", pack({"job_id": "x"}) + b"\x00"]).kind,
+                         "invalid")
+
+    def test_stdin_text_is_sent_as_bin(self):
+        import msgpack
+        wire = paddock_client._pack(paddock_client._wire_request(
+            {"job_id": "a", "argv": ["cat"], "stdin": "t\u00e9xt",
+             "files": [{"path": "f", "data": "d"}]}))
+        body = msgpack.unpackb(wire, raw=False)
+        self.assertEqual(body["stdin"], "t\u00e9xt".encode())
+        self.assertEqual(body["files"][0]["data"], b"d")
+
+
+if __name__ == "__main__":
+    unittest.main()
