@@ -1,4 +1,4 @@
-#include "executor.h"
+#include "paddock/worker/executor.h"
 
 #include <chrono>
 

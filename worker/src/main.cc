@@ -4,6 +4,7 @@
 #include <csignal>
 
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "paddock/runtime/backends.h"
@@ -54,6 +55,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (opt.worker_id.empty()) opt.worker_id = default_worker_id();
 
+  spdlog::set_default_logger(spdlog::stderr_color_mt("paddock"));  // logs go to stderr
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ worker " + opt.worker_id + ": %v");
   auto provider = paddock::runtime::make_provider(backend);

@@ -7,7 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "broker_session.h"
-#include "executor.h"
+#include "paddock/worker/executor.h"
 #include "paddock/client/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"

@@ -1,0 +1,153 @@
+// The worker's job executor on the in-memory test double: RESULT fields, teardown, and the ERROR
+// frame (name, code, exact message, fields) for each of the 13 runtime variants.
+#include <doctest/doctest.h>
+
+#include "paddock/runtime/memory_provider.h"
+#include "paddock/schemas/codec.h"
+#include "paddock/worker/executor.h"
+
+using namespace paddock;
+
+namespace {
+
+schemas::JobDispatch job(std::vector<std::string> argv) {
+  schemas::JobDispatch d;
+  d.attempt = 2;
+  d.queued_us = 1234;
+  d.request.job_id = "job-1";
+  d.request.argv = std::move(argv);
+  return d;
+}
+
+// Runs `argv` and returns the ERROR frame as a peer would decode it.
+schemas::JobError error_frame(runtime::MemoryProvider& p, std::vector<std::string> argv,
+                              const std::string& vm_id = "vm-1") {
+  auto outcome = worker::execute_job(p, job(std::move(argv)), {"w1", vm_id}, {});
+  REQUIRE(std::holds_alternative<schemas::JobError>(outcome));
+  auto decoded = schemas::decode_job_error(schemas::encode(std::get<schemas::JobError>(outcome)));
+  REQUIRE(decoded);
+  CHECK(decoded->job_id == "job-1");
+  CHECK(decoded->worker_id == "w1");
+  CHECK(decoded->attempt == 2);
+  return decoded.value();
+}
+
+}  // namespace
+
+TEST_CASE("executor: a job's RESULT carries output, timings, attempt and the test-double backend") {
+  runtime::MemoryProvider p;
+  auto outcome = worker::execute_job(p, job({"echo", "hi"}), {"w1", "vm-1"}, {});
+  REQUIRE(std::holds_alternative<schemas::JobResult>(outcome));
+  const auto& r = std::get<schemas::JobResult>(outcome);
+  CHECK(r.job_id == "job-1");
+  CHECK(r.stdout_data == "hi\n");
+  CHECK(r.exit_code == 0);
+  CHECK(r.attempt == 2);
+  CHECK(r.worker_id == "w1");
+  CHECK(r.backend == "memory");
+  CHECK_FALSE(r.warm);
+  CHECK(r.timings.queued_us == 1234);
+  CHECK(r.timings.total_us >= r.timings.exec_us);
+  CHECK(p.live_vms() == 0);  // torn down
+}
+
+TEST_CASE("executor: the VM is destroyed when the job fails") {
+  runtime::MemoryProvider p;
+  (void)error_frame(p, {"fail", "Firewall", "x"});
+  CHECK(p.live_vms() == 0);
+  CHECK(p.get("vm-1").value().state == runtime::VmState::kDestroyed);
+}
+
+TEST_CASE("executor: a cancelled job is ERROR Cancelled (101)") {
+  runtime::MemoryProvider p;
+  std::stop_source stop;
+  stop.request_stop();
+  auto outcome = worker::execute_job(p, job({"sleep", "10000"}), {"w1", "vm-1"}, stop.get_token());
+  REQUIRE(std::holds_alternative<schemas::JobError>(outcome));
+  CHECK(std::get<schemas::JobError>(outcome).code == 101);
+  CHECK(std::get<schemas::JobError>(outcome).variant == "Cancelled");
+}
+
+TEST_CASE("variant 1 VmAlreadyExists: the job's VM id is taken") {
+  runtime::MemoryProvider p;
+  REQUIRE(p.create("vm-1", {}).ok());
+  auto e = error_frame(p, {"true"});
+  CHECK(e.variant == "VmAlreadyExists");
+  CHECK(e.code == 1);
+  CHECK(e.message == "vm 'vm-1' already exists");
+  CHECK(e.vm_id == "vm-1");
+}
+
+TEST_CASE("variant 2 VmNotFound") {
+  runtime::MemoryProvider p;
+  auto e = error_frame(p, {"fail", "VmNotFound"});
+  CHECK(e.variant == "VmNotFound");
+  CHECK(e.code == 2);
+  CHECK(e.message == "vm 'vm-1' not found");
+  CHECK(e.vm_id == "vm-1");
+}
+
+TEST_CASE("variant 3 InvalidTransition") {
+  runtime::MemoryProvider p;
+  auto e = error_frame(p, {"fail", "InvalidTransition"});
+  CHECK(e.variant == "InvalidTransition");
+  CHECK(e.code == 3);
+  CHECK(e.message == "invalid vm transition for 'vm-1': running -> created");
+  CHECK(e.from == "running");
+  CHECK(e.to == "created");
+}
+
+TEST_CASE("variant 4 SnapshotAlreadyExists") {
+  runtime::MemoryProvider p;
+  auto e = error_frame(p, {"fail", "SnapshotAlreadyExists", "snap-a"});
+  CHECK(e.variant == "SnapshotAlreadyExists");
+  CHECK(e.code == 4);
+  CHECK(e.message == "snapshot 'snap-a' already exists for vm 'vm-1'");
+  CHECK(e.snapshot_id == "snap-a");
+}
+
+TEST_CASE("variant 5 SnapshotNotFound") {
+  runtime::MemoryProvider p;
+  auto e = error_frame(p, {"fail", "SnapshotNotFound", "snap-b"});
+  CHECK(e.variant == "SnapshotNotFound");
+  CHECK(e.code == 5);
+  CHECK(e.message == "snapshot 'snap-b' not found for vm 'vm-1'");
+  CHECK(e.snapshot_id == "snap-b");
+}
+
+TEST_CASE("variant 6 StatePoisoned: the provider's lock is poisoned by the job") {
+  runtime::MemoryProvider p;
+  auto e = error_frame(p, {"poison"});
+  CHECK(e.variant == "StatePoisoned");
+  CHECK(e.code == 6);
+  CHECK(e.message == "provider state lock poisoned");
+  CHECK_FALSE(e.retryable);
+}
+
+TEST_CASE("variants 7-13 from scripted host faults") {
+  struct Case {
+    const char* name;
+    uint32_t code;
+    const char* message;
+    bool retryable;
+  };
+  const Case cases[] = {
+      {"Unsupported", 7, "backend unsupported: detail text", false},
+      {"Metrics", 8, "metrics: detail text", true},
+      {"Shutdown", 9, "shutdown failed: detail text", true},
+      {"Firewall", 10, "firewall error: detail text", true},
+      {"Jailer", 11, "jailer error: detail text", true},
+      {"NetworkConfig", 12, "network config invalid: detail text", false},
+      {"NetworkSetup", 13, "network setup failed: detail text", true},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.name);
+    runtime::MemoryProvider p;
+    auto e = error_frame(p, {"fail", c.name, "detail", "text"});
+    CHECK(e.variant == c.name);
+    CHECK(e.code == c.code);
+    CHECK(e.message == c.message);
+    CHECK(e.retryable == c.retryable);
+    CHECK_FALSE(e.vm_id.has_value());
+  }
+}

@@ -1,0 +1,118 @@
+// The broker's job queue and worker registry.
+#include <doctest/doctest.h>
+
+#include "job_queue.h"
+#include "worker_registry.h"
+
+using namespace paddock::broker;
+
+namespace {
+paddock::schemas::JobRequest req(std::string id, int32_t priority = 0, uint64_t deadline = 0) {
+  paddock::schemas::JobRequest r;
+  r.job_id = std::move(id);
+  r.argv = {"true"};
+  r.priority = priority;
+  r.deadline_ms = deadline;
+  return r;
+}
+}  // namespace
+
+TEST_CASE("job queue: higher priority first, FIFO within a priority") {
+  JobQueue q;
+  const auto now = Clock::now();
+  q.push(req("a"), "c", now);
+  q.push(req("b", 5), "c", now);
+  q.push(req("c"), "c", now);
+  q.push(req("d", 5), "c", now);
+  q.push(req("e", -1), "c", now);
+  std::vector<std::string> order;
+  while (Job* j = q.pop_next("w")) order.push_back(j->request.job_id);
+  CHECK(order == std::vector<std::string>{"b", "d", "a", "c", "e"});
+  CHECK(q.queued() == 0);
+  CHECK(q.size() == 5);  // popped jobs are held as running until removed
+}
+
+TEST_CASE("job queue: a requeued job goes ahead of younger jobs of its priority") {
+  JobQueue q;
+  const auto now = Clock::now();
+  q.push(req("old"), "c", now);
+  q.push(req("young"), "c", now);
+  Job* j = q.pop_next("w");
+  REQUIRE(j->request.job_id == "old");
+  CHECK(j->state == Job::State::kRunning);
+  CHECK(j->worker == "w");
+  q.requeue(*j);
+  CHECK(q.pop_next("w")->request.job_id == "old");
+}
+
+TEST_CASE("job queue: remove forgets queued and running jobs") {
+  JobQueue q;
+  const auto now = Clock::now();
+  q.push(req("a"), "c", now);
+  q.push(req("b"), "c", now);
+  CHECK(q.remove("a").has_value());
+  CHECK(q.find("a") == nullptr);
+  CHECK(q.queued() == 1);
+  q.pop_next("w");
+  CHECK(q.remove("b").has_value());
+  CHECK(q.size() == 0);
+  CHECK_FALSE(q.remove("b").has_value());
+}
+
+TEST_CASE("job queue: queued jobs past their deadline are taken out") {
+  JobQueue q;
+  const auto now = Clock::now();
+  q.push(req("late", 0, 1000), "c", now);
+  q.push(req("fine", 0, 5000), "c", now);
+  q.push(req("none"), "c", now);
+  auto expired = q.take_expired(2000);
+  REQUIRE(expired.size() == 1);
+  CHECK(expired[0].request.job_id == "late");
+  CHECK(q.queued() == 2);
+}
+
+TEST_CASE("job routes: deduplicated, capped, the submitter kept") {
+  Job j;
+  j.routes = {"submitter"};
+  j.add_route("submitter");
+  CHECK(j.routes.size() == 1);
+  for (int i = 0; i < 20; ++i) j.add_route("r" + std::to_string(i));
+  CHECK(j.routes.size() == Job::kMaxRoutes);
+  CHECK(j.routes.front() == "submitter");
+}
+
+TEST_CASE("worker registry: round-robin over workers with credits") {
+  WorkerRegistry r;
+  const auto now = Clock::now();
+  r.add("A", "a", 2, now);
+  r.add("B", "b", 1, now);
+  std::vector<std::string> picks;
+  while (WorkerState* w = r.next_with_credit()) {
+    picks.push_back(w->routing_id);
+    --w->credits;
+  }
+  CHECK(picks == std::vector<std::string>{"A", "B", "A"});
+  r.grant(*r.find("B"), 1);
+  CHECK(r.next_with_credit()->routing_id == "B");
+}
+
+TEST_CASE("worker registry: a draining worker gets nothing; removal returns its jobs") {
+  WorkerRegistry r;
+  const auto now = Clock::now();
+  WorkerState& w = r.add("A", "a", 4, now);
+  w.jobs = {"j1", "j2"};
+  r.drain(w);
+  CHECK(r.next_with_credit() == nullptr);
+  r.grant(w, 3);
+  CHECK(r.next_with_credit() == nullptr);
+  CHECK(r.remove("A") == std::set<std::string>{"j1", "j2"});
+  CHECK(r.find("A") == nullptr);
+}
+
+TEST_CASE("worker registry: silent workers are found by their last sign of life") {
+  WorkerRegistry r;
+  const auto now = Clock::now();
+  r.add("old", "o", 1, now - std::chrono::seconds(10));
+  r.add("new", "n", 1, now);
+  CHECK(r.silent_since(now - std::chrono::seconds(5)) == std::vector<std::string>{"old"});
+}
