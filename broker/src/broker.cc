@@ -108,7 +108,7 @@ void Broker::Loop::dispatch() {
     if (status != wire::SendStatus::kOk) {
       // Not sent: the job keeps its attempt and goes back; the worker's credit is not spent.
       jobs_.requeue(*job);
-      if (status == wire::SendStatus::kUnreachable) worker_gone(w->routing_id, "unreachable");
+      if (status == wire::SendStatus::kUnreachable) worker_gone(w->routing_id, "is unreachable");
       return;
     }
     --w->credits;

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs after every test that starts processes (a ctest fixture cleanup): fails if any broker or
+# worker started from this build is still running, or a test's temp directory was left behind.
+set -u
+build_dir=$1
+status=0
+if pids=$(pgrep -f "^${build_dir}/(broker/paddock-broker|worker/paddock-worker)"); then
+  echo "LEAK: processes still running:"; ps -o pid,args -p ${pids//$'\n'/,}; status=1
+fi
+left=$(find /tmp -maxdepth 1 -name 'paddock-test-*' -newer "${build_dir}/CMakeCache.txt" 2>/dev/null)
+if [ -n "$left" ]; then
+  echo "LEAK: test directories left behind:"; echo "$left"; status=1
+fi
+[ $status -eq 0 ] && echo "no processes or temp directories left behind"
+exit $status

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: install what is missing, build with AddressSanitizer and
+# UndefinedBehaviorSanitizer, run every fuzz target briefly, then every test through ctest.
+# Environment: PADDOCK_TEST_BUILD_DIR (default build-test), PADDOCK_FUZZ_SECONDS (default 20 per
+# target; 0 skips fuzzing, and says so).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+tools/install-deps.sh
+build=${PADDOCK_TEST_BUILD_DIR:-build-test}
+case "$build" in /*) ;; *) build="$root/$build" ;; esac
+
+echo "== build ($build, ASan+UBSan)"
+cmake -S . -B "$build" -G Ninja -DPADDOCK_SANITIZE=ON -DPADDOCK_TESTS=ON >/dev/null
+ninja -C "$build" | tail -n 1
+
+fuzz_seconds=${PADDOCK_FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" -gt 0 ]; then
+  echo "== fuzz (${fuzz_seconds} s per target)"
+  PADDOCK_FUZZ_BUILD_DIR="$build/fuzz" tools/fuzz.sh "$fuzz_seconds"
+else
+  echo "== fuzz: SKIPPED (PADDOCK_FUZZ_SECONDS=0)"
+fi
+
+echo "== tests"
+cd "$build"
+ctest --output-on-failure -j2 --timeout 600
