@@ -128,6 +128,11 @@ class BatchRun {
     const size_t row = it->second.row;
     in_flight_.erase(it);
     ++answered_;
+    if (!retry_.empty()) {  // the broker's queue has room for one more: resubmit the next now
+      auto next = retry_.extract(retry_.begin());
+      next.key() = Clock::now();
+      retry_.insert(std::move(next));
+    }
     if (e) ++errors_;
     if (opts_.json) {
       clear_progress();

@@ -10,6 +10,7 @@ namespace paddock::cli {
 namespace {
 
 using nlohmann::json;
+using nlohmann::ordered_json;
 namespace sc = paddock::schemas;
 
 [[noreturn]] void fail(const std::string& field, const std::string& reason) {
@@ -185,17 +186,17 @@ ParsedJob job_from_json_text(std::string_view text) {
   return job_from_json(j);
 }
 
-json bytes_to_json(std::string_view bytes) {
+ordered_json bytes_to_json(std::string_view bytes) {
   if (is_valid_utf8(bytes)) return std::string(bytes);
-  return json{{"base64", base64_encode(bytes)}};
+  return ordered_json{{"base64", base64_encode(bytes)}};
 }
 
-json job_to_json(const sc::JobRequest& r) {
-  json files = json::array();
+ordered_json job_to_json(const sc::JobRequest& r) {
+  ordered_json files = ordered_json::array();
   for (const auto& f : r.files) files.push_back({{"path", f.path}, {"mode", f.mode}, {"data", bytes_to_json(f.data)}});
-  json egress = json::array();
+  ordered_json egress = ordered_json::array();
   for (const auto& e : r.egress) {
-    json ports = json::array();
+    ordered_json ports = ordered_json::array();
     for (const auto& p : e.ports) ports.push_back({{"first", p.first}, {"last", p.last}});
     egress.push_back({{"cidr", e.cidr}, {"protocol", e.protocol}, {"ports", ports}});
   }
@@ -207,10 +208,10 @@ json job_to_json(const sc::JobRequest& r) {
           {"tags", r.tags}};
 }
 
-json result_to_json(const sc::JobResult& r) {
+ordered_json result_to_json(const sc::JobResult& r) {
   const auto& t = r.timings;
   const auto& u = r.usage;
-  json j = {{"job_id", r.job_id},
+  ordered_json j = {{"job_id", r.job_id},
             {"status", "ok"},
             {"exit_code", r.exit_code},
             {"signal", r.signal},
@@ -230,7 +231,7 @@ json result_to_json(const sc::JobResult& r) {
                        {"packets_in", u.packets_in}, {"packets_out", u.packets_out},
                        {"egress_blocked", u.egress_blocked}}}};
   if (!r.files.empty()) {
-    json files = json::array();
+    ordered_json files = ordered_json::array();
     for (const auto& f : r.files) {
       files.push_back({{"path", f.path}, {"data", bytes_to_json(f.data)}, {"truncated", f.truncated}});
     }
@@ -239,8 +240,8 @@ json result_to_json(const sc::JobResult& r) {
   return j;
 }
 
-json error_to_json(const sc::JobError& e) {
-  json j = {{"job_id", e.job_id},       {"status", "error"},       {"variant", variant_of(e)},
+ordered_json error_to_json(const sc::JobError& e) {
+  ordered_json j = {{"job_id", e.job_id},       {"status", "error"},       {"variant", variant_of(e)},
             {"code", e.code},           {"message", e.message},    {"retryable", e.retryable},
             {"worker_id", e.worker_id}, {"attempt", e.attempt}};
   if (e.vm_id) j["vm_id"] = *e.vm_id;
@@ -250,8 +251,8 @@ json error_to_json(const sc::JobError& e) {
   return j;
 }
 
-std::string dump_line(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+std::string dump_line(const ordered_json& j) {
+  return j.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
 }
 
 }  // namespace paddock::cli

@@ -33,16 +33,16 @@ ParsedJob job_from_json_text(std::string_view text);
 ParsedJob job_from_json(const nlohmann::json& j);
 
 // The inverse of job_from_json: every field, defaults included.
-nlohmann::json job_to_json(const schemas::JobRequest& job);
+nlohmann::ordered_json job_to_json(const schemas::JobRequest& job);
 
 // One `paddock batch --json` output line: status "ok" for a RESULT, "error" for an ERROR.
-nlohmann::json result_to_json(const schemas::JobResult& r);
-nlohmann::json error_to_json(const schemas::JobError& e);
+nlohmann::ordered_json result_to_json(const schemas::JobResult& r);
+nlohmann::ordered_json error_to_json(const schemas::JobError& e);
 
 // A JSON string if `bytes` is valid UTF-8, else {"base64": "..."}.
-nlohmann::json bytes_to_json(std::string_view bytes);
+nlohmann::ordered_json bytes_to_json(std::string_view bytes);
 
 // nlohmann's dump() with invalid UTF-8 replaced rather than thrown on (messages come from peers).
-std::string dump_line(const nlohmann::json& j);
+std::string dump_line(const nlohmann::ordered_json& j);
 
 }  // namespace paddock::cli
