@@ -170,7 +170,7 @@ TEST_CASE("SIGTERM drains a worker: jobs in flight finish, then it exits 0") {
   CHECK(second.finals.at("d-3").front().result.worker_id == "next");
 }
 
-TEST_CASE("CANCEL: a queued job ends Cancelled; an unknown job is UnknownJob") {
+TEST_CASE("CANCEL: a queued job ends Cancelled and an unknown job is UnknownJob") {
   TempDir dir;
   auto broker = start_broker(dir);
   client::Client c(broker.client_endpoint);  // no worker: the job stays queued
@@ -222,7 +222,7 @@ TEST_CASE("a job whose worker dies on every attempt ends with WorkerLost") {
   CHECK(e.retryable);
 }
 
-TEST_CASE("a full queue REJECTS with QueueFull; a past deadline is DeadlineExceeded") {
+TEST_CASE("a full queue REJECTS with QueueFull and a past deadline is DeadlineExceeded") {
   TempDir dir;
   auto broker = start_broker(dir, {"--max-queue", "2", "--heartbeat-ms", "100"});
   client::Client c(broker.client_endpoint);
