@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# End-to-end tests of the paddock CLI against a real paddock-broker and paddock-worker (the
+# in-memory test double backend) on ephemeral loopback ports.
+#
+# Usage: cli_test.sh CASE   (a function case_CASE below; ctest runs each as "cli: CASE")
+# Environment: PADDOCK_CLI, PADDOCK_BROKER_BIN, PADDOCK_WORKER_BIN (binaries), PADDOCK_SOURCE_DIR.
+# Every process a case starts is stopped on exit, whatever happens.
+set -euo pipefail
+
+for var in PADDOCK_CLI PADDOCK_BROKER_BIN PADDOCK_WORKER_BIN PADDOCK_SOURCE_DIR; do
+  [[ -n "${!var:-}" ]] || { echo "FAIL: $var is not set (run through ctest)" >&2; exit 1; }
+done
+for bin in "$PADDOCK_CLI" "$PADDOCK_BROKER_BIN" "$PADDOCK_WORKER_BIN"; do
+  [[ -x "$bin" ]] || { echo "FAIL: binary missing: $bin (build it: ninja paddock paddock-broker paddock-worker)" >&2; exit 1; }
+done
+PY=/usr/bin/python3
+# Only in the foreground: in the background, $! would be the subshell, not the CLI.
+paddock() { "$PADDOCK_CLI" "$@"; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/paddock-cli-test.XXXXXX")
+pids=()
+cleanup() {
+  local status=$?
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ $status -ne 0 ]]; then
+    for log in "$tmp"/*.log; do [[ -s "$log" ]] && { echo "--- $log"; tail -n 30 "$log"; }; done
+  fi
+  rm -rf "$tmp"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+expect_status() {  # expect_status WANT GOT WHAT
+  [[ "$1" == "$2" ]] || fail "$3: exit status $2, expected $1"
+}
+expect_in() {  # expect_in NEEDLE FILE WHAT
+  grep -qF -- "$1" "$2" || { echo "--- $2:"; cat "$2"; fail "$3: '$1' not found"; }
+}
+json_field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$2"; }
+
+# start_broker [broker flags...]: sets CLIENT and WORKER endpoints.
+start_broker() {
+  rm -f "$tmp/ready.json"
+  "$PADDOCK_BROKER_BIN" --client-endpoint 'tcp://127.0.0.1:*' --worker-endpoint 'tcp://127.0.0.1:*' \
+    --ready-file "$tmp/ready.json" "$@" >"$tmp/broker.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    [[ -s "$tmp/ready.json" ]] && break
+    kill -0 "${pids[-1]}" 2>/dev/null || fail "paddock-broker exited at start"
+    sleep 0.1
+  done
+  [[ -s "$tmp/ready.json" ]] || fail "paddock-broker wrote no ready file within 10 s"
+  CLIENT=$(json_field client "$tmp/ready.json")
+  WORKER=$(json_field worker "$tmp/ready.json")
+  [[ -n "$CLIENT" && -n "$WORKER" ]] || fail "ready file without endpoints: $(cat "$tmp/ready.json")"
+}
+
+# start_worker SLOTS: a memory-backend worker; returns once it runs jobs.
+start_worker() {
+  "$PADDOCK_WORKER_BIN" --broker "$WORKER" --slots "$1" --worker-id cli-test --backend memory \
+    >"$tmp/worker.log" 2>&1 &
+  pids+=($!)
+  paddock submit --broker "$CLIENT" --wait-ms 20000 -- true >/dev/null ||
+    fail "a first job did not run: is the worker connected?"
+}
+
+start_cluster() { start_broker "$@"; start_worker 4; }
+
+case_submit_echo() {
+  start_cluster
+  local out status=0
+  out=$(paddock submit --broker "$CLIENT" -- echo hi) || status=$?
+  expect_status 0 "$status" "submit -- echo hi"
+  [[ "$out" == "hi" ]] || fail "submit -- echo hi printed '$out'"
+}
+
+case_submit_exit_codes() {
+  start_cluster
+  local status=0
+  paddock submit --broker "$CLIENT" -- exit 7 || status=$?
+  expect_status 7 "$status" "submit -- exit 7"
+  status=0
+  paddock submit --broker "$CLIENT" --timeout-ms 200 -- sleep 5000 2>"$tmp/err" || status=$?
+  expect_status 124 "$status" "a job that times out"
+  expect_in "timed out" "$tmp/err" "timeout message"
+  status=0
+  paddock submit --broker "$CLIENT" -- stderr oops >/dev/null 2>"$tmp/err" || status=$?
+  expect_status 0 "$status" "submit -- stderr oops"
+  expect_in "oops" "$tmp/err" "the job's stderr on ours"
+}
+
+case_submit_stdin_env() {
+  start_cluster
+  local out
+  out=$(printf 'from stdin' | paddock submit --broker "$CLIENT" --stdin-file - -- cat)
+  [[ "$out" == "from stdin" ]] || fail "cat printed '$out'"
+  out=$(paddock submit --broker "$CLIENT" --env NAME=value -- env NAME)
+  [[ "$out" == "value" ]] || fail "env NAME printed '$out'"
+}
+
+case_submit_paddock_error() {
+  start_cluster
+  local status=0
+  paddock submit --broker "$CLIENT" -- fail Jailer x 2>"$tmp/err" || status=$?
+  expect_status 125 "$status" "submit -- fail Jailer x"
+  expect_in "error: Jailer (code 11): " "$tmp/err" "the error line"
+}
+
+case_submit_queue_full() {
+  start_broker --max-queue 1  # no worker: the first job stays queued
+  "$PADDOCK_CLI" submit --broker "$CLIENT" --job-id first --wait-ms 30000 -- true >/dev/null 2>&1 &
+  pids+=($!)
+  local status=0
+  # Whichever job reaches the broker first fills its queue; a later one is REJECTED.
+  for i in $(seq 50); do
+    status=0
+    paddock submit --broker "$CLIENT" --job-id "second-$i" --wait-ms 300 -- true 2>"$tmp/err" >/dev/null ||
+      status=$?
+    [[ $status -eq 75 ]] && break
+    sleep 0.1
+  done
+  expect_status 75 "$status" "submit to a full queue"
+  expect_in "QueueFull (code 103)" "$tmp/err" "the REJECTED line"
+}
+
+case_submit_no_broker() {
+  local status=0
+  paddock submit --broker tcp://127.0.0.1:1 --broker-timeout-ms 500 -- echo hi 2>"$tmp/err" || status=$?
+  expect_status 69 "$status" "submit without a broker"
+  expect_in "did not answer" "$tmp/err" "the message"
+  status=0
+  paddock ping --broker tcp://127.0.0.1:1 --wait-ms 500 2>/dev/null || status=$?
+  expect_status 69 "$status" "ping without a broker"
+  status=0
+  paddock submit --broker not-an-endpoint -- echo hi 2>/dev/null || status=$?
+  expect_status 64 "$status" "a malformed endpoint"
+}
+
+case_batch_json() {
+  start_cluster
+  local file="$PADDOCK_SOURCE_DIR/examples/batch.jsonl" status=0
+  paddock batch --broker "$CLIENT" --json "$file" >"$tmp/out" 2>"$tmp/err" || status=$?
+  expect_status 0 "$status" "batch --json examples/batch.jsonl"
+  "$PY" - "$file" "$tmp/out" <<'PYEOF' || fail "batch --json output (above)"
+import json, sys
+jobs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+out = [json.loads(l) for l in open(sys.argv[2])]
+assert len(out) == len(jobs), f"{len(out)} answers for {len(jobs)} jobs"
+ids = {j["job_id"] for j in jobs if "job_id" in j}
+assert ids <= {o["job_id"] for o in out}, "some job_id has no answer"
+errors = [o for o in out if o["status"] == "error"]
+assert errors, "the example batch should contain Paddock errors"
+for o in out:
+    assert o["status"] in ("ok", "error"), o
+    if o["status"] == "error":
+        assert isinstance(o["variant"], str) and o["variant"], o
+        assert isinstance(o["code"], int) and o["code"] > 0, o
+    else:
+        assert o["backend"] == "memory", o
+        for k in ("exit_code", "signal", "timed_out", "stdout", "stderr", "timings", "worker_id", "attempt"):
+            assert k in o, (k, o)
+by_id = {o["job_id"]: o for o in out}
+assert by_id["hello"]["stdout"] == "hello from paddock\n"
+assert by_id["timeout"]["timed_out"] is True
+assert by_id["network-setup"]["variant"] == "NetworkSetup" and by_id["network-setup"]["code"] == 13
+PYEOF
+  paddock batch --broker "$CLIENT" "$file" >"$tmp/table" || fail "batch (table) failed"
+  expect_in "NetworkSetup (13)" "$tmp/table" "the table"
+  expect_in "hello from paddock" "$tmp/table" "the table"
+}
+
+case_batch_invalid_line() {
+  start_cluster
+  printf '%s\n' '{"job_id": "good", "argv": ["echo", "fine"]}' '{"job_id": "bad", "argv": "echo"}' \
+    '{"job_id": "typo", "argv": ["echo"], "timeout": 5}' >"$tmp/batch.jsonl"
+  local status=0
+  paddock batch --broker "$CLIENT" --json "$tmp/batch.jsonl" >"$tmp/out" 2>"$tmp/err" || status=$?
+  expect_status 1 "$status" "a batch with invalid lines"
+  expect_in "batch.jsonl:2: " "$tmp/err" "line 2 reported"
+  expect_in "argv: expected an array" "$tmp/err" "line 2's field"
+  expect_in "batch.jsonl:3: invalid job, not submitted: timeout: unknown field" "$tmp/err" "line 3"
+  expect_in '"job_id":"good"' "$tmp/out" "the valid job still ran"
+  [[ $(wc -l <"$tmp/out") -eq 1 ]] || fail "expected one answer, got: $(cat "$tmp/out")"
+}
+
+case_batch_queue_full_resubmits() {
+  start_broker --max-queue 3
+  start_worker 2
+  for i in $(seq 30); do echo "{\"job_id\": \"q$i\", \"argv\": [\"sleep\", \"20\"]}"; done >"$tmp/batch.jsonl"
+  local status=0
+  paddock batch --broker "$CLIENT" --json "$tmp/batch.jsonl" >"$tmp/out" 2>"$tmp/err" || status=$?
+  expect_status 0 "$status" "batch against a small queue"
+  [[ $(grep -c '"status":"ok"' "$tmp/out") -eq 30 ]] || fail "expected 30 results: $(cat "$tmp/out")"
+  grep -q "[1-9][0-9]* resubmissions after QueueFull" "$tmp/err" || fail "no resubmission: $(cat "$tmp/err")"
+}
+
+case_cancel() {
+  start_cluster
+  local status=0
+  paddock cancel --broker "$CLIENT" no-such-job >"$tmp/out" 2>"$tmp/err" || status=$?
+  expect_status 1 "$status" "cancel of an unknown job"
+  expect_in "UnknownJob (code 105)" "$tmp/err" "cancel of an unknown job"
+  "$PADDOCK_CLI" submit --broker "$CLIENT" --job-id long -- sleep 60000 2>"$tmp/submit.err" &
+  local submitter=$!
+  pids+=("$submitter")
+  sleep 0.5
+  status=0
+  paddock cancel --broker "$CLIENT" long >"$tmp/out" 2>&1 || status=$?
+  expect_status 0 "$status" "cancel of a running job"
+  status=0
+  wait "$submitter" || status=$?
+  expect_status 125 "$status" "the cancelled job's submitter"
+  expect_in "Cancelled (code 101)" "$tmp/submit.err" "the submitter's error line"
+}
+
+case_ping_and_help() {
+  start_broker
+  paddock ping --broker "$CLIENT" | grep -q "^pong from" || fail "ping"
+  for cmd in "" submit batch cancel ping; do
+    paddock $cmd --help >/dev/null || fail "paddock $cmd --help"
+  done
+  local status=0
+  paddock submit --broker "$CLIENT" 2>/dev/null || status=$?
+  expect_status 64 "$status" "submit without argv"
+}
+
+[[ $# -eq 1 ]] || fail "usage: cli_test.sh CASE"
+declare -F "case_$1" >/dev/null || fail "no such case: $1"
+"case_$1"
+echo "PASS: $1"
