@@ -166,7 +166,7 @@ class BatchRun {
   }
 
   std::string summary() const {
-    return std::to_string(answered_) + " jobs answered: " + std::to_string(answered_ - errors_) +
+    return std::to_string(answered_) + (answered_ == 1 ? " job" : " jobs") + " answered: " + std::to_string(answered_ - errors_) +
            " ran (status ok), " + std::to_string(errors_) + " Paddock errors; " +
            std::to_string(invalid_) + " invalid lines; " + std::to_string(resubmitted_) +
            " resubmissions after QueueFull";
