@@ -8,6 +8,7 @@ PACKAGES=(
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libspdlog-dev libfmt-dev
   libboost-dev libboost-filesystem-dev
   doctest-dev libcli11-dev nlohmann-json3-dev
+  clang-14 libclang-rt-14-dev
   python3 python3-zmq python3-msgpack
   procps iproute2
 )
@@ -26,8 +27,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# apt lists may be absent on a fresh machine; refresh them once when a package is not known.
-if ! apt-cache show "${missing[0]}" >/dev/null 2>&1; then
+# The apt lists may be missing or stale on a fresh machine: on failure, refresh them and retry once.
+if ! $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
   $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
