@@ -273,3 +273,60 @@ TEST_CASE("a worker re-registers with a restarted broker and keeps serving") {
   CHECK(answers.finals.at("after").front().result.stdout_data == "2\n");
   CHECK(worker->running());
 }
+
+TEST_CASE("each of the 13 runtime variants reaches the submitter with its name, code and message") {
+  TempDir dir;
+  auto broker = start_broker(dir);
+  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 4);
+  client::Client c(broker.client_endpoint);
+  const std::vector<std::pair<std::string, std::string>> variants = {
+      {"VmAlreadyExists", "vm 'w1-vm-1' already exists"},
+      {"VmNotFound", "vm 'w1-vm-2' not found"},
+      {"InvalidTransition", "invalid vm transition for 'w1-vm-3': running -> created"},
+      {"SnapshotAlreadyExists", "snapshot 'snap' already exists for vm 'w1-vm-4'"},
+      {"SnapshotNotFound", "snapshot 'snap' not found for vm 'w1-vm-5'"},
+      {"Unsupported", "backend unsupported: snap"},
+      {"Metrics", "metrics: snap"},
+      {"Shutdown", "shutdown failed: snap"},
+      {"Firewall", "firewall error: snap"},
+      {"Jailer", "jailer error: snap"},
+      {"NetworkConfig", "network config invalid: snap"},
+      {"NetworkSetup", "network setup failed: snap"},
+      // Last: a worker that sees its provider poisoned stops taking jobs and exits 3.
+      {"StatePoisoned", "provider state lock poisoned"},
+  };
+  // One at a time, so the worker's VM ids (w1-vm-1, -2, ...) follow the order above.
+  for (size_t i = 0; i < variants.size(); ++i) {
+    const auto& [name, message] = variants[i];
+    const uint32_t code = name == "StatePoisoned" ? 6 : (i < 5 ? i + 1 : i + 2);
+    CAPTURE(name);
+    c.submit(job("v-" + name, {"fail", name, "snap"}));
+    auto answers = collect(c, {"v-" + name}, 10s, 0ms);
+    REQUIRE(answers.finals.count("v-" + name) == 1);
+    const auto& e = answers.finals.at("v-" + name).front().error;
+    CHECK(e.variant == name);
+    CHECK(e.code == code);
+    CHECK(e.message == message);
+    CHECK(e.worker_id == "w1");
+  }
+  auto exit_code = worker->wait_for(10s);
+  REQUIRE(exit_code.has_value());
+  CHECK(*exit_code == 3);
+}
+
+TEST_CASE("a job that poisons the provider gets StatePoisoned and its worker drains and exits 3") {
+  TempDir dir;
+  auto broker = start_broker(dir);
+  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 1);
+  client::Client c(broker.client_endpoint);
+  c.submit(job("poison", {"poison"}));
+  auto answers = collect(c, {"poison"}, 10s);
+  REQUIRE(answers.finals.count("poison") == 1);
+  const auto& e = answers.finals.at("poison").front().error;
+  CHECK(e.variant == "StatePoisoned");
+  CHECK(e.code == 6);
+  CHECK(e.message == "provider state lock poisoned");
+  auto code = worker->wait_for(10s);
+  REQUIRE(code.has_value());
+  CHECK(*code == 3);
+}
