@@ -5,11 +5,11 @@
 namespace paddock::runtime {
 namespace {
 
-constexpr std::array<std::string_view, kVariantCount> kNames = {
+constexpr std::array<std::string_view, kLastVariantCode> kNames = {
     "VmAlreadyExists", "VmNotFound", "InvalidTransition", "SnapshotAlreadyExists",
     "SnapshotNotFound", "StatePoisoned", "Unsupported", "Metrics",
     "Shutdown", "Firewall", "Jailer", "NetworkConfig",
-    "NetworkSetup"};
+    "NetworkSetup", "GuestAgent"};
 
 std::string quoted(const std::optional<std::string>& s) {
   // Appended piecewise: g++ 12 at -O3 warns falsely (-Wrestrict) on "'" + str + "'".
@@ -22,11 +22,11 @@ std::string quoted(const std::optional<std::string>& s) {
 
 std::string_view variant_name(Variant v) {
   const auto i = static_cast<uint32_t>(v);
-  return i >= 1 && i <= kVariantCount ? kNames[i - 1] : std::string_view("Unknown");
+  return i >= 1 && i <= kLastVariantCode ? kNames[i - 1] : std::string_view("Unknown");
 }
 
 std::optional<Variant> variant_from_name(std::string_view name) {
-  for (uint32_t i = 0; i < kVariantCount; ++i) {
+  for (uint32_t i = 0; i < kLastVariantCode; ++i) {
     if (kNames[i] == name) return static_cast<Variant>(i + 1);
   }
   return std::nullopt;
@@ -73,6 +73,7 @@ Error Error::network_config(std::string detail) {
 Error Error::network_setup(std::string detail) {
   return of(Variant::kNetworkSetup, std::move(detail));
 }
+Error Error::guest_agent(std::string detail) { return of(Variant::kGuestAgent, std::move(detail)); }
 
 Error Error::of(Variant v, std::string detail) {
   Error e(v);
@@ -99,6 +100,7 @@ std::string Error::message() const {
     case Variant::kJailer: return "jailer error: " + detail_;
     case Variant::kNetworkConfig: return "network config invalid: " + detail_;
     case Variant::kNetworkSetup: return "network setup failed: " + detail_;
+    case Variant::kGuestAgent: return "guest agent error: " + detail_;
   }
   return "unknown runtime error";
 }

@@ -1,4 +1,5 @@
-// The 13 runtime variants: codes, names, exact messages, fields, retryability.
+// The runtime variants: the product's 13 (codes, names, exact messages, fields, retryability) and
+// Paddock's own from 14 on.
 #include <doctest/doctest.h>
 
 #include "paddock/runtime/error.h"
@@ -29,8 +30,27 @@ TEST_CASE("runtime error variants have the product's codes and names, in order")
     CHECK(paddock::runtime::variant_from_name(name) == v);
     ++expected_code;
   }
+  CHECK(expected_code - 1 == paddock::runtime::kVariantCount);
   CHECK_FALSE(paddock::runtime::variant_from_name("Nope").has_value());
   CHECK(paddock::runtime::variant_name(static_cast<Variant>(99)) == "Unknown");
+}
+
+TEST_CASE("Paddock's own runtime variants follow the product's 13") {
+  CHECK(paddock::runtime::kVariantCount == 13);
+  CHECK(paddock::runtime::kLastVariantCode == 14);
+  CHECK(paddock::runtime::code_of(Variant::kGuestAgent) == 14);
+  CHECK(paddock::runtime::variant_name(Variant::kGuestAgent) == "GuestAgent");
+  CHECK(paddock::runtime::variant_from_name("GuestAgent") == Variant::kGuestAgent);
+  CHECK(paddock::runtime::variant_name(static_cast<Variant>(15)) == "Unknown");
+  CHECK(paddock::runtime::variant_name(static_cast<Variant>(0)) == "Unknown");
+  const auto e = Error::guest_agent("read agent channel: Connection reset by peer");
+  CHECK(e.code() == 14);
+  CHECK(e.name() == "GuestAgent");
+  CHECK(e.message() == "guest agent error: read agent channel: Connection reset by peer");
+  CHECK(e.detail() == "read agent channel: Connection reset by peer");
+  CHECK_FALSE(e.retryable());
+  CHECK_FALSE(e.vm_id().has_value());
+  CHECK(Error::of(Variant::kGuestAgent, "x").message() == "guest agent error: x");
 }
 
 TEST_CASE("runtime error messages are exactly the reference runtime's") {

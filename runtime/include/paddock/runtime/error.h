@@ -1,6 +1,7 @@
-// The runtime's error type: one of thirteen variants with stable codes (fixed by the product; codes
-// are forever) and the exact messages of the reference runtime. Errors are values: providers
-// return Result<T> and never throw across their interface.
+// The runtime's error type: one of the thirteen product variants (codes 1-13, fixed by the product,
+// with the exact messages of the reference runtime) or one of Paddock's own runtime variants
+// (14 and up, DESIGN.md §3). Codes are forever. Errors are values: providers return Result<T> and
+// never throw across their interface.
 #pragma once
 
 #include <cstdint>
@@ -26,9 +27,13 @@ enum class Variant : uint32_t {
   kJailer = 11,
   kNetworkConfig = 12,
   kNetworkSetup = 13,
+  // Paddock's own runtime variants (codes 14-99).
+  kGuestAgent = 14,  // the guest agent could not be reached or could not run the request
 };
 
+// The product's variants are codes 1..kVariantCount; Paddock's own follow, up to kLastVariantCode.
 inline constexpr uint32_t kVariantCount = 13;
+inline constexpr uint32_t kLastVariantCode = 14;
 
 std::string_view variant_name(Variant v);
 // Parses a variant by its name ("VmNotFound"); nullopt for anything else.
@@ -50,6 +55,7 @@ class Error {
   static Error jailer(std::string detail);
   static Error network_config(std::string detail);
   static Error network_setup(std::string detail);
+  static Error guest_agent(std::string detail);
   // Any variant with a detail; for the variants with structured fields the detail is ignored and
   // the fields stay empty. Used by the in-memory test double's scripted failures.
   static Error of(Variant v, std::string detail);
