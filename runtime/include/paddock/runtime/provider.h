@@ -52,6 +52,9 @@ struct ExecFile {
 // One program run inside a running VM, through the guest agent.
 struct ExecRequest {
   std::vector<std::string> argv;
+  // Instead of argv (which is then empty): a shell script, run in the guest as /bin/sh -c SCRIPT.
+  // The memory test double interprets argv only.
+  std::string script;
   std::map<std::string, std::string> env;
   std::string stdin_data;
   std::vector<ExecFile> files_in;

@@ -1,0 +1,84 @@
+// The host side of the guest agent protocol (schemas/PROTOCOL.md, "Guest agent protocol"): one
+// connected byte stream to one guest agent — under QEMU, the unix socket of the chardev behind the
+// guest's `paddock.agent` virtio-serial port.
+//
+// Requests carry ids; a reply to an earlier request that was given up on (a ping that timed out,
+// an exec past its deadline or cancelled) is recognised by its id and skipped, so the stream stays
+// usable. It breaks for good only when the peer closes it, an I/O call fails, a reply is not a
+// valid frame, or a request could only be written in part; every later call then fails at once
+// with the reason.
+//
+// Thread-safety: none. One caller at a time (a VM runs one exec at a time on its channel).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <stop_token>
+#include <string>
+
+#include "paddock/runtime/error.h"
+#include "paddock/runtime/provider.h"
+
+namespace paddock::runtime {
+
+namespace agent {
+class FrameReader;
+struct Reply;
+}  // namespace agent
+
+class AgentClient {
+ public:
+  // Takes ownership of a connected stream fd (a unix socket); the destructor closes it.
+  explicit AgentClient(int fd);
+  ~AgentClient();
+  AgentClient(const AgentClient&) = delete;
+  AgentClient& operator=(const AgentClient&) = delete;
+
+  // Sends ping and waits up to `timeout` for its pong. False on timeout or a broken stream; a
+  // timeout does not break the stream (the late pong is skipped by the next call).
+  bool ping(std::chrono::milliseconds timeout);
+
+  // Runs `request` in the guest and returns what it did: a program that fails, is killed or times
+  // out (the agent enforces request.timeout_ms) is an ExecResult. When `cancel` is triggered the
+  // wait ends within a few milliseconds with an ExecResult whose `cancelled` is set (the guest's
+  // job is not stopped: the caller destroys the VM). Files out are capped at request.output_cap
+  // bytes each, like stdout and stderr.
+  // Errors (GuestAgent): the stream is or becomes broken; no reply within `deadline` (measured from
+  // the call); the agent answered that it could not run the request (bad request, fork failure).
+  Result<ExecResult> exec(const ExecRequest& request, std::stop_token cancel,
+                          std::chrono::milliseconds deadline);
+
+  // Asks the agent to power the guest off (in its host test mode: to exit) and waits up to
+  // `timeout` for its acknowledgement.
+  Status shutdown(std::chrono::milliseconds timeout);
+
+  // The agent's version from the last pong ("" before one arrived).
+  const std::string& agent_version() const { return agent_version_; }
+  // False once the stream broke; broken_reason() says why.
+  bool healthy() const { return broken_.empty(); }
+  const std::string& broken_reason() const { return broken_; }
+
+ private:
+  using Deadline = std::chrono::steady_clock::time_point;
+  // kFailed: failure_ says why (and the stream may be broken).
+  enum class Wait { kDone, kTimeout, kCancelled, kFailed };
+
+  // Writes one frame. Given up part way (deadline, cancel), the stream is broken.
+  Wait send(const std::string& frame, Deadline deadline, const std::stop_token* cancel);
+  // Reads until the reply to `id` arrives, the deadline passes, `cancel` is triggered or the
+  // stream breaks. Replies to other ids are skipped.
+  Wait await_reply(uint64_t id, Deadline deadline, const std::stop_token* cancel,
+                   agent::Reply& reply);
+  // Records the stream as broken (the first reason wins) and fails.
+  Wait broke(std::string reason);
+
+  int fd_ = -1;
+  uint64_t next_id_ = 1;
+  std::string agent_version_;
+  std::string broken_;
+  std::string failure_;
+  std::unique_ptr<agent::FrameReader> reader_;  // bytes read and not yet taken as replies
+};
+
+}  // namespace paddock::runtime

@@ -1,0 +1,234 @@
+#include "paddock/runtime/agent_client.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <vector>
+
+#include "agent/protocol.h"
+#include "os/os_error.h"
+
+namespace paddock::runtime {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// How often a wait looks at its stop_token.
+constexpr milliseconds kCancelSlice{10};
+constexpr size_t kReadChunk = 256u << 10;
+
+agent::ExecCommand command_from(const ExecRequest& r) {
+  agent::ExecCommand c;
+  c.argv = r.argv;
+  c.script = r.script;
+  c.env = r.env;
+  c.stdin_data = r.stdin_data;
+  for (const auto& f : r.files_in) c.files.push_back({f.path, f.mode, f.data});
+  c.files_out = r.files_out;
+  c.timeout_ms = r.timeout_ms;
+  c.output_cap = r.output_cap;
+  c.files_out_cap = r.output_cap;
+  return c;
+}
+
+ExecResult result_from(agent::ExecOutcome&& o) {
+  ExecResult r;
+  r.exit_code = o.exit_code;
+  r.signal = o.signal;
+  r.stdout_data = std::move(o.stdout_data);
+  r.stderr_data = std::move(o.stderr_data);
+  r.stdout_truncated = o.stdout_truncated;
+  r.stderr_truncated = o.stderr_truncated;
+  r.timed_out = o.timed_out;
+  for (auto& f : o.files) {
+    r.files_out.push_back(ExecFile{std::move(f.path), 0644, std::move(f.data), f.truncated});
+  }
+  r.cpu_us = o.cpu_us;
+  r.peak_memory_kib = o.peak_memory_kib;
+  return r;
+}
+
+// Milliseconds to wait in one poll(): up to the deadline, in slices when there is a stop_token.
+int poll_ms(Clock::time_point deadline, bool sliced) {
+  auto left = std::chrono::ceil<milliseconds>(deadline - Clock::now());
+  if (sliced) left = std::min(left, kCancelSlice);
+  return static_cast<int>(std::clamp<int64_t>(left.count(), 0, 60'000));
+}
+
+ExecResult cancelled_result() {
+  ExecResult r;
+  r.cancelled = true;
+  return r;
+}
+
+}  // namespace
+
+AgentClient::AgentClient(int fd) : fd_(fd), reader_(std::make_unique<agent::FrameReader>()) {
+  // Every wait is a poll() with a deadline; reads and writes never block.
+  const int flags = ::fcntl(fd_, F_GETFL);
+  if (flags < 0 || ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK) < 0) {
+    broken_ = os::error_message("set the agent channel non-blocking");
+  }
+}
+
+AgentClient::~AgentClient() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+AgentClient::Wait AgentClient::broke(std::string reason) {
+  if (broken_.empty()) broken_ = reason;
+  failure_ = std::move(reason);
+  return Wait::kFailed;
+}
+
+AgentClient::Wait AgentClient::send(const std::string& frame, Deadline deadline,
+                                    const std::stop_token* cancel) {
+  if (!healthy()) {
+    failure_ = "agent channel unusable: " + broken_;
+    return Wait::kFailed;
+  }
+  size_t sent = 0;
+  while (sent < frame.size()) {
+    const ssize_t n = ::send(fd_, frame.data() + sent, frame.size() - sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      return broke(os::error_message("write agent channel"));
+    }
+    const bool cancelled = cancel != nullptr && cancel->stop_requested();
+    if (cancelled || Clock::now() >= deadline) {
+      // A frame cut short leaves the guest waiting for bytes that will never come.
+      if (sent > 0) broke("write agent channel: request abandoned part way");
+      return cancelled ? Wait::kCancelled : Wait::kTimeout;
+    }
+    pollfd p{fd_, POLLOUT, 0};
+    if (::poll(&p, 1, poll_ms(deadline, cancel != nullptr)) < 0 && errno != EINTR) {
+      return broke(os::error_message("poll agent channel"));
+    }
+  }
+  return Wait::kDone;
+}
+
+AgentClient::Wait AgentClient::await_reply(uint64_t id, Deadline deadline,
+                                           const std::stop_token* cancel, agent::Reply& reply) {
+  std::vector<char> chunk;
+  for (;;) {
+    while (auto next = reader_->next()) {
+      if (!*next) return broke("agent reply: " + next->error().message());
+      auto decoded = agent::decode_reply(next->value());
+      const uint64_t got = decoded ? decoded.value().id : decoded.error().id;
+      // id 0: the agent could not read the id of a request (ours: we never send id 0).
+      if (got != id && got != 0) continue;  // the late reply to a request given up on
+      if (!decoded) {
+        failure_ = "agent reply: " + decoded.error().message();
+        return Wait::kFailed;
+      }
+      reply = std::move(decoded.value());
+      return Wait::kDone;
+    }
+    if (!healthy()) {
+      failure_ = "agent channel unusable: " + broken_;
+      return Wait::kFailed;
+    }
+    if (cancel != nullptr && cancel->stop_requested()) return Wait::kCancelled;
+    if (Clock::now() >= deadline) return Wait::kTimeout;
+    pollfd p{fd_, POLLIN, 0};
+    const int rc = ::poll(&p, 1, poll_ms(deadline, cancel != nullptr));
+    if (rc < 0 && errno != EINTR) return broke(os::error_message("poll agent channel"));
+    if (rc <= 0) continue;
+    if (chunk.empty()) chunk.resize(kReadChunk);
+    const ssize_t n = ::read(fd_, chunk.data(), chunk.size());
+    if (n > 0) {
+      reader_->feed(std::string_view(chunk.data(), static_cast<size_t>(n)));
+    } else if (n == 0) {
+      return broke(reader_->mid_frame()
+                       ? "read agent channel: the guest closed it in the middle of a reply"
+                       : "read agent channel: closed by the guest");
+    } else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+      return broke(os::error_message("read agent channel"));
+    }
+  }
+}
+
+bool AgentClient::ping(milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  agent::Request request;
+  request.id = next_id_++;
+  request.op = agent::Op::kPing;
+  if (send(agent::frame(agent::encode_request(request)), deadline, nullptr) != Wait::kDone) {
+    return false;
+  }
+  agent::Reply reply;
+  if (await_reply(request.id, deadline, nullptr, reply) != Wait::kDone) return false;
+  if (reply.kind != agent::ReplyKind::kPong) return false;
+  agent_version_ = reply.agent_version;
+  return true;
+}
+
+Result<ExecResult> AgentClient::exec(const ExecRequest& request, std::stop_token cancel,
+                                     milliseconds deadline) {
+  const auto until = Clock::now() + deadline;
+  agent::Request r;
+  r.id = next_id_++;
+  r.op = agent::Op::kExec;
+  r.exec = command_from(request);
+  const std::string body = agent::encode_request(r);
+  if (body.size() > agent::limits::kMaxFrameBytes) {
+    return Error::guest_agent("exec: the request is " + std::to_string(body.size()) +
+                              " bytes, over the agent protocol's frame limit of " +
+                              std::to_string(agent::limits::kMaxFrameBytes));
+  }
+  const auto waited = [&] {
+    return "exec: no reply from the guest agent within " + std::to_string(deadline.count()) + " ms";
+  };
+  switch (send(agent::frame(body), until, &cancel)) {
+    case Wait::kDone: break;
+    case Wait::kCancelled: return cancelled_result();
+    case Wait::kTimeout: return Error::guest_agent(waited());
+    case Wait::kFailed: return Error::guest_agent(failure_);
+  }
+  agent::Reply reply;
+  switch (await_reply(r.id, until, &cancel, reply)) {
+    case Wait::kDone: break;
+    case Wait::kCancelled: return cancelled_result();
+    case Wait::kTimeout: return Error::guest_agent(waited());
+    case Wait::kFailed: return Error::guest_agent(failure_);
+  }
+  switch (reply.kind) {
+    case agent::ReplyKind::kResult: return result_from(std::move(reply.result));
+    case agent::ReplyKind::kError:
+      return Error::guest_agent("exec: the agent could not run the request: " + reply.error);
+    default: return Error::guest_agent("exec: the agent answered with something else than a result");
+  }
+}
+
+Status AgentClient::shutdown(milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  agent::Request request;
+  request.id = next_id_++;
+  request.op = agent::Op::kShutdown;
+  agent::Reply reply;
+  Wait w = send(agent::frame(agent::encode_request(request)), deadline, nullptr);
+  if (w == Wait::kDone) w = await_reply(request.id, deadline, nullptr, reply);
+  switch (w) {
+    case Wait::kDone: break;
+    case Wait::kTimeout:
+      return Error::guest_agent("shutdown: no reply within " + std::to_string(timeout.count()) +
+                                " ms");
+    default: return Error::guest_agent(failure_);
+  }
+  if (reply.kind == agent::ReplyKind::kError) {
+    return Error::guest_agent("shutdown: the agent refused: " + reply.error);
+  }
+  return {};
+}
+
+}  // namespace paddock::runtime

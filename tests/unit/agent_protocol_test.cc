@@ -1,0 +1,417 @@
+// The guest agent protocol codec (runtime/src/agent/protocol.h): framing, round trips, limits,
+// and what the decoders say about truncated, oversized and garbage input.
+#include <doctest/doctest.h>
+
+#include <msgpack.hpp>
+
+#include <functional>
+#include <string>
+
+#include "agent/protocol.h"
+
+namespace agent = paddock::runtime::agent;
+using agent::limits::kMaxFrameBytes;
+
+namespace {
+
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+// A msgpack map built by hand: `fields` packs exactly `n` key/value pairs after v and id.
+std::string body(uint32_t n, const std::function<void(Packer&)>& fields, uint64_t id = 7,
+                 bool header = true) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  pk.pack_map(n + (header ? 2 : 0));
+  if (header) {
+    pk.pack(std::string("v"));
+    pk.pack(1);
+    pk.pack(std::string("id"));
+    pk.pack(id);
+  }
+  fields(pk);
+  return std::string(buf.data(), buf.size());
+}
+
+void kv(Packer& pk, const std::string& k, const auto& v) {
+  pk.pack(k);
+  pk.pack(v);
+}
+
+std::string exec_body(uint32_t n, const std::function<void(Packer&)>& fields) {
+  return body(n + 1, [&](Packer& pk) {
+    kv(pk, "op", std::string("exec"));
+    fields(pk);
+  });
+}
+
+agent::DecodeError request_error(const std::string& b) {
+  auto d = agent::decode_request(b);
+  REQUIRE_FALSE(d.ok());
+  return d.error();
+}
+
+agent::ExecCommand full_command() {
+  agent::ExecCommand c;
+  c.argv = {"/bin/echo", "hello", std::string("\xff\x01", 2)};
+  c.env = {{"A", "1"}, {"PATH", "/bin"}};
+  c.cwd = "/work/sub";
+  c.stdin_data = std::string("in\0put", 6);
+  c.files = {{"a.txt", 0600, std::string("x\0y", 3)}, {"dir/b", 0755, ""}};
+  c.files_out = {"out.txt", "d/e/f"};
+  c.timeout_ms = 1234;
+  c.output_cap = 99;
+  c.files_out_cap = 5;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("agent frames: big-endian length, then the body") {
+  const std::string f = agent::frame("abc");
+  CHECK(f == std::string("\0\0\0\3abc", 7));
+  const std::string big(0x01020304 & 0xFFFF, 'x');
+  const std::string g = agent::frame(big);
+  CHECK(static_cast<unsigned char>(g[2]) == 0x03);
+  CHECK(static_cast<unsigned char>(g[3]) == 0x04);
+}
+
+TEST_CASE("agent FrameReader takes frames fed byte by byte and several at once") {
+  const std::string stream = agent::frame("one") + agent::frame("two!") + agent::frame("3");
+  agent::FrameReader r;
+  std::vector<std::string> got;
+  for (char c : stream) {
+    r.feed(std::string_view(&c, 1));
+    while (auto f = r.next()) {
+      REQUIRE(f->ok());
+      got.push_back(f->value());
+    }
+  }
+  CHECK(got == std::vector<std::string>{"one", "two!", "3"});
+  CHECK_FALSE(r.mid_frame());
+
+  agent::FrameReader all;
+  all.feed(stream);
+  CHECK(all.next()->value() == "one");
+  CHECK(all.next()->value() == "two!");
+  CHECK(all.next()->value() == "3");
+  CHECK_FALSE(all.next().has_value());
+  CHECK(all.buffered() == 0);
+}
+
+TEST_CASE("agent FrameReader: a truncated frame waits, and says it is mid-frame") {
+  agent::FrameReader r;
+  const std::string f = agent::frame("hello");
+  r.feed(f.substr(0, 2));
+  CHECK_FALSE(r.next().has_value());
+  CHECK(r.mid_frame());
+  r.feed(f.substr(2, 4));
+  CHECK_FALSE(r.next().has_value());
+  CHECK(r.mid_frame());
+  r.reset();
+  CHECK_FALSE(r.mid_frame());
+  r.feed(agent::frame("again"));
+  CHECK(r.next()->value() == "again");
+}
+
+TEST_CASE("agent FrameReader refuses empty and oversized frames and stays in step") {
+  agent::FrameReader r;
+  r.feed(std::string("\0\0\0\0", 4));
+  auto e = r.next();
+  REQUIRE(e.has_value());
+  REQUIRE_FALSE(e->ok());
+  CHECK(e->error().field == "frame");
+  CHECK(e->error().message() == "frame: empty (length 0)");
+
+  // Oversized: the header, part of its bytes now, the rest later, then a good frame.
+  const uint32_t n = kMaxFrameBytes + 1;
+  const char hdr[4] = {static_cast<char>(n >> 24), static_cast<char>(n >> 16),
+                       static_cast<char>(n >> 8), static_cast<char>(n)};
+  r.feed(std::string_view(hdr, 4));
+  r.feed(std::string(1000, 'g'));
+  e = r.next();
+  REQUIRE(e.has_value());
+  REQUIRE_FALSE(e->ok());
+  CHECK(e->error().reason == "length 33554433 exceeds 33554432");
+  CHECK(r.mid_frame());  // still skipping
+  const std::string rest(n - 1000, 'g');
+  for (size_t off = 0; off < rest.size(); off += 1 << 20) {
+    r.feed(std::string_view(rest).substr(off, 1 << 20));
+    CHECK_FALSE(r.next().has_value());
+  }
+  CHECK_FALSE(r.mid_frame());
+  r.feed(agent::frame("after"));
+  CHECK(r.next()->value() == "after");
+
+  // The largest allowed frame passes.
+  agent::FrameReader max;
+  max.feed(agent::frame(std::string(kMaxFrameBytes, 'm')));
+  auto m = max.next();
+  REQUIRE(m.has_value());
+  REQUIRE(m->ok());
+  CHECK(m->value().size() == kMaxFrameBytes);
+}
+
+TEST_CASE("agent requests round-trip: ping, shutdown, exec with every field, script") {
+  for (auto op : {agent::Op::kPing, agent::Op::kShutdown}) {
+    agent::Request r{42, op, {}};
+    auto d = agent::decode_request(agent::encode_request(r));
+    REQUIRE(d.ok());
+    CHECK(d.value() == r);
+  }
+  agent::Request exec{1ull << 60, agent::Op::kExec, full_command()};
+  auto d = agent::decode_request(agent::encode_request(exec));
+  REQUIRE_MESSAGE(d.ok(), (d.ok() ? "" : d.error().message()));
+  CHECK(d.value() == exec);
+
+  agent::Request script{3, agent::Op::kExec, {}};
+  script.exec.script = "echo $A; exit 3";
+  d = agent::decode_request(agent::encode_request(script));
+  REQUIRE(d.ok());
+  CHECK(d.value() == script);
+  CHECK(d.value().exec.argv.empty());
+}
+
+TEST_CASE("agent requests: defaults of the optional fields") {
+  auto d = agent::decode_request(exec_body(1, [](Packer& pk) {
+    pk.pack(std::string("argv"));
+    pk.pack(std::vector<std::string>{"true"});
+  }));
+  REQUIRE(d.ok());
+  const auto& c = d.value().exec;
+  CHECK(d.value().id == 7);
+  CHECK(c.timeout_ms == 30000);
+  CHECK(c.output_cap == 1u << 20);
+  CHECK(c.files_out_cap == 1u << 20);
+  CHECK(c.cwd.empty());
+  CHECK(c.env.empty());
+  CHECK(c.files.empty());
+  // stdin as str is accepted too; nil is the default.
+  d = agent::decode_request(exec_body(3, [](Packer& pk) {
+    pk.pack(std::string("argv"));
+    pk.pack(std::vector<std::string>{"cat"});
+    kv(pk, "stdin", std::string("as str"));
+    pk.pack(std::string("cwd"));
+    pk.pack_nil();
+  }));
+  REQUIRE(d.ok());
+  CHECK(d.value().exec.stdin_data == "as str");
+}
+
+TEST_CASE("agent replies round-trip: pong, result, shutdown, error") {
+  agent::Reply pong{5, agent::ReplyKind::kPong, "0.1.0", {}, ""};
+  agent::Reply bye{6, agent::ReplyKind::kShutdown, "", {}, ""};
+  agent::Reply err{0, agent::ReplyKind::kError, "", {}, "argv: required (or script)"};
+  agent::Reply res{9, agent::ReplyKind::kResult, "", {}, ""};
+  res.result.exit_code = -3;
+  res.result.signal = 9;
+  res.result.stdout_data = std::string("o\0ut", 4);
+  res.result.stderr_data = "err";
+  res.result.stdout_truncated = true;
+  res.result.timed_out = true;
+  res.result.files = {{"a/b", "data", true}, {"c", "", false}};
+  res.result.cpu_us = 123456789012ull;
+  res.result.peak_memory_kib = 2048;
+  res.result.exec_us = 77;
+  for (const auto& r : {pong, bye, err, res}) {
+    auto d = agent::decode_reply(agent::encode_reply(r));
+    REQUIRE_MESSAGE(d.ok(), (d.ok() ? "" : d.error().message()));
+    CHECK(d.value() == r);
+  }
+  // An error message is cut at kMaxError so that it always decodes.
+  agent::Reply long_err{1, agent::ReplyKind::kError, "", {}, std::string(10000, 'e')};
+  auto d = agent::decode_reply(agent::encode_reply(long_err));
+  REQUIRE(d.ok());
+  CHECK(d.value().error.size() == agent::limits::kMaxError);
+}
+
+TEST_CASE("agent decoders: garbage, truncation, trailing bytes, wrong shapes") {
+  CHECK(request_error("").message() == "body: empty");
+  CHECK(request_error("\xc1").field == "body");  // never-used msgpack byte
+  const std::string ping = agent::encode_request({1, agent::Op::kPing, {}});
+  CHECK(request_error(ping.substr(0, ping.size() - 1)).message() == "body: truncated msgpack");
+  CHECK(request_error(ping + "x").message() == "body: trailing bytes after the msgpack object");
+  CHECK(request_error("\x93\x01\x02\x03").message() == "body: expected map, got array");
+  CHECK(request_error("\x81\x01\x02").message() == "body: map key is not a string");
+  CHECK(request_error("\xd4\x01\x00").field == "body");  // ext types are refused
+  CHECK_FALSE(agent::decode_reply("\xc1").ok());
+  CHECK_FALSE(agent::decode_reply(ping).ok());  // a request is not a reply (no "ok")
+}
+
+TEST_CASE("agent decoders: version, id, op and duplicate keys") {
+  CHECK(request_error(body(1, [](Packer& pk) { kv(pk, "op", std::string("ping")); }, 0, false))
+            .message() == "v: required");
+  auto e = request_error(body(0, [](Packer&) {}));
+  CHECK(e.message() == "op: required");
+  CHECK(e.id == 7);  // the id was read: the agent can answer it
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  pk.pack_map(3);
+  kv(pk, "v", 2);
+  kv(pk, "id", 1);
+  kv(pk, "op", std::string("ping"));
+  CHECK(request_error(std::string(buf.data(), buf.size())).message() ==
+        "v: unsupported version 2 (this side speaks 1)");
+  CHECK(request_error(body(1, [](Packer& p) { kv(p, "op", std::string("reboot")); })).message() ==
+        "op: unknown op 'reboot'");
+  CHECK(request_error(body(2, [](Packer& p) {
+          kv(p, "op", std::string("ping"));
+          kv(p, "op", std::string("ping"));
+        })).message() == "op: duplicate key");
+  CHECK(request_error(body(1, [](Packer& p) { kv(p, "id", -1); }, 0, false)).message() ==
+        "v: required");
+}
+
+TEST_CASE("agent exec requests: every bad field is named") {
+  const auto err = [](uint32_t n, const std::function<void(Packer&)>& f) {
+    return request_error(exec_body(n, f)).message();
+  };
+  const auto argv = [](Packer& pk) {
+    pk.pack(std::string("argv"));
+    pk.pack(std::vector<std::string>{"x"});
+  };
+  CHECK(err(0, [](Packer&) {}) == "argv: required (or script)");
+  CHECK(err(1, [](Packer& pk) {
+          pk.pack(std::string("argv"));
+          pk.pack(std::vector<std::string>{});
+        }) == "argv: required (or script)");
+  CHECK(err(2, [&](Packer& pk) {
+          argv(pk);
+          kv(pk, "script", std::string("echo"));
+        }) == "script: not allowed with argv");
+  CHECK(err(1, [](Packer& pk) {
+          pk.pack(std::string("argv"));
+          pk.pack_array(2);
+          pk.pack(std::string("ok"));
+          pk.pack(5);
+        }) == "argv[1]: expected string, got integer");
+  CHECK(err(1, [](Packer& pk) {
+          pk.pack(std::string("argv"));
+          pk.pack(std::vector<std::string>{""});
+        }) == "argv[0]: empty");
+  CHECK(err(1, [](Packer& pk) {
+          pk.pack(std::string("argv"));
+          pk.pack(std::vector<std::string>{"a", std::string("b\0c", 3)});
+        }) == "argv[1]: contains NUL");
+  CHECK(err(1, [](Packer& pk) {
+          pk.pack(std::string("argv"));
+          pk.pack(std::vector<std::string>(257, "a"));
+        }) == "argv: more than 256 entries");
+  CHECK(err(1, [](Packer& pk) {
+          pk.pack(std::string("argv"));
+          pk.pack(std::vector<std::string>(5, std::string(60000, 'a')));
+        }) == "argv: longer than 262144 bytes in all");
+  CHECK(err(2, [&](Packer& pk) {
+          argv(pk);
+          kv(pk, "env", std::map<std::string, std::string>{{"A=B", "1"}});
+        }) == "env: name 'A=B' is empty or contains '='");
+  CHECK(err(2, [&](Packer& pk) {
+          argv(pk);
+          kv(pk, "env", std::map<std::string, int>{{"A", 1}});
+        }) == "env.A: expected string, got integer");
+  CHECK(err(2, [&](Packer& pk) {
+          argv(pk);
+          kv(pk, "cwd", std::string("relative"));
+        }) == "cwd: must be absolute");
+  CHECK(err(2, [&](Packer& pk) {
+          argv(pk);
+          kv(pk, "timeout_ms", 0);
+        }) == "timeout_ms: must be between 1 and 86400000, got 0");
+  CHECK(err(2, [&](Packer& pk) {
+          argv(pk);
+          kv(pk, "output_cap", (8u << 20) + 1);
+        }) == "output_cap: must be between 0 and 8388608, got 8388609");
+  CHECK(err(2, [&](Packer& pk) {
+          argv(pk);
+          kv(pk, "files_out_cap", -1);
+        }) == "files_out_cap: must be between 0 and 8388608");
+  CHECK(err(2, [&](Packer& pk) {
+          argv(pk);
+          kv(pk, "stdin", 3);
+        }) == "stdin: expected bytes, got integer");
+}
+
+TEST_CASE("agent exec requests: file paths cannot leave the working directory") {
+  for (const std::string bad : {"/etc/passwd", "../x", "a/../b", "a//b", "./a", "a/", ""}) {
+    CAPTURE(bad);
+    const auto file = exec_body(2, [&](Packer& pk) {
+      pk.pack(std::string("argv"));
+      pk.pack(std::vector<std::string>{"x"});
+      pk.pack(std::string("files"));
+      pk.pack_array(1);
+      pk.pack_map(2);
+      kv(pk, "path", bad);
+      kv(pk, "data", std::string("d"));
+    });
+    CHECK(request_error(file).field == "files[0].path");
+    const auto out = exec_body(2, [&](Packer& pk) {
+      pk.pack(std::string("argv"));
+      pk.pack(std::vector<std::string>{"x"});
+      pk.pack(std::string("files_out"));
+      pk.pack(std::vector<std::string>{"fine", bad});
+    });
+    CHECK(request_error(out).field == "files_out[1]");
+  }
+  const auto mode = exec_body(2, [&](Packer& pk) {
+    pk.pack(std::string("argv"));
+    pk.pack(std::vector<std::string>{"x"});
+    pk.pack(std::string("files"));
+    pk.pack_array(1);
+    pk.pack_map(2);
+    kv(pk, "path", std::string("a"));
+    kv(pk, "mode", 010000);
+  });
+  CHECK(request_error(mode).message() == "files[0].mode: must be between 0 and 4095, got 4096");
+}
+
+TEST_CASE("agent decoders: msgpack limits on depth, counts and sizes") {
+  // Depth: 7 nested arrays under the map.
+  std::string deep = exec_body(1, [](Packer& pk) {
+    pk.pack(std::string("x"));
+    for (int i = 0; i < 7; ++i) pk.pack_array(1);
+    pk.pack(1);
+  });
+  CHECK(request_error(deep).message() == "body: nesting deeper than 6");
+  // A map of more than 256 entries.
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  pk.pack_map(300);
+  for (int i = 0; i < 300; ++i) kv(pk, "k" + std::to_string(i), i);
+  CHECK(request_error(std::string(buf.data(), buf.size())).field == "body");
+  // A str over 1 MiB is refused by the unpacker before any field is looked at.
+  const auto big = exec_body(1, [](Packer& p) { kv(p, "script", std::string((1 << 20) + 1, 's')); });
+  CHECK(request_error(big).field == "body");
+  // A script under the unpack limit but over its own.
+  const auto script = exec_body(1, [](Packer& p) { kv(p, "script", std::string(300000, 's')); });
+  CHECK(request_error(script).message() == "script: longer than 262144 bytes");
+  // Over the frame size.
+  CHECK(request_error(std::string(kMaxFrameBytes + 1, '\x80')).field == "frame");
+}
+
+TEST_CASE("agent replies: bad fields are named, files out bounded in all") {
+  const auto reply_error = [](const std::string& b) {
+    auto d = agent::decode_reply(b);
+    REQUIRE_FALSE(d.ok());
+    return d.error().message();
+  };
+  CHECK(reply_error(body(1, [](Packer& pk) { kv(pk, "ok", false); })) == "error: required");
+  CHECK(reply_error(body(1, [](Packer& pk) { kv(pk, "ok", true); })) == "op: required");
+  CHECK(reply_error(body(3, [](Packer& pk) {
+          kv(pk, "ok", true);
+          kv(pk, "op", std::string("result"));
+          kv(pk, "exit_code", 1ll << 40);
+        })) == "exit_code: out of the 32-bit range");
+  CHECK(reply_error(body(3, [](Packer& pk) {
+          kv(pk, "ok", true);
+          kv(pk, "op", std::string("result"));
+          kv(pk, "timed_out", 1);
+        })) == "timed_out: expected bool, got integer");
+  agent::Reply r{1, agent::ReplyKind::kResult, "", {}, ""};
+  r.result.files = {{"a", std::string(5u << 20, 'a'), false}, {"b", std::string(4u << 20, 'b'), false}};
+  CHECK(reply_error(agent::encode_reply(r)) == "files: longer than 8388608 bytes in all");
+  // Negative exit codes and signals decode.
+  agent::Reply neg{1, agent::ReplyKind::kResult, "", {}, ""};
+  neg.result.exit_code = -2147483647 - 1;
+  auto d = agent::decode_reply(agent::encode_reply(neg));
+  REQUIRE(d.ok());
+  CHECK(d.value().result.exit_code == -2147483647 - 1);
+}
