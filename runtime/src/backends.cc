@@ -4,12 +4,17 @@
 
 namespace paddock::runtime {
 
-Result<std::unique_ptr<Provider>> make_provider(std::string_view backend) {
+Result<std::unique_ptr<Provider>> make_provider(std::string_view backend,
+                                                const BackendConfig& config) {
   if (backend == "memory") return std::unique_ptr<Provider>(std::make_unique<MemoryProvider>());
-  if (backend == "qemu" || backend == "firecracker") {
-    return Error::unsupported("the " + std::string(backend) +
-                              " backend is not part of this build yet; use --backend memory "
-                              "(the in-memory test double, which executes nothing)");
+  if (backend == "qemu") {
+    auto p = QemuProvider::open(config.qemu);
+    if (!p) return p.error();
+    return std::unique_ptr<Provider>(std::move(p.value()));
+  }
+  if (backend == "firecracker") {
+    return Error::unsupported("the firecracker backend is not part of this build yet; use "
+                              "--backend qemu");
   }
   return Error::unsupported("unknown backend '" + std::string(backend) +
                             "'; choose one of: memory, qemu, firecracker");

@@ -1,6 +1,7 @@
 // paddock-worker: the worker daemon. A thin shell over paddock::worker::Worker.
 #include <unistd.h>
 
+#include <cctype>
 #include <csignal>
 
 #include <CLI/CLI.hpp>
@@ -29,6 +30,9 @@ std::string default_worker_id() {
 int main(int argc, char** argv) {
   paddock::worker::Options opt;
   std::string backend = "memory";
+  paddock::runtime::BackendConfig backend_config;
+  auto& qemu = backend_config.qemu;
+  uint32_t boot_timeout_ms = 60'000;
   std::string log_level = "info";
   CLI::App app{"paddock-worker: runs Paddock jobs from one or more brokers"};
   app.add_option("--broker", opt.brokers, "broker worker endpoint (repeat for several brokers)")
@@ -39,6 +43,16 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--backend", backend,
                  "VM backend: memory (in-memory TEST DOUBLE: executes nothing), qemu, firecracker")
+      ->capture_default_str();
+  app.add_option("--image-dir", qemu.image_dir,
+                 "qemu: guest image directory (vmlinuz, initramfs), from tools/build-guest-image.sh");
+  app.add_option("--qemu-binary", qemu.qemu_binary, "qemu: the QEMU binary")->capture_default_str();
+  app.add_option("--accel", qemu.accel, "qemu: auto, kvm or tcg")
+      ->check(CLI::IsMember({"auto", "kvm", "tcg"}))
+      ->capture_default_str();
+  app.add_option("--run-dir", qemu.run_dir,
+                 "qemu: per-VM sockets and pidfiles; swept at start (default /run/paddock/<worker-id>)");
+  app.add_option("--boot-timeout-ms", boot_timeout_ms, "qemu: agent must answer within this")
       ->capture_default_str();
   app.add_option("--heartbeat-ms", opt.heartbeat_ms, "heartbeat period")
       ->check(CLI::Range(10u, 600'000u))
@@ -54,11 +68,17 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (opt.worker_id.empty()) opt.worker_id = default_worker_id();
+  qemu.boot_timeout = std::chrono::milliseconds(boot_timeout_ms);
+  if (qemu.run_dir == paddock::runtime::QemuConfig{}.run_dir) {
+    std::string safe;
+    for (char c : opt.worker_id) safe += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    qemu.run_dir = "/run/paddock/" + safe.substr(0, 40);
+  }
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("paddock"));  // logs go to stderr
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ worker " + opt.worker_id + ": %v");
-  auto provider = paddock::runtime::make_provider(backend);
+  auto provider = paddock::runtime::make_provider(backend, backend_config);
   if (!provider) {
     spdlog::error("{} (code {}: {})", provider.error().message(), provider.error().code(),
                   provider.error().name());

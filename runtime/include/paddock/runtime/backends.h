@@ -6,11 +6,17 @@
 #include <string_view>
 
 #include "paddock/runtime/provider.h"
+#include "paddock/runtime/qemu_provider.h"
 
 namespace paddock::runtime {
 
-// "memory" is the in-memory test double (nothing is executed in a VM). "qemu" and "firecracker"
-// are the VM backends.
-Result<std::unique_ptr<Provider>> make_provider(std::string_view backend);
+struct BackendConfig {
+  QemuConfig qemu;
+};
+
+// "memory" is the in-memory test double (nothing is executed in a VM); "qemu" runs QEMU microvm
+// VMs; "firecracker" is not built yet.
+Result<std::unique_ptr<Provider>> make_provider(std::string_view backend,
+                                                const BackendConfig& config = {});
 
 }  // namespace paddock::runtime

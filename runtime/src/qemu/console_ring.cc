@@ -1,0 +1,39 @@
+#include "qemu/console_ring.h"
+
+namespace paddock::runtime::qemu {
+
+void ConsoleRing::append(std::string_view bytes) {
+  std::lock_guard lock(mu_);
+  data_.append(bytes);
+  if (data_.size() > capacity_) data_.erase(0, data_.size() - capacity_);
+}
+
+std::string ConsoleRing::tail(size_t max_lines, size_t max_bytes) const {
+  std::string copy;
+  {
+    std::lock_guard lock(mu_);
+    copy = data_.size() > max_bytes ? data_.substr(data_.size() - max_bytes) : data_;
+  }
+  while (!copy.empty() && (copy.back() == '\n' || copy.back() == '\r')) copy.pop_back();
+  size_t start = copy.size(), lines = 0;
+  while (start > 0 && lines < max_lines) {
+    --start;
+    if (copy[start] == '\n' && ++lines == max_lines) {
+      ++start;
+      break;
+    }
+  }
+  std::string out;
+  for (char c : copy.substr(start)) {
+    if (c == '\n' || (c >= 0x20 && c < 0x7f)) out += c;
+    else if (c == '\t') out += ' ';
+  }
+  return out;
+}
+
+bool ConsoleRing::contains(std::string_view needle) const {
+  std::lock_guard lock(mu_);
+  return data_.find(needle) != std::string::npos;
+}
+
+}  // namespace paddock::runtime::qemu

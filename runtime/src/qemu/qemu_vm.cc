@@ -1,0 +1,226 @@
+#include "qemu/qemu_vm.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/process.hpp>
+#include <boost/process/extend.hpp>
+#include <filesystem>
+
+#include "os/os_error.h"
+
+namespace paddock::runtime::qemu {
+
+namespace bp = boost::process;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::vector<std::string> qemu_args(const LaunchSpec& s) {
+  return {
+      "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on",
+      "-accel", s.accel,
+      "-cpu", s.accel == "kvm" ? "host" : "max",
+      "-m", std::to_string(s.mem_mib),
+      "-smp", std::to_string(s.vcpus),
+      "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+      "-serial", "stdio", "-monitor", "none",
+      "-kernel", s.kernel,
+      "-initrd", s.initrd,
+      "-append", s.kernel_args,
+      "-device", "virtio-serial-device",
+      "-chardev", "socket,id=agent,path=" + s.run_dir + "/agent.sock,server=on,wait=off",
+      "-device", "virtserialport,chardev=agent,name=paddock.agent",
+      "-qmp", "unix:" + s.run_dir + "/qmp.sock,server=on,wait=off",
+      "-pidfile", s.run_dir + "/qemu.pid",
+  };
+}
+
+// Connects to the agent's chardev socket; QEMU listens on it from the start.
+int connect_unix(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return -1;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+QemuVm::QemuVm(LaunchSpec spec) : spec_(std::move(spec)) {}
+
+int QemuVm::pid() const { return child_ ? child_->id() : -1; }
+
+Result<std::unique_ptr<QemuVm>> QemuVm::boot(const LaunchSpec& spec) {
+  const auto t0 = Clock::now();
+  std::unique_ptr<QemuVm> vm(new QemuVm(spec));
+  if (auto st = vm->spawn(); !st) return st.error();
+  if (auto st = vm->wait_for_agent(); !st) return st.error();  // ~QemuVm cleans up
+  vm->boot_us_ = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
+  return vm;
+}
+
+Status QemuVm::spawn() {
+  std::error_code ec;
+  fs::create_directories(spec_.run_dir, ec);
+  if (ec) return Error::unsupported("create " + spec_.run_dir + ": " + ec.message());
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    return Error::unsupported(os::error_message("pipe for the qemu console"));
+  }
+  const int console_write = fds[1];
+  console_fd_ = fds[0];
+  argv_ = qemu_args(spec_);
+  try {
+    child_ = std::make_unique<bp::child>(
+        spec_.qemu_binary, bp::args(argv_), bp::std_in < bp::null,
+        bp::extend::on_exec_setup([console_write](auto&) {
+          // In the child, before exec: the console (stdout and stderr) into our pipe, and
+          // QEMU dies with the thread that started it, so a crashed worker leaks no VM.
+          ::dup2(console_write, STDOUT_FILENO);
+          ::dup2(console_write, STDERR_FILENO);
+          ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        }));
+  } catch (const std::exception& e) {
+    ::close(console_write);
+    return Error::unsupported("start " + spec_.qemu_binary + ": " + e.what());
+  }
+  ::close(console_write);
+  console_reader_ = std::thread([this] {
+    char buf[4096];
+    while (true) {
+      const ssize_t n = ::read(console_fd_, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // QEMU closed its end (exited)
+      console_.append(std::string_view(buf, static_cast<size_t>(n)));
+    }
+  });
+  return {};
+}
+
+Status QemuVm::wait_for_agent() {
+  const auto deadline = Clock::now() + spec_.boot_timeout;
+  {
+    std::lock_guard lock(control_mu_);
+    if (auto err = qmp_.connect(spec_.run_dir + "/qmp.sock", 10s)) {
+      if (exited()) {
+        return Error::unsupported("qemu exited at start (" + exit_description() +
+                                  "); its output: " + console_.tail());
+      }
+      return Error::unsupported("qmp: " + *err);
+    }
+  }
+  const std::string agent_path = spec_.run_dir + "/agent.sock";
+  while (Clock::now() < deadline) {
+    if (exited()) {
+      return Error::guest_agent("the VM stopped during boot (" + exit_description() +
+                                "); console tail:\n" + console_.tail());
+    }
+    if (!agent_) {
+      const int fd = connect_unix(agent_path);
+      if (fd >= 0) agent_ = std::make_unique<AgentClient>(fd);
+    }
+    if (agent_ && agent_->ping(250ms)) return {};
+    std::this_thread::sleep_for(50ms);
+  }
+  return Error::guest_agent("the guest agent did not answer within " +
+                            std::to_string(spec_.boot_timeout.count()) +
+                            " ms of boot; console tail:\n" + console_.tail());
+}
+
+bool QemuVm::exited() {
+  if (!child_) return true;
+  std::error_code ec;
+  return !child_->running(ec);
+}
+
+std::string QemuVm::exit_description() const {
+  if (!child_) return "not started";
+  const int status = child_->native_exit_code();
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  return "exit status " + std::to_string(WEXITSTATUS(status));
+}
+
+Status QemuVm::pause() {
+  std::lock_guard lock(control_mu_);
+  std::string error;
+  if (!qmp_.execute("stop", nullptr, 5s, error)) return Error::unsupported("qmp stop: " + error);
+  return {};
+}
+
+Status QemuVm::resume() {
+  std::lock_guard lock(control_mu_);
+  std::string error;
+  if (!qmp_.execute("cont", nullptr, 5s, error)) return Error::unsupported("qmp cont: " + error);
+  return {};
+}
+
+Result<ExecResult> QemuVm::exec(const ExecRequest& request, std::stop_token cancel) {
+  std::lock_guard lock(exec_mu_);
+  if (!agent_) return Error::guest_agent("no agent connection");
+  // The agent enforces timeout_ms itself; the host allows it a margin to report.
+  const auto deadline = std::chrono::milliseconds(request.timeout_ms) + 15s;
+  auto result = agent_->exec(request, std::move(cancel), deadline);
+  if (result) return result;
+  // Say whether the guest itself went away (a kernel panic ends QEMU: -no-reboot, panic=-1).
+  std::this_thread::sleep_for(100ms);
+  if (exited()) {
+    return Error::guest_agent("the VM stopped during the job (" + exit_description() +
+                              "); console tail:\n" + console_.tail());
+  }
+  return Error::guest_agent(result.error().detail() + "; console tail:\n" + console_.tail());
+}
+
+Status QemuVm::shutdown() {
+  std::lock_guard lock(control_mu_);
+  agent_.reset();
+  if (child_ && !exited()) {
+    std::string error;
+    if (qmp_.connected()) (void)qmp_.execute("quit", nullptr, 1s, error);
+    qmp_.close();
+    // The reference runtime's escalation: SIGTERM, poll every 50 ms, SIGKILL after the grace.
+    const auto deadline = Clock::now() + spec_.shutdown_grace;
+    if (!exited()) ::kill(child_->id(), SIGTERM);
+    while (!exited() && Clock::now() < deadline) std::this_thread::sleep_for(spec_.shutdown_poll);
+    if (!exited()) {
+      std::error_code ec;
+      child_->terminate(ec);  // SIGKILL and reap
+      if (ec) return Error::shutdown("SIGKILL qemu pid " + std::to_string(child_->id()) + ": " +
+                                     ec.message());
+    }
+  }
+  if (child_) {
+    std::error_code ec;
+    child_->wait(ec);  // reap
+  }
+  qmp_.close();
+  stop_console_reader();
+  std::error_code ec;
+  fs::remove_all(spec_.run_dir, ec);
+  if (ec) return Error::shutdown("remove " + spec_.run_dir + ": " + ec.message());
+  return {};
+}
+
+void QemuVm::stop_console_reader() {
+  // QEMU is gone, so its end of the pipe is closed and the reader sees end of file.
+  if (console_reader_.joinable()) console_reader_.join();
+  if (console_fd_ >= 0) ::close(console_fd_);
+  console_fd_ = -1;
+}
+
+QemuVm::~QemuVm() { (void)shutdown(); }
+
+}  // namespace paddock::runtime::qemu

@@ -1,0 +1,83 @@
+// One QEMU microvm process and everything it owns: its run directory (QMP and agent sockets,
+// pidfile), the child process, the console reader, the QMP and agent connections. boot() returns
+// a VM whose agent answered; the destructor shuts it down (QMP quit, SIGTERM, SIGKILL) and
+// always reaps it and removes its directory.
+//
+// Thread-safety: exec() and the control calls may come from different threads; each takes the
+// lock it needs.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "paddock/runtime/agent_client.h"
+#include "paddock/runtime/provider.h"
+#include "qemu/console_ring.h"
+#include "qemu/qmp_client.h"
+
+namespace boost::process {
+class child;
+}
+
+namespace paddock::runtime::qemu {
+
+struct LaunchSpec {
+  std::string qemu_binary;
+  std::string kernel;
+  std::string initrd;
+  std::string accel;        // "kvm" or "tcg"
+  std::string kernel_args;  // full guest command line
+  uint32_t vcpus = 1;
+  uint32_t mem_mib = 128;
+  std::string run_dir;  // a fresh directory this VM owns (removed when the VM goes)
+  std::chrono::milliseconds boot_timeout{60'000};
+  std::chrono::milliseconds shutdown_grace{2'000};
+  std::chrono::milliseconds shutdown_poll{50};
+};
+
+class QemuVm {
+ public:
+  // Spawns QEMU and waits until the guest agent answers PING. On failure everything started is
+  // stopped and removed, and the error quotes the console's tail.
+  static Result<std::unique_ptr<QemuVm>> boot(const LaunchSpec& spec);
+  ~QemuVm();
+
+  Status pause();   // QMP stop
+  Status resume();  // QMP cont
+  Result<ExecResult> exec(const ExecRequest& request, std::stop_token cancel);
+  // QMP quit, then SIGTERM, poll, SIGKILL after the grace period; always reaps. Idempotent.
+  Status shutdown();
+
+  uint64_t boot_us() const { return boot_us_; }
+  int pid() const;
+  std::string console_tail() const { return console_.tail(); }
+  // The command line QEMU was started with (for logs and the benchmark).
+  const std::vector<std::string>& argv() const { return argv_; }
+
+ private:
+  explicit QemuVm(LaunchSpec spec);
+  Status spawn();
+  Status wait_for_agent();
+  bool exited();  // reaps the child if it has exited
+  std::string exit_description() const;
+  void stop_console_reader();
+
+  LaunchSpec spec_;
+  std::vector<std::string> argv_;
+  std::unique_ptr<boost::process::child> child_;
+  int console_fd_ = -1;
+  ConsoleRing console_;
+  std::thread console_reader_;
+  std::mutex control_mu_;  // QMP and process state
+  QmpClient qmp_;
+  std::mutex exec_mu_;  // one exec at a time on the agent channel
+  std::unique_ptr<AgentClient> agent_;
+  uint64_t boot_us_ = 0;
+};
+
+}  // namespace paddock::runtime::qemu
