@@ -11,24 +11,62 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev
   python3 python3-zmq python3-msgpack
   procps iproute2
+  cpio gzip xz-utils zstd
 )
+# QEMU >= 8.2 comes from bookworm-backports (DESIGN.md §6: 7.2 cannot give a jailed QEMU a
+# read-only template).
+BACKPORTS_PACKAGES=(qemu-system-x86)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [[ "$status" == "install ok installed" ]] || missing+=("$p")
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+qemu_ok() {
+  local v
+  v=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null) || return 1
+  dpkg --compare-versions "$v" ge 1:8.2
+}
+need_backports=0
+qemu_ok || need_backports=1
+[[ ${#missing[@]} -eq 0 && $need_backports -eq 0 ]] && exit 0
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then
   command -v sudo >/dev/null || { echo "install-deps: need root to install: ${missing[*]}" >&2; exit 1; }
   SUDO=sudo
 fi
-echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# The apt lists may be missing or stale on a fresh machine: on failure, refresh them and retry once.
-if ! $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+
+# A bookworm-backports entry that reuses the mirror this machine's apt sources already use.
+add_backports_source() {
+  local list=/etc/apt/sources.list.d/paddock-backports.sources uri
+  grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/ && return 0
+  uri=$(grep -hs "^URIs:" /etc/apt/sources.list.d/*.sources | grep -v security | head -n 1 | awk '{print $2}')
+  [[ -n "$uri" ]] || uri=$(grep -hs "^deb .* bookworm " /etc/apt/sources.list | head -n 1 | awk '{print $2}')
+  [[ -n "$uri" ]] || { echo "install-deps: no Debian mirror found in the apt sources" >&2; exit 1; }
+  printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "$uri" | $SUDO tee "$list" >/dev/null
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "install-deps: installing ${missing[*]}"
+  # The apt lists may be missing or stale on a fresh machine: on failure, refresh and retry once.
+  if ! $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+if [[ $need_backports -eq 1 ]]; then
+  echo "install-deps: installing ${BACKPORTS_PACKAGES[*]} from bookworm-backports"
+  add_backports_source
+  if ! $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports \
+      "${BACKPORTS_PACKAGES[@]}" >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports \
+      "${BACKPORTS_PACKAGES[@]}" >/dev/null
+  fi
+  qemu_ok || { echo "install-deps: qemu-system-x86 >= 8.2 could not be installed" >&2; exit 1; }
 fi
