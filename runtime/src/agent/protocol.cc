@@ -238,7 +238,7 @@ ExecCommand decode_exec(const Map& m) {
   c.argv = m.strings("argv", limits::kMaxArgv, limits::kMaxArg, limits::kMaxArgvTotal);
   c.script = m.str("script", limits::kMaxScript);
   if (!c.argv.empty() && !c.script.empty()) throw Failure{"script", "not allowed with argv"};
-  if (c.argv.empty() && m.find("script") == nullptr) throw Failure{"argv", "required (or script)"};
+  if (c.argv.empty() && c.script.empty()) throw Failure{"argv", "required (or script)"};
   if (!c.argv.empty() && c.argv[0].empty()) throw Failure{"argv[0]", "empty"};
   if (const msgpack::object* env = m.find("env")) {
     if (env->type != msgpack::type::MAP) wrong_type("env", "map", *env);
@@ -346,11 +346,12 @@ void pack_header(Packer& pk, uint32_t entries, uint64_t id) {
 
 void pack_exec(Packer& pk, const ExecCommand& c) {
   // Nine fields: argv or script, env, cwd, stdin, files, files_out and the three limits.
-  pack_str(pk, c.script.empty() && !c.argv.empty() ? "argv" : "script");
-  if (c.script.empty() && !c.argv.empty()) {
+  if (c.script.empty()) {
+    pack_str(pk, "argv");
     pk.pack_array(static_cast<uint32_t>(c.argv.size()));
     for (const auto& a : c.argv) pack_str(pk, a);
   } else {
+    pack_str(pk, "script");
     pack_str(pk, c.script);
   }
   pack_str(pk, "env");

@@ -94,10 +94,10 @@ struct FileOut {
   bool operator==(const FileOut&) const = default;
 };
 
-// One program to run. Exactly one of argv and script is given.
+// One program to run: argv, or (when not empty) script.
 struct ExecCommand {
   std::vector<std::string> argv;
-  std::string script;  // run as /bin/sh -c SCRIPT
+  std::string script;  // run as /bin/sh -c SCRIPT; argv must then be empty
   std::map<std::string, std::string> env;
   std::string cwd;  // absolute; empty: the agent's work directory (/work in a VM)
   std::string stdin_data;

@@ -1,0 +1,264 @@
+// paddock-agent: the guest agent (runtime/guest/README.md).
+//
+// As PID 1 of a guest: mount, load modules, find the `paddock.agent` virtio-serial port, serve
+// the guest agent protocol on it for ever; a shutdown request powers the guest off.
+// On a host (a test mode, not PID 1): serve the same protocol on an inherited fd or on one
+// connection to a unix socket, with jobs under --work-dir; end of stream or shutdown exits 0.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "agent/protocol.h"
+#include "channel.h"
+#include "console.h"
+#include "exec.h"
+#include "init.h"
+#include "modules.h"
+#include "os/os_error.h"
+#include "reaper.h"
+
+namespace paddock::guest {
+namespace {
+
+namespace agent = runtime::agent;
+
+constexpr const char* kPortName = "paddock.agent";
+constexpr int kPortWaitMs = 10'000;
+// With no host on the port, how long to wait before looking again (a read answers 0 at once).
+constexpr int kNoPeerRetryMs = 5;
+
+constexpr const char* kUsage =
+    "usage: paddock-agent                                 (as PID 1 of a guest)\n"
+    "       paddock-agent --channel-fd N --work-dir DIR   (host test mode)\n"
+    "       paddock-agent --listen-unix PATH --work-dir DIR\n"
+    "       paddock-agent --module-order --modules-dir DIR NAME...\n"
+    "                     (prints the load order of modules NAME... and their dependencies)\n";
+
+struct Options {
+  int channel_fd = -1;
+  std::string listen_unix;
+  std::string work_dir;
+  bool module_order = false;
+  std::string modules_dir;
+  std::vector<std::string> names;
+};
+
+bool parse(int argc, char** argv, Options& o) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    const char* v = nullptr;
+    if (a == "--channel-fd" && (v = value())) {
+      char* end = nullptr;
+      o.channel_fd = static_cast<int>(std::strtol(v, &end, 10));
+      if (*end != '\0' || o.channel_fd < 0) return false;
+    } else if (a == "--listen-unix" && (v = value())) {
+      o.listen_unix = v;
+    } else if (a == "--work-dir" && (v = value())) {
+      o.work_dir = v;
+    } else if (a == "--modules-dir" && (v = value())) {
+      o.modules_dir = v;
+    } else if (a == "--module-order") {
+      o.module_order = true;
+    } else if (o.module_order && a.rfind("--", 0) != 0) {
+      o.names.push_back(a);
+    } else {
+      return false;
+    }
+  }
+  if (o.module_order) return !o.modules_dir.empty() && !o.names.empty();
+  return (o.channel_fd >= 0) != !o.listen_unix.empty() && !o.work_dir.empty() &&
+         o.work_dir.front() == '/';
+}
+
+// Answers one request. Sets `shutdown` for a shutdown request.
+agent::Reply answer(const agent::Decoded<std::string>& frame, const JobContext& jobs,
+                    bool& shutdown) {
+  agent::Reply reply;
+  if (!frame) {
+    reply.kind = agent::ReplyKind::kError;
+    reply.error = frame.error().message();
+    return reply;
+  }
+  auto request = agent::decode_request(frame.value());
+  if (!request) {
+    reply.id = request.error().id;
+    reply.kind = agent::ReplyKind::kError;
+    reply.error = request.error().message();
+    return reply;
+  }
+  reply.id = request.value().id;
+  switch (request.value().op) {
+    case agent::Op::kPing:
+      reply.kind = agent::ReplyKind::kPong;
+      reply.agent_version = PADDOCK_AGENT_VERSION;
+      break;
+    case agent::Op::kExec: {
+      JobRun run = run_job(request.value().exec, jobs);
+      if (run.ran) {
+        reply.kind = agent::ReplyKind::kResult;
+        reply.result = std::move(run.outcome);
+      } else {
+        reply.kind = agent::ReplyKind::kError;
+        reply.error = std::move(run.error);
+      }
+      break;
+    }
+    case agent::Op::kShutdown:
+      reply.kind = agent::ReplyKind::kShutdown;
+      shutdown = true;
+      break;
+  }
+  return reply;
+}
+
+enum class Ended { kShutdown, kEndOfStream, kError };
+
+// Serves requests one at a time until shutdown (or, off a VM, the end of the stream), reaping
+// every child that exits meanwhile.
+Ended serve(Channel& channel, Reaper& reaper, const JobContext& jobs, bool in_vm) {
+  bool no_peer = false;
+  for (;;) {
+    while (auto frame = channel.next()) {
+      bool shutdown = false;
+      const std::string out = agent::frame(agent::encode_reply(answer(*frame, jobs, shutdown)));
+      if (auto err = channel.send(out); !err.empty()) {
+        say(err);
+        if (!in_vm) return Ended::kError;
+      }
+      if (shutdown) return Ended::kShutdown;
+    }
+    pollfd fds[2] = {{reaper.fd(), POLLIN, 0}, {no_peer ? -1 : channel.fd(), POLLIN, 0}};
+    if (::poll(fds, 2, no_peer ? kNoPeerRetryMs : -1) < 0 && errno != EINTR) {
+      say(runtime::os::error_message("poll"));
+      return Ended::kError;
+    }
+    if (fds[0].revents != 0) reaper.reap();
+    no_peer = false;
+    if (fds[1].revents == 0) continue;
+    std::string error;
+    switch (channel.pump(error)) {
+      case Channel::Read::kData: break;
+      case Channel::Read::kNoPeer:
+        if (!in_vm) return Ended::kEndOfStream;
+        no_peer = true;  // the host is not connected: look again shortly
+        break;
+      case Channel::Read::kError:
+        say(error);
+        if (!in_vm) return Ended::kError;
+        no_peer = true;
+        break;
+    }
+  }
+}
+
+// The common setup of both modes: SIGPIPE ignored (writes to a closed pipe or socket fail with
+// EPIPE instead), SIGCHLD as an fd.
+bool setup_signals(Reaper& reaper) {
+  ::signal(SIGPIPE, SIG_IGN);
+  if (auto err = reaper.init(); !err.empty()) {
+    say(err);
+    return false;
+  }
+  return true;
+}
+
+[[noreturn]] void fatal(const std::string& why) {
+  say("fatal: " + why);
+  power_off();
+}
+
+[[noreturn]] void run_as_init() {
+  // /dev/console (for the messages below) is only there once devtmpfs is mounted.
+  const auto mount_errors = mount_filesystems();
+  ensure_std_fds("/dev/console");
+  for (const auto& e : mount_errors) say(e);
+  Reaper reaper;
+  if (!setup_signals(reaper)) fatal("cannot watch child processes");
+  std::vector<std::string> loaded;
+  for (const auto& e : load_needed_modules(loaded)) say(e);
+  std::string names;
+  for (const auto& m : loaded) names += (names.empty() ? "" : " ") + m;
+  if (!names.empty()) say("loaded modules: " + names);
+  std::string path, error;
+  const int fd = open_virtio_port(kPortName, kPortWaitMs, path, error);
+  if (fd < 0) fatal(error);
+  Channel channel(fd, path);
+  say("ready on " + path);
+  serve(channel, reaper, JobContext{"/work", &reaper}, /*in_vm=*/true);
+  say("shutdown requested: powering off");
+  power_off();
+}
+
+int run_on_host(const Options& o) {
+  // Jobs' orphans are re-parented to us, not to the host's init, so they can be killed and
+  // reaped with the job.
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) say(runtime::os::error_message("prctl child subreaper"));
+  Reaper reaper;
+  if (!setup_signals(reaper)) return 1;
+  int fd = o.channel_fd;
+  std::string name = "fd " + std::to_string(fd);
+  if (fd >= 0) {
+    // Inherited: not for the jobs.
+    if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+      say(runtime::os::error_message("channel " + name));
+      return 1;
+    }
+  } else {
+    std::string error;
+    fd = accept_one_unix(o.listen_unix, error);
+    if (fd < 0) {
+      say(error);
+      return 1;
+    }
+    name = "unix:" + o.listen_unix;
+  }
+  Channel channel(fd, name);
+  say("ready on " + name);
+  switch (serve(channel, reaper, JobContext{o.work_dir, &reaper}, /*in_vm=*/false)) {
+    case Ended::kShutdown:
+    case Ended::kEndOfStream: return 0;
+    case Ended::kError: return 1;
+  }
+  return 1;
+}
+
+int print_module_order(const Options& o) {
+  ModuleIndex index;
+  if (auto err = read_module_index(o.modules_dir, index); !err.empty()) {
+    say(err);
+    return 1;
+  }
+  const LoadPlan plan = plan_modules(index, o.names, {});
+  for (const auto& p : plan.paths) std::printf("%s\n", p.c_str());
+  for (const auto& m : plan.missing) say("module " + m + ": not in modules.dep nor built in");
+  return plan.missing.empty() ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace paddock::guest
+
+int main(int argc, char** argv) {
+  using namespace paddock::guest;
+  // The kernel hands init the command line's unknown words: as PID 1, arguments are ignored.
+  if (::getpid() == 1) run_as_init();
+  if (argc == 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  Options o;
+  if (!parse(argc, argv, o)) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  ensure_std_fds("/dev/null");
+  return o.module_order ? print_module_order(o) : run_on_host(o);
+}
