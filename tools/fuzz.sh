@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Builds and runs the libFuzzer targets of tests/fuzz/ against the wire codec (schemas/src).
+# Builds and runs the libFuzzer targets of tests/fuzz/ against the wire codec (schemas/src) and the
+# guest agent protocol codec (runtime/src/agent/protocol.cc).
 #
 #   tools/fuzz.sh [SECONDS_PER_TARGET]      (default 30)
 #
 # Targets are compiled with clang++-14 -fsanitize=fuzzer,address,undefined straight from
-# schemas/src/*.cc into $PADDOCK_FUZZ_BUILD_DIR (default: <repo>/build-fuzz), seeded from
-# schemas/vectors/*.msgpack (wrapped in frames as each target expects). The working corpus stays
+# schemas/src/*.cc and runtime/src/agent/protocol.cc into $PADDOCK_FUZZ_BUILD_DIR (default:
+# <repo>/build-fuzz), seeded from schemas/vectors/*.msgpack (wrapped in frames as each target
+# expects) and, for the agent, from requests and replies written here. The working corpus stays
 # in the build directory, so it grows from run to run and never lands in the repository.
 # Exits non-zero if any target crashes (the reproducer is in <build dir>/artifacts/), and prints
 # each target's executions and coverage.
@@ -20,7 +22,7 @@ SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${PADDOCK_FUZZ_BUILD_DIR:-$SRC/build-fuzz}"
 CXX="${PADDOCK_FUZZ_CXX:-clang++-14}"
 PYTHON=/usr/bin/python3
-TARGETS=(fuzz_client_frames fuzz_worker_frames fuzz_job_dispatch)
+TARGETS=(fuzz_client_frames fuzz_worker_frames fuzz_job_dispatch fuzz_agent_frames)
 
 command -v "$CXX" >/dev/null || { echo "fuzz.sh: $CXX not found" >&2; exit 2; }
 mkdir -p "$OUT"/{obj,seeds,corpus,artifacts,logs}
@@ -28,13 +30,13 @@ mkdir -p "$OUT"/{obj,seeds,corpus,artifacts,logs}
 # ---- build ----------------------------------------------------------------------------------
 CXXFLAGS=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
           -fno-sanitize-recover=all -DMSGPACK_NO_BOOST
-          -I"$SRC/schemas/include" -I"$SRC/schemas/src" -I"$SRC/tests/fuzz")
+          -I"$SRC/schemas/include" -I"$SRC/schemas/src" -I"$SRC/runtime/src" -I"$SRC/tests/fuzz")
 objs=()
-for src in "$SRC"/schemas/src/*.cc; do
+for src in "$SRC"/schemas/src/*.cc "$SRC"/runtime/src/agent/protocol.cc; do
   obj="$OUT/obj/$(basename "${src%.cc}").o"
   # The library objects must not bring a main(): -fsanitize=fuzzer-no-link for them.
   if [[ ! -f "$obj" || "$src" -nt "$obj" || "$0" -nt "$obj" ]] ||
-     [[ -n "$(find "$SRC/schemas/include" "$SRC/schemas/src" -newer "$obj" -name '*.h' | head -1)" ]]; then
+     [[ -n "$(find "$SRC/schemas/include" "$SRC/schemas/src" "$SRC/runtime/src/agent" -newer "$obj" -name '*.h' | head -1)" ]]; then
     "$CXX" "${CXXFLAGS[@]/-fsanitize=fuzzer,address,undefined/-fsanitize=fuzzer-no-link,address,undefined}" \
       -c "$src" -o "$obj"
   fi
@@ -48,6 +50,8 @@ done
 # ---- seeds and dictionary -------------------------------------------------------------------
 "$PYTHON" - "$SRC/schemas/vectors" "$OUT/seeds" "$OUT/msgpack.dict" <<'PY'
 import json, os, struct, sys
+
+import msgpack
 
 vectors, seeds, dict_path = sys.argv[1:4]
 manifest = json.load(open(os.path.join(vectors, "manifest.json")))
@@ -72,6 +76,28 @@ for e in manifest:
 reqs = [open(os.path.join(vectors, e["file"]), "rb").read() for e in manifest
         if e["type"] == "JobRequest" and e["valid"]]
 out["fuzz_client_frames"].append(frames(b"PDK1", b"\x01", *reqs))
+
+# The guest agent channel: 4-byte big-endian length, then one msgpack map.
+def agent(*maps):
+    return b"".join(struct.pack(">I", len(b)) + b for b in (msgpack.packb(m) for m in maps))
+
+exec_req = {"v": 1, "id": 2, "op": "exec", "argv": ["sh", "-c", "echo hi"], "env": {"A": "1"},
+            "cwd": "/work", "stdin": b"in", "files": [{"path": "a/b", "mode": 0o644, "data": b"x"}],
+            "files_out": ["out.txt"], "timeout_ms": 1000, "output_cap": 64, "files_out_cap": 64}
+result = {"v": 1, "id": 2, "ok": True, "op": "result", "exit_code": 0, "signal": 0,
+          "stdout": b"hi\n", "stderr": b"", "stdout_truncated": False, "stderr_truncated": False,
+          "timed_out": False, "files": [{"path": "out.txt", "data": b"o", "truncated": False}],
+          "cpu_us": 10, "peak_memory_kib": 1000, "exec_us": 20}
+out["fuzz_agent_frames"] = [
+    agent({"v": 1, "id": 1, "op": "ping"}),
+    agent(exec_req),
+    agent({"v": 1, "id": 3, "op": "exec", "script": "exit 3"}, {"v": 1, "id": 4, "op": "shutdown"}),
+    agent({"v": 1, "id": 1, "ok": True, "op": "pong", "agent_version": "0.1.0"}),
+    agent(result),
+    agent({"v": 1, "id": 0, "ok": False, "error": "body: truncated msgpack"},
+          {"v": 1, "id": 4, "ok": True, "op": "shutdown"}),
+    b"\x00\x00\x00\x00" + agent({"v": 1, "id": 1, "op": "ping"}),
+]
 for target, items in out.items():
     d = os.path.join(seeds, target)
     os.makedirs(d, exist_ok=True)
@@ -90,7 +116,8 @@ keys = ["job_id", "image", "argv", "env", "stdin", "files", "files_out", "vcpus"
         "egress_blocked", "worker_id", "attempt", "warm", "backend", "code", "variant",
         "message", "vm_id", "snapshot_id", "from", "to", "retryable", "request", "slots",
         "capabilities", "credits", "job_ids", "tcp", "udp", "icmp", "any", "PDK1", "..",
-        "10.0.0.0/8", "1.2.3.4"]
+        "10.0.0.0/8", "1.2.3.4", "v", "id", "op", "ping", "exec", "shutdown", "script", "cwd",
+        "files_out_cap", "ok", "error", "pong", "result", "agent_version"]
 with open(dict_path, "w") as f:
     for k in keys:
         b = bytes([0xA0 | len(k)]) + k.encode()
