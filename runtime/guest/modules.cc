@@ -157,7 +157,8 @@ std::vector<std::string> load_needed_modules(std::vector<std::string>& loaded) {
   utsname u{};
   ::uname(&u);
   const std::string dir = std::string("/lib/modules/") + u.release;
-  std::vector<std::string> required(std::begin(kRequiredModules), std::end(kRequiredModules));
+  // The image's list first, in its order (it may name transports before drivers), then ours.
+  std::vector<std::string> required;
   std::string extra;
   if (read_file(kExtraModulesFile, extra)) {
     each_line(extra, [&](std::string_view line) {
@@ -165,6 +166,7 @@ std::vector<std::string> load_needed_modules(std::vector<std::string>& loaded) {
       if (!line.empty()) required.emplace_back(line);
     });
   }
+  required.insert(required.end(), std::begin(kRequiredModules), std::end(kRequiredModules));
   ModuleIndex index;
   if (auto err = read_module_index(dir, index); !err.empty()) {
     return {err + " (no modules: " + std::string(kRequiredModules[0]) +
