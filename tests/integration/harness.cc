@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -86,8 +87,12 @@ Broker start_broker(const TempDir& dir, std::vector<std::string> extra_args,
 std::unique_ptr<Process> start_worker(const TempDir& dir, const std::string& broker_worker_ep,
                                       const std::string& worker_id, int slots,
                                       std::vector<std::string> extra_args) {
-  std::vector<std::string> args = {"--broker",  broker_worker_ep,       "--worker-id", worker_id,
-                                   "--slots",   std::to_string(slots), "--backend",   "memory"};
+  std::vector<std::string> args = {"--broker", broker_worker_ep, "--worker-id", worker_id,
+                                   "--slots", std::to_string(slots)};
+  // The in-memory test double unless the test chose a backend.
+  if (std::find(extra_args.begin(), extra_args.end(), "--backend") == extra_args.end()) {
+    args.insert(args.end(), {"--backend", "memory"});
+  }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   return std::make_unique<Process>(PADDOCK_WORKER_BIN, args,
                                    dir.path() + "/worker-" + worker_id + ".log");

@@ -6,11 +6,11 @@
 namespace paddock::cli {
 namespace {
 
-// Names of the runtime variants 1..13 (PROTOCOL.md, Codes), for errors that arrive without one.
+// Names of the runtime variants 1..14 (PROTOCOL.md, Codes), for errors that arrive without one.
 constexpr const char* kRuntimeVariants[] = {
     "VmAlreadyExists", "VmNotFound", "InvalidTransition", "SnapshotAlreadyExists",
     "SnapshotNotFound", "StatePoisoned", "Unsupported", "Metrics", "Shutdown", "Firewall",
-    "Jailer", "NetworkConfig", "NetworkSetup"};
+    "Jailer", "NetworkConfig", "NetworkSetup", "GuestAgent"};
 
 }  // namespace
 

@@ -70,6 +70,7 @@ CODES = {
     11: "Jailer",
     12: "NetworkConfig",
     13: "NetworkSetup",
+    14: "GuestAgent",
     100: "InvalidRequest",
     101: "Cancelled",
     102: "WorkerLost",

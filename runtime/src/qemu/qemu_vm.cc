@@ -24,7 +24,7 @@ namespace {
 
 std::vector<std::string> qemu_args(const LaunchSpec& s) {
   return {
-      "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on",
+      "-M", "microvm,isa-serial=on,rtc=on",
       "-accel", s.accel,
       "-cpu", s.accel == "kvm" ? "host" : "max",
       "-m", std::to_string(s.mem_mib),
