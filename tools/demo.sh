@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Paddock's quick start: install what is missing, build a release build into build-demo/, start a
-# broker and one worker on free loopback ports, run examples/batch.jsonl through the paddock CLI,
-# print the results, and stop everything (also on error or Ctrl-C).
+# Paddock's quick start: install what is missing, build a release build into build-demo/, build the
+# guest image, start a broker and one worker on free loopback ports, run examples/vm-batch.jsonl
+# through the paddock CLI (every job in its own QEMU microVM), print the results, and stop
+# everything (also on error or Ctrl-C).
 #
-# The worker uses the in-memory TEST DOUBLE backend (--backend memory): it interprets each job's
-# argv as a little script (echo, cat, env, exit N, sleep MS, fail VARIANT, ...) and executes
-# nothing. No VM is started, no program is run. See examples/README.md.
+#   tools/demo.sh            real microVMs (--backend qemu; TCG where KVM is not usable)
+#   tools/demo.sh --memory   the in-memory TEST DOUBLE instead (--backend memory): it interprets each
+#                            job's argv as a little script and executes nothing; examples/batch.jsonl
 set -euo pipefail
+mode=qemu
+[[ "${1:-}" == "--memory" ]] && mode=memory
 cd "$(dirname "$0")/.."
 root=$(pwd)
 build="$root/build-demo"
@@ -51,8 +54,15 @@ tools/install-deps.sh
 echo "== building build-demo/ (release; the first build takes a few minutes)"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DPADDOCK_TESTS=OFF -DPADDOCK_SANITIZE=OFF >"$tmp/build.log" 2>&1 || die "cmake configure failed (log below)"
-ninja -C "$build" paddock paddock-broker paddock-worker >>"$tmp/build.log" 2>&1 || die "build failed (log below)"
+ninja -C "$build" paddock paddock-broker paddock-worker paddock-agent >>"$tmp/build.log" 2>&1 ||
+  die "build failed (log below)"
 paddock="$build/tools/paddock"
+if [[ $mode == qemu ]]; then
+  echo "== building the guest image (Debian kernel + busybox + paddock-agent; cached by input hash)"
+  image=$(tools/build-guest-image.sh --agent "$build/runtime/guest/paddock-agent" \
+    --cache-dir "$build/images" 2>"$tmp/image.log" | tail -n 1) || die "guest image build failed: $(tail -n 5 "$tmp/image.log")"
+  echo "   $image"
+fi
 
 echo "== starting paddock-broker on free loopback ports"
 "$build/broker/paddock-broker" --client-endpoint 'tcp://127.0.0.1:*' --worker-endpoint 'tcp://127.0.0.1:*' \
@@ -70,14 +80,26 @@ worker=$(endpoint worker)
 [[ -n "$client" && -n "$worker" ]] || die "unexpected ready file: $(cat "$tmp/ready.json")"
 echo "   clients: $client   workers: $worker"
 
-echo "== starting paddock-worker (4 slots, backend: memory = the in-memory TEST DOUBLE)"
-"$build/worker/paddock-worker" --broker "$worker" --slots 4 --worker-id demo-worker --backend memory \
-  >"$tmp/worker.log" 2>&1 &
-worker_pid=$!
-"$paddock" submit --broker "$client" --job-id demo-warmup --wait-ms 15000 -- true >/dev/null 2>"$tmp/warmup.log" ||
-  die "the worker did not take a first job within 15 s"
+if [[ $mode == qemu ]]; then
+  echo "== starting paddock-worker (2 slots, backend: qemu: each job in a fresh microVM)"
+  "$build/worker/paddock-worker" --broker "$worker" --slots 2 --worker-id demo-worker --backend qemu \
+    --image-dir "$image" --run-dir "$tmp/vms" >"$tmp/worker.log" 2>&1 &
+  worker_pid=$!
+  batch=examples/vm-batch.jsonl
+  cat <<'NOTE'
 
-cat <<'NOTE'
+== running examples/vm-batch.jsonl
+   Every job below boots its own QEMU microVM (cold boot; software emulation (TCG) where KVM is not
+   usable, a few seconds each), runs in it through the guest agent, and the VM is torn down.
+
+NOTE
+else
+  echo "== starting paddock-worker (4 slots, backend: memory = the in-memory TEST DOUBLE)"
+  "$build/worker/paddock-worker" --broker "$worker" --slots 4 --worker-id demo-worker --backend memory \
+    >"$tmp/worker.log" 2>&1 &
+  worker_pid=$!
+  batch=examples/batch.jsonl
+  cat <<'NOTE'
 
 == running examples/batch.jsonl
    NOTE: these jobs run on the in-memory TEST DOUBLE. It reads each job's argv as a script
@@ -85,14 +107,17 @@ cat <<'NOTE'
    no program runs. The results show what Paddock's broker, worker and CLI do with each outcome.
 
 NOTE
+fi
 status=0
-"$paddock" batch --broker "$client" examples/batch.jsonl || status=$?
-cat <<'NOTE'
+"$paddock" batch --broker "$client" "$batch" || status=$?
+if [[ $mode == memory ]]; then
+  cat <<'NOTE'
 
    Reminder: every job above ran on the in-memory TEST DOUBLE (BACKEND "memory"); nothing was
    executed in a VM. "ok" rows are results (the job's own exit code), "error" rows are Paddock
    errors with their variant and code.
 NOTE
+fi
 [[ $status -eq 0 ]] || die "paddock batch exited with status $status"
 
 echo
@@ -103,5 +128,5 @@ stop "$broker_pid" paddock-broker
 broker_pid=""
 echo "== done. Try it yourself:"
 echo "   $build/broker/paddock-broker &"
-echo "   $build/worker/paddock-worker --broker tcp://127.0.0.1:5556 --backend memory &"
+echo "   $build/worker/paddock-worker --broker tcp://127.0.0.1:5556 --backend qemu --image-dir ${image:-<image dir>} &"
 echo "   $build/tools/paddock submit -- echo hi"
