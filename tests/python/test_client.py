@@ -230,9 +230,10 @@ class ClientUnitTest(unittest.TestCase):
     def test_codes_table(self):
         self.assertEqual(paddock_client.CODES[1], "VmAlreadyExists")
         self.assertEqual(paddock_client.CODES[13], "NetworkSetup")
+        self.assertEqual(paddock_client.CODES[14], "GuestAgent")
         self.assertEqual(paddock_client.CODES[100], "InvalidRequest")
         self.assertEqual(paddock_client.CODES[105], "UnknownJob")
-        self.assertEqual(sorted(paddock_client.CODES), list(range(1, 14)) + list(range(100, 106)))
+        self.assertEqual(sorted(paddock_client.CODES), list(range(1, 15)) + list(range(100, 106)))
         self.assertEqual(paddock_client.code_name(4242), "Unknown")
 
     def test_submit_refuses_more_than_1024_bodies_and_none(self):
