@@ -141,9 +141,12 @@ TEST_CASE("qemu: lifecycle errors and pause/resume on a real VM") {
   CHECK(p.create("vm-l", VmSpec{}).error().variant() == Variant::kVmAlreadyExists);
   CHECK(p.stop("vm-l").error().message() == "invalid vm transition for 'vm-l': created -> stopped");
   REQUIRE(p.start("vm-l").ok());
+  CHECK(p.qemu_status("vm-l").value() == "running");
   REQUIRE(p.stop("vm-l").ok());
   CHECK(p.get("vm-l").value().state == VmState::kStopped);
+  CHECK(p.qemu_status("vm-l").value() == "paused");  // QEMU agrees: the vCPUs are stopped
   REQUIRE(p.resume("vm-l").ok());
+  CHECK(p.qemu_status("vm-l").value() == "running");
   CHECK(p.exec("vm-l", shell("echo back"), {}).value().stdout_data == "back\n");
   REQUIRE(p.destroy("vm-l").ok());
   CHECK(p.destroy("vm-l").error().variant() == Variant::kInvalidTransition);

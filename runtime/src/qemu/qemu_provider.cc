@@ -253,6 +253,16 @@ Result<ExecResult> QemuProvider::exec(const std::string& vm_id, const ExecReques
   return vm->exec(request, std::move(cancel));
 }
 
+Result<std::string> QemuProvider::qemu_status(const std::string& vm_id) const {
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::lock_guard lock(slot->mu);
+  if (!slot->vm) {
+    return Error::invalid_transition(vm_id, std::string(state_name(slot->info.state)), "status");
+  }
+  return slot->vm->status();
+}
+
 uint64_t QemuProvider::boot_us(const std::string& vm_id) const {
   auto slot = find(vm_id);
   if (!slot) return 0;

@@ -168,6 +168,14 @@ Status QemuVm::resume() {
   return {};
 }
 
+Result<std::string> QemuVm::status() {
+  std::lock_guard lock(control_mu_);
+  std::string error;
+  auto r = qmp_.execute("query-status", nullptr, 5s, error);
+  if (!r) return Error::unsupported("qmp query-status: " + error);
+  return r->value("status", std::string("unknown"));
+}
+
 Result<ExecResult> QemuVm::exec(const ExecRequest& request, std::stop_token cancel) {
   std::lock_guard lock(exec_mu_);
   if (!agent_) return Error::guest_agent("no agent connection");

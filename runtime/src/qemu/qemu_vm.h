@@ -49,6 +49,8 @@ class QemuVm {
 
   Status pause();   // QMP stop
   Status resume();  // QMP cont
+  // QMP query-status: "running", "paused", ... (QEMU's run state).
+  Result<std::string> status();
   Result<ExecResult> exec(const ExecRequest& request, std::stop_token cancel);
   // QMP quit, then SIGTERM, poll, SIGKILL after the grace period; always reaps. Idempotent.
   Status shutdown();

@@ -53,6 +53,8 @@ class QemuProvider final : public Provider {
                           std::stop_token cancel) override;
 
   const std::string& accel() const { return accel_; }
+  // QEMU's own run state of a started VM ("running", "paused", ...), from QMP query-status.
+  Result<std::string> qemu_status(const std::string& vm_id) const;
   // Boot time of a running VM (spawn to agent ready), in microseconds; 0 if unknown.
   uint64_t boot_us(const std::string& vm_id) const;
   // Removes what a crashed process left in run_dir: kills QEMU processes found by their pidfile
