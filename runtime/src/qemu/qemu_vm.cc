@@ -117,6 +117,7 @@ Status QemuVm::wait_for_agent() {
     std::lock_guard lock(control_mu_);
     if (auto err = qmp_.connect(spec_.run_dir + "/qmp.sock", 10s)) {
       if (exited()) {
+        stop_console_reader();
         return Error::unsupported("qemu exited at start (" + exit_description() +
                                   "); its output: " + console_.tail());
       }
@@ -126,6 +127,7 @@ Status QemuVm::wait_for_agent() {
   const std::string agent_path = spec_.run_dir + "/agent.sock";
   while (Clock::now() < deadline) {
     if (exited()) {
+      stop_console_reader();
       return Error::guest_agent("the VM stopped during boot (" + exit_description() +
                                 "); console tail:\n" + console_.tail());
     }
@@ -184,8 +186,10 @@ Result<ExecResult> QemuVm::exec(const ExecRequest& request, std::stop_token canc
   auto result = agent_->exec(request, std::move(cancel), deadline);
   if (result) return result;
   // Say whether the guest itself went away (a kernel panic ends QEMU: -no-reboot, panic=-1).
-  std::this_thread::sleep_for(100ms);
+  for (int i = 0; i < 20 && !exited(); ++i) std::this_thread::sleep_for(50ms);
   if (exited()) {
+    // QEMU is gone: read its console to the end before quoting it.
+    stop_console_reader();
     return Error::guest_agent("the VM stopped during the job (" + exit_description() +
                               "); console tail:\n" + console_.tail());
   }
@@ -223,6 +227,7 @@ Status QemuVm::shutdown() {
 }
 
 void QemuVm::stop_console_reader() {
+  std::lock_guard lock(console_mu_);  // exec's error path and shutdown may both get here
   // QEMU is gone, so its end of the pipe is closed and the reader sees end of file.
   if (console_reader_.joinable()) console_reader_.join();
   if (console_fd_ >= 0) ::close(console_fd_);

@@ -75,6 +75,7 @@ class QemuVm {
   int console_fd_ = -1;
   ConsoleRing console_;
   std::thread console_reader_;
+  std::mutex console_mu_;  // guards joining the reader and closing console_fd_
   std::mutex control_mu_;  // QMP and process state
   QmpClient qmp_;
   std::mutex exec_mu_;  // one exec at a time on the agent channel
