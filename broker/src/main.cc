@@ -1,4 +1,5 @@
 // paddock-broker: the broker daemon. A thin shell over paddock::broker::Broker.
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -14,10 +15,14 @@
 
 namespace {
 
-paddock::broker::Broker* g_broker = nullptr;
+// Handlers are installed first thing, so a signal during start-up is not fatal: the broker stops
+// as soon as it runs.
+std::atomic<bool> g_stop_requested{false};
+std::atomic<paddock::broker::Broker*> g_broker{nullptr};
 
 extern "C" void on_signal(int) {
-  if (g_broker != nullptr) g_broker->stop();
+  g_stop_requested.store(true);
+  if (auto* b = g_broker.load()) b->stop();
 }
 
 // Writes the bound endpoints as JSON, atomically (write a temp file, then rename), so a script
@@ -38,6 +43,8 @@ void write_ready_file(const std::string& path, const paddock::broker::Broker& br
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
   paddock::broker::Options opt;
   std::string ready_file;
   std::string log_level = "info";
@@ -73,12 +80,11 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ broker: %v");
   try {
     paddock::broker::Broker broker(opt);
-    g_broker = &broker;
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
+    g_broker.store(&broker);
+    if (g_stop_requested.load()) broker.stop();
     if (!ready_file.empty()) write_ready_file(ready_file, broker);
     broker.run();
-    g_broker = nullptr;
+    g_broker.store(nullptr);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return 1;

@@ -155,8 +155,15 @@ TEST_CASE("SIGTERM drains a worker: jobs in flight finish, then it exits 0") {
   client::Client c(broker.client_endpoint);
   std::vector<schemas::JobRequest> jobs = {job("d-1", {"sleep", "500"}), job("d-2", {"sleep", "500"}),
                                            job("d-3", {"echo", "later"})};
+  // Wait until the worker has registered (a loaded machine may take a while to start it), so
+  // that d-1 and d-2 are running and d-3 waits for a credit when SIGTERM comes.
+  for (int i = 0; i < 500 && slurp(broker.process->log() + ".err").find("worker 'drainer' ready") ==
+                                 std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
   c.submit(jobs);
-  std::this_thread::sleep_for(200ms);  // d-1 and d-2 are running; d-3 waits for a credit
+  std::this_thread::sleep_for(200ms);
   worker->signal(SIGTERM);
   auto code = worker->wait_for(10s);
   REQUIRE(code.has_value());

@@ -1,6 +1,7 @@
 // paddock-worker: the worker daemon. A thin shell over paddock::worker::Worker.
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
 #include <csignal>
 
@@ -13,10 +14,14 @@
 
 namespace {
 
-paddock::worker::Worker* g_worker = nullptr;
+// Set by SIGTERM/SIGINT. Handlers are installed first thing, so a signal that arrives while the
+// worker is still starting is not lost (nor fatal): the worker drains as soon as it runs.
+std::atomic<bool> g_drain_requested{false};
+std::atomic<paddock::worker::Worker*> g_worker{nullptr};
 
 extern "C" void on_signal(int) {
-  if (g_worker != nullptr) g_worker->request_drain();
+  g_drain_requested.store(true);
+  if (auto* w = g_worker.load()) w->request_drain();
 }
 
 std::string default_worker_id() {
@@ -28,6 +33,8 @@ std::string default_worker_id() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
   paddock::worker::Options opt;
   std::string backend = "memory";
   paddock::runtime::BackendConfig backend_config;
@@ -90,11 +97,10 @@ int main(int argc, char** argv) {
   }
   try {
     paddock::worker::Worker worker(opt, std::move(provider.value()));
-    g_worker = &worker;
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
+    g_worker.store(&worker);
+    if (g_drain_requested.load()) worker.request_drain();
     const int code = worker.run();
-    g_worker = nullptr;
+    g_worker.store(nullptr);
     return code;
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
