@@ -50,3 +50,13 @@ TEST_CASE("console ring tail drops control characters") {
   ring.append(std::string("ok\x1b[0m\x07 done\r\n", 14));
   CHECK(ring.tail() == "ok[0m done");
 }
+
+TEST_CASE("console ring finds the first line that names a panic") {
+  ConsoleRing ring;
+  ring.append("[ 1.0] booting\n[ 1.7] Kernel panic - not syncing: sysrq triggered crash\n");
+  for (int i = 0; i < 100; ++i) ring.append("[ 1.8]  trace line\n");
+  CHECK(ring.line_containing("Kernel panic") ==
+        "[ 1.7] Kernel panic - not syncing: sysrq triggered crash");
+  CHECK(ring.tail().find("Kernel panic") == std::string::npos);  // scrolled out of the tail
+  CHECK(ring.line_containing("nothing like this").empty());
+}

@@ -31,6 +31,20 @@ std::string ConsoleRing::tail(size_t max_lines, size_t max_bytes) const {
   return out;
 }
 
+std::string ConsoleRing::line_containing(std::string_view needle, size_t max_bytes) const {
+  std::lock_guard lock(mu_);
+  const size_t at = data_.find(needle);
+  if (at == std::string::npos) return {};
+  const size_t begin = data_.rfind('\n', at);
+  const size_t start = begin == std::string::npos ? 0 : begin + 1;
+  const size_t end = std::min(data_.find('\n', at), data_.size());
+  std::string out;
+  for (char c : data_.substr(start, std::min(end - start, max_bytes))) {
+    if (c >= 0x20 && c < 0x7f) out += c;
+  }
+  return out;
+}
+
 bool ConsoleRing::contains(std::string_view needle) const {
   std::lock_guard lock(mu_);
   return data_.find(needle) != std::string::npos;

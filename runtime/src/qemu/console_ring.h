@@ -17,6 +17,8 @@ class ConsoleRing {
   void append(std::string_view bytes);
   // The last `max_lines` lines (at most `max_bytes`), printable characters only.
   std::string tail(size_t max_lines = 20, size_t max_bytes = 2048) const;
+  // The first retained line that contains `needle` ("" if none), printable characters only.
+  std::string line_containing(std::string_view needle, size_t max_bytes = 256) const;
   // True once `needle` has appeared in the retained output.
   bool contains(std::string_view needle) const;
 

@@ -190,8 +190,12 @@ Result<ExecResult> QemuVm::exec(const ExecRequest& request, std::stop_token canc
   if (exited()) {
     // QEMU is gone: read its console to the end before quoting it.
     stop_console_reader();
-    return Error::guest_agent("the VM stopped during the job (" + exit_description() +
-                              "); console tail:\n" + console_.tail());
+    // A panic's cause scrolls out of the tail behind its backtrace: quote it on its own.
+    std::string cause = console_.line_containing("Kernel panic");
+    if (cause.empty()) cause = console_.line_containing("BUG: ");
+    return Error::guest_agent("the VM stopped during the job (" + exit_description() + ")" +
+                              (cause.empty() ? "" : "; guest kernel: " + cause) +
+                              "; console tail:\n" + console_.tail());
   }
   return Error::guest_agent(result.error().detail() + "; console tail:\n" + console_.tail());
 }
