@@ -97,6 +97,35 @@ TEST_CASE("memory provider: snapshots belong to a VM, are unique, and restore ma
   CHECK(after.error().message() == "invalid vm transition for 'src': destroyed -> snapshot");
 }
 
+TEST_CASE("memory provider: snapshots are listed across VMs and deleted one by one") {
+  MemoryProvider p;
+  running_vm(p, "a");
+  running_vm(p, "b");
+  REQUIRE(p.snapshot("b", "s").ok());
+  REQUIRE(p.snapshot("a", "s").ok());
+  auto all = p.all_snapshots().value();
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].vm_id == "a");
+  CHECK(all[1].vm_id == "b");
+  REQUIRE(p.delete_snapshot("a", "s").ok());
+  auto again = p.delete_snapshot("a", "s");
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().variant() == Variant::kSnapshotNotFound);
+  CHECK(p.restore("a", "s", "c").error().variant() == Variant::kSnapshotNotFound);
+  CHECK(p.all_snapshots().value().size() == 1);
+}
+
+TEST_CASE("memory provider: ping answers for a running VM only") {
+  MemoryProvider p;
+  CHECK(p.ping("x", std::chrono::milliseconds(10)).error().variant() == Variant::kVmNotFound);
+  REQUIRE(p.create("x", VmSpec{}).ok());
+  auto created = p.ping("x", std::chrono::milliseconds(10));
+  REQUIRE_FALSE(created.ok());
+  CHECK(created.error().message() == "invalid vm transition for 'x': created -> ping");
+  REQUIRE(p.start("x").ok());
+  CHECK(p.ping("x", std::chrono::milliseconds(10)).ok());
+}
+
 TEST_CASE("memory provider: exec needs a running VM") {
   MemoryProvider p;
   REQUIRE(p.create("a", VmSpec{}).ok());

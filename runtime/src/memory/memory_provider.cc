@@ -48,9 +48,7 @@ Status MemoryProvider::transition(const std::string& vm_id, VmOp op) {
 
 Status MemoryProvider::start(const std::string& vm_id) { return transition(vm_id, VmOp::kStart); }
 Status MemoryProvider::stop(const std::string& vm_id) { return transition(vm_id, VmOp::kStop); }
-Status MemoryProvider::resume(const std::string& vm_id) {
-  return transition(vm_id, VmOp::kResume);
-}
+Status MemoryProvider::resume(const std::string& vm_id) { return transition(vm_id, VmOp::kResume); }
 Status MemoryProvider::destroy(const std::string& vm_id) {
   return transition(vm_id, VmOp::kDestroy);
 }
@@ -66,7 +64,8 @@ Result<SnapshotInfo> MemoryProvider::snapshot(const std::string& vm_id,
   if (snapshots_.count(key) != 0) return Error::snapshot_already_exists(vm_id, snapshot_id);
   const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::system_clock::now().time_since_epoch());
-  SnapshotInfo info{vm_id, snapshot_id, it->second.info.spec, static_cast<uint64_t>(now.count())};
+  SnapshotInfo info{vm_id, snapshot_id, it->second.info.spec, static_cast<uint64_t>(now.count()),
+                    ""};
   snapshots_[key] = info;
   return info;
 }
@@ -113,6 +112,34 @@ Result<std::vector<SnapshotInfo>> MemoryProvider::list_snapshots(const std::stri
   return out;
 }
 
+Result<std::vector<SnapshotInfo>> MemoryProvider::all_snapshots() const {
+  Locked l(*this);
+  if (l.poisoned()) return Error::state_poisoned();
+  std::vector<SnapshotInfo> out;
+  for (const auto& [key, info] : snapshots_) out.push_back(info);
+  return out;
+}
+
+Status MemoryProvider::delete_snapshot(const std::string& vm_id, const std::string& snapshot_id) {
+  Locked l(*this);
+  if (l.poisoned()) return Error::state_poisoned();
+  if (snapshots_.erase(std::make_pair(vm_id, snapshot_id)) == 0) {
+    return Error::snapshot_not_found(vm_id, snapshot_id);
+  }
+  return {};
+}
+
+Status MemoryProvider::ping(const std::string& vm_id, std::chrono::milliseconds) {
+  Locked l(*this);
+  if (l.poisoned()) return Error::state_poisoned();
+  auto it = vms_.find(vm_id);
+  if (it == vms_.end()) return Error::vm_not_found(vm_id);
+  if (it->second.info.state != VmState::kRunning) {
+    return Error::invalid_transition(vm_id, std::string(state_name(it->second.info.state)), "ping");
+  }
+  return {};
+}
+
 size_t MemoryProvider::live_vms() const {
   std::lock_guard<std::mutex> lock(mu_);
   size_t n = 0;
@@ -130,8 +157,7 @@ Result<ExecResult> MemoryProvider::exec(const std::string& vm_id, const ExecRequ
   }
 }
 
-Result<ExecResult> MemoryProvider::run_script(const std::string& vm_id,
-                                              const ExecRequest& request,
+Result<ExecResult> MemoryProvider::run_script(const std::string& vm_id, const ExecRequest& request,
                                               std::stop_token cancel) {
   {
     Locked l(*this);

@@ -237,6 +237,24 @@ Result<std::vector<SnapshotInfo>> QemuProvider::list_snapshots(const std::string
   return std::vector<SnapshotInfo>{};
 }
 
+Status QemuProvider::delete_snapshot(const std::string& vm_id, const std::string& snapshot_id) {
+  return Error::snapshot_not_found(vm_id, snapshot_id);
+}
+
+Result<std::vector<SnapshotInfo>> QemuProvider::all_snapshots() const {
+  return std::vector<SnapshotInfo>{};
+}
+
+Status QemuProvider::ping(const std::string& vm_id, std::chrono::milliseconds timeout) {
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::lock_guard lock(slot->mu);
+  if (slot->info.state != VmState::kRunning) {
+    return Error::invalid_transition(vm_id, std::string(state_name(slot->info.state)), "ping");
+  }
+  return slot->vm->ping(timeout);
+}
+
 Result<ExecResult> QemuProvider::exec(const std::string& vm_id, const ExecRequest& request,
                                       std::stop_token cancel) {
   auto slot = find(vm_id);

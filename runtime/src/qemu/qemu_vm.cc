@@ -200,6 +200,18 @@ Result<ExecResult> QemuVm::exec(const ExecRequest& request, std::stop_token canc
   return Error::guest_agent(result.error().detail() + "; console tail:\n" + console_.tail());
 }
 
+Status QemuVm::ping(std::chrono::milliseconds timeout) {
+  std::lock_guard lock(exec_mu_);
+  if (!agent_) return Error::guest_agent("no agent connection");
+  if (!agent_->ping(timeout)) {
+    return Error::guest_agent(agent_->healthy()
+                                  ? "no answer to ping within " + std::to_string(timeout.count()) +
+                                        " ms"
+                                  : "agent channel broken: " + agent_->broken_reason());
+  }
+  return {};
+}
+
 Status QemuVm::shutdown() {
   std::lock_guard lock(control_mu_);
   agent_.reset();

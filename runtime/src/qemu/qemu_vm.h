@@ -52,6 +52,8 @@ class QemuVm {
   // QMP query-status: "running", "paused", ... (QEMU's run state).
   Result<std::string> status();
   Result<ExecResult> exec(const ExecRequest& request, std::stop_token cancel);
+  // Whether the agent answers a PING within `timeout` (GuestAgent if not).
+  Status ping(std::chrono::milliseconds timeout);
   // QMP quit, then SIGTERM, poll, SIGKILL after the grace period; always reaps. Idempotent.
   Status shutdown();
 

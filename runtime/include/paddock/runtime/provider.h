@@ -6,6 +6,7 @@
 // the same one. Errors are returned as values (Result), never thrown.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -34,12 +35,15 @@ struct VmInfo {
   std::optional<std::string> restored_from_snapshot;
 };
 
-// A snapshot belongs to the VM it was taken of; it outlives that VM's destruction.
+// A snapshot belongs to the VM it was taken of; it outlives that VM's destruction (and, on a
+// backend that keeps snapshots on disk, the process that took it).
 struct SnapshotInfo {
   std::string vm_id;
   std::string snapshot_id;
   VmSpec spec;
   uint64_t created_unix_ms = 0;
+  // The content hash of the guest image the snapshot was taken from ("" on the test double).
+  std::string image_id;
 };
 
 struct ExecFile {
@@ -92,19 +96,31 @@ class Provider {
   virtual Status destroy(const std::string& vm_id) = 0;  // any but destroyed -> destroyed
 
   // SnapshotAlreadyExists if (vm_id, snapshot_id) exists; VmNotFound; InvalidTransition if the VM
-  // is destroyed.
+  // is destroyed. A running VM is paused while its state is saved and then runs on.
   virtual Result<SnapshotInfo> snapshot(const std::string& vm_id,
                                         const std::string& snapshot_id) = 0;
   // New VM `new_vm_id`, state stopped, from snapshot (vm_id, snapshot_id). SnapshotNotFound if it
-  // does not exist; VmAlreadyExists if new_vm_id is taken.
+  // does not exist; VmAlreadyExists if new_vm_id is taken. The first resume() of a restored VM
+  // makes it unique before it returns (fresh entropy, the wall clock, a new hostname), so no job
+  // code ever runs with state it shares with another clone.
   virtual Status restore(const std::string& vm_id, const std::string& snapshot_id,
                          const std::string& new_vm_id) = 0;
+  // Removes a snapshot and its files. SnapshotNotFound if it does not exist. VMs restored from it
+  // earlier are not affected.
+  virtual Status delete_snapshot(const std::string& vm_id, const std::string& snapshot_id) = 0;
 
   virtual Result<VmInfo> get(const std::string& vm_id) const = 0;
   // Every VM that is not destroyed, ordered by id.
   virtual Result<std::vector<VmInfo>> list() const = 0;
   // VmNotFound if the VM never existed.
   virtual Result<std::vector<SnapshotInfo>> list_snapshots(const std::string& vm_id) const = 0;
+  // Every snapshot the provider has, of any VM, ordered by (vm_id, snapshot_id); on a backend
+  // that keeps snapshots on disk this includes those an earlier process took.
+  virtual Result<std::vector<SnapshotInfo>> all_snapshots() const = 0;
+
+  // Whether the guest of a running VM answers within `timeout`: VmNotFound, InvalidTransition if
+  // it is not running, GuestAgent if it does not answer.
+  virtual Status ping(const std::string& vm_id, std::chrono::milliseconds timeout) = 0;
 
   // Runs a program in a running VM. A program that fails, times out or is cancelled is still an
   // ExecResult; an Error means the provider could not run it.

@@ -48,7 +48,10 @@ class QemuProvider final : public Provider {
                  const std::string& new_vm_id) override;
   Result<VmInfo> get(const std::string& vm_id) const override;
   Result<std::vector<VmInfo>> list() const override;
+  Status delete_snapshot(const std::string& vm_id, const std::string& snapshot_id) override;
   Result<std::vector<SnapshotInfo>> list_snapshots(const std::string& vm_id) const override;
+  Result<std::vector<SnapshotInfo>> all_snapshots() const override;
+  Status ping(const std::string& vm_id, std::chrono::milliseconds timeout) override;
   Result<ExecResult> exec(const std::string& vm_id, const ExecRequest& request,
                           std::stop_token cancel) override;
 
