@@ -211,7 +211,8 @@ bool setup_signals(Reaper& reaper) {
 int run_on_host(const Options& o) {
   // Jobs' orphans are re-parented to us, not to the host's init, so they can be killed and
   // reaped with the job.
-  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) say(runtime::os::error_message("prctl child subreaper"));
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+    say(runtime::os::error_message("prctl child subreaper"));
   Reaper reaper;
   if (!setup_signals(reaper)) return 1;
   int fd = o.channel_fd;
@@ -235,8 +236,10 @@ int run_on_host(const Options& o) {
   say("ready on " + name);
   switch (serve(channel, reaper, JobContext{o.work_dir, &reaper}, /*in_vm=*/false)) {
     case Ended::kShutdown:
-    case Ended::kEndOfStream: return 0;
-    case Ended::kError: return 1;
+    case Ended::kEndOfStream:
+      return 0;
+    case Ended::kError:
+      return 1;
   }
   return 1;
 }

@@ -86,7 +86,7 @@ struct AgentFixture {
   TempDir dir;
   std::string work;
   pid_t pid = -1;
-  int raw = -1;  // our end of the socketpair (owned by `client` once it exists)
+  int raw = -1;         // our end of the socketpair (owned by `client` once it exists)
   bool reaped = false;  // a test killed and reaped the agent itself
   std::unique_ptr<rt::AgentClient> client;
 
@@ -286,7 +286,8 @@ TEST_CASE("agent: a bad request is answered with an error naming the field") {
         "'.' or empty parts allowed");
   r = a.client->exec(rt::ExecRequest{}, std::stop_token{}, 10s);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error().detail() == "exec: the agent could not run the request: argv: required (or script)");
+  CHECK(r.error().detail() ==
+        "exec: the agent could not run the request: argv: required (or script)");
   CHECK(a.client->ping(5s));  // and it goes on serving
 }
 
@@ -425,10 +426,11 @@ TEST_CASE("agent: cancel ends the wait at once with a cancelled result") {
 
 TEST_CASE("agent: a reply later than the deadline is an error, and is skipped afterwards") {
   AgentFixture a;
-  auto r = a.client->exec(argv_request({"sh", "-c", "sleep 1; echo late"}), std::stop_token{},
-                          300ms);
+  auto r =
+      a.client->exec(argv_request({"sh", "-c", "sleep 1; echo late"}), std::stop_token{}, 300ms);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error().message() == "guest agent error: exec: no reply from the guest agent within 300 ms");
+  CHECK(r.error().message() ==
+        "guest agent error: exec: no reply from the guest agent within 300 ms");
   CHECK_FALSE(r.error().retryable());
   CHECK(a.client->healthy());
   auto next = a.run(argv_request({"echo", "next"}));

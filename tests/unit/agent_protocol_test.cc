@@ -238,7 +238,8 @@ TEST_CASE("agent decoders: garbage, truncation, trailing bytes, wrong shapes") {
 }
 
 TEST_CASE("agent decoders: version, id, op and duplicate keys") {
-  CHECK(request_error(body(1, [](Packer& pk) { kv(pk, "op", std::string("ping")); }, 0, false))
+  CHECK(request_error(body(
+                          1, [](Packer& pk) { kv(pk, "op", std::string("ping")); }, 0, false))
             .message() == "v: required");
   auto e = request_error(body(0, [](Packer&) {}));
   CHECK(e.message() == "op: required");
@@ -257,8 +258,9 @@ TEST_CASE("agent decoders: version, id, op and duplicate keys") {
           kv(p, "op", std::string("ping"));
           kv(p, "op", std::string("ping"));
         })).message() == "op: duplicate key");
-  CHECK(request_error(body(1, [](Packer& p) { kv(p, "id", -1); }, 0, false)).message() ==
-        "v: required");
+  CHECK(request_error(body(
+                          1, [](Packer& p) { kv(p, "id", -1); }, 0, false))
+            .message() == "v: required");
 }
 
 TEST_CASE("agent exec requests: every bad field is named") {
@@ -378,7 +380,8 @@ TEST_CASE("agent decoders: msgpack limits on depth, counts and sizes") {
   for (int i = 0; i < 300; ++i) kv(pk, "k" + std::to_string(i), i);
   CHECK(request_error(std::string(buf.data(), buf.size())).field == "body");
   // A str over 1 MiB is refused by the unpacker before any field is looked at.
-  const auto big = exec_body(1, [](Packer& p) { kv(p, "script", std::string((1 << 20) + 1, 's')); });
+  const auto big =
+      exec_body(1, [](Packer& p) { kv(p, "script", std::string((1 << 20) + 1, 's')); });
   CHECK(request_error(big).field == "body");
   // A script under the unpack limit but over its own.
   const auto script = exec_body(1, [](Packer& p) { kv(p, "script", std::string(300000, 's')); });
@@ -406,7 +409,8 @@ TEST_CASE("agent replies: bad fields are named, files out bounded in all") {
           kv(pk, "timed_out", 1);
         })) == "timed_out: expected bool, got integer");
   agent::Reply r{1, agent::ReplyKind::kResult, "", {}, ""};
-  r.result.files = {{"a", std::string(5u << 20, 'a'), false}, {"b", std::string(4u << 20, 'b'), false}};
+  r.result.files = {{"a", std::string(5u << 20, 'a'), false},
+                    {"b", std::string(4u << 20, 'b'), false}};
   CHECK(reply_error(agent::encode_reply(r)) == "files: longer than 8388608 bytes in all");
   // Negative exit codes and signals decode.
   agent::Reply neg{1, agent::ReplyKind::kResult, "", {}, ""};

@@ -190,23 +190,33 @@ Result<ExecResult> AgentClient::exec(const ExecRequest& request, std::stop_token
     return "exec: no reply from the guest agent within " + std::to_string(deadline.count()) + " ms";
   };
   switch (send(agent::frame(body), until, &cancel)) {
-    case Wait::kDone: break;
-    case Wait::kCancelled: return cancelled_result();
-    case Wait::kTimeout: return Error::guest_agent(waited());
-    case Wait::kFailed: return Error::guest_agent(failure_);
+    case Wait::kDone:
+      break;
+    case Wait::kCancelled:
+      return cancelled_result();
+    case Wait::kTimeout:
+      return Error::guest_agent(waited());
+    case Wait::kFailed:
+      return Error::guest_agent(failure_);
   }
   agent::Reply reply;
   switch (await_reply(r.id, until, &cancel, reply)) {
-    case Wait::kDone: break;
-    case Wait::kCancelled: return cancelled_result();
-    case Wait::kTimeout: return Error::guest_agent(waited());
-    case Wait::kFailed: return Error::guest_agent(failure_);
+    case Wait::kDone:
+      break;
+    case Wait::kCancelled:
+      return cancelled_result();
+    case Wait::kTimeout:
+      return Error::guest_agent(waited());
+    case Wait::kFailed:
+      return Error::guest_agent(failure_);
   }
   switch (reply.kind) {
-    case agent::ReplyKind::kResult: return result_from(std::move(reply.result));
+    case agent::ReplyKind::kResult:
+      return result_from(std::move(reply.result));
     case agent::ReplyKind::kError:
       return Error::guest_agent("exec: the agent could not run the request: " + reply.error);
-    default: return Error::guest_agent("exec: the agent answered with something else than a result");
+    default:
+      return Error::guest_agent("exec: the agent answered with something else than a result");
   }
 }
 
@@ -219,11 +229,13 @@ Status AgentClient::shutdown(milliseconds timeout) {
   Wait w = send(agent::frame(agent::encode_request(request)), deadline, nullptr);
   if (w == Wait::kDone) w = await_reply(request.id, deadline, nullptr, reply);
   switch (w) {
-    case Wait::kDone: break;
+    case Wait::kDone:
+      break;
     case Wait::kTimeout:
       return Error::guest_agent("shutdown: no reply within " + std::to_string(timeout.count()) +
                                 " ms");
-    default: return Error::guest_agent(failure_);
+    default:
+      return Error::guest_agent(failure_);
   }
   if (reply.kind == agent::ReplyKind::kError) {
     return Error::guest_agent("shutdown: the agent refused: " + reply.error);

@@ -17,17 +17,26 @@ struct Failure {
 
 const char* type_name(msgpack::type::object_type t) {
   switch (t) {
-    case msgpack::type::NIL: return "nil";
-    case msgpack::type::BOOLEAN: return "bool";
+    case msgpack::type::NIL:
+      return "nil";
+    case msgpack::type::BOOLEAN:
+      return "bool";
     case msgpack::type::POSITIVE_INTEGER:
-    case msgpack::type::NEGATIVE_INTEGER: return "integer";
+    case msgpack::type::NEGATIVE_INTEGER:
+      return "integer";
     case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64: return "float";
-    case msgpack::type::STR: return "string";
-    case msgpack::type::BIN: return "bytes";
-    case msgpack::type::ARRAY: return "array";
-    case msgpack::type::MAP: return "map";
-    case msgpack::type::EXT: return "ext";
+    case msgpack::type::FLOAT64:
+      return "float";
+    case msgpack::type::STR:
+      return "string";
+    case msgpack::type::BIN:
+      return "bytes";
+    case msgpack::type::ARRAY:
+      return "array";
+    case msgpack::type::MAP:
+      return "map";
+    case msgpack::type::EXT:
+      return "ext";
   }
   return "unknown";
 }
@@ -42,7 +51,8 @@ std::string too_long(size_t max) { return "longer than " + std::to_string(max) +
 bool reference_strings(msgpack::type::object_type, std::size_t, void*) { return true; }
 
 msgpack::object_handle unpack_bounded(std::string_view body) {
-  if (body.size() > limits::kMaxFrameBytes) throw Failure{"frame", too_long(limits::kMaxFrameBytes)};
+  if (body.size() > limits::kMaxFrameBytes)
+    throw Failure{"frame", too_long(limits::kMaxFrameBytes)};
   if (body.empty()) throw Failure{"body", "empty"};
   const msgpack::unpack_limit limit(limits::kMaxArray, limits::kMaxMap, limits::kMaxStr,
                                     limits::kMaxBin, /*ext=*/0, limits::kMaxDepth);
@@ -146,9 +156,9 @@ class Map {
     if (o == nullptr) return 0;
     constexpr int64_t kMin = std::numeric_limits<int32_t>::min();
     constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
-    const bool fits = (o->type == msgpack::type::NEGATIVE_INTEGER && o->via.i64 >= kMin) ||
-                      (o->type == msgpack::type::POSITIVE_INTEGER &&
-                       o->via.u64 <= static_cast<uint64_t>(kMax));
+    const bool fits =
+        (o->type == msgpack::type::NEGATIVE_INTEGER && o->via.i64 >= kMin) ||
+        (o->type == msgpack::type::POSITIVE_INTEGER && o->via.u64 <= static_cast<uint64_t>(kMax));
     if (o->type != msgpack::type::NEGATIVE_INTEGER && o->type != msgpack::type::POSITIVE_INTEGER) {
       wrong_type(path_of(key), "integer", *o);
     }
@@ -266,14 +276,16 @@ ExecCommand decode_exec(const Map& m) {
     file.mode = static_cast<uint32_t>(f.uint("mode", 0, 07777, 0644));
     file.data = f.bytes("data", limits::kMaxFilesTotal);
     total += file.data.size();
-    if (total > limits::kMaxFilesTotal) throw Failure{"files", too_long(limits::kMaxFilesTotal) + " in all"};
+    if (total > limits::kMaxFilesTotal)
+      throw Failure{"files", too_long(limits::kMaxFilesTotal) + " in all"};
     c.files.push_back(std::move(file));
   });
   if (const msgpack::object* out = m.find("files_out")) {
     const auto& arr = as_array(*out, "files_out", limits::kMaxFiles);
     for (uint32_t i = 0; i < arr.size; ++i) {
       const std::string where = "files_out[" + std::to_string(i) + "]";
-      c.files_out.push_back(relative_path(no_nul(as_str(arr.ptr[i], where, limits::kMaxPath), where), where));
+      c.files_out.push_back(
+          relative_path(no_nul(as_str(arr.ptr[i], where, limits::kMaxPath), where), where));
     }
   }
   c.timeout_ms = static_cast<uint32_t>(m.uint("timeout_ms", 1, limits::kMaxTimeoutMs, 30'000));
@@ -320,7 +332,8 @@ Decoded<T> guarded(std::string_view body, Fn&& fn) {
   } catch (const Failure& f) {
     return Decoded<T>(DecodeError{f.field, f.reason, id_of(body)});
   } catch (const std::exception& e) {
-    return Decoded<T>(DecodeError{"body", std::string("malformed msgpack: ") + e.what(), id_of(body)});
+    return Decoded<T>(
+        DecodeError{"body", std::string("malformed msgpack: ") + e.what(), id_of(body)});
   }
 }
 
@@ -426,9 +439,12 @@ std::string take(msgpack::sbuffer& buf) { return std::string(buf.data(), buf.siz
 
 std::string_view op_name(Op op) {
   switch (op) {
-    case Op::kPing: return "ping";
-    case Op::kExec: return "exec";
-    case Op::kShutdown: return "shutdown";
+    case Op::kPing:
+      return "ping";
+    case Op::kExec:
+      return "exec";
+    case Op::kShutdown:
+      return "shutdown";
   }
   return "unknown";
 }
@@ -573,8 +589,8 @@ std::optional<Decoded<std::string>> FrameReader::next() {
     pos_ += static_cast<size_t>(here);
     skip_ = n - here;
     return Decoded<std::string>(DecodeError{
-        "frame", "length " + std::to_string(n) + " exceeds " + std::to_string(limits::kMaxFrameBytes),
-        0});
+        "frame",
+        "length " + std::to_string(n) + " exceeds " + std::to_string(limits::kMaxFrameBytes), 0});
   }
   if (buffered() - limits::kFrameHeaderBytes < n) return std::nullopt;
   std::string body = buf_.substr(pos_ + limits::kFrameHeaderBytes, static_cast<size_t>(n));

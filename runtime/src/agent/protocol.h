@@ -45,7 +45,7 @@ inline constexpr size_t kMaxEnvKey = 128;
 inline constexpr size_t kMaxEnvValue = 32u << 10;
 inline constexpr size_t kMaxPath = 1024;  // cwd, file paths
 inline constexpr size_t kMaxStdin = 8u << 20;
-inline constexpr size_t kMaxFiles = 64;            // files in, files out
+inline constexpr size_t kMaxFiles = 64;             // files in, files out
 inline constexpr size_t kMaxFilesTotal = 8u << 20;  // data of the files in, together
 inline constexpr uint32_t kMaxTimeoutMs = 24u * 3600 * 1000;
 inline constexpr uint32_t kMaxOutputCap = 8u << 20;    // per stream
@@ -68,7 +68,7 @@ struct DecodeError {
 template <class T>
 class Decoded {
  public:
-  Decoded(T value) : v_(std::move(value)) {}          // NOLINT: implicit by design
+  Decoded(T value) : v_(std::move(value)) {}            // NOLINT: implicit by design
   Decoded(DecodeError error) : v_(std::move(error)) {}  // NOLINT
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
