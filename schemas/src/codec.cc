@@ -224,6 +224,7 @@ std::string encode(const JobResult& r) {
       .num("attempt", r.attempt)
       .boolean("warm", r.warm)
       .str("backend", r.backend)
+      .str("template", r.template_vm)
       .finish();
 }
 
@@ -289,26 +290,24 @@ Decoded<JobResult> decode_job_result(std::string_view bytes) {
     });
     if (const auto* t = f.find("timings"); t != nullptr && t->type != msgpack::type::NIL) {
       Fields tf(*t, "timings");
-      r.timings = Timings{tf.uint("queued_us", 0, UINT64_MAX, 0),
-                          tf.uint("start_us", 0, UINT64_MAX, 0),
-                          tf.uint("exec_us", 0, UINT64_MAX, 0),
-                          tf.uint("teardown_us", 0, UINT64_MAX, 0),
-                          tf.uint("total_us", 0, UINT64_MAX, 0)};
+      r.timings =
+          Timings{tf.uint("queued_us", 0, UINT64_MAX, 0), tf.uint("start_us", 0, UINT64_MAX, 0),
+                  tf.uint("exec_us", 0, UINT64_MAX, 0), tf.uint("teardown_us", 0, UINT64_MAX, 0),
+                  tf.uint("total_us", 0, UINT64_MAX, 0)};
     }
     if (const auto* u = f.find("usage"); u != nullptr && u->type != msgpack::type::NIL) {
       Fields uf(*u, "usage");
-      r.usage = Usage{uf.uint("cpu_us", 0, UINT64_MAX, 0),
-                      uf.uint("peak_memory_kib", 0, UINT64_MAX, 0),
-                      uf.uint("bytes_in", 0, UINT64_MAX, 0),
-                      uf.uint("bytes_out", 0, UINT64_MAX, 0),
-                      uf.uint("packets_in", 0, UINT64_MAX, 0),
-                      uf.uint("packets_out", 0, UINT64_MAX, 0),
-                      uf.uint("egress_blocked", 0, UINT64_MAX, 0)};
+      r.usage = Usage{
+          uf.uint("cpu_us", 0, UINT64_MAX, 0),        uf.uint("peak_memory_kib", 0, UINT64_MAX, 0),
+          uf.uint("bytes_in", 0, UINT64_MAX, 0),      uf.uint("bytes_out", 0, UINT64_MAX, 0),
+          uf.uint("packets_in", 0, UINT64_MAX, 0),    uf.uint("packets_out", 0, UINT64_MAX, 0),
+          uf.uint("egress_blocked", 0, UINT64_MAX, 0)};
     }
     r.worker_id = f.str("worker_id", L::kMaxWorkerId, false);
     r.attempt = static_cast<uint32_t>(f.uint("attempt", 0, UINT32_MAX, 1));
     r.warm = f.boolean("warm", false);
     r.backend = f.str("backend", 32, false);
+    r.template_vm = f.str("template", L::kMaxTemplate, false);
     return r;
   });
 }

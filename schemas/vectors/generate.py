@@ -250,6 +250,7 @@ RESULT = {
     "usage": {"cpu_us": 5, "peak_memory_kib": 65536, "bytes_in": 6, "bytes_out": 7,
               "packets_in": 8, "packets_out": 9, "egress_blocked": 10},
     "worker_id": "w-1", "attempt": 2, "warm": True, "backend": "memory",
+    "template": "tpl-default-1x128-1700000000000",
 }
 valid("job_result_full", "JobResult", pack(RESULT), dict(RESULT, stdout="hello\n",
       stderr={"hex": RESULT["stderr"].hex()},
@@ -259,12 +260,15 @@ valid("job_result_minimal", "JobResult", pack({"job_id": "res-2"}),
       {"job_id": "res-2", "exit_code": 0, "signal": 0, "stdout": "", "stderr": "",
        "stdout_truncated": False, "stderr_truncated": False, "timed_out": False, "files": [],
        "timings": {"queued_us": 0, "start_us": 0, "exec_us": 0, "teardown_us": 0, "total_us": 0},
-       "worker_id": "", "attempt": 1, "warm": False, "backend": ""})
+       "worker_id": "", "attempt": 1, "warm": False, "backend": "", "template": ""})
 invalid("job_result_duplicate_empty_key", "JobResult",
         h_map(3) + h_str("job_id") + h_str("r") + h_str("") + b"\x01" + h_str("") + b"\x02",
         "body", "an empty key given twice: the error names the map (found by fuzzing)")
 invalid("job_result_signal_out_of_range", "JobResult",
         pack({"job_id": "r", "signal": 200}), "signal", "signal is 0..128")
+invalid("job_result_template_too_long", "JobResult",
+        pack({"job_id": "r", "warm": True, "template": "t" * 129}), "template",
+        "template is at most 128 bytes")
 invalid("job_result_timings_wrong_type", "JobResult",
         pack({"job_id": "r", "timings": {"exec_us": "fast"}}), "timings.exec_us",
         "timings are integers")

@@ -82,6 +82,7 @@ sc::JobResult full_result() {
   r.attempt = UINT32_MAX;
   r.warm = true;
   r.backend = "memory";
+  r.template_vm = std::string(128, 't');
   return r;
 }
 
@@ -223,7 +224,8 @@ json to_json(const sc::JobResult& r) {
           {"worker_id", r.worker_id},
           {"attempt", r.attempt},
           {"warm", r.warm},
-          {"backend", r.backend}};
+          {"backend", r.backend},
+          {"template", r.template_vm}};
 }
 
 json to_json(const sc::JobError& e) {
@@ -892,6 +894,9 @@ TEST_CASE("limits: JobResult and JobError strings (job_id, worker_id, message, o
         "files");
   CHECK(result_field([](auto& r) { r.files = {{std::string(L::kMaxPath + 1, 'p'), "", false}}; }) ==
         "files[0].path");
+  CHECK(result_field([](auto& r) { r.template_vm = std::string(L::kMaxTemplate, 't'); }) == "");
+  CHECK(result_field([](auto& r) { r.template_vm = std::string(L::kMaxTemplate + 1, 't'); }) ==
+        "template");
   CHECK(result_field([](auto& r) { r.signal = 128; }) == "");
   CHECK(result_field([](auto& r) { r.signal = 129; }) == "signal");
   CHECK(result_field([](auto& r) { r.signal = -1; }) == "signal");

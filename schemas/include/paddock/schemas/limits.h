@@ -42,6 +42,7 @@ inline constexpr size_t kMaxTagKey = 64;
 inline constexpr size_t kMaxTagValue = 256;
 inline constexpr size_t kMaxMessage = 4096;  // JobError.message
 inline constexpr size_t kMaxWorkerId = 128;
+inline constexpr size_t kMaxTemplate = 128;  // JobResult.template (a template VM id)
 inline constexpr size_t kMaxCapabilities = 64;
 inline constexpr uint32_t kMaxSlots = 4096;
 

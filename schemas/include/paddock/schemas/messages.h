@@ -96,8 +96,10 @@ struct JobResult {
   Usage usage;
   std::string worker_id;
   uint32_t attempt = 1;
-  bool warm = false;
+  bool warm = false;    // started from a warm pool's clone, not cold-booted
   std::string backend;  // "memory" (test double: nothing was executed in a VM), "qemu", ...
+  // Wire key "template": the template VM the job's VM was restored from; "" when cold.
+  std::string template_vm;
   bool operator==(const JobResult&) const = default;
 };
 
@@ -128,7 +130,7 @@ struct JobDispatch {
 // Worker -> broker READY body.
 struct Ready {
   std::string worker_id;
-  uint32_t slots = 0;    // credits granted with this READY
+  uint32_t slots = 0;                     // credits granted with this READY
   std::vector<std::string> capabilities;  // e.g. "backend:memory", "image:default"
   bool operator==(const Ready&) const = default;
 };
