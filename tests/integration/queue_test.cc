@@ -44,6 +44,54 @@ TEST_CASE("1000 jobs through a broker and a worker: every one answered exactly o
   CHECK(answers.others.empty());
 }
 
+TEST_CASE("warm starts: a job through broker and worker runs in a template's clone") {
+  TempDir dir;
+  auto broker = start_broker(dir);
+  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 2);
+  client::Client c(broker.client_endpoint);
+  // The template is built in the background at start; a job that comes before it is cold. One at
+  // a time, until one is warm (the first, as a rule, on the test double).
+  schemas::JobResult warm;
+  for (int i = 0; i < 20 && !warm.warm; ++i) {
+    const std::string id = "warm-" + std::to_string(i);
+    c.submit(job(id, {"echo", "hi"}));
+    auto answers = collect(c, {id}, 10s, 0ms);
+    REQUIRE(answers.finals.count(id) == 1);
+    REQUIRE(answers.finals.at(id).front().kind == client::Event::Kind::kResult);
+    warm = answers.finals.at(id).front().result;
+    if (!warm.warm) CHECK(warm.template_vm.empty());
+  }
+  CHECK(warm.warm);
+  CHECK(warm.template_vm.rfind("tpl-default-1x128-", 0) == 0);
+  CHECK(warm.stdout_data == "hi\n");
+  // A job of another spec gets its own pool (and template) on first use.
+  auto other = job("warm-big", {"true"});
+  other.vcpus = 2;
+  other.mem_mib = 256;
+  c.submit(other);
+  auto answers = collect(c, {"warm-big"}, 10s, 0ms);
+  REQUIRE(answers.finals.count("warm-big") == 1);
+  const auto& big = answers.finals.at("warm-big").front().result;
+  if (big.warm) CHECK(big.template_vm.rfind("tpl-default-2x256-", 0) == 0);
+}
+
+TEST_CASE("--warm off: every job cold-boots and names no template") {
+  TempDir dir;
+  auto broker = start_broker(dir);
+  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 2, {"--warm", "off"});
+  client::Client c(broker.client_endpoint);
+  std::vector<schemas::JobRequest> jobs;
+  for (int i = 0; i < 5; ++i) jobs.push_back(job("cold-" + std::to_string(i), {"true"}));
+  c.submit(jobs);
+  auto answers = collect(c, ids_of(jobs), 10s);
+  REQUIRE(answers.all_exactly_once(ids_of(jobs)));
+  for (const auto& id : ids_of(jobs)) {
+    const auto& r = answers.finals.at(id).front().result;
+    CHECK_FALSE(r.warm);
+    CHECK(r.template_vm.empty());
+  }
+}
+
 TEST_CASE("a worker killed with SIGKILL mid-batch: its jobs finish on a second worker, once each") {
   TempDir dir;
   auto broker = start_broker(dir, {"--heartbeat-ms", "100", "--liveness", "3"});
@@ -58,7 +106,8 @@ TEST_CASE("a worker killed with SIGKILL mid-batch: its jobs finish on a second w
   std::this_thread::sleep_for(300ms);
   victim->signal(SIGKILL);
   REQUIRE(victim->wait_for(5s).has_value());
-  auto survivor = start_worker(dir, broker.worker_endpoint, "survivor", 4, {"--heartbeat-ms", "100"});
+  auto survivor =
+      start_worker(dir, broker.worker_endpoint, "survivor", 4, {"--heartbeat-ms", "100"});
   auto answers = collect(c, ids_of(jobs), 60s, 500ms);
   REQUIRE(answers.all_exactly_once(ids_of(jobs)));
   size_t on_survivor = 0, retried = 0;
@@ -99,12 +148,12 @@ TEST_CASE("garbage frames from a raw socket do not disturb a normal client's job
       {"PDK1"},
       {"PDK1", "\x01"},
       {"PDK1", std::string("\x01\x02", 2), "x"},
-      {"PDK1", "\x01", "\xc1"},                           // never-used msgpack byte
+      {"PDK1", "\x01", "\xc1"},                                  // never-used msgpack byte
       {"PDK1", "\x01", std::string("\xdd\xff\xff\xff\xff", 5)},  // array of 4 G entries
-      {"PDK1", "\x01", std::string(64, '\x91')},          // nesting far too deep
+      {"PDK1", "\x01", std::string(64, '\x91')},                 // nesting far too deep
       {"PDK1", "\x7f", "{}"},
       {"PDK2", "\x01", "\x80"},
-      {"PDK1", "\x0a", "\x80"},                           // a worker command on the client side
+      {"PDK1", "\x0a", "\x80"},  // a worker command on the client side
   };
   uint32_t seed = 12345;
   for (int round = 0; round < 50; ++round) {
@@ -153,8 +202,8 @@ TEST_CASE("SIGTERM drains a worker: jobs in flight finish, then it exits 0") {
   auto broker = start_broker(dir);
   auto worker = start_worker(dir, broker.worker_endpoint, "drainer", 2);
   client::Client c(broker.client_endpoint);
-  std::vector<schemas::JobRequest> jobs = {job("d-1", {"sleep", "500"}), job("d-2", {"sleep", "500"}),
-                                           job("d-3", {"echo", "later"})};
+  std::vector<schemas::JobRequest> jobs = {
+      job("d-1", {"sleep", "500"}), job("d-2", {"sleep", "500"}), job("d-3", {"echo", "later"})};
   // Wait until the worker has registered (a loaded machine may take a while to start it), so
   // that d-1 and d-2 are running and d-3 waits for a credit when SIGTERM comes.
   for (int i = 0; i < 500 && slurp(broker.process->log() + ".err").find("worker 'drainer' ready") ==
@@ -284,7 +333,8 @@ TEST_CASE("a worker re-registers with a restarted broker and keeps serving") {
 TEST_CASE("each of the 13 runtime variants reaches the submitter with its name, code and message") {
   TempDir dir;
   auto broker = start_broker(dir);
-  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 4);
+  // Cold starts (--warm off): the failing VM's id is the cold one, w1-vm-<n>.
+  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 4, {"--warm", "off"});
   client::Client c(broker.client_endpoint);
   const std::vector<std::pair<std::string, std::string>> variants = {
       {"VmAlreadyExists", "vm 'w1-vm-1' already exists"},

@@ -1,5 +1,5 @@
-// The worker's job executor on the in-memory test double: RESULT fields, teardown, and the ERROR
-// frame (name, code, exact message, fields) for each of the 13 runtime variants.
+// The worker's job executor on the in-memory test double: RESULT fields (warm or cold), teardown,
+// and the ERROR frame (name, code, exact message, fields) for each of the 13 runtime variants.
 #include <doctest/doctest.h>
 
 #include "paddock/runtime/memory_provider.h"
@@ -150,4 +150,77 @@ TEST_CASE("variants 7-13 from scripted host faults") {
     CHECK(e.retryable == c.retryable);
     CHECK_FALSE(e.vm_id.has_value());
   }
+}
+
+namespace {
+
+worker::WarmPoolConfig quick_pool() {
+  worker::WarmPoolConfig c;
+  c.min_ready = 1;
+  c.max_ready = 1;
+  c.check_interval = std::chrono::milliseconds(5);
+  c.retry_backoff = std::chrono::milliseconds(5);
+  c.vm_prefix = "exec-warm";
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("executor: a warm job runs in a clone and says so, with its template") {
+  runtime::MemoryProvider p;
+  {
+    worker::WarmPools pools(p, quick_pool());
+    pools.prepare(runtime::VmSpec{});
+    REQUIRE(pools.find(runtime::VmSpec{})
+                ->wait_for([](const worker::WarmPoolStats& s) { return s.ready == 1; },
+                           std::chrono::seconds(5)));
+    const std::string tpl = pools.find(runtime::VmSpec{})->stats().template_vm;
+    auto outcome = worker::execute_job(p, job({"echo", "warm"}), {"w1", "vm-1", &pools}, {});
+    REQUIRE(std::holds_alternative<schemas::JobResult>(outcome));
+    const auto& r = std::get<schemas::JobResult>(outcome);
+    CHECK(r.stdout_data == "warm\n");
+    CHECK(r.warm);
+    CHECK(r.template_vm == tpl);
+    CHECK(r.template_vm.rfind("tpl-default-1x128-", 0) == 0);
+    CHECK(r.timings.total_us >= r.timings.start_us);
+    CHECK_FALSE(p.get("vm-1").ok());  // no cold VM was made
+    // On the wire too.
+    auto decoded = schemas::decode_job_result(schemas::encode(r));
+    REQUIRE(decoded);
+    CHECK(decoded->warm);
+    CHECK(decoded->template_vm == tpl);
+    // A failed job destroys its clone as well.
+    auto failed =
+        worker::execute_job(p, job({"fail", "Firewall", "x"}), {"w1", "vm-2", &pools}, {});
+    CHECK(std::holds_alternative<schemas::JobError>(failed));
+  }
+  CHECK(p.live_vms() == 0);  // job clones destroyed, ready ones destroyed at shutdown
+}
+
+TEST_CASE("executor: without warm pools (--warm off) every job boots cold") {
+  runtime::MemoryProvider p;
+  auto outcome = worker::execute_job(p, job({"true"}), {"w1", "vm-1", nullptr}, {});
+  REQUIRE(std::holds_alternative<schemas::JobResult>(outcome));
+  const auto& r = std::get<schemas::JobResult>(outcome);
+  CHECK_FALSE(r.warm);
+  CHECK(r.template_vm.empty());
+  CHECK(p.get("vm-1").value().state == runtime::VmState::kDestroyed);
+  CHECK(p.all_snapshots().value().empty());  // no template either
+  CHECK(p.live_vms() == 0);
+}
+
+TEST_CASE("executor: a job whose pool has no usable template boots cold") {
+  runtime::MemoryProvider p;
+  worker::WarmPools pools(p, quick_pool());
+  pools.prepare(runtime::VmSpec{});
+  auto* pool = pools.find(runtime::VmSpec{});
+  REQUIRE(pool->wait_for([](const worker::WarmPoolStats& s) { return s.ready == 1; },
+                         std::chrono::seconds(5)));
+  pool->stop_refills();
+  (void)pool->acquire();  // the only ready clone; none is restored after stop_refills
+  auto outcome = worker::execute_job(p, job({"true"}), {"w1", "vm-cold", &pools}, {});
+  REQUIRE(std::holds_alternative<schemas::JobResult>(outcome));
+  CHECK_FALSE(std::get<schemas::JobResult>(outcome).warm);
+  CHECK(std::get<schemas::JobResult>(outcome).template_vm.empty());
+  CHECK(p.get("vm-cold").value().state == runtime::VmState::kDestroyed);
 }

@@ -1,6 +1,7 @@
 #include "paddock/worker/executor.h"
 
 #include <chrono>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -69,17 +70,24 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   };
 
   rt::VmSpec spec{req.image, req.vcpus, req.mem_mib};
-  if (auto st = provider.create(ctx.vm_id, spec); !st) return fail(st.error());
-  // From here on the VM exists: every path destroys it.
-  auto teardown = [&]() -> rt::Status { return provider.destroy(ctx.vm_id); };
-
-  if (auto st = provider.start(ctx.vm_id); !st) {
-    (void)teardown();
-    return fail(st.error());
+  // Warm: a clone from the pool (or restored on demand). Cold: create and boot. Either way the VM
+  // exists from here on and every path destroys it.
+  std::optional<WarmVm> clone;
+  if (ctx.warm != nullptr) clone = ctx.warm->acquire(spec);
+  const std::string vm_id = clone ? clone->id() : ctx.vm_id;
+  auto teardown = [&]() -> rt::Status {
+    return clone ? clone->destroy() : provider.destroy(ctx.vm_id);
+  };
+  if (!clone) {
+    if (auto st = provider.create(ctx.vm_id, spec); !st) return fail(st.error());
+    if (auto st = provider.start(ctx.vm_id); !st) {
+      (void)teardown();
+      return fail(st.error());
+    }
   }
   const uint64_t start_us = micros_since(t0);
   const auto t_exec = Clock::now();
-  auto exec = provider.exec(ctx.vm_id, exec_request_from(req), cancel);
+  auto exec = provider.exec(vm_id, exec_request_from(req), cancel);
   const uint64_t exec_us = micros_since(t_exec);
   const auto t_down = Clock::now();
   auto down = teardown();
@@ -88,7 +96,7 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   if (!exec) return fail(exec.error());
   if (!down) {
     // The job ran; its VM did not go away cleanly. Report the job, and log the leak loudly.
-    spdlog::error("job '{}': teardown of vm '{}' failed: {}", req.job_id, ctx.vm_id,
+    spdlog::error("job '{}': teardown of vm '{}' failed: {}", req.job_id, vm_id,
                   down.error().message());
   }
   rt::ExecResult& x = exec.value();
@@ -103,14 +111,16 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   r.stdout_truncated = x.stdout_truncated;
   r.stderr_truncated = x.stderr_truncated;
   r.timed_out = x.timed_out;
-  for (auto& f : x.files_out) r.files.push_back(sc::FileOut{f.path, std::move(f.data), f.truncated});
+  for (auto& f : x.files_out)
+    r.files.push_back(sc::FileOut{f.path, std::move(f.data), f.truncated});
   r.timings = sc::Timings{dispatch.queued_us, start_us, exec_us, teardown_us, micros_since(t0)};
   r.usage.cpu_us = x.cpu_us;
   r.usage.peak_memory_kib = x.peak_memory_kib;
   r.worker_id = ctx.worker_id;
   r.attempt = dispatch.attempt;
-  r.warm = false;
+  r.warm = clone.has_value();
   r.backend = std::string(provider.backend());
+  r.template_vm = clone ? clone->template_vm() : "";
   return r;
 }
 

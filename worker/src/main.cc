@@ -4,10 +4,11 @@
 #include <atomic>
 #include <cctype>
 #include <csignal>
+#include <cstdio>
 
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "paddock/runtime/backends.h"
 #include "paddock/worker/worker.h"
@@ -41,6 +42,8 @@ int main(int argc, char** argv) {
   auto& qemu = backend_config.qemu;
   uint32_t boot_timeout_ms = 60'000;
   std::string log_level = "info";
+  std::string warm = "on";
+  uint32_t warm_max_age_s = 300;
   CLI::App app{"paddock-worker: runs Paddock jobs from one or more brokers"};
   app.add_option("--broker", opt.brokers, "broker worker endpoint (repeat for several brokers)")
       ->required();
@@ -51,14 +54,16 @@ int main(int argc, char** argv) {
   app.add_option("--backend", backend,
                  "VM backend: memory (in-memory TEST DOUBLE: executes nothing), qemu, firecracker")
       ->capture_default_str();
-  app.add_option("--image-dir", qemu.image_dir,
-                 "qemu: guest image directory (vmlinuz, initramfs), from tools/build-guest-image.sh");
+  app.add_option(
+      "--image-dir", qemu.image_dir,
+      "qemu: guest image directory (vmlinuz, initramfs), from tools/build-guest-image.sh");
   app.add_option("--qemu-binary", qemu.qemu_binary, "qemu: the QEMU binary")->capture_default_str();
   app.add_option("--accel", qemu.accel, "qemu: auto, kvm or tcg")
       ->check(CLI::IsMember({"auto", "kvm", "tcg"}))
       ->capture_default_str();
-  app.add_option("--run-dir", qemu.run_dir,
-                 "qemu: per-VM sockets and pidfiles; swept at start (default /run/paddock/<worker-id>)");
+  app.add_option(
+      "--run-dir", qemu.run_dir,
+      "qemu: per-VM sockets and pidfiles; swept at start (default /run/paddock/<worker-id>)");
   app.add_option("--boot-timeout-ms", boot_timeout_ms, "qemu: agent must answer within this")
       ->capture_default_str();
   app.add_option("--heartbeat-ms", opt.heartbeat_ms, "heartbeat period")
@@ -70,10 +75,34 @@ int main(int argc, char** argv) {
   app.add_option("--drain-timeout-ms", opt.drain_timeout_ms,
                  "on SIGTERM, how long jobs in flight may take to finish")
       ->capture_default_str();
+  app.add_option("--warm", warm,
+                 "warm starts: jobs run in clones restored from a template snapshot (on), or every "
+                 "job cold-boots its VM (off)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_option("--warm-min", opt.warm_pool.min_ready,
+                 "warm: ready clones kept per VM spec at all times")
+      ->check(CLI::Range(size_t{0}, size_t{64}))
+      ->capture_default_str();
+  app.add_option("--warm-max", opt.warm_pool.max_ready,
+                 "warm: most ready clones per VM spec (demand grows the pool from min up to this)")
+      ->check(CLI::Range(size_t{0}, size_t{64}))
+      ->capture_default_str();
+  app.add_option("--warm-max-age-s", warm_max_age_s,
+                 "warm: a ready clone older than this is destroyed and replaced")
+      ->check(CLI::Range(1u, 86'400u))
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (opt.warm_pool.max_ready < opt.warm_pool.min_ready) {
+    std::fprintf(stderr, "--warm-max (%zu) must be at least --warm-min (%zu)\n",
+                 opt.warm_pool.max_ready, opt.warm_pool.min_ready);
+    return 2;
+  }
+  opt.warm = warm == "on";
+  opt.warm_pool.max_age = std::chrono::seconds(warm_max_age_s);
   if (opt.worker_id.empty()) opt.worker_id = default_worker_id();
   qemu.boot_timeout = std::chrono::milliseconds(boot_timeout_ms);
   if (qemu.run_dir == paddock::runtime::QemuConfig{}.run_dir) {
@@ -92,8 +121,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (backend == "memory") {
-    spdlog::warn("backend 'memory' is the in-memory test double: jobs are interpreted as scripts "
-                 "and nothing is executed in a VM");
+    spdlog::warn(
+        "backend 'memory' is the in-memory test double: jobs are interpreted as scripts "
+        "and nothing is executed in a VM");
   }
   try {
     paddock::worker::Worker worker(opt, std::move(provider.value()));

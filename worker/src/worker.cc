@@ -7,10 +7,10 @@
 #include <spdlog/spdlog.h>
 
 #include "broker_session.h"
-#include "paddock/worker/executor.h"
 #include "paddock/client/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
+#include "paddock/worker/executor.h"
 #include "slot_pool.h"
 
 namespace paddock::worker {
@@ -39,6 +39,7 @@ class Worker::Loop {
 
   Options options_;
   std::unique_ptr<rt::Provider> provider_;
+  std::unique_ptr<WarmPools> warm_;  // after provider_: its clones go before the provider does
   std::atomic<bool> poisoned_{false};
   zmq::context_t context_{1};
   std::string completions_endpoint_;
@@ -53,6 +54,12 @@ Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
     : options_(std::move(options)),
       provider_(std::move(provider)),
       completions_(context_, zmq::socket_type::pull) {
+  if (options_.warm) {
+    WarmPoolConfig config = options_.warm_pool;
+    config.vm_prefix = options_.worker_id + "-warm";
+    warm_ = std::make_unique<WarmPools>(*provider_, std::move(config));
+    warm_->prepare(rt::VmSpec{});  // the default spec's template is built (or found) right away
+  }
   completions_endpoint_ = "inproc://paddock-completions";
   completions_.set(zmq::sockopt::linger, 0);
   completions_.bind(completions_endpoint_);
@@ -80,7 +87,8 @@ std::pair<sc::Command, std::string> Worker::Loop::run_one(const sc::JobDispatch&
                                                           uint64_t task_id,
                                                           std::stop_token cancel) {
   // Runs on a slot thread. The VM id is unique within this worker process.
-  const ExecutionContext ctx{options_.worker_id, options_.worker_id + "-vm-" + std::to_string(task_id)};
+  const ExecutionContext ctx{options_.worker_id,
+                             options_.worker_id + "-vm-" + std::to_string(task_id), warm_.get()};
   Outcome outcome = execute_job(*provider_, d, ctx, std::move(cancel));
   if (auto* result = std::get_if<sc::JobResult>(&outcome)) {
     return {sc::Command::kResult, sc::encode(*result)};
@@ -134,9 +142,14 @@ void Worker::Loop::on_broker_message(size_t si, std::span<const std::string_view
       }
       break;
     }
-    case sc::Command::kDisconnect: s.disconnect(now, "asked to reconnect"); break;
-    case sc::Command::kDrained: s.mark_drained(); break;
-    default: break;  // HEARTBEAT: being heard is all it does
+    case sc::Command::kDisconnect:
+      s.disconnect(now, "asked to reconnect");
+      break;
+    case sc::Command::kDrained:
+      s.mark_drained();
+      break;
+    default:
+      break;  // HEARTBEAT: being heard is all it does
   }
 }
 
@@ -155,6 +168,8 @@ int Worker::Loop::finish(int code) {
       sock->set(zmq::sockopt::linger, 2000);  // let the last messages leave
     }
   }
+  // Ready clones are destroyed; template snapshots stay, a cache for the next start.
+  if (warm_) warm_->shutdown();
   return code;
 }
 
@@ -171,6 +186,9 @@ int Worker::Loop::run(const std::atomic<bool>& drain_requested) {
       spdlog::info("draining: no new jobs; {} in flight", running_.size());
       if (poisoned_.load()) spdlog::critical("provider state poisoned; this worker stops");
       for (auto& s : sessions_) s->start_drain();
+      // No more template builds or restores; clones already ready still serve the jobs granted
+      // before the drain, and are destroyed when the drain ends (finish()).
+      if (warm_) warm_->stop_refills();
     }
     std::vector<zmq::pollitem_t> items{{completions_.handle(), 0, ZMQ_POLLIN, 0}};
     std::vector<size_t> index;

@@ -1,5 +1,6 @@
-// Runs one job on a provider, start to finish: create a VM, start it, exec the job, destroy the
-// VM (always, whatever happened before), and turn the outcome into a RESULT or an ERROR body.
+// Runs one job on a provider, start to finish: take a ready clone from the warm pool of the job's
+// VmSpec (warm) or else create and boot a VM (cold), exec the job, destroy the VM (always,
+// whatever happened before), and turn the outcome into a RESULT or an ERROR body.
 #pragma once
 
 #include <stop_token>
@@ -8,6 +9,7 @@
 
 #include "paddock/runtime/provider.h"
 #include "paddock/schemas/messages.h"
+#include "paddock/worker/warm_pool.h"
 
 namespace paddock::worker {
 
@@ -15,10 +17,13 @@ using Outcome = std::variant<schemas::JobResult, schemas::JobError>;
 
 struct ExecutionContext {
   std::string worker_id;
-  std::string vm_id;  // unique per job on this worker
+  std::string vm_id;  // unique per job on this worker; the id of a cold-booted VM
+  // The worker's warm pools, or nullptr (--warm off): every job boots cold.
+  WarmPools* warm = nullptr;
 };
 
-// REQUIRES: `provider` outlives the call. Never throws.
+// REQUIRES: `provider` (and `ctx.warm`, if set) outlive the call; `ctx.warm` drives the same
+// provider. Never throws.
 Outcome execute_job(runtime::Provider& provider, const schemas::JobDispatch& dispatch,
                     const ExecutionContext& ctx, std::stop_token cancel);
 

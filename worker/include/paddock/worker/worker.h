@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "paddock/runtime/provider.h"
+#include "paddock/worker/warm_pool.h"
 
 namespace paddock::worker {
 
@@ -22,10 +23,15 @@ struct Options {
   std::string worker_id;
   uint32_t slots = 4;
   uint32_t heartbeat_ms = 1000;
-  uint32_t liveness = 3;              // missed broker heartbeats before reconnecting
-  uint32_t reconnect_min_ms = 250;    // backoff, doubled per failed attempt, with jitter
+  uint32_t liveness = 3;            // missed broker heartbeats before reconnecting
+  uint32_t reconnect_min_ms = 250;  // backoff, doubled per failed attempt, with jitter
   uint32_t reconnect_max_ms = 8000;
   uint32_t drain_timeout_ms = 600'000;  // jobs in flight get this long to finish on SIGTERM
+  // Warm pools (worker/README.md, "Warm pools"). The default spec's pool (image "default", 1
+  // vCPU, 128 MiB) is made at start; other specs' on their first job. vm_prefix is set by the
+  // worker (<worker-id>-warm).
+  bool warm = true;
+  WarmPoolConfig warm_pool;
 };
 
 class Worker {
