@@ -1,6 +1,7 @@
 #include "paddock/runtime/qemu_provider.h"
 
 #include <signal.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -8,9 +9,11 @@
 #include <thread>
 
 #include <spdlog/spdlog.h>
+#include <boost/process.hpp>
 
 #include "qemu/accel.h"
 #include "qemu/qemu_vm.h"
+#include "qemu/snapshot_store.h"
 
 namespace paddock::runtime {
 
@@ -21,6 +24,7 @@ struct QemuProvider::Slot {
   VmInfo info;
   std::unique_ptr<qemu::QemuVm> vm;
   std::string run_dir;
+  bool needs_refresh = false;  // a restored clone not yet made unique (on its first resume)
 };
 
 namespace {
@@ -41,6 +45,53 @@ std::optional<std::string> find_binary(const std::string& name) {
     start = end + 1;
   }
   return std::nullopt;
+}
+
+// The first line of `qemu --version`: snapshots are tied to the QEMU that wrote them.
+std::string qemu_version(const std::string& binary) {
+  namespace bp = boost::process;
+  try {
+    bp::ipstream out;
+    bp::child c(binary, "--version", bp::std_out > out, bp::std_err > bp::null,
+                bp::std_in < bp::null);
+    std::string line;
+    std::getline(out, line);
+    std::string rest;
+    while (std::getline(out, rest)) {
+    }
+    c.wait();
+    return line;
+  } catch (const std::exception& e) {
+    return std::string("unknown (") + e.what() + ")";
+  }
+}
+
+uint64_t unix_ms_now() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+// A hostname for a clone: "paddock-" and the VM id, reduced to [A-Za-z0-9-], at most 63 bytes.
+std::string clone_hostname(const std::string& vm_id) {
+  std::string h = "paddock-";
+  for (char c : vm_id) {
+    if (h.size() >= 63) break;
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    h += ok ? c : '-';
+  }
+  while (h.back() == '-') h.pop_back();
+  return h;
+}
+
+bool on_tmpfs(const std::string& path) {
+  struct statfs st {};
+  return ::statfs(path.c_str(), &st) == 0 && st.f_type == 0x01021994;  // TMPFS_MAGIC
+}
+
+SnapshotInfo info_of(const qemu::SnapshotMeta& m) {
+  return SnapshotInfo{m.vm_id, m.snapshot_id, VmSpec{m.image, m.vcpus, m.mem_mib},
+                      m.created_unix_ms, m.env.image_id};
 }
 
 bool process_mentions(pid_t pid, const std::string& needle) {
@@ -68,8 +119,9 @@ Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
   }
   p->config_.qemu_binary = *binary;
   if (p->config_.image_dir.empty()) {
-    return Error::unsupported("the qemu backend needs a guest image directory (--image-dir); "
-                              "build one with tools/build-guest-image.sh");
+    return Error::unsupported(
+        "the qemu backend needs a guest image directory (--image-dir); "
+        "build one with tools/build-guest-image.sh");
   }
   p->kernel_ = p->config_.image_dir + "/vmlinuz";
   for (const char* name : {"initramfs.cpio.gz", "initramfs.cpio"}) {
@@ -86,12 +138,13 @@ Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
   auto accel = qemu::choose_accel(p->config_.accel, qemu::probe_host());
   if (!accel) return accel.error();
   p->accel_ = accel.value().accel;
-  spdlog::info("qemu backend: {} ({}), accel {}: {}", p->config_.qemu_binary,
-               p->config_.image_dir, p->accel_, accel.value().reason);
+  spdlog::info("qemu backend: {} ({}), accel {}: {}", p->config_.qemu_binary, p->config_.image_dir,
+               p->accel_, accel.value().reason);
   p->kernel_args_ = "console=ttyS0 reboot=k panic=-1 quiet";
   if (p->accel_ == "tcg") {
     // Without it a TCG guest can hang calibrating its TSC against a PIT it cannot use.
-    if (auto khz = qemu::host_tsc_khz()) p->kernel_args_ += " tsc_early_khz=" + std::to_string(*khz);
+    if (auto khz = qemu::host_tsc_khz())
+      p->kernel_args_ += " tsc_early_khz=" + std::to_string(*khz);
   }
   if (!p->config_.extra_kernel_args.empty()) p->kernel_args_ += " " + p->config_.extra_kernel_args;
   std::error_code ec;
@@ -101,7 +154,56 @@ Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
     spdlog::warn("qemu backend: removed {} VM director{} left by an earlier crash", n,
                  n == 1 ? "y" : "ies");
   }
+  if (!on_tmpfs(p->config_.run_dir)) {
+    spdlog::warn(
+        "qemu backend: run directory {} is not on a tmpfs: a booted VM's RAM file there "
+        "is written back to disk",
+        p->config_.run_dir);
+  }
+  auto kernel_hash = qemu::hash_file(p->kernel_);
+  if (!kernel_hash) return kernel_hash.error();
+  auto initrd_hash = qemu::hash_file(p->initrd_);
+  if (!initrd_hash) return initrd_hash.error();
+  qemu::LaunchSpec probe;
+  probe.accel = p->accel_;
+  p->env_ = std::make_unique<qemu::SnapshotEnv>(qemu::SnapshotEnv{
+      qemu_version(p->config_.qemu_binary), p->accel_, qemu::machine_arg(probe),
+      qemu::cpu_arg(probe), kernel_hash.value() + initrd_hash.value(), p->kernel_args_});
+  if (!p->config_.snapshot_dir.empty()) {
+    p->snapshots_ = std::make_unique<qemu::SnapshotStore>(p->config_.snapshot_dir);
+    auto opened = p->snapshots_->open();
+    if (!opened) return opened.error();
+    if (opened.value() > 0) {
+      spdlog::warn("qemu backend: removed {} partial snapshot(s) left by an earlier crash",
+                   opened.value());
+    }
+    // A snapshot's VM is known (as destroyed) even when an earlier process took it: its id is
+    // not reused, and its snapshots can be listed.
+    for (const auto& meta : p->snapshots_->list()) {
+      if (p->vms_.count(meta.vm_id) != 0) continue;
+      auto slot = std::make_shared<Slot>();
+      slot->info = VmInfo{meta.vm_id, VmState::kDestroyed,
+                          VmSpec{meta.image, meta.vcpus, meta.mem_mib}, std::nullopt, std::nullopt};
+      p->vms_[meta.vm_id] = std::move(slot);
+    }
+    if (!on_tmpfs(p->config_.snapshot_dir)) {
+      spdlog::warn("qemu backend: snapshot directory {} is not on a tmpfs",
+                   p->config_.snapshot_dir);
+    }
+  }
   return p;
+}
+
+std::string QemuProvider::tmpfs_dir() {
+  for (const char* dir : {"/run", "/dev/shm"}) {
+    if (on_tmpfs(dir)) return dir;
+  }
+  return {};
+}
+
+std::string QemuProvider::new_run_dir() {
+  // Short directory names: unix socket paths are limited to 108 bytes. REQUIRES: mu_ held.
+  return config_.run_dir + "/" + std::to_string(::getpid()) + "-" + std::to_string(next_dir_++);
 }
 
 size_t QemuProvider::sweep(const std::string& run_dir) {
@@ -139,9 +241,7 @@ Status QemuProvider::create(const std::string& vm_id, const VmSpec& spec) {
   if (vms_.count(vm_id) != 0) return Error::vm_already_exists(vm_id);
   auto slot = std::make_shared<Slot>();
   slot->info = VmInfo{vm_id, VmState::kCreated, spec, std::nullopt, std::nullopt};
-  // Short directory names: unix socket paths are limited to 108 bytes.
-  slot->run_dir = config_.run_dir + "/" + std::to_string(::getpid()) + "-" +
-                  std::to_string(next_dir_++);
+  slot->run_dir = new_run_dir();
   vms_[vm_id] = std::move(slot);
   return {};
 }
@@ -151,9 +251,18 @@ Status QemuProvider::start(const std::string& vm_id) {
   if (!slot) return Error::vm_not_found(vm_id);
   std::lock_guard lock(slot->mu);
   if (auto st = check_transition(vm_id, slot->info.state, VmOp::kStart); !st) return st;
-  qemu::LaunchSpec spec{config_.qemu_binary, kernel_, initrd_, accel_, kernel_args_,
-                        slot->info.spec.vcpus, slot->info.spec.mem_mib, slot->run_dir,
-                        config_.boot_timeout, config_.shutdown_grace, config_.shutdown_poll};
+  qemu::LaunchSpec spec;
+  spec.qemu_binary = config_.qemu_binary;
+  spec.kernel = kernel_;
+  spec.initrd = initrd_;
+  spec.accel = accel_;
+  spec.kernel_args = kernel_args_;
+  spec.vcpus = slot->info.spec.vcpus;
+  spec.mem_mib = slot->info.spec.mem_mib;
+  spec.run_dir = slot->run_dir;
+  spec.boot_timeout = config_.boot_timeout;
+  spec.shutdown_grace = config_.shutdown_grace;
+  spec.shutdown_poll = config_.shutdown_poll;
   Result<std::unique_ptr<qemu::QemuVm>> booted = Error::unsupported("not attempted");
   for (int attempt = 1; attempt <= std::max(1, config_.boot_attempts); ++attempt) {
     booted = qemu::QemuVm::boot(spec);
@@ -184,6 +293,14 @@ Status QemuProvider::resume(const std::string& vm_id) {
   std::lock_guard lock(slot->mu);
   if (auto st = check_transition(vm_id, slot->info.state, VmOp::kResume); !st) return st;
   if (auto st = slot->vm->resume(); !st) return st;
+  if (slot->needs_refresh) {
+    // Before anything else runs in the clone: fresh entropy, the clock, its own hostname.
+    if (auto st = slot->vm->refresh(clone_hostname(vm_id)); !st) {
+      (void)slot->vm->pause();
+      return st;
+    }
+    slot->needs_refresh = false;
+  }
   slot->info.state = VmState::kRunning;
   return {};
 }
@@ -201,14 +318,111 @@ Status QemuProvider::destroy(const std::string& vm_id) {
   return {};
 }
 
-Result<SnapshotInfo> QemuProvider::snapshot(const std::string& vm_id, const std::string&) {
-  if (!find(vm_id)) return Error::vm_not_found(vm_id);
-  return Error::unsupported("snapshots on the qemu backend arrive with warm starts");
+Result<SnapshotInfo> QemuProvider::snapshot(const std::string& vm_id,
+                                            const std::string& snapshot_id) {
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::lock_guard lock(slot->mu);
+  if (auto st = check_snapshot(vm_id, slot->info.state); !st) return st.error();
+  if (!snapshots_) {
+    return Error::unsupported(
+        "snapshots need a snapshot directory (QemuConfig::snapshot_dir, "
+        "the worker's --snapshot-dir)");
+  }
+  if (!slot->vm) {
+    return Error::unsupported("vm '" + vm_id +
+                              "' has not been started: a snapshot of the qemu backend is of a "
+                              "booted guest");
+  }
+  if (slot->info.restored_from_vm) {
+    return Error::unsupported("vm '" + vm_id +
+                              "' was restored from a snapshot: its RAM is a private "
+                              "copy-on-write mapping of that snapshot, which the qemu backend "
+                              "does not snapshot again; snapshot the original VM instead");
+  }
+  auto partial = snapshots_->begin(vm_id, snapshot_id);
+  if (!partial) return partial.error();
+  const bool was_running = slot->info.state == VmState::kRunning;
+  auto fail = [&](const Error& e) -> Result<SnapshotInfo> {
+    snapshots_->abort(partial.value());
+    if (was_running) (void)slot->vm->resume();
+    return e;
+  };
+  if (was_running) {
+    if (auto st = slot->vm->pause(); !st) return fail(st.error());
+  }
+  // Device state and RAM of the same paused instant.
+  if (auto st = slot->vm->save_state(partial.value() + "/state"); !st) return fail(st.error());
+  if (auto st = qemu::copy_sparse(slot->vm->memory_file(), partial.value() + "/memory"); !st) {
+    return fail(st.error());
+  }
+  if (was_running) {
+    if (auto st = slot->vm->resume(); !st) {
+      snapshots_->abort(partial.value());
+      return st.error();
+    }
+  }
+  qemu::SnapshotMeta meta;
+  meta.vm_id = vm_id;
+  meta.snapshot_id = snapshot_id;
+  meta.created_unix_ms = unix_ms_now();
+  meta.image = slot->info.spec.image;
+  meta.vcpus = slot->info.spec.vcpus;
+  meta.mem_mib = slot->info.spec.mem_mib;
+  meta.env = *env_;
+  auto committed = snapshots_->commit(partial.value(), meta);
+  if (!committed) return committed.error();
+  return info_of(committed.value());
 }
 
 Status QemuProvider::restore(const std::string& vm_id, const std::string& snapshot_id,
-                             const std::string&) {
-  return Error::snapshot_not_found(vm_id, snapshot_id);
+                             const std::string& new_vm_id) {
+  if (!snapshots_) return Error::snapshot_not_found(vm_id, snapshot_id);
+  auto meta = snapshots_->check(vm_id, snapshot_id, *env_);
+  if (!meta) return meta.error();
+  const qemu::SnapshotMeta& m = meta.value();
+  auto slot = std::make_shared<Slot>();
+  {
+    std::lock_guard lock(mu_);
+    if (vms_.count(new_vm_id) != 0) return Error::vm_already_exists(new_vm_id);
+    slot->info = VmInfo{new_vm_id, VmState::kStopped, VmSpec{m.image, m.vcpus, m.mem_mib}, vm_id,
+                        snapshot_id};
+    slot->run_dir = new_run_dir();
+    slot->needs_refresh = true;
+    vms_[new_vm_id] = slot;
+  }
+  std::unique_lock slot_lock(slot->mu);
+  const std::string dir = snapshots_->dir(vm_id, snapshot_id);
+  qemu::LaunchSpec spec;
+  spec.qemu_binary = config_.qemu_binary;
+  spec.kernel = kernel_;
+  spec.initrd = initrd_;
+  spec.accel = accel_;
+  spec.kernel_args = kernel_args_;
+  spec.vcpus = m.vcpus;
+  spec.mem_mib = m.mem_mib;
+  spec.run_dir = slot->run_dir;
+  spec.memory_file = dir + "/memory";
+  spec.memory_private = true;
+  spec.incoming_state = dir + "/state";
+  spec.boot_timeout = config_.boot_timeout;
+  spec.shutdown_grace = config_.shutdown_grace;
+  spec.shutdown_poll = config_.shutdown_poll;
+  auto restored = qemu::QemuVm::restore(spec);
+  if (!restored) {
+    // Nothing was made: the id is free again.
+    slot_lock.unlock();
+    std::lock_guard lock(mu_);
+    vms_.erase(new_vm_id);
+    return restored.error();
+  }
+  slot->vm = std::move(restored.value());
+  return {};
+}
+
+Status QemuProvider::delete_snapshot(const std::string& vm_id, const std::string& snapshot_id) {
+  if (!snapshots_) return Error::snapshot_not_found(vm_id, snapshot_id);
+  return snapshots_->remove(vm_id, snapshot_id);
 }
 
 Result<VmInfo> QemuProvider::get(const std::string& vm_id) const {
@@ -234,15 +448,19 @@ Result<std::vector<VmInfo>> QemuProvider::list() const {
 
 Result<std::vector<SnapshotInfo>> QemuProvider::list_snapshots(const std::string& vm_id) const {
   if (!find(vm_id)) return Error::vm_not_found(vm_id);
-  return std::vector<SnapshotInfo>{};
-}
-
-Status QemuProvider::delete_snapshot(const std::string& vm_id, const std::string& snapshot_id) {
-  return Error::snapshot_not_found(vm_id, snapshot_id);
+  std::vector<SnapshotInfo> out;
+  if (snapshots_) {
+    for (const auto& m : snapshots_->list(vm_id)) out.push_back(info_of(m));
+  }
+  return out;
 }
 
 Result<std::vector<SnapshotInfo>> QemuProvider::all_snapshots() const {
-  return std::vector<SnapshotInfo>{};
+  std::vector<SnapshotInfo> out;
+  if (snapshots_) {
+    for (const auto& m : snapshots_->list()) out.push_back(info_of(m));
+  }
+  return out;
 }
 
 Status QemuProvider::ping(const std::string& vm_id, std::chrono::milliseconds timeout) {

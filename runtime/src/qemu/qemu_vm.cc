@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -23,24 +24,40 @@ using namespace std::chrono_literals;
 namespace {
 
 std::vector<std::string> qemu_args(const LaunchSpec& s) {
-  return {
-      "-M", "microvm,isa-serial=on,rtc=on",
-      "-accel", s.accel,
-      "-cpu", s.accel == "kvm" ? "host" : "max",
-      "-m", std::to_string(s.mem_mib),
-      "-smp", std::to_string(s.vcpus),
-      "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-      "-serial", "stdio", "-monitor", "none",
-      "-kernel", s.kernel,
-      "-initrd", s.initrd,
-      "-append", s.kernel_args,
-      "-device", "virtio-serial-device",
-      "-chardev", "socket,id=agent,path=" + s.run_dir + "/agent.sock,server=on,wait=off",
-      "-device", "virtserialport,chardev=agent,name=paddock.agent",
-      "-qmp", "unix:" + s.run_dir + "/qmp.sock,server=on,wait=off",
-      "-pidfile", s.run_dir + "/qemu.pid",
+  const std::string memory = "memory-backend-file,id=ram,size=" + std::to_string(s.mem_mib) +
+                             "M,mem-path=" + s.memory_file +
+                             (s.memory_private ? ",share=off,readonly=on,rom=off" : ",share=on");
+  std::vector<std::string> args = {
+      "-M",          machine_arg(s) + ",memory-backend=ram",
+      "-accel",      s.accel,
+      "-cpu",        cpu_arg(s),
+      "-m",          std::to_string(s.mem_mib),
+      "-object",     memory,
+      "-smp",        std::to_string(s.vcpus),
+      "-nodefaults", "-no-user-config",
+      "-nographic",  "-no-reboot",
+      "-serial",     "stdio",
+      "-monitor",    "none",
+      "-kernel",     s.kernel,
+      "-initrd",     s.initrd,
+      "-append",     s.kernel_args,
+      "-device",     "virtio-serial-device",
+      "-chardev",    "socket,id=agent,path=" + s.run_dir + "/agent.sock,server=on,wait=off",
+      "-device",     "virtserialport,chardev=agent,name=paddock.agent",
+      "-qmp",        "unix:" + s.run_dir + "/qmp.sock,server=on,wait=off",
+      "-pidfile",    s.run_dir + "/qemu.pid",
   };
+  if (!s.incoming_state.empty()) {
+    // Paused after the state is loaded (-S), so the host makes the clone unique before it runs.
+    args.insert(args.end(), {"-incoming", "defer", "-S"});
+  }
+  return args;
 }
+
+// The RAM file is shared (not copied into the migration stream) on both ends.
+const nlohmann::json kIgnoreShared = {
+    {"capabilities",
+     nlohmann::json::array({{{"capability", "x-ignore-shared"}, {"state", true}}})}};
 
 // Connects to the agent's chardev socket; QEMU listens on it from the start.
 int connect_unix(const std::string& path) {
@@ -59,7 +76,12 @@ int connect_unix(const std::string& path) {
 
 }  // namespace
 
-QemuVm::QemuVm(LaunchSpec spec) : spec_(std::move(spec)) {}
+std::string machine_arg(const LaunchSpec&) { return "microvm,isa-serial=on,rtc=on"; }
+std::string cpu_arg(const LaunchSpec& s) { return s.accel == "kvm" ? "host" : "max"; }
+
+QemuVm::QemuVm(LaunchSpec spec) : spec_(std::move(spec)) {
+  if (spec_.memory_file.empty()) spec_.memory_file = spec_.run_dir + "/ram";
+}
 
 int QemuVm::pid() const { return child_ ? child_->id() : -1; }
 
@@ -71,6 +93,80 @@ Result<std::unique_ptr<QemuVm>> QemuVm::boot(const LaunchSpec& spec) {
   vm->boot_us_ = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
   return vm;
+}
+
+Result<std::unique_ptr<QemuVm>> QemuVm::restore(const LaunchSpec& spec) {
+  const auto t0 = Clock::now();
+  std::unique_ptr<QemuVm> vm(new QemuVm(spec));
+  if (auto st = vm->spawn(); !st) return st.error();
+  {
+    std::lock_guard lock(vm->control_mu_);
+    if (auto st = vm->connect_qmp(); !st) return st.error();
+    if (auto st = vm->migrate("migrate-incoming", "file:" + spec.incoming_state); !st) {
+      return st.error();
+    }
+  }
+  // QEMU listens on the agent's socket from the start; the guest answers once it runs.
+  const int fd = connect_unix(spec.run_dir + "/agent.sock");
+  if (fd < 0) return Error::guest_agent(os::error_message("connect to the restored VM's agent"));
+  vm->agent_ = std::make_unique<AgentClient>(fd);
+  vm->boot_us_ = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
+  return vm;
+}
+
+Status QemuVm::connect_qmp() {
+  if (auto err = qmp_.connect(spec_.run_dir + "/qmp.sock", 10s)) {
+    if (exited()) {
+      stop_console_reader();
+      return Error::unsupported("qemu exited at start (" + exit_description() +
+                                "); its output: " + console_.tail());
+    }
+    return Error::unsupported("qmp: " + *err);
+  }
+  return {};
+}
+
+Status QemuVm::migrate(const std::string& command, const std::string& uri) {
+  std::string error;
+  if (!qmp_.execute("migrate-set-capabilities", kIgnoreShared, 5s, error)) {
+    return Error::unsupported("qmp migrate-set-capabilities: " + error);
+  }
+  if (!qmp_.execute(command, {{"uri", uri}}, 5s, error)) {
+    return Error::unsupported("qmp " + command + " " + uri + ": " + error);
+  }
+  const auto deadline = Clock::now() + 60s;
+  auto pause = 1ms;
+  while (Clock::now() < deadline) {
+    auto r = qmp_.execute("query-migrate", nullptr, 5s, error);
+    if (!r) return Error::unsupported("qmp query-migrate: " + error);
+    const std::string status = r->value("status", std::string());
+    if (status == "completed") return {};
+    if (status == "failed" || status == "cancelled") {
+      return Error::unsupported(command + " " + uri + " " + status + ": " +
+                                r->value("error-desc", std::string("no reason given")) +
+                                "; qemu output: " + console_.tail());
+    }
+    if (exited()) {
+      return Error::unsupported(command + ": qemu exited (" + exit_description() +
+                                "): " + console_.tail());
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(20));
+  }
+  return Error::unsupported(command + " " + uri + " did not complete within 60 s");
+}
+
+Status QemuVm::save_state(const std::string& path) {
+  std::lock_guard lock(control_mu_);
+  return migrate("migrate", "file:" + path);
+}
+
+Status QemuVm::refresh(const std::string& hostname) {
+  std::lock_guard lock(exec_mu_);
+  if (!agent_) return Error::guest_agent("no agent connection");
+  (void)hostname;
+  return Error::guest_agent("refresh: the agent's refresh request is not wired yet");
 }
 
 Status QemuVm::spawn() {
@@ -85,15 +181,15 @@ Status QemuVm::spawn() {
   console_fd_ = fds[0];
   argv_ = qemu_args(spec_);
   try {
-    child_ = std::make_unique<bp::child>(
-        spec_.qemu_binary, bp::args(argv_), bp::std_in < bp::null,
-        bp::extend::on_exec_setup([console_write](auto&) {
-          // In the child, before exec: the console (stdout and stderr) into our pipe, and
-          // QEMU dies with the thread that started it, so a crashed worker leaks no VM.
-          ::dup2(console_write, STDOUT_FILENO);
-          ::dup2(console_write, STDERR_FILENO);
-          ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        }));
+    child_ = std::make_unique<bp::child>(spec_.qemu_binary, bp::args(argv_), bp::std_in < bp::null,
+                                         bp::extend::on_exec_setup([console_write](auto&) {
+                                           // In the child, before exec: the console (stdout and
+                                           // stderr) into our pipe, and QEMU dies with the thread
+                                           // that started it, so a crashed worker leaks no VM.
+                                           ::dup2(console_write, STDOUT_FILENO);
+                                           ::dup2(console_write, STDERR_FILENO);
+                                           ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+                                         }));
   } catch (const std::exception& e) {
     ::close(console_write);
     return Error::unsupported("start " + spec_.qemu_binary + ": " + e.what());
@@ -115,14 +211,7 @@ Status QemuVm::wait_for_agent() {
   const auto deadline = Clock::now() + spec_.boot_timeout;
   {
     std::lock_guard lock(control_mu_);
-    if (auto err = qmp_.connect(spec_.run_dir + "/qmp.sock", 10s)) {
-      if (exited()) {
-        stop_console_reader();
-        return Error::unsupported("qemu exited at start (" + exit_description() +
-                                  "); its output: " + console_.tail());
-      }
-      return Error::unsupported("qmp: " + *err);
-    }
+    if (auto st = connect_qmp(); !st) return st;
   }
   const std::string agent_path = spec_.run_dir + "/agent.sock";
   while (Clock::now() < deadline) {
@@ -204,10 +293,9 @@ Status QemuVm::ping(std::chrono::milliseconds timeout) {
   std::lock_guard lock(exec_mu_);
   if (!agent_) return Error::guest_agent("no agent connection");
   if (!agent_->ping(timeout)) {
-    return Error::guest_agent(agent_->healthy()
-                                  ? "no answer to ping within " + std::to_string(timeout.count()) +
-                                        " ms"
-                                  : "agent channel broken: " + agent_->broken_reason());
+    return Error::guest_agent(
+        agent_->healthy() ? "no answer to ping within " + std::to_string(timeout.count()) + " ms"
+                          : "agent channel broken: " + agent_->broken_reason());
   }
   return {};
 }
@@ -226,8 +314,9 @@ Status QemuVm::shutdown() {
     if (!exited()) {
       std::error_code ec;
       child_->terminate(ec);  // SIGKILL and reap
-      if (ec) return Error::shutdown("SIGKILL qemu pid " + std::to_string(child_->id()) + ": " +
-                                     ec.message());
+      if (ec)
+        return Error::shutdown("SIGKILL qemu pid " + std::to_string(child_->id()) + ": " +
+                               ec.message());
     }
   }
   if (child_) {

@@ -26,6 +26,11 @@ class child;
 
 namespace paddock::runtime::qemu {
 
+struct LaunchSpec;
+// The -M and -cpu arguments of a launch (also recorded in snapshot metadata).
+std::string machine_arg(const LaunchSpec& spec);
+std::string cpu_arg(const LaunchSpec& spec);
+
 struct LaunchSpec {
   std::string qemu_binary;
   std::string kernel;
@@ -35,6 +40,14 @@ struct LaunchSpec {
   uint32_t vcpus = 1;
   uint32_t mem_mib = 128;
   std::string run_dir;  // a fresh directory this VM owns (removed when the VM goes)
+  // The guest's RAM is a file. A booted VM shares it (share=on: the file is the RAM, so a snapshot
+  // can copy it); it lives in run_dir and goes with it. A restored clone maps its snapshot's file
+  // read-only and private (copy-on-write): the clone never writes it.
+  std::string memory_file;  // empty: run_dir + "/ram"
+  bool memory_private = false;
+  // Restore instead of boot: QEMU starts with -incoming defer, loads this device state and stays
+  // paused.
+  std::string incoming_state;
   std::chrono::milliseconds boot_timeout{60'000};
   std::chrono::milliseconds shutdown_grace{2'000};
   std::chrono::milliseconds shutdown_poll{50};
@@ -45,7 +58,16 @@ class QemuVm {
   // Spawns QEMU and waits until the guest agent answers PING. On failure everything started is
   // stopped and removed, and the error quotes the console's tail.
   static Result<std::unique_ptr<QemuVm>> boot(const LaunchSpec& spec);
+  // Spawns QEMU on spec.incoming_state and spec.memory_file (private) and loads the device state;
+  // the VM is paused when this returns. resume() then runs it; refresh() makes it unique.
+  static Result<std::unique_ptr<QemuVm>> restore(const LaunchSpec& spec);
   ~QemuVm();
+
+  // Saves the paused VM's device state (no RAM: it is in memory_file) to `path`.
+  Status save_state(const std::string& path);
+  // Gives the guest fresh entropy, the wall clock and a hostname (after a restore, before any job).
+  Status refresh(const std::string& hostname);
+  const std::string& memory_file() const { return spec_.memory_file; }
 
   Status pause();   // QMP stop
   Status resume();  // QMP cont
@@ -57,6 +79,7 @@ class QemuVm {
   // QMP quit, then SIGTERM, poll, SIGKILL after the grace period; always reaps. Idempotent.
   Status shutdown();
 
+  // Spawn to agent ready (boot) or spawn to restored and paused (restore), in microseconds.
   uint64_t boot_us() const { return boot_us_; }
   int pid() const;
   std::string console_tail() const { return console_.tail(); }
@@ -67,6 +90,9 @@ class QemuVm {
   explicit QemuVm(LaunchSpec spec);
   Status spawn();
   Status wait_for_agent();
+  Status connect_qmp();
+  // Runs a migration command and polls query-migrate until it completes or fails.
+  Status migrate(const std::string& command, const std::string& uri);
   bool exited();  // reaps the child if it has exited
   std::string exit_description() const;
   void stop_console_reader();

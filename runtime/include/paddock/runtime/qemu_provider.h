@@ -16,12 +16,22 @@
 
 namespace paddock::runtime {
 
+namespace qemu {
+class SnapshotStore;
+struct SnapshotEnv;
+}  // namespace qemu
+
 struct QemuConfig {
   std::string qemu_binary = "qemu-system-x86_64";
-  std::string image_dir;  // holds vmlinuz and initramfs.cpio.gz (or initramfs.cpio)
+  std::string image_dir;       // holds vmlinuz and initramfs.cpio.gz (or initramfs.cpio)
   std::string accel = "auto";  // auto | kvm | tcg
-  // Where each VM's sockets and pidfile live; swept at start (what a crash left is removed).
+  // Where each VM's sockets, pidfile and (for a booted VM) RAM file live; swept at start (what a
+  // crash left is removed). Best on a tmpfs: a booted VM's RAM is a shared file in it.
   std::string run_dir = "/run/paddock/qemu";
+  // Where snapshots live (runtime/README.md, "Snapshots on disk"); empty: snapshots are
+  // Unsupported. One provider per directory (it is locked). Best on a tmpfs: clones map the RAM
+  // file of their snapshot.
+  std::string snapshot_dir;
   std::string extra_kernel_args;
   std::chrono::milliseconds boot_timeout{60'000};
   int boot_attempts = 2;  // a boot that hangs (DESIGN.md §6) is killed and retried
@@ -42,8 +52,7 @@ class QemuProvider final : public Provider {
   Status stop(const std::string& vm_id) override;
   Status resume(const std::string& vm_id) override;
   Status destroy(const std::string& vm_id) override;
-  Result<SnapshotInfo> snapshot(const std::string& vm_id,
-                                const std::string& snapshot_id) override;
+  Result<SnapshotInfo> snapshot(const std::string& vm_id, const std::string& snapshot_id) override;
   Status restore(const std::string& vm_id, const std::string& snapshot_id,
                  const std::string& new_vm_id) override;
   Result<VmInfo> get(const std::string& vm_id) const override;
@@ -63,17 +72,23 @@ class QemuProvider final : public Provider {
   // Removes what a crashed process left in run_dir: kills QEMU processes found by their pidfile
   // and deletes the directories. Returns how many VM directories were removed.
   static size_t sweep(const std::string& run_dir);
+  // The directory on a tmpfs for run and snapshot files: "/run" or "/dev/shm" if one of them is a
+  // tmpfs, else "".
+  static std::string tmpfs_dir();
 
  private:
   struct Slot;
   explicit QemuProvider(QemuConfig config);
   std::shared_ptr<Slot> find(const std::string& vm_id) const;
+  std::string new_run_dir();
 
   QemuConfig config_;
   std::string kernel_;
   std::string initrd_;
   std::string accel_;
   std::string kernel_args_;
+  std::unique_ptr<qemu::SnapshotStore> snapshots_;  // null when snapshot_dir is empty
+  std::unique_ptr<qemu::SnapshotEnv> env_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Slot>> vms_;  // destroyed VMs stay as tombstones
   uint64_t next_dir_ = 0;
