@@ -69,7 +69,8 @@ TEST_CASE("errors name the field") {
       {R"({"argv": ["x"], "env": {"A": 1}})", "env.A"},
       {R"({"argv": ["x"], "stdin": {"base64": "***"}})", "stdin.base64"},
       {R"({"argv": ["x"], "stdin": {"hex": "00"}})", "stdin"},
-      {R"({"argv": ["x"], "egress": [{"cidr": "1.2.3.4", "ports": [{"last": 3}]}]})", "egress[0].ports[0].first"},
+      {R"({"argv": ["x"], "egress": [{"cidr": "1.2.3.4", "ports": [{"last": 3}]}]})",
+       "egress[0].ports[0].first"},
       {R"({"argv": ["x"], "egress": [{"protocol": "tcp"}]})", "egress[0].cidr"},
       {R"({"argv": ["x"], "files": [{"path": "a", "owner": "me"}]})", "files[0].owner"},
   };
@@ -125,7 +126,13 @@ TEST_CASE("results and errors as JSON lines") {
   CHECK(j["stderr"]["base64"] == "gA==");
   CHECK(j["timings"]["total_us"] == 42);
   CHECK(j["backend"] == "memory");
+  CHECK(j["warm"] == false);
+  CHECK(j["template"] == "");
   CHECK(j.begin().key() == "job_id");
+  r.warm = true;
+  r.template_vm = "tpl-default-1x128-1700000000000";
+  CHECK(cli::result_to_json(r)["warm"] == true);
+  CHECK(cli::result_to_json(r)["template"] == "tpl-default-1x128-1700000000000");
 
   sc::JobError e;
   e.job_id = "b";

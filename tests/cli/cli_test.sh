@@ -79,6 +79,13 @@ case_submit_echo() {
   out=$(paddock submit --broker "$CLIENT" -- echo hi) || status=$?
   expect_status 0 "$status" "submit -- echo hi"
   [[ "$out" == "hi" ]] || fail "submit -- echo hi printed '$out'"
+  # -v: where and how it ran, on stderr; stdout is still the job's alone. The worker's template
+  # was built at start, so the job runs in a clone.
+  status=0
+  out=$(paddock submit --broker "$CLIENT" -v -- echo hi 2>"$tmp/err") || status=$?
+  expect_status 0 "$status" "submit -v -- echo hi"
+  [[ "$out" == "hi" ]] || fail "submit -v -- echo hi printed '$out'"
+  expect_in "ran on cli-test, backend memory, warm (clone of tpl-default-1x128-" "$tmp/err" "submit -v"
 }
 
 case_submit_exit_codes() {
@@ -166,6 +173,8 @@ for o in out:
         assert o["backend"] == "memory", o
         for k in ("exit_code", "signal", "timed_out", "stdout", "stderr", "timings", "worker_id", "attempt"):
             assert k in o, (k, o)
+        assert isinstance(o["warm"], bool), o
+        assert o["template"].startswith("tpl-default-") if o["warm"] else o["template"] == "", o
 by_id = {o["job_id"]: o for o in out}
 assert by_id["hello"]["stdout"] == "hello from paddock\n"
 assert by_id["timeout"]["timed_out"] is True
@@ -174,6 +183,7 @@ PYEOF
   paddock batch --broker "$CLIENT" "$file" >"$tmp/table" || fail "batch (table) failed"
   expect_in "NetworkSetup (13)" "$tmp/table" "the table"
   expect_in "hello from paddock" "$tmp/table" "the table"
+  expect_in "START" "$tmp/table" "the table"
 }
 
 case_batch_invalid_line() {

@@ -178,6 +178,12 @@ class BrokerWorkerTest(unittest.TestCase):
             self.assertEqual(e.body["stdout"], f"hello {i}\n".encode(), e)
             self.assertEqual(e.body["backend"], "memory")
             self.assertEqual(e.body["worker_id"], "py-worker")
+            # Warm (a clone of the worker's template) or, before the template exists, cold.
+            self.assertIsInstance(e.body["warm"], bool)
+            if e.body["warm"]:
+                self.assertTrue(e.body["template"].startswith("tpl-default-1x128-"), e.body)
+            else:
+                self.assertEqual(e.body.get("template", ""), "")
 
     def test_exit_code_is_reported(self):
         event = self.run_one({"job_id": "exit-3", "argv": ["exit", "3"]})

@@ -28,6 +28,7 @@ struct SubmitOptions {
   std::string stdin_file;         // a path, or "-" for our own stdin
   std::optional<uint32_t> wait_ms;
   uint32_t broker_timeout_ms = 10'000;
+  bool verbose = false;  // a line on stderr: worker, backend, warm or cold (template), timings
   std::vector<std::string> argv;
 };
 CLI::App* add_submit_command(CLI::App& app, SubmitOptions& opts);

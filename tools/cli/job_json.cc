@@ -96,10 +96,15 @@ sc::PortRange port_range(const json& j, const std::string& field) {
   }
   sc::PortRange r;
   bool has_last = false;
-  each_field(j, field, {"first", "last"}, [&](const std::string& k, const json& v, const std::string& f) {
-    if (k == "first") r.first = as_int<uint16_t>(v, f);
-    else { r.last = as_int<uint16_t>(v, f); has_last = true; }
-  });
+  each_field(j, field, {"first", "last"},
+             [&](const std::string& k, const json& v, const std::string& f) {
+               if (k == "first")
+                 r.first = as_int<uint16_t>(v, f);
+               else {
+                 r.last = as_int<uint16_t>(v, f);
+                 has_last = true;
+               }
+             });
   if (!j.contains("first")) fail(field + ".first", "required");
   if (!has_last) r.last = r.first;
   return r;
@@ -107,52 +112,71 @@ sc::PortRange port_range(const json& j, const std::string& field) {
 
 sc::EgressRule egress_rule(const json& j, const std::string& field) {
   sc::EgressRule r;
-  each_field(j, field, {"cidr", "protocol", "ports"}, [&](const std::string& k, const json& v, const std::string& f) {
-    if (k == "cidr") r.cidr = as_string(v, f);
-    else if (k == "protocol") r.protocol = as_string(v, f);
-    else {
-      const auto& ports = as_array(v, f);
-      for (size_t i = 0; i < ports.size(); ++i) r.ports.push_back(port_range(ports[i], at(f, i)));
-    }
-  });
+  each_field(j, field, {"cidr", "protocol", "ports"},
+             [&](const std::string& k, const json& v, const std::string& f) {
+               if (k == "cidr")
+                 r.cidr = as_string(v, f);
+               else if (k == "protocol")
+                 r.protocol = as_string(v, f);
+               else {
+                 const auto& ports = as_array(v, f);
+                 for (size_t i = 0; i < ports.size(); ++i)
+                   r.ports.push_back(port_range(ports[i], at(f, i)));
+               }
+             });
   if (r.cidr.empty()) fail(field + ".cidr", "required");
   return r;
 }
 
 sc::FileIn file_in(const json& j, const std::string& field) {
   sc::FileIn f;
-  each_field(j, field, {"path", "mode", "data"}, [&](const std::string& k, const json& v, const std::string& name) {
-    if (k == "path") f.path = as_string(v, name);
-    else if (k == "mode") f.mode = as_int<uint32_t>(v, name);
-    else f.data = as_bytes(v, name);
-  });
+  each_field(j, field, {"path", "mode", "data"},
+             [&](const std::string& k, const json& v, const std::string& name) {
+               if (k == "path")
+                 f.path = as_string(v, name);
+               else if (k == "mode")
+                 f.mode = as_int<uint32_t>(v, name);
+               else
+                 f.data = as_bytes(v, name);
+             });
   return f;
 }
 
 void set_field(sc::JobRequest& r, const std::string& k, const json& v, const std::string& f) {
-  if (k == "job_id") r.job_id = as_string(v, f);
-  else if (k == "image") r.image = as_string(v, f);
+  if (k == "job_id")
+    r.job_id = as_string(v, f);
+  else if (k == "image")
+    r.image = as_string(v, f);
   else if (k == "argv") {
     const auto& a = as_array(v, f);
     for (size_t i = 0; i < a.size(); ++i) r.argv.push_back(as_string(a[i], at(f, i)));
-  } else if (k == "env") r.env = as_string_map(v, f);
-  else if (k == "stdin") r.stdin_data = as_bytes(v, f);
+  } else if (k == "env")
+    r.env = as_string_map(v, f);
+  else if (k == "stdin")
+    r.stdin_data = as_bytes(v, f);
   else if (k == "files") {
     const auto& a = as_array(v, f);
     for (size_t i = 0; i < a.size(); ++i) r.files.push_back(file_in(a[i], at(f, i)));
   } else if (k == "files_out") {
     const auto& a = as_array(v, f);
     for (size_t i = 0; i < a.size(); ++i) r.files_out.push_back(as_string(a[i], at(f, i)));
-  } else if (k == "vcpus") r.vcpus = as_int<uint32_t>(v, f);
-  else if (k == "mem_mib") r.mem_mib = as_int<uint32_t>(v, f);
-  else if (k == "timeout_ms") r.timeout_ms = as_int<uint32_t>(v, f);
-  else if (k == "output_cap") r.output_cap = as_int<uint32_t>(v, f);
+  } else if (k == "vcpus")
+    r.vcpus = as_int<uint32_t>(v, f);
+  else if (k == "mem_mib")
+    r.mem_mib = as_int<uint32_t>(v, f);
+  else if (k == "timeout_ms")
+    r.timeout_ms = as_int<uint32_t>(v, f);
+  else if (k == "output_cap")
+    r.output_cap = as_int<uint32_t>(v, f);
   else if (k == "egress") {
     const auto& a = as_array(v, f);
     for (size_t i = 0; i < a.size(); ++i) r.egress.push_back(egress_rule(a[i], at(f, i)));
-  } else if (k == "priority") r.priority = as_int<int32_t>(v, f);
-  else if (k == "deadline_ms") r.deadline_ms = as_int<uint64_t>(v, f);
-  else if (k == "tags") r.tags = as_string_map(v, f);
+  } else if (k == "priority")
+    r.priority = as_int<int32_t>(v, f);
+  else if (k == "deadline_ms")
+    r.deadline_ms = as_int<uint64_t>(v, f);
+  else if (k == "tags")
+    r.tags = as_string_map(v, f);
 }
 
 }  // namespace
@@ -162,11 +186,13 @@ ParsedJob job_from_json(const json& j) {
   try {
     if (!j.is_object()) fail("", "expected a JSON object {\"argv\": [...], ...}, " + got(j));
     sc::JobRequest r;
-    each_field(j, "", {"job_id", "image", "argv", "env", "stdin", "files", "files_out", "vcpus",
-                       "mem_mib", "timeout_ms", "output_cap", "egress", "priority", "deadline_ms",
-                       "tags"},
-               [&](const std::string& k, const json& v, const std::string& f) { set_field(r, k, v, f); });
-    if (!j.contains("argv") || j["argv"].is_null()) fail("argv", "required (e.g. \"argv\": [\"echo\", \"hi\"])");
+    each_field(
+        j, "",
+        {"job_id", "image", "argv", "env", "stdin", "files", "files_out", "vcpus", "mem_mib",
+         "timeout_ms", "output_cap", "egress", "priority", "deadline_ms", "tags"},
+        [&](const std::string& k, const json& v, const std::string& f) { set_field(r, k, v, f); });
+    if (!j.contains("argv") || j["argv"].is_null())
+      fail("argv", "required (e.g. \"argv\": [\"echo\", \"hi\"])");
     out.job = std::move(r);
   } catch (const FieldError& e) {
     out.error = e;
@@ -193,18 +219,28 @@ ordered_json bytes_to_json(std::string_view bytes) {
 
 ordered_json job_to_json(const sc::JobRequest& r) {
   ordered_json files = ordered_json::array();
-  for (const auto& f : r.files) files.push_back({{"path", f.path}, {"mode", f.mode}, {"data", bytes_to_json(f.data)}});
+  for (const auto& f : r.files)
+    files.push_back({{"path", f.path}, {"mode", f.mode}, {"data", bytes_to_json(f.data)}});
   ordered_json egress = ordered_json::array();
   for (const auto& e : r.egress) {
     ordered_json ports = ordered_json::array();
     for (const auto& p : e.ports) ports.push_back({{"first", p.first}, {"last", p.last}});
     egress.push_back({{"cidr", e.cidr}, {"protocol", e.protocol}, {"ports", ports}});
   }
-  return {{"job_id", r.job_id},         {"image", r.image},           {"argv", r.argv},
-          {"env", r.env},               {"stdin", bytes_to_json(r.stdin_data)},
-          {"files", files},             {"files_out", r.files_out},   {"vcpus", r.vcpus},
-          {"mem_mib", r.mem_mib},       {"timeout_ms", r.timeout_ms}, {"output_cap", r.output_cap},
-          {"egress", egress},           {"priority", r.priority},     {"deadline_ms", r.deadline_ms},
+  return {{"job_id", r.job_id},
+          {"image", r.image},
+          {"argv", r.argv},
+          {"env", r.env},
+          {"stdin", bytes_to_json(r.stdin_data)},
+          {"files", files},
+          {"files_out", r.files_out},
+          {"vcpus", r.vcpus},
+          {"mem_mib", r.mem_mib},
+          {"timeout_ms", r.timeout_ms},
+          {"output_cap", r.output_cap},
+          {"egress", egress},
+          {"priority", r.priority},
+          {"deadline_ms", r.deadline_ms},
           {"tags", r.tags}};
 }
 
@@ -212,28 +248,38 @@ ordered_json result_to_json(const sc::JobResult& r) {
   const auto& t = r.timings;
   const auto& u = r.usage;
   ordered_json j = {{"job_id", r.job_id},
-            {"status", "ok"},
-            {"exit_code", r.exit_code},
-            {"signal", r.signal},
-            {"timed_out", r.timed_out},
-            {"stdout", bytes_to_json(r.stdout_data)},
-            {"stderr", bytes_to_json(r.stderr_data)},
-            {"stdout_truncated", r.stdout_truncated},
-            {"stderr_truncated", r.stderr_truncated},
-            {"worker_id", r.worker_id},
-            {"attempt", r.attempt},
-            {"backend", r.backend},
-            {"warm", r.warm},
-            {"timings", {{"queued_us", t.queued_us}, {"start_us", t.start_us}, {"exec_us", t.exec_us},
-                         {"teardown_us", t.teardown_us}, {"total_us", t.total_us}}},
-            {"usage", {{"cpu_us", u.cpu_us}, {"peak_memory_kib", u.peak_memory_kib},
-                       {"bytes_in", u.bytes_in}, {"bytes_out", u.bytes_out},
-                       {"packets_in", u.packets_in}, {"packets_out", u.packets_out},
-                       {"egress_blocked", u.egress_blocked}}}};
+                    {"status", "ok"},
+                    {"exit_code", r.exit_code},
+                    {"signal", r.signal},
+                    {"timed_out", r.timed_out},
+                    {"stdout", bytes_to_json(r.stdout_data)},
+                    {"stderr", bytes_to_json(r.stderr_data)},
+                    {"stdout_truncated", r.stdout_truncated},
+                    {"stderr_truncated", r.stderr_truncated},
+                    {"worker_id", r.worker_id},
+                    {"attempt", r.attempt},
+                    {"backend", r.backend},
+                    {"warm", r.warm},
+                    {"template", r.template_vm},
+                    {"timings",
+                     {{"queued_us", t.queued_us},
+                      {"start_us", t.start_us},
+                      {"exec_us", t.exec_us},
+                      {"teardown_us", t.teardown_us},
+                      {"total_us", t.total_us}}},
+                    {"usage",
+                     {{"cpu_us", u.cpu_us},
+                      {"peak_memory_kib", u.peak_memory_kib},
+                      {"bytes_in", u.bytes_in},
+                      {"bytes_out", u.bytes_out},
+                      {"packets_in", u.packets_in},
+                      {"packets_out", u.packets_out},
+                      {"egress_blocked", u.egress_blocked}}}};
   if (!r.files.empty()) {
     ordered_json files = ordered_json::array();
     for (const auto& f : r.files) {
-      files.push_back({{"path", f.path}, {"data", bytes_to_json(f.data)}, {"truncated", f.truncated}});
+      files.push_back(
+          {{"path", f.path}, {"data", bytes_to_json(f.data)}, {"truncated", f.truncated}});
     }
     j["files"] = files;
   }
@@ -241,9 +287,9 @@ ordered_json result_to_json(const sc::JobResult& r) {
 }
 
 ordered_json error_to_json(const sc::JobError& e) {
-  ordered_json j = {{"job_id", e.job_id},       {"status", "error"},       {"variant", variant_of(e)},
-            {"code", e.code},           {"message", e.message},    {"retryable", e.retryable},
-            {"worker_id", e.worker_id}, {"attempt", e.attempt}};
+  ordered_json j = {{"job_id", e.job_id},       {"status", "error"},    {"variant", variant_of(e)},
+                    {"code", e.code},           {"message", e.message}, {"retryable", e.retryable},
+                    {"worker_id", e.worker_id}, {"attempt", e.attempt}};
   if (e.vm_id) j["vm_id"] = *e.vm_id;
   if (e.snapshot_id) j["snapshot_id"] = *e.snapshot_id;
   if (e.from) j["from"] = *e.from;

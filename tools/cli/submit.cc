@@ -12,6 +12,7 @@
 #include "outcome.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/limits.h"
+#include "text.h"
 
 namespace paddock::cli {
 namespace {
@@ -77,12 +78,23 @@ sc::JobRequest build_request(const SubmitOptions& o) {
   return r;
 }
 
-int print_result(const sc::JobResult& r, const sc::JobRequest& req) {
+// `paddock submit -v`: where and how the job ran, on stderr (stdout is the job's).
+void print_run_line(const sc::JobResult& r) {
+  const std::string start = r.warm ? "warm (clone of " + r.template_vm + ")" : "cold boot";
+  std::fprintf(stderr, "paddock: job %s ran on %s, backend %s, %s; start %s, exec %s, total %s\n",
+               r.job_id.c_str(), r.worker_id.c_str(), r.backend.c_str(), start.c_str(),
+               format_duration_us(r.timings.start_us).c_str(),
+               format_duration_us(r.timings.exec_us).c_str(),
+               format_duration_us(r.timings.total_us).c_str());
+}
+
+int print_result(const sc::JobResult& r, const sc::JobRequest& req, bool verbose) {
   std::fwrite(r.stdout_data.data(), 1, r.stdout_data.size(), stdout);
   std::fflush(stdout);
   std::fwrite(r.stderr_data.data(), 1, r.stderr_data.size(), stderr);
   if (r.stdout_truncated || r.stderr_truncated) {
-    std::fprintf(stderr, "paddock: the job's output was cut at %u bytes per stream (raise --output-cap)\n",
+    std::fprintf(stderr,
+                 "paddock: the job's output was cut at %u bytes per stream (raise --output-cap)\n",
                  req.output_cap);
   }
   if (r.timed_out) {
@@ -91,6 +103,7 @@ int print_result(const sc::JobResult& r, const sc::JobRequest& req) {
   } else if (r.signal != 0) {
     std::fprintf(stderr, "paddock: job %s was killed by signal %d\n", r.job_id.c_str(), r.signal);
   }
+  if (verbose) print_run_line(r);
   const int status = exit_status_of(r);
   if (!r.timed_out && r.signal == 0 && status != r.exit_code) {
     std::fprintf(stderr, "paddock: exit code %d does not fit an exit status; exiting 255\n",
@@ -99,7 +112,8 @@ int print_result(const sc::JobResult& r, const sc::JobRequest& req) {
   return status;
 }
 
-int wait_for_answer(BrokerSession& session, const sc::JobRequest& req, milliseconds wait) {
+int wait_for_answer(BrokerSession& session, const sc::JobRequest& req, milliseconds wait,
+                    bool verbose) {
   using Clock = BrokerSession::Clock;
   auto deadline = Clock::now() + wait;
   int interrupts_seen = 0;
@@ -118,7 +132,7 @@ int wait_for_answer(BrokerSession& session, const sc::JobRequest& req, milliseco
       const bool ours = ev->error.job_id == req.job_id || ev->error.job_id.empty();
       switch (ev->kind) {
         case K::kResult:
-          if (ev->result.job_id == req.job_id) return print_result(ev->result, req);
+          if (ev->result.job_id == req.job_id) return print_result(ev->result, req, verbose);
           break;
         case K::kRejected:
           if (!ours) break;
@@ -130,11 +144,13 @@ int wait_for_answer(BrokerSession& session, const sc::JobRequest& req, milliseco
           std::fprintf(stderr, "error: %s\n", describe_error(ev->error).c_str());
           return exit_code::kPaddockError;
         case K::kInvalid:
-          std::fprintf(stderr, "paddock: ignoring a message from the broker that cannot be decoded: %s\n",
+          std::fprintf(stderr,
+                       "paddock: ignoring a message from the broker that cannot be decoded: %s\n",
                        ev->detail.c_str());
           break;
         case K::kAccepted:
-        case K::kPong: break;
+        case K::kPong:
+          break;
       }
     }
     if (session.broker_silent()) {
@@ -165,16 +181,23 @@ CLI::App* add_submit_command(CLI::App& app, SubmitOptions& o) {
   cmd->add_option("--image", o.image, "image to run in")->capture_default_str();
   cmd->add_option("--vcpus", o.vcpus, "virtual CPUs (1-16)")->capture_default_str();
   cmd->add_option("--mem-mib", o.mem_mib, "memory in MiB (64-65536)")->capture_default_str();
-  cmd->add_option("--timeout-ms", o.timeout_ms, "kill the job after this long")->capture_default_str();
-  cmd->add_option("--output-cap", o.output_cap, "bytes kept per output stream")->capture_default_str();
+  cmd->add_option("--timeout-ms", o.timeout_ms, "kill the job after this long")
+      ->capture_default_str();
+  cmd->add_option("--output-cap", o.output_cap, "bytes kept per output stream")
+      ->capture_default_str();
   cmd->add_option("--priority", o.priority, "-100..100, higher runs first")->capture_default_str();
-  cmd->add_option("--env,-e", o.env, "environment variable NAME=VALUE (repeatable)")->allow_extra_args(false);
+  cmd->add_option("--env,-e", o.env, "environment variable NAME=VALUE (repeatable)")
+      ->allow_extra_args(false);
   cmd->add_option("--tag", o.tags, "tag KEY=VALUE (repeatable)")->allow_extra_args(false);
   cmd->add_option("--stdin-file", o.stdin_file, "file to feed the job's stdin, '-' for ours");
-  cmd->add_option("--wait-ms", o.wait_ms, "give up waiting after this long (default: timeout + 30 s)");
+  cmd->add_option("--wait-ms", o.wait_ms,
+                  "give up waiting after this long (default: timeout + 30 s)");
   cmd->add_option("--broker-timeout-ms", o.broker_timeout_ms,
                   "give up when the broker answers nothing, not even PING, for this long")
       ->capture_default_str();
+  cmd->add_flag("--verbose,-v", o.verbose,
+                "after the job, say on stderr where it ran: worker, backend, warm (and its "
+                "template) or cold, timings");
   cmd->add_option("argv", o.argv, "the program and its arguments, after --")->required();
   return cmd;
 }
@@ -197,7 +220,7 @@ int run_submit(const SubmitOptions& o) {
     session->client().submit(*req);
     std::signal(SIGINT, on_sigint);
     const milliseconds wait(o.wait_ms ? *o.wait_ms : uint64_t{req->timeout_ms} + 30'000);
-    return wait_for_answer(*session, *req, wait);
+    return wait_for_answer(*session, *req, wait, o.verbose);
   } catch (const client::ClientError& e) {  // the send itself failed
     std::fprintf(stderr, "error: %s\n", e.what());
     return exit_code::kUnavailable;

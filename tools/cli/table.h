@@ -16,6 +16,7 @@ struct TableRow {
   std::string outcome;  // "exit 0", "timed out", "signal 9", "Jailer (11)", "no answer"
   std::string time;     // from submission to answer, as the CLI saw it
   std::string stdout_preview;
+  std::string start;  // "warm" (a template's clone), "cold" (booted for the job), "-"
   std::string backend;
 };
 

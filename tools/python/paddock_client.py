@@ -103,7 +103,9 @@ class Event:
       kind: 'accepted', 'rejected', 'result', 'error', 'pong' or 'invalid'.
       body: the decoded msgpack body (a dict; bin fields are bytes, str fields are str). For
         'accepted' it is {"job_ids": [...]}; for 'pong' the PING's body ({} when none); for
-        'invalid' {"detail": "<what was wrong>", "frames": [...raw frames...]}.
+        'invalid' {"detail": "<what was wrong>", "frames": [...raw frames...]}. A 'result'
+        body has PROTOCOL.md's JobResult fields, among them "warm" (bool) and "template" (the
+        template VM a warm job's clone came from; absent from older workers, "" when cold).
     """
 
     __slots__ = ("kind", "body")
@@ -154,8 +156,10 @@ class Event:
             return (f"Event({self.kind}, job_id={self.job_id!r}, code={self.code}, "
                     f"variant={self.variant!r}, message={self.message!r})")
         if self.kind == "result":
+            start = (f"warm from {self.body.get('template')!r}" if self.body.get("warm")
+                     else "cold")
             return (f"Event(result, job_id={self.job_id!r}, "
-                    f"exit_code={self.body.get('exit_code')})")
+                    f"exit_code={self.body.get('exit_code')}, {start})")
         return f"Event({self.kind}, {self.body!r})"
 
 
