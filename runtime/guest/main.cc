@@ -26,6 +26,7 @@
 #include "modules.h"
 #include "os/os_error.h"
 #include "reaper.h"
+#include "refresh.h"
 
 namespace paddock::guest {
 namespace {
@@ -86,8 +87,9 @@ bool parse(int argc, char** argv, Options& o) {
          o.work_dir.front() == '/';
 }
 
-// Answers one request. Sets `shutdown` for a shutdown request.
-agent::Reply answer(const agent::Decoded<std::string>& frame, const JobContext& jobs,
+// Answers one request. Sets `shutdown` for a shutdown request. A refresh changes the machine only
+// `in_vm` (as PID 1); in the host test mode it changes nothing.
+agent::Reply answer(const agent::Decoded<std::string>& frame, const JobContext& jobs, bool in_vm,
                     bool& shutdown) {
   agent::Reply reply;
   if (!frame) {
@@ -123,6 +125,23 @@ agent::Reply answer(const agent::Decoded<std::string>& frame, const JobContext& 
       reply.kind = agent::ReplyKind::kShutdown;
       shutdown = true;
       break;
+    case agent::Op::kRefresh: {
+      Refresh refresh = refresh_identity(request.value().refresh, /*apply=*/in_vm);
+      if (refresh.ok) {
+        reply.kind = agent::ReplyKind::kRefreshed;
+        reply.refreshed = std::move(refresh.identity);
+      } else {
+        reply.kind = agent::ReplyKind::kError;
+        reply.error = std::move(refresh.error);
+      }
+      if (in_vm && refresh.ok) {
+        say("refreshed: hostname " + reply.refreshed.hostname + ", boot id " +
+            reply.refreshed.boot_id);
+      } else if (in_vm) {
+        say("refresh failed: " + reply.error);
+      }
+      break;
+    }
   }
   return reply;
 }
@@ -137,7 +156,8 @@ Ended serve(Channel& channel, Reaper& reaper, const JobContext& jobs, bool in_vm
   for (;;) {
     while (auto frame = channel.next()) {
       bool shutdown = false;
-      const std::string out = agent::frame(agent::encode_reply(answer(*frame, jobs, shutdown)));
+      const std::string out =
+          agent::frame(agent::encode_reply(answer(*frame, jobs, in_vm, shutdown)));
       if (auto err = channel.send(out); !err.empty()) {
         say(err);
         if (!in_vm) return Ended::kError;

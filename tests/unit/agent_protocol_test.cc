@@ -153,17 +153,17 @@ TEST_CASE("agent FrameReader refuses empty and oversized frames and stays in ste
 
 TEST_CASE("agent requests round-trip: ping, shutdown, exec with every field, script") {
   for (auto op : {agent::Op::kPing, agent::Op::kShutdown}) {
-    agent::Request r{42, op, {}};
+    agent::Request r{42, op, {}, {}};
     auto d = agent::decode_request(agent::encode_request(r));
     REQUIRE(d.ok());
     CHECK(d.value() == r);
   }
-  agent::Request exec{1ull << 60, agent::Op::kExec, full_command()};
+  agent::Request exec{1ull << 60, agent::Op::kExec, full_command(), {}};
   auto d = agent::decode_request(agent::encode_request(exec));
   REQUIRE_MESSAGE(d.ok(), (d.ok() ? "" : d.error().message()));
   CHECK(d.value() == exec);
 
-  agent::Request script{3, agent::Op::kExec, {}};
+  agent::Request script{3, agent::Op::kExec, {}, {}};
   script.exec.script = "echo $A; exit 3";
   d = agent::decode_request(agent::encode_request(script));
   REQUIRE(d.ok());
@@ -198,10 +198,10 @@ TEST_CASE("agent requests: defaults of the optional fields") {
 }
 
 TEST_CASE("agent replies round-trip: pong, result, shutdown, error") {
-  agent::Reply pong{5, agent::ReplyKind::kPong, "0.1.0", {}, ""};
-  agent::Reply bye{6, agent::ReplyKind::kShutdown, "", {}, ""};
-  agent::Reply err{0, agent::ReplyKind::kError, "", {}, "argv: required (or script)"};
-  agent::Reply res{9, agent::ReplyKind::kResult, "", {}, ""};
+  agent::Reply pong{5, agent::ReplyKind::kPong, "0.1.0", {}, "", {}};
+  agent::Reply bye{6, agent::ReplyKind::kShutdown, "", {}, "", {}};
+  agent::Reply err{0, agent::ReplyKind::kError, "", {}, "argv: required (or script)", {}};
+  agent::Reply res{9, agent::ReplyKind::kResult, "", {}, "", {}};
   res.result.exit_code = -3;
   res.result.signal = 9;
   res.result.stdout_data = std::string("o\0ut", 4);
@@ -218,7 +218,7 @@ TEST_CASE("agent replies round-trip: pong, result, shutdown, error") {
     CHECK(d.value() == r);
   }
   // An error message is cut at kMaxError so that it always decodes.
-  agent::Reply long_err{1, agent::ReplyKind::kError, "", {}, std::string(10000, 'e')};
+  agent::Reply long_err{1, agent::ReplyKind::kError, "", {}, std::string(10000, 'e'), {}};
   auto d = agent::decode_reply(agent::encode_reply(long_err));
   REQUIRE(d.ok());
   CHECK(d.value().error.size() == agent::limits::kMaxError);
@@ -227,7 +227,7 @@ TEST_CASE("agent replies round-trip: pong, result, shutdown, error") {
 TEST_CASE("agent decoders: garbage, truncation, trailing bytes, wrong shapes") {
   CHECK(request_error("").message() == "body: empty");
   CHECK(request_error("\xc1").field == "body");  // never-used msgpack byte
-  const std::string ping = agent::encode_request({1, agent::Op::kPing, {}});
+  const std::string ping = agent::encode_request({1, agent::Op::kPing, {}, {}});
   CHECK(request_error(ping.substr(0, ping.size() - 1)).message() == "body: truncated msgpack");
   CHECK(request_error(ping + "x").message() == "body: trailing bytes after the msgpack object");
   CHECK(request_error("\x93\x01\x02\x03").message() == "body: expected map, got array");
@@ -408,14 +408,204 @@ TEST_CASE("agent replies: bad fields are named, files out bounded in all") {
           kv(pk, "op", std::string("result"));
           kv(pk, "timed_out", 1);
         })) == "timed_out: expected bool, got integer");
-  agent::Reply r{1, agent::ReplyKind::kResult, "", {}, ""};
+  agent::Reply r{1, agent::ReplyKind::kResult, "", {}, "", {}};
   r.result.files = {{"a", std::string(5u << 20, 'a'), false},
                     {"b", std::string(4u << 20, 'b'), false}};
   CHECK(reply_error(agent::encode_reply(r)) == "files: longer than 8388608 bytes in all");
   // Negative exit codes and signals decode.
-  agent::Reply neg{1, agent::ReplyKind::kResult, "", {}, ""};
+  agent::Reply neg{1, agent::ReplyKind::kResult, "", {}, "", {}};
   neg.result.exit_code = -2147483647 - 1;
   auto d = agent::decode_reply(agent::encode_reply(neg));
   REQUIRE(d.ok());
   CHECK(d.value().result.exit_code == -2147483647 - 1);
+}
+
+namespace {
+
+agent::RefreshCommand valid_refresh() {
+  agent::RefreshCommand c;
+  c.entropy = std::string(32, '\0') + std::string("\xff\x01", 2);
+  c.unix_time_ns = 1'700'000'000'123'456'789ull;
+  c.hostname = "clone-0042";
+  return c;
+}
+
+// A refresh request with the fields `fields` packs (n of them).
+std::string refresh_body(uint32_t n, const std::function<void(Packer&)>& fields) {
+  return body(n + 1, [&](Packer& pk) {
+    kv(pk, "op", std::string("refresh"));
+    fields(pk);
+  });
+}
+
+void bin(Packer& pk, const std::string& k, const std::string& v) {
+  pk.pack(k);
+  pk.pack_bin(static_cast<uint32_t>(v.size()));
+  pk.pack_bin_body(v.data(), static_cast<uint32_t>(v.size()));
+}
+
+}  // namespace
+
+TEST_CASE("agent refresh: request and refreshed reply round-trip") {
+  agent::Request r{11, agent::Op::kRefresh, {}, valid_refresh()};
+  CHECK(agent::op_name(agent::Op::kRefresh) == "refresh");
+  CHECK(agent::check_refresh(r.refresh).empty());
+  auto d = agent::decode_request(agent::encode_request(r));
+  REQUIRE_MESSAGE(d.ok(), (d.ok() ? "" : d.error().message()));
+  CHECK(d.value() == r);
+  // The limits themselves are allowed.
+  r.refresh.entropy = std::string(agent::limits::kMaxEntropy, 'e');
+  r.refresh.hostname = std::string(agent::limits::kMaxHostname - 1, 'a') + "-";
+  r.refresh.unix_time_ns = ~0ull;
+  d = agent::decode_request(agent::encode_request(r));
+  REQUIRE_MESSAGE(d.ok(), (d.ok() ? "" : d.error().message()));
+  CHECK(d.value() == r);
+  r.refresh.entropy = std::string(agent::limits::kMinEntropy, 'e');
+  r.refresh.hostname = "A";
+  r.refresh.unix_time_ns = 1;
+  d = agent::decode_request(agent::encode_request(r));
+  REQUIRE(d.ok());
+  CHECK(d.value() == r);
+
+  for (bool applied : {true, false}) {
+    agent::Reply reply{12, agent::ReplyKind::kRefreshed, "", {}, "", {}};
+    reply.refreshed = {"0a1b2c3d-0000-4000-8000-0123456789ab", "clone-0042", applied};
+    auto rd = agent::decode_reply(agent::encode_reply(reply));
+    REQUIRE_MESSAGE(rd.ok(), (rd.ok() ? "" : rd.error().message()));
+    CHECK(rd.value() == reply);
+  }
+  // A host's hostname in the test mode may hold dots: a reply takes any string within the limit.
+  agent::Reply host{13, agent::ReplyKind::kRefreshed, "", {}, "", {}};
+  host.refreshed = {"x", "build.example.org", false};
+  auto hd = agent::decode_reply(agent::encode_reply(host));
+  REQUIRE(hd.ok());
+  CHECK(hd.value() == host);
+}
+
+TEST_CASE("agent refresh requests: every bad field is named") {
+  const std::string entropy(32, 'e');
+  const auto err = [](uint32_t n, const std::function<void(Packer&)>& f) {
+    const auto e = request_error(refresh_body(n, f));
+    CHECK(e.id == 7);  // the agent answers the request's id
+    return e.message();
+  };
+  // Entropy.
+  CHECK(err(2, [](Packer& pk) {
+          kv(pk, "unix_time_ns", 1);
+          kv(pk, "hostname", std::string("h"));
+        }) == "entropy: required");
+  CHECK(err(3, [](Packer& pk) {
+          bin(pk, "entropy", std::string(31, 'e'));
+          kv(pk, "unix_time_ns", 1);
+          kv(pk, "hostname", std::string("h"));
+        }) == "entropy: shorter than 32 bytes");
+  CHECK(err(3, [](Packer& pk) {
+          bin(pk, "entropy", std::string(513, 'e'));
+          kv(pk, "unix_time_ns", 1);
+          kv(pk, "hostname", std::string("h"));
+        }) == "entropy: longer than 512 bytes");
+  CHECK(err(3, [](Packer& pk) {
+          kv(pk, "entropy", 5);
+          kv(pk, "unix_time_ns", 1);
+          kv(pk, "hostname", std::string("h"));
+        }) == "entropy: expected bytes, got integer");
+  // unix_time_ns.
+  CHECK(err(2, [&](Packer& pk) {
+          bin(pk, "entropy", entropy);
+          kv(pk, "hostname", std::string("h"));
+        }) == "unix_time_ns: required");
+  CHECK(err(3, [&](Packer& pk) {
+          bin(pk, "entropy", entropy);
+          kv(pk, "unix_time_ns", 0);
+          kv(pk, "hostname", std::string("h"));
+        }) == "unix_time_ns: must not be 0");
+  CHECK(err(3, [&](Packer& pk) {
+          bin(pk, "entropy", entropy);
+          kv(pk, "unix_time_ns", -5);
+          kv(pk, "hostname", std::string("h"));
+        }) == "unix_time_ns: must be between 0 and 18446744073709551615");
+  CHECK(err(3, [&](Packer& pk) {
+          bin(pk, "entropy", entropy);
+          kv(pk, "unix_time_ns", std::string("now"));
+          kv(pk, "hostname", std::string("h"));
+        }) == "unix_time_ns: expected integer, got string");
+  // hostname.
+  const auto host_err = [&](const auto& hostname) {
+    return err(3, [&](Packer& pk) {
+      bin(pk, "entropy", entropy);
+      kv(pk, "unix_time_ns", 1);
+      kv(pk, "hostname", hostname);
+    });
+  };
+  CHECK(err(2, [&](Packer& pk) {
+          bin(pk, "entropy", entropy);
+          kv(pk, "unix_time_ns", 1);
+        }) == "hostname: required");
+  CHECK(host_err(std::string()) == "hostname: empty");
+  CHECK(host_err(std::string(65, 'a')) == "hostname: longer than 64 bytes");
+  CHECK(host_err(std::string("-clone")) == "hostname: must not start with '-'");
+  for (const std::string bad : {"a.b", "a b", "a_b", "a/b", "\xc3\xa9t\xc3\xa9"}) {
+    CAPTURE(bad);
+    CHECK(host_err(bad) == "hostname: only A-Z, a-z, 0-9 and '-' allowed");
+  }
+  CHECK(host_err(std::string("a\0b", 3)) == "hostname: contains NUL");
+  CHECK(host_err(7) == "hostname: expected string, got integer");
+  // Entropy as str is accepted, like every byte field.
+  auto ok = agent::decode_request(refresh_body(3, [&](Packer& pk) {
+    kv(pk, "entropy", entropy);
+    kv(pk, "unix_time_ns", 1);
+    kv(pk, "hostname", std::string("h"));
+  }));
+  REQUIRE(ok.ok());
+  CHECK(ok.value().refresh.entropy == entropy);
+
+  // check_refresh() says what the decoder would.
+  auto c = valid_refresh();
+  c.entropy.resize(31);
+  CHECK(agent::check_refresh(c) == "entropy: shorter than 32 bytes");
+  c = valid_refresh();
+  c.unix_time_ns = 0;
+  CHECK(agent::check_refresh(c) == "unix_time_ns: must not be 0");
+  c = valid_refresh();
+  c.hostname = "bad.name";
+  CHECK(agent::check_refresh(c) == "hostname: only A-Z, a-z, 0-9 and '-' allowed");
+}
+
+TEST_CASE("agent refreshed replies: bad fields are named") {
+  const auto reply_error = [](uint32_t n, const std::function<void(Packer&)>& f) {
+    auto d = agent::decode_reply(body(n + 2, [&](Packer& pk) {
+      kv(pk, "ok", true);
+      kv(pk, "op", std::string("refreshed"));
+      f(pk);
+    }));
+    REQUIRE_FALSE(d.ok());
+    return d.error().message();
+  };
+  CHECK(reply_error(2, [](Packer& pk) {
+          kv(pk, "hostname", std::string("h"));
+          kv(pk, "applied", true);
+        }) == "boot_id: required");
+  CHECK(reply_error(3, [](Packer& pk) {
+          kv(pk, "boot_id", std::string(65, 'b'));
+          kv(pk, "hostname", std::string("h"));
+          kv(pk, "applied", true);
+        }) == "boot_id: longer than 64 bytes");
+  CHECK(reply_error(2, [](Packer& pk) {
+          kv(pk, "boot_id", std::string("b"));
+          kv(pk, "applied", true);
+        }) == "hostname: required");
+  CHECK(reply_error(3, [](Packer& pk) {
+          kv(pk, "boot_id", std::string("b"));
+          kv(pk, "hostname", std::string(65, 'h'));
+          kv(pk, "applied", true);
+        }) == "hostname: longer than 64 bytes");
+  CHECK(reply_error(2, [](Packer& pk) {
+          kv(pk, "boot_id", std::string("b"));
+          kv(pk, "hostname", std::string("h"));
+        }) == "applied: required");
+  CHECK(reply_error(3, [](Packer& pk) {
+          kv(pk, "boot_id", std::string("b"));
+          kv(pk, "hostname", std::string("h"));
+          kv(pk, "applied", 1);
+        }) == "applied: expected bool, got integer");
 }

@@ -295,6 +295,39 @@ ExecCommand decode_exec(const Map& m) {
   return c;
 }
 
+// The limits of a refresh's fields (schemas/PROTOCOL.md, "refresh"), for the decoder and for
+// check_refresh().
+void check_refresh_fields(const RefreshCommand& c) {
+  if (c.entropy.size() < limits::kMinEntropy) {
+    throw Failure{"entropy", "shorter than " + std::to_string(limits::kMinEntropy) + " bytes"};
+  }
+  if (c.entropy.size() > limits::kMaxEntropy)
+    throw Failure{"entropy", too_long(limits::kMaxEntropy)};
+  if (c.unix_time_ns == 0) throw Failure{"unix_time_ns", "must not be 0"};
+  const std::string& h = c.hostname;
+  if (h.empty()) throw Failure{"hostname", "empty"};
+  if (h.size() > limits::kMaxHostname) throw Failure{"hostname", too_long(limits::kMaxHostname)};
+  const auto allowed = [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '-';
+  };
+  if (!std::all_of(h.begin(), h.end(), allowed)) {
+    throw Failure{"hostname", "only A-Z, a-z, 0-9 and '-' allowed"};
+  }
+  if (h.front() == '-') throw Failure{"hostname", "must not start with '-'"};
+}
+
+RefreshCommand decode_refresh(const Map& m) {
+  RefreshCommand c;
+  m.require("entropy");  // bytes() takes an absent field for an empty one
+  c.entropy = m.bytes("entropy", limits::kMaxEntropy);
+  c.unix_time_ns =
+      m.uint("unix_time_ns", 0, std::numeric_limits<uint64_t>::max(), 0, /*required=*/true);
+  c.hostname = m.str("hostname", limits::kMaxHostname, /*required=*/true);
+  check_refresh_fields(c);
+  return c;
+}
+
 ExecOutcome decode_outcome(const Map& m) {
   ExecOutcome r;
   r.exit_code = m.int32("exit_code");
@@ -433,6 +466,15 @@ void pack_outcome(Packer& pk, const ExecOutcome& r) {
   pk.pack_uint64(r.exec_us);
 }
 
+void pack_refresh(Packer& pk, const RefreshCommand& c) {
+  pack_str(pk, "entropy");
+  pack_bin(pk, c.entropy);
+  pack_str(pk, "unix_time_ns");
+  pk.pack_uint64(c.unix_time_ns);
+  pack_str(pk, "hostname");
+  pack_str(pk, c.hostname);
+}
+
 std::string take(msgpack::sbuffer& buf) { return std::string(buf.data(), buf.size()); }
 
 }  // namespace
@@ -445,18 +487,31 @@ std::string_view op_name(Op op) {
       return "exec";
     case Op::kShutdown:
       return "shutdown";
+    case Op::kRefresh:
+      return "refresh";
   }
   return "unknown";
+}
+
+std::string check_refresh(const RefreshCommand& command) {
+  try {
+    check_refresh_fields(command);
+  } catch (const Failure& f) {
+    return f.field + ": " + f.reason;
+  }
+  return {};
 }
 
 std::string encode_request(const Request& request) {
   msgpack::sbuffer buf;
   Packer pk(buf);
-  const bool exec = request.op == Op::kExec;
-  pack_header(pk, exec ? 1 + 9 : 1, request.id);  // op, then the nine exec fields
+  // op, then the nine exec fields or the three refresh fields.
+  const uint32_t fields = request.op == Op::kExec ? 9 : request.op == Op::kRefresh ? 3 : 0;
+  pack_header(pk, 1 + fields, request.id);
   pack_str(pk, "op");
   pack_str(pk, op_name(request.op));
-  if (exec) pack_exec(pk, request.exec);
+  if (request.op == Op::kExec) pack_exec(pk, request.exec);
+  if (request.op == Op::kRefresh) pack_refresh(pk, request.refresh);
   return take(buf);
 }
 
@@ -495,6 +550,19 @@ std::string encode_reply(const Reply& reply) {
       pack_str(pk, "error");
       pack_str(pk, reply.error.substr(0, limits::kMaxError));
       break;
+    case ReplyKind::kRefreshed:
+      pack_header(pk, 5, reply.id);
+      pack_str(pk, "ok");
+      pk.pack_true();
+      pack_str(pk, "op");
+      pack_str(pk, "refreshed");
+      pack_str(pk, "boot_id");
+      pack_str(pk, reply.refreshed.boot_id.substr(0, limits::kMaxBootId));
+      pack_str(pk, "hostname");
+      pack_str(pk, reply.refreshed.hostname.substr(0, limits::kMaxHostname));
+      pack_str(pk, "applied");
+      pk.pack(reply.refreshed.applied);
+      break;
   }
   return take(buf);
 }
@@ -513,6 +581,9 @@ Decoded<Request> decode_request(std::string_view body) {
       r.exec = decode_exec(m);
     } else if (op == "shutdown") {
       r.op = Op::kShutdown;
+    } else if (op == "refresh") {
+      r.op = Op::kRefresh;
+      r.refresh = decode_refresh(m);
     } else {
       throw Failure{"op", "unknown op '" + op + "'"};
     }
@@ -540,6 +611,11 @@ Decoded<Reply> decode_reply(std::string_view body) {
       r.result = decode_outcome(m);
     } else if (op == "shutdown") {
       r.kind = ReplyKind::kShutdown;
+    } else if (op == "refreshed") {
+      r.kind = ReplyKind::kRefreshed;
+      r.refreshed.boot_id = m.str("boot_id", limits::kMaxBootId, /*required=*/true);
+      r.refreshed.hostname = m.str("hostname", limits::kMaxHostname, /*required=*/true);
+      r.refreshed.applied = m.boolean("applied", false, /*required=*/true);
     } else {
       throw Failure{"op", "unknown reply op '" + op + "'"};
     }

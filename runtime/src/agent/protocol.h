@@ -55,6 +55,12 @@ inline constexpr uint32_t kMaxFilesOutCap = 8u << 20;  // per file
 inline constexpr size_t kMaxFilesOutTotal = 8u << 20;
 inline constexpr size_t kMaxError = 4096;
 inline constexpr size_t kMaxAgentVersion = 64;
+// refresh: entropy bytes (credited in full, so at least the 256 bits that make the kernel's CRNG
+// ready), the hostname (Linux's own limit, __NEW_UTS_LEN), the boot id in the reply (a UUID is 36).
+inline constexpr size_t kMinEntropy = 32;
+inline constexpr size_t kMaxEntropy = 512;
+inline constexpr size_t kMaxHostname = 64;
+inline constexpr size_t kMaxBootId = 64;
 }  // namespace limits
 
 struct DecodeError {
@@ -109,13 +115,26 @@ struct ExecCommand {
   bool operator==(const ExecCommand&) const = default;
 };
 
-enum class Op { kPing, kExec, kShutdown };
-std::string_view op_name(Op op);  // "ping", "exec", "shutdown"
+// What makes a clone restored from a shared snapshot unique: fresh entropy for the kernel's pool
+// (then a CRNG reseed), the wall clock, a hostname.
+struct RefreshCommand {
+  std::string entropy;        // kMinEntropy .. kMaxEntropy bytes
+  uint64_t unix_time_ns = 0;  // CLOCK_REALTIME to set; not 0
+  std::string hostname;       // 1 .. kMaxHostname of [A-Za-z0-9-], not starting with '-'
+  bool operator==(const RefreshCommand&) const = default;
+};
+
+// Empty when `command` keeps the limits above, else "<field>: <reason>" (what the decoder says).
+std::string check_refresh(const RefreshCommand& command);
+
+enum class Op { kPing, kExec, kShutdown, kRefresh };
+std::string_view op_name(Op op);  // "ping", "exec", "shutdown", "refresh"
 
 struct Request {
   uint64_t id = 0;
   Op op = Op::kPing;
-  ExecCommand exec;  // for Op::kExec
+  ExecCommand exec;        // for Op::kExec
+  RefreshCommand refresh;  // for Op::kRefresh
   bool operator==(const Request&) const = default;
 };
 
@@ -135,14 +154,23 @@ struct ExecOutcome {
   bool operator==(const ExecOutcome&) const = default;
 };
 
-enum class ReplyKind { kPong, kResult, kShutdown, kError };
+// The guest's identity after a refresh.
+struct RefreshedIdentity {
+  std::string boot_id;   // /proc/sys/kernel/random/boot_id, read after the reseed; <= kMaxBootId
+  std::string hostname;  // the hostname now; <= kMaxHostname
+  bool applied = false;  // false: the agent runs in its host test mode and changed nothing
+  bool operator==(const RefreshedIdentity&) const = default;
+};
+
+enum class ReplyKind { kPong, kResult, kShutdown, kError, kRefreshed };
 
 struct Reply {
   uint64_t id = 0;  // the request's id; 0 answers a frame whose id could not be read
   ReplyKind kind = ReplyKind::kPong;
-  std::string agent_version;  // kPong
-  ExecOutcome result;         // kResult
-  std::string error;          // kError: why the request could not be run
+  std::string agent_version;    // kPong
+  ExecOutcome result;           // kResult
+  std::string error;            // kError: why the request could not be run
+  RefreshedIdentity refreshed;  // kRefreshed
   bool operator==(const Reply&) const = default;
 };
 
