@@ -527,3 +527,87 @@ TEST_CASE("agent: modules are loaded after their dependencies (--module-order)")
   CHECK(read_file(dir.path() + "/agent.err") ==
         "paddock-agent: module no_such_module: not in modules.dep nor built in\n");
 }
+
+namespace {
+
+std::string host_name() {
+  char buf[256] = {};
+  REQUIRE(::gethostname(buf, sizeof buf - 1) == 0);
+  return buf;
+}
+
+std::string host_boot_id() {
+  std::string id = read_file("/proc/sys/kernel/random/boot_id");
+  while (!id.empty() && id.back() == '\n') id.pop_back();
+  return id;
+}
+
+}  // namespace
+
+TEST_CASE("agent: refresh in the host test mode changes nothing and reports the host as it is") {
+  const std::string name_before = host_name();
+  const std::string boot_id = host_boot_id();
+  REQUIRE_FALSE(boot_id.empty());
+  const std::string clone_name =
+      name_before == "paddock-clone-7" ? "paddock-clone-8" : "paddock-clone-7";
+  AgentFixture a;
+  // 1970-01-01T00:00:01Z: were it applied, the host's clock would show it.
+  auto r = a.client->refresh(std::string(64, '\x5a'), 1'000'000'000ull, clone_name, 10s);
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message()) << "; agent log: " << a.log());
+  CHECK_FALSE(r.value().applied);
+  CHECK(r.value().hostname == name_before);
+  CHECK(r.value().boot_id == boot_id);
+  CHECK(host_name() == name_before);
+  CHECK(host_boot_id() == boot_id);
+  CHECK(std::chrono::system_clock::now().time_since_epoch() > std::chrono::hours(24 * 365 * 50));
+  // The stream stays in step.
+  CHECK(a.client->ping(5s));
+  CHECK(a.run(argv_request({"echo", "after refresh"})).stdout_data == "after refresh\n");
+}
+
+TEST_CASE("agent: a bad refresh is refused by the client, and by the agent naming the field") {
+  AgentFixture a(/*make_client=*/false);
+  // Past the client: the agent's decoder answers with the request's id and the field.
+  msgpack::sbuffer body;
+  msgpack::packer<msgpack::sbuffer> pk(body);
+  const std::string entropy(32, 'e');
+  pk.pack_map(6);
+  pk.pack(std::string("v"));
+  pk.pack(1);
+  pk.pack(std::string("id"));
+  pk.pack(78);
+  pk.pack(std::string("op"));
+  pk.pack(std::string("refresh"));
+  pk.pack(std::string("entropy"));
+  pk.pack_bin(static_cast<uint32_t>(entropy.size()));
+  pk.pack_bin_body(entropy.data(), static_cast<uint32_t>(entropy.size()));
+  pk.pack(std::string("unix_time_ns"));
+  pk.pack(1);
+  pk.pack(std::string("hostname"));
+  pk.pack(std::string("clone.example"));
+  const uint32_t n = static_cast<uint32_t>(body.size());
+  const char hdr[4] = {0, 0, 0, static_cast<char>(n)};
+  REQUIRE(n < 256);
+  REQUIRE(::write(a.raw, hdr, 4) == 4);
+  REQUIRE(::write(a.raw, body.data(), n) == n);
+  msgpack::object_handle h;
+  auto reply = read_reply(a.raw, h);
+  CHECK(reply.at("id").as<uint64_t>() == 78);
+  CHECK(reply.at("ok").as<bool>() == false);
+  CHECK(reply.at("error").as<std::string>() == "hostname: only A-Z, a-z, 0-9 and '-' allowed");
+
+  // The client refuses what the agent would, without sending it.
+  a.client = std::make_unique<rt::AgentClient>(a.raw);
+  auto r = a.client->refresh(std::string(31, 'e'), 1, "clone", 5s);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().variant() == rt::Variant::kGuestAgent);
+  CHECK(r.error().detail() == "refresh: bad request: entropy: shorter than 32 bytes");
+  r = a.client->refresh(entropy, 0, "clone", 5s);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().detail() == "refresh: bad request: unix_time_ns: must not be 0");
+  r = a.client->refresh(entropy, 1, "-clone", 5s);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().detail() == "refresh: bad request: hostname: must not start with '-'");
+  CHECK(a.client->healthy());
+  CHECK(a.client->ping(5s));
+}

@@ -220,6 +220,39 @@ Result<ExecResult> AgentClient::exec(const ExecRequest& request, std::stop_token
   }
 }
 
+Result<AgentIdentity> AgentClient::refresh(const std::string& entropy, uint64_t unix_time_ns,
+                                           const std::string& hostname, milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  agent::Request request;
+  request.op = agent::Op::kRefresh;
+  request.refresh = {entropy, unix_time_ns, hostname};
+  if (auto bad = agent::check_refresh(request.refresh); !bad.empty()) {
+    return Error::guest_agent("refresh: bad request: " + bad);
+  }
+  request.id = next_id_++;
+  agent::Reply reply;
+  Wait w = send(agent::frame(agent::encode_request(request)), deadline, nullptr);
+  if (w == Wait::kDone) w = await_reply(request.id, deadline, nullptr, reply);
+  switch (w) {
+    case Wait::kDone:
+      break;
+    case Wait::kTimeout:
+      return Error::guest_agent("refresh: no reply from the guest agent within " +
+                                std::to_string(timeout.count()) + " ms");
+    default:
+      return Error::guest_agent(failure_);
+  }
+  switch (reply.kind) {
+    case agent::ReplyKind::kRefreshed:
+      return AgentIdentity{std::move(reply.refreshed.boot_id), std::move(reply.refreshed.hostname),
+                           reply.refreshed.applied};
+    case agent::ReplyKind::kError:
+      return Error::guest_agent("refresh: the agent could not run the request: " + reply.error);
+    default:
+      return Error::guest_agent("refresh: the agent answered with something else than refreshed");
+  }
+}
+
 Status AgentClient::shutdown(milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   agent::Request request;

@@ -27,6 +27,13 @@ class FrameReader;
 struct Reply;
 }  // namespace agent
 
+// Who a guest is after a refresh (AgentClient::refresh).
+struct AgentIdentity {
+  std::string boot_id;   // the guest kernel's boot id, read after the CRNG reseed
+  std::string hostname;  // the guest's hostname now
+  bool applied = false;  // false: the agent runs in its host test mode and changed nothing
+};
+
 class AgentClient {
  public:
   // Takes ownership of a connected stream fd (a unix socket); the destructor closes it.
@@ -48,6 +55,21 @@ class AgentClient {
   // the call); the agent answered that it could not run the request (bad request, fork failure).
   Result<ExecResult> exec(const ExecRequest& request, std::stop_token cancel,
                           std::chrono::milliseconds deadline);
+
+  // Makes a clone restored from a shared snapshot unique before any job runs in it: the agent adds
+  // `entropy` to the guest kernel's pool (credited in full) and reseeds its CRNG, sets the wall
+  // clock to `unix_time_ns` and the hostname to `hostname`, then reads the boot id (made on its
+  // first read, so a fresh one per clone) and answers with it. Waits up to `timeout`.
+  // The arguments must keep the protocol's limits (entropy 32-512 bytes, unix_time_ns not 0,
+  // hostname 1-64 of [A-Za-z0-9-], not starting with '-'); others are refused before sending.
+  // In the agent's host test mode nothing changes: the host's boot id and hostname come back with
+  // applied = false.
+  // Errors (GuestAgent): bad arguments; the stream is or becomes broken; no reply within `timeout`;
+  // the agent answered that a step failed ("refresh: the agent could not run the request:
+  // sethostname clone-1: Operation not permitted"): the guest may then be half refreshed and
+  // should be destroyed.
+  Result<AgentIdentity> refresh(const std::string& entropy, uint64_t unix_time_ns,
+                                const std::string& hostname, std::chrono::milliseconds timeout);
 
   // Asks the agent to power the guest off (in its host test mode: to exit) and waits up to
   // `timeout` for its acknowledgement.
