@@ -295,9 +295,15 @@ Status QemuProvider::resume(const std::string& vm_id) {
   if (auto st = slot->vm->resume(); !st) return st;
   if (slot->needs_refresh) {
     // Before anything else runs in the clone: fresh entropy, the clock, its own hostname.
-    if (auto st = slot->vm->refresh(clone_hostname(vm_id)); !st) {
+    auto identity = slot->vm->refresh(clone_hostname(vm_id));
+    if (!identity) {
       (void)slot->vm->pause();
-      return st;
+      return identity.error();
+    }
+    if (!identity.value().applied) {
+      (void)slot->vm->pause();
+      return Error::guest_agent("refresh of clone '" + vm_id +
+                                "': the agent applied nothing (it is not the guest's init)");
     }
     slot->needs_refresh = false;
   }

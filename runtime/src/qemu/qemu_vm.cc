@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/process.hpp>
 #include <boost/process/extend.hpp>
 #include <filesystem>
@@ -162,11 +163,21 @@ Status QemuVm::save_state(const std::string& path) {
   return migrate("migrate", "file:" + path);
 }
 
-Status QemuVm::refresh(const std::string& hostname) {
+Result<AgentIdentity> QemuVm::refresh(const std::string& hostname) {
   std::lock_guard lock(exec_mu_);
   if (!agent_) return Error::guest_agent("no agent connection");
-  (void)hostname;
-  return Error::guest_agent("refresh: the agent's refresh request is not wired yet");
+  std::string entropy(64, '\0');
+  if (::getrandom(entropy.data(), entropy.size(), 0) != static_cast<ssize_t>(entropy.size())) {
+    return Error::guest_agent(os::error_message("getrandom for the guest's entropy"));
+  }
+  const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::system_clock::now().time_since_epoch());
+  // A fresh clone's first answer is slow (an empty TCG translation cache, pages faulted in): allow
+  // it the boot watchdog's time.
+  auto identity =
+      agent_->refresh(entropy, static_cast<uint64_t>(now.count()), hostname, spec_.boot_timeout);
+  std::fill(entropy.begin(), entropy.end(), '\0');
+  return identity;
 }
 
 Status QemuVm::spawn() {

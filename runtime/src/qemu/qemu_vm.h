@@ -66,7 +66,7 @@ class QemuVm {
   // Saves the paused VM's device state (no RAM: it is in memory_file) to `path`.
   Status save_state(const std::string& path);
   // Gives the guest fresh entropy, the wall clock and a hostname (after a restore, before any job).
-  Status refresh(const std::string& hostname);
+  Result<AgentIdentity> refresh(const std::string& hostname);
   const std::string& memory_file() const { return spec_.memory_file; }
 
   Status pause();   // QMP stop
