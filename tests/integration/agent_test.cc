@@ -459,7 +459,7 @@ TEST_CASE("agent: a peer that goes away gives a clear error") {
   a.reaped = true;
 }
 
-TEST_CASE("agent: --listen-unix serves one connection; shutdown makes it exit 0") {
+TEST_CASE("agent: --listen-unix serves one connection, and shutdown makes it exit 0") {
   TempDir dir;
   const std::string sock = dir.path() + "/agent.sock";
   const pid_t pid = spawn_agent(dir, {"--listen-unix", sock, "--work-dir", dir.path()}, -1);

@@ -1062,7 +1062,7 @@ TEST_CASE("envelope: bodies are views of the parts, in order") {
   CHECK(d->bodies[1].data() == parts[3].data());
 }
 
-TEST_CASE("make_message: tag, one command byte, then the bodies; parse_envelope reads it back") {
+TEST_CASE("make_message: tag, one command byte, then the bodies, and parse_envelope reads it back") {
   auto parts = sc::make_message(sc::Command::kSubmit, {"a", "b"});
   REQUIRE(parts.size() == 4);
   CHECK(parts[0] == "PDK1");

@@ -96,7 +96,7 @@ TEST_CASE("worker registry: round-robin over workers with credits") {
   CHECK(r.next_with_credit()->routing_id == "B");
 }
 
-TEST_CASE("worker registry: a draining worker gets nothing; removal returns its jobs") {
+TEST_CASE("worker registry: a draining worker gets nothing, and removal returns its jobs") {
   WorkerRegistry r;
   const auto now = Clock::now();
   WorkerState& w = r.add("A", "a", 4, now);

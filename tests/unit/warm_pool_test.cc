@@ -191,7 +191,7 @@ TEST_CASE("warm pool: keeps min ready and refills after each acquire") {
   CHECK(p.live_vms() == 0);
 }
 
-TEST_CASE("warm pool: misses raise the target up to max; clones that age out unused lower it") {
+TEST_CASE("warm pool: misses raise the target up to max, and clones that age out unused lower it") {
   MemoryProvider p;
   FakeClock clock;
   auto config = fast(0, 2);
@@ -366,7 +366,7 @@ TEST_CASE("warm pool: after stop_refills ready clones still serve, then nothing 
   CHECK(p.live_vms() == 0);
 }
 
-TEST_CASE("warm pools: one per spec, made on first use; shutdown leaves no VM, keeps templates") {
+TEST_CASE("warm pools: one per spec, made on first use, and shutdown leaves no VM, keeps templates") {
   MemoryProvider p;
   worker::WarmPools pools(p, fast(1, 2), /*max_pools=*/2);
   pools.prepare(VmSpec{});

@@ -183,8 +183,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "qemu clones: unique entropy, boot id, hostname and clock; 50 in sequence and 4 in "
-    "parallel; the template's files never change") {
+    "qemu clones: unique entropy, boot id, hostname and clock, 50 in sequence and 4 in "
+    "parallel, the template's files never change") {
   if (!testing::vm_tests_can_run()) return;
   Dirs d;
   auto p = open_provider(d);
