@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "paddock/runtime/backends.h"
+#include "paddock/runtime/qemu_provider.h"
 #include "paddock/worker/worker.h"
 
 namespace {
@@ -63,7 +64,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option(
       "--run-dir", qemu.run_dir,
-      "qemu: per-VM sockets and pidfiles; swept at start (default /run/paddock/<worker-id>)");
+      "qemu: per-VM sockets, pidfiles and RAM files; swept at start (default "
+      "<tmpfs>/paddock/<worker-id>, <tmpfs> being /run or /dev/shm, whichever is a tmpfs)");
+  app.add_option("--snapshot-dir", qemu.snapshot_dir,
+                 "qemu: template snapshots, kept across restarts as a cache; one worker per "
+                 "directory (default <tmpfs>/paddock-snapshots/<worker-id>)");
   app.add_option("--boot-timeout-ms", boot_timeout_ms, "qemu: agent must answer within this")
       ->capture_default_str();
   app.add_option("--heartbeat-ms", opt.heartbeat_ms, "heartbeat period")
@@ -105,10 +110,17 @@ int main(int argc, char** argv) {
   opt.warm_pool.max_age = std::chrono::seconds(warm_max_age_s);
   if (opt.worker_id.empty()) opt.worker_id = default_worker_id();
   qemu.boot_timeout = std::chrono::milliseconds(boot_timeout_ms);
-  if (qemu.run_dir == paddock::runtime::QemuConfig{}.run_dir) {
+  {
     std::string safe;
     for (char c : opt.worker_id) safe += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-    qemu.run_dir = "/run/paddock/" + safe.substr(0, 40);
+    safe = safe.substr(0, 40);
+    // Guest RAM files live in these directories: on a tmpfs they never touch a disk.
+    std::string tmpfs = paddock::runtime::QemuProvider::tmpfs_dir();
+    if (tmpfs.empty()) tmpfs = "/run";
+    if (qemu.run_dir == paddock::runtime::QemuConfig{}.run_dir) {
+      qemu.run_dir = tmpfs + "/paddock/" + safe;
+    }
+    if (qemu.snapshot_dir.empty()) qemu.snapshot_dir = tmpfs + "/paddock-snapshots/" + safe;
   }
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("paddock"));  // logs go to stderr
