@@ -1,9 +1,10 @@
-// The worker on the qemu backend, through a real broker: every job runs in a fresh cold-booted
-// microVM that is torn down afterwards; nothing is left behind.
+// The worker on the qemu backend, through a real broker: every job runs in a fresh microVM (cold
+// booted, or a clone of a template snapshot) that is torn down afterwards; nothing is left behind.
 #include <doctest/doctest.h>
 #include <signal.h>
 
 #include <filesystem>
+#include <set>
 
 #include "../integration/harness.h"
 #include "vm_fixture.h"
@@ -12,18 +13,18 @@ using namespace paddock;
 using namespace paddock::testing;
 namespace fs = std::filesystem;
 
-TEST_CASE("qemu worker: 20 jobs in a row, each in its own VM, leave no QEMU, socket or directory") {
+TEST_CASE("qemu worker: 12 cold jobs, each in its own VM, leave no QEMU, socket or directory") {
   if (!vm_tests_can_run()) return;
   TempDir dir;
   const std::string run_dir = "/run/paddock-test-worker-" + std::to_string(::getpid());
   auto broker = start_broker(dir);
   auto worker = start_worker(dir, broker.worker_endpoint, "vmw", 2,
                              {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir",
-                              run_dir});
+                              run_dir, "--warm", "off"});
   client::Client c(broker.client_endpoint);
   std::vector<schemas::JobRequest> jobs;
   std::vector<std::string> ids;
-  for (int i = 0; i < 20; ++i) {
+  for (int i = 0; i < 12; ++i) {
     auto j = job("vm-" + std::to_string(i),
                  {"/bin/sh", "-c", "echo job " + std::to_string(i) + " on $(uname -s)"});
     j.timeout_ms = 20'000;
@@ -34,12 +35,13 @@ TEST_CASE("qemu worker: 20 jobs in a row, each in its own VM, leave no QEMU, soc
   auto answers = collect(c, ids, 300s);
   REQUIRE_MESSAGE(worker->running(), "the worker exited: " << slurp(worker->log() + ".err"));
   REQUIRE_MESSAGE(answers.all_exactly_once(ids), slurp(worker->log() + ".err"));
-  for (int i = 0; i < 20; ++i) {
+  for (int i = 0; i < 12; ++i) {
     const auto& ev = answers.finals.at(ids[i]).front();
     REQUIRE_MESSAGE(ev.kind == client::Event::Kind::kResult, ev.error.message);
     CHECK(ev.result.stdout_data == "job " + std::to_string(i) + " on Linux\n");
     CHECK(ev.result.backend == "qemu");
-    CHECK_FALSE(ev.result.warm);  // cold boot for now
+    CHECK_FALSE(ev.result.warm);  // --warm off
+    CHECK(ev.result.template_vm.empty());
     CHECK(ev.result.timings.start_us > 0);
     CHECK(ev.result.timings.exec_us > 0);
     CHECK(ev.result.timings.teardown_us > 0);
@@ -52,4 +54,98 @@ TEST_CASE("qemu worker: 20 jobs in a row, each in its own VM, leave no QEMU, soc
   CHECK(fs::is_empty(run_dir));
   CHECK(qemu_processes_under(run_dir) == 0);
   fs::remove_all(run_dir);
+}
+
+namespace {
+
+// Submits one job and waits for its answer.
+client::Event run_one(client::Client& c, schemas::JobRequest j) {
+  const std::string id = j.job_id;
+  c.submit(std::vector<schemas::JobRequest>{std::move(j)});
+  auto answers = collect(c, {id}, 120s);
+  REQUIRE(answers.finals.count(id) == 1);
+  return answers.finals.at(id).front();
+}
+
+}  // namespace
+
+TEST_CASE("qemu worker: warm jobs run in unique clones of one template that outlives the worker") {
+  if (!vm_tests_can_run()) return;
+  TempDir dir;
+  const std::string run_dir = "/run/paddock-test-warm-" + std::to_string(::getpid());
+  const std::string snap_dir = "/run/paddock-test-warmsnap-" + std::to_string(::getpid());
+  auto broker = start_broker(dir);
+  const std::vector<std::string> flags = {
+      "--backend",  "qemu",  "--image-dir",    guest_image_dir(),
+      "--run-dir",  run_dir, "--snapshot-dir", snap_dir,
+      "--warm-min", "1",     "--warm-max",     "2"};
+  client::Client c(broker.client_endpoint);
+  std::string template_vm;
+  {
+    auto worker = start_worker(dir, broker.worker_endpoint, "warm1", 2, flags);
+    // The template is built in the background: jobs before it is ready boot cold.
+    const auto deadline = std::chrono::steady_clock::now() + 120s;
+    int n = 0;
+    while (template_vm.empty() && std::chrono::steady_clock::now() < deadline) {
+      auto ev = run_one(c, job("probe-" + std::to_string(n++), {"true"}));
+      REQUIRE_MESSAGE(ev.kind == client::Event::Kind::kResult, ev.error.message);
+      if (ev.result.warm) template_vm = ev.result.template_vm;
+    }
+    REQUIRE_MESSAGE(!template_vm.empty(),
+                    "no warm job within 120 s: " << slurp(worker->log() + ".err"));
+    CHECK(template_vm.rfind("tpl-default-1x128-", 0) == 0);
+
+    std::vector<schemas::JobRequest> jobs;
+    std::vector<std::string> ids;
+    for (int i = 0; i < 10; ++i) {
+      auto j = job("warm-" + std::to_string(i), {"/bin/sh", "-c",
+                                                 "hostname; cat /proc/sys/kernel/random/boot_id; "
+                                                 "head -c 8 /dev/urandom | od -An -tx1"});
+      ids.push_back(j.job_id);
+      jobs.push_back(std::move(j));
+    }
+    c.submit(jobs);
+    auto answers = collect(c, ids, 300s);
+    REQUIRE_MESSAGE(answers.all_exactly_once(ids), slurp(worker->log() + ".err"));
+    std::set<std::string> outputs;
+    for (const auto& id : ids) {
+      const auto& ev = answers.finals.at(id).front();
+      REQUIRE_MESSAGE(ev.kind == client::Event::Kind::kResult, ev.error.message);
+      CHECK(ev.result.exit_code == 0);
+      CHECK(ev.result.warm);
+      CHECK(ev.result.template_vm == template_vm);
+      CHECK(ev.result.stdout_data.rfind("paddock-warm1-warm-", 0) == 0);
+      outputs.insert(ev.result.stdout_data);
+    }
+    CHECK(outputs.size() == ids.size());  // hostname, boot id and entropy differ in every clone
+
+    worker->signal(SIGTERM);
+    auto code = worker->wait_for(60s);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+    CHECK(fs::is_empty(run_dir));
+    CHECK(qemu_processes_under(run_dir) == 0);
+  }
+  // The template stays on disk, and a restarted worker runs warm from it without a new boot.
+  CHECK(fs::exists(snap_dir + "/" + template_vm + "/template/meta.json"));
+  {
+    auto worker = start_worker(dir, broker.worker_endpoint, "warm1", 1, flags);
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    client::Event ev;
+    int n = 0;
+    do {
+      ev = run_one(c, job("again-" + std::to_string(n++), {"true"}));
+      REQUIRE_MESSAGE(ev.kind == client::Event::Kind::kResult, ev.error.message);
+    } while (!ev.result.warm && std::chrono::steady_clock::now() < deadline);
+    CHECK(ev.result.warm);
+    CHECK(ev.result.template_vm == template_vm);
+    worker->signal(SIGTERM);
+    auto code = worker->wait_for(60s);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+  }
+  CHECK(fs::is_empty(run_dir));
+  CHECK(qemu_processes_under(run_dir) == 0);
+  fs::remove_all(run_dir);
+  fs::remove_all(snap_dir);
 }
