@@ -97,6 +97,11 @@ out["fuzz_agent_frames"] = [
     agent({"v": 1, "id": 0, "ok": False, "error": "body: truncated msgpack"},
           {"v": 1, "id": 4, "ok": True, "op": "shutdown"}),
     b"\x00\x00\x00\x00" + agent({"v": 1, "id": 1, "op": "ping"}),
+    agent({"v": 1, "id": 5, "op": "refresh", "entropy": bytes(range(64)),
+           "unix_time_ns": 1700000000123456789, "hostname": "clone-0042"},
+          {"v": 1, "id": 5, "ok": True, "op": "refreshed",
+           "boot_id": "0a1b2c3d-0000-4000-8000-0123456789ab", "hostname": "clone-0042",
+           "applied": True}),
 ]
 for target, items in out.items():
     d = os.path.join(seeds, target)
@@ -117,7 +122,8 @@ keys = ["job_id", "image", "argv", "env", "stdin", "files", "files_out", "vcpus"
         "message", "vm_id", "snapshot_id", "from", "to", "retryable", "request", "slots",
         "capabilities", "credits", "job_ids", "tcp", "udp", "icmp", "any", "PDK1", "..",
         "10.0.0.0/8", "1.2.3.4", "v", "id", "op", "ping", "exec", "shutdown", "script", "cwd",
-        "files_out_cap", "ok", "error", "pong", "result", "agent_version"]
+        "files_out_cap", "ok", "error", "pong", "result", "agent_version", "refresh", "refreshed",
+        "entropy", "unix_time_ns", "hostname", "boot_id", "applied"]
 with open(dict_path, "w") as f:
     for k in keys:
         b = bytes([0xA0 | len(k)]) + k.encode()
