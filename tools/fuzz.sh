@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Builds and runs the libFuzzer targets of tests/fuzz/ against the wire codec (schemas/src) and the
-# guest agent protocol codec (runtime/src/agent/protocol.cc).
+# Builds and runs the libFuzzer targets of tests/fuzz/ against the wire codec (schemas/src), the
+# guest agent protocol codec (runtime/src/agent/protocol.cc) and the snapshot store's meta.json
+# parser (runtime/src/qemu/snapshot_store.cc).
 #
 #   tools/fuzz.sh [SECONDS_PER_TARGET]      (default 30)
 #
-# Targets are compiled with clang++-14 -fsanitize=fuzzer,address,undefined straight from
-# schemas/src/*.cc and runtime/src/agent/protocol.cc into $PADDOCK_FUZZ_BUILD_DIR (default:
-# <repo>/build-fuzz), seeded from schemas/vectors/*.msgpack (wrapped in frames as each target
-# expects) and, for the agent, from requests and replies written here. The working corpus stays
-# in the build directory, so it grows from run to run and never lands in the repository.
+# Targets are compiled with clang++-14 -fsanitize=fuzzer,address,undefined straight from the
+# sources above into $PADDOCK_FUZZ_BUILD_DIR (default: <repo>/build-fuzz), seeded from
+# schemas/vectors/*.msgpack (wrapped in frames as each target expects), for the agent from requests
+# and replies written here, and for the snapshot metadata from a valid meta.json and broken variants
+# of it written here. The working corpus stays in the build directory, so it grows from run to run
+# and never lands in the repository.
 # Exits non-zero if any target crashes (the reproducer is in <build dir>/artifacts/), and prints
 # each target's executions and coverage.
 set -euo pipefail
@@ -22,7 +24,8 @@ SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${PADDOCK_FUZZ_BUILD_DIR:-$SRC/build-fuzz}"
 CXX="${PADDOCK_FUZZ_CXX:-clang++-14}"
 PYTHON=/usr/bin/python3
-TARGETS=(fuzz_client_frames fuzz_worker_frames fuzz_job_dispatch fuzz_agent_frames)
+TARGETS=(fuzz_client_frames fuzz_worker_frames fuzz_job_dispatch fuzz_agent_frames
+         fuzz_snapshot_meta)
 
 command -v "$CXX" >/dev/null || { echo "fuzz.sh: $CXX not found" >&2; exit 2; }
 mkdir -p "$OUT"/{obj,seeds,corpus,artifacts,logs}
@@ -30,30 +33,55 @@ mkdir -p "$OUT"/{obj,seeds,corpus,artifacts,logs}
 # ---- build ----------------------------------------------------------------------------------
 CXXFLAGS=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
           -fno-sanitize-recover=all -DMSGPACK_NO_BOOST
-          -I"$SRC/schemas/include" -I"$SRC/schemas/src" -I"$SRC/runtime/src" -I"$SRC/tests/fuzz")
-objs=()
-for src in "$SRC"/schemas/src/*.cc "$SRC"/runtime/src/agent/protocol.cc; do
-  obj="$OUT/obj/$(basename "${src%.cc}").o"
-  # The library objects must not bring a main(): -fsanitize=fuzzer-no-link for them.
+          -I"$SRC/schemas/include" -I"$SRC/schemas/src" -I"$SRC/runtime/include"
+          -I"$SRC/runtime/src" -I"$SRC/tests/fuzz")
+# The snapshot store logs with spdlog (Debian's, built against an external fmt) and hashes with
+# xxhash, as runtime/CMakeLists.txt links them.
+pkg-config --exists spdlog libxxhash ||
+  { echo "fuzz.sh: pkg-config finds no spdlog or libxxhash (tools/install-deps.sh)" >&2; exit 2; }
+read -r -a SNAPSHOT_CFLAGS <<<"$(pkg-config --cflags spdlog libxxhash)"
+read -r -a SNAPSHOT_LIBS <<<"$(pkg-config --libs spdlog libxxhash)"
+# Compiles one library source into $OUT/obj/<name>.o when it or a header it may include changed,
+# and sets OBJ to the object's path. Library objects must not bring a main(): fuzzer-no-link.
+compile() {
+  local src="$1" obj="$OUT/obj/$2.o"
+  shift 2
   if [[ ! -f "$obj" || "$src" -nt "$obj" || "$0" -nt "$obj" ]] ||
-     [[ -n "$(find "$SRC/schemas/include" "$SRC/schemas/src" "$SRC/runtime/src/agent" -newer "$obj" -name '*.h' | head -1)" ]]; then
+     [[ -n "$(find "$SRC/schemas/include" "$SRC/schemas/src" "$SRC/runtime/include" \
+                   "$SRC/runtime/src/agent" "$SRC/runtime/src/qemu" "$SRC/runtime/src/os" \
+                   -newer "$obj" -name '*.h' | head -1)" ]]; then
     "$CXX" "${CXXFLAGS[@]/-fsanitize=fuzzer,address,undefined/-fsanitize=fuzzer-no-link,address,undefined}" \
-      -c "$src" -o "$obj"
+      "$@" -c "$src" -o "$obj"
   fi
-  objs+=("$obj")
+  OBJ="$obj"
+}
+codec_objs=()
+for src in "$SRC"/schemas/src/*.cc "$SRC"/runtime/src/agent/protocol.cc; do
+  compile "$src" "$(basename "${src%.cc}")"
+  codec_objs+=("$OBJ")
 done
+snapshot_objs=()
+compile "$SRC/runtime/src/qemu/snapshot_store.cc" snapshot_store "${SNAPSHOT_CFLAGS[@]}"
+snapshot_objs+=("$OBJ")
+compile "$SRC/runtime/src/error.cc" runtime_error
+snapshot_objs+=("$OBJ")
 for t in "${TARGETS[@]}"; do
   echo "== build $t"
-  "$CXX" "${CXXFLAGS[@]}" "$SRC/tests/fuzz/$t.cc" "${objs[@]}" -o "$OUT/$t"
+  if [[ $t == fuzz_snapshot_meta ]]; then
+    "$CXX" "${CXXFLAGS[@]}" "${SNAPSHOT_CFLAGS[@]}" "$SRC/tests/fuzz/$t.cc" "${snapshot_objs[@]}" \
+      "${SNAPSHOT_LIBS[@]}" -o "$OUT/$t"
+  else
+    "$CXX" "${CXXFLAGS[@]}" "$SRC/tests/fuzz/$t.cc" "${codec_objs[@]}" -o "$OUT/$t"
+  fi
 done
 
 # ---- seeds and dictionary -------------------------------------------------------------------
-"$PYTHON" - "$SRC/schemas/vectors" "$OUT/seeds" "$OUT/msgpack.dict" <<'PY'
+"$PYTHON" - "$SRC/schemas/vectors" "$OUT/seeds" "$OUT/msgpack.dict" "$OUT/meta.dict" <<'PY'
 import json, os, struct, sys
 
 import msgpack
 
-vectors, seeds, dict_path = sys.argv[1:4]
+vectors, seeds, dict_path, meta_dict_path = sys.argv[1:5]
 manifest = json.load(open(os.path.join(vectors, "manifest.json")))
 
 def frames(*parts):
@@ -103,6 +131,50 @@ out["fuzz_agent_frames"] = [
            "boot_id": "0a1b2c3d-0000-4000-8000-0123456789ab", "hostname": "clone-0042",
            "applied": True}),
 ]
+
+# A snapshot's meta.json (runtime/src/qemu/snapshot_store.h) as encode_meta writes it: keys
+# sorted, two-space indent, a final newline. memory.size must be mem_mib MiB.
+meta = {"format": 1, "vm_id": "vm-1", "snapshot_id": "warm.0", "created_unix_ms": 1700000000123,
+        "image": "default", "vcpus": 2, "mem_mib": 128,
+        "qemu_version": "QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-1~bpo12+1)",
+        "accel": "tcg", "machine": "microvm,x-option-roms=off,pit=off,pic=off,rtc=on",
+        "cpu": "max", "image_id": "0123456789abcdef0123456789abcdef",
+        "kernel_args": "console=ttyS0 reboot=t panic=-1 quiet",
+        "files": {"memory": {"size": 128 << 20, "xxh3_128": "00112233445566778899aabbccddeeff"},
+                  "state": {"size": 40960, "xxh3_128": "ffeeddccbbaa99887766554433221100"}}}
+
+def meta_json(m, indent=2):
+    return (json.dumps(m, indent=indent, sort_keys=True) + "\n").encode()
+
+def meta_with(path, value):
+    m = json.loads(json.dumps(meta))
+    *parents, last = path
+    node = m
+    for k in parents:
+        node = node[k]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return meta_json(m)
+
+valid = meta_json(meta)
+out["fuzz_snapshot_meta"] = [
+    valid,
+    json.dumps(meta, separators=(",", ":")).encode(),
+    meta_with(["files", "memory", "size"], 64 << 20),         # not mem_mib MiB
+    meta_with(["files", "state", "xxh3_128"], "FFEEDDCCBBAA99887766554433221100"),
+    meta_with(["vm_id"], "../vm-1"),
+    meta_with(["cpu"], KeyError),
+    meta_with(["format"], 2),
+    meta_with(["vcpus"], "2"),
+    meta_with(["mem_mib"], 128.0),
+    meta_with(["files", "state", "sha256"], "00"),            # unknown field
+    meta_with(["kernel_args"], "x" * 1025),                   # over kMaxText
+    valid[: len(valid) // 2],
+    b"[]",
+    valid.replace(b'"vm_id": "vm-1"', b'"vm_id": "vm-1", "vm_id": "vm-2"'),
+]
 for target, items in out.items():
     d = os.path.join(seeds, target)
     os.makedirs(d, exist_ok=True)
@@ -128,6 +200,16 @@ with open(dict_path, "w") as f:
     for k in keys:
         b = bytes([0xA0 | len(k)]) + k.encode()
         f.write('"' + "".join(f"\\x{c:02x}" for c in b) + '"\n')
+
+meta_tokens = ['"' + k + '"' for k in
+               ["format", "vm_id", "snapshot_id", "created_unix_ms", "image", "vcpus", "mem_mib",
+                "qemu_version", "accel", "machine", "cpu", "image_id", "kernel_args", "files",
+                "memory", "state", "size", "xxh3_128", "tcg", "kvm", "default"]]
+meta_tokens += ["{", "}", "[", "]", ":", ",", "true", "false", "null", "134217728", "-1", "1e3",
+                "18446744073709551616", "\\u0000", "\\ud800", "0123456789abcdef"]
+with open(meta_dict_path, "w") as f:
+    for k in meta_tokens:
+        f.write('"' + "".join(f"\\x{c:02x}" for c in k.encode()) + '"\n')
 PY
 
 # ---- run ------------------------------------------------------------------------------------
@@ -136,10 +218,12 @@ summary=()
 for t in "${TARGETS[@]}"; do
   mkdir -p "$OUT/corpus/$t"
   log="$OUT/logs/$t.log"
+  dict="$OUT/msgpack.dict"
+  [[ $t == fuzz_snapshot_meta ]] && dict="$OUT/meta.dict"
   echo "== run $t for ${SECONDS_PER_TARGET}s (log: $log)"
   set +e
   "$OUT/$t" -max_total_time="$SECONDS_PER_TARGET" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -dict="$OUT/msgpack.dict" -artifact_prefix="$OUT/artifacts/$t-" \
+    -print_final_stats=1 -dict="$dict" -artifact_prefix="$OUT/artifacts/$t-" \
     "$OUT/corpus/$t" "$OUT/seeds/$t" >"$log" 2>&1
   rc=$?
   set -e
