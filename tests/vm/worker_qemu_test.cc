@@ -3,6 +3,9 @@
 #include <doctest/doctest.h>
 #include <signal.h>
 
+#include <sys/stat.h>
+
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -69,7 +72,9 @@ client::Event run_one(client::Client& c, schemas::JobRequest j) {
 
 }  // namespace
 
-TEST_CASE("qemu worker: warm jobs run in unique clones of one template that outlives the worker") {
+TEST_CASE(
+    "qemu worker: warm jobs run in unique clones of one template that outlives the worker, and a "
+    "corrupted template is rebuilt") {
   if (!vm_tests_can_run()) return;
   TempDir dir;
   const std::string run_dir = "/run/paddock-test-warm-" + std::to_string(::getpid());
@@ -139,6 +144,37 @@ TEST_CASE("qemu worker: warm jobs run in unique clones of one template that outl
     } while (!ev.result.warm && std::chrono::steady_clock::now() < deadline);
     CHECK(ev.result.warm);
     CHECK(ev.result.template_vm == template_vm);
+    worker->signal(SIGTERM);
+    auto code = worker->wait_for(60s);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+  }
+  // A corrupted template is refused by its checksum; the worker deletes it and builds a new one.
+  {
+    const std::string memory = snap_dir + "/" + template_vm + "/template/memory";
+    REQUIRE(::chmod(memory.c_str(), 0644) == 0);
+    std::FILE* f = std::fopen(memory.c_str(), "r+b");
+    REQUIRE(f != nullptr);
+    std::fseek(f, 4 << 20, SEEK_SET);
+    const int byte = std::fgetc(f);
+    std::fseek(f, 4 << 20, SEEK_SET);
+    std::fputc(byte ^ 0x5a, f);
+    std::fclose(f);
+  }
+  {
+    auto worker = start_worker(dir, broker.worker_endpoint, "warm1", 1, flags);
+    const auto deadline = std::chrono::steady_clock::now() + 120s;
+    client::Event ev;
+    int n = 0;
+    do {
+      ev = run_one(c, job("rebuilt-" + std::to_string(n++), {"echo", "ok"}));
+      REQUIRE_MESSAGE(ev.kind == client::Event::Kind::kResult, ev.error.message);
+      CHECK(ev.result.stdout_data == "ok\n");
+    } while (!ev.result.warm && std::chrono::steady_clock::now() < deadline);
+    REQUIRE_MESSAGE(ev.result.warm, slurp(worker->log() + ".err"));
+    CHECK(ev.result.template_vm != template_vm);
+    CHECK_FALSE(fs::exists(snap_dir + "/" + template_vm));  // the refused one is gone
+    CHECK(slurp(worker->log() + ".err").find("fails its checksum") != std::string::npos);
     worker->signal(SIGTERM);
     auto code = worker->wait_for(60s);
     REQUIRE(code.has_value());
