@@ -115,6 +115,7 @@ TEST_CASE("snapshot meta: every malformed field is refused by name") {
   refused("\"accel\": \"tcg\"", "\"accel\": \"tcg\", \"extra\": 1", "extra");
   refused(std::string(32, '1'), "xyz", "files.state.xxh3_128");
   refused("\"format\": 1,", "", "format");
+  refused("\"accel\": \"tcg\"", "\"accel\": \"tcg\", \"accel\": \"kvm\"", "accel: given twice");
   CHECK(parse_meta("[1,2]").error().detail().find("not a JSON object") != std::string::npos);
   CHECK(parse_meta("{").error().detail().find("not valid JSON") != std::string::npos);
   CHECK(parse_meta(std::string(snapshot_limits::kMaxMetaBytes + 1, ' '))

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
@@ -187,9 +189,22 @@ Result<SnapshotMeta> parse_meta(std::string_view text) {
   if (text.size() > lim::kMaxMetaBytes) {
     return bad_meta("file", "larger than " + std::to_string(lim::kMaxMetaBytes) + " bytes");
   }
-  // Nesting is bounded by the fields below; the parser itself is bounded by the size limit.
-  json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  // Nesting is bounded by the fields below; the parser itself is bounded by the size limit. A key
+  // given twice in one object is refused (JSON parsers disagree on which one wins).
+  std::vector<std::set<std::string>> keys;  // one set per open object
+  std::string duplicate;
+  auto strict = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) keys.emplace_back();
+    if (event == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
+    if (event == json::parse_event_t::key && !keys.empty() &&
+        !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
+      duplicate = parsed.get<std::string>().substr(0, 64);
+    }
+    return true;
+  };
+  json j = json::parse(text.begin(), text.end(), strict, /*allow_exceptions=*/false);
   if (j.is_discarded()) return bad_meta("file", "not valid JSON");
+  if (!duplicate.empty()) return bad_meta(duplicate, "given twice");
   if (!j.is_object()) return bad_meta("file", "not a JSON object");
   Fields f{j, "", std::nullopt};
   SnapshotMeta m;
