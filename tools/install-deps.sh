@@ -10,7 +10,7 @@ PACKAGES=(
   doctest-dev libcli11-dev nlohmann-json3-dev
   clang-14 libclang-rt-14-dev
   python3 python3-zmq python3-msgpack
-  procps iproute2
+  procps iproute2 iptables
   cpio gzip xz-utils zstd
 )
 # QEMU >= 8.2 comes from bookworm-backports (DESIGN.md §6: 7.2 cannot give a jailed QEMU a
