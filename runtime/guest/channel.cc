@@ -96,7 +96,8 @@ int open_virtio_port(const std::string& port_name, int timeout_ms, std::string& 
   error = "no virtio-serial port named " + port_name + " after " + std::to_string(timeout_ms) +
           " ms (ports: " + (seen.empty() ? "none" : seen) +
           "); the VM needs -device virtio-serial-device (microvm) or virtio-serial-pci, and "
-          "-device virtserialport,name=" + port_name + ", and the kernel virtio_console";
+          "-device virtserialport,name=" +
+          port_name + ", and the kernel virtio_console";
   return -1;
 }
 

@@ -87,8 +87,8 @@ std::vector<std::string> candidates(const std::string& program, const std::strin
   size_t start = 0;
   for (;;) {
     const size_t colon = path.find(':', start);
-    std::string dir = path.substr(start, colon == std::string::npos ? std::string::npos
-                                                                    : colon - start);
+    std::string dir =
+        path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
     out.push_back((dir.empty() ? std::string(".") : dir) + "/" + program);
     if (colon == std::string::npos) return out;
     start = colon + 1;
@@ -128,8 +128,8 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
       break;
     }
   }
-  const std::string msg = "paddock-agent: cannot run " + std::string(argv[0]) + ": " +
-                          std::strerror(err) + "\n";
+  const std::string msg =
+      "paddock-agent: cannot run " + std::string(argv[0]) + ": " + std::strerror(err) + "\n";
   [[maybe_unused]] ssize_t n = ::write(2, msg.data(), msg.size());
   _exit(err == ENOENT || err == ENOTDIR ? 127 : 126);
 }
@@ -256,8 +256,7 @@ JobRun run_job(const agent::ExecCommand& command, const JobContext& context) {
       const size_t n = std::min(kChunk, command.stdin_data.size() - stdin_sent);
       const ssize_t w = ::write(in_write.fd, command.stdin_data.data() + stdin_sent, n);
       if (w > 0) stdin_sent += static_cast<size_t>(w);
-      if ((w < 0 && errno != EAGAIN && errno != EINTR) ||
-          stdin_sent == command.stdin_data.size()) {
+      if ((w < 0 && errno != EAGAIN && errno != EINTR) || stdin_sent == command.stdin_data.size()) {
         in_write.reset();
       }
     }

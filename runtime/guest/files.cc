@@ -71,8 +71,8 @@ std::string write_files(int dirfd, const std::vector<runtime::agent::FileIn>& fi
     std::string leaf;
     Fd parent = open_parent(dirfd, f.path, /*create=*/true, leaf);
     if (parent.fd < 0) return runtime::os::error_message(what + ": open parent directory");
-    Fd out(::openat(parent.fd, leaf.c_str(),
-                    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
+    Fd out(::openat(parent.fd, leaf.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                    0600));
     if (out.fd < 0) return runtime::os::error_message(what + ": open");
     if (::fchmod(out.fd, f.mode) != 0) return runtime::os::error_message(what + ": chmod");
     if (!write_all(out.fd, f.data)) return runtime::os::error_message(what + ": write");

@@ -24,6 +24,7 @@
 #include "exec.h"
 #include "init.h"
 #include "modules.h"
+#include "network.h"
 #include "os/os_error.h"
 #include "reaper.h"
 #include "refresh.h"
@@ -218,6 +219,9 @@ bool setup_signals(Reaper& reaper) {
   std::string names;
   for (const auto& m : loaded) names += (names.empty() ? "" : " ") + m;
   if (!names.empty()) say("loaded modules: " + names);
+  std::string network;
+  for (const auto& e : configure_network(network)) say(e);
+  say("network: " + network);
   std::string path, error;
   const int fd = open_virtio_port(kPortName, kPortWaitMs, path, error);
   if (fd < 0) fatal(error);

@@ -25,8 +25,10 @@ constexpr std::string_view kSuffixes[] = {".ko.xz", ".ko.zst", ".ko.gz", ".ko"};
 bool compressed(std::string_view path) { return !path.ends_with(".ko"); }
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -119,7 +121,8 @@ LoadPlan plan_modules(const ModuleIndex& index, const std::vector<std::string>& 
 std::string read_module_index(const std::string& dir, ModuleIndex& index) {
   std::string dep;
   std::string builtin;
-  if (!read_file(dir + "/modules.dep", dep)) return runtime::os::error_message("read " + dir + "/modules.dep");
+  if (!read_file(dir + "/modules.dep", dep))
+    return runtime::os::error_message("read " + dir + "/modules.dep");
   read_file(dir + "/modules.builtin", builtin);  // optional: older trees may lack it
   index = parse_module_index(dep, builtin);
   return {};
@@ -144,8 +147,9 @@ std::vector<std::string> load_modules(const std::string& dir, const std::vector<
     } else if (err != EEXIST) {
       std::string msg = runtime::os::error_message("finit_module " + path, err);
       if (flags != 0 && (err == EINVAL || err == EOPNOTSUPP)) {
-        msg += " (this kernel may not decompress modules itself: that needs Linux >= 5.17 with "
-               "CONFIG_MODULE_DECOMPRESS; put the module in the image uncompressed)";
+        msg +=
+            " (this kernel may not decompress modules itself: that needs Linux >= 5.17 with "
+            "CONFIG_MODULE_DECOMPRESS; put the module in the image uncompressed)";
       }
       errors.push_back(std::move(msg));
     }
@@ -173,7 +177,8 @@ std::vector<std::string> load_needed_modules(std::vector<std::string>& loaded) {
             " must then be built into the kernel)"};
   }
   const LoadPlan plan = plan_modules(
-      index, required, std::vector<std::string>(std::begin(kOptionalModules), std::end(kOptionalModules)));
+      index, required,
+      std::vector<std::string>(std::begin(kOptionalModules), std::end(kOptionalModules)));
   std::vector<std::string> errors;
   for (const auto& m : plan.missing) {
     errors.push_back("module " + m + ": not in " + dir + "/modules.dep nor built into the kernel");

@@ -115,6 +115,13 @@ class FaultyProvider final : public runtime::Provider {
   runtime::Status ping(const std::string& id, std::chrono::milliseconds t) override {
     return inner.ping(id, t);
   }
+  runtime::Status set_egress(const std::string& id,
+                             const std::vector<runtime::net::EgressRule>& rules) override {
+    return inner.set_egress(id, rules);
+  }
+  runtime::Result<runtime::NetworkUsage> network_usage(const std::string& id) override {
+    return inner.network_usage(id);
+  }
   runtime::Result<runtime::ExecResult> exec(const std::string& id, const runtime::ExecRequest& r,
                                             std::stop_token cancel) override {
     return inner.exec(id, r, std::move(cancel));
@@ -366,7 +373,8 @@ TEST_CASE("warm pool: after stop_refills ready clones still serve, then nothing 
   CHECK(p.live_vms() == 0);
 }
 
-TEST_CASE("warm pools: one per spec, made on first use, and shutdown leaves no VM, keeps templates") {
+TEST_CASE(
+    "warm pools: one per spec, made on first use, and shutdown leaves no VM, keeps templates") {
   MemoryProvider p;
   worker::WarmPools pools(p, fast(1, 2), /*max_pools=*/2);
   pools.prepare(VmSpec{});

@@ -16,14 +16,27 @@ using namespace paddock;
 using namespace paddock::testing;
 namespace fs = std::filesystem;
 
+namespace {
+
+// A network namespace that plays the worker's host for its VMs' networks (so the test never
+// touches the machine's own firewall), deleted at the end.
+struct HostNetns {
+  std::string name = "ptwk" + std::to_string(::getpid() % 100000);
+  HostNetns() { REQUIRE(std::system(("ip netns add " + name).c_str()) == 0); }
+  ~HostNetns() { (void)std::system(("ip netns delete " + name + " 2>/dev/null").c_str()); }
+};
+
+}  // namespace
+
 TEST_CASE("qemu worker: 12 cold jobs, each in its own VM, leave no QEMU, socket or directory") {
   if (!vm_tests_can_run()) return;
   TempDir dir;
   const std::string run_dir = "/run/paddock-test-worker-" + std::to_string(::getpid());
+  HostNetns host;
   auto broker = start_broker(dir);
   auto worker = start_worker(dir, broker.worker_endpoint, "vmw", 2,
                              {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir",
-                              run_dir, "--warm", "off"});
+                              run_dir, "--warm", "off", "--net-host-netns", host.name});
   client::Client c(broker.client_endpoint);
   std::vector<schemas::JobRequest> jobs;
   std::vector<std::string> ids;
@@ -79,11 +92,13 @@ TEST_CASE(
   TempDir dir;
   const std::string run_dir = "/run/paddock-test-warm-" + std::to_string(::getpid());
   const std::string snap_dir = "/run/paddock-test-warmsnap-" + std::to_string(::getpid());
+  HostNetns host;
   auto broker = start_broker(dir);
   const std::vector<std::string> flags = {
-      "--backend",  "qemu",  "--image-dir",    guest_image_dir(),
-      "--run-dir",  run_dir, "--snapshot-dir", snap_dir,
-      "--warm-min", "1",     "--warm-max",     "2"};
+      "--backend",        "qemu",   "--image-dir",    guest_image_dir(),
+      "--run-dir",        run_dir,  "--snapshot-dir", snap_dir,
+      "--warm-min",       "1",      "--warm-max",     "2",
+      "--net-host-netns", host.name};
   client::Client c(broker.client_endpoint);
   std::string template_vm;
   {

@@ -10,8 +10,8 @@ namespace paddock::worker {
 
 namespace sc = paddock::schemas;
 
-BrokerSession::BrokerSession(zmq::context_t& context, std::string endpoint,
-                             sc::Ready identity, uint32_t share, SessionTiming timing)
+BrokerSession::BrokerSession(zmq::context_t& context, std::string endpoint, sc::Ready identity,
+                             uint32_t share, SessionTiming timing)
     : context_(context),
       endpoint_(std::move(endpoint)),
       identity_(std::move(identity)),
@@ -47,7 +47,8 @@ void BrokerSession::disconnect(Clock::time_point now, const char* why) {
   spdlog::warn("broker {}: {}; reconnecting in about {} ms", endpoint_, why, backoff_.count());
   socket_.reset();
   std::uniform_real_distribution<double> jitter(0.5, 1.5);
-  reconnect_at_ = now + std::chrono::duration_cast<std::chrono::milliseconds>(backoff_ * jitter(rng_));
+  reconnect_at_ =
+      now + std::chrono::duration_cast<std::chrono::milliseconds>(backoff_ * jitter(rng_));
   backoff_ = std::min(backoff_ * 2, timing_.reconnect_max);
 }
 

@@ -31,6 +31,16 @@ rt::ExecRequest exec_request_from(const sc::JobRequest& r) {
   return e;
 }
 
+std::vector<rt::net::EgressRule> egress_from(const sc::JobRequest& r) {
+  std::vector<rt::net::EgressRule> out;
+  for (const auto& e : r.egress) {
+    rt::net::EgressRule rule{e.cidr, e.protocol, {}};
+    for (const auto& p : e.ports) rule.ports.push_back(rt::net::PortRange{p.first, p.last});
+    out.push_back(std::move(rule));
+  }
+  return out;
+}
+
 sc::JobError cancelled_error(const sc::JobDispatch& d, const std::string& worker_id) {
   sc::JobError e;
   e.job_id = d.request.job_id;
@@ -85,10 +95,20 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
       return fail(st.error());
     }
   }
+  // The job's egress, before any of its code runs (no rules: the VM keeps no route out).
+  if (auto st = provider.set_egress(vm_id, egress_from(req)); !st) {
+    (void)teardown();
+    return fail(st.error());
+  }
   const uint64_t start_us = micros_since(t0);
   const auto t_exec = Clock::now();
   auto exec = provider.exec(vm_id, exec_request_from(req), cancel);
   const uint64_t exec_us = micros_since(t_exec);
+  auto usage = provider.network_usage(vm_id);
+  if (!usage) {
+    spdlog::warn("job '{}': network counters of vm '{}': {}", req.job_id, vm_id,
+                 usage.error().message());
+  }
   const auto t_down = Clock::now();
   auto down = teardown();
   const uint64_t teardown_us = micros_since(t_down);
@@ -116,6 +136,13 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   r.timings = sc::Timings{dispatch.queued_us, start_us, exec_us, teardown_us, micros_since(t0)};
   r.usage.cpu_us = x.cpu_us;
   r.usage.peak_memory_kib = x.peak_memory_kib;
+  if (usage) {
+    r.usage.bytes_in = usage.value().bytes_in;
+    r.usage.bytes_out = usage.value().bytes_out;
+    r.usage.packets_in = usage.value().packets_in;
+    r.usage.packets_out = usage.value().packets_out;
+    r.usage.egress_blocked = usage.value().egress_blocked;
+  }
   r.worker_id = ctx.worker_id;
   r.attempt = dispatch.attempt;
   r.warm = clone.has_value();

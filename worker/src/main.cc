@@ -1,10 +1,16 @@
 // paddock-worker: the worker daemon. A thin shell over paddock::worker::Worker.
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cctype>
 #include <csignal>
 #include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -30,6 +36,66 @@ std::string default_worker_id() {
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
   return std::string(host) + "-" + std::to_string(getpid());
+}
+
+// A network prefix that is this worker's across restarts (so its sweep finds what it left) and
+// differs between workers on a host: "p" and 5 hex digits of FNV-1a of the worker id.
+std::string derived_net_prefix(const std::string& worker_id) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : worker_id) h = (h ^ c) * 16777619u;
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "p%05x", h & 0xfffffu);
+  return buf;
+}
+
+// CIDR[,PROTOCOL[,PORT|FIRST-LAST...]]; checked again, with the rest, when the provider opens.
+std::optional<paddock::runtime::net::EgressRule> parse_policy_rule(const std::string& text,
+                                                                   std::string& error) {
+  std::vector<std::string> parts;
+  size_t at = 0;
+  while (true) {
+    const size_t comma = text.find(',', at);
+    parts.push_back(text.substr(at, comma - at));
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  paddock::runtime::net::EgressRule rule{parts[0], parts.size() > 1 ? parts[1] : "any", {}};
+  for (size_t i = 2; i < parts.size(); ++i) {
+    const std::string& p = parts[i];
+    const size_t dash = p.find('-');
+    try {
+      const unsigned long first = std::stoul(p.substr(0, dash));
+      const unsigned long last = dash == std::string::npos ? first : std::stoul(p.substr(dash + 1));
+      if (first > 65535 || last > 65535) throw std::out_of_range("port");
+      rule.ports.push_back({static_cast<uint16_t>(first), static_cast<uint16_t>(last)});
+    } catch (const std::exception&) {
+      error = "'" + p + "' is not a port or FIRST-LAST range";
+      return std::nullopt;
+    }
+  }
+  return rule;
+}
+
+// The IPv4 addresses of a tcp:// broker endpoint (none for ipc:// or a wildcard).
+std::vector<std::string> broker_addresses(const std::string& endpoint) {
+  const std::string scheme = "tcp://";
+  if (endpoint.rfind(scheme, 0) != 0) return {};
+  std::string host = endpoint.substr(scheme.size());
+  host = host.substr(0, host.rfind(':'));
+  if (host.empty() || host == "*") return {};
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  std::vector<std::string> out;
+  if (::getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0) return out;
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    char buf[INET_ADDRSTRLEN];
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(a->ai_addr);
+    if (::inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf)) out.push_back(buf);
+  }
+  ::freeaddrinfo(found);
+  return out;
 }
 
 }  // namespace
@@ -97,6 +163,32 @@ int main(int argc, char** argv) {
                  "warm: a ready clone older than this is destroyed and replaced")
       ->check(CLI::Range(1u, 86'400u))
       ->capture_default_str();
+  std::string network = "on";
+  paddock::runtime::net::NetworkSettings net;
+  std::vector<std::string> egress_allow, egress_deny;
+  app.add_option("--network", network,
+                 "qemu: per-VM network namespaces with a default-deny egress firewall (on), or "
+                 "VMs without a network device (off)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_option("--net-pool", net.pool, "qemu: one /30 per VM with egress comes from this CIDR")
+      ->capture_default_str();
+  app.add_option("--net-prefix", net.prefix,
+                 "qemu: names of this worker's namespaces, links and rules start with it; the "
+                 "startup sweep removes them (default: derived from the worker id)");
+  app.add_option("--net-host-netns", net.host_netns,
+                 "qemu: the network namespace that plays the host for VM egress (default: the "
+                 "worker's own)");
+  app.add_option("--egress-allow", egress_allow,
+                 "qemu: operator policy, repeatable: CIDR[,PROTOCOL[,PORT|FIRST-LAST...]]; a job's "
+                 "rules are narrowed to these (default 0.0.0.0/0,any)");
+  app.add_option("--egress-deny", egress_deny,
+                 "qemu: CIDRs no job may reach, repeatable (the brokers' addresses are always "
+                 "added)");
+  app.add_flag("--egress-allow-link-local", net.policy.allow_link_local,
+               "qemu: let jobs reach 169.254.0.0/16 (the metadata address) if their rules say so");
+  app.add_flag("--egress-allow-host", net.policy.allow_host,
+               "qemu: let jobs reach the host namespace's own addresses if their rules say so");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
@@ -121,6 +213,28 @@ int main(int argc, char** argv) {
       qemu.run_dir = tmpfs + "/paddock/" + safe;
     }
     if (qemu.snapshot_dir.empty()) qemu.snapshot_dir = tmpfs + "/paddock-snapshots/" + safe;
+  }
+  if (network == "on") {
+    if (net.prefix == paddock::runtime::net::NetworkSettings{}.prefix) {
+      net.prefix = derived_net_prefix(opt.worker_id);
+    }
+    if (!egress_allow.empty()) {
+      net.policy.allow.clear();
+      for (const auto& text : egress_allow) {
+        std::string error;
+        auto rule = parse_policy_rule(text, error);
+        if (!rule) {
+          std::fprintf(stderr, "--egress-allow %s: %s\n", text.c_str(), error.c_str());
+          return 2;
+        }
+        net.policy.allow.push_back(*rule);
+      }
+    }
+    net.policy.deny = egress_deny;
+    for (const auto& b : opt.brokers) {
+      for (const auto& address : broker_addresses(b)) net.policy.deny.push_back(address + "/32");
+    }
+    qemu.network = net;
   }
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("paddock"));  // logs go to stderr

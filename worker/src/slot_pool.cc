@@ -6,8 +6,7 @@
 
 namespace paddock::worker {
 
-SlotPool::SlotPool(zmq::context_t& context, std::string completions, size_t slots,
-                   JobRunner runner)
+SlotPool::SlotPool(zmq::context_t& context, std::string completions, size_t slots, JobRunner runner)
     : context_(context), completions_(std::move(completions)), runner_(std::move(runner)) {
   threads_.reserve(slots);
   for (size_t i = 0; i < slots; ++i) {

@@ -31,7 +31,7 @@ Status MemoryProvider::create(const std::string& vm_id, const VmSpec& spec) {
   Locked l(*this);
   if (l.poisoned()) return Error::state_poisoned();
   if (vms_.count(vm_id) != 0) return Error::vm_already_exists(vm_id);
-  vms_[vm_id] = Vm{VmInfo{vm_id, VmState::kCreated, spec, std::nullopt, std::nullopt}, {}};
+  vms_[vm_id] = Vm{VmInfo{vm_id, VmState::kCreated, spec, std::nullopt, std::nullopt}, {}, {}};
   return {};
 }
 
@@ -78,7 +78,7 @@ Status MemoryProvider::restore(const std::string& vm_id, const std::string& snap
   if (snap == snapshots_.end()) return Error::snapshot_not_found(vm_id, snapshot_id);
   if (vms_.count(new_vm_id) != 0) return Error::vm_already_exists(new_vm_id);
   vms_[new_vm_id] =
-      Vm{VmInfo{new_vm_id, VmState::kStopped, snap->second.spec, vm_id, snapshot_id}, {}};
+      Vm{VmInfo{new_vm_id, VmState::kStopped, snap->second.spec, vm_id, snapshot_id}, {}, {}};
   return {};
 }
 
@@ -138,6 +138,33 @@ Status MemoryProvider::ping(const std::string& vm_id, std::chrono::milliseconds)
     return Error::invalid_transition(vm_id, std::string(state_name(it->second.info.state)), "ping");
   }
   return {};
+}
+
+Status MemoryProvider::set_egress(const std::string& vm_id,
+                                  const std::vector<net::EgressRule>& rules) {
+  if (auto st = net::validate_egress(vm_id, rules); !st) return st;
+  Locked l(*this);
+  if (l.poisoned()) return Error::state_poisoned();
+  auto it = vms_.find(vm_id);
+  if (it == vms_.end()) return Error::vm_not_found(vm_id);
+  if (it->second.info.state == VmState::kDestroyed) {
+    return Error::invalid_transition(vm_id, "destroyed", "set_egress");
+  }
+  it->second.egress = rules;
+  return {};
+}
+
+Result<NetworkUsage> MemoryProvider::network_usage(const std::string& vm_id) {
+  Locked l(*this);
+  if (l.poisoned()) return Error::state_poisoned();
+  if (vms_.count(vm_id) == 0) return Error::vm_not_found(vm_id);
+  return NetworkUsage{};
+}
+
+std::vector<net::EgressRule> MemoryProvider::egress_of(const std::string& vm_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = vms_.find(vm_id);
+  return it == vms_.end() ? std::vector<net::EgressRule>{} : it->second.egress;
 }
 
 size_t MemoryProvider::live_vms() const {

@@ -28,8 +28,9 @@ Result<AccelChoice> choose_accel(const std::string& requested, const HostVirtFac
   if (!facts.kvm_device_usable) {
     why_not_kvm = "/dev/kvm is missing or not read-write";
   } else if (facts.nested_pvm) {
-    why_not_kvm = "/dev/kvm is served by kvm_pvm (a nested PVM hypervisor), under which a stock "
-                  "guest kernel hangs at boot";
+    why_not_kvm =
+        "/dev/kvm is served by kvm_pvm (a nested PVM hypervisor), under which a stock "
+        "guest kernel hangs at boot";
   } else if (!facts.hardware_kvm) {
     why_not_kvm = "neither kvm_intel nor kvm_amd is loaded";
   }

@@ -25,8 +25,10 @@ std::string ConsoleRing::tail(size_t max_lines, size_t max_bytes) const {
   }
   std::string out;
   for (char c : copy.substr(start)) {
-    if (c == '\n' || (c >= 0x20 && c < 0x7f)) out += c;
-    else if (c == '\t') out += ' ';
+    if (c == '\n' || (c >= 0x20 && c < 0x7f))
+      out += c;
+    else if (c == '\t')
+      out += ' ';
   }
   return out;
 }

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/process.hpp>
 
+#include "net/vm_network.h"
 #include "qemu/accel.h"
 #include "qemu/qemu_vm.h"
 #include "qemu/snapshot_store.h"
@@ -22,6 +23,8 @@ namespace fs = std::filesystem;
 struct QemuProvider::Slot {
   std::mutex mu;  // held across boot/shutdown of this VM only
   VmInfo info;
+  // Declared before vm: QEMU goes first, then the network it used.
+  std::unique_ptr<net::VmNetwork> network;
   std::unique_ptr<qemu::QemuVm> vm;
   std::string run_dir;
   bool needs_refresh = false;  // a restored clone not yet made unique (on its first resume)
@@ -169,6 +172,13 @@ Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
   p->env_ = std::make_unique<qemu::SnapshotEnv>(qemu::SnapshotEnv{
       qemu_version(p->config_.qemu_binary), p->accel_, qemu::machine_arg(probe),
       qemu::cpu_arg(probe), kernel_hash.value() + initrd_hash.value(), p->kernel_args_});
+  if (p->config_.network) {
+    auto manager = net::NetworkManager::open(*p->config_.network);
+    if (!manager) return manager.error();
+    p->network_ = std::move(manager.value());
+    // Clones must have the device model of their template: record whether VMs have a NIC.
+    p->env_->machine += ",net=virtio";
+  }
   if (!p->config_.snapshot_dir.empty()) {
     p->snapshots_ = std::make_unique<qemu::SnapshotStore>(p->config_.snapshot_dir);
     auto opened = p->snapshots_->open();
@@ -263,6 +273,12 @@ Status QemuProvider::start(const std::string& vm_id) {
   spec.boot_timeout = config_.boot_timeout;
   spec.shutdown_grace = config_.shutdown_grace;
   spec.shutdown_poll = config_.shutdown_poll;
+  if (network_ && !slot->network) {
+    auto network = network_->create(vm_id);
+    if (!network) return network.error();
+    slot->network = std::move(network.value());
+  }
+  if (slot->network) spec.tap_fd = slot->network->tap_fd();
   Result<std::unique_ptr<qemu::QemuVm>> booted = Error::unsupported("not attempted");
   for (int attempt = 1; attempt <= std::max(1, config_.boot_attempts); ++attempt) {
     booted = qemu::QemuVm::boot(spec);
@@ -271,7 +287,10 @@ Status QemuProvider::start(const std::string& vm_id) {
     // Only a guest that hung or died is worth another try; a QEMU that cannot start is not.
     if (booted.error().variant() != Variant::kGuestAgent) break;
   }
-  if (!booted) return booted.error();
+  if (!booted) {
+    slot->network.reset();  // torn down: a later start makes a new one
+    return booted.error();
+  }
   slot->vm = std::move(booted.value());
   slot->info.state = VmState::kRunning;
   return {};
@@ -319,6 +338,14 @@ Status QemuProvider::destroy(const std::string& vm_id) {
   if (slot->vm) {
     if (auto st = slot->vm->shutdown(); !st) return st;
     slot->vm.reset();
+  }
+  if (slot->network) {
+    auto st = slot->network->teardown();
+    slot->network.reset();
+    if (!st) {
+      slot->info.state = VmState::kDestroyed;  // QEMU is gone; the error names what is left
+      return st;
+    }
   }
   slot->info.state = VmState::kDestroyed;
   return {};
@@ -414,8 +441,19 @@ Status QemuProvider::restore(const std::string& vm_id, const std::string& snapsh
   spec.boot_timeout = config_.boot_timeout;
   spec.shutdown_grace = config_.shutdown_grace;
   spec.shutdown_poll = config_.shutdown_poll;
-  auto restored = qemu::QemuVm::restore(spec);
+  Result<std::unique_ptr<qemu::QemuVm>> restored = Error::unsupported("not attempted");
+  if (network_) {
+    auto network = network_->create(new_vm_id);
+    if (network) {
+      slot->network = std::move(network.value());
+      spec.tap_fd = slot->network->tap_fd();
+    } else {
+      restored = network.error();
+    }
+  }
+  if (!network_ || slot->network) restored = qemu::QemuVm::restore(spec);
   if (!restored) {
+    slot->network.reset();
     // Nothing was made: the id is free again.
     slot_lock.unlock();
     std::lock_guard lock(mu_);
@@ -477,6 +515,40 @@ Status QemuProvider::ping(const std::string& vm_id, std::chrono::milliseconds ti
     return Error::invalid_transition(vm_id, std::string(state_name(slot->info.state)), "ping");
   }
   return slot->vm->ping(timeout);
+}
+
+Status QemuProvider::set_egress(const std::string& vm_id,
+                                const std::vector<net::EgressRule>& rules) {
+  // Validation first, before anything is looked up or touched.
+  if (auto st = net::validate_egress(vm_id, rules); !st) return st;
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::lock_guard lock(slot->mu);
+  if (slot->info.state == VmState::kDestroyed) {
+    return Error::invalid_transition(vm_id, "destroyed", "set_egress");
+  }
+  if (rules.empty()) return {};
+  if (!network_) {
+    return Error::unsupported("vm '" + vm_id +
+                              "' asks for egress, but this worker runs VMs without networks");
+  }
+  if (!slot->network) {
+    return Error::network_config("vm '" + vm_id +
+                                 "' has no network yet: start or restore it first");
+  }
+  return slot->network->allow_egress(rules);
+}
+
+Result<NetworkUsage> QemuProvider::network_usage(const std::string& vm_id) {
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::lock_guard lock(slot->mu);
+  if (!slot->network) return NetworkUsage{};
+  return slot->network->usage();
+}
+
+uint64_t QemuProvider::network_commands_run() const {
+  return network_ ? network_->commands_run() : 0;
 }
 
 Result<ExecResult> QemuProvider::exec(const std::string& vm_id, const ExecRequest& request,

@@ -14,6 +14,7 @@
 #include <filesystem>
 
 #include "os/os_error.h"
+#include "paddock/runtime/network.h"
 
 namespace paddock::runtime::qemu {
 
@@ -48,6 +49,11 @@ std::vector<std::string> qemu_args(const LaunchSpec& s) {
       "-qmp",        "unix:" + s.run_dir + "/qmp.sock,server=on,wait=off",
       "-pidfile",    s.run_dir + "/qemu.pid",
   };
+  if (s.tap_fd >= 0) {
+    // The TAP is already open in the VM's namespace: QEMU needs no privilege for it.
+    args.insert(args.end(), {"-netdev", "tap,id=net0,fd=" + std::to_string(kTapFd), "-device",
+                             std::string("virtio-net-device,netdev=net0,mac=") + net::kGuestMac});
+  }
   if (!s.incoming_state.empty()) {
     // Paused after the state is loaded (-S), so the host makes the clone unique before it runs.
     args.insert(args.end(), {"-incoming", "defer", "-S"});
@@ -191,14 +197,29 @@ Status QemuVm::spawn() {
   const int console_write = fds[1];
   console_fd_ = fds[0];
   argv_ = qemu_args(spec_);
+  const int tap = spec_.tap_fd;
   try {
     child_ = std::make_unique<bp::child>(spec_.qemu_binary, bp::args(argv_), bp::std_in < bp::null,
-                                         bp::extend::on_exec_setup([console_write](auto&) {
+                                         bp::extend::on_exec_setup([console_write, tap](auto&) {
                                            // In the child, before exec: the console (stdout and
                                            // stderr) into our pipe, and QEMU dies with the thread
                                            // that started it, so a crashed worker leaks no VM.
                                            ::dup2(console_write, STDOUT_FILENO);
                                            ::dup2(console_write, STDERR_FILENO);
+                                           // The TAP at a fixed number, without close-on-exec (dup2
+                                           // clears it).
+                                           if (tap >= 0 && tap != kTapFd) ::dup2(tap, kTapFd);
+                                           if (tap == kTapFd) ::fcntl(kTapFd, F_SETFD, 0);
+                                           // Nothing else crosses into QEMU: fds another thread had
+                                           // open without close-on-exec at this moment (a pipe to a
+                                           // helper command, say) would live as long as the VM, and
+                                           // a compromised VMM would hold them.
+                                           if (tap >= 0) {
+                                             ::close_range(3, kTapFd - 1, 0);
+                                             ::close_range(kTapFd + 1, ~0U, 0);
+                                           } else {
+                                             ::close_range(3, ~0U, 0);
+                                           }
                                            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
                                          }));
   } catch (const std::exception& e) {

@@ -27,6 +27,8 @@ class child;
 namespace paddock::runtime::qemu {
 
 struct LaunchSpec;
+// The fd number QEMU finds the TAP on.
+inline constexpr int kTapFd = 100;
 // The -M and -cpu arguments of a launch (also recorded in snapshot metadata).
 std::string machine_arg(const LaunchSpec& spec);
 std::string cpu_arg(const LaunchSpec& spec);
@@ -48,6 +50,9 @@ struct LaunchSpec {
   // Restore instead of boot: QEMU starts with -incoming defer, loads this device state and stays
   // paused.
   std::string incoming_state;
+  // The VM's TAP (opened in its network namespace), passed to QEMU as fd kTapFd; -1: no network
+  // device. Not owned.
+  int tap_fd = -1;
   std::chrono::milliseconds boot_timeout{60'000};
   std::chrono::milliseconds shutdown_grace{2'000};
   std::chrono::milliseconds shutdown_poll{50};

@@ -51,7 +51,8 @@ std::optional<std::string> QmpClient::connect(const std::string& socket_path,
   }
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
       deadline - std::chrono::steady_clock::now());
-  if (!execute("qmp_capabilities", nullptr, std::max(left, std::chrono::milliseconds(100)), error)) {
+  if (!execute("qmp_capabilities", nullptr, std::max(left, std::chrono::milliseconds(100)),
+               error)) {
     close();
     return "qmp_capabilities: " + error;
   }

@@ -43,8 +43,7 @@ class MemoryProvider final : public Provider {
   Status stop(const std::string& vm_id) override;
   Status resume(const std::string& vm_id) override;
   Status destroy(const std::string& vm_id) override;
-  Result<SnapshotInfo> snapshot(const std::string& vm_id,
-                                const std::string& snapshot_id) override;
+  Result<SnapshotInfo> snapshot(const std::string& vm_id, const std::string& snapshot_id) override;
   Status restore(const std::string& vm_id, const std::string& snapshot_id,
                  const std::string& new_vm_id) override;
   Result<VmInfo> get(const std::string& vm_id) const override;
@@ -53,6 +52,11 @@ class MemoryProvider final : public Provider {
   Result<std::vector<SnapshotInfo>> list_snapshots(const std::string& vm_id) const override;
   Result<std::vector<SnapshotInfo>> all_snapshots() const override;
   Status ping(const std::string& vm_id, std::chrono::milliseconds timeout) override;
+  // Validates the rules as a real backend does (nothing is touched before) and records them.
+  Status set_egress(const std::string& vm_id, const std::vector<net::EgressRule>& rules) override;
+  Result<NetworkUsage> network_usage(const std::string& vm_id) override;
+  // The rules set_egress recorded for a VM (empty if none).
+  std::vector<net::EgressRule> egress_of(const std::string& vm_id) const;
   Result<ExecResult> exec(const std::string& vm_id, const ExecRequest& request,
                           std::stop_token cancel) override;
 
@@ -63,6 +67,7 @@ class MemoryProvider final : public Provider {
   struct Vm {
     VmInfo info;
     std::map<std::string, ExecFile> files;
+    std::vector<net::EgressRule> egress;
   };
   struct Locked;  // the lock plus poisoning, see memory_provider.cc
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "paddock/runtime/error.h"
+#include "paddock/runtime/network.h"
 #include "paddock/runtime/vm_state.h"
 
 namespace paddock::runtime {
@@ -81,6 +82,15 @@ struct ExecResult {
   uint64_t peak_memory_kib = 0;
 };
 
+// What a VM's guest sent and received on its network, and what its egress firewall dropped.
+struct NetworkUsage {
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t packets_in = 0;
+  uint64_t packets_out = 0;
+  uint64_t egress_blocked = 0;  // packets
+};
+
 class Provider {
  public:
   virtual ~Provider() = default;
@@ -90,9 +100,9 @@ class Provider {
 
   // New VM in state created. VmAlreadyExists if the id is in use or was ever destroyed.
   virtual Status create(const std::string& vm_id, const VmSpec& spec) = 0;
-  virtual Status start(const std::string& vm_id) = 0;   // created -> running
-  virtual Status stop(const std::string& vm_id) = 0;    // running -> stopped (pause)
-  virtual Status resume(const std::string& vm_id) = 0;  // stopped -> running
+  virtual Status start(const std::string& vm_id) = 0;    // created -> running
+  virtual Status stop(const std::string& vm_id) = 0;     // running -> stopped (pause)
+  virtual Status resume(const std::string& vm_id) = 0;   // stopped -> running
   virtual Status destroy(const std::string& vm_id) = 0;  // any but destroyed -> destroyed
 
   // SnapshotAlreadyExists if (vm_id, snapshot_id) exists; VmNotFound; InvalidTransition if the VM
@@ -117,6 +127,16 @@ class Provider {
   // Every snapshot the provider has, of any VM, ordered by (vm_id, snapshot_id); on a backend
   // that keeps snapshots on disk this includes those an earlier process took.
   virtual Result<std::vector<SnapshotInfo>> all_snapshots() const = 0;
+
+  // Opens the VM's egress for `rules` (runtime/README.md, "Networks and egress"): validated first
+  // (NetworkConfig / Firewall errors, before anything is touched), then narrowed by the operator's
+  // policy. Empty rules: the VM keeps no route out. Once per VM, on a created, running or stopped
+  // VM. A qemu provider without networks refuses non-empty rules (Unsupported); the test double
+  // validates and records them.
+  virtual Status set_egress(const std::string& vm_id,
+                            const std::vector<net::EgressRule>& rules) = 0;
+  // Counters of the VM's network; zeros on a backend without networks.
+  virtual Result<NetworkUsage> network_usage(const std::string& vm_id) = 0;
 
   // Whether the guest of a running VM answers within `timeout`: VmNotFound, InvalidTransition if
   // it is not running, GuestAgent if it does not answer.

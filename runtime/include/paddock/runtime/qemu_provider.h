@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "paddock/runtime/provider.h"
@@ -20,6 +21,9 @@ namespace qemu {
 class SnapshotStore;
 struct SnapshotEnv;
 }  // namespace qemu
+namespace net {
+class NetworkManager;
+}  // namespace net
 
 struct QemuConfig {
   std::string qemu_binary = "qemu-system-x86_64";
@@ -32,6 +36,9 @@ struct QemuConfig {
   // Unsupported. One provider per directory (it is locked). Best on a tmpfs: clones map the RAM
   // file of their snapshot.
   std::string snapshot_dir;
+  // Per-VM networks (runtime/README.md, "Networks and egress"); none: VMs have no network device,
+  // and egress rules are Unsupported. Snapshots are tied to this choice (the device model differs).
+  std::optional<net::NetworkSettings> network;
   std::string extra_kernel_args;
   std::chrono::milliseconds boot_timeout{60'000};
   int boot_attempts = 2;  // a boot that hangs (DESIGN.md §6) is killed and retried
@@ -61,6 +68,10 @@ class QemuProvider final : public Provider {
   Result<std::vector<SnapshotInfo>> list_snapshots(const std::string& vm_id) const override;
   Result<std::vector<SnapshotInfo>> all_snapshots() const override;
   Status ping(const std::string& vm_id, std::chrono::milliseconds timeout) override;
+  Status set_egress(const std::string& vm_id, const std::vector<net::EgressRule>& rules) override;
+  Result<NetworkUsage> network_usage(const std::string& vm_id) override;
+  // Commands the network manager ran (0 without networks): tests check validation runs none.
+  uint64_t network_commands_run() const;
   Result<ExecResult> exec(const std::string& vm_id, const ExecRequest& request,
                           std::stop_token cancel) override;
 
@@ -89,6 +100,7 @@ class QemuProvider final : public Provider {
   std::string kernel_args_;
   std::unique_ptr<qemu::SnapshotStore> snapshots_;  // null when snapshot_dir is empty
   std::unique_ptr<qemu::SnapshotEnv> env_;
+  std::unique_ptr<net::NetworkManager> network_;  // null without networks; outlives every VM
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Slot>> vms_;  // destroyed VMs stay as tombstones
   uint64_t next_dir_ = 0;

@@ -1,0 +1,109 @@
+// The kernel half of a VM's network (runtime/README.md, "Networks and egress"): namespaces, the
+// TAP, veth pairs, routes, forwarding and NAT, made with `ip` and `iptables-restore` and torn down
+// by their owner. Names: namespace `<prefix>-vm<n>`, host veth end `<prefix>h<n>`, the VM's veth
+// end `eth1` and TAP `tap0` inside its namespace, iptables comments `<prefix>:<n>`.
+//
+// Thread-safety: NetworkManager's methods may be called concurrently; a VmNetwork belongs to one
+// VM (its provider slot's lock).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "net/rules.h"
+#include "paddock/runtime/error.h"
+#include "paddock/runtime/network.h"
+#include "paddock/runtime/provider.h"
+
+namespace paddock::runtime::net {
+
+class NetworkManager;
+
+class VmNetwork {
+ public:
+  ~VmNetwork();  // teardown(), errors logged
+  VmNetwork(const VmNetwork&) = delete;
+  VmNetwork& operator=(const VmNetwork&) = delete;
+
+  // The open TAP for QEMU's `-netdev tap,fd=N`. Owned here; closed by teardown().
+  int tap_fd() const { return tap_fd_; }
+  const std::string& netns() const { return netns_; }
+
+  // Opens egress for the job's rules (validated, then narrowed by the operator's policy): a veth
+  // pair to the host namespace with a /30 from the pool, a default route, NAT on both sides, and
+  // the firewall replaced atomically. Empty rules: nothing changes (no route out). Once per VM.
+  Status allow_egress(const std::vector<EgressRule>& rules);
+  Result<NetworkUsage> usage();
+  // Removes everything the VM's network holds: host NAT and forward rules, the veth pair, the
+  // namespace (and with it the TAP, once QEMU has closed it), the lease. Idempotent.
+  Status teardown();
+
+ private:
+  friend class NetworkManager;
+  VmNetwork(NetworkManager& manager, uint64_t n, std::string vm_id);
+
+  NetworkManager& manager_;
+  uint64_t n_;
+  std::string vm_id_;
+  std::string netns_;
+  std::string host_link_;
+  int tap_fd_ = -1;
+  bool netns_made_ = false;
+  std::optional<Lease> lease_;
+  std::string host_rules_;  // the iptables-restore lines added in the host namespace
+  bool torn_down_ = false;
+};
+
+class NetworkManager {
+ public:
+  // Validates the settings (NetworkConfig / Firewall errors, before any command), checks that `ip`
+  // and `iptables-restore` exist (Unsupported otherwise) and sweeps what a crash left.
+  static Result<std::unique_ptr<NetworkManager>> open(NetworkSettings settings);
+
+  // A namespace with tap0 (172.30.0.1/30, up), lo up, forwarding on and the default-deny firewall.
+  Result<std::unique_ptr<VmNetwork>> create(const std::string& vm_id);
+
+  // Removes every namespace, host link and host iptables rule named with the prefix. Returns how
+  // many namespaces it removed.
+  size_t sweep();
+
+  const NetworkSettings& settings() const { return settings_; }
+  // Every command run so far (argv joined by spaces), for tests and the benchmark.
+  uint64_t commands_run() const { return commands_.load(); }
+  size_t leases_in_use() const { return pool_.in_use(); }
+
+  struct Ran {
+    int status = -1;
+    std::string out, err;
+  };
+  // Runs argv (with `input` on stdin). A command that cannot start has status -1 and says why.
+  Ran run(const std::vector<std::string>& argv, const std::string& input = "");
+  // `ip` in the host namespace (with -n when host_netns is set).
+  std::vector<std::string> host_ip(std::vector<std::string> args) const;
+  // A command inside namespace `ns` (ip netns exec).
+  static std::vector<std::string> in_ns(const std::string& ns, std::vector<std::string> argv);
+  std::vector<std::string> in_host(std::vector<std::string> argv) const;
+
+ private:
+  friend class VmNetwork;
+  NetworkManager(NetworkSettings settings, Cidr pool);
+  // Forwarding on in the host namespace and its addresses read (once, at the first egress).
+  Status prepare_host();
+  // The CIDRs a VM may never reach (link-local, host addresses, the pool, the operator's denies).
+  std::vector<Cidr> always_denied();
+
+  NetworkSettings settings_;
+  Cidr pool_cidr_;
+  AddressPool pool_;
+  std::atomic<uint64_t> next_{0};
+  std::atomic<uint64_t> commands_{0};
+  std::mutex host_mu_;
+  bool host_ready_ = false;
+  std::vector<Cidr> host_addresses_;
+};
+
+}  // namespace paddock::runtime::net

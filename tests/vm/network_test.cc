@@ -1,0 +1,256 @@
+// Per-VM networks and the egress firewall with real VMs. The test makes its own "internet": a
+// namespace W that plays the worker's host, and test hosts A and B in namespaces of their own,
+// each running small TCP servers that answer with their name and port. Everything the provider
+// does on "the host" happens in W; the machine's own firewall and routes are never touched.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <boost/process.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "paddock/runtime/qemu_provider.h"
+#include "vm_fixture.h"
+
+using namespace paddock;
+using namespace paddock::runtime;
+namespace bp = boost::process;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+int sh(const std::string& cmd) { return std::system(cmd.c_str()); }
+
+std::string capture(const std::string& cmd) {
+  bp::ipstream out;
+  bp::child c("/bin/sh", "-c", cmd, bp::std_out > out, bp::std_err > bp::null);
+  std::string all, line;
+  while (std::getline(out, line)) all += line + "\n";
+  c.wait();
+  return all;
+}
+
+// W (the host), A (198.18.1.2, servers on 8001 and 8002, plus the metadata address
+// 169.254.169.254 on port 80), B (198.18.2.2, servers on 8001; 198.18.2.3 port 5556 plays the
+// broker); W also runs a server of its own on 8003 (a host service).
+struct TestInternet {
+  std::string tag = std::to_string(::getpid() % 100000);
+  std::string w = "ptw" + tag, a = "pta" + tag, b = "ptb" + tag;
+  std::vector<std::unique_ptr<bp::child>> servers;
+
+  TestInternet() {
+    for (const auto& ns : {w, a, b}) {
+      REQUIRE(sh("ip netns add " + ns) == 0);
+      REQUIRE(sh("ip -n " + ns + " link set lo up") == 0);
+    }
+    link(a, "198.18.1");
+    link(b, "198.18.2");
+    REQUIRE(sh("ip -n " + a + " addr add 169.254.169.254/32 dev eth0") == 0);
+    REQUIRE(sh("ip -n " + b + " addr add 198.18.2.3/24 dev eth0") == 0);
+    REQUIRE(sh("ip -n " + w + " route add 169.254.169.254/32 via 198.18.1.2") == 0);
+    serve(a, "A", {8001, 8002, 80});
+    serve(b, "B", {8001, 5556});
+    serve(w, "W", {8003});
+    // Wait until every server answers from W.
+    for (auto [host, port] : {std::pair{"198.18.1.2", 8001},
+                              {"198.18.1.2", 8002},
+                              {"169.254.169.254", 80},
+                              {"198.18.2.2", 8001},
+                              {"198.18.2.3", 5556},
+                              {"198.18.1.1", 8003}}) {
+      bool up = false;
+      for (int i = 0; i < 100 && !up; ++i) {
+        up = !probe_from_w(host, port).empty();
+        if (!up) std::this_thread::sleep_for(50ms);
+      }
+      REQUIRE_MESSAGE(up, "test server " << host << ":" << port << " did not come up");
+    }
+  }
+  ~TestInternet() {
+    for (auto& s : servers) {
+      std::error_code ec;
+      s->terminate(ec);
+    }
+    for (const auto& ns : {a, b, w}) sh("ip netns delete " + ns + " 2>/dev/null");
+  }
+  // A veth pair W <-> ns, W side <prefix>.1/24, ns side <prefix>.2/24.
+  void link(const std::string& ns, const std::string& prefix) {
+    const std::string wl = "w" + ns;
+    REQUIRE(sh("ip -n " + w + " link add " + wl + " type veth peer name eth0 netns " + ns) == 0);
+    REQUIRE(sh("ip -n " + w + " addr add " + prefix + ".1/24 dev " + wl) == 0);
+    REQUIRE(sh("ip -n " + w + " link set " + wl + " up") == 0);
+    REQUIRE(sh("ip -n " + ns + " addr add " + prefix + ".2/24 dev eth0") == 0);
+    REQUIRE(sh("ip -n " + ns + " link set eth0 up") == 0);
+    REQUIRE(sh("ip -n " + ns + " route add default via " + prefix + ".1") == 0);
+  }
+  void serve(const std::string& ns, const std::string& name, std::vector<int> ports) {
+    std::string list;
+    for (int p : ports) list += (list.empty() ? "" : ",") + std::to_string(p);
+    const std::string code =
+        "import socket,threading\n"
+        "def run(p):\n"
+        "  s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+        "  s.bind(('0.0.0.0',p)); s.listen(16)\n"
+        "  while True:\n"
+        "    c,_=s.accept(); c.sendall(b'" +
+        name +
+        "-%d\\n'%p); c.close()\n"
+        "for p in [" +
+        list +
+        "]: threading.Thread(target=run,args=(p,),daemon=True).start()\n"
+        "threading.Event().wait()\n";
+    servers.push_back(std::make_unique<bp::child>("/usr/sbin/ip", "netns", "exec", ns,
+                                                  "/usr/bin/python3", "-c", code,
+                                                  bp::std_out > bp::null, bp::std_err > bp::null));
+  }
+  std::string probe_from_w(const std::string& host, int port) {
+    return capture("ip netns exec " + w +
+                   " /usr/bin/python3 -c \"import socket;s=socket.create_"
+                   "connection(('" +
+                   host + "'," + std::to_string(port) +
+                   "),1);print(s.recv(64).decode().strip())\" 2>/dev/null");
+  }
+};
+
+struct Dirs {
+  std::string run = "/run/paddock-test-net-" + std::to_string(::getpid());
+  std::string snapshots = "/run/paddock-test-netsnap-" + std::to_string(::getpid());
+  ~Dirs() {
+    std::error_code ec;
+    fs::remove_all(run, ec);
+    fs::remove_all(snapshots, ec);
+  }
+};
+
+net::NetworkSettings settings_for(const TestInternet& inet) {
+  net::NetworkSettings s;
+  s.host_netns = inet.w;
+  s.pool = "10.213.0.0/24";
+  s.prefix = "t" + inet.tag.substr(0, 5);
+  s.policy.deny = {"198.18.2.3/32"};  // "the broker"
+  return s;
+}
+
+// What the guest gets from host:port through busybox nc ("" when it cannot connect).
+std::string reach(QemuProvider& p, const std::string& vm, const std::string& host, int port) {
+  ExecRequest r;
+  r.argv = {"/bin/sh", "-c",
+            "nc -w 2 " + host + " " + std::to_string(port) + " </dev/null 2>/dev/null; true"};
+  r.timeout_ms = 15'000;
+  auto x = p.exec(vm, r, {});
+  REQUIRE_MESSAGE(x, (x ? "" : x.error().message()));
+  std::string out = x.value().stdout_data;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+size_t namespaces_with(const std::string& prefix) {
+  size_t n = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/run/netns", ec)) {
+    if (e.path().filename().string().rfind(prefix, 0) == 0) ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("qemu network: bad settings and rules are refused before any ip or iptables command") {
+  if (!testing::vm_tests_can_run()) return;
+  Dirs d;
+  TestInternet inet;
+  {
+    QemuConfig c = testing::test_qemu_config(d.run);
+    c.network = settings_for(inet);
+    c.network->pool = "10.213.0.0/31";
+    auto opened = QemuProvider::open(c);
+    REQUIRE_FALSE(opened.ok());
+    CHECK(opened.error().variant() == Variant::kNetworkConfig);
+    CHECK(opened.error().message().find("10.213.0.0/31") != std::string::npos);
+  }
+  QemuConfig c = testing::test_qemu_config(d.run);
+  c.network = settings_for(inet);
+  auto opened = QemuProvider::open(c);
+  REQUIRE_MESSAGE(opened, (opened ? "" : opened.error().message()));
+  auto& p = *opened.value();
+  REQUIRE(p.create("vm-v", VmSpec{}).ok());
+  const uint64_t before = p.network_commands_run();
+  auto bad = [&](std::vector<net::EgressRule> rules, Variant v, const std::string& names) {
+    auto st = p.set_egress("vm-v", rules);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().variant() == v);
+    CHECK_MESSAGE(st.error().message().find(names) != std::string::npos, st.error().message());
+  };
+  bad({{"10.0.0.0/33", "tcp", {}}}, Variant::kFirewall, "10.0.0.0/33");
+  bad({{"10.0.0.300/32", "tcp", {}}}, Variant::kFirewall, "10.0.0.300");
+  bad({{"10.0.0.0/8", "sctp", {}}}, Variant::kFirewall, "sctp");
+  bad({{"10.0.0.0/8", "any", {{80, 80}}}}, Variant::kFirewall, "any");
+  bad({{"10.0.0.0/8", "tcp", {{90, 80}}}}, Variant::kFirewall, "90-80");
+  bad({{"10.0.0.0/8", "tcp", {{0, 80}}}}, Variant::kFirewall, "0");
+  auto empty_id = p.set_egress("", {{"10.0.0.0/8", "tcp", {}}});
+  CHECK(empty_id.error().variant() == Variant::kNetworkConfig);
+  CHECK(p.network_commands_run() == before);  // nothing ran for any of them
+  REQUIRE(p.destroy("vm-v").ok());
+}
+
+TEST_CASE(
+    "qemu network: a job reaches only what its rules and the operator allow, VMs never "
+    "reach each other, and nothing is left behind") {
+  if (!testing::vm_tests_can_run()) return;
+  Dirs d;
+  TestInternet inet;
+  const auto settings = settings_for(inet);
+  {
+    QemuConfig c = testing::test_qemu_config(d.run);
+    c.network = settings;
+    auto opened = QemuProvider::open(c);
+    REQUIRE_MESSAGE(opened, (opened ? "" : opened.error().message()));
+    auto& p = *opened.value();
+    auto boot = [&](const std::string& id, std::vector<net::EgressRule> rules) {
+      REQUIRE(p.create(id, VmSpec{}).ok());
+      auto st = p.start(id);
+      REQUIRE_MESSAGE(st.ok(), (st.ok() ? "" : st.error().message()));
+      auto eg = p.set_egress(id, rules);
+      REQUIRE_MESSAGE(eg.ok(), (eg.ok() ? "" : eg.error().message()));
+    };
+    // Two VMs at once: one narrow (A port 8001 only), one as wide as a job can ask.
+    boot("narrow", {{"198.18.1.2/32", "tcp", {{8001, 8001}}}});
+    boot("wide", {{"0.0.0.0/0", "any", {}}});
+    boot("none", {});
+
+    CHECK(reach(p, "narrow", "198.18.1.2", 8001) == "A-8001");
+    CHECK(reach(p, "narrow", "198.18.1.2", 8002) == "");
+    CHECK(reach(p, "narrow", "198.18.2.2", 8001) == "");
+
+    CHECK(reach(p, "wide", "198.18.2.2", 8001) == "B-8001");  // the rule works when allowed
+    CHECK(reach(p, "wide", "198.18.1.2", 8002) == "A-8002");
+    CHECK(reach(p, "wide", "169.254.169.254", 80) == "");  // metadata: always denied
+    CHECK(reach(p, "wide", "198.18.1.1", 8003) == "");     // the host's own address
+    CHECK(reach(p, "wide", "198.18.2.3", 5556) == "");     // the broker (operator deny list)
+    CHECK(reach(p, "wide", "10.213.0.2", 8001) == "");     // the other VM's address
+
+    CHECK(reach(p, "none", "198.18.1.2", 8001) == "");
+    CHECK(reach(p, "none", "198.18.2.2", 8001) == "");
+
+    auto wide = p.network_usage("wide");
+    REQUIRE(wide.ok());
+    CHECK(wide.value().egress_blocked >= 4);  // one SYN at least per blocked attempt
+    CHECK(wide.value().bytes_out > 0);
+    CHECK(wide.value().bytes_in > 0);
+    auto none = p.network_usage("none");
+    REQUIRE(none.ok());
+    CHECK(none.value().egress_blocked >= 2);
+    for (const char* id : {"narrow", "wide", "none"}) REQUIRE(p.destroy(id).ok());
+    CHECK(namespaces_with(settings.prefix + "-") == 0);
+  }
+  // No namespace, host link or host rule of ours is left in W.
+  CHECK(namespaces_with(settings.prefix + "-") == 0);
+  CHECK(capture("ip -n " + inet.w + " -o link show | grep -c ' " + settings.prefix + "h'") ==
+        "0\n");
+  CHECK(capture("ip netns exec " + inet.w + " iptables-save | grep -c '" + settings.prefix +
+                ":'") == "0\n");
+  CHECK(testing::qemu_processes_under(d.run) == 0);
+}
