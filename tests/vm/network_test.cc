@@ -254,3 +254,64 @@ TEST_CASE(
                 ":'") == "0\n");
   CHECK(testing::qemu_processes_under(d.run) == 0);
 }
+
+TEST_CASE("qemu network: 100 clones with egress leave no namespace, veth, TAP, rule or lease") {
+  if (!testing::vm_tests_can_run()) return;
+  Dirs d;
+  TestInternet inet;
+  const auto settings = settings_for(inet);
+  QemuConfig c = testing::test_qemu_config(d.run);
+  c.network = settings;
+  c.snapshot_dir = d.snapshots;
+  auto opened = QemuProvider::open(c);
+  REQUIRE_MESSAGE(opened, (opened ? "" : opened.error().message()));
+  auto& p = *opened.value();
+  REQUIRE(p.create("tpl", VmSpec{}).ok());
+  REQUIRE(p.start("tpl").ok());
+  REQUIRE(p.stop("tpl").ok());
+  REQUIRE(p.snapshot("tpl", "template").ok());
+  REQUIRE(p.destroy("tpl").ok());
+  for (int i = 0; i < 100; ++i) {
+    const std::string id = "job-" + std::to_string(i);
+    REQUIRE(p.restore("tpl", "template", id).ok());
+    auto resumed = p.resume(id);
+    REQUIRE_MESSAGE(resumed.ok(), (resumed.ok() ? "" : resumed.error().message()));
+    auto eg = p.set_egress(id, {{"198.18.1.2/32", "tcp", {{8001, 8001}}}});
+    REQUIRE_MESSAGE(eg.ok(), (eg.ok() ? "" : eg.error().message()));
+    // Every tenth job proves its egress works (a clone's network, like its template's).
+    if (i % 10 == 0) CHECK(reach(p, id, "198.18.1.2", 8001) == "A-8001");
+    REQUIRE(p.network_usage(id).ok());
+    REQUIRE(p.destroy(id).ok());
+  }
+  CHECK(namespaces_with(settings.prefix + "-") == 0);
+  CHECK(capture("ip -n " + inet.w + " -o link show | grep -c ' " + settings.prefix + "h'") ==
+        "0\n");
+  CHECK(capture("ip netns exec " + inet.w + " iptables-save | grep -c '" + settings.prefix +
+                ":'") == "0\n");
+  CHECK(testing::qemu_processes_under(d.run) == 0);
+  REQUIRE(p.delete_snapshot("tpl", "template").ok());
+}
+
+TEST_CASE("qemu network: the startup sweep removes what a crashed provider left") {
+  if (!testing::vm_tests_can_run()) return;
+  Dirs d;
+  TestInternet inet;
+  const auto settings = settings_for(inet);
+  // What a crash leaves: a VM namespace, a host veth end with a NAT rule in W.
+  REQUIRE(sh("ip netns add " + settings.prefix + "-vm7") == 0);
+  REQUIRE(sh("ip -n " + inet.w + " link add " + settings.prefix +
+             "h7 type veth peer name eth1 netns " + settings.prefix + "-vm7") == 0);
+  REQUIRE(sh("ip netns exec " + inet.w +
+             " iptables -t nat -A POSTROUTING -s 10.213.0.2/32 -m "
+             "comment --comment " +
+             settings.prefix + ":7 -j MASQUERADE") == 0);
+  QemuConfig c = testing::test_qemu_config(d.run);
+  c.network = settings;
+  auto opened = QemuProvider::open(c);
+  REQUIRE_MESSAGE(opened, (opened ? "" : opened.error().message()));
+  CHECK(namespaces_with(settings.prefix + "-") == 0);
+  CHECK(capture("ip -n " + inet.w + " -o link show | grep -c ' " + settings.prefix + "h'") ==
+        "0\n");
+  CHECK(capture("ip netns exec " + inet.w + " iptables-save | grep -c '" + settings.prefix +
+                ":'") == "0\n");
+}
