@@ -224,3 +224,36 @@ TEST_CASE("executor: a job whose pool has no usable template boots cold") {
   CHECK(std::get<schemas::JobResult>(outcome).template_vm.empty());
   CHECK(p.get("vm-cold").value().state == runtime::VmState::kDestroyed);
 }
+
+TEST_CASE("executor: the job's egress rules reach the provider before the job runs") {
+  runtime::MemoryProvider p;
+  auto d = job({"true"});
+  schemas::EgressRule rule;
+  rule.cidr = "198.51.100.0/24";
+  rule.protocol = "tcp";
+  rule.ports = {{443, 443}, {8000, 8080}};
+  d.request.egress = {rule};
+  auto outcome = worker::execute_job(p, d, {"w1", "vm-e"}, {});
+  REQUIRE(std::holds_alternative<schemas::JobResult>(outcome));
+  const auto recorded = p.egress_of("vm-e");
+  REQUIRE(recorded.size() == 1);
+  CHECK(recorded[0].cidr == "198.51.100.0/24");
+  CHECK(recorded[0].protocol == "tcp");
+  CHECK(recorded[0].ports == std::vector<runtime::net::PortRange>{{443, 443}, {8000, 8080}});
+}
+
+TEST_CASE("executor: egress the runtime refuses is a Firewall ERROR, and the VM is destroyed") {
+  runtime::MemoryProvider p;
+  auto d = job({"true"});
+  schemas::EgressRule rule;
+  rule.cidr = "10.0.0.1/8";  // bits set past the prefix: the runtime refuses it
+  rule.protocol = "tcp";
+  d.request.egress = {rule};
+  auto outcome = worker::execute_job(p, d, {"w1", "vm-f"}, {});
+  REQUIRE(std::holds_alternative<schemas::JobError>(outcome));
+  const auto& e = std::get<schemas::JobError>(outcome);
+  CHECK(e.variant == "Firewall");
+  CHECK(e.code == 10);
+  CHECK(e.message.find("10.0.0.1/8") != std::string::npos);
+  CHECK(p.live_vms() == 0);
+}
