@@ -18,6 +18,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "net/vm_network.h"
 #include "paddock/client/client.h"
 #include "paddock/runtime/qemu_provider.h"
 
@@ -78,6 +79,58 @@ Summary bench_cold_boot(const paddock::runtime::QemuConfig& config, int runs, st
 
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+struct NetworkFigures {
+  Summary create;    // namespace, TAP, addresses, default-deny firewall
+  Summary egress;    // veth pair, routes, host NAT and forward rules, the VM's firewall
+  Summary usage;     // counters
+  Summary teardown;  // host rules, namespace (veth and TAP with it), lease
+  uint64_t commands_per_vm = 0;
+};
+
+// Network setup and teardown of a VM with egress, without the VM: the kernel work per job. The
+// host side is a namespace made here, so the machine's own firewall is never touched.
+NetworkFigures bench_network(int runs) {
+  const std::string host = "pbench" + std::to_string(::getpid() % 100000);
+  if (std::system(("ip netns add " + host).c_str()) != 0) {
+    throw std::runtime_error("ip netns add " + host + " failed");
+  }
+  NetworkFigures f;
+  try {
+    paddock::runtime::net::NetworkSettings s;
+    s.host_netns = host;
+    s.prefix = "b" + std::to_string(::getpid() % 10000);
+    s.pool = "10.214.0.0/24";
+    auto m = paddock::runtime::net::NetworkManager::open(s);
+    if (!m) throw std::runtime_error(m.error().message());
+    auto& manager = *m.value();
+    const uint64_t before = manager.commands_run();
+    for (int i = 0; i < runs; ++i) {
+      auto t0 = Clock::now();
+      auto net = manager.create("bench-" + std::to_string(i));
+      if (!net) throw std::runtime_error(net.error().message());
+      f.create.ms.push_back(ms_since(t0));
+      t0 = Clock::now();
+      auto st = net.value()->allow_egress({{"198.18.0.0/15", "tcp", {{443, 443}}}});
+      if (!st.ok()) throw std::runtime_error(st.error().message());
+      f.egress.ms.push_back(ms_since(t0));
+      t0 = Clock::now();
+      if (!net.value()->usage()) throw std::runtime_error("usage failed");
+      f.usage.ms.push_back(ms_since(t0));
+      t0 = Clock::now();
+      st = net.value()->teardown();
+      if (!st.ok()) throw std::runtime_error(st.error().message());
+      f.teardown.ms.push_back(ms_since(t0));
+    }
+    f.commands_per_vm =
+        (manager.commands_run() - before) / static_cast<uint64_t>(std::max(runs, 1));
+  } catch (...) {
+    (void)std::system(("ip netns delete " + host).c_str());
+    throw;
+  }
+  (void)std::system(("ip netns delete " + host).c_str());
+  return f;
 }
 
 struct RestoreFigures {
@@ -144,11 +197,18 @@ Summary bench_end_to_end(const std::string& image_dir, const std::string& run_di
   const auto deadline = Clock::now() + 10s;
   while (!fs::exists(ready) && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
   auto eps = nlohmann::json::parse(std::ifstream(ready));
-  bp::child worker(PADDOCK_WORKER_BIN, "--broker", eps["worker"].get<std::string>(), "--backend",
-                   "qemu", "--image-dir", image_dir, "--run-dir", run_dir + "/worker",
-                   "--snapshot-dir", run_dir + "/snapshots", "--slots", "1", "--worker-id", "bench",
-                   "--warm", warm ? "on" : "off", "--warm-min", "1", "--warm-max", "2",
-                   "--log-level", "warn");
+  // The VMs' host side lives in a namespace made here: the machine's firewall is never touched.
+  const std::string host_ns = "pbenchw" + std::to_string(::getpid() % 100000);
+  (void)std::system(("ip netns add " + host_ns).c_str());
+  struct DropNetns {
+    std::string name;
+    ~DropNetns() { (void)std::system(("ip netns delete " + name + " 2>/dev/null").c_str()); }
+  } drop_netns{host_ns};
+  bp::child worker(PADDOCK_WORKER_BIN, "--broker", eps["worker"].get<std::string>(),
+                   "--net-host-netns", host_ns, "--backend", "qemu", "--image-dir", image_dir,
+                   "--run-dir", run_dir + "/worker", "--snapshot-dir", run_dir + "/snapshots",
+                   "--slots", "1", "--worker-id", "bench", "--warm", warm ? "on" : "off",
+                   "--warm-min", "1", "--warm-max", "2", "--log-level", "warn");
   paddock::client::Client c(eps["client"].get<std::string>());
   Summary s;
   int n = 0;
@@ -202,6 +262,7 @@ int main(int argc, char** argv) {
   int runs = 5;
   int restore_runs = 30;
   int warm_runs = 20;
+  int network_runs = 50;
   std::string json_path;
   CLI::App app{
       "paddock-bench-vm: cold boot, snapshot restore and end-to-end latency of QEMU "
@@ -212,6 +273,8 @@ int main(int argc, char** argv) {
   app.add_option("--runs", runs, "cold boots, and cold end-to-end jobs")->capture_default_str();
   app.add_option("--restore-runs", restore_runs, "clone restores")->capture_default_str();
   app.add_option("--warm-runs", warm_runs, "warm end-to-end jobs")->capture_default_str();
+  app.add_option("--network-runs", network_runs, "network setups and teardowns")
+      ->capture_default_str();
   app.add_option("--json", json_path, "also write the figures to this file");
   CLI11_PARSE(app, argc, argv);
 
@@ -224,6 +287,13 @@ int main(int argc, char** argv) {
   std::string accel;
   nlohmann::json out;
   try {
+    std::fprintf(stderr, "network setup and teardown of a VM with egress (no VM):\n");
+    NetworkFigures nf = bench_network(network_runs);
+    out["network_create"] = nf.create.json();
+    out["network_allow_egress"] = nf.egress.json();
+    out["network_usage"] = nf.usage.json();
+    out["network_teardown"] = nf.teardown.json();
+    out["network_commands_per_vm"] = nf.commands_per_vm;
     std::fprintf(stderr, "cold boot, spawn to agent ready:\n");
     out["cold_boot"] = bench_cold_boot(config, runs, accel).json();
     std::fprintf(stderr, "clone restore from a template, spawn to agent ready:\n");
