@@ -329,6 +329,14 @@ int main(int argc, char** argv) {
               describe("  clone: first `true`", out["clone_first_exec"]).c_str(),
               describe("true job e2e, warm pool", out["end_to_end_true_job_warm"]).c_str(),
               describe("true job e2e, cold", out["end_to_end_true_job_cold"]).c_str());
+  std::printf("%s\n%s\n%s\n%s\n%s\n",
+              describe("network: namespace+TAP+firewall", out["network_create"]).c_str(),
+              describe("network: egress (veth, NAT, rules)", out["network_allow_egress"]).c_str(),
+              describe("network: counters", out["network_usage"]).c_str(),
+              describe("network: teardown", out["network_teardown"]).c_str(),
+              ("network: commands per VM with egress: " +
+               std::to_string(out["network_commands_per_vm"].get<uint64_t>()))
+                  .c_str());
   std::printf(
       "cold/restore ratio (medians): %.0fx   snapshot of the template: %.0f ms   accel: %s\n",
       out["cold_restore_ratio"].get<double>(), out["snapshot_ms"].get<double>(), accel.c_str());
