@@ -10,6 +10,7 @@
 #include <set>
 
 #include "../integration/harness.h"
+#include "test_internet.h"
 #include "vm_fixture.h"
 
 using namespace paddock;
@@ -199,4 +200,50 @@ TEST_CASE(
   CHECK(qemu_processes_under(run_dir) == 0);
   fs::remove_all(run_dir);
   fs::remove_all(snap_dir);
+}
+
+TEST_CASE("qemu worker: a job's egress rules reach its VM through broker and worker") {
+  if (!vm_tests_can_run()) return;
+  TempDir dir;
+  TestInternet inet;  // the worker's VMs use namespace W as their host; A and B are test hosts
+  const std::string run_dir = "/run/paddock-test-wnet-" + std::to_string(::getpid());
+  auto broker = start_broker(dir);
+  auto worker = start_worker(
+      dir, broker.worker_endpoint, "wnet", 2,
+      {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir", run_dir, "--warm", "off",
+       "--net-host-netns", inet.w, "--net-pool", "10.215.0.0/24", "--net-prefix", "wnet1"});
+  client::Client c(broker.client_endpoint);
+  const std::string probe =
+      "for t in 198.18.1.2:8001 198.18.1.2:8002 198.18.2.2:8001; do "
+      "nc -w 2 ${t%:*} ${t#*:} </dev/null 2>/dev/null; done; true";
+  auto allowed = job("egress-a", {"/bin/sh", "-c", probe});
+  allowed.timeout_ms = 30'000;
+  schemas::EgressRule rule;
+  rule.cidr = "198.18.1.2/32";
+  rule.protocol = "tcp";
+  rule.ports = {{8001, 8001}};
+  allowed.egress = {rule};
+  auto closed = job("egress-none", {"/bin/sh", "-c", probe});
+  closed.timeout_ms = 30'000;
+  c.submit(std::vector<schemas::JobRequest>{allowed, closed});
+  auto answers = collect(c, {"egress-a", "egress-none"}, 300s);
+  REQUIRE_MESSAGE(answers.all_exactly_once({"egress-a", "egress-none"}),
+                  slurp(worker->log() + ".err"));
+  const auto& a = answers.finals.at("egress-a").front();
+  REQUIRE_MESSAGE(a.kind == client::Event::Kind::kResult, a.error.message);
+  CHECK(a.result.stdout_data == "A-8001\n");  // 8002 and host B stay closed
+  CHECK(a.result.usage.egress_blocked >= 2);
+  CHECK(a.result.usage.bytes_in > 0);
+  const auto& n = answers.finals.at("egress-none").front();
+  REQUIRE_MESSAGE(n.kind == client::Event::Kind::kResult, n.error.message);
+  CHECK(n.result.stdout_data == "");
+  CHECK(n.result.usage.egress_blocked >= 3);
+  worker->signal(SIGTERM);
+  auto code = worker->wait_for(60s);
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CHECK(fs::is_empty(run_dir));
+  // The worker's network namespaces went with their VMs.
+  CHECK(capture("ls /run/netns | grep -c '^wnet1-' || true") == "0\n");
+  fs::remove_all(run_dir);
 }
