@@ -36,6 +36,7 @@ cleanup() {
   trap - EXIT INT TERM
   stop "$worker_pid" paddock-worker
   stop "$broker_pid" paddock-broker
+  [[ -n "${host_netns:-}" ]] && ip netns delete "$host_netns" 2>/dev/null
   if [[ $status -ne 0 && $status -ne 130 ]]; then
     for log in "$tmp"/*.log; do
       [[ -s "$log" ]] && { echo "--- last lines of $(basename "$log"):" >&2; tail -n 20 "$log" >&2; }
@@ -82,15 +83,23 @@ echo "   clients: $client   workers: $worker"
 
 if [[ $mode == qemu ]]; then
   echo "== starting paddock-worker (2 slots, backend: qemu: each job in a fresh microVM)"
+  # The VMs' host side (veth ends, NAT) goes into a namespace of the demo's own, so the demo never
+  # touches this machine's firewall; its template snapshots go into the demo's temp directory.
+  host_netns="paddock-demo-$$"
+  ip netns add "$host_netns" || die "ip netns add $host_netns failed (the demo runs as root)"
   "$build/worker/paddock-worker" --broker "$worker" --slots 2 --worker-id demo-worker --backend qemu \
-    --image-dir "$image" --run-dir "$tmp/vms" >"$tmp/worker.log" 2>&1 &
+    --image-dir "$image" --run-dir "$tmp/vms" --snapshot-dir "$tmp/snapshots" \
+    --net-host-netns "$host_netns" >"$tmp/worker.log" 2>&1 &
   worker_pid=$!
   batch=examples/vm-batch.jsonl
   cat <<'NOTE'
 
 == running examples/vm-batch.jsonl
-   Every job below boots its own QEMU microVM (cold boot; software emulation (TCG) where KVM is not
-   usable, a few seconds each), runs in it through the guest agent, and the VM is torn down.
+   Every job below runs in its own QEMU microVM (software emulation (TCG) where KVM is not usable)
+   through the guest agent, and the VM is torn down. The worker first cold-boots one template VM
+   and snapshots it (a few seconds); jobs that start before it is ready cold-boot, the others run
+   in clones restored from it (warm, tens of milliseconds). Each VM has its own network namespace
+   with a default-deny firewall; these jobs ask for no egress, so they have no way out.
 
 NOTE
 else
