@@ -35,9 +35,10 @@ TEST_CASE("qemu worker: 12 cold jobs, each in its own VM, leave no QEMU, socket 
   const std::string run_dir = "/run/paddock-test-worker-" + std::to_string(::getpid());
   HostNetns host;
   auto broker = start_broker(dir);
-  auto worker = start_worker(dir, broker.worker_endpoint, "vmw", 2,
-                             {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir",
-                              run_dir, "--warm", "off", "--net-host-netns", host.name});
+  auto worker = start_worker(
+      dir, broker.worker_endpoint, "vmw", 2,
+      {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir", run_dir,
+       "--snapshot-dir", run_dir + "-snap", "--warm", "off", "--net-host-netns", host.name});
   client::Client c(broker.client_endpoint);
   std::vector<schemas::JobRequest> jobs;
   std::vector<std::string> ids;
@@ -71,6 +72,7 @@ TEST_CASE("qemu worker: 12 cold jobs, each in its own VM, leave no QEMU, socket 
   CHECK(fs::is_empty(run_dir));
   CHECK(qemu_processes_under(run_dir) == 0);
   fs::remove_all(run_dir);
+  fs::remove_all(run_dir + "-snap");
 }
 
 namespace {
@@ -208,10 +210,11 @@ TEST_CASE("qemu worker: a job's egress rules reach its VM through broker and wor
   TestInternet inet;  // the worker's VMs use namespace W as their host; A and B are test hosts
   const std::string run_dir = "/run/paddock-test-wnet-" + std::to_string(::getpid());
   auto broker = start_broker(dir);
-  auto worker = start_worker(
-      dir, broker.worker_endpoint, "wnet", 2,
-      {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir", run_dir, "--warm", "off",
-       "--net-host-netns", inet.w, "--net-pool", "10.215.0.0/24", "--net-prefix", "wnet1"});
+  auto worker =
+      start_worker(dir, broker.worker_endpoint, "wnet", 2,
+                   {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir", run_dir,
+                    "--snapshot-dir", run_dir + "-snap", "--warm", "off", "--net-host-netns",
+                    inet.w, "--net-pool", "10.215.0.0/24", "--net-prefix", "wnet1"});
   client::Client c(broker.client_endpoint);
   const std::string probe =
       "for t in 198.18.1.2:8001 198.18.1.2:8002 198.18.2.2:8001; do "
@@ -246,4 +249,5 @@ TEST_CASE("qemu worker: a job's egress rules reach its VM through broker and wor
   // The worker's network namespaces went with their VMs.
   CHECK(capture("ls /run/netns | grep -c '^wnet1-' || true") == "0\n");
   fs::remove_all(run_dir);
+  fs::remove_all(run_dir + "-snap");
 }
