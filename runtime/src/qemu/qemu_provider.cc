@@ -256,32 +256,39 @@ Status QemuProvider::create(const std::string& vm_id, const VmSpec& spec) {
   return {};
 }
 
-Status QemuProvider::start(const std::string& vm_id) {
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kStart); !st) return st;
+Result<qemu::LaunchSpec> QemuProvider::launch_spec(const std::string& vm_id, Slot& slot) {
   qemu::LaunchSpec spec;
   spec.qemu_binary = config_.qemu_binary;
   spec.kernel = kernel_;
   spec.initrd = initrd_;
   spec.accel = accel_;
   spec.kernel_args = kernel_args_;
-  spec.vcpus = slot->info.spec.vcpus;
-  spec.mem_mib = slot->info.spec.mem_mib;
-  spec.run_dir = slot->run_dir;
+  spec.vcpus = slot.info.spec.vcpus;
+  spec.mem_mib = slot.info.spec.mem_mib;
+  spec.run_dir = slot.run_dir;
   spec.boot_timeout = config_.boot_timeout;
   spec.shutdown_grace = config_.shutdown_grace;
   spec.shutdown_poll = config_.shutdown_poll;
-  if (network_ && !slot->network) {
+  if (network_) {
+    // The caller resets slot.network when the launch fails: nothing of it outlives the attempt.
     auto network = network_->create(vm_id);
     if (!network) return network.error();
-    slot->network = std::move(network.value());
+    slot.network = std::move(network.value());
+    spec.tap_fd = slot.network->tap_fd();
   }
-  if (slot->network) spec.tap_fd = slot->network->tap_fd();
+  return spec;
+}
+
+Status QemuProvider::start(const std::string& vm_id) {
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::lock_guard lock(slot->mu);
+  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kStart); !st) return st;
+  auto spec = launch_spec(vm_id, *slot);
+  if (!spec) return spec.error();
   Result<std::unique_ptr<qemu::QemuVm>> booted = Error::unsupported("not attempted");
   for (int attempt = 1; attempt <= std::max(1, config_.boot_attempts); ++attempt) {
-    booted = qemu::QemuVm::boot(spec);
+    booted = qemu::QemuVm::boot(spec.value());
     if (booted) break;
     spdlog::warn("vm '{}': boot attempt {} failed: {}", vm_id, attempt, booted.error().message());
     // Only a guest that hung or died is worth another try; a QEMU that cannot start is not.
@@ -426,32 +433,16 @@ Status QemuProvider::restore(const std::string& vm_id, const std::string& snapsh
   }
   std::unique_lock slot_lock(slot->mu);
   const std::string dir = snapshots_->dir(vm_id, snapshot_id);
-  qemu::LaunchSpec spec;
-  spec.qemu_binary = config_.qemu_binary;
-  spec.kernel = kernel_;
-  spec.initrd = initrd_;
-  spec.accel = accel_;
-  spec.kernel_args = kernel_args_;
-  spec.vcpus = m.vcpus;
-  spec.mem_mib = m.mem_mib;
-  spec.run_dir = slot->run_dir;
-  spec.memory_file = dir + "/memory";
-  spec.memory_private = true;
-  spec.incoming_state = dir + "/state";
-  spec.boot_timeout = config_.boot_timeout;
-  spec.shutdown_grace = config_.shutdown_grace;
-  spec.shutdown_poll = config_.shutdown_poll;
   Result<std::unique_ptr<qemu::QemuVm>> restored = Error::unsupported("not attempted");
-  if (network_) {
-    auto network = network_->create(new_vm_id);
-    if (network) {
-      slot->network = std::move(network.value());
-      spec.tap_fd = slot->network->tap_fd();
-    } else {
-      restored = network.error();
-    }
+  auto spec = launch_spec(new_vm_id, *slot);
+  if (spec) {
+    spec.value().memory_file = dir + "/memory";
+    spec.value().memory_private = true;
+    spec.value().incoming_state = dir + "/state";
+    restored = qemu::QemuVm::restore(spec.value());
+  } else {
+    restored = spec.error();
   }
-  if (!network_ || slot->network) restored = qemu::QemuVm::restore(spec);
   if (!restored) {
     slot->network.reset();
     // Nothing was made: the id is free again.

@@ -18,6 +18,7 @@
 namespace paddock::runtime {
 
 namespace qemu {
+struct LaunchSpec;
 class SnapshotStore;
 struct SnapshotEnv;
 }  // namespace qemu
@@ -92,6 +93,9 @@ class QemuProvider final : public Provider {
   explicit QemuProvider(QemuConfig config);
   std::shared_ptr<Slot> find(const std::string& vm_id) const;
   std::string new_run_dir();
+  // What start and restore share: the launch of this provider's QEMU for the slot's VM, with its
+  // network made (when networks are on) and its TAP in the spec.
+  Result<qemu::LaunchSpec> launch_spec(const std::string& vm_id, Slot& slot);
 
   QemuConfig config_;
   std::string kernel_;
