@@ -393,6 +393,7 @@ Status VmNetwork::allow_egress(const std::vector<EgressRule>& rules) {
                         "\naddr add " + host_addr + " dev " + host_link_ + "\nlink set " +
                         host_link_ + " up\n";
     const auto argv = manager_.host_ip({"-batch", "-"});
+    veth_made_ = true;
     if (auto r = manager_.run(argv, batch); r.status != 0) return fail(argv, r);
   }
   {
@@ -470,8 +471,17 @@ Status VmNetwork::teardown() {
     ::close(tap_fd_);
     tap_fd_ = -1;
   }
+  if (veth_made_) {
+    // The host end goes first and explicitly: a deleted namespace's devices are destroyed later,
+    // by the kernel's asynchronous cleanup, and until then the host end would keep its name and
+    // address while the lease below is already handed to the next VM.
+    auto r = manager_.run(manager_.host_ip({"link", "delete", host_link_}));
+    if (r.status != 0 && r.err.find("Cannot find device") == std::string::npos)
+      errors += "ip link delete " + host_link_ + ": " + r.err + "; ";
+    veth_made_ = false;
+  }
   if (netns_made_) {
-    // Deleting the namespace takes its veth pair (both ends), the TAP and its firewall with it.
+    // Deleting the namespace takes the TAP, the sink pair and the firewall with it.
     auto r = manager_.run({"ip", "netns", "delete", netns_});
     if (r.status != 0) errors += "ip netns delete " + netns_ + ": " + r.err + "; ";
     netns_made_ = false;

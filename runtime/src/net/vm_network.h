@@ -53,6 +53,7 @@ class VmNetwork {
   std::string host_link_;
   int tap_fd_ = -1;
   bool netns_made_ = false;
+  bool veth_made_ = false;  // the host end exists (or may: set before `link add` runs)
   std::optional<Lease> lease_;
   std::string host_rules_;  // the iptables-restore lines added in the host namespace
   bool torn_down_ = false;
