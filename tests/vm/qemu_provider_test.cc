@@ -128,7 +128,7 @@ TEST_CASE("qemu: a job that crashes the guest kernel is a GuestAgent error quoti
   CHECK_MESSAGE(x.error().message().find("sysrq") != std::string::npos, x.error().message());
   CHECK(p.destroy("vm-crash").ok());
   CHECK(testing::qemu_processes_under(dir.path) == 0);
-  CHECK(fs::is_empty(dir.path));
+  CHECK(testing::nothing_left_in(dir.path));
 }
 
 TEST_CASE("qemu: lifecycle errors and pause/resume on a real VM") {

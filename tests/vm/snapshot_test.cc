@@ -179,7 +179,7 @@ TEST_CASE(
     CHECK_FALSE(fs::exists(d.snapshots + "/src"));
   }
   CHECK(testing::qemu_processes_under(d.run) == 0);
-  CHECK(fs::is_empty(d.run));
+  CHECK(testing::nothing_left_in(d.run));
 }
 
 TEST_CASE(
@@ -273,5 +273,5 @@ TEST_CASE(
   CHECK(file_hashes(d.snapshots + "/tpl/template") == before);
   CHECK(p->list().value().empty());
   CHECK(testing::qemu_processes_under(d.run) == 0);
-  CHECK(fs::is_empty(d.run));
+  CHECK(testing::nothing_left_in(d.run));
 }

@@ -40,7 +40,22 @@ inline runtime::QemuConfig test_qemu_config(const std::string& run_dir) {
   c.image_dir = guest_image_dir();
   c.run_dir = run_dir;
   c.accel = "auto";
+  // Every VM in the tests runs jailed, as in production.
+  c.jail = runtime::JailConfig{};
   return c;
+}
+
+// Nothing is left in a provider's run directory but the (empty) base of its jails, `qemu/`, and
+// the image it staged for them (`.image/`, when the image is on another filesystem).
+inline bool nothing_left_in(const std::string& run_dir) {
+  for (const auto& e : std::filesystem::directory_iterator(run_dir)) {
+    if (e.path().filename() == "qemu" && e.is_directory() && std::filesystem::is_empty(e.path()))
+      continue;
+    if (e.path().filename() == ".image" && e.is_directory()) continue;
+    MESSAGE("left in " << run_dir << ": " << e.path().filename().string());
+    return false;
+  }
+  return true;
 }
 
 // QEMU processes whose command line names `run_dir` (read from /proc, so the check cannot

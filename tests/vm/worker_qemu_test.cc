@@ -69,7 +69,7 @@ TEST_CASE("qemu worker: 12 cold jobs, each in its own VM, leave no QEMU, socket 
   REQUIRE(code.has_value());
   CHECK(*code == 0);
   // Every VM directory (sockets, pidfile) is gone, and no QEMU names the run directory.
-  CHECK(fs::is_empty(run_dir));
+  CHECK(testing::nothing_left_in(run_dir));
   CHECK(qemu_processes_under(run_dir) == 0);
   fs::remove_all(run_dir);
   fs::remove_all(run_dir + "-snap");
@@ -146,7 +146,7 @@ TEST_CASE(
     auto code = worker->wait_for(60s);
     REQUIRE(code.has_value());
     CHECK(*code == 0);
-    CHECK(fs::is_empty(run_dir));
+    CHECK(testing::nothing_left_in(run_dir));
     CHECK(qemu_processes_under(run_dir) == 0);
   }
   // The template stays on disk, and a restarted worker runs warm from it without a new boot.
@@ -198,7 +198,7 @@ TEST_CASE(
     REQUIRE(code.has_value());
     CHECK(*code == 0);
   }
-  CHECK(fs::is_empty(run_dir));
+  CHECK(testing::nothing_left_in(run_dir));
   CHECK(qemu_processes_under(run_dir) == 0);
   fs::remove_all(run_dir);
   fs::remove_all(snap_dir);
@@ -245,7 +245,7 @@ TEST_CASE("qemu worker: a job's egress rules reach its VM through broker and wor
   auto code = worker->wait_for(60s);
   REQUIRE(code.has_value());
   CHECK(*code == 0);
-  CHECK(fs::is_empty(run_dir));
+  CHECK(testing::nothing_left_in(run_dir));
   // The worker's network namespaces went with their VMs.
   CHECK(capture("ls /run/netns | grep -c '^wnet1-' || true") == "0\n");
   fs::remove_all(run_dir);

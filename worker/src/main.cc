@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -163,6 +164,26 @@ int main(int argc, char** argv) {
                  "warm: a ready clone older than this is destroyed and replaced")
       ->check(CLI::Range(1u, 86'400u))
       ->capture_default_str();
+  std::string jail = "on";
+  paddock::runtime::JailConfig jail_config;
+  std::string jail_uids;
+  app.add_option("--jail", jail,
+                 "qemu: start every QEMU through paddock-jailer (chroot, namespaces, cgroups, its "
+                 "own uid, seccomp; needs root), or unjailed (off: development only)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_option("--jailer", jail_config.jailer_binary,
+                 "qemu: the paddock-jailer binary (default: next to this worker, else the build's)");
+  app.add_option("--jail-uids", jail_uids,
+                 "qemu: FIRST-LAST, the uids (and gids) VMMs run as, one per live VM (default: "
+                 "4096 from 1000000 + 4096 * (hash of the run dir % 4096))");
+  app.add_option("--jail-cgroup-parent", jail_config.cgroup_parent,
+                 "qemu: VMM cgroups go below this, relative to /sys/fs/cgroup (default "
+                 "paddock/<hash of the run dir>); swept at start");
+  app.add_option("--jail-vmm-allowance-mib", jail_config.vmm_allowance_mib,
+                 "qemu: a VMM's memory limit is its guest's memory plus this")
+      ->check(CLI::Range(16u, 65536u))
+      ->capture_default_str();
   std::string network = "on";
   paddock::runtime::net::NetworkSettings net;
   std::vector<std::string> egress_allow, egress_deny;
@@ -214,6 +235,22 @@ int main(int argc, char** argv) {
     }
     if (qemu.snapshot_dir.empty()) qemu.snapshot_dir = tmpfs + "/paddock-snapshots/" + safe;
   }
+  if (jail == "on") {
+    if (!jail_uids.empty()) {
+      unsigned long first = 0, last = 0;
+      char dash = 0;
+      std::istringstream in(jail_uids);
+      if (!(in >> first >> dash >> last) || dash != '-' || !in.eof() || first == 0 ||
+          last < first || last > 0xfffffffeUL) {
+        std::fprintf(stderr, "--jail-uids %s: not FIRST-LAST with 0 < FIRST <= LAST\n",
+                     jail_uids.c_str());
+        return 2;
+      }
+      jail_config.uid_base = static_cast<uint32_t>(first);
+      jail_config.uid_count = static_cast<uint32_t>(last - first + 1);
+    }
+    qemu.jail = jail_config;
+  }
   if (network == "on") {
     if (net.prefix == paddock::runtime::net::NetworkSettings{}.prefix) {
       net.prefix = derived_net_prefix(opt.worker_id);
@@ -245,6 +282,11 @@ int main(int argc, char** argv) {
     spdlog::error("{} (code {}: {})", provider.error().message(), provider.error().code(),
                   provider.error().name());
     return 2;
+  }
+  if (backend == "qemu" && !qemu.jail) {
+    spdlog::warn(
+        "--jail off: QEMU runs unjailed, as this worker's user, in its namespaces; a guest that "
+        "escapes into QEMU owns the worker. For development only");
   }
   if (backend == "memory") {
     spdlog::warn(

@@ -1,12 +1,14 @@
 #include "paddock/runtime/qemu_provider.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 #include <boost/process.hpp>
@@ -27,6 +29,7 @@ struct QemuProvider::Slot {
   std::unique_ptr<net::VmNetwork> network;
   std::unique_ptr<qemu::QemuVm> vm;
   std::string run_dir;
+  uint32_t jail_uid = 0;  // 0: none taken
   bool needs_refresh = false;  // a restored clone not yet made unique (on its first resume)
 };
 
@@ -103,6 +106,18 @@ bool process_mentions(pid_t pid, const std::string& needle) {
   return cmdline.find(needle) != std::string::npos;
 }
 
+uint32_t fnv1a(const std::string& s) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : s) h = (h ^ c) * 16777619u;
+  return h;
+}
+
+std::string hex8(uint32_t v) {
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", v);
+  return buf;
+}
+
 }  // namespace
 
 QemuProvider::QemuProvider(QemuConfig config) : config_(std::move(config)) {}
@@ -110,6 +125,21 @@ QemuProvider::~QemuProvider() {
   // Every VM still running is shut down by its QemuVm's destructor.
   std::lock_guard lock(mu_);
   vms_.clear();
+  std::error_code ec;
+  fs::remove_all(config_.run_dir + "/.image", ec);
+  if (const auto& j = config_.jail) {
+    // This provider's cgroup parent, now empty (a live jail's cgroup would keep it: rmdir fails).
+    jail::JailSpec like;
+    like.id = "x";
+    like.cgroup_root = j->cgroup_root;
+    like.cgroup_parent = j->cgroup_parent;
+    const int version = jail::cgroup_version(j->cgroup_root).value_or(0);
+    if (version != 0) {
+      for (const auto& dir : jail::cgroup_dirs(like, version)) {
+        (void)::rmdir(fs::path(dir).parent_path().c_str());
+      }
+    }
+  }
 }
 
 Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
@@ -153,9 +183,59 @@ Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
   std::error_code ec;
   fs::create_directories(p->config_.run_dir, ec);
   if (ec) return Error::unsupported("create " + p->config_.run_dir + ": " + ec.message());
+  if (auto& j = p->config_.jail) {
+    if (::geteuid() != 0) {
+      return Error::jailer(
+          "jailing QEMU needs root (chroot, namespaces, cgroups, a per-VM uid); run as root, or "
+          "without the jail for development only (the worker's --jail off)");
+    }
+    if (j->jailer_binary.empty()) j->jailer_binary = jail::default_jailer_binary();
+    if (::access(j->jailer_binary.c_str(), X_OK) != 0) {
+      return Error::jailer("paddock-jailer not found at " + j->jailer_binary +
+                           " (build the paddock-jailer target, or pass its path)");
+    }
+    const uint32_t h = fnv1a(fs::absolute(p->config_.run_dir).lexically_normal().string());
+    if (j->uid_base == 0) j->uid_base = 1'000'000 + 4096 * (h % 4096);
+    if (j->uid_count == 0) return Error::jailer("jail uid range: empty (uid_count 0)");
+    if (j->cgroup_parent.empty()) j->cgroup_parent = "paddock/" + hex8(h);
+    const int version = jail::cgroup_version(j->cgroup_root).value_or(0);
+    if (version == 0) {
+      return Error::jailer("step cgroup: " + j->cgroup_root +
+                           ": neither a cgroup v2 mount nor a directory of v1 controllers");
+    }
+    jail::JailSpec like;
+    like.chroot_base = p->config_.run_dir;
+    like.cgroup_root = j->cgroup_root;
+    like.cgroup_parent = j->cgroup_parent;
+    like.cgroup_version = version;
+    if (size_t n = jail::sweep_jails(like)) {
+      spdlog::warn("qemu backend: removed {} jail(s) left by an earlier crash", n);
+    }
+    spdlog::info("qemu backend: VMMs jailed by {} (cgroup v{} under {}, uids {}-{})",
+                 j->jailer_binary, version, j->cgroup_parent, j->uid_base,
+                 j->uid_base + j->uid_count - 1);
+  }
   if (size_t n = sweep(p->config_.run_dir)) {
     spdlog::warn("qemu backend: removed {} VM director{} left by an earlier crash", n,
                  n == 1 ? "y" : "ies");
+  }
+  if (p->config_.jail) {
+    // Jails hard-link the kernel and initramfs; across filesystems they would copy them for every
+    // VM. One staged copy on the run directory's filesystem (root's, read-only) avoids that.
+    struct stat image_st {}, run_st {};
+    if (::stat(p->kernel_.c_str(), &image_st) == 0 && ::stat(p->config_.run_dir.c_str(), &run_st) == 0 &&
+        image_st.st_dev != run_st.st_dev) {
+      const std::string staged = p->config_.run_dir + "/.image";
+      fs::create_directories(staged, ec);
+      for (std::string* file : {&p->kernel_, &p->initrd_}) {
+        const std::string target = staged + "/" + fs::path(*file).filename().string();
+        if (!ec) fs::copy_file(*file, target, fs::copy_options::overwrite_existing, ec);
+        if (!ec) fs::permissions(target, fs::perms::owner_read | fs::perms::group_read |
+                                             fs::perms::others_read, ec);
+        if (ec) return Error::unsupported("stage " + *file + " in " + staged + ": " + ec.message());
+        *file = target;
+      }
+    }
   }
   if (!on_tmpfs(p->config_.run_dir)) {
     spdlog::warn(
@@ -267,6 +347,26 @@ Result<qemu::LaunchSpec> QemuProvider::launch_spec(const std::string& vm_id, Slo
   spec.mem_mib = slot.info.spec.mem_mib;
   spec.run_dir = slot.run_dir;
   spec.boot_timeout = config_.boot_timeout;
+  if (const auto& j = config_.jail) {
+    auto uid = take_uid();
+    if (!uid) return uid.error();
+    slot.jail_uid = uid.value();
+    jail::JailSpec js;
+    js.id = fs::path(slot.run_dir).filename().string();
+    js.chroot_base = config_.run_dir;
+    js.uid = js.gid = uid.value();
+    js.cgroup_root = j->cgroup_root;
+    js.cgroup_parent = j->cgroup_parent;
+    const uint64_t mem = uint64_t{slot.info.spec.mem_mib} << 20;
+    // The vCPUs' time plus half a CPU for QEMU's own threads (main loop, I/O).
+    js.cpu_quota_us = js.cpu_period_us * slot.info.spec.vcpus + js.cpu_period_us / 2;
+    js.memory_bytes = mem + (uint64_t{j->vmm_allowance_mib} << 20);
+    js.pids_max = j->pids_max;
+    js.rlimit_nofile = j->nofile;
+    js.rlimit_fsize = mem + (j->fsize_slack_mib << 20);
+    spec.jail = std::move(js);
+    spec.jailer_binary = j->jailer_binary;
+  }
   spec.shutdown_grace = config_.shutdown_grace;
   spec.shutdown_poll = config_.shutdown_poll;
   if (network_) {
@@ -275,8 +375,29 @@ Result<qemu::LaunchSpec> QemuProvider::launch_spec(const std::string& vm_id, Slo
     if (!network) return network.error();
     slot.network = std::move(network.value());
     spec.tap_fd = slot.network->tap_fd();
+    if (spec.jail) spec.jail->netns = "/run/netns/" + slot.network->netns();
   }
   return spec;
+}
+
+Result<uint32_t> QemuProvider::take_uid() {
+  std::lock_guard lock(mu_);
+  const auto& j = *config_.jail;
+  for (uint32_t i = 0; i < j.uid_count; ++i) {
+    const uint32_t k = (next_uid_ + i) % j.uid_count;
+    if (uids_in_use_.insert(k).second) {
+      next_uid_ = (k + 1) % j.uid_count;
+      return j.uid_base + k;
+    }
+  }
+  return Error::jailer("no free jail uid: all " + std::to_string(j.uid_count) + " from " +
+                       std::to_string(j.uid_base) + " are in use");
+}
+
+void QemuProvider::release_uid(uint32_t uid) {
+  if (uid == 0 || !config_.jail) return;
+  std::lock_guard lock(mu_);
+  uids_in_use_.erase(uid - config_.jail->uid_base);
 }
 
 Status QemuProvider::start(const std::string& vm_id) {
@@ -285,7 +406,11 @@ Status QemuProvider::start(const std::string& vm_id) {
   std::lock_guard lock(slot->mu);
   if (auto st = check_transition(vm_id, slot->info.state, VmOp::kStart); !st) return st;
   auto spec = launch_spec(vm_id, *slot);
-  if (!spec) return spec.error();
+  if (!spec) {
+    slot->network.reset();
+    release_uid(std::exchange(slot->jail_uid, 0));
+    return spec.error();
+  }
   Result<std::unique_ptr<qemu::QemuVm>> booted = Error::unsupported("not attempted");
   for (int attempt = 1; attempt <= std::max(1, config_.boot_attempts); ++attempt) {
     booted = qemu::QemuVm::boot(spec.value());
@@ -296,6 +421,7 @@ Status QemuProvider::start(const std::string& vm_id) {
   }
   if (!booted) {
     slot->network.reset();  // torn down: a later start makes a new one
+    release_uid(std::exchange(slot->jail_uid, 0));
     return booted.error();
   }
   slot->vm = std::move(booted.value());
@@ -346,6 +472,7 @@ Status QemuProvider::destroy(const std::string& vm_id) {
     if (auto st = slot->vm->shutdown(); !st) return st;
     slot->vm.reset();
   }
+  release_uid(std::exchange(slot->jail_uid, 0));
   if (slot->network) {
     auto st = slot->network->teardown();
     slot->network.reset();
@@ -445,6 +572,7 @@ Status QemuProvider::restore(const std::string& vm_id, const std::string& snapsh
   }
   if (!restored) {
     slot->network.reset();
+    release_uid(std::exchange(slot->jail_uid, 0));
     // Nothing was made: the id is free again.
     slot_lock.unlock();
     std::lock_guard lock(mu_);
@@ -566,6 +694,20 @@ Result<std::string> QemuProvider::qemu_status(const std::string& vm_id) const {
     return Error::invalid_transition(vm_id, std::string(state_name(slot->info.state)), "status");
   }
   return slot->vm->status();
+}
+
+int QemuProvider::vmm_pid(const std::string& vm_id) const {
+  auto slot = find(vm_id);
+  if (!slot) return -1;
+  std::lock_guard lock(slot->mu);
+  return slot->vm ? slot->vm->vmm_pid() : -1;
+}
+
+std::optional<jail::JailSpec> QemuProvider::jail_of(const std::string& vm_id) const {
+  auto slot = find(vm_id);
+  if (!slot) return std::nullopt;
+  std::lock_guard lock(slot->mu);
+  return slot->vm ? slot->vm->jail() : std::nullopt;
 }
 
 uint64_t QemuProvider::boot_us(const std::string& vm_id) const {

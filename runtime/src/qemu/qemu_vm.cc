@@ -9,9 +9,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <boost/process.hpp>
 #include <boost/process/extend.hpp>
 #include <filesystem>
+#include <fstream>
 
 #include "os/os_error.h"
 #include "paddock/runtime/network.h"
@@ -25,9 +27,22 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// Where QEMU finds its files: host paths, or the chroot's when jailed.
+struct Paths {
+  std::string kernel, initrd, memory, incoming;
+  std::string sockets;  // directory of the QMP and agent sockets ("" = "/")
+};
+
+Paths paths_for(const LaunchSpec& s) {
+  if (!s.jail) return {s.kernel, s.initrd, s.memory_file, s.incoming_state, s.run_dir};
+  return {"/vmlinuz", "/initrd", s.memory_private ? "/memory" : "/ram",
+          s.incoming_state.empty() ? "" : "/state", ""};
+}
+
 std::vector<std::string> qemu_args(const LaunchSpec& s) {
+  const Paths p = paths_for(s);
   const std::string memory = "memory-backend-file,id=ram,size=" + std::to_string(s.mem_mib) +
-                             "M,mem-path=" + s.memory_file +
+                             "M,mem-path=" + p.memory +
                              (s.memory_private ? ",share=off,readonly=on,rom=off" : ",share=on");
   std::vector<std::string> args = {
       "-M",          machine_arg(s) + ",memory-backend=ram",
@@ -40,15 +55,19 @@ std::vector<std::string> qemu_args(const LaunchSpec& s) {
       "-nographic",  "-no-reboot",
       "-serial",     "stdio",
       "-monitor",    "none",
-      "-kernel",     s.kernel,
-      "-initrd",     s.initrd,
+      "-kernel",     p.kernel,
+      "-initrd",     p.initrd,
       "-append",     s.kernel_args,
       "-device",     "virtio-serial-device",
-      "-chardev",    "socket,id=agent,path=" + s.run_dir + "/agent.sock,server=on,wait=off",
+      "-chardev",    "socket,id=agent,path=" + p.sockets + "/agent.sock,server=on,wait=off",
       "-device",     "virtserialport,chardev=agent,name=paddock.agent",
-      "-qmp",        "unix:" + s.run_dir + "/qmp.sock,server=on,wait=off",
-      "-pidfile",    s.run_dir + "/qemu.pid",
+      "-qmp",        "unix:" + p.sockets + "/qmp.sock,server=on,wait=off",
+      // QEMU's own seccomp filter: no obsolete system calls, no set*uid, no fork or exec, no
+      // scheduler or affinity changes.
+      "-sandbox",    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
   };
+  // The jail's pid namespace makes a pidfile useless there (QEMU is pid 1); the cgroup finds it.
+  if (!s.jail) args.insert(args.end(), {"-pidfile", s.run_dir + "/qemu.pid"});
   if (s.tap_fd >= 0) {
     // The TAP is already open in the VM's namespace: QEMU needs no privilege for it.
     args.insert(args.end(), {"-netdev", "tap,id=net0,fd=" + std::to_string(kTapFd), "-device",
@@ -86,11 +105,35 @@ int connect_unix(const std::string& path) {
 std::string machine_arg(const LaunchSpec&) { return "microvm,isa-serial=on,rtc=on"; }
 std::string cpu_arg(const LaunchSpec& s) { return s.accel == "kvm" ? "host" : "max"; }
 
+// The line paddock-jailer wrote when a step failed, if it did.
+std::optional<std::string> jailer_failure(const std::string& console) {
+  const auto at = console.find("paddock-jailer: ");
+  if (at == std::string::npos) return std::nullopt;
+  const auto end = console.find('\n', at);
+  return console.substr(at + 16, end == std::string::npos ? std::string::npos : end - at - 16);
+}
+
+// A failed start: the jailer's own error (Jailer) when it reported one, else `otherwise`.
+Error start_error(const std::string& console, Error otherwise) {
+  if (auto line = jailer_failure(console)) return Error::jailer(*line);
+  return otherwise;
+}
+
 QemuVm::QemuVm(LaunchSpec spec) : spec_(std::move(spec)) {
+  if (spec_.jail) spec_.run_dir = jail::jail_root(*spec_.jail);
   if (spec_.memory_file.empty()) spec_.memory_file = spec_.run_dir + "/ram";
 }
 
 int QemuVm::pid() const { return child_ ? child_->id() : -1; }
+
+int QemuVm::vmm_pid() const {
+  if (!child_) return -1;
+  if (!spec_.jail) return child_->id();
+  const std::string p = std::to_string(child_->id());
+  std::ifstream children("/proc/" + p + "/task/" + p + "/children");
+  int pid = -1;
+  return children >> pid ? pid : -1;
+}
 
 Result<std::unique_ptr<QemuVm>> QemuVm::boot(const LaunchSpec& spec) {
   const auto t0 = Clock::now();
@@ -109,12 +152,12 @@ Result<std::unique_ptr<QemuVm>> QemuVm::restore(const LaunchSpec& spec) {
   {
     std::lock_guard lock(vm->control_mu_);
     if (auto st = vm->connect_qmp(); !st) return st.error();
-    if (auto st = vm->migrate("migrate-incoming", "file:" + spec.incoming_state); !st) {
+    if (auto st = vm->migrate("migrate-incoming", "file:" + paths_for(vm->spec_).incoming); !st) {
       return st.error();
     }
   }
   // QEMU listens on the agent's socket from the start; the guest answers once it runs.
-  const int fd = connect_unix(spec.run_dir + "/agent.sock");
+  const int fd = connect_unix(vm->spec_.run_dir + "/agent.sock");
   if (fd < 0) return Error::guest_agent(os::error_message("connect to the restored VM's agent"));
   vm->agent_ = std::make_unique<AgentClient>(fd);
   vm->boot_us_ = static_cast<uint64_t>(
@@ -126,8 +169,9 @@ Status QemuVm::connect_qmp() {
   if (auto err = qmp_.connect(spec_.run_dir + "/qmp.sock", 10s)) {
     if (exited()) {
       stop_console_reader();
-      return Error::unsupported("qemu exited at start (" + exit_description() +
-                                "); its output: " + console_.tail());
+      return start_error(console_.tail(),
+                         Error::unsupported("qemu exited at start (" + exit_description() +
+                                            "); its output: " + console_.tail()));
     }
     return Error::unsupported("qmp: " + *err);
   }
@@ -166,7 +210,17 @@ Status QemuVm::migrate(const std::string& command, const std::string& uri) {
 
 Status QemuVm::save_state(const std::string& path) {
   std::lock_guard lock(control_mu_);
-  return migrate("migrate", "file:" + path);
+  if (!spec_.jail) return migrate("migrate", "file:" + path);
+  // A jailed QEMU writes inside its chroot, as the jail's user. The snapshot gets a copy that is
+  // root's and read-only, so no later VM running as that uid could change what clones load.
+  const std::string inside = spec_.run_dir + "/snapshot.state";
+  if (auto st = migrate("migrate", "file:/snapshot.state"); !st) return st;
+  std::error_code ec;
+  fs::copy_file(inside, path, fs::copy_options::overwrite_existing, ec);
+  if (!ec) fs::permissions(path, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read, ec);
+  if (ec) return Error::unsupported("copy " + inside + " to " + path + ": " + ec.message());
+  fs::remove(inside, ec);
+  return {};
 }
 
 Result<AgentIdentity> QemuVm::refresh(const std::string& hostname) {
@@ -188,18 +242,36 @@ Result<AgentIdentity> QemuVm::refresh(const std::string& hostname) {
 
 Status QemuVm::spawn() {
   std::error_code ec;
-  fs::create_directories(spec_.run_dir, ec);
+  // A jail's directory is made by the jailer (and must not exist before).
+  if (!spec_.jail) fs::create_directories(spec_.run_dir, ec);
   if (ec) return Error::unsupported("create " + spec_.run_dir + ": " + ec.message());
+  std::string binary = spec_.qemu_binary;
+  std::vector<std::string> args = qemu_args(spec_);
+  if (spec_.jail) {
+    jail::JailSpec& j = *spec_.jail;
+    j.exec_file = spec_.qemu_binary;
+    j.args = args;
+    j.kvm = spec_.accel == "kvm";
+    j.files = {{"vmlinuz", spec_.kernel}, {"initrd", spec_.initrd}};
+    if (spec_.memory_private) j.files.emplace_back("memory", spec_.memory_file);
+    if (!spec_.incoming_state.empty()) j.files.emplace_back("state", spec_.incoming_state);
+    j.keep_fds.clear();
+    if (spec_.tap_fd >= 0) j.keep_fds.push_back(kTapFd);
+    auto jailer = jail::paddock_jailer_argv(spec_.jailer_binary, j);
+    if (!jailer) return jailer.error();
+    binary = spec_.jailer_binary;
+    args.assign(jailer.value().begin() + 1, jailer.value().end());
+  }
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     return Error::unsupported(os::error_message("pipe for the qemu console"));
   }
   const int console_write = fds[1];
   console_fd_ = fds[0];
-  argv_ = qemu_args(spec_);
+  argv_ = args;
   const int tap = spec_.tap_fd;
   try {
-    child_ = std::make_unique<bp::child>(spec_.qemu_binary, bp::args(argv_), bp::std_in < bp::null,
+    child_ = std::make_unique<bp::child>(binary, bp::args(argv_), bp::std_in < bp::null,
                                          bp::extend::on_exec_setup([console_write, tap](auto&) {
                                            // In the child, before exec: the console (stdout and
                                            // stderr) into our pipe, and QEMU dies with the thread
@@ -224,7 +296,7 @@ Status QemuVm::spawn() {
                                          }));
   } catch (const std::exception& e) {
     ::close(console_write);
-    return Error::unsupported("start " + spec_.qemu_binary + ": " + e.what());
+    return Error::unsupported("start " + binary + ": " + e.what());
   }
   ::close(console_write);
   console_reader_ = std::thread([this] {
@@ -249,8 +321,9 @@ Status QemuVm::wait_for_agent() {
   while (Clock::now() < deadline) {
     if (exited()) {
       stop_console_reader();
-      return Error::guest_agent("the VM stopped during boot (" + exit_description() +
-                                "); console tail:\n" + console_.tail());
+      return start_error(console_.tail(),
+                         Error::guest_agent("the VM stopped during boot (" + exit_description() +
+                                            "); console tail:\n" + console_.tail()));
     }
     if (!agent_) {
       const int fd = connect_unix(agent_path);
@@ -273,8 +346,14 @@ bool QemuVm::exited() {
 std::string QemuVm::exit_description() const {
   if (!child_) return "not started";
   const int status = child_->native_exit_code();
-  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
-  return "exit status " + std::to_string(WEXITSTATUS(status));
+  std::string d = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                                      : "exit status " + std::to_string(WEXITSTATUS(status));
+  if (spec_.jail && jail::oom_kills(*spec_.jail) > 0) {
+    d += ": the host's OOM killer ended the VMM at its cgroup's memory limit (" +
+         std::to_string(spec_.jail->memory_bytes >> 20) + " MiB: the guest's memory plus the "
+         "VMM allowance)";
+  }
+  return d;
 }
 
 Status QemuVm::pause() {
@@ -367,6 +446,11 @@ Status QemuVm::shutdown() {
   }
   qmp_.close();
   stop_console_reader();
+  if (spec_.jail) {
+    // The chroot (with its links) and the cgroups; idempotent.
+    if (auto st = jail::teardown_jail(*spec_.jail); !st) return st;
+    return {};
+  }
   std::error_code ec;
   fs::remove_all(spec_.run_dir, ec);
   if (ec) return Error::shutdown("remove " + spec_.run_dir + ": " + ec.message());

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "paddock/runtime/agent_client.h"
+#include "paddock/runtime/jailer.h"
 #include "paddock/runtime/provider.h"
 #include "qemu/console_ring.h"
 #include "qemu/qmp_client.h"
@@ -53,6 +54,12 @@ struct LaunchSpec {
   // The VM's TAP (opened in its network namespace), passed to QEMU as fd kTapFd; -1: no network
   // device. Not owned.
   int tap_fd = -1;
+  // Start QEMU through paddock-jailer (runtime/README.md "The jail"). The provider fills the jail's
+  // id, base, user, cgroup, limits and network namespace; QemuVm adds the binary, its arguments,
+  // the files to link and the fds to keep. run_dir is then the chroot (host view), and QEMU sees
+  // its files at /vmlinuz, /initrd, /ram or /memory, /state and its sockets at /.
+  std::optional<jail::JailSpec> jail;
+  std::string jailer_binary;
   std::chrono::milliseconds boot_timeout{60'000};
   std::chrono::milliseconds shutdown_grace{2'000};
   std::chrono::milliseconds shutdown_poll{50};
@@ -73,6 +80,7 @@ class QemuVm {
   // Gives the guest fresh entropy, the wall clock and a hostname (after a restore, before any job).
   Result<AgentIdentity> refresh(const std::string& hostname);
   const std::string& memory_file() const { return spec_.memory_file; }
+  const std::optional<jail::JailSpec>& jail() const { return spec_.jail; }
 
   Status pause();   // QMP stop
   Status resume();  // QMP cont
@@ -87,6 +95,8 @@ class QemuVm {
   // Spawn to agent ready (boot) or spawn to restored and paused (restore), in microseconds.
   uint64_t boot_us() const { return boot_us_; }
   int pid() const;
+  // The QEMU process itself: the jailer's child when jailed, else pid(); -1 if unknown.
+  int vmm_pid() const;
   std::string console_tail() const { return console_.tail(); }
   // The command line QEMU was started with (for logs and the benchmark).
   const std::vector<std::string>& argv() const { return argv_; }

@@ -1,6 +1,9 @@
-// Jailing a VMM (issue 6; DESIGN.md §4 "Jail"). For now: the command that starts Firecracker
-// through Firecracker's own jailer, exactly as the reference runtime builds it, and the cgroup
-// version of the host. Our own jailer for QEMU (paddock-jailer) is not built yet.
+// Jailing a VMM (issue 6; runtime/README.md "The jail"). Two jailers:
+//  - paddock-jailer, ours, which starts every QEMU: JailSpec says what it does, paddock_jailer_argv
+//    builds its command line and parse_paddock_jailer_args reads it back; the steps themselves
+//    are in src/jail/steps.cc. teardown_jail and sweep_jails remove what a jail leaves.
+//  - Firecracker's own jailer, for the Firecracker backend: firecracker_jailer_argv builds its
+//    command exactly as the reference runtime does.
 #pragma once
 
 #include <cstdint>
@@ -41,5 +44,62 @@ Result<std::vector<std::string>> firecracker_jailer_argv(const FirecrackerJailer
 // 2 when `root` (normally /sys/fs/cgroup) is a cgroup2 mount (the unified hierarchy), 1 when it
 // holds v1 controllers, nullopt when it is neither. Detected, never assumed.
 std::optional<int> cgroup_version(const std::string& root = "/sys/fs/cgroup");
+
+// What paddock-jailer does for one VMM. Paths are absolute host paths.
+struct JailSpec {
+  std::string id;           // valid_jail_id: names the chroot and the cgroup
+  std::string exec_file;    // the VMM binary (absolute); it must be below a read-only bind
+  std::string chroot_base;  // the chroot is <chroot_base>/qemu/<id>/root
+  uint32_t uid = 0;         // the VMM runs as uid:gid (neither may be 0)
+  uint32_t gid = 0;
+  // Cgroups: <cgroup_root>/<controller>/<parent>/<id> on v1 (cpu, memory, pids),
+  // <cgroup_root>/<parent>/<id> on v2. Version 0: detected from cgroup_root.
+  std::string cgroup_root = "/sys/fs/cgroup";
+  std::string cgroup_parent = "paddock";
+  int cgroup_version = 0;
+  uint64_t cpu_quota_us = 0;  // per cpu_period_us; 0: no CPU limit
+  uint64_t cpu_period_us = 100'000;
+  uint64_t memory_bytes = 0;  // 0: no memory limit (swap is limited with it where the host can)
+  uint64_t pids_max = 0;      // 0: no pids limit
+  // The network namespace to join (a /run/netns path); empty: a new, empty one.
+  std::string netns;
+  // Files hard-linked (copied across filesystems) into the chroot, as name -> source.
+  std::vector<std::pair<std::string, std::string>> files;
+  bool kvm = false;  // /dev/kvm in the jail (besides null, zero, random, urandom)
+  // Directories bound read-only (nosuid, nodev) at the same place in the jail: the VMM's binary,
+  // libraries and firmware. Debian's QEMU is dynamically linked: /usr holds all of it.
+  std::vector<std::string> ro_binds = {"/usr"};
+  uint64_t rlimit_nofile = 1024;
+  uint64_t rlimit_fsize = 0;  // largest file the VMM may write; 0: unlimited
+  std::vector<int> keep_fds;  // inherited fds that stay open (the TAP); 0-2 always stay
+  std::vector<std::string> args;  // the VMM's arguments (after argv[0])
+};
+
+// <chroot_base>/qemu/<id> and its root.
+std::string jail_dir(const JailSpec& spec);
+std::string jail_root(const JailSpec& spec);
+// Jailer errors naming the field and the value; nothing is touched.
+Status validate(const JailSpec& spec);
+// paddock-jailer's argv (argv[0] = jailer_binary), and back (args without argv[0]).
+Result<std::vector<std::string>> paddock_jailer_argv(const std::string& jailer_binary,
+                                                     const JailSpec& spec);
+Result<JailSpec> parse_paddock_jailer_args(const std::vector<std::string>& args);
+// The jail's cgroup directories (one per controller on v1, one on v2).
+std::vector<std::string> cgroup_dirs(const JailSpec& spec, int version);
+
+// How many times the kernel's OOM killer acted in the jail's memory cgroup (0 if unknown).
+uint64_t oom_kills(const JailSpec& spec);
+
+// Removes the jail's cgroups (killing any process still in them) and its directory. Idempotent:
+// what is already gone is not an error. Refuses (Jailer) to delete a directory with a mount below
+// it: the jail's mounts live only in its own mount namespace, and one seen here is a bug.
+Status teardown_jail(const JailSpec& spec);
+// At startup: removes every jail below <chroot_base>/qemu and every cgroup below cgroup_parent
+// (only id, cgroup_root, cgroup_parent, cgroup_version and chroot_base of `like` are used).
+// Returns how many jails were removed.
+size_t sweep_jails(const JailSpec& like);
+
+// Where paddock-jailer is: next to the running executable, else where this build put it.
+std::string default_jailer_binary();
 
 }  // namespace paddock::runtime::jail

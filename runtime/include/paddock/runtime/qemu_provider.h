@@ -11,8 +11,10 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
+#include "paddock/runtime/jailer.h"
 #include "paddock/runtime/provider.h"
 
 namespace paddock::runtime {
@@ -25,6 +27,23 @@ struct SnapshotEnv;
 namespace net {
 class NetworkManager;
 }  // namespace net
+
+// How every QEMU is jailed (runtime/README.md "The jail"). Needs root.
+struct JailConfig {
+  std::string jailer_binary;  // empty: jail::default_jailer_binary()
+  // VMMs run as uid = gid = uid_base + k, k < uid_count, one per live VM. uid_base 0: derived
+  // from run_dir, 1000000 + 4096 * (hash % 4096), so workers on one host get different ranges.
+  uint32_t uid_base = 0;
+  uint32_t uid_count = 4096;
+  std::string cgroup_root = "/sys/fs/cgroup";
+  std::string cgroup_parent;  // empty: "paddock/<hash of run_dir>"
+  // The VMM's memory limit is the guest's memory plus this allowance (QEMU's own heap, TCG's
+  // translation cache, device buffers); see the README for what was measured.
+  uint32_t vmm_allowance_mib = 256;
+  uint64_t pids_max = 128;      // QEMU's threads (vCPUs, RCU, I/O workers)
+  uint64_t nofile = 1024;       // open files
+  uint64_t fsize_slack_mib = 64;  // largest file = guest memory + this (the RAM file, state)
+};
 
 struct QemuConfig {
   std::string qemu_binary = "qemu-system-x86_64";
@@ -40,6 +59,8 @@ struct QemuConfig {
   // Per-VM networks (runtime/README.md, "Networks and egress"); none: VMs have no network device,
   // and egress rules are Unsupported. Snapshots are tied to this choice (the device model differs).
   std::optional<net::NetworkSettings> network;
+  // Jail every QEMU (on by default for the worker; off only for development without root).
+  std::optional<JailConfig> jail;
   std::string extra_kernel_args;
   std::chrono::milliseconds boot_timeout{60'000};
   int boot_attempts = 2;  // a boot that hangs (DESIGN.md §6) is killed and retried
@@ -79,6 +100,10 @@ class QemuProvider final : public Provider {
   const std::string& accel() const { return accel_; }
   // QEMU's own run state of a started VM ("running", "paused", ...), from QMP query-status.
   Result<std::string> qemu_status(const std::string& vm_id) const;
+  // The QEMU process of a started VM (inside its jail when jailed); -1 if none.
+  int vmm_pid(const std::string& vm_id) const;
+  // The jail spec a VM's QEMU was started with (chroot, cgroups, uid); nullopt if not jailed.
+  std::optional<jail::JailSpec> jail_of(const std::string& vm_id) const;
   // Boot time of a running VM (spawn to agent ready), in microseconds; 0 if unknown.
   uint64_t boot_us(const std::string& vm_id) const;
   // Removes what a crashed process left in run_dir: kills QEMU processes found by their pidfile
@@ -108,6 +133,12 @@ class QemuProvider final : public Provider {
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Slot>> vms_;  // destroyed VMs stay as tombstones
   uint64_t next_dir_ = 0;
+  // Jail user ids in use (offsets from uid_base) and where the next search starts: a uid is not
+  // handed out again at once.
+  std::set<uint32_t> uids_in_use_;
+  uint32_t next_uid_ = 0;
+  Result<uint32_t> take_uid();
+  void release_uid(uint32_t uid);
 };
 
 }  // namespace paddock::runtime
