@@ -166,7 +166,7 @@ Result<std::unique_ptr<QemuVm>> QemuVm::restore(const LaunchSpec& spec) {
 }
 
 Status QemuVm::connect_qmp() {
-  if (auto err = qmp_.connect(spec_.run_dir + "/qmp.sock", 10s)) {
+  if (auto err = qmp_.connect(spec_.run_dir + "/qmp.sock", 10s, [this] { return exited(); })) {
     if (exited()) {
       stop_console_reader();
       return start_error(console_.tail(),

@@ -24,7 +24,8 @@ void QmpClient::close() {
 }
 
 std::optional<std::string> QmpClient::connect(const std::string& socket_path,
-                                              std::chrono::milliseconds timeout) {
+                                              std::chrono::milliseconds timeout,
+                                              const std::function<bool()>& gone) {
   close();
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   sockaddr_un addr{};
@@ -38,7 +39,7 @@ std::optional<std::string> QmpClient::connect(const std::string& socket_path,
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) break;
     const int err = errno;
     close();
-    if (std::chrono::steady_clock::now() >= deadline) {
+    if (std::chrono::steady_clock::now() >= deadline || (gone && gone())) {
       return os::error_message("connect " + socket_path, err);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));

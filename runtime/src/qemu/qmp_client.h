@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -20,9 +21,11 @@ class QmpClient {
   QmpClient& operator=(const QmpClient&) = delete;
 
   // Connects to `socket_path` and completes the greeting and qmp_capabilities. On failure returns
-  // a message naming the step and the OS error.
+  // a message naming the step and the OS error. `gone`, if given, is asked between attempts: once
+  // it says the process is gone, waiting for its socket stops.
   std::optional<std::string> connect(const std::string& socket_path,
-                                     std::chrono::milliseconds timeout);
+                                     std::chrono::milliseconds timeout,
+                                     const std::function<bool()>& gone = {});
   // Runs `command` (with `arguments` if not null). Returns the "return" value, or sets `error` to
   // QMP's error description or the I/O failure.
   std::optional<nlohmann::json> execute(const std::string& command, const nlohmann::json& arguments,
