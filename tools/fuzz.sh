@@ -114,7 +114,8 @@ exec_req = {"v": 1, "id": 2, "op": "exec", "argv": ["sh", "-c", "echo hi"], "env
             "files_out": ["out.txt"], "timeout_ms": 1000, "output_cap": 64, "files_out_cap": 64}
 result = {"v": 1, "id": 2, "ok": True, "op": "result", "exit_code": 0, "signal": 0,
           "stdout": b"hi\n", "stderr": b"", "stdout_truncated": False, "stderr_truncated": False,
-          "timed_out": False, "files": [{"path": "out.txt", "data": b"o", "truncated": False}],
+          "timed_out": False, "oom_killed": False,
+          "files": [{"path": "out.txt", "data": b"o", "truncated": False}],
           "cpu_us": 10, "peak_memory_kib": 1000, "exec_us": 20}
 out["fuzz_agent_frames"] = [
     agent({"v": 1, "id": 1, "op": "ping"}),
@@ -125,6 +126,7 @@ out["fuzz_agent_frames"] = [
     agent({"v": 1, "id": 0, "ok": False, "error": "body: truncated msgpack"},
           {"v": 1, "id": 4, "ok": True, "op": "shutdown"}),
     b"\x00\x00\x00\x00" + agent({"v": 1, "id": 1, "op": "ping"}),
+    agent(dict(result, exit_code=137, signal=9, stdout=b"", files=[], oom_killed=True)),
     agent({"v": 1, "id": 5, "op": "refresh", "entropy": bytes(range(64)),
            "unix_time_ns": 1700000000123456789, "hostname": "clone-0042"},
           {"v": 1, "id": 5, "ok": True, "op": "refreshed",
@@ -187,8 +189,8 @@ for target, items in out.items():
 keys = ["job_id", "image", "argv", "env", "stdin", "files", "files_out", "vcpus", "mem_mib",
         "timeout_ms", "output_cap", "egress", "priority", "deadline_ms", "tags", "path", "mode",
         "data", "cidr", "protocol", "ports", "first", "last", "exit_code", "signal", "stdout",
-        "stderr", "stdout_truncated", "stderr_truncated", "timed_out", "truncated", "timings",
-        "usage", "queued_us", "start_us", "exec_us", "teardown_us", "total_us", "cpu_us",
+        "stderr", "stdout_truncated", "stderr_truncated", "timed_out", "oom_killed", "truncated",
+        "timings", "usage", "queued_us", "start_us", "exec_us", "teardown_us", "total_us", "cpu_us",
         "peak_memory_kib", "bytes_in", "bytes_out", "packets_in", "packets_out",
         "egress_blocked", "worker_id", "attempt", "warm", "backend", "code", "variant",
         "message", "vm_id", "snapshot_id", "from", "to", "retryable", "request", "slots",

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "files.h"
@@ -143,6 +144,41 @@ uint64_t micros(const timeval& tv) {
   return static_cast<uint64_t>(tv.tv_sec) * 1'000'000 + static_cast<uint64_t>(tv.tv_usec);
 }
 
+// The kernel's count of OOM kills since boot (`oom_kill` in /proc/vmstat, Linux >= 4.13); nullopt
+// when it cannot be read. /proc/vmstat is a few KiB of "name value" lines.
+std::optional<uint64_t> oom_kill_count() {
+  Fd f(::open("/proc/vmstat", O_RDONLY | O_CLOEXEC));
+  if (f.fd < 0) return std::nullopt;
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(f.fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::nullopt;
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > (1u << 20)) return std::nullopt;  // not what /proc/vmstat looks like
+  }
+  constexpr std::string_view kKey = "oom_kill ";
+  for (size_t line = 0; line < text.size();) {
+    size_t end = text.find('\n', line);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view l(text.data() + line, end - line);
+    if (l.substr(0, kKey.size()) == kKey) {
+      uint64_t v = 0;
+      const std::string_view digits = l.substr(kKey.size());
+      if (digits.empty()) return std::nullopt;
+      for (char c : digits) {
+        if (c < '0' || c > '9') return std::nullopt;
+        v = v * 10 + static_cast<uint64_t>(c - '0');
+      }
+      return v;
+    }
+    line = end + 1;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 JobRun run_job(const agent::ExecCommand& command, const JobContext& context) {
@@ -191,6 +227,8 @@ JobRun run_job(const agent::ExecCommand& command, const JobContext& context) {
   Fd err_write(err[1]);
   Capture stderr_capture{Fd(err[0]), {}, command.output_cap, false};
 
+  // The OOM killer's count before the job; compared with the count after it (see exec.h).
+  const std::optional<uint64_t> oom_kills_before = oom_kill_count();
   const auto start = Clock::now();
   const pid_t pid = ::fork();
   if (pid < 0) {
@@ -279,6 +317,10 @@ JobRun run_job(const agent::ExecCommand& command, const JobContext& context) {
   r.stdout_truncated = stdout_capture.truncated;
   r.stderr_truncated = stderr_capture.truncated;
   r.timed_out = timed_out;
+  // Every process of the job is reaped by now, so an OOM kill of one of them has been counted.
+  const std::optional<uint64_t> oom_kills_after = oom_kill_count();
+  r.oom_killed = r.signal != 0 && !timed_out && oom_kills_before && oom_kills_after &&
+                 *oom_kills_after > *oom_kills_before;
   r.files = read_files(dir.fd, command.files_out, command.files_out_cap,
                        agent::limits::kMaxFilesOutTotal);
   r.cpu_us = cpu_us;

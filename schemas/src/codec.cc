@@ -217,6 +217,7 @@ std::string encode(const JobResult& r) {
       .boolean("stdout_truncated", r.stdout_truncated)
       .boolean("stderr_truncated", r.stderr_truncated)
       .boolean("timed_out", r.timed_out)
+      .boolean("oom_killed", r.oom_killed)
       .maps("files", r.files, encode_file_out)
       .map("timings", encode_timings(r.timings))
       .map("usage", encode_usage(r.usage))
@@ -283,6 +284,7 @@ Decoded<JobResult> decode_job_result(std::string_view bytes) {
     r.stdout_truncated = f.boolean("stdout_truncated", false);
     r.stderr_truncated = f.boolean("stderr_truncated", false);
     r.timed_out = f.boolean("timed_out", false);
+    r.oom_killed = f.boolean("oom_killed", false);
     f.each_map("files", L::kMaxFiles, [&](const Fields& ff) {
       r.files.push_back(FileOut{ff.str("path", L::kMaxPath, true),
                                 ff.bytes("data", L::kMaxFilesTotal),

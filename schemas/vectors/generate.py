@@ -242,7 +242,7 @@ invalid("job_request_empty_body", "JobRequest", b"", "body", "zero bytes")
 RESULT = {
     "job_id": "res-1", "exit_code": -2, "signal": 9, "stdout": b"hello\n",
     "stderr": b"\xff\xfe warn", "stdout_truncated": True, "stderr_truncated": False,
-    "timed_out": True,
+    "timed_out": True, "oom_killed": True,
     "files": [{"path": "out/a.txt", "data": b"A", "truncated": False},
               {"path": "b.bin", "data": b"\x80\x81", "truncated": True}],
     "timings": {"queued_us": 1, "start_us": 2000, "exec_us": 3000000, "teardown_us": 4,
@@ -258,7 +258,8 @@ valid("job_result_full", "JobResult", pack(RESULT), dict(RESULT, stdout="hello\n
              {"path": "b.bin", "data": {"hex": "8081"}, "truncated": True}]))
 valid("job_result_minimal", "JobResult", pack({"job_id": "res-2"}),
       {"job_id": "res-2", "exit_code": 0, "signal": 0, "stdout": "", "stderr": "",
-       "stdout_truncated": False, "stderr_truncated": False, "timed_out": False, "files": [],
+       "stdout_truncated": False, "stderr_truncated": False, "timed_out": False,
+       "oom_killed": False, "files": [],
        "timings": {"queued_us": 0, "start_us": 0, "exec_us": 0, "teardown_us": 0, "total_us": 0},
        "worker_id": "", "attempt": 1, "warm": False, "backend": "", "template": ""})
 invalid("job_result_duplicate_empty_key", "JobResult",
@@ -269,6 +270,13 @@ invalid("job_result_signal_out_of_range", "JobResult",
 invalid("job_result_template_too_long", "JobResult",
         pack({"job_id": "r", "warm": True, "template": "t" * 129}), "template",
         "template is at most 128 bytes")
+valid("job_result_oom_killed", "JobResult",
+      pack({"job_id": "res-3", "exit_code": 137, "signal": 9, "oom_killed": True}),
+      {"job_id": "res-3", "exit_code": 137, "signal": 9, "timed_out": False, "oom_killed": True})
+valid("job_result_oom_killed_nil", "JobResult", pack({"job_id": "res-4", "oom_killed": None}),
+      {"job_id": "res-4", "oom_killed": False})
+invalid("job_result_oom_killed_wrong_type", "JobResult",
+        pack({"job_id": "r", "oom_killed": 1}), "oom_killed", "oom_killed is a bool")
 invalid("job_result_timings_wrong_type", "JobResult",
         pack({"job_id": "r", "timings": {"exec_us": "fast"}}), "timings.exec_us",
         "timings are integers")

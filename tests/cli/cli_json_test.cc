@@ -133,6 +133,9 @@ TEST_CASE("results and errors as JSON lines") {
   r.template_vm = "tpl-default-1x128-1700000000000";
   CHECK(cli::result_to_json(r)["warm"] == true);
   CHECK(cli::result_to_json(r)["template"] == "tpl-default-1x128-1700000000000");
+  CHECK(j["oom_killed"] == false);
+  r.oom_killed = true;
+  CHECK(cli::result_to_json(r)["oom_killed"] == true);
 
   sc::JobError e;
   e.job_id = "b";
@@ -191,6 +194,20 @@ TEST_CASE("exit statuses of results") {
   e.variant = "Jailer";
   e.message = "jailer error: x";
   CHECK(cli::describe_error(e) == "Jailer (code 11): jailer error: x");
+}
+
+TEST_CASE("outcomes of results in words: exit, timeout, guest OOM, signal") {
+  sc::JobResult r;
+  r.exit_code = 3;
+  CHECK(cli::describe_result(r) == "exit 3");
+  r.signal = 9;
+  r.exit_code = 137;
+  CHECK(cli::describe_result(r) == "signal 9");
+  r.oom_killed = true;
+  CHECK(cli::describe_result(r) == "killed for memory (guest OOM)");
+  CHECK(cli::exit_status_of(r) == 137);
+  r.timed_out = true;
+  CHECK(cli::describe_result(r) == "timed out");
 }
 
 TEST_CASE("the batch reader numbers lines, names jobs and refuses duplicates") {

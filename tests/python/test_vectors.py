@@ -27,8 +27,8 @@ REQUEST_DEFAULTS = {
 }
 RESULT_DEFAULTS = {
     "exit_code": 0, "signal": 0, "stdout": b"", "stderr": b"", "stdout_truncated": False,
-    "stderr_truncated": False, "timed_out": False, "files": [], "worker_id": "", "attempt": 1,
-    "warm": False, "backend": "", "template": "",
+    "stderr_truncated": False, "timed_out": False, "oom_killed": False, "files": [],
+    "worker_id": "", "attempt": 1, "warm": False, "backend": "", "template": "",
 }
 TIMINGS = ("queued_us", "start_us", "exec_us", "teardown_us", "total_us")
 USAGE = ("cpu_us", "peak_memory_kib", "bytes_in", "bytes_out", "packets_in", "packets_out",

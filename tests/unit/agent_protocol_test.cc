@@ -5,6 +5,7 @@
 #include <msgpack.hpp>
 
 #include <functional>
+#include <map>
 #include <string>
 
 #include "agent/protocol.h"
@@ -208,6 +209,7 @@ TEST_CASE("agent replies round-trip: pong, result, shutdown, error") {
   res.result.stderr_data = "err";
   res.result.stdout_truncated = true;
   res.result.timed_out = true;
+  res.result.oom_killed = true;
   res.result.files = {{"a/b", "data", true}, {"c", "", false}};
   res.result.cpu_us = 123456789012ull;
   res.result.peak_memory_kib = 2048;
@@ -418,6 +420,49 @@ TEST_CASE("agent replies: bad fields are named, files out bounded in all") {
   auto d = agent::decode_reply(agent::encode_reply(neg));
   REQUIRE(d.ok());
   CHECK(d.value().result.exit_code == -2147483647 - 1);
+}
+
+TEST_CASE("agent result replies: oom_killed is a bool, absent (an older agent) or nil is false") {
+  agent::Reply r{3, agent::ReplyKind::kResult, "", {}, "", {}};
+  r.result.exit_code = 137;
+  r.result.signal = 9;
+  r.result.oom_killed = true;
+  const std::string bytes = agent::encode_reply(r);
+  auto h = msgpack::unpack(bytes.data(), bytes.size());
+  const auto map = h.get().as<std::map<std::string, msgpack::object>>();
+  REQUIRE(map.count("oom_killed") == 1);
+  CHECK(map.at("oom_killed").type == msgpack::type::BOOLEAN);
+  auto d = agent::decode_reply(bytes);
+  REQUIRE_MESSAGE(d.ok(), (d.ok() ? "" : d.error().message()));
+  CHECK(d.value().result.oom_killed);
+  r.result.oom_killed = false;
+  CHECK_FALSE(agent::decode_reply(agent::encode_reply(r)).value().result.oom_killed);
+
+  // What an agent that predates the field sends: no oom_killed at all; or nil.
+  auto old = agent::decode_reply(body(4, [](Packer& pk) {
+    kv(pk, "ok", true);
+    kv(pk, "op", std::string("result"));
+    kv(pk, "exit_code", 137);
+    kv(pk, "signal", 9);
+  }));
+  REQUIRE_MESSAGE(old.ok(), (old.ok() ? "" : old.error().message()));
+  CHECK(old.value().result.signal == 9);
+  CHECK_FALSE(old.value().result.oom_killed);
+  auto nil = agent::decode_reply(body(3, [](Packer& pk) {
+    kv(pk, "ok", true);
+    kv(pk, "op", std::string("result"));
+    pk.pack(std::string("oom_killed"));
+    pk.pack_nil();
+  }));
+  REQUIRE(nil.ok());
+  CHECK_FALSE(nil.value().result.oom_killed);
+  auto wrong = agent::decode_reply(body(3, [](Packer& pk) {
+    kv(pk, "ok", true);
+    kv(pk, "op", std::string("result"));
+    kv(pk, "oom_killed", 1);
+  }));
+  REQUIRE_FALSE(wrong.ok());
+  CHECK(wrong.error().message() == "oom_killed: expected bool, got integer");
 }
 
 namespace {

@@ -75,6 +75,7 @@ sc::JobResult full_result() {
   r.stdout_truncated = true;
   r.stderr_truncated = true;
   r.timed_out = true;
+  r.oom_killed = true;
   r.files = {sc::FileOut{"out/a.txt", "A", false}, sc::FileOut{"b.bin", std::string("\0", 1), true}};
   r.timings = sc::Timings{1, 2, 3, 4, UINT64_MAX};
   r.usage = sc::Usage{5, 6, 7, 8, 9, 10, 11};
@@ -213,6 +214,7 @@ json to_json(const sc::JobResult& r) {
           {"stdout_truncated", r.stdout_truncated},
           {"stderr_truncated", r.stderr_truncated},
           {"timed_out", r.timed_out},
+          {"oom_killed", r.oom_killed},
           {"files", files},
           {"timings", {{"queued_us", t.queued_us}, {"start_us", t.start_us},
                        {"exec_us", t.exec_us}, {"teardown_us", t.teardown_us},
@@ -369,6 +371,53 @@ TEST_CASE("codec: encoders write byte fields as msgpack bin and text fields as s
     if (key == "job_id") CHECK(kv.val.type == msgpack::type::STR);
   }
   CHECK(saw_stdin);
+}
+
+TEST_CASE("codec: a JobResult's oom_killed is a bool on the wire, absent or nil decodes as false") {
+  sc::JobResult oom;
+  oom.job_id = "oom-1";
+  oom.exit_code = 137;
+  oom.signal = 9;
+  oom.oom_killed = true;
+  const std::string bytes = sc::encode(oom);
+  auto h = msgpack::unpack(bytes.data(), bytes.size());
+  const auto map = h.get().as<std::map<std::string, msgpack::object>>();
+  REQUIRE(map.count("oom_killed") == 1);
+  CHECK(map.at("oom_killed").type == msgpack::type::BOOLEAN);
+  CHECK(map.at("oom_killed").as<bool>());
+  auto d = sc::decode_job_result(bytes);
+  REQUIRE_MESSAGE(d, d.error().message());
+  CHECK(d->oom_killed);
+  CHECK(d.value() == oom);
+  // What a sender that predates the field writes: no key, or nil.
+  auto without = pack([](auto& pk) {
+    pk.pack_map(2);
+    pack_str(pk, "job_id");
+    pack_str(pk, "old");
+    pack_str(pk, "signal");
+    pk.pack(9);
+  });
+  auto old = sc::decode_job_result(without);
+  REQUIRE_MESSAGE(old, old.error().message());
+  CHECK_FALSE(old->oom_killed);
+  auto nil = pack([](auto& pk) {
+    pk.pack_map(2);
+    pack_str(pk, "job_id");
+    pack_str(pk, "n");
+    pack_str(pk, "oom_killed");
+    pk.pack_nil();
+  });
+  auto n = sc::decode_job_result(nil);
+  REQUIRE_MESSAGE(n, n.error().message());
+  CHECK_FALSE(n->oom_killed);
+  auto wrong = pack([](auto& pk) {
+    pk.pack_map(2);
+    pack_str(pk, "job_id");
+    pack_str(pk, "w");
+    pack_str(pk, "oom_killed");
+    pk.pack(1);
+  });
+  CHECK(error_of(sc::decode_job_result(wrong)).field == "oom_killed");
 }
 
 TEST_CASE("codec: Ready is encoded with protocol 1 and decoding requires it") {

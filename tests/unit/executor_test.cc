@@ -51,6 +51,87 @@ TEST_CASE("executor: a job's RESULT carries output, timings, attempt and the tes
   CHECK(p.live_vms() == 0);  // torn down
 }
 
+namespace {
+
+// The test double, with every exec's result marked as a guest OOM kill (as the qemu backend
+// reports a job the guest kernel's OOM killer ended).
+class OomProvider final : public runtime::Provider {
+ public:
+  std::string_view backend() const override { return "oom-double"; }
+  runtime::Status create(const std::string& id, const runtime::VmSpec& spec) override {
+    return p_.create(id, spec);
+  }
+  runtime::Status start(const std::string& id) override { return p_.start(id); }
+  runtime::Status stop(const std::string& id) override { return p_.stop(id); }
+  runtime::Status resume(const std::string& id) override { return p_.resume(id); }
+  runtime::Status destroy(const std::string& id) override { return p_.destroy(id); }
+  runtime::Result<runtime::SnapshotInfo> snapshot(const std::string& id,
+                                                  const std::string& s) override {
+    return p_.snapshot(id, s);
+  }
+  runtime::Status restore(const std::string& id, const std::string& s,
+                          const std::string& n) override {
+    return p_.restore(id, s, n);
+  }
+  runtime::Status delete_snapshot(const std::string& id, const std::string& s) override {
+    return p_.delete_snapshot(id, s);
+  }
+  runtime::Result<runtime::VmInfo> get(const std::string& id) const override { return p_.get(id); }
+  runtime::Result<std::vector<runtime::VmInfo>> list() const override { return p_.list(); }
+  runtime::Result<std::vector<runtime::SnapshotInfo>> list_snapshots(
+      const std::string& id) const override {
+    return p_.list_snapshots(id);
+  }
+  runtime::Result<std::vector<runtime::SnapshotInfo>> all_snapshots() const override {
+    return p_.all_snapshots();
+  }
+  runtime::Status set_egress(const std::string& id,
+                             const std::vector<runtime::net::EgressRule>& rules) override {
+    return p_.set_egress(id, rules);
+  }
+  runtime::Result<runtime::NetworkUsage> network_usage(const std::string& id) override {
+    return p_.network_usage(id);
+  }
+  runtime::Status ping(const std::string& id, std::chrono::milliseconds timeout) override {
+    return p_.ping(id, timeout);
+  }
+  runtime::Result<runtime::ExecResult> exec(const std::string& id, const runtime::ExecRequest& r,
+                                            std::stop_token cancel) override {
+    auto x = p_.exec(id, r, cancel);
+    if (x) {
+      x.value().exit_code = 137;
+      x.value().signal = 9;
+      x.value().oom_killed = true;
+    }
+    return x;
+  }
+  size_t live_vms() const { return p_.live_vms(); }
+
+ private:
+  runtime::MemoryProvider p_;
+};
+
+}  // namespace
+
+TEST_CASE("executor: a job the guest OOM killer ended has oom_killed in its RESULT") {
+  OomProvider oom;
+  auto outcome = worker::execute_job(oom, job({"echo", "hi"}), {"w1", "vm-1"}, {});
+  REQUIRE(std::holds_alternative<schemas::JobResult>(outcome));
+  const auto& r = std::get<schemas::JobResult>(outcome);
+  CHECK(r.oom_killed);
+  CHECK(r.signal == 9);
+  CHECK(r.exit_code == 137);
+  auto decoded = schemas::decode_job_result(schemas::encode(r));
+  REQUIRE(decoded);
+  CHECK(decoded->oom_killed);
+  CHECK(oom.live_vms() == 0);
+  // And a job that was not: false.
+  runtime::MemoryProvider p;
+  auto plain = worker::execute_job(p, job({"echo", "hi"}), {"w1", "vm-1"}, {});
+  REQUIRE(std::holds_alternative<schemas::JobResult>(plain));
+  CHECK_FALSE(std::get<schemas::JobResult>(plain).oom_killed);
+}
+
 TEST_CASE("executor: the VM is destroyed when the job fails") {
   runtime::MemoryProvider p;
   (void)error_frame(p, {"fail", "Firewall", "x"});

@@ -252,6 +252,7 @@ ordered_json result_to_json(const sc::JobResult& r) {
                     {"exit_code", r.exit_code},
                     {"signal", r.signal},
                     {"timed_out", r.timed_out},
+                    {"oom_killed", r.oom_killed},
                     {"stdout", bytes_to_json(r.stdout_data)},
                     {"stderr", bytes_to_json(r.stderr_data)},
                     {"stdout_truncated", r.stdout_truncated},

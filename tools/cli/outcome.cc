@@ -26,6 +26,7 @@ std::string describe_error(const schemas::JobError& e) {
 
 std::string describe_result(const schemas::JobResult& r) {
   if (r.timed_out) return "timed out";
+  if (r.oom_killed) return "killed for memory (guest OOM)";
   if (r.signal != 0) return "signal " + std::to_string(r.signal);
   return "exit " + std::to_string(r.exit_code);
 }

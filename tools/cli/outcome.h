@@ -13,7 +13,7 @@ std::string variant_of(const schemas::JobError& e);
 // "Jailer (code 11): jailer error: x", what `error: ...` lines print.
 std::string describe_error(const schemas::JobError& e);
 
-// "exit 0", "exit 3", "timed out", "signal 9".
+// "exit 0", "exit 3", "timed out", "killed for memory (guest OOM)", "signal 9".
 std::string describe_result(const schemas::JobResult& r);
 
 // The status `paddock submit` exits with for a RESULT: 124 when it timed out, 128+n when killed by

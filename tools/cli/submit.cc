@@ -100,6 +100,10 @@ int print_result(const sc::JobResult& r, const sc::JobRequest& req, bool verbose
   if (r.timed_out) {
     std::fprintf(stderr, "paddock: job %s timed out after %u ms (raise --timeout-ms)\n",
                  r.job_id.c_str(), req.timeout_ms);
+  } else if (r.oom_killed) {
+    std::fprintf(stderr,
+                 "paddock: job %s was killed for memory (guest OOM, signal %d; raise --mem-mib)\n",
+                 r.job_id.c_str(), r.signal);
   } else if (r.signal != 0) {
     std::fprintf(stderr, "paddock: job %s was killed by signal %d\n", r.job_id.c_str(), r.signal);
   }

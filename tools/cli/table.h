@@ -12,9 +12,10 @@ namespace paddock::cli {
 
 struct TableRow {
   std::string job_id;
-  std::string status;   // "ok", "error", or "-" when no answer came
-  std::string outcome;  // "exit 0", "timed out", "signal 9", "Jailer (11)", "no answer"
-  std::string time;     // from submission to answer, as the CLI saw it
+  std::string status;  // "ok", "error", or "-" when no answer came
+  // "exit 0", "timed out", "killed for memory (guest OOM)", "signal 9", "Jailer (11)", "no answer"
+  std::string outcome;
+  std::string time;  // from submission to answer, as the CLI saw it
   std::string stdout_preview;
   std::string start;  // "warm" (a template's clone), "cold" (booted for the job), "-"
   std::string backend;

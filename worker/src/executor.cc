@@ -131,6 +131,7 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   r.stdout_truncated = x.stdout_truncated;
   r.stderr_truncated = x.stderr_truncated;
   r.timed_out = x.timed_out;
+  r.oom_killed = x.oom_killed;
   for (auto& f : x.files_out)
     r.files.push_back(sc::FileOut{f.path, std::move(f.data), f.truncated});
   r.timings = sc::Timings{dispatch.queued_us, start_us, exec_us, teardown_us, micros_since(t0)};

@@ -45,6 +45,7 @@ ExecResult result_from(agent::ExecOutcome&& o) {
   r.stdout_truncated = o.stdout_truncated;
   r.stderr_truncated = o.stderr_truncated;
   r.timed_out = o.timed_out;
+  r.oom_killed = o.oom_killed;
   for (auto& f : o.files) {
     r.files_out.push_back(ExecFile{std::move(f.path), 0644, std::move(f.data), f.truncated});
   }

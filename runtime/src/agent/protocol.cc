@@ -337,6 +337,7 @@ ExecOutcome decode_outcome(const Map& m) {
   r.stdout_truncated = m.boolean("stdout_truncated", false);
   r.stderr_truncated = m.boolean("stderr_truncated", false);
   r.timed_out = m.boolean("timed_out", false);
+  r.oom_killed = m.boolean("oom_killed", false);  // absent: an agent that predates it
   size_t total = 0;
   m.each_map("files", limits::kMaxFiles, [&](const Map& f) {
     FileOut file;
@@ -447,6 +448,8 @@ void pack_outcome(Packer& pk, const ExecOutcome& r) {
   pk.pack(r.stderr_truncated);
   pack_str(pk, "timed_out");
   pk.pack(r.timed_out);
+  pack_str(pk, "oom_killed");
+  pk.pack(r.oom_killed);
   pack_str(pk, "files");
   pk.pack_array(static_cast<uint32_t>(r.files.size()));
   for (const auto& f : r.files) {
@@ -529,7 +532,7 @@ std::string encode_reply(const Reply& reply) {
       pack_str(pk, reply.agent_version);
       break;
     case ReplyKind::kResult:
-      pack_header(pk, 2 + 11, reply.id);  // ok, op, the eleven fields of the outcome
+      pack_header(pk, 2 + 12, reply.id);  // ok, op, the twelve fields of the outcome
       pack_str(pk, "ok");
       pk.pack_true();
       pack_str(pk, "op");

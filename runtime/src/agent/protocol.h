@@ -147,6 +147,10 @@ struct ExecOutcome {
   bool stdout_truncated = false;
   bool stderr_truncated = false;
   bool timed_out = false;
+  // The guest kernel's OOM killer ended the job (a signal, and the guest's OOM-kill counter rose
+  // while it ran: runtime/guest/exec.h). Optional on the wire: an agent that predates it sends
+  // none, which decodes as false.
+  bool oom_killed = false;
   std::vector<FileOut> files;
   uint64_t cpu_us = 0;
   uint64_t peak_memory_kib = 0;

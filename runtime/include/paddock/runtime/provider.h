@@ -77,6 +77,9 @@ struct ExecResult {
   bool stderr_truncated = false;
   bool timed_out = false;
   bool cancelled = false;  // stopped because the caller's stop_token was triggered
+  // Killed for memory: the guest kernel's OOM killer ended the program (it ended by a signal,
+  // SIGKILL, and the guest counted an OOM kill while it ran). Always false on the test double.
+  bool oom_killed = false;
   std::vector<ExecFile> files_out;
   uint64_t cpu_us = 0;
   uint64_t peak_memory_kib = 0;

@@ -91,6 +91,9 @@ struct JobResult {
   bool stdout_truncated = false;
   bool stderr_truncated = false;
   bool timed_out = false;
+  // Killed for memory: the guest kernel's OOM killer ended the job (guest OOM). Wire key
+  // "oom_killed", optional, default false.
+  bool oom_killed = false;
   std::vector<FileOut> files;
   Timings timings;
   Usage usage;
