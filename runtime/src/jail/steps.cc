@@ -45,16 +45,14 @@ Status write_file(const char* step, const std::string& path, const std::string& 
 
 // mkdir -p, each level 0755 and root's; an existing directory is fine.
 Status make_dirs(const char* step, const std::string& path) {
-  std::string at;
-  for (const auto& part : fs::path(path)) {
-    if (part == "/") {
-      at = "/";
-      continue;
+  // Each prefix of `path` ending before a '/' (and the whole path), made in turn.
+  for (size_t end = path.find('/', 1);; end = path.find('/', end + 1)) {
+    const std::string at = path.substr(0, end);
+    if (!at.empty() && ::mkdir(at.c_str(), 0755) != 0 && errno != EEXIST) {
+      return fail(step, "mkdir " + at);
     }
-    at += (at.empty() || at.back() == '/' ? "" : "/") + part.string();
-    if (::mkdir(at.c_str(), 0755) != 0 && errno != EEXIST) return fail(step, "mkdir " + at);
+    if (end == std::string::npos) return {};
   }
-  return {};
 }
 
 Status copy_file(const std::string& from, const std::string& to) {
@@ -163,7 +161,8 @@ Status make_cgroup(const JailSpec& s) {
           !st) {
         return st;
       }
-      at += "/" + part.string();
+      at += '/';
+      at += part.string();
       if (::mkdir(at.c_str(), 0755) != 0 && errno != EEXIST) return fail("cgroup", "mkdir " + at);
     }
     if (auto st = write_file("cgroup", at + "/cgroup.subtree_control", "+cpu +memory +pids"); !st)
