@@ -1,8 +1,10 @@
 // paddock-bench-vm: in one run, the cold-boot time of a QEMU microVM (spawn to agent ready), the
 // restore time of a clone from a template snapshot (spawn to agent ready, i.e. restored, resumed
 // and refreshed), their ratio, and the end-to-end latency of a `true` job through a real broker and
-// worker on the qemu backend with and without warm pools. Prints text and, with --json FILE,
-// writes the figures as JSON. A benchmark, not a test: it asserts nothing.
+// worker on the qemu backend with and without warm pools. With --jail both (the default), the
+// cold boots and restores run unjailed and jailed (through paddock-jailer) in the same process,
+// alternating, and the jail's added cost is printed. Prints text and, with --json FILE, writes the
+// figures as JSON. A benchmark, not a test: it asserts nothing.
 #include <signal.h>
 #include <unistd.h>
 
@@ -50,31 +52,21 @@ struct Summary {
   }
 };
 
+// `what` padded to `width` characters (labels hold multi-byte arrows: printf pads bytes).
+std::string pad(std::string what, size_t width) {
+  size_t cols = 0;
+  for (unsigned char ch : what) cols += (ch & 0xC0) != 0x80;
+  what.append(cols < width ? width - cols : 0, ' ');
+  return what;
+}
+
 std::string describe(const char* what, const nlohmann::json& j) {
   char line[256];
   std::snprintf(line, sizeof line,
-                "%-34s median %8.1f ms   p99 %8.1f   min %8.1f   max %8.1f   (n=%d)", what,
-                j["median_ms"].get<double>(), j["p99_ms"].get<double>(), j["min_ms"].get<double>(),
-                j["max_ms"].get<double>(), j["runs"].get<int>());
+                "%s median %8.1f ms   p99 %8.1f   min %8.1f   max %8.1f   (n=%d)",
+                pad(what, 34).c_str(), j["median_ms"].get<double>(), j["p99_ms"].get<double>(),
+                j["min_ms"].get<double>(), j["max_ms"].get<double>(), j["runs"].get<int>());
   return line;
-}
-
-Summary bench_cold_boot(const paddock::runtime::QemuConfig& config, int runs, std::string& accel) {
-  Summary s;
-  auto opened = paddock::runtime::QemuProvider::open(config);
-  if (!opened) throw std::runtime_error(opened.error().message());
-  auto& p = *opened.value();
-  accel = p.accel();
-  for (int i = 0; i < runs; ++i) {
-    const std::string id = "bench-" + std::to_string(i);
-    if (!p.create(id, {}).ok()) throw std::runtime_error("create failed");
-    auto st = p.start(id);
-    if (!st.ok()) throw std::runtime_error(st.error().message());
-    s.ms.push_back(static_cast<double>(p.boot_us(id)) / 1000.0);
-    std::fprintf(stderr, "  boot %d: %.1f ms\n", i + 1, s.ms.back());
-    (void)p.destroy(id);
-  }
-  return s;
 }
 
 double ms_since(Clock::time_point t0) {
@@ -143,52 +135,98 @@ struct RestoreFigures {
   double snapshot_ms = 0;
 };
 
-RestoreFigures bench_restore(const paddock::runtime::QemuConfig& config, int runs) {
-  auto opened = paddock::runtime::QemuProvider::open(config);
-  if (!opened) throw std::runtime_error(opened.error().message());
-  auto& p = *opened.value();
-  auto check = [](const paddock::runtime::Status& st, const char* what) {
-    if (!st.ok()) throw std::runtime_error(std::string(what) + ": " + st.error().message());
-  };
-  RestoreFigures f;
-  check(p.create("tpl", {}), "create template");
-  check(p.start("tpl"), "boot template");
-  check(p.stop("tpl"), "pause template");
-  const auto ts = Clock::now();
-  auto snap = p.snapshot("tpl", "template");
-  if (!snap) throw std::runtime_error("snapshot: " + snap.error().message());
-  f.snapshot_ms = ms_since(ts);
-  check(p.destroy("tpl"), "destroy template");
-  paddock::runtime::ExecRequest t;
-  t.argv = {"true"};
-  for (int i = 0; i < runs; ++i) {
-    const std::string id = "clone-" + std::to_string(i);
+void check(const paddock::runtime::Status& st, const std::string& what) {
+  if (!st.ok()) throw std::runtime_error(what + ": " + st.error().message());
+}
+
+// One provider, unjailed or jailed, and its figures. Each has its own run and snapshot directory
+// below the benchmark's, on the same tmpfs (jails hard-link their inputs: same filesystem).
+struct Variant {
+  std::string name;  // "unjailed" | "jailed"
+  std::unique_ptr<paddock::runtime::QemuProvider> p;
+  Summary cold_boot;     // spawn -> agent ready
+  Summary cold_destroy;  // destroy of a cold-booted VM (with a jail: its teardown too)
+  RestoreFigures r;
+  int clones = 0;
+
+  void cold_boot_once(int i) {
+    const std::string id = "bench-" + std::to_string(i);
+    check(p->create(id, {}), name + ": create");
+    check(p->start(id), name + ": start");
+    cold_boot.ms.push_back(static_cast<double>(p->boot_us(id)) / 1000.0);
+    const auto td = Clock::now();
+    check(p->destroy(id), name + ": destroy");
+    cold_destroy.ms.push_back(ms_since(td));
+    std::fprintf(stderr, "  boot %d (%s): %.1f ms, destroy %.1f ms\n", i + 1, name.c_str(),
+                 cold_boot.ms.back(), cold_destroy.ms.back());
+  }
+
+  void make_template() {
+    check(p->create("tpl", {}), name + ": create template");
+    check(p->start("tpl"), name + ": boot template");
+    check(p->stop("tpl"), name + ": pause template");
+    const auto ts = Clock::now();
+    auto snap = p->snapshot("tpl", "template");
+    if (!snap) throw std::runtime_error(name + ": snapshot: " + snap.error().message());
+    r.snapshot_ms = ms_since(ts);
+    check(p->destroy("tpl"), name + ": destroy template");
+  }
+
+  void restore_once() {
+    paddock::runtime::ExecRequest t;
+    t.argv = {"true"};
+    const std::string id = "clone-" + std::to_string(clones++);
     const auto t0 = Clock::now();
-    check(p.restore("tpl", "template", id), "restore");
-    f.to_paused.ms.push_back(ms_since(t0));
+    check(p->restore("tpl", "template", id), name + ": restore");
+    r.to_paused.ms.push_back(ms_since(t0));
     const auto t1 = Clock::now();
-    check(p.resume(id), "resume");
-    f.to_agent.ms.push_back(ms_since(t1));
-    f.restore.ms.push_back(ms_since(t0));
-    for (Summary* s : {&f.first_exec, &f.second_exec}) {
+    check(p->resume(id), name + ": resume");
+    r.to_agent.ms.push_back(ms_since(t1));
+    r.restore.ms.push_back(ms_since(t0));
+    for (Summary* s : {&r.first_exec, &r.second_exec}) {
       const auto te = Clock::now();
-      auto x = p.exec(id, t, {});
-      if (!x) throw std::runtime_error("exec: " + x.error().message());
+      auto x = p->exec(id, t, {});
+      if (!x) throw std::runtime_error(name + ": exec: " + x.error().message());
       s->ms.push_back(ms_since(te));
     }
     const auto td = Clock::now();
-    check(p.destroy(id), "destroy");
-    f.destroy.ms.push_back(ms_since(td));
-    std::fprintf(stderr, "  restore %d: %.1f ms (paused %.1f, agent %.1f), first true %.1f ms\n",
-                 i + 1, f.restore.ms.back(), f.to_paused.ms.back(), f.to_agent.ms.back(),
-                 f.first_exec.ms.back());
+    check(p->destroy(id), name + ": destroy");
+    r.destroy.ms.push_back(ms_since(td));
+    std::fprintf(stderr,
+                 "  restore %d (%s): %.1f ms (paused %.1f, agent %.1f), first true %.1f ms\n",
+                 clones, name.c_str(), r.restore.ms.back(), r.to_paused.ms.back(),
+                 r.to_agent.ms.back(), r.first_exec.ms.back());
   }
-  check(p.delete_snapshot("tpl", "template"), "delete snapshot");
-  return f;
+
+  // The figures under the benchmark's existing JSON names.
+  nlohmann::json json() const {
+    nlohmann::json j;
+    j["cold_boot"] = cold_boot.json();
+    j["cold_destroy"] = cold_destroy.json();
+    j["snapshot_ms"] = r.snapshot_ms;
+    j["restore"] = r.restore.json();
+    j["restore_to_paused"] = r.to_paused.json();
+    j["restore_cont_to_agent"] = r.to_agent.json();
+    j["clone_first_exec"] = r.first_exec.json();
+    j["clone_second_exec"] = r.second_exec.json();
+    j["clone_destroy"] = r.destroy.json();
+    j["cold_restore_ratio"] =
+        j["cold_boot"]["median_ms"].get<double>() / j["restore"]["median_ms"].get<double>();
+    return j;
+  }
+};
+
+// Runs step(variant, i) for i < runs over every variant, alternating the order (ABBA): on a noisy
+// machine neither variant always goes first or always follows the other.
+template <typename Step>
+void interleaved(std::vector<std::unique_ptr<Variant>>& vs, int runs, Step step) {
+  for (int i = 0; i < runs; ++i) {
+    for (size_t k = 0; k < vs.size(); ++k) step(*vs[i % 2 == 0 ? k : vs.size() - 1 - k], i);
+  }
 }
 
 Summary bench_end_to_end(const std::string& image_dir, const std::string& run_dir, int runs,
-                         bool warm) {
+                         bool warm, bool jailed) {
   const std::string ready = run_dir + (warm ? "/broker-warm.ready" : "/broker-cold.ready");
   fs::remove(ready);
   bp::child broker(PADDOCK_BROKER_BIN, "--client-endpoint", "tcp://127.0.0.1:*",
@@ -208,7 +246,8 @@ Summary bench_end_to_end(const std::string& image_dir, const std::string& run_di
                    "--net-host-netns", host_ns, "--backend", "qemu", "--image-dir", image_dir,
                    "--run-dir", run_dir + "/worker", "--snapshot-dir", run_dir + "/snapshots",
                    "--slots", "1", "--worker-id", "bench", "--warm", warm ? "on" : "off",
-                   "--warm-min", "1", "--warm-max", "2", "--log-level", "warn");
+                   "--warm-min", "1", "--warm-max", "2", "--jail", jailed ? "on" : "off",
+                   "--log-level", "warn");
   paddock::client::Client c(eps["client"].get<std::string>());
   Summary s;
   int n = 0;
@@ -255,6 +294,18 @@ Summary bench_end_to_end(const std::string& image_dir, const std::string& run_di
   return s;
 }
 
+// One figure of both variants: medians, p99s, the jail's added time and the ratio of the medians.
+nlohmann::json added(const nlohmann::json& off, const nlohmann::json& on) {
+  const double m0 = off["median_ms"].get<double>(), m1 = on["median_ms"].get<double>();
+  return {{"unjailed_median_ms", m0},
+          {"jailed_median_ms", m1},
+          {"unjailed_p99_ms", off["p99_ms"]},
+          {"jailed_p99_ms", on["p99_ms"]},
+          {"added_median_ms", m1 - m0},
+          {"added_p99_ms", on["p99_ms"].get<double>() - off["p99_ms"].get<double>()},
+          {"ratio_median", m0 > 0 ? m1 / m0 : 0.0}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -262,7 +313,9 @@ int main(int argc, char** argv) {
   int runs = 5;
   int restore_runs = 30;
   int warm_runs = 20;
+  int cold_e2e_runs = -1;
   int network_runs = 50;
+  std::string jail_mode = "both";
   std::string json_path;
   CLI::App app{
       "paddock-bench-vm: cold boot, snapshot restore and end-to-end latency of QEMU "
@@ -270,49 +323,103 @@ int main(int argc, char** argv) {
   app.add_option("--image-dir", config.image_dir, "guest image (tools/build-guest-image.sh)")
       ->required();
   app.add_option("--accel", config.accel, "auto, kvm or tcg")->capture_default_str();
-  app.add_option("--runs", runs, "cold boots, and cold end-to-end jobs")->capture_default_str();
-  app.add_option("--restore-runs", restore_runs, "clone restores")->capture_default_str();
-  app.add_option("--warm-runs", warm_runs, "warm end-to-end jobs")->capture_default_str();
-  app.add_option("--network-runs", network_runs, "network setups and teardowns")
+  app.add_option("--runs", runs, "cold boots (per jail variant), and cold end-to-end jobs")
+      ->capture_default_str();
+  app.add_option("--restore-runs", restore_runs, "clone restores (per jail variant)")
+      ->capture_default_str();
+  app.add_option("--warm-runs", warm_runs, "warm end-to-end jobs (0: no warm end-to-end part)")
+      ->capture_default_str();
+  app.add_option("--cold-e2e-runs", cold_e2e_runs,
+                 "cold end-to-end jobs (default: --runs; 0: no cold end-to-end part)");
+  app.add_option("--network-runs", network_runs,
+                 "network setups and teardowns (0: no network part)")
+      ->capture_default_str();
+  app.add_option("--jail", jail_mode,
+                 "cold boots and restores unjailed (off), jailed through paddock-jailer (on, needs "
+                 "root), or both, alternating, with the jail's added cost; the end-to-end worker "
+                 "runs jailed unless off")
+      ->check(CLI::IsMember({"on", "off", "both"}))
       ->capture_default_str();
   app.add_option("--json", json_path, "also write the figures to this file");
   CLI11_PARSE(app, argc, argv);
+  if (cold_e2e_runs < 0) cold_e2e_runs = runs;
+  if (jail_mode != "off" && ::geteuid() != 0) {
+    std::fprintf(stderr, "paddock-bench-vm: --jail %s needs root (use --jail off)\n",
+                 jail_mode.c_str());
+    return 2;
+  }
 
-  // On a tmpfs where there is one: guest RAM files live here.
+  // On a tmpfs where there is one (as the worker's): guest RAM files live here, and a jail
+  // hard-links its inputs from the same filesystem.
   std::string base = paddock::runtime::QemuProvider::tmpfs_dir();
   if (base.empty()) base = "/run";
   const std::string run_dir = base + "/paddock-bench-" + std::to_string(::getpid());
-  config.run_dir = run_dir + "/vms";
-  config.snapshot_dir = run_dir + "/snapshots-provider";
   std::string accel;
   nlohmann::json out;
   try {
-    std::fprintf(stderr, "network setup and teardown of a VM with egress (no VM):\n");
-    NetworkFigures nf = bench_network(network_runs);
-    out["network_create"] = nf.create.json();
-    out["network_allow_egress"] = nf.egress.json();
-    out["network_usage"] = nf.usage.json();
-    out["network_teardown"] = nf.teardown.json();
-    out["network_commands_per_vm"] = nf.commands_per_vm;
-    std::fprintf(stderr, "cold boot, spawn to agent ready:\n");
-    out["cold_boot"] = bench_cold_boot(config, runs, accel).json();
-    std::fprintf(stderr, "clone restore from a template, spawn to agent ready:\n");
-    RestoreFigures r = bench_restore(config, restore_runs);
-    out["snapshot_ms"] = r.snapshot_ms;
-    out["restore"] = r.restore.json();
-    out["restore_to_paused"] = r.to_paused.json();
-    out["restore_cont_to_agent"] = r.to_agent.json();
-    out["clone_first_exec"] = r.first_exec.json();
-    out["clone_second_exec"] = r.second_exec.json();
-    out["clone_destroy"] = r.destroy.json();
-    out["cold_restore_ratio"] =
-        out["cold_boot"]["median_ms"].get<double>() / out["restore"]["median_ms"].get<double>();
-    std::fprintf(stderr, "`true` job through broker and worker, warm pool:\n");
-    out["end_to_end_true_job_warm"] =
-        bench_end_to_end(config.image_dir, run_dir, warm_runs, true).json();
-    std::fprintf(stderr, "`true` job through broker and worker, cold VM per job (--warm off):\n");
-    out["end_to_end_true_job_cold"] =
-        bench_end_to_end(config.image_dir, run_dir, runs, false).json();
+    if (network_runs > 0) {
+      std::fprintf(stderr, "network setup and teardown of a VM with egress (no VM):\n");
+      NetworkFigures nf = bench_network(network_runs);
+      out["network_create"] = nf.create.json();
+      out["network_allow_egress"] = nf.egress.json();
+      out["network_usage"] = nf.usage.json();
+      out["network_teardown"] = nf.teardown.json();
+      out["network_commands_per_vm"] = nf.commands_per_vm;
+    }
+    {
+      // Unjailed first, so that with both it is variant 0: ABBA starts with it.
+      std::vector<std::unique_ptr<Variant>> vs;
+      for (const bool jailed : {false, true}) {
+        if ((jailed && jail_mode == "off") || (!jailed && jail_mode == "on")) continue;
+        auto v = std::make_unique<Variant>();
+        v->name = jailed ? "jailed" : "unjailed";
+        paddock::runtime::QemuConfig c = config;
+        c.run_dir = run_dir + "/" + v->name + "/vms";
+        c.snapshot_dir = run_dir + "/" + v->name + "/snapshots";
+        if (jailed) c.jail = paddock::runtime::JailConfig{};
+        auto opened = paddock::runtime::QemuProvider::open(c);
+        if (!opened) throw std::runtime_error(v->name + ": " + opened.error().message());
+        v->p = std::move(opened.value());
+        accel = v->p->accel();
+        vs.push_back(std::move(v));
+      }
+      std::fprintf(stderr, "cold boot, spawn to agent ready (%s):\n", jail_mode.c_str());
+      interleaved(vs, runs, [](Variant& v, int i) { v.cold_boot_once(i); });
+      std::fprintf(stderr, "clone restore from a template, spawn to agent ready (%s):\n",
+                   jail_mode.c_str());
+      for (auto& v : vs) v->make_template();
+      interleaved(vs, restore_runs, [](Variant& v, int) { v.restore_once(); });
+      for (auto& v : vs) check(v->p->delete_snapshot("tpl", "template"), v->name + ": delete");
+      // The existing fields hold the figures of the VMs as the worker runs them: jailed, unless
+      // --jail off. The "jail" section holds each variant's and, with both, the added cost.
+      nlohmann::json jail{{"mode", jail_mode}, {"top_level_figures", vs.back()->name}};
+      for (auto& v : vs) jail[v->name] = v->json();
+      const nlohmann::json top = vs.back()->json();
+      for (const auto& [k, val] : top.items()) out[k] = val;
+      if (vs.size() == 2) {
+        const auto &off = jail["unjailed"], &on = jail["jailed"];
+        for (const char* k :
+             {"cold_boot", "restore", "restore_to_paused", "restore_cont_to_agent",
+              "clone_first_exec", "clone_second_exec", "clone_destroy", "cold_destroy"}) {
+          jail["added"][k] = added(off[k], on[k]);
+        }
+        jail["added"]["snapshot_ms"] =
+            on["snapshot_ms"].get<double>() - off["snapshot_ms"].get<double>();
+      }
+      out["jail"] = jail;
+    }  // the providers close here: their VMs are gone, and a jailed one removes its cgroup parent
+    const bool e2e_jailed = jail_mode != "off";
+    if (warm_runs > 0) {
+      std::fprintf(stderr, "`true` job through broker and worker, warm pool:\n");
+      out["end_to_end_true_job_warm"] =
+          bench_end_to_end(config.image_dir, run_dir, warm_runs, true, e2e_jailed).json();
+    }
+    if (cold_e2e_runs > 0) {
+      std::fprintf(stderr, "`true` job through broker and worker, cold VM per job (--warm off):\n");
+      out["end_to_end_true_job_cold"] =
+          bench_end_to_end(config.image_dir, run_dir, cold_e2e_runs, false, e2e_jailed).json();
+    }
+    if (warm_runs > 0 || cold_e2e_runs > 0) out["end_to_end_jailed"] = e2e_jailed;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "paddock-bench-vm: %s\n", e.what());
     fs::remove_all(run_dir);
@@ -321,25 +428,53 @@ int main(int argc, char** argv) {
   fs::remove_all(run_dir);
   out["accel"] = accel;
   out["host_cores"] = std::thread::hardware_concurrency();
-  std::printf("%s\n%s\n%s\n%s\n%s\n%s\n%s\n",
-              describe("cold boot (spawn→agent)", out["cold_boot"]).c_str(),
-              describe("restore (spawn→agent)", out["restore"]).c_str(),
-              describe("  restore: spawn→paused", out["restore_to_paused"]).c_str(),
-              describe("  restore: cont→agent", out["restore_cont_to_agent"]).c_str(),
-              describe("  clone: first `true`", out["clone_first_exec"]).c_str(),
-              describe("true job e2e, warm pool", out["end_to_end_true_job_warm"]).c_str(),
-              describe("true job e2e, cold", out["end_to_end_true_job_cold"]).c_str());
-  std::printf("%s\n%s\n%s\n%s\n%s\n",
-              describe("network: namespace+TAP+firewall", out["network_create"]).c_str(),
-              describe("network: egress (veth, NAT, rules)", out["network_allow_egress"]).c_str(),
-              describe("network: counters", out["network_usage"]).c_str(),
-              describe("network: teardown", out["network_teardown"]).c_str(),
-              ("network: commands per VM with egress: " +
-               std::to_string(out["network_commands_per_vm"].get<uint64_t>()))
-                  .c_str());
+  auto line = [&](const char* what, const char* key) {
+    if (out.contains(key)) std::printf("%s\n", describe(what, out[key]).c_str());
+  };
+  std::printf("VMs %s (--jail %s):\n", out["jail"]["top_level_figures"].get<std::string>().c_str(),
+              jail_mode.c_str());
+  line("cold boot (spawn→agent)", "cold_boot");
+  line("restore (spawn→agent)", "restore");
+  line("  restore: spawn→paused", "restore_to_paused");
+  line("  restore: cont→agent", "restore_cont_to_agent");
+  line("  clone: first `true`", "clone_first_exec");
+  line("  clone: destroy", "clone_destroy");
+  line("true job e2e, warm pool", "end_to_end_true_job_warm");
+  line("true job e2e, cold", "end_to_end_true_job_cold");
+  line("network: namespace+TAP+firewall", "network_create");
+  line("network: egress (veth, NAT, rules)", "network_allow_egress");
+  line("network: counters", "network_usage");
+  line("network: teardown", "network_teardown");
+  if (out.contains("network_commands_per_vm")) {
+    std::printf("network: commands per VM with egress: %llu\n",
+                static_cast<unsigned long long>(out["network_commands_per_vm"].get<uint64_t>()));
+  }
   std::printf(
       "cold/restore ratio (medians): %.0fx   snapshot of the template: %.0f ms   accel: %s\n",
       out["cold_restore_ratio"].get<double>(), out["snapshot_ms"].get<double>(), accel.c_str());
+  if (out["jail"].contains("added")) {
+    std::printf("\njail cost (alternating runs; ms; ratio = jailed median / unjailed median):\n");
+    std::printf("%-28s %10s %10s %10s %7s   %10s %10s\n", "", "unjailed", "jailed", "added",
+                "ratio", "p99 unj.", "p99 jail");
+    for (const auto& [k, label] : std::vector<std::pair<const char*, const char*>>{
+             {"cold_boot", "cold boot (spawn→agent)"},
+             {"restore", "restore (spawn→agent)"},
+             {"restore_to_paused", "  restore: spawn→paused"},
+             {"restore_cont_to_agent", "  restore: cont→agent"},
+             {"clone_first_exec", "  clone: first `true`"},
+             {"clone_second_exec", "  clone: second `true`"},
+             {"clone_destroy", "  clone: destroy"},
+             {"cold_destroy", "cold VM: destroy"}}) {
+      const auto& a = out["jail"]["added"][k];
+      std::printf("%s %10.1f %10.1f %+10.1f %6.2fx   %10.1f %10.1f\n", pad(label, 28).c_str(),
+                  a["unjailed_median_ms"].get<double>(), a["jailed_median_ms"].get<double>(),
+                  a["added_median_ms"].get<double>(), a["ratio_median"].get<double>(),
+                  a["unjailed_p99_ms"].get<double>(), a["jailed_p99_ms"].get<double>());
+    }
+    std::printf("snapshot of the template: unjailed %.0f ms, jailed %.0f ms (one each)\n",
+                out["jail"]["unjailed"]["snapshot_ms"].get<double>(),
+                out["jail"]["jailed"]["snapshot_ms"].get<double>());
+  }
   if (!json_path.empty()) std::ofstream(json_path) << out.dump(2) << "\n";
   return 0;
 }
