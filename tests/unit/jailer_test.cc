@@ -877,3 +877,51 @@ TEST_CASE("paddock jail oom_kills: read from memory.oom_control (v1) or memory.e
     CHECK(oom_kills(s) == 0);
   }
 }
+
+TEST_CASE("paddock jail validate: names that clash with binds or the argv, and a bind with a trailing slash") {
+  auto s = valid_jail();
+  s.files = {{"usr", "/etc/hostname"}};  // /usr is bound there
+  CHECK(jailer_error_lacking(validate(s), {"step validate", "file name 'usr'"}) == "");
+  s = valid_jail();
+  s.files = {{"a=b", "/etc/hostname"}};  // the argv joins name=source
+  CHECK(jailer_error_lacking(validate(s), {"step validate", "file name 'a=b'"}) == "");
+  s = valid_jail();
+  s.ro_binds = {"/usr/"};
+  CHECK(jailer_error_lacking(validate(s), {"step validate", "'/usr/'"}) == "");
+}
+
+TEST_CASE("paddock jail args: an unknown flag given last is named as unknown") {
+  CHECK(jailer_error_lacking(parse_paddock_jailer_args({"--bogus"}), {"unknown flag '--bogus'"}) ==
+        "");
+}
+
+TEST_CASE("paddock jail oom_kills: a cgroup parent named memory does not confuse the v1 lookup") {
+  TempDir tmp;
+  JailSpec s = file_jail(tmp, 1, "vm-o3");
+  s.cgroup_parent = "memory";
+  const std::string dir = cgroup_dirs(s, 1)[1];
+  REQUIRE(fs::create_directories(dir));
+  put(dir + "/memory.oom_control", "oom_kill 3\n");
+  CHECK(oom_kills(s) == 3);
+}
+
+TEST_CASE("paddock jail make_chroot: a symlink, a fifo or a device as a source is refused, never followed or read") {
+  TempDir tmp;
+  REQUIRE(fs::create_directory(tmp / "src"));
+  const std::string real = tmp / "src/real";
+  put(real, "bytes");
+  REQUIRE(::chmod(real.c_str(), 0644) == 0);
+  const std::string link = tmp / "src/link";
+  REQUIRE(::symlink(real.c_str(), link.c_str()) == 0);
+  const std::string fifo = tmp / "src/fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  int n = 0;
+  for (const std::string& source : {link, fifo, std::string("/dev/null")}) {
+    JailSpec s = file_jail(tmp, 1, "vm-s" + std::to_string(n++));
+    s.files = {{"input", source}};
+    auto made = steps::make_chroot(s);
+    CHECK_MESSAGE(jailer_error_lacking(made, {"step chroot", source, "not a regular file"}) == "",
+                  source);
+    CHECK_FALSE(fs::exists(jail_root(s) + "/input"));
+  }
+}

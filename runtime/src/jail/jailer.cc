@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -46,10 +47,23 @@ bool relative_below(const std::string& p) {
   return true;
 }
 
-// A file name inside the chroot: no '/', not "." or "..", not "dev" or a bind's name.
-bool plain_name(const std::string& n) {
-  return !n.empty() && n.size() <= 64 && n.find('/') == std::string::npos && n != "." &&
-         n != ".." && n != "dev" && n.find('\0') == std::string::npos;
+// The first component of an absolute path: "/usr/lib" -> "usr".
+std::string top_of(const std::string& path) {
+  const auto end = path.find('/', 1);
+  return path.substr(1, end == std::string::npos ? std::string::npos : end - 1);
+}
+
+// A file name inside the chroot: no '/' or '=' (the argv joins name=source), not "." or "..",
+// not "dev", and not the top directory of a bind or of the VMM binary (they are made there).
+bool plain_name(const std::string& n, const JailSpec& s) {
+  if (n.empty() || n.size() > 64 || n.find_first_of("/=") != std::string::npos || n == "." ||
+      n == ".." || n == "dev" || n.find('\0') != std::string::npos) {
+    return false;
+  }
+  for (const auto& bind : s.ro_binds) {
+    if (absolute(bind) && top_of(bind) == n) return false;
+  }
+  return !absolute(s.exec_file) || top_of(s.exec_file) != n;
 }
 
 template <typename T>
@@ -159,7 +173,7 @@ Status validate(const JailSpec& s) {
                          ": not an absolute path");
   }
   for (const auto& [name, source] : s.files) {
-    if (!plain_name(name)) {
+    if (!plain_name(name, s)) {
       return Error::jailer("step validate: file name " + shown(name) +
                            ": not a plain file name in the chroot");
     }
@@ -168,7 +182,8 @@ Status validate(const JailSpec& s) {
     }
   }
   for (const auto& dir : s.ro_binds) {
-    if (!absolute(dir) || dir == "/" || std::filesystem::path(dir).lexically_normal() != dir) {
+    if (!absolute(dir) || dir == "/" || dir.back() == '/' ||
+        std::filesystem::path(dir).lexically_normal() != dir) {
       return Error::jailer("step validate: read-only bind " + shown(dir) +
                            ": not a normal absolute path below /");
     }
@@ -229,6 +244,13 @@ Result<JailSpec> parse_paddock_jailer_args(const std::vector<std::string>& args)
       s.kvm = true;
       continue;
     }
+    static const std::set<std::string> kValued = {
+        "--id",           "--exec-file",    "--uid",           "--gid",
+        "--chroot-base-dir", "--cgroup-root", "--parent-cgroup", "--cgroup-version",
+        "--cpu-quota-us", "--cpu-period-us", "--memory-bytes",  "--pids-max",
+        "--rlimit-nofile", "--rlimit-fsize", "--netns",         "--file",
+        "--ro-bind",      "--keep-fd"};
+    if (kValued.count(flag) == 0) return Error::jailer("step arguments: unknown flag " + shown(flag));
     if (i + 1 >= args.size()) return Error::jailer("step arguments: " + flag + ": needs a value");
     const std::string& v = args[++i];
     auto u64 = [&](uint64_t& out) -> Status {
@@ -338,11 +360,10 @@ int version_of(const JailSpec& s) {
 uint64_t oom_kills(const JailSpec& s) {
   const int version = version_of(s);
   if (version == 0) return 0;
-  std::string file;
-  for (const auto& dir : cgroup_dirs(s, version)) {
-    if (version == 2) file = dir + "/memory.events";
-    else if (dir.find("/memory/") != std::string::npos) file = dir + "/memory.oom_control";
-  }
+  const auto dirs = cgroup_dirs(s, version);
+  // v1: cgroup_dirs gives cpu, memory, pids, in that order.
+  const std::string file =
+      version == 2 ? dirs.front() + "/memory.events" : dirs[1] + "/memory.oom_control";
   std::ifstream in(file);
   std::string key;
   uint64_t value = 0;

@@ -56,7 +56,7 @@ Status make_dirs(const char* step, const std::string& path) {
 }
 
 Status copy_file(const std::string& from, const std::string& to) {
-  const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (in < 0) return fail("chroot", "open " + from);
   const int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
   if (out < 0) {
@@ -126,20 +126,27 @@ Status make_chroot(const JailSpec& s) {
   if (::chown(root.c_str(), s.uid, s.gid) != 0) return fail("chroot", "chown " + root);
   for (const auto& [name, source] : s.files) {
     const std::string target = root + "/" + name;
-    if (::link(source.c_str(), target.c_str()) != 0) {
-      if (errno != EXDEV) return fail("chroot", "link " + source + " to " + target);
-      if (auto st = copy_file(source, target); !st) return st;
-    }
+    // The source itself, not what a link points to, must be a regular file the jail's user cannot
+    // write: a hard link is the same file, and what a VMM could change, other VMs (and later
+    // clones) would read. (A fifo or device would also block or fill the chroot when copied.)
     struct stat st {};
-    if (::stat(target.c_str(), &st) != 0) return fail("chroot", "stat " + target);
-    // A hard link is the same file: one the jail's user could write would let a VMM change what
-    // other VMs (and later clones) read.
+    if (::lstat(source.c_str(), &st) != 0) return fail("chroot", "lstat " + source);
     const bool writable = st.st_uid == s.uid || (st.st_mode & S_IWOTH) != 0 ||
                           ((st.st_mode & S_IWGRP) != 0 && st.st_gid == s.gid);
-    if (writable || !S_ISREG(st.st_mode)) {
-      return Error::jailer("step chroot: " + source + ": " +
-                           (writable ? "writable by the jail's user " + std::to_string(s.uid)
-                                     : std::string("not a regular file")));
+    if (!S_ISREG(st.st_mode)) {
+      return Error::jailer("step chroot: " + source + ": not a regular file");
+    }
+    if (writable) {
+      return Error::jailer("step chroot: " + source + ": writable by the jail's user " +
+                           std::to_string(s.uid));
+    }
+    if (::link(source.c_str(), target.c_str()) != 0) {
+      if (errno != EXDEV) return fail("chroot", "link " + source + " to " + target);
+      if (auto copied = copy_file(source, target); !copied) return copied;
+    }
+    struct stat linked {};
+    if (::lstat(target.c_str(), &linked) != 0 || !S_ISREG(linked.st_mode)) {
+      return fail("chroot", "lstat " + target);
     }
   }
   return {};
@@ -268,20 +275,30 @@ Status pivot_into_chroot(const JailSpec& s) {
     }
     return {};
   };
+  // A file is bound onto an empty file of its own name, a directory onto a directory.
+  auto bind_path = [&](const std::string& path) -> Status {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return fail("pivot_root", "stat " + path);
+    const std::string target = root + path;
+    if (S_ISDIR(st.st_mode)) {
+      if (auto made = make_dirs("pivot_root", target); !made) return made;
+    } else {
+      if (auto made = make_dirs("pivot_root", fs::path(target).parent_path().string()); !made)
+        return made;
+      const int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
+      if (fd < 0) return fail("pivot_root", "create " + target);
+      ::close(fd);
+    }
+    return bind_ro(path, target);
+  };
   bool exec_bound = false;
-  for (const auto& dir : s.ro_binds) {
-    if (auto st = make_dirs("pivot_root", root + dir); !st) return st;
-    if (auto st = bind_ro(dir, root + dir); !st) return st;
-    exec_bound = exec_bound || below(s.exec_file, dir);
+  for (const auto& path : s.ro_binds) {
+    if (auto st = bind_path(path); !st) return st;
+    exec_bound = exec_bound || below(s.exec_file, path);
   }
+  // The VMM binary on its own, at its own path, when no bind holds it.
   if (!exec_bound) {
-    // The VMM binary on its own, at its own path.
-    const std::string target = root + s.exec_file;
-    if (auto st = make_dirs("pivot_root", fs::path(target).parent_path().string()); !st) return st;
-    const int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0555);
-    if (fd < 0) return fail("pivot_root", "create " + target);
-    ::close(fd);
-    if (auto st = bind_ro(s.exec_file, target); !st) return st;
+    if (auto st = bind_path(s.exec_file); !st) return st;
   }
   // The host's top-level links into a bound directory (merged /usr: /lib64 -> usr/lib64 holds the
   // dynamic loader), recreated as they are.

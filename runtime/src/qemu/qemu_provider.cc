@@ -364,6 +364,7 @@ Result<qemu::LaunchSpec> QemuProvider::launch_spec(const std::string& vm_id, Slo
     js.pids_max = j->pids_max;
     js.rlimit_nofile = j->nofile;
     js.rlimit_fsize = mem + (j->fsize_slack_mib << 20);
+    if (fs::exists("/etc/ld.so.cache")) js.ro_binds.push_back("/etc/ld.so.cache");
     spec.jail = std::move(js);
     spec.jailer_binary = j->jailer_binary;
   }
