@@ -55,7 +55,7 @@ tools/install-deps.sh
 echo "== building build-demo/ (release; the first build takes a few minutes)"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DPADDOCK_TESTS=OFF -DPADDOCK_SANITIZE=OFF >"$tmp/build.log" 2>&1 || die "cmake configure failed (log below)"
-ninja -C "$build" paddock paddock-broker paddock-worker paddock-agent >>"$tmp/build.log" 2>&1 ||
+ninja -C "$build" paddock paddock-broker paddock-worker paddock-agent paddock-jailer >>"$tmp/build.log" 2>&1 ||
   die "build failed (log below)"
 paddock="$build/tools/paddock"
 if [[ $mode == qemu ]]; then
@@ -118,7 +118,20 @@ else
 NOTE
 fi
 status=0
-"$paddock" batch --broker "$client" "$batch" || status=$?
+# The batch waits for its results; if the worker dies (say it cannot start its VMs), say so
+# instead of waiting for ever.
+"$paddock" batch --broker "$client" "$batch" &
+batch_pid=$!
+while kill -0 "$batch_pid" 2>/dev/null; do
+  if ! kill -0 "$worker_pid" 2>/dev/null; then
+    kill "$batch_pid" 2>/dev/null
+    wait "$batch_pid" 2>/dev/null
+    worker_pid=""
+    die "paddock-worker exited; its log ends: $(tail -n 5 "$tmp/worker.log")"
+  fi
+  sleep 0.2
+done
+wait "$batch_pid" || status=$?
 if [[ $mode == memory ]]; then
   cat <<'NOTE'
 
