@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <stdexcept>
+
 #include "loop.h"
 #include "paddock/client/zmq_frames.h"
 #include "paddock/schemas/codes.h"
@@ -38,6 +40,12 @@ std::string Broker::worker_endpoint() const { return loop_->worker_endpoint; }
 Stats Broker::run() { return loop_->run(stop_); }
 
 Broker::Loop::Loop(Options options) : options_(std::move(options)) {
+  if (!options_.journal_path.empty()) {
+    std::string error;
+    journal_ = Journal::open(options_.journal_path, error);
+    if (!journal_) throw std::runtime_error(error);
+    recover();
+  }
   clients = make_router(context, options_.client_endpoint, options_.send_hwm, client_endpoint);
   workers = make_router(context, options_.worker_endpoint, options_.send_hwm, worker_endpoint);
 }
@@ -71,8 +79,12 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
       on_client_message(frames[0].to_string(), parts);
     }
     dispatch();
-    if (pending_total_ > 0) flush_pending();
     if (Clock::now() >= next_tick_) tick();
+    if (journal_ && !commit_and_send()) {
+      stats_.journal_failed = true;
+      break;
+    }
+    if (pending_total_ > 0) flush_pending();
   }
   spdlog::info(
       "broker stopping: {} jobs held ({} queued) are dropped; accepted {}, results {}, errors {}, "
@@ -113,6 +125,7 @@ void Broker::Loop::dispatch() {
     }
     --w->credits;
     w->jobs.insert(job->request.job_id);
+    if (journal_) journal_->dispatched(job->request.job_id, job->attempt);
   }
 }
 
@@ -128,6 +141,63 @@ void Broker::Loop::tick() {
     answer_error(job, sc::JobCode::kDeadlineExceeded,
                  "deadline passed before a worker could start the job", false);
   }
+  if (journal_) {
+    const uint64_t now_ms = now_unix_ms();
+    if (now_ms > options_.result_ttl_ms) journal_->expire(now_ms - options_.result_ttl_ms);
+  }
+}
+
+void Broker::Loop::recover() {
+  const auto pending = journal_->pending();
+  now_ = Clock::now();
+  for (const auto& p : pending) {
+    auto request = sc::decode_job_request(p.request);
+    if (!request || request->job_id != p.job_id) {
+      spdlog::error("journal: job '{}' has an unreadable request; answered as invalid", p.job_id);
+      sc::JobError e;
+      e.job_id = p.job_id;
+      e.code = sc::code(sc::JobCode::kInvalidRequest);
+      e.variant = std::string(sc::job_code_name(e.code));
+      e.message = "the journal's copy of this job could not be read back";
+      journal_->finished(p.job_id, static_cast<uint8_t>(sc::Command::kError), sc::encode(e),
+                         now_unix_ms());
+      continue;
+    }
+    Job& job = jobs_.push(std::move(request.value()), std::string(), now_);
+    job.routes.clear();  // its submitter reconnects and FETCHes (or submits it again)
+    job.recovered = true;
+    // A job that was on a worker when the broker stopped starts its next attempt.
+    job.attempt = p.attempt + (p.dispatched ? 1 : 0);
+    if (job.attempt > options_.max_attempts) {
+      answer_error(job, sc::JobCode::kWorkerLost,
+                   "the broker restarted during attempt " + std::to_string(p.attempt) + " of " +
+                       std::to_string(options_.max_attempts),
+                   true);
+      jobs_.remove(p.job_id);
+      continue;
+    }
+    ++stats_.recovered;
+  }
+  std::string error;
+  if (!journal_->commit(error)) throw std::runtime_error(error);
+  spdlog::info("journal {}: {} job(s) re-queued, {} held in all", options_.journal_path,
+               stats_.recovered, journal_->size());
+}
+
+bool Broker::Loop::commit_and_send() {
+  std::string error;
+  if (!journal_->commit(error)) {
+    // Fail-stop: what this turn would have said depends on writes that did not happen. The
+    // submitters retry (submit is idempotent) once a broker runs again on an intact journal.
+    spdlog::critical("{}; stopping without sending {} message(s) of this turn", error,
+                     outbox_.size());
+    outbox_.clear();
+    return false;
+  }
+  auto out = std::move(outbox_);
+  outbox_.clear();
+  for (auto& [route, parts] : out) send_to_client(route, std::move(parts));
+  return true;
 }
 
 void Broker::Loop::worker_gone(const std::string& route, const char* why) {
@@ -158,6 +228,9 @@ void Broker::Loop::worker_gone(const std::string& route, const char* why) {
 }
 
 void Broker::Loop::answer(const Job& job, sc::Command command, const std::string& body) {
+  if (journal_) {
+    journal_->finished(job.request.job_id, static_cast<uint8_t>(command), body, now_unix_ms());
+  }
   for (const auto& route : job.routes) to_client(route, sc::make_message(command, {body}));
 }
 
@@ -175,6 +248,14 @@ void Broker::Loop::answer_error(const Job& job, sc::JobCode code, const std::str
 }
 
 void Broker::Loop::to_client(const std::string& route, std::vector<std::string> parts) {
+  if (journal_) {
+    outbox_.emplace_back(route, std::move(parts));
+    return;
+  }
+  send_to_client(route, std::move(parts));
+}
+
+void Broker::Loop::send_to_client(const std::string& route, std::vector<std::string> parts) {
   auto it = pending_.find(route);
   if (it == pending_.end()) {
     auto status = wire::send_message(clients, parts, route);

@@ -48,6 +48,7 @@ void Broker::Loop::reply_invalid(const std::string& route, std::string job_id,
 void Broker::Loop::on_submit(const std::string& route,
                              const std::vector<std::string_view>& bodies) {
   sc::Accepted accepted;
+  std::vector<Journal::Answer> known_answers;  // of finished jobs submitted again
   for (const auto body : bodies) {
     auto request = sc::decode_job_request(body);
     if (!request) {
@@ -59,6 +60,14 @@ void Broker::Loop::on_submit(const std::string& route,
       known->add_route(route);
       accepted.job_ids.push_back(request->job_id);
       continue;
+    }
+    if (journal_) {
+      // Finished before (this broker or an earlier one): its stored answer, never a second run.
+      if (auto known_answer = journal_->answer_of(request->job_id)) {
+        accepted.job_ids.push_back(request->job_id);
+        known_answers.push_back(std::move(*known_answer));
+        continue;
+      }
     }
     if (jobs_.size() >= options_.max_queue) {
       ++stats_.rejected;
@@ -72,11 +81,15 @@ void Broker::Loop::on_submit(const std::string& route,
       continue;
     }
     accepted.job_ids.push_back(request->job_id);
+    if (journal_) journal_->accepted(request->job_id, body, now_unix_ms());
     jobs_.push(std::move(request.value()), route, now_);
     ++stats_.accepted;
   }
   if (!accepted.job_ids.empty()) {
     to_client(route, sc::make_message(sc::Command::kAccepted, {sc::encode(accepted)}));
+  }
+  for (auto& a : known_answers) {
+    to_client(route, sc::make_message(static_cast<sc::Command>(a.command), {std::move(a.body)}));
   }
 }
 
@@ -120,12 +133,19 @@ void Broker::Loop::on_fetch(const std::string& route,
       job->add_route(route);  // still queued or running: the answer will come here too
       continue;
     }
+    if (journal_) {
+      if (auto a = journal_->answer_of(ref->job_id)) {
+        to_client(route, sc::make_message(static_cast<sc::Command>(a->command), {std::move(a->body)}));
+        continue;
+      }
+    }
     sc::JobError e;
     e.job_id = ref->job_id;
     e.code = sc::code(sc::JobCode::kUnknownJob);
     e.variant = std::string(sc::job_code_name(e.code));
-    e.message = "job '" + ref->job_id +
-                "' is not held by this broker (version 1 keeps no results after delivery)";
+    e.message = "job '" + ref->job_id + "' is not known to this broker" +
+                (journal_ ? " (never accepted, or its answer expired)"
+                          : " (it runs without a journal and keeps no answers after delivery)");
     to_client(route, sc::make_message(sc::Command::kError, {sc::encode(e)}));
   }
 }

@@ -30,6 +30,7 @@ struct Job {
   State state = State::kQueued;
   std::string worker;  // routing id of the worker running it
   bool cancel_requested = false;
+  bool recovered = false;  // re-queued from the journal: a worker from before may still report it
   uint64_t seq = 0;
   Clock::time_point accepted_at;
 

@@ -11,6 +11,7 @@
 #include <zmq.hpp>
 
 #include "job_queue.h"
+#include "journal.h"
 #include "log_limiter.h"
 #include "paddock/broker/broker.h"
 #include "paddock/schemas/codes.h"
@@ -52,7 +53,12 @@ class Broker::Loop {
   void answer(const Job& job, schemas::Command command, const std::string& body);
   void answer_error(const Job& job, schemas::JobCode code, const std::string& message,
                     bool retryable);
+  // With a journal, client messages wait in outbox_ until the turn's commit: nothing is said that
+  // a crash could take back.
   void to_client(const std::string& route, std::vector<std::string> parts);
+  void send_to_client(const std::string& route, std::vector<std::string> parts);
+  bool commit_and_send();
+  void recover();
   void to_worker(const std::string& route, std::vector<std::string> parts);
   void flush_pending();
   uint64_t now_unix_ms() const;
@@ -67,6 +73,8 @@ class Broker::Loop {
   // Answers to clients whose pipe was full, retried every loop turn (bounded per client).
   std::unordered_map<std::string, std::deque<std::vector<std::string>>> pending_;
   size_t pending_total_ = 0;
+  std::unique_ptr<Journal> journal_;
+  std::vector<std::pair<std::string, std::vector<std::string>>> outbox_;
 };
 
 }  // namespace paddock::broker

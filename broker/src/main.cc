@@ -68,12 +68,32 @@ int main(int argc, char** argv) {
   app.add_option("--max-queue", opt.max_queue, "jobs held at most; beyond, SUBMIT is REJECTED")
       ->check(CLI::Range(size_t{1}, size_t{100'000'000}))
       ->capture_default_str();
+  uint64_t result_ttl_s = opt.result_ttl_ms / 1000;
+  app.add_option("--journal", opt.journal_path,
+                 "the journal (SQLite): accepted jobs and their answers survive a restart; '' for "
+                 "none (default <state-dir>/journal.db when --state-dir is given)");
+  std::string state_dir;
+  app.add_option("--state-dir", state_dir,
+                 "a directory for the broker's state: the journal goes to <dir>/journal.db");
+  app.add_option("--result-ttl-s", result_ttl_s, "stored answers are kept this long for FETCH")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{365} * 86'400))
+      ->capture_default_str();
   app.add_option("--ready-file", ready_file,
                  "once bound, write {\"client\",\"worker\",\"pid\"} as JSON to this file");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  opt.result_ttl_ms = result_ttl_s * 1000;
+  if (opt.journal_path.empty() && !state_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir, ec);
+    if (ec) {
+      std::fprintf(stderr, "--state-dir %s: %s\n", state_dir.c_str(), ec.message().c_str());
+      return 2;
+    }
+    opt.journal_path = state_dir + "/journal.db";
+  }
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("paddock"));  // logs go to stderr
   spdlog::set_level(spdlog::level::from_str(log_level));
@@ -83,8 +103,9 @@ int main(int argc, char** argv) {
     g_broker.store(&broker);
     if (g_stop_requested.load()) broker.stop();
     if (!ready_file.empty()) write_ready_file(ready_file, broker);
-    broker.run();
+    const auto stats = broker.run();
     g_broker.store(nullptr);
+    if (stats.journal_failed) return 1;
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return 1;

@@ -92,6 +92,22 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
     job_id = e->job_id;
   }
   if (w.jobs.erase(job_id) == 0) {
+    Job* held = jobs_.find(job_id);
+    if (held != nullptr && held->recovered) {
+      // Dispatched by the broker before a restart: its outcome is the job's answer. If it was
+      // sent again meanwhile, that run is cancelled and its outcome will be dropped.
+      if (held->state == Job::State::kRunning) {
+        if (WorkerState* other = registry_.find(held->worker)) {
+          other->jobs.erase(job_id);
+          to_worker(held->worker, sc::make_message(sc::Command::kCancel,
+                                                   {sc::encode(sc::JobRef{job_id})}));
+        }
+      }
+      auto job = jobs_.remove(job_id);
+      ++(command == sc::Command::kResult ? stats_.results : stats_.errors);
+      answer(*job, command, std::string(body));
+      return;
+    }
     // Re-dispatched after this worker was presumed dead, or never sent to it: answered once only.
     if (protocol_log_.allow()) {
       spdlog::info("worker '{}': outcome for job '{}' it does not hold; dropped", w.worker_id,

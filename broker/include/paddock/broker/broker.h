@@ -3,8 +3,10 @@
 // by credit, watches heartbeats, re-queues the jobs of dead workers, and routes each job's final
 // answer to the connections waiting for it. It knows nothing of VMs.
 //
-// Version 1 keeps its queue in memory: a broker restart loses queued jobs (the journal comes with
-// the durability work).
+// With a journal (Options::journal_path) every accepted job, its dispatches and its final answer
+// are stored before the submitter hears of them: a restarted broker re-queues what was not
+// answered and answers FETCH from what was (broker/README.md "Journal"). Without one the queue
+// lives in memory only.
 //
 // Thread-safety: a Broker is driven by one thread, inside run(); stop() may be called from any
 // thread or a signal handler.
@@ -25,6 +27,9 @@ struct Options {
   uint32_t max_attempts = 3;     // dispatches of one job before ERROR WorkerLost
   size_t max_queue = 1'000'000;  // jobs held (queued + running); beyond it SUBMIT is REJECTED
   int send_hwm = 100'000;        // per-peer outgoing message high-water mark
+  // The journal's file (SQLite, WAL); empty: no journal, nothing survives a restart.
+  std::string journal_path;
+  uint64_t result_ttl_ms = 86'400'000;  // stored answers are kept this long for FETCH
 };
 
 struct Stats {
@@ -35,12 +40,16 @@ struct Stats {
   uint64_t errors = 0;
   uint64_t requeued = 0;
   uint64_t undeliverable = 0;
+  uint64_t recovered = 0;   // jobs re-queued from the journal at start
+  bool journal_failed = false;  // the loop stopped because the journal could not commit
 };
 
 class Broker {
  public:
-  // Binds both endpoints; throws zmq::error_t if one cannot be bound. An endpoint's port may be
-  // "*" (ephemeral); client_endpoint()/worker_endpoint() tell what was bound.
+  // Opens the journal (std::runtime_error naming the file and what is wrong if it is corrupt or
+  // not a journal) and re-queues what it holds, then binds both endpoints; throws zmq::error_t if
+  // one cannot be bound. An endpoint's port may be "*" (ephemeral); client_endpoint() and
+  // worker_endpoint() tell what was bound.
   explicit Broker(Options options);
   ~Broker();
   Broker(const Broker&) = delete;

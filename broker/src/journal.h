@@ -1,0 +1,81 @@
+// The broker's journal (issue 7; broker/README.md "Journal"): every accepted job, its dispatches
+// and its final answer, in an SQLite file in WAL mode. Writes are buffered in one transaction per
+// loop turn (group commit); the loop sends ACCEPTED and answers only after commit() returned, so
+// nothing a submitter was told is lost to a crash.
+//
+// Thread-safety: none; owned by the broker's event loop.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace paddock::broker {
+
+class Journal {
+ public:
+  // A job accepted and not yet answered, as a restarted broker re-queues it.
+  struct Pending {
+    std::string job_id;
+    std::string request;  // the encoded JobRequest, as the submitter sent it
+    uint32_t attempt = 1;
+    bool dispatched = false;  // it was on a worker when the broker stopped
+    uint64_t accepted_unix_ms = 0;
+  };
+  // A stored final answer: the frame's command byte and its body.
+  struct Answer {
+    uint8_t command = 0;
+    std::string body;
+  };
+
+  // Opens (or creates) the journal at `path`. Refuses, with a message naming the file and what is
+  // wrong, a file that is not an SQLite database, fails its integrity check, or has a newer schema.
+  static std::unique_ptr<Journal> open(const std::string& path, std::string& error);
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  // Buffered in the current transaction (begun on the first write after a commit).
+  void accepted(std::string_view job_id, std::string_view request, uint64_t unix_ms);
+  void dispatched(std::string_view job_id, uint32_t attempt);
+  // The first answer stored for a job wins; a second one (a duplicate result) is ignored.
+  void finished(std::string_view job_id, uint8_t command, std::string_view body,
+                uint64_t unix_ms);
+  // Commits what the turn wrote. false (and `error`) if it could not: the broker then must not
+  // send what depended on it.
+  bool commit(std::string& error);
+  bool dirty() const { return in_transaction_; }
+
+  // Every accepted job without an answer, in acceptance order.
+  std::vector<Pending> pending();
+  // The stored answer of a finished job.
+  std::optional<Answer> answer_of(std::string_view job_id);
+  // Forgets answers stored before `cutoff_unix_ms`. Returns how many.
+  uint64_t expire(uint64_t cutoff_unix_ms);
+  // Jobs held: accepted and not expired.
+  uint64_t size();
+
+ private:
+  Journal() = default;
+  bool prepare(std::string& error);
+  void begin();
+  void step_reset(sqlite3_stmt* st, const char* what);
+
+  sqlite3* db_ = nullptr;
+  std::string path_;
+  bool in_transaction_ = false;
+  sqlite3_stmt* insert_ = nullptr;
+  sqlite3_stmt* dispatch_ = nullptr;
+  sqlite3_stmt* finish_ = nullptr;
+  sqlite3_stmt* answer_ = nullptr;
+  sqlite3_stmt* expire_ = nullptr;
+  std::string write_error_;  // the first write that failed in this transaction
+};
+
+}  // namespace paddock::broker

@@ -1,0 +1,140 @@
+// The broker's journal (broker/src/journal.h) on real SQLite files: what is committed survives a
+// reopen, an answer is stored once, answers expire, and a damaged file is refused by name.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "journal.h"
+
+using paddock::broker::Journal;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/paddock-test-journal-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+std::unique_ptr<Journal> open_ok(const std::string& path) {
+  std::string error;
+  auto j = Journal::open(path, error);
+  REQUIRE_MESSAGE(j != nullptr, error);
+  return j;
+}
+
+}  // namespace
+
+TEST_CASE("journal: committed jobs survive a reopen, unanswered ones come back in order with their attempt") {
+  TempDir d;
+  const std::string path = d.path + "/j.db";
+  {
+    auto j = open_ok(path);
+    std::string error;
+    j->accepted("a", "request-a", 1000);
+    j->accepted("b", "request-b", 1001);
+    j->accepted("c", "request-c", 1002);
+    j->dispatched("b", 2);
+    j->finished("c", 7, "answer-c", 1003);
+    REQUIRE(j->commit(error));
+  }
+  {
+    // A process that dies before its turn's commit: what it wrote is not in the journal.
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      std::string error;
+      auto j = Journal::open(path, error);
+      if (j) j->accepted("lost", "never committed", 1004);
+      ::_exit(j ? 0 : 1);  // no destructor, no commit
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+  }
+  auto j = open_ok(path);
+  const auto pending = j->pending();
+  REQUIRE(pending.size() == 2);
+  CHECK(pending[0].job_id == "a");
+  CHECK(pending[0].request == "request-a");
+  CHECK(pending[0].attempt == 1);
+  CHECK_FALSE(pending[0].dispatched);
+  CHECK(pending[1].job_id == "b");
+  CHECK(pending[1].attempt == 2);
+  CHECK(pending[1].dispatched);
+  auto c = j->answer_of("c");
+  REQUIRE(c.has_value());
+  CHECK(c->command == 7);
+  CHECK(c->body == "answer-c");
+  CHECK_FALSE(j->answer_of("a").has_value());
+  CHECK_FALSE(j->answer_of("lost").has_value());
+  CHECK(j->size() == 3);
+}
+
+TEST_CASE("journal: the first answer of a job is kept, a duplicate is ignored, and answers expire") {
+  TempDir d;
+  auto j = open_ok(d.path + "/j.db");
+  std::string error;
+  j->accepted("x", "req", 10);
+  j->accepted("x", "a second submit of the same id", 11);  // ignored: one row per job id
+  j->finished("x", 7, "first", 100);
+  j->finished("x", 7, "duplicate from a reconnecting worker", 101);
+  REQUIRE(j->commit(error));
+  CHECK(j->size() == 1);
+  CHECK(j->answer_of("x")->body == "first");
+  CHECK(j->expire(100) == 0);  // finished at 100: not before the cutoff
+  REQUIRE(j->commit(error));
+  CHECK(j->expire(101) == 1);
+  REQUIRE(j->commit(error));
+  CHECK_FALSE(j->answer_of("x").has_value());
+  CHECK(j->size() == 0);
+}
+
+TEST_CASE("journal: a file that is no database or is damaged is refused, naming the file") {
+  TempDir d;
+  {
+    const std::string path = d.path + "/garbage.db";
+    std::ofstream(path) << std::string(8192, 'x');
+    std::string error;
+    CHECK(Journal::open(path, error) == nullptr);
+    CHECK_MESSAGE(error.find(path) != std::string::npos, error);
+    CHECK_MESSAGE(error.find("not a database") != std::string::npos, error);
+  }
+  {
+    // A real journal with enough rows for several pages, then its middle overwritten.
+    const std::string path = d.path + "/damaged.db";
+    {
+      auto j = open_ok(path);
+      std::string error;
+      for (int i = 0; i < 2000; ++i) {
+        j->accepted("job-" + std::to_string(i), std::string(200, 'r'), static_cast<uint64_t>(i));
+      }
+      REQUIRE(j->commit(error));
+    }
+    {
+      // Checkpointed on close: the pages are in the main file now.
+      std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(static_cast<std::streamoff>(fs::file_size(path) / 2));
+      const std::string junk(16384, '\x5a');
+      f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+    }
+    std::string error;
+    auto j = Journal::open(path, error);
+    CHECK(j == nullptr);
+    CHECK_MESSAGE(error.find(path) != std::string::npos, error);
+    CHECK_MESSAGE((error.find("corrupt") != std::string::npos ||
+                   error.find("not a database") != std::string::npos),
+                  error);
+  }
+}
