@@ -87,9 +87,10 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
     if (pending_total_ > 0) flush_pending();
   }
   spdlog::info(
-      "broker stopping: {} jobs held ({} queued) are dropped; accepted {}, results {}, errors {}, "
+      "broker stopping: {} jobs held ({} queued) are {}; accepted {}, results {}, errors {}, "
       "rejected {}, invalid {}, requeued {}, undeliverable {}",
-      jobs_.size(), jobs_.queued(), stats_.accepted, stats_.results, stats_.errors,
+      jobs_.size(), jobs_.queued(),
+      journal_ ? "kept in the journal for the next start" : "dropped (no journal)", stats_.accepted, stats_.results, stats_.errors,
       stats_.rejected, stats_.invalid, stats_.requeued, stats_.undeliverable);
   for (const auto& id : registry_.routing_ids()) {
     to_worker(id, sc::make_message(sc::Command::kDisconnect));
