@@ -58,7 +58,9 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
   while (!stop.load()) {
     zmq::pollitem_t items[] = {{clients.handle(), 0, ZMQ_POLLIN, 0},
                                {workers.handle(), 0, ZMQ_POLLIN, 0}};
-    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick_ - Clock::now());
+    auto wake = next_tick_;
+    if (!retry_at_.empty()) wake = std::min(wake, retry_at_.begin()->first);
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now());
     if (pending_total_ > 0) wait = std::min(wait, std::chrono::milliseconds(1));
     try {
       zmq::poll(items, 2, std::max(wait, std::chrono::milliseconds(0)));
@@ -78,6 +80,7 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
       auto parts = wire::views(frames, 1);
       on_client_message(frames[0].to_string(), parts);
     }
+    if (!retry_at_.empty()) release_retries();
     dispatch();
     if (Clock::now() >= next_tick_) tick();
     if (journal_ && !commit_and_send()) {
@@ -145,6 +148,15 @@ void Broker::Loop::tick() {
   if (journal_) {
     const uint64_t now_ms = now_unix_ms();
     if (now_ms > options_.result_ttl_ms) journal_->expire(now_ms - options_.result_ttl_ms);
+  }
+}
+
+void Broker::Loop::release_retries() {
+  while (!retry_at_.empty() && retry_at_.begin()->first <= now_) {
+    const std::string id = retry_at_.begin()->second;
+    retry_at_.erase(retry_at_.begin());
+    Job* job = jobs_.find(id);
+    if (job != nullptr && job->state == Job::State::kWaiting) jobs_.requeue(*job);
   }
 }
 

@@ -110,7 +110,7 @@ void Broker::Loop::on_cancel(const std::string& route, std::string_view body) {
     return;
   }
   job->add_route(route);  // the canceller hears the outcome too
-  if (job->state == Job::State::kQueued) {
+  if (job->state != Job::State::kRunning) {
     answer_error(*job, sc::JobCode::kCancelled, "cancelled before it started", false);
     jobs_.remove(ref->job_id);
     return;

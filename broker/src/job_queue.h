@@ -20,7 +20,8 @@ namespace paddock::broker {
 using Clock = std::chrono::steady_clock;
 
 struct Job {
-  enum class State { kQueued, kRunning };
+  // kWaiting: a retryable failure's backoff; held, neither queued nor running.
+  enum class State { kQueued, kRunning, kWaiting };
 
   schemas::JobRequest request;
   // Routing ids of the client connections that get the final answer: the submitter, plus any

@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <deque>
+#include <map>
+#include <random>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -59,6 +61,9 @@ class Broker::Loop {
   void send_to_client(const std::string& route, std::vector<std::string> parts);
   bool commit_and_send();
   void recover();
+  // Retryable failures waiting for their backoff, by when they go back to the queue.
+  void release_retries();
+  std::multimap<Clock::time_point, std::string> retry_at_;
   void to_worker(const std::string& route, std::vector<std::string> parts);
   void flush_pending();
   uint64_t now_unix_ms() const;
@@ -74,6 +79,7 @@ class Broker::Loop {
   std::unordered_map<std::string, std::deque<std::vector<std::string>>> pending_;
   size_t pending_total_ = 0;
   std::unique_ptr<Journal> journal_;
+  std::mt19937_64 rng_{std::random_device{}()};
   std::vector<std::pair<std::string, std::vector<std::string>>> outbox_;
 };
 

@@ -61,6 +61,11 @@ int main(int argc, char** argv) {
   app.add_option("--liveness", opt.liveness, "heartbeats a worker may miss before it is dead")
       ->check(CLI::Range(1u, 100u))
       ->capture_default_str();
+  app.add_option("--retry-base-ms", opt.retry_base_ms,
+                 "a retryable ERROR is retried after base * 2^(attempt-1) ms, jittered")
+      ->capture_default_str();
+  app.add_option("--retry-cap-ms", opt.retry_cap_ms, "longest backoff before a retry")
+      ->capture_default_str();
   app.add_option("--max-attempts", opt.max_attempts,
                  "dispatches of one job before it fails with WorkerLost")
       ->check(CLI::Range(1u, 100u))

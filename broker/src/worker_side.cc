@@ -72,6 +72,7 @@ void Broker::Loop::on_ready(const std::string& route, std::string_view body) {
 
 void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_view body) {
   std::string job_id;
+  bool retryable = false;
   if (command == sc::Command::kResult) {
     auto r = sc::decode_job_result(body);
     if (!r) {
@@ -90,6 +91,7 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
       return;
     }
     job_id = e->job_id;
+    retryable = e->retryable;
   }
   if (w.jobs.erase(job_id) == 0) {
     Job* held = jobs_.find(job_id);
@@ -113,6 +115,25 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
       spdlog::info("worker '{}': outcome for job '{}' it does not hold; dropped", w.worker_id,
                    job_id);
     }
+    return;
+  }
+  Job* held = jobs_.find(job_id);
+  if (held == nullptr) return;
+  if (retryable && !held->cancel_requested && held->attempt < options_.max_attempts) {
+    // A host-side fault on that worker: worth another try, after a backoff with jitter.
+    const uint64_t exp = std::min<uint64_t>(uint64_t{options_.retry_base_ms} << std::min<uint32_t>(held->attempt - 1, 20),
+                                            options_.retry_cap_ms);
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    const auto delay = std::chrono::milliseconds(static_cast<uint64_t>(exp * jitter(rng_)));
+    if (protocol_log_.allow()) {
+      spdlog::info("job '{}' failed retryably on '{}' (attempt {} of {}); again in {} ms", job_id,
+                   w.worker_id, held->attempt, options_.max_attempts, delay.count());
+    }
+    ++held->attempt;
+    held->state = Job::State::kWaiting;
+    held->worker.clear();
+    retry_at_.emplace(now_ + delay, job_id);
+    ++stats_.retried;
     return;
   }
   auto job = jobs_.remove(job_id);

@@ -24,7 +24,11 @@ struct Options {
   std::string worker_endpoint = "tcp://127.0.0.1:5556";
   uint32_t heartbeat_ms = 1000;  // heartbeat period, both ways
   uint32_t liveness = 3;         // heartbeats a worker may miss before it is dead
-  uint32_t max_attempts = 3;     // dispatches of one job before ERROR WorkerLost
+  uint32_t max_attempts = 3;     // dispatches of one job (lost workers and retries) at most
+  // A retryable ERROR (a host-side fault on one worker) sends the job out again after
+  // min(retry_cap_ms, retry_base_ms * 2^(attempt-1)), times a jitter in [0.5, 1).
+  uint32_t retry_base_ms = 200;
+  uint32_t retry_cap_ms = 10'000;
   size_t max_queue = 1'000'000;  // jobs held (queued + running); beyond it SUBMIT is REJECTED
   int send_hwm = 100'000;        // per-peer outgoing message high-water mark
   // The journal's file (SQLite, WAL); empty: no journal, nothing survives a restart.
@@ -41,6 +45,7 @@ struct Stats {
   uint64_t requeued = 0;
   uint64_t undeliverable = 0;
   uint64_t recovered = 0;   // jobs re-queued from the journal at start
+  uint64_t retried = 0;     // retryable ERRORs sent out again after a backoff
   bool journal_failed = false;  // the loop stopped because the journal could not commit
 };
 

@@ -1,0 +1,40 @@
+// Retries (issue 7): a retryable ERROR (a host-side fault on one worker) goes out again after a
+// backoff, up to --max-attempts; a non-retryable one is final at once.
+#include <doctest/doctest.h>
+
+#include <chrono>
+
+#include "harness.h"
+
+using namespace paddock;
+using namespace paddock::testing;
+using namespace std::chrono_literals;
+
+TEST_CASE("retries: a retryable ERROR is tried again with backoff up to max attempts, others are final at once") {
+  TempDir dir;
+  auto broker = start_broker(dir, {"--max-attempts", "3", "--retry-base-ms", "100"});
+  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 4);
+  client::Client c(broker.client_endpoint);
+  // On the test double, `fail VARIANT` returns that runtime error: NetworkSetup is a host-side
+  // fault (retryable), InvalidTransition is not.
+  const auto retryable = job("retryable", {"fail", "NetworkSetup", "no", "veth"});
+  const auto final_at_once = job("final", {"fail", "InvalidTransition", "nope"});
+  const auto t0 = std::chrono::steady_clock::now();
+  c.submit(std::vector<schemas::JobRequest>{retryable, final_at_once});
+  auto answers = collect(c, {"retryable", "final"}, 20s);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  REQUIRE(answers.all_exactly_once({"retryable", "final"}));
+  const auto& r = answers.finals.at("retryable").front();
+  REQUIRE(r.kind == client::Event::Kind::kError);
+  CHECK(r.error.variant == "NetworkSetup");
+  CHECK(r.error.attempt == 3);  // tried three times
+  CHECK(r.error.retryable);
+  const auto& f = answers.finals.at("final").front();
+  REQUIRE(f.kind == client::Event::Kind::kError);
+  CHECK(f.error.variant == "InvalidTransition");
+  CHECK(f.error.attempt == 1);
+  // Two backoffs of 100 ms and 200 ms, each jittered to at least half: at least 150 ms in all.
+  CHECK(took >= 150ms);
+  MESSAGE("three attempts with backoff took "
+          << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+}
