@@ -1,0 +1,88 @@
+// A fault under a real worker (issue 7): the QEMU of a running job is SIGKILLed. The job ends with
+// an ERROR that names what happened (or, if the VM was still booting, a retried boot runs it), and
+// the worker stays healthy: the next job runs.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "../integration/harness.h"
+#include "vm_fixture.h"
+
+using namespace paddock;
+using namespace paddock::testing;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The QEMU processes (jailed: the jailers' children) of VMs under `run_dir`.
+std::vector<int> qemu_pids_under(const std::string& run_dir) {
+  std::vector<int> pids;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(e.path() / "cmdline", std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmd.find("paddock-jailer") == std::string::npos || cmd.find(run_dir) == std::string::npos)
+      continue;
+    std::ifstream children(e.path() / "task" / name / "children");
+    for (int pid; children >> pid;) pids.push_back(pid);
+  }
+  return pids;
+}
+
+}  // namespace
+
+TEST_CASE("qemu worker: a QEMU killed mid-job ends that job with an ERROR, and the worker runs the next job") {
+  if (!vm_tests_can_run()) return;
+  TempDir dir;
+  const std::string run_dir = "/run/paddock-test-fault-" + std::to_string(::getpid());
+  auto broker = start_broker(dir);
+  auto worker = start_worker(dir, broker.worker_endpoint, "fault", 1,
+                             {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir",
+                              run_dir, "--snapshot-dir", run_dir + "-snap", "--warm", "off",
+                              "--network", "off"});
+  client::Client c(broker.client_endpoint);
+  auto victim = job("victim", {"/bin/sh", "-c", "echo started; sleep 40"});
+  victim.timeout_ms = 60'000;
+  c.submit(std::vector<schemas::JobRequest>{victim});
+  // The VM boots (seconds under TCG), then runs the job: kill its QEMU well after boot.
+  std::vector<int> pids;
+  for (int i = 0; i < 300 && pids.empty(); ++i) {
+    std::this_thread::sleep_for(100ms);
+    pids = qemu_pids_under(run_dir);
+  }
+  REQUIRE_MESSAGE(pids.size() == 1, slurp(worker->log() + ".err"));
+  std::this_thread::sleep_for(15s);
+  REQUIRE(::kill(pids.front(), SIGKILL) == 0);
+  auto answers = collect(c, {"victim"}, 90s);
+  REQUIRE_MESSAGE(answers.all_exactly_once({"victim"}), slurp(worker->log() + ".err"));
+  const auto& ev = answers.finals.at("victim").front();
+  if (ev.kind == client::Event::Kind::kError) {
+    MESSAGE("the victim's ERROR: " << ev.error.variant << " (" << ev.error.code
+                                   << "): " << ev.error.message.substr(0, 200));
+    CHECK(ev.error.message.find("killed by signal 9") != std::string::npos);
+  } else {
+    MESSAGE("the kill came during boot: the retried boot ran the job");
+    CHECK(ev.result.stdout_data == "started\n");
+  }
+  REQUIRE_MESSAGE(worker->running(), slurp(worker->log() + ".err"));
+  auto next = job("next", {"echo", "still healthy"});
+  next.timeout_ms = 20'000;
+  c.submit(std::vector<schemas::JobRequest>{next});
+  auto after = collect(c, {"next"}, 120s);
+  REQUIRE(after.all_exactly_once({"next"}));
+  const auto& n = after.finals.at("next").front();
+  REQUIRE_MESSAGE(n.kind == client::Event::Kind::kResult, n.error.message);
+  CHECK(n.result.stdout_data == "still healthy\n");
+  worker->signal(SIGTERM);
+  CHECK(worker->wait_for(30s) == std::optional<int>(0));
+  CHECK(nothing_left_in(run_dir));
+  CHECK(qemu_pids_under(run_dir).empty());
+  fs::remove_all(run_dir);
+  fs::remove_all(run_dir + "-snap");
+}
