@@ -1,0 +1,641 @@
+// Fault tests for the broker's journal (issue 7): real broker and worker processes over loopback
+// TCP, the in-memory test double as the backend. A broker SIGKILLed and restarted on the same
+// --journal loses nothing it accepted; a submitter that reconnects gets every answer with FETCH;
+// a finished job submitted again is answered from the store, never run twice; a journal that is
+// not a database, corrupt or truncated never makes the broker crash.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "harness.h"
+
+using namespace paddock;
+using namespace paddock::testing;
+
+namespace bp = boost::process;
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<std::string> ids_of(const std::vector<schemas::JobRequest>& jobs) {
+  std::vector<std::string> ids;
+  for (const auto& j : jobs) ids.push_back(j.job_id);
+  return ids;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  return s;
+}
+
+// A final answer in one line, for failure messages.
+std::string describe(const client::Event& ev) {
+  if (ev.kind == client::Event::Kind::kResult) {
+    const auto& r = ev.result;
+    return "RESULT{exit " + std::to_string(r.exit_code) + ", stdout '" + r.stdout_data +
+           "', worker '" + r.worker_id + "', attempt " + std::to_string(r.attempt) + ", total_us " +
+           std::to_string(r.timings.total_us) + "}";
+  }
+  if (ev.kind == client::Event::Kind::kError) {
+    const auto& e = ev.error;
+    return "ERROR{" + std::to_string(e.code) + " " + e.variant + ": " + e.message + ", worker '" +
+           e.worker_id + "', attempt " + std::to_string(e.attempt) + "}";
+  }
+  return "other{" + ev.detail + "}";
+}
+
+bool same_answer(const client::Event& a, const client::Event& b) {
+  if (a.kind != b.kind) return false;
+  if (a.kind == client::Event::Kind::kResult) return a.result == b.result;
+  return a.error == b.error;
+}
+
+// The submitter's own bookkeeping across sockets and broker restarts: the first final answer per
+// job, how many arrived, and every job that got two answers that differ.
+struct Ledger {
+  std::set<std::string> accepted;
+  std::map<std::string, client::Event> first;
+  std::map<std::string, int> count;
+  std::vector<std::string> conflicts;
+  std::vector<client::Event> others;
+
+  size_t answered() const { return first.size(); }
+
+  void take(const client::Event& ev) {
+    switch (ev.kind) {
+      case client::Event::Kind::kAccepted:
+        accepted.insert(ev.accepted_ids.begin(), ev.accepted_ids.end());
+        return;
+      case client::Event::Kind::kResult:
+      case client::Event::Kind::kError: {
+        const std::string& id =
+            ev.kind == client::Event::Kind::kResult ? ev.result.job_id : ev.error.job_id;
+        ++count[id];
+        auto [it, fresh] = first.emplace(id, ev);
+        if (!fresh && !same_answer(it->second, ev)) {
+          conflicts.push_back(id + ": " + describe(it->second) + " then " + describe(ev));
+        }
+        return;
+      }
+      default:
+        others.push_back(ev);
+        return;
+    }
+  }
+
+  std::vector<std::string> missing(const std::vector<std::string>& ids) const {
+    std::vector<std::string> out;
+    for (const auto& id : ids) {
+      if (!first.count(id)) out.push_back(id);
+    }
+    return out;
+  }
+};
+
+// Reads answers into `book` until `done()` or `deadline`. With `fetch_ids`, FETCHes those of them
+// still unanswered at once and then every `refetch` (a FETCH of a job still queued or running is
+// answered when it ends; repeating it covers an answer sent to a socket that is gone). Returns
+// how many FETCH rounds it sent.
+int pump(client::Client& c, Ledger& book, Clock::time_point deadline,
+         const std::function<bool()>& done, const std::vector<std::string>* fetch_ids = nullptr,
+         std::chrono::milliseconds refetch = 1000ms) {
+  int rounds = 0;
+  auto next_fetch = Clock::now();
+  while (!done()) {
+    const auto now = Clock::now();
+    if (now >= deadline) break;
+    if (fetch_ids && now >= next_fetch) {
+      for (const auto& id : book.missing(*fetch_ids)) c.fetch(id);
+      ++rounds;
+      next_fetch = now + refetch;
+    }
+    auto ev = c.next(std::min<std::chrono::milliseconds>(
+        50ms, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now)));
+    if (ev) book.take(*ev);
+  }
+  return rounds;
+}
+
+// Reads what is already waiting on `c` (answers that arrived before the broker died).
+void drain(client::Client& c, Ledger& book) {
+  while (auto ev = c.next(0ms)) book.take(*ev);
+}
+
+void wait_for_log(const Broker& b, const std::string& text, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (!contains(slurp(b.process->log() + ".err"), text)) {
+    REQUIRE_MESSAGE(Clock::now() < deadline, "broker never logged \"" << text << "\"");
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+void kill_broker(Broker& b) {
+  b.process->signal(SIGKILL);
+  REQUIRE(b.process->wait_for(5s).has_value());
+}
+
+// A broker run as a bare child process, so that a refusal to start and the raw wait status (exit
+// code or signal) can be seen; start_broker() throws when the broker does not start.
+struct RawBroker {
+  std::unique_ptr<bp::child> child;
+  std::string ready;
+  std::string err_log;
+  std::string client_endpoint;
+
+  enum class Outcome { kReady, kExited, kHung };
+
+  RawBroker() = default;
+  RawBroker(const RawBroker&) = delete;
+  RawBroker& operator=(const RawBroker&) = delete;
+  ~RawBroker() {
+    if (!child) return;
+    std::error_code ec;
+    if (child->running(ec)) child->terminate(ec);
+    child->wait(ec);
+  }
+
+  // Starts a broker on `journal` and waits until it is ready or has exited.
+  Outcome start(const TempDir& dir, const std::string& journal, const std::string& tag,
+                std::chrono::milliseconds timeout = 10s) {
+    ready = dir.path() + "/raw-" + tag + ".ready";
+    err_log = dir.path() + "/raw-" + tag + ".err";
+    const std::vector<std::string> args = {"--client-endpoint", "tcp://127.0.0.1:*",
+                                           "--worker-endpoint", "tcp://127.0.0.1:*",
+                                           "--journal",         journal,
+                                           "--ready-file",      ready,
+                                           "--log-level",       "info"};
+    child = std::make_unique<bp::child>(PADDOCK_BROKER_BIN, bp::args(args),
+                                        bp::std_out > dir.path() + "/raw-" + tag + ".out",
+                                        bp::std_err > err_log, bp::std_in < bp::null);
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      std::error_code ec;
+      if (!child->running(ec)) return Outcome::kExited;
+      if (fs::exists(ready)) {
+        client_endpoint = nlohmann::json::parse(slurp(ready)).at("client");
+        return Outcome::kReady;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return Outcome::kHung;
+  }
+
+  // The raw wait status once the child has exited.
+  int status() const { return child->native_exit_code(); }
+  std::string stderr_text() const { return slurp(err_log); }
+
+  // Waits for exit after `sig`; false if it is still running after `timeout`.
+  bool stop(int sig, std::chrono::milliseconds timeout = 10s) {
+    ::kill(child->id(), sig);
+    const auto deadline = Clock::now() + timeout;
+    std::error_code ec;
+    while (child->running(ec)) {
+      if (Clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(10ms);
+    }
+    return true;
+  }
+};
+
+// A crash shows as death by a signal, or as a sanitizer's report (which exits non-zero).
+void check_no_crash(const std::string& what, int raw_status, const std::string& err) {
+  CAPTURE(what);
+  CAPTURE(err);
+  CHECK_FALSE(WIFSIGNALED(raw_status));
+  CHECK_FALSE(contains(err, "AddressSanitizer"));
+  CHECK_FALSE(contains(err, "runtime error:"));
+  CHECK_FALSE(contains(err, "LeakSanitizer"));
+}
+
+// A refusal names the file and says it is corrupt or not a database.
+void check_refusal(const std::string& what, const std::string& path, const RawBroker& b) {
+  const std::string err = b.stderr_text();
+  CAPTURE(what);
+  CAPTURE(err);
+  const int raw = b.status();
+  check_no_crash(what, raw, err);
+  REQUIRE(WIFEXITED(raw));
+  CHECK(WEXITSTATUS(raw) != 0);
+  CHECK(contains(err, path));
+  const std::string l = lower(err);
+  CHECK((contains(l, "corrupt") || contains(l, "not a database")));
+}
+
+void write_file(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+  REQUIRE(out.good());
+}
+
+std::string noise(size_t n, uint32_t seed) {
+  std::string s(n, '\0');
+  for (auto& ch : s) {
+    seed = seed * 1103515245u + 12345u;
+    ch = static_cast<char>(seed >> 16);
+  }
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "durability: 2000 jobs in flight while the broker is SIGKILLed and restarted twice are all "
+    "answered, none lost") {
+  constexpr size_t kJobs = 2000;
+  TempDir dir;
+  const std::string journal = dir.path() + "/journal.db";
+  const std::vector<std::string> broker_args = {"--journal", journal,      "--heartbeat-ms",
+                                                "100",       "--liveness", "3"};
+  auto broker = start_broker(dir, broker_args);
+  const std::string client_ep = broker.client_endpoint, worker_ep = broker.worker_endpoint;
+  auto w1 = start_worker(dir, worker_ep, "w1", 4, {"--heartbeat-ms", "100"});
+  auto w2 = start_worker(dir, worker_ep, "w2", 4, {"--heartbeat-ms", "100"});
+  wait_for_log(broker, "worker 'w1' ready", 10s);
+  wait_for_log(broker, "worker 'w2' ready", 10s);
+
+  // Even jobs take a while (so that jobs are on workers when the broker dies), odd ones print
+  // their id (so that an answer is known to be this job's).
+  std::vector<schemas::JobRequest> jobs;
+  for (size_t i = 0; i < kJobs; ++i) {
+    const std::string id = "dur-" + std::to_string(i);
+    jobs.push_back(i % 2 == 0 ? job(id, {"sleep", "25"}) : job(id, {"echo", id}));
+  }
+  const auto ids = ids_of(jobs);
+  const auto start = Clock::now();
+  Ledger book;
+  auto c = std::make_unique<client::Client>(client_ep);
+  c->submit(jobs);
+  pump(*c, book, Clock::now() + 30s,
+       [&] { return book.accepted.size() == kJobs && book.answered() >= kJobs / 3; });
+  REQUIRE(book.accepted.size() == kJobs);  // all journaled before the first kill
+  REQUIRE(book.answered() >= kJobs / 3);
+
+  int fetch_rounds = 0;
+  std::vector<size_t> answered_at_kill;
+  for (int kill = 1; kill <= 2; ++kill) {
+    kill_broker(broker);
+    drain(*c, book);
+    answered_at_kill.push_back(book.answered());
+    broker = start_broker(dir, broker_args, client_ep, worker_ep);
+    // The submitter reconnects: a new socket, and FETCH of every job it has no answer for.
+    c = std::make_unique<client::Client>(client_ep);
+    if (kill == 1) {
+      fetch_rounds += pump(
+          *c, book, Clock::now() + 30s, [&] { return book.answered() >= 2 * kJobs / 3; }, &ids);
+    }
+  }
+  fetch_rounds += pump(
+      *c, book, Clock::now() + 120s, [&] { return book.answered() == kJobs; }, &ids);
+  // A little longer, to catch late duplicates.
+  pump(*c, book, Clock::now() + 300ms, [] { return false; });
+  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+
+  size_t retried = 0, twice = 0;
+  for (const auto& [id, ev] : book.first) {
+    if (ev.kind == client::Event::Kind::kResult) retried += ev.result.attempt > 1;
+  }
+  for (const auto& [id, n] : book.count) twice += n > 1;
+  MESSAGE("answered " << book.answered() << " of " << kJobs << " in " << elapsed.count()
+                      << " ms; answered at the kills: " << answered_at_kill[0] << ", "
+                      << answered_at_kill[1] << "; FETCH rounds " << fetch_rounds
+                      << "; answers with attempt > 1: " << retried
+                      << "; jobs answered more than once (same answer): " << twice);
+
+  const auto missing = book.missing(ids);
+  CHECK_MESSAGE(missing.empty(), missing.size() << " job(s) never answered, first: "
+                                                << (missing.empty() ? "" : missing.front()));
+  CHECK(book.answered() == kJobs);
+  CHECK_MESSAGE(book.conflicts.empty(),
+                book.conflicts.size() << " job(s) got two different answers, first: "
+                                      << (book.conflicts.empty() ? "" : book.conflicts.front()));
+  size_t not_ok = 0;
+  std::string first_bad;
+  for (size_t i = 0; i < kJobs; ++i) {
+    auto it = book.first.find(ids[i]);
+    if (it == book.first.end()) continue;
+    const auto& ev = it->second;
+    const bool ok = ev.kind == client::Event::Kind::kResult && ev.result.exit_code == 0 &&
+                    ev.result.signal == 0 &&
+                    ev.result.stdout_data == (i % 2 == 0 ? "" : ids[i] + "\n");
+    if (!ok && not_ok++ == 0) first_bad = ids[i] + ": " + describe(ev);
+  }
+  CHECK_MESSAGE(not_ok == 0, not_ok << " answer(s) not a RESULT with exit 0 and the job's output, "
+                                    << "first: " << first_bad);
+  CHECK(book.others.empty());
+  CHECK(w1->running());
+  CHECK(w2->running());
+}
+
+TEST_CASE("durability: a worker SIGKILLed mid-job, the job finishes on another worker") {
+  TempDir dir;
+  auto broker = start_broker(
+      dir, {"--journal", dir.path() + "/journal.db", "--heartbeat-ms", "100", "--liveness", "3"});
+  auto victim = start_worker(dir, broker.worker_endpoint, "victim", 2, {"--heartbeat-ms", "100"});
+  wait_for_log(broker, "worker 'victim' ready", 10s);
+  client::Client c(broker.client_endpoint);
+  const std::vector<schemas::JobRequest> jobs = {job("mid-0", {"sleep", "1000"}),
+                                                 job("mid-1", {"sleep", "1000"})};
+  c.submit(jobs);
+  std::this_thread::sleep_for(300ms);  // both running on the victim
+  victim->signal(SIGKILL);
+  REQUIRE(victim->wait_for(5s).has_value());
+  auto survivor =
+      start_worker(dir, broker.worker_endpoint, "survivor", 2, {"--heartbeat-ms", "100"});
+  auto answers = collect(c, ids_of(jobs), 15s, 300ms);
+  REQUIRE(answers.all_exactly_once(ids_of(jobs)));
+  for (const auto& id : ids_of(jobs)) {
+    const auto& ev = answers.finals.at(id).front();
+    CAPTURE(describe(ev));
+    REQUIRE(ev.kind == client::Event::Kind::kResult);
+    CHECK(ev.result.exit_code == 0);
+    CHECK_FALSE(ev.result.timed_out);
+    CHECK(ev.result.worker_id == "survivor");
+    CHECK(ev.result.attempt == 2);  // the victim's dispatch was attempt 1
+  }
+  CHECK(survivor->running());
+}
+
+TEST_CASE("durability: a submitter that disconnects and reconnects gets everything with FETCH") {
+  TempDir dir;
+  auto broker =
+      start_broker(dir, {"--journal", dir.path() + "/journal.db", "--heartbeat-ms", "100"});
+  std::vector<std::string> ids;
+  {
+    // Half the jobs run while the first socket is open; their answers are sent to it and never
+    // read. The other half is still queued (no worker) when the socket closes.
+    client::Client first(broker.client_endpoint);
+    auto w1 = start_worker(dir, broker.worker_endpoint, "w1", 4, {"--heartbeat-ms", "100"});
+    wait_for_log(broker, "worker 'w1' ready", 10s);
+    std::vector<schemas::JobRequest> early, late;
+    for (int i = 0; i < 25; ++i) {
+      early.push_back(job("early-" + std::to_string(i), {"echo", "early", std::to_string(i)}));
+      late.push_back(job("late-" + std::to_string(i), {"echo", "late", std::to_string(i)}));
+    }
+    Ledger seen;  // only ACCEPTED is looked at: the answers are left unread
+    first.submit(early);
+    pump(first, seen, Clock::now() + 10s, [&] { return seen.accepted.size() == 25; });
+    REQUIRE(seen.accepted.size() == 25);
+    std::this_thread::sleep_for(500ms);  // the early jobs are answered to `first`, unread
+    w1->signal(SIGTERM);
+    REQUIRE(w1->wait_for(10s).has_value());
+    first.submit(late);
+    pump(first, seen, Clock::now() + 10s, [&] { return seen.accepted.size() == 50; });
+    REQUIRE(seen.accepted.size() == 50);
+    for (const auto& j : early) ids.push_back(j.job_id);
+    for (const auto& j : late) ids.push_back(j.job_id);
+  }  // the socket closes here
+  auto w2 = start_worker(dir, broker.worker_endpoint, "w2", 4, {"--heartbeat-ms", "100"});
+
+  client::Client second(broker.client_endpoint);
+  Ledger book;
+  pump(
+      second, book, Clock::now() + 20s, [&] { return book.answered() == ids.size(); }, &ids, 500ms);
+  pump(second, book, Clock::now() + 300ms, [] { return false; });
+  const auto missing = book.missing(ids);
+  CHECK_MESSAGE(missing.empty(), missing.size() << " job(s) never answered, first: "
+                                                << (missing.empty() ? "" : missing.front()));
+  CHECK(book.conflicts.empty());
+  for (const auto& id : ids) {
+    auto it = book.first.find(id);
+    if (it == book.first.end()) continue;
+    CAPTURE(describe(it->second));
+    REQUIRE(it->second.kind == client::Event::Kind::kResult);
+    const auto dash = id.find('-');
+    CHECK(it->second.result.stdout_data == id.substr(0, dash) + " " + id.substr(dash + 1) + "\n");
+    CHECK(it->second.result.exit_code == 0);
+  }
+  // The answers stay stored: a third socket FETCHes them all again, the same.
+  client::Client third(broker.client_endpoint);
+  Ledger again;
+  for (const auto& id : ids) third.fetch(id);
+  pump(third, again, Clock::now() + 10s, [&] { return again.answered() == ids.size(); });
+  CHECK(again.answered() == ids.size());
+  for (const auto& [id, ev] : again.first) {
+    auto it = book.first.find(id);
+    if (it == book.first.end()) continue;
+    CAPTURE(id);
+    CHECK(same_answer(ev, it->second));
+  }
+}
+
+TEST_CASE("durability: a corrupt or truncated journal stops the broker with a clear message") {
+  TempDir dir;
+  SUBCASE("a file that is not a database") {
+    const std::string path = dir.path() + "/garbage.db";
+    write_file(path, noise(16384, 42));
+    RawBroker b;
+    const auto outcome = b.start(dir, path, "garbage");
+    CAPTURE(b.stderr_text());
+    REQUIRE(outcome == RawBroker::Outcome::kExited);
+    check_refusal("garbage", path, b);
+  }
+
+  SUBCASE("a database whose pages after the first are overwritten") {
+    // A journal closed cleanly (SIGTERM) holds its jobs in the main file; keep its header page,
+    // overwrite everything after it.
+    const std::string path = dir.path() + "/paged.db";
+    {
+      auto broker = start_broker(dir, {"--journal", path});
+      client::Client c(broker.client_endpoint);
+      std::vector<schemas::JobRequest> jobs;
+      for (int i = 0; i < 200; ++i) {
+        auto j = job("p-" + std::to_string(i), {"cat"});
+        j.stdin_data = std::string(1024, 'a' + static_cast<char>(i % 26));
+        jobs.push_back(j);
+      }
+      c.submit(jobs);
+      Ledger seen;
+      pump(c, seen, Clock::now() + 10s, [&] { return seen.accepted.size() == jobs.size(); });
+      REQUIRE(seen.accepted.size() == jobs.size());
+      broker.process->signal(SIGTERM);
+      REQUIRE(broker.process->wait_for(10s).has_value());
+    }
+    std::string db = slurp(path);
+    REQUIRE(db.size() > 100);
+    REQUIRE(db.rfind(std::string("SQLite format 3\0", 16), 0) == 0);
+    const uint32_t raw_page = (static_cast<uint8_t>(db[16]) << 8) | static_cast<uint8_t>(db[17]);
+    const size_t page = raw_page == 1 ? 65536 : raw_page;
+    MESSAGE("journal after SIGTERM: " << db.size() << " bytes, page " << page);
+    REQUIRE(db.size() > page);
+    const std::string garbage = noise(db.size() - page, 7);
+    std::copy(garbage.begin(), garbage.end(), db.begin() + static_cast<std::ptrdiff_t>(page));
+    std::error_code ec;
+    fs::remove(path + "-wal", ec);
+    fs::remove(path + "-shm", ec);
+    write_file(path, db);
+    RawBroker b;
+    const auto outcome = b.start(dir, path, "paged");
+    CAPTURE(b.stderr_text());
+    REQUIRE(outcome == RawBroker::Outcome::kExited);
+    check_refusal("paged", path, b);
+  }
+
+  SUBCASE("a journal truncated to half its size after a SIGKILL") {
+    // The file's name does not say "journal": when the broker mentions it, it says so itself.
+    const std::string path = dir.path() + "/state.db";
+    // Jobs accepted and left queued (no worker), each with 512 bytes of stdin.
+    auto accept = [&](Broker& broker, const std::string& prefix, int n) {
+      client::Client c(broker.client_endpoint);
+      std::vector<schemas::JobRequest> jobs;
+      for (int i = 0; i < n; ++i) {
+        auto j = job(prefix + std::to_string(i), {"cat"});
+        j.stdin_data = std::string(512, 'x');
+        jobs.push_back(j);
+      }
+      c.submit(jobs);
+      Ledger seen;
+      pump(c, seen, Clock::now() + 10s, [&] { return seen.accepted.size() == jobs.size(); });
+      REQUIRE(seen.accepted.size() == jobs.size());
+    };
+    {
+      // A first run stopped cleanly, so that the main file (not only its WAL) holds jobs.
+      auto broker = start_broker(dir, {"--journal", path});
+      accept(broker, "t-", 200);
+      broker.process->signal(SIGTERM);
+      REQUIRE(broker.process->wait_for(10s).has_value());
+    }
+    {
+      auto broker = start_broker(dir, {"--journal", path});
+      accept(broker, "u-", 20);
+      kill_broker(broker);
+    }
+    const auto size = fs::file_size(path);
+    MESSAGE("journal after SIGKILL: "
+            << size << " bytes, WAL "
+            << (fs::exists(path + "-wal") ? fs::file_size(path + "-wal") : 0) << " bytes");
+    fs::resize_file(path, size / 2);
+    std::error_code ec;
+    fs::remove(path + "-wal", ec);
+    fs::remove(path + "-shm", ec);
+
+    RawBroker b;
+    const auto outcome = b.start(dir, path, "truncated");
+    REQUIRE(outcome != RawBroker::Outcome::kHung);
+    if (outcome == RawBroker::Outcome::kExited) {
+      MESSAGE("the broker refused the truncated journal: " << b.stderr_text());
+      check_refusal("truncated", path, b);
+      CHECK(contains(lower(b.stderr_text()), "journal"));
+    } else {
+      // It started and recovered what was intact: it serves, says so, and stops cleanly.
+      client::Client c(b.client_endpoint);
+      c.ping();
+      auto ev = c.next(5s);
+      REQUIRE(ev.has_value());
+      CHECK(ev->kind == client::Event::Kind::kPong);
+      c.submit(job("after-truncation", {"echo", "x"}));
+      Ledger seen;
+      pump(c, seen, Clock::now() + 5s,
+           [&] { return seen.accepted.count("after-truncation") == 1; });
+      CHECK(seen.accepted.count("after-truncation") == 1);
+      REQUIRE(b.stop(SIGTERM));
+      const std::string err = b.stderr_text();
+      MESSAGE("the broker started on the truncated journal: " << err);
+      check_no_crash("truncated, started", b.status(), err);
+      CHECK(WIFEXITED(b.status()));
+      CHECK(contains(lower(err), "journal"));
+    }
+  }
+}
+
+TEST_CASE(
+    "durability: a known job_id submitted again after it finished gets its stored answer, not a "
+    "second run") {
+  TempDir dir;
+  const std::vector<std::string> broker_args = {"--journal", dir.path() + "/journal.db",
+                                                "--heartbeat-ms", "100"};
+  auto broker = start_broker(dir, broker_args);
+  const std::string client_ep = broker.client_endpoint, worker_ep = broker.worker_endpoint;
+  // Cold starts: the worker names its VMs w1-vm-1, w1-vm-2, ... one per job it runs, so a job
+  // that fails with VmNotFound tells how many jobs ran before it.
+  auto worker = start_worker(dir, worker_ep, "w1", 1, {"--warm", "off", "--heartbeat-ms", "100"});
+  const auto result_job = job("idem-r", {"echo", "once"});
+  const auto error_job = job("idem-e", {"fail", "VmNotFound", "snap"});
+
+  client::Client c(client_ep);
+  Ledger book;
+  c.submit(result_job);
+  pump(c, book, Clock::now() + 10s, [&] { return book.first.count("idem-r") == 1; });
+  c.submit(error_job);
+  pump(c, book, Clock::now() + 10s, [&] { return book.first.count("idem-e") == 1; });
+  REQUIRE(book.answered() == 2);
+  const auto stored_r = book.first.at("idem-r");
+  const auto stored_e = book.first.at("idem-e");
+  REQUIRE(stored_r.kind == client::Event::Kind::kResult);
+  CHECK(stored_r.result.stdout_data == "once\n");
+  REQUIRE(stored_e.kind == client::Event::Kind::kError);
+  CHECK(stored_e.error.message == "vm 'w1-vm-2' not found");
+
+  // Submitted again, on the same socket and on a new one: ACCEPTED, then the stored answer.
+  auto resubmit = [&](client::Client& to, const std::string& what) {
+    CAPTURE(what);
+    Ledger again;
+    const std::vector<schemas::JobRequest> both = {result_job, error_job};
+    to.submit(both);
+    pump(to, again, Clock::now() + 10s,
+         [&] { return again.accepted.size() == 2 && again.answered() == 2; });
+    pump(to, again, Clock::now() + 300ms, [] { return false; });
+    CHECK(again.accepted.count("idem-r") == 1);
+    CHECK(again.accepted.count("idem-e") == 1);
+    REQUIRE(again.answered() == 2);
+    CAPTURE(describe(again.first.at("idem-r")));
+    CAPTURE(describe(again.first.at("idem-e")));
+    CHECK(same_answer(again.first.at("idem-r"), stored_r));
+    CHECK(same_answer(again.first.at("idem-e"), stored_e));
+    CHECK(again.count.at("idem-r") == 1);
+    CHECK(again.count.at("idem-e") == 1);
+    CHECK(again.others.empty());
+  };
+  resubmit(c, "same socket");
+  {
+    client::Client other(client_ep);
+    resubmit(other, "new socket");
+  }
+
+  // Across a SIGKILL and restart on the same journal: FETCH and SUBMIT answer from the store, and
+  // a job the broker never knew is UnknownJob.
+  kill_broker(broker);
+  broker = start_broker(dir, broker_args, client_ep, worker_ep);
+  {
+    client::Client after(client_ep);
+    Ledger fetched;
+    after.fetch("idem-r");
+    after.fetch("idem-e");
+    after.fetch("idem-never");
+    pump(after, fetched, Clock::now() + 10s, [&] { return fetched.answered() == 3; });
+    REQUIRE(fetched.answered() == 3);
+    CHECK(same_answer(fetched.first.at("idem-r"), stored_r));
+    CHECK(same_answer(fetched.first.at("idem-e"), stored_e));
+    const auto& unknown = fetched.first.at("idem-never");
+    CAPTURE(describe(unknown));
+    REQUIRE(unknown.kind == client::Event::Kind::kError);
+    CHECK(unknown.error.code == 105);
+    CHECK(unknown.error.variant == "UnknownJob");
+    resubmit(after, "after a restart");
+  }
+
+  // Nothing ran twice: the next job the worker runs is its third VM.
+  client::Client probe_client(client_ep);
+  Ledger probe;
+  probe_client.submit(job("idem-probe", {"fail", "VmNotFound", "snap"}));
+  pump(probe_client, probe, Clock::now() + 20s, [&] { return probe.answered() == 1; });
+  REQUIRE(probe.first.count("idem-probe") == 1);
+  const auto& p = probe.first.at("idem-probe");
+  CAPTURE(describe(p));
+  REQUIRE(p.kind == client::Event::Kind::kError);
+  CHECK(p.error.message == "vm 'w1-vm-3' not found");
+  CHECK(worker->running());
+}
