@@ -4,6 +4,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
 namespace paddock::broker {
 
 namespace {
@@ -55,6 +59,25 @@ std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& err
   std::unique_ptr<Journal> j(new Journal());
   j->path_ = path;
   const std::string where = "journal " + path + ": ";
+  // A database file is whole pages (the page size is in its header, bytes 16-17). SQLite reads a
+  // file cut short as if it held less, without an error: refuse it rather than lose jobs quietly.
+  {
+    std::ifstream in(path, std::ios::binary);
+    unsigned char header[100] = {};
+    if (in && in.read(reinterpret_cast<char*>(header), sizeof header)) {
+      const uint32_t raw = (uint32_t{header[16]} << 8) | header[17];
+      const uint64_t page = raw == 1 ? 65536 : raw;
+      std::error_code ec;
+      const uint64_t size = std::filesystem::file_size(path, ec);
+      if (std::memcmp(header, "SQLite format 3", 16) == 0 && page >= 512 && !ec &&
+          size % page != 0) {
+        error = where + "corrupt: " + std::to_string(size) + " bytes is not a whole number of " +
+                std::to_string(page) + "-byte pages (truncated?); move it aside to start with an "
+                "empty one (the jobs it held are then lost)";
+        return nullptr;
+      }
+    }
+  }
   if (sqlite3_open_v2(path.c_str(), &j->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
       SQLITE_OK) {
     error = where + "cannot open: " + message_of(j->db_);

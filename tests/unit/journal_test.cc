@@ -112,6 +112,20 @@ TEST_CASE("journal: a file that is no database or is damaged is refused, naming 
     CHECK_MESSAGE(error.find("not a database") != std::string::npos, error);
   }
   {
+    // A journal cut to part of a page (its WAL gone with it): refused, not read as empty.
+    const std::string path = d.path + "/cut.db";
+    {
+      auto j = open_ok(path);
+      std::string error;
+      j->accepted("a", "r", 1);
+      REQUIRE(j->commit(error));
+    }
+    fs::resize_file(path, fs::file_size(path) - 1000);
+    std::string error;
+    CHECK(Journal::open(path, error) == nullptr);
+    CHECK_MESSAGE(error.find("truncated") != std::string::npos, error);
+  }
+  {
     // A real journal with enough rows for several pages, then its middle overwritten.
     const std::string path = d.path + "/damaged.db";
     {
