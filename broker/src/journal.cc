@@ -55,7 +55,8 @@ std::string column_blob(sqlite3_stmt* st, int i) {
 
 }  // namespace
 
-std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& error) {
+std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& error,
+                                       bool read_only) {
   std::unique_ptr<Journal> j(new Journal());
   j->path_ = path;
   const std::string where = "journal " + path + ": ";
@@ -78,15 +79,15 @@ std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& err
       }
     }
   }
-  if (sqlite3_open_v2(path.c_str(), &j->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
-      SQLITE_OK) {
+  const int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  if (sqlite3_open_v2(path.c_str(), &j->db_, flags, nullptr) != SQLITE_OK) {
     error = where + "cannot open: " + message_of(j->db_);
     return nullptr;
   }
   sqlite3_busy_timeout(j->db_, 5000);
   // The first read tells whether this is a database at all (SQLITE_NOTADB) or a damaged one.
   std::string e;
-  if (!exec(j->db_, "PRAGMA journal_mode=WAL", e)) {
+  if (!exec(j->db_, read_only ? "PRAGMA schema_version" : "PRAGMA journal_mode=WAL", e)) {
     error = where + "not a usable database (" + e +
             "); it is corrupt or not a journal: move it aside to start with an empty one (the "
             "jobs it held are then lost)";
@@ -125,6 +126,13 @@ std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& err
     error = where + "schema version " + std::to_string(version) + " is newer than this broker's (" +
             std::to_string(kSchemaVersion) + ")";
     return nullptr;
+  }
+  if (read_only) {
+    if (version != kSchemaVersion) {
+      error = where + "not a journal (schema version " + std::to_string(version) + ")";
+      return nullptr;
+    }
+    return j;  // reads only: no statements for writes
   }
   // Durable at every commit (FULL): a commit is once per loop turn, however many jobs it holds.
   if (!exec(j->db_, "PRAGMA synchronous=FULL", e) || !exec(j->db_, kSchema, e) ||
@@ -271,6 +279,25 @@ uint64_t Journal::expire(uint64_t cutoff_unix_ms) {
   sqlite3_bind_int64(expire_, 1, static_cast<sqlite3_int64>(cutoff_unix_ms));
   step_reset(expire_, "expire answers");
   return static_cast<uint64_t>(sqlite3_changes(db_));
+}
+
+std::vector<Journal::Failed> Journal::failed(size_t limit) {
+  std::vector<Failed> out;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT job_id, answer, finished_ms FROM jobs WHERE answer_cmd = 8 "
+                         "ORDER BY finished_ms DESC, rowid DESC LIMIT ?1",
+                         -1, &st, nullptr) != SQLITE_OK) {
+    return out;
+  }
+  sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(limit));
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const auto* id = sqlite3_column_text(st, 0);
+    out.push_back(Failed{id ? reinterpret_cast<const char*>(id) : "", column_blob(st, 1),
+                         static_cast<uint64_t>(sqlite3_column_int64(st, 2))});
+  }
+  sqlite3_finalize(st);
+  return out;
 }
 
 uint64_t Journal::size() {

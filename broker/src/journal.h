@@ -36,7 +36,10 @@ class Journal {
 
   // Opens (or creates) the journal at `path`. Refuses, with a message naming the file and what is
   // wrong, a file that is not an SQLite database, fails its integrity check, or has a newer schema.
-  static std::unique_ptr<Journal> open(const std::string& path, std::string& error);
+  // read_only: for tools that look at a live broker's journal (the CLI's dead-letters); nothing is
+  // created or written, and the file must exist.
+  static std::unique_ptr<Journal> open(const std::string& path, std::string& error,
+                                       bool read_only = false);
   ~Journal();
   Journal(const Journal&) = delete;
   Journal& operator=(const Journal&) = delete;
@@ -60,6 +63,13 @@ class Journal {
   uint64_t expire(uint64_t cutoff_unix_ms);
   // Jobs held: accepted and not expired.
   uint64_t size();
+  // Jobs whose final answer is an ERROR frame, newest first (the dead-letter list's raw rows).
+  struct Failed {
+    std::string job_id;
+    std::string body;  // the encoded JobError
+    uint64_t finished_unix_ms = 0;
+  };
+  std::vector<Failed> failed(size_t limit);
 
  private:
   Journal() = default;

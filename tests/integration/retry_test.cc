@@ -38,3 +38,32 @@ TEST_CASE("retries: a retryable ERROR is tried again with backoff up to max atte
   MESSAGE("three attempts with backoff took "
           << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
 }
+
+TEST_CASE("dead letters: the CLI lists, from the journal, the jobs that ended in an ERROR after their retries, not the cancelled ones") {
+  TempDir dir;
+  const std::string journal = dir.path() + "/journal.db";
+  auto broker = start_broker(dir, {"--journal", journal, "--max-attempts", "2",
+                                   "--retry-base-ms", "50"});
+  client::Client c(broker.client_endpoint);
+  // No worker yet: this one is cancelled while queued, and must not be listed.
+  c.submit(std::vector<schemas::JobRequest>{job("cancelled", {"echo", "never"})});
+  c.cancel("cancelled");
+  auto cancelled = collect(c, {"cancelled"}, 10s);
+  REQUIRE(cancelled.all_exactly_once({"cancelled"}));
+  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 2);
+  c.submit(std::vector<schemas::JobRequest>{job("dead", {"fail", "Firewall", "no", "rules"}),
+                                            job("fine", {"echo", "ok"})});
+  auto answers = collect(c, {"dead", "fine"}, 20s);
+  REQUIRE(answers.all_exactly_once({"dead", "fine"}));
+  boost::process::ipstream out;
+  boost::process::child cli(PADDOCK_CLI_BIN, "dead-letters", "--journal", journal, "--json",
+                            boost::process::std_out > out);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(out, line);) lines.push_back(line);
+  cli.wait();
+  CHECK(cli.exit_code() == 0);
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].find("\"job_id\":\"dead\"") != std::string::npos);
+  CHECK(lines[0].find("\"variant\":\"Firewall\"") != std::string::npos);
+  CHECK(lines[0].find("\"attempt\":2") != std::string::npos);
+}

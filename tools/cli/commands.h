@@ -59,6 +59,14 @@ struct PingOptions {
 CLI::App* add_ping_command(CLI::App& app, PingOptions& opts);
 int run_ping(const PingOptions& opts);
 
+struct DeadLettersOptions {
+  std::string journal;
+  size_t limit = 100;
+  bool json = false;
+};
+CLI::App* add_dead_letters_command(CLI::App& app, DeadLettersOptions& opts);
+int run_dead_letters(const DeadLettersOptions& opts);
+
 // --broker, with PADDOCK_BROKER as its environment fallback.
 void add_broker_option(CLI::App& cmd, std::string& broker);
 

@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
   auto* batch_cmd = cli::add_batch_command(app, batch);
   auto* cancel_cmd = cli::add_cancel_command(app, cancel);
   auto* ping_cmd = cli::add_ping_command(app, ping);
+  cli::DeadLettersOptions dead;
+  auto* dead_cmd = cli::add_dead_letters_command(app, dead);
 
   try {
     app.parse(argc, argv);
@@ -44,6 +46,7 @@ int main(int argc, char** argv) {
   if (batch_cmd->parsed()) return cli::run_batch(batch);
   if (cancel_cmd->parsed()) return cli::run_cancel(cancel);
   if (ping_cmd->parsed()) return cli::run_ping(ping);
+  if (dead_cmd->parsed()) return cli::run_dead_letters(dead);
   std::fputs(app.help().c_str(), stderr);
   return cli::exit_code::kUsage;
 }
