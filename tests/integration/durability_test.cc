@@ -639,3 +639,46 @@ TEST_CASE(
   CHECK(p.error.message == "vm 'w1-vm-3' not found");
   CHECK(worker->running());
 }
+
+TEST_CASE("durability: a submitter that stops reading does not stall the broker or other submitters, and loses nothing") {
+  TempDir dir;
+  auto broker = start_broker(dir);
+  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 16);
+  // The slow one: 2000 jobs whose answers (10 KB of output each, 20 MB in all) it does not read
+  // for a while, so its connection backs up into the broker.
+  client::Client slow(broker.client_endpoint);
+  std::vector<schemas::JobRequest> heavy;
+  std::vector<std::string> heavy_ids;
+  const std::string chunk(10'000, 'z');
+  for (int i = 0; i < 2000; ++i) {
+    heavy.push_back(job("slow-" + std::to_string(i), {"echo", chunk}));
+    heavy_ids.push_back(heavy.back().job_id);
+  }
+  slow.submit(heavy);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  // Meanwhile another submitter's jobs go through.
+  client::Client fast(broker.client_endpoint);
+  std::vector<schemas::JobRequest> light;
+  std::vector<std::string> light_ids;
+  for (int i = 0; i < 200; ++i) {
+    light.push_back(job("fast-" + std::to_string(i), {"echo", "quick"}));
+    light_ids.push_back(light.back().job_id);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  fast.submit(light);
+  auto quick = collect(fast, light_ids, 30s);
+  MESSAGE("200 jobs of a reading submitter, behind 20 MB of unread answers: "
+          << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                   t0)
+                 .count()
+          << " ms");
+  REQUIRE(quick.all_exactly_once(light_ids));
+  // The slow submitter reads at last: every answer is there.
+  auto late = collect(slow, heavy_ids, 60s);
+  REQUIRE(late.all_exactly_once(heavy_ids));
+  for (const auto& id : heavy_ids) {
+    const auto& ev = late.finals.at(id).front();
+    REQUIRE(ev.kind == client::Event::Kind::kResult);
+    CHECK(ev.result.stdout_data.size() == chunk.size() + 1);
+  }
+}
