@@ -86,3 +86,47 @@ TEST_CASE("qemu worker: a QEMU killed mid-job ends that job with an ERROR, and t
   fs::remove_all(run_dir);
   fs::remove_all(run_dir + "-snap");
 }
+
+TEST_CASE("qemu worker: CANCEL of a running job stops its VM and answers Cancelled, and nothing is left") {
+  if (!vm_tests_can_run()) return;
+  TempDir dir;
+  const std::string run_dir = "/run/paddock-test-cancel-" + std::to_string(::getpid());
+  auto broker = start_broker(dir);
+  auto worker = start_worker(dir, broker.worker_endpoint, "cancel", 1,
+                             {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir",
+                              run_dir, "--snapshot-dir", run_dir + "-snap", "--warm", "off",
+                              "--network", "off"});
+  client::Client c(broker.client_endpoint);
+  auto long_job = job("long", {"/bin/sh", "-c", "sleep 120"});
+  long_job.timeout_ms = 180'000;
+  c.submit(std::vector<schemas::JobRequest>{long_job});
+  // Its VM boots (seconds under TCG) and the job starts: cancel it well after boot.
+  std::vector<int> pids;
+  for (int i = 0; i < 300 && pids.empty(); ++i) {
+    std::this_thread::sleep_for(100ms);
+    pids = qemu_pids_under(run_dir);
+  }
+  REQUIRE_MESSAGE(pids.size() == 1, slurp(worker->log() + ".err"));
+  std::this_thread::sleep_for(12s);
+  const auto t0 = std::chrono::steady_clock::now();
+  c.cancel("long");
+  auto answers = collect(c, {"long"}, 60s);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  REQUIRE_MESSAGE(answers.all_exactly_once({"long"}), slurp(worker->log() + ".err"));
+  const auto& ev = answers.finals.at("long").front();
+  REQUIRE(ev.kind == client::Event::Kind::kError);
+  CHECK(ev.error.code == 101);
+  CHECK(ev.error.variant == "Cancelled");
+  MESSAGE("cancel to answer: "
+          << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  // The VM is gone at once, not when the job's sleep would have ended.
+  for (int i = 0; i < 100 && !qemu_pids_under(run_dir).empty(); ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  CHECK(qemu_pids_under(run_dir).empty());
+  worker->signal(SIGTERM);
+  CHECK(worker->wait_for(30s) == std::optional<int>(0));
+  CHECK(nothing_left_in(run_dir));
+  fs::remove_all(run_dir);
+  fs::remove_all(run_dir + "-snap");
+}
