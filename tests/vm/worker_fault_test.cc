@@ -35,6 +35,17 @@ std::vector<int> qemu_pids_under(const std::string& run_dir) {
   return pids;
 }
 
+// Waits (up to 30 s) for the one QEMU of a 1-slot worker's first job.
+std::vector<int> wait_for_qemu(const std::string& run_dir, Process& worker) {
+  std::vector<int> pids;
+  for (int i = 0; i < 300 && pids.empty(); ++i) {
+    std::this_thread::sleep_for(100ms);
+    pids = qemu_pids_under(run_dir);
+  }
+  REQUIRE_MESSAGE(pids.size() == 1, slurp(worker.log() + ".err"));
+  return pids;
+}
+
 }  // namespace
 
 TEST_CASE("qemu worker: a QEMU killed mid-job ends that job with an ERROR, and the worker runs the next job") {
@@ -51,12 +62,7 @@ TEST_CASE("qemu worker: a QEMU killed mid-job ends that job with an ERROR, and t
   victim.timeout_ms = 60'000;
   c.submit(std::vector<schemas::JobRequest>{victim});
   // The VM boots (seconds under TCG), then runs the job: kill its QEMU well after boot.
-  std::vector<int> pids;
-  for (int i = 0; i < 300 && pids.empty(); ++i) {
-    std::this_thread::sleep_for(100ms);
-    pids = qemu_pids_under(run_dir);
-  }
-  REQUIRE_MESSAGE(pids.size() == 1, slurp(worker->log() + ".err"));
+  const std::vector<int> pids = wait_for_qemu(run_dir, *worker);
   std::this_thread::sleep_for(15s);
   REQUIRE(::kill(pids.front(), SIGKILL) == 0);
   auto answers = collect(c, {"victim"}, 90s);
@@ -101,12 +107,7 @@ TEST_CASE("qemu worker: CANCEL of a running job stops its VM and answers Cancell
   long_job.timeout_ms = 180'000;
   c.submit(std::vector<schemas::JobRequest>{long_job});
   // Its VM boots (seconds under TCG) and the job starts: cancel it well after boot.
-  std::vector<int> pids;
-  for (int i = 0; i < 300 && pids.empty(); ++i) {
-    std::this_thread::sleep_for(100ms);
-    pids = qemu_pids_under(run_dir);
-  }
-  REQUIRE_MESSAGE(pids.size() == 1, slurp(worker->log() + ".err"));
+  (void)wait_for_qemu(run_dir, *worker);
   std::this_thread::sleep_for(12s);
   const auto t0 = std::chrono::steady_clock::now();
   c.cancel("long");

@@ -306,12 +306,16 @@ Result<JailSpec> parse_paddock_jailer_args(const std::vector<std::string>& args)
   return s;
 }
 
-std::vector<std::string> cgroup_dirs(const JailSpec& s, int version) {
-  if (version == 2) return {s.cgroup_root + "/" + s.cgroup_parent + "/" + s.id};
+std::vector<std::string> cgroup_parent_dirs(const JailSpec& s, int version) {
+  if (version == 2) return {s.cgroup_root + "/" + s.cgroup_parent};
   std::vector<std::string> dirs;
-  for (const char* c : kV1Controllers) {
-    dirs.push_back(s.cgroup_root + "/" + c + "/" + s.cgroup_parent + "/" + s.id);
-  }
+  for (const char* c : kV1Controllers) dirs.push_back(s.cgroup_root + "/" + c + "/" + s.cgroup_parent);
+  return dirs;
+}
+
+std::vector<std::string> cgroup_dirs(const JailSpec& s, int version) {
+  auto dirs = cgroup_parent_dirs(s, version);
+  for (auto& d : dirs) d += "/" + s.id;
   return dirs;
 }
 
@@ -404,10 +408,7 @@ size_t sweep_jails(const JailSpec& like) {
   }
   // Cgroups whose chroot went some other way.
   if (version != 0) {
-    JailSpec probe = like;
-    probe.id = "x";
-    for (const auto& dir : cgroup_dirs(probe, version)) {
-      const fs::path parent = fs::path(dir).parent_path();
+    for (const auto& parent : cgroup_parent_dirs(like, version)) {
       for (const auto& e : fs::directory_iterator(parent, ec)) {
         if (e.is_directory()) ids.push_back(e.path().filename().string());
       }

@@ -130,14 +130,11 @@ QemuProvider::~QemuProvider() {
   if (const auto& j = config_.jail) {
     // This provider's cgroup parent, now empty (a live jail's cgroup would keep it: rmdir fails).
     jail::JailSpec like;
-    like.id = "x";
     like.cgroup_root = j->cgroup_root;
     like.cgroup_parent = j->cgroup_parent;
     const int version = jail::cgroup_version(j->cgroup_root).value_or(0);
     if (version != 0) {
-      for (const auto& dir : jail::cgroup_dirs(like, version)) {
-        (void)::rmdir(fs::path(dir).parent_path().c_str());
-      }
+      for (const auto& dir : jail::cgroup_parent_dirs(like, version)) (void)::rmdir(dir.c_str());
     }
   }
 }

@@ -88,6 +88,9 @@ Result<std::vector<std::string>> paddock_jailer_argv(const std::string& jailer_b
 Result<JailSpec> parse_paddock_jailer_args(const std::vector<std::string>& args);
 // The jail's cgroup directories (one per controller on v1, one on v2).
 std::vector<std::string> cgroup_dirs(const JailSpec& spec, int version);
+// The directories its jails' cgroups go in: cgroup_dirs without the id (only cgroup_root and
+// cgroup_parent of `spec` are used).
+std::vector<std::string> cgroup_parent_dirs(const JailSpec& spec, int version);
 
 // How many times the kernel's OOM killer acted in the jail's memory cgroup (0 if unknown).
 uint64_t oom_kills(const JailSpec& spec);
