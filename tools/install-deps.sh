@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config ninja-build
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libspdlog-dev libfmt-dev
   libboost-dev libboost-filesystem-dev libxxhash-dev libsqlite3-dev
-  doctest-dev libcli11-dev nlohmann-json3-dev
+  doctest-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev
   clang-14 libclang-rt-14-dev
   python3 python3-zmq python3-msgpack
   procps iproute2 iptables
