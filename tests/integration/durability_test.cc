@@ -682,3 +682,86 @@ TEST_CASE("durability: a submitter that stops reading does not stall the broker 
     CHECK(ev.result.stdout_data.size() == chunk.size() + 1);
   }
 }
+
+TEST_CASE(
+    "durability: with the journal on, priorities, a full queue, CANCEL and deadlines behave as "
+    "without it, and hold across a restart") {
+  TempDir dir;
+  const std::vector<std::string> broker_args = {"--journal",   dir.path() + "/journal.db",
+                                                "--max-queue", "6",
+                                                "--heartbeat-ms", "100"};
+  auto broker = start_broker(dir, broker_args);
+  const std::string client_ep = broker.client_endpoint, worker_ep = broker.worker_endpoint;
+
+  // No worker yet: everything stays queued. Six jobs fill the queue; a seventh is REJECTED.
+  const auto now_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count());
+  auto prio = [](std::string id, int32_t p) {
+    auto j = job(id, {"echo", id});
+    j.priority = p;
+    return j;
+  };
+  auto soon = job("pq-soon", {"echo", "must not run"});
+  soon.deadline_ms = now_ms + 2000;
+  const std::vector<schemas::JobRequest> first = {prio("pq-low-1", 0),  prio("pq-low-2", 0),
+                                                  prio("pq-high-1", 5), prio("pq-high-2", 5),
+                                                  prio("pq-gone", 0),   soon};
+  {
+    client::Client c(client_ep);
+    Ledger book;
+    c.submit(first);
+    pump(c, book, Clock::now() + 10s, [&] { return book.accepted.size() == first.size(); });
+    REQUIRE(book.accepted.size() == first.size());
+    c.submit(job("pq-over", {"echo", "over"}));
+    c.cancel("pq-gone");
+    pump(c, book, Clock::now() + 10s,
+         [&] { return book.others.size() == 1 && book.first.count("pq-gone") == 1; });
+    REQUIRE(book.others.size() == 1);
+    CHECK(book.others[0].kind == client::Event::Kind::kRejected);
+    CHECK(book.others[0].error.job_id == "pq-over");
+    CHECK(book.others[0].error.code == 103);
+    REQUIRE(book.first.count("pq-gone") == 1);
+    CHECK(book.first.at("pq-gone").error.variant == "Cancelled");
+    CHECK(book.first.at("pq-gone").error.code == 101);
+  }
+
+  // SIGKILL before the deadline passes; the restarted broker re-queues the five unanswered jobs
+  // with their priorities and deadline, and answers the cancelled one from the store.
+  kill_broker(broker);
+  broker = start_broker(dir, broker_args, client_ep, worker_ep);
+  client::Client c(client_ep);
+  Ledger book;
+  std::vector<std::string> order;  // RESULTs as they arrive: one slot runs them one at a time
+  const std::vector<std::string> all = {"pq-low-1", "pq-low-2", "pq-high-1", "pq-high-2",
+                                        "pq-gone",  "pq-soon",  "pq-over"};
+  for (const auto& id : all) c.fetch(id);
+  // The deadline passes while the job is queued: DeadlineExceeded, and it never runs.
+  auto take = [&](Clock::time_point until, const std::function<bool()>& done) {
+    while (!done() && Clock::now() < until) {
+      if (auto ev = c.next(50ms)) {
+        if (ev->kind == client::Event::Kind::kResult) order.push_back(ev->result.job_id);
+        book.take(*ev);
+      }
+    }
+  };
+  take(Clock::now() + 10s, [&] { return book.answered() == 3; });
+  REQUIRE(book.answered() == 3);
+  CHECK(book.first.at("pq-gone").error.variant == "Cancelled");
+  CHECK(book.first.at("pq-over").error.variant == "UnknownJob");  // REJECTED is not stored
+  CAPTURE(describe(book.first.at("pq-soon")));
+  CHECK(book.first.at("pq-soon").error.variant == "DeadlineExceeded");
+  CHECK(book.first.at("pq-soon").error.code == 104);
+  CHECK(book.first.at("pq-soon").error.worker_id.empty());
+
+  // One slot: the jobs run in priority order, FIFO within a priority.
+  auto worker = start_worker(dir, worker_ep, "w1", 1, {"--heartbeat-ms", "100"});
+  take(Clock::now() + 20s, [&] { return book.answered() == all.size(); });
+  take(Clock::now() + 300ms, [] { return false; });
+  CHECK(order == std::vector<std::string>{"pq-high-1", "pq-high-2", "pq-low-1", "pq-low-2"});
+  for (const auto& [id, n] : book.count) {
+    CAPTURE(id);
+    CHECK(n == 1);
+  }
+  CHECK(book.conflicts.empty());
+}
