@@ -131,3 +131,71 @@ TEST_CASE("qemu worker: CANCEL of a running job stops its VM and answers Cancell
   fs::remove_all(run_dir);
   fs::remove_all(run_dir + "-snap");
 }
+
+TEST_CASE("qemu worker: the broker SIGKILLed and restarted on its journal mid-batch, every job is answered once") {
+  if (!vm_tests_can_run()) return;
+  TempDir dir;
+  const std::string run_dir = "/run/paddock-test-restart-" + std::to_string(::getpid());
+  const std::vector<std::string> broker_args = {"--journal", dir.path() + "/journal.db",
+                                                "--heartbeat-ms", "100"};
+  auto broker = start_broker(dir, broker_args);
+  const std::string client_ep = broker.client_endpoint, worker_ep = broker.worker_endpoint;
+  auto worker = start_worker(dir, worker_ep, "restart", 2,
+                             {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir",
+                              run_dir, "--snapshot-dir", run_dir + "-snap", "--network", "off",
+                              "--heartbeat-ms", "100"});
+  std::vector<schemas::JobRequest> jobs;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) {
+    ids.push_back("rs-" + std::to_string(i));
+    jobs.push_back(job(ids.back(), {"/bin/sh", "-c", "sleep 1; echo " + ids.back()}));
+    jobs.back().timeout_ms = 60'000;
+  }
+  std::map<std::string, std::vector<client::Event>> finals;
+  auto take = [&](client::Client& c, std::chrono::seconds within, size_t until) {
+    const auto deadline = std::chrono::steady_clock::now() + within;
+    while (finals.size() < until && std::chrono::steady_clock::now() < deadline) {
+      auto ev = c.next(100ms);
+      if (!ev) continue;
+      if (ev->kind == client::Event::Kind::kResult) finals[ev->result.job_id].push_back(*ev);
+      if (ev->kind == client::Event::Kind::kError) finals[ev->error.job_id].push_back(*ev);
+    }
+  };
+  {
+    client::Client c(client_ep);
+    c.submit(jobs);
+    // The template boots (seconds under TCG); kill the broker once jobs are flowing, with the
+    // others queued or running in clones.
+    take(c, 120s, 2);
+    REQUIRE_MESSAGE(finals.size() >= 2, slurp(worker->log() + ".err"));
+    broker.process->signal(SIGKILL);
+    REQUIRE(broker.process->wait_for(5s).has_value());
+    while (auto ev = c.next(0ms)) {
+      if (ev->kind == client::Event::Kind::kResult) finals[ev->result.job_id].push_back(*ev);
+    }
+  }
+  const size_t before_restart = finals.size();
+  broker = start_broker(dir, broker_args, client_ep, worker_ep);
+  client::Client c(client_ep);
+  for (const auto& id : ids) {
+    if (!finals.count(id)) c.fetch(id);
+  }
+  take(c, 120s, ids.size());
+  take(c, 1s, ids.size() + 1);  // late duplicates
+  MESSAGE(before_restart << " of " << ids.size() << " jobs answered before the broker died");
+  for (const auto& id : ids) {
+    CAPTURE(id);
+    REQUIRE_MESSAGE(finals.count(id) == 1, slurp(worker->log() + ".err"));
+    const auto& ev = finals.at(id).front();
+    REQUIRE_MESSAGE(ev.kind == client::Event::Kind::kResult, ev.error.message);
+    CHECK(ev.result.stdout_data == id + "\n");
+    CHECK(finals.at(id).size() == 1);
+  }
+  REQUIRE(worker->running());
+  worker->signal(SIGTERM);
+  CHECK(worker->wait_for(30s) == std::optional<int>(0));
+  CHECK(nothing_left_in(run_dir));
+  CHECK(qemu_pids_under(run_dir).empty());
+  fs::remove_all(run_dir);
+  fs::remove_all(run_dir + "-snap");
+}
