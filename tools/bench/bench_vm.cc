@@ -6,6 +6,7 @@
 // alternating, and the jail's added cost is printed. Prints text and, with --json FILE, writes the
 // figures as JSON. A benchmark, not a test: it asserts nothing.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -31,14 +33,18 @@ using namespace std::chrono_literals;
 
 namespace {
 
+double median_of(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
 struct Summary {
   std::vector<double> ms;
   nlohmann::json json() const {
     auto s = ms;
     std::sort(s.begin(), s.end());
-    const double median =
-        s.empty() ? 0
-                  : (s.size() % 2 ? s[s.size() / 2] : (s[s.size() / 2 - 1] + s[s.size() / 2]) / 2);
+    const double median = median_of(s);
     // Nearest-rank p99: with fewer than 100 samples it is the maximum.
     const double p99 =
         s.empty() ? 0
@@ -125,6 +131,36 @@ NetworkFigures bench_network(int runs) {
   return f;
 }
 
+// A process's memory from /proc/<pid>/smaps_rollup, in KiB: what it maps (Rss), its proportional
+// share (Pss: a page mapped by n processes counts 1/n to each), and its private dirty pages (what
+// it alone made: for a clone, the pages it wrote since its restore).
+struct Memory {
+  double rss = 0, pss = 0, private_dirty = 0, shared = 0;
+};
+
+Memory memory_of(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  if (!in) throw std::runtime_error("cannot read smaps_rollup of pid " + std::to_string(pid));
+  Memory m;
+  for (std::string line; std::getline(in, line);) {  // the first line names the range: skipped
+    std::istringstream fields(line);
+    std::string key;
+    double kib = 0;
+    if (!(fields >> key >> kib)) continue;
+    if (key == "Rss:") m.rss = kib;
+    if (key == "Pss:") m.pss = kib;
+    if (key == "Private_Dirty:") m.private_dirty = kib;
+    if (key == "Shared_Clean:" || key == "Shared_Dirty:") m.shared += kib;
+  }
+  return m;
+}
+
+// Blocks a file really holds (a RAM file on tmpfs is memory), in KiB.
+double allocated_kib(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<double>(st.st_blocks) * 512 / 1024 : 0;
+}
+
 struct RestoreFigures {
   Summary restore;      // spawn -> agent ready (restore + resume with its refresh)
   Summary to_paused;    // spawn -> state loaded, paused
@@ -196,6 +232,59 @@ struct Variant {
                  "  restore %d (%s): %.1f ms (paused %.1f, agent %.1f), first true %.1f ms\n",
                  clones, name.c_str(), r.restore.ms.back(), r.to_paused.ms.back(),
                  r.to_agent.ms.back(), r.first_exec.ms.back());
+  }
+
+  // Memory of idle VMs: one cold-booted VM, and `n` clones of the template (restored, resumed,
+  // refreshed, one `true` run), all alive at once and idle for a second. The template's RAM file
+  // (on tmpfs: memory too) is counted apart. Call after make_template().
+  nlohmann::json idle_memory(int n, const std::string& snapshot_dir) {
+    paddock::runtime::ExecRequest t;
+    t.argv = {"true"};
+    check(p->create("idle-cold", {}), name + ": create");
+    check(p->start("idle-cold"), name + ": start");
+    std::vector<std::string> ids;
+    for (int i = 0; i < n; ++i) {
+      ids.push_back("idle-clone-" + std::to_string(i));
+      check(p->restore("tpl", "template", ids.back()), name + ": restore");
+      check(p->resume(ids.back()), name + ": resume");
+      if (!p->exec(ids.back(), t, {})) throw std::runtime_error(name + ": exec in idle clone");
+    }
+    std::this_thread::sleep_for(1s);
+    const Memory cold = memory_of(p->vmm_pid("idle-cold"));
+    std::vector<double> pss, rss, dirty;
+    double pss_sum = 0;
+    for (const auto& id : ids) {
+      const Memory m = memory_of(p->vmm_pid(id));
+      pss.push_back(m.pss);
+      rss.push_back(m.rss);
+      dirty.push_back(m.private_dirty);
+      pss_sum += m.pss;
+    }
+    double template_ram_kib = 0;
+    for (const auto& e : fs::recursive_directory_iterator(snapshot_dir)) {
+      if (e.is_regular_file()) template_ram_kib += allocated_kib(e.path());
+    }
+    for (const auto& id : ids) check(p->destroy(id), name + ": destroy");
+    check(p->destroy("idle-cold"), name + ": destroy");
+    std::fprintf(stderr,
+                 "  idle memory (%s): cold VM pss %.1f MiB rss %.1f MiB; clone median pss %.1f "
+                 "MiB rss %.1f MiB private dirty %.1f MiB (n=%d); template files %.1f MiB\n",
+                 name.c_str(), cold.pss / 1024, cold.rss / 1024, median_of(pss) / 1024,
+                 median_of(rss) / 1024, median_of(dirty) / 1024, n, template_ram_kib / 1024);
+    return {{"clones", n},
+            {"cold_vm_pss_mib", cold.pss / 1024},
+            {"cold_vm_rss_mib", cold.rss / 1024},
+            {"cold_vm_private_dirty_mib", cold.private_dirty / 1024},
+            {"clone_pss_median_mib", median_of(pss) / 1024},
+            {"clone_rss_median_mib", median_of(rss) / 1024},
+            {"clone_private_dirty_median_mib", median_of(dirty) / 1024},
+            {"clones_pss_sum_mib", pss_sum / 1024},
+            {"template_files_mib", template_ram_kib / 1024},
+            {"clone_pss_samples_mib", [&] {
+               std::vector<double> v;
+               for (double k : pss) v.push_back(k / 1024);
+               return v;
+             }()}};
   }
 
   // The figures under the benchmark's existing JSON names.
@@ -315,6 +404,7 @@ int main(int argc, char** argv) {
   int warm_runs = 20;
   int cold_e2e_runs = -1;
   int network_runs = 50;
+  int idle_clones = 8;
   std::string jail_mode = "both";
   std::string json_path;
   CLI::App app{
@@ -333,6 +423,10 @@ int main(int argc, char** argv) {
                  "cold end-to-end jobs (default: --runs; 0: no cold end-to-end part)");
   app.add_option("--network-runs", network_runs,
                  "network setups and teardowns (0: no network part)")
+      ->capture_default_str();
+  app.add_option("--idle-clones", idle_clones,
+                 "memory per idle VM: this many clones alive at once, and one cold VM (0: no "
+                 "memory part)")
       ->capture_default_str();
   app.add_option("--jail", jail_mode,
                  "cold boots and restores unjailed (off), jailed through paddock-jailer (on, needs "
@@ -389,6 +483,12 @@ int main(int argc, char** argv) {
                    jail_mode.c_str());
       for (auto& v : vs) v->make_template();
       interleaved(vs, restore_runs, [](Variant& v, int) { v.restore_once(); });
+      if (idle_clones > 0) {
+        std::fprintf(stderr, "memory of idle VMs (%s):\n", vs.back()->name.c_str());
+        out["idle_memory"] = vs.back()->idle_memory(
+            idle_clones, run_dir + "/" + vs.back()->name + "/snapshots");
+        out["idle_memory"]["vms"] = vs.back()->name;
+      }
       for (auto& v : vs) check(v->p->delete_snapshot("tpl", "template"), v->name + ": delete");
       // The existing fields hold the figures of the VMs as the worker runs them: jailed, unless
       // --jail off. The "jail" section holds each variant's and, with both, the added cost.
@@ -445,6 +545,17 @@ int main(int argc, char** argv) {
   line("network: egress (veth, NAT, rules)", "network_allow_egress");
   line("network: counters", "network_usage");
   line("network: teardown", "network_teardown");
+  if (out.contains("idle_memory")) {
+    const auto& m = out["idle_memory"];
+    std::printf(
+        "idle VM memory (%s): cold VM PSS %.1f MiB (RSS %.1f); %d clones: PSS median %.1f MiB "
+        "(RSS %.1f, private dirty %.1f), PSS sum %.1f MiB; template files on tmpfs %.1f MiB\n",
+        m["vms"].get<std::string>().c_str(), m["cold_vm_pss_mib"].get<double>(),
+        m["cold_vm_rss_mib"].get<double>(), m["clones"].get<int>(),
+        m["clone_pss_median_mib"].get<double>(), m["clone_rss_median_mib"].get<double>(),
+        m["clone_private_dirty_median_mib"].get<double>(), m["clones_pss_sum_mib"].get<double>(),
+        m["template_files_mib"].get<double>());
+  }
   if (out.contains("network_commands_per_vm")) {
     std::printf("network: commands per VM with egress: %llu\n",
                 static_cast<unsigned long long>(out["network_commands_per_vm"].get<uint64_t>()));
