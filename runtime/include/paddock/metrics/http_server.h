@@ -1,0 +1,79 @@
+// A small HTTP server (cpp-httplib) on threads of its own, for read-only endpoints beside a
+// daemon's main loop: /metrics now, a dashboard and its JSON API later. Routes are added before
+// start(); a handler runs on one of the server's threads, so it may read only what is safe to
+// read from another thread (atomics, the metrics Registry, state behind a short mutex).
+//
+// No authentication: bind it to loopback (the default when only a port is given) unless the
+// network is trusted.
+//
+// Thread-safety: get() and start() from one thread, before and at start; stop() and the
+// destructor from that thread; handlers run concurrently on the server's threads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace paddock::metrics {
+
+class Registry;
+
+struct HttpRequest {
+  std::string path;
+  std::multimap<std::string, std::string> params;  // the query string's, decoded
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+};
+
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+struct ListenAddress {
+  std::string host;
+  uint16_t port = 0;  // 0: an ephemeral port
+};
+
+// "HOST:PORT", "[IPV6]:PORT", or ":PORT" (loopback, 127.0.0.1). nullopt, with `error` set, if it
+// is none of these.
+std::optional<ListenAddress> parse_listen_address(std::string_view text, std::string& error);
+
+class HttpServer {
+ public:
+  // `threads`: requests served at once.
+  explicit HttpServer(size_t threads = 4);
+  ~HttpServer();  // stop()
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Serves GET `path` (exact match). REQUIRES: before start(). A handler that throws answers 500.
+  void get(std::string path, HttpHandler handler);
+
+  // Binds `address` (parse_listen_address) and serves on the server's threads until stop().
+  // Throws std::runtime_error naming the address if it cannot be parsed or bound.
+  void start(const std::string& address);
+  // The bound address, "HOST:PORT" (the real port when 0 was asked); "" before start().
+  std::string address() const;
+  uint16_t port() const { return port_; }
+
+  // Stops serving and joins the threads. Safe to call twice.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string host_;
+  uint16_t port_ = 0;
+};
+
+// Adds GET /metrics: the registry's render() in the text format. REQUIRES: `registry` outlives
+// the server's threads (stop() or the server's destruction).
+void serve_metrics(HttpServer& server, const Registry& registry);
+
+}  // namespace paddock::metrics
