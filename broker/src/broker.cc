@@ -37,9 +37,11 @@ Broker::Broker(Options options) : loop_(std::make_unique<Loop>(std::move(options
 Broker::~Broker() = default;
 std::string Broker::client_endpoint() const { return loop_->client_endpoint; }
 std::string Broker::worker_endpoint() const { return loop_->worker_endpoint; }
+std::string Broker::metrics_address() const { return loop_->metrics_address; }
 Stats Broker::run() { return loop_->run(stop_); }
 
-Broker::Loop::Loop(Options options) : options_(std::move(options)) {
+Broker::Loop::Loop(Options options)
+    : options_(std::move(options)), metrics_(!options_.journal_path.empty()) {
   if (!options_.journal_path.empty()) {
     std::string error;
     journal_ = Journal::open(options_.journal_path, error);
@@ -48,11 +50,25 @@ Broker::Loop::Loop(Options options) : options_(std::move(options)) {
   }
   clients = make_router(context, options_.client_endpoint, options_.send_hwm, client_endpoint);
   workers = make_router(context, options_.worker_endpoint, options_.send_hwm, worker_endpoint);
+  if (!options_.metrics_address.empty()) {
+    http_ = std::make_unique<metrics::HttpServer>();
+    metrics::serve_metrics(*http_, metrics_.registry);
+    http_->start(options_.metrics_address);
+    metrics_address = http_->address();
+  }
 }
 
 Stats Broker::Loop::run(const std::atomic<bool>& stop) {
   spdlog::info("broker listening: clients on {}, workers on {}", client_endpoint, worker_endpoint);
+  if (http_) {
+    spdlog::info("metrics on http://{}/metrics", metrics_address);
+    if (!metrics::is_loopback(metrics_address)) {
+      spdlog::warn("metrics on {} are served without authentication to whoever can reach it",
+                   metrics_address);
+    }
+  }
   now_ = Clock::now();
+  publish_metrics();
   next_tick_ = now_ + std::chrono::milliseconds(options_.heartbeat_ms);
   std::vector<zmq::message_t> frames;
   while (!stop.load()) {
@@ -62,6 +78,11 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
     if (!retry_at_.empty()) wake = std::min(wake, retry_at_.begin()->first);
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now());
     if (pending_total_ > 0) wait = std::min(wait, std::chrono::milliseconds(1));
+    if (publish_pending_) {
+      // What this turn changed shows within a publish interval even if no message follows.
+      wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                next_publish_ - Clock::now()));
+    }
     try {
       zmq::poll(items, 2, std::max(wait, std::chrono::milliseconds(0)));
     } catch (const zmq::error_t& e) {
@@ -69,13 +90,16 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
       throw;
     }
     now_ = Clock::now();
+    const bool ticks = Clock::now() >= next_tick_ ||
+                       (!retry_at_.empty() && retry_at_.begin()->first <= now_);
+    int handled = 0;
     // Worker messages first: they free credits and finish jobs.
-    for (int i = 0; i < kBurst && wire::recv_message(workers, frames); ++i) {
+    for (int i = 0; i < kBurst && wire::recv_message(workers, frames); ++i, ++handled) {
       if (frames.size() < 2) continue;  // a routing id alone: nothing to answer
       auto parts = wire::views(frames, 1);
       on_worker_message(frames[0].to_string(), parts);
     }
-    for (int i = 0; i < kBurst && wire::recv_message(clients, frames); ++i) {
+    for (int i = 0; i < kBurst && wire::recv_message(clients, frames); ++i, ++handled) {
       if (frames.size() < 2) continue;
       auto parts = wire::views(frames, 1);
       on_client_message(frames[0].to_string(), parts);
@@ -83,11 +107,20 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
     if (!retry_at_.empty()) release_retries();
     dispatch();
     if (Clock::now() >= next_tick_) tick();
-    if (journal_ && !commit_and_send()) {
-      stats_.journal_failed = true;
-      break;
+    if (journal_) {
+      const bool writes = journal_->dirty();
+      const auto t0 = Clock::now();
+      if (!commit_and_send()) {
+        stats_.journal_failed = true;
+        break;
+      }
+      if (writes) metrics_.journal_commit.observe(Clock::now() - t0);
     }
     if (pending_total_ > 0) flush_pending();
+    if (http_) {
+      publish_pending_ = publish_pending_ || handled > 0 || ticks;
+      if (publish_pending_ && now_ >= next_publish_) publish_metrics();
+    }
   }
   spdlog::info(
       "broker stopping: {} jobs held ({} queued) are {}; accepted {}, results {}, errors {}, "
@@ -129,6 +162,7 @@ void Broker::Loop::dispatch() {
     }
     --w->credits;
     w->jobs.insert(job->request.job_id);
+    metrics_.dispatch_latency.observe(now_ - job->accepted_at);
     if (journal_) journal_->dispatched(job->request.job_id, job->attempt);
   }
 }
@@ -241,6 +275,7 @@ void Broker::Loop::worker_gone(const std::string& route, const char* why) {
 }
 
 void Broker::Loop::answer(const Job& job, sc::Command command, const std::string& body) {
+  metrics_.job_latency.observe(now_ - job.accepted_at);
   if (journal_) {
     journal_->finished(job.request.job_id, static_cast<uint8_t>(command), body, now_unix_ms());
   }
@@ -257,6 +292,7 @@ void Broker::Loop::answer_error(const Job& job, sc::JobCode code, const std::str
   e.attempt = job.attempt;
   e.retryable = retryable;
   ++stats_.errors;
+  metrics_.failed(e.code, e.variant);
   answer(job, sc::Command::kError, sc::encode(e));
 }
 
@@ -311,6 +347,19 @@ void Broker::Loop::to_worker(const std::string& route, std::vector<std::string> 
   if (wire::send_message(workers, parts, route) == wire::SendStatus::kUnreachable) {
     worker_gone(route, "is unreachable");
   }
+}
+
+void Broker::Loop::publish_metrics() {
+  const auto totals = registry_.totals();
+  LoopGauges g;
+  g.queued_by_priority = &jobs_.queued_by_priority();
+  g.held = jobs_.size();
+  g.running = totals.jobs;
+  g.workers = registry_.size();
+  g.credits = totals.credits;
+  metrics_.publish(stats_, g);
+  publish_pending_ = false;
+  next_publish_ = now_ + BrokerMetrics::kPublishInterval;
 }
 
 uint64_t Broker::Loop::now_unix_ms() const {

@@ -23,9 +23,20 @@ Job& JobQueue::push(schemas::JobRequest request, std::string route, Clock::time_
   job.seq = next_seq_++;
   job.accepted_at = now;
   auto [it, inserted] = jobs_.emplace(id, std::move(job));
-  order_.emplace(key_of(it->second), id);
-  if (it->second.request.deadline_ms != 0) ++with_deadline_;
+  enqueue(it->second);
   return it->second;
+}
+
+void JobQueue::enqueue(const Job& job) {
+  order_.emplace(key_of(job), job.request.job_id);
+  ++by_priority_[job.request.priority];
+  if (job.request.deadline_ms != 0) ++with_deadline_;
+}
+
+void JobQueue::dequeued(const Job& job) {
+  auto it = by_priority_.find(job.request.priority);
+  if (it != by_priority_.end() && --it->second == 0) by_priority_.erase(it);
+  if (job.request.deadline_ms != 0) --with_deadline_;
 }
 
 Job* JobQueue::pop_next(const std::string& worker) {
@@ -33,7 +44,7 @@ Job* JobQueue::pop_next(const std::string& worker) {
   auto first = order_.begin();
   Job& job = jobs_.at(first->second);
   order_.erase(first);
-  if (job.request.deadline_ms != 0) --with_deadline_;
+  dequeued(job);
   job.state = Job::State::kRunning;
   job.worker = worker;
   return &job;
@@ -43,8 +54,7 @@ void JobQueue::requeue(Job& job) {
   job.state = Job::State::kQueued;
   job.worker.clear();
   job.cancel_requested = false;
-  order_.emplace(key_of(job), job.request.job_id);
-  if (job.request.deadline_ms != 0) ++with_deadline_;
+  enqueue(job);
 }
 
 std::optional<Job> JobQueue::remove(const std::string& job_id) {
@@ -52,7 +62,7 @@ std::optional<Job> JobQueue::remove(const std::string& job_id) {
   if (it == jobs_.end()) return std::nullopt;
   if (it->second.state == Job::State::kQueued) {
     order_.erase(key_of(it->second));
-    if (it->second.request.deadline_ms != 0) --with_deadline_;
+    dequeued(it->second);
   }
   Job job = std::move(it->second);
   jobs_.erase(it);

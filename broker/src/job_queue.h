@@ -43,6 +43,8 @@ class JobQueue {
  public:
   size_t size() const { return jobs_.size(); }
   size_t queued() const { return order_.size(); }
+  // Queued jobs per priority (priorities with none are absent).
+  const std::map<int32_t, size_t>& queued_by_priority() const { return by_priority_; }
 
   Job* find(const std::string& job_id);
   // REQUIRES: no job with this id is held.
@@ -59,11 +61,14 @@ class JobQueue {
  private:
   using Key = std::pair<int64_t, uint64_t>;  // (-priority, seq)
   static Key key_of(const Job& j) { return {-static_cast<int64_t>(j.request.priority), j.seq}; }
+  void enqueue(const Job& job);
+  void dequeued(const Job& job);
 
   uint64_t next_seq_ = 0;
   size_t with_deadline_ = 0;  // queued jobs that have a deadline; skips the scan when 0
   std::unordered_map<std::string, Job> jobs_;
   std::map<Key, std::string> order_;  // queued jobs only
+  std::map<int32_t, size_t> by_priority_;  // of order_
 };
 
 }  // namespace paddock::broker

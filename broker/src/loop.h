@@ -12,10 +12,12 @@
 
 #include <zmq.hpp>
 
+#include "broker_metrics.h"
 #include "job_queue.h"
 #include "journal.h"
 #include "log_limiter.h"
 #include "paddock/broker/broker.h"
+#include "paddock/metrics/http_server.h"
 #include "paddock/schemas/codes.h"
 #include "paddock/schemas/frames.h"
 #include "worker_registry.h"
@@ -33,6 +35,7 @@ class Broker::Loop {
   zmq::socket_t workers;
   std::string client_endpoint;
   std::string worker_endpoint;
+  std::string metrics_address;  // bound; "" without a metrics server
 
  private:
   // client_side.cc
@@ -67,6 +70,8 @@ class Broker::Loop {
   void to_worker(const std::string& route, std::vector<std::string> parts);
   void flush_pending();
   uint64_t now_unix_ms() const;
+  // The loop's state into the metrics' gauges and counters (at most every kPublishInterval).
+  void publish_metrics();
 
   Options options_;
   JobQueue jobs_;
@@ -81,6 +86,11 @@ class Broker::Loop {
   std::unique_ptr<Journal> journal_;
   std::mt19937_64 rng_{std::random_device{}()};
   std::vector<std::pair<std::string, std::vector<std::string>>> outbox_;
+  BrokerMetrics metrics_;
+  bool publish_pending_ = false;  // something happened since the last publish_metrics()
+  Clock::time_point next_publish_;
+  // Last: its threads read metrics_, so it stops first.
+  std::unique_ptr<metrics::HttpServer> http_;
 };
 
 }  // namespace paddock::broker

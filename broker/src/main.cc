@@ -31,6 +31,7 @@ void write_ready_file(const std::string& path, const paddock::broker::Broker& br
   nlohmann::json j = {{"client", broker.client_endpoint()},
                       {"worker", broker.worker_endpoint()},
                       {"pid", static_cast<int>(getpid())}};
+  if (!broker.metrics_address().empty()) j["metrics"] = broker.metrics_address();
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -83,8 +84,12 @@ int main(int argc, char** argv) {
   app.add_option("--result-ttl-s", result_ttl_s, "stored answers are kept this long for FETCH")
       ->check(CLI::Range(uint64_t{1}, uint64_t{365} * 86'400))
       ->capture_default_str();
+  app.add_option("--metrics-address", opt.metrics_address,
+                 "serve Prometheus metrics at http://HOST:PORT/metrics (':PORT' is loopback, port 0 "
+                 "an ephemeral one; no authentication: keep it on loopback or a trusted network)");
   app.add_option("--ready-file", ready_file,
-                 "once bound, write {\"client\",\"worker\",\"pid\"} as JSON to this file");
+                 "once bound, write {\"client\",\"worker\",\"pid\"} (and \"metrics\", the metrics "
+                 "server's HOST:PORT, if any) as JSON to this file");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();

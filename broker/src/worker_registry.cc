@@ -63,6 +63,15 @@ std::vector<std::string> WorkerRegistry::silent_since(Clock::time_point cutoff) 
   return out;
 }
 
+WorkerRegistry::Totals WorkerRegistry::totals() const {
+  Totals t;
+  for (const auto& [id, w] : workers_) {
+    t.credits += w.credits;
+    t.jobs += w.jobs.size();
+  }
+  return t;
+}
+
 std::vector<std::string> WorkerRegistry::routing_ids() const {
   std::vector<std::string> out;
   out.reserve(workers_.size());

@@ -42,6 +42,12 @@ class WorkerRegistry {
   std::vector<std::string> silent_since(Clock::time_point cutoff) const;
   std::vector<std::string> routing_ids() const;
   size_t size() const { return workers_.size(); }
+  struct Totals {
+    size_t credits = 0;
+    size_t jobs = 0;  // in flight
+  };
+  // Over every worker: O(workers).
+  Totals totals() const;
 
  private:
   void enlist(WorkerState& w);

@@ -73,6 +73,8 @@ void Broker::Loop::on_ready(const std::string& route, std::string_view body) {
 void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_view body) {
   std::string job_id;
   bool retryable = false;
+  uint32_t code = 0;
+  std::string variant;
   if (command == sc::Command::kResult) {
     auto r = sc::decode_job_result(body);
     if (!r) {
@@ -92,6 +94,8 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
     }
     job_id = e->job_id;
     retryable = e->retryable;
+    code = e->code;
+    variant = std::move(e->variant);
   }
   if (w.jobs.erase(job_id) == 0) {
     Job* held = jobs_.find(job_id);
@@ -107,6 +111,7 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
       }
       auto job = jobs_.remove(job_id);
       ++(command == sc::Command::kResult ? stats_.results : stats_.errors);
+      if (command == sc::Command::kError) metrics_.failed(code, variant);
       answer(*job, command, std::string(body));
       return;
     }
@@ -139,6 +144,7 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
   auto job = jobs_.remove(job_id);
   if (!job) return;
   ++(command == sc::Command::kResult ? stats_.results : stats_.errors);
+  if (command == sc::Command::kError) metrics_.failed(code, variant);
   // The body was decoded and checked above; forward it as the worker wrote it.
   answer(*job, command, std::string(body));
 }

@@ -158,6 +158,11 @@ TEST_CASE("metrics: listen addresses are HOST:PORT, [IPV6]:PORT or :PORT for loo
   CHECK_FALSE(parse_listen_address("host:70000", error));
   CHECK_FALSE(parse_listen_address("host:", error));
   CHECK(error.find("port") != std::string::npos);
+  CHECK(is_loopback("127.0.0.1:9100"));
+  CHECK(is_loopback(":0"));
+  CHECK(is_loopback("[::1]:9100"));
+  CHECK_FALSE(is_loopback("0.0.0.0:9100"));
+  CHECK_FALSE(is_loopback("10.1.2.3:9100"));
 }
 
 TEST_CASE("metrics: the HTTP server answers GET /metrics on an ephemeral port, 404 elsewhere, and stops") {

@@ -49,6 +49,13 @@ std::optional<ListenAddress> parse_listen_address(std::string_view text, std::st
   return a;
 }
 
+bool is_loopback(std::string_view address) {
+  std::string error;
+  auto a = parse_listen_address(address, error);
+  if (!a) return false;
+  return a->host.rfind("127.", 0) == 0 || a->host == "::1" || a->host == "localhost";
+}
+
 HttpServer::HttpServer(size_t threads) : impl_(std::make_unique<Impl>()) {
   impl_->server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   // Not httplib's default options: no SO_REUSEPORT (a second daemon on the same port must fail,

@@ -34,6 +34,10 @@ struct Options {
   // The journal's file (SQLite, WAL); empty: no journal, nothing survives a restart.
   std::string journal_path;
   uint64_t result_ttl_ms = 86'400'000;  // stored answers are kept this long for FETCH
+  // Serve Prometheus metrics over HTTP at http://<this>/metrics: "HOST:PORT", ":PORT" for
+  // loopback, port 0 for an ephemeral one (broker/README.md, "Metrics"). Empty: no server. There
+  // is no authentication: a non-loopback address shows the metrics to whoever can reach it.
+  std::string metrics_address;
 };
 
 struct Stats {
@@ -53,7 +57,8 @@ class Broker {
  public:
   // Opens the journal (std::runtime_error naming the file and what is wrong if it is corrupt or
   // not a journal) and re-queues what it holds, then binds both endpoints; throws zmq::error_t if
-  // one cannot be bound. An endpoint's port may be "*" (ephemeral); client_endpoint() and
+  // one cannot be bound. Then starts the metrics server, if asked (std::runtime_error naming the
+  // address if it cannot listen). An endpoint's port may be "*" (ephemeral); client_endpoint() and
   // worker_endpoint() tell what was bound.
   explicit Broker(Options options);
   ~Broker();
@@ -62,6 +67,8 @@ class Broker {
 
   std::string client_endpoint() const;
   std::string worker_endpoint() const;
+  // The metrics server's bound "HOST:PORT"; "" without one.
+  std::string metrics_address() const;
 
   // Runs the loop until stop() is called. Returns the counters.
   Stats run();

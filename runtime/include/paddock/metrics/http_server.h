@@ -44,6 +44,9 @@ struct ListenAddress {
 // is none of these.
 std::optional<ListenAddress> parse_listen_address(std::string_view text, std::string& error);
 
+// Whether a listen address's host is a loopback one (127.0.0.0/8, ::1, localhost).
+bool is_loopback(std::string_view address);
+
 class HttpServer {
  public:
   // `threads`: requests served at once.

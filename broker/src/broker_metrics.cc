@@ -1,0 +1,111 @@
+#include "broker_metrics.h"
+
+#include <string>
+
+namespace paddock::broker {
+
+namespace m = paddock::metrics;
+
+BrokerMetrics::BrokerMetrics(bool journal)
+    : dispatch_latency(registry.histogram(
+          "paddock_broker_dispatch_latency_seconds",
+          "Time from a job's acceptance to each of its dispatches to a worker.",
+          m::latency_buckets())),
+      job_latency(registry.histogram(
+          "paddock_broker_job_latency_seconds",
+          "Time from a job's acceptance to its final answer (RESULT or ERROR).",
+          m::latency_buckets())),
+      journal_commit(registry.histogram(
+          "paddock_broker_journal_commit_seconds",
+          "Time of one loop turn's journal commit (one fsync); none without a journal.",
+          m::latency_buckets())),
+      failed_(registry.counter_family("paddock_broker_jobs_failed_total",
+                                      "Jobs whose final answer was an ERROR, by variant and code.",
+                                      {"variant", "code"})),
+      queue_depth_(registry.gauge_family(
+          "paddock_broker_queue_depth",
+          "Jobs queued for a worker, by priority (beyond 32 priorities: \"other\").",
+          {"priority"})),
+      held_(registry.gauge("paddock_broker_jobs_held",
+                           "Jobs held: queued, running, or waiting for a retry.")),
+      running_(registry.gauge("paddock_broker_jobs_running", "Jobs on a worker now.")),
+      waiting_(registry.gauge("paddock_broker_jobs_waiting_retry",
+                              "Jobs waiting for their retry's backoff to pass.")),
+      workers_(registry.gauge("paddock_broker_workers_connected", "Workers registered now.")),
+      slots_free_(registry.gauge(
+          "paddock_broker_worker_slots_free",
+          "Credits: job slots the workers granted that the broker has not filled.")) {
+  registry.gauge("paddock_broker_journal_enabled", "1 if the broker keeps a journal, else 0.")
+      .set(journal ? 1 : 0);
+  auto mirror = [&](uint64_t Stats::*field, const char* name, const char* help) {
+    mirrored_.push_back({field, &registry.counter(name, help)});
+  };
+  mirror(&Stats::accepted, "paddock_broker_jobs_accepted_total", "Jobs accepted (SUBMIT).");
+  mirror(&Stats::rejected, "paddock_broker_jobs_rejected_total",
+         "Jobs refused because the queue was full (REJECTED QueueFull).");
+  mirror(&Stats::invalid, "paddock_broker_invalid_requests_total",
+         "Client messages answered ERROR InvalidRequest.");
+  mirror(&Stats::results, "paddock_broker_jobs_completed_total",
+         "Jobs whose final answer was a RESULT (whatever the exit code).");
+  mirror(&Stats::retried, "paddock_broker_jobs_retried_total",
+         "Retryable ERRORs sent out again after a backoff.");
+  mirror(&Stats::requeued, "paddock_broker_jobs_requeued_total",
+         "Jobs re-queued because their worker was lost.");
+  mirror(&Stats::recovered, "paddock_broker_jobs_recovered_total",
+         "Jobs re-queued from the journal at start.");
+  mirror(&Stats::undeliverable, "paddock_broker_answers_undeliverable_total",
+         "Answers dropped: the client was gone or not reading.");
+  queue_depth_.with({"0"});  // the default priority shows from the start
+}
+
+void BrokerMetrics::failed(uint32_t code, std::string_view variant) {
+  const size_t slot = std::min<size_t>(code, failed_by_code_.size() - 1);
+  m::Counter*& c = failed_by_code_[slot];
+  if (c == nullptr) {
+    c = slot == failed_by_code_.size() - 1
+            ? &failed_.with({"Unknown", "other"})
+            : &failed_.with({std::string(variant), std::to_string(code)});
+  }
+  c->inc();
+}
+
+void BrokerMetrics::publish(const Stats& stats, const LoopGauges& g) {
+  for (const auto& m : mirrored_) {
+    m.counter->inc(stats.*m.field - published_.*m.field);
+  }
+  published_ = stats;
+  if (g.queued_by_priority != nullptr) publish_queue_depths(*g.queued_by_priority);
+  size_t queued = 0;
+  if (g.queued_by_priority != nullptr) {
+    for (const auto& [p, n] : *g.queued_by_priority) queued += n;
+  }
+  held_.set(static_cast<double>(g.held));
+  running_.set(static_cast<double>(g.running));
+  const size_t busy = queued + g.running;
+  waiting_.set(g.held > busy ? static_cast<double>(g.held - busy) : 0.0);
+  workers_.set(static_cast<double>(g.workers));
+  slots_free_.set(static_cast<double>(g.credits));
+}
+
+void BrokerMetrics::publish_queue_depths(const std::map<int32_t, size_t>& by_priority) {
+  double other = 0;
+  for (const auto& [priority, n] : by_priority) {
+    auto it = depth_by_priority_.find(priority);
+    if (it == depth_by_priority_.end()) {
+      if (depth_by_priority_.size() >= kMaxPrioritySeries) {
+        other += static_cast<double>(n);
+        continue;
+      }
+      it = depth_by_priority_.emplace(priority, &queue_depth_.with({std::to_string(priority)}))
+               .first;
+    }
+    it->second->set(static_cast<double>(n));
+  }
+  for (const auto& [priority, gauge] : depth_by_priority_) {
+    if (by_priority.count(priority) == 0) gauge->set(0);
+  }
+  if (depth_other_ == nullptr && other > 0) depth_other_ = &queue_depth_.with({"other"});
+  if (depth_other_ != nullptr) depth_other_->set(other);
+}
+
+}  // namespace paddock::broker
