@@ -81,6 +81,7 @@ Broker start_broker(const TempDir& dir, std::vector<std::string> extra_args,
   auto j = nlohmann::json::parse(slurp(ready));
   b.client_endpoint = j.at("client");
   b.worker_endpoint = j.at("worker");
+  b.metrics_address = j.value("metrics", "");
   return b;
 }
 

@@ -52,6 +52,7 @@ struct Broker {
   std::unique_ptr<Process> process;
   std::string client_endpoint;
   std::string worker_endpoint;
+  std::string metrics_address;  // HOST:PORT, if started with --metrics-address
 };
 
 // Starts paddock-broker on ephemeral loopback ports (or the given endpoints) and waits until it

@@ -101,6 +101,7 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
     return fail(st.error());
   }
   const uint64_t start_us = micros_since(t0);
+  if (ctx.on_vm_started) ctx.on_vm_started(clone.has_value(), std::chrono::microseconds(start_us));
   const auto t_exec = Clock::now();
   auto exec = provider.exec(vm_id, exec_request_from(req), cancel);
   const uint64_t exec_us = micros_since(t_exec);

@@ -8,6 +8,8 @@
 #include <cctype>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -16,6 +18,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "paddock/runtime/backends.h"
 #include "paddock/runtime/qemu_provider.h"
@@ -97,6 +100,19 @@ std::vector<std::string> broker_addresses(const std::string& endpoint) {
   }
   ::freeaddrinfo(found);
   return out;
+}
+
+// Writes what a script needs to find this worker as JSON, atomically (a temp file, then rename).
+void write_ready_file(const std::string& path, const paddock::worker::Worker& worker) {
+  nlohmann::json j = {{"pid", static_cast<int>(getpid())}};
+  if (!worker.metrics_address().empty()) j["metrics"] = worker.metrics_address();
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump() << "\n";
+    if (!out) throw std::runtime_error("write " + tmp + " failed");
+  }
+  std::filesystem::rename(tmp, path);
 }
 
 }  // namespace
@@ -210,6 +226,13 @@ int main(int argc, char** argv) {
                "qemu: let jobs reach 169.254.0.0/16 (the metadata address) if their rules say so");
   app.add_flag("--egress-allow-host", net.policy.allow_host,
                "qemu: let jobs reach the host namespace's own addresses if their rules say so");
+  app.add_option("--metrics-address", opt.metrics_address,
+                 "serve Prometheus metrics at http://HOST:PORT/metrics (':PORT' is loopback, port 0 "
+                 "an ephemeral one; no authentication: keep it on loopback or a trusted network)");
+  std::string ready_file;
+  app.add_option("--ready-file", ready_file,
+                 "once started, write {\"pid\"} (and \"metrics\", the metrics server's HOST:PORT, "
+                 "if any) as JSON to this file");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
@@ -297,6 +320,7 @@ int main(int argc, char** argv) {
     paddock::worker::Worker worker(opt, std::move(provider.value()));
     g_worker.store(&worker);
     if (g_drain_requested.load()) worker.request_drain();
+    if (!ready_file.empty()) write_ready_file(ready_file, worker);
     const int code = worker.run();
     g_worker.store(nullptr);
     return code;

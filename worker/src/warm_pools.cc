@@ -79,6 +79,17 @@ WarmPool* WarmPools::find(const rt::VmSpec& spec) const {
   return it == pools_.end() ? nullptr : it->second.get();
 }
 
+std::vector<std::pair<std::string, WarmPoolStats>> WarmPools::stats() const {
+  std::vector<std::pair<std::string, WarmPoolStats>> out;
+  std::lock_guard lock(mu_);
+  for (const auto& [key, pool] : pools_) {
+    std::string name = template_prefix(pool->spec());
+    if (!name.empty() && name.back() == '-') name.pop_back();
+    out.emplace_back(std::move(name), pool->stats());
+  }
+  return out;
+}
+
 void WarmPools::stop_refills() {
   std::lock_guard lock(mu_);
   stopped_ = true;

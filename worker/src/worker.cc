@@ -11,7 +11,9 @@
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
 #include "paddock/worker/executor.h"
+#include "paddock/metrics/http_server.h"
 #include "slot_pool.h"
+#include "worker_metrics.h"
 
 namespace paddock::worker {
 
@@ -22,6 +24,7 @@ class Worker::Loop {
  public:
   Loop(Options options, std::unique_ptr<rt::Provider> provider);
   int run(const std::atomic<bool>& drain_requested);
+  std::string metrics_address() const { return http_ ? http_->address() : ""; }
 
  private:
   struct Running {
@@ -39,6 +42,7 @@ class Worker::Loop {
 
   Options options_;
   std::unique_ptr<rt::Provider> provider_;
+  WorkerMetrics metrics_;  // before pool_ and http_, whose threads update and read it
   std::unique_ptr<WarmPools> warm_;  // after provider_: its clones go before the provider does
   std::atomic<bool> poisoned_{false};
   zmq::context_t context_{1};
@@ -47,12 +51,15 @@ class Worker::Loop {
   std::vector<std::unique_ptr<BrokerSession>> sessions_;
   std::unordered_map<uint64_t, Running> running_;
   uint64_t next_task_ = 1;
-  std::unique_ptr<SlotPool> pool_;  // last: its slots stop before anything they use goes away
+  std::unique_ptr<SlotPool> pool_;  // its slots stop before anything they use goes away
+  // Last: stops first; its threads read metrics_ and warm_.
+  std::unique_ptr<metrics::HttpServer> http_;
 };
 
 Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
     : options_(std::move(options)),
       provider_(std::move(provider)),
+      metrics_(options_.worker_id, provider_->backend(), options_.slots),
       completions_(context_, zmq::socket_type::pull) {
   if (options_.warm) {
     WarmPoolConfig config = options_.warm_pool;
@@ -81,6 +88,17 @@ Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
       [this](const sc::JobDispatch& d, uint64_t task_id, std::stop_token cancel) {
         return run_one(d, task_id, std::move(cancel));
       });
+  if (!options_.metrics_address.empty()) {
+    if (warm_) metrics_.watch(warm_.get());
+    http_ = std::make_unique<metrics::HttpServer>();
+    metrics::serve_metrics(*http_, metrics_.registry);
+    http_->start(options_.metrics_address);
+    spdlog::info("metrics on http://{}/metrics", http_->address());
+    if (!metrics::is_loopback(http_->address())) {
+      spdlog::warn("metrics on {} are served without authentication to whoever can reach it",
+                   http_->address());
+    }
+  }
 }
 
 std::pair<sc::Command, std::string> Worker::Loop::run_one(const sc::JobDispatch& d,
@@ -88,12 +106,19 @@ std::pair<sc::Command, std::string> Worker::Loop::run_one(const sc::JobDispatch&
                                                           std::stop_token cancel) {
   // Runs on a slot thread. The VM id is unique within this worker process.
   const ExecutionContext ctx{options_.worker_id,
-                             options_.worker_id + "-vm-" + std::to_string(task_id), warm_.get()};
+                             options_.worker_id + "-vm-" + std::to_string(task_id), warm_.get(),
+                             [this](bool warm, std::chrono::microseconds took) {
+                               metrics_.vm_started(warm, took);
+                             }};
+  const auto t0 = Clock::now();
+  metrics_.job_started();
   Outcome outcome = execute_job(*provider_, d, ctx, std::move(cancel));
   if (auto* result = std::get_if<sc::JobResult>(&outcome)) {
+    metrics_.job_finished(true, 0, "", Clock::now() - t0);
     return {sc::Command::kResult, sc::encode(*result)};
   }
   const auto& error = std::get<sc::JobError>(outcome);
+  metrics_.job_finished(false, error.code, error.variant, Clock::now() - t0);
   if (error.code == rt::code_of(rt::Variant::kStatePoisoned)) poisoned_.store(true);
   return {sc::Command::kError, sc::encode(error)};
 }
@@ -236,6 +261,7 @@ int Worker::Loop::run(const std::atomic<bool>& drain_requested) {
 Worker::Worker(Options options, std::unique_ptr<rt::Provider> provider)
     : loop_(std::make_unique<Loop>(std::move(options), std::move(provider))) {}
 Worker::~Worker() = default;
+std::string Worker::metrics_address() const { return loop_->metrics_address(); }
 int Worker::run() { return loop_->run(drain_requested_); }
 
 }  // namespace paddock::worker

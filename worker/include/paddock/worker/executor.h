@@ -3,6 +3,8 @@
 // whatever happened before), and turn the outcome into a RESULT or an ERROR body.
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <stop_token>
 #include <string>
 #include <variant>
@@ -20,6 +22,8 @@ struct ExecutionContext {
   std::string vm_id;  // unique per job on this worker; the id of a cold-booted VM
   // The worker's warm pools, or nullptr (--warm off): every job boots cold.
   WarmPools* warm = nullptr;
+  // Told once the job's VM runs (warm or cold) and how long that took (the RESULT's start_us).
+  std::function<void(bool warm, std::chrono::microseconds took)> on_vm_started = nullptr;
 };
 
 // REQUIRES: `provider` (and `ctx.warm`, if set) outlive the call; `ctx.warm` drives the same

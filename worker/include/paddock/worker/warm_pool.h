@@ -24,6 +24,8 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "paddock/runtime/provider.h"
 
@@ -171,6 +173,8 @@ class WarmPools {
   std::optional<WarmVm> acquire(const runtime::VmSpec& spec);
   // The pool of `spec`, or nullptr if none was made. Valid until shutdown().
   WarmPool* find(const runtime::VmSpec& spec) const;
+  // Every pool's stats, by its template prefix without the trailing '-' ("tpl-default-1x128").
+  std::vector<std::pair<std::string, WarmPoolStats>> stats() const;
 
   void stop_refills();  // every pool's; new specs get no pool any more
   void shutdown();      // every pool's: ready clones destroyed, template snapshots kept

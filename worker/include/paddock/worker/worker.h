@@ -32,12 +32,20 @@ struct Options {
   // worker (<worker-id>-warm).
   bool warm = true;
   WarmPoolConfig warm_pool;
+  // Serve Prometheus metrics over HTTP at http://<this>/metrics: "HOST:PORT", ":PORT" for
+  // loopback, port 0 for an ephemeral one (worker/README.md, "Metrics"). Empty: no server. No
+  // authentication: a non-loopback address shows the metrics to whoever can reach it.
+  std::string metrics_address;
 };
 
 class Worker {
  public:
+  // Throws std::runtime_error if the metrics server cannot listen on its address.
   Worker(Options options, std::unique_ptr<runtime::Provider> provider);
   ~Worker();
+
+  // The metrics server's bound "HOST:PORT"; "" without one.
+  std::string metrics_address() const;
 
   // Runs until drained (request_drain) or the provider is poisoned. Returns the process exit
   // code: 0 after a clean drain, 1 if jobs were abandoned at the drain timeout, 3 if the
