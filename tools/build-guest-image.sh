@@ -17,6 +17,12 @@ export LC_ALL=C
 # virtio_mmio is the transport (-M microvm's virtio-mmio devices, found through ACPI "LNRO0005"),
 # then the drivers of the devices the agent uses.
 MODULES=(virtio_mmio virtio_console virtio_blk virtio_net)
+# With --rootfs-modules (images with a root filesystem, tools/build-image.sh): what the agent needs
+# to mount a read-only ext4 on virtio-blk with an overlay on it. Listed in
+# /etc/paddock/modules.rootfs and loaded only when the host attaches a root filesystem, so images
+# without one boot as before. ext4 asks for "crc32c" through the crypto API (request_module, and
+# the guest has no modprobe): crc32c_generic is loaded first.
+ROOTFS_MODULES=(crc32c_generic ext4 overlay)
 KERNEL_META=linux-image-amd64
 KERNEL_RE='^linux-image-6\.1\.[0-9]+-[0-9]+-amd64$'
 BUSYBOX_PKG=busybox-static
@@ -42,7 +48,7 @@ SELF=$(readlink -f "$0")
 
 usage() {
   cat <<EOF
-usage: $prog --agent PATH [--cache-dir DIR] [--deb-dir DIR] [--force]
+usage: $prog --agent PATH [--cache-dir DIR] [--deb-dir DIR] [--rootfs-modules] [--force]
        $prog --check [--agent PATH] [--cache-dir DIR]
 
 Builds (or finds in the cache) the default guest image and prints its directory on stdout.
@@ -50,6 +56,8 @@ Builds (or finds in the cache) the default guest image and prints its directory 
   --agent PATH      the guest agent, a static executable; becomes the initramfs' /init
   --cache-dir DIR   image cache (default: \${PADDOCK_IMAGE_CACHE:-/var/cache/paddock/images})
   --deb-dir DIR     where downloaded .deb files are kept (default: <cache-dir>/debs)
+  --rootfs-modules  also put in the modules that mount a root filesystem image (ext4, overlay),
+                    loaded only when the host attaches one (tools/build-image.sh uses this)
   --force           rebuild even if the image for these inputs is already cached
   --check           check tools, apt and the agent; build nothing, print nothing on stdout
   -h, --help        this text
@@ -60,6 +68,7 @@ log() { echo "$prog: $*" >&2; }
 die() { echo "$prog: error: $*" >&2; exit 1; }
 
 agent="" cache_dir="${PADDOCK_IMAGE_CACHE:-/var/cache/paddock/images}" deb_dir="" force=0 check=0
+rootfs_modules=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --agent) [[ $# -ge 2 ]] || die "--agent needs a path"; agent=$2; shift 2 ;;
@@ -69,6 +78,7 @@ while [[ $# -gt 0 ]]; do
     --deb-dir) [[ $# -ge 2 ]] || die "--deb-dir needs a directory"; deb_dir=$2; shift 2 ;;
     --deb-dir=*) deb_dir=${1#*=}; shift ;;
     --force) force=1; shift ;;
+    --rootfs-modules) rootfs_modules=1; shift ;;
     --check) check=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument '$1'" ;;
@@ -226,11 +236,17 @@ agent_sha=$(sha256sum <"$agent" | cut -d' ' -f1)
 strip_version=none
 command -v strip >/dev/null 2>&1 && strip_version=$(strip --version | head -n1)
 script_sha=$(sha256sum <"$SELF" | cut -d' ' -f1)
+# Only with --rootfs-modules: without it the inputs (so the default image) are what they were.
+rootfs_line="" image_name=default
+if [[ $rootfs_modules -eq 1 ]]; then
+  rootfs_line=$'\n'"rootfs-modules ${ROOTFS_MODULES[*]}"
+  image_name=rootfs-base
+fi
 inputs=$(cat <<EOF
 paddock-guest-image format $FORMAT_VERSION
-image default
+image $image_name
 script $script_sha
-modules ${MODULES[*]}
+modules ${MODULES[*]}${rootfs_line}
 deb $KPKG $KVER_DEB $KARCH $KSHA
 deb $BUSYBOX_PKG $BBVER $BBARCH $BBSHA
 agent $agent_sha
@@ -377,6 +393,11 @@ visit() {
   LOAD_ORDER+=("$name")
 }
 for m in "${MODULES[@]}"; do visit "$m"; done
+BOOT_ORDER=("${LOAD_ORDER[@]}")
+if [[ $rootfs_modules -eq 1 ]]; then
+  for m in "${ROOTFS_MODULES[@]}"; do visit "$m"; done
+fi
+ROOTFS_ORDER=("${LOAD_ORDER[@]:${#BOOT_ORDER[@]}}")
 
 # all_deps NAME: transitive dependencies, in modules.dep order (the last one is loaded first).
 all_deps() {
@@ -400,8 +421,12 @@ all_deps() {
     echo "$line"
   done
 } >"$root/lib/modules/$kver/modules.dep"
-printf '%s\n' "${LOAD_ORDER[@]}" >"$root/etc/paddock/modules"
-log "kernel $kver, modules (load order): ${LOAD_ORDER[*]}"
+printf '%s\n' "${BOOT_ORDER[@]}" >"$root/etc/paddock/modules"
+log "kernel $kver, modules (load order): ${BOOT_ORDER[*]}"
+if [[ ${#ROOTFS_ORDER[@]} -gt 0 ]]; then
+  printf '%s\n' "${ROOTFS_ORDER[@]}" >"$root/etc/paddock/modules.rootfs"
+  log "root filesystem modules (load order, on demand): ${ROOTFS_ORDER[*]}"
+fi
 
 # Busybox and its applets (symlinks to /bin/busybox).
 cp "$work/busybox/bin/busybox" "$root/bin/busybox"
@@ -457,7 +482,7 @@ built_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 cat >"$stage/manifest.json" <<EOF
 {
   "format": $FORMAT_VERSION,
-  "name": "default",
+  "name": "$image_name",
   "input_hash": "$input_hash",
   "kernel_version": "$kver",
   "kernel": "vmlinux",
@@ -476,7 +501,8 @@ cat >"$stage/manifest.json" <<EOF
   "agent_sha256": "$agent_sha",
   "agent_stripped": $agent_stripped,
   "script_sha256": "$script_sha",
-  "modules": $(json_list "${LOAD_ORDER[@]}"),
+  "modules": $(json_list "${BOOT_ORDER[@]}"),
+  "rootfs_modules": $(json_list "${ROOTFS_ORDER[@]}"),
   "module_signatures_stripped": $([[ $STRIP_MODULE_SIGNATURES -eq 1 ]] && echo true || echo false),
   "busybox_applets": $n_applets,
   "files": {

@@ -12,6 +12,7 @@ PACKAGES=(
   python3 python3-zmq python3-msgpack
   procps iproute2 iptables
   cpio gzip xz-utils zstd
+  debootstrap e2fsprogs
 )
 # QEMU >= 8.2 comes from bookworm-backports (DESIGN.md §6: 7.2 cannot give a jailed QEMU a
 # read-only template).
