@@ -14,7 +14,9 @@
 #include <boost/process.hpp>
 
 #include "net/vm_network.h"
+#include "os/os_error.h"
 #include "qemu/accel.h"
+#include "qemu/guest_image.h"
 #include "qemu/qemu_vm.h"
 #include "qemu/snapshot_store.h"
 
@@ -148,35 +150,21 @@ Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
                               "bookworm-backports qemu-system-x86 (tools/install-deps.sh does)");
   }
   p->config_.qemu_binary = *binary;
-  if (p->config_.image_dir.empty()) {
-    return Error::unsupported(
-        "the qemu backend needs a guest image directory (--image-dir); "
-        "build one with tools/build-guest-image.sh");
-  }
-  p->kernel_ = p->config_.image_dir + "/vmlinuz";
-  for (const char* name : {"initramfs.cpio.gz", "initramfs.cpio"}) {
-    if (fs::exists(p->config_.image_dir + "/" + name)) {
-      p->initrd_ = p->config_.image_dir + "/" + name;
-      break;
-    }
-  }
-  if (!fs::exists(p->kernel_) || p->initrd_.empty()) {
-    return Error::unsupported("guest image incomplete in " + p->config_.image_dir +
-                              " (needs vmlinuz and initramfs.cpio[.gz]); build it with "
-                              "tools/build-guest-image.sh");
-  }
+  auto dirs = qemu::image_dirs(p->config_.image_dir, p->config_.images, p->config_.image_root);
+  if (!dirs) return dirs.error();
   auto accel = qemu::choose_accel(p->config_.accel, qemu::probe_host());
   if (!accel) return accel.error();
   p->accel_ = accel.value().accel;
-  spdlog::info("qemu backend: {} ({}), accel {}: {}", p->config_.qemu_binary, p->config_.image_dir,
+  std::string names;
+  for (const auto& [name, dir] : dirs.value()) names += (names.empty() ? "" : ", ") + name;
+  spdlog::info("qemu backend: {} (images {}), accel {}: {}", p->config_.qemu_binary, names,
                p->accel_, accel.value().reason);
-  p->kernel_args_ = "console=ttyS0 reboot=k panic=-1 quiet";
+  std::string kernel_args = "console=ttyS0 reboot=k panic=-1 quiet";
   if (p->accel_ == "tcg") {
     // Without it a TCG guest can hang calibrating its TSC against a PIT it cannot use.
-    if (auto khz = qemu::host_tsc_khz())
-      p->kernel_args_ += " tsc_early_khz=" + std::to_string(*khz);
+    if (auto khz = qemu::host_tsc_khz()) kernel_args += " tsc_early_khz=" + std::to_string(*khz);
   }
-  if (!p->config_.extra_kernel_args.empty()) p->kernel_args_ += " " + p->config_.extra_kernel_args;
+  if (!p->config_.extra_kernel_args.empty()) kernel_args += " " + p->config_.extra_kernel_args;
   std::error_code ec;
   fs::create_directories(p->config_.run_dir, ec);
   if (ec) return Error::unsupported("create " + p->config_.run_dir + ": " + ec.message());
@@ -216,45 +204,43 @@ Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
     spdlog::warn("qemu backend: removed {} VM director{} left by an earlier crash", n,
                  n == 1 ? "y" : "ies");
   }
-  if (p->config_.jail) {
-    // Jails hard-link the kernel and initramfs; across filesystems they would copy them for every
-    // VM. One staged copy on the run directory's filesystem (root's, read-only) avoids that.
-    struct stat image_st {}, run_st {};
-    if (::stat(p->kernel_.c_str(), &image_st) == 0 && ::stat(p->config_.run_dir.c_str(), &run_st) == 0 &&
-        image_st.st_dev != run_st.st_dev) {
-      const std::string staged = p->config_.run_dir + "/.image";
-      fs::create_directories(staged, ec);
-      for (std::string* file : {&p->kernel_, &p->initrd_}) {
-        const std::string target = staged + "/" + fs::path(*file).filename().string();
-        if (!ec) fs::copy_file(*file, target, fs::copy_options::overwrite_existing, ec);
-        if (!ec) fs::permissions(target, fs::perms::owner_read | fs::perms::group_read |
-                                             fs::perms::others_read, ec);
-        if (ec) return Error::unsupported("stage " + *file + " in " + staged + ": " + ec.message());
-        *file = target;
-      }
-    }
-  }
   if (!on_tmpfs(p->config_.run_dir)) {
     spdlog::warn(
         "qemu backend: run directory {} is not on a tmpfs: a booted VM's RAM file there "
         "is written back to disk",
         p->config_.run_dir);
   }
-  auto kernel_hash = qemu::hash_file(p->kernel_);
-  if (!kernel_hash) return kernel_hash.error();
-  auto initrd_hash = qemu::hash_file(p->initrd_);
-  if (!initrd_hash) return initrd_hash.error();
   qemu::LaunchSpec probe;
   probe.accel = p->accel_;
-  p->env_ = std::make_unique<qemu::SnapshotEnv>(qemu::SnapshotEnv{
-      qemu_version(p->config_.qemu_binary), p->accel_, qemu::machine_arg(probe),
-      qemu::cpu_arg(probe), kernel_hash.value() + initrd_hash.value(), p->kernel_args_});
+  qemu::SnapshotEnv base_env{qemu_version(p->config_.qemu_binary), p->accel_,
+                             qemu::machine_arg(probe), qemu::cpu_arg(probe), "", ""};
   if (p->config_.network) {
     auto manager = net::NetworkManager::open(*p->config_.network);
     if (!manager) return manager.error();
     p->network_ = std::move(manager.value());
     // Clones must have the device model of their template: record whether VMs have a NIC.
-    p->env_->machine += ",net=virtio";
+    base_env.machine += ",net=virtio";
+  }
+  struct stat run_st {};
+  if (::stat(p->config_.run_dir.c_str(), &run_st) != 0) {
+    return Error::unsupported(os::error_message("stat " + p->config_.run_dir));
+  }
+  for (const auto& [name, dir] : dirs.value()) {
+    auto image = qemu::load_guest_image(name, dir, kernel_args, base_env);
+    if (!image) return image.error();
+    if (p->config_.jail) {
+      // One staged copy of the kernel and initramfs on the run directory's filesystem, so jails
+      // hard-link instead of copying them for every VM.
+      if (auto st = qemu::stage_for_jail(image.value(), p->config_.run_dir + "/.image",
+                                         run_st.st_dev);
+          !st) {
+        return st.error();
+      }
+    }
+    if (!image.value().rootfs.empty()) {
+      spdlog::info("qemu backend: image '{}' has a root filesystem, {}", name, image.value().rootfs);
+    }
+    p->images_[name] = std::make_unique<qemu::GuestImage>(std::move(image.value()));
   }
   if (!p->config_.snapshot_dir.empty()) {
     p->snapshots_ = std::make_unique<qemu::SnapshotStore>(p->config_.snapshot_dir);
@@ -279,6 +265,23 @@ Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
     }
   }
   return p;
+}
+
+const qemu::GuestImage* QemuProvider::image(const std::string& name) const {
+  auto it = images_.find(name);
+  return it == images_.end() ? nullptr : it->second.get();
+}
+
+std::vector<std::string> QemuProvider::images() const {
+  std::vector<std::string> names;
+  for (const auto& [name, img] : images_) names.push_back(name);
+  return names;
+}
+
+std::string QemuProvider::image_names() const {
+  std::string names;
+  for (const auto& [name, img] : images_) names += (names.empty() ? "" : ", ") + name;
+  return names;
 }
 
 std::string QemuProvider::tmpfs_dir() {
@@ -321,8 +324,10 @@ std::shared_ptr<QemuProvider::Slot> QemuProvider::find(const std::string& vm_id)
 }
 
 Status QemuProvider::create(const std::string& vm_id, const VmSpec& spec) {
-  if (spec.image != "default") {
-    return Error::unsupported("image '" + spec.image + "' is not built; only 'default' exists yet");
+  if (!image(spec.image)) {
+    return Error::unsupported("image '" + spec.image + "' is not available on this host (images: " +
+                              image_names() + "); build it with tools/build-image.sh " +
+                              spec.image);
   }
   std::lock_guard lock(mu_);
   if (vms_.count(vm_id) != 0) return Error::vm_already_exists(vm_id);
@@ -334,12 +339,15 @@ Status QemuProvider::create(const std::string& vm_id, const VmSpec& spec) {
 }
 
 Result<qemu::LaunchSpec> QemuProvider::launch_spec(const std::string& vm_id, Slot& slot) {
+  const qemu::GuestImage* img = image(slot.info.spec.image);
+  if (!img) return Error::unsupported("image '" + slot.info.spec.image + "' is not available");
   qemu::LaunchSpec spec;
   spec.qemu_binary = config_.qemu_binary;
-  spec.kernel = kernel_;
-  spec.initrd = initrd_;
+  spec.kernel = img->kernel;
+  spec.initrd = img->initrd;
+  spec.rootfs = img->rootfs;
   spec.accel = accel_;
-  spec.kernel_args = kernel_args_;
+  spec.kernel_args = img->kernel_args;
   spec.vcpus = slot.info.spec.vcpus;
   spec.mem_mib = slot.info.spec.mem_mib;
   spec.run_dir = slot.run_dir;
@@ -534,7 +542,7 @@ Result<SnapshotInfo> QemuProvider::snapshot(const std::string& vm_id,
   meta.image = slot->info.spec.image;
   meta.vcpus = slot->info.spec.vcpus;
   meta.mem_mib = slot->info.spec.mem_mib;
-  meta.env = *env_;
+  meta.env = image(slot->info.spec.image)->env;  // the VM was created with a known image
   auto committed = snapshots_->commit(partial.value(), meta);
   if (!committed) return committed.error();
   return info_of(committed.value());
@@ -543,7 +551,19 @@ Result<SnapshotInfo> QemuProvider::snapshot(const std::string& vm_id,
 Status QemuProvider::restore(const std::string& vm_id, const std::string& snapshot_id,
                              const std::string& new_vm_id) {
   if (!snapshots_) return Error::snapshot_not_found(vm_id, snapshot_id);
-  auto meta = snapshots_->check(vm_id, snapshot_id, *env_);
+  // The snapshot's image says what it must match; one not on this host cannot be restored.
+  std::string image_name;
+  for (const auto& m : snapshots_->list(vm_id)) {
+    if (m.snapshot_id == snapshot_id) image_name = m.image;
+  }
+  if (image_name.empty()) return Error::snapshot_not_found(vm_id, snapshot_id);
+  const qemu::GuestImage* img = image(image_name);
+  if (!img) {
+    return Error::unsupported("snapshot '" + snapshot_id + "' of vm '" + vm_id + "' is of image '" +
+                              image_name + "', which is not available on this host (images: " +
+                              image_names() + ")");
+  }
+  auto meta = snapshots_->check(vm_id, snapshot_id, img->env);
   if (!meta) return meta.error();
   const qemu::SnapshotMeta& m = meta.value();
   auto slot = std::make_shared<Slot>();

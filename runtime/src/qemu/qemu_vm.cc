@@ -73,6 +73,12 @@ std::vector<std::string> qemu_args(const LaunchSpec& s) {
     args.insert(args.end(), {"-netdev", "tap,id=net0,fd=" + std::to_string(kTapFd), "-device",
                              std::string("virtio-net-device,netdev=net0,mac=") + net::kGuestMac});
   }
+  if (!s.rootfs.empty()) {
+    // Read-only for QEMU too (readonly=on: opened O_RDONLY, the guest sees a read-only disk), so
+    // no guest can change the image, whatever it mounts. Same path in and out of the jail.
+    args.insert(args.end(), {"-drive", "file=" + s.rootfs + ",format=raw,if=none,readonly=on,id=root",
+                             "-device", "virtio-blk-device,drive=root"});
+  }
   if (!s.incoming_state.empty()) {
     // Paused after the state is loaded (-S), so the host makes the clone unique before it runs.
     args.insert(args.end(), {"-incoming", "defer", "-S"});
@@ -255,6 +261,7 @@ Status QemuVm::spawn() {
     j.files = {{"vmlinuz", spec_.kernel}, {"initrd", spec_.initrd}};
     if (spec_.memory_private) j.files.emplace_back("memory", spec_.memory_file);
     if (!spec_.incoming_state.empty()) j.files.emplace_back("state", spec_.incoming_state);
+    if (!spec_.rootfs.empty()) j.ro_binds.push_back(spec_.rootfs);
     j.keep_fds.clear();
     if (spec_.tap_fd >= 0) j.keep_fds.push_back(kTapFd);
     auto jailer = jail::paddock_jailer_argv(spec_.jailer_binary, j);

@@ -38,6 +38,10 @@ struct LaunchSpec {
   std::string qemu_binary;
   std::string kernel;
   std::string initrd;
+  // The image's root filesystem (host path; empty: none): a read-only virtio-blk drive, last of
+  // the devices so a restored clone finds it where its template had it. Jailed, the jail binds it
+  // read-only at the same path (never a copy: it can be hundreds of MiB).
+  std::string rootfs;
   std::string accel;        // "kvm" or "tcg"
   std::string kernel_args;  // full guest command line
   uint32_t vcpus = 1;

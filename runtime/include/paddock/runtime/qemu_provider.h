@@ -23,6 +23,7 @@ namespace qemu {
 struct LaunchSpec;
 class SnapshotStore;
 struct SnapshotEnv;
+struct GuestImage;
 }  // namespace qemu
 namespace net {
 class NetworkManager;
@@ -47,7 +48,14 @@ struct JailConfig {
 
 struct QemuConfig {
   std::string qemu_binary = "qemu-system-x86_64";
-  std::string image_dir;       // holds vmlinuz and initramfs.cpio.gz (or initramfs.cpio)
+  std::string image_dir;       // image "default": vmlinuz and initramfs.cpio.gz (or initramfs.cpio)
+  // More images, by name (runtime/guest/IMAGE.md): name -> image directory. An image directory
+  // with a rootfs.ext4 (tools/build-image.sh) boots with it as a read-only drive that the guest
+  // agent mounts under a tmpfs overlay and runs jobs in.
+  std::map<std::string, std::string> images;
+  // An image cache (tools/build-image.sh --cache-dir): every <image_root>/by-name/<name> is an
+  // image too. A name in image_dir or images wins.
+  std::string image_root;
   std::string accel = "auto";  // auto | kvm | tcg
   // Where each VM's sockets, pidfile and (for a booted VM) RAM file live; swept at start (what a
   // crash left is removed). Best on a tmpfs: a booted VM's RAM is a shared file in it.
@@ -70,10 +78,12 @@ struct QemuConfig {
 
 class QemuProvider final : public Provider {
  public:
-  // Checks the QEMU binary and the image, chooses the accelerator, sweeps run_dir. Unsupported,
+  // Checks the QEMU binary and the images, chooses the accelerator, sweeps run_dir. Unsupported,
   // with what to install or build, when something is missing.
   static Result<std::unique_ptr<QemuProvider>> open(QemuConfig config);
   ~QemuProvider() override;
+  // Names of the images this provider can boot ("default", "python", ...), sorted.
+  std::vector<std::string> images() const;
 
   std::string_view backend() const override { return "qemu"; }
   Status create(const std::string& vm_id, const VmSpec& spec) override;
@@ -122,13 +132,15 @@ class QemuProvider final : public Provider {
   // network made (when networks are on) and its TAP in the spec.
   Result<qemu::LaunchSpec> launch_spec(const std::string& vm_id, Slot& slot);
 
+  // The image a VM of `name` boots, or null.
+  const qemu::GuestImage* image(const std::string& name) const;
+  std::string image_names() const;
+
   QemuConfig config_;
-  std::string kernel_;
-  std::string initrd_;
   std::string accel_;
-  std::string kernel_args_;
   std::unique_ptr<qemu::SnapshotStore> snapshots_;  // null when snapshot_dir is empty
-  std::unique_ptr<qemu::SnapshotEnv> env_;
+  // By name; fixed once open() returns (read without a lock).
+  std::map<std::string, std::unique_ptr<qemu::GuestImage>> images_;
   std::unique_ptr<net::NetworkManager> network_;  // null without networks; outlives every VM
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Slot>> vms_;  // destroyed VMs stay as tombstones
