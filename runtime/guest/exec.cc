@@ -201,6 +201,7 @@ JobRun run_job(const agent::ExecCommand& command, const JobContext& context) {
                                       ? command.argv
                                       : std::vector<std::string>{"/bin/sh", "-c", command.script};
   auto env = command.env;
+  for (const auto& [k, v] : context.env) env.try_emplace(k, v);
   env.try_emplace("PATH", kDefaultPath);
   std::vector<std::string> env_strings;
   for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);

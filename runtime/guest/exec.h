@@ -17,6 +17,7 @@
 // In the host test mode the counter is the host's, shared with every other process there.
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "agent/protocol.h"
@@ -27,6 +28,8 @@ namespace paddock::guest {
 struct JobContext {
   std::string work_dir;  // the cwd when the request names none; /work in a VM
   Reaper* reaper = nullptr;
+  // The image's environment (rootfs images): under the request's own, over the default PATH.
+  std::map<std::string, std::string> env;
 };
 
 struct JobRun {

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -28,6 +29,7 @@
 #include "os/os_error.h"
 #include "reaper.h"
 #include "refresh.h"
+#include "rootfs.h"
 
 namespace paddock::guest {
 namespace {
@@ -219,6 +221,24 @@ bool setup_signals(Reaper& reaper) {
   std::string names;
   for (const auto& m : loaded) names += (names.empty() ? "" : " ") + m;
   if (!names.empty()) say("loaded modules: " + names);
+  // An image with a root filesystem: jobs run in it (the host says so on the command line).
+  std::map<std::string, std::string> image_env;
+  std::string cmdline;
+  if (std::FILE* f = std::fopen("/proc/cmdline", "r")) {
+    char buf[4096];
+    cmdline.assign(buf, std::fread(buf, 1, sizeof buf - 1, f));
+    std::fclose(f);
+  }
+  if (const std::string device = rootfs_device(cmdline); !device.empty()) {
+    std::vector<std::string> rootfs_modules;
+    if (auto err = enter_rootfs(device, rootfs_modules, image_env); !err.empty()) {
+      fatal("root filesystem " + device + ": " + err);
+    }
+    std::string mods;
+    for (const auto& m : rootfs_modules) mods += " " + m;
+    say("root filesystem " + device + ": read-only, tmpfs overlay, jobs run in it (modules" + mods +
+        ")");
+  }
   std::string network;
   for (const auto& e : configure_network(network)) say(e);
   say("network: " + network);
@@ -227,7 +247,7 @@ bool setup_signals(Reaper& reaper) {
   if (fd < 0) fatal(error);
   Channel channel(fd, path);
   say("ready on " + path);
-  serve(channel, reaper, JobContext{"/work", &reaper}, /*in_vm=*/true);
+  serve(channel, reaper, JobContext{"/work", &reaper, std::move(image_env)}, /*in_vm=*/true);
   say("shutdown requested: powering off");
   power_off();
 }
@@ -258,7 +278,7 @@ int run_on_host(const Options& o) {
   }
   Channel channel(fd, name);
   say("ready on " + name);
-  switch (serve(channel, reaper, JobContext{o.work_dir, &reaper}, /*in_vm=*/false)) {
+  switch (serve(channel, reaper, JobContext{o.work_dir, &reaper, {}}, /*in_vm=*/false)) {
     case Ended::kShutdown:
     case Ended::kEndOfStream:
       return 0;
