@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Paddock's benchmark suite (issue 8): one command, figures printed and written as one JSON file.
+#
+#   tools/bench.sh [--quick] [--out FILE]
+#
+# (a) queue fabric: a broker and a worker on the in-memory TEST DOUBLE (it executes nothing), with
+#     the journal off and on: throughput at saturation (closed loop, median of 3 runs) and latency
+#     at half that rate (open loop, latencies from each job's scheduled send time);
+# (b) VM start: cold boot and snapshot restore of a jailed QEMU microVM, median and p99, ratio
+#     (paddock-bench-vm);
+# (c) end-to-end VM jobs through broker and worker with warm pools: `true` and a short computation,
+#     latency percentiles and sustained jobs/s (paddock-load against a qemu worker);
+# (d) memory per idle VM: PSS of the VMM of a cold VM and of live clones (paddock-bench-vm).
+#
+# Builds a release build in build-bench/. Runs as root (jails, network namespaces). Takes about
+# 10 minutes (--quick: fewer runs, about 4). Nothing here asserts: BENCHMARKS.md explains figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+quick=0
+out="$root/bench-results.json"
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --quick) quick=1; shift ;;
+    --out) out=$2; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "bench: unknown argument $1" >&2; exit 64 ;;
+  esac
+done
+# PADDOCK_BENCH_BUILD: an existing release build directory to use instead of build-bench/.
+build="${PADDOCK_BENCH_BUILD:-$root/build-bench}"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/paddock-bench.XXXXXX")
+pids=()
+host_netns=""
+
+cleanup() {
+  local status=$?
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  [[ -n "$host_netns" ]] && ip netns delete "$host_netns" 2>/dev/null
+  if [[ $status -ne 0 ]]; then
+    for log in "$tmp"/*.log; do
+      [[ -s "$log" ]] && { echo "--- last lines of $(basename "$log"):" >&2; tail -n 15 "$log" >&2; }
+    done
+  fi
+  rm -rf "$tmp"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+die() { echo "bench: $*" >&2; exit 1; }
+[[ $(id -u) -eq 0 ]] || die "run as root (jails and network namespaces)"
+
+tools/install-deps.sh
+echo "== building $build (release)"
+if [[ ! -f "$build/CMakeCache.txt" ]]; then
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPADDOCK_TESTS=OFF \
+    -DPADDOCK_SANITIZE=OFF >"$tmp/build.log" 2>&1 || die "cmake configure failed"
+fi
+grep -q "CMAKE_BUILD_TYPE:STRING=Release" "$build/CMakeCache.txt" || die "$build is not a release build"
+ninja -C "$build" paddock-broker paddock-worker paddock-load paddock-bench-vm paddock-agent \
+  paddock-jailer >>"$tmp/build.log" 2>&1 || die "build failed"
+image=$(tools/build-guest-image.sh --agent "$build/runtime/guest/paddock-agent" \
+  --cache-dir "$build/images" 2>"$tmp/image.log" | tail -n 1) || die "guest image build failed"
+load="$build/tools/paddock-load"
+
+# start_broker NAME ARGS...: a broker on free loopback ports; sets client_ep and worker_ep.
+start_broker() {
+  local name=$1
+  shift
+  rm -f "$tmp/$name.ready"
+  "$build/broker/paddock-broker" --client-endpoint 'tcp://127.0.0.1:*' \
+    --worker-endpoint 'tcp://127.0.0.1:*' --ready-file "$tmp/$name.ready" --log-level warn "$@" \
+    >"$tmp/$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do [[ -s "$tmp/$name.ready" ]] && break; sleep 0.1; done
+  [[ -s "$tmp/$name.ready" ]] || die "broker $name did not start"
+  client_ep=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client"])' "$tmp/$name.ready")
+  worker_ep=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["worker"])' "$tmp/$name.ready")
+}
+
+# stop_all: SIGTERM to every process started so far, and wait for them.
+stop_all() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+}
+
+# jq-free JSON field: json_get FILE a.b.c
+json_get() {
+  python3 -c 'import json,sys
+v=json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."): v=v[k]
+print(v)' "$1" "$2"
+}
+
+# ---- (a) queue fabric --------------------------------------------------------------------------
+fabric_jobs=200000; fabric_runs=3; half_s=10
+[[ $quick -eq 1 ]] && { fabric_jobs=50000; fabric_runs=1; half_s=5; }
+for journal in off on; do
+  echo "== (a) queue fabric, journal $journal: memory TEST DOUBLE worker, 64 slots"
+  args=()
+  [[ $journal == on ]] && args=(--journal "$tmp/fabric-journal.db")
+  start_broker "fabric-$journal" "${args[@]}"
+  "$build/worker/paddock-worker" --broker "$worker_ep" --slots 64 --backend memory \
+    --worker-id fabric --log-level warn >"$tmp/fabric-worker-$journal.log" 2>&1 &
+  pids+=($!)
+  for run in $(seq "$fabric_runs"); do
+    "$load" -b "$client_ep" -n "$fabric_jobs" -c 2000 --json-out "$tmp/fabric-$journal-sat-$run.json" \
+      -- true >/dev/null || die "fabric run failed"
+    printf '   saturation run %d: %.0f jobs/s\n' "$run" \
+      "$(json_get "$tmp/fabric-$journal-sat-$run.json" throughput_jobs_per_s)"
+  done
+  sat=$(python3 -c 'import json,sys,statistics
+print(statistics.median(json.load(open(f))["throughput_jobs_per_s"] for f in sys.argv[1:]))' \
+    "$tmp"/fabric-$journal-sat-*.json)
+  half=$(python3 -c "print(max(1.0, $sat / 2))")
+  "$load" -b "$client_ep" --rate "$half" --duration "$half_s" \
+    --json-out "$tmp/fabric-$journal-half.json" -- true >/dev/null || die "fabric half-rate run failed"
+  printf '   at half rate (%.0f/s): p50 %.2f ms, p99 %.2f ms submit to result\n' "$half" \
+    "$(python3 -c "print($(json_get "$tmp/fabric-$journal-half.json" latency_us.submit_to_result.p50)/1000)")" \
+    "$(python3 -c "print($(json_get "$tmp/fabric-$journal-half.json" latency_us.submit_to_result.p99)/1000)")"
+  stop_all
+done
+
+# ---- (b) VM start and (d) memory per idle VM ----------------------------------------------------
+echo "== (b) VM start and (d) memory of idle VMs: paddock-bench-vm (jailed QEMU)"
+vm_args=(--runs 5 --restore-runs 30 --warm-runs 20 --cold-e2e-runs 0 --network-runs 20 --idle-clones 8)
+[[ $quick -eq 1 ]] && vm_args=(--runs 2 --restore-runs 10 --warm-runs 10 --cold-e2e-runs 0 --network-runs 5 --idle-clones 4)
+"$build/tools/paddock-bench-vm" --image-dir "$image" --jail on "${vm_args[@]}" \
+  --json "$tmp/vm.json" 2>"$tmp/bench-vm.log" | sed 's/^/   /'
+
+# ---- (c) end-to-end VM jobs with warm pools ---------------------------------------------------
+echo "== (c) end-to-end VM jobs: broker + qemu worker (2 slots, warm pools, jailed, networks on)"
+start_broker e2e
+host_netns="paddock-bench-$$"
+ip netns add "$host_netns"
+"$build/worker/paddock-worker" --broker "$worker_ep" --slots 2 --worker-id bench-vm --backend qemu \
+  --image-dir "$image" --run-dir "$tmp/vms" --snapshot-dir "$tmp/snapshots" \
+  --net-host-netns "$host_netns" --warm on --warm-min 2 --warm-max 4 --log-level warn \
+  >"$tmp/e2e-worker.log" 2>&1 &
+pids+=($!)
+# The template is cold-booted and snapshotted first: wait until a job runs warm.
+for _ in $(seq 60); do
+  "$load" -b "$client_ep" -n 1 -c 1 --timeout-s 120 --json-out "$tmp/e2e-probe.json" -- true >/dev/null ||
+    die "probe job failed"
+  [[ $(json_get "$tmp/e2e-probe.json" warm) -eq 1 ]] && break
+  sleep 1
+done
+[[ $(json_get "$tmp/e2e-probe.json" warm) -eq 1 ]] || die "no job ran warm within a minute"
+sleep 2  # the pool refills
+e2e_jobs=100
+[[ $quick -eq 1 ]] && e2e_jobs=30
+compute='i=0; s=0; while [ $i -lt 5000 ]; do s=$((s+i)); i=$((i+1)); done; echo $s'
+# One at a time (latency), then 4 outstanding on 2 slots (sustained throughput).
+"$load" -b "$client_ep" -n "$e2e_jobs" -c 1 --timeout-s 120 --json-out "$tmp/e2e-true-c1.json" -- true >/dev/null
+"$load" -b "$client_ep" -n "$e2e_jobs" -c 4 --timeout-s 120 --json-out "$tmp/e2e-true-c4.json" -- true >/dev/null
+"$load" -b "$client_ep" -n "$e2e_jobs" -c 1 --timeout-s 120 --json-out "$tmp/e2e-compute-c1.json" \
+  -- /bin/sh -c "$compute" >/dev/null
+"$load" -b "$client_ep" -n "$e2e_jobs" -c 4 --timeout-s 120 --json-out "$tmp/e2e-compute-c4.json" \
+  -- /bin/sh -c "$compute" >/dev/null
+stop_all
+ip netns delete "$host_netns"
+host_netns=""
+
+# ---- one JSON file, and a summary -----------------------------------------------------------------
+python3 - "$tmp" "$out" "$quick" <<'PY'
+import json, os, platform, statistics, sys, time
+tmp, out, quick = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+def load(name): return json.load(open(os.path.join(tmp, name)))
+def lat(j, which="submit_to_result"):
+    l = j["latency_us"][which]
+    return {k: l[k] / 1000 for k in ("p50", "p90", "p99", "p999", "max")}
+res = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "quick": quick,
+       "host": {"cores": os.cpu_count(), "kernel": platform.release()}, "fabric": {}, "vm_jobs": {}}
+for journal in ("off", "on"):
+    sat = sorted((load(f) for f in os.listdir(tmp) if f.startswith(f"fabric-{journal}-sat-")),
+                 key=lambda j: j["throughput_jobs_per_s"])
+    half = load(f"fabric-{journal}-half.json")
+    res["fabric"][f"journal_{journal}"] = {
+        "saturation_jobs_per_s_runs": [j["throughput_jobs_per_s"] for j in sat],
+        "saturation_jobs_per_s_median": statistics.median(j["throughput_jobs_per_s"] for j in sat),
+        "saturation_latency_ms": lat(sat[len(sat) // 2]),
+        "half_rate_jobs_per_s": half["rate"],
+        "half_rate_latency_ms": lat(half),
+        "half_rate_accepted_ms": lat(half, "submit_to_accepted"),
+        "half_rate_errors": half["errors"], "half_rate_jobs": half["jobs"]}
+res["vm"] = load("vm.json")
+for name in ("true-c1", "true-c4", "compute-c1", "compute-c4"):
+    j = load(f"e2e-{name}.json")
+    res["vm_jobs"][name] = {"jobs": j["jobs"], "ok": j["ok"], "errors": j["errors"],
+                            "warm": j["warm"], "cold": j["cold"],
+                            "jobs_per_s": j["throughput_jobs_per_s"], "latency_ms": lat(j)}
+json.dump(res, open(out, "w"), indent=2)
+f, v, e = res["fabric"], res["vm"], res["vm_jobs"]
+print("\n== summary (one run; figures in %s)" % out)
+for journal in ("off", "on"):
+    x = f[f"journal_{journal}"]
+    print(f"fabric, journal {journal:3}: {x['saturation_jobs_per_s_median']:9.0f} jobs/s at saturation; "
+          f"at {x['half_rate_jobs_per_s']:.0f}/s p50 {x['half_rate_latency_ms']['p50']:.2f} ms, "
+          f"p99 {x['half_rate_latency_ms']['p99']:.2f} ms")
+print(f"VM start: cold boot median {v['cold_boot']['median_ms']:.0f} ms (p99 {v['cold_boot']['p99_ms']:.0f}), "
+      f"restore median {v['restore']['median_ms']:.1f} ms (p99 {v['restore']['p99_ms']:.1f}), "
+      f"ratio {v['cold_restore_ratio']:.0f}x")
+if "idle_memory" in v:
+    m = v["idle_memory"]
+    print(f"idle VM PSS: cold {m['cold_vm_pss_mib']:.1f} MiB, clone median {m['clone_pss_median_mib']:.1f} MiB "
+          f"({m['clones']} clones), template files {m['template_files_mib']:.1f} MiB")
+for name, x in e.items():
+    print(f"VM jobs {name:10}: {x['jobs_per_s']:6.2f} jobs/s, p50 {x['latency_ms']['p50']:7.1f} ms, "
+          f"p99 {x['latency_ms']['p99']:7.1f} ms ({x['warm']} warm, {x['cold']} cold, {x['errors']} errors)")
+PY
