@@ -80,8 +80,8 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
     if (pending_total_ > 0) wait = std::min(wait, std::chrono::milliseconds(1));
     if (publish_pending_) {
       // What this turn changed shows within a publish interval even if no message follows.
-      wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                next_publish_ - Clock::now()));
+      wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(next_publish_ -
+                                                                        Clock::now()));
     }
     try {
       zmq::poll(items, 2, std::max(wait, std::chrono::milliseconds(0)));
@@ -90,8 +90,8 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
       throw;
     }
     now_ = Clock::now();
-    const bool ticks = Clock::now() >= next_tick_ ||
-                       (!retry_at_.empty() && retry_at_.begin()->first <= now_);
+    const bool ticks =
+        now_ >= next_tick_ || (!retry_at_.empty() && retry_at_.begin()->first <= now_);
     int handled = 0;
     // Worker messages first: they free credits and finish jobs.
     for (int i = 0; i < kBurst && wire::recv_message(workers, frames); ++i, ++handled) {
