@@ -213,6 +213,15 @@ void Broker::Loop::recover() {
     Job& job = jobs_.push(std::move(request.value()), std::string(), now_);
     job.routes.clear();  // its submitter reconnects and FETCHes (or submits it again)
     job.recovered = true;
+    if (p.cancel_requested) {
+      // CANCELled while running, and its worker had not answered when the broker stopped.
+      job.attempt = p.attempt;
+      answer_error(job, sc::JobCode::kCancelled,
+                   "cancelled while running; the broker restarted before its worker answered",
+                   false);
+      jobs_.remove(p.job_id);
+      continue;
+    }
     // A job that was on a worker when the broker stopped starts its next attempt.
     job.attempt = p.attempt + (p.dispatched ? 1 : 0);
     if (job.attempt > options_.max_attempts) {

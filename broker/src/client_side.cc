@@ -117,6 +117,7 @@ void Broker::Loop::on_cancel(const std::string& route, std::string_view body) {
   }
   if (!job->cancel_requested) {
     job->cancel_requested = true;
+    if (journal_) journal_->cancel_requested(ref->job_id);
     to_worker(job->worker, sc::make_message(sc::Command::kCancel, {sc::encode(*ref)}));
   }
 }

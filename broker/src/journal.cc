@@ -12,7 +12,8 @@ namespace paddock::broker {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 2: jobs.cancelled (a CANCEL of a running job, kept across a restart).
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS jobs (
@@ -21,6 +22,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   accepted_ms INTEGER NOT NULL,
   attempt     INTEGER NOT NULL DEFAULT 1,
   dispatched  INTEGER NOT NULL DEFAULT 0,
+  cancelled   INTEGER NOT NULL DEFAULT 0,
   answer_cmd  INTEGER,
   answer      BLOB,
   finished_ms INTEGER
@@ -128,13 +130,19 @@ std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& err
     return nullptr;
   }
   if (read_only) {
-    if (version != kSchemaVersion) {
+    if (version < 1) {
       error = where + "not a journal (schema version " + std::to_string(version) + ")";
       return nullptr;
     }
     return j;  // reads only: no statements for writes
   }
   // Durable at every commit (FULL): a commit is once per loop turn, however many jobs it holds.
+  // Version 1 journals gain the cancelled column (a job's cancel request; 0 for their jobs).
+  if (version == 1 &&
+      !exec(j->db_, "ALTER TABLE jobs ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0", e)) {
+    error = where + "cannot upgrade from schema version 1: " + e;
+    return nullptr;
+  }
   if (!exec(j->db_, "PRAGMA synchronous=FULL", e) || !exec(j->db_, kSchema, e) ||
       !exec(j->db_, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str(), e)) {
     error = where + "cannot set up: " + e;
@@ -155,6 +163,7 @@ bool Journal::prepare(std::string& error) {
       {&insert_,
        "INSERT OR IGNORE INTO jobs (job_id, request, accepted_ms) VALUES (?1, ?2, ?3)"},
       {&dispatch_, "UPDATE jobs SET attempt = ?2, dispatched = 1 WHERE job_id = ?1"},
+      {&cancel_, "UPDATE jobs SET cancelled = 1 WHERE job_id = ?1 AND answer IS NULL"},
       {&finish_,
        "UPDATE jobs SET answer_cmd = ?2, answer = ?3, finished_ms = ?4 "
        "WHERE job_id = ?1 AND answer IS NULL"},
@@ -173,7 +182,7 @@ bool Journal::prepare(std::string& error) {
 Journal::~Journal() {
   std::string ignored;
   if (in_transaction_) (void)commit(ignored);
-  for (auto* st : {insert_, dispatch_, finish_, answer_, expire_}) sqlite3_finalize(st);
+  for (auto* st : {insert_, dispatch_, cancel_, finish_, answer_, expire_}) sqlite3_finalize(st);
   sqlite3_close(db_);
 }
 
@@ -210,6 +219,12 @@ void Journal::dispatched(std::string_view job_id, uint32_t attempt) {
   step_reset(dispatch_, "store dispatch");
 }
 
+void Journal::cancel_requested(std::string_view job_id) {
+  begin();
+  bind_text(cancel_, 1, job_id);
+  step_reset(cancel_, "store cancel request");
+}
+
 void Journal::finished(std::string_view job_id, uint8_t command, std::string_view body,
                        uint64_t unix_ms) {
   begin();
@@ -243,7 +258,7 @@ std::vector<Journal::Pending> Journal::pending() {
   std::vector<Pending> out;
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(db_,
-                         "SELECT job_id, request, attempt, dispatched, accepted_ms FROM jobs "
+                         "SELECT job_id, request, attempt, dispatched, accepted_ms, cancelled FROM jobs "
                          "WHERE answer IS NULL ORDER BY accepted_ms, rowid",
                          -1, &st, nullptr) != SQLITE_OK) {
     spdlog::error("journal {}: reading pending jobs: {}", path_, message_of(db_));
@@ -257,6 +272,7 @@ std::vector<Journal::Pending> Journal::pending() {
     p.attempt = static_cast<uint32_t>(sqlite3_column_int64(st, 2));
     p.dispatched = sqlite3_column_int(st, 3) != 0;
     p.accepted_unix_ms = static_cast<uint64_t>(sqlite3_column_int64(st, 4));
+    p.cancel_requested = sqlite3_column_int(st, 5) != 0;
     out.push_back(std::move(p));
   }
   sqlite3_finalize(st);

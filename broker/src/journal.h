@@ -27,6 +27,7 @@ class Journal {
     uint32_t attempt = 1;
     bool dispatched = false;  // it was on a worker when the broker stopped
     uint64_t accepted_unix_ms = 0;
+    bool cancel_requested = false;  // CANCELled while running; its worker had not answered
   };
   // A stored final answer: the frame's command byte and its body.
   struct Answer {
@@ -47,6 +48,8 @@ class Journal {
   // Buffered in the current transaction (begun on the first write after a commit).
   void accepted(std::string_view job_id, std::string_view request, uint64_t unix_ms);
   void dispatched(std::string_view job_id, uint32_t attempt);
+  // A CANCEL of a running job: a restarted broker answers Cancelled instead of running it again.
+  void cancel_requested(std::string_view job_id);
   // The first answer stored for a job wins; a second one (a duplicate result) is ignored.
   void finished(std::string_view job_id, uint8_t command, std::string_view body,
                 uint64_t unix_ms);
@@ -82,6 +85,7 @@ class Journal {
   bool in_transaction_ = false;
   sqlite3_stmt* insert_ = nullptr;
   sqlite3_stmt* dispatch_ = nullptr;
+  sqlite3_stmt* cancel_ = nullptr;
   sqlite3_stmt* finish_ = nullptr;
   sqlite3_stmt* answer_ = nullptr;
   sqlite3_stmt* expire_ = nullptr;

@@ -765,3 +765,52 @@ TEST_CASE(
   }
   CHECK(book.conflicts.empty());
 }
+
+TEST_CASE("durability: a CANCEL of a running job holds across a restart that comes before its worker answers") {
+  TempDir dir;
+  // A long liveness: the stopped worker must not be declared lost before the broker dies.
+  const std::vector<std::string> broker_args = {"--journal", dir.path() + "/journal.db",
+                                                "--heartbeat-ms", "100", "--liveness", "50"};
+  auto broker = start_broker(dir, broker_args);
+  const std::string client_ep = broker.client_endpoint, worker_ep = broker.worker_endpoint;
+  auto w1 = start_worker(dir, worker_ep, "w1", 1, {"--warm", "off", "--heartbeat-ms", "100"});
+  wait_for_log(broker, "worker 'w1' ready", 10s);
+  {
+    client::Client c(client_ep);
+    Ledger book;
+    c.submit(job("cx-long", {"sleep", "30000"}));
+    pump(c, book, Clock::now() + 5s, [&] { return book.accepted.count("cx-long") == 1; });
+    REQUIRE(book.accepted.count("cx-long") == 1);
+    std::this_thread::sleep_for(300ms);  // dispatched and running on w1
+    // The worker cannot answer the CANCEL: the broker has stored the request, and dies.
+    w1->signal(SIGSTOP);
+    c.cancel("cx-long");
+    std::this_thread::sleep_for(300ms);
+    kill_broker(broker);
+    w1->signal(SIGKILL);
+    REQUIRE(w1->wait_for(5s).has_value());
+    drain(c, book);
+    CHECK(book.first.count("cx-long") == 0);
+  }
+  broker = start_broker(dir, broker_args, client_ep, worker_ep);
+  client::Client c(client_ep);
+  Ledger book;
+  c.fetch("cx-long");
+  pump(c, book, Clock::now() + 5s, [&] { return book.answered() == 1; });
+  REQUIRE(book.first.count("cx-long") == 1);
+  const auto& ev = book.first.at("cx-long");
+  CAPTURE(describe(ev));
+  REQUIRE(ev.kind == client::Event::Kind::kError);
+  CHECK(ev.error.variant == "Cancelled");
+  CHECK(ev.error.code == 101);
+  CHECK(ev.error.attempt == 1);
+  CHECK(contains(ev.error.message, "restarted"));
+  // It is not run again: a new worker's first VM runs the probe.
+  auto w2 = start_worker(dir, worker_ep, "w2", 1, {"--warm", "off", "--heartbeat-ms", "100"});
+  c.submit(job("cx-probe", {"fail", "VmNotFound", "snap"}));
+  pump(c, book, Clock::now() + 10s, [&] { return book.answered() == 2; });
+  REQUIRE(book.first.count("cx-probe") == 1);
+  CAPTURE(describe(book.first.at("cx-probe")));
+  CHECK(book.first.at("cx-probe").error.message == "vm 'w2-vm-1' not found");
+  CHECK(book.count.at("cx-long") == 1);
+}

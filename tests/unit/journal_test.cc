@@ -1,6 +1,7 @@
 // The broker's journal (broker/src/journal.h) on real SQLite files: what is committed survives a
 // reopen, an answer is stored once, answers expire, and a damaged file is refused by name.
 #include <doctest/doctest.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -151,4 +152,63 @@ TEST_CASE("journal: a file that is no database or is damaged is refused, naming 
                    error.find("not a database") != std::string::npos),
                   error);
   }
+}
+
+TEST_CASE("journal: a cancel request of a running job survives a reopen, and a version 1 journal is upgraded keeping its jobs") {
+  TempDir d;
+  const std::string path = d.path + "/j.db";
+  {
+    auto j = open_ok(path);
+    j->accepted("run", "req-run", 1);
+    j->accepted("other", "req-other", 2);
+    j->dispatched("run", 1);
+    j->cancel_requested("run");
+    std::string error;
+    REQUIRE_MESSAGE(j->commit(error), error);
+  }
+  {
+    auto j = open_ok(path);
+    const auto p = j->pending();
+    REQUIRE(p.size() == 2);
+    CHECK(p[0].job_id == "run");
+    CHECK(p[0].cancel_requested);
+    CHECK(p[0].dispatched);
+    CHECK_FALSE(p[1].cancel_requested);
+    // A cancel request of an answered job changes nothing.
+    j->finished("other", 3, "answer", 5);
+    j->cancel_requested("other");
+    std::string error;
+    REQUIRE_MESSAGE(j->commit(error), error);
+    CHECK(j->pending().size() == 1);
+  }
+  // A journal written by the previous schema (no cancelled column, user_version 1).
+  const std::string old_path = d.path + "/v1.db";
+  const std::string sql =
+      "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, request BLOB NOT NULL, accepted_ms INTEGER "
+      "NOT NULL, attempt INTEGER NOT NULL DEFAULT 1, dispatched INTEGER NOT NULL DEFAULT 0, "
+      "answer_cmd INTEGER, answer BLOB, finished_ms INTEGER); "
+      "INSERT INTO jobs (job_id, request, accepted_ms) VALUES ('old', x'0102', 7); "
+      "PRAGMA user_version=1;";
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(old_path.c_str(), &db) == SQLITE_OK);
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    REQUIRE(rc == SQLITE_OK);
+  }
+  {
+    std::string error;
+    auto ro = Journal::open(old_path, error, true);  // read-only tools read version 1 as it is
+    REQUIRE_MESSAGE(ro != nullptr, error);
+  }
+  auto j = open_ok(old_path);
+  const auto p = j->pending();
+  REQUIRE(p.size() == 1);
+  CHECK(p[0].job_id == "old");
+  CHECK(p[0].request == std::string("\x01\x02"));
+  CHECK_FALSE(p[0].cancel_requested);
+  j->cancel_requested("old");
+  std::string error;
+  REQUIRE_MESSAGE(j->commit(error), error);
+  CHECK(j->pending()[0].cancel_requested);
 }
