@@ -50,6 +50,7 @@ std::string_view job_code_name(uint32_t code) {
     case JobCode::kQueueFull: return "QueueFull";
     case JobCode::kDeadlineExceeded: return "DeadlineExceeded";
     case JobCode::kUnknownJob: return "UnknownJob";
+    case JobCode::kUnknownImage: return "UnknownImage";
   }
   return "Unknown";
 }

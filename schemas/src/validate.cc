@@ -69,7 +69,7 @@ std::optional<DecodeError> validate(const JobRequest& r) {
   if (r.job_id.size() > L::kMaxJobId || !all_of(r.job_id, job_id_char)) {
     return fail("job_id", "must be 1-128 characters of [A-Za-z0-9._:-]");
   }
-  if (r.image.empty() || r.image.size() > L::kMaxImage || !all_of(r.image, image_char)) {
+  if (!valid_image_name(r.image)) {
     return fail("image", "must be 1-64 characters of [a-z0-9._-]");
   }
   if (r.argv.empty()) return fail("argv", "must have at least one entry");
@@ -146,6 +146,22 @@ std::optional<DecodeError> validate(const JobRequest& r) {
     if (v.size() > L::kMaxTagValue) return fail("tags." + k, "longer than 256 bytes");
   }
   return std::nullopt;
+}
+
+bool valid_image_name(std::string_view name) {
+  return !name.empty() && name.size() <= L::kMaxImage && all_of(name, image_char);
+}
+
+std::vector<std::string> images_of(const std::vector<std::string>& capabilities) {
+  constexpr std::string_view kPrefix = "image:";
+  std::vector<std::string> out;
+  for (const auto& c : capabilities) {
+    if (c.rfind(kPrefix, 0) != 0) continue;
+    std::string name = c.substr(kPrefix.size());
+    if (!valid_image_name(name) || std::find(out.begin(), out.end(), name) != out.end()) continue;
+    out.push_back(std::move(name));
+  }
+  return out;
 }
 
 }  // namespace paddock::schemas

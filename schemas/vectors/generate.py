@@ -306,6 +306,13 @@ valid("job_error_invalid_request", "JobError",
             "snapshot_id": None}),
       {"job_id": "", "code": 100, "variant": "InvalidRequest",
        "message": "argv[2]: expected string", "snapshot_id": None})
+valid("job_error_unknown_image", "JobError",
+      pack({"job_id": "py-1", "code": 106, "variant": "UnknownImage",
+            "message": "no connected worker has image 'python' (the 1 connected worker(s) have: "
+                       "default)", "attempt": 1, "retryable": False}),
+      {"job_id": "py-1", "code": 106, "variant": "UnknownImage",
+       "message": "no connected worker has image 'python' (the 1 connected worker(s) have: default)",
+       "vm_id": None, "attempt": 1, "retryable": False})
 invalid("job_error_code_zero", "JobError",
         pack({"job_id": "e", "code": 0, "variant": "X"}), "code", "codes are 1..65535")
 invalid("job_error_missing_variant", "JobError", pack({"job_id": "e", "code": 1}), "variant",
@@ -338,6 +345,11 @@ valid("ready", "Ready",
       pack({"protocol": 1, "worker_id": "worker-a", "slots": 4,
             "capabilities": ["backend:memory", "image:default"]}),
       {"worker_id": "worker-a", "slots": 4, "capabilities": ["backend:memory", "image:default"]})
+valid("ready_images", "Ready",
+      pack({"protocol": 1, "worker_id": "worker-b", "slots": 2,
+            "capabilities": ["backend:qemu", "image:default", "image:python", "image:Bad!"]}),
+      {"worker_id": "worker-b", "slots": 2,
+       "capabilities": ["backend:qemu", "image:default", "image:python", "image:Bad!"]})
 invalid("ready_protocol_2", "Ready",
         pack({"protocol": 2, "worker_id": "w", "slots": 1}), "protocol", "version 1 only")
 invalid("ready_slots_too_many", "Ready",

@@ -516,6 +516,7 @@ TEST_CASE("codec: JobError keeps an unknown code as its number") {
   CHECK(sc::job_code_name(4242) == "Unknown");
   CHECK(sc::job_code_name(100) == "InvalidRequest");
   CHECK(sc::job_code_name(105) == "UnknownJob");
+  CHECK(sc::job_code_name(106) == "UnknownImage");
   CHECK(error_of(sc::decode_job_error(sc::encode(make_error("j", 65536, "X", "")))).field ==
         "code");
   CHECK(sc::decode_job_error(sc::encode(make_error("j", 65535, "X", ""))));
@@ -1229,4 +1230,14 @@ TEST_CASE("vectors: valid vectors survive a C++ re-encode and decode unchanged")
     REQUIRE(std::holds_alternative<json>(second));
     CHECK(std::get<json>(first) == std::get<json>(second));
   }
+}
+
+TEST_CASE("images of READY capabilities: image:<name> entries, valid and distinct, in order") {
+  CHECK(sc::images_of({"backend:qemu", "image:default", "image:python", "image:Bad!", "image:",
+                       "image:default", "gpu:none", "image:" + std::string(65, 'a')}) ==
+        std::vector<std::string>{"default", "python"});
+  CHECK(sc::images_of({}).empty());
+  CHECK(sc::valid_image_name("python3.11-slim_x"));
+  CHECK_FALSE(sc::valid_image_name("Python"));
+  CHECK_FALSE(sc::valid_image_name(""));
 }

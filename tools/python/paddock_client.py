@@ -15,6 +15,10 @@ CANCEL, FETCH and PING messages and reads the broker's answers as :class:`Event`
 
 Requests are plain dicts with the JobRequest fields of PROTOCOL.md (``job_id`` and ``argv``
 required; ``stdin`` and file ``data`` may be ``bytes`` or ``str`` and are sent as msgpack bin).
+:func:`job` builds one; ``image`` chooses the image it runs in (``"default"`` unless given; a
+worker must have it, else the job ends with ERROR 106 UnknownImage)::
+
+    finals = client.run_jobs([job("py-1", ["python3", "-c", "print(1)"], image="python")])
 The client does not validate requests: the broker answers an invalid one with ERROR 100
 InvalidRequest, whose message names the field.
 
@@ -27,7 +31,7 @@ import time
 import msgpack
 import zmq
 
-__all__ = ["Client", "Event", "ProtocolError", "CODES", "RETRYABLE_CODES", "code_name",
+__all__ = ["Client", "Event", "ProtocolError", "CODES", "RETRYABLE_CODES", "code_name", "job",
            "PROTOCOL_TAG", "MAX_BODIES_PER_MESSAGE"]
 
 PROTOCOL_TAG = b"PDK1"
@@ -77,6 +81,7 @@ CODES = {
     103: "QueueFull",
     104: "DeadlineExceeded",
     105: "UnknownJob",
+    106: "UnknownImage",
 }
 
 # Codes for which submitting the same job again may succeed (PROTOCOL.md, "retryable").
@@ -90,6 +95,16 @@ _UNPACK_LIMITS = dict(max_str_len=1 << 20, max_bin_len=MAX_FRAME_BYTES, max_arra
 def code_name(code):
     """The variant name of an outcome code, or "Unknown" for a number this client does not know."""
     return CODES.get(code, "Unknown")
+
+
+def job(job_id, argv, image=None, **fields):
+    """A JobRequest dict: `job_id`, `argv` (a list of str), `image` when given (the broker's
+    default is "default"), and any other JobRequest field by name (timeout_ms=..., env=...)."""
+    request = {"job_id": job_id, "argv": list(argv)}
+    if image is not None:
+        request["image"] = image
+    request.update(fields)
+    return request
 
 
 class ProtocolError(Exception):

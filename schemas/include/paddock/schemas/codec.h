@@ -61,6 +61,11 @@ Decoded<JobRef> decode_job_ref(std::string_view bytes);
 // it; clients call it before sending so that a user sees the problem before the broker does.
 std::optional<DecodeError> validate(const JobRequest&);
 
+// An image name as JobRequest.image allows it: 1-64 of [a-z0-9._-].
+bool valid_image_name(std::string_view name);
+// The image names of READY capabilities ("image:<name>"), valid and distinct, in their order.
+std::vector<std::string> images_of(const std::vector<std::string>& capabilities);
+
 // Best effort: the job_id of a request too broken to decode, so its ERROR can name the job.
 std::string peek_job_id(std::string_view bytes);
 

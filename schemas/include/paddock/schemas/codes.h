@@ -20,6 +20,7 @@ enum class JobCode : uint32_t {
   kQueueFull = 103,         // the broker's queue is at its limit; retry later (REJECTED)
   kDeadlineExceeded = 104,  // the job's deadline passed before a worker could start it
   kUnknownJob = 105,        // CANCEL or FETCH named a job the broker does not hold
+  kUnknownImage = 106,      // no connected worker has the job's image
 };
 
 inline constexpr uint32_t kFirstRuntimeCode = 1;
