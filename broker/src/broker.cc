@@ -135,10 +135,23 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
 }
 
 void Broker::Loop::dispatch() {
+  // Images whose next job no worker can take this turn (none of those that have the image has a
+  // credit): their jobs wait without holding up other images' (no head-of-line blocking).
+  blocked_images_.clear();
   while (jobs_.queued() > 0) {
-    WorkerState* w = registry_.next_with_credit();
-    if (w == nullptr) return;
-    Job* job = jobs_.pop_next(w->routing_id);
+    const std::string* image = jobs_.next_image(blocked_images_);
+    if (image == nullptr) return;
+    WorkerState* w = registry_.next_with_credit(*image);
+    if (w == nullptr) {
+      const auto grace = std::chrono::milliseconds(options_.image_grace_ms);
+      if (registry_.image_unknown(*image, now_, grace)) {
+        fail_unknown_image(*image);
+      } else {
+        blocked_images_.push_back(*image);
+      }
+      continue;
+    }
+    Job* job = jobs_.pop_next(*image, w->routing_id);
     const uint64_t now_ms = now_unix_ms();
     if (job->request.deadline_ms != 0 && job->request.deadline_ms <= now_ms) {
       registry_.grant(*w, 0);  // the credit was not spent; keep the worker in the ring
@@ -157,6 +170,7 @@ void Broker::Loop::dispatch() {
     if (status != wire::SendStatus::kOk) {
       // Not sent: the job keeps its attempt and goes back; the worker's credit is not spent.
       jobs_.requeue(*job);
+      registry_.grant(*w, 0);  // back in its rings
       if (status == wire::SendStatus::kUnreachable) worker_gone(w->routing_id, "is unreachable");
       return;
     }
@@ -165,6 +179,20 @@ void Broker::Loop::dispatch() {
     metrics_.dispatch_latency.observe(now_ - job->accepted_at);
     if (journal_) journal_->dispatched(job->request.job_id, job->attempt);
   }
+}
+
+void Broker::Loop::fail_unknown_image(std::string image) {
+  const auto images = registry_.images();
+  std::string have;
+  for (const auto& i : images) have += (have.empty() ? "" : ", ") + i;
+  const std::string message = "no connected worker has image '" + image + "' (the " +
+                              std::to_string(registry_.size()) + " connected worker(s) have: " +
+                              (have.empty() ? "none" : have) + ")";
+  auto jobs = jobs_.take_image(image);
+  if (protocol_log_.allow()) {
+    spdlog::warn("{}: {} queued job(s) answered UnknownImage", message, jobs.size());
+  }
+  for (const Job& job : jobs) answer_error(job, sc::JobCode::kUnknownImage, message, false);
 }
 
 void Broker::Loop::tick() {
@@ -262,7 +290,7 @@ void Broker::Loop::worker_gone(const std::string& route, const char* why) {
   spdlog::warn("worker '{}' {}: {} job(s) in flight go back to the queue", w->worker_id, why,
                w->jobs.size());
   const std::string name = w->worker_id;
-  for (const auto& job_id : registry_.remove(route)) {
+  for (const auto& job_id : registry_.remove(route, now_)) {
     Job* job = jobs_.find(job_id);
     if (job == nullptr) continue;
     if (job->cancel_requested) {

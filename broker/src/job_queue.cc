@@ -28,22 +28,47 @@ Job& JobQueue::push(schemas::JobRequest request, std::string route, Clock::time_
 }
 
 void JobQueue::enqueue(const Job& job) {
-  order_.emplace(key_of(job), job.request.job_id);
+  by_image_[job.request.image].emplace(key_of(job), job.request.job_id);
+  ++queued_;
   ++by_priority_[job.request.priority];
   if (job.request.deadline_ms != 0) ++with_deadline_;
 }
 
+void JobQueue::unqueue(const Job& job) {
+  auto it = by_image_.find(job.request.image);
+  if (it == by_image_.end() || it->second.erase(key_of(job)) == 0) return;
+  if (it->second.empty()) by_image_.erase(it);
+  dequeued(job);
+}
+
 void JobQueue::dequeued(const Job& job) {
+  --queued_;
   auto it = by_priority_.find(job.request.priority);
   if (it != by_priority_.end() && --it->second == 0) by_priority_.erase(it);
   if (job.request.deadline_ms != 0) --with_deadline_;
 }
 
-Job* JobQueue::pop_next(const std::string& worker) {
-  if (order_.empty()) return nullptr;
-  auto first = order_.begin();
+const std::string* JobQueue::next_image(const std::vector<std::string>& skip) const {
+  const std::string* best = nullptr;
+  const Key* best_key = nullptr;
+  for (const auto& [image, order] : by_image_) {
+    if (std::find(skip.begin(), skip.end(), image) != skip.end()) continue;
+    const Key& head = order.begin()->first;
+    if (best_key == nullptr || head < *best_key) {
+      best = &image;
+      best_key = &head;
+    }
+  }
+  return best;
+}
+
+Job* JobQueue::pop_next(const std::string& image, const std::string& worker) {
+  auto queue = by_image_.find(image);
+  if (queue == by_image_.end()) return nullptr;
+  auto first = queue->second.begin();
   Job& job = jobs_.at(first->second);
-  order_.erase(first);
+  queue->second.erase(first);
+  if (queue->second.empty()) by_image_.erase(queue);  // `image` may refer to the erased key
   dequeued(job);
   job.state = Job::State::kRunning;
   job.worker = worker;
@@ -60,10 +85,7 @@ void JobQueue::requeue(Job& job) {
 std::optional<Job> JobQueue::remove(const std::string& job_id) {
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return std::nullopt;
-  if (it->second.state == Job::State::kQueued) {
-    order_.erase(key_of(it->second));
-    dequeued(it->second);
-  }
+  if (it->second.state == Job::State::kQueued) unqueue(it->second);
   Job job = std::move(it->second);
   jobs_.erase(it);
   return job;
@@ -73,12 +95,24 @@ std::vector<Job> JobQueue::take_expired(uint64_t now_unix_ms) {
   std::vector<Job> expired;
   if (with_deadline_ == 0) return expired;
   std::vector<std::string> ids;
-  for (const auto& [key, id] : order_) {
-    const auto& r = jobs_.at(id).request;
-    if (r.deadline_ms != 0 && r.deadline_ms <= now_unix_ms) ids.push_back(id);
+  for (const auto& [image, order] : by_image_) {
+    for (const auto& [key, id] : order) {
+      const auto& r = jobs_.at(id).request;
+      if (r.deadline_ms != 0 && r.deadline_ms <= now_unix_ms) ids.push_back(id);
+    }
   }
   for (const auto& id : ids) expired.push_back(*remove(id));
   return expired;
+}
+
+std::vector<Job> JobQueue::take_image(const std::string& image) {
+  std::vector<Job> taken;
+  auto queue = by_image_.find(image);
+  if (queue == by_image_.end()) return taken;
+  std::vector<std::string> ids;
+  for (const auto& [key, id] : queue->second) ids.push_back(id);
+  for (const auto& id : ids) taken.push_back(*remove(id));
+  return taken;
 }
 
 }  // namespace paddock::broker

@@ -1,5 +1,6 @@
-// The broker's job table and ready queue: every job the broker holds, queued or running, by id;
-// queued jobs ordered by priority (higher first), then by acceptance order (FIFO).
+// The broker's job table and ready queues: every job the broker holds, queued or running, by id;
+// queued jobs in one queue per image, each ordered by priority (higher first), then by acceptance
+// order (FIFO). The broker dispatches the best head among the images a free worker has.
 //
 // Thread-safety: none; owned by the broker's event loop.
 #pragma once
@@ -42,15 +43,21 @@ struct Job {
 class JobQueue {
  public:
   size_t size() const { return jobs_.size(); }
-  size_t queued() const { return order_.size(); }
+  size_t queued() const { return queued_; }
   // Queued jobs per priority (priorities with none are absent).
   const std::map<int32_t, size_t>& queued_by_priority() const { return by_priority_; }
 
   Job* find(const std::string& job_id);
   // REQUIRES: no job with this id is held.
   Job& push(schemas::JobRequest request, std::string route, Clock::time_point now);
-  // The next queued job by priority and age, now marked running on `worker`.
-  Job* pop_next(const std::string& worker);
+  // The image of the best queued job (priority, then age) among images not in `skip`; nullptr
+  // if none. O(images with queued jobs). Valid until the queue changes.
+  const std::string* next_image(const std::vector<std::string>& skip) const;
+  // The next queued job of `image` by priority and age, now marked running on `worker`; nullptr
+  // if none.
+  Job* pop_next(const std::string& image, const std::string& worker);
+  // Removes every queued job of `image`. Returns them.
+  std::vector<Job> take_image(const std::string& image);
   // A running job goes back to the queue, ahead of younger jobs of its priority.
   void requeue(Job& job);
   // Forgets a job (finished, cancelled, failed). Returns it.
@@ -64,10 +71,14 @@ class JobQueue {
   void enqueue(const Job& job);
   void dequeued(const Job& job);
 
+  using Order = std::map<Key, std::string>;  // queued jobs of one image -> job id
+  void unqueue(const Job& job);
+
   uint64_t next_seq_ = 0;
   size_t with_deadline_ = 0;  // queued jobs that have a deadline; skips the scan when 0
+  size_t queued_ = 0;
   std::unordered_map<std::string, Job> jobs_;
-  std::map<Key, std::string> order_;  // queued jobs only
+  std::unordered_map<std::string, Order> by_image_;  // images with queued jobs only
   std::map<int32_t, size_t> by_priority_;  // of order_
 };
 

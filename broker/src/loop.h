@@ -53,6 +53,8 @@ class Broker::Loop {
 
   // broker.cc
   void dispatch();
+  // Answers every queued job of `image` ERROR UnknownImage, naming the images there are.
+  void fail_unknown_image(std::string image);
   void tick();
   // Sends a job's final answer (RESULT or ERROR, already encoded) to every waiting route.
   void answer(const Job& job, schemas::Command command, const std::string& body);
@@ -76,6 +78,7 @@ class Broker::Loop {
   Options options_;
   JobQueue jobs_;
   WorkerRegistry registry_;
+  std::vector<std::string> blocked_images_;  // dispatch()'s, kept for its capacity
   Stats stats_;
   LogLimiter protocol_log_{20};  // protocol violations logged per second at most
   Clock::time_point now_;

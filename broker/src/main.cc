@@ -74,6 +74,11 @@ int main(int argc, char** argv) {
   app.add_option("--max-queue", opt.max_queue, "jobs held at most; beyond, SUBMIT is REJECTED")
       ->check(CLI::Range(size_t{1}, size_t{100'000'000}))
       ->capture_default_str();
+  app.add_option("--image-grace-ms", opt.image_grace_ms,
+                 "a job whose image no connected worker has is answered UnknownImage at once, "
+                 "unless a worker had it (or the first worker connected) less than this ago")
+      ->check(CLI::Range(0u, 3'600'000u))
+      ->capture_default_str();
   uint64_t result_ttl_s = opt.result_ttl_ms / 1000;
   app.add_option("--journal", opt.journal_path,
                  "the journal (SQLite): accepted jobs and their answers survive a restart; '' for "

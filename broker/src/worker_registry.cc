@@ -10,11 +10,15 @@ WorkerState* WorkerRegistry::find(const std::string& routing_id) {
 }
 
 WorkerState& WorkerRegistry::add(const std::string& routing_id, std::string worker_id,
-                                 uint32_t credits, Clock::time_point now) {
+                                 uint32_t credits, Clock::time_point now,
+                                 std::vector<std::string> images) {
+  if (workers_.empty()) fleet_since_ = now;
   WorkerState& w = workers_[routing_id];
   w.routing_id = routing_id;
   w.worker_id = std::move(worker_id);
   w.last_seen = now;
+  w.images = images.empty() ? std::vector<std::string>{"default"} : std::move(images);
+  for (const auto& image : w.images) ++rings_[image].workers;
   grant(w, credits);
   return w;
 }
@@ -30,29 +34,66 @@ void WorkerRegistry::drain(WorkerState& w) {
   w.credits = 0;
 }
 
-std::set<std::string> WorkerRegistry::remove(const std::string& routing_id) {
+std::set<std::string> WorkerRegistry::remove(const std::string& routing_id,
+                                             Clock::time_point now) {
   auto it = workers_.find(routing_id);
   if (it == workers_.end()) return {};
+  for (const auto& image : it->second.images) {
+    ImageRing& ring = rings_[image];
+    --ring.workers;
+    ring.last_had = now;
+  }
   std::set<std::string> jobs = std::move(it->second.jobs);
   workers_.erase(it);
   return jobs;
 }
 
 void WorkerRegistry::enlist(WorkerState& w) {
-  if (w.credits > 0 && in_ready_.insert(w.routing_id).second) ready_.push_back(w.routing_id);
+  if (w.credits == 0) return;
+  for (const auto& image : w.images) {
+    ImageRing& ring = rings_[image];
+    if (ring.in_ready.insert(w.routing_id).second) ring.ready.push_back(w.routing_id);
+  }
 }
 
-WorkerState* WorkerRegistry::next_with_credit() {
-  while (!ready_.empty()) {
-    std::string id = std::move(ready_.front());
-    ready_.pop_front();
-    in_ready_.erase(id);
+WorkerState* WorkerRegistry::next_with_credit(const std::string& image) {
+  auto found = rings_.find(image);
+  if (found == rings_.end()) return nullptr;
+  ImageRing& ring = found->second;
+  while (!ring.ready.empty()) {
+    std::string id = std::move(ring.ready.front());
+    ring.ready.pop_front();
+    ring.in_ready.erase(id);
     WorkerState* w = find(id);
     if (w == nullptr || w->credits == 0 || w->draining) continue;
-    if (w->credits > 1) enlist(*w);  // back of the ring: round-robin between workers
+    if (w->credits > 1) {  // back of this ring: round-robin between workers
+      ring.in_ready.insert(id);
+      ring.ready.push_back(std::move(id));
+    }
     return w;
   }
   return nullptr;
+}
+
+bool WorkerRegistry::image_unknown(const std::string& image, Clock::time_point now,
+                                   std::chrono::milliseconds grace) const {
+  if (workers_.empty()) return false;
+  Clock::time_point since = fleet_since_;
+  auto it = rings_.find(image);
+  if (it != rings_.end()) {
+    if (it->second.workers > 0) return false;
+    since = std::max(since, it->second.last_had);
+  }
+  return now - since >= grace;
+}
+
+std::vector<std::string> WorkerRegistry::images() const {
+  std::vector<std::string> out;
+  for (const auto& [image, ring] : rings_) {
+    if (ring.workers > 0) out.push_back(image);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::vector<std::string> WorkerRegistry::silent_since(Clock::time_point cutoff) const {

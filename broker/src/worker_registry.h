@@ -1,14 +1,18 @@
 // The workers the broker knows, by routing id: their credits (jobs they granted and have not been
-// sent), the jobs they hold, when they were last heard from, and a round-robin of those that can
-// take a job now.
+// sent), the images they have, the jobs they hold, when they were last heard from, and per image a
+// round-robin of those that have it and can take a job now. An image's round-robin holds each
+// worker that has it at most once; a worker that has run out of credits stays in the others until
+// they reach it (skipped lazily), so no step costs more than O(images of one worker).
 //
 // Thread-safety: none; owned by the broker's event loop.
 #pragma once
 
+#include <chrono>
 #include <deque>
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "job_queue.h"
@@ -20,6 +24,7 @@ struct WorkerState {
   std::string worker_id;  // the name the worker gave in READY
   uint32_t credits = 0;
   bool draining = false;
+  std::vector<std::string> images;  // from READY's "image:<name>" capabilities; distinct
   std::set<std::string> jobs;  // job ids in flight on this worker
   Clock::time_point last_seen;
 };
@@ -29,15 +34,24 @@ class WorkerRegistry {
   static constexpr uint32_t kMaxCredits = 4096;
 
   WorkerState* find(const std::string& routing_id);
+  // REQUIRES: `images` distinct. None: the worker has "default" (a worker that predates images).
   WorkerState& add(const std::string& routing_id, std::string worker_id, uint32_t credits,
-                   Clock::time_point now);
+                   Clock::time_point now, std::vector<std::string> images = {});
   void grant(WorkerState& w, uint32_t credits);
   // Stops dispatching to `w`; its unused credits are withdrawn.
   void drain(WorkerState& w);
   // Removes the worker and returns the ids of the jobs it held.
-  std::set<std::string> remove(const std::string& routing_id);
-  // The next worker that has a credit, round-robin; nullptr if none.
-  WorkerState* next_with_credit();
+  std::set<std::string> remove(const std::string& routing_id, Clock::time_point now);
+  // The next worker that has `image` and a credit, round-robin; nullptr if none.
+  WorkerState* next_with_credit(const std::string& image);
+  // Whether a job of `image` should be answered UnknownImage now: workers are connected, none of
+  // them has it, and none has had it for `grace`, counted from the later of the last time a
+  // connected worker had it and the moment the first worker connected (after a time with none).
+  // With no worker connected nothing is unknown: the fleet may be starting or reconnecting.
+  bool image_unknown(const std::string& image, Clock::time_point now,
+                     std::chrono::milliseconds grace) const;
+  // The images connected workers have, sorted.
+  std::vector<std::string> images() const;
   // Workers not heard from since `cutoff`.
   std::vector<std::string> silent_since(Clock::time_point cutoff) const;
   std::vector<std::string> routing_ids() const;
@@ -50,11 +64,17 @@ class WorkerRegistry {
   Totals totals() const;
 
  private:
+  struct ImageRing {
+    std::deque<std::string> ready;  // routing ids; may hold stale ones, skipped lazily
+    std::unordered_set<std::string> in_ready;
+    size_t workers = 0;  // connected workers that have the image
+    Clock::time_point last_had;  // when the last of them left
+  };
   void enlist(WorkerState& w);
 
   std::unordered_map<std::string, WorkerState> workers_;
-  std::deque<std::string> ready_;  // may hold stale ids; skipped lazily
-  std::set<std::string> in_ready_;
+  std::unordered_map<std::string, ImageRing> rings_;  // by image; kept once seen (for last_had)
+  Clock::time_point fleet_since_;  // when the first worker connected after a time with none
 };
 
 }  // namespace paddock::broker

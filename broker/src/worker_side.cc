@@ -66,8 +66,13 @@ void Broker::Loop::on_ready(const std::string& route, std::string_view body) {
     if (protocol_log_.allow()) spdlog::warn("worker '{}' sent READY twice", ready->worker_id);
     return;
   }
-  spdlog::info("worker '{}' ready with {} slot(s)", ready->worker_id, ready->slots);
-  registry_.add(route, ready->worker_id, ready->slots, now_);
+  // Its images: "image:<name>" capabilities; none (a worker that predates images) is "default".
+  auto images = sc::images_of(ready->capabilities);
+  std::string names;
+  for (const auto& i : images) names += (names.empty() ? "" : ", ") + i;
+  spdlog::info("worker '{}' ready with {} slot(s), images: {}", ready->worker_id, ready->slots,
+               names.empty() ? "default (none said)" : names);
+  registry_.add(route, ready->worker_id, ready->slots, now_, std::move(images));
 }
 
 void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_view body) {

@@ -82,7 +82,8 @@ class BrokerWorkerTest(unittest.TestCase):
         broker = self._spawn("broker", [
             broker_bin, "--client-endpoint", "tcp://127.0.0.1:*",
             "--worker-endpoint", "tcp://127.0.0.1:*", "--ready-file", ready,
-            "--heartbeat-ms", "200", "--liveness", "5", "--log-level", "info"])
+            "--heartbeat-ms", "200", "--liveness", "5", "--image-grace-ms", "0",
+            "--log-level", "info"])
         deadline = time.monotonic() + START_TIMEOUT_S
         info = None
         while info is None:
@@ -103,7 +104,8 @@ class BrokerWorkerTest(unittest.TestCase):
         self.endpoints = info
         self._spawn("worker", [
             worker_bin, "--broker", info["worker"], "--slots", "4", "--worker-id", "py-worker",
-            "--backend", "memory", "--heartbeat-ms", "200", "--log-level", "info"])
+            "--backend", "memory", "--memory-images", "default,python", "--heartbeat-ms", "200",
+            "--log-level", "info"])
         self.client = Client(info["client"])
 
     def _stop(self):
@@ -215,6 +217,18 @@ class BrokerWorkerTest(unittest.TestCase):
         self.assertIn("argv", event.message)
         self.assertFalse(event.body.get("retryable", False))
 
+    def test_image_chooses_the_worker_and_an_unknown_image_is_error_106(self):
+        # The worker (the memory test double) says it has "default" and "python".
+        event = self.run_one(paddock_client.job("py-1", ["echo", "hi"], image="python"))
+        self.assertEqual(event.kind, "result", f"{event}\n{self.logs()}")
+        self.assertEqual(event.body["stdout"], b"hi\n")
+        event = self.run_one(paddock_client.job("rb-1", ["echo", "hi"], image="ruby"))
+        self.assertEqual(event.kind, "error")
+        self.assertEqual((event.code, event.variant), (106, "UnknownImage"))
+        self.assertEqual(event.message, "no connected worker has image 'ruby' (the 1 connected "
+                                        "worker(s) have: default, python)")
+        self.assertFalse(event.body.get("retryable"))
+
     def test_ping_gets_pong(self):
         self.client.ping()
         events = self.events_until(lambda ev: any(e.kind == "pong" for e in ev), timeout_s=10)
@@ -239,8 +253,14 @@ class ClientUnitTest(unittest.TestCase):
         self.assertEqual(paddock_client.CODES[14], "GuestAgent")
         self.assertEqual(paddock_client.CODES[100], "InvalidRequest")
         self.assertEqual(paddock_client.CODES[105], "UnknownJob")
-        self.assertEqual(sorted(paddock_client.CODES), list(range(1, 15)) + list(range(100, 106)))
+        self.assertEqual(paddock_client.CODES[106], "UnknownImage")
+        self.assertEqual(sorted(paddock_client.CODES), list(range(1, 15)) + list(range(100, 107)))
         self.assertEqual(paddock_client.code_name(4242), "Unknown")
+
+    def test_job_builds_a_request_with_its_image(self):
+        self.assertEqual(paddock_client.job("a", ("true",)), {"job_id": "a", "argv": ["true"]})
+        self.assertEqual(paddock_client.job("b", ["python3"], image="python", timeout_ms=5),
+                         {"job_id": "b", "argv": ["python3"], "image": "python", "timeout_ms": 5})
 
     def test_submit_refuses_more_than_1024_bodies_and_none(self):
         with Client("tcp://127.0.0.1:1") as client:

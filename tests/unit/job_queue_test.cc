@@ -7,9 +7,11 @@
 using namespace paddock::broker;
 
 namespace {
-paddock::schemas::JobRequest req(std::string id, int32_t priority = 0, uint64_t deadline = 0) {
+paddock::schemas::JobRequest req(std::string id, int32_t priority = 0, uint64_t deadline = 0,
+                                 std::string image = "default") {
   paddock::schemas::JobRequest r;
   r.job_id = std::move(id);
+  r.image = std::move(image);
   r.argv = {"true"};
   r.priority = priority;
   r.deadline_ms = deadline;
@@ -26,7 +28,7 @@ TEST_CASE("job queue: higher priority first, FIFO within a priority") {
   q.push(req("d", 5), "c", now);
   q.push(req("e", -1), "c", now);
   std::vector<std::string> order;
-  while (Job* j = q.pop_next("w")) order.push_back(j->request.job_id);
+  while (Job* j = q.pop_next("default", "w")) order.push_back(j->request.job_id);
   CHECK(order == std::vector<std::string>{"b", "d", "a", "c", "e"});
   CHECK(q.queued() == 0);
   CHECK(q.size() == 5);  // popped jobs are held as running until removed
@@ -37,12 +39,12 @@ TEST_CASE("job queue: a requeued job goes ahead of younger jobs of its priority"
   const auto now = Clock::now();
   q.push(req("old"), "c", now);
   q.push(req("young"), "c", now);
-  Job* j = q.pop_next("w");
+  Job* j = q.pop_next("default", "w");
   REQUIRE(j->request.job_id == "old");
   CHECK(j->state == Job::State::kRunning);
   CHECK(j->worker == "w");
   q.requeue(*j);
-  CHECK(q.pop_next("w")->request.job_id == "old");
+  CHECK(q.pop_next("default", "w")->request.job_id == "old");
 }
 
 TEST_CASE("job queue: remove forgets queued and running jobs") {
@@ -53,7 +55,7 @@ TEST_CASE("job queue: remove forgets queued and running jobs") {
   CHECK(q.remove("a").has_value());
   CHECK(q.find("a") == nullptr);
   CHECK(q.queued() == 1);
-  q.pop_next("w");
+  q.pop_next("default", "w");
   CHECK(q.remove("b").has_value());
   CHECK(q.size() == 0);
   CHECK_FALSE(q.remove("b").has_value());
@@ -87,13 +89,13 @@ TEST_CASE("worker registry: round-robin over workers with credits") {
   r.add("A", "a", 2, now);
   r.add("B", "b", 1, now);
   std::vector<std::string> picks;
-  while (WorkerState* w = r.next_with_credit()) {
+  while (WorkerState* w = r.next_with_credit("default")) {
     picks.push_back(w->routing_id);
     --w->credits;
   }
   CHECK(picks == std::vector<std::string>{"A", "B", "A"});
   r.grant(*r.find("B"), 1);
-  CHECK(r.next_with_credit()->routing_id == "B");
+  CHECK(r.next_with_credit("default")->routing_id == "B");
 }
 
 TEST_CASE("worker registry: a draining worker gets nothing, and removal returns its jobs") {
@@ -102,10 +104,10 @@ TEST_CASE("worker registry: a draining worker gets nothing, and removal returns 
   WorkerState& w = r.add("A", "a", 4, now);
   w.jobs = {"j1", "j2"};
   r.drain(w);
-  CHECK(r.next_with_credit() == nullptr);
+  CHECK(r.next_with_credit("default") == nullptr);
   r.grant(w, 3);
-  CHECK(r.next_with_credit() == nullptr);
-  CHECK(r.remove("A") == std::set<std::string>{"j1", "j2"});
+  CHECK(r.next_with_credit("default") == nullptr);
+  CHECK(r.remove("A", now) == std::set<std::string>{"j1", "j2"});
   CHECK(r.find("A") == nullptr);
 }
 
@@ -115,4 +117,79 @@ TEST_CASE("worker registry: silent workers are found by their last sign of life"
   r.add("old", "o", 1, now - std::chrono::seconds(10));
   r.add("new", "n", 1, now);
   CHECK(r.silent_since(now - std::chrono::seconds(5)) == std::vector<std::string>{"old"});
+}
+
+TEST_CASE("job queue: one queue per image, the best head among the images not skipped") {
+  JobQueue q;
+  const auto now = Clock::now();
+  q.push(req("py-1", 5, 0, "python"), "c", now);
+  q.push(req("d-1"), "c", now);
+  q.push(req("py-2", 0, 0, "python"), "c", now);
+  q.push(req("d-2", 7), "c", now);
+  CHECK(q.queued() == 4);
+  REQUIRE(q.next_image({}) != nullptr);
+  CHECK(*q.next_image({}) == "default");  // d-2 has the highest priority
+  CHECK(*q.next_image({"default"}) == "python");
+  CHECK(q.next_image({"default", "python"}) == nullptr);
+  CHECK(q.pop_next("python", "w")->request.job_id == "py-1");
+  CHECK(q.pop_next("default", "w")->request.job_id == "d-2");
+  CHECK(q.pop_next("nope", "w") == nullptr);
+  auto python = q.take_image("python");
+  REQUIRE(python.size() == 1);
+  CHECK(python[0].request.job_id == "py-2");
+  CHECK(q.find("py-2") == nullptr);
+  CHECK(q.find("py-1") != nullptr);  // running: not taken
+  CHECK(q.queued() == 1);
+  CHECK(*q.next_image({}) == "default");
+  CHECK(q.remove("d-1").has_value());
+  CHECK(q.queued() == 0);
+  CHECK(q.next_image({}) == nullptr);
+}
+
+TEST_CASE("worker registry: a worker is in the round-robin of each image it has, and only those") {
+  WorkerRegistry r;
+  const auto now = Clock::now();
+  r.add("A", "a", 2, now, {"default", "python"});
+  r.add("B", "b", 1, now);  // no image capability: "default"
+  CHECK(r.find("B")->images == std::vector<std::string>{"default"});
+  CHECK(r.images() == std::vector<std::string>{"default", "python"});
+  CHECK(r.next_with_credit("nope") == nullptr);
+  WorkerState* w = r.next_with_credit("python");
+  REQUIRE(w != nullptr);
+  CHECK(w->routing_id == "A");
+  --w->credits;
+  w = r.next_with_credit("default");  // A is in the default ring too, ahead of B
+  REQUIRE(w != nullptr);
+  CHECK(w->routing_id == "A");
+  --w->credits;
+  CHECK(r.next_with_credit("python") == nullptr);  // A has no credit left
+  w = r.next_with_credit("default");
+  REQUIRE(w != nullptr);
+  CHECK(w->routing_id == "B");
+  --w->credits;
+  CHECK(r.next_with_credit("default") == nullptr);
+  r.grant(*r.find("A"), 1);
+  CHECK(r.next_with_credit("python")->routing_id == "A");
+}
+
+TEST_CASE("worker registry: an image is unknown once no worker has had it for the grace") {
+  WorkerRegistry r;
+  const auto t0 = Clock::now();
+  const auto grace = std::chrono::milliseconds(1000);
+  const auto later = [&](int ms) { return t0 + std::chrono::milliseconds(ms); };
+  CHECK_FALSE(r.image_unknown("python", later(10'000), grace));  // no worker: a fleet may come
+  r.add("A", "a", 1, t0, {"default"});
+  CHECK_FALSE(r.image_unknown("python", later(500), grace));  // others may still be connecting
+  CHECK(r.image_unknown("python", later(1000), grace));
+  CHECK_FALSE(r.image_unknown("default", later(5000), grace));
+  r.add("P", "p", 1, later(2000), {"python"});
+  CHECK_FALSE(r.image_unknown("python", later(3000), grace));
+  r.remove("P", later(4000));
+  CHECK_FALSE(r.image_unknown("python", later(4500), grace));  // it may be reconnecting
+  CHECK(r.image_unknown("python", later(5000), grace));
+  CHECK(r.images() == std::vector<std::string>{"default"});
+  r.remove("A", later(6000));
+  r.add("B", "b", 1, later(9000), {"default"});  // the first after a time with none
+  CHECK_FALSE(r.image_unknown("python", later(9500), grace));
+  CHECK(r.image_unknown("python", later(10'000), grace));
 }

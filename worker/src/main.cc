@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <csignal>
@@ -22,6 +23,7 @@
 
 #include "paddock/runtime/backends.h"
 #include "paddock/runtime/qemu_provider.h"
+#include "paddock/schemas/codec.h"
 #include "paddock/worker/worker.h"
 
 namespace {
@@ -141,6 +143,22 @@ int main(int argc, char** argv) {
   app.add_option(
       "--image-dir", qemu.image_dir,
       "qemu: guest image directory (vmlinuz, initramfs), from tools/build-guest-image.sh");
+  std::vector<std::string> image_flags;
+  app.add_option("--image", image_flags,
+                 "qemu: another image, repeatable: NAME=DIR, DIR from tools/build-image.sh (a "
+                 "rootfs image's directory); jobs choose it with their 'image' field");
+  app.add_option("--image-root", qemu.image_root,
+                 "qemu: an image cache (tools/build-image.sh --cache-dir, e.g. "
+                 "/var/cache/paddock/images): each of its by-name/<NAME> links is an image too");
+  std::vector<std::string> memory_images;
+  app.add_option("--memory-images", memory_images,
+                 "memory (TEST DOUBLE): the image names to advertise, comma-separated (default "
+                 "'default'); nothing is booted, so any name runs the same scripts")
+      ->delimiter(',');
+  app.add_option("--warm-images", opt.warm_images,
+                 "warm: images whose template is built (or found) at start, comma-separated "
+                 "(default 'default'); the others' on their first job")
+      ->delimiter(',');
   app.add_option("--qemu-binary", qemu.qemu_binary, "qemu: the QEMU binary")->capture_default_str();
   app.add_option("--accel", qemu.accel, "qemu: auto, kvm or tcg")
       ->check(CLI::IsMember({"auto", "kvm", "tcg"}))
@@ -242,6 +260,23 @@ int main(int argc, char** argv) {
                  opt.warm_pool.max_ready, opt.warm_pool.min_ready);
     return 2;
   }
+  for (const auto& flag : image_flags) {
+    const size_t eq = flag.find('=');
+    const std::string name = flag.substr(0, eq);
+    if (eq == std::string::npos || !paddock::schemas::valid_image_name(name) ||
+        eq + 1 == flag.size()) {
+      std::fprintf(stderr, "--image %s: not NAME=DIR with NAME 1-64 of [a-z0-9._-]\n",
+                   flag.c_str());
+      return 2;
+    }
+    qemu.images[name] = flag.substr(eq + 1);
+  }
+  for (const auto& name : memory_images) {
+    if (!paddock::schemas::valid_image_name(name)) {
+      std::fprintf(stderr, "--memory-images: '%s' is not 1-64 of [a-z0-9._-]\n", name.c_str());
+      return 2;
+    }
+  }
   opt.warm = warm == "on";
   opt.warm_pool.max_age = std::chrono::seconds(warm_max_age_s);
   if (opt.worker_id.empty()) opt.worker_id = default_worker_id();
@@ -315,6 +350,28 @@ int main(int argc, char** argv) {
     spdlog::warn(
         "backend 'memory' is the in-memory test double: jobs are interpreted as scripts "
         "and nothing is executed in a VM");
+    opt.images = memory_images;
+  } else if (!memory_images.empty()) {
+    spdlog::error("--memory-images is for the memory test double only; qemu images come from "
+                  "--image-dir, --image and --image-root");
+    return 2;
+  }
+  if (auto* q = dynamic_cast<paddock::runtime::QemuProvider*>(provider.value().get())) {
+    opt.images = q->images();  // what it really has (an image that did not load is not there)
+  }
+  if (opt.images.size() > 63) {  // READY carries at most 64 capabilities, one is the backend
+    spdlog::error("{} images; a worker advertises at most 63", opt.images.size());
+    return 2;
+  }
+  const auto advertised =
+      opt.images.empty() ? std::vector<std::string>{"default"} : opt.images;
+  for (const auto& image : opt.warm_images) {
+    if (std::find(advertised.begin(), advertised.end(), image) == advertised.end()) {
+      std::string names;
+      for (const auto& i : advertised) names += (names.empty() ? "" : ", ") + i;
+      spdlog::error("--warm-images: this worker has no image '{}' (images: {})", image, names);
+      return 2;
+    }
   }
   try {
     paddock::worker::Worker worker(opt, std::move(provider.value()));

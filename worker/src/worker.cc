@@ -1,5 +1,6 @@
 #include "paddock/worker/worker.h"
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <unordered_map>
@@ -39,6 +40,15 @@ class Worker::Loop {
   void on_broker_message(size_t si, std::span<const std::string_view> parts, Clock::time_point now);
   bool drain_complete() const;
   int finish(int code);
+  std::vector<std::string> images() const {
+    return options_.images.empty() ? std::vector<std::string>{"default"} : options_.images;
+  }
+  std::vector<std::string> warm_images() const {
+    if (!options_.warm_images.empty()) return options_.warm_images;
+    const auto all = images();
+    if (std::find(all.begin(), all.end(), "default") == all.end()) return {};
+    return {"default"};
+  }
 
   Options options_;
   std::unique_ptr<rt::Provider> provider_;
@@ -65,7 +75,8 @@ Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
     WarmPoolConfig config = options_.warm_pool;
     config.vm_prefix = options_.worker_id + "-warm";
     warm_ = std::make_unique<WarmPools>(*provider_, std::move(config));
-    warm_->prepare(rt::VmSpec{});  // the default spec's template is built (or found) right away
+    // These images' templates are built (or found) right away; the rest on first use.
+    for (const auto& image : warm_images()) warm_->prepare(rt::VmSpec{image});
   }
   completions_endpoint_ = "inproc://paddock-completions";
   completions_.set(zmq::sockopt::linger, 0);
@@ -75,7 +86,8 @@ Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
                              std::chrono::milliseconds(options_.reconnect_max_ms)};
   sc::Ready identity;
   identity.worker_id = options_.worker_id;
-  identity.capabilities = {"backend:" + std::string(provider_->backend()), "image:default"};
+  identity.capabilities = {"backend:" + std::string(provider_->backend())};
+  for (const auto& image : images()) identity.capabilities.push_back("image:" + image);
   // Slots are split between brokers: each has its own share of credits.
   const size_t n = options_.brokers.size();
   for (size_t i = 0; i < n; ++i) {

@@ -30,6 +30,11 @@ struct Options {
   uint32_t retry_base_ms = 200;
   uint32_t retry_cap_ms = 10'000;
   size_t max_queue = 1'000'000;  // jobs held (queued + running); beyond it SUBMIT is REJECTED
+  // A job whose image no connected worker has is answered ERROR 106 UnknownImage at once, unless
+  // a worker had that image, or the first worker connected (after a time with none), less than
+  // this long ago: workers reconnecting get this long to say what they have. With no worker
+  // connected, jobs wait (broker/README.md, "Images").
+  uint32_t image_grace_ms = 5'000;
   int send_hwm = 100'000;        // per-peer outgoing message high-water mark
   // The journal's file (SQLite, WAL); empty: no journal, nothing survives a restart.
   std::string journal_path;

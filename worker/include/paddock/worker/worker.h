@@ -27,11 +27,17 @@ struct Options {
   uint32_t reconnect_min_ms = 250;  // backoff, doubled per failed attempt, with jitter
   uint32_t reconnect_max_ms = 8000;
   uint32_t drain_timeout_ms = 600'000;  // jobs in flight get this long to finish on SIGTERM
-  // Warm pools (worker/README.md, "Warm pools"). The default spec's pool (image "default", 1
-  // vCPU, 128 MiB) is made at start; other specs' on their first job. vm_prefix is set by the
-  // worker (<worker-id>-warm).
+  // Warm pools (worker/README.md, "Warm pools"), one per VmSpec (image, vCPUs, memory). The pools
+  // of warm_images (below) are made at start; other specs' on their first job. vm_prefix is set by
+  // the worker (<worker-id>-warm).
   bool warm = true;
   WarmPoolConfig warm_pool;
+  // The images this worker has, advertised to brokers as READY capabilities "image:<name>" (the
+  // broker sends it only jobs of these). Empty: {"default"}.
+  std::vector<std::string> images;
+  // Images whose template (1 vCPU, 128 MiB) is built or found at start, before their first job;
+  // others' on their first job. Empty: {"default"} if this worker has it.
+  std::vector<std::string> warm_images;
   // Serve Prometheus metrics over HTTP at http://<this>/metrics: "HOST:PORT", ":PORT" for
   // loopback, port 0 for an ephemeral one (worker/README.md, "Metrics"). Empty: no server. No
   // authentication: a non-loopback address shows the metrics to whoever can reach it.
