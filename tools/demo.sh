@@ -2,7 +2,9 @@
 # Paddock's quick start: install what is missing, build a release build into build-demo/, build the
 # guest image, start a broker and one worker on free loopback ports, run examples/vm-batch.jsonl
 # through the paddock CLI (every job in its own QEMU microVM), print the results, and stop
-# everything (also on error or Ctrl-C).
+# everything (also on error or Ctrl-C). When the python image is built on this machine
+# (tools/build-image.sh python), the worker has it too and examples/python-batch.jsonl runs as
+# well; otherwise the demo says how to build it.
 #
 #   tools/demo.sh            real microVMs (--backend qemu; TCG where KVM is not usable)
 #   tools/demo.sh --memory   the in-memory TEST DOUBLE instead (--backend memory): it interprets each
@@ -63,6 +65,21 @@ if [[ $mode == qemu ]]; then
   image=$(tools/build-guest-image.sh --agent "$build/runtime/guest/paddock-agent" \
     --cache-dir "$build/images" 2>"$tmp/image.log" | tail -n 1) || die "guest image build failed: $(tail -n 5 "$tmp/image.log")"
   echo "   $image"
+  # The python image (a few minutes to build, so never built here): used if this machine has it.
+  image_cache=${PADDOCK_IMAGE_CACHE:-/var/cache/paddock/images}
+  python_image=""
+  if key=$(tools/build-image.sh --print-key --cache-dir "$image_cache" python 2>/dev/null) &&
+     [[ -f "$image_cache/rootfs/$key/rootfs.json" ]]; then
+    # Its root filesystem is built: assemble the image with this build's agent (seconds).
+    python_image=$(tools/build-image.sh --agent "$build/runtime/guest/paddock-agent" \
+      --cache-dir "$image_cache" python 2>"$tmp/python-image.log" | tail -n 1) ||
+      die "python image assembly failed: $(tail -n 5 "$tmp/python-image.log")"
+    echo "== the python image is built: the worker has it too ($python_image)"
+  else
+    echo "== no python image on this machine: only 'default' jobs run. To run Python jobs too, build"
+    echo "   it once (as root, about 3 minutes) and run the demo again:"
+    echo "     tools/build-image.sh python --agent $build/runtime/guest/paddock-agent"
+  fi
 fi
 
 echo "== starting paddock-broker on free loopback ports"
@@ -87,14 +104,20 @@ if [[ $mode == qemu ]]; then
   # touches this machine's firewall; its template snapshots go into the demo's temp directory.
   host_netns="paddock-demo-$$"
   ip netns add "$host_netns" || die "ip netns add $host_netns failed (the demo runs as root)"
+  image_args=()
+  batch=examples/vm-batch.jsonl
+  if [[ -n "$python_image" ]]; then
+    image_args=(--image "python=$python_image")
+    batch="$tmp/batch.jsonl"
+    cat examples/vm-batch.jsonl examples/python-batch.jsonl >"$batch"
+  fi
   "$build/worker/paddock-worker" --broker "$worker" --slots 2 --worker-id demo-worker --backend qemu \
-    --image-dir "$image" --run-dir "$tmp/vms" --snapshot-dir "$tmp/snapshots" \
+    --image-dir "$image" "${image_args[@]}" --run-dir "$tmp/vms" --snapshot-dir "$tmp/snapshots" \
     --net-host-netns "$host_netns" >"$tmp/worker.log" 2>&1 &
   worker_pid=$!
-  batch=examples/vm-batch.jsonl
+  echo
+  echo "== running examples/vm-batch.jsonl${python_image:+ and examples/python-batch.jsonl (image: python)}"
   cat <<'NOTE'
-
-== running examples/vm-batch.jsonl
    Every job below runs in its own QEMU microVM (software emulation (TCG) where KVM is not usable)
    through the guest agent, and the VM is torn down. The worker first cold-boots one template VM
    and snapshots it (a few seconds); jobs that start before it is ready cold-boot, the others run

@@ -21,13 +21,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string first_line(const char* file) {
-  std::ifstream in(file);
-  std::string line;
-  std::getline(in, line);
-  return line;
-}
-
 ExecRequest busybox(std::vector<std::string> args) {
   ExecRequest r;
   r.argv = {"/bin/busybox"};
@@ -62,7 +55,7 @@ void boot(QemuProvider& p, const std::string& vm, const std::string& image) {
 
 TEST_CASE("rootfs image: jobs run in a read-only image under a tmpfs overlay, jailed, and clones keep the drive") {
   if (!testing::vm_tests_can_run()) return;
-  const std::string image_dir = first_line(PADDOCK_ROOTFS_IMAGE_FILE);
+  const std::string image_dir = testing::first_line(PADDOCK_ROOTFS_IMAGE_FILE);
   REQUIRE_MESSAGE(!image_dir.empty(), "no rootfs test image: the 'vm: build rootfs test image' "
                                       "fixture did not run or failed");
   const std::string rootfs = image_dir + "/rootfs.ext4";
@@ -146,7 +139,7 @@ TEST_CASE("rootfs image: jobs run in a read-only image under a tmpfs overlay, ja
 
 TEST_CASE("rootfs image: python3 runs in the python image when it is built") {
   if (!testing::vm_tests_can_run()) return;
-  const std::string image_dir = first_line(PADDOCK_PYTHON_IMAGE_FILE);
+  const std::string image_dir = testing::first_line(PADDOCK_PYTHON_IMAGE_FILE);
   if (image_dir.empty() || image_dir.rfind("none", 0) == 0) {
     MESSAGE("SKIPPED LOUDLY: the python image is not built here (" << image_dir
             << "); build it with tools/build-image.sh python --agent <build>/runtime/guest/paddock-agent");

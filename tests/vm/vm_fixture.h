@@ -15,6 +15,14 @@
 
 namespace paddock::testing {
 
+// The first line of a file (a path a fixture wrote down); "" if there is none.
+inline std::string first_line(const char* file) {
+  std::ifstream in(file);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
 // The image directory the "vm: build guest image" fixture wrote down.
 inline std::string guest_image_dir() {
   std::ifstream in(PADDOCK_GUEST_IMAGE_FILE);

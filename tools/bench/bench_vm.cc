@@ -3,8 +3,10 @@
 // and refreshed), their ratio, and the end-to-end latency of a `true` job through a real broker and
 // worker on the qemu backend with and without warm pools. With --jail both (the default), the
 // cold boots and restores run unjailed and jailed (through paddock-jailer) in the same process,
-// alternating, and the jail's added cost is printed. Prints text and, with --json FILE, writes the
-// figures as JSON. A benchmark, not a test: it asserts nothing.
+// alternating, and the jail's added cost is printed. With --image NAME=DIR every VM boots that
+// image (say python, from tools/build-image.sh) and the end-to-end jobs run the command after `--`
+// (say python3 -c 'print(1)') in it. Prints text and, with --json FILE, writes the figures as
+// JSON. A benchmark, not a test: it asserts nothing.
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -180,6 +182,7 @@ void check(const paddock::runtime::Status& st, const std::string& what) {
 struct Variant {
   std::string name;  // "unjailed" | "jailed"
   std::unique_ptr<paddock::runtime::QemuProvider> p;
+  paddock::runtime::VmSpec spec;  // of every VM (its image: --image)
   Summary cold_boot;     // spawn -> agent ready
   Summary cold_destroy;  // destroy of a cold-booted VM (with a jail: its teardown too)
   RestoreFigures r;
@@ -187,7 +190,7 @@ struct Variant {
 
   void cold_boot_once(int i) {
     const std::string id = "bench-" + std::to_string(i);
-    check(p->create(id, {}), name + ": create");
+    check(p->create(id, spec), name + ": create");
     check(p->start(id), name + ": start");
     cold_boot.ms.push_back(static_cast<double>(p->boot_us(id)) / 1000.0);
     const auto td = Clock::now();
@@ -198,7 +201,7 @@ struct Variant {
   }
 
   void make_template() {
-    check(p->create("tpl", {}), name + ": create template");
+    check(p->create("tpl", spec), name + ": create template");
     check(p->start("tpl"), name + ": boot template");
     check(p->stop("tpl"), name + ": pause template");
     const auto ts = Clock::now();
@@ -240,7 +243,7 @@ struct Variant {
   nlohmann::json idle_memory(int n, const std::string& snapshot_dir) {
     paddock::runtime::ExecRequest t;
     t.argv = {"true"};
-    check(p->create("idle-cold", {}), name + ": create");
+    check(p->create("idle-cold", spec), name + ": create");
     check(p->start("idle-cold"), name + ": start");
     std::vector<std::string> ids;
     for (int i = 0; i < n; ++i) {
@@ -314,8 +317,15 @@ void interleaved(std::vector<std::unique_ptr<Variant>>& vs, int runs, Step step)
   }
 }
 
+// The image of the end-to-end jobs ("default": --image-dir) and their command.
+struct E2eJob {
+  std::string image = "default";
+  std::string image_dir;  // of `image` when not "default"
+  std::vector<std::string> argv{"true"};
+};
+
 Summary bench_end_to_end(const std::string& image_dir, const std::string& run_dir, int runs,
-                         bool warm, bool jailed) {
+                         bool warm, bool jailed, const E2eJob& spec) {
   const std::string ready = run_dir + (warm ? "/broker-warm.ready" : "/broker-cold.ready");
   fs::remove(ready);
   bp::child broker(PADDOCK_BROKER_BIN, "--client-endpoint", "tcp://127.0.0.1:*",
@@ -331,26 +341,35 @@ Summary bench_end_to_end(const std::string& image_dir, const std::string& run_di
     std::string name;
     ~DropNetns() { (void)std::system(("ip netns delete " + name + " 2>/dev/null").c_str()); }
   } drop_netns{host_ns};
-  bp::child worker(PADDOCK_WORKER_BIN, "--broker", eps["worker"].get<std::string>(),
-                   "--net-host-netns", host_ns, "--backend", "qemu", "--image-dir", image_dir,
-                   "--run-dir", run_dir + "/worker", "--snapshot-dir", run_dir + "/snapshots",
-                   "--slots", "1", "--worker-id", "bench", "--warm", warm ? "on" : "off",
-                   "--warm-min", "1", "--warm-max", "2", "--jail", jailed ? "on" : "off",
-                   "--log-level", "warn");
+  std::vector<std::string> worker_args = {
+      "--broker", eps["worker"].get<std::string>(), "--net-host-netns", host_ns, "--backend",
+      "qemu", "--image-dir", image_dir, "--run-dir", run_dir + "/worker", "--snapshot-dir",
+      run_dir + "/snapshots", "--slots", "1", "--worker-id", "bench", "--warm", warm ? "on" : "off",
+      "--warm-min", "1", "--warm-max", "2", "--jail", jailed ? "on" : "off", "--log-level", "warn",
+      "--warm-images", spec.image};
+  if (spec.image != "default") {
+    worker_args.insert(worker_args.end(), {"--image", spec.image + "=" + spec.image_dir});
+  }
+  bp::child worker(PADDOCK_WORKER_BIN, bp::args(worker_args));
   paddock::client::Client c(eps["client"].get<std::string>());
   Summary s;
   int n = 0;
   // Returns the job's latency and whether it ran warm.
   auto run = [&]() -> std::pair<double, bool> {
     paddock::schemas::JobRequest job;
-    job.job_id = std::string("bench-true-") + (warm ? "warm-" : "cold-") + std::to_string(n++);
-    job.argv = {"true"};
+    job.job_id = std::string("bench-e2e-") + (warm ? "warm-" : "cold-") + std::to_string(n++);
+    job.argv = spec.argv;
+    job.image = spec.image;
     const auto t0 = Clock::now();
     c.submit(job);
     while (true) {
       auto ev = c.next(120s);
       if (!ev) throw std::runtime_error("no answer within 120 s");
       if (ev->kind == paddock::client::Event::Kind::kResult) {
+        if (ev->result.exit_code != 0) {
+          throw std::runtime_error("the job exited " + std::to_string(ev->result.exit_code) +
+                                   ": " + ev->result.stderr_data);
+        }
         return {ms_since(t0), ev->result.warm};
       }
       if (ev->kind == paddock::client::Event::Kind::kError) {
@@ -372,7 +391,7 @@ Summary bench_end_to_end(const std::string& image_dir, const std::string& run_di
     if (was_warm != warm)
       throw std::runtime_error("a job ran " + std::string(was_warm ? "warm" : "cold"));
     s.ms.push_back(ms);
-    std::fprintf(stderr, "  true job %d (%s): %.1f ms\n", i + 1, warm ? "warm" : "cold", ms);
+    std::fprintf(stderr, "  job %d (%s): %.1f ms\n", i + 1, warm ? "warm" : "cold", ms);
     // One job at a time, as a submitter with no backlog would send them; the pool refills between.
     if (warm) std::this_thread::sleep_for(300ms);
   }
@@ -407,6 +426,8 @@ int main(int argc, char** argv) {
   int idle_clones = 8;
   std::string jail_mode = "both";
   std::string json_path;
+  std::string image_flag;
+  E2eJob e2e;
   CLI::App app{
       "paddock-bench-vm: cold boot, snapshot restore and end-to-end latency of QEMU "
       "microVM jobs"};
@@ -434,8 +455,27 @@ int main(int argc, char** argv) {
                  "runs jailed unless off")
       ->check(CLI::IsMember({"on", "off", "both"}))
       ->capture_default_str();
+  app.add_option("--image", image_flag,
+                 "NAME=DIR: every VM boots this image (DIR from tools/build-image.sh NAME), and "
+                 "the end-to-end jobs run in it (default: the --image-dir image, 'default')");
+  app.add_option("e2e-argv", e2e.argv,
+                 "the end-to-end jobs' command, after -- (default: true; e.g. -- python3 -c "
+                 "'print(1)' with --image python=DIR)");
   app.add_option("--json", json_path, "also write the figures to this file");
   CLI11_PARSE(app, argc, argv);
+  if (!image_flag.empty()) {
+    const size_t eq = image_flag.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == image_flag.size()) {
+      std::fprintf(stderr, "paddock-bench-vm: --image %s: not NAME=DIR\n", image_flag.c_str());
+      return 2;
+    }
+    e2e.image = image_flag.substr(0, eq);
+    e2e.image_dir = image_flag.substr(eq + 1);
+    if (e2e.image != "default") config.images[e2e.image] = e2e.image_dir;
+    else config.image_dir = e2e.image_dir;
+  }
+  const bool true_job = e2e.argv == std::vector<std::string>{"true"};
+  const std::string e2e_key = true_job ? "end_to_end_true_job_" : "end_to_end_job_";
   if (cold_e2e_runs < 0) cold_e2e_runs = runs;
   if (jail_mode != "off" && ::geteuid() != 0) {
     std::fprintf(stderr, "paddock-bench-vm: --jail %s needs root (use --jail off)\n",
@@ -474,6 +514,7 @@ int main(int argc, char** argv) {
         auto opened = paddock::runtime::QemuProvider::open(c);
         if (!opened) throw std::runtime_error(v->name + ": " + opened.error().message());
         v->p = std::move(opened.value());
+        v->spec.image = e2e.image;
         accel = v->p->accel();
         vs.push_back(std::move(v));
       }
@@ -510,16 +551,20 @@ int main(int argc, char** argv) {
     }  // the providers close here: their VMs are gone, and a jailed one removes its cgroup parent
     const bool e2e_jailed = jail_mode != "off";
     if (warm_runs > 0) {
-      std::fprintf(stderr, "`true` job through broker and worker, warm pool:\n");
-      out["end_to_end_true_job_warm"] =
-          bench_end_to_end(config.image_dir, run_dir, warm_runs, true, e2e_jailed).json();
+      std::fprintf(stderr, "job through broker and worker, warm pool:\n");
+      out[e2e_key + "warm"] =
+          bench_end_to_end(config.image_dir, run_dir, warm_runs, true, e2e_jailed, e2e).json();
     }
     if (cold_e2e_runs > 0) {
-      std::fprintf(stderr, "`true` job through broker and worker, cold VM per job (--warm off):\n");
-      out["end_to_end_true_job_cold"] =
-          bench_end_to_end(config.image_dir, run_dir, cold_e2e_runs, false, e2e_jailed).json();
+      std::fprintf(stderr, "job through broker and worker, cold VM per job (--warm off):\n");
+      out[e2e_key + "cold"] =
+          bench_end_to_end(config.image_dir, run_dir, cold_e2e_runs, false, e2e_jailed, e2e)
+              .json();
     }
-    if (warm_runs > 0 || cold_e2e_runs > 0) out["end_to_end_jailed"] = e2e_jailed;
+    if (warm_runs > 0 || cold_e2e_runs > 0) {
+      out["end_to_end_jailed"] = e2e_jailed;
+      out["end_to_end_argv"] = e2e.argv;
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "paddock-bench-vm: %s\n", e.what());
     fs::remove_all(run_dir);
@@ -527,12 +572,15 @@ int main(int argc, char** argv) {
   }
   fs::remove_all(run_dir);
   out["accel"] = accel;
+  out["image"] = e2e.image;
   out["host_cores"] = std::thread::hardware_concurrency();
   auto line = [&](const char* what, const char* key) {
     if (out.contains(key)) std::printf("%s\n", describe(what, out[key]).c_str());
   };
-  std::printf("VMs %s (--jail %s):\n", out["jail"]["top_level_figures"].get<std::string>().c_str(),
-              jail_mode.c_str());
+  std::printf("VMs %s (--jail %s), image %s%s%s:\n",
+              out["jail"]["top_level_figures"].get<std::string>().c_str(), jail_mode.c_str(),
+              e2e.image.c_str(), true_job ? "" : ", end-to-end job: ",
+              true_job ? "" : out.value("end_to_end_argv", nlohmann::json::array()).dump().c_str());
   line("cold boot (spawn→agent)", "cold_boot");
   line("restore (spawn→agent)", "restore");
   line("  restore: spawn→paused", "restore_to_paused");
@@ -541,6 +589,8 @@ int main(int argc, char** argv) {
   line("  clone: destroy", "clone_destroy");
   line("true job e2e, warm pool", "end_to_end_true_job_warm");
   line("true job e2e, cold", "end_to_end_true_job_cold");
+  line("job e2e, warm pool", "end_to_end_job_warm");
+  line("job e2e, cold", "end_to_end_job_cold");
   line("network: namespace+TAP+firewall", "network_create");
   line("network: egress (veth, NAT, rules)", "network_allow_egress");
   line("network: counters", "network_usage");
