@@ -72,8 +72,10 @@ Result<GuestImage> load_guest_image(const std::string& name, const std::string& 
   }
   if (!fs::exists(image.kernel) || image.initrd.empty()) {
     return Error::unsupported("guest image '" + name + "' incomplete in " + dir +
-                              " (needs vmlinuz and initramfs.cpio[.gz]); build it with "
-                              "tools/build-image.sh " + name);
+                              " (needs vmlinuz and initramfs.cpio[.gz]); build it with " +
+                              (name == "default" ? std::string("tools/build-guest-image.sh (or "
+                                                               "tools/build-image.sh default)")
+                                                 : "tools/build-image.sh " + name));
   }
   image.kernel_args = kernel_args;
   if (fs::exists(dir + "/rootfs.ext4")) {
