@@ -32,7 +32,13 @@ Result<std::map<std::string, std::string>> image_dirs(
     }
     std::error_code ec;
     const std::string canonical = fs::canonical(dir, ec).string();
-    if (ec) return Error::unsupported("image '" + name + "': " + dir + ": " + ec.message());
+    if (ec) {
+      return Error::unsupported(
+          "image '" + name + "': " + dir + ": " + ec.message() + "; build it with " +
+          (name == "default" ? std::string("tools/build-guest-image.sh (or tools/build-image.sh "
+                                           "default)")
+                             : "tools/build-image.sh " + name));
+    }
     dirs.try_emplace(name, canonical);
     return {};
   };
