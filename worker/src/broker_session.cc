@@ -29,6 +29,7 @@ void BrokerSession::connect(Clock::time_point now) {
   // A draining worker registers with no credits: it only delivers what it still holds.
   ready.slots = drain_sent_ ? 0 : share_ - std::min(share_, in_flight_);
   credits_held_by_broker_ = ready.slots;
+  credits_to_grant_ = 0;  // READY states them
   if (drain_sent_) drained_ = true;
   // Only outcomes survive a reconnect: READY re-states the credits, so an old CREDIT would
   // grant a slot twice. READY goes first on the new socket; the outcomes follow it.
@@ -84,6 +85,12 @@ void BrokerSession::send(std::vector<std::string> parts) {
 
 void BrokerSession::flush() {
   if (!socket_) return;
+  while (credits_to_grant_ > 0) {
+    const uint32_t n = std::min<uint32_t>(credits_to_grant_, 4096);  // Credit's limit
+    credits_to_grant_ -= n;
+    credits_held_by_broker_ += n;
+    outbox_.push_back(sc::make_message(sc::Command::kCredit, {sc::encode(sc::Credit{n})}));
+  }
   while (!outbox_.empty()) {
     if (wire::send_message(*socket_, outbox_.front()) != wire::SendStatus::kOk) return;
     outbox_.pop_front();
@@ -102,8 +109,7 @@ void BrokerSession::job_received() {
 void BrokerSession::job_finished(bool draining) {
   if (in_flight_ > 0) --in_flight_;
   if (draining || !socket_) return;  // a reconnect's READY re-grants free slots
-  ++credits_held_by_broker_;
-  send(sc::make_message(sc::Command::kCredit, {sc::encode(sc::Credit{1})}));
+  ++credits_to_grant_;
 }
 
 void BrokerSession::start_drain() {

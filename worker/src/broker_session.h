@@ -46,11 +46,14 @@ class BrokerSession {
 
   // Queues a message; sent in order, never dropped while the process lives.
   void send(std::vector<std::string> parts);
+  // Queues a message without sending it yet (flush() sends).
+  void queue(std::vector<std::string> parts) { outbox_.push_back(std::move(parts)); }
   void flush();
   bool has_outbox() const { return !outbox_.empty(); }
 
   // Credit accounting. job_received: a JOB spent one credit. job_finished: a slot is free again;
-  // the credit goes back to the broker unless draining.
+  // the credit goes back to the broker unless draining, with the others freed in the same loop
+  // turn: flush() sends one CREDIT {credits: n} after the outcomes queued before it.
   void job_received();
   void job_finished(bool draining);
   uint32_t in_flight() const { return in_flight_; }
@@ -69,6 +72,7 @@ class BrokerSession {
   std::optional<zmq::socket_t> socket_;
   std::deque<std::vector<std::string>> outbox_;
   uint32_t credits_held_by_broker_ = 0;
+  uint32_t credits_to_grant_ = 0;  // freed slots not yet granted back (next flush())
   uint32_t in_flight_ = 0;
   Clock::time_point last_heard_{};
   Clock::time_point next_heartbeat_{};

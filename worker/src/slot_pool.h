@@ -1,10 +1,23 @@
-// A fixed set of job slots (threads). Each finished job's outcome is sent, encoded as a message
-// (task id, command, body), on an inproc PUSH socket to the worker's loop, which owns every
-// socket to the brokers.
+// A fixed set of job slots (threads). The loop submits tasks; each finished job's outcome
+// (task id, command, encoded body) waits in a completion list that the loop takes whole, woken by
+// an eventfd that is written only when the list goes from empty to not empty: one wakeup carries
+// every outcome that finished meanwhile, and no slot owns a socket or a file descriptor (so
+// --slots is not bounded by ZMQ_MAX_SOCKETS or the fd limit).
 //
-// Thread-safety: submit() and the destructor are called from the loop's thread only.
+// Slots are woken sparingly (a wakeup is two context switches, which cost more than a job of the
+// memory test double), by kick(), which the loop calls once per turn after submitting that turn's
+// tasks: with no job running and no slot awake, one slot is woken for them all; otherwise a task
+// waits for a slot to come back from its job. Only a task that has
+// waited kHandoffWait makes the loop's kick() wake sleeping slots: one per such task beyond the
+// free slots already awake if no slot came back from a job for kHandoffWait (long jobs: a burst
+// of VM jobs gets a slot each within about kHandoffWait), else one more slot per kHandoffWait (slots
+// come back, but not fast enough). Short jobs are run back to back by the few slots awake.
+//
+// Thread-safety: submit(), kick(), take_completions() and the destructor are called from the
+// loop's thread only; completion_fd() is safe anywhere.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -14,8 +27,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <zmq.hpp>
 
 #include "paddock/schemas/frames.h"
 
@@ -27,27 +38,57 @@ using JobRunner = std::function<std::pair<schemas::Command, std::string>(
 
 class SlotPool {
  public:
-  // `completions` is an inproc endpoint already bound by the caller's PULL socket.
-  SlotPool(zmq::context_t& context, std::string completions, size_t slots, JobRunner runner);
-  ~SlotPool();  // stops every running job (stop_token) and joins the slots
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::milliseconds kHandoffWait{1};
 
+  struct Completion {
+    uint64_t task_id = 0;
+    schemas::Command command{};
+    std::string body;
+  };
+
+  SlotPool(size_t slots, JobRunner runner);
+  ~SlotPool();  // stops every running job (stop_token) and joins the slots
+  SlotPool(const SlotPool&) = delete;
+  SlotPool& operator=(const SlotPool&) = delete;
+
+  // Queues a task; kick() wakes a slot for it.
   void submit(uint64_t task_id, schemas::JobDispatch dispatch, std::stop_source stop);
+  // Wakes slots for the tasks submitted, as above. Returns when to call it again at the
+  // latest (time_point::max() with no task waiting). Call every loop turn.
+  Clock::time_point kick(Clock::time_point now);
+
+  // Readable (poll) while completions wait; take_completions() clears it.
+  int completion_fd() const { return event_fd_; }
+  // Moves every waiting completion into `out` (cleared first), in the order they finished.
+  void take_completions(std::vector<Completion>& out);
 
  private:
   struct Task {
     uint64_t task_id;
     schemas::JobDispatch dispatch;
     std::stop_source stop;
+    Clock::time_point queued_at;
   };
-  void slot_main(std::stop_token pool_stop);
+  void slot_main(size_t slot, std::stop_token pool_stop);
+  // REQUIRES: mu_ held. Wakes one sleeping slot if tasks wait and no free slot is awake.
+  void wake_if_needed();
+  void complete(Completion c);
 
-  zmq::context_t& context_;
-  std::string completions_;
   JobRunner runner_;
+  const size_t slots_;
   std::mutex mu_;
   std::condition_variable_any cv_;
-  std::deque<Task> tasks_;
-  std::vector<std::stop_source> running_;  // guarded by mu_
+  std::deque<Task> tasks_;                  // guarded by mu_
+  std::vector<std::stop_source> current_;  // per slot, the running job's; guarded by mu_
+  size_t sleeping_ = 0;                    // slots waiting on cv_; guarded by mu_
+  size_t running_ = 0;                     // slots running a job; guarded by mu_
+  Clock::time_point last_return_{};  // a slot last came back from a job; guarded by mu_
+  Clock::time_point next_ramp_{};    // kick()'s next gradual wake; guarded by mu_
+  size_t wakes_pending_ = 0;  // wakeups handed to sleeping slots, not yet taken; guarded by mu_
+  std::mutex done_mu_;
+  std::vector<Completion> done_;  // guarded by done_mu_
+  int event_fd_ = -1;
   std::vector<std::jthread> threads_;
 };
 

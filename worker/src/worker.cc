@@ -36,7 +36,7 @@ class Worker::Loop {
 
   std::pair<sc::Command, std::string> run_one(const sc::JobDispatch& d, uint64_t task_id,
                                               std::stop_token cancel);
-  void on_completion(const std::vector<zmq::message_t>& frames, bool draining);
+  void on_completion(SlotPool::Completion& c, bool draining);
   void on_broker_message(size_t si, std::span<const std::string_view> parts, Clock::time_point now);
   bool drain_complete() const;
   int finish(int code);
@@ -56,8 +56,6 @@ class Worker::Loop {
   std::unique_ptr<WarmPools> warm_;  // after provider_: its clones go before the provider does
   std::atomic<bool> poisoned_{false};
   zmq::context_t context_{1};
-  std::string completions_endpoint_;
-  zmq::socket_t completions_;
   std::vector<std::unique_ptr<BrokerSession>> sessions_;
   std::unordered_map<uint64_t, Running> running_;
   uint64_t next_task_ = 1;
@@ -69,8 +67,7 @@ class Worker::Loop {
 Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
     : options_(std::move(options)),
       provider_(std::move(provider)),
-      metrics_(options_.worker_id, provider_->backend(), options_.slots),
-      completions_(context_, zmq::socket_type::pull) {
+      metrics_(options_.worker_id, provider_->backend(), options_.slots) {
   if (options_.warm) {
     WarmPoolConfig config = options_.warm_pool;
     config.vm_prefix = options_.worker_id + "-warm";
@@ -78,9 +75,6 @@ Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
     // These images' templates are built (or found) right away; the rest on first use.
     for (const auto& image : warm_images()) warm_->prepare(rt::VmSpec{image});
   }
-  completions_endpoint_ = "inproc://paddock-completions";
-  completions_.set(zmq::sockopt::linger, 0);
-  completions_.bind(completions_endpoint_);
   const SessionTiming timing{std::chrono::milliseconds(options_.heartbeat_ms), options_.liveness,
                              std::chrono::milliseconds(options_.reconnect_min_ms),
                              std::chrono::milliseconds(options_.reconnect_max_ms)};
@@ -96,7 +90,7 @@ Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
         std::make_unique<BrokerSession>(context_, options_.brokers[i], identity, share, timing));
   }
   pool_ = std::make_unique<SlotPool>(
-      context_, completions_endpoint_, options_.slots,
+      options_.slots,
       [this](const sc::JobDispatch& d, uint64_t task_id, std::stop_token cancel) {
         return run_one(d, task_id, std::move(cancel));
       });
@@ -135,15 +129,11 @@ std::pair<sc::Command, std::string> Worker::Loop::run_one(const sc::JobDispatch&
   return {sc::Command::kError, sc::encode(error)};
 }
 
-void Worker::Loop::on_completion(const std::vector<zmq::message_t>& frames, bool draining) {
-  if (frames.size() != 3 || frames[0].size() != sizeof(uint64_t) || frames[1].size() != 1) return;
-  uint64_t task_id = 0;
-  std::memcpy(&task_id, frames[0].data(), sizeof task_id);
-  auto it = running_.find(task_id);
+void Worker::Loop::on_completion(SlotPool::Completion& c, bool draining) {
+  auto it = running_.find(c.task_id);
   if (it == running_.end()) return;
   BrokerSession& s = *sessions_[it->second.session];
-  const auto command = static_cast<sc::Command>(frames[1].data<char>()[0]);
-  s.send(sc::make_message(command, {frames[2].to_string()}));
+  s.queue(sc::make_message(c.command, {std::move(c.body)}));
   s.job_finished(draining);
   running_.erase(it);
 }
@@ -216,6 +206,7 @@ int Worker::Loop::run(const std::atomic<bool>& drain_requested) {
   bool draining = false;
   Clock::time_point drain_started;
   std::vector<zmq::message_t> frames;
+  std::vector<SlotPool::Completion> done;
   while (true) {
     if (!draining && (drain_requested.load() || poisoned_.load())) {
       draining = true;
@@ -227,7 +218,7 @@ int Worker::Loop::run(const std::atomic<bool>& drain_requested) {
       // before the drain, and are destroyed when the drain ends (finish()).
       if (warm_) warm_->stop_refills();
     }
-    std::vector<zmq::pollitem_t> items{{completions_.handle(), 0, ZMQ_POLLIN, 0}};
+    std::vector<zmq::pollitem_t> items{{nullptr, pool_->completion_fd(), ZMQ_POLLIN, 0}};
     std::vector<size_t> index;
     auto deadline = now + std::chrono::milliseconds(100);  // also how often flags are looked at
     for (size_t i = 0; i < sessions_.size(); ++i) {
@@ -237,14 +228,19 @@ int Worker::Loop::run(const std::atomic<bool>& drain_requested) {
         index.push_back(i);
       }
     }
-    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    deadline = std::min(deadline, pool_->kick(Clock::now()));
+    auto wait = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
     try {
       zmq::poll(items, std::max(wait, std::chrono::milliseconds(0)));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
     }
     now = Clock::now();
-    while (wire::recv_message(completions_, frames)) on_completion(frames, draining);
+    if (items[0].revents & ZMQ_POLLIN) {
+      // Every outcome since the last turn: their RESULTs, then one CREDIT per broker for all.
+      pool_->take_completions(done);
+      for (auto& c : done) on_completion(c, draining);
+    }
     for (size_t k = 0; k < index.size(); ++k) {
       if ((items[k + 1].revents & ZMQ_POLLIN) == 0) continue;
       for (int burst = 0; burst < 1000; ++burst) {
