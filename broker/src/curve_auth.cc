@@ -126,7 +126,9 @@ bool is_local_endpoint(const std::string& endpoint) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
-  return host.starts_with("127.") || host == "localhost" || host == "::1";
+  const bool ipv4_loopback =
+      host.starts_with("127.") && host.find_first_not_of("0123456789.") == std::string::npos;
+  return ipv4_loopback || host == "localhost" || host == "::1";
 }
 
 }  // namespace paddock::broker

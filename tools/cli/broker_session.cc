@@ -51,7 +51,7 @@ BrokerSession::BrokerSession(const std::string& endpoint, std::chrono::milliseco
 std::optional<client::Event> BrokerSession::next(std::chrono::milliseconds slice) {
   const auto now = Clock::now();
   if (now - last_heard_ >= kPingAfter && now - last_ping_ >= kPingAfter) {
-    client_->ping();
+    client_->try_ping();  // never blocks: a refused connection shows as silence
     last_ping_ = now;
   }
   std::optional<client::Event> ev;

@@ -1,5 +1,6 @@
 #include "paddock/client/client.h"
 
+#include "paddock/client/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
 #include "paddock/schemas/limits.h"
@@ -55,6 +56,11 @@ void Client::fetch(const std::string& job_id) {
 }
 
 void Client::ping() { send(sc::make_message(sc::Command::kPing)); }
+
+bool Client::try_ping() {
+  return wire::send_message(socket_, sc::make_message(sc::Command::kPing)) ==
+         wire::SendStatus::kOk;
+}
 
 std::optional<Event> Client::next(std::chrono::milliseconds timeout) {
   zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};

@@ -57,6 +57,9 @@ class Client {
   void cancel(const std::string& job_id);
   void fetch(const std::string& job_id);
   void ping();
+  // PING without waiting: false if it could not be queued at once (e.g. the connection was
+  // refused, as a CURVE broker refuses a key it does not allow).
+  bool try_ping();
 
   // The next answer from the broker, or nullopt if none arrived within `timeout`.
   std::optional<Event> next(std::chrono::milliseconds timeout);
