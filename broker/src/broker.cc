@@ -20,9 +20,16 @@ constexpr size_t kMaxPendingPerClient = 100'000;
 constexpr int kBurst = 1000;
 
 zmq::socket_t make_router(zmq::context_t& ctx, const std::string& endpoint, int hwm,
+                          const std::string& curve_secret_key, const char* zap_domain,
                           std::string& bound) {
   zmq::socket_t s(ctx, zmq::socket_type::router);
   wire::apply_common_options(s);
+  if (!curve_secret_key.empty()) {
+    // Before bind: every connection on this endpoint is then CURVE, checked by ZAP in `domain`.
+    s.set(zmq::sockopt::curve_server, true);
+    s.set(zmq::sockopt::curve_secretkey, curve_secret_key);
+    s.set(zmq::sockopt::zap_domain, zap_domain);
+  }
   s.set(zmq::sockopt::router_mandatory, 1);
   s.set(zmq::sockopt::sndhwm, hwm);
   s.set(zmq::sockopt::rcvhwm, hwm);
@@ -38,18 +45,31 @@ Broker::~Broker() = default;
 std::string Broker::client_endpoint() const { return loop_->client_endpoint; }
 std::string Broker::worker_endpoint() const { return loop_->worker_endpoint; }
 std::string Broker::metrics_address() const { return loop_->metrics_address; }
+std::string Broker::curve_public_key() const { return loop_->curve_public_key; }
 Stats Broker::run() { return loop_->run(stop_); }
 
 Broker::Loop::Loop(Options options)
     : options_(std::move(options)), metrics_(!options_.journal_path.empty()) {
+  check_security();
   if (!options_.journal_path.empty()) {
     std::string error;
     journal_ = Journal::open(options_.journal_path, error);
     if (!journal_) throw std::runtime_error(error);
     recover();
   }
-  clients = make_router(context, options_.client_endpoint, options_.send_hwm, client_endpoint);
-  workers = make_router(context, options_.worker_endpoint, options_.send_hwm, worker_endpoint);
+  const std::string& key = options_.curve_secret_key;
+  if (!key.empty()) {
+    curve_public_key = curve::public_of(key);
+    zap_ = std::make_unique<ZapHandler>(context, options_.client_allow, options_.worker_allow);
+  }
+  clients = make_router(context, options_.client_endpoint, options_.send_hwm, key,
+                        kClientZapDomain, client_endpoint);
+  workers = make_router(context, options_.worker_endpoint, options_.send_hwm, key,
+                        kWorkerZapDomain, worker_endpoint);
+  if (!key.empty()) {
+    client_handshakes_ = std::make_unique<HandshakeMonitor>(context, clients, "client");
+    worker_handshakes_ = std::make_unique<HandshakeMonitor>(context, workers, "worker");
+  }
   if (!options_.metrics_address.empty()) {
     http_ = std::make_unique<metrics::HttpServer>();
     metrics::serve_metrics(*http_, metrics_.registry);
@@ -58,8 +78,37 @@ Broker::Loop::Loop(Options options)
   }
 }
 
+void Broker::Loop::check_security() const {
+  if (!options_.curve_secret_key.empty()) {
+    if (!curve::valid_key(options_.curve_secret_key)) {
+      throw std::runtime_error("the CURVE secret key is not a 40-character Z85 key");
+    }
+    if (!curve::curve_available()) throw std::runtime_error("this libzmq has no CURVE support");
+    if (options_.client_allow.empty() || options_.worker_allow.empty()) {
+      throw std::runtime_error(
+          "CURVE needs both allowlists: --client-allow (submitters' public keys) and "
+          "--worker-allow (workers' public keys)");
+    }
+    return;
+  }
+  for (const auto* ep : {&options_.client_endpoint, &options_.worker_endpoint}) {
+    if (is_local_endpoint(*ep)) continue;
+    if (!options_.allow_plaintext) {
+      throw std::runtime_error(
+          "endpoint " + *ep + " is not loopback or ipc, and without CURVE its jobs and results "
+          "would cross the network in plaintext: give --curve-secret-key with --client-allow and "
+          "--worker-allow (README.md, \"Operating Paddock\"), or --allow-plaintext to accept that");
+    }
+    spdlog::warn("PLAINTEXT on {} (--allow-plaintext): jobs, results and the peers' identities are "
+                 "readable and forgeable by anyone on the network path; use CURVE",
+                 *ep);
+  }
+}
+
 Stats Broker::Loop::run(const std::atomic<bool>& stop) {
-  spdlog::info("broker listening: clients on {}, workers on {}", client_endpoint, worker_endpoint);
+  spdlog::info("broker listening: clients on {}, workers on {} ({})", client_endpoint,
+               worker_endpoint,
+               curve_public_key.empty() ? "plaintext" : "CURVE, public key " + curve_public_key);
   if (http_) {
     spdlog::info("metrics on http://{}/metrics", metrics_address);
     if (!metrics::is_loopback(metrics_address)) {
@@ -72,8 +121,14 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
   next_tick_ = now_ + std::chrono::milliseconds(options_.heartbeat_ms);
   std::vector<zmq::message_t> frames;
   while (!stop.load()) {
-    zmq::pollitem_t items[] = {{clients.handle(), 0, ZMQ_POLLIN, 0},
-                               {workers.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::pollitem_t items[5] = {{clients.handle(), 0, ZMQ_POLLIN, 0},
+                                {workers.handle(), 0, ZMQ_POLLIN, 0}};
+    int n_items = 2;
+    if (zap_) {
+      items[n_items++] = {zap_->socket().handle(), 0, ZMQ_POLLIN, 0};
+      items[n_items++] = {client_handshakes_->socket().handle(), 0, ZMQ_POLLIN, 0};
+      items[n_items++] = {worker_handshakes_->socket().handle(), 0, ZMQ_POLLIN, 0};
+    }
     auto wake = next_tick_;
     if (!retry_at_.empty()) wake = std::min(wake, retry_at_.begin()->first);
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now());
@@ -84,7 +139,7 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
                                                                         Clock::now()));
     }
     try {
-      zmq::poll(items, 2, std::max(wait, std::chrono::milliseconds(0)));
+      zmq::poll(items, n_items, std::max(wait, std::chrono::milliseconds(0)));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;  // a signal: the loop condition decides
       throw;
@@ -93,6 +148,12 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
     const bool ticks =
         now_ >= next_tick_ || (!retry_at_.empty() && retry_at_.begin()->first <= now_);
     int handled = 0;
+    if (zap_) {
+      // Handshakes waiting for a verdict go on at once; refusals are logged.
+      zap_->handle_waiting();
+      client_handshakes_->handle_waiting();
+      worker_handshakes_->handle_waiting();
+    }
     // Worker messages first: they free credits and finish jobs.
     for (int i = 0; i < kBurst && wire::recv_message(workers, frames); ++i, ++handled) {
       if (frames.size() < 2) continue;  // a routing id alone: nothing to answer

@@ -13,6 +13,7 @@
 #include <zmq.hpp>
 
 #include "broker_metrics.h"
+#include "curve_auth.h"
 #include "job_queue.h"
 #include "journal.h"
 #include "log_limiter.h"
@@ -36,6 +37,7 @@ class Broker::Loop {
   std::string client_endpoint;
   std::string worker_endpoint;
   std::string metrics_address;  // bound; "" without a metrics server
+  std::string curve_public_key;  // "" in plaintext
 
  private:
   // client_side.cc
@@ -52,6 +54,8 @@ class Broker::Loop {
   void worker_gone(const std::string& route, const char* why);
 
   // broker.cc
+  // Throws std::runtime_error if the endpoints would carry plaintext off this machine.
+  void check_security() const;
   void dispatch();
   // Answers every queued job of `image` ERROR UnknownImage, naming the images there are.
   void fail_unknown_image(std::string image);
@@ -92,6 +96,10 @@ class Broker::Loop {
   BrokerMetrics metrics_;
   bool publish_pending_ = false;  // something happened since the last publish_metrics()
   Clock::time_point next_publish_;
+  // With CURVE: the ZAP handler and the handshake monitors of both endpoints.
+  std::unique_ptr<ZapHandler> zap_;
+  std::unique_ptr<HandshakeMonitor> client_handshakes_;
+  std::unique_ptr<HandshakeMonitor> worker_handshakes_;
   // Last: its threads read metrics_, so it stops first.
   std::unique_ptr<metrics::HttpServer> http_;
 };

@@ -32,6 +32,7 @@ void write_ready_file(const std::string& path, const paddock::broker::Broker& br
                       {"worker", broker.worker_endpoint()},
                       {"pid", static_cast<int>(getpid())}};
   if (!broker.metrics_address().empty()) j["metrics"] = broker.metrics_address();
+  if (!broker.curve_public_key().empty()) j["curve_public_key"] = broker.curve_public_key();
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -95,6 +96,20 @@ int main(int argc, char** argv) {
   app.add_option("--ready-file", ready_file,
                  "once bound, write {\"client\",\"worker\",\"pid\"} (and \"metrics\", the metrics "
                  "server's HOST:PORT, if any) as JSON to this file");
+  std::string curve_key_file;
+  std::string client_allow;
+  std::string worker_allow;
+  app.add_option("--curve-secret-key", curve_key_file,
+                 "CURVE on both endpoints: the broker's secret key file (NAME.key from 'paddock "
+                 "keys generate', mode 0600); needs --client-allow and --worker-allow");
+  app.add_option("--client-allow", client_allow,
+                 "CURVE: the submitters' public keys: an allowlist file ('KEY [NAME]' lines) or a "
+                 "directory of NAME.pub files");
+  app.add_option("--worker-allow", worker_allow,
+                 "CURVE: the workers' public keys (a file or a directory, as --client-allow)");
+  app.add_flag("--allow-plaintext", opt.allow_plaintext,
+               "without CURVE, bind endpoints that are not loopback or ipc anyway (logs a "
+               "warning: jobs and results cross the network readable by anyone on the path)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
@@ -114,6 +129,14 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ broker: %v");
   try {
+    if (curve_key_file.empty() && (!client_allow.empty() || !worker_allow.empty())) {
+      throw std::runtime_error("--client-allow and --worker-allow need --curve-secret-key");
+    }
+    if (!curve_key_file.empty()) {
+      opt.curve_secret_key = paddock::curve::read_secret_key(curve_key_file).secret_key;
+      if (!client_allow.empty()) opt.client_allow = paddock::curve::read_allowlist(client_allow);
+      if (!worker_allow.empty()) opt.worker_allow = paddock::curve::read_allowlist(worker_allow);
+    }
     paddock::broker::Broker broker(opt);
     g_broker.store(&broker);
     if (g_stop_requested.load()) broker.stop();

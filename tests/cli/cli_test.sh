@@ -233,12 +233,57 @@ case_cancel() {
 case_ping_and_help() {
   start_broker
   paddock ping --broker "$CLIENT" | grep -q "^pong from" || fail "ping"
-  for cmd in "" submit batch cancel ping; do
+  for cmd in "" submit batch cancel ping keys "keys generate"; do
     paddock $cmd --help >/dev/null || fail "paddock $cmd --help"
   done
   local status=0
   paddock submit --broker "$CLIENT" 2>/dev/null || status=$?
   expect_status 64 "$status" "submit without argv"
+}
+
+case_keys_and_curve() {
+  local keys="$tmp/keys" status=0
+  mkdir -p "$keys"
+  for name in broker ci w1 stranger; do
+    paddock keys generate --out "$keys" --name "$name" >"$tmp/$name.out" 2>/dev/null ||
+      fail "keys generate $name"
+  done
+  [[ $(stat -c %a "$keys/ci.key") == 600 ]] || fail "ci.key mode $(stat -c %a "$keys/ci.key"), expected 600"
+  [[ $(paddock keys show-public "$keys/ci.key") == $(cat "$tmp/ci.out") ]] || fail "show-public of ci.key"
+  [[ $(paddock keys show-public "$keys/ci.pub") == $(cat "$tmp/ci.out") ]] || fail "show-public of ci.pub"
+  paddock keys allow "$tmp/clients.allow" "$keys/ci.pub" >/dev/null || fail "keys allow"
+  paddock keys allow "$tmp/clients.allow" "$keys/ci.pub" | grep -q "already in" || fail "keys allow twice"
+  [[ $(wc -l <"$tmp/clients.allow") == 1 ]] || fail "allowlist: $(cat "$tmp/clients.allow")"
+  paddock keys allow "$tmp/workers.allow" "$keys/w1.pub" >/dev/null || fail "keys allow w1"
+  cp "$keys/ci.key" "$tmp/open.key" && chmod 644 "$tmp/open.key"
+  paddock keys show-public "$tmp/open.key" 2>"$tmp/err" || status=$?
+  expect_status 66 "$status" "show-public of a 0644 secret key"
+  expect_in "chmod 600" "$tmp/err" "the refusal"
+
+  start_broker --curve-secret-key "$keys/broker.key" --client-allow "$tmp/clients.allow" \
+    --worker-allow "$tmp/workers.allow"
+  "$PADDOCK_WORKER_BIN" --broker "$WORKER" --slots 2 --worker-id cli-curve --backend memory \
+    --broker-public-key "$keys/broker.pub" --curve-key "$keys/w1.key" >"$tmp/worker.log" 2>&1 &
+  pids+=($!)
+  local out
+  out=$(paddock submit --broker "$CLIENT" --broker-public-key "$keys/broker.pub" \
+    --curve-key "$keys/ci.key" --wait-ms 20000 -- echo over-curve) || fail "submit over CURVE"
+  [[ "$out" == over-curve ]] || fail "submit over CURVE printed '$out'"
+  PADDOCK_BROKER_KEY=$(cat "$tmp/broker.out") PADDOCK_CURVE_KEY="$keys/ci.key" \
+    paddock ping --broker "$CLIENT" | grep -q "^pong from" || fail "ping with keys from the environment"
+  status=0
+  paddock submit --broker "$CLIENT" --broker-timeout-ms 2000 -- echo hi 2>"$tmp/err" || status=$?
+  expect_status 69 "$status" "submit without a key to a CURVE broker"
+  expect_in "--broker-public-key" "$tmp/err" "the hint"
+  status=0
+  paddock ping --broker "$CLIENT" --broker-public-key "$keys/broker.pub" --curve-key "$keys/stranger.key" \
+    --wait-ms 2000 2>"$tmp/err" || status=$?
+  expect_status 69 "$status" "ping with a key the broker does not allow"
+  expect_in "client-allow" "$tmp/err" "the hint"
+  expect_in "key not in the client allowlist" "$tmp/broker.log" "the broker's log"
+  status=0
+  paddock ping --broker "$CLIENT" --curve-key "$keys/ci.key" 2>"$tmp/err" || status=$?
+  expect_status 64 "$status" "--curve-key without --broker-public-key"
 }
 
 [[ $# -eq 1 ]] || fail "usage: cli_test.sh CASE"

@@ -224,6 +224,7 @@ CLI::App* add_batch_command(CLI::App& app, BatchOptions& o) {
       "when every job got its final answer, 1 when some line was invalid (the others still run),\n"
       "69 when the broker stopped answering.");
   add_broker_option(*cmd, o.broker);
+  add_curve_options(*cmd, o.curve);
   cmd->add_flag("--json", o.json, "one JSON object per job on stdout, as answers arrive");
   cmd->add_option("--window", o.window, "most jobs in flight at once")
       ->capture_default_str()
@@ -247,7 +248,7 @@ int run_batch(const BatchOptions& o) {
   BatchReader reader(o.file == "-" ? std::cin : file, "batch-" + random_hex(8));
   std::optional<BrokerSession> session;
   try {
-    session.emplace(o.broker, milliseconds(o.broker_timeout_ms));
+    session.emplace(o.broker, milliseconds(o.broker_timeout_ms), o.curve);
   } catch (const client::ClientError& e) {  // a malformed endpoint
     std::fprintf(stderr, "error: %s\n", e.what());
     return exit_code::kUsage;

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "curve_flags.h"
 #include "paddock/client/client.h"
 
 namespace paddock::cli {
@@ -17,8 +18,10 @@ class BrokerSession {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // Throws client::ClientError with a readable message if `endpoint` is not a valid endpoint.
-  BrokerSession(const std::string& endpoint, std::chrono::milliseconds silence_limit);
+  // Throws client::ClientError with a readable message if `endpoint` is not a valid endpoint or
+  // a CURVE key file cannot be used (missing, malformed, a secret key readable by others).
+  BrokerSession(const std::string& endpoint, std::chrono::milliseconds silence_limit,
+                const CurveFlags& curve = {});
 
   client::Client& client() { return *client_; }
   const std::string& endpoint() const { return endpoint_; }
@@ -33,6 +36,7 @@ class BrokerSession {
 
  private:
   std::string endpoint_;
+  bool curve_ = false;
   std::chrono::milliseconds silence_limit_;
   std::unique_ptr<client::Client> client_;
   Clock::time_point last_heard_;

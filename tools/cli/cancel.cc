@@ -40,6 +40,7 @@ CLI::App* add_cancel_command(CLI::App& app, CancelOptions& o) {
       "cancelled (or had already ended: its answer is printed), 1 when the broker does not hold\n"
       "it (UnknownJob), 69 when the broker does not answer.");
   add_broker_option(*cmd, o.broker);
+  add_curve_options(*cmd, o.curve);
   cmd->add_option("--wait-ms", o.wait_ms, "how long to wait for the broker")->capture_default_str();
   cmd->add_option("job_id", o.job_id, "the job to cancel")->required();
   return cmd;
@@ -47,7 +48,7 @@ CLI::App* add_cancel_command(CLI::App& app, CancelOptions& o) {
 
 int run_cancel(const CancelOptions& o) {
   try {
-    BrokerSession session(o.broker, milliseconds(o.wait_ms));
+    BrokerSession session(o.broker, milliseconds(o.wait_ms), o.curve);
     session.client().cancel(o.job_id);
     session.client().ping();  // answered after the CANCEL: tells us the broker has handled it
     std::optional<BrokerSession::Clock::time_point> pong_at;

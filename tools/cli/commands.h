@@ -10,12 +10,15 @@
 
 #include <CLI/CLI.hpp>
 
+#include "curve_flags.h"
+
 namespace paddock::cli {
 
 inline constexpr const char* kDefaultBroker = "tcp://127.0.0.1:5555";
 
 struct SubmitOptions {
   std::string broker = kDefaultBroker;
+  CurveFlags curve;
   std::string job_id;  // generated when empty
   std::string image = "default";
   uint32_t vcpus = 1;
@@ -36,6 +39,7 @@ int run_submit(const SubmitOptions& opts);
 
 struct BatchOptions {
   std::string broker = kDefaultBroker;
+  CurveFlags curve;
   std::string file;  // JSON lines; "-" for stdin
   bool json = false;
   size_t window = 1000;
@@ -46,6 +50,7 @@ int run_batch(const BatchOptions& opts);
 
 struct CancelOptions {
   std::string broker = kDefaultBroker;
+  CurveFlags curve;
   std::string job_id;
   uint32_t wait_ms = 5'000;
 };
@@ -54,6 +59,7 @@ int run_cancel(const CancelOptions& opts);
 
 struct PingOptions {
   std::string broker = kDefaultBroker;
+  CurveFlags curve;
   uint32_t wait_ms = 5'000;
 };
 CLI::App* add_ping_command(CLI::App& app, PingOptions& opts);
@@ -66,6 +72,18 @@ struct DeadLettersOptions {
 };
 CLI::App* add_dead_letters_command(CLI::App& app, DeadLettersOptions& opts);
 int run_dead_letters(const DeadLettersOptions& opts);
+
+struct KeysOptions {
+  std::string dir = ".";
+  std::string name;
+  std::string file;
+  std::string allowlist;
+  CLI::App* generate = nullptr;
+  CLI::App* show_public = nullptr;
+  CLI::App* allow = nullptr;
+};
+CLI::App* add_keys_command(CLI::App& app, KeysOptions& opts);
+int run_keys(const KeysOptions& opts);
 
 // --broker, with PADDOCK_BROKER as its environment fallback.
 void add_broker_option(CLI::App& cmd, std::string& broker);

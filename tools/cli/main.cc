@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
   auto* ping_cmd = cli::add_ping_command(app, ping);
   cli::DeadLettersOptions dead;
   auto* dead_cmd = cli::add_dead_letters_command(app, dead);
+  cli::KeysOptions keys;
+  auto* keys_cmd = cli::add_keys_command(app, keys);
 
   try {
     app.parse(argc, argv);
@@ -47,6 +49,7 @@ int main(int argc, char** argv) {
   if (cancel_cmd->parsed()) return cli::run_cancel(cancel);
   if (ping_cmd->parsed()) return cli::run_ping(ping);
   if (dead_cmd->parsed()) return cli::run_dead_letters(dead);
+  if (keys_cmd->parsed()) return cli::run_keys(keys);
   std::fputs(app.help().c_str(), stderr);
   return cli::exit_code::kUsage;
 }

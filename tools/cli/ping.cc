@@ -11,6 +11,7 @@ CLI::App* add_ping_command(CLI::App& app, PingOptions& o) {
   auto* cmd = app.add_subcommand("ping", "Send PING to the broker and print the round trip. "
                                          "Exits 0 on PONG, 69 when none comes.");
   add_broker_option(*cmd, o.broker);
+  add_curve_options(*cmd, o.curve);
   cmd->add_option("--wait-ms", o.wait_ms, "how long to wait for PONG")->capture_default_str();
   return cmd;
 }
@@ -18,7 +19,7 @@ CLI::App* add_ping_command(CLI::App& app, PingOptions& o) {
 int run_ping(const PingOptions& o) {
   using Clock = std::chrono::steady_clock;
   try {
-    BrokerSession session(o.broker, std::chrono::milliseconds(o.wait_ms));
+    BrokerSession session(o.broker, std::chrono::milliseconds(o.wait_ms), o.curve);
     const auto start = Clock::now();
     session.client().ping();
     while (!session.broker_silent()) {

@@ -181,6 +181,7 @@ CLI::App* add_submit_command(CLI::App& app, SubmitOptions& o) {
       "status (124 timed out, 128+n killed by signal n, 125 Paddock ERROR, 75 REJECTED because\n"
       "the queue is full, 69 no answer). Example: paddock submit -- echo hello");
   add_broker_option(*cmd, o.broker);
+  add_curve_options(*cmd, o.curve);
   cmd->add_option("--job-id", o.job_id, "idempotency key (default: cli-<random hex>)");
   cmd->add_option("--image", o.image, "image to run in")->capture_default_str();
   cmd->add_option("--vcpus", o.vcpus, "virtual CPUs (1-16)")->capture_default_str();
@@ -212,7 +213,7 @@ int run_submit(const SubmitOptions& o) {
   try {
     req = build_request(o);
     if (auto err = sc::validate(*req)) throw UsageError{"invalid job: " + err->message()};
-    session.emplace(o.broker, milliseconds(o.broker_timeout_ms));
+    session.emplace(o.broker, milliseconds(o.broker_timeout_ms), o.curve);
   } catch (const UsageError& e) {
     std::fprintf(stderr, "error: %s\n", e.message.c_str());
     return e.status;

@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
     tmpl = load::make_template(opts);
     // At least 3 s: the session PINGs after 1 s of quiet, and must hear the PONG in time.
     const auto silence = std::max<int64_t>(3000, static_cast<int64_t>(opts.timeout_s * 1000));
-    session.emplace(opts.broker, std::chrono::milliseconds(silence));
+    session.emplace(opts.broker, std::chrono::milliseconds(silence), opts.curve);
   } catch (const load::UsageError& e) {
     std::fprintf(stderr, "paddock-load: %s\n", e.message.c_str());
     return e.status;

@@ -56,6 +56,7 @@ void add_load_options(CLI::App& app, LoadOptions& o) {
   app.add_option("--broker,-b", o.broker, "the broker's client endpoint")
       ->envname("PADDOCK_BROKER")
       ->capture_default_str();
+  cli::add_curve_options(app, o.curve);
 
   app.add_option("--jobs,-n", o.jobs, "jobs to run in all (default 1000)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1'000'000'000}));

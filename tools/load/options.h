@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/curve_flags.h"
 #include "paddock/schemas/messages.h"
 
 namespace paddock::load {
@@ -21,6 +22,7 @@ struct UsageError {
 
 struct LoadOptions {
   std::string broker = "tcp://127.0.0.1:5555";
+  cli::CurveFlags curve;  // --broker-public-key, --curve-key
 
   // How many, how long. Neither given: 1000 jobs. --rate with --duration only: rate x duration.
   std::optional<uint64_t> jobs;

@@ -22,17 +22,27 @@ worker must have it, else the job ends with ERROR 106 UnknownImage)::
 The client does not validate requests: the broker answers an invalid one with ERROR 100
 InvalidRequest, whose message names the field.
 
+CURVE (README.md, "Operating Paddock"): give the broker's public key and this submitter's secret
+key file, as written by ``paddock keys generate``::
+
+    Client("tcp://broker:5555", broker_public_key="keys/broker.pub", curve_key="keys/ci.key")
+
+A broker that refuses the key never answers (the handshake fails inside ZeroMQ): next_event
+returns None and run_jobs raises TimeoutError.
+
 Dependencies: Debian's python3-zmq and python3-msgpack only. A Client is not thread-safe (it owns
 a ZeroMQ socket); use one per thread.
 """
 
+import os
+import stat
 import time
 
 import msgpack
 import zmq
 
 __all__ = ["Client", "Event", "ProtocolError", "CODES", "RETRYABLE_CODES", "code_name", "job",
-           "PROTOCOL_TAG", "MAX_BODIES_PER_MESSAGE"]
+           "PROTOCOL_TAG", "MAX_BODIES_PER_MESSAGE", "KeyFileError", "read_secret_key", "read_public_key"]
 
 PROTOCOL_TAG = b"PDK1"
 MAX_BODIES_PER_MESSAGE = 1024
@@ -243,18 +253,86 @@ def _decode_message(frames):
     return Event(kind, body)
 
 
+KEY_CHARS = 40  # a 32-byte CURVE key in Z85
+MAX_KEY_FILE_BYTES = 64 << 10
+_Z85 = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#")
+
+
+class KeyFileError(Exception):
+    """A CURVE key file that cannot be used; the message names the file and what is wrong."""
+
+
+def _valid_key(text):
+    return len(text) == KEY_CHARS and all(c in _Z85 for c in text)
+
+
+def _key_lines(path, secret):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise KeyFileError(f"open {path}: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyFileError(f"{path}: not a regular file")
+        if secret and st.st_mode & 0o077:
+            raise KeyFileError(f"secret key file {path} has mode {stat.S_IMODE(st.st_mode):04o}: it "
+                            f"may be read by others; refusing it (chmod 600 {path})")
+        if st.st_size > MAX_KEY_FILE_BYTES:
+            raise KeyFileError(f"{path}: larger than {MAX_KEY_FILE_BYTES} bytes: not a key file")
+        text = f.read(MAX_KEY_FILE_BYTES + 1).decode("ascii", "replace")
+    # '#' is a Z85 character too: a line is a comment only if it does not start with a key.
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not (line.strip().startswith("#")
+                                     and not _valid_key(line.split()[0]))]
+
+
+def read_secret_key(path):
+    """(public, secret) Z85 bytes of a NAME.key file; refuses one its group or others can read."""
+    lines = _key_lines(path, secret=True)
+    if len(lines) != 1 or not _valid_key(lines[0]):
+        raise KeyFileError(f"{path}: expected one 40-character Z85 secret key (a NAME.key file from "
+                        f"'paddock keys generate')")
+    secret = lines[0].encode()
+    return zmq.curve_public(secret), secret
+
+
+def read_public_key(path_or_key):
+    """Z85 bytes of a public key given as the text itself, a NAME.pub or a NAME.key file."""
+    if _valid_key(path_or_key) and not os.path.exists(path_or_key):
+        return path_or_key.encode()
+    if path_or_key.endswith(".key"):
+        return read_secret_key(path_or_key)[0]
+    lines = _key_lines(path_or_key, secret=False)
+    if len(lines) != 1 or not _valid_key(lines[0].split()[0]):
+        raise KeyFileError(f"{path_or_key}: expected one 40-character Z85 public key (a NAME.pub "
+                        f"file from 'paddock keys generate')")
+    return lines[0].split()[0].encode()
+
+
 class Client:
     """A submitter's connection to a Paddock broker (a ZeroMQ DEALER).
 
     Args:
       endpoint: the broker's client endpoint, e.g. "tcp://127.0.0.1:5555".
       send_timeout_ms: how long a send may block before raising zmq.Again (broker gone).
+      broker_public_key, curve_key: CURVE (both or neither): the broker's public key (a NAME.pub
+        file or the Z85 text) and this submitter's secret key file (NAME.key, mode 0600), whose
+        public key must be in the broker's --client-allow list. KeyFileError if one is unusable.
     """
 
-    def __init__(self, endpoint, send_timeout_ms=30000):
+    def __init__(self, endpoint, send_timeout_ms=30000, broker_public_key=None, curve_key=None):
+        if (broker_public_key is None) != (curve_key is None):
+            raise KeyFileError("CURVE needs both broker_public_key and curve_key")
+        keys = None
+        if curve_key is not None:
+            keys = (read_public_key(broker_public_key),) + read_secret_key(curve_key)
         self.endpoint = endpoint
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
+        if keys is not None:
+            self._socket.curve_serverkey, self._socket.curve_publickey, \
+                self._socket.curve_secretkey = keys
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MSG_SIZE)
         self._socket.setsockopt(zmq.SNDTIMEO, send_timeout_ms)

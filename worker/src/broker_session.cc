@@ -11,17 +11,20 @@ namespace paddock::worker {
 namespace sc = paddock::schemas;
 
 BrokerSession::BrokerSession(zmq::context_t& context, std::string endpoint, sc::Ready identity,
-                             uint32_t share, SessionTiming timing)
+                             uint32_t share, SessionTiming timing,
+                             std::optional<curve::ClientKeys> curve)
     : context_(context),
       endpoint_(std::move(endpoint)),
       identity_(std::move(identity)),
       share_(share),
       timing_(timing),
+      curve_(std::move(curve)),
       backoff_(timing.reconnect_min) {}
 
 void BrokerSession::connect(Clock::time_point now) {
   socket_.emplace(context_, zmq::socket_type::dealer);
   wire::apply_common_options(*socket_);
+  if (curve_) curve::apply(*socket_, *curve_);
   socket_->set(zmq::sockopt::sndhwm, 100'000);
   socket_->set(zmq::sockopt::rcvhwm, 100'000);
   socket_->connect(endpoint_);
@@ -41,7 +44,8 @@ void BrokerSession::connect(Clock::time_point now) {
   last_heard_ = now;
   next_heartbeat_ = now + timing_.heartbeat;
   flush();
-  spdlog::info("connected to broker {} with {} credit(s)", endpoint_, ready.slots);
+  spdlog::info("connected to broker {} with {} credit(s){}", endpoint_, ready.slots,
+               curve_ ? " over CURVE" : "");
 }
 
 void BrokerSession::disconnect(Clock::time_point now, const char* why) {

@@ -12,6 +12,7 @@
 
 #include <zmq.hpp>
 
+#include "paddock/client/curve.h"
 #include "paddock/schemas/messages.h"
 
 namespace paddock::worker {
@@ -27,8 +28,10 @@ struct SessionTiming {
 
 class BrokerSession {
  public:
+  // `curve`: connect over CURVE with these keys; nullopt: plaintext.
   BrokerSession(zmq::context_t& context, std::string endpoint, schemas::Ready identity,
-                uint32_t share, SessionTiming timing);
+                uint32_t share, SessionTiming timing,
+                std::optional<curve::ClientKeys> curve = std::nullopt);
 
   const std::string& endpoint() const { return endpoint_; }
   // nullptr while waiting to reconnect.
@@ -69,6 +72,7 @@ class BrokerSession {
   schemas::Ready identity_;
   uint32_t share_;
   SessionTiming timing_;
+  std::optional<curve::ClientKeys> curve_;
   std::optional<zmq::socket_t> socket_;
   std::deque<std::vector<std::string>> outbox_;
   uint32_t credits_held_by_broker_ = 0;

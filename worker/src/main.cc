@@ -134,6 +134,16 @@ int main(int argc, char** argv) {
   app.add_option("--broker", opt.brokers, "broker worker endpoint (repeat for several brokers)")
       ->required();
   app.add_option("--worker-id", opt.worker_id, "this worker's name (default: host-pid)");
+  std::string broker_public_key;
+  std::string curve_key;
+  app.add_option("--broker-public-key", broker_public_key,
+                 "CURVE: the brokers' public key (a NAME.pub file or the Z85 text); with "
+                 "--curve-key")
+      ->envname("PADDOCK_BROKER_KEY");
+  app.add_option("--curve-key", curve_key,
+                 "CURVE: this worker's secret key file (NAME.key, mode 0600); its public key must "
+                 "be in the brokers' --worker-allow lists")
+      ->envname("PADDOCK_CURVE_KEY");
   app.add_option("--slots", opt.slots, "jobs run at once")
       ->check(CLI::Range(1u, 1024u))
       ->capture_default_str();
@@ -255,6 +265,12 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  try {
+    opt.curve = paddock::curve::load_client_keys(broker_public_key, curve_key);
+  } catch (const paddock::curve::KeyError& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
   if (opt.warm_pool.max_ready < opt.warm_pool.min_ready) {
     std::fprintf(stderr, "--warm-max (%zu) must be at least --warm-min (%zu)\n",
                  opt.warm_pool.max_ready, opt.warm_pool.min_ready);

@@ -87,7 +87,8 @@ Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
   for (size_t i = 0; i < n; ++i) {
     const uint32_t share = options_.slots / n + (i < options_.slots % n ? 1 : 0);
     sessions_.push_back(
-        std::make_unique<BrokerSession>(context_, options_.brokers[i], identity, share, timing));
+        std::make_unique<BrokerSession>(context_, options_.brokers[i], identity, share, timing,
+                                        options_.curve));
   }
   pool_ = std::make_unique<SlotPool>(
       options_.slots,

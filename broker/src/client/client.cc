@@ -1,5 +1,6 @@
 #include "paddock/client/client.h"
 
+#include "paddock/client/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
 #include "paddock/schemas/limits.h"
@@ -8,7 +9,9 @@ namespace paddock::client {
 
 namespace sc = paddock::schemas;
 
-Client::Client(const std::string& endpoint) : context_(1), socket_(context_, zmq::socket_type::dealer) {
+Client::Client(const std::string& endpoint, const std::optional<curve::ClientKeys>& keys)
+    : context_(1), socket_(context_, zmq::socket_type::dealer) {
+  if (keys) curve::apply(socket_, *keys);
   socket_.set(zmq::sockopt::linger, 0);
   socket_.set(zmq::sockopt::maxmsgsize,
               static_cast<int64_t>(sc::limits::kMaxFrameBytes + (64 << 10)));
@@ -22,7 +25,9 @@ void Client::send(std::vector<std::string> parts) {
   for (size_t i = 0; i < parts.size(); ++i) {
     const auto flags = i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
     if (!socket_.send(zmq::buffer(parts[i]), flags)) {
-      throw ClientError("send to broker timed out (is the broker running?)");
+      throw ClientError(
+          "send to broker timed out (is the broker running? if it uses CURVE, are the broker's "
+          "public key and this client's key right, and is the key in its client allowlist?)");
     }
   }
 }
@@ -51,6 +56,11 @@ void Client::fetch(const std::string& job_id) {
 }
 
 void Client::ping() { send(sc::make_message(sc::Command::kPing)); }
+
+bool Client::try_ping() {
+  return wire::send_message(socket_, sc::make_message(sc::Command::kPing)) ==
+         wire::SendStatus::kOk;
+}
 
 std::optional<Event> Client::next(std::chrono::milliseconds timeout) {
   zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};

@@ -17,6 +17,8 @@
 #include <memory>
 #include <string>
 
+#include "paddock/client/curve.h"
+
 namespace paddock::broker {
 
 struct Options {
@@ -43,6 +45,15 @@ struct Options {
   // loopback, port 0 for an ephemeral one (broker/README.md, "Metrics"). Empty: no server. There
   // is no authentication: a non-loopback address shows the metrics to whoever can reach it.
   std::string metrics_address;
+  // CURVE on both endpoints (README.md, "Operating Paddock"): the broker's secret key (Z85).
+  // Empty: plaintext, which is refused on an endpoint that is not loopback or ipc unless
+  // allow_plaintext (then a warning is logged at start).
+  std::string curve_secret_key;
+  // With CURVE, the public keys (Z85 -> name) let in on each endpoint; both must be given. A key
+  // in one list only is refused on the other endpoint.
+  curve::Allowlist client_allow;
+  curve::Allowlist worker_allow;
+  bool allow_plaintext = false;
 };
 
 struct Stats {
@@ -60,7 +71,8 @@ struct Stats {
 
 class Broker {
  public:
-  // Opens the journal (std::runtime_error naming the file and what is wrong if it is corrupt or
+  // Checks the security options first (std::runtime_error: CURVE without both allowlists, or
+  // plaintext on an endpoint that is not loopback or ipc without allow_plaintext). Opens the journal (std::runtime_error naming the file and what is wrong if it is corrupt or
   // not a journal) and re-queues what it holds, then binds both endpoints; throws zmq::error_t if
   // one cannot be bound. Then starts the metrics server, if asked (std::runtime_error naming the
   // address if it cannot listen). An endpoint's port may be "*" (ephemeral); client_endpoint() and
@@ -74,6 +86,8 @@ class Broker {
   std::string worker_endpoint() const;
   // The metrics server's bound "HOST:PORT"; "" without one.
   std::string metrics_address() const;
+  // The broker's CURVE public key (Z85); "" in plaintext.
+  std::string curve_public_key() const;
 
   // Runs the loop until stop() is called. Returns the counters.
   Stats run();

@@ -13,6 +13,7 @@
 
 #include <zmq.hpp>
 
+#include "paddock/client/curve.h"
 #include "paddock/schemas/messages.h"
 
 namespace paddock::client {
@@ -41,8 +42,10 @@ struct Event {
 
 class Client {
  public:
-  // Connects (asynchronously, as ZeroMQ does) to `endpoint`, e.g. "tcp://127.0.0.1:5555".
-  explicit Client(const std::string& endpoint);
+  // Connects (asynchronously, as ZeroMQ does) to `endpoint`, e.g. "tcp://127.0.0.1:5555"; with
+  // `keys`, over CURVE (a broker that refuses the keys never answers: the handshake fails).
+  explicit Client(const std::string& endpoint,
+                  const std::optional<curve::ClientKeys>& keys = std::nullopt);
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
@@ -54,6 +57,9 @@ class Client {
   void cancel(const std::string& job_id);
   void fetch(const std::string& job_id);
   void ping();
+  // PING without waiting: false if it could not be queued at once (e.g. the connection was
+  // refused, as a CURVE broker refuses a key it does not allow).
+  bool try_ping();
 
   // The next answer from the broker, or nullopt if none arrived within `timeout`.
   std::optional<Event> next(std::chrono::milliseconds timeout);

@@ -10,9 +10,11 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "paddock/client/curve.h"
 #include "paddock/runtime/provider.h"
 #include "paddock/worker/warm_pool.h"
 
@@ -42,6 +44,9 @@ struct Options {
   // loopback, port 0 for an ephemeral one (worker/README.md, "Metrics"). Empty: no server. No
   // authentication: a non-loopback address shows the metrics to whoever can reach it.
   std::string metrics_address;
+  // CURVE to every broker (README.md, "Operating Paddock"): the brokers' public key and this
+  // worker's key pair, whose public key must be in their --worker-allow lists. nullopt: plaintext.
+  std::optional<curve::ClientKeys> curve;
 };
 
 class Worker {
