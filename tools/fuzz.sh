@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
-# Builds and runs the libFuzzer targets of tests/fuzz/ against the wire codec (schemas/src), the
-# guest agent protocol codec (runtime/src/agent/protocol.cc) and the snapshot store's meta.json
-# parser (runtime/src/qemu/snapshot_store.cc).
+# Builds and runs the libFuzzer targets of tests/fuzz/, one per decoder that meets outside input:
+# the wire codec (schemas/src: client frames, worker frames, job dispatches), the guest agent
+# protocol codec (runtime/src/agent/protocol.cc), the snapshot store's meta.json parser
+# (runtime/src/qemu/snapshot_store.cc), QEMU's QMP replies (runtime/src/qemu/qmp_client.cc), the
+# CURVE key files and allowlists (broker/src/client/curve.cc) and batch files of JSON jobs
+# (tools/cli/batch_reader.cc, job_json.cc).
 #
-#   tools/fuzz.sh [SECONDS_PER_TARGET]      (default 30)
+#   tools/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]      (default 30 s; every target)
+#
+# tools/test.sh (the CI suite) runs every target for 12 s: 8 targets, 96 s of fuzzing in all, to
+# keep the suite inside its 15-minute budget. Adding a target means lowering that default so the
+# total stays at about 100 s. Longer campaigns are run by hand (tests/fuzz/README.md).
 #
 # Targets are compiled with clang++-14 -fsanitize=fuzzer,address,undefined straight from the
 # sources above into $PADDOCK_FUZZ_BUILD_DIR (default: <repo>/build-fuzz), seeded from
 # schemas/vectors/*.msgpack (wrapped in frames as each target expects), for the agent from requests
-# and replies written here, and for the snapshot metadata from a valid meta.json and broken variants
-# of it written here. The working corpus stays in the build directory, so it grows from run to run
-# and never lands in the repository.
+# and replies written here, for the snapshot metadata from a valid meta.json and broken variants
+# of it written here, for QMP, key files and batch files from lines written here, and for every
+# target from the regression inputs committed in tests/fuzz/regressions/<target>/ (crashes found
+# and fixed). The working corpus stays in the build directory, so it grows from run to run and
+# never lands in the repository.
 # Exits non-zero if any target crashes (the reproducer is in <build dir>/artifacts/), and prints
 # each target's executions and coverage.
 set -euo pipefail
 
 SECONDS_PER_TARGET="${1:-30}"
 if ! [[ "$SECONDS_PER_TARGET" =~ ^[0-9]+$ ]] || [[ "$SECONDS_PER_TARGET" -lt 1 ]]; then
-  echo "usage: $0 [SECONDS_PER_TARGET]" >&2
+  echo "usage: $0 [SECONDS_PER_TARGET [TARGET...]]" >&2
   exit 2
 fi
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,7 +34,14 @@ OUT="${PADDOCK_FUZZ_BUILD_DIR:-$SRC/build-fuzz}"
 CXX="${PADDOCK_FUZZ_CXX:-clang++-14}"
 PYTHON=/usr/bin/python3
 TARGETS=(fuzz_client_frames fuzz_worker_frames fuzz_job_dispatch fuzz_agent_frames
-         fuzz_snapshot_meta)
+         fuzz_snapshot_meta fuzz_qmp_replies fuzz_curve_files fuzz_batch_jobs)
+if [[ $# -gt 1 ]]; then
+  shift
+  for t in "$@"; do
+    [[ " ${TARGETS[*]} " == *" $t "* ]] || { echo "fuzz.sh: no target $t (${TARGETS[*]})" >&2; exit 2; }
+  done
+  TARGETS=("$@")
+fi
 
 command -v "$CXX" >/dev/null || { echo "fuzz.sh: $CXX not found" >&2; exit 2; }
 mkdir -p "$OUT"/{obj,seeds,corpus,artifacts,logs}
@@ -34,13 +50,15 @@ mkdir -p "$OUT"/{obj,seeds,corpus,artifacts,logs}
 CXXFLAGS=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
           -fno-sanitize-recover=all -DMSGPACK_NO_BOOST
           -I"$SRC/schemas/include" -I"$SRC/schemas/src" -I"$SRC/runtime/include"
-          -I"$SRC/runtime/src" -I"$SRC/tests/fuzz")
+          -I"$SRC/runtime/src" -I"$SRC/broker/include" -I"$SRC/tools/cli" -I"$SRC/tests/fuzz")
 # The snapshot store logs with spdlog (Debian's, built against an external fmt) and hashes with
 # xxhash, as runtime/CMakeLists.txt links them.
-pkg-config --exists spdlog libxxhash ||
-  { echo "fuzz.sh: pkg-config finds no spdlog or libxxhash (tools/install-deps.sh)" >&2; exit 2; }
+pkg-config --exists spdlog libxxhash libzmq ||
+  { echo "fuzz.sh: pkg-config finds no spdlog, libxxhash or libzmq (tools/install-deps.sh)" >&2; exit 2; }
 read -r -a SNAPSHOT_CFLAGS <<<"$(pkg-config --cflags spdlog libxxhash)"
 read -r -a SNAPSHOT_LIBS <<<"$(pkg-config --libs spdlog libxxhash)"
+# The CURVE parsers live beside libzmq calls (key generation): link it.
+read -r -a ZMQ_LIBS <<<"$(pkg-config --libs libzmq)"
 # Compiles one library source into $OUT/obj/<name>.o when it or a header it may include changed,
 # and sets OBJ to the object's path. Library objects must not bring a main(): fuzzer-no-link.
 compile() {
@@ -49,7 +67,7 @@ compile() {
   if [[ ! -f "$obj" || "$src" -nt "$obj" || "$0" -nt "$obj" ]] ||
      [[ -n "$(find "$SRC/schemas/include" "$SRC/schemas/src" "$SRC/runtime/include" \
                    "$SRC/runtime/src/agent" "$SRC/runtime/src/qemu" "$SRC/runtime/src/os" \
-                   -newer "$obj" -name '*.h' | head -1)" ]]; then
+                   "$SRC/broker/include" "$SRC/tools/cli" -newer "$obj" -name '*.h' | head -1)" ]]; then
     "$CXX" "${CXXFLAGS[@]/-fsanitize=fuzzer,address,undefined/-fsanitize=fuzzer-no-link,address,undefined}" \
       "$@" -c "$src" -o "$obj"
   fi
@@ -65,23 +83,36 @@ compile "$SRC/runtime/src/qemu/snapshot_store.cc" snapshot_store "${SNAPSHOT_CFL
 snapshot_objs+=("$OBJ")
 compile "$SRC/runtime/src/error.cc" runtime_error
 snapshot_objs+=("$OBJ")
+compile "$SRC/runtime/src/qemu/qmp_client.cc" qmp_client
+qmp_objs=("$OBJ")
+compile "$SRC/broker/src/client/curve.cc" curve
+curve_objs=("$OBJ")
+batch_objs=("${codec_objs[@]}")
+for src in batch_reader job_json outcome text; do
+  compile "$SRC/tools/cli/$src.cc" "cli_$src"
+  batch_objs+=("$OBJ")
+done
 for t in "${TARGETS[@]}"; do
   echo "== build $t"
-  if [[ $t == fuzz_snapshot_meta ]]; then
-    "$CXX" "${CXXFLAGS[@]}" "${SNAPSHOT_CFLAGS[@]}" "$SRC/tests/fuzz/$t.cc" "${snapshot_objs[@]}" \
-      "${SNAPSHOT_LIBS[@]}" -o "$OUT/$t"
-  else
-    "$CXX" "${CXXFLAGS[@]}" "$SRC/tests/fuzz/$t.cc" "${codec_objs[@]}" -o "$OUT/$t"
-  fi
+  case $t in
+    fuzz_snapshot_meta) objs=("${snapshot_objs[@]}" "${SNAPSHOT_LIBS[@]}") ;;
+    fuzz_qmp_replies) objs=("${qmp_objs[@]}") ;;
+    fuzz_curve_files) objs=("${curve_objs[@]}" "${ZMQ_LIBS[@]}") ;;
+    fuzz_batch_jobs) objs=("${batch_objs[@]}") ;;
+    *) objs=("${codec_objs[@]}") ;;
+  esac
+  "$CXX" "${CXXFLAGS[@]}" "${SNAPSHOT_CFLAGS[@]}" "$SRC/tests/fuzz/$t.cc" "${objs[@]}" -o "$OUT/$t"
 done
 
 # ---- seeds and dictionary -------------------------------------------------------------------
-"$PYTHON" - "$SRC/schemas/vectors" "$OUT/seeds" "$OUT/msgpack.dict" "$OUT/meta.dict" <<'PY'
-import json, os, struct, sys
+"$PYTHON" - "$SRC" "$OUT/seeds" "$OUT/msgpack.dict" "$OUT/meta.dict" "$OUT/json.dict" \
+  "$OUT/curve.dict" <<'PY'
+import base64, glob, json, os, struct, sys
 
 import msgpack
 
-vectors, seeds, dict_path, meta_dict_path = sys.argv[1:5]
+src, seeds, dict_path, meta_dict_path, json_dict_path, curve_dict_path = sys.argv[1:7]
+vectors = os.path.join(src, "schemas", "vectors")
 manifest = json.load(open(os.path.join(vectors, "manifest.json")))
 
 def frames(*parts):
@@ -177,6 +208,50 @@ out["fuzz_snapshot_meta"] = [
     b"[]",
     valid.replace(b'"vm_id": "vm-1"', b'"vm_id": "vm-1", "vm_id": "vm-2"'),
 ]
+# QMP (runtime/src/qemu/qmp_client.h): what QEMU 10 says, one JSON object per line, "\r\n" ends.
+def qmp(*msgs):
+    return b"".join((m if isinstance(m, bytes) else json.dumps(m).encode()) + b"\r\n" for m in msgs)
+
+greeting = {"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""},
+                    "capabilities": ["oob"]}}
+event = {"timestamp": {"seconds": 1700000000, "microseconds": 1}, "event": "STOP"}
+out["fuzz_qmp_replies"] = [
+    qmp(greeting, {"return": {}, "id": 1}),
+    qmp(event, {"return": {"status": "running", "singlestep": False, "running": True}, "id": 7}),
+    qmp({"return": {"status": "completed", "total-time": 120, "ram": {"total": 134217728}},
+         "id": 3}),
+    qmp({"return": {"status": "failed", "error-desc": "Unable to write to file"}, "id": 4}),
+    qmp({"error": {"class": "GenericError", "desc": "Migration is disabled \u001b[31m"}, "id": 5}),
+    qmp({"return": [], "id": 6}, {"return": "x", "id": "6"}, {"id": 6}),
+    qmp(b'{"return": {"status": 5}, "id": 2}', b"[1, 2]", b"{\"return\": {}", b"nul\x00l"),
+    b"[" * 40 + b"]" * 40 + b"\n" + qmp({"return": {"status": "x" * 600}, "id": 1}),
+    qmp({"error": {"desc": ["not", "a", "string"]}, "id": 9}, {"error": "flat", "id": 10}),
+]
+
+# CURVE key files (broker/include/paddock/client/curve.h).
+key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+key2 = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"
+out["fuzz_curve_files"] = [
+    f"# Paddock CURVE secret key 'w1' (Z85). Keep it private: mode 0600.\n{key}\n".encode(),
+    f"{key} w1\n".encode(),
+    f"{key} alice\n# a comment\n\n  {key2}\tbob smith \r\n{key}\n".encode(),
+    f"#{key[1:]} starts with '#' and is a key\n".encode(),
+    f"{key[:39]}\n{key}x\n".encode(),
+    b"\n\n# only comments\n   \t\n",
+    f"{key}\x00{key2}\n".encode(),
+]
+
+# Batch files of JSON jobs (tools/cli/job_json.h): the examples, plus lines that break the rules.
+out["fuzz_batch_jobs"] = [open(f, "rb").read() for f in sorted(glob.glob(os.path.join(src, "examples", "*.jsonl")))]
+out["fuzz_batch_jobs"] += [
+    b'{"job_id": "a", "argv": ["true"]}\n{"job_id": "a", "argv": ["true"]}\n',
+    b'{"argv": ["cat"], "stdin": {"base64": "AAEC/w=="}, "files": [{"path": "in/x", "mode": 420, '
+    b'"data": "hi"}], "files_out": ["out"], "egress": [{"cidr": "10.0.0.0/8", "protocol": "tcp", '
+    b'"ports": [{"first": 80, "last": 443}]}], "tags": {"k": "v"}, "priority": -3}\r\n',
+    b'{"argv": "true"}\n{"argv": ["true"], "timeout": 5}\n{"argv": [1]}\n[]\n{\n\n \t\n',
+    b'{"argv": ["true"], "vcpus": 1e3, "mem_mib": -1, "stdin": {"base64": "!!"}, "image": "\xff"}\n',
+]
+
 for target, items in out.items():
     d = os.path.join(seeds, target)
     os.makedirs(d, exist_ok=True)
@@ -212,6 +287,28 @@ meta_tokens += ["{", "}", "[", "]", ":", ",", "true", "false", "null", "13421772
 with open(meta_dict_path, "w") as f:
     for k in meta_tokens:
         f.write('"' + "".join(f"\\x{c:02x}" for c in k.encode()) + '"\n')
+
+json_tokens = ['"' + k + '"' for k in
+               ["QMP", "return", "error", "event", "id", "desc", "class", "status", "error-desc",
+                "completed", "failed", "running", "job_id", "image", "argv", "env", "stdin",
+                "files", "files_out", "vcpus", "mem_mib", "timeout_ms", "output_cap", "egress",
+                "priority", "deadline_ms", "tags", "path", "mode", "data", "base64", "cidr",
+                "protocol", "ports", "first", "last", "tcp", "udp", "icmp"]]
+json_tokens += ["{", "}", "[", "]", ":", ",", "true", "false", "null", "\\u0000", "\\ud800",
+                "\r\n", "-1", "1e999", "18446744073709551616", "0.5"]
+with open(json_dict_path, "w") as f:
+    for k in json_tokens:
+        f.write('"' + "".join(f"\\x{c:02x}" for c in k.encode()) + '"\n')
+with open(curve_dict_path, "w") as f:
+    for k in [key, key2, "#", "\n", " ", "\t", "\r\n", ".pub", ".key"]:
+        f.write('"' + "".join(f"\\x{c:02x}" for c in k.encode()) + '"\n')
+
+# Inputs that once crashed a target, kept so that the fix stays (tests/fuzz/regressions/).
+for target in out:
+    for i, path in enumerate(sorted(glob.glob(os.path.join(src, "tests", "fuzz", "regressions",
+                                                           target, "*")))):
+        with open(os.path.join(seeds, target, f"regression-{i:03d}"), "wb") as f:
+            f.write(open(path, "rb").read())
 PY
 
 # ---- run ------------------------------------------------------------------------------------
@@ -220,8 +317,12 @@ summary=()
 for t in "${TARGETS[@]}"; do
   mkdir -p "$OUT/corpus/$t"
   log="$OUT/logs/$t.log"
-  dict="$OUT/msgpack.dict"
-  [[ $t == fuzz_snapshot_meta ]] && dict="$OUT/meta.dict"
+  case $t in
+    fuzz_snapshot_meta) dict="$OUT/meta.dict" ;;
+    fuzz_qmp_replies | fuzz_batch_jobs) dict="$OUT/json.dict" ;;
+    fuzz_curve_files) dict="$OUT/curve.dict" ;;
+    *) dict="$OUT/msgpack.dict" ;;
+  esac
   echo "== run $t for ${SECONDS_PER_TARGET}s (log: $log)"
   set +e
   "$OUT/$t" -max_total_time="$SECONDS_PER_TARGET" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \

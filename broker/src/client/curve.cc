@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <sstream>
 #include <vector>
 
 namespace paddock::curve {
@@ -58,15 +57,18 @@ std::string read_key_file(const std::string& path, bool secret) {
 }
 
 // The lines that are not blank or comments, trimmed.
-std::vector<std::string> content_lines(const std::string& text) {
+std::vector<std::string> content_lines(std::string_view text) {
   std::vector<std::string> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = text.substr(start, end - start);
+    start = end + 1;
     const auto b = line.find_first_not_of(" \t\r");
-    if (b == std::string::npos) continue;
+    if (b == std::string_view::npos) continue;
     const auto e = line.find_last_not_of(" \t\r");
-    std::string trimmed = line.substr(b, e - b + 1);
+    std::string trimmed(line.substr(b, e - b + 1));
     // '#' is a Z85 character too: a line is a comment only if it does not start with a key.
     if (trimmed[0] == '#' && !valid_key(trimmed.substr(0, trimmed.find_first_of(" \t")))) {
       continue;
@@ -85,20 +87,7 @@ std::pair<std::string, std::string> split_key_line(const std::string& line) {
 }
 
 void read_allowlist_file(const std::string& path, Allowlist& out) {
-  int n = 0;
-  for (const auto& line : content_lines(read_key_file(path, false))) {
-    ++n;
-    auto [key, name] = split_key_line(line);
-    if (!valid_key(key)) {
-      throw KeyError(path + ": key " + std::to_string(n) +
-                     " is not a 40-character Z85 public key");
-    }
-    if (name.empty()) name = fs::path(path).stem().string();
-    out.emplace(std::move(key), std::move(name));
-    if (out.size() > kMaxAllowlistKeys) {
-      throw KeyError(path + ": more than " + std::to_string(kMaxAllowlistKeys) + " keys");
-    }
-  }
+  parse_allowlist(read_key_file(path, false), path, fs::path(path).stem().string(), out);
 }
 
 void write_file(const std::string& path, const std::string& text, mode_t mode) {
@@ -142,24 +131,51 @@ std::string public_of(const std::string& secret) {
   return pub;
 }
 
-KeyPair read_secret_key(const std::string& path) {
-  const auto lines = content_lines(read_key_file(path, true));
+std::string parse_secret_key(std::string_view text, const std::string& source) {
+  const auto lines = content_lines(text);
   if (lines.size() != 1 || !valid_key(lines[0])) {
-    throw KeyError(path + ": expected one 40-character Z85 secret key (a NAME.key file from "
-                          "'paddock keys generate')");
+    throw KeyError(source + ": expected one 40-character Z85 secret key (a NAME.key file from "
+                            "'paddock keys generate')");
   }
-  return KeyPair{public_of(lines[0]), lines[0]};
+  return lines[0];
+}
+
+std::string parse_public_key(std::string_view text, const std::string& source) {
+  const auto lines = content_lines(text);
+  if (lines.size() != 1 || !valid_key(split_key_line(lines[0]).first)) {
+    throw KeyError(source + ": expected one 40-character Z85 public key (a NAME.pub file "
+                            "from 'paddock keys generate')");
+  }
+  return split_key_line(lines[0]).first;
+}
+
+void parse_allowlist(std::string_view text, const std::string& source,
+                     const std::string& default_name, Allowlist& out) {
+  int n = 0;
+  for (const auto& line : content_lines(text)) {
+    ++n;
+    auto [key, name] = split_key_line(line);
+    if (!valid_key(key)) {
+      throw KeyError(source + ": key " + std::to_string(n) +
+                     " is not a 40-character Z85 public key");
+    }
+    if (name.empty()) name = default_name;
+    out.emplace(std::move(key), std::move(name));
+    if (out.size() > kMaxAllowlistKeys) {
+      throw KeyError(source + ": more than " + std::to_string(kMaxAllowlistKeys) + " keys");
+    }
+  }
+}
+
+KeyPair read_secret_key(const std::string& path) {
+  const std::string secret = parse_secret_key(read_key_file(path, true), path);
+  return KeyPair{public_of(secret), secret};
 }
 
 std::string read_public_key(const std::string& path_or_key) {
   if (valid_key(path_or_key) && !fs::exists(path_or_key)) return path_or_key;
   if (path_or_key.ends_with(".key")) return read_secret_key(path_or_key).public_key;
-  const auto lines = content_lines(read_key_file(path_or_key, false));
-  if (lines.size() != 1 || !valid_key(split_key_line(lines[0]).first)) {
-    throw KeyError(path_or_key + ": expected one 40-character Z85 public key (a NAME.pub file "
-                                 "from 'paddock keys generate')");
-  }
-  return split_key_line(lines[0]).first;
+  return parse_public_key(read_key_file(path_or_key, false), path_or_key);
 }
 
 Allowlist read_allowlist(const std::string& path) {

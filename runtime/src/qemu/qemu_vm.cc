@@ -197,11 +197,11 @@ Status QemuVm::migrate(const std::string& command, const std::string& uri) {
   while (Clock::now() < deadline) {
     auto r = qmp_.execute("query-migrate", nullptr, 5s, error);
     if (!r) return Error::unsupported("qmp query-migrate: " + error);
-    const std::string status = r->value("status", std::string());
+    const std::string status = qmp_string(*r, "status", "");
     if (status == "completed") return {};
     if (status == "failed" || status == "cancelled") {
       return Error::unsupported(command + " " + uri + " " + status + ": " +
-                                r->value("error-desc", std::string("no reason given")) +
+                                qmp_string(*r, "error-desc", "no reason given") +
                                 "; qemu output: " + console_.tail());
     }
     if (exited()) {
@@ -382,7 +382,7 @@ Result<std::string> QemuVm::status() {
   std::string error;
   auto r = qmp_.execute("query-status", nullptr, 5s, error);
   if (!r) return Error::unsupported("qmp query-status: " + error);
-  return r->value("status", std::string("unknown"));
+  return qmp_string(*r, "status", "unknown");
 }
 
 Result<ExecResult> QemuVm::exec(const ExecRequest& request, std::stop_token cancel) {

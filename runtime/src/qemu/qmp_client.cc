@@ -5,14 +5,117 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <thread>
 
 #include "os/os_error.h"
+#include "os/peer_text.h"
 
 namespace paddock::runtime::qemu {
 
 namespace {
-constexpr size_t kMaxMessage = 1 << 20;  // QMP answers we ask for are small
+
+using Clock = std::chrono::steady_clock;
+
+// Whether arrays and objects in `line` nest deeper than `max` (brackets inside strings do not
+// count). Checked before parsing, so that a hostile line cannot make the parser build a value
+// 10^6 levels deep.
+bool nested_deeper_than(std::string_view line, size_t max) {
+  size_t depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : line) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
+// Milliseconds left until `deadline`, for poll(): 0 when it has passed.
+int ms_until(Clock::time_point deadline) {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+  return static_cast<int>(std::clamp<int64_t>(left.count(), 0, 60'000));
+}
+
+}  // namespace
+
+std::optional<std::string> QmpLineBuffer::next_line() {
+  const auto nl = buffer_.find('\n', scanned_);
+  if (nl == std::string::npos) {
+    scanned_ = buffer_.size();
+    return std::nullopt;
+  }
+  std::string line = buffer_.substr(0, nl);
+  buffer_.erase(0, nl + 1);
+  scanned_ = 0;
+  return line;
+}
+
+bool QmpLineBuffer::overflowed() const {
+  return scanned_ > qmp_limits::kMaxLine;
+}
+
+std::optional<QmpMessage> parse_qmp_message(std::string_view line, std::string& error) {
+  if (line.size() > qmp_limits::kMaxLine) {
+    error = "qmp message larger than " + std::to_string(qmp_limits::kMaxLine) + " bytes";
+    return std::nullopt;
+  }
+  if (nested_deeper_than(line, qmp_limits::kMaxDepth)) {
+    error = "qmp message nested deeper than " + std::to_string(qmp_limits::kMaxDepth);
+    return std::nullopt;
+  }
+  try {
+    auto j = nlohmann::json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) {
+      error = "malformed qmp message: " + os::peer_text(line, 64);
+      return std::nullopt;
+    }
+    if (!j.is_object()) {
+      error = std::string("qmp message is not an object but ") + j.type_name();
+      return std::nullopt;
+    }
+    QmpMessage m;
+    if (auto id = j.find("id"); id != j.end() && id->is_number_unsigned()) {
+      m.id = id->get<uint64_t>();
+    }
+    if (j.contains("QMP")) {
+      m.kind = QmpMessage::Kind::kGreeting;
+    } else if (j.contains("event")) {
+      m.kind = QmpMessage::Kind::kEvent;
+    } else if (auto r = j.find("return"); r != j.end()) {
+      m.kind = QmpMessage::Kind::kReturn;
+      m.value = std::move(*r);
+    } else if (auto e = j.find("error"); e != j.end()) {
+      m.kind = QmpMessage::Kind::kError;
+      m.error = qmp_string(*e, "desc", "qmp error");
+    }
+    return m;
+  } catch (const std::exception& e) {
+    error = std::string("malformed qmp message: ") + e.what();
+    return std::nullopt;
+  }
+}
+
+std::string qmp_string(const nlohmann::json& value, std::string_view key,
+                       const std::string& fallback) {
+  if (!value.is_object()) return fallback;
+  const auto it = value.find(key);
+  if (it == value.end() || !it->is_string()) return fallback;
+  return os::peer_text(it->get_ref<const std::string&>(), qmp_limits::kMaxText);
 }
 
 QmpClient::~QmpClient() { close(); }
@@ -20,14 +123,14 @@ QmpClient::~QmpClient() { close(); }
 void QmpClient::close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
-  buffer_.clear();
+  lines_.clear();
 }
 
 std::optional<std::string> QmpClient::connect(const std::string& socket_path,
                                               std::chrono::milliseconds timeout,
                                               const std::function<bool()>& gone) {
   close();
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto deadline = Clock::now() + timeout;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof addr.sun_path) return "qmp socket path too long: " + socket_path;
@@ -39,19 +142,18 @@ std::optional<std::string> QmpClient::connect(const std::string& socket_path,
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) break;
     const int err = errno;
     close();
-    if (std::chrono::steady_clock::now() >= deadline || (gone && gone())) {
+    if (Clock::now() >= deadline || (gone && gone())) {
       return os::error_message("connect " + socket_path, err);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   std::string error;
   auto greeting = read_message(deadline, error);
-  if (!greeting || !greeting->contains("QMP")) {
+  if (!greeting || greeting->kind != QmpMessage::Kind::kGreeting) {
     close();
     return "qmp greeting: " + (error.empty() ? "unexpected message" : error);
   }
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - std::chrono::steady_clock::now());
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
   if (!execute("qmp_capabilities", nullptr, std::max(left, std::chrono::milliseconds(100)),
                error)) {
     close();
@@ -60,32 +162,19 @@ std::optional<std::string> QmpClient::connect(const std::string& socket_path,
   return std::nullopt;
 }
 
-std::optional<nlohmann::json> QmpClient::read_message(
-    std::chrono::steady_clock::time_point deadline, std::string& error) {
+std::optional<QmpMessage> QmpClient::read_message(Clock::time_point deadline, std::string& error) {
   while (true) {
-    const auto nl = buffer_.find('\n');
-    if (nl != std::string::npos) {
-      std::string line = buffer_.substr(0, nl);
-      buffer_.erase(0, nl + 1);
-      auto parsed = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (parsed.is_discarded()) {
-        error = "malformed qmp message";
-        return std::nullopt;
-      }
-      return parsed;
-    }
-    if (buffer_.size() > kMaxMessage) {
-      error = "qmp message larger than 1 MiB";
+    if (auto line = lines_.next_line()) return parse_qmp_message(*line, error);
+    if (lines_.overflowed()) {
+      error = "qmp message larger than " + std::to_string(qmp_limits::kMaxLine) + " bytes";
       return std::nullopt;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
+    if (Clock::now() >= deadline) {
       error = "timed out";
       return std::nullopt;
     }
     pollfd p{fd_, POLLIN, 0};
-    const int rc = ::poll(&p, 1, static_cast<int>(left.count()));
+    const int rc = ::poll(&p, 1, ms_until(deadline));
     if (rc < 0 && errno == EINTR) continue;
     if (rc < 0) {
       error = os::error_message("poll qmp");
@@ -93,13 +182,13 @@ std::optional<nlohmann::json> QmpClient::read_message(
     }
     if (rc == 0) continue;
     char buf[4096];
-    const ssize_t n = ::read(fd_, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
     if (n <= 0) {
       error = n == 0 ? "qmp connection closed by qemu" : os::error_message("read qmp");
       return std::nullopt;
     }
-    buffer_.append(buf, static_cast<size_t>(n));
+    lines_.feed(std::string_view(buf, static_cast<size_t>(n)));
   }
 }
 
@@ -111,31 +200,47 @@ std::optional<nlohmann::json> QmpClient::execute(const std::string& command,
     error = "qmp not connected";
     return std::nullopt;
   }
+  const auto deadline = Clock::now() + timeout;
   const uint64_t id = next_id_++;
   nlohmann::json request = {{"execute", command}, {"id", id}};
   if (!arguments.is_null()) request["arguments"] = arguments;
   const std::string line = request.dump() + "\n";
+  // A QEMU that stops reading its socket must not hold us past the deadline.
   size_t sent = 0;
   while (sent < line.size()) {
-    const ssize_t n = ::send(fd_, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
+    const ssize_t n =
+        ::send(fd_, line.data() + sent, line.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+      continue;
+    }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
       error = os::error_message("send qmp " + command);
       return std::nullopt;
     }
-    sent += static_cast<size_t>(n);
+    if (Clock::now() >= deadline) {
+      // A command cut short would garble the next one: this connection is done.
+      close();
+      error = "send qmp " + command + ": timed out (qemu does not read its socket)";
+      return std::nullopt;
+    }
+    pollfd p{fd_, POLLOUT, 0};
+    if (::poll(&p, 1, ms_until(deadline)) < 0 && errno != EINTR) {
+      error = os::error_message("poll qmp");
+      return std::nullopt;
+    }
   }
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
     auto msg = read_message(deadline, error);
     if (!msg) return std::nullopt;
-    if (msg->contains("event")) continue;  // asynchronous: STOP, RESUME, SHUTDOWN, ...
-    if (!msg->contains("id") || (*msg)["id"] != id) continue;
-    if (msg->contains("error")) {
-      error = (*msg)["error"].value("desc", std::string("qmp error"));
+    // Events (STOP, RESUME, SHUTDOWN, ...) and late answers to commands given up on are skipped.
+    if (msg->id != id) continue;
+    if (msg->kind == QmpMessage::Kind::kError) {
+      error = msg->error;
       return std::nullopt;
     }
-    return msg->value("return", nlohmann::json::object());
+    if (msg->kind == QmpMessage::Kind::kReturn) return std::move(msg->value);
   }
 }
 

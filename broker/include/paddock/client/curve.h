@@ -56,6 +56,17 @@ using Allowlist = std::map<std::string, std::string>;
 // stem). An empty allowlist is an error: it would refuse everyone.
 Allowlist read_allowlist(const std::string& path);
 
+// The parsers of the formats above, on a file's text already read: no I/O (fuzzed:
+// tests/fuzz/fuzz_curve_files.cc). `source` names the file in errors; KeyError is all they throw.
+// The Z85 secret key of a NAME.key file's text.
+std::string parse_secret_key(std::string_view text, const std::string& source);
+// The Z85 public key of a NAME.pub file's text (its one "KEY [NAME]" line).
+std::string parse_public_key(std::string_view text, const std::string& source);
+// Adds the keys of one allowlist file's text to `out` (a key already there keeps its name); a line
+// without a name is named `default_name`. KeyError past kMaxAllowlistKeys keys in `out`.
+void parse_allowlist(std::string_view text, const std::string& source,
+                     const std::string& default_name, Allowlist& out);
+
 // Writes DIR/NAME.key (0600, not overwriting) and DIR/NAME.pub; returns the pair.
 KeyPair write_key_pair(const std::string& dir, const std::string& name);
 
