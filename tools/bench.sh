@@ -100,7 +100,7 @@ fabric_jobs=200000; fabric_runs=3; half_s=10
 for journal in off on; do
   echo "== (a) queue fabric, journal $journal: memory TEST DOUBLE worker, 64 slots"
   args=()
-  [[ $journal == on ]] && args=(--journal "$tmp/fabric-journal.db")
+  if [[ $journal == on ]]; then args=(--journal "$tmp/fabric-journal.db"); else args=(--no-journal); fi
   start_broker "fabric-$journal" "${args[@]}"
   "$build/worker/paddock-worker" --broker "$worker_ep" --slots 64 --backend memory \
     --worker-id fabric --log-level warn >"$tmp/fabric-worker-$journal.log" 2>&1 &

@@ -84,7 +84,7 @@ fi
 
 echo "== starting paddock-broker on free loopback ports"
 "$build/broker/paddock-broker" --client-endpoint 'tcp://127.0.0.1:*' --worker-endpoint 'tcp://127.0.0.1:*' \
-  --ready-file "$tmp/ready.json" >"$tmp/broker.log" 2>&1 &
+  --state-dir "$tmp/broker-state" --ready-file "$tmp/ready.json" >"$tmp/broker.log" 2>&1 &
 broker_pid=$!
 for _ in $(seq 100); do
   [[ -s "$tmp/ready.json" ]] && break

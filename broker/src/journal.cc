@@ -1,9 +1,13 @@
 #include "journal.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -55,6 +59,40 @@ std::string column_blob(sqlite3_stmt* st, int i) {
            : std::string();
 }
 
+// Takes the journal's lock file: `<path>.lock`, flock(LOCK_EX | LOCK_NB), our pid written in it.
+// Returns the fd, or -1 and `error`. A separate file, not the database: SQLite locks the database
+// with fcntl() locks, and on NFS flock() is emulated with those.
+int lock_journal(const std::string& path, std::string& error) {
+  const std::string lock_path = path + ".lock";
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    error = "journal " + path + ": open " + lock_path + ": " + std::strerror(errno);
+    return -1;
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char pid[32] = {};
+    const ssize_t n = ::pread(fd, pid, sizeof pid - 1, 0);
+    ::close(fd);
+    std::string holder = n > 0 ? std::string(pid, static_cast<size_t>(n)) : "";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    if (err == EWOULDBLOCK) {
+      error = "journal " + path + " is in use by another broker" +
+              (holder.empty() ? "" : " (pid " + holder + ")") + ", which holds " + lock_path +
+              ": give each broker its own --state-dir or --journal";
+    } else {
+      error = "journal " + path + ": flock " + lock_path + ": " + std::strerror(err);
+    }
+    return -1;
+  }
+  const std::string mine = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, mine.data(), mine.size(), 0) < 0) {
+    spdlog::warn("journal {}: could not write our pid into {}: {}", path, lock_path,
+                 std::strerror(errno));
+  }
+  return fd;
+}
+
 }  // namespace
 
 std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& error,
@@ -62,6 +100,7 @@ std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& err
   std::unique_ptr<Journal> j(new Journal());
   j->path_ = path;
   const std::string where = "journal " + path + ": ";
+  if (!read_only && (j->lock_fd_ = lock_journal(path, error)) < 0) return nullptr;
   // A database file is whole pages (the page size is in its header, bytes 16-17). SQLite reads a
   // file cut short as if it held less, without an error: refuse it rather than lose jobs quietly.
   {
@@ -184,6 +223,7 @@ Journal::~Journal() {
   if (in_transaction_) (void)commit(ignored);
   for (auto* st : {insert_, dispatch_, cancel_, finish_, answer_, expire_}) sqlite3_finalize(st);
   sqlite3_close(db_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock, after SQLite is done with the file
 }
 
 void Journal::begin() {

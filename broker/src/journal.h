@@ -37,8 +37,12 @@ class Journal {
 
   // Opens (or creates) the journal at `path`. Refuses, with a message naming the file and what is
   // wrong, a file that is not an SQLite database, fails its integrity check, or has a newer schema.
+  // A writable journal is locked for its owner's lifetime (flock on `<path>.lock`, which holds the
+  // owner's pid): a second broker given the same file is refused with a message naming the first
+  // one's pid, before SQLite opens it. The kernel drops the lock when its process dies, so a
+  // crashed broker leaves no stale lock.
   // read_only: for tools that look at a live broker's journal (the CLI's dead-letters); nothing is
-  // created or written, and the file must exist.
+  // created or written or locked, and the file must exist.
   static std::unique_ptr<Journal> open(const std::string& path, std::string& error,
                                        bool read_only = false);
   ~Journal();
@@ -81,6 +85,7 @@ class Journal {
   void step_reset(sqlite3_stmt* st, const char* what);
 
   sqlite3* db_ = nullptr;
+  int lock_fd_ = -1;  // the flock on <path>.lock; -1 when read-only
   std::string path_;
   bool in_transaction_ = false;
   sqlite3_stmt* insert_ = nullptr;

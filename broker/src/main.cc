@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "paddock/broker/broker.h"
+#include "state_dir.h"
 
 namespace {
 
@@ -81,12 +82,22 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0u, 3'600'000u))
       ->capture_default_str();
   uint64_t result_ttl_s = opt.result_ttl_ms / 1000;
-  app.add_option("--journal", opt.journal_path,
-                 "the journal (SQLite): accepted jobs and their answers survive a restart; '' for "
-                 "none (default <state-dir>/journal.db when --state-dir is given)");
+  auto* journal_opt = app.add_option(
+      "--journal", opt.journal_path,
+      "the journal (SQLite): accepted jobs and their answers survive a restart (default "
+      "<state-dir>/journal.db)");
   std::string state_dir;
-  app.add_option("--state-dir", state_dir,
-                 "a directory for the broker's state: the journal goes to <dir>/journal.db");
+  auto* state_opt = app.add_option(
+      "--state-dir", state_dir,
+      "the broker's state directory, made 0700 if missing; the journal goes to <dir>/journal.db "
+      "(default: $STATE_DIRECTORY, else /var/lib/paddock/broker for root, else "
+      "${XDG_STATE_HOME:-~/.local/state}/paddock/broker)");
+  bool no_journal = false;
+  app.add_flag("--no-journal", no_journal,
+               "keep jobs in memory only: a restart loses every job not yet answered (logs a "
+               "warning)")
+      ->excludes(journal_opt)
+      ->excludes(state_opt);
   app.add_option("--result-ttl-s", result_ttl_s, "stored answers are kept this long for FETCH")
       ->check(CLI::Range(uint64_t{1}, uint64_t{365} * 86'400))
       ->capture_default_str();
@@ -115,9 +126,21 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   opt.result_ttl_ms = result_ttl_s * 1000;
-  if (opt.journal_path.empty() && !state_dir.empty()) {
+  if (no_journal) {
+    opt.journal_path.clear();
+  } else if (opt.journal_path.empty()) {
+    if (state_dir.empty()) state_dir = paddock::broker::default_state_dir();
+    if (state_dir.empty()) {
+      std::fprintf(stderr, "no state directory: HOME is not set; give --state-dir, --journal or "
+                           "--no-journal\n");
+      return 2;
+    }
     std::error_code ec;
-    std::filesystem::create_directories(state_dir, ec);
+    // Only a directory made here is narrowed to 0700; an operator's own keeps its mode.
+    if (std::filesystem::create_directories(state_dir, ec) && !ec) {
+      std::filesystem::permissions(state_dir, std::filesystem::perms::owner_all,
+                                   std::filesystem::perm_options::replace, ec);
+    }
     if (ec) {
       std::fprintf(stderr, "--state-dir %s: %s\n", state_dir.c_str(), ec.message().c_str());
       return 2;
@@ -136,6 +159,12 @@ int main(int argc, char** argv) {
       opt.curve_secret_key = paddock::curve::read_secret_key(curve_key_file).secret_key;
       if (!client_allow.empty()) opt.client_allow = paddock::curve::read_allowlist(client_allow);
       if (!worker_allow.empty()) opt.worker_allow = paddock::curve::read_allowlist(worker_allow);
+    }
+    if (opt.journal_path.empty()) {
+      spdlog::warn("no journal (--no-journal): jobs are held in memory only, and a restart loses "
+                   "every job not yet answered");
+    } else {
+      spdlog::info("journal {}", opt.journal_path);
     }
     paddock::broker::Broker broker(opt);
     g_broker.store(&broker);

@@ -48,8 +48,9 @@ json_field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$2"; }
 # start_broker [broker flags...]: sets CLIENT and WORKER endpoints.
 start_broker() {
   rm -f "$tmp/ready.json"
+  # The journal is on, as by default, in this test's own state directory.
   "$PADDOCK_BROKER_BIN" --client-endpoint 'tcp://127.0.0.1:*' --worker-endpoint 'tcp://127.0.0.1:*' \
-    --ready-file "$tmp/ready.json" "$@" >"$tmp/broker.log" 2>&1 &
+    --state-dir "$tmp/broker-state" --ready-file "$tmp/ready.json" "$@" >"$tmp/broker.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
     [[ -s "$tmp/ready.json" ]] && break

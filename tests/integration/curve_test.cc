@@ -155,7 +155,7 @@ TEST_CASE("curve: a secret key file that others may read is refused by the broke
   Keys keys(dir);
   REQUIRE(::chmod((keys.path + "/broker.key").c_str(), 0644) == 0);
   std::vector<std::string> args = {"--client-endpoint", "tcp://127.0.0.1:*", "--worker-endpoint",
-                                   "tcp://127.0.0.1:*"};
+                                   "tcp://127.0.0.1:*", "--no-journal"};
   for (const auto& a : keys.broker_args()) args.push_back(a);
   Process broker(PADDOCK_BROKER_BIN, args, dir.path() + "/broker-0644.log");
   auto status = broker.wait_for(10s);
@@ -179,7 +179,7 @@ TEST_CASE("curve: plaintext on a non-loopback endpoint needs --allow-plaintext, 
   {
     Process broker(PADDOCK_BROKER_BIN,
                    {"--client-endpoint", "tcp://0.0.0.0:*", "--worker-endpoint",
-                    "tcp://127.0.0.1:*"},
+                    "tcp://127.0.0.1:*", "--no-journal"},
                    dir.path() + "/refused.log");
     auto status = broker.wait_for(10s);
     REQUIRE(status.has_value());

@@ -171,16 +171,27 @@ struct RawBroker {
   // Starts a broker on `journal` and waits until it is ready or has exited.
   Outcome start(const TempDir& dir, const std::string& journal, const std::string& tag,
                 std::chrono::milliseconds timeout = 10s) {
+    return start_with(dir, {"--journal", journal}, tag, "", timeout);
+  }
+
+  // The same with `journal_args` for the journal flags (none: the broker's default), and
+  // STATE_DIRECTORY set in its environment when `state_directory` is not empty.
+  Outcome start_with(const TempDir& dir, const std::vector<std::string>& journal_args,
+                     const std::string& tag, const std::string& state_directory,
+                     std::chrono::milliseconds timeout = 10s) {
     ready = dir.path() + "/raw-" + tag + ".ready";
     err_log = dir.path() + "/raw-" + tag + ".err";
-    const std::vector<std::string> args = {"--client-endpoint", "tcp://127.0.0.1:*",
-                                           "--worker-endpoint", "tcp://127.0.0.1:*",
-                                           "--journal",         journal,
-                                           "--ready-file",      ready,
-                                           "--log-level",       "info"};
+    std::vector<std::string> args = {"--client-endpoint", "tcp://127.0.0.1:*",
+                                     "--worker-endpoint", "tcp://127.0.0.1:*",
+                                     "--ready-file",      ready,
+                                     "--log-level",       "info"};
+    args.insert(args.end(), journal_args.begin(), journal_args.end());
+    auto env = boost::this_process::environment();
+    bp::environment child_env = env;
+    if (!state_directory.empty()) child_env["STATE_DIRECTORY"] = state_directory;
     child = std::make_unique<bp::child>(PADDOCK_BROKER_BIN, bp::args(args),
                                         bp::std_out > dir.path() + "/raw-" + tag + ".out",
-                                        bp::std_err > err_log, bp::std_in < bp::null);
+                                        bp::std_err > err_log, bp::std_in < bp::null, child_env);
     const auto deadline = Clock::now() + timeout;
     while (Clock::now() < deadline) {
       std::error_code ec;
@@ -813,4 +824,51 @@ TEST_CASE("durability: a CANCEL of a running job holds across a restart that com
   CAPTURE(describe(book.first.at("cx-probe")));
   CHECK(book.first.at("cx-probe").error.message == "vm 'w2-vm-1' not found");
   CHECK(book.count.at("cx-long") == 1);
+}
+
+TEST_CASE(
+    "durability: without journal flags the broker journals in its state directory and a second "
+    "broker there is refused until the first is gone") {
+  TempDir dir;
+  const std::string state = dir.path() + "/state";  // made by the broker
+  RawBroker first;
+  REQUIRE(first.start_with(dir, {}, "first", state) == RawBroker::Outcome::kReady);
+  CHECK(fs::exists(state + "/journal.db"));
+  CHECK((fs::status(state).permissions() & fs::perms::all) == fs::perms::owner_all);
+  CHECK(contains(slurp(state + "/journal.db.lock"), std::to_string(first.child->id())));
+  {
+    client::Client c(first.client_endpoint);
+    Ledger book;
+    c.submit(job("default-1", {"echo", "kept"}));  // no worker: it stays queued
+    pump(c, book, Clock::now() + 5s, [&] { return book.accepted.count("default-1") == 1; });
+    REQUIRE(book.accepted.count("default-1") == 1);
+  }
+
+  RawBroker second;
+  REQUIRE(second.start_with(dir, {}, "second", state) == RawBroker::Outcome::kExited);
+  const std::string err = second.stderr_text();
+  CAPTURE(err);
+  CHECK(WIFEXITED(second.status()));
+  CHECK(WEXITSTATUS(second.status()) != 0);
+  CHECK(contains(err, "in use by another broker (pid " + std::to_string(first.child->id()) + ")"));
+  CHECK(first.child->running());
+
+  // A broker killed outright leaves no stale lock: the next one starts and still has the job.
+  REQUIRE(first.stop(SIGKILL));
+  RawBroker third;
+  REQUIRE(third.start_with(dir, {}, "third", state) == RawBroker::Outcome::kReady);
+  auto worker = start_worker(dir, nlohmann::json::parse(slurp(third.ready)).at("worker"), "w", 1);
+  client::Client c(third.client_endpoint);
+  Ledger book;
+  c.fetch("default-1");
+  pump(c, book, Clock::now() + 10s, [&] { return book.answered() == 1; });
+  REQUIRE(book.first.count("default-1") == 1);
+  CAPTURE(describe(book.first.at("default-1")));
+  CHECK(book.first.at("default-1").result.stdout_data == "kept\n");
+
+  // --no-journal is memory only, and cannot be combined with a journal flag.
+  RawBroker both;
+  REQUIRE(both.start_with(dir, {"--no-journal", "--state-dir", state}, "both", "") ==
+          RawBroker::Outcome::kExited);
+  CHECK(contains(both.stderr_text() + slurp(dir.path() + "/raw-both.out"), "excludes"));
 }

@@ -67,6 +67,12 @@ Broker start_broker(const TempDir& dir, std::vector<std::string> extra_args,
   const std::string ready = dir.path() + "/broker-" + tag + ".ready";
   std::vector<std::string> args = {"--client-endpoint", client_ep, "--worker-endpoint", worker_ep,
                                    "--ready-file", ready, "--log-level", "info"};
+  // The broker journals by default under a state dir; a test that wants the journal says where
+  // (--journal / --state-dir), the others run without one.
+  const bool journal_chosen = std::any_of(extra_args.begin(), extra_args.end(), [](const auto& a) {
+    return a == "--journal" || a == "--state-dir" || a == "--no-journal";
+  });
+  if (!journal_chosen) args.push_back("--no-journal");
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   Broker b;
   b.process = std::make_unique<Process>(PADDOCK_BROKER_BIN, args,

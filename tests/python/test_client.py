@@ -53,11 +53,11 @@ class BrokerWorkerTest(unittest.TestCase):
 
     # -- processes -----------------------------------------------------------------------------
 
-    def _spawn(self, name, argv):
+    def _spawn(self, name, argv, env=None):
         log = open(os.path.join(self.tmp, name + ".log"), "wb")
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT)
+                                    stderr=subprocess.STDOUT, env=env)
         finally:
             log.close()
         self.procs.append((name, proc))
@@ -83,7 +83,10 @@ class BrokerWorkerTest(unittest.TestCase):
             broker_bin, "--client-endpoint", "tcp://127.0.0.1:*",
             "--worker-endpoint", "tcp://127.0.0.1:*", "--ready-file", ready,
             "--heartbeat-ms", "200", "--liveness", "5", "--image-grace-ms", "0",
-            "--log-level", "info"])
+            "--log-level", "info"],
+            # No journal flag: the broker's default journal, in the state directory a service
+            # manager would give it (systemd's StateDirectory= sets STATE_DIRECTORY).
+            env={**os.environ, "STATE_DIRECTORY": os.path.join(self.tmp, "broker-state")})
         deadline = time.monotonic() + START_TIMEOUT_S
         info = None
         while info is None:
@@ -186,6 +189,13 @@ class BrokerWorkerTest(unittest.TestCase):
                 self.assertTrue(e.body["template"].startswith("tpl-default-1x128-"), e.body)
             else:
                 self.assertEqual(e.body.get("template", ""), "")
+
+    def test_the_broker_journals_by_default_in_its_state_directory(self):
+        state = os.path.join(self.tmp, "broker-state")
+        self.run_one({"job_id": "journaled", "argv": ["true"]})
+        self.assertTrue(os.path.exists(os.path.join(state, "journal.db")), self.logs())
+        with open(os.path.join(state, "journal.db.lock")) as f:
+            self.assertEqual(f.read().strip(), str(self.procs[0][1].pid))
 
     def test_exit_code_is_reported(self):
         event = self.run_one({"job_id": "exit-3", "argv": ["exit", "3"]})

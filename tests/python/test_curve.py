@@ -74,6 +74,7 @@ class CurveTest(unittest.TestCase):
         broker = self._spawn("broker", [
             binary("PADDOCK_BROKER_BIN"), "--client-endpoint", "tcp://127.0.0.1:*",
             "--worker-endpoint", "tcp://127.0.0.1:*", "--ready-file", ready,
+            "--state-dir", os.path.join(self.tmp, "broker-state"),
             "--curve-secret-key", self.key("broker.key"), "--client-allow", self.key("py.pub"),
             "--worker-allow", self.key("w1.pub")])
         deadline = time.monotonic() + START_TIMEOUT_S

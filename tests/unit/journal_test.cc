@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "journal.h"
+#include "state_dir.h"
 
 using paddock::broker::Journal;
 namespace fs = std::filesystem;
@@ -211,4 +212,56 @@ TEST_CASE("journal: a cancel request of a running job survives a reopen, and a v
   std::string error;
   REQUIRE_MESSAGE(j->commit(error), error);
   CHECK(j->pending()[0].cancel_requested);
+}
+
+TEST_CASE("journal: a second writer on the same file is refused naming the first one's pid, a reader is not") {
+  TempDir d;
+  const std::string path = d.path + "/j.db";
+  auto first = open_ok(path);
+  std::string lock;
+  std::getline(std::ifstream(path + ".lock"), lock);
+  CHECK(lock == std::to_string(::getpid()));
+
+  std::string error;
+  CHECK(Journal::open(path, error) == nullptr);
+  CAPTURE(error);
+  CHECK(error.find("in use by another broker (pid " + std::to_string(::getpid()) + ")") !=
+        std::string::npos);
+  CHECK(error.find("--state-dir") != std::string::npos);
+
+  // A reader (the CLI's dead-letters) takes no lock.
+  error.clear();
+  CHECK(Journal::open(path, error, /*read_only=*/true) != nullptr);
+
+  // The lock goes with its owner; a process that dies holding it releases it too.
+  first.reset();
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::string e;
+    auto j = Journal::open(path, e);
+    ::_exit(j ? 0 : 1);  // exits without closing: the kernel drops the flock
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  auto again = open_ok(path);
+  std::getline(std::ifstream(path + ".lock"), lock);
+  CHECK(lock == std::to_string(::getpid()));
+}
+
+TEST_CASE("state dir: STATE_DIRECTORY first, then /var/lib for root, then XDG_STATE_HOME or HOME") {
+  using paddock::broker::default_state_dir;
+  CHECK(default_state_dir(1000, "/run/svc", "/x", "/home/u") == "/run/svc");
+  CHECK(default_state_dir(0, "/srv/a:/srv/b", nullptr, nullptr) == "/srv/a");
+  CHECK(default_state_dir(0, nullptr, "/x", "/root") == "/var/lib/paddock/broker");
+  CHECK(default_state_dir(0, "", nullptr, nullptr) == "/var/lib/paddock/broker");
+  CHECK(default_state_dir(1000, nullptr, "/x/state", "/home/u") == "/x/state/paddock/broker");
+  // XDG paths must be absolute: a relative one is ignored, as the XDG spec says.
+  CHECK(default_state_dir(1000, nullptr, "rel", "/home/u") ==
+        "/home/u/.local/state/paddock/broker");
+  CHECK(default_state_dir(1000, nullptr, nullptr, "/home/u") ==
+        "/home/u/.local/state/paddock/broker");
+  CHECK(default_state_dir(1000, nullptr, nullptr, nullptr).empty());
 }

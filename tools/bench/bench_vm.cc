@@ -329,8 +329,8 @@ Summary bench_end_to_end(const std::string& image_dir, const std::string& run_di
   const std::string ready = run_dir + (warm ? "/broker-warm.ready" : "/broker-cold.ready");
   fs::remove(ready);
   bp::child broker(PADDOCK_BROKER_BIN, "--client-endpoint", "tcp://127.0.0.1:*",
-                   "--worker-endpoint", "tcp://127.0.0.1:*", "--ready-file", ready, "--log-level",
-                   "warn");
+                   "--worker-endpoint", "tcp://127.0.0.1:*", "--no-journal", "--ready-file", ready,
+                   "--log-level", "warn");
   const auto deadline = Clock::now() + 10s;
   while (!fs::exists(ready) && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
   auto eps = nlohmann::json::parse(std::ifstream(ready));
