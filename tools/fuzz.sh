@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the libFuzzer targets of tests/fuzz/, one per decoder that meets outside input:
 # the wire codec (schemas/src: client frames, worker frames, job dispatches), the guest agent
-# protocol codec (runtime/src/agent/protocol.cc), the snapshot store's meta.json parser
+# protocol codec and the host's check of a guest's result (runtime/src/agent/protocol.cc,
+# result_check.cc), the snapshot store's meta.json parser
 # (runtime/src/qemu/snapshot_store.cc), QEMU's QMP replies (runtime/src/qemu/qmp_client.cc), the
 # CURVE key files and allowlists (broker/src/client/curve.cc) and batch files of JSON jobs
 # (tools/cli/batch_reader.cc, job_json.cc).
@@ -74,7 +75,8 @@ compile() {
   OBJ="$obj"
 }
 codec_objs=()
-for src in "$SRC"/schemas/src/*.cc "$SRC"/runtime/src/agent/protocol.cc; do
+for src in "$SRC"/schemas/src/*.cc "$SRC"/runtime/src/agent/protocol.cc \
+           "$SRC"/runtime/src/agent/result_check.cc; do
   compile "$src" "$(basename "${src%.cc}")"
   codec_objs+=("$OBJ")
 done

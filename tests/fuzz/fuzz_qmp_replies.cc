@@ -15,10 +15,10 @@ namespace qemu = paddock::runtime::qemu;
 
 namespace {
 
-// What os::peer_text promises: at most kMaxText input bytes, each at most 4 characters ("\xNN"),
-// plus "...", all printable ASCII.
+// What os::peer_text promises: at most kMaxText characters and "...",
+// all printable ASCII.
 void check_quoted(const std::string& text) {
-  if (text.size() > 4 * qemu::qmp_limits::kMaxText + 3) __builtin_trap();
+  if (text.size() > qemu::qmp_limits::kMaxText + 3) __builtin_trap();
   for (char c : text) {
     if (c < 0x20 || c > 0x7e) __builtin_trap();
   }

@@ -10,16 +10,20 @@
 
 namespace paddock::runtime::os {
 
-// At most `max_bytes` bytes of `text` (each one up to 4 characters once escaped), then "..." if
-// it was cut.
-inline std::string peer_text(std::string_view text, size_t max_bytes) {
+// `text` with every byte that is not printable ASCII (and the backslash) as \xNN, cut at
+// `max_chars` characters, then "..." if it was cut: at most max_chars + 3 characters in all.
+inline std::string peer_text(std::string_view text, size_t max_chars) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  const size_t n = text.size() < max_bytes ? text.size() : max_bytes;
-  out.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
+  out.reserve(text.size() < max_chars ? text.size() : max_chars);
+  for (size_t i = 0; i < text.size(); ++i) {
     const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
+    const bool plain = c >= 0x20 && c < 0x7f && c != '\\';
+    if (out.size() + (plain ? 1 : 4) > max_chars) {
+      out += "...";
+      break;
+    }
+    if (plain) {
       out += static_cast<char>(c);
     } else {
       out += "\\x";
@@ -27,7 +31,6 @@ inline std::string peer_text(std::string_view text, size_t max_bytes) {
       out += kHex[c & 0xf];
     }
   }
-  if (n < text.size()) out += "...";
   return out;
 }
 
