@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config ninja-build
+  build-essential cmake pkg-config ninja-build ccache
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libspdlog-dev libfmt-dev
   libboost-dev libboost-filesystem-dev libxxhash-dev libsqlite3-dev
   doctest-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev
