@@ -60,48 +60,57 @@ read -r -a SNAPSHOT_CFLAGS <<<"$(pkg-config --cflags spdlog libxxhash)"
 read -r -a SNAPSHOT_LIBS <<<"$(pkg-config --libs spdlog libxxhash)"
 # The CURVE parsers live beside libzmq calls (key generation): link it.
 read -r -a ZMQ_LIBS <<<"$(pkg-config --libs libzmq)"
-# Compiles one library source into $OUT/obj/<name>.o when it or a header it may include changed,
-# and sets OBJ to the object's path. Library objects must not bring a main(): fuzzer-no-link.
+# Objects are rebuilt when the compiler or its flags change (a stamp in obj/; a missing stamp is
+# written as is) or when their source or a header they may include is newer.
+stamp="$OUT/obj/flags"
+flags="$CXX ${CXXFLAGS[*]} ${SNAPSHOT_CFLAGS[*]}"
+if [[ -f $stamp && "$(cat "$stamp")" != "$flags" ]]; then
+  rm -f "$OUT"/obj/*.o
+fi
+echo "$flags" >"$stamp"
+# Compiles one library source (relative to the repository) into $OUT/obj/<name>.o when needed, and
+# sets OBJ to the object's path. Library objects must not bring a main(): fuzzer-no-link.
 compile() {
-  local src="$1" obj="$OUT/obj/$2.o"
-  shift 2
-  if [[ ! -f "$obj" || "$src" -nt "$obj" || "$0" -nt "$obj" ]] ||
+  local src="$SRC/$1" name
+  name="$(basename "${1%.cc}")"
+  case $1 in
+    tools/cli/*) name="cli_$name" ;;
+    runtime/src/error.cc) name=runtime_error ;;
+  esac
+  local obj="$OUT/obj/$name.o"
+  if [[ ! -f "$obj" || "$src" -nt "$obj" ]] ||
      [[ -n "$(find "$SRC/schemas/include" "$SRC/schemas/src" "$SRC/runtime/include" \
                    "$SRC/runtime/src/agent" "$SRC/runtime/src/qemu" "$SRC/runtime/src/os" \
                    "$SRC/broker/include" "$SRC/tools/cli" -newer "$obj" -name '*.h' | head -1)" ]]; then
     "$CXX" "${CXXFLAGS[@]/-fsanitize=fuzzer,address,undefined/-fsanitize=fuzzer-no-link,address,undefined}" \
-      "$@" -c "$src" -o "$obj"
+      "${SNAPSHOT_CFLAGS[@]}" -c "$src" -o "$obj"
   fi
   OBJ="$obj"
 }
-codec_objs=()
-for src in "$SRC"/schemas/src/*.cc "$SRC"/runtime/src/agent/protocol.cc \
-           "$SRC"/runtime/src/agent/result_check.cc; do
-  compile "$src" "$(basename "${src%.cc}")"
-  codec_objs+=("$OBJ")
-done
-snapshot_objs=()
-compile "$SRC/runtime/src/qemu/snapshot_store.cc" snapshot_store "${SNAPSHOT_CFLAGS[@]}"
-snapshot_objs+=("$OBJ")
-compile "$SRC/runtime/src/error.cc" runtime_error
-snapshot_objs+=("$OBJ")
-compile "$SRC/runtime/src/qemu/qmp_client.cc" qmp_client
-qmp_objs=("$OBJ")
-compile "$SRC/broker/src/client/curve.cc" curve
-curve_objs=("$OBJ")
-batch_objs=("${codec_objs[@]}")
-for src in batch_reader job_json outcome text; do
-  compile "$SRC/tools/cli/$src.cc" "cli_$src"
-  batch_objs+=("$OBJ")
-done
+# The library sources each target links (only those of the targets asked for are built).
+CODEC_SOURCES=(schemas/src/codec.cc schemas/src/frames.cc schemas/src/reader.cc
+               schemas/src/validate.cc runtime/src/agent/protocol.cc
+               runtime/src/agent/result_check.cc)
+sources_of() {
+  case $1 in
+    fuzz_snapshot_meta) echo runtime/src/qemu/snapshot_store.cc runtime/src/error.cc ;;
+    fuzz_qmp_replies) echo runtime/src/qemu/qmp_client.cc ;;
+    fuzz_curve_files) echo broker/src/client/curve.cc ;;
+    fuzz_batch_jobs) echo "${CODEC_SOURCES[@]}" tools/cli/batch_reader.cc tools/cli/job_json.cc \
+                          tools/cli/outcome.cc tools/cli/text.cc ;;
+    *) echo "${CODEC_SOURCES[@]}" ;;
+  esac
+}
 for t in "${TARGETS[@]}"; do
   echo "== build $t"
+  objs=()
+  for src in $(sources_of "$t"); do
+    compile "$src"
+    objs+=("$OBJ")
+  done
   case $t in
-    fuzz_snapshot_meta) objs=("${snapshot_objs[@]}" "${SNAPSHOT_LIBS[@]}") ;;
-    fuzz_qmp_replies) objs=("${qmp_objs[@]}") ;;
-    fuzz_curve_files) objs=("${curve_objs[@]}" "${ZMQ_LIBS[@]}") ;;
-    fuzz_batch_jobs) objs=("${batch_objs[@]}") ;;
-    *) objs=("${codec_objs[@]}") ;;
+    fuzz_snapshot_meta) objs+=("${SNAPSHOT_LIBS[@]}") ;;
+    fuzz_curve_files) objs+=("${ZMQ_LIBS[@]}") ;;
   esac
   "$CXX" "${CXXFLAGS[@]}" "${SNAPSHOT_CFLAGS[@]}" "$SRC/tests/fuzz/$t.cc" "${objs[@]}" -o "$OUT/$t"
 done

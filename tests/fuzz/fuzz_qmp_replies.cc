@@ -34,7 +34,9 @@ void decode(std::string_view line) {
   check_quoted(m->error);
   if (m->kind == qemu::QmpMessage::Kind::kError && m->error.empty()) __builtin_trap();
   // What QemuVm reads of a return value.
-  for (const char* key : {"status", "error-desc"}) check_quoted(qemu::qmp_string(m->value, key, ""));
+  for (const char* key : {"status", "error-desc"}) {
+    check_quoted(qemu::qmp_string(m->value, key, ""));
+  }
 }
 
 }  // namespace
