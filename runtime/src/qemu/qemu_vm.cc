@@ -16,6 +16,7 @@
 #include <fstream>
 
 #include "os/os_error.h"
+#include "os/untrusted_file.h"
 #include "paddock/runtime/network.h"
 
 namespace paddock::runtime::qemu {
@@ -221,10 +222,11 @@ Status QemuVm::save_state(const std::string& path) {
   // root's and read-only, so no later VM running as that uid could change what clones load.
   const std::string inside = spec_.run_dir + "/snapshot.state";
   if (auto st = migrate("migrate", "file:/snapshot.state"); !st) return st;
+  // The chroot is QEMU's (and a guest's that took it over): never follow a link put there.
+  if (auto err = os::copy_untrusted_file(inside, path, 0444); !err.empty()) {
+    return Error::unsupported(err);
+  }
   std::error_code ec;
-  fs::copy_file(inside, path, fs::copy_options::overwrite_existing, ec);
-  if (!ec) fs::permissions(path, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read, ec);
-  if (ec) return Error::unsupported("copy " + inside + " to " + path + ": " + ec.message());
   fs::remove(inside, ec);
   return {};
 }

@@ -1,0 +1,76 @@
+// Reading a file out of a directory that an untrusted process controls — a jailed QEMU's chroot,
+// which a guest that took QEMU over controls too. Such a process can put a symlink, a FIFO or a
+// hard link where a file is expected, to make a root process on the host read (and publish) a
+// host file or block on a read forever; these functions open only a regular file with one link,
+// and never follow a symlink in its last component.
+//
+// REQUIRES: the directories above the file are the host's (the untrusted process cannot rename
+// them). Thread-safety: free functions.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+#include "os/os_error.h"
+
+namespace paddock::runtime::os {
+
+// Copies `from` (in the untrusted directory) to `to` (the host's), which is created or replaced
+// and gets `mode` exactly. Returns "" or what failed, naming the file and errno
+// ("copy /run/vm/snapshot.state: open: Too many levels of symbolic links").
+inline std::string copy_untrusted_file(const std::string& from, const std::string& to,
+                                       mode_t mode) {
+  const std::string what = "copy " + from;
+  // O_NONBLOCK: opening a FIFO must not wait for a writer.
+  const int in = ::open(from.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (in < 0) return error_message(what + ": open");
+  struct stat st {};
+  std::string error;
+  if (::fstat(in, &st) != 0) {
+    error = error_message(what + ": stat");
+  } else if (!S_ISREG(st.st_mode)) {
+    error = what + ": not a regular file";
+  } else if (st.st_nlink != 1) {
+    error = what + ": has " + std::to_string(st.st_nlink) + " links (a hard link to another file?)";
+  }
+  if (!error.empty()) {
+    ::close(in);
+    return error;
+  }
+  ::unlink(to.c_str());  // a new inode: nothing that holds the old one open sees the change
+  const int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (out < 0) {
+    error = error_message(what + " to " + to + ": create");
+  } else {
+    char buf[1 << 16];
+    for (;;) {
+      const ssize_t n = ::read(in, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        error = error_message(what + ": read");
+        break;
+      }
+      if (n == 0) break;
+      for (ssize_t done = 0; done < n;) {
+        const ssize_t w = ::write(out, buf + done, static_cast<size_t>(n - done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) {
+          error = error_message(what + " to " + to + ": write");
+          break;
+        }
+        done += w;
+      }
+      if (!error.empty()) break;
+    }
+    if (error.empty() && ::fchmod(out, mode) != 0) error = error_message("chmod " + to);
+    if (::close(out) != 0 && error.empty()) error = error_message(what + " to " + to + ": close");
+  }
+  ::close(in);
+  return error;
+}
+
+}  // namespace paddock::runtime::os
