@@ -32,8 +32,8 @@ void check_result(agent::ExecOutcome outcome, uint32_t cap) {
   const std::string bad = agent::check_result(asked, outcome);
   if (!bad.empty()) return;
   if (outcome.stdout_data.size() > cap || outcome.stderr_data.size() > cap) __builtin_trap();
-  if (outcome.stdout_truncated != (before.stdout_truncated ||
-                                   outcome.stdout_data.size() < before.stdout_data.size())) {
+  if (outcome.stdout_truncated !=
+      (before.stdout_truncated || outcome.stdout_data.size() < before.stdout_data.size())) {
     __builtin_trap();
   }
   size_t total = outcome.stdout_data.size() + outcome.stderr_data.size();

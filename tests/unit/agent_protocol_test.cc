@@ -9,34 +9,16 @@
 #include <string>
 
 #include "agent/protocol.h"
+#include "agent_msgpack.h"
 
 namespace agent = paddock::runtime::agent;
 using agent::limits::kMaxFrameBytes;
 
 namespace {
 
-using Packer = msgpack::packer<msgpack::sbuffer>;
-
-// A msgpack map built by hand: `fields` packs exactly `n` key/value pairs after v and id.
-std::string body(uint32_t n, const std::function<void(Packer&)>& fields, uint64_t id = 7,
-                 bool header = true) {
-  msgpack::sbuffer buf;
-  Packer pk(buf);
-  pk.pack_map(n + (header ? 2 : 0));
-  if (header) {
-    pk.pack(std::string("v"));
-    pk.pack(1);
-    pk.pack(std::string("id"));
-    pk.pack(id);
-  }
-  fields(pk);
-  return std::string(buf.data(), buf.size());
-}
-
-void kv(Packer& pk, const std::string& k, const auto& v) {
-  pk.pack(k);
-  pk.pack(v);
-}
+using paddock::testing::body;
+using paddock::testing::kv;
+using paddock::testing::Packer;
 
 std::string exec_body(uint32_t n, const std::function<void(Packer&)>& fields) {
   return body(n + 1, [&](Packer& pk) {

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "paddock/schemas/codes.h"
+#include "paddock/schemas/limits.h"
 
 namespace paddock::worker {
 namespace {
@@ -60,7 +61,8 @@ sc::JobError job_error_from(const rt::Error& error, const sc::JobDispatch& dispa
   e.job_id = dispatch.request.job_id;
   e.code = error.code();
   e.variant = std::string(error.name());
-  e.message = error.message();
+  // Within the wire's limit, or the broker would refuse the ERROR and the job would stay assigned.
+  e.message = error.message().substr(0, sc::limits::kMaxMessage);
   e.vm_id = error.vm_id();
   e.snapshot_id = error.snapshot_id();
   e.from = error.from();

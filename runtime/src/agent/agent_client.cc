@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "agent/protocol.h"
+#include "agent/result_check.h"
 #include "os/os_error.h"
+#include "os/peer_text.h"
 
 namespace paddock::runtime {
 namespace {
@@ -21,6 +23,12 @@ using std::chrono::milliseconds;
 // How often a wait looks at its stop_token.
 constexpr milliseconds kCancelSlice{10};
 constexpr size_t kReadChunk = 256u << 10;
+// Bytes of the guest's own text (an error it answered, a field its reply broke) quoted in ours:
+// with the console tail QemuVm adds, a JobError message stays under its 4 KiB.
+constexpr size_t kMaxQuoted = 1024;
+// Requests given up on whose late replies are still accepted (and skipped). Older ones are
+// forgotten: a reply to one of those is then taken for a reply to nothing.
+constexpr size_t kMaxAbandoned = 1024;
 
 agent::ExecCommand command_from(const ExecRequest& r) {
   agent::ExecCommand c;
@@ -118,19 +126,36 @@ AgentClient::Wait AgentClient::send(const std::string& frame, Deadline deadline,
   return Wait::kDone;
 }
 
+void AgentClient::abandon(uint64_t id) {
+  abandoned_.insert(id);
+  if (abandoned_.size() > kMaxAbandoned) abandoned_.erase(abandoned_.begin());
+}
+
 AgentClient::Wait AgentClient::await_reply(uint64_t id, Deadline deadline,
                                            const std::stop_token* cancel, agent::Reply& reply) {
   std::vector<char> chunk;
   for (;;) {
     while (auto next = reader_->next()) {
-      if (!*next) return broke("agent reply: " + next->error().message());
+      if (!*next)
+        return broke("agent reply: " + os::peer_text(next->error().message(), kMaxQuoted));
       auto decoded = agent::decode_reply(next->value());
       const uint64_t got = decoded ? decoded.value().id : decoded.error().id;
-      // id 0: the agent could not read the id of a request (ours: we never send id 0).
-      if (got != id && got != 0) continue;  // the late reply to a request given up on
+      if (got != id && got != 0) {
+        // The late reply to a request given up on is skipped; a reply to anything else (a
+        // request never made, one answered already) means the guest does not follow the protocol.
+        if (abandoned_.erase(got) > 0) continue;
+        return broke("agent reply: id " + std::to_string(got) + " answers no request in flight " +
+                     "(waiting for " + std::to_string(id) + ")");
+      }
       if (!decoded) {
-        failure_ = "agent reply: " + decoded.error().message();
+        failure_ = "agent reply: " + os::peer_text(decoded.error().message(), kMaxQuoted);
         return Wait::kFailed;
+      }
+      // id 0: the agent could not read the id of a request (ours: we never send id 0), which
+      // only an error can answer.
+      if (got == 0 && decoded.value().kind != agent::ReplyKind::kError) {
+        return broke("agent reply: a " + std::string(agent::reply_kind_name(decoded.value().kind)) +
+                     " with id 0 (only an error may have it)");
       }
       reply = std::move(decoded.value());
       return Wait::kDone;
@@ -159,16 +184,25 @@ AgentClient::Wait AgentClient::await_reply(uint64_t id, Deadline deadline,
   }
 }
 
+AgentClient::Wait AgentClient::round_trip(uint64_t id, std::string_view body, Deadline deadline,
+                                          const std::stop_token* cancel, agent::Reply& reply) {
+  Wait w = send(agent::frame(body), deadline, cancel);
+  if (w == Wait::kDone) w = await_reply(id, deadline, cancel, reply);
+  // Given up on with the stream intact: its reply may still come, and is then skipped. (A
+  // request cut short broke the stream.)
+  if ((w == Wait::kTimeout || w == Wait::kCancelled) && healthy()) abandon(id);
+  return w;
+}
+
 bool AgentClient::ping(milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
   agent::Request request;
   request.id = next_id_++;
   request.op = agent::Op::kPing;
-  if (send(agent::frame(agent::encode_request(request)), deadline, nullptr) != Wait::kDone) {
+  agent::Reply reply;
+  if (round_trip(request.id, agent::encode_request(request), Clock::now() + timeout, nullptr,
+                 reply) != Wait::kDone) {
     return false;
   }
-  agent::Reply reply;
-  if (await_reply(request.id, deadline, nullptr, reply) != Wait::kDone) return false;
   if (reply.kind != agent::ReplyKind::kPong) return false;
   agent_version_ = reply.agent_version;
   return true;
@@ -187,37 +221,32 @@ Result<ExecResult> AgentClient::exec(const ExecRequest& request, std::stop_token
                               " bytes, over the agent protocol's frame limit of " +
                               std::to_string(agent::limits::kMaxFrameBytes));
   }
-  const auto waited = [&] {
-    return "exec: no reply from the guest agent within " + std::to_string(deadline.count()) + " ms";
-  };
-  switch (send(agent::frame(body), until, &cancel)) {
-    case Wait::kDone:
-      break;
-    case Wait::kCancelled:
-      return cancelled_result();
-    case Wait::kTimeout:
-      return Error::guest_agent(waited());
-    case Wait::kFailed:
-      return Error::guest_agent(failure_);
-  }
   agent::Reply reply;
-  switch (await_reply(r.id, until, &cancel, reply)) {
+  switch (round_trip(r.id, body, until, &cancel, reply)) {
     case Wait::kDone:
       break;
     case Wait::kCancelled:
       return cancelled_result();
     case Wait::kTimeout:
-      return Error::guest_agent(waited());
+      return Error::guest_agent("exec: no reply from the guest agent within " +
+                                std::to_string(deadline.count()) + " ms");
     case Wait::kFailed:
       return Error::guest_agent(failure_);
   }
   switch (reply.kind) {
     case agent::ReplyKind::kResult:
+      if (auto bad = agent::check_result(r.exec, reply.result); !bad.empty()) {
+        // A guest that lies about what it did is not asked anything again.
+        broke("exec: the agent's result is not believable: " + bad);
+        return Error::guest_agent(failure_);
+      }
       return result_from(std::move(reply.result));
     case agent::ReplyKind::kError:
-      return Error::guest_agent("exec: the agent could not run the request: " + reply.error);
+      return Error::guest_agent("exec: the agent could not run the request: " +
+                                os::peer_text(reply.error, kMaxQuoted));
     default:
-      return Error::guest_agent("exec: the agent answered with something else than a result");
+      return Error::guest_agent("exec: the agent answered with a " +
+                                std::string(agent::reply_kind_name(reply.kind)) + ", not a result");
   }
 }
 
@@ -232,9 +261,7 @@ Result<AgentIdentity> AgentClient::refresh(const std::string& entropy, uint64_t 
   }
   request.id = next_id_++;
   agent::Reply reply;
-  Wait w = send(agent::frame(agent::encode_request(request)), deadline, nullptr);
-  if (w == Wait::kDone) w = await_reply(request.id, deadline, nullptr, reply);
-  switch (w) {
+  switch (round_trip(request.id, agent::encode_request(request), deadline, nullptr, reply)) {
     case Wait::kDone:
       break;
     case Wait::kTimeout:
@@ -245,12 +272,21 @@ Result<AgentIdentity> AgentClient::refresh(const std::string& entropy, uint64_t 
   }
   switch (reply.kind) {
     case agent::ReplyKind::kRefreshed:
+      // A guest that says it applied the hostname it was given and has another is lying.
+      if (reply.refreshed.applied && reply.refreshed.hostname != hostname) {
+        broke("refresh: the agent says it applied hostname '" + hostname + "' but reports '" +
+              os::peer_text(reply.refreshed.hostname, agent::limits::kMaxHostname) + "'");
+        return Error::guest_agent(failure_);
+      }
       return AgentIdentity{std::move(reply.refreshed.boot_id), std::move(reply.refreshed.hostname),
                            reply.refreshed.applied};
     case agent::ReplyKind::kError:
-      return Error::guest_agent("refresh: the agent could not run the request: " + reply.error);
+      return Error::guest_agent("refresh: the agent could not run the request: " +
+                                os::peer_text(reply.error, kMaxQuoted));
     default:
-      return Error::guest_agent("refresh: the agent answered with something else than refreshed");
+      return Error::guest_agent("refresh: the agent answered with a " +
+                                std::string(agent::reply_kind_name(reply.kind)) +
+                                ", not refreshed");
   }
 }
 
@@ -260,9 +296,7 @@ Status AgentClient::shutdown(milliseconds timeout) {
   request.id = next_id_++;
   request.op = agent::Op::kShutdown;
   agent::Reply reply;
-  Wait w = send(agent::frame(agent::encode_request(request)), deadline, nullptr);
-  if (w == Wait::kDone) w = await_reply(request.id, deadline, nullptr, reply);
-  switch (w) {
+  switch (round_trip(request.id, agent::encode_request(request), deadline, nullptr, reply)) {
     case Wait::kDone:
       break;
     case Wait::kTimeout:
@@ -272,7 +306,8 @@ Status AgentClient::shutdown(milliseconds timeout) {
       return Error::guest_agent(failure_);
   }
   if (reply.kind == agent::ReplyKind::kError) {
-    return Error::guest_agent("shutdown: the agent refused: " + reply.error);
+    return Error::guest_agent("shutdown: the agent refused: " +
+                              os::peer_text(reply.error, kMaxQuoted));
   }
   return {};
 }

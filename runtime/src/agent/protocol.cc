@@ -496,6 +496,22 @@ std::string_view op_name(Op op) {
   return "unknown";
 }
 
+std::string_view reply_kind_name(ReplyKind kind) {
+  switch (kind) {
+    case ReplyKind::kPong:
+      return "pong";
+    case ReplyKind::kResult:
+      return "result";
+    case ReplyKind::kShutdown:
+      return "shutdown";
+    case ReplyKind::kError:
+      return "error";
+    case ReplyKind::kRefreshed:
+      return "refreshed";
+  }
+  return "unknown";
+}
+
 std::string check_refresh(const RefreshCommand& command) {
   try {
     check_refresh_fields(command);

@@ -167,6 +167,7 @@ struct RefreshedIdentity {
 };
 
 enum class ReplyKind { kPong, kResult, kShutdown, kError, kRefreshed };
+std::string_view reply_kind_name(ReplyKind kind);  // "pong", "result", ... (the reply's op)
 
 struct Reply {
   uint64_t id = 0;  // the request's id; 0 answers a frame whose id could not be read

@@ -31,8 +31,8 @@ std::string check_result(const ExecCommand& asked, ExecOutcome& outcome) {
   std::set<std::string_view> seen;
   for (size_t i = 0; i < outcome.files.size(); ++i) {
     const std::string& path = outcome.files[i].path;
-    const std::string where = "files[" + std::to_string(i) + "].path: '" +
-                              os::peer_text(path, limits::kMaxPath) + "' ";
+    const std::string where =
+        "files[" + std::to_string(i) + "].path: '" + os::peer_text(path, limits::kMaxPath) + "' ";
     if (wanted.count(path) == 0) return where + "was not asked for";
     if (!seen.insert(path).second) return where + "comes twice";
   }

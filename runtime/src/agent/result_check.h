@@ -1,6 +1,7 @@
-// What the host keeps of a guest agent's exec result. The guest is an attacker (schemas/PROTOCOL.md,
-// "The channel's two ends"): its result has passed the decoder's limits, and is now checked
-// against the request it answers and capped, before the worker turns it into a JobResult.
+// What the host keeps of a guest agent's exec result. The guest is an attacker
+// (schemas/PROTOCOL.md, "The channel's two ends"): its result has passed the decoder's limits, and
+// is now checked against the request it answers and capped, before the worker turns it into a
+// JobResult.
 //
 // Pure functions, no I/O (fuzzed with the agent frames: tests/fuzz/fuzz_agent_frames.cc).
 #pragma once

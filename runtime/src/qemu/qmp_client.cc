@@ -65,9 +65,7 @@ std::optional<std::string> QmpLineBuffer::next_line() {
   return line;
 }
 
-bool QmpLineBuffer::overflowed() const {
-  return scanned_ > qmp_limits::kMaxLine;
-}
+bool QmpLineBuffer::overflowed() const { return scanned_ > qmp_limits::kMaxLine; }
 
 std::optional<QmpMessage> parse_qmp_message(std::string_view line, std::string& error) {
   if (line.size() > qmp_limits::kMaxLine) {

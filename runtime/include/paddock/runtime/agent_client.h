@@ -2,11 +2,17 @@
 // connected byte stream to one guest agent — under QEMU, the unix socket of the chardev behind the
 // guest's `paddock.agent` virtio-serial port.
 //
+// The guest is an attacker: every wait has a deadline, a frame is at most 32 MiB, a result is
+// checked against its request and capped (agent/result_check.h: output caps, only the files
+// asked for, 15 MiB of data in all), and the guest's text is quoted bounded and escaped.
+//
 // Requests carry ids; a reply to an earlier request that was given up on (a ping that timed out,
 // an exec past its deadline or cancelled) is recognised by its id and skipped, so the stream stays
-// usable. It breaks for good only when the peer closes it, an I/O call fails, a reply is not a
-// valid frame, or a request could only be written in part; every later call then fails at once
-// with the reason.
+// usable. It breaks for good when the peer closes it, an I/O call fails, a reply is not a valid
+// frame, a request could only be written in part, or the guest breaks the protocol: a reply to a
+// request never made or answered already, a non-error reply with id 0, a result that cannot be
+// believed (a file not asked for), a refresh that reports another hostname than it applied.
+// Every later call then fails at once with the reason.
 //
 // Thread-safety: none. One caller at a time (a VM runs one exec at a time on its channel).
 #pragma once
@@ -14,8 +20,10 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <stop_token>
 #include <string>
+#include <string_view>
 
 #include "paddock/runtime/error.h"
 #include "paddock/runtime/provider.h"
@@ -52,7 +60,10 @@ class AgentClient {
   // job is not stopped: the caller destroys the VM). Files out are capped at request.output_cap
   // bytes each, like stdout and stderr.
   // Errors (GuestAgent): the stream is or becomes broken; no reply within `deadline` (measured from
-  // the call); the agent answered that it could not run the request (bad request, fork failure).
+  // the call); the agent answered that it could not run the request (bad request, fork failure);
+  // the result cannot be believed (agent/result_check.h; the stream then breaks).
+  // A result is capped before it is returned: stdout, stderr and each file at output_cap bytes,
+  // 15 MiB of data in all (the *_truncated flags say so).
   Result<ExecResult> exec(const ExecRequest& request, std::stop_token cancel,
                           std::chrono::milliseconds deadline);
 
@@ -92,6 +103,12 @@ class AgentClient {
   // stream breaks. Replies to other ids are skipped.
   Wait await_reply(uint64_t id, Deadline deadline, const std::stop_token* cancel,
                    agent::Reply& reply);
+  // send() then await_reply(); a request given up on (timeout, cancel) is remembered as abandoned.
+  Wait round_trip(uint64_t id, std::string_view body, Deadline deadline,
+                  const std::stop_token* cancel, agent::Reply& reply);
+  // Remembers `id` as given up on, so that its late reply is skipped once (the oldest of too
+  // many are forgotten).
+  void abandon(uint64_t id);
   // Records the stream as broken (the first reason wins) and fails.
   Wait broke(std::string reason);
 
@@ -100,6 +117,7 @@ class AgentClient {
   std::string agent_version_;
   std::string broken_;
   std::string failure_;
+  std::set<uint64_t> abandoned_;  // ids given up on whose replies have not come
   std::unique_ptr<agent::FrameReader> reader_;  // bytes read and not yet taken as replies
 };
 
