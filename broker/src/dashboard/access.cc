@@ -61,13 +61,15 @@ std::string read_token_file(const std::string& path) {
   if (token.size() < Access::kMinTokenBytes) {
     throw std::runtime_error("dashboard token file " + path + ": the token (its first line) has " +
                              std::to_string(token.size()) + " characters; at least " +
-                             std::to_string(Access::kMinTokenBytes) + " are needed (e.g. "
+                             std::to_string(Access::kMinTokenBytes) +
+                             " are needed (e.g. "
                              "'head -c 24 /dev/urandom | base64')");
   }
   for (char c : token) {
     // What a cookie value and a header may carry as they are (RFC 6265's cookie-octet).
     if (c < 0x21 || c > 0x7e || c == '"' || c == ',' || c == ';' || c == '\\') {
-      throw std::runtime_error("dashboard token file " + path + ": the token may hold printable "
+      throw std::runtime_error("dashboard token file " + path +
+                               ": the token may hold printable "
                                "ASCII only, without spaces, quotes, commas, semicolons or "
                                "backslashes");
     }

@@ -19,8 +19,10 @@ namespace {
 double ms(uint64_t us) { return static_cast<double>(us) / 1000.0; }
 
 Json timings_json(const sc::Timings& t) {
-  return {{"queued_ms", ms(t.queued_us)},   {"start_ms", ms(t.start_us)},
-          {"exec_ms", ms(t.exec_us)},       {"teardown_ms", ms(t.teardown_us)},
+  return {{"queued_ms", ms(t.queued_us)},
+          {"start_ms", ms(t.start_us)},
+          {"exec_ms", ms(t.exec_us)},
+          {"teardown_ms", ms(t.teardown_us)},
           {"total_ms", ms(t.total_us)}};
 }
 
@@ -104,9 +106,8 @@ Json result_json(const JobRecord& r) {
 }
 
 Json error_json(const sc::JobError& e) {
-  Json j = {{"variant", e.variant},     {"code", e.code},
-            {"message", e.message},     {"retryable", e.retryable},
-            {"worker_id", e.worker_id}, {"attempt", e.attempt}};
+  Json j = {{"variant", e.variant},     {"code", e.code},           {"message", e.message},
+            {"retryable", e.retryable}, {"worker_id", e.worker_id}, {"attempt", e.attempt}};
   if (e.vm_id) j["vm_id"] = *e.vm_id;
   if (e.snapshot_id) j["snapshot_id"] = *e.snapshot_id;
   if (e.from) j["from"] = *e.from;
@@ -115,8 +116,8 @@ Json error_json(const sc::JobError& e) {
 }
 
 m::HttpResponse json_response(int status, const Json& body) {
-  m::HttpResponse r{status, "application/json", body.dump(-1, ' ', false,
-                                                          Json::error_handler_t::replace), {}};
+  m::HttpResponse r{
+      status, "application/json", body.dump(-1, ' ', false, Json::error_handler_t::replace), {}};
   r.body += '\n';
   r.headers = {{"Cache-Control", "no-store"}, {"X-Content-Type-Options", "nosniff"}};
   return r;
@@ -137,12 +138,14 @@ m::HttpResponse refusal(Access::Verdict v, bool api) {
     const std::string why =
         "the dashboard is not served on this address: it is not loopback and the broker has no "
         "operator token (--dashboard-token-file)";
-    return api ? json_error(403, why) : m::HttpResponse{403, "text/plain; charset=utf-8", why + "\n", {}};
+    return api ? json_error(403, why)
+               : m::HttpResponse{403, "text/plain; charset=utf-8", why + "\n", {}};
   }
   const std::string why =
       "this dashboard needs the operator token: send 'Authorization: Bearer TOKEN', or open "
       "/login?token=TOKEN once in a browser";
-  auto r = api ? json_error(401, why) : m::HttpResponse{401, "text/plain; charset=utf-8", why + "\n", {}};
+  auto r = api ? json_error(401, why)
+               : m::HttpResponse{401, "text/plain; charset=utf-8", why + "\n", {}};
   r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"paddock\"");
   return r;
 }
@@ -243,58 +246,62 @@ Json overview_json(const Snapshot& s) {
     free += w.free;
   }
   const double secs = static_cast<double>(kRateSeconds);
-  return {{"api_version", kApiVersion},
-          {"generated_unix_ms", s.generated_unix_ms},
-          {"started_unix_ms", s.started_unix_ms},
-          {"journal", s.journal},
-          {"totals",
-           {{"accepted", t.accepted},
-            {"completed", t.results},
-            {"failed", t.errors},
-            {"rejected", t.rejected},
-            {"invalid", t.invalid},
-            {"retried", t.retried},
-            {"requeued", t.requeued},
-            {"recovered", t.recovered},
-            {"undeliverable", t.undeliverable}}},
-          {"rates",
-           {{"window_s", kRateSeconds},
-            {"accepted_per_s", static_cast<double>(acc) / secs},
-            {"completed_per_s", static_cast<double>(done) / secs},
-            {"failed_per_s", static_cast<double>(failed) / secs}}},
-          {"queue",
-           {{"held", s.held},
-            {"queued", s.queued},
-            {"running", s.running},
-            {"waiting_retry", s.waiting_retry},
-            {"by_priority", by_priority}}},
-          {"latency",
-           {{"window_s", TimeSeries::kSeconds},
-            {"jobs", s.window_count},
-            {"p50_ms", ms(s.window_p50_us)},
-            {"p99_ms", ms(s.window_p99_us)}}},
-          {"errors", errors},
-          {"workers", {{"connected", s.workers.size()}, {"slots_busy", busy}, {"slots_free", free}}},
-          {"series", {{"interval_s", 1}, {"points", points}}}};
+  return {
+      {"api_version", kApiVersion},
+      {"generated_unix_ms", s.generated_unix_ms},
+      {"started_unix_ms", s.started_unix_ms},
+      {"journal", s.journal},
+      {"totals",
+       {{"accepted", t.accepted},
+        {"completed", t.results},
+        {"failed", t.errors},
+        {"rejected", t.rejected},
+        {"invalid", t.invalid},
+        {"retried", t.retried},
+        {"requeued", t.requeued},
+        {"recovered", t.recovered},
+        {"undeliverable", t.undeliverable}}},
+      {"rates",
+       {{"window_s", kRateSeconds},
+        {"accepted_per_s", static_cast<double>(acc) / secs},
+        {"completed_per_s", static_cast<double>(done) / secs},
+        {"failed_per_s", static_cast<double>(failed) / secs}}},
+      {"queue",
+       {{"held", s.held},
+        {"queued", s.queued},
+        {"running", s.running},
+        {"waiting_retry", s.waiting_retry},
+        {"by_priority", by_priority}}},
+      {"latency",
+       {{"window_s", TimeSeries::kSeconds},
+        {"jobs", s.window_count},
+        {"p50_ms", ms(s.window_p50_us)},
+        {"p99_ms", ms(s.window_p99_us)}}},
+      {"errors", errors},
+      {"workers", {{"connected", s.workers.size()}, {"slots_busy", busy}, {"slots_free", free}}},
+      {"series", {{"interval_s", 1}, {"points", points}}}};
 }
 
 Json workers_json(const Snapshot& s) {
   Json workers = Json::array();
   for (const auto& w : s.workers) {
-    workers.push_back(
-        {{"worker_id", w.worker_id},
-         {"host", w.host},
-         {"backend", w.backend},
-         {"images", w.images},
-         {"slots", {{"busy", w.busy}, {"free", w.free}, {"total", w.busy + w.free},
-                    {"ready", w.ready_slots}}},
-         {"draining", w.draining},
-         {"connected_unix_ms", w.connected_unix_ms},
-         {"last_heard_unix_ms", w.last_heard_unix_ms},
-         {"last_heard_ms_ago", s.generated_unix_ms > w.last_heard_unix_ms
-                                   ? s.generated_unix_ms - w.last_heard_unix_ms : 0},
-         {"jobs_answered", w.jobs_answered},
-         {"warm_pools", nullptr}});
+    workers.push_back({{"worker_id", w.worker_id},
+                       {"host", w.host},
+                       {"backend", w.backend},
+                       {"images", w.images},
+                       {"slots",
+                        {{"busy", w.busy},
+                         {"free", w.free},
+                         {"total", w.busy + w.free},
+                         {"ready", w.ready_slots}}},
+                       {"draining", w.draining},
+                       {"connected_unix_ms", w.connected_unix_ms},
+                       {"last_heard_unix_ms", w.last_heard_unix_ms},
+                       {"last_heard_ms_ago", s.generated_unix_ms > w.last_heard_unix_ms
+                                                 ? s.generated_unix_ms - w.last_heard_unix_ms
+                                                 : 0},
+                       {"jobs_answered", w.jobs_answered},
+                       {"warm_pools", nullptr}});
   }
   return {{"api_version", kApiVersion},
           {"generated_unix_ms", s.generated_unix_ms},
@@ -376,18 +383,15 @@ std::optional<JobRecord> record_from_journal(const std::string& job_id,
 void serve_dashboard(m::HttpServer& server, const SnapshotBox& box, const Access& access,
                      std::string journal_path) {
   auto journal = std::make_shared<JournalReader>(std::move(journal_path));
-  server.get("/", guarded(access, false, [](const m::HttpRequest&) {
-               return redirect("/dashboard/");
-             }));
-  server.get("/dashboard", guarded(access, false, [](const m::HttpRequest&) {
-               return redirect("/dashboard/");
-             }));
+  server.get("/",
+             guarded(access, false, [](const m::HttpRequest&) { return redirect("/dashboard/"); }));
+  server.get("/dashboard",
+             guarded(access, false, [](const m::HttpRequest&) { return redirect("/dashboard/"); }));
   server.get_prefix("/dashboard/", guarded(access, false, [](const m::HttpRequest& req) {
                       return page(req.path.substr(std::string("/dashboard/").size()));
                     }));
-  server.get("/dashboard/", guarded(access, false, [](const m::HttpRequest&) {
-               return page("index.html");
-             }));
+  server.get("/dashboard/",
+             guarded(access, false, [](const m::HttpRequest&) { return page("index.html"); }));
   // Not guarded by a token (it is how a browser gets one), but never where the dashboard is not
   // served.
   server.get("/login", [&access](const m::HttpRequest& req) {
@@ -419,24 +423,26 @@ void serve_dashboard(m::HttpServer& server, const SnapshotBox& box, const Access
                const std::string status = it == req.params.end() ? "" : it->second;
                return json_response(200, jobs_json(*box.get(), limit, status));
              }));
-  server.get_prefix("/api/v1/jobs/", guarded(access, true, [&box, journal](const m::HttpRequest& req) {
-                      const std::string id = req.path.substr(std::string("/api/v1/jobs/").size());
-                      const auto snapshot = box.get();
-                      if (auto r = snapshot->find(id)) {
-                        return json_response(200, job_json(*r, r->status == JobRecord::Status::kRunning ? "running" : "recent"));
-                      }
-                      if (journal->enabled()) {
-                        if (auto stored = journal->lookup(id)) {
-                          if (auto r = record_from_journal(id, *stored)) {
-                            return json_response(200, job_json(*r, "journal"));
-                          }
-                        }
-                      }
-                      return json_error(404, "job '" + id + "' is not among the " +
-                                                 std::to_string(snapshot->recent.size()) +
-                                                 " recent or the running jobs" +
-                                                 (journal->enabled() ? " nor in the journal" : " (no journal)"));
-                    }));
+  server.get_prefix(
+      "/api/v1/jobs/", guarded(access, true, [&box, journal](const m::HttpRequest& req) {
+        const std::string id = req.path.substr(std::string("/api/v1/jobs/").size());
+        const auto snapshot = box.get();
+        if (auto r = snapshot->find(id)) {
+          return json_response(
+              200, job_json(*r, r->status == JobRecord::Status::kRunning ? "running" : "recent"));
+        }
+        if (journal->enabled()) {
+          if (auto stored = journal->lookup(id)) {
+            if (auto r = record_from_journal(id, *stored)) {
+              return json_response(200, job_json(*r, "journal"));
+            }
+          }
+        }
+        return json_error(404, "job '" + id + "' is not among the " +
+                                   std::to_string(snapshot->recent.size()) +
+                                   " recent or the running jobs" +
+                                   (journal->enabled() ? " nor in the journal" : " (no journal)"));
+      }));
 }
 
 }  // namespace paddock::broker::dashboard

@@ -70,11 +70,16 @@ void JobRecord::set_error(const schemas::JobError& e) {
 
 const char* status_name(JobRecord::Status s) {
   switch (s) {
-    case JobRecord::Status::kRunning: return "running";
-    case JobRecord::Status::kOk: return "ok";
-    case JobRecord::Status::kExitNonzero: return "exit_nonzero";
-    case JobRecord::Status::kError: return "error";
-    case JobRecord::Status::kHeld: return "held";
+    case JobRecord::Status::kRunning:
+      return "running";
+    case JobRecord::Status::kOk:
+      return "ok";
+    case JobRecord::Status::kExitNonzero:
+      return "exit_nonzero";
+    case JobRecord::Status::kError:
+      return "error";
+    case JobRecord::Status::kHeld:
+      return "held";
   }
   return "unknown";
 }

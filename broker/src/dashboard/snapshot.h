@@ -105,14 +105,14 @@ struct Snapshot {
   size_t running = 0;
   size_t waiting_retry = 0;
   std::map<int32_t, size_t> queued_by_priority;
-  std::vector<ErrorCount> errors;  // by code
+  std::vector<ErrorCount> errors;         // by code
   std::vector<TimeSeries::Point> series;  // the last TimeSeries::kSeconds, oldest first
-  uint64_t window_count = 0;  // jobs answered in the series' window
+  uint64_t window_count = 0;              // jobs answered in the series' window
   uint64_t window_p50_us = 0;
   uint64_t window_p99_us = 0;
   std::vector<WorkerView> workers;  // by worker_id
   size_t recent_capacity = 0;
-  std::vector<std::shared_ptr<const JobRecord>> recent;   // finished, newest first
+  std::vector<std::shared_ptr<const JobRecord>> recent;        // finished, newest first
   std::vector<std::shared_ptr<const JobRecord>> running_jobs;  // at most kMaxRunningShown
   static constexpr size_t kMaxRunningShown = 500;
 
