@@ -137,7 +137,7 @@ function overviewPage(o) {
        chart("End-to-end latency per second", [["p50", "#2f6fde"], ["p99", "#b7791f"]],
              c => lineChart(c, [
                { color: "#2f6fde", values: pts.map(p => p.p50_ms) },
-               { color: "#b7791f", values: pts.map(p => p.p99_ms) }], { xLabels, unit: "ms" }))),
+               { color: "#b7791f", values: pts.map(p => p.p99_ms) }], { xLabels, format: v => v ? fmtMs(v) : "0" }))),
     el("div", { class: "two" },
        el("div", {}, el("h2", { text: "Queue depth by priority" }),
           table(["priority", { label: "queued", num: true }], priorities, "priority-table", "nothing queued")),
@@ -153,7 +153,7 @@ function workersPage(w) {
     return el("tr", { "data-worker": x.worker_id },
       el("td", { text: x.worker_id }),
       el("td", { text: x.host || "–" }),
-      el("td", { text: x.backend || "–" }),
+      el("td", { text: x.backend === "memory" ? "memory (test double)" : x.backend || "–" }),
       el("td", { text: x.images.join(", ") }),
       el("td", {}, el("span", { class: "bar" }, el("i", { style: "width:" + pct + "%" })),
          x.slots.busy + " / " + total),

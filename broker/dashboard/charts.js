@@ -1,12 +1,12 @@
 // Small line charts on <canvas>, with no library: lineChart(canvas, series, options) draws each
-// series ({label, color, values}) against the same x (one value per point, oldest first), with a
-// y axis from 0 to the largest value and a few grid lines.
+// series ({color, values}) against the same x (one value per point, oldest first), with a y axis
+// from 0 to a round number above the largest value and five grid intervals.
 "use strict";
 
 function niceMax(v) {
   if (!(v > 0)) return 1;
   const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) {
+  for (const m of [1, 2, 5, 10]) {  // fifths of these are round too
     if (v <= m * p) return m * p;
   }
   return 10 * p;
@@ -18,7 +18,7 @@ function formatTick(v) {
   return v.toFixed(v >= 1 ? 1 : 2);
 }
 
-// options: {xLabels: [first, last], unit: "ms"}
+// options: {xLabels: [first, last], format: value => tick label}
 function lineChart(canvas, series, options) {
   const dpr = window.devicePixelRatio || 1;
   const width = canvas.clientWidth || 400;
@@ -28,7 +28,8 @@ function lineChart(canvas, series, options) {
   const g = canvas.getContext("2d");
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.clearRect(0, 0, width, height);
-  const left = 44, right = 8, top = 8, bottom = 20;
+  const left = 56, right = 8, top = 8, bottom = 20;
+  const format = options.format || formatTick;
   const w = width - left - right, h = height - top - bottom;
   let max = 0, n = 0;
   for (const s of series) {
@@ -42,13 +43,14 @@ function lineChart(canvas, series, options) {
   g.lineWidth = 1;
   g.textAlign = "right";
   g.textBaseline = "middle";
-  for (let i = 0; i <= 4; i++) {
-    const y = top + h - (h * i) / 4;
+  const steps = 5;
+  for (let i = 0; i <= steps; i++) {
+    const y = top + h - (h * i) / steps;
     g.beginPath();
     g.moveTo(left, Math.round(y) + 0.5);
     g.lineTo(left + w, Math.round(y) + 0.5);
     g.stroke();
-    g.fillText(formatTick((max * i) / 4) + (options.unit ? " " + options.unit : ""), left - 4, y);
+    g.fillText(format((max * i) / steps), left - 4, y);
   }
   if (options.xLabels) {
     g.textBaseline = "top";
