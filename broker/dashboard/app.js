@@ -304,7 +304,7 @@ async function refresh() {
     } else if (e.status === 401) {
       main.replaceChildren(el("p", { class: "error-text", text: e.message }));
     }
-    statusLine.textContent = "update failed: " + e.message;
+    statusLine.textContent = "update failed" + (e.status ? " (HTTP " + e.status + ")" : ": " + e.message);
     statusLine.classList.add("error");
   }
   pollTimer = setTimeout(refresh, POLL_MS);
