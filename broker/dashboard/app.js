@@ -74,6 +74,9 @@ function badge(status) {
                   held: "held" }[status] || status;
   return el("span", { class: "badge " + status, text: label, testid: "status-badge" });
 }
+function backendName(b) {
+  return b === "memory" ? "memory (test double)" : b || "–";
+}
 function jobLink(id) {
   return el("a", { href: "#/jobs/" + encodeURIComponent(id), text: id });
 }
@@ -153,7 +156,7 @@ function workersPage(w) {
     return el("tr", { "data-worker": x.worker_id },
       el("td", { text: x.worker_id }),
       el("td", { text: x.host || "–" }),
-      el("td", { text: x.backend === "memory" ? "memory (test double)" : x.backend || "–" }),
+      el("td", { text: backendName(x.backend) }),
       el("td", { text: x.images.join(", ") }),
       el("td", {}, el("span", { class: "bar" }, el("i", { style: "width:" + pct + "%" })),
          x.slots.busy + " / " + total),
@@ -234,7 +237,7 @@ function jobPage(j) {
           r.timed_out ? ["timed out", "yes"] : null,
           r.oom_killed ? ["killed for memory", "yes"] : null,
           ["worker", r.worker_id + " (attempt " + r.attempt + ")"],
-          ["backend", r.backend],
+          ["backend", backendName(r.backend)],
           ["start", (r.warm ? "warm" : "cold") + (r.template ? ", from " + r.template : "")],
           ["timings", ["queued " + fmtMs(r.timings.queued_ms), "start " + fmtMs(r.timings.start_ms),
                        "exec " + fmtMs(r.timings.exec_ms), "teardown " + fmtMs(r.timings.teardown_ms),
@@ -291,7 +294,7 @@ async function refresh() {
         ? await api("/api/v1/jobs/" + encodeURIComponent(r.id)).then(jobPage)
         : await pages[r.page]();
     if (mine !== generation) return;
-    main.replaceChildren(...content);
+    main.replaceChildren(...content.flat(Infinity).filter(c => c !== null && c !== undefined));
     main.dataset.page = r.page;
     statusLine.textContent = "updated " + fmtTime(Date.now());
     statusLine.classList.remove("error");

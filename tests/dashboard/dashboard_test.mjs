@@ -119,6 +119,11 @@ async function main() {
     page.on("console", m => { if (m.type() === "error") consoleErrors.push(m.text()); });
     page.on("pageerror", e => consoleErrors.push(String(e)));
     const text = sel => page.locator(sel).first().innerText();
+    // A page that shows "null" or "undefined" put a missing value on screen as is.
+    const nothingMissing = async what => {
+      const shown = await page.locator("main").innerText();
+      check(!/null|undefined|NaN/.test(shown), `${what}: no null, undefined or NaN shown`);
+    };
 
     // Overview while the jobs wait: the queue by priority.
     await page.goto(`${base}/`);
@@ -152,6 +157,7 @@ async function main() {
     check((await errRow.locator("td").nth(2).innerText()) === "5", "overview: InvalidTransition counted 5 times");
     check(await text('[data-testid="card-workers-value"]') === "2", "overview: 2 workers");
     await sleep(1200);  // a second more of the throughput chart
+    await nothingMissing("overview");
     await page.screenshot({ path: path.join(shots, "overview.png"), fullPage: true });
 
     // Workers.
@@ -165,6 +171,7 @@ async function main() {
       check(cells[4].trim() === `0 / ${slots}`, `workers: ${id} has 0 of ${slots} slots busy (${cells[4].trim()})`);
       check(cells[1].startsWith("127.0.0.1"), `workers: ${id}'s host is its peer address (${cells[1]})`);
     }
+    await nothingMissing("workers");
     await page.screenshot({ path: path.join(shots, "workers.png"), fullPage: true });
 
     // Recent jobs, filtered to errors; a failed job's page.
@@ -172,6 +179,7 @@ async function main() {
     await page.waitForSelector('[data-testid="jobs-table"] tr[data-job]');
     check(await page.locator('[data-testid="jobs-table"] tr[data-job]').count() === total,
           `jobs: all ${total} finished jobs listed`);
+    await nothingMissing("recent jobs");
     await page.screenshot({ path: path.join(shots, "jobs.png"), fullPage: true });
     await page.selectOption('[data-testid="status-filter"]', "error");
     await waitFor("the error filter", async () =>
@@ -185,6 +193,7 @@ async function main() {
     check(await text('[data-testid="job-error-code"]') === code, "job page: the error's code");
     check((await text('[data-testid="job-error-message"]')).includes("invalid vm transition"), "job page: the error's message");
     check((await page.locator('[data-testid="attempts-table"] tbody tr').count()) === 1, "job page: one attempt");
+    await nothingMissing("a failed job's page");
     await page.screenshot({ path: path.join(shots, "job-failed.png"), fullPage: true });
 
     // A job looked up by id shows its result.
@@ -194,6 +203,7 @@ async function main() {
     check(await text('[data-testid="job-id"]') === "lookup-me", "lookup: the page is lookup-me's");
     check(await text('[data-testid="job-exit-code"]') === "0", "lookup: exit code 0");
     check((await text('[data-testid="job-stdout"]')).trim() === "found by id", "lookup: its stdout");
+    await nothingMissing("a job's page");
     await page.screenshot({ path: path.join(shots, "job.png"), fullPage: true });
 
     // An unknown id says so.
