@@ -365,16 +365,9 @@ std::optional<JobRecord> record_from_journal(const std::string& job_id,
     r.finished_unix_ms = stored.finished_unix_ms;
     const auto command = static_cast<sc::Command>(stored.answer->command);
     if (command == sc::Command::kResult) {
-      if (auto res = sc::decode_job_result(stored.answer->body)) {
-        r.set_result(*res);
-        const bool ok = res->exit_code == 0 && res->signal == 0 && !res->timed_out;
-        r.status = ok ? JobRecord::Status::kOk : JobRecord::Status::kExitNonzero;
-      }
+      if (auto res = sc::decode_job_result(stored.answer->body)) r.set_result(*res);
     } else if (command == sc::Command::kError) {
-      if (auto err = sc::decode_job_error(stored.answer->body)) {
-        r.set_error(*err);
-        r.status = JobRecord::Status::kError;
-      }
+      if (auto err = sc::decode_job_error(stored.answer->body)) r.set_error(*err);
     }
   }
   return r;

@@ -54,11 +54,8 @@ void Recorder::answered(const Job& job, const schemas::JobResult* result,
   std::string detail;
   if (result != nullptr) {
     r->set_result(*result);
-    const bool ok = result->exit_code == 0 && result->signal == 0 && !result->timed_out;
-    r->status = ok ? JobRecord::Status::kOk : JobRecord::Status::kExitNonzero;
   } else if (error != nullptr) {
     r->set_error(*error);
-    r->status = JobRecord::Status::kError;
     detail = error->variant + " (" + std::to_string(error->code) + ")";
     auto it = errors_.find(error->code);
     if (it == errors_.end()) {

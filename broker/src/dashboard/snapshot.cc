@@ -61,10 +61,12 @@ void JobRecord::set_result(const schemas::JobResult& r) {
   stdout_bytes = r.stdout_data.size();
   stderr_bytes = r.stderr_data.size();
   result = std::move(kept);
+  status = r.exit_code == 0 && r.signal == 0 && !r.timed_out ? Status::kOk : Status::kExitNonzero;
 }
 
 void JobRecord::set_error(const schemas::JobError& e) {
   error = e;
+  status = Status::kError;
   if (error->message.size() > 4 * kOutputHead) error->message.resize(4 * kOutputHead);
 }
 

@@ -67,7 +67,8 @@ struct JobRecord {
   bool recovered = false;         // re-queued from the journal at a restart
 
   static constexpr size_t kOutputHead = 512;
-  // `result` and `error` as answered, cut to what a record keeps.
+  // The answer, cut to what a record keeps, and the status it gives: kOk for a RESULT with exit 0
+  // (no signal, no timeout), kExitNonzero for another RESULT, kError for an ERROR.
   void set_result(const schemas::JobResult& r);
   void set_error(const schemas::JobError& e);
 };
