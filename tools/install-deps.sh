@@ -13,6 +13,7 @@ PACKAGES=(
   procps iproute2 iptables
   cpio gzip xz-utils zstd
   debootstrap e2fsprogs
+  chromium fonts-dejavu-core
 )
 # QEMU >= 8.2 comes from bookworm-backports (DESIGN.md §6: 7.2 cannot give a jailed QEMU a
 # read-only template).
@@ -30,7 +31,19 @@ qemu_ok() {
 }
 need_backports=0
 qemu_ok || need_backports=1
-[[ ${#missing[@]} -eq 0 && $need_backports -eq 0 ]] && exit 0
+# The dashboard's browser test drives Debian's chromium with playwright-core (tests/dashboard/,
+# pinned in its package-lock.json), installed with the machine's Node.js and npm.
+dashboard_tests="$(cd "$(dirname "$0")/.." && pwd)/tests/dashboard"
+install_dashboard_test_modules() {
+  [[ -d "$dashboard_tests/node_modules/playwright-core" ]] && return 0
+  command -v npm >/dev/null || { echo "install-deps: npm is missing (Node.js >= 20 with npm is needed for tests/dashboard)" >&2; exit 1; }
+  echo "install-deps: npm ci in tests/dashboard"
+  (cd "$dashboard_tests" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}
+if [[ ${#missing[@]} -eq 0 && $need_backports -eq 0 ]]; then
+  install_dashboard_test_modules
+  exit 0
+fi
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then
@@ -71,3 +84,5 @@ if [[ $need_backports -eq 1 ]]; then
   fi
   qemu_ok || { echo "install-deps: qemu-system-x86 >= 8.2 could not be installed" >&2; exit 1; }
 fi
+
+install_dashboard_test_modules

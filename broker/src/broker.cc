@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "dashboard/api.h"
 #include "loop.h"
 #include "paddock/client/zmq_frames.h"
 #include "paddock/schemas/codes.h"
@@ -73,6 +74,13 @@ Broker::Loop::Loop(Options options)
   if (!options_.metrics_address.empty()) {
     http_ = std::make_unique<metrics::HttpServer>();
     metrics::serve_metrics(*http_, metrics_.registry);
+    // Decided on the address asked for (":PORT" is loopback), before anything is served.
+    dashboard_access_ = std::make_unique<dashboard::Access>(
+        options_.dashboard_token, metrics::is_loopback(options_.metrics_address));
+    dashboard_ = std::make_unique<dashboard::Recorder>(options_.dashboard_recent_jobs,
+                                                       journal_ != nullptr, now_unix_ms());
+    dashboard::serve_dashboard(*http_, dashboard_->box(), *dashboard_access_,
+                               options_.journal_path);
     http_->start(options_.metrics_address);
     metrics_address = http_->address();
   }
@@ -115,9 +123,20 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
       spdlog::warn("metrics on {} are served without authentication to whoever can reach it",
                    metrics_address);
     }
+    if (!dashboard_access_->served()) {
+      spdlog::warn("dashboard NOT served on {}: it is not a loopback address and no operator "
+                   "token was given (--dashboard-token-file)",
+                   metrics_address);
+    } else {
+      spdlog::info("dashboard on http://{}/dashboard/ ({})", metrics_address,
+                   dashboard_access_->token_required()
+                       ? "operator token required: Authorization: Bearer, or /login?token= once"
+                       : "loopback, no token");
+    }
   }
   now_ = Clock::now();
   publish_metrics();
+  if (dashboard_) publish_dashboard();
   next_tick_ = now_ + std::chrono::milliseconds(options_.heartbeat_ms);
   std::vector<zmq::message_t> frames;
   while (!stop.load()) {
@@ -136,6 +155,10 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
     if (publish_pending_) {
       // What this turn changed shows within a publish interval even if no message follows.
       wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(next_publish_ -
+                                                                        Clock::now()));
+    }
+    if (dashboard_pending_) {
+      wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(next_dashboard_ -
                                                                         Clock::now()));
     }
     try {
@@ -158,7 +181,7 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
     for (int i = 0; i < kBurst && wire::recv_message(workers, frames); ++i, ++handled) {
       if (frames.size() < 2) continue;  // a routing id alone: nothing to answer
       auto parts = wire::views(frames, 1);
-      on_worker_message(frames[0].to_string(), parts);
+      on_worker_message(frames[0].to_string(), parts, frames[1]);
     }
     for (int i = 0; i < kBurst && wire::recv_message(clients, frames); ++i, ++handled) {
       if (frames.size() < 2) continue;
@@ -181,6 +204,8 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
     if (http_) {
       publish_pending_ = publish_pending_ || handled > 0 || ticks;
       if (publish_pending_ && now_ >= next_publish_) publish_metrics();
+      dashboard_pending_ = dashboard_pending_ || handled > 0 || ticks;
+      if (dashboard_pending_ && now_ >= next_dashboard_) publish_dashboard();
     }
   }
   spdlog::info(
@@ -237,6 +262,7 @@ void Broker::Loop::dispatch() {
     }
     --w->credits;
     w->jobs.insert(job->request.job_id);
+    if (dashboard_) dashboard_->dispatched(*job, w->worker_id, now_ms);
     metrics_.dispatch_latency.observe(now_ - job->accepted_at);
     if (journal_) journal_->dispatched(job->request.job_id, job->attempt);
   }
@@ -365,6 +391,7 @@ void Broker::Loop::worker_gone(const std::string& route, const char* why) {
                    true);
       jobs_.remove(job_id);
     } else {
+      if (dashboard_) dashboard_->attempt_ended(*job, "worker lost");
       ++job->attempt;
       ++stats_.requeued;
       jobs_.requeue(*job);
@@ -372,8 +399,10 @@ void Broker::Loop::worker_gone(const std::string& route, const char* why) {
   }
 }
 
-void Broker::Loop::answer(const Job& job, sc::Command command, const std::string& body) {
+void Broker::Loop::answer(const Job& job, sc::Command command, const std::string& body,
+                          const sc::JobResult* result, const sc::JobError* error) {
   metrics_.job_latency.observe(now_ - job.accepted_at);
+  if (dashboard_) dashboard_->answered(job, result, error, now_, now_unix_ms());
   if (journal_) {
     journal_->finished(job.request.job_id, static_cast<uint8_t>(command), body, now_unix_ms());
   }
@@ -391,7 +420,7 @@ void Broker::Loop::answer_error(const Job& job, sc::JobCode code, const std::str
   e.retryable = retryable;
   ++stats_.errors;
   metrics_.failed(e.code, e.variant);
-  answer(job, sc::Command::kError, sc::encode(e));
+  answer(job, sc::Command::kError, sc::encode(e), nullptr, &e);
 }
 
 void Broker::Loop::to_client(const std::string& route, std::vector<std::string> parts) {
@@ -458,6 +487,17 @@ void Broker::Loop::publish_metrics() {
   metrics_.publish(stats_, g);
   publish_pending_ = false;
   next_publish_ = now_ + BrokerMetrics::kPublishInterval;
+}
+
+void Broker::Loop::publish_dashboard() {
+  dashboard::Recorder::LoopState state;
+  state.jobs = &jobs_;
+  state.workers = &registry_;
+  state.stats = &stats_;
+  state.running = registry_.totals().jobs;
+  dashboard_->publish(state, now_, now_unix_ms());
+  dashboard_pending_ = false;
+  next_dashboard_ = now_ + dashboard::kPublishInterval;
 }
 
 uint64_t Broker::Loop::now_unix_ms() const {

@@ -15,6 +15,11 @@ Job* JobQueue::find(const std::string& job_id) {
   return it == jobs_.end() ? nullptr : &it->second;
 }
 
+const Job* JobQueue::find(const std::string& job_id) const {
+  auto it = jobs_.find(job_id);
+  return it == jobs_.end() ? nullptr : &it->second;
+}
+
 Job& JobQueue::push(schemas::JobRequest request, std::string route, Clock::time_point now) {
   const std::string id = request.job_id;
   Job job;

@@ -20,6 +20,16 @@ namespace paddock::broker {
 
 using Clock = std::chrono::steady_clock;
 
+// One dispatch of a job to a worker and how it ended, kept for the dashboard (only when it runs).
+struct AttemptRecord {
+  uint32_t attempt = 0;
+  std::string worker_id;
+  uint64_t dispatched_unix_ms = 0;
+  // "running", "result", "error", "retry" (a retryable ERROR; sent out again), "worker lost".
+  std::string outcome = "running";
+  std::string detail;  // "Variant (code)" for "error" and "retry"
+};
+
 struct Job {
   // kWaiting: a retryable failure's backoff; held, neither queued nor running.
   enum class State { kQueued, kRunning, kWaiting };
@@ -35,8 +45,11 @@ struct Job {
   bool recovered = false;  // re-queued from the journal: a worker from before may still report it
   uint64_t seq = 0;
   Clock::time_point accepted_at;
+  // With the dashboard on: its dispatches, oldest first; past kMaxAttemptRecords the oldest go.
+  std::vector<AttemptRecord> attempts;
 
   static constexpr size_t kMaxRoutes = 8;
+  static constexpr size_t kMaxAttemptRecords = 16;
   void add_route(const std::string& route);
 };
 
@@ -48,6 +61,7 @@ class JobQueue {
   const std::map<int32_t, size_t>& queued_by_priority() const { return by_priority_; }
 
   Job* find(const std::string& job_id);
+  const Job* find(const std::string& job_id) const;
   // REQUIRES: no job with this id is held.
   Job& push(schemas::JobRequest request, std::string route, Clock::time_point now);
   // The image of the best queued job (priority, then age) among images not in `skip`; nullptr

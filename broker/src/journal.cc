@@ -356,6 +356,32 @@ std::vector<Journal::Failed> Journal::failed(size_t limit) {
   return out;
 }
 
+std::optional<Journal::Stored> Journal::stored(std::string_view job_id) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT request, accepted_ms, attempt, dispatched, answer_cmd, answer, "
+                         "finished_ms FROM jobs WHERE job_id = ?1",
+                         -1, &st, nullptr) != SQLITE_OK) {
+    return std::nullopt;
+  }
+  bind_text(st, 1, job_id);
+  std::optional<Stored> out;
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    Stored s;
+    s.request = column_blob(st, 0);
+    s.accepted_unix_ms = static_cast<uint64_t>(sqlite3_column_int64(st, 1));
+    s.attempt = static_cast<uint32_t>(sqlite3_column_int64(st, 2));
+    s.dispatched = sqlite3_column_int(st, 3) != 0;
+    if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
+      s.answer = Answer{static_cast<uint8_t>(sqlite3_column_int(st, 4)), column_blob(st, 5)};
+      s.finished_unix_ms = static_cast<uint64_t>(sqlite3_column_int64(st, 6));
+    }
+    out = std::move(s);
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
 uint64_t Journal::size() {
   sqlite3_stmt* st = nullptr;
   uint64_t n = 0;

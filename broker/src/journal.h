@@ -77,6 +77,16 @@ class Journal {
     uint64_t finished_unix_ms = 0;
   };
   std::vector<Failed> failed(size_t limit);
+  // One job as stored, whether answered or not (the dashboard's lookup by id).
+  struct Stored {
+    std::string request;  // the encoded JobRequest
+    uint64_t accepted_unix_ms = 0;
+    uint32_t attempt = 1;
+    bool dispatched = false;
+    std::optional<Answer> answer;
+    uint64_t finished_unix_ms = 0;
+  };
+  std::optional<Stored> stored(std::string_view job_id);
 
  private:
   Journal() = default;

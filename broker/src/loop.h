@@ -14,6 +14,8 @@
 
 #include "broker_metrics.h"
 #include "curve_auth.h"
+#include "dashboard/access.h"
+#include "dashboard/recorder.h"
 #include "job_queue.h"
 #include "journal.h"
 #include "log_limiter.h"
@@ -48,8 +50,10 @@ class Broker::Loop {
   void reply_invalid(const std::string& route, std::string job_id, const std::string& message);
 
   // worker_side.cc
-  void on_worker_message(const std::string& route, std::span<const std::string_view> parts);
-  void on_ready(const std::string& route, std::string_view body);
+  // `first`: the message's first frame after the routing id (its connection's properties).
+  void on_worker_message(const std::string& route, std::span<const std::string_view> parts,
+                         const zmq::message_t& first);
+  void on_ready(const std::string& route, std::string_view body, const zmq::message_t& first);
   void on_outcome(WorkerState& w, schemas::Command command, std::string_view body);
   void worker_gone(const std::string& route, const char* why);
 
@@ -60,8 +64,10 @@ class Broker::Loop {
   // Answers every queued job of `image` ERROR UnknownImage, naming the images there are.
   void fail_unknown_image(std::string image);
   void tick();
-  // Sends a job's final answer (RESULT or ERROR, already encoded) to every waiting route.
-  void answer(const Job& job, schemas::Command command, const std::string& body);
+  // Sends a job's final answer (RESULT or ERROR, already encoded) to every waiting route; the
+  // decoded answer (one of `result`, `error`) is for the dashboard.
+  void answer(const Job& job, schemas::Command command, const std::string& body,
+              const schemas::JobResult* result, const schemas::JobError* error);
   void answer_error(const Job& job, schemas::JobCode code, const std::string& message,
                     bool retryable);
   // With a journal, client messages wait in outbox_ until the turn's commit: nothing is said that
@@ -78,6 +84,8 @@ class Broker::Loop {
   uint64_t now_unix_ms() const;
   // The loop's state into the metrics' gauges and counters (at most every kPublishInterval).
   void publish_metrics();
+  // The dashboard's snapshot (at most every dashboard::kPublishInterval).
+  void publish_dashboard();
 
   Options options_;
   JobQueue jobs_;
@@ -100,7 +108,12 @@ class Broker::Loop {
   std::unique_ptr<ZapHandler> zap_;
   std::unique_ptr<HandshakeMonitor> client_handshakes_;
   std::unique_ptr<HandshakeMonitor> worker_handshakes_;
-  // Last: its threads read metrics_, so it stops first.
+  // With the metrics server: what the dashboard shows (nullptr without a server).
+  std::unique_ptr<dashboard::Access> dashboard_access_;
+  std::unique_ptr<dashboard::Recorder> dashboard_;
+  bool dashboard_pending_ = false;  // something happened since the last publish_dashboard()
+  Clock::time_point next_dashboard_;
+  // Last: its threads read metrics_ and the dashboard's snapshots, so it stops first.
   std::unique_ptr<metrics::HttpServer> http_;
 };
 

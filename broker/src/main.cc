@@ -104,6 +104,15 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-address", opt.metrics_address,
                  "serve Prometheus metrics at http://HOST:PORT/metrics (':PORT' is loopback, port 0 "
                  "an ephemeral one; no authentication: keep it on loopback or a trusted network)");
+  std::string dashboard_token_file;
+  app.add_option("--dashboard-token-file", dashboard_token_file,
+                 "the dashboard (on the metrics address) needs this operator token (the file's "
+                 "first line, 16+ characters, mode 0600): Authorization: Bearer TOKEN or "
+                 "/login?token=TOKEN; without one it is served on a loopback address only");
+  app.add_option("--dashboard-recent-jobs", opt.dashboard_recent_jobs,
+                 "finished jobs the dashboard keeps (a ring)")
+      ->check(CLI::Range(size_t{1}, size_t{100'000}))
+      ->capture_default_str();
   app.add_option("--ready-file", ready_file,
                  "once bound, write {\"client\",\"worker\",\"pid\"} (and \"metrics\", the metrics "
                  "server's HOST:PORT, if any) as JSON to this file");
@@ -159,6 +168,13 @@ int main(int argc, char** argv) {
       opt.curve_secret_key = paddock::curve::read_secret_key(curve_key_file).secret_key;
       if (!client_allow.empty()) opt.client_allow = paddock::curve::read_allowlist(client_allow);
       if (!worker_allow.empty()) opt.worker_allow = paddock::curve::read_allowlist(worker_allow);
+    }
+    if (!dashboard_token_file.empty()) {
+      if (opt.metrics_address.empty()) {
+        throw std::runtime_error("--dashboard-token-file needs --metrics-address (the dashboard "
+                                 "is served there)");
+      }
+      opt.dashboard_token = paddock::broker::read_dashboard_token(dashboard_token_file);
     }
     if (opt.journal_path.empty()) {
       spdlog::warn("no journal (--no-journal): jobs are held in memory only, and a restart loses "

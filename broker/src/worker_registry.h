@@ -27,6 +27,12 @@ struct WorkerState {
   std::vector<std::string> images;  // from READY's "image:<name>" capabilities; distinct
   std::set<std::string> jobs;  // job ids in flight on this worker
   Clock::time_point last_seen;
+  // What the dashboard shows of it.
+  std::string host;     // its connection's peer address; "" if ZeroMQ did not say
+  std::string backend;  // READY's "backend:<name>" capability; "" if none
+  uint32_t ready_slots = 0;  // the credits READY granted
+  uint64_t connected_unix_ms = 0;
+  uint64_t answered = 0;  // RESULTs and ERRORs it sent
 };
 
 class WorkerRegistry {
@@ -55,6 +61,11 @@ class WorkerRegistry {
   // Workers not heard from since `cutoff`.
   std::vector<std::string> silent_since(Clock::time_point cutoff) const;
   std::vector<std::string> routing_ids() const;
+  // Calls f(const WorkerState&) for every worker, in no particular order.
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& [id, w] : workers_) f(w);
+  }
   size_t size() const { return workers_.size(); }
   struct Totals {
     size_t credits = 0;

@@ -1,6 +1,8 @@
 // The broker's handlers for worker messages (PROTOCOL.md, "Worker session").
 #include <spdlog/spdlog.h>
 
+#include <optional>
+
 #include "loop.h"
 #include "paddock/schemas/codes.h"
 
@@ -8,8 +10,20 @@ namespace paddock::broker {
 
 namespace sc = paddock::schemas;
 
+namespace {
+
+// The address of the peer a message came from, as ZeroMQ tells it ("" if it does not, e.g. over
+// inproc).
+std::string peer_address(const zmq::message_t& frame) {
+  const char* value = zmq_msg_gets(frame.handle(), "Peer-Address");
+  return value != nullptr ? value : "";
+}
+
+}  // namespace
+
 void Broker::Loop::on_worker_message(const std::string& route,
-                                     std::span<const std::string_view> parts) {
+                                     std::span<const std::string_view> parts,
+                                     const zmq::message_t& first) {
   WorkerState* w = registry_.find(route);
   if (w != nullptr) w->last_seen = now_;
   auto env = sc::parse_envelope(parts, sc::Direction::kWorkerToBroker);
@@ -22,7 +36,7 @@ void Broker::Loop::on_worker_message(const std::string& route,
     return;
   }
   if (env->command == sc::Command::kReady) {
-    on_ready(route, env->bodies[0]);
+    on_ready(route, env->bodies[0], first);
     return;
   }
   if (w == nullptr) {
@@ -55,7 +69,8 @@ void Broker::Loop::on_worker_message(const std::string& route,
   }
 }
 
-void Broker::Loop::on_ready(const std::string& route, std::string_view body) {
+void Broker::Loop::on_ready(const std::string& route, std::string_view body,
+                            const zmq::message_t& first) {
   auto ready = sc::decode_ready(body);
   if (!ready) {
     if (protocol_log_.allow()) spdlog::warn("bad READY: {}", ready.error().message());
@@ -72,7 +87,14 @@ void Broker::Loop::on_ready(const std::string& route, std::string_view body) {
   for (const auto& i : images) names += (names.empty() ? "" : ", ") + i;
   spdlog::info("worker '{}' ready with {} slot(s), images: {}", ready->worker_id, ready->slots,
                names.empty() ? "default (none said)" : names);
-  registry_.add(route, ready->worker_id, ready->slots, now_, std::move(images));
+  WorkerState& w = registry_.add(route, ready->worker_id, ready->slots, now_, std::move(images));
+  w.ready_slots = ready->slots;
+  w.connected_unix_ms = now_unix_ms();
+  w.host = peer_address(first);
+  constexpr std::string_view kBackend = "backend:";
+  for (const auto& c : ready->capabilities) {
+    if (c.rfind(kBackend, 0) == 0) w.backend = c.substr(kBackend.size());
+  }
 }
 
 void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_view body) {
@@ -80,6 +102,8 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
   bool retryable = false;
   uint32_t code = 0;
   std::string variant;
+  std::optional<sc::JobResult> result;
+  std::optional<sc::JobError> error;
   if (command == sc::Command::kResult) {
     auto r = sc::decode_job_result(body);
     if (!r) {
@@ -89,6 +113,7 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
       return;
     }
     job_id = r->job_id;
+    result = std::move(r.value());
   } else {
     auto e = sc::decode_job_error(body);
     if (!e) {
@@ -100,8 +125,12 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
     job_id = e->job_id;
     retryable = e->retryable;
     code = e->code;
-    variant = std::move(e->variant);
+    variant = e->variant;
+    error = std::move(e.value());
   }
+  ++w.answered;
+  const sc::JobResult* result_ptr = result ? &*result : nullptr;
+  const sc::JobError* error_ptr = error ? &*error : nullptr;
   if (w.jobs.erase(job_id) == 0) {
     Job* held = jobs_.find(job_id);
     if (held != nullptr && held->recovered) {
@@ -117,7 +146,7 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
       auto job = jobs_.remove(job_id);
       ++(command == sc::Command::kResult ? stats_.results : stats_.errors);
       if (command == sc::Command::kError) metrics_.failed(code, variant);
-      answer(*job, command, std::string(body));
+      answer(*job, command, std::string(body), result_ptr, error_ptr);
       return;
     }
     // Re-dispatched after this worker was presumed dead, or never sent to it: answered once only.
@@ -139,6 +168,9 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
       spdlog::info("job '{}' failed retryably on '{}' (attempt {} of {}); again in {} ms", job_id,
                    w.worker_id, held->attempt, options_.max_attempts, delay.count());
     }
+    if (dashboard_) {
+      dashboard_->attempt_ended(*held, "retry", variant + " (" + std::to_string(code) + ")");
+    }
     ++held->attempt;
     held->state = Job::State::kWaiting;
     held->worker.clear();
@@ -151,7 +183,7 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
   ++(command == sc::Command::kResult ? stats_.results : stats_.errors);
   if (command == sc::Command::kError) metrics_.failed(code, variant);
   // The body was decoded and checked above; forward it as the worker wrote it.
-  answer(*job, command, std::string(body));
+  answer(*job, command, std::string(body), result_ptr, error_ptr);
 }
 
 }  // namespace paddock::broker

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -70,21 +71,54 @@ HttpServer::HttpServer(size_t threads) : impl_(std::make_unique<Impl>()) {
 
 HttpServer::~HttpServer() { stop(); }
 
-void HttpServer::get(std::string path, HttpHandler handler) {
-  impl_->server.Get(path, [path, handler = std::move(handler)](const httplib::Request& req,
-                                                              httplib::Response& res) {
+namespace {
+
+// httplib's route patterns are regular expressions: `text` matched literally.
+std::string regex_literal(const std::string& text) {
+  static const std::string special = R"(\^$.|?*+()[]{})";
+  std::string out;
+  for (char c : text) {
+    if (special.find(c) != std::string::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+httplib::Server::Handler adapt(HttpHandler handler) {
+  return [handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
     HttpRequest r;
     r.path = req.path;
     for (const auto& [k, v] : req.params) r.params.emplace(k, v);
+    for (const auto& [k, v] : req.headers) {
+      std::string name = k;
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      r.headers.emplace(std::move(name), v);
+    }
     HttpResponse out;
     try {
       out = handler(r);
     } catch (const std::exception& e) {
-      out = HttpResponse{500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n"};
+      out = HttpResponse{500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n", {}};
     }
     res.status = out.status;
+    for (const auto& [k, v] : out.headers) res.set_header(k.c_str(), v);
     res.set_content(std::move(out.body), out.content_type.c_str());
-  });
+  };
+}
+
+}  // namespace
+
+std::string HttpRequest::header(const std::string& lower_name) const {
+  auto it = headers.find(lower_name);
+  return it == headers.end() ? std::string() : it->second;
+}
+
+void HttpServer::get(std::string path, HttpHandler handler) {
+  impl_->server.Get(regex_literal(path), adapt(std::move(handler)));
+}
+
+void HttpServer::get_prefix(std::string prefix, HttpHandler handler) {
+  impl_->server.Get(regex_literal(prefix) + ".+", adapt(std::move(handler)));
 }
 
 void HttpServer::start(const std::string& address) {
@@ -130,7 +164,7 @@ void HttpServer::stop() {
 
 void serve_metrics(HttpServer& server, const Registry& registry) {
   server.get("/metrics", [&registry](const HttpRequest&) {
-    return HttpResponse{200, kContentType, registry.render()};
+    return HttpResponse{200, kContentType, registry.render(), {}};
   });
 }
 

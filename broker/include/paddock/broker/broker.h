@@ -45,6 +45,11 @@ struct Options {
   // loopback, port 0 for an ephemeral one (broker/README.md, "Metrics"). Empty: no server. There
   // is no authentication: a non-loopback address shows the metrics to whoever can reach it.
   std::string metrics_address;
+  // The dashboard and its JSON API, on the metrics server (broker/README.md, "Dashboard"). The
+  // operator token: "" for none, when the dashboard is served on a loopback address only (on
+  // another it is refused); with one, every dashboard request must carry it.
+  std::string dashboard_token;
+  size_t dashboard_recent_jobs = 1000;  // finished jobs the dashboard keeps
   // CURVE on both endpoints (README.md, "Operating Paddock"): the broker's secret key (Z85).
   // Empty: plaintext, which is refused on an endpoint that is not loopback or ipc unless
   // allow_plaintext (then a warning is logged at start).
@@ -68,6 +73,10 @@ struct Stats {
   uint64_t retried = 0;     // retryable ERRORs sent out again after a backoff
   bool journal_failed = false;  // the loop stopped because the journal could not commit
 };
+
+// Reads the dashboard's operator token: a file's first line, at least 16 printable characters,
+// the file not readable by its group or others. Throws std::runtime_error naming the file.
+std::string read_dashboard_token(const std::string& path);
 
 class Broker {
  public:

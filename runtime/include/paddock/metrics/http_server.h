@@ -1,5 +1,5 @@
 // A small HTTP server (cpp-httplib) on threads of its own, for read-only endpoints beside a
-// daemon's main loop: /metrics now, a dashboard and its JSON API later. Routes are added before
+// daemon's main loop: /metrics, and the broker's dashboard and its JSON API. Routes are added before
 // start(); a handler runs on one of the server's threads, so it may read only what is safe to
 // read from another thread (atomics, the metrics Registry, state behind a short mutex).
 //
@@ -17,6 +17,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace paddock::metrics {
 
@@ -25,12 +27,17 @@ class Registry;
 struct HttpRequest {
   std::string path;
   std::multimap<std::string, std::string> params;  // the query string's, decoded
+  std::multimap<std::string, std::string> headers;  // names lower-cased
+
+  // The first value of header `lower_name` (lower case), "" if absent.
+  std::string header(const std::string& lower_name) const;
 };
 
 struct HttpResponse {
   int status = 200;
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // sent besides Content-Type
 };
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
@@ -57,6 +64,8 @@ class HttpServer {
 
   // Serves GET `path` (exact match). REQUIRES: before start(). A handler that throws answers 500.
   void get(std::string path, HttpHandler handler);
+  // Serves GET of every path that starts with `prefix` and is longer. REQUIRES: before start().
+  void get_prefix(std::string prefix, HttpHandler handler);
 
   // Binds `address` (parse_listen_address) and serves on the server's threads until stop().
   // Throws std::runtime_error naming the address if it cannot be parsed or bound.
