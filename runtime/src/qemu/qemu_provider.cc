@@ -14,6 +14,7 @@
 #include <boost/process.hpp>
 
 #include "net/vm_network.h"
+#include "os/find_binary.h"
 #include "os/os_error.h"
 #include "qemu/accel.h"
 #include "qemu/guest_image.h"
@@ -36,24 +37,6 @@ struct QemuProvider::Slot {
 };
 
 namespace {
-
-// The binary as given, or found on PATH.
-std::optional<std::string> find_binary(const std::string& name) {
-  if (name.find('/') != std::string::npos) {
-    return ::access(name.c_str(), X_OK) == 0 ? std::optional(name) : std::nullopt;
-  }
-  const char* path = std::getenv("PATH");
-  std::string dirs = path ? path : "/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    std::string candidate = dirs.substr(start, end - start) + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    start = end + 1;
-  }
-  return std::nullopt;
-}
 
 // The first line of `qemu --version`: snapshots are tied to the QEMU that wrote them.
 std::string qemu_version(const std::string& binary) {
@@ -143,7 +126,7 @@ QemuProvider::~QemuProvider() {
 
 Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
   std::unique_ptr<QemuProvider> p(new QemuProvider(std::move(config)));
-  auto binary = find_binary(p->config_.qemu_binary);
+  auto binary = os::find_binary(p->config_.qemu_binary);
   if (!binary) {
     return Error::unsupported(p->config_.qemu_binary +
                               " not found; install QEMU >= 8.2: apt-get install -t "
