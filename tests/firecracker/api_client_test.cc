@@ -76,18 +76,21 @@ TEST_CASE("firecracker api: pause then snapshot then resume conform and follow t
   REQUIRE(api.flush_metrics());
   REQUIRE(api.send_ctrl_alt_del());
   auto reqs = fc.requests();
-  REQUIRE(reqs.size() == 11);
-  CHECK(reqs[6]["status"] == 400);  // the refused snapshot: valid body, wrong state
-  CHECK(reqs[6]["conforms"].get<bool>());
-  reqs.erase(reqs.begin() + 6);
+  REQUIRE(reqs.size() == 13);  // 6 configuration requests, start, then the 6 above
+  CHECK(reqs[7]["path"] == "/snapshot/create");
+  CHECK(reqs[7]["status"] == 400);  // the refused snapshot: valid body, wrong state
+  CHECK(reqs[7]["conforms"].get<bool>());
+  reqs.erase(reqs.begin() + 7);
   for (const auto& r : reqs) {
     INFO(r.dump());
     CHECK(r["conforms"].get<bool>());
     CHECK(r["status"] == 204);
   }
-  CHECK(reqs[6]["body"]["state"] == "Paused");
-  CHECK(reqs[7]["body"]["snapshot_type"] == "Full");
-  CHECK(reqs[8]["body"]["state"] == "Resumed");
+  CHECK(reqs[7]["body"]["state"] == "Paused");
+  CHECK(reqs[8]["body"]["snapshot_type"] == "Full");
+  CHECK(reqs[9]["body"]["state"] == "Resumed");
+  CHECK(reqs[10]["body"]["action_type"] == "FlushMetrics");
+  CHECK(reqs[11]["body"]["action_type"] == "SendCtrlAltDel");
 }
 
 TEST_CASE("firecracker api: snapshot load with a File backend conforms") {
@@ -153,7 +156,7 @@ TEST_CASE("firecracker api: the fake refuses a body that breaks the spec") {
 }
 
 TEST_CASE("firecracker api: an API error is Unsupported with method path status and fault_message") {
-  FakeFirecracker fc({{"FAKE_FIRECRACKER_FAIL", "PUT /boot-source 400 kernel image is not ELF"}});
+  FakeFirecracker fc(paddock::test::FakeKnobs{{"FAKE_FIRECRACKER_FAIL", "PUT /boot-source 400 kernel image is not ELF"}});
   ApiClient api(fc.socket_path());
   REQUIRE(api.wait_for_socket(10s));
   REQUIRE(api.put_machine_config(MachineConfig{}));
@@ -180,7 +183,7 @@ TEST_CASE("firecracker api: requests share one kept-alive connection") {
 }
 
 TEST_CASE("firecracker api: the socket wait retries until the socket appears") {
-  FakeFirecracker fc({{"FAKE_FIRECRACKER_LISTEN_DELAY_MS", "300"}});
+  FakeFirecracker fc(paddock::test::FakeKnobs{{"FAKE_FIRECRACKER_LISTEN_DELAY_MS", "300"}});
   ApiClient api(fc.socket_path());
   const auto t0 = std::chrono::steady_clock::now();
   REQUIRE(api.wait_for_socket(15s));
@@ -203,7 +206,7 @@ TEST_CASE("firecracker api: the socket wait gives up at its deadline") {
 }
 
 TEST_CASE("firecracker api: a stalled answer times out instead of hanging") {
-  FakeFirecracker fc({{"FAKE_FIRECRACKER_STALL", "PUT /actions"}});
+  FakeFirecracker fc(paddock::test::FakeKnobs{{"FAKE_FIRECRACKER_STALL", "PUT /actions"}});
   ApiClient api(fc.socket_path(), ApiTimeouts{300ms, 300ms});
   REQUIRE(api.wait_for_socket(10s));
   const auto t0 = std::chrono::steady_clock::now();
@@ -216,7 +219,7 @@ TEST_CASE("firecracker api: a stalled answer times out instead of hanging") {
 }
 
 TEST_CASE("firecracker api: an oversized answer is an error") {
-  FakeFirecracker fc({{"FAKE_FIRECRACKER_OVERSIZE", "PUT /actions"}});
+  FakeFirecracker fc(paddock::test::FakeKnobs{{"FAKE_FIRECRACKER_OVERSIZE", "PUT /actions"}});
   ApiClient api(fc.socket_path(), ApiTimeouts{5s, 5s});
   REQUIRE(api.wait_for_socket(10s));
   auto st = api.instance_start();
@@ -225,7 +228,7 @@ TEST_CASE("firecracker api: an oversized answer is an error") {
 }
 
 TEST_CASE("firecracker api: a garbled answer is an error") {
-  FakeFirecracker fc({{"FAKE_FIRECRACKER_GARBLE", "PUT /actions"}});
+  FakeFirecracker fc(paddock::test::FakeKnobs{{"FAKE_FIRECRACKER_GARBLE", "PUT /actions"}});
   ApiClient api(fc.socket_path(), ApiTimeouts{2s, 2s});
   REQUIRE(api.wait_for_socket(10s));
   const auto t0 = std::chrono::steady_clock::now();

@@ -386,6 +386,9 @@ def serve_vsock(path):
 
 
 def main(argv):
+    if "--version" in argv[1:]:
+        print("Firecracker vFAKE (the fake_firecracker.py test double)")
+        return 0
     api_sock = None
     i = 1
     while i < len(argv):

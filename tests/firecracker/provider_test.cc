@@ -177,7 +177,7 @@ TEST_CASE("firecracker provider: invalid transitions are refused without calling
 }
 
 TEST_CASE("firecracker provider: an API error at boot is Unsupported and leaves nothing behind") {
-  FakeBackend b({{"FAKE_FIRECRACKER_FAIL", "PUT /boot-source 400 Invalid kernel image"}});
+  FakeBackend b(paddock::test::FakeKnobs{{"FAKE_FIRECRACKER_FAIL", "PUT /boot-source 400 Invalid kernel image"}});
   Provider& p = *b.provider;
   REQUIRE(p.create("vm1", VmSpec{}));
   auto st = p.start("vm1");
@@ -189,7 +189,7 @@ TEST_CASE("firecracker provider: an API error at boot is Unsupported and leaves 
 }
 
 TEST_CASE("firecracker provider: shutdown escalates to SIGTERM then SIGKILL") {
-  FakeBackend b({{"FAKE_FIRECRACKER_IGNORE_CTRL_ALT_DEL", "1"},
+  FakeBackend b(paddock::test::FakeKnobs{{"FAKE_FIRECRACKER_IGNORE_CTRL_ALT_DEL", "1"},
                  {"FAKE_FIRECRACKER_IGNORE_SIGTERM", "1"}},
                 200ms);
   Provider& p = *b.provider;
