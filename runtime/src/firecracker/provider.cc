@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 #include <xxhash.h>
 
+#include "agent/clone_hostname.h"
 #include "firecracker/firecracker_vm.h"
 #include "os/find_binary.h"
 #include "os/os_error.h"
@@ -62,22 +63,6 @@ uint64_t unix_ms_now() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
                                    .count());
-}
-
-std::string clone_hostname(const std::string& vm_id) {
-  std::string h = "paddock-";
-  for (char c : vm_id) {
-    if (h.size() >= 63) break;
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    h += ok ? c : '-';
-  }
-  while (h.back() == '-') h.pop_back();
-  return h;
-}
-
-SnapshotInfo info_of(const qemu::SnapshotMeta& m) {
-  return SnapshotInfo{m.vm_id, m.snapshot_id, VmSpec{m.image, m.vcpus, m.mem_mib},
-                      m.created_unix_ms, m.env.image_id};
 }
 
 std::string first_existing(const std::string& dir, std::initializer_list<const char*> names) {
@@ -289,7 +274,7 @@ Status FirecrackerProvider::resume(const std::string& vm_id) {
   }
   if (slot->needs_refresh) {
     // Before anything else runs in the clone: fresh entropy, the clock, its own hostname.
-    auto identity = slot->vm->refresh(clone_hostname(vm_id));
+    auto identity = slot->vm->refresh(agent::clone_hostname(vm_id));
     if (!identity || !identity.value().applied) {
       (void)slot->vm->pause();
       if (!identity) return identity.error();
@@ -361,7 +346,7 @@ Result<SnapshotInfo> FirecrackerProvider::snapshot(const std::string& vm_id,
   meta.env = *env_;
   auto committed = snapshots_->commit(partial.value(), meta);
   if (!committed) return committed.error();
-  return info_of(committed.value());
+  return qemu::snapshot_info(committed.value());
 }
 
 Status FirecrackerProvider::restore(const std::string& vm_id, const std::string& snapshot_id,
@@ -433,7 +418,7 @@ Result<std::vector<SnapshotInfo>> FirecrackerProvider::list_snapshots(
   if (!find(vm_id)) return Error::vm_not_found(vm_id);
   std::vector<SnapshotInfo> out;
   if (snapshots_) {
-    for (const auto& m : snapshots_->list(vm_id)) out.push_back(info_of(m));
+    for (const auto& m : snapshots_->list(vm_id)) out.push_back(qemu::snapshot_info(m));
   }
   return out;
 }
@@ -441,7 +426,7 @@ Result<std::vector<SnapshotInfo>> FirecrackerProvider::list_snapshots(
 Result<std::vector<SnapshotInfo>> FirecrackerProvider::all_snapshots() const {
   std::vector<SnapshotInfo> out;
   if (snapshots_) {
-    for (const auto& m : snapshots_->list()) out.push_back(info_of(m));
+    for (const auto& m : snapshots_->list()) out.push_back(qemu::snapshot_info(m));
   }
   return out;
 }

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/process.hpp>
 
+#include "agent/clone_hostname.h"
 #include "net/vm_network.h"
 #include "os/find_binary.h"
 #include "os/os_error.h"
@@ -63,26 +64,9 @@ uint64_t unix_ms_now() {
                                    .count());
 }
 
-// A hostname for a clone: "paddock-" and the VM id, reduced to [A-Za-z0-9-], at most 63 bytes.
-std::string clone_hostname(const std::string& vm_id) {
-  std::string h = "paddock-";
-  for (char c : vm_id) {
-    if (h.size() >= 63) break;
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    h += ok ? c : '-';
-  }
-  while (h.back() == '-') h.pop_back();
-  return h;
-}
-
 bool on_tmpfs(const std::string& path) {
   struct statfs st {};
   return ::statfs(path.c_str(), &st) == 0 && st.f_type == 0x01021994;  // TMPFS_MAGIC
-}
-
-SnapshotInfo info_of(const qemu::SnapshotMeta& m) {
-  return SnapshotInfo{m.vm_id, m.snapshot_id, VmSpec{m.image, m.vcpus, m.mem_mib},
-                      m.created_unix_ms, m.env.image_id};
 }
 
 bool process_mentions(pid_t pid, const std::string& needle) {
@@ -436,7 +420,7 @@ Status QemuProvider::resume(const std::string& vm_id) {
   if (auto st = slot->vm->resume(); !st) return st;
   if (slot->needs_refresh) {
     // Before anything else runs in the clone: fresh entropy, the clock, its own hostname.
-    auto identity = slot->vm->refresh(clone_hostname(vm_id));
+    auto identity = slot->vm->refresh(agent::clone_hostname(vm_id));
     if (!identity) {
       (void)slot->vm->pause();
       return identity.error();
@@ -528,7 +512,7 @@ Result<SnapshotInfo> QemuProvider::snapshot(const std::string& vm_id,
   meta.env = image(slot->info.spec.image)->env;  // the VM was created with a known image
   auto committed = snapshots_->commit(partial.value(), meta);
   if (!committed) return committed.error();
-  return info_of(committed.value());
+  return qemu::snapshot_info(committed.value());
 }
 
 Status QemuProvider::restore(const std::string& vm_id, const std::string& snapshot_id,
@@ -614,7 +598,7 @@ Result<std::vector<SnapshotInfo>> QemuProvider::list_snapshots(const std::string
   if (!find(vm_id)) return Error::vm_not_found(vm_id);
   std::vector<SnapshotInfo> out;
   if (snapshots_) {
-    for (const auto& m : snapshots_->list(vm_id)) out.push_back(info_of(m));
+    for (const auto& m : snapshots_->list(vm_id)) out.push_back(qemu::snapshot_info(m));
   }
   return out;
 }
@@ -622,7 +606,7 @@ Result<std::vector<SnapshotInfo>> QemuProvider::list_snapshots(const std::string
 Result<std::vector<SnapshotInfo>> QemuProvider::all_snapshots() const {
   std::vector<SnapshotInfo> out;
   if (snapshots_) {
-    for (const auto& m : snapshots_->list()) out.push_back(info_of(m));
+    for (const auto& m : snapshots_->list()) out.push_back(qemu::snapshot_info(m));
   }
   return out;
 }
