@@ -352,10 +352,14 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             # device state, so it listens next to its API socket.
             self.vm.vsock_path = os.path.join(os.path.dirname(self.server_address), "v.sock")
         if started and self.vm.vsock_path:
-            threading.Thread(target=serve_vsock, args=(self.vm.vsock_path,), daemon=True).start()
+            # The agents' work directories go next to the API socket: whoever removes the VM's
+            # directory removes them too.
+            base = os.path.dirname(self.server_address)
+            threading.Thread(target=serve_vsock, args=(self.vm.vsock_path, base),
+                             daemon=True).start()
 
 
-def serve_vsock(path):
+def serve_vsock(path, work_base):
     """The host side of Firecracker's hybrid vsock: CONNECT <port>\\n, OK <host port>\\n."""
     if os.path.exists(path):
         os.unlink(path)
@@ -378,7 +382,7 @@ def serve_vsock(path):
             continue
         host_port += 1
         conn.sendall(b"OK %d\n" % host_port)
-        work = tempfile.mkdtemp(prefix="fake-fc-agent-")
+        work = tempfile.mkdtemp(prefix="agent-work-", dir=work_base)
         subprocess.Popen([agent, "--channel-fd", str(conn.fileno()), "--work-dir", work],
                          pass_fds=[conn.fileno()], stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
