@@ -1,5 +1,5 @@
 // The Firecracker API client against the FAKE Firecracker (a test double that checks every
-// request against shared/reference/firecracker-api.yaml): the configuration order, every body the
+// request against tests/firecracker/reference/firecracker-api.yaml): the configuration order, every body the
 // client builds valid against the spec, errors as Unsupported naming method, path, status and
 // fault_message, the socket wait, and answers that stall, are too large or are not HTTP.
 #include <doctest/doctest.h>
@@ -41,7 +41,7 @@ void check_all_conform(const FakeFirecracker& fc) {
 TEST_CASE("firecracker spec: the reference specification is present") {
   // Every conformance test below needs it: a missing spec must fail here, never skip.
   REQUIRE_MESSAGE(paddock::test::spec_available(),
-                  "missing " PADDOCK_FIRECRACKER_SPEC " (shared/reference/firecracker-api.yaml)");
+                  "missing " PADDOCK_FIRECRACKER_SPEC " (tests/firecracker/reference/firecracker-api.yaml)");
 }
 
 TEST_CASE("firecracker api: configure sends the reference order and every body conforms") {

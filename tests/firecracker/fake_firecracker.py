@@ -4,7 +4,7 @@
 It runs no VM. It serves HTTP/1.1 on a unix socket (--api-sock, as Firecracker does) and answers
 like Firecracker's API: 204 on success, 400 with {"fault_message": ...} on a bad request,
 connections kept open. Every request is checked against the real specification
-(shared/reference/firecracker-api.yaml): its method and path must exist, and its JSON body must
+(tests/firecracker/reference/firecracker-api.yaml): its method and path must exist, and its JSON body must
 validate against the definition the spec names (a small validator for the subset the spec uses:
 type, required, properties, enum, minimum, maximum, items, $ref into definitions; unknown
 properties are refused too, as Firecracker's deny_unknown_fields does). A state machine refuses
@@ -43,8 +43,8 @@ import time
 
 import yaml
 
-SPEC_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
-                         "reference", "firecracker-api.yaml")
+SPEC_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference",
+                         "firecracker-api.yaml")
 
 
 def load_spec(path):
