@@ -7,9 +7,9 @@ PACKAGES=(
   build-essential cmake pkg-config ninja-build ccache
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libspdlog-dev libfmt-dev
   libboost-dev libboost-filesystem-dev libxxhash-dev libsqlite3-dev
-  doctest-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev
+  doctest-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev
   clang-14 libclang-rt-14-dev
-  python3 python3-zmq python3-msgpack
+  python3 python3-zmq python3-msgpack python3-yaml
   procps iproute2 iptables
   cpio gzip xz-utils zstd
   debootstrap e2fsprogs

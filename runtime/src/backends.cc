@@ -13,8 +13,9 @@ Result<std::unique_ptr<Provider>> make_provider(std::string_view backend,
     return std::unique_ptr<Provider>(std::move(p.value()));
   }
   if (backend == "firecracker") {
-    return Error::unsupported("the firecracker backend is not part of this build yet; use "
-                              "--backend qemu");
+    auto p = FirecrackerProvider::open(config.firecracker);
+    if (!p) return p.error();
+    return std::unique_ptr<Provider>(std::move(p.value()));
   }
   return Error::unsupported("unknown backend '" + std::string(backend) +
                             "'; choose one of: memory, qemu, firecracker");

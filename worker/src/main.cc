@@ -351,6 +351,10 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("paddock"));  // logs go to stderr
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ worker " + opt.worker_id + ": %v");
+  // The firecracker backend boots the same image directory (it needs a vmlinux there) and keeps
+  // snapshots where the qemu backend would.
+  backend_config.firecracker.image_dir = qemu.image_dir;
+  backend_config.firecracker.snapshot_dir = qemu.snapshot_dir;
   auto provider = paddock::runtime::make_provider(backend, backend_config);
   if (!provider) {
     spdlog::error("{} (code {}: {})", provider.error().message(), provider.error().code(),

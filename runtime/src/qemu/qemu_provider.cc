@@ -13,7 +13,9 @@
 #include <spdlog/spdlog.h>
 #include <boost/process.hpp>
 
+#include "agent/clone_hostname.h"
 #include "net/vm_network.h"
+#include "os/find_binary.h"
 #include "os/os_error.h"
 #include "qemu/accel.h"
 #include "qemu/guest_image.h"
@@ -36,24 +38,6 @@ struct QemuProvider::Slot {
 };
 
 namespace {
-
-// The binary as given, or found on PATH.
-std::optional<std::string> find_binary(const std::string& name) {
-  if (name.find('/') != std::string::npos) {
-    return ::access(name.c_str(), X_OK) == 0 ? std::optional(name) : std::nullopt;
-  }
-  const char* path = std::getenv("PATH");
-  std::string dirs = path ? path : "/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    std::string candidate = dirs.substr(start, end - start) + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    start = end + 1;
-  }
-  return std::nullopt;
-}
 
 // The first line of `qemu --version`: snapshots are tied to the QEMU that wrote them.
 std::string qemu_version(const std::string& binary) {
@@ -80,26 +64,9 @@ uint64_t unix_ms_now() {
                                    .count());
 }
 
-// A hostname for a clone: "paddock-" and the VM id, reduced to [A-Za-z0-9-], at most 63 bytes.
-std::string clone_hostname(const std::string& vm_id) {
-  std::string h = "paddock-";
-  for (char c : vm_id) {
-    if (h.size() >= 63) break;
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    h += ok ? c : '-';
-  }
-  while (h.back() == '-') h.pop_back();
-  return h;
-}
-
 bool on_tmpfs(const std::string& path) {
   struct statfs st {};
   return ::statfs(path.c_str(), &st) == 0 && st.f_type == 0x01021994;  // TMPFS_MAGIC
-}
-
-SnapshotInfo info_of(const qemu::SnapshotMeta& m) {
-  return SnapshotInfo{m.vm_id, m.snapshot_id, VmSpec{m.image, m.vcpus, m.mem_mib},
-                      m.created_unix_ms, m.env.image_id};
 }
 
 bool process_mentions(pid_t pid, const std::string& needle) {
@@ -143,7 +110,7 @@ QemuProvider::~QemuProvider() {
 
 Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
   std::unique_ptr<QemuProvider> p(new QemuProvider(std::move(config)));
-  auto binary = find_binary(p->config_.qemu_binary);
+  auto binary = os::find_binary(p->config_.qemu_binary);
   if (!binary) {
     return Error::unsupported(p->config_.qemu_binary +
                               " not found; install QEMU >= 8.2: apt-get install -t "
@@ -453,7 +420,7 @@ Status QemuProvider::resume(const std::string& vm_id) {
   if (auto st = slot->vm->resume(); !st) return st;
   if (slot->needs_refresh) {
     // Before anything else runs in the clone: fresh entropy, the clock, its own hostname.
-    auto identity = slot->vm->refresh(clone_hostname(vm_id));
+    auto identity = slot->vm->refresh(agent::clone_hostname(vm_id));
     if (!identity) {
       (void)slot->vm->pause();
       return identity.error();
@@ -545,7 +512,7 @@ Result<SnapshotInfo> QemuProvider::snapshot(const std::string& vm_id,
   meta.env = image(slot->info.spec.image)->env;  // the VM was created with a known image
   auto committed = snapshots_->commit(partial.value(), meta);
   if (!committed) return committed.error();
-  return info_of(committed.value());
+  return qemu::snapshot_info(committed.value());
 }
 
 Status QemuProvider::restore(const std::string& vm_id, const std::string& snapshot_id,
@@ -631,7 +598,7 @@ Result<std::vector<SnapshotInfo>> QemuProvider::list_snapshots(const std::string
   if (!find(vm_id)) return Error::vm_not_found(vm_id);
   std::vector<SnapshotInfo> out;
   if (snapshots_) {
-    for (const auto& m : snapshots_->list(vm_id)) out.push_back(info_of(m));
+    for (const auto& m : snapshots_->list(vm_id)) out.push_back(qemu::snapshot_info(m));
   }
   return out;
 }
@@ -639,7 +606,7 @@ Result<std::vector<SnapshotInfo>> QemuProvider::list_snapshots(const std::string
 Result<std::vector<SnapshotInfo>> QemuProvider::all_snapshots() const {
   std::vector<SnapshotInfo> out;
   if (snapshots_) {
-    for (const auto& m : snapshots_->list()) out.push_back(info_of(m));
+    for (const auto& m : snapshots_->list()) out.push_back(qemu::snapshot_info(m));
   }
   return out;
 }

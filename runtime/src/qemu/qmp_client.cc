@@ -9,6 +9,7 @@
 #include <cstring>
 #include <thread>
 
+#include "os/json_depth.h"
 #include "os/os_error.h"
 #include "os/peer_text.h"
 
@@ -17,33 +18,6 @@ namespace paddock::runtime::qemu {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Whether arrays and objects in `line` nest deeper than `max` (brackets inside strings do not
-// count). Checked before parsing, so that a hostile line cannot make the parser build a value
-// 10^6 levels deep.
-bool nested_deeper_than(std::string_view line, size_t max) {
-  size_t depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : line) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max) return true;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return false;
-}
 
 // Milliseconds left until `deadline`, for poll(): 0 when it has passed.
 int ms_until(Clock::time_point deadline) {
@@ -72,7 +46,7 @@ std::optional<QmpMessage> parse_qmp_message(std::string_view line, std::string& 
     error = "qmp message larger than " + std::to_string(qmp_limits::kMaxLine) + " bytes";
     return std::nullopt;
   }
-  if (nested_deeper_than(line, qmp_limits::kMaxDepth)) {
+  if (os::json_nested_deeper_than(line, qmp_limits::kMaxDepth)) {
     error = "qmp message nested deeper than " + std::to_string(qmp_limits::kMaxDepth);
     return std::nullopt;
   }

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "paddock/runtime/error.h"
+#include "paddock/runtime/provider.h"
 
 namespace paddock::runtime::qemu {
 
@@ -71,6 +72,11 @@ struct SnapshotMeta {
 };
 
 std::string encode_meta(const SnapshotMeta& meta);
+// What the provider interface says of a snapshot.
+inline SnapshotInfo snapshot_info(const SnapshotMeta& m) {
+  return SnapshotInfo{m.vm_id, m.snapshot_id, VmSpec{m.image, m.vcpus, m.mem_mib},
+                      m.created_unix_ms, m.env.image_id};
+}
 // Strict: every field present with its type and within its limits; unknown fields are refused.
 // The error (Unsupported) names the field.
 Result<SnapshotMeta> parse_meta(std::string_view text);

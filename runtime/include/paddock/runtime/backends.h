@@ -5,6 +5,7 @@
 #include <memory>
 #include <string_view>
 
+#include "paddock/runtime/firecracker_provider.h"
 #include "paddock/runtime/provider.h"
 #include "paddock/runtime/qemu_provider.h"
 
@@ -12,10 +13,12 @@ namespace paddock::runtime {
 
 struct BackendConfig {
   QemuConfig qemu;
+  FirecrackerConfig firecracker;
 };
 
 // "memory" is the in-memory test double (nothing is executed in a VM); "qemu" runs QEMU microvm
-// VMs; "firecracker" is not built yet.
+// VMs; "firecracker" runs Firecracker microVMs (Unsupported, saying what is missing, on a host
+// without the firecracker binary or /dev/kvm).
 Result<std::unique_ptr<Provider>> make_provider(std::string_view backend,
                                                 const BackendConfig& config = {});
 

@@ -1,0 +1,493 @@
+#include "paddock/runtime/firecracker_provider.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+#include <xxhash.h>
+
+#include "agent/clone_hostname.h"
+#include "firecracker/firecracker_vm.h"
+#include "os/find_binary.h"
+#include "os/os_error.h"
+#include "paddock/runtime/jailer.h"
+#include "qemu/snapshot_store.h"
+
+namespace paddock::runtime {
+
+namespace fs = std::filesystem;
+using firecracker::FcLaunch;
+using firecracker::FirecrackerVm;
+
+struct FirecrackerProvider::Slot {
+  std::mutex mu;  // held across boot/shutdown of this VM only
+  VmInfo info;
+  std::unique_ptr<FirecrackerVm> vm;
+  FcLaunch launch;
+  uint32_t jail_uid = 0;  // 0: none taken
+  bool needs_refresh = false;  // a restored clone not yet made unique (on its first resume)
+};
+
+namespace {
+
+// The first line `binary --version` prints: snapshots are tied to the Firecracker that wrote
+// them.
+std::string firecracker_version(const std::string& binary) {
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) return "unknown";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(pipefd[1], 1);
+    const char* argv[] = {binary.c_str(), "--version", nullptr};
+    ::execv(argv[0], const_cast<char**>(argv));
+    ::_exit(127);
+  }
+  ::close(pipefd[1]);
+  std::string out;
+  char buf[256];
+  ssize_t n;
+  while (out.size() < 4096 && (n = ::read(pipefd[0], buf, sizeof buf)) > 0) out.append(buf, n);
+  ::close(pipefd[0]);
+  if (pid > 0) ::waitpid(pid, nullptr, 0);
+  out = out.substr(0, out.find('\n'));
+  return out.empty() ? "unknown" : out;
+}
+
+uint64_t unix_ms_now() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+std::string first_existing(const std::string& dir, std::initializer_list<const char*> names) {
+  for (const char* n : names) {
+    if (fs::exists(dir + "/" + n)) return dir + "/" + n;
+  }
+  return {};
+}
+
+}  // namespace
+
+FirecrackerProvider::FirecrackerProvider(FirecrackerConfig config) : config_(std::move(config)) {}
+
+FirecrackerProvider::~FirecrackerProvider() {
+  std::lock_guard lock(mu_);
+  vms_.clear();  // each FirecrackerVm shuts its Firecracker down
+}
+
+Result<std::unique_ptr<FirecrackerProvider>> FirecrackerProvider::open(FirecrackerConfig config) {
+  std::unique_ptr<FirecrackerProvider> p(new FirecrackerProvider(std::move(config)));
+  FirecrackerConfig& c = p->config_;
+  auto binary = os::find_binary(c.firecracker_binary);
+  if (!binary) {
+    return Error::unsupported(
+        "firecracker backend: " + c.firecracker_binary +
+        " not found (Firecracker is not packaged in Debian: install a release binary from "
+        "github.com/firecracker-microvm/firecracker/releases and pass its path, or use --backend "
+        "qemu)");
+  }
+  c.firecracker_binary = fs::absolute(*binary).string();
+  if (c.require_kvm && ::access("/dev/kvm", R_OK | W_OK) != 0) {
+    return Error::unsupported(os::error_message(
+        "firecracker backend: /dev/kvm (Firecracker needs KVM; use --backend qemu on hosts "
+        "without it)"));
+  }
+  p->kernel_ = c.image_dir.empty() ? "" : first_existing(c.image_dir, {"vmlinux"});
+  if (p->kernel_.empty()) {
+    return Error::unsupported("firecracker backend: no vmlinux in image directory '" +
+                              c.image_dir +
+                              "' (an uncompressed kernel with virtio-mmio and vsock; "
+                              "runtime/README.md, \"The Firecracker backend\")");
+  }
+  p->initrd_ = first_existing(c.image_dir, {"initramfs.cpio", "initramfs.cpio.gz"});
+  p->rootfs_ = first_existing(c.image_dir, {"rootfs.ext4"});
+  if (p->initrd_.empty() && p->rootfs_.empty()) {
+    return Error::unsupported("firecracker backend: image directory " + c.image_dir +
+                              " has neither initramfs.cpio[.gz] nor rootfs.ext4");
+  }
+  std::error_code ec;
+  fs::create_directories(c.run_dir, ec);
+  if (ec) return Error::unsupported("create " + c.run_dir + ": " + ec.message());
+  if (c.jail) {
+    if (::geteuid() != 0) return Error::jailer("Firecracker's jailer needs root");
+    auto jailer = os::find_binary(c.jail->jailer_binary);
+    if (!jailer) {
+      return Error::jailer("firecracker backend: jailer " + c.jail->jailer_binary +
+                           " not found (it ships with the Firecracker release)");
+    }
+    c.jail->jailer_binary = *jailer;
+    p->cgroup_version_ = jail::cgroup_version(c.jail->cgroup_root).value_or(0);
+    if (p->cgroup_version_ == 0) {
+      return Error::jailer("firecracker backend: " + c.jail->cgroup_root +
+                           ": neither a cgroup v2 mount nor v1 controllers");
+    }
+  }
+  // What a snapshot needs of the Firecracker that restores it (the store's fields are named for
+  // QEMU; here: Firecracker's version, kvm, the machine model, its CPU template, the image).
+  // One 128-bit id for the whole image: XXH3-128 of its files' hashes.
+  std::string hashes;
+  for (const auto& f : {p->kernel_, p->initrd_, p->rootfs_}) {
+    if (f.empty()) continue;
+    auto h = qemu::hash_file(f);
+    if (!h) return h.error();
+    hashes += h.value();
+  }
+  const XXH128_hash_t id = XXH3_128bits(hashes.data(), hashes.size());
+  char image_id[33];
+  std::snprintf(image_id, sizeof image_id, "%016llx%016llx",
+                static_cast<unsigned long long>(id.high64),
+                static_cast<unsigned long long>(id.low64));
+  p->env_ = std::make_unique<qemu::SnapshotEnv>(
+      qemu::SnapshotEnv{firecracker_version(c.firecracker_binary), "kvm", "firecracker",
+                        "None", image_id, c.kernel_args});
+  if (!c.snapshot_dir.empty()) {
+    p->snapshots_ = std::make_unique<qemu::SnapshotStore>(c.snapshot_dir);
+    auto opened = p->snapshots_->open();
+    if (!opened) return opened.error();
+    for (const auto& meta : p->snapshots_->list()) {
+      if (p->vms_.count(meta.vm_id) != 0) continue;
+      auto slot = std::make_shared<Slot>();
+      slot->info = VmInfo{meta.vm_id, VmState::kDestroyed,
+                          VmSpec{meta.image, meta.vcpus, meta.mem_mib}, std::nullopt, std::nullopt};
+      p->vms_[meta.vm_id] = std::move(slot);
+    }
+  }
+  spdlog::info("firecracker backend: {} ({}), image {}{}", c.firecracker_binary,
+               p->env_->qemu_version, c.image_dir,
+               c.jail ? ", jailed by " + c.jail->jailer_binary : ", not jailed");
+  return p;
+}
+
+std::shared_ptr<FirecrackerProvider::Slot> FirecrackerProvider::find(
+    const std::string& vm_id) const {
+  std::lock_guard lock(mu_);
+  auto it = vms_.find(vm_id);
+  return it == vms_.end() ? nullptr : it->second;
+}
+
+Status FirecrackerProvider::create(const std::string& vm_id, const VmSpec& spec) {
+  if (spec.image != "default") {
+    return Error::unsupported("image '" + spec.image +
+                              "' is not available on the firecracker backend (images: default)");
+  }
+  std::lock_guard lock(mu_);
+  if (vms_.count(vm_id) != 0) return Error::vm_already_exists(vm_id);
+  auto slot = std::make_shared<Slot>();
+  slot->info = VmInfo{vm_id, VmState::kCreated, spec, std::nullopt, std::nullopt};
+  vms_[vm_id] = std::move(slot);
+  return {};
+}
+
+Status FirecrackerProvider::prepare_launch(Slot& slot) {
+  FcLaunch& l = slot.launch;
+  l = FcLaunch{};
+  l.firecracker_binary = config_.firecracker_binary;
+  l.kernel = kernel_;
+  l.initrd = initrd_;
+  l.rootfs = rootfs_;
+  l.kernel_args = config_.kernel_args;
+  l.vcpus = slot.info.spec.vcpus;
+  l.mem_mib = slot.info.spec.mem_mib;
+  l.api_timeout = config_.api_timeout;
+  l.boot_timeout = config_.boot_timeout;
+  l.shutdown_grace = config_.shutdown_grace;
+  l.shutdown_poll = config_.shutdown_poll;
+  std::lock_guard lock(mu_);
+  // Short names: unix socket paths are limited to 108 bytes.
+  const std::string id = std::to_string(::getpid()) + "-" + std::to_string(next_dir_++);
+  l.run_dir = config_.run_dir + "/" + id;
+  if (const auto& j = config_.jail) {
+    uint32_t k = 0;
+    while (k < j->uid_count && uids_in_use_.count(k) != 0) ++k;
+    if (k == j->uid_count) return Error::jailer("no free jail uid");
+    uids_in_use_.insert(k);
+    slot.jail_uid = j->uid_base + k;
+    jail::FirecrackerJailerSpec js;
+    js.jailer_binary = j->jailer_binary;
+    js.id = "fc-" + id;
+    js.uid = js.gid = slot.jail_uid;
+    js.chroot_base_dir = j->chroot_base_dir;
+    js.cgroup_version = cgroup_version_;
+    js.parent_cgroup = j->parent_cgroup;
+    l.jail = std::move(js);
+  }
+  return {};
+}
+
+void FirecrackerProvider::release(Slot& slot) {
+  if (slot.launch.jail) {
+    // The jail's cgroup (the chroot went with the VM). teardown_jail knows cgroups by JailSpec.
+    jail::JailSpec like;
+    like.id = slot.launch.jail->id;
+    like.cgroup_root = config_.jail->cgroup_root;
+    like.cgroup_parent = config_.jail->parent_cgroup;
+    like.cgroup_version = cgroup_version_;
+    for (const auto& dir : jail::cgroup_dirs(like, cgroup_version_)) (void)::rmdir(dir.c_str());
+  }
+  if (slot.jail_uid != 0 && config_.jail) {
+    std::lock_guard lock(mu_);
+    uids_in_use_.erase(slot.jail_uid - config_.jail->uid_base);
+  }
+  slot.jail_uid = 0;
+}
+
+Status FirecrackerProvider::start(const std::string& vm_id) {
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::lock_guard lock(slot->mu);
+  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kStart); !st) return st;
+  if (auto st = prepare_launch(*slot); !st) return st;
+  auto vm = FirecrackerVm::boot(slot->launch);
+  if (!vm) {
+    release(*slot);
+    return vm.error();
+  }
+  slot->vm = std::move(vm.value());
+  slot->info.state = VmState::kRunning;
+  return {};
+}
+
+Status FirecrackerProvider::stop(const std::string& vm_id) {
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::lock_guard lock(slot->mu);
+  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kStop); !st) return st;
+  if (auto st = slot->vm->pause(); !st) return st;
+  slot->info.state = VmState::kStopped;
+  return {};
+}
+
+Status FirecrackerProvider::resume(const std::string& vm_id) {
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::lock_guard lock(slot->mu);
+  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kResume); !st) return st;
+  if (auto st = slot->vm->resume(); !st) {
+    (void)slot->vm->pause();
+    return st;
+  }
+  if (slot->needs_refresh) {
+    // Before anything else runs in the clone: fresh entropy, the clock, its own hostname.
+    auto identity = slot->vm->refresh(agent::clone_hostname(vm_id));
+    if (!identity || !identity.value().applied) {
+      (void)slot->vm->pause();
+      if (!identity) return identity.error();
+      return Error::guest_agent("refresh of clone '" + vm_id +
+                                "': the agent applied nothing (it is not the guest's init)");
+    }
+    slot->needs_refresh = false;
+  }
+  slot->info.state = VmState::kRunning;
+  return {};
+}
+
+Status FirecrackerProvider::destroy(const std::string& vm_id) {
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::lock_guard lock(slot->mu);
+  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kDestroy); !st) return st;
+  if (slot->vm) {
+    if (auto st = slot->vm->shutdown(); !st) return st;
+    slot->vm.reset();
+  }
+  release(*slot);
+  slot->info.state = VmState::kDestroyed;
+  return {};
+}
+
+Result<SnapshotInfo> FirecrackerProvider::snapshot(const std::string& vm_id,
+                                                   const std::string& snapshot_id) {
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::lock_guard lock(slot->mu);
+  if (auto st = check_snapshot(vm_id, slot->info.state); !st) return st.error();
+  if (!snapshots_) {
+    return Error::unsupported("snapshots need a snapshot directory (the worker's --snapshot-dir)");
+  }
+  if (!slot->vm) {
+    return Error::unsupported("vm '" + vm_id + "' has not been started: a snapshot of the " +
+                              "firecracker backend is of a booted guest");
+  }
+  auto partial = snapshots_->begin(vm_id, snapshot_id);
+  if (!partial) return partial.error();
+  const bool was_running = slot->info.state == VmState::kRunning;
+  auto fail = [&](const Error& e) -> Result<SnapshotInfo> {
+    snapshots_->abort(partial.value());
+    if (was_running) (void)slot->vm->resume();
+    return e;
+  };
+  // Firecracker snapshots only a paused VM.
+  if (was_running) {
+    if (auto st = slot->vm->pause(); !st) return fail(st.error());
+  }
+  if (auto st = slot->vm->snapshot_to(partial.value() + "/state", partial.value() + "/memory");
+      !st) {
+    return fail(st.error());
+  }
+  if (was_running) {
+    if (auto st = slot->vm->resume(); !st) {
+      snapshots_->abort(partial.value());
+      return st.error();
+    }
+  }
+  qemu::SnapshotMeta meta;
+  meta.vm_id = vm_id;
+  meta.snapshot_id = snapshot_id;
+  meta.created_unix_ms = unix_ms_now();
+  meta.image = slot->info.spec.image;
+  meta.vcpus = slot->info.spec.vcpus;
+  meta.mem_mib = slot->info.spec.mem_mib;
+  meta.env = *env_;
+  auto committed = snapshots_->commit(partial.value(), meta);
+  if (!committed) return committed.error();
+  return qemu::snapshot_info(committed.value());
+}
+
+Status FirecrackerProvider::restore(const std::string& vm_id, const std::string& snapshot_id,
+                                    const std::string& new_vm_id) {
+  if (!snapshots_) return Error::snapshot_not_found(vm_id, snapshot_id);
+  // Sizes, checksums and the environment (Firecracker version, image) are checked first.
+  auto meta = snapshots_->check(vm_id, snapshot_id, *env_);
+  if (!meta) return meta.error();
+  const qemu::SnapshotMeta& m = meta.value();
+  auto slot = std::make_shared<Slot>();
+  {
+    std::lock_guard lock(mu_);
+    if (vms_.count(new_vm_id) != 0) return Error::vm_already_exists(new_vm_id);
+    slot->info = VmInfo{new_vm_id, VmState::kStopped, VmSpec{m.image, m.vcpus, m.mem_mib}, vm_id,
+                        snapshot_id};
+    slot->needs_refresh = true;
+    vms_[new_vm_id] = slot;
+  }
+  std::unique_lock slot_lock(slot->mu);
+  Result<std::unique_ptr<FirecrackerVm>> restored = Error::unsupported("not attempted");
+  if (auto st = prepare_launch(*slot); !st) {
+    restored = st.error();
+  } else {
+    const std::string dir = snapshots_->dir(vm_id, snapshot_id);
+    slot->launch.snapshot_state = dir + "/state";
+    slot->launch.snapshot_memory = dir + "/memory";
+    restored = FirecrackerVm::restore(slot->launch);
+  }
+  if (!restored) {
+    release(*slot);
+    slot_lock.unlock();
+    std::lock_guard lock(mu_);
+    vms_.erase(new_vm_id);  // nothing was made: the id is free again
+    return restored.error();
+  }
+  slot->vm = std::move(restored.value());
+  return {};
+}
+
+Status FirecrackerProvider::delete_snapshot(const std::string& vm_id,
+                                            const std::string& snapshot_id) {
+  if (!snapshots_) return Error::snapshot_not_found(vm_id, snapshot_id);
+  return snapshots_->remove(vm_id, snapshot_id);
+}
+
+Result<VmInfo> FirecrackerProvider::get(const std::string& vm_id) const {
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::lock_guard lock(slot->mu);
+  return slot->info;
+}
+
+Result<std::vector<VmInfo>> FirecrackerProvider::list() const {
+  std::vector<std::shared_ptr<Slot>> slots;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, slot] : vms_) slots.push_back(slot);
+  }
+  std::vector<VmInfo> out;
+  for (const auto& slot : slots) {
+    std::lock_guard lock(slot->mu);
+    if (slot->info.state != VmState::kDestroyed) out.push_back(slot->info);
+  }
+  return out;
+}
+
+Result<std::vector<SnapshotInfo>> FirecrackerProvider::list_snapshots(
+    const std::string& vm_id) const {
+  if (!find(vm_id)) return Error::vm_not_found(vm_id);
+  std::vector<SnapshotInfo> out;
+  if (snapshots_) {
+    for (const auto& m : snapshots_->list(vm_id)) out.push_back(qemu::snapshot_info(m));
+  }
+  return out;
+}
+
+Result<std::vector<SnapshotInfo>> FirecrackerProvider::all_snapshots() const {
+  std::vector<SnapshotInfo> out;
+  if (snapshots_) {
+    for (const auto& m : snapshots_->list()) out.push_back(qemu::snapshot_info(m));
+  }
+  return out;
+}
+
+Status FirecrackerProvider::set_egress(const std::string& vm_id,
+                                       const std::vector<net::EgressRule>& rules) {
+  if (auto st = net::validate_egress(vm_id, rules); !st) return st;
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::lock_guard lock(slot->mu);
+  if (slot->info.state == VmState::kDestroyed) {
+    return Error::invalid_transition(vm_id, "destroyed", "set_egress");
+  }
+  if (rules.empty()) return {};
+  return Error::unsupported("vm '" + vm_id +
+                            "' asks for egress, but the firecracker backend runs VMs without "
+                            "networks yet");
+}
+
+Result<NetworkUsage> FirecrackerProvider::network_usage(const std::string& vm_id) {
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::lock_guard lock(slot->mu);
+  if (!slot->vm) return NetworkUsage{};
+  auto m = slot->vm->metrics();
+  if (!m) return m.error();
+  return NetworkUsage{m.value().net_rx_bytes, m.value().net_tx_bytes, m.value().net_rx_packets,
+                      m.value().net_tx_packets, 0};
+}
+
+Status FirecrackerProvider::ping(const std::string& vm_id, std::chrono::milliseconds timeout) {
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::lock_guard lock(slot->mu);
+  if (slot->info.state != VmState::kRunning) {
+    return Error::invalid_transition(vm_id, std::string(state_name(slot->info.state)), "ping");
+  }
+  return slot->vm->ping(timeout);
+}
+
+Result<ExecResult> FirecrackerProvider::exec(const std::string& vm_id, const ExecRequest& request,
+                                             std::stop_token cancel) {
+  auto slot = find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  FirecrackerVm* vm = nullptr;
+  {
+    std::lock_guard lock(slot->mu);
+    if (slot->info.state != VmState::kRunning) {
+      return Error::invalid_transition(vm_id, std::string(state_name(slot->info.state)), "exec");
+    }
+    vm = slot->vm.get();
+  }
+  // REQUIRES: the caller does not destroy the VM while its exec runs (the worker never does).
+  return vm->exec(request, std::move(cancel));
+}
+
+int FirecrackerProvider::vmm_pid(const std::string& vm_id) const {
+  auto slot = find(vm_id);
+  if (!slot) return -1;
+  std::lock_guard lock(slot->mu);
+  return slot->vm ? slot->vm->vmm_pid() : -1;
+}
+
+}  // namespace paddock::runtime
