@@ -36,7 +36,13 @@ qemu_ok || need_backports=1
 dashboard_tests="$(cd "$(dirname "$0")/.." && pwd)/tests/dashboard"
 install_dashboard_test_modules() {
   [[ -d "$dashboard_tests/node_modules/playwright-core" ]] && return 0
-  command -v npm >/dev/null || { echo "install-deps: npm is missing (Node.js >= 20 with npm is needed for tests/dashboard)" >&2; exit 1; }
+  if ! command -v npm >/dev/null; then
+    # This kind of machine's apt has Node.js 20 with npm (playwright-core needs >= 20).
+    echo "install-deps: npm is missing; installing nodejs with apt"
+    ${SUDO:-$( [[ $(id -u) -ne 0 ]] && echo sudo)} apt-get install -y -qq nodejs >/dev/null ||
+      { echo "install-deps: npm is missing (Node.js >= 20 with npm is needed for tests/dashboard)" >&2; exit 1; }
+    command -v npm >/dev/null || { echo "install-deps: nodejs from apt brought no npm" >&2; exit 1; }
+  fi
   echo "install-deps: npm ci in tests/dashboard"
   (cd "$dashboard_tests" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 }
