@@ -4,6 +4,7 @@
 // bounded time; and afterwards a fresh client to an honest agent must run the next job.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <string>
@@ -69,10 +70,11 @@ bool contains(const std::string& text, const std::string& part) {
 // A message is safe to pass on: short enough for a JobError (4 KiB), nothing but printable ASCII.
 void check_quotable(const std::string& message) {
   CHECK(message.size() < 2048);
-  for (char c : message) {
-    const auto u = static_cast<unsigned char>(c);
-    REQUIRE_MESSAGE((u >= 0x20 && u < 0x7f), "byte " << int(u) << " in " << message);
-  }
+  const auto bad = std::find_if(message.begin(), message.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f;
+  });
+  CHECK_MESSAGE(bad == message.end(), "a byte " << int(static_cast<unsigned char>(*bad))
+                                                << " at " << (bad - message.begin()));
 }
 
 // The client gave up on the channel for good: later calls fail at once.

@@ -136,8 +136,9 @@ AgentClient::Wait AgentClient::await_reply(uint64_t id, Deadline deadline,
   std::vector<char> chunk;
   for (;;) {
     while (auto next = reader_->next()) {
-      if (!*next)
+      if (!*next) {
         return broke("agent reply: " + os::peer_text(next->error().message(), kMaxQuoted));
+      }
       auto decoded = agent::decode_reply(next->value());
       const uint64_t got = decoded ? decoded.value().id : decoded.error().id;
       if (got != id && got != 0) {
