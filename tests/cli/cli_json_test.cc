@@ -92,6 +92,10 @@ TEST_CASE("null means absent, and bad JSON is reported as such") {
   CHECK(bad.error.field.empty());
   CHECK(bad.error.reason.find("not valid JSON") == 0);
   CHECK(cli::job_from_json_text("[1, 2]").error.reason.find("expected a JSON object") == 0);
+  // A number too large for a double is an error too, not an exception (found by fuzz_batch_jobs).
+  auto huge = cli::job_from_json_text(R"({"argv": ["x"], "priority": 1e999})");
+  CHECK_FALSE(huge.job);
+  CHECK(huge.error.reason.find("not valid JSON") == 0);
 }
 
 TEST_CASE("job_to_json and job_from_json are inverses, binary stdin included") {
