@@ -161,6 +161,14 @@ inline FakeAgent::Script on_exec(std::function<void(FakeAgent&, const agent::Req
   };
 }
 
+// On exec: sends `bytes` (the start of a frame, say), then stays silent.
+inline FakeAgent::Script send_then_silence(std::string bytes) {
+  return on_exec([bytes = std::move(bytes)](FakeAgent& a, const agent::Request&) {
+    a.send_raw(bytes);
+    a.stay_silent();
+  });
+}
+
 // A result reply to `id`: exit code 0 and the given outputs and files.
 inline agent::Reply result_reply(uint64_t id, std::string out, std::string err = "",
                                  std::vector<agent::FileOut> files = {}) {

@@ -28,6 +28,7 @@ using paddock::testing::FakeAgent;
 using paddock::testing::honest_agent;
 using paddock::testing::on_exec;
 using paddock::testing::result_reply;
+using paddock::testing::send_then_silence;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
@@ -121,12 +122,9 @@ void check_next_job_runs(FakeGuestProvider& p) {
 }  // namespace
 
 TEST_CASE(
-    "hostile agent executor: an oversized frame is an ERROR naming it and the next job runs") {
+    "hostile agent executor: an oversized frame is an ERROR naming it then the next job runs") {
   FakeGuestProvider p;
-  p.next_agent(on_exec([](FakeAgent& a, const agent::Request&) {
-    a.send_raw(std::string("\xff\xff\xff\xff", 4) + std::string(1u << 20, 'x'));
-    a.stay_silent();
-  }));
+  p.next_agent(send_then_silence(std::string("\xff\xff\xff\xff", 4) + std::string(1u << 20, 'x')));
   const Ran ran = run(p, dispatch({"true"}));
   const auto e = error_as_broker_sees_it(ran);
   CHECK(e.message == "guest agent error: agent reply: frame: length 4294967295 exceeds 33554432");
@@ -135,14 +133,9 @@ TEST_CASE(
   check_next_job_runs(p);
 }
 
-TEST_CASE(
-    "hostile agent executor: a silent guest is an ERROR within the job's time and the next job "
-    "runs") {
+TEST_CASE("hostile agent executor: a silent guest is an ERROR in time then the next job runs") {
   FakeGuestProvider p;
-  p.next_agent(on_exec([](FakeAgent& a, const agent::Request&) {
-    a.send_raw(std::string("\x00\x00\x10\x00", 4) + "half a frame");
-    a.stay_silent();
-  }));
+  p.next_agent(send_then_silence(std::string("\x00\x00\x10\x00", 4) + "half a frame"));
   const Ran ran = run(p, dispatch({"true"}));
   const auto e = error_as_broker_sees_it(ran);
   CHECK(e.message == "guest agent error: exec: no reply from the guest agent within 800 ms");
@@ -156,9 +149,9 @@ TEST_CASE("hostile agent executor: outputs at every cap give a RESULT that fits 
   // 8 MiB of stdout, 8 MiB of stderr and 8 MiB of files: each within the agent protocol, 24 MiB
   // in all, over the 16 MiB a JobResult frame may have.
   p.next_agent(on_exec([](FakeAgent& a, const agent::Request& r) {
-    a.send(result_reply(r.id, std::string(8u << 20, 'o'), std::string(8u << 20, 'e'),
-                        {{"a", std::string(4u << 20, 'a'), false},
-                         {"b", std::string(4u << 20, 'b'), false}}));
+    a.send(result_reply(
+        r.id, std::string(8u << 20, 'o'), std::string(8u << 20, 'e'),
+        {{"a", std::string(4u << 20, 'a'), false}, {"b", std::string(4u << 20, 'b'), false}}));
   }));
   const Ran ran = run(p, dispatch({"true"}, 8u << 20, {"a", "b"}));
   const auto r = result_as_broker_sees_it(ran);
@@ -174,9 +167,7 @@ TEST_CASE("hostile agent executor: outputs at every cap give a RESULT that fits 
   check_next_job_runs(p);
 }
 
-TEST_CASE(
-    "hostile agent executor: an unbelievable result is an ERROR not a RESULT the broker would "
-    "refuse") {
+TEST_CASE("hostile agent executor: an unbelievable result is an ERROR instead of a bad RESULT") {
   FakeGuestProvider p;
   p.next_agent(on_exec([](FakeAgent& a, const agent::Request& r) {
     agent::Reply reply = result_reply(r.id, "");

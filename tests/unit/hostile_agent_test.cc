@@ -26,6 +26,7 @@ using paddock::testing::kv_bin;
 using paddock::testing::on_exec;
 using paddock::testing::Packer;
 using paddock::testing::result_reply;
+using paddock::testing::send_then_silence;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
@@ -73,8 +74,8 @@ void check_quotable(const std::string& message) {
   const auto bad = std::find_if(message.begin(), message.end(), [](char c) {
     return static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f;
   });
-  CHECK_MESSAGE(bad == message.end(), "a byte " << int(static_cast<unsigned char>(*bad))
-                                                << " at " << (bad - message.begin()));
+  CHECK_MESSAGE(bad == message.end(), "a byte " << int(static_cast<unsigned char>(*bad)) << " at "
+                                                << (bad - message.begin()));
 }
 
 // The client gave up on the channel for good: later calls fail at once.
@@ -100,19 +101,11 @@ void check_next_job_runs() {
   CHECK(s.client.healthy());
 }
 
-// Sends `header` (a frame's 4-byte length), `extra` bytes of it, then stays silent.
-FakeAgent::Script frame_start(std::string header, size_t extra) {
-  return on_exec([header, extra](FakeAgent& a, const agent::Request&) {
-    a.send_raw(header + std::string(extra, 'x'));
-    a.stay_silent();
-  });
-}
-
 }  // namespace
 
 TEST_CASE("hostile agent: a 4 GiB length prefix is refused at once and breaks the channel") {
   {
-    Session s(frame_start(std::string("\xff\xff\xff\xff", 4), 1u << 20));
+    Session s(send_then_silence(std::string("\xff\xff\xff\xff", 4) + std::string(1u << 20, 'x')));
     const auto m = s.exec_error(job({"true"}));
     CHECK(m == "guest agent error: agent reply: frame: length 4294967295 exceeds 33554432");
     CHECK(s.took < 2s);
@@ -123,7 +116,7 @@ TEST_CASE("hostile agent: a 4 GiB length prefix is refused at once and breaks th
 
 TEST_CASE("hostile agent: a length prefix one over the frame limit is refused at once") {
   {
-    Session s(frame_start(std::string("\x02\x00\x00\x01", 4), 1000));
+    Session s(send_then_silence(std::string("\x02\x00\x00\x01", 4) + std::string(1000, 'x')));
     const auto m = s.exec_error(job({"true"}));
     CHECK(m == "guest agent error: agent reply: frame: length 33554433 exceeds 33554432");
     CHECK(s.took < 2s);
@@ -134,7 +127,7 @@ TEST_CASE("hostile agent: a length prefix one over the frame limit is refused at
 
 TEST_CASE("hostile agent: a truncated frame then silence ends at the deadline") {
   {
-    Session s(frame_start(std::string("\x00\x00\x01\x00", 4), 10));
+    Session s(send_then_silence(std::string("\x00\x00\x01\x00", 4) + "0123456789"));
     const auto m = s.exec_error(job({"true"}), 300ms);
     CHECK(m == "guest agent error: exec: no reply from the guest agent within 300 ms");
     CHECK(s.took >= 300ms);
@@ -189,11 +182,14 @@ TEST_CASE("hostile agent: a result with fields of the wrong type is an error nam
   for (const auto& c : cases) {
     CAPTURE(c.error);
     Session s(on_exec([&c](FakeAgent& a, const agent::Request& r) {
-      a.send_body(body(3, [&](Packer& pk) {
-        kv(pk, "ok", true);
-        kv(pk, "op", std::string("result"));
-        c.field(pk);
-      }, r.id));
+      a.send_body(body(
+          3,
+          [&](Packer& pk) {
+            kv(pk, "ok", true);
+            kv(pk, "op", std::string("result"));
+            c.field(pk);
+          },
+          r.id));
     }));
     CHECK(s.exec_error(job({"true"})) == "guest agent error: agent reply: " + c.error);
     CHECK(s.took < 2s);
@@ -205,11 +201,14 @@ TEST_CASE("hostile agent: strings over the protocol's limits are refused and quo
   {
     // stdout one byte over kMaxOutputCap.
     Session s(on_exec([](FakeAgent& a, const agent::Request& r) {
-      a.send_body(body(3, [&](Packer& pk) {
-        kv(pk, "ok", true);
-        kv(pk, "op", std::string("result"));
-        kv_bin(pk, "stdout", std::string((8u << 20) + 1, 'o'));
-      }, r.id));
+      a.send_body(body(
+          3,
+          [&](Packer& pk) {
+            kv(pk, "ok", true);
+            kv(pk, "op", std::string("result"));
+            kv_bin(pk, "stdout", std::string((8u << 20) + 1, 'o'));
+          },
+          r.id));
     }));
     CHECK(s.exec_error(job({"true"})) ==
           "guest agent error: agent reply: stdout: longer than 8388608 bytes");
@@ -220,10 +219,13 @@ TEST_CASE("hostile agent: strings over the protocol's limits are refused and quo
     Session s(on_exec([](FakeAgent& a, const agent::Request& r) {
       std::string key;
       while (key.size() < (1u << 20) - 8) key += "\x1b[2J\r\n";
-      a.send_body(body(2, [&](Packer& pk) {
-        kv(pk, key, 1);
-        kv(pk, key, 2);
-      }, r.id));
+      a.send_body(body(
+          2,
+          [&](Packer& pk) {
+            kv(pk, key, 1);
+            kv(pk, key, 2);
+          },
+          r.id));
     }));
     const auto m = s.exec_error(job({"true"}));
     CHECK(m.rfind("guest agent error: agent reply: \\x1b[2J\\x0d\\x0a", 0) == 0);
@@ -237,7 +239,7 @@ TEST_CASE("hostile agent: output past the request's caps comes back capped") {
   {
     Session s(on_exec([](FakeAgent& a, const agent::Request& r) {
       a.send(result_reply(r.id, std::string(1u << 20, 'o'), std::string(5000, 'e'),
-                    {{"out.txt", std::string(8u << 20, 'f'), false}}));
+                          {{"out.txt", std::string(8u << 20, 'f'), false}}));
     }));
     auto r = s.exec(job({"true"}, 1024, {"out.txt"}));
     REQUIRE(r.ok());
@@ -303,13 +305,16 @@ TEST_CASE("hostile agent: a result that cannot be believed is refused and breaks
 TEST_CASE("hostile agent: nesting deeper than the decoder's limit is refused") {
   {
     Session s(on_exec([](FakeAgent& a, const agent::Request& r) {
-      a.send_body(body(3, [&](Packer& pk) {
-        kv(pk, "ok", true);
-        kv(pk, "op", std::string("result"));
-        pk.pack(std::string("stdout"));
-        for (int i = 0; i < 10000; ++i) pk.pack_array(1);
-        pk.pack(0);
-      }, r.id));
+      a.send_body(body(
+          3,
+          [&](Packer& pk) {
+            kv(pk, "ok", true);
+            kv(pk, "op", std::string("result"));
+            pk.pack(std::string("stdout"));
+            for (int i = 0; i < 10000; ++i) pk.pack_array(1);
+            pk.pack(0);
+          },
+          r.id));
     }));
     CHECK(s.exec_error(job({"true"})) ==
           "guest agent error: agent reply: body: nesting deeper than 6");
@@ -396,7 +401,8 @@ TEST_CASE("hostile agent: a reply to a request never made breaks the channel") {
 
 TEST_CASE("hostile agent: a result with id 0 is refused") {
   {
-    Session s(on_exec([](FakeAgent& a, const agent::Request&) { a.send(result_reply(0, "zero\n")); }));
+    Session s(
+        on_exec([](FakeAgent& a, const agent::Request&) { a.send(result_reply(0, "zero\n")); }));
     CHECK(s.exec_error(job({"true"})) ==
           "guest agent error: agent reply: a result with id 0 (only an error may have it)");
     check_broken(s.client);
