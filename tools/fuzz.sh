@@ -4,12 +4,13 @@
 # protocol codec and the host's check of a guest's result (runtime/src/agent/protocol.cc,
 # result_check.cc), the snapshot store's meta.json parser
 # (runtime/src/qemu/snapshot_store.cc), QEMU's QMP replies (runtime/src/qemu/qmp_client.cc), the
-# CURVE key files and allowlists (broker/src/client/curve.cc) and batch files of JSON jobs
-# (tools/cli/batch_reader.cc, job_json.cc).
+# CURVE key files and allowlists (broker/src/client/curve.cc), batch files of JSON jobs
+# (tools/cli/batch_reader.cc, job_json.cc) and a job's egress rules as the runtime turns them into
+# iptables-restore text (runtime/src/net/network.cc, rules.cc).
 #
 #   tools/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]      (default 30 s; every target)
 #
-# tools/test.sh (the CI suite) runs every target for 12 s: 8 targets, 96 s of fuzzing in all, to
+# tools/test.sh (the CI suite) runs every target for 11 s: 9 targets, 99 s of fuzzing in all, to
 # keep the suite inside its 15-minute budget. Adding a target means lowering that default so the
 # total stays at about 100 s. Longer campaigns are run by hand (tests/fuzz/README.md).
 #
@@ -35,7 +36,7 @@ OUT="${PADDOCK_FUZZ_BUILD_DIR:-$SRC/build-fuzz}"
 CXX="${PADDOCK_FUZZ_CXX:-clang++-14}"
 PYTHON=/usr/bin/python3
 TARGETS=(fuzz_client_frames fuzz_worker_frames fuzz_job_dispatch fuzz_agent_frames
-         fuzz_snapshot_meta fuzz_qmp_replies fuzz_curve_files fuzz_batch_jobs)
+         fuzz_snapshot_meta fuzz_qmp_replies fuzz_curve_files fuzz_batch_jobs fuzz_egress_rules)
 if [[ $# -gt 1 ]]; then
   shift
   for t in "$@"; do
@@ -81,7 +82,8 @@ compile() {
   if [[ ! -f "$obj" || "$src" -nt "$obj" ]] ||
      [[ -n "$(find "$SRC/schemas/include" "$SRC/schemas/src" "$SRC/runtime/include" \
                    "$SRC/runtime/src/agent" "$SRC/runtime/src/qemu" "$SRC/runtime/src/os" \
-                   "$SRC/broker/include" "$SRC/tools/cli" -newer "$obj" -name '*.h' | head -1)" ]]; then
+                   "$SRC/runtime/src/net" "$SRC/broker/include" "$SRC/tools/cli" \
+                   -newer "$obj" -name '*.h' | head -1)" ]]; then
     "$CXX" "${CXXFLAGS[@]/-fsanitize=fuzzer,address,undefined/-fsanitize=fuzzer-no-link,address,undefined}" \
       "${SNAPSHOT_CFLAGS[@]}" -c "$src" -o "$obj"
   fi
@@ -96,6 +98,8 @@ sources_of() {
     fuzz_snapshot_meta) echo runtime/src/qemu/snapshot_store.cc runtime/src/error.cc ;;
     fuzz_qmp_replies) echo runtime/src/qemu/qmp_client.cc ;;
     fuzz_curve_files) echo broker/src/client/curve.cc ;;
+    fuzz_egress_rules) echo runtime/src/net/network.cc runtime/src/net/rules.cc \
+                            runtime/src/error.cc ;;
     fuzz_batch_jobs) echo "${CODEC_SOURCES[@]}" tools/cli/batch_reader.cc tools/cli/job_json.cc \
                           tools/cli/outcome.cc tools/cli/text.cc ;;
     *) echo "${CODEC_SOURCES[@]}" ;;
@@ -263,6 +267,19 @@ out["fuzz_batch_jobs"] += [
     b'{"argv": ["true"], "vcpus": 1e3, "mem_mib": -1, "stdin": {"base64": "!!"}, "image": "\xff"}\n',
 ]
 
+# A job's egress rules, one "CIDR PROTOCOL [FIRST-LAST ...]" a line (tests/fuzz/fuzz_egress_rules.cc).
+out["fuzz_egress_rules"] = [
+    b"10.0.0.0/8 tcp 80-80 443-443\n0.0.0.0/0 udp 53-53\n1.2.3.4 icmp",
+    b"0.0.0.0/0 any",
+    b"192.168.1.0/24 udp 1-65535",
+    b"10.0.0.1/8 tcp",                      # bits past the prefix
+    b"10.0.0.0/33 tcp\n256.1.1.1 any\n1.2.3 udp",
+    b"1.2.3.4/32 icmp 1-2",                 # ports with icmp
+    b"1.2.3.4 tcp 90-80 0-5",               # first > last, port 0
+    b"1.2.3.4 sctp\n\n-A FORWARD -j ACCEPT", # unknown protocol, an injection attempt
+    b"\n".join(b"10.%d.0.0/16 tcp 1-1" % i for i in range(70)),  # over kMaxEgressRules
+]
+
 for target, items in out.items():
     d = os.path.join(seeds, target)
     os.makedirs(d, exist_ok=True)
@@ -310,6 +327,10 @@ json_tokens += ["{", "}", "[", "]", ":", ",", "true", "false", "null", "\\u0000"
 with open(json_dict_path, "w") as f:
     for k in json_tokens:
         f.write('"' + "".join(f"\\x{c:02x}" for c in k.encode()) + '"\n')
+with open(os.path.join(os.path.dirname(curve_dict_path), "egress.dict"), "w") as f:
+    for k in ["tcp", "udp", "icmp", "any", "0.0.0.0/0", "10.0.0.0/8", "/32", "/0", ".", "-", " ",
+              "\n", "65535", "255.255.255.255", "169.254.169.254"]:
+        f.write('"' + "".join(f"\\x{c:02x}" for c in k.encode()) + '"\n')
 with open(curve_dict_path, "w") as f:
     for k in [key, key2, "#", "\n", " ", "\t", "\r\n", ".pub", ".key"]:
         f.write('"' + "".join(f"\\x{c:02x}" for c in k.encode()) + '"\n')
@@ -332,6 +353,7 @@ for t in "${TARGETS[@]}"; do
     fuzz_snapshot_meta) dict="$OUT/meta.dict" ;;
     fuzz_qmp_replies | fuzz_batch_jobs) dict="$OUT/json.dict" ;;
     fuzz_curve_files) dict="$OUT/curve.dict" ;;
+    fuzz_egress_rules) dict="$OUT/egress.dict" ;;
     *) dict="$OUT/msgpack.dict" ;;
   esac
   echo "== run $t for ${SECONDS_PER_TARGET}s (log: $log)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: install what is missing, build with AddressSanitizer and
 # UndefinedBehaviorSanitizer, run every fuzz target briefly, then every test through ctest.
-# Environment: PADDOCK_TEST_BUILD_DIR (default build-test), PADDOCK_FUZZ_SECONDS (default 12 per
+# Environment: PADDOCK_TEST_BUILD_DIR (default build-test), PADDOCK_FUZZ_SECONDS (default 11 per
 # target; 0 skips fuzzing, and says so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,7 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPADDOCK_SANITIZE=ON -
   "${launcher[@]}" >/dev/null
 ninja -C "$build" | tail -n 1
 
-fuzz_seconds=${PADDOCK_FUZZ_SECONDS:-12}  # 8 targets: 96 s of fuzzing (tools/fuzz.sh)
+fuzz_seconds=${PADDOCK_FUZZ_SECONDS:-11}  # 9 targets: 99 s of fuzzing (tools/fuzz.sh)
 if [ "$fuzz_seconds" -gt 0 ]; then
   echo "== fuzz (${fuzz_seconds} s per target)"
   PADDOCK_FUZZ_BUILD_DIR="$build/fuzz" tools/fuzz.sh "$fuzz_seconds"
