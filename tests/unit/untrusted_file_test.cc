@@ -90,3 +90,24 @@ TEST_CASE("untrusted file: a missing file is an error naming it") {
   CHECK(copy_untrusted_file(jail / "state", host / "copy", 0444) ==
         "copy " + (jail / "state") + ": open: No such file or directory");
 }
+
+TEST_CASE("untrusted file: a bounded read takes a regular file and refuses a FIFO or a symlink") {
+  Dir jail, host;
+  std::string error;
+  write(jail / "qemu.pid", "12345\n" + std::string(1000, 'x'));
+  CHECK(paddock::runtime::os::read_untrusted_file(jail / "qemu.pid", 32, error) ==
+        "12345\n" + std::string(26, 'x'));
+  CHECK(error.empty());
+  fs::remove(jail / "qemu.pid");
+  REQUIRE(::mkfifo((jail / "qemu.pid").c_str(), 0600) == 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(paddock::runtime::os::read_untrusted_file(jail / "qemu.pid", 32, error).empty());
+  CHECK(error == "read " + (jail / "qemu.pid") + ": not a regular file");
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
+  fs::remove(jail / "qemu.pid");
+  write(host / "pid", "1\n");
+  fs::create_symlink(host / "pid", jail / "qemu.pid");
+  error.clear();
+  CHECK(paddock::runtime::os::read_untrusted_file(jail / "qemu.pid", 32, error).empty());
+  CHECK(error == "read " + (jail / "qemu.pid") + ": open: Too many levels of symbolic links");
+}

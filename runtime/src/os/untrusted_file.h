@@ -13,11 +13,55 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <string>
 
 #include "os/os_error.h"
 
 namespace paddock::runtime::os {
+
+// Opens `path` for reading if it is a regular file with one link and not a symlink; sets `error`
+// (naming `what` and errno) and returns -1 otherwise. The caller closes the fd.
+inline int open_untrusted_file(const std::string& path, const std::string& what,
+                               std::string& error) {
+  // O_NONBLOCK: opening a FIFO must not wait for a writer.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    error = error_message(what + ": open");
+    return -1;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    error = error_message(what + ": stat");
+  } else if (!S_ISREG(st.st_mode)) {
+    error = what + ": not a regular file";
+  } else if (st.st_nlink != 1) {
+    error = what + ": has " + std::to_string(st.st_nlink) + " links (a hard link to another file?)";
+  }
+  if (error.empty()) return fd;
+  ::close(fd);
+  return -1;
+}
+
+// The first `max_bytes` of `path` (in the untrusted directory), or "" with `error` set ("read
+// /run/vm/qemu.pid: not a regular file").
+inline std::string read_untrusted_file(const std::string& path, size_t max_bytes,
+                                       std::string& error) {
+  const int fd = open_untrusted_file(path, "read " + path, error);
+  if (fd < 0) return {};
+  std::string text(max_bytes, '\0');
+  size_t got = 0;
+  while (got < max_bytes) {
+    const ssize_t n = ::read(fd, text.data() + got, max_bytes - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) error = error_message("read " + path);
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  text.resize(error.empty() ? got : 0);
+  return text;
+}
 
 // Copies `from` (in the untrusted directory) to `to` (the host's), which is created or replaced
 // and gets `mode` exactly. Returns "" or what failed, naming the file and errno
@@ -25,22 +69,9 @@ namespace paddock::runtime::os {
 inline std::string copy_untrusted_file(const std::string& from, const std::string& to,
                                        mode_t mode) {
   const std::string what = "copy " + from;
-  // O_NONBLOCK: opening a FIFO must not wait for a writer.
-  const int in = ::open(from.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  if (in < 0) return error_message(what + ": open");
-  struct stat st {};
   std::string error;
-  if (::fstat(in, &st) != 0) {
-    error = error_message(what + ": stat");
-  } else if (!S_ISREG(st.st_mode)) {
-    error = what + ": not a regular file";
-  } else if (st.st_nlink != 1) {
-    error = what + ": has " + std::to_string(st.st_nlink) + " links (a hard link to another file?)";
-  }
-  if (!error.empty()) {
-    ::close(in);
-    return error;
-  }
+  const int in = open_untrusted_file(from, what, error);
+  if (in < 0) return error;
   ::unlink(to.c_str());  // a new inode: nothing that holds the old one open sees the change
   const int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (out < 0) {

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 #include <utility>
 
@@ -17,6 +18,7 @@
 #include "net/vm_network.h"
 #include "os/find_binary.h"
 #include "os/os_error.h"
+#include "os/untrusted_file.h"
 #include "qemu/accel.h"
 #include "qemu/guest_image.h"
 #include "qemu/qemu_vm.h"
@@ -269,7 +271,9 @@ size_t QemuProvider::sweep(const std::string& run_dir) {
   for (const auto& entry : fs::directory_iterator(run_dir, ec)) {
     if (!entry.is_directory()) continue;
     const std::string dir = entry.path().string();
-    std::ifstream pidfile(dir + "/qemu.pid");
+    // A jailed QEMU's directory is its chroot: what is there may be a FIFO or a link it made.
+    std::string error;
+    std::istringstream pidfile(os::read_untrusted_file(dir + "/qemu.pid", 32, error));
     pid_t pid = 0;
     // Kill only a QEMU whose command line names this directory: a recycled pid is left alone.
     if (pidfile >> pid && pid > 0 && process_mentions(pid, dir + "/")) {
