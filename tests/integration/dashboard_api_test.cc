@@ -157,9 +157,9 @@ TEST_CASE("dashboard api: a worker's heartbeats report its host name and warm po
   auto workers = get_until(broker.metrics_address, "/api/v1/workers", [&](const json& j) {
     return j["workers"].size() == 1 && ready(j["workers"][0]);
   });
+  INFO("workers: ", workers.dump(), "\nworker log: ", slurp(dir.path() + "/worker-w1.log"));
   REQUIRE(workers["workers"].size() == 1);
   const auto& w = workers["workers"][0];
-  INFO("workers: ", workers.dump(), "\nworker log: ", slurp(dir.path() + "/worker-w1.log"));
   CHECK(w["hostname"] == std::string(host));
   CHECK(w["host"].get<std::string>().rfind("127.0.0.1", 0) == 0);  // still the peer address
   REQUIRE(ready(w));
