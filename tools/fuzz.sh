@@ -150,6 +150,10 @@ for e in manifest:
 reqs = [open(os.path.join(vectors, e["file"]), "rb").read() for e in manifest
         if e["type"] == "JobRequest" and e["valid"]]
 out["fuzz_client_frames"].append(frames(b"PDK1", b"\x01", *reqs))
+# A HEARTBEAT with a WorkerStatus.
+status = msgpack.packb({"host": "node-1", "warm_pools": [{"template": "tpl-default-1x128",
+                                                          "ready": 2, "target": 2}]})
+out["fuzz_worker_frames"].append(frames(b"PDK1", b"\x0c", status))
 
 # The guest agent channel: 4-byte big-endian length, then one msgpack map.
 def agent(*maps):

@@ -149,12 +149,20 @@ function overviewPage(o) {
   ];
 }
 
+// A worker's warm pools as "template ready/target", one per pool.
+function fmtPools(pools) {
+  if (pools === null) return "not reported";
+  if (!pools.length) return "none";
+  return pools.map(p => p.template + " " + p.ready + "/" + p.target).join(", ");
+}
+
 function workersPage(w) {
   const rows = w.workers.map(x => {
     const total = x.slots.total;
     const pct = total ? Math.round((100 * x.slots.busy) / total) : 0;
     return el("tr", { "data-worker": x.worker_id },
       el("td", { text: x.worker_id }),
+      el("td", { text: x.hostname || "–" }),
       el("td", { text: x.host || "–" }),
       el("td", { text: backendName(x.backend) }),
       el("td", { text: x.images.join(", ") }),
@@ -163,13 +171,12 @@ function workersPage(w) {
       el("td", { class: "num", text: fmtNumber(x.jobs_answered) }),
       el("td", { text: fmtAgo(x.last_heard_ms_ago) }),
       el("td", { text: x.draining ? "draining" : "ready" }),
-      el("td", { class: "empty", text: x.warm_pools === null ? "not reported" : JSON.stringify(x.warm_pools) }));
+      el("td", { class: x.warm_pools === null ? "empty" : "", text: fmtPools(x.warm_pools) }));
   });
   return [
     el("h2", { text: "Workers (" + w.workers.length + ")" }),
-    table(["worker", "host", "backend", "images", "slots busy / total", { label: "jobs answered", num: true },
-           "last heard", "state", "warm pools"], rows, "workers-table", "no worker connected"),
-    el("p", { class: "note", text: "Warm pools: " + w.not_reported.warm_pools + "." }),
+    table(["worker", "host name", "peer address", "backend", "images", "slots busy / total", { label: "jobs answered", num: true },
+           "last heard", "state", "warm pools (ready/target)"], rows, "workers-table", "no worker connected"),
   ];
 }
 

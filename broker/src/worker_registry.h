@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <deque>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "job_queue.h"
+#include "paddock/schemas/messages.h"
 
 namespace paddock::broker {
 
@@ -29,6 +31,8 @@ struct WorkerState {
   Clock::time_point last_seen;
   // What the dashboard shows of it.
   std::string host;     // its connection's peer address; "" if ZeroMQ did not say
+  // From its latest HEARTBEAT's WorkerStatus; nullopt until one came (an older worker sends none).
+  std::optional<schemas::WorkerStatus> status;
   std::string backend;  // READY's "backend:<name>" capability; "" if none
   uint32_t ready_slots = 0;  // the credits READY granted
   uint64_t connected_unix_ms = 0;

@@ -47,7 +47,18 @@ void Broker::Loop::on_worker_message(const std::string& route,
     return;
   }
   switch (env->command) {
-    case sc::Command::kHeartbeat: break;
+    case sc::Command::kHeartbeat: {
+      if (env->bodies.empty()) break;
+      // Only the dashboard reads it: a bad one is dropped, the heartbeat still counts.
+      auto status = sc::decode_worker_status(env->bodies[0]);
+      if (status) {
+        w->status = std::move(status.value());
+      } else if (protocol_log_.allow()) {
+        spdlog::warn("worker '{}': bad HEARTBEAT status: {}", w->worker_id,
+                     status.error().message());
+      }
+      break;
+    }
     case sc::Command::kCredit: {
       auto credit = sc::decode_credit(env->bodies[0]);
       if (credit) {

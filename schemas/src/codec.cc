@@ -261,6 +261,20 @@ std::string encode(const Ready& r) {
 
 std::string encode(const Credit& c) { return MapWriter().num("credits", c.credits).finish(); }
 
+std::string encode(const WorkerStatus& s) {
+  return MapWriter()
+      .str("host", s.host)
+      .maps("warm_pools", s.warm_pools,
+            [](const WarmPoolStatus& p) {
+              return MapWriter()
+                  .str("template", p.template_name)
+                  .num("ready", p.ready)
+                  .num("target", p.target)
+                  .finish();
+            })
+      .finish();
+}
+
 std::string encode(const Accepted& a) {
   return MapWriter().str_array("job_ids", a.job_ids).finish();
 }
@@ -370,6 +384,24 @@ Decoded<Credit> decode_credit(std::string_view bytes) {
     auto h = detail::unpack_bounded(bytes);
     Fields f(h.get(), "");
     return Credit{static_cast<uint32_t>(f.uint("credits", 1, L::kMaxSlots, 0, true))};
+  });
+}
+
+Decoded<WorkerStatus> decode_worker_status(std::string_view bytes) {
+  return guarded<WorkerStatus>([&] {
+    auto h = detail::unpack_bounded(bytes);
+    Fields f(h.get(), "");
+    WorkerStatus s;
+    s.host = f.str("host", L::kMaxHostName, true);
+    f.each_map("warm_pools", L::kMaxWarmPools, [&](const Fields& pf) {
+      WarmPoolStatus p;
+      p.template_name = pf.str("template", L::kMaxTemplate, true);
+      if (p.template_name.empty()) throw Failure{pf.path() + ".template", "must not be empty"};
+      p.ready = pf.uint("ready", 0, UINT32_MAX, 0, true);
+      p.target = pf.uint("target", 0, UINT32_MAX, 0, true);
+      s.warm_pools.push_back(std::move(p));
+    });
+    return s;
   });
 }
 

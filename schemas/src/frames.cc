@@ -23,7 +23,7 @@ constexpr Rule kBrokerToClient[] = {{Command::kAccepted, 1, 1},
                                     {Command::kError, 1, 1},
                                     {Command::kPong, 0, 1}};
 constexpr Rule kWorkerToBroker[] = {{Command::kReady, 1, 1},     {Command::kCredit, 1, 1},
-                                    {Command::kHeartbeat, 0, 0}, {Command::kResult, 1, 1},
+                                    {Command::kHeartbeat, 0, 1}, {Command::kResult, 1, 1},
                                     {Command::kError, 1, 1},     {Command::kDisconnect, 0, 0},
                                     {Command::kDrain, 0, 0}};
 constexpr Rule kBrokerToWorker[] = {{Command::kJob, 1, 1},        {Command::kCancel, 1, 1},

@@ -167,10 +167,11 @@ async function main() {
     for (const [id, slots] of [["w1", 2], ["w2", 3]]) {
       const row = page.locator(`[data-testid="workers-table"] tr[data-worker="${id}"]`);
       const cells = await row.locator("td").allInnerTexts();
-      check(cells[2] === "memory (test double)", `workers: ${id}'s backend is memory, named a test double`);
-      check(cells[3] === "default", `workers: ${id} has image default`);
-      check(cells[4].trim() === `0 / ${slots}`, `workers: ${id} has 0 of ${slots} slots busy (${cells[4].trim()})`);
-      check(cells[1].startsWith("127.0.0.1"), `workers: ${id}'s host is its peer address (${cells[1]})`);
+      check(cells[1] === os.hostname(), `workers: ${id}'s host name is this host's (${cells[1]})`);
+      check(cells[2].startsWith("127.0.0.1"), `workers: ${id}'s peer address (${cells[2]})`);
+      check(cells[3] === "memory (test double)", `workers: ${id}'s backend is memory, named a test double`);
+      check(cells[4] === "default", `workers: ${id} has image default`);
+      check(cells[5].trim() === `0 / ${slots}`, `workers: ${id} has 0 of ${slots} slots busy (${cells[5].trim()})`);
     }
     await nothingMissing("workers");
     await page.screenshot({ path: path.join(shots, "workers.png"), fullPage: true });

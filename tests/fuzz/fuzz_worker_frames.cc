@@ -1,5 +1,5 @@
 // libFuzzer target: a worker -> broker message, handled as the broker does (parse_envelope,
-// then decode_ready / decode_credit / decode_job_result / decode_job_error).
+// then decode_ready / decode_credit / decode_job_result / decode_job_error / decode_worker_status).
 #include <cstddef>
 #include <cstdint>
 
@@ -38,7 +38,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       paddock::fuzz::check_round_trip(r, sc::decode_job_error);
       break;
     }
-    case sc::Command::kHeartbeat:
+    case sc::Command::kHeartbeat: {
+      if (env->bodies.size() > 1) __builtin_trap();
+      if (env->bodies.empty()) break;
+      auto r = sc::decode_worker_status(env->bodies.at(0));
+      paddock::fuzz::check_error(r);
+      paddock::fuzz::check_round_trip(r, sc::decode_worker_status);
+      break;
+    }
     case sc::Command::kDisconnect:
     case sc::Command::kDrain:
       if (!env->bodies.empty()) __builtin_trap();

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <httplib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -116,7 +117,6 @@ TEST_CASE("dashboard api: overview workers and jobs count a batch with failing j
   CHECK(w["slots"]["total"] == 4);
   CHECK(w["jobs_answered"] == 16);
   CHECK(w["host"].get<std::string>().rfind("127.0.0.1", 0) == 0);
-  CHECK(w["warm_pools"].is_null());
 
   auto failed = get_until(broker.metrics_address, "/api/v1/jobs?status=error",
                           [](const json& j) { return j["jobs"].size() == 4; });
@@ -139,6 +139,32 @@ TEST_CASE("dashboard api: overview workers and jobs count a batch with failing j
 
   worker->signal(SIGTERM);
   CHECK(worker->wait_for(10s) == 0);
+}
+
+TEST_CASE("dashboard api: a worker's heartbeats report its host name and warm pools") {
+  TempDir dir;
+  auto broker = start_broker(dir, {"--metrics-address", "127.0.0.1:0"});
+  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 2,
+                             {"--warm", "on", "--warm-min", "2", "--warm-max", "3",
+                              "--heartbeat-ms", "200"});
+  char host[256] = {};
+  REQUIRE(::gethostname(host, sizeof host - 1) == 0);
+
+  auto ready = [](const json& w) {
+    if (!w["warm_pools"].is_array() || w["warm_pools"].size() != 1) return false;
+    return w["warm_pools"][0]["ready"].get<uint64_t>() >= 2;
+  };
+  auto workers = get_until(broker.metrics_address, "/api/v1/workers", [&](const json& j) {
+    return j["workers"].size() == 1 && ready(j["workers"][0]);
+  });
+  INFO("workers: ", workers.dump(), "\nworker log: ", slurp(dir.path() + "/worker-w1.log"));
+  REQUIRE(workers["workers"].size() == 1);
+  const auto& w = workers["workers"][0];
+  CHECK(w["hostname"] == std::string(host));
+  CHECK(w["host"].get<std::string>().rfind("127.0.0.1", 0) == 0);  // still the peer address
+  REQUIRE(ready(w));
+  CHECK(w["warm_pools"][0]["template"] == "tpl-default-1x128");
+  CHECK(w["warm_pools"][0]["target"].get<uint64_t>() >= 2);
 }
 
 TEST_CASE("dashboard api: the recent jobs ring keeps the newest and an unknown job is 404") {

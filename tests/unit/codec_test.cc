@@ -1005,6 +1005,66 @@ TEST_CASE("limits: Ready (worker_id, slots, capabilities), Credit, Accepted, Job
   CHECK(error_of(sc::decode_job_ref(sc::encode(sc::JobRef{""}))).field == "job_id");
 }
 
+TEST_CASE("codec: WorkerStatus round-trips and its limits name the field") {
+  sc::WorkerStatus s{"node-7.example", {{"tpl-default-1x128", 2, 3}, {"tpl-py-2x256", 0, 1}}};
+  auto d = sc::decode_worker_status(sc::encode(s));
+  REQUIRE(d);
+  CHECK(d.value() == s);
+  CHECK(sc::decode_worker_status(sc::encode(sc::WorkerStatus{"h", {}}))->warm_pools.empty());
+
+  auto status_field = [](const std::function<void(sc::WorkerStatus&)>& change) -> std::string {
+    sc::WorkerStatus st{"h", {{"tpl", 1, 1}}};
+    change(st);
+    auto dd = sc::decode_worker_status(sc::encode(st));
+    if (dd) CHECK(dd.value() == st);
+    return dd ? "" : dd.error().field;
+  };
+  CHECK(status_field([](auto& st) { st.host = std::string(L::kMaxHostName, 'h'); }) == "");
+  CHECK(status_field([](auto& st) { st.host = std::string(L::kMaxHostName + 1, 'h'); }) == "host");
+  CHECK(status_field([](auto& st) { st.warm_pools.assign(L::kMaxWarmPools, {"t", 0, 0}); }) == "");
+  CHECK(status_field([](auto& st) { st.warm_pools.assign(L::kMaxWarmPools + 1, {"t", 0, 0}); }) ==
+        "warm_pools");
+  CHECK(status_field([](auto& st) {
+          st.warm_pools[0].template_name = std::string(L::kMaxTemplate + 1, 't');
+        }) == "warm_pools[0].template");
+  CHECK(status_field([](auto& st) { st.warm_pools[0].template_name = ""; }) ==
+        "warm_pools[0].template");
+  CHECK(status_field([](auto& st) { st.warm_pools[0].ready = UINT64_MAX; }) ==
+        "warm_pools[0].ready");
+
+  // Malformed bodies, refused by field.
+  CHECK(error_of(sc::decode_worker_status(pack([](auto& pk) { pk.pack_map(0); }))).field ==
+        "host");
+  CHECK(error_of(sc::decode_worker_status(pack([](auto& pk) {
+          pk.pack_map(1);
+          pack_str(pk, "host");
+          pk.pack(7);
+        }))).field == "host");
+  CHECK(error_of(sc::decode_worker_status(pack([](auto& pk) {
+          pk.pack_map(2);
+          pack_str(pk, "host");
+          pack_str(pk, "h");
+          pack_str(pk, "warm_pools");
+          pk.pack_array(1);
+          pk.pack_map(2);
+          pack_str(pk, "template");
+          pack_str(pk, "t");
+          pack_str(pk, "ready");
+          pk.pack(1);
+        }))).field == "warm_pools[0].target");
+  CHECK(error_of(sc::decode_worker_status(pack([](auto& pk) {
+          pk.pack_map(2);
+          pack_str(pk, "host");
+          pack_str(pk, "h");
+          pack_str(pk, "warm_pools");
+          pk.pack_array(1);
+          pk.pack(3);
+        }))).field == "warm_pools[0]");
+  CHECK(error_of(sc::decode_worker_status(pack([](auto& pk) { pk.pack_array(0); }))).field ==
+        "body");
+  CHECK(error_of(sc::decode_worker_status("\xc1")).field == "body");
+}
+
 // ==== envelopes ===============================================================================
 
 namespace {
@@ -1032,7 +1092,7 @@ const std::map<sc::Direction, std::vector<Legal>> kTable = {
     {sc::Direction::kBrokerToClient,
      {{0x05, 1, 1}, {0x06, 1, 1}, {0x07, 1, 1}, {0x08, 1, 1}, {0x09, 0, 1}}},
     {sc::Direction::kWorkerToBroker,
-     {{0x0A, 1, 1}, {0x0B, 1, 1}, {0x0C, 0, 0}, {0x07, 1, 1}, {0x08, 1, 1}, {0x0D, 0, 0},
+     {{0x0A, 1, 1}, {0x0B, 1, 1}, {0x0C, 0, 1}, {0x07, 1, 1}, {0x08, 1, 1}, {0x0D, 0, 0},
       {0x0F, 0, 0}}},
     {sc::Direction::kBrokerToWorker,
      {{0x0E, 1, 1}, {0x02, 1, 1}, {0x0C, 0, 0}, {0x0D, 0, 0}, {0x10, 0, 0}}},

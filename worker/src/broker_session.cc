@@ -72,7 +72,11 @@ void BrokerSession::housekeeping(Clock::time_point now) {
     return;
   }
   if (now >= next_heartbeat_) {
-    if (outbox_.empty()) send(sc::make_message(sc::Command::kHeartbeat));
+    if (outbox_.empty()) {
+      std::vector<std::string> bodies;
+      if (status_source_) bodies.push_back(sc::encode(status_source_()));
+      send(sc::make_message(sc::Command::kHeartbeat, std::move(bodies)));
+    }
     next_heartbeat_ = now + timing_.heartbeat;
   }
 }

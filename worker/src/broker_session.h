@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -36,6 +37,12 @@ class BrokerSession {
   const std::string& endpoint() const { return endpoint_; }
   // nullptr while waiting to reconnect.
   zmq::socket_t* socket() { return socket_ ? &*socket_ : nullptr; }
+
+  // What each HEARTBEAT to the broker carries (PROTOCOL.md "Worker session"); called on the loop
+  // thread at every heartbeat. None set: heartbeats carry no body.
+  void set_status_source(std::function<schemas::WorkerStatus()> source) {
+    status_source_ = std::move(source);
+  }
 
   // Opens a new socket and sends READY with the credits this broker does not hold yet.
   void connect(Clock::time_point now);
@@ -73,6 +80,7 @@ class BrokerSession {
   uint32_t share_;
   SessionTiming timing_;
   std::optional<curve::ClientKeys> curve_;
+  std::function<schemas::WorkerStatus()> status_source_;
   std::optional<zmq::socket_t> socket_;
   std::deque<std::vector<std::string>> outbox_;
   uint32_t credits_held_by_broker_ = 0;

@@ -5,12 +5,15 @@
 #include <optional>
 #include <unordered_map>
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
 #include "broker_session.h"
 #include "paddock/client/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
+#include "paddock/schemas/limits.h"
 #include "paddock/worker/executor.h"
 #include "paddock/metrics/http_server.h"
 #include "slot_pool.h"
@@ -39,6 +42,7 @@ class Worker::Loop {
   void on_completion(SlotPool::Completion& c, bool draining);
   void on_broker_message(size_t si, std::span<const std::string_view> parts, Clock::time_point now);
   bool drain_complete() const;
+  sc::WorkerStatus status() const;
   int finish(int code);
   std::vector<std::string> images() const {
     return options_.images.empty() ? std::vector<std::string>{"default"} : options_.images;
@@ -57,6 +61,7 @@ class Worker::Loop {
   std::atomic<bool> poisoned_{false};
   zmq::context_t context_{1};
   std::vector<std::unique_ptr<BrokerSession>> sessions_;
+  std::string hostname_;  // for heartbeats' WorkerStatus
   std::unordered_map<uint64_t, Running> running_;
   uint64_t next_task_ = 1;
   std::unique_ptr<SlotPool> pool_;  // its slots stop before anything they use goes away
@@ -90,6 +95,10 @@ Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
         std::make_unique<BrokerSession>(context_, options_.brokers[i], identity, share, timing,
                                         options_.curve));
   }
+  // The host name goes to the brokers' dashboards with every heartbeat; read once.
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) == 0) hostname_ = host;
+  for (auto& session : sessions_) session->set_status_source([this] { return status(); });
   pool_ = std::make_unique<SlotPool>(
       options_.slots,
       [this](const sc::JobDispatch& d, uint64_t task_id, std::stop_token cancel) {
@@ -106,6 +115,18 @@ Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
                    http_->address());
     }
   }
+}
+
+sc::WorkerStatus Worker::Loop::status() const {
+  sc::WorkerStatus st;
+  st.host = hostname_;
+  if (!warm_) return st;
+  // WarmPools::stats() is thread-safe (the metrics scrape reads it from the HTTP threads too).
+  for (const auto& [name, s] : warm_->stats()) {
+    if (st.warm_pools.size() == schemas::limits::kMaxWarmPools) break;
+    st.warm_pools.push_back({name, s.ready, s.target});
+  }
+  return st;
 }
 
 std::pair<sc::Command, std::string> Worker::Loop::run_one(const sc::JobDispatch& d,

@@ -285,8 +285,16 @@ Json overview_json(const Snapshot& s) {
 Json workers_json(const Snapshot& s) {
   Json workers = Json::array();
   for (const auto& w : s.workers) {
+    Json pools = nullptr;  // the worker has not reported its pools
+    if (w.warm_pools) {
+      pools = Json::array();
+      for (const auto& p : *w.warm_pools) {
+        pools.push_back({{"template", p.template_name}, {"ready", p.ready}, {"target", p.target}});
+      }
+    }
     workers.push_back({{"worker_id", w.worker_id},
                        {"host", w.host},
+                       {"hostname", w.hostname},
                        {"backend", w.backend},
                        {"images", w.images},
                        {"slots",
@@ -301,15 +309,11 @@ Json workers_json(const Snapshot& s) {
                                                  ? s.generated_unix_ms - w.last_heard_unix_ms
                                                  : 0},
                        {"jobs_answered", w.jobs_answered},
-                       {"warm_pools", nullptr}});
+                       {"warm_pools", std::move(pools)}});
   }
   return {{"api_version", kApiVersion},
           {"generated_unix_ms", s.generated_unix_ms},
-          {"workers", workers},
-          {"not_reported",
-           {{"warm_pools",
-             "workers do not report their warm pools to the broker; each worker's /metrics "
-             "has paddock_worker_warm_pool_ready"}}}};
+          {"workers", workers}};
 }
 
 Json jobs_json(const Snapshot& s, size_t limit, const std::string& status) {

@@ -105,6 +105,10 @@ void Recorder::publish(const LoopState& loop, Clock::time_point now, uint64_t un
     WorkerView v;
     v.worker_id = w.worker_id;
     v.host = w.host;
+    if (w.status) {
+      v.hostname = w.status->host;
+      v.warm_pools = w.status->warm_pools;
+    }
     v.backend = w.backend;
     v.images = w.images;
     v.ready_slots = w.ready_slots;

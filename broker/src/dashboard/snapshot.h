@@ -18,6 +18,7 @@
 
 #include "dashboard/time_series.h"
 #include "job_queue.h"
+#include "paddock/schemas/messages.h"
 #include "paddock/broker/broker.h"
 #include "paddock/schemas/messages.h"
 
@@ -78,6 +79,10 @@ const char* status_name(JobRecord::Status s);
 struct WorkerView {
   std::string worker_id;
   std::string host;     // the peer address of its connection, as ZeroMQ saw it; "" if unknown
+  // From the worker's heartbeats (PROTOCOL.md "Worker session"): its hostname, "" until it said;
+  // its warm pools, nullopt until it said (an older worker never does).
+  std::string hostname;
+  std::optional<std::vector<schemas::WarmPoolStatus>> warm_pools;
   std::string backend;  // from READY's "backend:<name>" capability; "" if not said
   std::vector<std::string> images;
   uint32_t ready_slots = 0;  // the slots it granted in READY

@@ -45,6 +45,7 @@ std::string encode(const JobError&);
 std::string encode(const JobDispatch&);
 std::string encode(const Ready&);
 std::string encode(const Credit&);
+std::string encode(const WorkerStatus&);
 std::string encode(const Accepted&);
 std::string encode(const JobRef&);
 
@@ -54,6 +55,7 @@ Decoded<JobError> decode_job_error(std::string_view bytes);
 Decoded<JobDispatch> decode_job_dispatch(std::string_view bytes);
 Decoded<Ready> decode_ready(std::string_view bytes);
 Decoded<Credit> decode_credit(std::string_view bytes);
+Decoded<WorkerStatus> decode_worker_status(std::string_view bytes);
 Decoded<Accepted> decode_accepted(std::string_view bytes);
 Decoded<JobRef> decode_job_ref(std::string_view bytes);
 

@@ -44,6 +44,8 @@ inline constexpr size_t kMaxMessage = 4096;  // JobError.message
 inline constexpr size_t kMaxWorkerId = 128;
 inline constexpr size_t kMaxTemplate = 128;  // JobResult.template (a template VM id)
 inline constexpr size_t kMaxCapabilities = 64;
+inline constexpr size_t kMaxHostName = 255;   // WorkerStatus.host
+inline constexpr size_t kMaxWarmPools = 64;   // WorkerStatus.warm_pools
 inline constexpr uint32_t kMaxSlots = 4096;
 
 }  // namespace paddock::schemas::limits

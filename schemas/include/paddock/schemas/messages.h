@@ -144,6 +144,22 @@ struct Credit {
   bool operator==(const Credit&) const = default;
 };
 
+// One warm pool as a worker reports it: its template prefix ("tpl-default-1x128"), the clones
+// ready now and the number it aims at.
+struct WarmPoolStatus {
+  std::string template_name;  // wire key "template"
+  uint64_t ready = 0;
+  uint64_t target = 0;
+  bool operator==(const WarmPoolStatus&) const = default;
+};
+
+// Worker -> broker HEARTBEAT body (optional): what the dashboard shows of a worker.
+struct WorkerStatus {
+  std::string host;  // the worker's hostname
+  std::vector<WarmPoolStatus> warm_pools;
+  bool operator==(const WorkerStatus&) const = default;
+};
+
 // Broker -> client ACCEPTED body.
 struct Accepted {
   std::vector<std::string> job_ids;
