@@ -11,6 +11,8 @@
 #include <random>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "harness.h"
 #include "loopback_capture.h"
 #include "paddock/client/curve.h"
@@ -231,4 +233,44 @@ TEST_CASE("curve: traffic captured on loopback shows job content in plaintext an
   CHECK(run_captured(plain_marker, false).find(plain_marker) != std::string::npos);  // control
   const std::string curve_marker = random_marker();
   CHECK(run_captured(curve_marker, true).find(curve_marker) == std::string::npos);
+}
+
+TEST_CASE("curve: paddock-load with an allowed key runs its jobs and without one gets no answer") {
+  TempDir dir;
+  Keys keys(dir);
+  auto broker = start_broker(dir, keys.broker_args());
+  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 4, keys.worker_args("w1"));
+  auto load = [&](const std::string& name, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"--broker", broker.client_endpoint, "-n", "50", "-c", "10",
+                                     "--timeout-s", "5", "--json-out",
+                                     dir.path() + "/" + name + ".json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), {"--", "echo", "over-curve"});
+    Process p(PADDOCK_LOAD_BIN, args, dir.path() + "/" + name + ".log");
+    auto status = p.wait_for(60s);
+    REQUIRE_MESSAGE(status.has_value(), "paddock-load did not finish: " << slurp(p.log() + ".err"));
+    return std::make_pair(*status, slurp(p.log() + ".err"));
+  };
+  auto [ok_status, ok_err] =
+      load("alice", {"--broker-public-key", keys.path + "/broker.pub", "--curve-key",
+                     keys.path + "/alice.key"});
+  CAPTURE(ok_err);
+  REQUIRE(ok_status == 0);
+  const auto summary = nlohmann::json::parse(slurp(dir.path() + "/alice.json"));
+  CHECK(summary.at("jobs") == 50);
+  CHECK(summary.at("ok") == 50);
+
+  // No key: the broker (CURVE on) never completes the handshake, so nothing is answered and the
+  // tool gives up after --timeout-s, saying so.
+  auto [plain_status, plain_err] = load("plain", {});
+  CAPTURE(plain_err);
+  CHECK(plain_status == 69);
+  // An unknown key is refused too.
+  auto [mallory_status, mallory_err] =
+      load("mallory", {"--broker-public-key", keys.path + "/broker.pub", "--curve-key",
+                       keys.path + "/mallory.key"});
+  CAPTURE(mallory_err);
+  CHECK(mallory_status == 69);
+  CHECK(log_shows(broker.process->log() + ".err",
+                  "key " + keys.public_key("mallory") + ": key not in the client allowlist"));
 }
