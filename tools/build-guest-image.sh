@@ -234,7 +234,7 @@ mkdir -p "$cache_dir" "$deb_dir" || die "cannot create $cache_dir or $deb_dir"
 resolve_packages "$cache_dir/.apt-resolution"
 agent_sha=$(sha256sum <"$agent" | cut -d' ' -f1)
 strip_version=none
-command -v strip >/dev/null 2>&1 && strip_version=$(strip --version | head -n1)
+command -v strip >/dev/null 2>&1 && strip_version=$(strip --version | sed -n 1p)
 script_sha=$(sha256sum <"$SELF" | cut -d' ' -f1)
 # Only with --rootfs-modules: without it the inputs (so the default image) are what they were.
 rootfs_line="" image_name=default
@@ -250,7 +250,7 @@ modules ${MODULES[*]}${rootfs_line}
 deb $KPKG $KVER_DEB $KARCH $KSHA
 deb $BUSYBOX_PKG $BBVER $BBARCH $BBSHA
 agent $agent_sha
-cpio $(cpio --version | head -n1)
+cpio $(cpio --version | sed -n 1p)
 strip $strip_version
 EOF
 )

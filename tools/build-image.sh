@@ -146,7 +146,7 @@ if [[ "$VARIANT" == minbase ]]; then
   fi
   [[ "$index_sha" =~ ^[0-9a-f]{64}$ ]] || die "--index-sha256: not 64 hex digits"
   source_line="index $mirror $SUITE $ARCH $index_sha"
-  tools_line="debootstrap $(debootstrap --version 2>/dev/null || echo missing); mke2fs $(mke2fs -V 2>&1 | head -n1)"
+  tools_line="debootstrap $(debootstrap --version 2>/dev/null || echo missing); mke2fs $(mke2fs -V 2>&1 | sed -n 1p)"
 else
   # unpack: exactly the listed packages as apt resolves them here, unpacked with dpkg-deb -x: no
   # dependencies, no maintainer scripts. Seconds instead of minutes: for small test images.
@@ -164,7 +164,7 @@ else
     deb_lines+=("$p $v $a $s")
   done
   source_line=$(printf 'deb %s\n' "${deb_lines[@]}")
-  tools_line="dpkg-deb $(dpkg-deb --version | head -n1); mke2fs $(mke2fs -V 2>&1 | head -n1)"
+  tools_line="dpkg-deb $(dpkg-deb --version | sed -n 1p); mke2fs $(mke2fs -V 2>&1 | sed -n 1p)"
 fi
 rootfs_inputs() {
   cat <<EOF

@@ -71,7 +71,8 @@ cache="$tmp/cache"
 mkdir -p "$cache/rootfs/$k1"
 echo '{}' >"$cache/rootfs/$k1/rootfs.json"
 : >"$cache/rootfs/$k1/rootfs.ext4"
-out=$("$builder" --rootfs-only --index-sha256 "$idx1" --cache-dir "$cache" "$tmp/good.image" 2>"$tmp/log")
+out=$("$builder" --rootfs-only --index-sha256 "$idx1" --cache-dir "$cache" "$tmp/good.image" 2>"$tmp/log") ||
+  { cat "$tmp/log" >&2; fail "the builder failed on a cached root filesystem (exit $?)"; }
 [[ "$out" == "$cache/rootfs/$k1" ]] || { cat "$tmp/log" >&2; fail "a cached root filesystem was not found: '$out'"; }
 grep -q "cached root filesystem" "$tmp/log" || fail "the builder did not say it used the cache"
 ok "a cached root filesystem is found by its key"
