@@ -50,12 +50,30 @@ std::string Broker::curve_public_key() const { return loop_->curve_public_key; }
 Stats Broker::run() { return loop_->run(stop_); }
 
 Broker::Loop::Loop(Options options)
-    : options_(std::move(options)), metrics_(!options_.journal_path.empty()) {
+    : options_(std::move(options)),
+      metrics_(!options_.journal_path.empty() || !options_.store_url.empty()) {
   check_security();
-  if (!options_.journal_path.empty()) {
+  if (!options_.store_url.empty()) {
+    if (!options_.journal_path.empty()) {
+      throw std::runtime_error("a journal and a shared store exclude each other");
+    }
     std::string error;
-    journal_ = Journal::open(options_.journal_path, error);
-    if (!journal_) throw std::runtime_error(error);
+    PgStore::Settings s;
+    s.conninfo = options_.store_url;
+    s.broker_name = options_.broker_name;
+    s.lease_ms = options_.lease_ms;
+    auto store = PgStore::open(std::move(s), error);
+    if (!store) throw std::runtime_error(error);
+    shared_ = store.get();
+    journal_ = std::move(store);
+    spdlog::info("{}: shared queue, this broker is {} (lease {} ms)", journal_->describe(),
+                 shared_->broker_id(), options_.lease_ms);
+  } else if (!options_.journal_path.empty()) {
+    std::string error;
+    auto journal = Journal::open(options_.journal_path, error);
+    if (!journal) throw std::runtime_error(error);
+    embedded_ = journal.get();
+    journal_ = std::move(journal);
     recover();
   }
   const std::string& key = options_.curve_secret_key;
@@ -140,9 +158,12 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
   next_tick_ = now_ + std::chrono::milliseconds(options_.heartbeat_ms);
   std::vector<zmq::message_t> frames;
   while (!stop.load()) {
-    zmq::pollitem_t items[5] = {{clients.handle(), 0, ZMQ_POLLIN, 0},
+    zmq::pollitem_t items[6] = {{clients.handle(), 0, ZMQ_POLLIN, 0},
                                 {workers.handle(), 0, ZMQ_POLLIN, 0}};
     int n_items = 2;
+    if (shared_ && shared_->socket() >= 0) {
+      items[n_items++] = {nullptr, shared_->socket(), ZMQ_POLLIN, 0};  // NOTIFYs
+    }
     if (zap_) {
       items[n_items++] = {zap_->socket().handle(), 0, ZMQ_POLLIN, 0};
       items[n_items++] = {client_handshakes_->socket().handle(), 0, ZMQ_POLLIN, 0};
@@ -150,6 +171,7 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
     }
     auto wake = next_tick_;
     if (!retry_at_.empty()) wake = std::min(wake, retry_at_.begin()->first);
+    if (shared_) wake = std::min(wake, claim_wanted_ ? next_claim_ : wake);
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now());
     if (pending_total_ > 0) wait = std::min(wait, std::chrono::milliseconds(1));
     if (publish_pending_) {
@@ -177,6 +199,7 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
       client_handshakes_->handle_waiting();
       worker_handshakes_->handle_waiting();
     }
+    if (shared_) shared_turn_start();
     // Worker messages first: they free credits and finish jobs.
     for (int i = 0; i < kBurst && wire::recv_message(workers, frames); ++i, ++handled) {
       if (frames.size() < 2) continue;  // a routing id alone: nothing to answer
@@ -189,14 +212,17 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
       on_client_message(frames[0].to_string(), parts);
     }
     if (!retry_at_.empty()) release_retries();
+    if (shared_) claim_for_credits();
     dispatch();
     if (Clock::now() >= next_tick_) tick();
     if (journal_) {
       const bool writes = journal_->dirty();
       const auto t0 = Clock::now();
       if (!commit_and_send()) {
-        stats_.journal_failed = true;
-        break;
+        if (!shared_) {
+          stats_.journal_failed = true;
+          break;
+        }
       }
       if (writes) metrics_.journal_commit.observe(Clock::now() - t0);
     }
@@ -212,11 +238,14 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
       "broker stopping: {} jobs held ({} queued) are {}; accepted {}, results {}, errors {}, "
       "rejected {}, invalid {}, requeued {}, undeliverable {}",
       jobs_.size(), jobs_.queued(),
-      journal_ ? "kept in the journal for the next start" : "dropped (no journal)", stats_.accepted, stats_.results, stats_.errors,
+      shared_    ? "given back to the shared queue"
+      : journal_ ? "kept in the journal for the next start"
+                 : "dropped (no journal)", stats_.accepted, stats_.results, stats_.errors,
       stats_.rejected, stats_.invalid, stats_.requeued, stats_.undeliverable);
   for (const auto& id : registry_.routing_ids()) {
     to_worker(id, sc::make_message(sc::Command::kDisconnect));
   }
+  if (shared_) shared_->leave();
   return stats_;
 }
 
@@ -298,6 +327,7 @@ void Broker::Loop::tick() {
     const uint64_t now_ms = now_unix_ms();
     if (now_ms > options_.result_ttl_ms) journal_->expire(now_ms - options_.result_ttl_ms);
   }
+  if (shared_) shared_tick();
 }
 
 void Broker::Loop::release_retries() {
@@ -310,7 +340,7 @@ void Broker::Loop::release_retries() {
 }
 
 void Broker::Loop::recover() {
-  const auto pending = journal_->pending();
+  const auto pending = embedded_->pending();
   now_ = Clock::now();
   for (const auto& p : pending) {
     auto request = sc::decode_job_request(p.request);
@@ -358,6 +388,11 @@ void Broker::Loop::recover() {
 bool Broker::Loop::commit_and_send() {
   std::string error;
   if (!journal_->commit(error)) {
+    if (shared_) {
+      // Not fatal: the queue is in the database; this broker forgets its turn and re-joins.
+      shared_failed(error);
+      return false;
+    }
     // Fail-stop: what this turn would have said depends on writes that did not happen. The
     // submitters retry (submit is idempotent) once a broker runs again on an intact journal.
     spdlog::critical("{}; stopping without sending {} message(s) of this turn", error,
@@ -403,7 +438,20 @@ void Broker::Loop::answer(const Job& job, sc::Command command, const std::string
                           const sc::JobResult* result, const sc::JobError* error) {
   metrics_.job_latency.observe(now_ - job.accepted_at);
   if (dashboard_) dashboard_->answered(job, result, error, now_, now_unix_ms());
-  if (journal_) {
+  if (shared_) {
+    // Another broker may have answered this job first (it ran it before this one claimed it
+    // again): the stored answer is the job's, and the only one its submitters hear.
+    if (!shared_->finish_first(job.request.job_id, static_cast<uint8_t>(command), body,
+                               now_unix_ms())) {
+      if (auto stored = shared_->answer_of(job.request.job_id)) {
+        for (const auto& route : job.routes) {
+          to_client(route, sc::make_message(static_cast<sc::Command>(stored->command),
+                                            {stored->body}));
+        }
+      }
+      return;  // not stored (a failed statement): the turn fails, nothing is sent
+    }
+  } else if (journal_) {
     journal_->finished(job.request.job_id, static_cast<uint8_t>(command), body, now_unix_ms());
   }
   for (const auto& route : job.routes) to_client(route, sc::make_message(command, {body}));

@@ -48,7 +48,7 @@ void Broker::Loop::reply_invalid(const std::string& route, std::string job_id,
 void Broker::Loop::on_submit(const std::string& route,
                              const std::vector<std::string_view>& bodies) {
   sc::Accepted accepted;
-  std::vector<Journal::Answer> known_answers;  // of finished jobs submitted again
+  std::vector<Store::Answer> known_answers;  // of finished jobs submitted again
   for (const auto body : bodies) {
     auto request = sc::decode_job_request(body);
     if (!request) {
@@ -59,6 +59,10 @@ void Broker::Loop::on_submit(const std::string& route,
       // Idempotent: a job_id already held is not queued twice; this connection gets its answer.
       known->add_route(route);
       accepted.job_ids.push_back(request->job_id);
+      continue;
+    }
+    if (shared_) {
+      submit_shared(route, std::move(request.value()), body, accepted, known_answers);
       continue;
     }
     if (journal_) {
@@ -81,7 +85,7 @@ void Broker::Loop::on_submit(const std::string& route,
       continue;
     }
     accepted.job_ids.push_back(request->job_id);
-    if (journal_) journal_->accepted(request->job_id, body, now_unix_ms());
+    if (embedded_) embedded_->accepted(request->job_id, body, now_unix_ms());
     jobs_.push(std::move(request.value()), route, now_);
     ++stats_.accepted;
   }
@@ -100,6 +104,10 @@ void Broker::Loop::on_cancel(const std::string& route, std::string_view body) {
     return;
   }
   Job* job = jobs_.find(ref->job_id);
+  if (job == nullptr && shared_) {
+    cancel_shared(route, ref->job_id);
+    return;
+  }
   if (job == nullptr) {
     sc::JobError e;
     e.job_id = ref->job_id;
@@ -132,6 +140,10 @@ void Broker::Loop::on_fetch(const std::string& route,
     }
     if (Job* job = jobs_.find(ref->job_id)) {
       job->add_route(route);  // still queued or running: the answer will come here too
+      continue;
+    }
+    if (shared_) {
+      fetch_shared(route, ref->job_id);
       continue;
     }
     if (journal_) {

@@ -57,6 +57,16 @@ class JobQueue {
  public:
   size_t size() const { return jobs_.size(); }
   size_t queued() const { return queued_; }
+  // Calls f(const Job&) for every job held, in no particular order.
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& [id, job] : jobs_) f(job);
+  }
+  // Queued jobs of one image.
+  size_t queued_of(const std::string& image) const {
+    auto it = by_image_.find(image);
+    return it == by_image_.end() ? 0 : it->second.size();
+  }
   // Queued jobs per priority (priorities with none are absent).
   const std::map<int32_t, size_t>& queued_by_priority() const { return by_priority_; }
 

@@ -13,12 +13,14 @@
 #include <string_view>
 #include <vector>
 
+#include "store.h"
+
 struct sqlite3;
 struct sqlite3_stmt;
 
 namespace paddock::broker {
 
-class Journal {
+class Journal final : public Store {
  public:
   // A job accepted and not yet answered, as a restarted broker re-queues it.
   struct Pending {
@@ -28,11 +30,6 @@ class Journal {
     bool dispatched = false;  // it was on a worker when the broker stopped
     uint64_t accepted_unix_ms = 0;
     bool cancel_requested = false;  // CANCELled while running; its worker had not answered
-  };
-  // A stored final answer: the frame's command byte and its body.
-  struct Answer {
-    uint8_t command = 0;
-    std::string body;
   };
 
   // Opens (or creates) the journal at `path`. Refuses, with a message naming the file and what is
@@ -45,48 +42,35 @@ class Journal {
   // created or written or locked, and the file must exist.
   static std::unique_ptr<Journal> open(const std::string& path, std::string& error,
                                        bool read_only = false);
-  ~Journal();
+  ~Journal() override;
   Journal(const Journal&) = delete;
   Journal& operator=(const Journal&) = delete;
 
   // Buffered in the current transaction (begun on the first write after a commit).
   void accepted(std::string_view job_id, std::string_view request, uint64_t unix_ms);
-  void dispatched(std::string_view job_id, uint32_t attempt);
+  void dispatched(std::string_view job_id, uint32_t attempt) override;
   // A CANCEL of a running job: a restarted broker answers Cancelled instead of running it again.
-  void cancel_requested(std::string_view job_id);
+  void cancel_requested(std::string_view job_id) override;
   // The first answer stored for a job wins; a second one (a duplicate result) is ignored.
   void finished(std::string_view job_id, uint8_t command, std::string_view body,
-                uint64_t unix_ms);
+                uint64_t unix_ms) override;
   // Commits what the turn wrote. false (and `error`) if it could not: the broker then must not
   // send what depended on it.
-  bool commit(std::string& error);
-  bool dirty() const { return in_transaction_; }
+  bool commit(std::string& error) override;
+  bool dirty() const override { return in_transaction_; }
 
   // Every accepted job without an answer, in acceptance order.
   std::vector<Pending> pending();
   // The stored answer of a finished job.
-  std::optional<Answer> answer_of(std::string_view job_id);
+  std::optional<Answer> answer_of(std::string_view job_id) override;
   // Forgets answers stored before `cutoff_unix_ms`. Returns how many.
-  uint64_t expire(uint64_t cutoff_unix_ms);
+  uint64_t expire(uint64_t cutoff_unix_ms) override;
   // Jobs held: accepted and not expired.
-  uint64_t size();
+  uint64_t size() override;
   // Jobs whose final answer is an ERROR frame, newest first (the dead-letter list's raw rows).
-  struct Failed {
-    std::string job_id;
-    std::string body;  // the encoded JobError
-    uint64_t finished_unix_ms = 0;
-  };
-  std::vector<Failed> failed(size_t limit);
-  // One job as stored, whether answered or not (the dashboard's lookup by id).
-  struct Stored {
-    std::string request;  // the encoded JobRequest
-    uint64_t accepted_unix_ms = 0;
-    uint32_t attempt = 1;
-    bool dispatched = false;
-    std::optional<Answer> answer;
-    uint64_t finished_unix_ms = 0;
-  };
-  std::optional<Stored> stored(std::string_view job_id);
+  std::vector<Failed> failed(size_t limit) override;
+  std::optional<Stored> stored(std::string_view job_id) override;
+  std::string describe() const override { return "journal " + path_; }
 
  private:
   Journal() = default;

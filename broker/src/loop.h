@@ -19,6 +19,7 @@
 #include "job_queue.h"
 #include "journal.h"
 #include "log_limiter.h"
+#include "pg_store.h"
 #include "paddock/broker/broker.h"
 #include "paddock/metrics/http_server.h"
 #include "paddock/schemas/codes.h"
@@ -87,6 +88,35 @@ class Broker::Loop {
   // The dashboard's snapshot (at most every dashboard::kPublishInterval).
   void publish_dashboard();
 
+  // shared_queue.cc: several brokers on one PostgreSQL queue (Options::store_url).
+  // At the start of a turn: re-joins after a failed turn, then what other brokers notified.
+  void shared_turn_start();
+  // Claims queued jobs for the credits workers gave and this broker has no queued job for.
+  void claim_for_credits();
+  // Every heartbeat: the lease, dead brokers' jobs, expired deadlines, the queue's size.
+  void shared_tick();
+  // A turn's writes did not commit: nothing of it is sent, every job this broker held is
+  // forgotten (the store gives them back to the queue when it re-joins).
+  void shared_failed(const std::string& error);
+  // SUBMIT of a job this broker does not hold. false: not stored (its answer is already sent).
+  void submit_shared(const std::string& route, schemas::JobRequest request, std::string_view body,
+                     schemas::Accepted& accepted, std::vector<Store::Answer>& known_answers);
+  void cancel_shared(const std::string& route, const std::string& job_id);
+  void fetch_shared(const std::string& route, const std::string& job_id);
+  // An answer another broker (or this one) stored: to the routes waiting for it here.
+  void deliver_answered(const std::string& job_id);
+  void add_waiter(const std::string& job_id, const std::string& route);
+  // After a re-join: claims wanted, and the answers stored while away go to their waiters.
+  void rejoined();
+  PgStore* shared_ = nullptr;  // journal_, when it is the shared queue
+  // Routes waiting for jobs this broker does not hold (another broker claimed them, or nobody yet).
+  std::unordered_map<std::string, std::vector<std::string>> waiters_;
+  // A NOTIFY said jobs were queued, or the last claim got all it asked for: claim when credits free.
+  bool claim_wanted_ = true;
+  Clock::time_point next_claim_;  // otherwise claims are tried this often (kClaimPoll)
+  Clock::time_point next_rejoin_;
+  uint64_t shared_unanswered_ = 0;  // jobs in the shared queue without an answer, as of a tick
+
   Options options_;
   JobQueue jobs_;
   WorkerRegistry registry_;
@@ -98,7 +128,9 @@ class Broker::Loop {
   // Answers to clients whose pipe was full, retried every loop turn (bounded per client).
   std::unordered_map<std::string, std::deque<std::vector<std::string>>> pending_;
   size_t pending_total_ = 0;
-  std::unique_ptr<Journal> journal_;
+  // The job store: the embedded journal (embedded_) or the shared queue (shared_); nullptr: none.
+  std::unique_ptr<Store> journal_;
+  Journal* embedded_ = nullptr;
   std::mt19937_64 rng_{std::random_device{}()};
   std::vector<std::pair<std::string, std::vector<std::string>>> outbox_;
   BrokerMetrics metrics_;

@@ -93,11 +93,26 @@ int main(int argc, char** argv) {
       "(default: $STATE_DIRECTORY, else /var/lib/paddock/broker for root, else "
       "${XDG_STATE_HOME:-~/.local/state}/paddock/broker)");
   bool no_journal = false;
-  app.add_flag("--no-journal", no_journal,
+  auto* no_journal_opt = app.add_flag("--no-journal", no_journal,
                "keep jobs in memory only: a restart loses every job not yet answered (logs a "
                "warning)")
       ->excludes(journal_opt)
       ->excludes(state_opt);
+  app.add_option("--store", opt.store_url,
+                     "keep the queue in PostgreSQL instead of the journal: a libpq URI or "
+                     "connection string (postgresql://USER@HOST/DB); every broker given the same "
+                     "database shares one queue (broker/README.md, \"Several brokers on "
+                     "PostgreSQL\"); a password belongs in ~/.pgpass or PGPASSFILE, not here")
+          ->excludes(journal_opt)
+          ->excludes(state_opt)
+          ->excludes(no_journal_opt);
+  app.add_option("--lease-ms", opt.lease_ms,
+                 "with --store: a broker that has not renewed its lease this long is dead, and "
+                 "the jobs it claimed go back to the queue")
+      ->check(CLI::Range(1'000u, 600'000u))
+      ->capture_default_str();
+  app.add_option("--broker-name", opt.broker_name,
+                 "with --store: this broker's name in the shared queue (default: the host name)");
   app.add_option("--result-ttl-s", result_ttl_s, "stored answers are kept this long for FETCH")
       ->check(CLI::Range(uint64_t{1}, uint64_t{365} * 86'400))
       ->capture_default_str();
@@ -135,7 +150,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   opt.result_ttl_ms = result_ttl_s * 1000;
-  if (no_journal) {
+  if (no_journal || !opt.store_url.empty()) {
     opt.journal_path.clear();
   } else if (opt.journal_path.empty()) {
     if (state_dir.empty()) state_dir = paddock::broker::default_state_dir();
@@ -176,7 +191,9 @@ int main(int argc, char** argv) {
       }
       opt.dashboard_token = paddock::broker::read_dashboard_token(dashboard_token_file);
     }
-    if (opt.journal_path.empty()) {
+    if (!opt.store_url.empty()) {
+      // The store logs where it is (without a password) once connected.
+    } else if (opt.journal_path.empty()) {
       spdlog::warn("no journal (--no-journal): jobs are held in memory only, and a restart loses "
                    "every job not yet answered");
     } else {

@@ -160,6 +160,12 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
       answer(*job, command, std::string(body), result_ptr, error_ptr);
       return;
     }
+    if (shared_ && held == nullptr) {
+      // Shared queue: a job this broker forgot (a failed turn) or that another broker holds now.
+      // The store keeps the first answer; a broker running it again drops its run on the NOTIFY.
+      journal_->finished(job_id, static_cast<uint8_t>(command), body, now_unix_ms());
+      return;
+    }
     // Re-dispatched after this worker was presumed dead, or never sent to it: answered once only.
     if (protocol_log_.allow()) {
       spdlog::info("worker '{}': outcome for job '{}' it does not hold; dropped", w.worker_id,
@@ -168,7 +174,10 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
     return;
   }
   Job* held = jobs_.find(job_id);
-  if (held == nullptr) return;
+  if (held == nullptr) {
+    if (shared_) journal_->finished(job_id, static_cast<uint8_t>(command), body, now_unix_ms());
+    return;
+  }
   if (retryable && !held->cancel_requested && held->attempt < options_.max_attempts) {
     // A host-side fault on that worker: worth another try, after a backoff with jitter.
     const uint64_t exp = std::min<uint64_t>(uint64_t{options_.retry_base_ms} << std::min<uint32_t>(held->attempt - 1, 20),

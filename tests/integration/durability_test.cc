@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness.h"
+#include "ledger.h"
 
 using namespace paddock;
 using namespace paddock::testing;
@@ -40,112 +41,6 @@ bool contains(const std::string& haystack, const std::string& needle) {
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char ch) { return std::tolower(ch); });
   return s;
-}
-
-// A final answer in one line, for failure messages.
-std::string describe(const client::Event& ev) {
-  if (ev.kind == client::Event::Kind::kResult) {
-    const auto& r = ev.result;
-    return "RESULT{exit " + std::to_string(r.exit_code) + ", stdout '" + r.stdout_data +
-           "', worker '" + r.worker_id + "', attempt " + std::to_string(r.attempt) + ", total_us " +
-           std::to_string(r.timings.total_us) + "}";
-  }
-  if (ev.kind == client::Event::Kind::kError) {
-    const auto& e = ev.error;
-    return "ERROR{" + std::to_string(e.code) + " " + e.variant + ": " + e.message + ", worker '" +
-           e.worker_id + "', attempt " + std::to_string(e.attempt) + "}";
-  }
-  return "other{" + ev.detail + "}";
-}
-
-bool same_answer(const client::Event& a, const client::Event& b) {
-  if (a.kind != b.kind) return false;
-  if (a.kind == client::Event::Kind::kResult) return a.result == b.result;
-  return a.error == b.error;
-}
-
-// The submitter's own bookkeeping across sockets and broker restarts: the first final answer per
-// job, how many arrived, and every job that got two answers that differ.
-struct Ledger {
-  std::set<std::string> accepted;
-  std::map<std::string, client::Event> first;
-  std::map<std::string, int> count;
-  std::vector<std::string> conflicts;
-  std::vector<client::Event> others;
-
-  size_t answered() const { return first.size(); }
-
-  void take(const client::Event& ev) {
-    switch (ev.kind) {
-      case client::Event::Kind::kAccepted:
-        accepted.insert(ev.accepted_ids.begin(), ev.accepted_ids.end());
-        return;
-      case client::Event::Kind::kResult:
-      case client::Event::Kind::kError: {
-        const std::string& id =
-            ev.kind == client::Event::Kind::kResult ? ev.result.job_id : ev.error.job_id;
-        ++count[id];
-        auto [it, fresh] = first.emplace(id, ev);
-        if (!fresh && !same_answer(it->second, ev)) {
-          conflicts.push_back(id + ": " + describe(it->second) + " then " + describe(ev));
-        }
-        return;
-      }
-      default:
-        others.push_back(ev);
-        return;
-    }
-  }
-
-  std::vector<std::string> missing(const std::vector<std::string>& ids) const {
-    std::vector<std::string> out;
-    for (const auto& id : ids) {
-      if (!first.count(id)) out.push_back(id);
-    }
-    return out;
-  }
-};
-
-// Reads answers into `book` until `done()` or `deadline`. With `fetch_ids`, FETCHes those of them
-// still unanswered at once and then every `refetch` (a FETCH of a job still queued or running is
-// answered when it ends; repeating it covers an answer sent to a socket that is gone). Returns
-// how many FETCH rounds it sent.
-int pump(client::Client& c, Ledger& book, Clock::time_point deadline,
-         const std::function<bool()>& done, const std::vector<std::string>* fetch_ids = nullptr,
-         std::chrono::milliseconds refetch = 1000ms) {
-  int rounds = 0;
-  auto next_fetch = Clock::now();
-  while (!done()) {
-    const auto now = Clock::now();
-    if (now >= deadline) break;
-    if (fetch_ids && now >= next_fetch) {
-      for (const auto& id : book.missing(*fetch_ids)) c.fetch(id);
-      ++rounds;
-      next_fetch = now + refetch;
-    }
-    auto ev = c.next(std::min<std::chrono::milliseconds>(
-        50ms, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now)));
-    if (ev) book.take(*ev);
-  }
-  return rounds;
-}
-
-// Reads what is already waiting on `c` (answers that arrived before the broker died).
-void drain(client::Client& c, Ledger& book) {
-  while (auto ev = c.next(0ms)) book.take(*ev);
-}
-
-void wait_for_log(const Broker& b, const std::string& text, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (!contains(slurp(b.process->log() + ".err"), text)) {
-    REQUIRE_MESSAGE(Clock::now() < deadline, "broker never logged \"" << text << "\"");
-    std::this_thread::sleep_for(20ms);
-  }
-}
-
-void kill_broker(Broker& b) {
-  b.process->signal(SIGKILL);
-  REQUIRE(b.process->wait_for(5s).has_value());
 }
 
 // A broker run as a bare child process, so that a refusal to start and the raw wait status (exit

@@ -70,7 +70,7 @@ Broker start_broker(const TempDir& dir, std::vector<std::string> extra_args,
   // The broker journals by default under a state dir; a test that wants the journal says where
   // (--journal / --state-dir), the others run without one.
   const bool journal_chosen = std::any_of(extra_args.begin(), extra_args.end(), [](const auto& a) {
-    return a == "--journal" || a == "--state-dir" || a == "--no-journal";
+    return a == "--journal" || a == "--state-dir" || a == "--no-journal" || a == "--store";
   });
   if (!journal_chosen) args.push_back("--no-journal");
   args.insert(args.end(), extra_args.begin(), extra_args.end());

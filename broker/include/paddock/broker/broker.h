@@ -40,6 +40,12 @@ struct Options {
   int send_hwm = 100'000;        // per-peer outgoing message high-water mark
   // The journal's file (SQLite, WAL); empty: no journal, nothing survives a restart.
   std::string journal_path;
+  // The shared queue instead of the journal: a libpq connection string or URI
+  // ("postgresql://user@host/db"). Any number of brokers given the same database share one queue
+  // (broker/README.md, "Several brokers on PostgreSQL"). Excludes journal_path.
+  std::string store_url;
+  uint32_t lease_ms = 10'000;  // shared queue: a broker silent this long is dead; its jobs go back
+  std::string broker_name;     // shared queue: prefix of this broker's id ("" = the host name)
   uint64_t result_ttl_ms = 86'400'000;  // stored answers are kept this long for FETCH
   // Serve Prometheus metrics over HTTP at http://<this>/metrics: "HOST:PORT", ":PORT" for
   // loopback, port 0 for an ephemeral one (broker/README.md, "Metrics"). Empty: no server. There

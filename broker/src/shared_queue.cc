@@ -1,0 +1,317 @@
+// The broker on a shared PostgreSQL queue (broker/README.md, "Several brokers on PostgreSQL";
+// pg_store.h has the store's side). What changes from one broker with its journal:
+// - SUBMIT stores the job in the database and does not queue it here: every broker claims queued
+//   jobs for the credits of its own workers, so a job runs wherever a worker is free.
+// - The answer reaches the submitter through the broker it is connected to: either that broker
+//   ran the job (the job's routes), or it waits for the database's NOTIFY (waiters_).
+// - A failed turn is not fatal: the queue is in the database; the broker forgets its jobs and
+//   re-joins under a new id, and its old claims go back to the queue.
+#include <spdlog/spdlog.h>
+
+#include <map>
+
+#include "loop.h"
+#include "paddock/schemas/codes.h"
+
+namespace paddock::broker {
+
+namespace sc = paddock::schemas;
+
+namespace {
+
+// Claims are tried at least this often while workers have credits this broker has no job for
+// (NOTIFY paddock_queued makes them prompt; this covers a notification lost with a connection).
+constexpr auto kClaimPoll = std::chrono::milliseconds(500);
+// Jobs claimed per image in one statement at most.
+constexpr size_t kMaxClaim = 1000;
+constexpr size_t kMaxWaitersPerJob = Job::kMaxRoutes;
+
+sc::JobError error_frame(const std::string& job_id, sc::JobCode code, std::string message,
+                         uint32_t attempt, bool retryable) {
+  sc::JobError e;
+  e.job_id = job_id;
+  e.code = sc::code(code);
+  e.variant = std::string(sc::job_code_name(e.code));
+  e.message = std::move(message);
+  e.attempt = attempt;
+  e.retryable = retryable;
+  return e;
+}
+
+}  // namespace
+
+void Broker::Loop::add_waiter(const std::string& job_id, const std::string& route) {
+  auto& routes = waiters_[job_id];
+  for (const auto& r : routes) {
+    if (r == route) return;
+  }
+  if (routes.size() >= kMaxWaitersPerJob) routes.erase(routes.begin() + 1);  // keep the first
+  routes.push_back(route);
+}
+
+void Broker::Loop::shared_turn_start() {
+  if (!shared_->healthy()) {
+    if (now_ < next_rejoin_) return;
+    std::string error;
+    if (!shared_->rejoin(error)) {
+      next_rejoin_ = now_ + std::chrono::seconds(1);
+      if (protocol_log_.allow()) spdlog::error("{}; trying again in 1 s", error);
+      return;
+    }
+    rejoined();
+  }
+  auto events = shared_->take_events();
+  if (events.queued) claim_wanted_ = true;
+  for (const auto& id : events.answered) deliver_answered(id);
+  for (const auto& id : events.cancelled) {
+    Job* job = jobs_.find(id);
+    if (job == nullptr) continue;
+    if (job->state != Job::State::kRunning) {
+      answer_error(*job, sc::JobCode::kCancelled, "cancelled before it started", false);
+      jobs_.remove(id);
+    } else if (!job->cancel_requested) {
+      job->cancel_requested = true;
+      to_worker(job->worker, sc::make_message(sc::Command::kCancel, {sc::encode(sc::JobRef{id})}));
+    }
+  }
+}
+
+void Broker::Loop::rejoined() {
+  claim_wanted_ = true;
+  // NOTIFYs sent while this broker was away are lost: look up every job waited for here.
+  std::vector<std::string> ids;
+  ids.reserve(waiters_.size());
+  for (const auto& [id, routes] : waiters_) ids.push_back(id);
+  for (const auto& id : ids) deliver_answered(id);
+}
+
+void Broker::Loop::deliver_answered(const std::string& job_id) {
+  if (Job* job = jobs_.find(job_id)) {
+    // Held here, answered elsewhere (a broker that ran it before this one claimed it again, or a
+    // cancel): the stored answer is the job's; this run is dropped.
+    auto a = shared_->answer_of(job_id);
+    if (!a) return;
+    if (job->state == Job::State::kRunning) {
+      if (WorkerState* w = registry_.find(job->worker)) {
+        w->jobs.erase(job_id);
+        to_worker(job->worker,
+                  sc::make_message(sc::Command::kCancel, {sc::encode(sc::JobRef{job_id})}));
+      }
+    }
+    for (const auto& route : job->routes) {
+      to_client(route, sc::make_message(static_cast<sc::Command>(a->command), {a->body}));
+    }
+    jobs_.remove(job_id);
+  }
+  auto it = waiters_.find(job_id);
+  if (it == waiters_.end()) return;
+  auto a = shared_->answer_of(job_id);
+  if (!a) return;  // not visible yet (cannot happen after its commit); the next NOTIFY or FETCH
+  for (const auto& route : it->second) {
+    to_client(route, sc::make_message(static_cast<sc::Command>(a->command), {a->body}));
+  }
+  waiters_.erase(it);
+}
+
+void Broker::Loop::submit_shared(const std::string& route, sc::JobRequest request,
+                                 std::string_view body, sc::Accepted& accepted,
+                                 std::vector<Store::Answer>& known_answers) {
+  if (!shared_->healthy()) {
+    ++stats_.rejected;
+    auto e = error_frame(request.job_id, sc::JobCode::kQueueFull,
+                         "the shared queue (" + journal_->describe() +
+                             ") cannot be reached; retry later",
+                         0, true);
+    to_client(route, sc::make_message(sc::Command::kRejected, {sc::encode(e)}));
+    return;
+  }
+  if (shared_unanswered_ >= options_.max_queue) {
+    ++stats_.rejected;
+    auto e = error_frame(request.job_id, sc::JobCode::kQueueFull,
+                         "queue full (" + std::to_string(options_.max_queue) +
+                             " jobs in the shared queue); retry later",
+                         0, true);
+    to_client(route, sc::make_message(sc::Command::kRejected, {sc::encode(e)}));
+    return;
+  }
+  std::optional<Store::Answer> answer;
+  switch (shared_->submit(request, body, now_unix_ms(), answer)) {
+    case PgStore::Submitted::kNew:
+      ++stats_.accepted;
+      ++shared_unanswered_;
+      claim_wanted_ = true;
+      [[fallthrough]];
+    case PgStore::Submitted::kHeld:
+      accepted.job_ids.push_back(request.job_id);
+      add_waiter(request.job_id, route);
+      break;
+    case PgStore::Submitted::kAnswered:
+      accepted.job_ids.push_back(request.job_id);
+      known_answers.push_back(std::move(*answer));
+      break;
+    case PgStore::Submitted::kFailed:
+      break;  // the turn fails at its commit: nothing of it is sent, the submitter retries
+  }
+}
+
+void Broker::Loop::cancel_shared(const std::string& route, const std::string& job_id) {
+  const auto e = error_frame(job_id, sc::JobCode::kCancelled, "cancelled before it started", 1,
+                             false);
+  const std::string body = sc::encode(e);
+  switch (shared_->cancel(job_id, static_cast<uint8_t>(sc::Command::kError), body,
+                          now_unix_ms())) {
+    case PgStore::Cancel::kQueued:
+      ++stats_.errors;
+      metrics_.failed(e.code, e.variant);
+      // The NOTIFY of the stored answer tells every waiter, this route among them.
+      add_waiter(job_id, route);
+      break;
+    case PgStore::Cancel::kRunning: add_waiter(job_id, route); break;
+    case PgStore::Cancel::kAnswered:
+      if (auto a = shared_->answer_of(job_id)) {
+        to_client(route, sc::make_message(static_cast<sc::Command>(a->command), {a->body}));
+      }
+      break;
+    case PgStore::Cancel::kUnknown: {
+      auto u = error_frame(job_id, sc::JobCode::kUnknownJob,
+                           "job '" + job_id + "' is not in the shared queue (never accepted, or "
+                           "its answer expired)",
+                           0, false);
+      to_client(route, sc::make_message(sc::Command::kError, {sc::encode(u)}));
+      break;
+    }
+    case PgStore::Cancel::kFailed: break;  // the turn fails at its commit
+  }
+}
+
+void Broker::Loop::fetch_shared(const std::string& route, const std::string& job_id) {
+  auto s = shared_->stored(job_id);
+  if (s && s->answer) {
+    to_client(route, sc::make_message(static_cast<sc::Command>(s->answer->command),
+                                      {s->answer->body}));
+    return;
+  }
+  if (s) {
+    add_waiter(job_id, route);  // queued or running somewhere: the NOTIFY brings the answer here
+    return;
+  }
+  auto u = error_frame(job_id, sc::JobCode::kUnknownJob,
+                       "job '" + job_id + "' is not in the shared queue (never accepted, or its "
+                       "answer expired)",
+                       0, false);
+  to_client(route, sc::make_message(sc::Command::kError, {sc::encode(u)}));
+}
+
+void Broker::Loop::claim_for_credits() {
+  if (!shared_->healthy()) return;
+  if (!claim_wanted_ && now_ < next_claim_) return;
+  // Credits per image that this broker has no queued job for. A worker with several images counts
+  // in each: a claim may take a few more jobs than run at once, never fewer.
+  std::map<std::string, size_t> want;
+  registry_.for_each([&](const WorkerState& w) {
+    if (w.draining || w.credits == 0) return;
+    if (w.images.empty()) {
+      want["default"] += w.credits;
+    } else {
+      for (const auto& i : w.images) want[i] += w.credits;
+    }
+  });
+  claim_wanted_ = false;
+  next_claim_ = now_ + kClaimPoll;
+  for (auto& [image, credits] : want) {
+    const size_t have = jobs_.queued_of(image);
+    if (credits <= have) continue;
+    const size_t n = std::min(credits - have, kMaxClaim);
+    auto claimed = shared_->claim(image, n);
+    if (claimed.size() == n) claim_wanted_ = true;  // there may be more
+    const uint64_t now_ms = now_unix_ms();
+    for (auto& c : claimed) {
+      auto request = sc::decode_job_request(c.request);
+      if (!request || request->job_id != c.job_id) {
+        spdlog::error("shared queue: job '{}' has an unreadable request; answered as invalid",
+                      c.job_id);
+        auto e = error_frame(c.job_id, sc::JobCode::kInvalidRequest,
+                             "the shared queue's copy of this job could not be read back",
+                             c.attempt, false);
+        journal_->finished(c.job_id, static_cast<uint8_t>(sc::Command::kError), sc::encode(e),
+                           now_ms);
+        continue;
+      }
+      // Its age counts from its acceptance, on whichever broker that was.
+      const auto age = std::chrono::milliseconds(now_ms > c.accepted_unix_ms
+                                                     ? now_ms - c.accepted_unix_ms
+                                                     : 0);
+      Job& job = jobs_.push(std::move(request.value()), std::string(), now_ - age);
+      job.routes.clear();
+      if (auto w = waiters_.find(c.job_id); w != waiters_.end()) {
+        for (const auto& r : w->second) job.add_route(r);
+        waiters_.erase(w);
+      }
+      job.attempt = c.attempt;
+      // A worker of this broker's earlier generation may still report it.
+      job.recovered = c.attempt > 1;
+      if (c.cancelled) {
+        answer_error(job, sc::JobCode::kCancelled,
+                     "cancelled while running; the broker that held it was lost", false);
+        jobs_.remove(c.job_id);
+      } else if (job.attempt > options_.max_attempts) {
+        answer_error(job, sc::JobCode::kWorkerLost,
+                     "the broker that held it was lost during attempt " +
+                         std::to_string(job.attempt - 1) + " of " +
+                         std::to_string(options_.max_attempts),
+                     true);
+        jobs_.remove(c.job_id);
+      }
+    }
+  }
+}
+
+void Broker::Loop::shared_tick() {
+  if (!shared_->healthy()) return;
+  const auto images = registry_.images();
+  if (!shared_->renew(images)) {
+    // The lease lapsed (this broker was stalled, or cut off from the database): other brokers may
+    // already run its jobs. Forget them and re-join.
+    shared_failed("postgresql: this broker's lease (" + shared_->broker_id() + ") had lapsed");
+    return;
+  }
+  if (const uint64_t n = shared_->reap(); n > 0) {
+    spdlog::warn("shared queue: {} job(s) of broker(s) whose lease lapsed went back to the queue",
+                 n);
+    claim_wanted_ = true;
+  }
+  const uint64_t now_ms = now_unix_ms();
+  for (auto& c : shared_->claim_expired(now_ms, kMaxClaim)) {
+    auto e = error_frame(c.job_id, sc::JobCode::kDeadlineExceeded,
+                         "deadline passed before a worker could start the job", c.attempt, false);
+    ++stats_.errors;
+    metrics_.failed(e.code, e.variant);
+    journal_->finished(c.job_id, static_cast<uint8_t>(sc::Command::kError), sc::encode(e),
+                       now_ms);
+  }
+  shared_unanswered_ = shared_->unanswered();
+}
+
+void Broker::Loop::shared_failed(const std::string& error) {
+  spdlog::error("{}; this turn's {} message(s) are not sent, the {} job(s) held here are "
+                "forgotten, and the broker re-joins the shared queue",
+                error, outbox_.size(), jobs_.size());
+  outbox_.clear();
+  // Their submitters still wait: their routes now wait here for whoever runs the job next.
+  jobs_.for_each([&](const Job& job) {
+    for (const auto& r : job.routes) add_waiter(job.request.job_id, r);
+  });
+  jobs_ = JobQueue();
+  retry_at_.clear();
+  std::string ignored;
+  if (journal_->dirty()) (void)journal_->commit(ignored);  // the lapsed-lease case: answers stay
+  std::string rejoin_error;
+  if (shared_->rejoin(rejoin_error)) {
+    rejoined();
+  } else {
+    spdlog::error("{}; trying again in 1 s", rejoin_error);
+    next_rejoin_ = now_ + std::chrono::seconds(1);
+  }
+}
+
+}  // namespace paddock::broker
