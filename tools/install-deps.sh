@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config ninja-build ccache
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libspdlog-dev libfmt-dev
-  libboost-dev libboost-filesystem-dev libxxhash-dev libsqlite3-dev
+  libboost-dev libboost-filesystem-dev libxxhash-dev libsqlite3-dev libpq-dev postgresql
   doctest-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev
   clang-14 libclang-rt-14-dev
   python3 python3-zmq python3-msgpack python3-yaml

@@ -582,7 +582,11 @@ std::optional<Store::Stored> PgStore::stored(std::string_view job_id) {
                         "SELECT request, accepted_ms, attempt, dispatched, state, answer_cmd, "
                         "answer, finished_ms FROM paddock_jobs WHERE job_id = $1",
                         p.size(), nullptr, p.values(), p.lengths(), p.formats(), 1));
-  if (!ok(r) || PQntuples(r.get()) != 1) return std::nullopt;
+  if (!ok(r)) {
+    fail("look up job '" + std::string(job_id) + "'");
+    return std::nullopt;
+  }
+  if (PQntuples(r.get()) != 1) return std::nullopt;
   const PGresult* x = r.get();
   Stored s;
   s.request = bytes_at(x, 0, 0);

@@ -185,7 +185,13 @@ void Broker::Loop::cancel_shared(const std::string& route, const std::string& jo
 }
 
 void Broker::Loop::fetch_shared(const std::string& route, const std::string& job_id) {
-  auto s = shared_->stored(job_id);
+  auto s = shared_->healthy() ? shared_->stored(job_id) : std::nullopt;
+  if (!shared_->healthy()) {
+    // Not known either way while the database is away: after the re-join the answer comes (or
+    // the FETCH is answered then, when it is asked again).
+    add_waiter(job_id, route);
+    return;
+  }
   if (s && s->answer) {
     to_client(route, sc::make_message(static_cast<sc::Command>(s->answer->command),
                                       {s->answer->body}));

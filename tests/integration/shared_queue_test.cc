@@ -1,0 +1,245 @@
+// Several brokers on one PostgreSQL queue (issue 11): real brokers and workers (the in-memory test
+// double as the backend) over loopback TCP, and a PostgreSQL server of the test's own
+// (postgres_server.h). Each test checks the submitters' view (every job answered, once, with its
+// own output) and the database's (nothing left queued or claimed).
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <thread>
+
+#include "harness.h"
+#include "ledger.h"
+#include "postgres_server.h"
+
+using namespace paddock;
+using namespace paddock::testing;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::unique_ptr<PostgresServer> start_postgres() {
+  std::string why;
+  auto pg = PostgresServer::start(why);
+  // Not a skip: tools/install-deps.sh installs PostgreSQL, and CI runs this.
+  REQUIRE_MESSAGE(pg != nullptr, "no PostgreSQL server for the shared-queue tests: " << why);
+  return pg;
+}
+
+std::vector<std::string> shared_args(const PostgresServer& pg, const std::string& name,
+                                     const std::string& lease_ms = "2000") {
+  return {"--store", pg.url(), "--broker-name", name, "--lease-ms", lease_ms,
+          "--heartbeat-ms", "100", "--liveness", "3"};
+}
+
+std::vector<std::string> ids_of(const std::vector<schemas::JobRequest>& jobs) {
+  std::vector<std::string> ids;
+  for (const auto& j : jobs) ids.push_back(j.job_id);
+  return ids;
+}
+
+// Even jobs sleep `sleep_ms` (so that some are on workers when something fails), odd ones print
+// their id (so that an answer is known to be this job's).
+std::vector<schemas::JobRequest> mixed_jobs(const std::string& prefix, size_t n,
+                                            const std::string& sleep_ms) {
+  std::vector<schemas::JobRequest> jobs;
+  for (size_t i = 0; i < n; ++i) {
+    const std::string id = prefix + std::to_string(i);
+    jobs.push_back(i % 2 == 0 ? job(id, {"sleep", sleep_ms}) : job(id, {"echo", id}));
+  }
+  return jobs;
+}
+
+// Every answer a RESULT with exit 0 and the job's own output; returns the first that is not.
+std::string first_wrong_answer(const Ledger& book, const std::vector<std::string>& ids) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto it = book.first.find(ids[i]);
+    if (it == book.first.end()) continue;
+    const auto& ev = it->second;
+    const bool ok = ev.kind == client::Event::Kind::kResult && ev.result.exit_code == 0 &&
+                    ev.result.stdout_data == (i % 2 == 0 ? "" : ids[i] + "\n");
+    if (!ok) return ids[i] + ": " + describe(ev);
+  }
+  return "";
+}
+
+void check_exactly_once(const Ledger& book, const std::vector<std::string>& ids) {
+  const auto missing = book.missing(ids);
+  CHECK_MESSAGE(missing.empty(), missing.size() << " job(s) never answered, first: "
+                                                << (missing.empty() ? "" : missing.front()));
+  CHECK_MESSAGE(book.conflicts.empty(),
+                book.conflicts.size() << " job(s) got two different answers, first: "
+                                      << (book.conflicts.empty() ? "" : book.conflicts.front()));
+  const std::string wrong = first_wrong_answer(book, ids);
+  CHECK_MESSAGE(wrong.empty(), "an answer is not the job's own RESULT: " << wrong);
+  CHECK(book.others.empty());
+}
+
+}  // namespace
+
+TEST_CASE("shared queue: a job submitted to one broker runs on another broker's worker and its answer comes back through the first") {
+  auto pg = start_postgres();
+  TempDir dir;
+  auto a = start_broker(dir, shared_args(*pg, "a"));
+  auto b = start_broker(dir, shared_args(*pg, "b"));
+  auto wb = start_worker(dir, b.worker_endpoint, "wb", 2, {"--heartbeat-ms", "100"});
+  wait_for_log(b, "worker 'wb' ready", 10s);
+
+  const auto jobs = mixed_jobs("x-", 20, "10");
+  const auto ids = ids_of(jobs);
+  Ledger book;
+  {
+    client::Client c(a.client_endpoint);  // the broker without workers
+    c.submit(jobs);
+    pump(c, book, Clock::now() + 30s, [&] { return book.answered() == ids.size(); });
+    pump(c, book, Clock::now() + 300ms, [] { return false; });  // late duplicates
+  }
+  CHECK(book.accepted.size() == ids.size());
+  check_exactly_once(book, ids);
+  for (const auto& [id, ev] : book.first) {
+    if (ev.kind == client::Event::Kind::kResult) CHECK(ev.result.worker_id == "wb");
+  }
+  CHECK(pg->sql("SELECT count(*) FROM paddock_jobs WHERE state = 2") == "20\n");
+  CHECK(pg->sql("SELECT count(*) FROM paddock_jobs WHERE state <> 2") == "0\n");
+  CHECK(pg->sql("SELECT count(*) FROM paddock_brokers") == "2\n");
+
+  SUBCASE("the same jobs submitted again to the other broker are answered from the store") {
+    Ledger again;
+    client::Client c(b.client_endpoint);
+    c.submit(jobs);
+    pump(c, again, Clock::now() + 15s, [&] { return again.answered() == ids.size(); });
+    REQUIRE(again.answered() == ids.size());
+    for (const auto& id : ids) {
+      // The whole answer, timings and all: the stored one, not a second run.
+      CHECK_MESSAGE(same_answer(again.first.at(id), book.first.at(id)),
+                    id << ": " << describe(again.first.at(id)) << " vs "
+                       << describe(book.first.at(id)));
+    }
+    CHECK(pg->sql("SELECT count(*) FROM paddock_jobs") == "20\n");
+    CHECK(pg->sql("SELECT max(attempt) FROM paddock_jobs") == "1\n");
+  }
+  SUBCASE("FETCH on either broker gets the stored answer, and an unknown job is UnknownJob") {
+    for (const Broker* br : {&a, &b}) {
+      client::Client c(br->client_endpoint);
+      c.fetch(ids[3]);
+      c.fetch("never-submitted");
+      Ledger f;
+      pump(c, f, Clock::now() + 10s, [&] { return f.answered() == 2; });
+      REQUIRE(f.answered() == 2);
+      CHECK(same_answer(f.first.at(ids[3]), book.first.at(ids[3])));
+      const auto& unknown = f.first.at("never-submitted");
+      REQUIRE(unknown.kind == client::Event::Kind::kError);
+      CHECK(unknown.error.variant == "UnknownJob");
+    }
+  }
+}
+
+TEST_CASE("shared queue: a job queued on one broker can be cancelled through another") {
+  auto pg = start_postgres();
+  TempDir dir;
+  auto a = start_broker(dir, shared_args(*pg, "a"));
+  auto b = start_broker(dir, shared_args(*pg, "b"));
+  // No worker anywhere: the job stays queued in the database.
+  client::Client submitter(a.client_endpoint);
+  submitter.submit(job("queued-1", {"echo", "never"}));
+  Ledger sub;
+  pump(submitter, sub, Clock::now() + 10s, [&] { return sub.accepted.count("queued-1") == 1; });
+  REQUIRE(sub.accepted.count("queued-1") == 1);
+  client::Client canceller(b.client_endpoint);
+  canceller.cancel("queued-1");
+  Ledger can;
+  pump(canceller, can, Clock::now() + 10s, [&] { return can.answered() == 1; });
+  pump(submitter, sub, Clock::now() + 10s, [&] { return sub.answered() == 1; });
+  REQUIRE(can.answered() == 1);
+  REQUIRE(sub.answered() == 1);
+  for (const Ledger* l : {&can, &sub}) {
+    const auto& ev = l->first.at("queued-1");
+    REQUIRE(ev.kind == client::Event::Kind::kError);
+    CHECK(ev.error.variant == "Cancelled");
+  }
+  // A worker that connects later never runs it.
+  auto w = start_worker(dir, a.worker_endpoint, "late", 2, {"--heartbeat-ms", "100"});
+  wait_for_log(a, "worker 'late' ready", 10s);
+  std::this_thread::sleep_for(500ms);
+  CHECK(pg->sql("SELECT state, attempt, dispatched FROM paddock_jobs WHERE job_id = 'queued-1'") ==
+        "2|1|f\n");
+}
+
+TEST_CASE("shared queue: a broker SIGKILLed mid-run loses its lease and its jobs finish on another broker's worker once each") {
+  constexpr size_t kJobs = 400;
+  auto pg = start_postgres();
+  TempDir dir;
+  auto a = start_broker(dir, shared_args(*pg, "a", "1500"));
+  auto b = start_broker(dir, shared_args(*pg, "b", "1500"));
+  auto wa = start_worker(dir, a.worker_endpoint, "wa", 4, {"--heartbeat-ms", "100"});
+  auto wb = start_worker(dir, b.worker_endpoint, "wb", 4, {"--heartbeat-ms", "100"});
+  wait_for_log(a, "worker 'wa' ready", 10s);
+  wait_for_log(b, "worker 'wb' ready", 10s);
+
+  const auto jobs = mixed_jobs("k-", kJobs, "20");
+  const auto ids = ids_of(jobs);
+  Ledger book;
+  client::Client c(b.client_endpoint);
+  c.submit(jobs);
+  pump(c, book, Clock::now() + 30s, [&] { return book.answered() >= kJobs / 4; });
+  REQUIRE(book.answered() >= kJobs / 4);
+  size_t on_a = 0;
+  for (const auto& [id, ev] : book.first) on_a += ev.result.worker_id == "wa";
+  REQUIRE_MESSAGE(on_a > 0, "broker a's worker ran nothing before the kill: the test shows nothing");
+  const std::string claimed_by_a =
+      pg->sql("SELECT count(*) FROM paddock_jobs WHERE state = 1 AND owner LIKE 'a-%'");
+  kill_broker(a);
+  pump(c, book, Clock::now() + 60s, [&] { return book.answered() == kJobs; });
+  pump(c, book, Clock::now() + 300ms, [] { return false; });
+
+  size_t second_attempts = 0;
+  for (const auto& [id, ev] : book.first) second_attempts += ev.result.attempt > 1;
+  MESSAGE("answered " << book.answered() << " of " << kJobs << "; run on wa before the kill: "
+                      << on_a << "; claimed by a at the kill: " << claimed_by_a
+                      << "; answers with attempt > 1: " << second_attempts
+                      << "; answered more than once (same answer): " << book.answered_twice());
+  check_exactly_once(book, ids);
+  CHECK(second_attempts > 0);  // a's claimed jobs ran again, one attempt further
+  CHECK(pg->sql("SELECT count(*) FROM paddock_jobs WHERE state <> 2") == "0\n");
+  CHECK(pg->sql("SELECT count(*) FROM paddock_brokers WHERE broker_id LIKE 'a-%'") == "0\n");
+  CHECK(slurp(b.process->log() + ".err").find("whose lease lapsed went back to the queue") !=
+        std::string::npos);
+}
+
+TEST_CASE("shared queue: PostgreSQL restarted mid-run: the brokers re-join and every job is answered once") {
+  constexpr size_t kJobs = 300;
+  auto pg = start_postgres();
+  TempDir dir;
+  auto a = start_broker(dir, shared_args(*pg, "a"));
+  auto b = start_broker(dir, shared_args(*pg, "b"));
+  auto wa = start_worker(dir, a.worker_endpoint, "wa", 4, {"--heartbeat-ms", "100"});
+  auto wb = start_worker(dir, b.worker_endpoint, "wb", 4, {"--heartbeat-ms", "100"});
+  wait_for_log(a, "worker 'wa' ready", 10s);
+  wait_for_log(b, "worker 'wb' ready", 10s);
+
+  const auto jobs = mixed_jobs("pg-", kJobs, "20");
+  const auto ids = ids_of(jobs);
+  Ledger book;
+  client::Client c(a.client_endpoint);
+  c.submit(jobs);
+  pump(c, book, Clock::now() + 30s,
+       [&] { return book.accepted.size() == kJobs && book.answered() >= kJobs / 5; });
+  REQUIRE(book.accepted.size() == kJobs);
+  const size_t before = book.answered();
+  pg->restart();
+  // FETCH every second what is still unanswered: an answer sent in a turn that failed is sent
+  // again only to a submitter that asks.
+  const int rounds =
+      pump(c, book, Clock::now() + 90s, [&] { return book.answered() == kJobs; }, &ids);
+  pump(c, book, Clock::now() + 300ms, [] { return false; });
+  MESSAGE("answered " << before << " before the restart, " << book.answered() << " of " << kJobs
+                      << " in all; FETCH rounds " << rounds << "; answered more than once (same "
+                      << "answer): " << book.answered_twice());
+  check_exactly_once(book, ids);
+  CHECK(pg->sql("SELECT count(*) FROM paddock_jobs WHERE state <> 2") == "0\n");
+  for (const Broker* br : {&a, &b}) {
+    const std::string log = slurp(br->process->log() + ".err");
+    CHECK_MESSAGE(log.find("re-joined as") != std::string::npos, "no re-join in " << log.substr(0, 3000));
+    CHECK(br->process->running());
+  }
+}
