@@ -10,15 +10,51 @@ namespace paddock::client {
 namespace sc = paddock::schemas;
 
 Client::Client(const std::string& endpoint, const std::optional<curve::ClientKeys>& keys)
-    : context_(1), socket_(context_, zmq::socket_type::dealer) {
-  if (keys) curve::apply(socket_, *keys);
+    : Client(std::vector<std::string>{endpoint}, keys) {}
+
+Client::Client(std::vector<std::string> endpoints, const std::optional<curve::ClientKeys>& keys,
+               Failover failover)
+    : context_(1), endpoints_(std::move(endpoints)), keys_(keys), failover_(failover) {
+  if (endpoints_.empty()) throw ClientError("no broker endpoint given");
+  open_socket();
+}
+
+void Client::open_socket() {
+  socket_ = zmq::socket_t(context_, zmq::socket_type::dealer);
+  if (keys_) curve::apply(socket_, *keys_);
   socket_.set(zmq::sockopt::linger, 0);
   socket_.set(zmq::sockopt::maxmsgsize,
               static_cast<int64_t>(sc::limits::kMaxFrameBytes + (64 << 10)));
   socket_.set(zmq::sockopt::sndtimeo, 30'000);
   socket_.set(zmq::sockopt::rcvhwm, 0);
   socket_.set(zmq::sockopt::sndhwm, 100'000);
-  socket_.connect(endpoint);
+  socket_.connect(endpoints_[current_]);
+  last_heard_ = last_ping_ = Clock::now();
+}
+
+void Client::fail_over() {
+  current_ = (current_ + 1) % endpoints_.size();
+  ++failovers_;
+  open_socket();  // the old socket closes with linger 0: what it still held is dropped
+  std::vector<std::string> bodies;
+  for (const auto& [id, body] : open_) {
+    bodies.push_back(body);
+    if (bodies.size() == sc::limits::kMaxBodiesPerMessage) {
+      send(sc::make_message(sc::Command::kSubmit, std::move(bodies)));
+      bodies.clear();
+    }
+  }
+  if (!bodies.empty()) send(sc::make_message(sc::Command::kSubmit, std::move(bodies)));
+}
+
+void Client::watch(const Event& ev) {
+  last_heard_ = Clock::now();
+  switch (ev.kind) {
+    case Event::Kind::kResult: open_.erase(ev.result.job_id); break;
+    case Event::Kind::kError:
+    case Event::Kind::kRejected: open_.erase(ev.error.job_id); break;
+    default: break;
+  }
 }
 
 void Client::send(std::vector<std::string> parts) {
@@ -42,7 +78,10 @@ void Client::submit(std::span<const sc::JobRequest> requests) {
     const size_t end = std::min(requests.size(), start + sc::limits::kMaxBodiesPerMessage);
     std::vector<std::string> bodies;
     bodies.reserve(end - start);
-    for (size_t i = start; i < end; ++i) bodies.push_back(sc::encode(requests[i]));
+    for (size_t i = start; i < end; ++i) {
+      bodies.push_back(sc::encode(requests[i]));
+      if (endpoints_.size() > 1) open_[requests[i].job_id] = bodies.back();
+    }
     send(sc::make_message(sc::Command::kSubmit, std::move(bodies)));
   }
 }
@@ -63,8 +102,39 @@ bool Client::try_ping() {
 }
 
 std::optional<Event> Client::next(std::chrono::milliseconds timeout) {
-  zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-  if (zmq::poll(&item, 1, timeout) == 0) return std::nullopt;
+  if (endpoints_.size() == 1) {
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, timeout) == 0) return std::nullopt;
+    return read_one();
+  }
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    const auto now = Clock::now();
+    if (!open_.empty()) {
+      if (now - last_heard_ >= failover_.silence) {
+        fail_over();
+        continue;
+      }
+      if (now - last_heard_ >= failover_.silence / 2 && now - last_ping_ >= failover_.silence / 4) {
+        (void)try_ping();
+        last_ping_ = now;
+      }
+    }
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+    if (!open_.empty()) wait = std::min(wait, failover_.silence / 8);
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, std::max(wait, std::chrono::milliseconds(0))) > 0) {
+      auto ev = read_one();
+      if (ev) {
+        watch(*ev);
+        return ev;
+      }
+    }
+    if (Clock::now() >= deadline) return std::nullopt;
+  }
+}
+
+std::optional<Event> Client::read_one() {
   std::vector<zmq::message_t> frames;
   while (true) {
     zmq::message_t m;

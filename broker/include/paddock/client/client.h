@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -40,12 +41,29 @@ struct Event {
   std::string detail;
 };
 
+// Several brokers that share one queue (broker/README.md, "Several brokers on PostgreSQL"): the
+// client talks to one at a time; when it has jobs without an answer and has heard nothing from
+// that broker for `silence` (it PINGs after half of it), it moves to the next endpoint and submits
+// every job still unanswered again, with the same job_id: submit is idempotent, so a job that
+// already ran is answered from the store, never run twice.
+struct Failover {
+  std::chrono::milliseconds silence{3000};
+};
+
 class Client {
  public:
   // Connects (asynchronously, as ZeroMQ does) to `endpoint`, e.g. "tcp://127.0.0.1:5555"; with
   // `keys`, over CURVE (a broker that refuses the keys never answers: the handshake fails).
   explicit Client(const std::string& endpoint,
                   const std::optional<curve::ClientKeys>& keys = std::nullopt);
+  // The first of `endpoints` (one or more), failing over to the next as above. With several, the
+  // client keeps each submitted job's encoded request until its final answer (RESULT, ERROR or
+  // REJECTED) arrives.
+  Client(std::vector<std::string> endpoints, const std::optional<curve::ClientKeys>& keys,
+         Failover failover = {});
+  // The broker it talks to now, and how many times it moved.
+  const std::string& endpoint() const { return endpoints_[current_]; }
+  size_t failovers() const { return failovers_; }
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
@@ -61,14 +79,29 @@ class Client {
   // refused, as a CURVE broker refuses a key it does not allow).
   bool try_ping();
 
-  // The next answer from the broker, or nullopt if none arrived within `timeout`.
+  // The next answer from the broker, or nullopt if none arrived within `timeout`. With several
+  // brokers, this is also where the client watches its broker and fails over.
   std::optional<Event> next(std::chrono::milliseconds timeout);
 
  private:
+  using Clock = std::chrono::steady_clock;
+  void open_socket();
   void send(std::vector<std::string> parts);
+  std::optional<Event> read_one();
+  void watch(const Event& ev);
+  void fail_over();
 
   zmq::context_t context_;
   zmq::socket_t socket_;
+  std::vector<std::string> endpoints_;
+  size_t current_ = 0;
+  std::optional<curve::ClientKeys> keys_;
+  Failover failover_;
+  size_t failovers_ = 0;
+  // With several brokers: the jobs without a final answer, as encoded SUBMIT bodies.
+  std::map<std::string, std::string> open_;
+  Clock::time_point last_heard_;
+  Clock::time_point last_ping_;
 };
 
 }  // namespace paddock::client
