@@ -151,6 +151,17 @@ case_submit_no_broker() {
   expect_status 64 "$status" "a malformed endpoint"
 }
 
+case_submit_failover() {
+  # Brokers as a comma-separated list: the first has nobody listening (port 1), so after a
+  # silence the CLI moves to the next and submits the job there.
+  start_cluster
+  local out status=0
+  out=$(paddock submit --broker "tcp://127.0.0.1:1,$CLIENT" --broker-timeout-ms 3000 -- echo hi) ||
+    status=$?
+  expect_status 0 "$status" "submit with a dead broker first"
+  [[ "$out" == "hi" ]] || fail "submit with a dead broker first printed '$out'"
+}
+
 case_batch_json() {
   start_cluster
   local file="$PADDOCK_SOURCE_DIR/examples/batch.jsonl" status=0

@@ -197,6 +197,23 @@ class BrokerWorkerTest(unittest.TestCase):
         with open(os.path.join(state, "journal.db.lock")) as f:
             self.assertEqual(f.read().strip(), str(self.procs[0][1].pid))
 
+    def test_a_client_given_a_dead_broker_first_fails_over_to_the_next(self):
+        # Nothing listens on the first endpoint: silence, then the client moves on and submits
+        # its unanswered jobs again to the live broker.
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+        with Client([dead, self.endpoints["client"]], failover_silence_ms=600) as c:
+            jobs = [paddock_client.job(f"fo-{i}", ["echo", f"fo-{i}"]) for i in range(20)]
+            results = c.run_jobs(jobs, timeout_s=JOB_TIMEOUT_S)
+            self.assertEqual(c.failovers, 1)
+            self.assertEqual(c.endpoint, self.endpoints["client"])
+        self.assertEqual(sorted(results), sorted(j["job_id"] for j in jobs))
+        for job_id, event in results.items():
+            self.assertEqual(event.kind, "result", f"{event}\n{self.logs()}")
+            self.assertEqual(event.body["stdout"], f"{job_id}\n".encode())
+
     def test_exit_code_is_reported(self):
         event = self.run_one({"job_id": "exit-3", "argv": ["exit", "3"]})
         self.assertEqual(event.kind, "result", event)

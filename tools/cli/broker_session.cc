@@ -16,9 +16,32 @@ std::optional<curve::ClientKeys> load_keys(const CurveFlags& flags) {
   }
 }
 
+// "tcp://a:5555,tcp://b:5555": brokers sharing one queue, tried in turn (client::Failover).
+std::vector<std::string> split_endpoints(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = list.find(',', start);
+    const size_t end = comma == std::string::npos ? list.size() : comma;
+    if (end > start) out.push_back(list.substr(start, end - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
 std::unique_ptr<client::Client> connect(const std::string& endpoint,
-                                        const std::optional<curve::ClientKeys>& keys) {
+                                        const std::optional<curve::ClientKeys>& keys,
+                                        std::chrono::milliseconds silence_limit) {
   try {
+    auto endpoints = split_endpoints(endpoint);
+    if (endpoints.size() > 1) {
+      // Move on well before the command would give up on silence.
+      const auto per_broker = silence_limit / static_cast<int>(endpoints.size() + 1);
+      return std::make_unique<client::Client>(
+          std::move(endpoints), keys,
+          client::Failover{std::min<std::chrono::milliseconds>(per_broker, std::chrono::seconds(3))});
+    }
     return std::make_unique<client::Client>(endpoint, keys);
   } catch (const zmq::error_t& e) {
     throw client::ClientError("invalid broker endpoint '" + endpoint + "': " + e.what() +
@@ -44,7 +67,7 @@ BrokerSession::BrokerSession(const std::string& endpoint, std::chrono::milliseco
     : endpoint_(endpoint),
       curve_(!curve.broker_public_key.empty()),
       silence_limit_(silence_limit),
-      client_(connect(endpoint, load_keys(curve))),
+      client_(connect(endpoint, load_keys(curve), silence_limit)),
       last_heard_(Clock::now()),
       last_ping_(Clock::now() - kPingAfter) {}
 

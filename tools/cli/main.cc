@@ -8,7 +8,8 @@ namespace paddock::cli {
 
 void add_broker_option(CLI::App& cmd, std::string& broker) {
   cmd.add_option("--broker,-b", broker,
-                 "the broker's client endpoint, as printed in its ready file")
+                 "the broker's client endpoint, as printed in its ready file; brokers that share "
+                 "one queue (--store) as a comma-separated list, tried in turn")
       ->envname("PADDOCK_BROKER")
       ->capture_default_str();
 }

@@ -314,33 +314,65 @@ class Client:
     """A submitter's connection to a Paddock broker (a ZeroMQ DEALER).
 
     Args:
-      endpoint: the broker's client endpoint, e.g. "tcp://127.0.0.1:5555".
+      endpoint: the broker's client endpoint, e.g. "tcp://127.0.0.1:5555"; or a list of the
+        endpoints of brokers that share one queue (broker --store): the client talks to the first
+        and, when it has jobs without an answer and has heard nothing for failover_silence_ms (it
+        PINGs after half of that), moves to the next one and submits every unanswered job again
+        with the same job_id (submit is idempotent: a finished job is answered from the store).
       send_timeout_ms: how long a send may block before raising zmq.Again (broker gone).
       broker_public_key, curve_key: CURVE (both or neither): the broker's public key (a NAME.pub
         file or the Z85 text) and this submitter's secret key file (NAME.key, mode 0600), whose
         public key must be in the broker's --client-allow list. KeyFileError if one is unusable.
     """
 
-    def __init__(self, endpoint, send_timeout_ms=30000, broker_public_key=None, curve_key=None):
+    def __init__(self, endpoint, send_timeout_ms=30000, broker_public_key=None, curve_key=None,
+                 failover_silence_ms=3000):
         if (broker_public_key is None) != (curve_key is None):
             raise KeyFileError("CURVE needs both broker_public_key and curve_key")
-        keys = None
+        self._keys = None
         if curve_key is not None:
-            keys = (read_public_key(broker_public_key),) + read_secret_key(curve_key)
-        self.endpoint = endpoint
+            self._keys = (read_public_key(broker_public_key),) + read_secret_key(curve_key)
+        self._endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint)
+        if not self._endpoints:
+            raise ProtocolError("no broker endpoint given")
+        self._current = 0
+        self._send_timeout_ms = send_timeout_ms
+        self._silence = failover_silence_ms / 1000.0
+        self.failovers = 0
+        self._open = {}  # with several brokers: job_id -> packed request, until its final answer
         self._context = zmq.Context()
+        self._socket = None
+        self._open_socket()
+
+    @property
+    def endpoint(self):
+        """The broker this client talks to now."""
+        return self._endpoints[self._current]
+
+    def _open_socket(self):
+        if self._socket is not None:
+            self._socket.close(linger=0)
         self._socket = self._context.socket(zmq.DEALER)
-        if keys is not None:
+        if self._keys is not None:
             self._socket.curve_serverkey, self._socket.curve_publickey, \
-                self._socket.curve_secretkey = keys
+                self._socket.curve_secretkey = self._keys
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MSG_SIZE)
-        self._socket.setsockopt(zmq.SNDTIMEO, send_timeout_ms)
+        self._socket.setsockopt(zmq.SNDTIMEO, self._send_timeout_ms)
         self._socket.setsockopt(zmq.RCVHWM, 0)
         self._socket.setsockopt(zmq.SNDHWM, 100000)
-        self._socket.connect(endpoint)
+        self._socket.connect(self.endpoint)
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
+        self._last_heard = self._last_ping = time.monotonic()
+
+    def _fail_over(self):
+        self._current = (self._current + 1) % len(self._endpoints)
+        self.failovers += 1
+        self._open_socket()
+        bodies = list(self._open.values())
+        for start in range(0, len(bodies), MAX_BODIES_PER_MESSAGE):
+            self._send(SUBMIT, bodies[start:start + MAX_BODIES_PER_MESSAGE])
 
     # -- context manager -----------------------------------------------------------------------
 
@@ -380,6 +412,10 @@ class Client:
                 f"a SUBMIT carries 1..{MAX_BODIES_PER_MESSAGE} requests, got {len(requests)}")
         bodies = [_pack(_wire_request(r)) for r in requests]
         self._send(SUBMIT, bodies)
+        if len(self._endpoints) > 1:
+            for r, body in zip(requests, bodies):
+                if isinstance(r.get("job_id"), str):
+                    self._open[r["job_id"]] = body
         return [r.get("job_id") if isinstance(r.get("job_id"), str) else None for r in requests]
 
     def cancel(self, job_id):
@@ -406,9 +442,35 @@ class Client:
             raise ProtocolError("client is closed")
         if timeout_ms is not None and timeout_ms < 0:
             timeout_ms = None
-        if not dict(self._poller.poll(timeout_ms)).get(self._socket):
-            return None
-        return _decode_message(self._socket.recv_multipart())
+        if len(self._endpoints) == 1:
+            if not dict(self._poller.poll(timeout_ms)).get(self._socket):
+                return None
+            return _decode_message(self._socket.recv_multipart())
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000.0
+        while True:
+            now = time.monotonic()
+            if self._open:
+                if now - self._last_heard >= self._silence:
+                    self._fail_over()
+                    continue
+                if (now - self._last_heard >= self._silence / 2
+                        and now - self._last_ping >= self._silence / 4):
+                    try:
+                        self._socket.send_multipart([PROTOCOL_TAG, bytes([PING])], zmq.NOBLOCK)
+                    except zmq.Again:
+                        pass
+                    self._last_ping = now
+            wait = None if deadline is None else max(0.0, deadline - now)
+            if self._open:
+                wait = self._silence / 8 if wait is None else min(wait, self._silence / 8)
+            if dict(self._poller.poll(None if wait is None else int(wait * 1000))).get(self._socket):
+                event = _decode_message(self._socket.recv_multipart())
+                self._last_heard = time.monotonic()
+                if event.is_final:
+                    self._open.pop(event.job_id, None)
+                return event
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
 
     def run_jobs(self, requests, timeout_s=60.0):
         """Submits `requests` (any number: split into SUBMITs of at most 1024) and waits for
