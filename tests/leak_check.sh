@@ -12,6 +12,10 @@ fi
 if pids=$(pgrep -f "postgres -D /tmp/paddock-test-"); then
   echo "LEAK: PostgreSQL servers of tests still running:"; ps -o pid,args -p ${pids//$'\n'/,}; status=1
 fi
+# Simulated hosts (tests/integration/netns_hosts.cc): namespaces named pdk<pid>-…
+if left_ns=$(ip netns list 2>/dev/null | grep -E '^pdk[0-9]+-'); then
+  echo "LEAK: network namespaces of simulated hosts left behind:"; echo "$left_ns"; status=1
+fi
 left=$(find /tmp -maxdepth 1 -name 'paddock-test-*' -newer "${build_dir}/CMakeCache.txt" 2>/dev/null)
 if [ -n "$left" ]; then
   echo "LEAK: test directories left behind:"; echo "$left"; status=1

@@ -19,6 +19,9 @@ namespace {
 constexpr size_t kMaxPendingPerClient = 100'000;
 // Messages read from one socket per loop turn, so neither side starves the other.
 constexpr int kBurst = 1000;
+// Frames (about one per job) read from submitters per loop turn: a turn's store writes, and so
+// its latency (a PONG waits for it), stay bounded however large the SUBMITs.
+constexpr size_t kClientFramesPerTurn = 4096;
 
 zmq::socket_t make_router(zmq::context_t& ctx, const std::string& endpoint, int hwm,
                           const std::string& curve_secret_key, const char* zap_domain,
@@ -206,7 +209,11 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
       auto parts = wire::views(frames, 1);
       on_worker_message(frames[0].to_string(), parts, frames[1]);
     }
-    for (int i = 0; i < kBurst && wire::recv_message(clients, frames); ++i, ++handled) {
+    size_t client_frames = 0;
+    for (int i = 0; i < kBurst && client_frames < kClientFramesPerTurn &&
+                    wire::recv_message(clients, frames);
+         ++i, ++handled) {
+      client_frames += frames.size();
       if (frames.size() < 2) continue;
       auto parts = wire::views(frames, 1);
       on_client_message(frames[0].to_string(), parts);

@@ -49,6 +49,7 @@ void Broker::Loop::on_submit(const std::string& route,
                              const std::vector<std::string_view>& bodies) {
   sc::Accepted accepted;
   std::vector<Store::Answer> known_answers;  // of finished jobs submitted again
+  std::vector<std::pair<sc::JobRequest, std::string_view>> to_share;  // shared queue: stored below
   for (const auto body : bodies) {
     auto request = sc::decode_job_request(body);
     if (!request) {
@@ -62,7 +63,7 @@ void Broker::Loop::on_submit(const std::string& route,
       continue;
     }
     if (shared_) {
-      submit_shared(route, std::move(request.value()), body, accepted, known_answers);
+      to_share.emplace_back(std::move(request.value()), body);
       continue;
     }
     if (journal_) {
@@ -89,6 +90,7 @@ void Broker::Loop::on_submit(const std::string& route,
     jobs_.push(std::move(request.value()), route, now_);
     ++stats_.accepted;
   }
+  if (!to_share.empty()) submit_shared(route, to_share, accepted, known_answers);
   if (!accepted.job_ids.empty()) {
     to_client(route, sc::make_message(sc::Command::kAccepted, {sc::encode(accepted)}));
   }

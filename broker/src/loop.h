@@ -98,13 +98,15 @@ class Broker::Loop {
   // A turn's writes did not commit: nothing of it is sent, every job this broker held is
   // forgotten (the store gives them back to the queue when it re-joins).
   void shared_failed(const std::string& error);
-  // SUBMIT of a job this broker does not hold. false: not stored (its answer is already sent).
-  void submit_shared(const std::string& route, schemas::JobRequest request, std::string_view body,
+  // SUBMIT of jobs this broker does not hold: stored together (two statements for the lot).
+  void submit_shared(const std::string& route,
+                     const std::vector<std::pair<schemas::JobRequest, std::string_view>>& jobs,
                      schemas::Accepted& accepted, std::vector<Store::Answer>& known_answers);
   void cancel_shared(const std::string& route, const std::string& job_id);
   void fetch_shared(const std::string& route, const std::string& job_id);
-  // An answer another broker (or this one) stored: to the routes waiting for it here.
-  void deliver_answered(const std::string& job_id);
+  // Answers another broker (or this one) stored: to the routes waiting for them here.
+  void deliver_answered(const std::vector<std::string>& job_ids);
+  void deliver_answer(const std::string& job_id, const Store::Answer& answer);
   void add_waiter(const std::string& job_id, const std::string& route);
   // After a re-join: claims wanted, and the answers stored while away go to their waiters.
   void rejoined();

@@ -9,6 +9,8 @@
 #include <array>
 #include <cstring>
 #include <random>
+#include <unordered_map>
+#include <unordered_set>
 
 namespace paddock::broker {
 
@@ -77,9 +79,6 @@ struct Statement {
   const char* sql;
 };
 constexpr Statement kStatements[] = {
-    {"submit",
-     "INSERT INTO paddock_jobs (job_id, image, priority, deadline_ms, request, accepted_ms) "
-     "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id) DO NOTHING RETURNING seq"},
     {"known", "SELECT state, answer_cmd, answer FROM paddock_jobs WHERE job_id = $1"},
     {"claim",
      "UPDATE paddock_jobs j SET state = 1, owner = $1, dispatched = true FROM ("
@@ -345,35 +344,93 @@ bool ok(const Result& r) {
 }
 }  // namespace
 
-PgStore::Submitted PgStore::submit(const schemas::JobRequest& request, std::string_view body,
-                                   uint64_t unix_ms, std::optional<Answer>& answer) {
+bool PgStore::submit_all(const std::vector<Submission>& submissions, uint64_t unix_ms,
+                         std::vector<Submitted>& outcome,
+                         std::vector<std::optional<Answer>>& answers) {
+  outcome.assign(submissions.size(), Submitted::kFailed);
+  answers.assign(submissions.size(), std::nullopt);
   begin();
-  if (!healthy_) return Submitted::kFailed;
-  Params p;
-  p.text(request.job_id)
-      .text(request.image)
-      .num(request.priority)
-      .num(static_cast<int64_t>(request.deadline_ms))
-      .bytes(body)
-      .num(static_cast<int64_t>(unix_ms));
-  Result r = run(conn_, "submit", p);
-  if (!ok(r)) {
-    fail("store job '" + request.job_id + "'");
-    return Submitted::kFailed;
+  if (!healthy_) return false;
+  // Statements of at most this many rows (6 parameters each; PostgreSQL allows 65535).
+  constexpr size_t kRows = 1000;
+  std::unordered_map<std::string_view, std::vector<size_t>> index;
+  for (size_t i = 0; i < submissions.size(); ++i) {
+    index[submissions[i].request->job_id].push_back(i);
   }
-  if (PQntuples(r.get()) == 1) return Submitted::kNew;
-  Params k;
-  k.text(request.job_id);
-  Result known = run(conn_, "known", k);
-  if (!ok(known)) {
-    fail("look up job '" + request.job_id + "'");
-    return Submitted::kFailed;
+  std::unordered_set<std::string> fresh;
+  for (size_t start = 0; start < submissions.size(); start += kRows) {
+    const size_t end = std::min(submissions.size(), start + kRows);
+    std::string sql =
+        "INSERT INTO paddock_jobs (job_id, image, priority, deadline_ms, request, accepted_ms) "
+        "VALUES ";
+    Params p;
+    for (size_t i = start; i < end; ++i) {
+      const auto& r = *submissions[i].request;
+      const int k = static_cast<int>((i - start) * 6);
+      if (i > start) sql += ',';
+      sql += "($" + std::to_string(k + 1) + ",$" + std::to_string(k + 2) + ",$" +
+             std::to_string(k + 3) + "::integer,$" + std::to_string(k + 4) + "::bigint,$" +
+             std::to_string(k + 5) + "::bytea,$" + std::to_string(k + 6) + "::bigint)";
+      p.text(r.job_id).text(r.image).num(r.priority).num(static_cast<int64_t>(r.deadline_ms))
+          .bytes(submissions[i].body).num(static_cast<int64_t>(unix_ms));
+    }
+    sql += " ON CONFLICT (job_id) DO NOTHING RETURNING job_id";
+    Result r(PQexecParams(conn_, sql.c_str(), p.size(), nullptr, p.values(), p.lengths(),
+                          p.formats(), 1));
+    if (!ok(r)) {
+      fail("store " + std::to_string(end - start) + " jobs");
+      return false;
+    }
+    for (int row = 0; row < PQntuples(r.get()); ++row) fresh.insert(bytes_at(r.get(), row, 0));
   }
-  if (PQntuples(known.get()) == 1 && int_at(known.get(), 0, 0) == 2) {
-    answer = Answer{static_cast<uint8_t>(int_at(known.get(), 0, 1)), bytes_at(known.get(), 0, 2)};
-    return Submitted::kAnswered;
+  std::vector<size_t> known;
+  for (size_t i = 0; i < submissions.size(); ++i) {
+    const std::string& id = submissions[i].request->job_id;
+    // Stored now: the first of its id in this batch is new, any repeat of it is held.
+    if (fresh.count(id) != 0 && index[id].front() == i) {
+      outcome[i] = Submitted::kNew;
+    } else if (fresh.count(id) != 0) {
+      outcome[i] = Submitted::kHeld;
+    } else {
+      known.push_back(i);
+    }
   }
-  return Submitted::kHeld;
+  for (size_t start = 0; start < known.size(); start += kRows) {
+    const size_t end = std::min(known.size(), start + kRows);
+    std::string sql = "SELECT job_id, state, answer_cmd, answer FROM paddock_jobs WHERE job_id IN (";
+    Params p;
+    for (size_t k = start; k < end; ++k) {
+      if (k > start) sql += ',';
+      sql += "$" + std::to_string(k - start + 1);
+      p.text(submissions[known[k]].request->job_id);
+    }
+    sql += ")";
+    Result r(PQexecParams(conn_, sql.c_str(), p.size(), nullptr, p.values(), p.lengths(),
+                          p.formats(), 1));
+    if (!ok(r)) {
+      fail("look up " + std::to_string(end - start) + " jobs");
+      return false;
+    }
+    for (int row = 0; row < PQntuples(r.get()); ++row) {
+      const std::string id = bytes_at(r.get(), row, 0);
+      const bool answered = int_at(r.get(), row, 1) == 2;
+      for (size_t i : index[id]) {
+        if (answered) {
+          outcome[i] = Submitted::kAnswered;
+          answers[i] = Answer{static_cast<uint8_t>(int_at(r.get(), row, 2)),
+                              bytes_at(r.get(), row, 3)};
+        } else if (outcome[i] == Submitted::kFailed) {
+          outcome[i] = Submitted::kHeld;
+        }
+      }
+    }
+  }
+  // A job neither inserted nor found expired between the two statements: held as far as the
+  // submitter can tell (it was there); its FETCH says UnknownJob.
+  for (auto& o : outcome) {
+    if (o == Submitted::kFailed) o = Submitted::kHeld;
+  }
+  return true;
 }
 
 namespace {
@@ -528,6 +585,37 @@ std::optional<Store::Answer> PgStore::answer_of(std::string_view job_id) {
   }
   if (PQntuples(r.get()) != 1) return std::nullopt;
   return Answer{static_cast<uint8_t>(int_at(r.get(), 0, 0)), bytes_at(r.get(), 0, 1)};
+}
+
+std::vector<std::pair<std::string, Store::Answer>> PgStore::answers_of(
+    const std::vector<std::string>& job_ids) {
+  std::vector<std::pair<std::string, Answer>> out;
+  if (!healthy_) return out;
+  constexpr size_t kIds = 1000;
+  for (size_t start = 0; start < job_ids.size(); start += kIds) {
+    const size_t end = std::min(job_ids.size(), start + kIds);
+    std::string sql =
+        "SELECT job_id, answer_cmd, answer FROM paddock_jobs WHERE state = 2 AND job_id IN (";
+    Params p;
+    for (size_t i = start; i < end; ++i) {
+      if (i > start) sql += ',';
+      sql += "$" + std::to_string(i - start + 1);
+      p.text(job_ids[i]);
+    }
+    sql += ")";
+    Result r(PQexecParams(conn_, sql.c_str(), p.size(), nullptr, p.values(), p.lengths(),
+                          p.formats(), 1));
+    if (!ok(r)) {
+      fail("read " + std::to_string(end - start) + " answers");
+      return out;
+    }
+    for (int row = 0; row < PQntuples(r.get()); ++row) {
+      out.emplace_back(bytes_at(r.get(), row, 0),
+                       Answer{static_cast<uint8_t>(int_at(r.get(), row, 1)),
+                              bytes_at(r.get(), row, 2)});
+    }
+  }
+  return out;
 }
 
 uint64_t PgStore::expire(uint64_t cutoff_unix_ms) {

@@ -71,15 +71,23 @@ class PgStore final : public Store {
   bool finish_first(std::string_view job_id, uint8_t command, std::string_view body,
                     uint64_t unix_ms);
 
-  // SUBMIT of one job, in the turn's transaction.
+  // What SUBMIT of one job did.
   enum class Submitted {
     kNew,       // stored now
     kHeld,      // stored before, not answered yet
     kAnswered,  // stored before and answered: `answer`
     kFailed,    // the statement failed: the turn fails at commit()
   };
-  Submitted submit(const schemas::JobRequest& request, std::string_view body, uint64_t unix_ms,
-                   std::optional<Answer>& answer);
+
+  // SUBMIT of many jobs in two statements (an INSERT of all, then a look-up of those already
+  // there). `outcome[i]` and `answers[i]` are submit()'s for `requests[i]`. false: the statement
+  // failed and the turn fails at commit().
+  struct Submission {
+    const schemas::JobRequest* request;
+    std::string_view body;
+  };
+  bool submit_all(const std::vector<Submission>& submissions, uint64_t unix_ms,
+                  std::vector<Submitted>& outcome, std::vector<std::optional<Answer>>& answers);
 
   // Claims up to `n` queued jobs of `image` for this broker, best first (priority, then
   // acceptance order). A claimed job is marked dispatched: if this broker dies holding it, its
@@ -99,6 +107,9 @@ class PgStore final : public Store {
   enum class Cancel { kQueued, kRunning, kAnswered, kUnknown, kFailed };
   Cancel cancel(std::string_view job_id, uint8_t command, std::string_view answer,
                 uint64_t unix_ms);
+
+  // The stored answers of those of `job_ids` that have one (one statement per 1000 ids).
+  std::vector<std::pair<std::string, Answer>> answers_of(const std::vector<std::string>& job_ids);
 
   // Renews this broker's lease (and the images its workers have, for the others to see). false if
   // the lease had lapsed (the row is gone: other brokers may have taken its jobs).

@@ -62,7 +62,7 @@ void Broker::Loop::shared_turn_start() {
   }
   auto events = shared_->take_events();
   if (events.queued) claim_wanted_ = true;
-  for (const auto& id : events.answered) deliver_answered(id);
+  deliver_answered(events.answered);
   for (const auto& id : events.cancelled) {
     Job* job = jobs_.find(id);
     if (job == nullptr) continue;
@@ -82,15 +82,24 @@ void Broker::Loop::rejoined() {
   std::vector<std::string> ids;
   ids.reserve(waiters_.size());
   for (const auto& [id, routes] : waiters_) ids.push_back(id);
-  for (const auto& id : ids) deliver_answered(id);
+  deliver_answered(ids);
 }
 
-void Broker::Loop::deliver_answered(const std::string& job_id) {
+void Broker::Loop::deliver_answered(const std::vector<std::string>& job_ids) {
+  // One look-up for the lot: of the jobs answered, those waited for here or held here.
+  std::vector<std::string> wanted;
+  for (const auto& id : job_ids) {
+    if (waiters_.count(id) != 0 || jobs_.find(id) != nullptr) wanted.push_back(id);
+  }
+  if (wanted.empty()) return;
+  for (auto& [id, a] : shared_->answers_of(wanted)) deliver_answer(id, a);
+}
+
+void Broker::Loop::deliver_answer(const std::string& job_id, const Store::Answer& answer) {
+  const Store::Answer* a = &answer;
   if (Job* job = jobs_.find(job_id)) {
     // Held here, answered elsewhere (a broker that ran it before this one claimed it again, or a
     // cancel): the stored answer is the job's; this run is dropped.
-    auto a = shared_->answer_of(job_id);
-    if (!a) return;
     if (job->state == Job::State::kRunning) {
       if (WorkerState* w = registry_.find(job->worker)) {
         w->jobs.erase(job_id);
@@ -105,52 +114,59 @@ void Broker::Loop::deliver_answered(const std::string& job_id) {
   }
   auto it = waiters_.find(job_id);
   if (it == waiters_.end()) return;
-  auto a = shared_->answer_of(job_id);
-  if (!a) return;  // not visible yet (cannot happen after its commit); the next NOTIFY or FETCH
   for (const auto& route : it->second) {
     to_client(route, sc::make_message(static_cast<sc::Command>(a->command), {a->body}));
   }
   waiters_.erase(it);
 }
 
-void Broker::Loop::submit_shared(const std::string& route, sc::JobRequest request,
-                                 std::string_view body, sc::Accepted& accepted,
-                                 std::vector<Store::Answer>& known_answers) {
+void Broker::Loop::submit_shared(
+    const std::string& route, const std::vector<std::pair<sc::JobRequest, std::string_view>>& jobs,
+    sc::Accepted& accepted, std::vector<Store::Answer>& known_answers) {
+  auto reject = [&](const std::string& job_id, const std::string& message) {
+    ++stats_.rejected;
+    auto e = error_frame(job_id, sc::JobCode::kQueueFull, message, 0, true);
+    to_client(route, sc::make_message(sc::Command::kRejected, {sc::encode(e)}));
+  };
   if (!shared_->healthy()) {
-    ++stats_.rejected;
-    auto e = error_frame(request.job_id, sc::JobCode::kQueueFull,
-                         "the shared queue (" + journal_->describe() +
-                             ") cannot be reached; retry later",
-                         0, true);
-    to_client(route, sc::make_message(sc::Command::kRejected, {sc::encode(e)}));
+    for (const auto& [request, body] : jobs) {
+      reject(request.job_id, "the shared queue (" + journal_->describe() +
+                                 ") cannot be reached; retry later");
+    }
     return;
   }
-  if (shared_unanswered_ >= options_.max_queue) {
-    ++stats_.rejected;
-    auto e = error_frame(request.job_id, sc::JobCode::kQueueFull,
-                         "queue full (" + std::to_string(options_.max_queue) +
-                             " jobs in the shared queue); retry later",
-                         0, true);
-    to_client(route, sc::make_message(sc::Command::kRejected, {sc::encode(e)}));
-    return;
+  std::vector<PgStore::Submission> batch;
+  for (const auto& [request, body] : jobs) {
+    if (shared_unanswered_ + batch.size() >= options_.max_queue) {
+      reject(request.job_id, "queue full (" + std::to_string(options_.max_queue) +
+                                 " jobs in the shared queue); retry later");
+      continue;
+    }
+    batch.push_back(PgStore::Submission{&request, body});
   }
-  std::optional<Store::Answer> answer;
-  switch (shared_->submit(request, body, now_unix_ms(), answer)) {
-    case PgStore::Submitted::kNew:
-      ++stats_.accepted;
-      ++shared_unanswered_;
-      claim_wanted_ = true;
-      [[fallthrough]];
-    case PgStore::Submitted::kHeld:
-      accepted.job_ids.push_back(request.job_id);
-      add_waiter(request.job_id, route);
-      break;
-    case PgStore::Submitted::kAnswered:
-      accepted.job_ids.push_back(request.job_id);
-      known_answers.push_back(std::move(*answer));
-      break;
-    case PgStore::Submitted::kFailed:
-      break;  // the turn fails at its commit: nothing of it is sent, the submitter retries
+  std::vector<PgStore::Submitted> outcome;
+  std::vector<std::optional<Store::Answer>> answers;
+  if (!shared_->submit_all(batch, now_unix_ms(), outcome, answers)) {
+    return;  // the turn fails at its commit: nothing of it is sent, the submitter retries
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const std::string& id = batch[i].request->job_id;
+    switch (outcome[i]) {
+      case PgStore::Submitted::kNew:
+        ++stats_.accepted;
+        ++shared_unanswered_;
+        claim_wanted_ = true;
+        [[fallthrough]];
+      case PgStore::Submitted::kHeld:
+        accepted.job_ids.push_back(id);
+        add_waiter(id, route);
+        break;
+      case PgStore::Submitted::kAnswered:
+        accepted.job_ids.push_back(id);
+        known_answers.push_back(std::move(*answers[i]));
+        break;
+      case PgStore::Submitted::kFailed: break;
+    }
   }
 }
 

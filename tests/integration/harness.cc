@@ -60,8 +60,19 @@ std::optional<int> Process::wait_for(std::chrono::milliseconds timeout) {
   return std::nullopt;
 }
 
+namespace {
+// `exe args…`, or `ip netns exec NS exe args…`.
+std::unique_ptr<Process> spawn_in(const std::string& netns, const std::string& exe,
+                                  std::vector<std::string> args, const std::string& log) {
+  if (netns.empty()) return std::make_unique<Process>(exe, args, log);
+  args.insert(args.begin(), {"netns", "exec", netns, exe});
+  return std::make_unique<Process>("/usr/sbin/ip", args, log);
+}
+}  // namespace
+
 Broker start_broker(const TempDir& dir, std::vector<std::string> extra_args,
-                    const std::string& client_ep, const std::string& worker_ep) {
+                    const std::string& client_ep, const std::string& worker_ep,
+                    const std::string& netns) {
   static int counter = 0;
   const std::string tag = std::to_string(++counter);
   const std::string ready = dir.path() + "/broker-" + tag + ".ready";
@@ -75,8 +86,7 @@ Broker start_broker(const TempDir& dir, std::vector<std::string> extra_args,
   if (!journal_chosen) args.push_back("--no-journal");
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   Broker b;
-  b.process = std::make_unique<Process>(PADDOCK_BROKER_BIN, args,
-                                        dir.path() + "/broker-" + tag + ".log");
+  b.process = spawn_in(netns, PADDOCK_BROKER_BIN, args, dir.path() + "/broker-" + tag + ".log");
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (!fs::exists(ready)) {
     if (std::chrono::steady_clock::now() > deadline || !b.process->running()) {
@@ -93,7 +103,8 @@ Broker start_broker(const TempDir& dir, std::vector<std::string> extra_args,
 
 std::unique_ptr<Process> start_worker(const TempDir& dir, const std::string& broker_worker_ep,
                                       const std::string& worker_id, int slots,
-                                      std::vector<std::string> extra_args) {
+                                      std::vector<std::string> extra_args,
+                                      const std::string& netns) {
   std::vector<std::string> args = {"--broker", broker_worker_ep, "--worker-id", worker_id,
                                    "--slots", std::to_string(slots)};
   // The in-memory test double unless the test chose a backend.
@@ -101,8 +112,7 @@ std::unique_ptr<Process> start_worker(const TempDir& dir, const std::string& bro
     args.insert(args.end(), {"--backend", "memory"});
   }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
-  return std::make_unique<Process>(PADDOCK_WORKER_BIN, args,
-                                   dir.path() + "/worker-" + worker_id + ".log");
+  return spawn_in(netns, PADDOCK_WORKER_BIN, args, dir.path() + "/worker-" + worker_id + ".log");
 }
 
 schemas::JobRequest job(std::string id, std::vector<std::string> argv) {

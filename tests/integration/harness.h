@@ -56,14 +56,16 @@ struct Broker {
 };
 
 // Starts paddock-broker on ephemeral loopback ports (or the given endpoints) and waits until it
-// has bound them.
+// has bound them. With `netns`, inside that network namespace (`ip netns exec`).
 Broker start_broker(const TempDir& dir, std::vector<std::string> extra_args = {},
                     const std::string& client_ep = "tcp://127.0.0.1:*",
-                    const std::string& worker_ep = "tcp://127.0.0.1:*");
+                    const std::string& worker_ep = "tcp://127.0.0.1:*",
+                    const std::string& netns = "");
 
 std::unique_ptr<Process> start_worker(const TempDir& dir, const std::string& broker_worker_ep,
                                       const std::string& worker_id, int slots,
-                                      std::vector<std::string> extra_args = {});
+                                      std::vector<std::string> extra_args = {},
+                                      const std::string& netns = "");
 
 schemas::JobRequest job(std::string id, std::vector<std::string> argv);
 

@@ -141,6 +141,10 @@ std::string PostgresServer::url() const {
   return "postgresql://paddock@127.0.0.1:" + std::to_string(port_) + "/postgres";
 }
 
+std::string PostgresServer::socket_url() const {
+  return "postgresql://paddock@/postgres?host=" + dir_.path() + "&port=" + std::to_string(port_);
+}
+
 std::string PostgresServer::sql(const std::string& statement) const {
   std::string quoted;
   for (char c : statement) {

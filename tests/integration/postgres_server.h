@@ -21,6 +21,8 @@ class PostgresServer {
 
   // postgresql://paddock@127.0.0.1:PORT/postgres
   std::string url() const;
+  // The same server through its Unix socket (reachable from any network namespace).
+  std::string socket_url() const;
   int port() const { return port_; }
   // pg_ctl stop -m fast, then start again on the same port and data (the queue survives).
   void restart();

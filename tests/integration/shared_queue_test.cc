@@ -181,7 +181,8 @@ TEST_CASE("shared queue: a broker SIGKILLed mid-run loses its lease and its jobs
   wait_for_log(a, "worker 'wa' ready", 10s);
   wait_for_log(b, "worker 'wb' ready", 10s);
 
-  const auto jobs = mixed_jobs("k-", kJobs, "20");
+  // Long enough that broker a always has jobs on its worker when it is killed.
+  const auto jobs = mixed_jobs("k-", kJobs, "200");
   const auto ids = ids_of(jobs);
   Ledger book;
   client::Client c(b.client_endpoint);
