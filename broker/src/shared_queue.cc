@@ -294,6 +294,14 @@ void Broker::Loop::shared_tick() {
   if (!shared_->renew(images)) {
     // The lease lapsed (this broker was stalled, or cut off from the database): other brokers may
     // already run its jobs. Forget them and re-join.
+    // What this turn stored is true (answers keep the first-wins rule): commit it and send what
+    // depended on it, then forget the jobs held and re-join.
+    std::string error;
+    if (journal_->commit(error)) {
+      auto out = std::move(outbox_);
+      outbox_.clear();
+      for (auto& [route, parts] : out) send_to_client(route, std::move(parts));
+    }
     shared_failed("postgresql: this broker's lease (" + shared_->broker_id() + ") had lapsed");
     return;
   }
@@ -315,8 +323,8 @@ void Broker::Loop::shared_tick() {
 }
 
 void Broker::Loop::shared_failed(const std::string& error) {
-  spdlog::error("{}; this turn's {} message(s) are not sent, the {} job(s) held here are "
-                "forgotten, and the broker re-joins the shared queue",
+  spdlog::error("{}; {} message(s) of this turn are not sent (their writes did not commit), the "
+                "{} job(s) held here are forgotten, and the broker re-joins the shared queue",
                 error, outbox_.size(), jobs_.size());
   outbox_.clear();
   // Their submitters still wait: their routes now wait here for whoever runs the job next.
@@ -325,8 +333,6 @@ void Broker::Loop::shared_failed(const std::string& error) {
   });
   jobs_ = JobQueue();
   retry_at_.clear();
-  std::string ignored;
-  if (journal_->dirty()) (void)journal_->commit(ignored);  // the lapsed-lease case: answers stay
   std::string rejoin_error;
   if (shared_->rejoin(rejoin_error)) {
     rejoined();

@@ -58,13 +58,13 @@ TEST_CASE("multi-host: 3 brokers and 4 worker hosts run 10000 jobs once each whi
     brokers.push_back(start_broker(
         dir,
         {"--store", pg->socket_url(), "--broker-name", "b" + std::to_string(i), "--lease-ms",
-         "1500", "--heartbeat-ms", "100", "--liveness", "3", "--allow-plaintext"},
+         "3000", "--heartbeat-ms", "200", "--liveness", "5", "--allow-plaintext"},
         "tcp://127.0.0.1:*", "tcp://0.0.0.0:*", net->hub()));
   }
   std::vector<std::unique_ptr<Process>> workers;
   for (int n = 1; n <= kHosts; ++n) {
     const std::string ns = net->add_host(n);
-    std::vector<std::string> args = {"--heartbeat-ms", "100", "--liveness", "3"};
+    std::vector<std::string> args = {"--heartbeat-ms", "200", "--liveness", "5"};
     for (size_t i = 1; i < brokers.size(); ++i) {
       args.insert(args.end(), {"--broker", from_host(brokers[i].worker_endpoint, n)});
     }
