@@ -288,3 +288,37 @@ TEST_CASE("shared queue: a submitter given two brokers fails over when its broke
   CHECK(pg->sql("SELECT count(*) FROM paddock_jobs WHERE state <> 2") == "0\n");
   CHECK(pg->sql("SELECT count(*) FROM paddock_jobs") == std::to_string(kJobs) + "\n");
 }
+
+TEST_CASE("shared queue: a job running on one broker's worker is cancelled through another broker") {
+  auto pg = start_postgres();
+  TempDir dir;
+  auto a = start_broker(dir, shared_args(*pg, "a"));
+  auto b = start_broker(dir, shared_args(*pg, "b"));
+  auto wb = start_worker(dir, b.worker_endpoint, "wb", 1, {"--heartbeat-ms", "100"});
+  wait_for_log(b, "worker 'wb' ready", 10s);
+  client::Client submitter(b.client_endpoint);
+  submitter.submit(job("long-1", {"sleep", "60000"}));
+  // Running: claimed by b and on its worker.
+  const auto deadline = Clock::now() + 10s;
+  while (pg->sql("SELECT state FROM paddock_jobs WHERE job_id = 'long-1'") != "1\n") {
+    REQUIRE_MESSAGE(Clock::now() < deadline, "the job was never claimed");
+    std::this_thread::sleep_for(20ms);
+  }
+  std::this_thread::sleep_for(200ms);
+  const auto cancelled_at = Clock::now();
+  client::Client canceller(a.client_endpoint);
+  canceller.cancel("long-1");
+  Ledger can, sub;
+  pump(canceller, can, Clock::now() + 10s, [&] { return can.answered() == 1; });
+  pump(submitter, sub, Clock::now() + 10s, [&] { return sub.answered() == 1; });
+  REQUIRE(can.answered() == 1);
+  REQUIRE(sub.answered() == 1);
+  CHECK(Clock::now() - cancelled_at < 10s);  // not the job's own 60 s
+  for (const Ledger* l : {&can, &sub}) {
+    const auto& ev = l->first.at("long-1");
+    CAPTURE(describe(ev));
+    REQUIRE(ev.kind == client::Event::Kind::kError);
+    CHECK(ev.error.variant == "Cancelled");
+  }
+  CHECK(pg->sql("SELECT state, cancelled FROM paddock_jobs WHERE job_id = 'long-1'") == "2|t\n");
+}
