@@ -92,6 +92,16 @@ constexpr Statement kStatements[] = {
      "  LIMIT $3 FOR UPDATE SKIP LOCKED) c "
      "WHERE j.job_id = c.job_id "
      "RETURNING j.job_id, j.request, j.attempt, j.cancelled, j.accepted_ms, j.priority, j.seq"},
+    {"claim_unknown_image",
+     "UPDATE paddock_jobs j SET state = 1, owner = $1 FROM ("
+     "  SELECT q.job_id FROM paddock_jobs q WHERE q.state = 0 AND q.accepted_ms <= $2"
+     "  AND EXISTS (SELECT 1 FROM paddock_brokers b WHERE b.lease_until >= now()"
+     "              AND cardinality(b.images) > 0)"
+     "  AND NOT EXISTS (SELECT 1 FROM paddock_brokers b WHERE b.lease_until >= now()"
+     "                  AND q.image = ANY(b.images))"
+     "  LIMIT $3 FOR UPDATE SKIP LOCKED) c "
+     "WHERE j.job_id = c.job_id "
+     "RETURNING j.job_id, j.request, j.attempt, j.cancelled, j.accepted_ms, j.priority, j.seq"},
     {"dispatched",
      "UPDATE paddock_jobs SET attempt = $2, dispatched = true WHERE job_id = $1 AND state = 1 "
      "AND owner = $3"},
@@ -484,6 +494,21 @@ std::vector<PgStore::Claimed> PgStore::claim_expired(uint64_t now_unix_ms, size_
   Result r = run(conn_, "claim_expired", p);
   if (!ok(r)) {
     fail("claim expired jobs");
+    return {};
+  }
+  return claimed_rows(r.get());
+}
+
+std::vector<PgStore::Claimed> PgStore::claim_unknown_image(uint64_t accepted_before_unix_ms,
+                                                          size_t limit) {
+  begin();
+  if (!healthy_) return {};
+  Params p;
+  p.text(broker_id_).num(static_cast<int64_t>(accepted_before_unix_ms))
+      .num(static_cast<int64_t>(limit));
+  Result r = run(conn_, "claim_unknown_image", p);
+  if (!ok(r)) {
+    fail("claim jobs of images no broker's workers have");
     return {};
   }
   return claimed_rows(r.get());

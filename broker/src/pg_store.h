@@ -122,6 +122,10 @@ class PgStore final : public Store {
   // Queued jobs whose deadline (unix ms) passed: claimed here, for the caller to answer.
   std::vector<Claimed> claim_expired(uint64_t now_unix_ms, size_t limit);
 
+  // Queued jobs accepted before `accepted_before_unix_ms` whose image no live broker's workers
+  // have, while some broker has workers: claimed here, for the caller to answer UnknownImage.
+  std::vector<Claimed> claim_unknown_image(uint64_t accepted_before_unix_ms, size_t limit);
+
   // What other brokers said since the last call (NOTIFY). Reads without blocking.
   struct Events {
     std::vector<std::string> answered;   // job ids whose answer was stored

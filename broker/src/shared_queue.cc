@@ -319,6 +319,26 @@ void Broker::Loop::shared_tick() {
     journal_->finished(c.job_id, static_cast<uint8_t>(sc::Command::kError), sc::encode(e),
                        now_ms);
   }
+  // Images no broker's workers have (every broker publishes its workers' images with its lease):
+  // after the grace, answered as one broker would.
+  if (now_ms > options_.image_grace_ms) {
+    const auto images = registry_.images();
+    std::string have;
+    for (const auto& i : images) have += (have.empty() ? "" : ", ") + i;
+    for (auto& c : shared_->claim_unknown_image(now_ms - options_.image_grace_ms, kMaxClaim)) {
+      auto request = sc::decode_job_request(c.request);
+      const std::string image = request ? request->image : "?";
+      auto e = error_frame(c.job_id, sc::JobCode::kUnknownImage,
+                           "no worker of any broker has image '" + image +
+                               "' (this broker's workers have: " + (have.empty() ? "none" : have) +
+                               ")",
+                           c.attempt, false);
+      ++stats_.errors;
+      metrics_.failed(e.code, e.variant);
+      journal_->finished(c.job_id, static_cast<uint8_t>(sc::Command::kError), sc::encode(e),
+                         now_ms);
+    }
+  }
   shared_unanswered_ = shared_->unanswered();
 }
 

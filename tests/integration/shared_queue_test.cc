@@ -322,3 +322,29 @@ TEST_CASE("shared queue: a job running on one broker's worker is cancelled throu
   }
   CHECK(pg->sql("SELECT state, cancelled FROM paddock_jobs WHERE job_id = 'long-1'") == "2|t\n");
 }
+
+TEST_CASE("shared queue: a job whose image no broker's workers have is answered UnknownImage after the grace") {
+  auto pg = start_postgres();
+  TempDir dir;
+  auto args = shared_args(*pg, "a");
+  args.insert(args.end(), {"--image-grace-ms", "500"});
+  auto a = start_broker(dir, args);
+  auto b_args = shared_args(*pg, "b");
+  b_args.insert(b_args.end(), {"--image-grace-ms", "500"});
+  auto b = start_broker(dir, b_args);
+  auto wb = start_worker(dir, b.worker_endpoint, "wb", 2, {"--heartbeat-ms", "100"});
+  wait_for_log(b, "worker 'wb' ready", 10s);
+  client::Client c(a.client_endpoint);
+  auto odd = job("odd-image", {"echo", "x"});
+  odd.image = "no-such-image";
+  c.submit(std::vector<schemas::JobRequest>{odd, job("plain", {"echo", "plain"})});
+  Ledger book;
+  pump(c, book, Clock::now() + 15s, [&] { return book.answered() == 2; });
+  REQUIRE(book.answered() == 2);
+  const auto& ev = book.first.at("odd-image");
+  CAPTURE(describe(ev));
+  REQUIRE(ev.kind == client::Event::Kind::kError);
+  CHECK(ev.error.variant == "UnknownImage");
+  CHECK(ev.error.message.find("no-such-image") != std::string::npos);
+  CHECK(book.first.at("plain").kind == client::Event::Kind::kResult);
+}
