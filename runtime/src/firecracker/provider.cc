@@ -14,6 +14,8 @@
 
 #include "agent/clone_hostname.h"
 #include "firecracker/firecracker_vm.h"
+#include "firecracker/jail.h"
+#include "net/vm_network.h"
 #include "os/find_binary.h"
 #include "os/os_error.h"
 #include "paddock/runtime/jailer.h"
@@ -77,8 +79,26 @@ std::string first_existing(const std::string& dir, std::initializer_list<const c
 FirecrackerProvider::FirecrackerProvider(FirecrackerConfig config) : config_(std::move(config)) {}
 
 FirecrackerProvider::~FirecrackerProvider() {
-  std::lock_guard lock(mu_);
-  vms_.clear();  // each FirecrackerVm shuts its Firecracker down
+  std::map<std::string, std::shared_ptr<Slot>> vms;
+  {
+    std::lock_guard lock(mu_);
+    vms.swap(vms_);
+  }
+  for (auto& [id, slot] : vms) {
+    std::lock_guard slot_lock(slot->mu);
+    slot->vm.reset();  // shuts its Firecracker down
+    release(*slot);
+  }
+  vms.clear();
+  if (config_.jail && cgroup_version_ != 0) {
+    // This provider's cgroup parent, now empty (a live jail's cgroup would keep it: rmdir fails).
+    const auto like = firecracker::cgroup_spec(*config_.jail, cgroup_version_, "");
+    for (const auto& dir : jail::cgroup_parent_dirs(like, cgroup_version_)) {
+      (void)::rmdir(dir.c_str());
+      // The default parent's own parent (paddock-fc), if no other provider's is in it.
+      if (parent_cgroup_derived_) (void)::rmdir(fs::path(dir).parent_path().c_str());
+    }
+  }
 }
 
 Result<std::unique_ptr<FirecrackerProvider>> FirecrackerProvider::open(FirecrackerConfig config) {
@@ -122,10 +142,26 @@ Result<std::unique_ptr<FirecrackerProvider>> FirecrackerProvider::open(Firecrack
                            " not found (it ships with the Firecracker release)");
     }
     c.jail->jailer_binary = *jailer;
+    // The jailer refuses an exec file whose name does not say firecracker (docs/jailer.md).
+    if (fs::path(c.firecracker_binary).filename().string().find("firecracker") ==
+        std::string::npos) {
+      return Error::jailer("firecracker backend: " + c.firecracker_binary +
+                           ": Firecracker's jailer needs 'firecracker' in the file name");
+    }
     p->cgroup_version_ = jail::cgroup_version(c.jail->cgroup_root).value_or(0);
     if (p->cgroup_version_ == 0) {
       return Error::jailer("firecracker backend: " + c.jail->cgroup_root +
                            ": neither a cgroup v2 mount nor v1 controllers");
+    }
+    p->jail_prefix_ = firecracker::jail_prefix(c.run_dir);
+    if (c.jail->parent_cgroup.empty()) {
+      c.jail->parent_cgroup = "paddock-fc/" + p->jail_prefix_;
+      p->parent_cgroup_derived_ = true;
+    }
+    const std::string exec_name = fs::path(c.firecracker_binary).filename().string();
+    if (size_t n = firecracker::sweep_jails(*c.jail, p->cgroup_version_, exec_name,
+                                            p->jail_prefix_)) {
+      spdlog::warn("firecracker backend: removed {} jail(s) left by an earlier crash", n);
     }
   }
   // What a snapshot needs of the Firecracker that restores it (the store's fields are named for
@@ -210,25 +246,31 @@ Status FirecrackerProvider::prepare_launch(Slot& slot) {
     slot.jail_uid = j->uid_base + k;
     jail::FirecrackerJailerSpec js;
     js.jailer_binary = j->jailer_binary;
-    js.id = "fc-" + id;
+    js.id = jail_prefix_ + "-" + id;
     js.uid = js.gid = slot.jail_uid;
     js.chroot_base_dir = j->chroot_base_dir;
     js.cgroup_version = cgroup_version_;
     js.parent_cgroup = j->parent_cgroup;
+    const uint64_t memory = (uint64_t{slot.info.spec.mem_mib} + j->vmm_allowance_mib) << 20;
+    js.cgroups = firecracker::cgroup_limits(cgroup_version_, slot.info.spec.vcpus, memory,
+                                            j->pids_max);
+    // Files Firecracker writes: a snapshot's memory and state, at most guest memory + 64 MiB.
+    js.resource_limits = {
+        "fsize=" + std::to_string((uint64_t{slot.info.spec.mem_mib} + 64) << 20),
+        "no-file=" + std::to_string(j->rlimit_nofile)};
     l.jail = std::move(js);
   }
   return {};
 }
 
 void FirecrackerProvider::release(Slot& slot) {
-  if (slot.launch.jail) {
-    // The jail's cgroup (the chroot went with the VM). teardown_jail knows cgroups by JailSpec.
-    jail::JailSpec like;
-    like.id = slot.launch.jail->id;
-    like.cgroup_root = config_.jail->cgroup_root;
-    like.cgroup_parent = config_.jail->parent_cgroup;
-    like.cgroup_version = cgroup_version_;
-    for (const auto& dir : jail::cgroup_dirs(like, cgroup_version_)) (void)::rmdir(dir.c_str());
+  if (slot.launch.jail && slot.jail_uid != 0) {
+    // The jail's cgroups (the chroot went with the VM), killing whatever is left in them.
+    const auto spec = firecracker::cgroup_spec(*config_.jail, cgroup_version_,
+                                               slot.launch.jail->id);
+    if (auto st = jail::remove_jail_cgroups(spec); !st) {
+      spdlog::error("firecracker backend: vm '{}': {}", slot.info.id, st.error().detail());
+    }
   }
   if (slot.jail_uid != 0 && config_.jail) {
     std::lock_guard lock(mu_);
@@ -481,6 +523,19 @@ Result<ExecResult> FirecrackerProvider::exec(const std::string& vm_id, const Exe
   }
   // REQUIRES: the caller does not destroy the VM while its exec runs (the worker never does).
   return vm->exec(request, std::move(cancel));
+}
+
+std::string FirecrackerProvider::jail_dir(const std::string& vm_id) const {
+  auto slot = find(vm_id);
+  if (!slot) return {};
+  std::lock_guard lock(slot->mu);
+  if (!slot->vm || !slot->launch.jail) return {};
+  return fs::path(slot->vm->root()).parent_path().string();
+}
+
+std::string FirecrackerProvider::netns(const std::string& vm_id) const {
+  (void)vm_id;
+  return {};
 }
 
 int FirecrackerProvider::vmm_pid(const std::string& vm_id) const {
