@@ -57,7 +57,7 @@ inline Captured run_capture(const std::string& command) {
   return c;
 }
 
-// A jailed FirecrackerProvider: the fake jailer starts the fake Firecracker in a chroot below
+// A jailed FirecrackerProvider (or, with jailed = false, the same without the jailer): the fake jailer starts the fake Firecracker in a chroot below
 // the test's directory, with cgroups below a parent of the test's own. REQUIRES: root.
 struct JailedBackend {
   std::filesystem::path dir = fresh_temp_dir("fcjail-");
@@ -66,7 +66,8 @@ struct JailedBackend {
   uint32_t uid_base = 1'100'000;
   int cgroup_version = runtime::jail::cgroup_version().value_or(0);
 
-  explicit JailedBackend(std::optional<runtime::net::NetworkSettings> network = std::nullopt) {
+  explicit JailedBackend(std::optional<runtime::net::NetworkSettings> network = std::nullopt,
+                         bool jailed = true) {
     namespace fs = std::filesystem;
     // The fake Firecracker runs as the jail's user in the chroot: its request log must be
     // writable by it, and what it reads (the spec, the agent) is bound in by the fake jailer.
@@ -102,7 +103,7 @@ struct JailedBackend {
     j.uid_base = uid_base;
     j.uid_count = 16;
     j.vmm_allowance_mib = 128;
-    config.jail = j;
+    if (jailed) config.jail = j;
     config.network = std::move(network);
     reopen();
   }
@@ -146,6 +147,20 @@ struct JailedBackend {
     }
     return all;
   }
+};
+
+// A network namespace the test makes to play the worker's host, so that the machine's own
+// firewall and routes are never touched; deleted (with whatever is left in it) when it goes.
+struct ScratchHost {
+  std::string tag = std::to_string(::getpid() % 100000);
+  std::string name = "pfw" + tag;
+  ScratchHost() {
+    REQUIRE(run_capture("ip netns add " + name).status == 0);
+    REQUIRE(run_capture("ip -n " + name + " link set lo up").status == 0);
+  }
+  ~ScratchHost() { (void)run_capture("ip netns delete " + name); }
+  ScratchHost(const ScratchHost&) = delete;
+  ScratchHost& operator=(const ScratchHost&) = delete;
 };
 
 }  // namespace paddock::test

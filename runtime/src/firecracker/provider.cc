@@ -30,6 +30,8 @@ using firecracker::FirecrackerVm;
 struct FirecrackerProvider::Slot {
   std::mutex mu;  // held across boot/shutdown of this VM only
   VmInfo info;
+  // Declared before vm: Firecracker goes first, then the network it used.
+  std::unique_ptr<net::VmNetwork> network;
   std::unique_ptr<FirecrackerVm> vm;
   FcLaunch launch;
   uint32_t jail_uid = 0;  // 0: none taken
@@ -164,6 +166,11 @@ Result<std::unique_ptr<FirecrackerProvider>> FirecrackerProvider::open(Firecrack
       spdlog::warn("firecracker backend: removed {} jail(s) left by an earlier crash", n);
     }
   }
+  if (c.network) {
+    auto manager = net::NetworkManager::open(*c.network);
+    if (!manager) return manager.error();
+    p->network_ = std::move(manager.value());
+  }
   // What a snapshot needs of the Firecracker that restores it (the store's fields are named for
   // QEMU; here: Firecracker's version, kvm, the machine model, its CPU template, the image).
   // One 128-bit id for the whole image: XXH3-128 of its files' hashes.
@@ -263,7 +270,28 @@ Status FirecrackerProvider::prepare_launch(Slot& slot) {
   return {};
 }
 
+Status FirecrackerProvider::attach_network(Slot& slot) {
+  if (!network_) return {};
+  // Firecracker opens the TAP by name, as the jail's user (or, not jailed, as ours).
+  net::TapOwner owner{::geteuid(), ::getegid()};
+  if (slot.launch.jail) owner = net::TapOwner{slot.launch.jail->uid, slot.launch.jail->gid};
+  auto network = network_->create(slot.info.id, owner);
+  if (!network) return network.error();
+  slot.network = std::move(network.value());
+  slot.launch.netns = "/run/netns/" + slot.network->netns();
+  slot.launch.tap_name = slot.network->tap_name();
+  slot.launch.guest_mac = net::kGuestMac;
+  return {};
+}
+
 void FirecrackerProvider::release(Slot& slot) {
+  if (slot.network) {
+    // After Firecracker is gone: the TAP, the namespace, the host rules and the lease.
+    if (auto st = slot.network->teardown(); !st) {
+      spdlog::error("firecracker backend: vm '{}': {}", slot.info.id, st.error().detail());
+    }
+    slot.network.reset();
+  }
   if (slot.launch.jail && slot.jail_uid != 0) {
     // The jail's cgroups (the chroot went with the VM), killing whatever is left in them.
     const auto spec = firecracker::cgroup_spec(*config_.jail, cgroup_version_,
@@ -285,6 +313,10 @@ Status FirecrackerProvider::start(const std::string& vm_id) {
   std::lock_guard lock(slot->mu);
   if (auto st = check_transition(vm_id, slot->info.state, VmOp::kStart); !st) return st;
   if (auto st = prepare_launch(*slot); !st) return st;
+  if (auto st = attach_network(*slot); !st) {
+    release(*slot);
+    return st;
+  }
   auto vm = FirecrackerVm::boot(slot->launch);
   if (!vm) {
     release(*slot);
@@ -338,9 +370,14 @@ Status FirecrackerProvider::destroy(const std::string& vm_id) {
     if (auto st = slot->vm->shutdown(); !st) return st;
     slot->vm.reset();
   }
+  Status network_down;
+  if (slot->network) {
+    network_down = slot->network->teardown();
+    slot->network.reset();
+  }
   release(*slot);
-  slot->info.state = VmState::kDestroyed;
-  return {};
+  slot->info.state = VmState::kDestroyed;  // Firecracker is gone; an error names what is left
+  return network_down;
 }
 
 Result<SnapshotInfo> FirecrackerProvider::snapshot(const std::string& vm_id,
@@ -411,6 +448,8 @@ Status FirecrackerProvider::restore(const std::string& vm_id, const std::string&
   Result<std::unique_ptr<FirecrackerVm>> restored = Error::unsupported("not attempted");
   if (auto st = prepare_launch(*slot); !st) {
     restored = st.error();
+  } else if (auto net_st = attach_network(*slot); !net_st) {
+    restored = net_st.error();
   } else {
     const std::string dir = snapshots_->dir(vm_id, snapshot_id);
     slot->launch.snapshot_state = dir + "/state";
@@ -483,15 +522,24 @@ Status FirecrackerProvider::set_egress(const std::string& vm_id,
     return Error::invalid_transition(vm_id, "destroyed", "set_egress");
   }
   if (rules.empty()) return {};
-  return Error::unsupported("vm '" + vm_id +
-                            "' asks for egress, but the firecracker backend runs VMs without "
-                            "networks yet");
+  if (!network_) {
+    return Error::unsupported("vm '" + vm_id +
+                              "' asks for egress, but this worker runs VMs without networks");
+  }
+  if (!slot->network) {
+    return Error::network_config("vm '" + vm_id +
+                                 "' has no network yet: start or restore it first");
+  }
+  return slot->network->allow_egress(rules);
 }
 
 Result<NetworkUsage> FirecrackerProvider::network_usage(const std::string& vm_id) {
   auto slot = find(vm_id);
   if (!slot) return Error::vm_not_found(vm_id);
   std::lock_guard lock(slot->mu);
+  // With a network, its namespace's counters (as on QEMU, with blocked packets); without one,
+  // Firecracker's metrics.
+  if (slot->network) return slot->network->usage();
   if (!slot->vm) return NetworkUsage{};
   auto m = slot->vm->metrics();
   if (!m) return m.error();
@@ -534,8 +582,10 @@ std::string FirecrackerProvider::jail_dir(const std::string& vm_id) const {
 }
 
 std::string FirecrackerProvider::netns(const std::string& vm_id) const {
-  (void)vm_id;
-  return {};
+  auto slot = find(vm_id);
+  if (!slot) return {};
+  std::lock_guard lock(slot->mu);
+  return slot->network ? slot->network->netns() : std::string();
 }
 
 int FirecrackerProvider::vmm_pid(const std::string& vm_id) const {

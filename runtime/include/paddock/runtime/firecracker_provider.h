@@ -111,7 +111,10 @@ class FirecrackerProvider final : public Provider {
   std::shared_ptr<Slot> find(const std::string& vm_id) const;
   // Fills slot.launch for a boot or restore: the image, limits and, jailed, a jail uid and id.
   Status prepare_launch(Slot& slot);
-  // Gives back what prepare_launch took (the uid) and removes the jail's cgroups.
+  // With networks on: the VM's namespace and a TAP its Firecracker may open, into slot.launch.
+  Status attach_network(Slot& slot);
+  // Gives back what prepare_launch and attach_network took (the uid, the network) and removes
+  // the jail's cgroups. REQUIRES: the VM's Firecracker has exited.
   void release(Slot& slot);
 
   FirecrackerConfig config_;
