@@ -120,6 +120,11 @@ Result<std::unique_ptr<FirecrackerProvider>> FirecrackerProvider::open(Firecrack
         "firecracker backend: /dev/kvm (Firecracker needs KVM; use --backend qemu on hosts "
         "without it)"));
   }
+  // The guest agent serves on vsock port 1024 when the command line says so (virtio-serial,
+  // which Firecracker lacks, otherwise): runtime/guest/README.md.
+  if (c.kernel_args.find("paddock.channel=vsock") == std::string::npos) {
+    c.kernel_args += " paddock.channel=vsock";
+  }
   p->kernel_ = c.image_dir.empty() ? "" : first_existing(c.image_dir, {"vmlinux"});
   if (p->kernel_.empty()) {
     return Error::unsupported("firecracker backend: no vmlinux in image directory '" +

@@ -62,6 +62,7 @@ struct FirecrackerConfig {
   std::optional<net::NetworkSettings> network;
   // Refuse to open without /dev/kvm (Firecracker needs it). Off only for tests against the fake.
   bool require_kvm = true;
+  // paddock.channel=vsock is added when missing: the guest agent then listens on vsock.
   std::string kernel_args = "console=ttyS0 reboot=k panic=1 pci=off";
   std::chrono::milliseconds api_timeout{5'000};
   std::chrono::milliseconds boot_timeout{30'000};
