@@ -245,3 +245,25 @@ TEST_CASE("fake jailer: refuses what the real jailer refuses and a chroot with d
   fails_with(good + " --new-pid-ns", "must not exist before it runs");
   fs::remove_all(dir);
 }
+
+TEST_CASE("firecracker jailed: a jailer that fails is a Jailer error with its message and leaves nothing") {
+  if (skip_unless_root()) return;
+  JailedBackend b;
+  // A stand-in jailer that refuses, as the real one does on a bad chroot or flag.
+  const fs::path failing = b.dir / "failing-jailer";
+  {
+    std::ofstream script(failing);
+    script << "#!/bin/sh\necho 'jailer: Failed to do something for a test' >&2\nexit 3\n";
+  }
+  fs::permissions(failing, fs::perms::owner_all);
+  b.config.jail->jailer_binary = failing.string();
+  b.reopen();
+  REQUIRE(b.provider->create("vm1", VmSpec{}));
+  auto st = b.provider->start("vm1");
+  REQUIRE_FALSE(st);
+  CHECK(st.error().variant() == Variant::kJailer);
+  CHECK(st.error().detail().find("the jailer failed (exit 3)") != std::string::npos);
+  CHECK(st.error().detail().find("Failed to do something for a test") != std::string::npos);
+  CHECK(fs::is_empty(b.dir / "jail" / "fake_firecracker.py"));
+  CHECK(b.provider->get("vm1").value().state == VmState::kCreated);
+}

@@ -199,27 +199,52 @@ Status FirecrackerVm::spawn() {
   ::close(log);
   if (netns >= 0) ::close(netns);
   vmm_pid_ = launch_.jail ? -1 : child_;
+  if (launch_.jail) {
+    // With --new-pid-ns the jailer starts Firecracker, writes its pid next to it and exits 0:
+    // wait for that first (Firecracker may open its socket before the pid is written), and fail
+    // at once, with its message, when the jailer fails.
+    if (auto st = await_jailer(); !st) return st;
+  }
   api_ = std::make_unique<ApiClient>(host_path(kApiSock),
                                      ApiTimeouts{launch_.api_timeout, launch_.boot_timeout});
   if (auto st = api_->wait_for_socket(launch_.api_timeout); !st) {
-    if (exited()) {
+    if (vmm_gone()) {
       return Error::unsupported(argv_[0] + " exited before its API socket appeared: " +
                                 log_tail());
     }
     return st;
   }
-  if (launch_.jail) {
-    // With --new-pid-ns the jailer writes Firecracker's pid next to it and exits.
-    std::ifstream pidfile(root_ + "/" + fs::path(launch_.firecracker_binary).filename().string() +
-                          ".pid");
-    pid_t pid = -1;
-    if (pidfile >> pid && pid > 0) vmm_pid_ = pid;
-    if (vmm_pid_ <= 0) {
-      return Error::jailer("no pid in " + root_ + "/" +
-                           fs::path(launch_.firecracker_binary).filename().string() + ".pid");
-    }
-  }
   return start_metrics();
+}
+
+Status FirecrackerVm::await_jailer() {
+  const std::string pid_path =
+      root_ + "/" + fs::path(launch_.firecracker_binary).filename().string() + ".pid";
+  const auto deadline = Clock::now() + launch_.api_timeout;
+  int status = 0;
+  pid_t done = 0;
+  for (auto pause = 1ms; (done = ::waitpid(child_, &status, WNOHANG)) == 0;) {
+    if (Clock::now() >= deadline) {
+      return Error::jailer("the jailer did not exit within " +
+                           std::to_string(launch_.api_timeout.count()) + " ms: " + log_tail());
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(20));
+  }
+  if (done == child_) reaped_ = true;
+  if (done != child_ || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::string how = "not reaped";
+    if (done == child_) {
+      how = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
+                              : "signal " + std::to_string(WTERMSIG(status));
+    }
+    return Error::jailer("the jailer failed (" + how + "): " + log_tail());
+  }
+  std::ifstream pidfile(pid_path);
+  pid_t pid = -1;
+  if (!(pidfile >> pid) || pid <= 0) return Error::jailer("no pid in " + pid_path);
+  vmm_pid_ = pid;
+  return {};
 }
 
 Status FirecrackerVm::start_metrics() { return api_->put_metrics(vm_path(kMetricsFifo)); }

@@ -95,6 +95,8 @@ class FirecrackerVm {
   std::string host_path(const std::string& name) const { return root_ + "/" + name; }
   // Links (or copies) a host file into the root as `name`, readable by the VMM.
   Status link_in(const std::string& source, const std::string& name);
+  // Jailed: waits for the jailer to exit 0 and reads Firecracker's pid from its pid file.
+  Status await_jailer();
   Status start_metrics();
   Status connect_agent(std::chrono::steady_clock::time_point deadline);
   // The tail of what the jailer and Firecracker wrote to stderr (their log file), for errors.
