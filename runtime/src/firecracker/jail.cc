@@ -31,8 +31,12 @@ bool mount_below(const std::string& dir) {
 }  // namespace
 
 std::string jail_prefix(const std::string& run_dir) {
+  // "/a/b/" and "/a/./b" are "/a/b": the same directory must give the same prefix, or a restarted
+  // worker would not sweep its predecessor's jails.
+  std::string normal = fs::absolute(run_dir).lexically_normal().string();
+  while (normal.size() > 1 && normal.back() == '/') normal.pop_back();
   uint32_t h = 2166136261u;
-  for (unsigned char c : fs::absolute(run_dir).lexically_normal().string()) {
+  for (unsigned char c : normal) {
     h = (h ^ c) * 16777619u;
   }
   char buf[11];
