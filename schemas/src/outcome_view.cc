@@ -205,8 +205,9 @@ void scan_map(Scanner& s, const Head& map, uint32_t level, std::span<const Field
     const Head key = s.next(level + 1);
     if (key.kind != Kind::kStr) throw Failure{map_path(where), "map key is not a string"};
     const Head value = s.next(level + 1);
-    size_t i = next < fields.size() && fields[next].key == key.bytes ? next : 0;
-    if (i != next) {
+    size_t i = next;
+    if (i >= fields.size() || fields[i].key != key.bytes) {
+      i = 0;
       while (i < fields.size() && fields[i].key != key.bytes) ++i;
     }
     const bool duplicate = i < fields.size() ? (seen >> i & 1) != 0 : [&] {
