@@ -1,5 +1,6 @@
 #include "reader.h"
 
+#include <cstring>
 #include <limits>
 
 #include "paddock/schemas/limits.h"
@@ -108,8 +109,8 @@ const msgpack::object* Fields::find(std::string_view key) const {
   for (uint32_t n = 0; n < size_; ++n) {
     const uint32_t i = next_ + n < size_ ? next_ + n : next_ + n - size_;
     const auto& k = entries_[i].key.via.str;
-    // As a string_view: an empty key's pointer may be null, which memcmp must not get.
-    if (std::string_view(k.ptr, k.size) == key) {
+    // An empty key's pointer may be null, which memcmp must not get.
+    if (k.size == key.size() && (k.size == 0 || std::memcmp(k.ptr, key.data(), k.size) == 0)) {
       next_ = i + 1 < size_ ? i + 1 : 0;
       return &entries_[i].val;
     }
