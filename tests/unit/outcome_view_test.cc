@@ -116,7 +116,7 @@ TEST_CASE("outcome views: the shared vectors are accepted and refused as the dec
   CHECK(errors >= 5);
 }
 
-TEST_CASE("outcome views: msgpack limits (depth 6 and 7, str, bin, ext, arrays, maps) as the decoders") {
+TEST_CASE("outcome views: msgpack limits (depth 6 and 7 and str and bin and ext and arrays and maps) as the decoders") {
   auto nested = [](size_t depth) {  // the body map is the first container
     return result_with("x", [&](Packer& pk) {
       for (size_t i = 1; i < depth; ++i) pk.pack_array(1);
@@ -163,7 +163,7 @@ TEST_CASE("outcome views: msgpack limits (depth 6 and 7, str, bin, ext, arrays, 
   CHECK_FALSE(agree_result(""));
 }
 
-TEST_CASE("outcome views: malformed bodies (truncated, trailing bytes, 0xc1, not a map) are refused") {
+TEST_CASE("outcome views: malformed bodies (truncated or trailing bytes or 0xc1 or not a map) are refused") {
   const std::string good = sc::encode(full_result());
   for (size_t n = 0; n < good.size(); ++n) CHECK_FALSE(agree_result(good.substr(0, n)));
   CHECK_FALSE(agree_result(good + '\xc0'));
@@ -174,7 +174,7 @@ TEST_CASE("outcome views: malformed bodies (truncated, trailing bytes, 0xc1, not
   for (size_t n = 0; n < error.size(); ++n) CHECK_FALSE(agree_error(error.substr(0, n)));
 }
 
-TEST_CASE("outcome views: keys (not strings, twice, empty twice, in nested maps) as the decoders") {
+TEST_CASE("outcome views: keys that are not strings or given twice (empty ones and in nested maps too) as the decoders") {
   // A non-string key at the top, and in timings.
   CHECK_FALSE(agree_result(pack([](Packer& pk) {
     pk.pack_map(2);
@@ -218,7 +218,7 @@ TEST_CASE("outcome views: keys (not strings, twice, empty twice, in nested maps)
   })));
 }
 
-TEST_CASE("outcome views: field types, ranges and required fields as the decoders") {
+TEST_CASE("outcome views: field types and ranges and required fields as the decoders") {
   using Fill = std::function<void(Packer&)>;
   const Fill nil = [](Packer& pk) { pk.pack_nil(); };
   const Fill neg = [](Packer& pk) { pk.pack(-1); };
@@ -338,7 +338,7 @@ TEST_CASE("outcome views: 50000 mutations of valid bodies are accepted and refus
   CHECK(accepted > 1000);
 }
 
-TEST_CASE("encode_job_dispatch: the bytes encode(JobDispatch) writes, around the request as given") {
+TEST_CASE("encode_job_dispatch: the bytes encode(JobDispatch) writes around the request as given") {
   sc::JobRequest request;
   request.job_id = "d-1";
   request.argv = {"sh", "-c", "true"};
