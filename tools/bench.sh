@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Paddock's benchmark suite (issue 8): one command, figures printed and written as one JSON file.
 #
-#   tools/bench.sh [--quick] [--out FILE]
+#   tools/bench.sh [--quick] [--fabric-only] [--out FILE]
 #
 # (a) queue fabric: a broker and a worker on the in-memory TEST DOUBLE (it executes nothing), with
 #     the journal off and on: throughput at saturation (closed loop, median of 3 runs) and latency
@@ -13,17 +13,20 @@
 # (d) memory per idle VM: PSS of the VMM of a cold VM and of live clones (paddock-bench-vm).
 #
 # Builds a release build in build-bench/. Runs as root (jails, network namespaces). Takes about
-# 10 minutes (--quick: fewer runs, about 4). Nothing here asserts: BENCHMARKS.md explains figures.
+# 10 minutes (--quick: fewer runs, about 4). --fabric-only runs (a) alone: no guest image, no VMs,
+# no root needed, about 2 minutes. Nothing here asserts: BENCHMARKS.md explains figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 quick=0
+fabric_only=0
 out="$root/bench-results.json"
 while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) quick=1; shift ;;
+    --fabric-only) fabric_only=1; shift ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "bench: unknown argument $1" >&2; exit 64 ;;
   esac
 done
@@ -49,18 +52,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 die() { echo "bench: $*" >&2; exit 1; }
-[[ $(id -u) -eq 0 ]] || die "run as root (jails and network namespaces)"
+[[ $fabric_only -eq 1 || $(id -u) -eq 0 ]] || die "run as root (jails and network namespaces)"
 
-tools/install-deps.sh
+[[ $fabric_only -eq 1 ]] || tools/install-deps.sh
 echo "== building $build (release)"
 if [[ ! -f "$build/CMakeCache.txt" ]]; then
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPADDOCK_TESTS=OFF \
     -DPADDOCK_SANITIZE=OFF >"$tmp/build.log" 2>&1 || die "cmake configure failed"
 fi
 grep -q "CMAKE_BUILD_TYPE:STRING=Release" "$build/CMakeCache.txt" || die "$build is not a release build"
-ninja -C "$build" paddock-broker paddock-worker paddock-load paddock-bench-vm paddock-agent \
-  paddock-jailer >>"$tmp/build.log" 2>&1 || die "build failed"
-image=$(tools/build-guest-image.sh --agent "$build/runtime/guest/paddock-agent" \
+targets=(paddock-broker paddock-worker paddock-load)
+[[ $fabric_only -eq 1 ]] || targets+=(paddock-bench-vm paddock-agent paddock-jailer)
+ninja -C "$build" "${targets[@]}" >>"$tmp/build.log" 2>&1 || die "build failed"
+[[ $fabric_only -eq 1 ]] || image=$(tools/build-guest-image.sh --agent "$build/runtime/guest/paddock-agent" \
   --cache-dir "$build/images" 2>"$tmp/image.log" | tail -n 1) || die "guest image build failed"
 load="$build/tools/paddock-load"
 
@@ -123,45 +127,47 @@ print(statistics.median(json.load(open(f))["throughput_jobs_per_s"] for f in sys
   stop_all
 done
 
-# ---- (b) VM start and (d) memory per idle VM ----------------------------------------------------
-echo "== (b) VM start and (d) memory of idle VMs: paddock-bench-vm (jailed QEMU)"
-vm_args=(--runs 5 --restore-runs 30 --warm-runs 20 --cold-e2e-runs 0 --network-runs 20 --idle-clones 8)
-[[ $quick -eq 1 ]] && vm_args=(--runs 2 --restore-runs 10 --warm-runs 10 --cold-e2e-runs 0 --network-runs 5 --idle-clones 4)
-"$build/tools/paddock-bench-vm" --image-dir "$image" --jail on "${vm_args[@]}" \
-  --json "$tmp/vm.json" 2>"$tmp/bench-vm.log" | sed 's/^/   /'
+if [[ $fabric_only -eq 0 ]]; then
+  # ---- (b) VM start and (d) memory per idle VM ----------------------------------------------------
+  echo "== (b) VM start and (d) memory of idle VMs: paddock-bench-vm (jailed QEMU)"
+  vm_args=(--runs 5 --restore-runs 30 --warm-runs 20 --cold-e2e-runs 0 --network-runs 20 --idle-clones 8)
+  [[ $quick -eq 1 ]] && vm_args=(--runs 2 --restore-runs 10 --warm-runs 10 --cold-e2e-runs 0 --network-runs 5 --idle-clones 4)
+  "$build/tools/paddock-bench-vm" --image-dir "$image" --jail on "${vm_args[@]}" \
+    --json "$tmp/vm.json" 2>"$tmp/bench-vm.log" | sed 's/^/   /'
 
-# ---- (c) end-to-end VM jobs with warm pools ---------------------------------------------------
-echo "== (c) end-to-end VM jobs: broker + qemu worker (2 slots, warm pools, jailed, networks on)"
-start_broker e2e
-host_netns="paddock-bench-$$"
-ip netns add "$host_netns"
-"$build/worker/paddock-worker" --broker "$worker_ep" --slots 2 --worker-id bench-vm --backend qemu \
-  --image-dir "$image" --run-dir "$tmp/vms" --snapshot-dir "$tmp/snapshots" \
-  --net-host-netns "$host_netns" --warm on --warm-min 2 --warm-max 4 --log-level warn \
-  >"$tmp/e2e-worker.log" 2>&1 &
-pids+=($!)
-# The template is cold-booted and snapshotted first: wait until a job runs warm.
-for _ in $(seq 60); do
-  "$load" -b "$client_ep" -n 1 -c 1 --timeout-s 120 --json-out "$tmp/e2e-probe.json" -- true >/dev/null ||
-    die "probe job failed"
-  [[ $(json_get "$tmp/e2e-probe.json" warm) -eq 1 ]] && break
-  sleep 1
-done
-[[ $(json_get "$tmp/e2e-probe.json" warm) -eq 1 ]] || die "no job ran warm within a minute"
-sleep 2  # the pool refills
-e2e_jobs=100
-[[ $quick -eq 1 ]] && e2e_jobs=30
-compute='i=0; s=0; while [ $i -lt 5000 ]; do s=$((s+i)); i=$((i+1)); done; echo $s'
-# One at a time (latency), then 4 outstanding on 2 slots (sustained throughput).
-"$load" -b "$client_ep" -n "$e2e_jobs" -c 1 --timeout-s 120 --json-out "$tmp/e2e-true-c1.json" -- true >/dev/null
-"$load" -b "$client_ep" -n "$e2e_jobs" -c 4 --timeout-s 120 --json-out "$tmp/e2e-true-c4.json" -- true >/dev/null
-"$load" -b "$client_ep" -n "$e2e_jobs" -c 1 --timeout-s 120 --json-out "$tmp/e2e-compute-c1.json" \
-  -- /bin/sh -c "$compute" >/dev/null
-"$load" -b "$client_ep" -n "$e2e_jobs" -c 4 --timeout-s 120 --json-out "$tmp/e2e-compute-c4.json" \
-  -- /bin/sh -c "$compute" >/dev/null
-stop_all
-ip netns delete "$host_netns"
-host_netns=""
+  # ---- (c) end-to-end VM jobs with warm pools ---------------------------------------------------
+  echo "== (c) end-to-end VM jobs: broker + qemu worker (2 slots, warm pools, jailed, networks on)"
+  start_broker e2e
+  host_netns="paddock-bench-$$"
+  ip netns add "$host_netns"
+  "$build/worker/paddock-worker" --broker "$worker_ep" --slots 2 --worker-id bench-vm --backend qemu \
+    --image-dir "$image" --run-dir "$tmp/vms" --snapshot-dir "$tmp/snapshots" \
+    --net-host-netns "$host_netns" --warm on --warm-min 2 --warm-max 4 --log-level warn \
+    >"$tmp/e2e-worker.log" 2>&1 &
+  pids+=($!)
+  # The template is cold-booted and snapshotted first: wait until a job runs warm.
+  for _ in $(seq 60); do
+    "$load" -b "$client_ep" -n 1 -c 1 --timeout-s 120 --json-out "$tmp/e2e-probe.json" -- true >/dev/null ||
+      die "probe job failed"
+    [[ $(json_get "$tmp/e2e-probe.json" warm) -eq 1 ]] && break
+    sleep 1
+  done
+  [[ $(json_get "$tmp/e2e-probe.json" warm) -eq 1 ]] || die "no job ran warm within a minute"
+  sleep 2  # the pool refills
+  e2e_jobs=100
+  [[ $quick -eq 1 ]] && e2e_jobs=30
+  compute='i=0; s=0; while [ $i -lt 5000 ]; do s=$((s+i)); i=$((i+1)); done; echo $s'
+  # One at a time (latency), then 4 outstanding on 2 slots (sustained throughput).
+  "$load" -b "$client_ep" -n "$e2e_jobs" -c 1 --timeout-s 120 --json-out "$tmp/e2e-true-c1.json" -- true >/dev/null
+  "$load" -b "$client_ep" -n "$e2e_jobs" -c 4 --timeout-s 120 --json-out "$tmp/e2e-true-c4.json" -- true >/dev/null
+  "$load" -b "$client_ep" -n "$e2e_jobs" -c 1 --timeout-s 120 --json-out "$tmp/e2e-compute-c1.json" \
+    -- /bin/sh -c "$compute" >/dev/null
+  "$load" -b "$client_ep" -n "$e2e_jobs" -c 4 --timeout-s 120 --json-out "$tmp/e2e-compute-c4.json" \
+    -- /bin/sh -c "$compute" >/dev/null
+  stop_all
+  ip netns delete "$host_netns"
+  host_netns=""
+fi
 
 # ---- one JSON file, and a summary -----------------------------------------------------------------
 python3 - "$tmp" "$out" "$quick" <<'PY'
@@ -185,24 +191,27 @@ for journal in ("off", "on"):
         "half_rate_latency_ms": lat(half),
         "half_rate_accepted_ms": lat(half, "submit_to_accepted"),
         "half_rate_errors": half["errors"], "half_rate_jobs": half["jobs"]}
-res["vm"] = load("vm.json")
+if os.path.exists(os.path.join(tmp, "vm.json")):  # not with --fabric-only
+    res["vm"] = load("vm.json")
 for name in ("true-c1", "true-c4", "compute-c1", "compute-c4"):
+    if not os.path.exists(os.path.join(tmp, f"e2e-{name}.json")):
+        continue
     j = load(f"e2e-{name}.json")
     res["vm_jobs"][name] = {"jobs": j["jobs"], "ok": j["ok"], "errors": j["errors"],
                             "warm": j["warm"], "cold": j["cold"],
                             "jobs_per_s": j["throughput_jobs_per_s"], "latency_ms": lat(j)}
 json.dump(res, open(out, "w"), indent=2)
-f, v, e = res["fabric"], res["vm"], res["vm_jobs"]
+f, v, e = res["fabric"], res.get("vm"), res["vm_jobs"]
 print("\n== summary (one run; figures in %s)" % out)
 for journal in ("off", "on"):
     x = f[f"journal_{journal}"]
     print(f"fabric, journal {journal:3}: {x['saturation_jobs_per_s_median']:9.0f} jobs/s at saturation; "
           f"at {x['half_rate_jobs_per_s']:.0f}/s p50 {x['half_rate_latency_ms']['p50']:.2f} ms, "
           f"p99 {x['half_rate_latency_ms']['p99']:.2f} ms")
-print(f"VM start: cold boot median {v['cold_boot']['median_ms']:.0f} ms (p99 {v['cold_boot']['p99_ms']:.0f}), "
+if v: print(f"VM start: cold boot median {v['cold_boot']['median_ms']:.0f} ms (p99 {v['cold_boot']['p99_ms']:.0f}), "
       f"restore median {v['restore']['median_ms']:.1f} ms (p99 {v['restore']['p99_ms']:.1f}), "
       f"ratio {v['cold_restore_ratio']:.0f}x")
-if "idle_memory" in v:
+if v and "idle_memory" in v:
     m = v["idle_memory"]
     print(f"idle VM PSS: cold {m['cold_vm_pss_mib']:.1f} MiB, clone median {m['clone_pss_median_mib']:.1f} MiB "
           f"({m['clones']} clones), template files {m['template_files_mib']:.1f} MiB")

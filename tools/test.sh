@@ -23,7 +23,7 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPADDOCK_SANITIZE=ON -
   "${launcher[@]}" >/dev/null
 ninja -C "$build" | tail -n 1
 
-fuzz_seconds=${PADDOCK_FUZZ_SECONDS:-11}  # 9 targets: 99 s of fuzzing (tools/fuzz.sh)
+fuzz_seconds=${PADDOCK_FUZZ_SECONDS:-10}  # 10 targets: 100 s of fuzzing (tools/fuzz.sh)
 if [ "$fuzz_seconds" -gt 0 ]; then
   echo "== fuzz (${fuzz_seconds} s per target)"
   PADDOCK_FUZZ_BUILD_DIR="$build/fuzz" tools/fuzz.sh "$fuzz_seconds"

@@ -282,13 +282,14 @@ void Broker::Loop::dispatch() {
       jobs_.remove(job->request.job_id);
       continue;
     }
-    sc::JobDispatch d;
-    d.attempt = job->attempt;
-    d.queued_us = static_cast<uint64_t>(
+    const auto queued_us = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(now_ - job->accepted_at).count());
-    d.request = job->request;
+    // The request as its submitter encoded it (checked on submit), not decoded and encoded again.
     auto status = wire::send_message(
-        workers, sc::make_message(sc::Command::kJob, {sc::encode(d)}), w->routing_id);
+        workers,
+        sc::make_message(sc::Command::kJob, {sc::encode_job_dispatch(job->attempt, queued_us,
+                                                                     job->request.encoded)}),
+        w->routing_id);
     if (status != wire::SendStatus::kOk) {
       // Not sent: the job keeps its attempt and goes back; the worker's credit is not spent.
       jobs_.requeue(*job);
@@ -300,7 +301,7 @@ void Broker::Loop::dispatch() {
     w->jobs.insert(job->request.job_id);
     if (dashboard_) dashboard_->dispatched(*job, w->worker_id, now_ms);
     metrics_.dispatch_latency.observe(now_ - job->accepted_at);
-    if (journal_) journal_->dispatched(job->request.job_id, job->attempt);
+    if (journal_) journal_->dispatched(job->request.job_id, job->attempt, job->journal_row);
   }
 }
 
@@ -362,9 +363,10 @@ void Broker::Loop::recover() {
                          now_unix_ms());
       continue;
     }
-    Job& job = jobs_.push(std::move(request.value()), std::string(), now_);
+    Job& job = jobs_.push(QueuedRequest::of(*request, p.request), std::string(), now_);
     job.routes.clear();  // its submitter reconnects and FETCHes (or submits it again)
     job.recovered = true;
+    job.journal_row = p.row;
     if (p.cancel_requested) {
       // CANCELled while running, and its worker had not answered when the broker stopped.
       job.attempt = p.attempt;
@@ -459,7 +461,8 @@ void Broker::Loop::answer(const Job& job, sc::Command command, const std::string
       return;  // not stored (a failed statement): the turn fails, nothing is sent
     }
   } else if (journal_) {
-    journal_->finished(job.request.job_id, static_cast<uint8_t>(command), body, now_unix_ms());
+    journal_->finished(job.request.job_id, static_cast<uint8_t>(command), body, now_unix_ms(),
+                       job.journal_row);
   }
   for (const auto& route : job.routes) to_client(route, sc::make_message(command, {body}));
 }

@@ -86,8 +86,8 @@ void Broker::Loop::on_submit(const std::string& route,
       continue;
     }
     accepted.job_ids.push_back(request->job_id);
-    if (embedded_) embedded_->accepted(request->job_id, body, now_unix_ms());
-    jobs_.push(std::move(request.value()), route, now_);
+    const int64_t row = embedded_ ? embedded_->accepted(request->job_id, body, now_unix_ms()) : 0;
+    jobs_.push(QueuedRequest::of(*request, std::string(body)), route, now_).journal_row = row;
     ++stats_.accepted;
   }
   if (!to_share.empty()) submit_shared(route, to_share, accepted, known_answers);

@@ -10,6 +10,11 @@ void Job::add_route(const std::string& route) {
   routes.push_back(route);
 }
 
+QueuedRequest QueuedRequest::of(const schemas::JobRequest& request, std::string encoded) {
+  return QueuedRequest{request.job_id, request.image, request.priority, request.deadline_ms,
+                       std::move(encoded)};
+}
+
 Job* JobQueue::find(const std::string& job_id) {
   auto it = jobs_.find(job_id);
   return it == jobs_.end() ? nullptr : &it->second;
@@ -20,7 +25,7 @@ const Job* JobQueue::find(const std::string& job_id) const {
   return it == jobs_.end() ? nullptr : &it->second;
 }
 
-Job& JobQueue::push(schemas::JobRequest request, std::string route, Clock::time_point now) {
+Job& JobQueue::push(QueuedRequest request, std::string route, Clock::time_point now) {
   const std::string id = request.job_id;
   Job job;
   job.request = std::move(request);
@@ -32,8 +37,8 @@ Job& JobQueue::push(schemas::JobRequest request, std::string route, Clock::time_
   return it->second;
 }
 
-void JobQueue::enqueue(const Job& job) {
-  by_image_[job.request.image].emplace(key_of(job), job.request.job_id);
+void JobQueue::enqueue(Job& job) {
+  by_image_[job.request.image].emplace(key_of(job), &job);
   ++queued_;
   ++by_priority_[job.request.priority];
   if (job.request.deadline_ms != 0) ++with_deadline_;
@@ -71,7 +76,7 @@ Job* JobQueue::pop_next(const std::string& image, const std::string& worker) {
   auto queue = by_image_.find(image);
   if (queue == by_image_.end()) return nullptr;
   auto first = queue->second.begin();
-  Job& job = jobs_.at(first->second);
+  Job& job = *first->second;
   queue->second.erase(first);
   if (queue->second.empty()) by_image_.erase(queue);  // `image` may refer to the erased key
   dequeued(job);
@@ -101,9 +106,9 @@ std::vector<Job> JobQueue::take_expired(uint64_t now_unix_ms) {
   if (with_deadline_ == 0) return expired;
   std::vector<std::string> ids;
   for (const auto& [image, order] : by_image_) {
-    for (const auto& [key, id] : order) {
-      const auto& r = jobs_.at(id).request;
-      if (r.deadline_ms != 0 && r.deadline_ms <= now_unix_ms) ids.push_back(id);
+    for (const auto& [key, job] : order) {
+      const auto& r = job->request;
+      if (r.deadline_ms != 0 && r.deadline_ms <= now_unix_ms) ids.push_back(r.job_id);
     }
   }
   for (const auto& id : ids) expired.push_back(*remove(id));
@@ -115,7 +120,7 @@ std::vector<Job> JobQueue::take_image(const std::string& image) {
   auto queue = by_image_.find(image);
   if (queue == by_image_.end()) return taken;
   std::vector<std::string> ids;
-  for (const auto& [key, id] : queue->second) ids.push_back(id);
+  for (const auto& [key, job] : queue->second) ids.push_back(job->request.job_id);
   for (const auto& id : ids) taken.push_back(*remove(id));
   return taken;
 }

@@ -30,11 +30,26 @@ struct AttemptRecord {
   std::string detail;  // "Variant (code)" for "error" and "retry"
 };
 
+// A job's request as the broker keeps it: the fields that route and order it, and the request as
+// its submitter encoded it, which decode_job_request accepted on submit. JOB messages carry those
+// bytes as they are (encode_job_dispatch): the broker neither keeps a decoded copy nor encodes
+// one again per dispatch.
+struct QueuedRequest {
+  std::string job_id;
+  std::string image = "default";
+  int32_t priority = 0;
+  uint64_t deadline_ms = 0;
+  std::string encoded;
+
+  // REQUIRES: `request` is what decode_job_request(encoded) gave.
+  static QueuedRequest of(const schemas::JobRequest& request, std::string encoded);
+};
+
 struct Job {
   // kWaiting: a retryable failure's backoff; held, neither queued nor running.
   enum class State { kQueued, kRunning, kWaiting };
 
-  schemas::JobRequest request;
+  QueuedRequest request;
   // Routing ids of the client connections that get the final answer: the submitter, plus any
   // connection that re-submitted, cancelled or fetched it meanwhile (at most kMaxRoutes).
   std::vector<std::string> routes;
@@ -43,6 +58,7 @@ struct Job {
   std::string worker;  // routing id of the worker running it
   bool cancel_requested = false;
   bool recovered = false;  // re-queued from the journal: a worker from before may still report it
+  int64_t journal_row = 0;  // its row in the journal (Journal::accepted), 0 without one
   uint64_t seq = 0;
   Clock::time_point accepted_at;
   // With the dashboard on: its dispatches, oldest first; past kMaxAttemptRecords the oldest go.
@@ -73,7 +89,7 @@ class JobQueue {
   Job* find(const std::string& job_id);
   const Job* find(const std::string& job_id) const;
   // REQUIRES: no job with this id is held.
-  Job& push(schemas::JobRequest request, std::string route, Clock::time_point now);
+  Job& push(QueuedRequest request, std::string route, Clock::time_point now);
   // The image of the best queued job (priority, then age) among images not in `skip`; nullptr
   // if none. O(images with queued jobs). Valid until the queue changes.
   const std::string* next_image(const std::vector<std::string>& skip) const;
@@ -92,10 +108,12 @@ class JobQueue {
  private:
   using Key = std::pair<int64_t, uint64_t>;  // (-priority, seq)
   static Key key_of(const Job& j) { return {-static_cast<int64_t>(j.request.priority), j.seq}; }
-  void enqueue(const Job& job);
+  void enqueue(Job& job);
   void dequeued(const Job& job);
 
-  using Order = std::map<Key, std::string>;  // queued jobs of one image -> job id
+  // Queued jobs of one image. Nodes of jobs_ do not move, so a job is held by address: no copy of
+  // its id, no lookup by it.
+  using Order = std::map<Key, Job*>;
   void unqueue(const Job& job);
 
   uint64_t next_seq_ = 0;

@@ -30,6 +30,7 @@ class Journal final : public Store {
     bool dispatched = false;  // it was on a worker when the broker stopped
     uint64_t accepted_unix_ms = 0;
     bool cancel_requested = false;  // CANCELled while running; its worker had not answered
+    int64_t row = 0;                // its row id, for dispatched() and finished()
   };
 
   // Opens (or creates) the journal at `path`. Refuses, with a message naming the file and what is
@@ -47,13 +48,18 @@ class Journal final : public Store {
   Journal& operator=(const Journal&) = delete;
 
   // Buffered in the current transaction (begun on the first write after a commit).
-  void accepted(std::string_view job_id, std::string_view request, uint64_t unix_ms);
-  void dispatched(std::string_view job_id, uint32_t attempt) override;
+  // Returns the job's row id, with which dispatched() and finished() reach its row directly
+  // rather than through the index of job ids; 0 if the job_id had a row already (or the write
+  // failed).
+  int64_t accepted(std::string_view job_id, std::string_view request, uint64_t unix_ms);
+  // `row`: what accepted() or pending() gave for this job; 0 finds the row by job_id. A row that
+  // is not this job's is left alone.
+  void dispatched(std::string_view job_id, uint32_t attempt, int64_t row = 0) override;
   // A CANCEL of a running job: a restarted broker answers Cancelled instead of running it again.
   void cancel_requested(std::string_view job_id) override;
   // The first answer stored for a job wins; a second one (a duplicate result) is ignored.
   void finished(std::string_view job_id, uint8_t command, std::string_view body,
-                uint64_t unix_ms) override;
+                uint64_t unix_ms, int64_t row = 0) override;
   // Commits what the turn wrote. false (and `error`) if it could not: the broker then must not
   // send what depended on it.
   bool commit(std::string& error) override;
@@ -84,8 +90,10 @@ class Journal final : public Store {
   bool in_transaction_ = false;
   sqlite3_stmt* insert_ = nullptr;
   sqlite3_stmt* dispatch_ = nullptr;
+  sqlite3_stmt* dispatch_row_ = nullptr;
   sqlite3_stmt* cancel_ = nullptr;
   sqlite3_stmt* finish_ = nullptr;
+  sqlite3_stmt* finish_row_ = nullptr;
   sqlite3_stmt* answer_ = nullptr;
   sqlite3_stmt* expire_ = nullptr;
   std::string write_error_;  // the first write that failed in this transaction

@@ -514,7 +514,7 @@ std::vector<PgStore::Claimed> PgStore::claim_unknown_image(uint64_t accepted_bef
   return claimed_rows(r.get());
 }
 
-void PgStore::dispatched(std::string_view job_id, uint32_t attempt) {
+void PgStore::dispatched(std::string_view job_id, uint32_t attempt, int64_t /*row*/) {
   // The claim marked the first dispatch; later ones (after a lost worker or a retry) count here.
   if (attempt <= 1) return;
   begin();
@@ -533,7 +533,7 @@ void PgStore::cancel_requested(std::string_view job_id) {
 }
 
 void PgStore::finished(std::string_view job_id, uint8_t command, std::string_view body,
-                       uint64_t unix_ms) {
+                       uint64_t unix_ms, int64_t /*row*/) {
   (void)finish_first(job_id, command, body, unix_ms);
 }
 

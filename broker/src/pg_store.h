@@ -54,10 +54,10 @@ class PgStore final : public Store {
 
   // Store
   std::string describe() const override;
-  void dispatched(std::string_view job_id, uint32_t attempt) override;
+  void dispatched(std::string_view job_id, uint32_t attempt, int64_t row = 0) override;
   void cancel_requested(std::string_view job_id) override;
   void finished(std::string_view job_id, uint8_t command, std::string_view body,
-                uint64_t unix_ms) override;
+                uint64_t unix_ms, int64_t row = 0) override;
   bool commit(std::string& error) override;
   bool dirty() const override { return in_transaction_; }
   std::optional<Answer> answer_of(std::string_view job_id) override;

@@ -263,7 +263,8 @@ void Broker::Loop::claim_for_credits() {
       const auto age = std::chrono::milliseconds(now_ms > c.accepted_unix_ms
                                                      ? now_ms - c.accepted_unix_ms
                                                      : 0);
-      Job& job = jobs_.push(std::move(request.value()), std::string(), now_ - age);
+      Job& job = jobs_.push(QueuedRequest::of(*request, std::move(c.request)), std::string(),
+                            now_ - age);
       job.routes.clear();
       if (auto w = waiters_.find(c.job_id); w != waiters_.end()) {
         for (const auto& r : w->second) job.add_route(r);

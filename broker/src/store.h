@@ -46,13 +46,15 @@ class Store {
   // "journal /var/lib/paddock/broker/journal.db", "postgresql host=… dbname=…" (no password).
   virtual std::string describe() const = 0;
 
-  // Buffered in the current transaction (begun on the first write after a commit).
-  virtual void dispatched(std::string_view job_id, uint32_t attempt) = 0;
+  // Buffered in the current transaction (begun on the first write after a commit). `row`: the
+  // embedded journal's row id of the job, when known (0: found by job_id); the shared queue has
+  // no use for it.
+  virtual void dispatched(std::string_view job_id, uint32_t attempt, int64_t row = 0) = 0;
   // A CANCEL of a running job: a restarted broker answers Cancelled instead of running it again.
   virtual void cancel_requested(std::string_view job_id) = 0;
   // The first answer stored for a job wins; a second one (a duplicate result) is ignored.
   virtual void finished(std::string_view job_id, uint8_t command, std::string_view body,
-                        uint64_t unix_ms) = 0;
+                        uint64_t unix_ms, int64_t row = 0) = 0;
   // Commits what the turn wrote. false (and `error`) if it could not: the broker then must not
   // send what depended on it.
   virtual bool commit(std::string& error) = 0;

@@ -5,6 +5,7 @@
 
 #include "loop.h"
 #include "paddock/schemas/codes.h"
+#include "paddock/schemas/outcome_view.h"
 
 namespace paddock::broker {
 
@@ -109,35 +110,31 @@ void Broker::Loop::on_ready(const std::string& route, std::string_view body,
 }
 
 void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_view body) {
-  std::string job_id;
-  bool retryable = false;
-  uint32_t code = 0;
-  std::string variant;
+  // The body is checked as decode_job_result/decode_job_error would (same limits and types) and
+  // forwarded as the worker wrote it; the broker reads only the job id and, of an ERROR, its
+  // code, variant and retryable. Only the dashboard wants the decoded value.
+  const bool is_result = command == sc::Command::kResult;
+  auto view = is_result ? sc::view_job_result(body) : sc::view_job_error(body);
+  if (!view) {
+    if (protocol_log_.allow()) {
+      spdlog::warn("worker '{}': bad {}: {}", w.worker_id, is_result ? "RESULT" : "ERROR",
+                   view.error().message());
+    }
+    return;
+  }
+  const std::string job_id(view->job_id);
+  const bool retryable = view->retryable;
+  const uint32_t code = view->code;
+  const std::string_view variant = view->variant;
   std::optional<sc::JobResult> result;
   std::optional<sc::JobError> error;
-  if (command == sc::Command::kResult) {
-    auto r = sc::decode_job_result(body);
-    if (!r) {
-      if (protocol_log_.allow()) {
-        spdlog::warn("worker '{}': bad RESULT: {}", w.worker_id, r.error().message());
-      }
-      return;
+  if (dashboard_) {
+    // Accepted by the view, so these decode too.
+    if (is_result) {
+      if (auto r = sc::decode_job_result(body)) result = std::move(r.value());
+    } else if (auto e = sc::decode_job_error(body)) {
+      error = std::move(e.value());
     }
-    job_id = r->job_id;
-    result = std::move(r.value());
-  } else {
-    auto e = sc::decode_job_error(body);
-    if (!e) {
-      if (protocol_log_.allow()) {
-        spdlog::warn("worker '{}': bad ERROR: {}", w.worker_id, e.error().message());
-      }
-      return;
-    }
-    job_id = e->job_id;
-    retryable = e->retryable;
-    code = e->code;
-    variant = e->variant;
-    error = std::move(e.value());
   }
   ++w.answered;
   const sc::JobResult* result_ptr = result ? &*result : nullptr;
@@ -189,7 +186,8 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
                    w.worker_id, held->attempt, options_.max_attempts, delay.count());
     }
     if (dashboard_) {
-      dashboard_->attempt_ended(*held, "retry", variant + " (" + std::to_string(code) + ")");
+      dashboard_->attempt_ended(*held, "retry",
+                                std::string(variant) + " (" + std::to_string(code) + ")");
     }
     ++held->attempt;
     held->state = Job::State::kWaiting;

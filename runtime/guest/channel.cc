@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <linux/vm_sockets.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "os/os_error.h"
@@ -101,7 +103,7 @@ int open_virtio_port(const std::string& port_name, int timeout_ms, std::string& 
   return -1;
 }
 
-int accept_one_unix(const std::string& path, std::string& error) {
+int listen_unix(const std::string& path, std::string& error) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof addr.sun_path) {
@@ -116,11 +118,46 @@ int accept_one_unix(const std::string& path, std::string& error) {
   }
   ::unlink(path.c_str());
   if (::bind(listener, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::listen(listener, 1) != 0) {
+      ::listen(listener, 4) != 0) {
     error = runtime::os::error_message("listen " + path);
     ::close(listener);
     return -1;
   }
+  return listener;
+}
+
+int listen_vsock(unsigned port, std::string& error) {
+  const std::string name = "vsock port " + std::to_string(port);
+  const int listener = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listener < 0) {
+    error = runtime::os::error_message("socket AF_VSOCK (the kernel needs vsock and its virtio "
+                                       "transport)");
+    return -1;
+  }
+  sockaddr_vm addr{};
+  addr.svm_family = AF_VSOCK;
+  addr.svm_cid = VMADDR_CID_ANY;
+  addr.svm_port = port;
+  if (::bind(listener, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(listener, 4) != 0) {
+    error = runtime::os::error_message("listen " + name);
+    ::close(listener);
+    return -1;
+  }
+  return listener;
+}
+
+bool wants_vsock(const std::string& cmdline) {
+  std::istringstream words(cmdline);
+  for (std::string w; words >> w;) {
+    if (w == "paddock.channel=vsock") return true;
+  }
+  return false;
+}
+
+int accept_one_unix(const std::string& path, std::string& error) {
+  const int listener = listen_unix(path, error);
+  if (listener < 0) return -1;
   int fd;
   do {
     fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);

@@ -1,6 +1,7 @@
 // The agent's end of its control channel: frames in, frames out, over one file descriptor.
 //
-// In a VM it is the virtio-serial port named `paddock.agent`. The host side of such a port comes
+// In a VM it is the virtio-serial port named `paddock.agent` (QEMU), or a connection accepted on
+// the agent's vsock port (Firecracker: the kernel command line says paddock.channel=vsock). The host side of such a port comes
 // and goes (QEMU's chardev socket has no client yet; a restored clone's host connects anew): a
 // read of 0 bytes then means "no host now", never "the end", and whatever part of a frame was
 // buffered is dropped. In the host test mode it is a socket, and end of stream ends serving.
@@ -50,5 +51,19 @@ int open_virtio_port(const std::string& port_name, int timeout_ms, std::string& 
 // Listens on a unix socket at `path`, accepts one connection, closes the listener and removes
 // the socket file. The connection's fd, or -1 with `error` set.
 int accept_one_unix(const std::string& path, std::string& error);
+
+// The agent's vsock port: the host connects to it through Firecracker's hybrid vsock
+// (`CONNECT 1024`; runtime/src/firecracker/firecracker_vm.h, kAgentVsockPort).
+inline constexpr unsigned kAgentVsockPort = 1024;
+
+// True when the kernel command line holds the word `paddock.channel=vsock`: the agent then
+// serves on vsock instead of the virtio-serial port.
+bool wants_vsock(const std::string& cmdline);
+
+// A listening stream socket, close-on-exec: AF_VSOCK on `port` of any CID (in a VM), or AF_UNIX
+// at `path` (the host test mode; an old socket file there is removed first). -1 with `error`
+// set when it cannot be made.
+int listen_vsock(unsigned port, std::string& error);
+int listen_unix(const std::string& path, std::string& error);
 
 }  // namespace paddock::guest

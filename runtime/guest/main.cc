@@ -1,13 +1,17 @@
 // paddock-agent: the guest agent (runtime/guest/README.md).
 //
-// As PID 1 of a guest: mount, load modules, find the `paddock.agent` virtio-serial port, serve
-// the guest agent protocol on it for ever; a shutdown request powers the guest off.
+// As PID 1 of a guest: mount, load modules, find the `paddock.agent` virtio-serial port (or, with
+// paddock.channel=vsock on the kernel command line, listen on vsock port 1024), serve the guest
+// agent protocol on it for ever; a shutdown request powers the guest off.
 // On a host (a test mode, not PID 1): serve the same protocol on an inherited fd or on one
-// connection to a unix socket, with jobs under --work-dir; end of stream or shutdown exits 0.
+// connection to a unix socket, with jobs under --work-dir; end of stream or shutdown exits 0. Or
+// (--serve-unix) serve connection after connection on a unix socket exactly as on vsock, until a
+// shutdown request.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -50,12 +54,14 @@ constexpr const char* kUsage =
     "usage: paddock-agent                                 (as PID 1 of a guest)\n"
     "       paddock-agent --channel-fd N --work-dir DIR   (host test mode)\n"
     "       paddock-agent --listen-unix PATH --work-dir DIR\n"
+    "       paddock-agent --serve-unix PATH --work-dir DIR   (connection after connection)\n"
     "       paddock-agent --module-order --modules-dir DIR NAME...\n"
     "                     (prints the load order of modules NAME... and their dependencies)\n";
 
 struct Options {
   int channel_fd = -1;
   std::string listen_unix;
+  std::string serve_unix;
   std::string work_dir;
   bool module_order = false;
   std::string modules_dir;
@@ -73,6 +79,8 @@ bool parse(int argc, char** argv, Options& o) {
       if (*end != '\0' || o.channel_fd < 0) return false;
     } else if (a == "--listen-unix" && (v = value())) {
       o.listen_unix = v;
+    } else if (a == "--serve-unix" && (v = value())) {
+      o.serve_unix = v;
     } else if (a == "--work-dir" && (v = value())) {
       o.work_dir = v;
     } else if (a == "--modules-dir" && (v = value())) {
@@ -86,8 +94,8 @@ bool parse(int argc, char** argv, Options& o) {
     }
   }
   if (o.module_order) return !o.modules_dir.empty() && !o.names.empty();
-  return (o.channel_fd >= 0) != !o.listen_unix.empty() && !o.work_dir.empty() &&
-         o.work_dir.front() == '/';
+  const int channels = (o.channel_fd >= 0) + !o.listen_unix.empty() + !o.serve_unix.empty();
+  return channels == 1 && !o.work_dir.empty() && o.work_dir.front() == '/';
 }
 
 // Answers one request. Sets `shutdown` for a shutdown request. A refresh changes the machine only
@@ -149,21 +157,29 @@ agent::Reply answer(const agent::Decoded<std::string>& frame, const JobContext& 
   return reply;
 }
 
-enum class Ended { kShutdown, kEndOfStream, kError };
+enum class Ended { kShutdown, kEndOfStream, kError, kNewPeer };
 
-// Serves requests one at a time until shutdown (or, off a VM, the end of the stream), reaping
-// every child that exits meanwhile.
-Ended serve(Channel& channel, Reaper& reaper, const JobContext& jobs, bool in_vm) {
+struct ServeMode {
+  bool in_vm = false;  // a refresh changes the machine; errors are said, not fatal
+  // A virtio-serial port: end of stream means "no host now", and the host comes back on the same
+  // channel. Otherwise (a socket) end of stream ends the channel.
+  bool port = false;
+  int listener = -1;  // a listening socket: a new connection on it ends this one (kNewPeer)
+};
+
+// Serves requests one at a time until shutdown (or, on a socket, the end of the stream or a new
+// connection), reaping every child that exits meanwhile.
+Ended serve(Channel& channel, Reaper& reaper, const JobContext& jobs, const ServeMode& mode) {
   bool look_later = false;  // no host on the port just now: leave the channel out of one poll
   std::optional<std::chrono::steady_clock::time_point> absent_since;
   for (;;) {
     while (auto frame = channel.next()) {
       bool shutdown = false;
       const std::string out =
-          agent::frame(agent::encode_reply(answer(*frame, jobs, in_vm, shutdown)));
+          agent::frame(agent::encode_reply(answer(*frame, jobs, mode.in_vm, shutdown)));
       if (auto err = channel.send(out); !err.empty()) {
         say(err);
-        if (!in_vm) return Ended::kError;
+        if (!mode.port) return Ended::kError;
       }
       if (shutdown) return Ended::kShutdown;
     }
@@ -172,12 +188,16 @@ Ended serve(Channel& channel, Reaper& reaper, const JobContext& jobs, bool in_vm
       const bool fast = std::chrono::steady_clock::now() - *absent_since < kNoPeerFastPeriod;
       wait_ms = fast ? kNoPeerRetryMs : kNoPeerSlowRetryMs;
     }
-    pollfd fds[2] = {{reaper.fd(), POLLIN, 0}, {look_later ? -1 : channel.fd(), POLLIN, 0}};
-    if (::poll(fds, 2, wait_ms) < 0 && errno != EINTR) {
+    pollfd fds[3] = {{reaper.fd(), POLLIN, 0},
+                     {look_later ? -1 : channel.fd(), POLLIN, 0},
+                     {mode.listener, POLLIN, 0}};
+    if (::poll(fds, 3, wait_ms) < 0 && errno != EINTR) {
       say(runtime::os::error_message("poll"));
       return Ended::kError;
     }
     if (fds[0].revents != 0) reaper.reap();
+    // The host connected anew: this connection's host is gone (a restored clone's old one).
+    if (fds[2].revents != 0) return Ended::kNewPeer;
     look_later = false;
     if (fds[1].revents == 0) continue;
     std::string error;
@@ -186,10 +206,37 @@ Ended serve(Channel& channel, Reaper& reaper, const JobContext& jobs, bool in_vm
       absent_since.reset();
       continue;
     }
-    if (read == Channel::Read::kError && (!in_vm || !absent_since)) say(error);  // once per outage
-    if (!in_vm) return read == Channel::Read::kNoPeer ? Ended::kEndOfStream : Ended::kError;
+    if (read == Channel::Read::kError && (!mode.port || !absent_since)) say(error);  // once
+    if (!mode.port) return read == Channel::Read::kNoPeer ? Ended::kEndOfStream : Ended::kError;
     if (!absent_since) absent_since = std::chrono::steady_clock::now();
     look_later = true;
+  }
+}
+
+// Serves connection after connection on `listener` (vsock in a VM, a unix socket in the host test
+// mode) until a shutdown request; a new connection replaces the one being served. Children are
+// reaped while no host is connected too. kError only when accepting fails for good.
+Ended serve_listener(int listener, const std::string& name, Reaper& reaper,
+                     const JobContext& jobs, bool in_vm) {
+  for (;;) {
+    pollfd fds[2] = {{reaper.fd(), POLLIN, 0}, {listener, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) {
+      say(runtime::os::error_message("poll"));
+      return Ended::kError;
+    }
+    if (fds[0].revents != 0) reaper.reap();
+    if (fds[1].revents == 0) continue;
+    const int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) continue;
+      say(runtime::os::error_message("accept on " + name));
+      return Ended::kError;
+    }
+    Channel channel(fd, name);
+    if (serve(channel, reaper, jobs, ServeMode{in_vm, false, listener}) == Ended::kShutdown) {
+      return Ended::kShutdown;
+    }
+    // End of stream, an error on this connection, or a newer one: accept the next.
   }
 }
 
@@ -242,12 +289,24 @@ bool setup_signals(Reaper& reaper) {
   std::string network;
   for (const auto& e : configure_network(network)) say(e);
   say("network: " + network);
-  std::string path, error;
-  const int fd = open_virtio_port(kPortName, kPortWaitMs, path, error);
-  if (fd < 0) fatal(error);
-  Channel channel(fd, path);
-  say("ready on " + path);
-  serve(channel, reaper, JobContext{"/work", &reaper, std::move(image_env)}, /*in_vm=*/true);
+  JobContext jobs{"/work", &reaper, std::move(image_env)};
+  std::string error;
+  if (wants_vsock(cmdline)) {
+    const int listener = listen_vsock(kAgentVsockPort, error);
+    if (listener < 0) fatal(error);
+    const std::string name = "vsock port " + std::to_string(kAgentVsockPort);
+    say("ready on " + name);
+    if (serve_listener(listener, name, reaper, jobs, /*in_vm=*/true) != Ended::kShutdown) {
+      fatal("the agent's listener on " + name + " failed");
+    }
+  } else {
+    std::string path;
+    const int fd = open_virtio_port(kPortName, kPortWaitMs, path, error);
+    if (fd < 0) fatal(error);
+    Channel channel(fd, path);
+    say("ready on " + path);
+    serve(channel, reaper, jobs, ServeMode{/*in_vm=*/true, /*port=*/true, -1});
+  }
   say("shutdown requested: powering off");
   power_off();
 }
@@ -259,6 +318,21 @@ int run_on_host(const Options& o) {
     say(runtime::os::error_message("prctl child subreaper"));
   Reaper reaper;
   if (!setup_signals(reaper)) return 1;
+  if (!o.serve_unix.empty()) {
+    std::string error;
+    const int listener = listen_unix(o.serve_unix, error);
+    if (listener < 0) {
+      say(error);
+      return 1;
+    }
+    const std::string name = "unix:" + o.serve_unix;
+    say("ready on " + name);
+    const Ended ended = serve_listener(listener, name, reaper, JobContext{o.work_dir, &reaper, {}},
+                                       /*in_vm=*/false);
+    ::close(listener);
+    ::unlink(o.serve_unix.c_str());
+    return ended == Ended::kShutdown ? 0 : 1;
+  }
   int fd = o.channel_fd;
   std::string name = "fd " + std::to_string(fd);
   if (fd >= 0) {
@@ -278,11 +352,12 @@ int run_on_host(const Options& o) {
   }
   Channel channel(fd, name);
   say("ready on " + name);
-  switch (serve(channel, reaper, JobContext{o.work_dir, &reaper, {}}, /*in_vm=*/false)) {
+  switch (serve(channel, reaper, JobContext{o.work_dir, &reaper, {}}, ServeMode{})) {
     case Ended::kShutdown:
     case Ended::kEndOfStream:
       return 0;
     case Ended::kError:
+    case Ended::kNewPeer:
       return 1;
   }
   return 1;

@@ -15,8 +15,10 @@ namespace paddock::guest {
 
 // Always wanted: the virtio-serial driver that carries the agent's channel.
 inline constexpr std::string_view kRequiredModules[] = {"virtio_console"};
-// Loaded when the kernel has them as modules: the virtio transports (microvm: MMIO; pc/q35: PCI).
-inline constexpr std::string_view kOptionalModules[] = {"virtio_mmio", "virtio_pci"};
+// Loaded when the kernel has them as modules: the virtio transports (microvm: MMIO; pc/q35: PCI)
+// and vsock over virtio (the agent's channel under Firecracker, paddock.channel=vsock).
+inline constexpr std::string_view kOptionalModules[] = {"virtio_mmio", "virtio_pci",
+                                                        "vmw_vsock_virtio_transport"};
 // One module name a line ('#' starts a comment): more modules to load, required.
 inline constexpr const char* kExtraModulesFile = "/etc/paddock/modules";
 

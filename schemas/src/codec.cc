@@ -13,10 +13,25 @@ using detail::Fields;
 using detail::guarded;
 namespace L = limits;
 
+// A stream for msgpack's packer that appends to a string, so a body is built where it is returned
+// (msgpack::sbuffer starts with an 8 KiB allocation and would be copied out).
+struct StringStream {
+  std::string bytes;
+  void write(const char* data, size_t size) { bytes.append(data, size); }
+};
+
+// The most bytes a map's header takes (map32).
+constexpr size_t kMaxMapHeader = 5;
+
 // Builds one msgpack map; the entry count is written when the map is finished, so fields may be
-// omitted conditionally.
+// omitted conditionally. The entries go after room for the largest header, which finish() fills
+// and trims: one buffer, no copy of the entries.
 class MapWriter {
  public:
+  explicit MapWriter(size_t reserve = 256) {
+    body_.bytes.reserve(reserve);
+    body_.bytes.resize(kMaxMapHeader);
+  }
   MapWriter& str(std::string_view key, std::string_view v) {
     add_key(key);
     pk_.pack_str(static_cast<uint32_t>(v.size()));
@@ -55,7 +70,7 @@ class MapWriter {
     }
     return *this;
   }
-  MapWriter& map(std::string_view key, const std::string& encoded_map) {
+  MapWriter& map(std::string_view key, std::string_view encoded_map) {
     add_key(key);
     raw(encoded_map);
     return *this;
@@ -67,12 +82,13 @@ class MapWriter {
     for (const auto& item : items) raw(enc(item));
     return *this;
   }
-  std::string finish() const {
-    msgpack::sbuffer head;
-    msgpack::packer<msgpack::sbuffer>(head).pack_map(count_);
-    std::string out(head.data(), head.size());
-    out.append(body_.data(), body_.size());
-    return out;
+  std::string finish() {
+    StringStream head;
+    msgpack::packer<StringStream>(head).pack_map(count_);
+    const size_t unused = kMaxMapHeader - head.bytes.size();
+    body_.bytes.replace(unused, head.bytes.size(), head.bytes);
+    body_.bytes.erase(0, unused);
+    return std::move(body_.bytes);
   }
 
  private:
@@ -81,11 +97,11 @@ class MapWriter {
     pk_.pack_str(static_cast<uint32_t>(key.size()));
     pk_.pack_str_body(key.data(), static_cast<uint32_t>(key.size()));
   }
-  void raw(const std::string& bytes) { body_.write(bytes.data(), bytes.size()); }
+  void raw(std::string_view bytes) { body_.write(bytes.data(), bytes.size()); }
 
   uint32_t count_ = 0;
-  msgpack::sbuffer body_;
-  msgpack::packer<msgpack::sbuffer> pk_{body_};
+  StringStream body_;
+  msgpack::packer<StringStream> pk_{body_};
 };
 
 std::string encode_ports(const PortRange& r) {
@@ -159,7 +175,7 @@ JobRequest read_request(const Fields& f) {
 }
 
 JobRequest request_from(std::string_view bytes) {
-  auto h = detail::unpack_bounded(bytes);
+  const detail::Unpacked h(bytes);
   return read_request(Fields(h.get(), ""));
 }
 
@@ -243,10 +259,16 @@ std::string encode(const JobError& e) {
 }
 
 std::string encode(const JobDispatch& d) {
-  return MapWriter()
-      .num("attempt", d.attempt)
-      .num("queued_us", d.queued_us)
-      .map("request", encode(d.request))
+  return encode_job_dispatch(d.attempt, d.queued_us, encode(d.request));
+}
+
+std::string encode_job_dispatch(uint32_t attempt, uint64_t queued_us,
+                                std::string_view encoded_request) {
+  // Three small keys and two integers, then the request: one allocation.
+  return MapWriter(encoded_request.size() + 48)
+      .num("attempt", attempt)
+      .num("queued_us", queued_us)
+      .map("request", encoded_request)
       .finish();
 }
 
@@ -287,7 +309,7 @@ Decoded<JobRequest> decode_job_request(std::string_view bytes) {
 
 Decoded<JobResult> decode_job_result(std::string_view bytes) {
   return guarded<JobResult>([&] {
-    auto h = detail::unpack_bounded(bytes);
+    const detail::Unpacked h(bytes);
     Fields f(h.get(), "");
     JobResult r;
     r.job_id = f.str("job_id", L::kMaxJobId, true);
@@ -330,7 +352,7 @@ Decoded<JobResult> decode_job_result(std::string_view bytes) {
 
 Decoded<JobError> decode_job_error(std::string_view bytes) {
   return guarded<JobError>([&] {
-    auto h = detail::unpack_bounded(bytes);
+    const detail::Unpacked h(bytes);
     Fields f(h.get(), "");
     JobError e;
     e.job_id = f.str("job_id", L::kMaxJobId, false);
@@ -355,7 +377,7 @@ Decoded<JobError> decode_job_error(std::string_view bytes) {
 
 Decoded<JobDispatch> decode_job_dispatch(std::string_view bytes) {
   return guarded<JobDispatch>([&] {
-    auto h = detail::unpack_bounded(bytes);
+    const detail::Unpacked h(bytes);
     Fields f(h.get(), "");
     JobDispatch d;
     d.attempt = static_cast<uint32_t>(f.uint("attempt", 1, UINT32_MAX, 1, true));
@@ -367,7 +389,7 @@ Decoded<JobDispatch> decode_job_dispatch(std::string_view bytes) {
 
 Decoded<Ready> decode_ready(std::string_view bytes) {
   return guarded<Ready>([&] {
-    auto h = detail::unpack_bounded(bytes);
+    const detail::Unpacked h(bytes);
     Fields f(h.get(), "");
     f.uint("protocol", 1, 1, 1, true);
     Ready r;
@@ -381,7 +403,7 @@ Decoded<Ready> decode_ready(std::string_view bytes) {
 
 Decoded<Credit> decode_credit(std::string_view bytes) {
   return guarded<Credit>([&] {
-    auto h = detail::unpack_bounded(bytes);
+    const detail::Unpacked h(bytes);
     Fields f(h.get(), "");
     return Credit{static_cast<uint32_t>(f.uint("credits", 1, L::kMaxSlots, 0, true))};
   });
@@ -389,7 +411,7 @@ Decoded<Credit> decode_credit(std::string_view bytes) {
 
 Decoded<WorkerStatus> decode_worker_status(std::string_view bytes) {
   return guarded<WorkerStatus>([&] {
-    auto h = detail::unpack_bounded(bytes);
+    const detail::Unpacked h(bytes);
     Fields f(h.get(), "");
     WorkerStatus s;
     s.host = f.str("host", L::kMaxHostName, true);
@@ -407,7 +429,7 @@ Decoded<WorkerStatus> decode_worker_status(std::string_view bytes) {
 
 Decoded<Accepted> decode_accepted(std::string_view bytes) {
   return guarded<Accepted>([&] {
-    auto h = detail::unpack_bounded(bytes);
+    const detail::Unpacked h(bytes);
     Fields f(h.get(), "");
     return Accepted{f.str_array("job_ids", L::kMaxBodiesPerMessage, L::kMaxJobId)};
   });
@@ -415,7 +437,7 @@ Decoded<Accepted> decode_accepted(std::string_view bytes) {
 
 Decoded<JobRef> decode_job_ref(std::string_view bytes) {
   return guarded<JobRef>([&] {
-    auto h = detail::unpack_bounded(bytes);
+    const detail::Unpacked h(bytes);
     Fields f(h.get(), "");
     JobRef r{f.str("job_id", L::kMaxJobId, true)};
     if (r.job_id.empty()) throw Failure{"job_id", "must not be empty"};
@@ -425,7 +447,7 @@ Decoded<JobRef> decode_job_ref(std::string_view bytes) {
 
 std::string peek_job_id(std::string_view bytes) {
   try {
-    auto h = detail::unpack_bounded(bytes);
+    const detail::Unpacked h(bytes);
     if (h.get().type != msgpack::type::MAP) return {};
     Fields f(h.get(), "");
     std::string id = f.str("job_id", L::kMaxJobId, false);

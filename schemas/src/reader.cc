@@ -1,5 +1,6 @@
 #include "reader.h"
 
+#include <cstring>
 #include <limits>
 
 #include "paddock/schemas/limits.h"
@@ -34,17 +35,23 @@ bool reference_strings(msgpack::type::object_type, std::size_t, void*) { return 
 
 }  // namespace
 
-msgpack::object_handle unpack_bounded(std::string_view bytes) {
+namespace {
+// A cleared zone kept for this thread's next Unpacked (nullptr while one is in use).
+thread_local std::unique_ptr<msgpack::zone> spare_zone;
+}  // namespace
+
+Unpacked::Unpacked(std::string_view bytes) {
   if (bytes.size() > limits::kMaxFrameBytes) {
     throw Failure{"frame", "larger than " + std::to_string(limits::kMaxFrameBytes) + " bytes"};
   }
   if (bytes.empty()) throw Failure{"body", "empty"};
+  zone_ = spare_zone ? std::move(spare_zone) : std::make_unique<msgpack::zone>();
   const msgpack::unpack_limit limit(limits::kMaxArray, limits::kMaxMap, limits::kMaxStr,
                                     limits::kMaxBin, /*ext=*/0, limits::kMaxDepth);
   std::size_t offset = 0;
-  msgpack::object_handle handle;
   try {
-    handle = msgpack::unpack(bytes.data(), bytes.size(), offset, reference_strings, nullptr, limit);
+    object_ = msgpack::unpack(*zone_, bytes.data(), bytes.size(), offset, reference_strings,
+                              nullptr, limit);
   } catch (const msgpack::depth_size_overflow&) {
     throw Failure{"body", "nesting deeper than " + std::to_string(limits::kMaxDepth)};
   } catch (const msgpack::size_overflow& e) {
@@ -55,7 +62,12 @@ msgpack::object_handle unpack_bounded(std::string_view bytes) {
     throw Failure{"body", std::string("malformed msgpack: ") + e.what()};
   }
   if (offset != bytes.size()) throw Failure{"body", "trailing bytes after the msgpack object"};
-  return handle;
+}
+
+Unpacked::~Unpacked() {
+  if (!zone_) return;
+  zone_->clear();  // keeps its first chunk
+  if (!spare_zone) spare_zone = std::move(zone_);
 }
 
 std::string as_str(const msgpack::object& o, const std::string& path, size_t max_len) {
@@ -77,25 +89,31 @@ const msgpack::object_array& as_array(const msgpack::object& o, const std::strin
 
 Fields::Fields(const msgpack::object& map, std::string path) : path_(std::move(path)) {
   if (map.type != msgpack::type::MAP) wrong_type(path_.empty() ? "body" : path_, "map", map);
-  entries_.reserve(map.via.map.size);
+  entries_ = map.via.map.ptr;
   for (uint32_t i = 0; i < map.via.map.size; ++i) {
-    const auto& kv = map.via.map.ptr[i];
+    const auto& kv = entries_[i];
     if (kv.key.type != msgpack::type::STR) {
       throw Failure{path_.empty() ? "body" : path_, "map key is not a string"};
     }
     std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
-    if (find(key) != nullptr) {
+    if (find(key) != nullptr) {  // among the first size_ keys, those checked so far
       // An empty key has no name of its own: name the map that holds it.
       throw Failure{key.empty() ? (path_.empty() ? "body" : path_) : path_of(key),
                     "duplicate key"};
     }
-    entries_.emplace_back(key, &kv.val);
+    size_ = i + 1;
   }
 }
 
 const msgpack::object* Fields::find(std::string_view key) const {
-  for (const auto& [k, v] : entries_) {
-    if (k == key) return v;
+  for (uint32_t n = 0; n < size_; ++n) {
+    const uint32_t i = next_ + n < size_ ? next_ + n : next_ + n - size_;
+    const auto& k = entries_[i].key.via.str;
+    // An empty key's pointer may be null, which memcmp must not get.
+    if (k.size == key.size() && (k.size == 0 || std::memcmp(k.ptr, key.data(), k.size) == 0)) {
+      next_ = i + 1 < size_ ? i + 1 : 0;
+      return &entries_[i].val;
+    }
   }
   return nullptr;
 }

@@ -4,6 +4,8 @@
 // fault_message, the socket wait, and answers that stall, are too large or are not HTTP.
 #include <doctest/doctest.h>
 
+#include <fstream>
+
 #include <chrono>
 
 #include "fake_firecracker.h"
@@ -49,6 +51,8 @@ TEST_CASE("firecracker api: configure sends the reference order and every body c
   ApiClient api(fc.socket_path());
   REQUIRE(api.wait_for_socket(10s));
   REQUIRE(api.configure(full_config(fc.dir().string())));
+  // Firecracker opens the metrics file, which must exist (a FIFO in production).
+  std::ofstream(fc.dir() / "metrics.fifo").close();
   REQUIRE(api.put_metrics(fc.dir().string() + "/metrics.fifo"));
   REQUIRE(api.instance_start());
   const std::vector<std::string> expected = {

@@ -25,6 +25,10 @@ environment (a test double's knobs, not Firecracker's):
   FAKE_FIRECRACKER_AGENT=/path/to/paddock-agent         on a vsock CONNECT, serve the guest
                                                         agent's protocol with the real agent in
                                                         its host test mode (--channel-fd)
+Like Firecracker, and as the user and in the network namespace it runs in, it opens the metrics
+file for writing without blocking at PUT /metrics (a FIFO needs its reader first), and opens each
+network interface's TAP by name at PUT /network-interfaces (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR on
+/dev/net/tun): a missing FIFO, or a TAP its user may not open, is a 400.
 Snapshot create writes small stand-in files at snapshot_path and mem_file_path; snapshot load
 requires them to exist.
 """
@@ -139,6 +143,25 @@ class Spec:
 class Vm:
     """The state machine of one Firecracker process."""
 
+    def open_tap(self, name):
+        """Opens the TAP by name, as Firecracker does (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), in
+        the network namespace and as the user it runs in: a TAP owned by another user fails."""
+        import fcntl
+        import struct
+        TUNSETIFF = 0x400454CA
+        flags = 0x0002 | 0x1000 | 0x4000
+        try:
+            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+        except OSError as e:
+            return f"Open tap device failed: /dev/net/tun: {e.strerror}"
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), flags))
+        except OSError as e:
+            os.close(fd)
+            return f"Open tap device failed: TUNSETIFF {name}: {e.strerror}"
+        self.taps.append(fd)
+        return None
+
     def __init__(self):
         self.lock = threading.Lock()
         self.state = "NotStarted"  # NotStarted | Running | Paused
@@ -147,6 +170,8 @@ class Vm:
         self.vsock_path = None
         self.loaded_snapshot = False
         self.initrd = False
+        self.metrics_fd = None
+        self.taps = []  # open TAP fds, as Firecracker keeps them
 
     def apply(self, method, template, path, body):
         """None on success, else the fault message (a 400)."""
@@ -167,6 +192,16 @@ class Vm:
                 self.initrd = bool(body.get("initrd_path"))
             if template == "/vsock":
                 self.vsock_path = body["uds_path"]
+            if template == "/network-interfaces/{iface_id}":
+                return self.open_tap(body["host_dev_name"])
+            return None
+        if template == "/metrics":
+            # Firecracker opens the metrics file for writing, without blocking (a FIFO needs a
+            # reader by then), as the user it runs as.
+            try:
+                self.metrics_fd = os.open(body["metrics_path"], os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as e:
+                return f"Cannot open the metrics file {body['metrics_path']}: {e.strerror}"
             return None
         if template == "/actions":
             action = body["action_type"]

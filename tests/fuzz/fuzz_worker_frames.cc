@@ -1,10 +1,12 @@
 // libFuzzer target: a worker -> broker message, handled as the broker does (parse_envelope,
-// then decode_ready / decode_credit / decode_job_result / decode_job_error / decode_worker_status).
+// then decode_ready / decode_credit / decode_job_result / decode_job_error / decode_worker_status,
+// and view_job_result / view_job_error, which the broker runs instead of the two decoders).
 #include <cstddef>
 #include <cstdint>
 
 #include "frames.h"
 #include "paddock/schemas/frames.h"
+#include "paddock/schemas/outcome_view.h"
 
 namespace sc = paddock::schemas;
 
@@ -30,12 +32,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       auto r = sc::decode_job_result(env->bodies.at(0));
       paddock::fuzz::check_error(r);
       paddock::fuzz::check_round_trip(r, sc::decode_job_result);
+      // What the broker runs: the view accepts what the decoder does (fuzz_outcome_view).
+      auto v = sc::view_job_result(env->bodies.at(0));
+      if (static_cast<bool>(v) != static_cast<bool>(r)) __builtin_trap();
       break;
     }
     case sc::Command::kError: {
       auto r = sc::decode_job_error(env->bodies.at(0));
       paddock::fuzz::check_error(r);
       paddock::fuzz::check_round_trip(r, sc::decode_job_error);
+      auto v = sc::view_job_error(env->bodies.at(0));
+      if (static_cast<bool>(v) != static_cast<bool>(r)) __builtin_trap();
       break;
     }
     case sc::Command::kHeartbeat: {

@@ -24,12 +24,18 @@
 #include "paddock/schemas/frames.h"
 #include "paddock/schemas/limits.h"
 #include "paddock/schemas/messages.h"
+#include "codec_builders.h"
 
 namespace {
 
 namespace sc = paddock::schemas;
 namespace L = paddock::schemas::limits;
 using json = nlohmann::json;
+using paddock::test::full_error;
+using paddock::test::full_result;
+using paddock::test::pack;
+using paddock::test::pack_str;
+using paddock::test::read_file;
 
 // ---- builders ---------------------------------------------------------------------------------
 
@@ -63,57 +69,6 @@ sc::JobRequest full_request() {
   r.deadline_ms = UINT64_MAX;
   r.tags = {{"team", "infra"}, {"k", std::string(256, 'v')}};
   return r;
-}
-
-sc::JobResult full_result() {
-  sc::JobResult r;
-  r.job_id = "res-1";
-  r.exit_code = INT32_MIN;
-  r.signal = 128;
-  r.stdout_data = "hello\n";
-  r.stderr_data = std::string("\xff\0warn", 6);
-  r.stdout_truncated = true;
-  r.stderr_truncated = true;
-  r.timed_out = true;
-  r.oom_killed = true;
-  r.files = {sc::FileOut{"out/a.txt", "A", false}, sc::FileOut{"b.bin", std::string("\0", 1), true}};
-  r.timings = sc::Timings{1, 2, 3, 4, UINT64_MAX};
-  r.usage = sc::Usage{5, 6, 7, 8, 9, 10, 11};
-  r.worker_id = "worker-7";
-  r.attempt = UINT32_MAX;
-  r.warm = true;
-  r.backend = "memory";
-  r.template_vm = std::string(128, 't');
-  return r;
-}
-
-sc::JobError full_error() {
-  sc::JobError e;
-  e.job_id = "err-1";
-  e.code = 5;
-  e.variant = "SnapshotNotFound";
-  e.message = "snapshot 's1' not found for vm 'vm-1'";
-  e.vm_id = "vm-1";
-  e.snapshot_id = "s1";
-  e.from = "Running";
-  e.to = "Paused";
-  e.worker_id = "w";
-  e.attempt = 2;
-  e.retryable = true;
-  return e;
-}
-
-// msgpack bytes written by a callback, for bodies the C++ encoder would never produce.
-std::string pack(const std::function<void(msgpack::packer<msgpack::sbuffer>&)>& fn) {
-  msgpack::sbuffer buf;
-  msgpack::packer<msgpack::sbuffer> pk(buf);
-  fn(pk);
-  return std::string(buf.data(), buf.size());
-}
-
-void pack_str(msgpack::packer<msgpack::sbuffer>& pk, std::string_view s) {
-  pk.pack_str(static_cast<uint32_t>(s.size()));
-  pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
 }
 
 sc::JobError make_error(std::string job_id, uint32_t code, std::string variant,
@@ -266,13 +221,6 @@ json normalize_bytes(const json& v, const std::string& key = "") {
   return v;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE_MESSAGE(in.good(), "cannot open " << path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Decodes `bytes` as `type`; the decoded value as JSON, or the error.
 std::variant<json, sc::DecodeError> decode_as(const std::string& type, std::string_view bytes) {

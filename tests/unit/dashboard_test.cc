@@ -13,6 +13,7 @@
 
 #include "dashboard/access.h"
 #include "dashboard/api.h"
+#include "paddock/schemas/codec.h"
 #include "dashboard/recorder.h"
 #include "dashboard/time_series.h"
 
@@ -24,10 +25,13 @@ namespace {
 
 constexpr uint64_t kNowUnixMs = 1'700'000'000'000;
 
-Job job(const std::string& id, std::vector<std::string> argv = {"true"}) {
+Job job(const std::string& id, std::vector<std::string> argv = {"true"}, int32_t priority = 0) {
+  sc::JobRequest r;
+  r.job_id = id;
+  r.argv = std::move(argv);
+  r.priority = priority;
   Job j;
-  j.request.job_id = id;
-  j.request.argv = std::move(argv);
+  j.request = QueuedRequest::of(r, sc::encode(r));
   j.accepted_at = Clock::now();
   return j;
 }
@@ -172,9 +176,7 @@ TEST_CASE("dashboard recorder: a snapshot shows the queue and the workers and th
   JobQueue jobs;
   WorkerRegistry workers;
   jobs.push(job("queued").request, "c", Clock::now());
-  sc::JobRequest high = job("high").request;
-  high.priority = 7;
-  jobs.push(high, "c", Clock::now());
+  jobs.push(job("high", {"true"}, 7).request, "c", Clock::now());
   auto& w = workers.add("route-1", "w1", 4, Clock::now(), {"default", "python"});
   w.host = "127.0.0.1";
   w.backend = "memory";

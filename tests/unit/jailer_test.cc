@@ -79,6 +79,40 @@ TEST_CASE("firecracker jailer argv: exactly the reference runtime's, argument fo
                                                       "/api.sock"});
 }
 
+TEST_CASE("firecracker jailer argv: cgroup values resource limits and the netns before --new-pid-ns") {
+  auto s = spec();
+  s.cgroups = {"memory.limit_in_bytes=402653184", "pids.max=128"};
+  s.resource_limits = {"fsize=201326592", "no-file=1024"};
+  s.netns = "/run/netns/pdk-vm3";
+  auto argv = firecracker_jailer_argv(s);
+  REQUIRE(argv.ok());
+  const std::vector<std::string> tail = {
+      "--parent-cgroup", "paddock", "--cgroup", "memory.limit_in_bytes=402653184", "--cgroup",
+      "pids.max=128", "--resource-limit", "fsize=201326592", "--resource-limit", "no-file=1024",
+      "--netns", "/run/netns/pdk-vm3", "--new-pid-ns", "--", "--api-sock", "/api.sock"};
+  REQUIRE(argv.value().size() > tail.size());
+  CHECK(std::vector<std::string>(argv.value().end() - static_cast<std::ptrdiff_t>(tail.size()),
+                                 argv.value().end()) == tail);
+  // A value with a space is one argument (cgroup v2's cpu.max is "quota period").
+  s.cgroups = {"cpu.max=150000 100000"};
+  CHECK(firecracker_jailer_argv(s).ok());
+  for (const char* bad : {"memory.max", "=5", "pids.max=", "a=b\nc"}) {
+    s.cgroups = {bad};
+    auto r = firecracker_jailer_argv(s);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message().find("not <name>=<value>") != std::string::npos);
+  }
+  s.cgroups = {};
+  s.resource_limits = {"fsize"};
+  CHECK_FALSE(firecracker_jailer_argv(s).ok());
+  s.resource_limits = {};
+  s.netns = "run/netns/x";
+  auto r = firecracker_jailer_argv(s);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message().find("network namespace 'run/netns/x': not an absolute path") !=
+        std::string::npos);
+}
+
 TEST_CASE("firecracker jailer argv: bad ids and paths are Jailer errors naming the value") {
   auto refused = [](FirecrackerJailerSpec s, const std::string& names) {
     auto r = firecracker_jailer_argv(s);

@@ -2,20 +2,21 @@
 #include <doctest/doctest.h>
 
 #include "job_queue.h"
+#include "paddock/schemas/codec.h"
 #include "worker_registry.h"
 
 using namespace paddock::broker;
 
 namespace {
-paddock::schemas::JobRequest req(std::string id, int32_t priority = 0, uint64_t deadline = 0,
-                                 std::string image = "default") {
+QueuedRequest req(std::string id, int32_t priority = 0, uint64_t deadline = 0,
+                  std::string image = "default") {
   paddock::schemas::JobRequest r;
   r.job_id = std::move(id);
   r.image = std::move(image);
   r.argv = {"true"};
   r.priority = priority;
   r.deadline_ms = deadline;
-  return r;
+  return QueuedRequest::of(r, paddock::schemas::encode(r));
 }
 }  // namespace
 

@@ -265,3 +265,40 @@ TEST_CASE("state dir: STATE_DIRECTORY first, then /var/lib for root, then XDG_ST
         "/home/u/.local/state/paddock/broker");
   CHECK(default_state_dir(1000, nullptr, nullptr, nullptr).empty());
 }
+
+TEST_CASE("journal: dispatches and answers written by row id reach that job's row only") {
+  TempDir d;
+  const std::string path = d.path + "/j.db";
+  int64_t row_a = 0;
+  int64_t row_b = 0;
+  {
+    auto j = open_ok(path);
+    std::string error;
+    row_a = j->accepted("a", "request-a", 1000);
+    row_b = j->accepted("b", "request-b", 1001);
+    CHECK(row_a > 0);
+    CHECK(row_b > 0);
+    CHECK(row_a != row_b);
+    // A job_id that has a row already: no row id of its own (OR IGNORE left the row as it was).
+    CHECK(j->accepted("a", "request-a again", 1002) == 0);
+    j->dispatched("a", 2, row_a);
+    // A row id that is not this job's (a bug in the caller): nothing is written.
+    j->dispatched("b", 3, row_a);
+    j->finished("b", 7, "answer-b", 1003, row_b);
+    j->finished("a", 8, "answer-a", 1004, row_b);
+    REQUIRE(j->commit(error));
+  }
+  auto j = open_ok(path);
+  const auto pending = j->pending();
+  REQUIRE(pending.size() == 1);
+  CHECK(pending[0].job_id == "a");
+  CHECK(pending[0].request == "request-a");
+  CHECK(pending[0].row == row_a);
+  CHECK(pending[0].attempt == 2);
+  CHECK(pending[0].dispatched);
+  CHECK_FALSE(j->answer_of("a").has_value());
+  auto b = j->answer_of("b");
+  REQUIRE(b.has_value());
+  CHECK(b->command == 7);
+  CHECK(b->body == "answer-b");
+}

@@ -355,6 +355,20 @@ int main(int argc, char** argv) {
   // snapshots where the qemu backend would.
   backend_config.firecracker.image_dir = qemu.image_dir;
   backend_config.firecracker.snapshot_dir = qemu.snapshot_dir;
+  // Its VMs' directories (its jail prefix is a hash of it: per worker), its networks (the same
+  // settings as qemu's) and, with --jail on, Firecracker's own jailer (`jailer` on PATH).
+  backend_config.firecracker.run_dir = qemu.run_dir + "/firecracker";
+  backend_config.firecracker.network = qemu.network;
+  if (qemu.jail) {
+    paddock::runtime::FirecrackerJailConfig fc_jail;
+    if (!jail_uids.empty()) {
+      fc_jail.uid_base = qemu.jail->uid_base;
+      fc_jail.uid_count = qemu.jail->uid_count;
+    }
+    fc_jail.parent_cgroup = qemu.jail->cgroup_parent;  // empty: derived from the run dir
+    fc_jail.vmm_allowance_mib = qemu.jail->vmm_allowance_mib;
+    backend_config.firecracker.jail = fc_jail;
+  }
   auto provider = paddock::runtime::make_provider(backend, backend_config);
   if (!provider) {
     spdlog::error("{} (code {}: {})", provider.error().message(), provider.error().code(),

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "paddock/schemas/codec.h"
 #include "paddock/schemas/codes.h"
 
 namespace paddock::broker::dashboard {
@@ -16,7 +17,11 @@ uint64_t to_unix_ms(Clock::time_point t, Clock::time_point now, uint64_t now_uni
 std::shared_ptr<JobRecord> record_of(const Job& job, Clock::time_point now, uint64_t unix_ms) {
   auto r = std::make_shared<JobRecord>();
   r->job_id = job.request.job_id;
-  r->request = RequestSummary::of(job.request);
+  // The broker keeps the request encoded (QueuedRequest): decoded again here, with the dashboard
+  // on only. It was decoded on submit, so this cannot fail but for a bug; then no summary.
+  if (auto request = schemas::decode_job_request(job.request.encoded)) {
+    r->request = RequestSummary::of(*request);
+  }
   r->attempts = job.attempts;
   r->accepted_unix_ms = to_unix_ms(job.accepted_at, now, unix_ms);
   r->recovered = job.recovered;

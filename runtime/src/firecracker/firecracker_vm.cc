@@ -1,12 +1,15 @@
 #include "firecracker/firecracker_vm.h"
 
 #include <signal.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -63,17 +66,53 @@ std::string FirecrackerVm::vm_path(const std::string& name) const {
 }
 
 Status FirecrackerVm::link_in(const std::string& source, const std::string& name) {
+  const std::string target = host_path(name);
   std::error_code ec;
-  fs::create_hard_link(source, host_path(name), ec);
+  fs::create_hard_link(source, target, ec);
   if (ec) {
-    // Another filesystem: copy, keeping holes (a RAM file is mostly holes).
-    if (auto st = qemu::copy_sparse(source, host_path(name)); !st) return st;
+    // Another filesystem: copy, keeping holes (a RAM file is mostly holes). The copy is this VM's
+    // own, root's and read-only.
+    if (auto st = qemu::copy_sparse(source, target); !st) return st;
+    if (::chmod(target.c_str(), 0444) != 0) {
+      return Error::jailer(os::error_message("chmod " + target));
+    }
   }
-  if (launch_.jail &&
-      ::chown(host_path(name).c_str(), launch_.jail->uid, launch_.jail->gid) != 0) {
-    return Error::jailer(os::error_message("chown " + host_path(name)));
+  if (!launch_.jail) return {};
+  // A hard link is the same file: never chown it (that would hand the image, or the snapshot
+  // every clone maps, to this VM's user). The jailed Firecracker only reads it, so it must be
+  // readable by others and writable by no one the jail's uid or gid could be.
+  struct stat st {};
+  if (::stat(target.c_str(), &st) != 0) return Error::jailer(os::error_message("stat " + target));
+  const bool owner_writes = st.st_uid == launch_.jail->uid && (st.st_mode & S_IWUSR);
+  const bool group_writes = st.st_gid == launch_.jail->gid && (st.st_mode & S_IWGRP);
+  if (owner_writes || group_writes || (st.st_mode & S_IWOTH)) {
+    return Error::jailer(source + ": the jail's uid " + std::to_string(launch_.jail->uid) +
+                         " could write it (a hard link into the chroot shares the file)");
+  }
+  if ((st.st_mode & S_IROTH) == 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+    return Error::jailer(source + ": mode " + mode +
+                         ", not readable by others: the jailed Firecracker could not read it");
   }
   return {};
+}
+
+std::string FirecrackerVm::log_path() const {
+  // Jailed: beside the chroot, not in it (the jail's directory is removed with it).
+  return launch_.jail ? fs::path(root_).parent_path().string() + "/vmm.log" : root_ + "/vmm.log";
+}
+
+std::string FirecrackerVm::log_tail() const {
+  std::ifstream in(log_path(), std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.size() > 2048) text = text.substr(text.size() - 2048);
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  std::string shown;
+  for (char c : text) {
+    shown += (static_cast<unsigned char>(c) < 0x20 && c != '\n') || c == 0x7f ? '?' : c;
+  }
+  return shown;
 }
 
 Status FirecrackerVm::prepare_root() {
@@ -118,6 +157,7 @@ Status FirecrackerVm::spawn() {
     jail::FirecrackerJailerSpec spec = *launch_.jail;
     spec.exec_file = launch_.firecracker_binary;
     spec.api_sock = "/" + std::string(kApiSock);
+    spec.netns = launch_.netns;
     auto argv = jail::firecracker_jailer_argv(spec);
     if (!argv) return argv.error();
     argv_ = std::move(argv.value());
@@ -127,31 +167,84 @@ Status FirecrackerVm::spawn() {
   std::vector<char*> args;
   for (auto& a : argv_) args.push_back(a.data());
   args.push_back(nullptr);
+  // stdout and stderr go to a file the provider reads when the start fails.
+  const int log = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (log < 0) return Error::unsupported(os::error_message("create " + log_path()));
+  // Not jailed, Firecracker itself joins the VM's network namespace (the jailer does, jailed).
+  int netns = -1;
+  if (!launch_.jail && !launch_.netns.empty()) {
+    netns = ::open(launch_.netns.c_str(), O_RDONLY | O_CLOEXEC);
+    if (netns < 0) {
+      ::close(log);
+      return Error::network_setup(os::error_message("open " + launch_.netns));
+    }
+  }
   const pid_t parent = ::getpid();
   child_ = ::fork();
-  if (child_ < 0) return Error::unsupported(os::error_message("fork"));
+  if (child_ < 0) {
+    ::close(log);
+    if (netns >= 0) ::close(netns);
+    return Error::unsupported(os::error_message("fork"));
+  }
   if (child_ == 0) {
-    // Only async-signal-safe calls until exec. Firecracker dies with its worker.
+    // Only async-signal-safe calls until exec. Firecracker dies with its worker (jailed, the
+    // jailer does; Firecracker, in its own pid namespace, is ended by the startup sweep).
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(126);
+    if (::dup2(log, 1) < 0 || ::dup2(log, 2) < 0) ::_exit(126);
+    if (netns >= 0 && ::setns(netns, CLONE_NEWNET) != 0) ::_exit(126);
     ::execve(args[0], args.data(), environ);
     ::_exit(127);
   }
+  ::close(log);
+  if (netns >= 0) ::close(netns);
   vmm_pid_ = launch_.jail ? -1 : child_;
+  if (launch_.jail) {
+    // With --new-pid-ns the jailer starts Firecracker, writes its pid next to it and exits 0:
+    // wait for that first (Firecracker may open its socket before the pid is written), and fail
+    // at once, with its message, when the jailer fails.
+    if (auto st = await_jailer(); !st) return st;
+  }
   api_ = std::make_unique<ApiClient>(host_path(kApiSock),
                                      ApiTimeouts{launch_.api_timeout, launch_.boot_timeout});
   if (auto st = api_->wait_for_socket(launch_.api_timeout); !st) {
-    if (exited()) return Error::unsupported(argv_[0] + " exited before its API socket appeared");
+    if (vmm_gone()) {
+      return Error::unsupported(argv_[0] + " exited before its API socket appeared: " +
+                                log_tail());
+    }
     return st;
   }
-  if (launch_.jail) {
-    // With --new-pid-ns the jailer writes Firecracker's pid next to it and exits.
-    std::ifstream pidfile(root_ + "/" + fs::path(launch_.firecracker_binary).filename().string() +
-                          ".pid");
-    pid_t pid = -1;
-    if (pidfile >> pid && pid > 0) vmm_pid_ = pid;
-  }
   return start_metrics();
+}
+
+Status FirecrackerVm::await_jailer() {
+  const std::string pid_path =
+      root_ + "/" + fs::path(launch_.firecracker_binary).filename().string() + ".pid";
+  const auto deadline = Clock::now() + launch_.api_timeout;
+  int status = 0;
+  pid_t done = 0;
+  for (auto pause = 1ms; (done = ::waitpid(child_, &status, WNOHANG)) == 0;) {
+    if (Clock::now() >= deadline) {
+      return Error::jailer("the jailer did not exit within " +
+                           std::to_string(launch_.api_timeout.count()) + " ms: " + log_tail());
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(20));
+  }
+  if (done == child_) reaped_ = true;
+  if (done != child_ || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::string how = "not reaped";
+    if (done == child_) {
+      how = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
+                              : "signal " + std::to_string(WTERMSIG(status));
+    }
+    return Error::jailer("the jailer failed (" + how + "): " + log_tail());
+  }
+  std::ifstream pidfile(pid_path);
+  pid_t pid = -1;
+  if (!(pidfile >> pid) || pid <= 0) return Error::jailer("no pid in " + pid_path);
+  vmm_pid_ = pid;
+  return {};
 }
 
 Status FirecrackerVm::start_metrics() { return api_->put_metrics(vm_path(kMetricsFifo)); }
@@ -160,7 +253,9 @@ Status FirecrackerVm::connect_agent(Clock::time_point deadline) {
   // The guest's agent listens once it has booted: until then Firecracker closes the connection.
   std::string last = "not tried";
   while (Clock::now() < deadline) {
-    if (exited()) return Error::guest_agent("firecracker exited while the guest booted");
+    if (vmm_gone()) {
+      return Error::guest_agent("firecracker exited while the guest booted: " + log_tail());
+    }
     auto fd = connect_vsock(host_path(kVsock), kAgentVsockPort, 1s);
     if (fd) {
       auto agent = std::make_unique<AgentClient>(fd.value());
@@ -190,6 +285,9 @@ Result<std::unique_ptr<FirecrackerVm>> FirecrackerVm::boot(const FcLaunch& launc
   if (!launch.initrd.empty()) config.boot.initrd_path = vm->vm_path("initrd");
   config.boot.boot_args = launch.kernel_args;
   if (!launch.rootfs.empty()) config.rootfs = Drive{"rootfs", vm->vm_path("rootfs.ext4"), true, true};
+  if (!launch.tap_name.empty()) {
+    config.network_interfaces.push_back(NetworkInterface{"eth0", launch.tap_name, launch.guest_mac});
+  }
   config.vsock = Vsock{3, vm->vm_path(kVsock)};
   if (auto st = vm->api_->configure(config); !st) return st.error();
   if (auto st = vm->api_->instance_start(); !st) return st.error();
@@ -277,6 +375,21 @@ Result<MetricsSample> FirecrackerVm::metrics() {
   return metrics_->totals();
 }
 
+namespace {
+
+// A process that exists and is not a zombie (jailed, Firecracker is not our child: once it
+// exits, it stays a zombie until whoever inherited it reaps it).
+bool running(pid_t pid) {
+  if (pid <= 0 || ::kill(pid, 0) != 0) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  const auto close = line.rfind(')');
+  return close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'Z';
+}
+
+}  // namespace
+
 bool FirecrackerVm::exited() {
   if (reaped_ || child_ <= 0) return true;
   int status = 0;
@@ -287,14 +400,17 @@ bool FirecrackerVm::exited() {
   return false;
 }
 
+bool FirecrackerVm::vmm_gone() {
+  // Jailed, our child is the jailer, which exits once Firecracker runs (--new-pid-ns).
+  return launch_.jail ? (exited() && !running(vmm_pid_)) : exited();
+}
+
 bool FirecrackerVm::wait_exit(Clock::time_point deadline) {
   // Polls from 1 ms up to shutdown_poll: Firecracker leaves within milliseconds of the signal.
   std::chrono::milliseconds pause{1};
   while (true) {
     // Jailed, Firecracker is not our child (the jailer exited): kill(pid, 0) says if it lives.
-    const bool gone = launch_.jail ? (exited() && (vmm_pid_ <= 0 || ::kill(vmm_pid_, 0) != 0))
-                                   : exited();
-    if (gone) return true;
+    if (vmm_gone()) return true;
     if (Clock::now() >= deadline) return false;
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, launch_.shutdown_poll);

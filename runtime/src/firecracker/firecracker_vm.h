@@ -43,6 +43,12 @@ struct FcLaunch {
   // Start through Firecracker's jailer (uid, gid, chroot base, cgroups). Its id names the chroot
   // <chroot_base_dir>/firecracker/<id>/root, which then holds everything the VM uses.
   std::optional<jail::FirecrackerJailerSpec> jail;
+  // The VM's network namespace (a /run/netns path; empty: Firecracker's own, and no network):
+  // jailed, the jailer joins it (--netns); otherwise Firecracker is started in it.
+  std::string netns;
+  // The TAP in that namespace the guest's eth0 uses (Firecracker opens it by name); empty: none.
+  std::string tap_name;
+  std::string guest_mac;
   // Restore instead of boot: the snapshot's device state and memory (host paths).
   std::string snapshot_state;
   std::string snapshot_memory;
@@ -89,9 +95,15 @@ class FirecrackerVm {
   std::string host_path(const std::string& name) const { return root_ + "/" + name; }
   // Links (or copies) a host file into the root as `name`, readable by the VMM.
   Status link_in(const std::string& source, const std::string& name);
+  // Jailed: waits for the jailer to exit 0 and reads Firecracker's pid from its pid file.
+  Status await_jailer();
   Status start_metrics();
   Status connect_agent(std::chrono::steady_clock::time_point deadline);
+  // The tail of what the jailer and Firecracker wrote to stderr (their log file), for errors.
+  std::string log_tail() const;
+  std::string log_path() const;
   bool exited();  // reaps the child if it has exited
+  bool vmm_gone();  // Firecracker has exited (jailed: the jailer too)
   bool wait_exit(std::chrono::steady_clock::time_point deadline);
 
   FcLaunch launch_;

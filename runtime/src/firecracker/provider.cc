@@ -14,6 +14,8 @@
 
 #include "agent/clone_hostname.h"
 #include "firecracker/firecracker_vm.h"
+#include "firecracker/jail.h"
+#include "net/vm_network.h"
 #include "os/find_binary.h"
 #include "os/os_error.h"
 #include "paddock/runtime/jailer.h"
@@ -28,6 +30,8 @@ using firecracker::FirecrackerVm;
 struct FirecrackerProvider::Slot {
   std::mutex mu;  // held across boot/shutdown of this VM only
   VmInfo info;
+  // Declared before vm: Firecracker goes first, then the network it used.
+  std::unique_ptr<net::VmNetwork> network;
   std::unique_ptr<FirecrackerVm> vm;
   FcLaunch launch;
   uint32_t jail_uid = 0;  // 0: none taken
@@ -77,8 +81,26 @@ std::string first_existing(const std::string& dir, std::initializer_list<const c
 FirecrackerProvider::FirecrackerProvider(FirecrackerConfig config) : config_(std::move(config)) {}
 
 FirecrackerProvider::~FirecrackerProvider() {
-  std::lock_guard lock(mu_);
-  vms_.clear();  // each FirecrackerVm shuts its Firecracker down
+  std::map<std::string, std::shared_ptr<Slot>> vms;
+  {
+    std::lock_guard lock(mu_);
+    vms.swap(vms_);
+  }
+  for (auto& [id, slot] : vms) {
+    std::lock_guard slot_lock(slot->mu);
+    slot->vm.reset();  // shuts its Firecracker down
+    release(*slot);
+  }
+  vms.clear();
+  if (config_.jail && cgroup_version_ != 0) {
+    // This provider's cgroup parent, now empty (a live jail's cgroup would keep it: rmdir fails).
+    const auto like = firecracker::cgroup_spec(*config_.jail, cgroup_version_, "");
+    for (const auto& dir : jail::cgroup_parent_dirs(like, cgroup_version_)) {
+      (void)::rmdir(dir.c_str());
+      // The default parent's own parent (paddock-fc), if no other provider's is in it.
+      if (parent_cgroup_derived_) (void)::rmdir(fs::path(dir).parent_path().c_str());
+    }
+  }
 }
 
 Result<std::unique_ptr<FirecrackerProvider>> FirecrackerProvider::open(FirecrackerConfig config) {
@@ -97,6 +119,11 @@ Result<std::unique_ptr<FirecrackerProvider>> FirecrackerProvider::open(Firecrack
     return Error::unsupported(os::error_message(
         "firecracker backend: /dev/kvm (Firecracker needs KVM; use --backend qemu on hosts "
         "without it)"));
+  }
+  // The guest agent serves on vsock port 1024 when the command line says so (virtio-serial,
+  // which Firecracker lacks, otherwise): runtime/guest/README.md.
+  if (c.kernel_args.find("paddock.channel=vsock") == std::string::npos) {
+    c.kernel_args += " paddock.channel=vsock";
   }
   p->kernel_ = c.image_dir.empty() ? "" : first_existing(c.image_dir, {"vmlinux"});
   if (p->kernel_.empty()) {
@@ -122,11 +149,32 @@ Result<std::unique_ptr<FirecrackerProvider>> FirecrackerProvider::open(Firecrack
                            " not found (it ships with the Firecracker release)");
     }
     c.jail->jailer_binary = *jailer;
+    // The jailer refuses an exec file whose name does not say firecracker (docs/jailer.md).
+    if (fs::path(c.firecracker_binary).filename().string().find("firecracker") ==
+        std::string::npos) {
+      return Error::jailer("firecracker backend: " + c.firecracker_binary +
+                           ": Firecracker's jailer needs 'firecracker' in the file name");
+    }
     p->cgroup_version_ = jail::cgroup_version(c.jail->cgroup_root).value_or(0);
     if (p->cgroup_version_ == 0) {
       return Error::jailer("firecracker backend: " + c.jail->cgroup_root +
                            ": neither a cgroup v2 mount nor v1 controllers");
     }
+    p->jail_prefix_ = firecracker::jail_prefix(c.run_dir);
+    if (c.jail->parent_cgroup.empty()) {
+      c.jail->parent_cgroup = "paddock-fc/" + p->jail_prefix_;
+      p->parent_cgroup_derived_ = true;
+    }
+    const std::string exec_name = fs::path(c.firecracker_binary).filename().string();
+    if (size_t n = firecracker::sweep_jails(*c.jail, p->cgroup_version_, exec_name,
+                                            p->jail_prefix_)) {
+      spdlog::warn("firecracker backend: removed {} jail(s) left by an earlier crash", n);
+    }
+  }
+  if (c.network) {
+    auto manager = net::NetworkManager::open(*c.network);
+    if (!manager) return manager.error();
+    p->network_ = std::move(manager.value());
   }
   // What a snapshot needs of the Firecracker that restores it (the store's fields are named for
   // QEMU; here: Firecracker's version, kvm, the machine model, its CPU template, the image).
@@ -210,25 +258,52 @@ Status FirecrackerProvider::prepare_launch(Slot& slot) {
     slot.jail_uid = j->uid_base + k;
     jail::FirecrackerJailerSpec js;
     js.jailer_binary = j->jailer_binary;
-    js.id = "fc-" + id;
+    js.id = jail_prefix_ + "-" + id;
     js.uid = js.gid = slot.jail_uid;
     js.chroot_base_dir = j->chroot_base_dir;
     js.cgroup_version = cgroup_version_;
     js.parent_cgroup = j->parent_cgroup;
+    const uint64_t memory = (uint64_t{slot.info.spec.mem_mib} + j->vmm_allowance_mib) << 20;
+    js.cgroups = firecracker::cgroup_limits(cgroup_version_, slot.info.spec.vcpus, memory,
+                                            j->pids_max);
+    // Files Firecracker writes: a snapshot's memory and state, at most guest memory + 64 MiB.
+    js.resource_limits = {
+        "fsize=" + std::to_string((uint64_t{slot.info.spec.mem_mib} + 64) << 20),
+        "no-file=" + std::to_string(j->rlimit_nofile)};
     l.jail = std::move(js);
   }
   return {};
 }
 
+Status FirecrackerProvider::attach_network(Slot& slot) {
+  if (!network_) return {};
+  // Firecracker opens the TAP by name, as the jail's user (or, not jailed, as ours).
+  net::TapOwner owner{::geteuid(), ::getegid()};
+  if (slot.launch.jail) owner = net::TapOwner{slot.launch.jail->uid, slot.launch.jail->gid};
+  auto network = network_->create(slot.info.id, owner);
+  if (!network) return network.error();
+  slot.network = std::move(network.value());
+  slot.launch.netns = "/run/netns/" + slot.network->netns();
+  slot.launch.tap_name = slot.network->tap_name();
+  slot.launch.guest_mac = net::kGuestMac;
+  return {};
+}
+
 void FirecrackerProvider::release(Slot& slot) {
-  if (slot.launch.jail) {
-    // The jail's cgroup (the chroot went with the VM). teardown_jail knows cgroups by JailSpec.
-    jail::JailSpec like;
-    like.id = slot.launch.jail->id;
-    like.cgroup_root = config_.jail->cgroup_root;
-    like.cgroup_parent = config_.jail->parent_cgroup;
-    like.cgroup_version = cgroup_version_;
-    for (const auto& dir : jail::cgroup_dirs(like, cgroup_version_)) (void)::rmdir(dir.c_str());
+  if (slot.network) {
+    // After Firecracker is gone: the TAP, the namespace, the host rules and the lease.
+    if (auto st = slot.network->teardown(); !st) {
+      spdlog::error("firecracker backend: vm '{}': {}", slot.info.id, st.error().detail());
+    }
+    slot.network.reset();
+  }
+  if (slot.launch.jail && slot.jail_uid != 0) {
+    // The jail's cgroups (the chroot went with the VM), killing whatever is left in them.
+    const auto spec = firecracker::cgroup_spec(*config_.jail, cgroup_version_,
+                                               slot.launch.jail->id);
+    if (auto st = jail::remove_jail_cgroups(spec); !st) {
+      spdlog::error("firecracker backend: vm '{}': {}", slot.info.id, st.error().detail());
+    }
   }
   if (slot.jail_uid != 0 && config_.jail) {
     std::lock_guard lock(mu_);
@@ -243,6 +318,10 @@ Status FirecrackerProvider::start(const std::string& vm_id) {
   std::lock_guard lock(slot->mu);
   if (auto st = check_transition(vm_id, slot->info.state, VmOp::kStart); !st) return st;
   if (auto st = prepare_launch(*slot); !st) return st;
+  if (auto st = attach_network(*slot); !st) {
+    release(*slot);
+    return st;
+  }
   auto vm = FirecrackerVm::boot(slot->launch);
   if (!vm) {
     release(*slot);
@@ -296,9 +375,14 @@ Status FirecrackerProvider::destroy(const std::string& vm_id) {
     if (auto st = slot->vm->shutdown(); !st) return st;
     slot->vm.reset();
   }
+  Status network_down;
+  if (slot->network) {
+    network_down = slot->network->teardown();
+    slot->network.reset();
+  }
   release(*slot);
-  slot->info.state = VmState::kDestroyed;
-  return {};
+  slot->info.state = VmState::kDestroyed;  // Firecracker is gone; an error names what is left
+  return network_down;
 }
 
 Result<SnapshotInfo> FirecrackerProvider::snapshot(const std::string& vm_id,
@@ -369,6 +453,8 @@ Status FirecrackerProvider::restore(const std::string& vm_id, const std::string&
   Result<std::unique_ptr<FirecrackerVm>> restored = Error::unsupported("not attempted");
   if (auto st = prepare_launch(*slot); !st) {
     restored = st.error();
+  } else if (auto net_st = attach_network(*slot); !net_st) {
+    restored = net_st.error();
   } else {
     const std::string dir = snapshots_->dir(vm_id, snapshot_id);
     slot->launch.snapshot_state = dir + "/state";
@@ -441,15 +527,24 @@ Status FirecrackerProvider::set_egress(const std::string& vm_id,
     return Error::invalid_transition(vm_id, "destroyed", "set_egress");
   }
   if (rules.empty()) return {};
-  return Error::unsupported("vm '" + vm_id +
-                            "' asks for egress, but the firecracker backend runs VMs without "
-                            "networks yet");
+  if (!network_) {
+    return Error::unsupported("vm '" + vm_id +
+                              "' asks for egress, but this worker runs VMs without networks");
+  }
+  if (!slot->network) {
+    return Error::network_config("vm '" + vm_id +
+                                 "' has no network yet: start or restore it first");
+  }
+  return slot->network->allow_egress(rules);
 }
 
 Result<NetworkUsage> FirecrackerProvider::network_usage(const std::string& vm_id) {
   auto slot = find(vm_id);
   if (!slot) return Error::vm_not_found(vm_id);
   std::lock_guard lock(slot->mu);
+  // With a network, its namespace's counters (as on QEMU, with blocked packets); without one,
+  // Firecracker's metrics.
+  if (slot->network) return slot->network->usage();
   if (!slot->vm) return NetworkUsage{};
   auto m = slot->vm->metrics();
   if (!m) return m.error();
@@ -481,6 +576,21 @@ Result<ExecResult> FirecrackerProvider::exec(const std::string& vm_id, const Exe
   }
   // REQUIRES: the caller does not destroy the VM while its exec runs (the worker never does).
   return vm->exec(request, std::move(cancel));
+}
+
+std::string FirecrackerProvider::jail_dir(const std::string& vm_id) const {
+  auto slot = find(vm_id);
+  if (!slot) return {};
+  std::lock_guard lock(slot->mu);
+  if (!slot->vm || !slot->launch.jail) return {};
+  return fs::path(slot->vm->root()).parent_path().string();
+}
+
+std::string FirecrackerProvider::netns(const std::string& vm_id) const {
+  auto slot = find(vm_id);
+  if (!slot) return {};
+  std::lock_guard lock(slot->mu);
+  return slot->network ? slot->network->netns() : std::string();
 }
 
 int FirecrackerProvider::vmm_pid(const std::string& vm_id) const {

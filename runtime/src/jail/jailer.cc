@@ -112,6 +112,19 @@ Result<std::vector<std::string>> firecracker_jailer_argv(const FirecrackerJailer
   if (s.api_sock.empty() || s.api_sock[0] != '/') {
     return Error::jailer("api socket " + shown(s.api_sock) + ": not an absolute path");
   }
+  for (const auto* list : {&s.cgroups, &s.resource_limits}) {
+    for (const auto& kv : *list) {
+      const auto eq = kv.find('=');
+      if (eq == 0 || eq == std::string::npos || eq + 1 == kv.size() ||
+          kv.find('\n') != std::string::npos) {
+        return Error::jailer((list == &s.cgroups ? "cgroup " : "resource limit ") + shown(kv) +
+                             ": not <name>=<value>");
+      }
+    }
+  }
+  if (!s.netns.empty() && s.netns[0] != '/') {
+    return Error::jailer("network namespace " + shown(s.netns) + ": not an absolute path");
+  }
   std::vector<std::string> argv = {s.jailer_binary,
                                    "--id",
                                    s.id,
@@ -128,6 +141,9 @@ Result<std::vector<std::string>> firecracker_jailer_argv(const FirecrackerJailer
                                    "--parent-cgroup",
                                    s.parent_cgroup};
   if (s.numa_node) argv.insert(argv.end(), {"--numa-node", std::to_string(*s.numa_node)});
+  for (const auto& c : s.cgroups) argv.insert(argv.end(), {"--cgroup", c});
+  for (const auto& r : s.resource_limits) argv.insert(argv.end(), {"--resource-limit", r});
+  if (!s.netns.empty()) argv.insert(argv.end(), {"--netns", s.netns});
   argv.insert(argv.end(), {"--new-pid-ns", "--", "--api-sock", s.api_sock});
   return argv;
 }
@@ -377,7 +393,7 @@ uint64_t oom_kills(const JailSpec& s) {
   return 0;
 }
 
-Status teardown_jail(const JailSpec& s) {
+Status remove_jail_cgroups(const JailSpec& s) {
   std::string errors;
   const int version = version_of(s);
   if (version != 0) {
@@ -385,6 +401,13 @@ Status teardown_jail(const JailSpec& s) {
       if (auto st = remove_cgroup(dir); !st) errors += st.error().detail() + "; ";
     }
   }
+  if (!errors.empty()) return Error::jailer(errors.substr(0, errors.size() - 2));
+  return {};
+}
+
+Status teardown_jail(const JailSpec& s) {
+  std::string errors;
+  if (auto st = remove_jail_cgroups(s); !st) errors += st.error().detail() + "; ";
   const std::string dir = jail_dir(s);
   if (auto m = mount_below(dir)) {
     return Error::jailer("step teardown: " + dir + ": a mount below it (" + *m +

@@ -43,8 +43,11 @@ std::string trimmed(std::string s) {
 }
 
 // Opens /dev/net/tun as `name` inside namespace `ns`: a thread joins the namespace (setns binds
-// only the calling thread) and creates the TAP there. The TAP lives as long as the fd is open.
-int open_tap_in(const std::string& ns, const std::string& name, std::string& error) {
+// only the calling thread) and creates the TAP there. The TAP lives as long as the fd is open;
+// with an owner it is made persistent and owned by owner's uid and gid, and the fd is closed
+// (the return value is then 0, not an fd).
+int open_tap_in(const std::string& ns, const std::string& name, std::optional<TapOwner> owner,
+                std::string& error) {
   auto task = std::async(std::launch::async, [&]() -> int {
     const std::string path = "/run/netns/" + ns;
     const int nsfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -72,6 +75,22 @@ int open_tap_in(const std::string& ns, const std::string& name, std::string& err
       ::close(fd);
       return -1;
     }
+    if (owner) {
+      // Owner and group first: a persistent TAP without them could be attached by anyone.
+      const char* failed = nullptr;
+      if (::ioctl(fd, TUNSETOWNER, static_cast<unsigned long>(owner->uid)) != 0) {
+        failed = "TUNSETOWNER ";
+      } else if (::ioctl(fd, TUNSETGROUP, static_cast<unsigned long>(owner->gid)) != 0) {
+        failed = "TUNSETGROUP ";
+      } else if (::ioctl(fd, TUNSETPERSIST, 1UL) != 0) {
+        failed = "TUNSETPERSIST ";
+      }
+      if (failed != nullptr) {
+        error = os::error_message(failed + name + " in " + ns);
+        ::close(fd);
+        return -1;
+      }
+    }
     // Forwarding on in the VM's namespace (/proc/sys/net is the opening thread's namespace's),
     // so the guest's packets reach the FORWARD chain, where they are allowed or counted and
     // dropped.
@@ -83,6 +102,10 @@ int open_tap_in(const std::string& ns, const std::string& name, std::string& err
       return -1;
     }
     ::close(fwd);
+    if (owner) {
+      ::close(fd);  // persistent: the TAP stays, for its owner to open by name
+      return 0;
+    }
     return fd;
   });
   return task.get();  // the thread ends here, its namespace with it
@@ -314,7 +337,8 @@ std::vector<Cidr> NetworkManager::always_denied() {
   return out;
 }
 
-Result<std::unique_ptr<VmNetwork>> NetworkManager::create(const std::string& vm_id) {
+Result<std::unique_ptr<VmNetwork>> NetworkManager::create(const std::string& vm_id,
+                                                          std::optional<TapOwner> owner) {
   if (auto st = validate_egress(vm_id, {}); !st) return st.error();
   const uint64_t n = next_.fetch_add(1);
   std::unique_ptr<VmNetwork> v(new VmNetwork(*this, n, vm_id));
@@ -326,8 +350,13 @@ Result<std::unique_ptr<VmNetwork>> NetworkManager::create(const std::string& vm_
   if (auto r = run(add); r.status != 0) return fail(add, r);
   v->netns_made_ = true;
   std::string error;
-  v->tap_fd_ = open_tap_in(v->netns_, "tap0", error);
-  if (v->tap_fd_ < 0) return Error::network_setup("TAP for vm '" + vm_id + "': " + error);
+  const int tap = open_tap_in(v->netns_, kTapName, owner, error);
+  if (tap < 0) return Error::network_setup("TAP for vm '" + vm_id + "': " + error);
+  if (owner) {
+    v->persistent_tap_ = true;
+  } else {
+    v->tap_fd_ = tap;
+  }
   const std::string gw = std::string(kGatewayAddress) + "/" + std::to_string(kGuestPrefix);
   // One `ip -batch` for the addresses and links; one iptables-restore for the firewall. Until the
   // job allows egress, the only default route leads to a sink (a veth whose peer is down: what is
@@ -479,6 +508,13 @@ Status VmNetwork::teardown() {
     if (r.status != 0 && r.err.find("Cannot find device") == std::string::npos)
       errors += "ip link delete " + host_link_ + ": " + r.err + "; ";
     veth_made_ = false;
+  }
+  if (persistent_tap_ && netns_made_) {
+    // A persistent TAP is deleted by name, not left to the namespace's asynchronous cleanup.
+    // REQUIRES: its VMM has exited (a TAP still attached is deleted all the same).
+    auto r = manager_.run({"ip", "-n", netns_, "link", "delete", kTapName});
+    if (r.status != 0) errors += std::string("ip link delete ") + kTapName + ": " + r.err + "; ";
+    persistent_tap_ = false;
   }
   if (netns_made_) {
     // Deleting the namespace takes the TAP, the sink pair and the firewall with it.

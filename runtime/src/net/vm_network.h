@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,14 +24,25 @@ namespace paddock::runtime::net {
 
 class NetworkManager;
 
+// The TAP's name inside every VM's namespace.
+inline constexpr const char* kTapName = "tap0";
+
+// Who may open a VM's TAP by name (Firecracker does: it is given the name, not an fd).
+struct TapOwner {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
 class VmNetwork {
  public:
   ~VmNetwork();  // teardown(), errors logged
   VmNetwork(const VmNetwork&) = delete;
   VmNetwork& operator=(const VmNetwork&) = delete;
 
-  // The open TAP for QEMU's `-netdev tap,fd=N`. Owned here; closed by teardown().
+  // The open TAP for QEMU's `-netdev tap,fd=N`. Owned here; closed by teardown(). -1 when the
+  // network was made for a TapOwner (the TAP is persistent and opened by name).
   int tap_fd() const { return tap_fd_; }
+  const char* tap_name() const { return kTapName; }
   const std::string& netns() const { return netns_; }
 
   // Opens egress for the job's rules (validated, then narrowed by the operator's policy): a veth
@@ -52,6 +64,7 @@ class VmNetwork {
   std::string netns_;
   std::string host_link_;
   int tap_fd_ = -1;
+  bool persistent_tap_ = false;  // made for a TapOwner: deleted by name at teardown
   bool netns_made_ = false;
   bool veth_made_ = false;  // the host end exists (or may: set before `link add` runs)
   std::optional<Lease> lease_;
@@ -66,7 +79,12 @@ class NetworkManager {
   static Result<std::unique_ptr<NetworkManager>> open(NetworkSettings settings);
 
   // A namespace with tap0 (172.30.0.1/30, up), lo up, forwarding on and the default-deny firewall.
-  Result<std::unique_ptr<VmNetwork>> create(const std::string& vm_id);
+  // Without an owner the TAP is held open by the VmNetwork (tap_fd, for QEMU); with one it is
+  // made persistent, owned by owner.uid and owner.gid (TUNSETOWNER, TUNSETGROUP: only they may
+  // attach to it, without CAP_NET_ADMIN), and closed here, for a VMM that opens it by name in
+  // the namespace (Firecracker); teardown deletes it.
+  Result<std::unique_ptr<VmNetwork>> create(const std::string& vm_id,
+                                            std::optional<TapOwner> owner = std::nullopt);
 
   // Removes every namespace, host link and host iptables rule named with the prefix. Returns how
   // many namespaces it removed.

@@ -18,9 +18,14 @@
 #include <set>
 #include <string>
 
+#include "paddock/runtime/network.h"
 #include "paddock/runtime/provider.h"
 
 namespace paddock::runtime {
+
+namespace net {
+class NetworkManager;
+}  // namespace net
 
 namespace qemu {
 class SnapshotStore;
@@ -31,10 +36,16 @@ struct SnapshotEnv;
 struct FirecrackerJailConfig {
   std::string jailer_binary = "jailer";
   std::string chroot_base_dir = "/srv/jailer";
-  std::string parent_cgroup = "paddock-firecracker";
+  // The cgroup the VMs' cgroups go below; empty: paddock-fc/<the provider's jail prefix>, so that
+  // two workers on a host never sweep each other's (runtime/src/firecracker/jail.h).
+  std::string parent_cgroup;
   std::string cgroup_root = "/sys/fs/cgroup";  // the version is detected from it
   uint32_t uid_base = 1'100'000;  // VMMs run as uid = gid = uid_base + k, k < uid_count
   uint32_t uid_count = 4096;
+  // Memory limit = guest memory + this (Firecracker's own heap and device buffers).
+  uint64_t vmm_allowance_mib = 128;
+  uint64_t pids_max = 128;
+  uint64_t rlimit_nofile = 1024;
 };
 
 struct FirecrackerConfig {
@@ -46,8 +57,12 @@ struct FirecrackerConfig {
   std::string run_dir = "/run/paddock/firecracker";  // per-VM directories when not jailed
   std::string snapshot_dir;  // empty: snapshots are Unsupported
   std::optional<FirecrackerJailConfig> jail;
+  // Per-VM networks as on the QEMU backend (runtime/README.md, "Networks and egress"); none: VMs
+  // have no network device and only empty egress rules are accepted. Needs root.
+  std::optional<net::NetworkSettings> network;
   // Refuse to open without /dev/kvm (Firecracker needs it). Off only for tests against the fake.
   bool require_kvm = true;
+  // paddock.channel=vsock is added when missing: the guest agent then listens on vsock.
   std::string kernel_args = "console=ttyS0 reboot=k panic=1 pci=off";
   std::chrono::milliseconds api_timeout{5'000};
   std::chrono::milliseconds boot_timeout{30'000};
@@ -83,6 +98,13 @@ class FirecrackerProvider final : public Provider {
 
   // The Firecracker process of a started VM; -1 if none.
   int vmm_pid(const std::string& vm_id) const;
+  // The jailer's directory of a started VM (<chroot_base>/<exec name>/<id>); empty when not
+  // jailed or not started.
+  std::string jail_dir(const std::string& vm_id) const;
+  // The jail ids this provider gives start with it (runtime/src/firecracker/jail.h).
+  const std::string& jail_prefix() const { return jail_prefix_; }
+  // The network namespace of a started VM (its name under /run/netns); empty without one.
+  std::string netns(const std::string& vm_id) const;
 
  private:
   struct Slot;
@@ -90,7 +112,10 @@ class FirecrackerProvider final : public Provider {
   std::shared_ptr<Slot> find(const std::string& vm_id) const;
   // Fills slot.launch for a boot or restore: the image, limits and, jailed, a jail uid and id.
   Status prepare_launch(Slot& slot);
-  // Gives back what prepare_launch took (the uid) and removes the jail's cgroups.
+  // With networks on: the VM's namespace and a TAP its Firecracker may open, into slot.launch.
+  Status attach_network(Slot& slot);
+  // Gives back what prepare_launch and attach_network took (the uid, the network) and removes
+  // the jail's cgroups. REQUIRES: the VM's Firecracker has exited.
   void release(Slot& slot);
 
   FirecrackerConfig config_;
@@ -98,6 +123,9 @@ class FirecrackerProvider final : public Provider {
   std::unique_ptr<qemu::SnapshotEnv> env_;
   std::unique_ptr<qemu::SnapshotStore> snapshots_;
   int cgroup_version_ = 0;
+  std::string jail_prefix_;
+  bool parent_cgroup_derived_ = false;  // parent_cgroup was empty: paddock-fc/<prefix>
+  std::unique_ptr<net::NetworkManager> network_;  // null without networks; outlives every VM
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Slot>> vms_;  // destroyed VMs stay as tombstones
   uint64_t next_dir_ = 0;

@@ -29,16 +29,24 @@ struct FirecrackerJailerSpec {
   int cgroup_version = 2;                       // 1 or 2
   std::string parent_cgroup = "paddock";        // relative to the cgroup root, no ".."
   std::optional<uint32_t> numa_node;
+  // --cgroup <file>=<value> each (the jailer makes the cgroups these name, and only those):
+  // e.g. "memory.limit_in_bytes=402653184" (v1) or "memory.max=402653184" (v2).
+  std::vector<std::string> cgroups;
+  // --resource-limit <name>=<value> each: "fsize=N", "no-file=N".
+  std::vector<std::string> resource_limits;
+  std::string netns;  // --netns: a network namespace handle (/run/netns/NAME); empty: none
   std::string api_sock = "/api.sock";  // inside the chroot
 };
 
 // The jailer's argv (argv[0] is the jailer binary):
 //   <jailer> --id <id> --exec-file <fc> --uid <uid> --gid <gid> --chroot-base-dir <base>
-//            --cgroup-version <1|2> --parent-cgroup <parent> [--numa-node N] --new-pid-ns
-//            -- --api-sock <api_sock>
+//            --cgroup-version <1|2> --parent-cgroup <parent> [--numa-node N]
+//            [--cgroup <file>=<value>]... [--resource-limit <name>=<value>]... [--netns <path>]
+//            --new-pid-ns -- --api-sock <api_sock>
 // Jailer errors, naming the value: an empty or invalid id, a relative exec file or chroot base,
-// a cgroup version other than 1 or 2, a parent cgroup that is absolute or climbs with "..", an
-// api socket that is not an absolute path.
+// a cgroup version other than 1 or 2, a parent cgroup that is absolute or climbs with "..", a
+// cgroup or resource limit not of the form name=value, a relative netns path, an api socket that
+// is not an absolute path.
 Result<std::vector<std::string>> firecracker_jailer_argv(const FirecrackerJailerSpec& spec);
 
 // 2 when `root` (normally /sys/fs/cgroup) is a cgroup2 mount (the unified hierarchy), 1 when it
@@ -94,6 +102,10 @@ std::vector<std::string> cgroup_parent_dirs(const JailSpec& spec, int version);
 
 // How many times the kernel's OOM killer acted in the jail's memory cgroup (0 if unknown).
 uint64_t oom_kills(const JailSpec& spec);
+
+// Removes the jail's cgroups, killing any process still in them and retrying while the kernel
+// finishes their exit (teardown_jail's first half). What is already gone is not an error.
+Status remove_jail_cgroups(const JailSpec& spec);
 
 // Removes the jail's cgroups (killing any process still in them) and its directory. Idempotent:
 // what is already gone is not an error. Refuses (Jailer) to delete a directory with a mount below

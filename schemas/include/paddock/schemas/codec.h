@@ -31,7 +31,9 @@ class Decoded {
   T& value() { return *value_; }
   const T& value() const { return *value_; }
   T& operator*() { return *value_; }
+  const T& operator*() const { return *value_; }
   T* operator->() { return &*value_; }
+  const T* operator->() const { return &*value_; }
   const DecodeError& error() const { return error_; }
 
  private:
@@ -48,6 +50,12 @@ std::string encode(const Credit&);
 std::string encode(const WorkerStatus&);
 std::string encode(const Accepted&);
 std::string encode(const JobRef&);
+// A JOB body around a request that is already encoded (the broker keeps each request as its
+// submitter encoded it): the same bytes as encode(JobDispatch{attempt, queued_us, request}) when
+// `encoded_request` is encode(request), without decoding or encoding the request again.
+// REQUIRES: decode_job_request(encoded_request) succeeds.
+std::string encode_job_dispatch(uint32_t attempt, uint64_t queued_us,
+                                std::string_view encoded_request);
 
 Decoded<JobRequest> decode_job_request(std::string_view bytes);
 Decoded<JobResult> decode_job_result(std::string_view bytes);
