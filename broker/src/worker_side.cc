@@ -64,6 +64,7 @@ void Broker::Loop::on_worker_message(const std::string& route,
       auto credit = sc::decode_credit(env->bodies[0]);
       if (credit) {
         registry_.grant(*w, credit->credits);
+        claim_wanted_ = true;  // shared queue: free slots are worth a claim
       } else if (protocol_log_.allow()) {
         spdlog::warn("worker '{}': bad CREDIT: {}", w->worker_id, credit.error().message());
       }
@@ -100,6 +101,7 @@ void Broker::Loop::on_ready(const std::string& route, std::string_view body,
   spdlog::info("worker '{}' ready with {} slot(s), images: {}", ready->worker_id, ready->slots,
                names.empty() ? "default (none said)" : names);
   WorkerState& w = registry_.add(route, ready->worker_id, ready->slots, now_, std::move(images));
+  claim_wanted_ = true;
   w.ready_slots = ready->slots;
   w.connected_unix_ms = now_unix_ms();
   w.host = peer_address(first);

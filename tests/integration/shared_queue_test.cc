@@ -192,8 +192,14 @@ TEST_CASE("shared queue: a broker SIGKILLed mid-run loses its lease and its jobs
   size_t on_a = 0;
   for (const auto& [id, ev] : book.first) on_a += ev.result.worker_id == "wa";
   REQUIRE_MESSAGE(on_a > 0, "broker a's worker ran nothing before the kill: the test shows nothing");
-  const std::string claimed_by_a =
-      pg->sql("SELECT count(*) FROM paddock_jobs WHERE state = 1 AND owner LIKE 'a-%'");
+  // Killed while it holds claims (its worker is running some of its jobs).
+  std::string claimed_by_a;
+  const auto hold_deadline = Clock::now() + 10s;
+  while ((claimed_by_a = pg->sql(
+              "SELECT count(*) FROM paddock_jobs WHERE state = 1 AND owner LIKE 'a-%'")) == "0\n") {
+    REQUIRE_MESSAGE(Clock::now() < hold_deadline, "broker a never held a claim");
+    std::this_thread::sleep_for(5ms);
+  }
   kill_broker(a);
   pump(c, book, Clock::now() + 60s, [&] { return book.answered() == kJobs; });
   pump(c, book, Clock::now() + 300ms, [] { return false; });
@@ -205,7 +211,10 @@ TEST_CASE("shared queue: a broker SIGKILLed mid-run loses its lease and its jobs
                       << "; answers with attempt > 1: " << second_attempts
                       << "; answered more than once (same answer): " << book.answered_twice());
   check_exactly_once(book, ids);
-  CHECK(second_attempts > 0);  // a's claimed jobs ran again, one attempt further
+  CHECK_MESSAGE(second_attempts > 0,  // a's claimed jobs ran again, one attempt further
+                "broker a's log:\n" << slurp(a.process->log() + ".err").substr(0, 5000)
+                                     << "\nbroker b's log:\n"
+                                     << slurp(b.process->log() + ".err").substr(0, 5000));
   CHECK(pg->sql("SELECT count(*) FROM paddock_jobs WHERE state <> 2") == "0\n");
   CHECK(pg->sql("SELECT count(*) FROM paddock_brokers WHERE broker_id LIKE 'a-%'") == "0\n");
   CHECK(slurp(b.process->log() + ".err").find("whose lease lapsed went back to the queue") !=
