@@ -395,6 +395,7 @@ void Broker::Loop::recover() {
 }
 
 bool Broker::Loop::commit_and_send() {
+  if (shared_) flush_shared_answers();
   std::string error;
   if (!journal_->commit(error)) {
     if (shared_) {
@@ -448,18 +449,11 @@ void Broker::Loop::answer(const Job& job, sc::Command command, const std::string
   metrics_.job_latency.observe(now_ - job.accepted_at);
   if (dashboard_) dashboard_->answered(job, result, error, now_, now_unix_ms());
   if (shared_) {
-    // Another broker may have answered this job first (it ran it before this one claimed it
-    // again): the stored answer is the job's, and the only one its submitters hear.
-    if (!shared_->finish_first(job.request.job_id, static_cast<uint8_t>(command), body,
-                               now_unix_ms())) {
-      if (auto stored = shared_->answer_of(job.request.job_id)) {
-        for (const auto& route : job.routes) {
-          to_client(route, sc::make_message(static_cast<sc::Command>(stored->command),
-                                            {stored->body}));
-        }
-      }
-      return;  // not stored (a failed statement): the turn fails, nothing is sent
-    }
+    // Stored with the turn's other answers, in one statement before its commit
+    // (flush_shared_answers): what its submitters hear is then the job's stored answer.
+    shared_answers_.push_back(
+        SharedAnswer{job.request.job_id, static_cast<uint8_t>(command), body, job.routes});
+    return;
   } else if (journal_) {
     journal_->finished(job.request.job_id, static_cast<uint8_t>(command), body, now_unix_ms(),
                        job.journal_row);

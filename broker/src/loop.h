@@ -108,6 +108,17 @@ class Broker::Loop {
   void deliver_answered(const std::vector<std::string>& job_ids);
   void deliver_answer(const std::string& job_id, const Store::Answer& answer);
   void add_waiter(const std::string& job_id, const std::string& route);
+  // The answers of this turn's jobs, stored in one statement before the commit. Where another
+  // broker answered a job first (it ran it before this one claimed it again), its stored answer
+  // goes to the job's routes instead: a submitter hears one answer per job.
+  struct SharedAnswer {
+    std::string job_id;
+    uint8_t command = 0;
+    std::string body;
+    std::vector<std::string> routes;
+  };
+  std::vector<SharedAnswer> shared_answers_;
+  void flush_shared_answers();
   // After a re-join: claims wanted, and the answers stored while away go to their waiters.
   void rejoined();
   PgStore* shared_ = nullptr;  // journal_, when it is the shared queue

@@ -367,6 +367,13 @@ bool PgStore::submit_all(const std::vector<Submission>& submissions, uint64_t un
   for (size_t i = 0; i < submissions.size(); ++i) {
     index[submissions[i].request->job_id].push_back(i);
   }
+  // Rows go in job_id order: brokers inserting overlapping jobs (a submitter that failed over)
+  // wait on each other's rows in one order, never in a cycle.
+  std::vector<size_t> order(submissions.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return submissions[a].request->job_id < submissions[b].request->job_id;
+  });
   std::unordered_set<std::string> fresh;
   for (size_t start = 0; start < submissions.size(); start += kRows) {
     const size_t end = std::min(submissions.size(), start + kRows);
@@ -374,10 +381,11 @@ bool PgStore::submit_all(const std::vector<Submission>& submissions, uint64_t un
         "INSERT INTO paddock_jobs (job_id, image, priority, deadline_ms, request, accepted_ms) "
         "VALUES ";
     Params p;
-    for (size_t i = start; i < end; ++i) {
+    for (size_t o = start; o < end; ++o) {
+      const size_t i = order[o];
       const auto& r = *submissions[i].request;
-      const int k = static_cast<int>((i - start) * 6);
-      if (i > start) sql += ',';
+      const int k = static_cast<int>((o - start) * 6);
+      if (o > start) sql += ',';
       sql += "($" + std::to_string(k + 1) + ",$" + std::to_string(k + 2) + ",$" +
              std::to_string(k + 3) + "::integer,$" + std::to_string(k + 4) + "::bigint,$" +
              std::to_string(k + 5) + "::bytea,$" + std::to_string(k + 6) + "::bigint)";
@@ -535,6 +543,56 @@ void PgStore::cancel_requested(std::string_view job_id) {
 void PgStore::finished(std::string_view job_id, uint8_t command, std::string_view body,
                        uint64_t unix_ms, int64_t /*row*/) {
   (void)finish_first(job_id, command, body, unix_ms);
+}
+
+bool PgStore::finish_all(const std::vector<Finish>& answers, uint64_t unix_ms,
+                         std::vector<bool>& won) {
+  won.assign(answers.size(), false);
+  begin();
+  if (!healthy_) return false;
+  constexpr size_t kRows = 1000;  // 3 parameters each
+  std::vector<size_t> order(answers.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return answers[a].job_id < answers[b].job_id; });
+  std::unordered_map<std::string, std::vector<size_t>> index;
+  for (size_t i = 0; i < answers.size(); ++i) index[std::string(answers[i].job_id)].push_back(i);
+  for (size_t start = 0; start < order.size(); start += kRows) {
+    const size_t end = std::min(order.size(), start + kRows);
+    std::string values;
+    Params p;
+    for (size_t k = start; k < end; ++k) {
+      const auto& a = answers[order[k]];
+      const int n = static_cast<int>((k - start) * 3);
+      if (k > start) values += ',';
+      values += "($" + std::to_string(n + 1) + "::text,$" + std::to_string(n + 2) +
+                "::smallint,$" + std::to_string(n + 3) + "::bytea)";
+      p.text(a.job_id).num(a.command).bytes(a.body);
+    }
+    const int when = static_cast<int>((end - start) * 3 + 1);
+    p.num(static_cast<int64_t>(unix_ms));
+    // DISTINCT ON: a job answered twice in one turn keeps its first answer here.
+    const std::string sql =
+        "WITH v AS (SELECT DISTINCT ON (job_id) * FROM (VALUES " + values +
+        ") AS x(job_id, cmd, body)), "
+        "locked AS (SELECT j.job_id FROM paddock_jobs j JOIN v ON j.job_id = v.job_id "
+        "  WHERE j.state <> 2 ORDER BY j.job_id FOR UPDATE OF j) "
+        "UPDATE paddock_jobs j SET state = 2, owner = NULL, answer_cmd = v.cmd, answer = v.body, "
+        "finished_ms = $" + std::to_string(when) + "::bigint FROM v, locked "
+        "WHERE j.job_id = v.job_id AND j.job_id = locked.job_id AND j.state <> 2 "
+        "RETURNING j.job_id";
+    Result r(PQexecParams(conn_, sql.c_str(), p.size(), nullptr, p.values(), p.lengths(),
+                          p.formats(), 1));
+    if (!ok(r)) {
+      fail("store " + std::to_string(end - start) + " answers");
+      return false;
+    }
+    for (int row = 0; row < PQntuples(r.get()); ++row) {
+      auto it = index.find(bytes_at(r.get(), row, 0));
+      if (it != index.end()) won[it->second.front()] = true;
+    }
+  }
+  return true;
 }
 
 bool PgStore::finish_first(std::string_view job_id, uint8_t command, std::string_view body,

@@ -66,6 +66,16 @@ class PgStore final : public Store {
   std::vector<Failed> failed(size_t limit) override;
   std::optional<Stored> stored(std::string_view job_id) override;
 
+  // Answers of many jobs in one statement (rows locked in job_id order, so that brokers storing
+  // overlapping answers never deadlock). `won[i]`: finish_first()'s for `answers[i]`. false: the
+  // statement failed and the turn fails at commit().
+  struct Finish {
+    std::string_view job_id;
+    uint8_t command;
+    std::string_view body;
+  };
+  bool finish_all(const std::vector<Finish>& answers, uint64_t unix_ms, std::vector<bool>& won);
+
   // finished() that says whether this answer is the job's: false if another was stored first (a
   // concurrent one waits for the other broker's commit, on the row's lock) or the statement failed.
   bool finish_first(std::string_view job_id, uint8_t command, std::string_view body,

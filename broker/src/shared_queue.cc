@@ -49,6 +49,45 @@ void Broker::Loop::add_waiter(const std::string& job_id, const std::string& rout
   routes.push_back(route);
 }
 
+void Broker::Loop::flush_shared_answers() {
+  if (shared_answers_.empty()) return;
+  auto answers = std::move(shared_answers_);
+  shared_answers_.clear();
+  std::vector<PgStore::Finish> batch;
+  batch.reserve(answers.size());
+  for (const auto& a : answers) batch.push_back(PgStore::Finish{a.job_id, a.command, a.body});
+  std::vector<bool> won;
+  if (!shared_->finish_all(batch, now_unix_ms(), won)) {
+    // Not stored: the turn fails at its commit. The routes wait for whoever runs the job next.
+    for (const auto& a : answers) {
+      for (const auto& r : a.routes) add_waiter(a.job_id, r);
+    }
+    return;
+  }
+  std::vector<std::string> lost;
+  for (size_t i = 0; i < answers.size(); ++i) {
+    if (won[i]) {
+      for (const auto& route : answers[i].routes) {
+        to_client(route, sc::make_message(static_cast<sc::Command>(answers[i].command),
+                                          {answers[i].body}));
+      }
+    } else {
+      lost.push_back(answers[i].job_id);
+    }
+  }
+  if (lost.empty()) return;
+  std::unordered_map<std::string, Store::Answer> stored;
+  for (auto& [id, a] : shared_->answers_of(lost)) stored.emplace(id, std::move(a));
+  for (const auto& a : answers) {
+    auto it = stored.find(a.job_id);
+    if (it == stored.end()) continue;
+    for (const auto& route : a.routes) {
+      to_client(route, sc::make_message(static_cast<sc::Command>(it->second.command),
+                                        {it->second.body}));
+    }
+  }
+}
+
 void Broker::Loop::shared_turn_start() {
   if (!shared_->healthy()) {
     if (now_ < next_rejoin_) return;
@@ -297,6 +336,7 @@ void Broker::Loop::shared_tick() {
     // already run its jobs. Forget them and re-join.
     // What this turn stored is true (answers keep the first-wins rule): commit it and send what
     // depended on it, then forget the jobs held and re-join.
+    flush_shared_answers();
     std::string error;
     if (journal_->commit(error)) {
       auto out = std::move(outbox_);
@@ -348,6 +388,10 @@ void Broker::Loop::shared_failed(const std::string& error) {
                 "{} job(s) held here are forgotten, and the broker re-joins the shared queue",
                 error, outbox_.size(), jobs_.size());
   outbox_.clear();
+  for (const auto& a : shared_answers_) {
+    for (const auto& r : a.routes) add_waiter(a.job_id, r);
+  }
+  shared_answers_.clear();
   // Their submitters still wait: their routes now wait here for whoever runs the job next.
   jobs_.for_each([&](const Job& job) {
     for (const auto& r : job.routes) add_waiter(job.request.job_id, r);
