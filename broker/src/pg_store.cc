@@ -233,13 +233,21 @@ std::unique_ptr<PgStore> PgStore::open(Settings settings, std::string& error) {
   return s;
 }
 
+std::unique_ptr<PgStore> PgStore::open_reader(const std::string& conninfo, std::string& error) {
+  Settings settings;
+  settings.conninfo = conninfo;
+  std::unique_ptr<PgStore> s(new PgStore(std::move(settings)));
+  if (!s->connect(error, /*reader=*/true)) return nullptr;
+  return s;
+}
+
 PgStore::~PgStore() {
   if (conn_ != nullptr) PQfinish(conn_);
 }
 
 std::string PgStore::describe() const { return "postgresql " + server_of(conn_); }
 
-bool PgStore::connect(std::string& error) {
+bool PgStore::connect(std::string& error, bool reader) {
   if (conn_ != nullptr) {
     PQfinish(conn_);
     conn_ = nullptr;
@@ -269,6 +277,15 @@ bool PgStore::connect(std::string& error) {
   };
   // Quiet: CREATE … IF NOT EXISTS notices are not news.
   if (!exec("SET client_min_messages = warning")) return false;
+  if (reader) {
+    Result v = exec("SELECT to_regclass('paddock_jobs') IS NOT NULL");
+    if (!v) return false;
+    if (PQgetvalue(v.get(), 0, 0)[0] != 't') {
+      error = where + "no shared queue here (no paddock_jobs table): is this the brokers' --store?";
+      return false;
+    }
+    return true;
+  }
   if (!exec("BEGIN") || !exec(kSchemaLock) || !exec(kSchema)) {
     error += " (creating the schema)";
     PQexec(conn_, "ROLLBACK");

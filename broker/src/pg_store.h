@@ -48,6 +48,9 @@ class PgStore final : public Store {
   // not race), and registers this broker with a fresh lease. nullptr and `error` (naming the
   // server, never its password) if it cannot.
   static std::unique_ptr<PgStore> open(Settings settings, std::string& error);
+  // For tools that read (paddock dead-letters): connects, checks that the schema is there, and
+  // neither creates anything nor registers as a broker.
+  static std::unique_ptr<PgStore> open_reader(const std::string& conninfo, std::string& error);
   ~PgStore() override;
   PgStore(const PgStore&) = delete;
   PgStore& operator=(const PgStore&) = delete;
@@ -157,7 +160,7 @@ class PgStore final : public Store {
 
  private:
   explicit PgStore(Settings settings) : settings_(std::move(settings)) {}
-  bool connect(std::string& error);
+  bool connect(std::string& error, bool reader = false);
   bool register_broker(std::string& error);
   void begin();
   void fail(const std::string& what);

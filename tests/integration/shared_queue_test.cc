@@ -357,3 +357,38 @@ TEST_CASE("shared queue: a job whose image no broker's workers have is answered 
   CHECK(ev.error.message.find("no-such-image") != std::string::npos);
   CHECK(book.first.at("plain").kind == client::Event::Kind::kResult);
 }
+
+TEST_CASE("shared queue: paddock dead-letters --store lists the jobs that ended in an ERROR") {
+  auto pg = start_postgres();
+  TempDir dir;
+  auto args = shared_args(*pg, "a");
+  args.insert(args.end(), {"--max-attempts", "1"});
+  auto a = start_broker(dir, args);
+  auto w = start_worker(dir, a.worker_endpoint, "wa", 2, {"--heartbeat-ms", "100"});
+  wait_for_log(a, "worker 'wa' ready", 10s);
+  client::Client c(a.client_endpoint);
+  c.submit(std::vector<schemas::JobRequest>{job("dead-1", {"fail", "Jailer", "boom"}),
+                                            job("fine-1", {"echo", "ok"})});
+  Ledger book;
+  pump(c, book, Clock::now() + 15s, [&] { return book.answered() == 2; });
+  REQUIRE(book.answered() == 2);
+  REQUIRE(book.first.at("dead-1").kind == client::Event::Kind::kError);
+  const std::string out = dir.path() + "/dead.json";
+  const int rc = std::system((std::string(PADDOCK_CLI_BIN) + " dead-letters --store '" +
+                              pg->url() + "' --json > " + out + " 2>&1")
+                                 .c_str());
+  const std::string text = slurp(out);
+  CAPTURE(text);
+  CHECK(rc == 0);
+  CHECK(text.find("\"job_id\":\"dead-1\"") != std::string::npos);
+  CHECK(text.find("\"variant\":\"Jailer\"") != std::string::npos);
+  CHECK(text.find("fine-1") == std::string::npos);
+  // A database without the queue is refused, naming what is missing.
+  pg->sql("CREATE DATABASE other");
+  const std::string other = pg->url().substr(0, pg->url().rfind('/')) + "/other";
+  const int bad = std::system((std::string(PADDOCK_CLI_BIN) + " dead-letters --store '" + other +
+                               "' > " + out + " 2>&1")
+                                  .c_str());
+  CHECK(bad != 0);
+  CHECK(slurp(out).find("no shared queue here") != std::string::npos);
+}

@@ -67,6 +67,7 @@ int run_ping(const PingOptions& opts);
 
 struct DeadLettersOptions {
   std::string journal;
+  std::string store;  // a shared queue's PostgreSQL URI instead of a journal
   size_t limit = 100;
   bool json = false;
 };

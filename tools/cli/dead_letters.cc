@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "exit_codes.h"
 #include "journal.h"
+#include "pg_store.h"
 #include "paddock/schemas/codec.h"
 
 namespace paddock::cli {
@@ -19,15 +20,28 @@ CLI::App* add_dead_letters_command(CLI::App& app, DeadLettersOptions& o) {
       "List the jobs whose final answer was an ERROR (after the broker's retries), newest first, "
       "from the broker's journal file (read only; the broker may be running). Cancelled jobs and "
       "invalid requests are not listed. Exits 0, or 1 when the journal cannot be read.");
-  cmd->add_option("--journal", o.journal, "the broker's journal file (its --journal)")->required();
+  auto* journal = cmd->add_option("--journal", o.journal, "the broker's journal file (its --journal)");
+  auto* store = cmd->add_option("--store", o.store,
+                                "the brokers' shared queue instead (their --store: a PostgreSQL "
+                                "URI); read only");
+  journal->excludes(store);
   cmd->add_option("--limit", o.limit, "at most this many")->capture_default_str();
   cmd->add_flag("--json", o.json, "one JSON object per line instead of a table");
   return cmd;
 }
 
 int run_dead_letters(const DeadLettersOptions& o) {
+  if (o.journal.empty() && o.store.empty()) {
+    std::fprintf(stderr, "error: give --journal FILE or --store URI\n");
+    return exit_code::kUsage;
+  }
   std::string error;
-  auto journal = broker::Journal::open(o.journal, error, /*read_only=*/true);
+  std::unique_ptr<broker::Store> journal;
+  if (!o.store.empty()) {
+    journal = broker::PgStore::open_reader(o.store, error);
+  } else {
+    journal = broker::Journal::open(o.journal, error, /*read_only=*/true);
+  }
   if (!journal) {
     std::fprintf(stderr, "error: %s\n", error.c_str());
     return 1;
