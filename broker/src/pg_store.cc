@@ -288,7 +288,7 @@ bool PgStore::connect(std::string& error, bool reader) {
   }
   if (!exec("BEGIN") || !exec(kSchemaLock) || !exec(kSchema)) {
     error += " (creating the schema)";
-    PQexec(conn_, "ROLLBACK");
+    Result(PQexec(conn_, "ROLLBACK"));
     return false;
   }
   {
@@ -298,7 +298,7 @@ bool PgStore::connect(std::string& error, bool reader) {
     if (version > kSchemaVersion) {
       error = where + "schema version " + std::to_string(version) +
               " is newer than this broker's (" + std::to_string(kSchemaVersion) + ")";
-      PQexec(conn_, "ROLLBACK");
+      Result(PQexec(conn_, "ROLLBACK"));
       return false;
     }
     if (version == 0 &&
