@@ -174,7 +174,11 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
     }
     auto wake = next_tick_;
     if (!retry_at_.empty()) wake = std::min(wake, retry_at_.begin()->first);
-    if (shared_) wake = std::min(wake, claim_wanted_ ? next_claim_ : wake);
+    if (shared_) {
+      // The next claim poll; while the database is away, the next re-join instead (a claim time
+      // left in the past would make every poll return at once).
+      wake = std::min(wake, shared_->healthy() ? next_claim_ : next_rejoin_);
+    }
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now());
     if (pending_total_ > 0) wait = std::min(wait, std::chrono::milliseconds(1));
     if (publish_pending_) {

@@ -336,14 +336,10 @@ void Broker::Loop::shared_tick() {
     // already run its jobs. Forget them and re-join.
     // What this turn stored is true (answers keep the first-wins rule): commit it and send what
     // depended on it, then forget the jobs held and re-join.
-    flush_shared_answers();
-    std::string error;
-    if (journal_->commit(error)) {
-      auto out = std::move(outbox_);
-      outbox_.clear();
-      for (auto& [route, parts] : out) send_to_client(route, std::move(parts));
+    // (commit_and_send calls shared_failed itself when the commit fails.)
+    if (commit_and_send()) {
+      shared_failed("postgresql: this broker's lease (" + shared_->broker_id() + ") had lapsed");
     }
-    shared_failed("postgresql: this broker's lease (" + shared_->broker_id() + ") had lapsed");
     return;
   }
   if (const uint64_t n = shared_->reap(); n > 0) {
