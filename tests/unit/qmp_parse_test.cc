@@ -58,6 +58,11 @@ TEST_CASE("qmp: what QEMU says is quoted bounded and escaped and read without th
   auto f = qemu::parse_qmp_message(R"({"error": "flat", "id": 4})", error);
   REQUIRE(f);
   CHECK(f->error == "qmp error");
+  // Found by fuzz_qmp_replies in CI: an empty desc left the error without a reason.
+  auto empty = qemu::parse_qmp_message(R"({"error": {"class": "GenericError", "desc": ""}})", error);
+  REQUIRE(empty);
+  CHECK(empty->kind == qemu::QmpMessage::Kind::kError);
+  CHECK(empty->error == "qmp error (empty desc)");
   // An id that is not an unsigned integer answers nothing.
   auto s = qemu::parse_qmp_message(R"({"return": {}, "id": "4"})", error);
   REQUIRE(s);

@@ -74,6 +74,8 @@ std::optional<QmpMessage> parse_qmp_message(std::string_view line, std::string& 
     } else if (auto e = j.find("error"); e != j.end()) {
       m.kind = QmpMessage::Kind::kError;
       m.error = qmp_string(*e, "desc", "qmp error");
+      // An empty desc says nothing: the caller's message still needs a reason.
+      if (m.error.empty()) m.error = "qmp error (empty desc)";
     }
     return m;
   } catch (const std::exception& e) {
