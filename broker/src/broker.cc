@@ -100,11 +100,26 @@ Broker::Loop::Loop(Options options)
         options_.dashboard_token, metrics::is_loopback(options_.metrics_address));
     dashboard_ = std::make_unique<dashboard::Recorder>(options_.dashboard_recent_jobs,
                                                        journal_ != nullptr, now_unix_ms());
-    dashboard::serve_dashboard(*http_, dashboard_->box(), *dashboard_access_,
-                               options_.journal_path);
+    dashboard::serve_dashboard(*http_, dashboard_->box(), *dashboard_access_, store_lookup());
     http_->start(options_.metrics_address);
     metrics_address = http_->address();
   }
+}
+
+dashboard::StoreLookup Broker::Loop::store_lookup() const {
+  dashboard::StoreLookup lookup;
+  if (!options_.store_url.empty()) {
+    lookup.source = "shared-queue";
+    lookup.open = [url = options_.store_url](std::string& error) -> std::unique_ptr<Store> {
+      return PgStore::open_reader(url, error);
+    };
+  } else if (!options_.journal_path.empty()) {
+    lookup.source = "journal";
+    lookup.open = [path = options_.journal_path](std::string& error) -> std::unique_ptr<Store> {
+      return Journal::open(path, error, /*read_only=*/true);
+    };
+  }
+  return lookup;
 }
 
 void Broker::Loop::check_security() const {

@@ -15,6 +15,7 @@
 #include "broker_metrics.h"
 #include "curve_auth.h"
 #include "dashboard/access.h"
+#include "dashboard/api.h"
 #include "dashboard/recorder.h"
 #include "job_queue.h"
 #include "journal.h"
@@ -60,6 +61,8 @@ class Broker::Loop {
 
   // broker.cc
   // Throws std::runtime_error if the endpoints would carry plaintext off this machine.
+  // Where the dashboard reads jobs that left its ring: this broker's store, read-only.
+  dashboard::StoreLookup store_lookup() const;
   void check_security() const;
   void dispatch();
   // Answers every queued job of `image` ERROR UnknownImage, naming the images there are.

@@ -153,7 +153,7 @@ class PgStore final : public Store {
   // job the old id held back to the queue. false (and `error`) if the server cannot be reached
   // yet; call again later.
   bool rejoin(std::string& error);
-  bool healthy() const { return healthy_; }
+  bool healthy() const override { return healthy_; }
   const std::string& broker_id() const { return broker_id_; }
   // Clean shutdown: this broker's claims go back to the queue now, its lease is dropped.
   void leave();

@@ -69,6 +69,9 @@ class Store {
   // Dead letters, newest first.
   virtual std::vector<Failed> failed(size_t limit) = 0;
   virtual std::optional<Stored> stored(std::string_view job_id) = 0;
+  // false once the engine lost its connection (the shared queue; the journal never does): a
+  // reader then opens a new one.
+  virtual bool healthy() const { return true; }
 };
 
 }  // namespace paddock::broker

@@ -3,9 +3,12 @@
 // (postgres_server.h). Each test checks the submitters' view (every job answered, once, with its
 // own output) and the database's (nothing left queued or claimed).
 #include <doctest/doctest.h>
+#include <httplib.h>
 #include <signal.h>
 
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "harness.h"
 #include "ledger.h"
@@ -61,6 +64,16 @@ std::string first_wrong_answer(const Ledger& book, const std::vector<std::string
     if (!ok) return ids[i] + ": " + describe(ev);
   }
   return "";
+}
+
+// GET http://127.0.0.1:PORT/path: the status (0: no answer) and the body.
+std::pair<int, std::string> http_get(const std::string& address, const std::string& path) {
+  httplib::Client client("127.0.0.1", std::stoi(address.substr(address.rfind(':') + 1)));
+  client.set_connection_timeout(2s);
+  client.set_read_timeout(10s);
+  auto res = client.Get(path);
+  if (!res) return {0, ""};
+  return {res->status, res->body};
 }
 
 void check_exactly_once(const Ledger& book, const std::vector<std::string>& ids) {
@@ -391,4 +404,55 @@ TEST_CASE("shared queue: paddock dead-letters --store lists the jobs that ended 
                                   .c_str());
   CHECK(bad != 0);
   CHECK(slurp(out).find("no shared queue here") != std::string::npos);
+}
+
+TEST_CASE("shared queue: a broker's dashboard finds a job another broker took and answered, and a queued one, in the shared queue") {
+  using nlohmann::json;
+  auto pg = start_postgres();
+  TempDir dir;
+  auto a = start_broker(dir, shared_args(*pg, "a"));
+  auto b_args = shared_args(*pg, "b");
+  b_args.insert(b_args.end(), {"--metrics-address", "127.0.0.1:0", "--image-grace-ms", "60000"});
+  auto b = start_broker(dir, b_args);
+  auto wa = start_worker(dir, a.worker_endpoint, "wa", 1, {"--heartbeat-ms", "100"});
+  wait_for_log(a, "worker 'wa' ready", 10s);
+  client::Client c(a.client_endpoint);
+  auto waiting = job("waits", {"echo", "never"});
+  waiting.image = "image-nobody-has";
+  c.submit(std::vector<schemas::JobRequest>{job("done-1", {"echo", "done"}), waiting});
+  Ledger book;
+  pump(c, book, Clock::now() + 15s, [&] { return book.answered() == 1; });
+  REQUIRE(book.first.count("done-1") == 1);
+
+  // Broker b never saw either job: its ring is empty, the lookup reads the queue.
+  auto [status, body] = http_get(b.metrics_address, "/api/v1/jobs/done-1");
+  CAPTURE(body);
+  REQUIRE(status == 200);
+  auto done = json::parse(body);
+  CHECK(done["source"] == "shared-queue");
+  CHECK(done["status"] == "ok");
+  CHECK(done["result"]["stdout_head"] == "done\n");
+  CHECK(done["result"]["worker_id"] == "wa");
+  auto [qstatus, qbody] = http_get(b.metrics_address, "/api/v1/jobs/waits");
+  CAPTURE(qbody);
+  REQUIRE(qstatus == 200);
+  CHECK(json::parse(qbody)["status"] == "held");
+  CHECK(json::parse(qbody)["request"]["image"] == "image-nobody-has");
+  auto [nstatus, nbody] = http_get(b.metrics_address, "/api/v1/jobs/never-submitted");
+  CHECK(nstatus == 404);
+  CHECK(nbody.find("nor in the shared-queue") != std::string::npos);
+
+  // The reader's connection dies with the server; the lookup says so (503) and reconnects after.
+  pg->restart();
+  int after = 0;
+  std::string after_body;
+  const auto deadline = Clock::now() + 15s;
+  while (Clock::now() < deadline) {
+    std::tie(after, after_body) = http_get(b.metrics_address, "/api/v1/jobs/done-1");
+    if (after == 200) break;
+    CHECK_MESSAGE((after == 503 || after == 0), "during the restart: " << after << " " << after_body);
+    std::this_thread::sleep_for(100ms);
+  }
+  CAPTURE(after_body);
+  CHECK(after == 200);
 }

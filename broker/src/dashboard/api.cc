@@ -185,26 +185,34 @@ size_t limit_param(const m::HttpRequest& req) {
   return n;
 }
 
-// The journal, read-only on a connection of its own, opened at the first lookup (the broker has
-// created it by then). SQLite's WAL lets it read while the loop writes.
-class JournalReader {
+// The broker's store, read-only on a connection of its own, opened at the first lookup (the
+// broker has created it by then) and again after it broke (the shared queue's server restarted).
+// SQLite's WAL lets the journal be read while the loop writes; PostgreSQL reads committed rows.
+class StoreReader {
  public:
-  explicit JournalReader(std::string path) : path_(std::move(path)) {}
-  bool enabled() const { return !path_.empty(); }
-  std::optional<Journal::Stored> lookup(const std::string& job_id) {
+  explicit StoreReader(StoreLookup lookup) : lookup_(std::move(lookup)) {}
+  bool enabled() const { return static_cast<bool>(lookup_.open); }
+  const std::string& source() const { return lookup_.source; }
+  std::optional<Store::Stored> lookup(const std::string& job_id) {
     std::lock_guard lock(mu_);
-    if (!journal_) {
+    if (store_ && !store_->healthy()) store_.reset();
+    if (!store_) {
       std::string error;
-      journal_ = Journal::open(path_, error, /*read_only=*/true);
-      if (!journal_) throw std::runtime_error(error);
+      store_ = lookup_.open(error);
+      if (!store_) throw std::runtime_error(error);
     }
-    return journal_->stored(job_id);
+    auto stored = store_->stored(job_id);
+    if (!stored && !store_->healthy()) {
+      store_.reset();
+      throw std::runtime_error("the " + lookup_.source + " could not be read");
+    }
+    return stored;
   }
 
  private:
-  std::string path_;
+  StoreLookup lookup_;
   std::mutex mu_;
-  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<Store> store_;
 };
 
 }  // namespace
@@ -356,8 +364,7 @@ Json job_json(const JobRecord& r, const char* source) {
   return j;
 }
 
-std::optional<JobRecord> record_from_journal(const std::string& job_id,
-                                             const Journal::Stored& stored) {
+std::optional<JobRecord> record_from_store(const std::string& job_id, const Store::Stored& stored) {
   auto request = sc::decode_job_request(stored.request);
   if (!request) return std::nullopt;
   JobRecord r;
@@ -378,8 +385,8 @@ std::optional<JobRecord> record_from_journal(const std::string& job_id,
 }
 
 void serve_dashboard(m::HttpServer& server, const SnapshotBox& box, const Access& access,
-                     std::string journal_path) {
-  auto journal = std::make_shared<JournalReader>(std::move(journal_path));
+                     StoreLookup lookup) {
+  auto store = std::make_shared<StoreReader>(std::move(lookup));
   server.get("/",
              guarded(access, false, [](const m::HttpRequest&) { return redirect("/dashboard/"); }));
   server.get("/dashboard",
@@ -421,24 +428,31 @@ void serve_dashboard(m::HttpServer& server, const SnapshotBox& box, const Access
                return json_response(200, jobs_json(*box.get(), limit, status));
              }));
   server.get_prefix(
-      "/api/v1/jobs/", guarded(access, true, [&box, journal](const m::HttpRequest& req) {
+      "/api/v1/jobs/", guarded(access, true, [&box, store](const m::HttpRequest& req) {
         const std::string id = req.path.substr(std::string("/api/v1/jobs/").size());
         const auto snapshot = box.get();
         if (auto r = snapshot->find(id)) {
           return json_response(
               200, job_json(*r, r->status == JobRecord::Status::kRunning ? "running" : "recent"));
         }
-        if (journal->enabled()) {
-          if (auto stored = journal->lookup(id)) {
-            if (auto r = record_from_journal(id, *stored)) {
-              return json_response(200, job_json(*r, "journal"));
+        if (store->enabled()) {
+          std::optional<Store::Stored> stored;
+          try {
+            stored = store->lookup(id);
+          } catch (const std::exception& e) {
+            return json_error(503, std::string("job lookup: ") + e.what());
+          }
+          if (stored) {
+            if (auto r = record_from_store(id, *stored)) {
+              return json_response(200, job_json(*r, store->source().c_str()));
             }
           }
         }
         return json_error(404, "job '" + id + "' is not among the " +
                                    std::to_string(snapshot->recent.size()) +
                                    " recent or the running jobs" +
-                                   (journal->enabled() ? " nor in the journal" : " (no journal)"));
+                                   (store->enabled() ? " nor in the " + store->source()
+                                                     : std::string(" (no journal)")));
       }));
 }
 

@@ -1,13 +1,15 @@
 // The dashboard's HTTP routes (broker/README.md, "Dashboard" documents them): the pages (the
 // embedded assets) and the JSON API, rendered on the HTTP server's threads from the latest
-// Snapshot; a job not among the recent ones is looked up in the journal (read-only, its own
-// SQLite connection) when there is one. Every route goes through Access first.
+// Snapshot; a job not among the recent ones is looked up in the broker's store when it has one
+// (the embedded journal or the shared PostgreSQL queue, read-only, on a connection of its own).
+// Every route goes through Access first.
 //
 // Thread-safety: the render functions are pure; the routes run concurrently on the server's
-// threads and share only the SnapshotBox and the journal reader (behind a mutex).
+// threads and share only the SnapshotBox and the store reader (behind a mutex).
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,7 +18,7 @@
 
 #include "dashboard/access.h"
 #include "dashboard/snapshot.h"
-#include "journal.h"
+#include "store.h"
 #include "paddock/metrics/http_server.h"
 
 namespace paddock::broker::dashboard {
@@ -31,17 +33,24 @@ Json workers_json(const Snapshot& s);
 // The recent (finished) jobs, newest first, at most `limit`; `status` "" for all, else one of
 // status_name()'s. Also the running jobs (at most `limit`).
 Json jobs_json(const Snapshot& s, size_t limit, const std::string& status);
-// One job in full; `source`: "recent", "running" or "journal".
+// One job in full; `source`: "recent", "running", "journal" or "shared-queue".
 Json job_json(const JobRecord& r, const char* source);
 
-// A job as the journal stored it, or nullopt if its request cannot be decoded: kHeld without an
+// A job as the store kept it, or nullopt if its request cannot be decoded: kHeld without an
 // answer, else its answer's status.
-std::optional<JobRecord> record_from_journal(const std::string& job_id,
-                                             const Journal::Stored& stored);
+std::optional<JobRecord> record_from_store(const std::string& job_id, const Store::Stored& stored);
+
+// Where the job lookup reads jobs that left the ring: `open` makes a read-only Store (nullptr and
+// `error` if it cannot; called at the first lookup and again after the store broke), `source` is
+// what job_json says a job found there came from. No `open`: the broker keeps nothing.
+struct StoreLookup {
+  std::function<std::unique_ptr<Store>(std::string& error)> open;
+  std::string source;  // "journal" or "shared-queue"
+};
 
 // Adds the dashboard's routes to `server`. REQUIRES: before server.start(); `box` and `access`
-// outlive the server's threads. `journal_path` "": no journal.
+// outlive the server's threads.
 void serve_dashboard(metrics::HttpServer& server, const SnapshotBox& box, const Access& access,
-                     std::string journal_path);
+                     StoreLookup lookup);
 
 }  // namespace paddock::broker::dashboard
