@@ -429,6 +429,7 @@ bool Broker::Loop::commit_and_send() {
     outbox_.clear();
     return false;
   }
+  turn_submits_.clear();
   auto out = std::move(outbox_);
   outbox_.clear();
   for (auto& [route, parts] : out) send_to_client(route, std::move(parts));

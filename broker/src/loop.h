@@ -121,6 +121,9 @@ class Broker::Loop {
     std::vector<std::string> routes;
   };
   std::vector<SharedAnswer> shared_answers_;
+  // The jobs each route SUBMITted this turn (sent ACCEPTED at its commit). If the turn fails they
+  // are REJECTED (retryable) instead of left unanswered: the submitter knows to submit again.
+  std::vector<std::pair<std::string, std::vector<std::string>>> turn_submits_;
   void flush_shared_answers();
   // After a re-join: claims wanted, and the answers stored while away go to their waiters.
   void rejoined();

@@ -183,10 +183,15 @@ void Broker::Loop::submit_shared(
     }
     batch.push_back(PgStore::Submission{&request, body});
   }
+  if (!batch.empty()) {
+    auto& ids = turn_submits_.emplace_back(route, std::vector<std::string>{}).second;
+    ids.reserve(batch.size());
+    for (const auto& b : batch) ids.push_back(b.request->job_id);
+  }
   std::vector<PgStore::Submitted> outcome;
   std::vector<std::optional<Store::Answer>> answers;
   if (!shared_->submit_all(batch, now_unix_ms(), outcome, answers)) {
-    return;  // the turn fails at its commit: nothing of it is sent, the submitter retries
+    return;  // the turn fails at its commit: the batch is REJECTED then (shared_failed)
   }
   for (size_t i = 0; i < batch.size(); ++i) {
     const std::string& id = batch[i].request->job_id;
@@ -384,6 +389,26 @@ void Broker::Loop::shared_failed(const std::string& error) {
                 "{} job(s) held here are forgotten, and the broker re-joins the shared queue",
                 error, outbox_.size(), jobs_.size());
   outbox_.clear();
+  // This turn's submits: nothing says they were stored. REJECTED (retryable) says it now, and
+  // depends on no write; the submitter sends them again (submit is idempotent by job_id).
+  size_t rejected = 0;
+  for (auto& [route, ids] : turn_submits_) {
+    for (const auto& id : ids) {
+      if (auto w = waiters_.find(id); w != waiters_.end()) {
+        std::erase(w->second, route);
+        if (w->second.empty()) waiters_.erase(w);
+      }
+      auto e = error_frame(id, sc::JobCode::kQueueFull,
+                           "the shared queue (" + journal_->describe() +
+                               ") failed before this job was stored; submit it again",
+                           0, true);
+      ++stats_.rejected;
+      ++rejected;
+      send_to_client(route, sc::make_message(sc::Command::kRejected, {sc::encode(e)}));
+    }
+  }
+  turn_submits_.clear();
+  if (rejected > 0) spdlog::warn("shared queue: {} job(s) of this turn's SUBMITs REJECTED", rejected);
   for (const auto& a : shared_answers_) {
     for (const auto& r : a.routes) add_waiter(a.job_id, r);
   }

@@ -6,6 +6,7 @@
 #include <httplib.h>
 #include <signal.h>
 
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -455,4 +456,59 @@ TEST_CASE("shared queue: a broker's dashboard finds a job another broker took an
   }
   CAPTURE(after_body);
   CHECK(after == 200);
+}
+
+TEST_CASE("shared queue: a SUBMIT whose turn cannot be stored is REJECTED (retryable) and the same jobs submitted again run once") {
+  auto pg = start_postgres();
+  TempDir dir;
+  auto a = start_broker(dir, shared_args(*pg, "a"));
+  auto wa = start_worker(dir, a.worker_endpoint, "wa", 2, {"--heartbeat-ms", "100"});
+  wait_for_log(a, "worker 'wa' ready", 10s);
+  // The database refuses these rows (a failed INSERT, on a connection that stays up): the
+  // broker's turn fails at its commit, so nothing says the jobs were stored.
+  pg->sql("ALTER TABLE paddock_jobs ADD CONSTRAINT refuse_doomed "
+          "CHECK (job_id NOT LIKE 'doomed-%') NOT VALID");
+  std::vector<schemas::JobRequest> jobs;
+  for (int i = 0; i < 10; ++i) {
+    const std::string id = "doomed-" + std::to_string(i);
+    jobs.push_back(job(id, {"echo", id}));
+  }
+  const auto ids = ids_of(jobs);
+  client::Client c(a.client_endpoint);
+  c.submit(jobs);
+  std::set<std::string> rejected;
+  Ledger book;
+  const auto deadline = Clock::now() + 10s;
+  while (rejected.size() < ids.size() && Clock::now() < deadline) {
+    auto ev = c.next(100ms);
+    if (!ev) continue;
+    if (ev->kind == client::Event::Kind::kRejected) {
+      CHECK(ev->error.retryable);
+      CHECK(ev->error.message.find("submit it again") != std::string::npos);
+      rejected.insert(ev->error.job_id);
+    } else {
+      book.take(*ev);
+    }
+  }
+  CHECK_MESSAGE(rejected.size() == ids.size(),
+                "REJECTED " << rejected.size() << " of " << ids.size() << " submits of a failed turn");
+  CHECK(book.accepted.empty());
+  CHECK(book.answered() == 0);
+  CHECK(pg->sql("SELECT count(*) FROM paddock_jobs") == "0\n");
+  wait_for_log(a, "re-joined as", 10s);
+
+  pg->sql("ALTER TABLE paddock_jobs DROP CONSTRAINT refuse_doomed");
+  c.submit(jobs);
+  pump(c, book, Clock::now() + 15s, [&] { return book.answered() == ids.size(); });
+  pump(c, book, Clock::now() + 300ms, [] { return false; });  // late duplicates or strays
+  CHECK(book.accepted.size() == ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    REQUIRE(book.first.count(ids[i]) == 1);
+    const auto& ev = book.first.at(ids[i]);
+    CAPTURE(describe(ev));
+    CHECK(ev.kind == client::Event::Kind::kResult);
+    CHECK(ev.result.stdout_data == ids[i] + "\n");
+    CHECK(book.count.at(ids[i]) == 1);
+  }
+  CHECK(pg->sql("SELECT count(*) FROM paddock_jobs WHERE state = 2") == "10\n");
 }

@@ -140,7 +140,9 @@ int wait_for_answer(BrokerSession& session, const sc::JobRequest& req, milliseco
           break;
         case K::kRejected:
           if (!ours) break;
-          std::fprintf(stderr, "error: %s\npaddock: the broker's queue is full; try again later\n",
+          std::fprintf(stderr,
+                       "error: %s\npaddock: the broker could not take the job now; try again "
+                       "later\n",
                        describe_error(ev->error).c_str());
           return exit_code::kTempFail;
         case K::kError:
