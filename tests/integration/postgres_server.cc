@@ -84,12 +84,23 @@ std::unique_ptr<PostgresServer> PostgresServer::start(std::string& why) {
       throw std::runtime_error("chown " + s->dir_.path() + " to postgres failed");
     }
   }
-  s->port_ = free_port();
   s->run(s->bindir_ + "/initdb -D " + s->dir_.path() +
          "/data -U paddock -A trust -E UTF8 --no-sync --no-instructions > " + s->dir_.path() +
          "/initdb.log 2>&1");
-  s->start_again();
-  return s;
+  // free_port() closes the port it found before the server binds it: another test's process may
+  // take it meanwhile (ctest runs two at once). A start that fails is tried on a new port.
+  for (int attempt = 1;; ++attempt) {
+    s->port_ = free_port();
+    try {
+      s->start_again();
+      return s;
+    } catch (const std::exception&) {
+      s->run_quietly(s->bindir_ + "/pg_ctl -D " + s->dir_.path() +
+                     "/data -m immediate -w stop >/dev/null 2>&1");
+      s->running_ = false;
+      if (attempt == 3) throw;
+    }
+  }
 }
 
 PostgresServer::~PostgresServer() {
@@ -112,6 +123,10 @@ std::string PostgresServer::as_owner(const std::string& command) const {
   return "runuser -u postgres -- sh -c '" + quoted + "'";
 }
 
+void PostgresServer::run_quietly(const std::string& command) const {
+  (void)std::system(as_owner(command).c_str());
+}
+
 void PostgresServer::run(const std::string& command) const {
   const int rc = std::system(as_owner(command).c_str());
   if (rc != 0) {
@@ -120,11 +135,13 @@ void PostgresServer::run(const std::string& command) const {
 }
 
 void PostgresServer::start_again() {
+  // Marked running before pg_ctl returns: a start that timed out may still leave a server up,
+  // and the destructor's stop (which ignores "not running") must then take it down.
+  running_ = true;
   // Small settings: tests start several servers over a run.
   run(bindir_ + "/pg_ctl -D " + dir_.path() + "/data -l " + dir_.path() +
       "/server.log -w -t 60 -o \"-c listen_addresses=127.0.0.1 -p " + std::to_string(port_) +
       " -k " + dir_.path() + " -c shared_buffers=32MB -c max_connections=50\" start >/dev/null");
-  running_ = true;
 }
 
 void PostgresServer::stop() {

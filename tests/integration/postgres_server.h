@@ -36,6 +36,7 @@ class PostgresServer {
   PostgresServer() = default;
   std::string as_owner(const std::string& command) const;
   void run(const std::string& command) const;
+  void run_quietly(const std::string& command) const;  // its status ignored
   TempDir dir_;
   std::string bindir_;
   int port_ = 0;
