@@ -83,6 +83,17 @@ uint32_t fnv1a(const std::string& s) {
   return h;
 }
 
+// One spelling of a directory: absolute, symlinks of the part that exists resolved, no "." or
+// "..", no trailing slash. "/srv/run", "/srv/run/" and "/srv/./run" name the same jail set.
+std::string one_spelling(const std::string& dir) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(dir), ec);
+  if (ec) p = fs::absolute(dir).lexically_normal();
+  std::string s = p.string();
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
+}
+
 std::string hex8(uint32_t v) {
   char buf[9];
   std::snprintf(buf, sizeof buf, "%08x", v);
@@ -90,6 +101,11 @@ std::string hex8(uint32_t v) {
 }
 
 }  // namespace
+
+QemuProvider::JailDefaults QemuProvider::jail_defaults(const std::string& run_dir) {
+  const uint32_t h = fnv1a(one_spelling(run_dir));
+  return {1'000'000 + 4096 * (h % 4096), "paddock/" + hex8(h)};
+}
 
 QemuProvider::QemuProvider(QemuConfig config) : config_(std::move(config)) {}
 QemuProvider::~QemuProvider() {
@@ -148,10 +164,10 @@ Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
       return Error::jailer("paddock-jailer not found at " + j->jailer_binary +
                            " (build the paddock-jailer target, or pass its path)");
     }
-    const uint32_t h = fnv1a(fs::absolute(p->config_.run_dir).lexically_normal().string());
-    if (j->uid_base == 0) j->uid_base = 1'000'000 + 4096 * (h % 4096);
+    const auto defaults = jail_defaults(p->config_.run_dir);
+    if (j->uid_base == 0) j->uid_base = defaults.uid_base;
     if (j->uid_count == 0) return Error::jailer("jail uid range: empty (uid_count 0)");
-    if (j->cgroup_parent.empty()) j->cgroup_parent = "paddock/" + hex8(h);
+    if (j->cgroup_parent.empty()) j->cgroup_parent = defaults.cgroup_parent;
     const int version = jail::cgroup_version(j->cgroup_root).value_or(0);
     if (version == 0) {
       return Error::jailer("step cgroup: " + j->cgroup_root +

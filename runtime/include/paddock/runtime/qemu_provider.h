@@ -122,6 +122,14 @@ class QemuProvider final : public Provider {
   // The directory on a tmpfs for run and snapshot files: "/run" or "/dev/shm" if one of them is a
   // tmpfs, else "".
   static std::string tmpfs_dir();
+  // The jail's defaults derived from the run directory (one spelling of it: "/srv/run" and
+  // "/srv/run/" are the same), so that workers on one host with different run dirs get disjoint
+  // uid ranges and cgroup parents, and a restarted worker finds its own leftovers.
+  struct JailDefaults {
+    uint32_t uid_base = 0;      // 1,000,000 + 4096 * (hash % 4096)
+    std::string cgroup_parent;  // "paddock/<hash, 8 hex digits>"
+  };
+  static JailDefaults jail_defaults(const std::string& run_dir);
 
  private:
   struct Slot;
