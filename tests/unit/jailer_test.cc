@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -51,32 +52,43 @@ TEST_CASE("firecracker jailer argv: exactly the reference runtime's, argument fo
             "/usr/bin/jailer", "--id", "job-42_a", "--exec-file", "/usr/bin/firecracker", "--uid",
             "10042", "--gid", "10042", "--chroot-base-dir", "/srv/jailer", "--cgroup-version", "1",
             "--parent-cgroup", "paddock", "--new-pid-ns", "--", "--api-sock", "/api.sock"});
+}
+
+TEST_CASE("firecracker jailer: a NUMA node is two cpuset values read from sysfs and never a flag the jailer lacks") {
+  char tmpl[] = "/tmp/paddock-numa-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  const std::filesystem::path dir = tmpl;
+  std::filesystem::create_directories(dir / "node1");
+  std::ofstream(dir / "node1" / "cpulist") << "8-15,24-31\n";
+  std::filesystem::create_directories(dir / "node2");
+  std::ofstream(dir / "node2" / "cpulist") << "\n";  // a memory-only node
+  auto cg = numa_node_cgroups(1, dir.string());
+  REQUIRE(cg.ok());
+  CHECK(cg.value() == std::vector<std::string>{"cpuset.mems=1", "cpuset.cpus=8-15,24-31"});
   auto s = spec();
-  s.numa_node = 1;
   s.cgroup_version = 2;
-  auto with_numa = firecracker_jailer_argv(s);
-  REQUIRE(with_numa.ok());
-  CHECK(with_numa.value() == std::vector<std::string>{"/usr/bin/jailer",
-                                                      "--id",
-                                                      "job-42_a",
-                                                      "--exec-file",
-                                                      "/usr/bin/firecracker",
-                                                      "--uid",
-                                                      "10042",
-                                                      "--gid",
-                                                      "10042",
-                                                      "--chroot-base-dir",
-                                                      "/srv/jailer",
-                                                      "--cgroup-version",
-                                                      "2",
-                                                      "--parent-cgroup",
-                                                      "paddock",
-                                                      "--numa-node",
-                                                      "1",
-                                                      "--new-pid-ns",
-                                                      "--",
-                                                      "--api-sock",
-                                                      "/api.sock"});
+  s.cgroups = cg.value();
+  auto argv = firecracker_jailer_argv(s);
+  REQUIRE(argv.ok());
+  for (const auto& a : argv.value()) CHECK(a.find("numa") == std::string::npos);
+  const std::vector<std::string> want = {"--cgroup", "cpuset.mems=1", "--cgroup",
+                                         "cpuset.cpus=8-15,24-31"};
+  CHECK(std::search(argv.value().begin(), argv.value().end(), want.begin(), want.end()) !=
+        argv.value().end());
+  auto missing = numa_node_cgroups(7, dir.string());
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().name() == "Jailer");
+  CHECK(missing.error().message().find("node7/cpulist") != std::string::npos);
+  auto empty = numa_node_cgroups(2, dir.string());
+  REQUIRE_FALSE(empty.ok());
+  CHECK(empty.error().message().find("lists no CPU") != std::string::npos);
+  // This host's node 0, where sysfs has one: its CPUs.
+  if (std::filesystem::exists("/sys/devices/system/node/node0/cpulist")) {
+    auto host = numa_node_cgroups(0);
+    REQUIRE(host.ok());
+    CHECK(host.value().at(0) == "cpuset.mems=0");
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("firecracker jailer argv: cgroup values resource limits and the netns before --new-pid-ns") {

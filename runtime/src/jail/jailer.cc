@@ -140,12 +140,29 @@ Result<std::vector<std::string>> firecracker_jailer_argv(const FirecrackerJailer
                                    std::to_string(s.cgroup_version),
                                    "--parent-cgroup",
                                    s.parent_cgroup};
-  if (s.numa_node) argv.insert(argv.end(), {"--numa-node", std::to_string(*s.numa_node)});
   for (const auto& c : s.cgroups) argv.insert(argv.end(), {"--cgroup", c});
   for (const auto& r : s.resource_limits) argv.insert(argv.end(), {"--resource-limit", r});
   if (!s.netns.empty()) argv.insert(argv.end(), {"--netns", s.netns});
   argv.insert(argv.end(), {"--new-pid-ns", "--", "--api-sock", s.api_sock});
   return argv;
+}
+
+Result<std::vector<std::string>> numa_node_cgroups(uint32_t node,
+                                                   const std::string& sysfs_node_dir) {
+  const std::string file = sysfs_node_dir + "/node" + std::to_string(node) + "/cpulist";
+  std::ifstream in(file);
+  std::string cpus;
+  if (!in || !std::getline(in, cpus)) {
+    return Error::jailer("NUMA node " + std::to_string(node) + ": cannot read " + file +
+                         " (no such node on this host?)");
+  }
+  while (!cpus.empty() && (cpus.back() == ' ' || cpus.back() == '\r')) cpus.pop_back();
+  const bool list = !cpus.empty() && cpus.find_first_not_of("0123456789,-") == std::string::npos;
+  if (!list) {
+    return Error::jailer("NUMA node " + std::to_string(node) + ": " + file + " lists no CPU (" +
+                         shown(cpus) + ")");
+  }
+  return std::vector<std::string>{"cpuset.mems=" + std::to_string(node), "cpuset.cpus=" + cpus};
 }
 
 std::string jail_dir(const JailSpec& s) { return s.chroot_base + "/qemu/" + s.id; }

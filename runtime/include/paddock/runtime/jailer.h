@@ -28,7 +28,6 @@ struct FirecrackerJailerSpec {
   std::string chroot_base_dir = "/srv/jailer";  // absolute
   int cgroup_version = 2;                       // 1 or 2
   std::string parent_cgroup = "paddock";        // relative to the cgroup root, no ".."
-  std::optional<uint32_t> numa_node;
   // --cgroup <file>=<value> each (the jailer makes the cgroups these name, and only those):
   // e.g. "memory.limit_in_bytes=402653184" (v1) or "memory.max=402653184" (v2).
   std::vector<std::string> cgroups;
@@ -40,7 +39,7 @@ struct FirecrackerJailerSpec {
 
 // The jailer's argv (argv[0] is the jailer binary):
 //   <jailer> --id <id> --exec-file <fc> --uid <uid> --gid <gid> --chroot-base-dir <base>
-//            --cgroup-version <1|2> --parent-cgroup <parent> [--numa-node N]
+//            --cgroup-version <1|2> --parent-cgroup <parent>
 //            [--cgroup <file>=<value>]... [--resource-limit <name>=<value>]... [--netns <path>]
 //            --new-pid-ns -- --api-sock <api_sock>
 // Jailer errors, naming the value: an empty or invalid id, a relative exec file or chroot base,
@@ -48,6 +47,14 @@ struct FirecrackerJailerSpec {
 // cgroup or resource limit not of the form name=value, a relative netns path, an api socket that
 // is not an absolute path.
 Result<std::vector<std::string>> firecracker_jailer_argv(const FirecrackerJailerSpec& spec);
+
+// The cgroup values that keep a jailed Firecracker on NUMA node `node`, for
+// FirecrackerJailerSpec::cgroups: {"cpuset.mems=<node>", "cpuset.cpus=<the node's CPUs>"}, the
+// CPUs read from <sysfs_node_dir>/node<node>/cpulist. Firecracker's jailer has no NUMA flag of its
+// own (its old --node is gone): pinning is these two cpuset files. A Jailer error naming the file
+// if the node does not exist or lists no CPU.
+Result<std::vector<std::string>> numa_node_cgroups(
+    uint32_t node, const std::string& sysfs_node_dir = "/sys/devices/system/node");
 
 // 2 when `root` (normally /sys/fs/cgroup) is a cgroup2 mount (the unified hierarchy), 1 when it
 // holds v1 controllers, nullopt when it is neither. Detected, never assumed.
