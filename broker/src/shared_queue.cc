@@ -389,8 +389,19 @@ void Broker::Loop::shared_failed(const std::string& error) {
                 "{} job(s) held here are forgotten, and the broker re-joins the shared queue",
                 error, outbox_.size(), jobs_.size());
   outbox_.clear();
-  // This turn's submits: nothing says they were stored. REJECTED (retryable) says it now, and
-  // depends on no write; the submitter sends them again (submit is idempotent by job_id).
+  for (const auto& a : shared_answers_) {
+    for (const auto& r : a.routes) add_waiter(a.job_id, r);
+  }
+  shared_answers_.clear();
+  // Their submitters still wait: their routes now wait here for whoever runs the job next.
+  jobs_.for_each([&](const Job& job) {
+    for (const auto& r : job.routes) add_waiter(job.request.job_id, r);
+  });
+  jobs_ = JobQueue();
+  retry_at_.clear();
+  // This turn's submits, after the routes above were kept (these are not waited for here, not
+  // even if this turn claimed them): nothing says they were stored. REJECTED (retryable) says
+  // so now, and depends on no write; the submitter sends them again (idempotent by job_id).
   size_t rejected = 0;
   for (auto& [route, ids] : turn_submits_) {
     for (const auto& id : ids) {
@@ -408,17 +419,9 @@ void Broker::Loop::shared_failed(const std::string& error) {
     }
   }
   turn_submits_.clear();
-  if (rejected > 0) spdlog::warn("shared queue: {} job(s) of this turn's SUBMITs REJECTED", rejected);
-  for (const auto& a : shared_answers_) {
-    for (const auto& r : a.routes) add_waiter(a.job_id, r);
+  if (rejected > 0) {
+    spdlog::warn("shared queue: {} job(s) of this turn's SUBMITs REJECTED", rejected);
   }
-  shared_answers_.clear();
-  // Their submitters still wait: their routes now wait here for whoever runs the job next.
-  jobs_.for_each([&](const Job& job) {
-    for (const auto& r : job.routes) add_waiter(job.request.job_id, r);
-  });
-  jobs_ = JobQueue();
-  retry_at_.clear();
   std::string rejoin_error;
   if (shared_->rejoin(rejoin_error)) {
     rejoined();
