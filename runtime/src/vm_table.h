@@ -91,6 +91,24 @@ std::shared_ptr<Slot> make_slot(VmInfo info) {
   return slot;
 }
 
+// A slot found and locked, as every lifecycle operation starts.
+template <typename Slot>
+struct LockedSlot {
+  std::shared_ptr<Slot> slot;
+  std::unique_lock<std::mutex> lock;  // of slot->mu; declared after slot: released first
+};
+
+// vm_id's slot, locked, when `op` is allowed from its state; VmNotFound or InvalidTransition
+// otherwise.
+template <typename Slot>
+Result<LockedSlot<Slot>> lock_for(VmTable<Slot>& vms, const std::string& vm_id, VmOp op) {
+  auto slot = vms.find(vm_id);
+  if (!slot) return Error::vm_not_found(vm_id);
+  std::unique_lock lock(slot->mu);
+  if (auto st = check_transition(vm_id, slot->info.state, op); !st) return st.error();
+  return LockedSlot<Slot>{std::move(slot), std::move(lock)};
+}
+
 template <typename Slot>
 Result<VmInfo> get_vm(const VmTable<Slot>& vms, const std::string& vm_id) {
   auto slot = vms.find(vm_id);
@@ -113,10 +131,9 @@ std::vector<VmInfo> list_vms(const VmTable<Slot>& vms) {
 // Pauses a running VM; it is then stopped.
 template <typename Slot>
 Status stop_vm(VmTable<Slot>& vms, const std::string& vm_id) {
-  auto slot = vms.find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kStop); !st) return st;
+  auto locked = lock_for(vms, vm_id, VmOp::kStop);
+  if (!locked) return locked.error();
+  auto& slot = locked.value().slot;
   if (auto st = slot->vm->pause(); !st) return st;
   slot->info.state = VmState::kStopped;
   return {};

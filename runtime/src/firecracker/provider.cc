@@ -286,10 +286,9 @@ void FirecrackerProvider::release(Slot& slot) {
 }
 
 Status FirecrackerProvider::start(const std::string& vm_id) {
-  auto slot = vms_->find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kStart); !st) return st;
+  auto locked = lock_for(*vms_, vm_id, VmOp::kStart);
+  if (!locked) return locked.error();
+  auto& slot = locked.value().slot;
   if (auto st = prepare_launch(*slot); !st) return st;
   if (auto st = attach_network(*slot); !st) {
     release(*slot);
@@ -308,10 +307,9 @@ Status FirecrackerProvider::start(const std::string& vm_id) {
 Status FirecrackerProvider::stop(const std::string& vm_id) { return stop_vm(*vms_, vm_id); }
 
 Status FirecrackerProvider::resume(const std::string& vm_id) {
-  auto slot = vms_->find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kResume); !st) return st;
+  auto locked = lock_for(*vms_, vm_id, VmOp::kResume);
+  if (!locked) return locked.error();
+  auto& slot = locked.value().slot;
   if (auto st = slot->vm->resume(); !st) {
     (void)slot->vm->pause();
     return st;
@@ -322,10 +320,9 @@ Status FirecrackerProvider::resume(const std::string& vm_id) {
 }
 
 Status FirecrackerProvider::destroy(const std::string& vm_id) {
-  auto slot = vms_->find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kDestroy); !st) return st;
+  auto locked = lock_for(*vms_, vm_id, VmOp::kDestroy);
+  if (!locked) return locked.error();
+  auto& slot = locked.value().slot;
   if (slot->vm) {
     if (auto st = slot->vm->shutdown(); !st) return st;
     slot->vm.reset();

@@ -371,10 +371,9 @@ void QemuProvider::release_uid(uint32_t uid) {
 }
 
 Status QemuProvider::start(const std::string& vm_id) {
-  auto slot = vms_->find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kStart); !st) return st;
+  auto locked = lock_for(*vms_, vm_id, VmOp::kStart);
+  if (!locked) return locked.error();
+  auto& slot = locked.value().slot;
   auto spec = launch_spec(vm_id, *slot);
   if (!spec) {
     slot->network.reset();
@@ -402,10 +401,9 @@ Status QemuProvider::start(const std::string& vm_id) {
 Status QemuProvider::stop(const std::string& vm_id) { return stop_vm(*vms_, vm_id); }
 
 Status QemuProvider::resume(const std::string& vm_id) {
-  auto slot = vms_->find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kResume); !st) return st;
+  auto locked = lock_for(*vms_, vm_id, VmOp::kResume);
+  if (!locked) return locked.error();
+  auto& slot = locked.value().slot;
   if (auto st = slot->vm->resume(); !st) return st;
   if (auto st = refresh_clone(*slot, vm_id); !st) return st;
   slot->info.state = VmState::kRunning;
@@ -413,10 +411,9 @@ Status QemuProvider::resume(const std::string& vm_id) {
 }
 
 Status QemuProvider::destroy(const std::string& vm_id) {
-  auto slot = vms_->find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kDestroy); !st) return st;
+  auto locked = lock_for(*vms_, vm_id, VmOp::kDestroy);
+  if (!locked) return locked.error();
+  auto& slot = locked.value().slot;
   if (slot->vm) {
     if (auto st = slot->vm->shutdown(); !st) return st;
     slot->vm.reset();
