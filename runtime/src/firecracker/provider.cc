@@ -12,7 +12,6 @@
 #include <spdlog/spdlog.h>
 #include <xxhash.h>
 
-#include "agent/clone_hostname.h"
 #include "firecracker/firecracker_vm.h"
 #include "firecracker/jail.h"
 #include "net/vm_network.h"
@@ -20,6 +19,8 @@
 #include "os/os_error.h"
 #include "paddock/runtime/jailer.h"
 #include "qemu/snapshot_store.h"
+#include "vm_snapshots.h"
+#include "vm_table.h"
 
 namespace paddock::runtime {
 
@@ -63,12 +64,6 @@ std::string firecracker_version(const std::string& binary) {
   return out.empty() ? "unknown" : out;
 }
 
-uint64_t unix_ms_now() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
-
 std::string first_existing(const std::string& dir, std::initializer_list<const char*> names) {
   for (const char* n : names) {
     if (fs::exists(dir + "/" + n)) return dir + "/" + n;
@@ -78,20 +73,15 @@ std::string first_existing(const std::string& dir, std::initializer_list<const c
 
 }  // namespace
 
-FirecrackerProvider::FirecrackerProvider(FirecrackerConfig config) : config_(std::move(config)) {}
+FirecrackerProvider::FirecrackerProvider(FirecrackerConfig config)
+    : config_(std::move(config)), vms_(std::make_unique<VmTable<Slot>>()) {}
 
 FirecrackerProvider::~FirecrackerProvider() {
-  std::map<std::string, std::shared_ptr<Slot>> vms;
-  {
-    std::lock_guard lock(mu_);
-    vms.swap(vms_);
-  }
-  for (auto& [id, slot] : vms) {
+  for (auto& [id, slot] : vms_->take_all()) {
     std::lock_guard slot_lock(slot->mu);
     slot->vm.reset();  // shuts its Firecracker down
     release(*slot);
   }
-  vms.clear();
   if (config_.jail && cgroup_version_ != 0) {
     // This provider's cgroup parent, now empty (a live jail's cgroup would keep it: rmdir fails).
     const auto like = firecracker::cgroup_spec(*config_.jail, cgroup_version_, "");
@@ -198,13 +188,7 @@ Result<std::unique_ptr<FirecrackerProvider>> FirecrackerProvider::open(Firecrack
     p->snapshots_ = std::make_unique<qemu::SnapshotStore>(c.snapshot_dir);
     auto opened = p->snapshots_->open();
     if (!opened) return opened.error();
-    for (const auto& meta : p->snapshots_->list()) {
-      if (p->vms_.count(meta.vm_id) != 0) continue;
-      auto slot = std::make_shared<Slot>();
-      slot->info = VmInfo{meta.vm_id, VmState::kDestroyed,
-                          VmSpec{meta.image, meta.vcpus, meta.mem_mib}, std::nullopt, std::nullopt};
-      p->vms_[meta.vm_id] = std::move(slot);
-    }
+    add_tombstones(*p->vms_, *p->snapshots_);
   }
   spdlog::info("firecracker backend: {} ({}), image {}{}", c.firecracker_binary,
                p->env_->qemu_version, c.image_dir,
@@ -212,24 +196,13 @@ Result<std::unique_ptr<FirecrackerProvider>> FirecrackerProvider::open(Firecrack
   return p;
 }
 
-std::shared_ptr<FirecrackerProvider::Slot> FirecrackerProvider::find(
-    const std::string& vm_id) const {
-  std::lock_guard lock(mu_);
-  auto it = vms_.find(vm_id);
-  return it == vms_.end() ? nullptr : it->second;
-}
-
 Status FirecrackerProvider::create(const std::string& vm_id, const VmSpec& spec) {
   if (spec.image != "default") {
     return Error::unsupported("image '" + spec.image +
                               "' is not available on the firecracker backend (images: default)");
   }
-  std::lock_guard lock(mu_);
-  if (vms_.count(vm_id) != 0) return Error::vm_already_exists(vm_id);
-  auto slot = std::make_shared<Slot>();
-  slot->info = VmInfo{vm_id, VmState::kCreated, spec, std::nullopt, std::nullopt};
-  vms_[vm_id] = std::move(slot);
-  return {};
+  return vms_->insert(
+      vm_id, make_slot<Slot>(VmInfo{vm_id, VmState::kCreated, spec, std::nullopt, std::nullopt}));
 }
 
 Status FirecrackerProvider::prepare_launch(Slot& slot) {
@@ -313,10 +286,9 @@ void FirecrackerProvider::release(Slot& slot) {
 }
 
 Status FirecrackerProvider::start(const std::string& vm_id) {
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kStart); !st) return st;
+  auto locked = lock_for(*vms_, vm_id, VmOp::kStart);
+  if (!locked) return locked.error();
+  auto& slot = locked.value().slot;
   if (auto st = prepare_launch(*slot); !st) return st;
   if (auto st = attach_network(*slot); !st) {
     release(*slot);
@@ -332,45 +304,25 @@ Status FirecrackerProvider::start(const std::string& vm_id) {
   return {};
 }
 
-Status FirecrackerProvider::stop(const std::string& vm_id) {
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kStop); !st) return st;
-  if (auto st = slot->vm->pause(); !st) return st;
-  slot->info.state = VmState::kStopped;
-  return {};
-}
+Status FirecrackerProvider::stop(const std::string& vm_id) { return stop_vm(*vms_, vm_id); }
 
 Status FirecrackerProvider::resume(const std::string& vm_id) {
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kResume); !st) return st;
+  auto locked = lock_for(*vms_, vm_id, VmOp::kResume);
+  if (!locked) return locked.error();
+  auto& slot = locked.value().slot;
   if (auto st = slot->vm->resume(); !st) {
     (void)slot->vm->pause();
     return st;
   }
-  if (slot->needs_refresh) {
-    // Before anything else runs in the clone: fresh entropy, the clock, its own hostname.
-    auto identity = slot->vm->refresh(agent::clone_hostname(vm_id));
-    if (!identity || !identity.value().applied) {
-      (void)slot->vm->pause();
-      if (!identity) return identity.error();
-      return Error::guest_agent("refresh of clone '" + vm_id +
-                                "': the agent applied nothing (it is not the guest's init)");
-    }
-    slot->needs_refresh = false;
-  }
+  if (auto st = refresh_clone(*slot, vm_id); !st) return st;
   slot->info.state = VmState::kRunning;
   return {};
 }
 
 Status FirecrackerProvider::destroy(const std::string& vm_id) {
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kDestroy); !st) return st;
+  auto locked = lock_for(*vms_, vm_id, VmOp::kDestroy);
+  if (!locked) return locked.error();
+  auto& slot = locked.value().slot;
   if (slot->vm) {
     if (auto st = slot->vm->shutdown(); !st) return st;
     slot->vm.reset();
@@ -387,7 +339,7 @@ Status FirecrackerProvider::destroy(const std::string& vm_id) {
 
 Result<SnapshotInfo> FirecrackerProvider::snapshot(const std::string& vm_id,
                                                    const std::string& snapshot_id) {
-  auto slot = find(vm_id);
+  auto slot = vms_->find(vm_id);
   if (!slot) return Error::vm_not_found(vm_id);
   std::lock_guard lock(slot->mu);
   if (auto st = check_snapshot(vm_id, slot->info.state); !st) return st.error();
@@ -398,39 +350,11 @@ Result<SnapshotInfo> FirecrackerProvider::snapshot(const std::string& vm_id,
     return Error::unsupported("vm '" + vm_id + "' has not been started: a snapshot of the " +
                               "firecracker backend is of a booted guest");
   }
-  auto partial = snapshots_->begin(vm_id, snapshot_id);
-  if (!partial) return partial.error();
-  const bool was_running = slot->info.state == VmState::kRunning;
-  auto fail = [&](const Error& e) -> Result<SnapshotInfo> {
-    snapshots_->abort(partial.value());
-    if (was_running) (void)slot->vm->resume();
-    return e;
-  };
-  // Firecracker snapshots only a paused VM.
-  if (was_running) {
-    if (auto st = slot->vm->pause(); !st) return fail(st.error());
-  }
-  if (auto st = slot->vm->snapshot_to(partial.value() + "/state", partial.value() + "/memory");
-      !st) {
-    return fail(st.error());
-  }
-  if (was_running) {
-    if (auto st = slot->vm->resume(); !st) {
-      snapshots_->abort(partial.value());
-      return st.error();
-    }
-  }
-  qemu::SnapshotMeta meta;
-  meta.vm_id = vm_id;
-  meta.snapshot_id = snapshot_id;
-  meta.created_unix_ms = unix_ms_now();
-  meta.image = slot->info.spec.image;
-  meta.vcpus = slot->info.spec.vcpus;
-  meta.mem_mib = slot->info.spec.mem_mib;
-  meta.env = *env_;
-  auto committed = snapshots_->commit(partial.value(), meta);
-  if (!committed) return committed.error();
-  return qemu::snapshot_info(committed.value());
+  // Firecracker snapshots only a paused VM, which take_snapshot gives it.
+  return take_snapshot(*snapshots_, *slot, vm_id, snapshot_id, *env_,
+                       [&](const std::string& partial) {
+                         return slot->vm->snapshot_to(partial + "/state", partial + "/memory");
+                       });
 }
 
 Status FirecrackerProvider::restore(const std::string& vm_id, const std::string& snapshot_id,
@@ -440,15 +364,10 @@ Status FirecrackerProvider::restore(const std::string& vm_id, const std::string&
   auto meta = snapshots_->check(vm_id, snapshot_id, *env_);
   if (!meta) return meta.error();
   const qemu::SnapshotMeta& m = meta.value();
-  auto slot = std::make_shared<Slot>();
-  {
-    std::lock_guard lock(mu_);
-    if (vms_.count(new_vm_id) != 0) return Error::vm_already_exists(new_vm_id);
-    slot->info = VmInfo{new_vm_id, VmState::kStopped, VmSpec{m.image, m.vcpus, m.mem_mib}, vm_id,
-                        snapshot_id};
-    slot->needs_refresh = true;
-    vms_[new_vm_id] = slot;
-  }
+  auto slot = make_slot<Slot>(VmInfo{new_vm_id, VmState::kStopped,
+                                     VmSpec{m.image, m.vcpus, m.mem_mib}, vm_id, snapshot_id});
+  slot->needs_refresh = true;
+  if (auto st = vms_->insert(new_vm_id, slot); !st) return st;
   std::unique_lock slot_lock(slot->mu);
   Result<std::unique_ptr<FirecrackerVm>> restored = Error::unsupported("not attempted");
   if (auto st = prepare_launch(*slot); !st) {
@@ -464,8 +383,7 @@ Status FirecrackerProvider::restore(const std::string& vm_id, const std::string&
   if (!restored) {
     release(*slot);
     slot_lock.unlock();
-    std::lock_guard lock(mu_);
-    vms_.erase(new_vm_id);  // nothing was made: the id is free again
+    vms_->erase(new_vm_id);  // nothing was made: the id is free again
     return restored.error();
   }
   slot->vm = std::move(restored.value());
@@ -474,72 +392,31 @@ Status FirecrackerProvider::restore(const std::string& vm_id, const std::string&
 
 Status FirecrackerProvider::delete_snapshot(const std::string& vm_id,
                                             const std::string& snapshot_id) {
-  if (!snapshots_) return Error::snapshot_not_found(vm_id, snapshot_id);
-  return snapshots_->remove(vm_id, snapshot_id);
+  return delete_snapshot_in(snapshots_.get(), vm_id, snapshot_id);
 }
 
 Result<VmInfo> FirecrackerProvider::get(const std::string& vm_id) const {
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  return slot->info;
+  return get_vm(*vms_, vm_id);
 }
 
-Result<std::vector<VmInfo>> FirecrackerProvider::list() const {
-  std::vector<std::shared_ptr<Slot>> slots;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& [id, slot] : vms_) slots.push_back(slot);
-  }
-  std::vector<VmInfo> out;
-  for (const auto& slot : slots) {
-    std::lock_guard lock(slot->mu);
-    if (slot->info.state != VmState::kDestroyed) out.push_back(slot->info);
-  }
-  return out;
-}
+Result<std::vector<VmInfo>> FirecrackerProvider::list() const { return list_vms(*vms_); }
 
 Result<std::vector<SnapshotInfo>> FirecrackerProvider::list_snapshots(
     const std::string& vm_id) const {
-  if (!find(vm_id)) return Error::vm_not_found(vm_id);
-  std::vector<SnapshotInfo> out;
-  if (snapshots_) {
-    for (const auto& m : snapshots_->list(vm_id)) out.push_back(qemu::snapshot_info(m));
-  }
-  return out;
+  return list_vm_snapshots(*vms_, snapshots_.get(), vm_id);
 }
 
 Result<std::vector<SnapshotInfo>> FirecrackerProvider::all_snapshots() const {
-  std::vector<SnapshotInfo> out;
-  if (snapshots_) {
-    for (const auto& m : snapshots_->list()) out.push_back(qemu::snapshot_info(m));
-  }
-  return out;
+  return list_all_snapshots(snapshots_.get());
 }
 
 Status FirecrackerProvider::set_egress(const std::string& vm_id,
                                        const std::vector<net::EgressRule>& rules) {
-  if (auto st = net::validate_egress(vm_id, rules); !st) return st;
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (slot->info.state == VmState::kDestroyed) {
-    return Error::invalid_transition(vm_id, "destroyed", "set_egress");
-  }
-  if (rules.empty()) return {};
-  if (!network_) {
-    return Error::unsupported("vm '" + vm_id +
-                              "' asks for egress, but this worker runs VMs without networks");
-  }
-  if (!slot->network) {
-    return Error::network_config("vm '" + vm_id +
-                                 "' has no network yet: start or restore it first");
-  }
-  return slot->network->allow_egress(rules);
+  return set_vm_egress(*vms_, network_ != nullptr, vm_id, rules);
 }
 
 Result<NetworkUsage> FirecrackerProvider::network_usage(const std::string& vm_id) {
-  auto slot = find(vm_id);
+  auto slot = vms_->find(vm_id);
   if (!slot) return Error::vm_not_found(vm_id);
   std::lock_guard lock(slot->mu);
   // With a network, its namespace's counters (as on QEMU, with blocked packets); without one,
@@ -553,33 +430,16 @@ Result<NetworkUsage> FirecrackerProvider::network_usage(const std::string& vm_id
 }
 
 Status FirecrackerProvider::ping(const std::string& vm_id, std::chrono::milliseconds timeout) {
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (slot->info.state != VmState::kRunning) {
-    return Error::invalid_transition(vm_id, std::string(state_name(slot->info.state)), "ping");
-  }
-  return slot->vm->ping(timeout);
+  return ping_vm(*vms_, vm_id, timeout);
 }
 
 Result<ExecResult> FirecrackerProvider::exec(const std::string& vm_id, const ExecRequest& request,
                                              std::stop_token cancel) {
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  FirecrackerVm* vm = nullptr;
-  {
-    std::lock_guard lock(slot->mu);
-    if (slot->info.state != VmState::kRunning) {
-      return Error::invalid_transition(vm_id, std::string(state_name(slot->info.state)), "exec");
-    }
-    vm = slot->vm.get();
-  }
-  // REQUIRES: the caller does not destroy the VM while its exec runs (the worker never does).
-  return vm->exec(request, std::move(cancel));
+  return exec_in_vm(*vms_, vm_id, request, std::move(cancel));
 }
 
 std::string FirecrackerProvider::jail_dir(const std::string& vm_id) const {
-  auto slot = find(vm_id);
+  auto slot = vms_->find(vm_id);
   if (!slot) return {};
   std::lock_guard lock(slot->mu);
   if (!slot->vm || !slot->launch.jail) return {};
@@ -587,17 +447,14 @@ std::string FirecrackerProvider::jail_dir(const std::string& vm_id) const {
 }
 
 std::string FirecrackerProvider::netns(const std::string& vm_id) const {
-  auto slot = find(vm_id);
+  auto slot = vms_->find(vm_id);
   if (!slot) return {};
   std::lock_guard lock(slot->mu);
   return slot->network ? slot->network->netns() : std::string();
 }
 
 int FirecrackerProvider::vmm_pid(const std::string& vm_id) const {
-  auto slot = find(vm_id);
-  if (!slot) return -1;
-  std::lock_guard lock(slot->mu);
-  return slot->vm ? slot->vm->vmm_pid() : -1;
+  return vmm_pid_of(*vms_, vm_id);
 }
 
 }  // namespace paddock::runtime

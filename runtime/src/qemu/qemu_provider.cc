@@ -14,7 +14,6 @@
 #include <spdlog/spdlog.h>
 #include <boost/process.hpp>
 
-#include "agent/clone_hostname.h"
 #include "net/vm_network.h"
 #include "os/find_binary.h"
 #include "os/os_error.h"
@@ -23,6 +22,8 @@
 #include "qemu/guest_image.h"
 #include "qemu/qemu_vm.h"
 #include "qemu/snapshot_store.h"
+#include "vm_snapshots.h"
+#include "vm_table.h"
 
 namespace paddock::runtime {
 
@@ -58,12 +59,6 @@ std::string qemu_version(const std::string& binary) {
   } catch (const std::exception& e) {
     return std::string("unknown (") + e.what() + ")";
   }
-}
-
-uint64_t unix_ms_now() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
 }
 
 bool on_tmpfs(const std::string& path) {
@@ -107,11 +102,11 @@ QemuProvider::JailDefaults QemuProvider::jail_defaults(const std::string& run_di
   return {1'000'000 + 4096 * (h % 4096), "paddock/" + hex8(h)};
 }
 
-QemuProvider::QemuProvider(QemuConfig config) : config_(std::move(config)) {}
+QemuProvider::QemuProvider(QemuConfig config)
+    : config_(std::move(config)), vms_(std::make_unique<VmTable<Slot>>()) {}
 QemuProvider::~QemuProvider() {
   // Every VM still running is shut down by its QemuVm's destructor.
-  std::lock_guard lock(mu_);
-  vms_.clear();
+  vms_->take_all();
   std::error_code ec;
   fs::remove_all(config_.run_dir + "/.image", ec);
   if (const auto& j = config_.jail) {
@@ -235,15 +230,7 @@ Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
       spdlog::warn("qemu backend: removed {} partial snapshot(s) left by an earlier crash",
                    opened.value());
     }
-    // A snapshot's VM is known (as destroyed) even when an earlier process took it: its id is
-    // not reused, and its snapshots can be listed.
-    for (const auto& meta : p->snapshots_->list()) {
-      if (p->vms_.count(meta.vm_id) != 0) continue;
-      auto slot = std::make_shared<Slot>();
-      slot->info = VmInfo{meta.vm_id, VmState::kDestroyed,
-                          VmSpec{meta.image, meta.vcpus, meta.mem_mib}, std::nullopt, std::nullopt};
-      p->vms_[meta.vm_id] = std::move(slot);
-    }
+    add_tombstones(*p->vms_, *p->snapshots_);
     if (!on_tmpfs(p->config_.snapshot_dir)) {
       spdlog::warn("qemu backend: snapshot directory {} is not on a tmpfs",
                    p->config_.snapshot_dir);
@@ -277,7 +264,7 @@ std::string QemuProvider::tmpfs_dir() {
 }
 
 std::string QemuProvider::new_run_dir() {
-  // Short directory names: unix socket paths are limited to 108 bytes. REQUIRES: mu_ held.
+  // Short directory names: unix socket paths are limited to 108 bytes.
   return config_.run_dir + "/" + std::to_string(::getpid()) + "-" + std::to_string(next_dir_++);
 }
 
@@ -304,25 +291,15 @@ size_t QemuProvider::sweep(const std::string& run_dir) {
   return removed;
 }
 
-std::shared_ptr<QemuProvider::Slot> QemuProvider::find(const std::string& vm_id) const {
-  std::lock_guard lock(mu_);
-  auto it = vms_.find(vm_id);
-  return it == vms_.end() ? nullptr : it->second;
-}
-
 Status QemuProvider::create(const std::string& vm_id, const VmSpec& spec) {
   if (!image(spec.image)) {
     return Error::unsupported("image '" + spec.image + "' is not available on this host (images: " +
                               image_names() + "); build it with tools/build-image.sh " +
                               spec.image);
   }
-  std::lock_guard lock(mu_);
-  if (vms_.count(vm_id) != 0) return Error::vm_already_exists(vm_id);
-  auto slot = std::make_shared<Slot>();
-  slot->info = VmInfo{vm_id, VmState::kCreated, spec, std::nullopt, std::nullopt};
-  slot->run_dir = new_run_dir();
-  vms_[vm_id] = std::move(slot);
-  return {};
+  return vms_->insert(
+      vm_id, make_slot<Slot>(VmInfo{vm_id, VmState::kCreated, spec, std::nullopt, std::nullopt}),
+      [&](Slot& slot) { slot.run_dir = new_run_dir(); });
 }
 
 Result<qemu::LaunchSpec> QemuProvider::launch_spec(const std::string& vm_id, Slot& slot) {
@@ -394,10 +371,9 @@ void QemuProvider::release_uid(uint32_t uid) {
 }
 
 Status QemuProvider::start(const std::string& vm_id) {
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kStart); !st) return st;
+  auto locked = lock_for(*vms_, vm_id, VmOp::kStart);
+  if (!locked) return locked.error();
+  auto& slot = locked.value().slot;
   auto spec = launch_spec(vm_id, *slot);
   if (!spec) {
     slot->network.reset();
@@ -422,45 +398,22 @@ Status QemuProvider::start(const std::string& vm_id) {
   return {};
 }
 
-Status QemuProvider::stop(const std::string& vm_id) {
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kStop); !st) return st;
-  if (auto st = slot->vm->pause(); !st) return st;
-  slot->info.state = VmState::kStopped;
-  return {};
-}
+Status QemuProvider::stop(const std::string& vm_id) { return stop_vm(*vms_, vm_id); }
 
 Status QemuProvider::resume(const std::string& vm_id) {
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kResume); !st) return st;
+  auto locked = lock_for(*vms_, vm_id, VmOp::kResume);
+  if (!locked) return locked.error();
+  auto& slot = locked.value().slot;
   if (auto st = slot->vm->resume(); !st) return st;
-  if (slot->needs_refresh) {
-    // Before anything else runs in the clone: fresh entropy, the clock, its own hostname.
-    auto identity = slot->vm->refresh(agent::clone_hostname(vm_id));
-    if (!identity) {
-      (void)slot->vm->pause();
-      return identity.error();
-    }
-    if (!identity.value().applied) {
-      (void)slot->vm->pause();
-      return Error::guest_agent("refresh of clone '" + vm_id +
-                                "': the agent applied nothing (it is not the guest's init)");
-    }
-    slot->needs_refresh = false;
-  }
+  if (auto st = refresh_clone(*slot, vm_id); !st) return st;
   slot->info.state = VmState::kRunning;
   return {};
 }
 
 Status QemuProvider::destroy(const std::string& vm_id) {
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (auto st = check_transition(vm_id, slot->info.state, VmOp::kDestroy); !st) return st;
+  auto locked = lock_for(*vms_, vm_id, VmOp::kDestroy);
+  if (!locked) return locked.error();
+  auto& slot = locked.value().slot;
   if (slot->vm) {
     if (auto st = slot->vm->shutdown(); !st) return st;
     slot->vm.reset();
@@ -480,7 +433,7 @@ Status QemuProvider::destroy(const std::string& vm_id) {
 
 Result<SnapshotInfo> QemuProvider::snapshot(const std::string& vm_id,
                                             const std::string& snapshot_id) {
-  auto slot = find(vm_id);
+  auto slot = vms_->find(vm_id);
   if (!slot) return Error::vm_not_found(vm_id);
   std::lock_guard lock(slot->mu);
   if (auto st = check_snapshot(vm_id, slot->info.state); !st) return st.error();
@@ -500,39 +453,14 @@ Result<SnapshotInfo> QemuProvider::snapshot(const std::string& vm_id,
                               "copy-on-write mapping of that snapshot, which the qemu backend "
                               "does not snapshot again; snapshot the original VM instead");
   }
-  auto partial = snapshots_->begin(vm_id, snapshot_id);
-  if (!partial) return partial.error();
-  const bool was_running = slot->info.state == VmState::kRunning;
-  auto fail = [&](const Error& e) -> Result<SnapshotInfo> {
-    snapshots_->abort(partial.value());
-    if (was_running) (void)slot->vm->resume();
-    return e;
-  };
-  if (was_running) {
-    if (auto st = slot->vm->pause(); !st) return fail(st.error());
-  }
-  // Device state and RAM of the same paused instant.
-  if (auto st = slot->vm->save_state(partial.value() + "/state"); !st) return fail(st.error());
-  if (auto st = qemu::copy_sparse(slot->vm->memory_file(), partial.value() + "/memory"); !st) {
-    return fail(st.error());
-  }
-  if (was_running) {
-    if (auto st = slot->vm->resume(); !st) {
-      snapshots_->abort(partial.value());
-      return st.error();
-    }
-  }
-  qemu::SnapshotMeta meta;
-  meta.vm_id = vm_id;
-  meta.snapshot_id = snapshot_id;
-  meta.created_unix_ms = unix_ms_now();
-  meta.image = slot->info.spec.image;
-  meta.vcpus = slot->info.spec.vcpus;
-  meta.mem_mib = slot->info.spec.mem_mib;
-  meta.env = image(slot->info.spec.image)->env;  // the VM was created with a known image
-  auto committed = snapshots_->commit(partial.value(), meta);
-  if (!committed) return committed.error();
-  return qemu::snapshot_info(committed.value());
+  // The VM was created with a known image.
+  const qemu::SnapshotEnv& env = image(slot->info.spec.image)->env;
+  return take_snapshot(*snapshots_, *slot, vm_id, snapshot_id, env,
+                       [&](const std::string& partial) -> Status {
+                         // QEMU saves the device state; the RAM is already a file.
+                         if (auto st = slot->vm->save_state(partial + "/state"); !st) return st;
+                         return qemu::copy_sparse(slot->vm->memory_file(), partial + "/memory");
+                       });
 }
 
 Status QemuProvider::restore(const std::string& vm_id, const std::string& snapshot_id,
@@ -553,15 +481,11 @@ Status QemuProvider::restore(const std::string& vm_id, const std::string& snapsh
   auto meta = snapshots_->check(vm_id, snapshot_id, img->env);
   if (!meta) return meta.error();
   const qemu::SnapshotMeta& m = meta.value();
-  auto slot = std::make_shared<Slot>();
-  {
-    std::lock_guard lock(mu_);
-    if (vms_.count(new_vm_id) != 0) return Error::vm_already_exists(new_vm_id);
-    slot->info = VmInfo{new_vm_id, VmState::kStopped, VmSpec{m.image, m.vcpus, m.mem_mib}, vm_id,
-                        snapshot_id};
-    slot->run_dir = new_run_dir();
-    slot->needs_refresh = true;
-    vms_[new_vm_id] = slot;
+  auto slot = make_slot<Slot>(VmInfo{new_vm_id, VmState::kStopped,
+                                     VmSpec{m.image, m.vcpus, m.mem_mib}, vm_id, snapshot_id});
+  slot->needs_refresh = true;
+  if (auto st = vms_->insert(new_vm_id, slot, [&](Slot& s) { s.run_dir = new_run_dir(); }); !st) {
+    return st;
   }
   std::unique_lock slot_lock(slot->mu);
   const std::string dir = snapshots_->dir(vm_id, snapshot_id);
@@ -580,8 +504,7 @@ Status QemuProvider::restore(const std::string& vm_id, const std::string& snapsh
     release_uid(std::exchange(slot->jail_uid, 0));
     // Nothing was made: the id is free again.
     slot_lock.unlock();
-    std::lock_guard lock(mu_);
-    vms_.erase(new_vm_id);
+    vms_->erase(new_vm_id);
     return restored.error();
   }
   slot->vm = std::move(restored.value());
@@ -589,82 +512,32 @@ Status QemuProvider::restore(const std::string& vm_id, const std::string& snapsh
 }
 
 Status QemuProvider::delete_snapshot(const std::string& vm_id, const std::string& snapshot_id) {
-  if (!snapshots_) return Error::snapshot_not_found(vm_id, snapshot_id);
-  return snapshots_->remove(vm_id, snapshot_id);
+  return delete_snapshot_in(snapshots_.get(), vm_id, snapshot_id);
 }
 
-Result<VmInfo> QemuProvider::get(const std::string& vm_id) const {
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  return slot->info;
-}
+Result<VmInfo> QemuProvider::get(const std::string& vm_id) const { return get_vm(*vms_, vm_id); }
 
-Result<std::vector<VmInfo>> QemuProvider::list() const {
-  std::vector<std::shared_ptr<Slot>> slots;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& [id, slot] : vms_) slots.push_back(slot);
-  }
-  std::vector<VmInfo> out;
-  for (const auto& slot : slots) {
-    std::lock_guard lock(slot->mu);
-    if (slot->info.state != VmState::kDestroyed) out.push_back(slot->info);
-  }
-  return out;
-}
+Result<std::vector<VmInfo>> QemuProvider::list() const { return list_vms(*vms_); }
 
 Result<std::vector<SnapshotInfo>> QemuProvider::list_snapshots(const std::string& vm_id) const {
-  if (!find(vm_id)) return Error::vm_not_found(vm_id);
-  std::vector<SnapshotInfo> out;
-  if (snapshots_) {
-    for (const auto& m : snapshots_->list(vm_id)) out.push_back(qemu::snapshot_info(m));
-  }
-  return out;
+  return list_vm_snapshots(*vms_, snapshots_.get(), vm_id);
 }
 
 Result<std::vector<SnapshotInfo>> QemuProvider::all_snapshots() const {
-  std::vector<SnapshotInfo> out;
-  if (snapshots_) {
-    for (const auto& m : snapshots_->list()) out.push_back(qemu::snapshot_info(m));
-  }
-  return out;
+  return list_all_snapshots(snapshots_.get());
 }
 
 Status QemuProvider::ping(const std::string& vm_id, std::chrono::milliseconds timeout) {
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (slot->info.state != VmState::kRunning) {
-    return Error::invalid_transition(vm_id, std::string(state_name(slot->info.state)), "ping");
-  }
-  return slot->vm->ping(timeout);
+  return ping_vm(*vms_, vm_id, timeout);
 }
 
 Status QemuProvider::set_egress(const std::string& vm_id,
                                 const std::vector<net::EgressRule>& rules) {
-  // Validation first, before anything is looked up or touched.
-  if (auto st = net::validate_egress(vm_id, rules); !st) return st;
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  std::lock_guard lock(slot->mu);
-  if (slot->info.state == VmState::kDestroyed) {
-    return Error::invalid_transition(vm_id, "destroyed", "set_egress");
-  }
-  if (rules.empty()) return {};
-  if (!network_) {
-    return Error::unsupported("vm '" + vm_id +
-                              "' asks for egress, but this worker runs VMs without networks");
-  }
-  if (!slot->network) {
-    return Error::network_config("vm '" + vm_id +
-                                 "' has no network yet: start or restore it first");
-  }
-  return slot->network->allow_egress(rules);
+  return set_vm_egress(*vms_, network_ != nullptr, vm_id, rules);
 }
 
 Result<NetworkUsage> QemuProvider::network_usage(const std::string& vm_id) {
-  auto slot = find(vm_id);
+  auto slot = vms_->find(vm_id);
   if (!slot) return Error::vm_not_found(vm_id);
   std::lock_guard lock(slot->mu);
   if (!slot->network) return NetworkUsage{};
@@ -677,22 +550,11 @@ uint64_t QemuProvider::network_commands_run() const {
 
 Result<ExecResult> QemuProvider::exec(const std::string& vm_id, const ExecRequest& request,
                                       std::stop_token cancel) {
-  auto slot = find(vm_id);
-  if (!slot) return Error::vm_not_found(vm_id);
-  qemu::QemuVm* vm = nullptr;
-  {
-    std::lock_guard lock(slot->mu);
-    if (slot->info.state != VmState::kRunning) {
-      return Error::invalid_transition(vm_id, std::string(state_name(slot->info.state)), "exec");
-    }
-    vm = slot->vm.get();
-  }
-  // REQUIRES: the caller does not destroy the VM while its exec runs (the worker never does).
-  return vm->exec(request, std::move(cancel));
+  return exec_in_vm(*vms_, vm_id, request, std::move(cancel));
 }
 
 Result<std::string> QemuProvider::qemu_status(const std::string& vm_id) const {
-  auto slot = find(vm_id);
+  auto slot = vms_->find(vm_id);
   if (!slot) return Error::vm_not_found(vm_id);
   std::lock_guard lock(slot->mu);
   if (!slot->vm) {
@@ -701,22 +563,17 @@ Result<std::string> QemuProvider::qemu_status(const std::string& vm_id) const {
   return slot->vm->status();
 }
 
-int QemuProvider::vmm_pid(const std::string& vm_id) const {
-  auto slot = find(vm_id);
-  if (!slot) return -1;
-  std::lock_guard lock(slot->mu);
-  return slot->vm ? slot->vm->vmm_pid() : -1;
-}
+int QemuProvider::vmm_pid(const std::string& vm_id) const { return vmm_pid_of(*vms_, vm_id); }
 
 std::optional<jail::JailSpec> QemuProvider::jail_of(const std::string& vm_id) const {
-  auto slot = find(vm_id);
+  auto slot = vms_->find(vm_id);
   if (!slot) return std::nullopt;
   std::lock_guard lock(slot->mu);
   return slot->vm ? slot->vm->jail() : std::nullopt;
 }
 
 uint64_t QemuProvider::boot_us(const std::string& vm_id) const {
-  auto slot = find(vm_id);
+  auto slot = vms_->find(vm_id);
   if (!slot) return 0;
   std::lock_guard lock(slot->mu);
   return slot->vm ? slot->vm->boot_us() : 0;

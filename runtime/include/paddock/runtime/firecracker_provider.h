@@ -11,7 +11,6 @@
 #pragma once
 
 #include <chrono>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -22,6 +21,9 @@
 #include "paddock/runtime/provider.h"
 
 namespace paddock::runtime {
+
+template <typename Slot>
+class VmTable;
 
 namespace net {
 class NetworkManager;
@@ -109,7 +111,6 @@ class FirecrackerProvider final : public Provider {
  private:
   struct Slot;
   explicit FirecrackerProvider(FirecrackerConfig config);
-  std::shared_ptr<Slot> find(const std::string& vm_id) const;
   // Fills slot.launch for a boot or restore: the image, limits and, jailed, a jail uid and id.
   Status prepare_launch(Slot& slot);
   // With networks on: the VM's namespace and a TAP its Firecracker may open, into slot.launch.
@@ -126,8 +127,8 @@ class FirecrackerProvider final : public Provider {
   std::string jail_prefix_;
   bool parent_cgroup_derived_ = false;  // parent_cgroup was empty: paddock-fc/<prefix>
   std::unique_ptr<net::NetworkManager> network_;  // null without networks; outlives every VM
-  mutable std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Slot>> vms_;  // destroyed VMs stay as tombstones
+  std::unique_ptr<VmTable<Slot>> vms_;  // destroyed VMs stay as tombstones
+  std::mutex mu_;  // guards next_dir_ and uids_in_use_
   uint64_t next_dir_ = 0;
   std::set<uint32_t> uids_in_use_;
 };

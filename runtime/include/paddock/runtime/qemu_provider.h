@@ -6,6 +6,7 @@
 // only the VM's own lock.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -18,6 +19,9 @@
 #include "paddock/runtime/provider.h"
 
 namespace paddock::runtime {
+
+template <typename Slot>
+class VmTable;
 
 namespace qemu {
 struct LaunchSpec;
@@ -134,7 +138,6 @@ class QemuProvider final : public Provider {
  private:
   struct Slot;
   explicit QemuProvider(QemuConfig config);
-  std::shared_ptr<Slot> find(const std::string& vm_id) const;
   std::string new_run_dir();
   // What start and restore share: the launch of this provider's QEMU for the slot's VM, with its
   // network made (when networks are on) and its TAP in the spec.
@@ -150,9 +153,9 @@ class QemuProvider final : public Provider {
   // By name; fixed once open() returns (read without a lock).
   std::map<std::string, std::unique_ptr<qemu::GuestImage>> images_;
   std::unique_ptr<net::NetworkManager> network_;  // null without networks; outlives every VM
-  mutable std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Slot>> vms_;  // destroyed VMs stay as tombstones
-  uint64_t next_dir_ = 0;
+  std::unique_ptr<VmTable<Slot>> vms_;  // destroyed VMs stay as tombstones
+  std::atomic<uint64_t> next_dir_{0};  // new_run_dir's counter (creates run concurrently)
+  std::mutex mu_;  // guards uids_in_use_ and next_uid_
   // Jail user ids in use (offsets from uid_base) and where the next search starts: a uid is not
   // handed out again at once.
   std::set<uint32_t> uids_in_use_;
