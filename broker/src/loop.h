@@ -111,6 +111,8 @@ class Broker::Loop {
   void deliver_answered(const std::vector<std::string>& job_ids);
   void deliver_answer(const std::string& job_id, const Store::Answer& answer);
   void add_waiter(const std::string& job_id, const std::string& route);
+  // The ERROR UnknownJob of a job the shared queue does not hold.
+  std::vector<std::string> unknown_in_queue(const std::string& job_id);
   // The answers of this turn's jobs, stored in one statement before the commit. Where another
   // broker answered a job first (it ran it before this one claimed it again), its stored answer
   // goes to the job's routes instead: a submitter hears one answer per job.

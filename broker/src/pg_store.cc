@@ -688,14 +688,19 @@ std::optional<Store::Answer> PgStore::answer_of(std::string_view job_id) {
 }
 
 std::vector<std::pair<std::string, Store::Answer>> PgStore::answers_of(
-    const std::vector<std::string>& job_ids) {
+    const std::vector<std::string>& job_ids, std::vector<std::string>* missing) {
   std::vector<std::pair<std::string, Answer>> out;
   if (!healthy_) return out;
+  std::unordered_set<std::string> found;
   constexpr size_t kIds = 1000;
   for (size_t start = 0; start < job_ids.size(); start += kIds) {
     const size_t end = std::min(job_ids.size(), start + kIds);
-    std::string sql =
-        "SELECT job_id, answer_cmd, answer FROM paddock_jobs WHERE state = 2 AND job_id IN (";
+    // Unanswered rows too, when the caller asks what is missing (they have answer_cmd NULL).
+    std::string sql = missing != nullptr
+                          ? "SELECT job_id, answer_cmd, answer, state FROM paddock_jobs WHERE "
+                            "job_id IN ("
+                          : "SELECT job_id, answer_cmd, answer, state FROM paddock_jobs WHERE "
+                            "state = 2 AND job_id IN (";
     Params p;
     for (size_t i = start; i < end; ++i) {
       if (i > start) sql += ',';
@@ -710,9 +715,16 @@ std::vector<std::pair<std::string, Store::Answer>> PgStore::answers_of(
       return out;
     }
     for (int row = 0; row < PQntuples(r.get()); ++row) {
+      if (missing != nullptr) found.insert(bytes_at(r.get(), row, 0));
+      if (int_at(r.get(), row, 3) != 2) continue;
       out.emplace_back(bytes_at(r.get(), row, 0),
                        Answer{static_cast<uint8_t>(int_at(r.get(), row, 1)),
                               bytes_at(r.get(), row, 2)});
+    }
+  }
+  if (missing != nullptr) {
+    for (const auto& id : job_ids) {
+      if (found.count(id) == 0) missing->push_back(id);
     }
   }
   return out;

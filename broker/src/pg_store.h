@@ -121,8 +121,11 @@ class PgStore final : public Store {
   Cancel cancel(std::string_view job_id, uint8_t command, std::string_view answer,
                 uint64_t unix_ms);
 
-  // The stored answers of those of `job_ids` that have one (one statement per 1000 ids).
-  std::vector<std::pair<std::string, Answer>> answers_of(const std::vector<std::string>& job_ids);
+  // The stored answers of those of `job_ids` that have one (one statement per 1000 ids). With
+  // `missing`, also the ids the queue does not hold at all (never stored, or expired); not filled
+  // if a statement failed.
+  std::vector<std::pair<std::string, Answer>> answers_of(const std::vector<std::string>& job_ids,
+                                                         std::vector<std::string>* missing = nullptr);
 
   // Renews this broker's lease (and the images its workers have, for the others to see). false if
   // the lease had lapsed (the row is gone: other brokers may have taken its jobs).

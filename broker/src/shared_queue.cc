@@ -115,13 +115,32 @@ void Broker::Loop::shared_turn_start() {
   }
 }
 
+std::vector<std::string> Broker::Loop::unknown_in_queue(const std::string& job_id) {
+  const auto u = error_frame(job_id, sc::JobCode::kUnknownJob,
+                             "job '" + job_id + "' is not in the shared queue (never accepted, "
+                             "or its answer expired)",
+                             0, false);
+  return sc::make_message(sc::Command::kError, {sc::encode(u)});
+}
+
 void Broker::Loop::rejoined() {
   claim_wanted_ = true;
   // NOTIFYs sent while this broker was away are lost: look up every job waited for here.
   std::vector<std::string> ids;
   ids.reserve(waiters_.size());
   for (const auto& [id, routes] : waiters_) ids.push_back(id);
-  deliver_answered(ids);
+  if (ids.empty()) return;
+  std::vector<std::string> missing;
+  for (auto& [id, a] : shared_->answers_of(ids, &missing)) deliver_answer(id, a);
+  // Waited for and not in the queue at all: a FETCH or CANCEL of an unknown job asked while the
+  // database was away, or an answer that expired meanwhile (a failed turn's SUBMITs are no longer
+  // waited for: shared_failed). They would wait for ever; they get what one broker says.
+  for (const auto& id : missing) {
+    auto it = waiters_.find(id);
+    if (it == waiters_.end()) continue;
+    for (const auto& route : it->second) to_client(route, unknown_in_queue(id));
+    waiters_.erase(it);
+  }
 }
 
 void Broker::Loop::deliver_answered(const std::vector<std::string>& job_ids) {
@@ -233,11 +252,7 @@ void Broker::Loop::cancel_shared(const std::string& route, const std::string& jo
       }
       break;
     case PgStore::Cancel::kUnknown: {
-      auto u = error_frame(job_id, sc::JobCode::kUnknownJob,
-                           "job '" + job_id + "' is not in the shared queue (never accepted, or "
-                           "its answer expired)",
-                           0, false);
-      to_client(route, sc::make_message(sc::Command::kError, {sc::encode(u)}));
+      to_client(route, unknown_in_queue(job_id));
       break;
     }
     case PgStore::Cancel::kFailed: break;  // the turn fails at its commit
@@ -261,11 +276,7 @@ void Broker::Loop::fetch_shared(const std::string& route, const std::string& job
     add_waiter(job_id, route);  // queued or running somewhere: the NOTIFY brings the answer here
     return;
   }
-  auto u = error_frame(job_id, sc::JobCode::kUnknownJob,
-                       "job '" + job_id + "' is not in the shared queue (never accepted, or its "
-                       "answer expired)",
-                       0, false);
-  to_client(route, sc::make_message(sc::Command::kError, {sc::encode(u)}));
+  to_client(route, unknown_in_queue(job_id));
 }
 
 void Broker::Loop::claim_for_credits() {

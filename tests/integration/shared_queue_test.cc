@@ -512,3 +512,31 @@ TEST_CASE("shared queue: a SUBMIT whose turn cannot be stored is REJECTED (retry
   }
   CHECK(pg->sql("SELECT count(*) FROM paddock_jobs WHERE state = 2") == "10\n");
 }
+
+TEST_CASE("shared queue: a FETCH asked while PostgreSQL is down is answered once it is back, UnknownJob for a job the queue never held") {
+  auto pg = start_postgres();
+  TempDir dir;
+  auto a = start_broker(dir, shared_args(*pg, "a"));
+  auto wa = start_worker(dir, a.worker_endpoint, "wa", 1, {"--heartbeat-ms", "100"});
+  wait_for_log(a, "worker 'wa' ready", 10s);
+  client::Client c(a.client_endpoint);
+  c.submit(std::vector<schemas::JobRequest>{job("known-1", {"echo", "known"})});
+  Ledger first;
+  pump(c, first, Clock::now() + 15s, [&] { return first.answered() == 1; });
+  REQUIRE(first.answered() == 1);
+
+  pg->stop();
+  c.fetch("known-1");
+  c.fetch("never-1");
+  std::this_thread::sleep_for(500ms);  // the broker finds the database gone meanwhile
+  pg->start_again();
+  Ledger book;
+  pump(c, book, Clock::now() + 20s, [&] { return book.answered() == 2; });
+  REQUIRE_MESSAGE(book.answered() == 2, "answered " << book.answered() << " of 2 FETCHes");
+  CHECK(same_answer(book.first.at("known-1"), first.first.at("known-1")));
+  const auto& unknown = book.first.at("never-1");
+  CAPTURE(describe(unknown));
+  REQUIRE(unknown.kind == client::Event::Kind::kError);
+  CHECK(unknown.error.variant == "UnknownJob");
+  CHECK(book.count.at("never-1") == 1);
+}
