@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <unordered_map>
@@ -183,6 +184,19 @@ struct ResultDeleter {
 };
 using Result = std::unique_ptr<PGresult, ResultDeleter>;
 
+// `sql` with `p` for $1…, unprepared (batches vary in their text), results in binary.
+Result exec(pg_conn* conn, const std::string& sql, Params& p) {
+  return Result(
+      PQexecParams(conn, sql.c_str(), p.size(), nullptr, p.values(), p.lengths(), p.formats(), 1));
+}
+
+// "$1,$2,…,$n": the placeholders of an IN list of n parameters.
+std::string placeholders(size_t n) {
+  std::string out;
+  for (size_t k = 1; k <= n; ++k) out += (k > 1 ? ",$" : "$") + std::to_string(k);
+  return out;
+}
+
 // Results in binary format: integers big-endian, text and bytea as bytes.
 std::string bytes_at(const PGresult* r, int row, int col) {
   return std::string(PQgetvalue(r, row, col), static_cast<size_t>(PQgetlength(r, row, col)));
@@ -334,10 +348,10 @@ bool PgStore::register_broker(std::string& error) {
                std::to_string(generation_);
   Params p;
   p.text(broker_id_).num(settings_.lease_ms);
-  Result r(PQexecParams(conn_,
-                        "INSERT INTO paddock_brokers (broker_id, lease_until) "
-                        "VALUES ($1, now() + $2 * interval '1 millisecond')",
-                        p.size(), nullptr, p.values(), p.lengths(), p.formats(), 1));
+  Result r = exec(conn_,
+                  "INSERT INTO paddock_brokers (broker_id, lease_until) "
+                  "VALUES ($1, now() + $2 * interval '1 millisecond')",
+                  p);
   if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
     error = "postgresql " + server_of(conn_) + ": register broker: " + message_of(conn_);
     return false;
@@ -410,8 +424,7 @@ bool PgStore::submit_all(const std::vector<Submission>& submissions, uint64_t un
           .bytes(submissions[i].body).num(static_cast<int64_t>(unix_ms));
     }
     sql += " ON CONFLICT (job_id) DO NOTHING RETURNING job_id";
-    Result r(PQexecParams(conn_, sql.c_str(), p.size(), nullptr, p.values(), p.lengths(),
-                          p.formats(), 1));
+    Result r = exec(conn_, sql, p);
     if (!ok(r)) {
       fail("store " + std::to_string(end - start) + " jobs");
       return false;
@@ -432,16 +445,12 @@ bool PgStore::submit_all(const std::vector<Submission>& submissions, uint64_t un
   }
   for (size_t start = 0; start < known.size(); start += kRows) {
     const size_t end = std::min(known.size(), start + kRows);
-    std::string sql = "SELECT job_id, state, answer_cmd, answer FROM paddock_jobs WHERE job_id IN (";
+    const std::string sql =
+        "SELECT job_id, state, answer_cmd, answer FROM paddock_jobs WHERE job_id IN (" +
+        placeholders(end - start) + ")";
     Params p;
-    for (size_t k = start; k < end; ++k) {
-      if (k > start) sql += ',';
-      sql += "$" + std::to_string(k - start + 1);
-      p.text(submissions[known[k]].request->job_id);
-    }
-    sql += ")";
-    Result r(PQexecParams(conn_, sql.c_str(), p.size(), nullptr, p.values(), p.lengths(),
-                          p.formats(), 1));
+    for (size_t k = start; k < end; ++k) p.text(submissions[known[k]].request->job_id);
+    Result r = exec(conn_, sql, p);
     if (!ok(r)) {
       fail("look up " + std::to_string(end - start) + " jobs");
       return false;
@@ -598,8 +607,7 @@ bool PgStore::finish_all(const std::vector<Finish>& answers, uint64_t unix_ms,
         "finished_ms = $" + std::to_string(when) + "::bigint FROM v, locked "
         "WHERE j.job_id = v.job_id AND j.job_id = locked.job_id AND j.state <> 2 "
         "RETURNING j.job_id";
-    Result r(PQexecParams(conn_, sql.c_str(), p.size(), nullptr, p.values(), p.lengths(),
-                          p.formats(), 1));
+    Result r = exec(conn_, sql, p);
     if (!ok(r)) {
       fail("store " + std::to_string(end - start) + " answers");
       return false;
@@ -696,20 +704,13 @@ std::vector<std::pair<std::string, Store::Answer>> PgStore::answers_of(
   for (size_t start = 0; start < job_ids.size(); start += kIds) {
     const size_t end = std::min(job_ids.size(), start + kIds);
     // Unanswered rows too, when the caller asks what is missing (they have answer_cmd NULL).
-    std::string sql = missing != nullptr
-                          ? "SELECT job_id, answer_cmd, answer, state FROM paddock_jobs WHERE "
-                            "job_id IN ("
-                          : "SELECT job_id, answer_cmd, answer, state FROM paddock_jobs WHERE "
-                            "state = 2 AND job_id IN (";
+    const std::string sql =
+        std::string("SELECT job_id, answer_cmd, answer, state FROM paddock_jobs WHERE ") +
+        (missing != nullptr ? "" : "state = 2 AND ") + "job_id IN (" + placeholders(end - start) +
+        ")";
     Params p;
-    for (size_t i = start; i < end; ++i) {
-      if (i > start) sql += ',';
-      sql += "$" + std::to_string(i - start + 1);
-      p.text(job_ids[i]);
-    }
-    sql += ")";
-    Result r(PQexecParams(conn_, sql.c_str(), p.size(), nullptr, p.values(), p.lengths(),
-                          p.formats(), 1));
+    for (size_t i = start; i < end; ++i) p.text(job_ids[i]);
+    Result r = exec(conn_, sql, p);
     if (!ok(r)) {
       fail("read " + std::to_string(end - start) + " answers");
       return out;
@@ -762,10 +763,10 @@ std::vector<Store::Failed> PgStore::failed(size_t limit) {
   if (!healthy_) return out;
   Params p;
   p.num(static_cast<int64_t>(limit));
-  Result r(PQexecParams(conn_,
-                        "SELECT job_id, answer, finished_ms FROM paddock_jobs WHERE state = 2 AND "
-                        "answer_cmd = 8 ORDER BY finished_ms DESC, seq DESC LIMIT $1",
-                        p.size(), nullptr, p.values(), p.lengths(), p.formats(), 1));
+  Result r = exec(conn_,
+                  "SELECT job_id, answer, finished_ms FROM paddock_jobs WHERE state = 2 AND "
+                  "answer_cmd = 8 ORDER BY finished_ms DESC, seq DESC LIMIT $1",
+                  p);
   if (!ok(r)) return out;
   for (int i = 0; i < PQntuples(r.get()); ++i) {
     out.push_back(Failed{bytes_at(r.get(), i, 0), bytes_at(r.get(), i, 1),
@@ -778,10 +779,10 @@ std::optional<Store::Stored> PgStore::stored(std::string_view job_id) {
   if (!healthy_) return std::nullopt;
   Params p;
   p.text(job_id);
-  Result r(PQexecParams(conn_,
-                        "SELECT request, accepted_ms, attempt, dispatched, state, answer_cmd, "
-                        "answer, finished_ms FROM paddock_jobs WHERE job_id = $1",
-                        p.size(), nullptr, p.values(), p.lengths(), p.formats(), 1));
+  Result r = exec(conn_,
+                  "SELECT request, accepted_ms, attempt, dispatched, state, answer_cmd, "
+                  "answer, finished_ms FROM paddock_jobs WHERE job_id = $1",
+                  p);
   if (!ok(r)) {
     fail("look up job '" + std::string(job_id) + "'");
     return std::nullopt;
@@ -863,34 +864,34 @@ bool PgStore::rejoin(std::string& error) {
   }
   if (!register_broker(error)) return false;
   // What the old id held goes back to the queue now rather than when its lease lapses.
-  Params p;
-  p.text(old_id);
-  Result r = run(conn_, "release", p);
-  Result d(PQexecParams(conn_, "DELETE FROM paddock_brokers WHERE broker_id = $1", p.size(),
-                        nullptr, p.values(), p.lengths(), p.formats(), 1));
-  if (!ok(r) || !ok(d)) {
+  const auto released = release(old_id);
+  if (!released) {
     error = "postgresql " + server_of(conn_) + ": release the claims of " + old_id + ": " +
             message_of(conn_);
     healthy_ = false;
     return false;
   }
   spdlog::warn("postgresql: re-joined as {}; {} job(s) claimed as {} went back to the queue",
-               broker_id_, PQcmdTuples(r.get()), old_id);
+               broker_id_, *released, old_id);
   return true;
+}
+
+std::optional<uint64_t> PgStore::release(const std::string& id) {
+  Params p;
+  p.text(id);
+  Result r = run(conn_, "release", p);
+  Result d = exec(conn_, "DELETE FROM paddock_brokers WHERE broker_id = $1", p);
+  if (!ok(r) || !ok(d)) return std::nullopt;
+  return std::strtoull(PQcmdTuples(r.get()), nullptr, 10);
 }
 
 void PgStore::leave() {
   if (!healthy_ || conn_ == nullptr) return;
   std::string ignored;
   if (in_transaction_) (void)commit(ignored);
-  Params p;
-  p.text(broker_id_);
-  Result r = run(conn_, "release", p);
-  Result d(PQexecParams(conn_, "DELETE FROM paddock_brokers WHERE broker_id = $1", p.size(),
-                        nullptr, p.values(), p.lengths(), p.formats(), 1));
-  if (ok(r)) {
+  if (const auto released = release(broker_id_)) {
     spdlog::info("postgresql: {} left; {} claimed job(s) went back to the queue", broker_id_,
-                 PQcmdTuples(r.get()));
+                 *released);
   }
 }
 

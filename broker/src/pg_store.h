@@ -165,6 +165,9 @@ class PgStore final : public Store {
   explicit PgStore(Settings settings) : settings_(std::move(settings)) {}
   bool connect(std::string& error, bool reader = false);
   bool register_broker(std::string& error);
+  // Gives the claims of broker `id` back to the queue and removes its lease row: how many jobs it
+  // held, or nullopt if a statement failed.
+  std::optional<uint64_t> release(const std::string& id);
   void begin();
   void fail(const std::string& what);
 
