@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dashboard_probe.h"
 #include "harness.h"
 #include "ledger.h"
 
@@ -249,14 +250,17 @@ TEST_CASE(
 TEST_CASE("durability: a worker SIGKILLed mid-job, the job finishes on another worker") {
   TempDir dir;
   auto broker = start_broker(
-      dir, {"--journal", dir.path() + "/journal.db", "--heartbeat-ms", "100", "--liveness", "3"});
+      dir, {"--journal", dir.path() + "/journal.db", "--heartbeat-ms", "100", "--liveness", "3",
+            "--metrics-address", "127.0.0.1:0"});
   auto victim = start_worker(dir, broker.worker_endpoint, "victim", 2, {"--heartbeat-ms", "100"});
   wait_for_log(broker, "worker 'victim' ready", 10s);
   client::Client c(broker.client_endpoint);
   const std::vector<schemas::JobRequest> jobs = {job("mid-0", {"sleep", "1000"}),
                                                  job("mid-1", {"sleep", "1000"})};
   c.submit(jobs);
-  std::this_thread::sleep_for(300ms);  // both running on the victim
+  // Both running on the victim (it has 2 slots; each job takes a second).
+  REQUIRE(wait_until_running(broker.metrics_address, "mid-0"));
+  REQUIRE(wait_until_running(broker.metrics_address, "mid-1"));
   victim->signal(SIGKILL);
   REQUIRE(victim->wait_for(5s).has_value());
   auto survivor =
@@ -676,7 +680,8 @@ TEST_CASE("durability: a CANCEL of a running job holds across a restart that com
   TempDir dir;
   // A long liveness: the stopped worker must not be declared lost before the broker dies.
   const std::vector<std::string> broker_args = {"--journal", dir.path() + "/journal.db",
-                                                "--heartbeat-ms", "100", "--liveness", "50"};
+                                                "--heartbeat-ms", "100", "--liveness", "50",
+                                                "--metrics-address", "127.0.0.1:0"};
   auto broker = start_broker(dir, broker_args);
   const std::string client_ep = broker.client_endpoint, worker_ep = broker.worker_endpoint;
   auto w1 = start_worker(dir, worker_ep, "w1", 1, {"--warm", "off", "--heartbeat-ms", "100"});
@@ -687,7 +692,7 @@ TEST_CASE("durability: a CANCEL of a running job holds across a restart that com
     c.submit(job("cx-long", {"sleep", "30000"}));
     pump(c, book, Clock::now() + 5s, [&] { return book.accepted.count("cx-long") == 1; });
     REQUIRE(book.accepted.count("cx-long") == 1);
-    std::this_thread::sleep_for(300ms);  // dispatched and running on w1
+    REQUIRE(wait_until_running(broker.metrics_address, "cx-long"));  // dispatched to w1
     // The worker cannot answer the CANCEL: the broker has stored the request, and dies.
     w1->signal(SIGSTOP);
     c.cancel("cx-long");
