@@ -88,7 +88,7 @@ void sql_row_sum(sqlite3_context* ctx, int, sqlite3_value** v) {
 std::string damaged_advice(const std::string& path) {
   return "with the broker stopped, either move " + path + " and its -wal and -shm files aside "
          "to start with an empty journal (the jobs it held are then lost), or salvage the rows SQLite "
-         "can still read into a new file (sqlite3 " + path + " .recover | sqlite3 NEW.db) and "
+         "can still read into a new file (sqlite3 " + path + " .dump | sqlite3 NEW.db) and "
          "start on that: rows whose checksums fail are then quarantined and answered "
          "JournalDamaged (107)";
 }
@@ -129,6 +129,23 @@ std::string column_blob(sqlite3_stmt* st, int i) {
 }
 // A TEXT column's bytes as stored (UTF-8 journals: no conversion), NULs and all.
 std::string column_text(sqlite3_stmt* st, int i) { return column_blob(st, i); }
+
+// The schema version whose jobs table has the columns this file's has: 0 without a jobs table.
+int version_of_columns(sqlite3* db) {
+  sqlite3_stmt* st = nullptr;
+  bool table = false, cancelled = false, sums = false;
+  if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('jobs')", -1, &st, nullptr) ==
+      SQLITE_OK) {
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      table = true;
+      const std::string name = column_text(st, 0);
+      cancelled = cancelled || name == "cancelled";
+      sums = sums || name == "request_sum";
+    }
+  }
+  sqlite3_finalize(st);
+  return !table ? 0 : sums ? 3 : cancelled ? 2 : 1;
+}
 
 // Takes the journal's lock file: `<path>.lock`, flock(LOCK_EX | LOCK_NB), our pid written in it.
 // Returns the fd, or -1 and `error`. A separate file, not the database: SQLite locks the database
@@ -241,6 +258,16 @@ std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& err
       version = sqlite3_column_int(st, 0);
     }
     sqlite3_finalize(st);
+  }
+  if (version == 0) {
+    // A journal salvaged with the sqlite3 shell's .dump comes without its user_version: its
+    // version is told by the columns its jobs table has (none: a new file).
+    version = version_of_columns(j->db_);
+    if (version > 0) {
+      spdlog::warn("journal {}: no schema version recorded; its tables are those of version {} "
+                   "(a journal salvaged with .dump?)",
+                   path, version);
+    }
   }
   if (version > kSchemaVersion) {
     error = where + "schema version " + std::to_string(version) + " is newer than this broker's (" +

@@ -495,7 +495,7 @@ TEST_CASE("journal: an index that no longer matches its table, which quick_check
   CHECK(error.find("corrupt") != std::string::npos);
   CHECK(error.find("sqlite_autoindex_jobs_1") != std::string::npos);
   CHECK(error.find("aside") != std::string::npos);
-  CHECK(error.find(".recover") != std::string::npos);
+  CHECK(error.find(".dump") != std::string::npos);
 }
 
 TEST_CASE("journal: damage SQLite reports while the journal is open fails the turn's commit, and every one after, with what to do") {
@@ -529,7 +529,7 @@ TEST_CASE("journal: damage SQLite reports while the journal is open fails the tu
   CHECK(error.find(path) != std::string::npos);
   CHECK(error.find("damaged") != std::string::npos);
   CHECK(error.find("malformed") != std::string::npos);
-  CHECK(error.find(".recover") != std::string::npos);
+  CHECK(error.find(".dump") != std::string::npos);
   error.clear();
   CHECK_FALSE(j->commit(error));  // sticky: the broker stops rather than serve from it
   CHECK(error.find("damaged") != std::string::npos);
@@ -591,4 +591,40 @@ TEST_CASE("journal: its -wal, database or lock file removed or replaced undernea
     CAPTURE(error);
     CHECK(error.find(lock + " was replaced") != std::string::npos);
   }
+}
+
+TEST_CASE("journal: a journal salvaged with .dump (no schema version) opens by its columns, upgraded if need be, and its damaged rows are quarantined") {
+  TempDir d;
+  // Version 3 tables without their user_version, as `sqlite3 journal.db .dump | sqlite3 new.db`
+  // leaves them, with one request changed on the way.
+  const std::string v3 = d.path + "/dumped3.db";
+  {
+    auto j = open_ok(v3);
+    j->accepted("x", "request-x", 1);
+    j->accepted("y", "request-y", 2);
+    std::string error;
+    REQUIRE(j->commit(error));
+  }
+  raw_sql(v3, "PRAGMA user_version=0; UPDATE jobs SET request = x'00' WHERE job_id = 'y';");
+  {
+    auto j = open_ok(v3);
+    CHECK(raw_text(v3, "PRAGMA user_version") == "3");
+    const auto p = j->pending();
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].job_id == "x");
+    check_damaged_answer(j->answer_of("y"), "y", "request");
+  }
+  // Version 2 tables (no checksums) without their user_version: upgraded as a version 2 journal.
+  const std::string v2 = d.path + "/dumped2.db";
+  raw_sql(v2,
+          "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, request BLOB NOT NULL, accepted_ms INTEGER "
+          "NOT NULL, attempt INTEGER NOT NULL DEFAULT 1, dispatched INTEGER NOT NULL DEFAULT 0, "
+          "cancelled INTEGER NOT NULL DEFAULT 0, answer_cmd INTEGER, answer BLOB, finished_ms "
+          "INTEGER); "
+          "INSERT INTO jobs (job_id, request, accepted_ms) VALUES ('old', x'0102', 7);");
+  auto j = open_ok(v2);
+  CHECK(raw_text(v2, "PRAGMA user_version") == "3");
+  const auto p = j->pending();
+  REQUIRE(p.size() == 1);
+  CHECK(p[0].request == std::string("\x01\x02"));
 }
