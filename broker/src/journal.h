@@ -79,7 +79,8 @@ class Journal final : public Store {
   // send what depended on it, and stops. Also false once anything of this turn read or wrote hit
   // damage SQLite reported (SQLITE_CORRUPT, SQLITE_NOTADB), and when the journal's files are not
   // the ones it opened: the database file, its `-wal` or its `.lock` removed, renamed or replaced
-  // (checked after every commit that wrote, and at least every kFileCheckInterval otherwise). A
+  // (checked after every commit that wrote, and by a commit() with nothing to write once
+  // kFileCheckInterval has passed since the last check: the loop calls it every turn). A
   // `-wal` removed while the database file is still in place is first checkpointed into it, so
   // what was committed stays in the journal for the next start. Every call after such a failure
   // fails the same way.
@@ -107,7 +108,7 @@ class Journal final : public Store {
   // Rows quarantined since open (the metric paddock_broker_journal_quarantined_total).
   uint64_t quarantined() const { return quarantined_; }
 
-  // How often an idle broker's journal checks its files are still the ones it opened.
+  // How often, at most, commit() with nothing written checks the files are the ones opened.
   static constexpr auto kFileCheckInterval = std::chrono::milliseconds(100);
 
  private:
