@@ -408,8 +408,13 @@ void Broker::Loop::recover() {
   }
   std::string error;
   if (!journal_->commit(error)) throw std::runtime_error(error);
-  spdlog::info("journal {}: {} job(s) re-queued, {} held in all", options_.journal_path,
-               stats_.recovered, journal_->size());
+  stats_.quarantined = embedded_->quarantined();
+  spdlog::info("journal {}: {} job(s) re-queued, {} held in all{}", options_.journal_path,
+               stats_.recovered, journal_->size(),
+               stats_.quarantined == 0
+                   ? ""
+                   : ", " + std::to_string(stats_.quarantined) +
+                         " damaged one(s) quarantined and answered JournalDamaged (107)");
 }
 
 bool Broker::Loop::commit_and_send() {
@@ -576,6 +581,7 @@ void Broker::Loop::to_worker(const std::string& route, std::vector<std::string> 
 }
 
 void Broker::Loop::publish_metrics() {
+  if (embedded_) stats_.quarantined = embedded_->quarantined();
   const auto totals = registry_.totals();
   LoopGauges g;
   g.queued_by_priority = &jobs_.queued_by_priority();

@@ -86,6 +86,7 @@ struct Stats {
   uint64_t undeliverable = 0;
   uint64_t recovered = 0;   // jobs re-queued from the journal at start
   uint64_t retried = 0;     // retryable ERRORs sent out again after a backoff
+  uint64_t quarantined = 0;  // journal rows that failed their checksum (answered JournalDamaged)
   bool journal_failed = false;  // the loop stopped because the journal could not commit
 };
 
