@@ -127,8 +127,9 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
 
   sc::JobResult r;
   r.job_id = req.job_id;
-  r.exit_code = x.exit_code;
   r.signal = x.signal;
+  // One rule for every backend (PROTOCOL.md, JobResult): a job ended by a signal exits 128 + it.
+  r.exit_code = x.signal != 0 ? 128 + x.signal : x.exit_code;
   r.stdout_data = std::move(x.stdout_data);
   r.stderr_data = std::move(x.stderr_data);
   r.stdout_truncated = x.stdout_truncated;
