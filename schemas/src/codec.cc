@@ -520,7 +520,9 @@ std::optional<DispatchRef> peek_dispatch(std::string_view bytes) {
   using detail::Head;
   using Kind = Head::Kind;
   try {
-    detail::Scanner s(bytes);
+    // Only a prefix is read: a body over the frame limit (which ZMQ_MAXMSGSIZE lets through by
+    // 64 KiB) still names its job.
+    detail::Scanner s(bytes.substr(0, std::min(bytes.size(), L::kMaxFrameBytes)));
     const Head top = s.next(1);
     if (top.kind != Kind::kMap) return std::nullopt;
     std::optional<uint32_t> attempt;

@@ -383,6 +383,14 @@ TEST_CASE("peek_dispatch: the job and attempt of a JOB too broken to decode") {
   auto cut = sc::peek_dispatch(body.substr(0, body.find("held-1") + 6));
   REQUIRE(cut);
   CHECK(cut->job_id == "held-1");
+  // A body over the frame limit (ZMQ_MAXMSGSIZE lets 64 KiB more through) still names its job.
+  d.request.files = {sc::FileIn{"pad", 0644, std::string(L::kMaxFrameBytes, 'p')}};
+  const std::string oversized = sc::encode(d);
+  REQUIRE(oversized.size() > L::kMaxFrameBytes);
+  auto big = sc::peek_dispatch(oversized);
+  REQUIRE(big);
+  CHECK(big->job_id == "held-1");
+  d.request.files.clear();
   // Nothing to name: nullopt.
   CHECK_FALSE(sc::peek_dispatch(""));
   CHECK_FALSE(sc::peek_dispatch("\x93\x01\x02\x03"));

@@ -88,7 +88,8 @@ std::string peek_job_id(std::string_view bytes);
 
 // Best effort: the job and attempt of a JOB body too broken to decode (a broker of another
 // version, a bug), so that the worker can answer it with an ERROR and return its credit instead of
-// dropping it. Reads the bytes in place up to `attempt` and `request.job_id`, whatever follows.
+// dropping it. Reads the bytes in place up to `attempt` and `request.job_id`, whatever follows
+// (a body over the frame limit too).
 // nullopt unless both are there and the job_id is valid.
 struct DispatchRef {
   std::string job_id;
