@@ -22,7 +22,14 @@ void Broker::Loop::on_client_message(const std::string& route,
     case sc::Command::kFetch: on_fetch(route, env->bodies); break;
     case sc::Command::kPing: {
       std::vector<std::string> echo;
-      if (!env->bodies.empty()) echo.emplace_back(env->bodies[0]);
+      if (!env->bodies.empty()) {
+        // Echoed only if it is a body by the protocol's rules (a map, string keys, UTF-8).
+        if (auto bad = sc::check_any_map(env->bodies[0])) {
+          reply_invalid(route, "", bad->message());
+          break;
+        }
+        echo.emplace_back(env->bodies[0]);
+      }
       to_client(route, sc::make_message(sc::Command::kPong, std::move(echo)));
       break;
     }

@@ -2,8 +2,11 @@
 
 #include <msgpack.hpp>
 
+#include <algorithm>
+
 #include "paddock/schemas/limits.h"
 #include "reader.h"
+#include "scanner.h"
 
 namespace paddock::schemas {
 namespace {
@@ -23,6 +26,30 @@ struct StringStream {
 // The most bytes a map's header takes (map32).
 constexpr size_t kMaxMapHeader = 5;
 
+// `s` with every invalid UTF-8 sequence replaced by U+FFFD (each maximal invalid subpart, one by
+// one byte here: simpler, and any replacement keeps the text valid).
+std::string repaired_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 8);
+  size_t i = 0;
+  while (i < s.size()) {
+    // The longest prefix of the rest that is valid, then one bad byte replaced.
+    size_t len = 1;
+    const auto b = static_cast<unsigned char>(s[i]);
+    if (b >= 0xc2 && b <= 0xdf) len = 2;
+    else if (b >= 0xe0 && b <= 0xef) len = 3;
+    else if (b >= 0xf0 && b <= 0xf4) len = 4;
+    if (i + len <= s.size() && valid_utf8(s.substr(i, len))) {
+      out.append(s.substr(i, len));
+      i += len;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return out;
+}
+
 // Builds one msgpack map; the entry count is written when the map is finished, so fields may be
 // omitted conditionally. The entries go after room for the largest header, which finish() fills
 // and trims: one buffer, no copy of the entries.
@@ -34,8 +61,7 @@ class MapWriter {
   }
   MapWriter& str(std::string_view key, std::string_view v) {
     add_key(key);
-    pk_.pack_str(static_cast<uint32_t>(v.size()));
-    pk_.pack_str_body(v.data(), static_cast<uint32_t>(v.size()));
+    text(v);
     return *this;
   }
   MapWriter& bin(std::string_view key, std::string_view v) {
@@ -58,15 +84,15 @@ class MapWriter {
   MapWriter& str_array(std::string_view key, const std::vector<std::string>& v) {
     add_key(key);
     pk_.pack_array(static_cast<uint32_t>(v.size()));
-    for (const auto& s : v) pk_.pack(s);
+    for (const auto& s : v) text(s);
     return *this;
   }
   MapWriter& str_map(std::string_view key, const std::map<std::string, std::string>& m) {
     add_key(key);
     pk_.pack_map(static_cast<uint32_t>(m.size()));
     for (const auto& [k, v] : m) {
-      pk_.pack(k);
-      pk_.pack(v);
+      text(k);
+      text(v);
     }
     return *this;
   }
@@ -92,6 +118,17 @@ class MapWriter {
   }
 
  private:
+  // A str value, always valid UTF-8 (codec.h, "Text").
+  void text(std::string_view v) {
+    if (!valid_utf8(v)) {
+      const std::string fixed = repaired_utf8(v);
+      pk_.pack_str(static_cast<uint32_t>(fixed.size()));
+      pk_.pack_str_body(fixed.data(), static_cast<uint32_t>(fixed.size()));
+      return;
+    }
+    pk_.pack_str(static_cast<uint32_t>(v.size()));
+    pk_.pack_str_body(v.data(), static_cast<uint32_t>(v.size()));
+  }
   void add_key(std::string_view key) {
     ++count_;
     pk_.pack_str(static_cast<uint32_t>(key.size()));
@@ -175,6 +212,12 @@ JobRequest read_request(const Fields& f) {
 }
 
 JobRequest request_from(std::string_view bytes) {
+  if (bytes.size() > L::kMaxRequestBytes) {
+    // Its JOB (the request plus kMaxDispatchOverhead) would not fit one frame on the way to a
+    // worker (limits.h, "Limits that compose").
+    throw Failure{"body", "a request is at most " + std::to_string(L::kMaxRequestBytes) +
+                              " bytes encoded, got " + std::to_string(bytes.size())};
+  }
   const detail::Unpacked h(bytes);
   return read_request(Fields(h.get(), ""));
 }
@@ -377,7 +420,8 @@ Decoded<JobError> decode_job_error(std::string_view bytes) {
 
 Decoded<JobDispatch> decode_job_dispatch(std::string_view bytes) {
   return guarded<JobDispatch>([&] {
-    const detail::Unpacked h(bytes);
+    // One level more than a request alone: the JOB's own map (limits.h, kMaxDispatchDepth).
+    const detail::Unpacked h(bytes, L::kMaxDispatchDepth);
     Fields f(h.get(), "");
     JobDispatch d;
     d.attempt = static_cast<uint32_t>(f.uint("attempt", 1, UINT32_MAX, 1, true));
@@ -441,6 +485,13 @@ Decoded<JobRef> decode_job_ref(std::string_view bytes) {
     Fields f(h.get(), "");
     JobRef r{f.str("job_id", L::kMaxJobId, true)};
     if (r.job_id.empty()) throw Failure{"job_id", "must not be empty"};
+    // The rule of a JobRequest's job_id: an id no request can have is refused, not looked up.
+    JobRequest probe;
+    probe.job_id = r.job_id;
+    probe.argv = {"x"};
+    if (auto err = validate(probe); err && err->field == "job_id") {
+      throw Failure{"job_id", err->reason};
+    }
     return r;
   });
 }
@@ -458,6 +509,130 @@ std::string peek_job_id(std::string_view bytes) {
     return id;
   } catch (...) {
     return {};
+  }
+}
+
+}  // namespace paddock::schemas
+
+namespace paddock::schemas {
+
+std::optional<DispatchRef> peek_dispatch(std::string_view bytes) {
+  using detail::Head;
+  using Kind = Head::Kind;
+  try {
+    // Only a prefix is read: a body over the frame limit (which ZMQ_MAXMSGSIZE lets through by
+    // 64 KiB) still names its job.
+    detail::Scanner s(bytes.substr(0, std::min(bytes.size(), L::kMaxFrameBytes)));
+    const Head top = s.next(1);
+    if (top.kind != Kind::kMap) return std::nullopt;
+    std::optional<uint32_t> attempt;
+    std::optional<std::string> job_id;
+    for (uint32_t e = 0; e < top.count && !(attempt && job_id); ++e) {
+      const Head key = s.next(2);
+      if (key.kind != Kind::kStr) return std::nullopt;
+      const Head value = s.next(2);
+      if (key.bytes == "attempt") {
+        if (value.kind != Kind::kUint || value.uint < 1 || value.uint > UINT32_MAX) {
+          return std::nullopt;
+        }
+        attempt = static_cast<uint32_t>(value.uint);
+        continue;
+      }
+      if (key.bytes != "request" || value.kind != Kind::kMap) {
+        s.skip_rest(value, 2);
+        continue;
+      }
+      for (uint32_t r = 0; r < value.count; ++r) {
+        const Head k = s.next(3);
+        if (k.kind != Kind::kStr) return std::nullopt;
+        const Head v = s.next(3);
+        if (k.bytes == "job_id" && v.kind == Kind::kStr && !job_id) {
+          job_id = std::string(v.bytes);
+          if (attempt) break;  // all it needs: what follows may be as broken as it likes
+          continue;
+        }
+        s.skip_rest(v, 3);
+      }
+    }
+    if (!attempt || !job_id) return std::nullopt;
+    JobRequest probe;
+    probe.job_id = *job_id;
+    probe.argv = {"x"};
+    if (auto err = validate(probe); err && err->field == "job_id") return std::nullopt;
+    return DispatchRef{std::move(*job_id), *attempt};
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+namespace {
+
+// Every str in `o` valid UTF-8, every map's keys strings. Depth is bounded by Unpacked's limit.
+void check_text(const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::STR:
+      if (!valid_utf8(std::string_view(o.via.str.ptr, o.via.str.size))) {
+        throw Failure{"body", "a string is not valid UTF-8"};
+      }
+      return;
+    case msgpack::type::ARRAY:
+      for (uint32_t i = 0; i < o.via.array.size; ++i) check_text(o.via.array.ptr[i]);
+      return;
+    case msgpack::type::MAP:
+      for (uint32_t i = 0; i < o.via.map.size; ++i) {
+        const auto& kv = o.via.map.ptr[i];
+        if (kv.key.type != msgpack::type::STR) throw Failure{"body", "map key is not a string"};
+        check_text(kv.key);
+        check_text(kv.val);
+      }
+      return;
+    default: return;
+  }
+}
+
+// Cuts `data` to `max` bytes, then to what is left of `budget`, and takes that from the budget.
+// True if anything was cut.
+bool cut(std::string& data, size_t max, size_t& budget) {
+  const size_t keep = std::min({data.size(), max, budget});
+  budget -= keep;
+  if (keep == data.size()) return false;
+  data.resize(keep);
+  data.shrink_to_fit();
+  return true;
+}
+
+}  // namespace
+
+std::optional<DecodeError> check_any_map(std::string_view bytes) {
+  auto checked = guarded<bool>([&] {
+    const detail::Unpacked h(bytes);
+    const Fields top(h.get(), "");  // a map, string keys, each once, valid UTF-8
+    check_text(h.get());
+    return true;
+  });
+  if (checked) return std::nullopt;
+  return checked.error();
+}
+
+std::string utf8_prefix(std::string_view s, size_t max_bytes) {
+  std::string out = valid_utf8(s) ? std::string(s.substr(0, std::min(s.size(), max_bytes + 3)))
+                                  : repaired_utf8(s.substr(0, std::min(s.size(), max_bytes + 3)));
+  if (!valid_utf8(out)) out = repaired_utf8(out);  // the first cut may have split a character
+  if (out.size() <= max_bytes) return out;
+  size_t end = max_bytes;
+  // Back to the start of the character that crosses the limit (continuation bytes are 10xxxxxx).
+  while (end > 0 && (static_cast<unsigned char>(out[end]) & 0xc0) == 0x80) --end;
+  out.resize(end);
+  return out;
+}
+
+void fit_result(JobResult& r, uint32_t output_cap) {
+  const size_t cap = std::min<size_t>(output_cap, L::kMaxOutputCap);
+  size_t budget = L::kMaxResultData;
+  if (cut(r.stdout_data, cap, budget)) r.stdout_truncated = true;
+  if (cut(r.stderr_data, cap, budget)) r.stderr_truncated = true;
+  for (auto& f : r.files) {
+    if (cut(f.data, cap, budget)) f.truncated = true;
   }
 }
 

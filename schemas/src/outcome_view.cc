@@ -133,6 +133,7 @@ void check_value(Scanner& s, const Head& v, uint32_t level, const Field& f, cons
       if (v.bytes.size() > f.max) {
         throw Failure{path_of(where, f.key), "longer than " + std::to_string(f.max) + " bytes"};
       }
+      if (!valid_utf8(v.bytes)) throw Failure{path_of(where, f.key), "not valid UTF-8"};
       return;
     case Check::kBytes:
       if (v.kind != Kind::kStr && v.kind != Kind::kBin) wrong_type(path_of(where, f.key), "bytes", v);
@@ -203,6 +204,7 @@ void scan_map(Scanner& s, const Head& map, uint32_t level, std::span<const Field
   for (uint32_t e = 0; e < map.count; ++e) {
     const Head key = s.next(level + 1);
     if (key.kind != Kind::kStr) throw Failure{map_path(where), "map key is not a string"};
+    if (!valid_utf8(key.bytes)) throw Failure{map_path(where), "map key is not valid UTF-8"};
     const Head value = s.next(level + 1);
     size_t i = next;
     if (i >= fields.size() || fields[i].key != key.bytes) {

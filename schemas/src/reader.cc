@@ -40,20 +40,20 @@ namespace {
 thread_local std::unique_ptr<msgpack::zone> spare_zone;
 }  // namespace
 
-Unpacked::Unpacked(std::string_view bytes) {
+Unpacked::Unpacked(std::string_view bytes, size_t max_depth) {
   if (bytes.size() > limits::kMaxFrameBytes) {
     throw Failure{"frame", "larger than " + std::to_string(limits::kMaxFrameBytes) + " bytes"};
   }
   if (bytes.empty()) throw Failure{"body", "empty"};
   zone_ = spare_zone ? std::move(spare_zone) : std::make_unique<msgpack::zone>();
   const msgpack::unpack_limit limit(limits::kMaxArray, limits::kMaxMap, limits::kMaxStr,
-                                    limits::kMaxBin, /*ext=*/0, limits::kMaxDepth);
+                                    limits::kMaxBin, /*ext=*/0, max_depth);
   std::size_t offset = 0;
   try {
     object_ = msgpack::unpack(*zone_, bytes.data(), bytes.size(), offset, reference_strings,
                               nullptr, limit);
   } catch (const msgpack::depth_size_overflow&) {
-    throw Failure{"body", "nesting deeper than " + std::to_string(limits::kMaxDepth)};
+    throw Failure{"body", "nesting deeper than " + std::to_string(max_depth)};
   } catch (const msgpack::size_overflow& e) {
     throw Failure{"body", std::string("msgpack limit exceeded (") + e.what() + ")"};
   } catch (const msgpack::insufficient_bytes&) {
@@ -75,7 +75,9 @@ std::string as_str(const msgpack::object& o, const std::string& path, size_t max
   if (o.via.str.size > max_len) {
     throw Failure{path, "longer than " + std::to_string(max_len) + " bytes"};
   }
-  return std::string(o.via.str.ptr, o.via.str.size);
+  const std::string_view s(o.via.str.ptr, o.via.str.size);
+  if (!valid_utf8(s)) throw Failure{path, "not valid UTF-8"};
+  return std::string(s);
 }
 
 const msgpack::object_array& as_array(const msgpack::object& o, const std::string& path,
@@ -96,6 +98,7 @@ Fields::Fields(const msgpack::object& map, std::string path) : path_(std::move(p
       throw Failure{path_.empty() ? "body" : path_, "map key is not a string"};
     }
     std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+    if (!valid_utf8(key)) throw Failure{path_.empty() ? "body" : path_, "map key is not valid UTF-8"};
     if (find(key) != nullptr) {  // among the first size_ keys, those checked so far
       // An empty key has no name of its own: name the map that holds it.
       throw Failure{key.empty() ? (path_.empty() ? "body" : path_) : path_of(key),
@@ -137,7 +140,13 @@ std::string Fields::str(std::string_view key, size_t max_len, bool required) con
 std::string Fields::bytes(std::string_view key, size_t max_len) const {
   const msgpack::object* o = find(key);
   if (o == nullptr || o->type == msgpack::type::NIL) return {};
-  if (o->type == msgpack::type::STR) return as_str(*o, path_of(key), max_len);
+  if (o->type == msgpack::type::STR) {
+    // Bytes sent as str: bytes all the same, not held to UTF-8.
+    if (o->via.str.size > max_len) {
+      throw Failure{path_of(key), "longer than " + std::to_string(max_len) + " bytes"};
+    }
+    return std::string(o->via.str.ptr, o->via.str.size);
+  }
   if (o->type != msgpack::type::BIN) wrong_type(path_of(key), "bytes", *o);
   if (o->via.bin.size > max_len) {
     throw Failure{path_of(key), "longer than " + std::to_string(max_len) + " bytes"};

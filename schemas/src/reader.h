@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "paddock/schemas/codec.h"
+#include "paddock/schemas/limits.h"
 
 namespace paddock::schemas::detail {
 
@@ -21,13 +22,14 @@ struct Failure {
   std::string reason;
 };
 
-// `bytes` unpacked under the limits of limits.h. The constructor throws Failure on any violation,
-// including trailing bytes after the first object. The object tree lives in a zone that goes back
+// `bytes` unpacked under the limits of limits.h, nested at most `max_depth` deep (a JOB body
+// wraps its request one level down: limits::kMaxDispatchDepth). The constructor throws Failure on
+// any violation, including trailing bytes after the first object. The object tree lives in a zone that goes back
 // to a per-thread spare when this is destroyed, so that decoding a message does not allocate and
 // free a zone (an 8 KiB chunk) each time.
 class Unpacked {
  public:
-  explicit Unpacked(std::string_view bytes);
+  explicit Unpacked(std::string_view bytes, size_t max_depth = limits::kMaxDepth);
   ~Unpacked();
   Unpacked(const Unpacked&) = delete;
   Unpacked& operator=(const Unpacked&) = delete;
@@ -39,7 +41,8 @@ class Unpacked {
   msgpack::object object_;
 };
 
-// The string keys of one msgpack map, each looked up by name. Duplicate keys are refused.
+// The string keys of one msgpack map, each looked up by name. Duplicate keys, and keys that are
+// not valid UTF-8, are refused.
 // REQUIRES: the map outlives this (its entries are read in place).
 class Fields {
  public:
@@ -74,6 +77,7 @@ class Fields {
   mutable uint32_t next_ = 0;
 };
 
+// A str value of at most max_len bytes, valid UTF-8.
 std::string as_str(const msgpack::object& o, const std::string& path, size_t max_len);
 const msgpack::object_array& as_array(const msgpack::object& o, const std::string& path,
                                       size_t max_count);

@@ -1,8 +1,7 @@
 // Semantic validation of a JobRequest: everything a type check cannot see.
-#include <arpa/inet.h>
-
 #include <algorithm>
 
+#include "paddock/schemas/cidr.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/limits.h"
 
@@ -29,6 +28,7 @@ std::optional<std::string> path_problem(std::string_view p) {
   if (p.size() > L::kMaxPath) return "longer than " + std::to_string(L::kMaxPath) + " bytes";
   if (p.front() == '/') return "must be relative";
   if (p.find('\0') != std::string_view::npos) return "contains a NUL byte";
+  if (!valid_utf8(p)) return "not valid UTF-8";
   size_t start = 0;
   while (start <= p.size()) {
     size_t end = p.find('/', start);
@@ -37,24 +37,6 @@ std::optional<std::string> path_problem(std::string_view p) {
     if (part.empty() || part == "." || part == "..") return "has an empty, '.' or '..' component";
     start = end + 1;
   }
-  return std::nullopt;
-}
-
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-std::optional<std::string> cidr_problem(const std::string& cidr) {
-  // inet_pton reads a C string: a NUL would hide whatever follows it.
-  if (cidr.find('\0') != std::string::npos) return "contains a NUL byte";
-  const auto slash = cidr.find('/');
-  const std::string addr = cidr.substr(0, slash);
-  in_addr parsed{};
-  if (inet_pton(AF_INET, addr.c_str(), &parsed) != 1) return "not an IPv4 address: " + addr;
-  if (slash == std::string::npos) return std::nullopt;  // a single host, /32
-  const std::string len = cidr.substr(slash + 1);
-  if (len.empty() || len.size() > 2 || !all_of(len, is_digit)) {
-    return "prefix length must be 0..32";
-  }
-  if (std::stoi(len) > 32) return "prefix length must be 0..32";
   return std::nullopt;
 }
 
@@ -82,6 +64,9 @@ std::optional<DecodeError> validate(const JobRequest& r) {
     }
     total += a.size();
   }
+  for (size_t i = 0; i < r.argv.size(); ++i) {
+    if (!valid_utf8(r.argv[i])) return fail("argv[" + std::to_string(i) + "]", "not valid UTF-8");
+  }
   if (r.argv[0].empty()) return fail("argv[0]", "must not be empty");
   if (total > L::kMaxArgvTotal) return fail("argv", "larger than 256 KiB in total");
   if (r.env.size() > L::kMaxEnv) return fail("env", "too many entries");
@@ -91,6 +76,7 @@ std::optional<DecodeError> validate(const JobRequest& r) {
       return fail("env." + k, "name must match [A-Za-z_][A-Za-z0-9_]*");
     }
     if (v.find('\0') != std::string::npos) return fail("env." + k, "contains a NUL byte");
+    if (!valid_utf8(v)) return fail("env." + k, "not valid UTF-8");
   }
   if (r.stdin_data.size() > L::kMaxStdin) return fail("stdin", "larger than 8 MiB");
   if (r.files.size() > L::kMaxFiles) return fail("files", "too many entries");
@@ -121,7 +107,10 @@ std::optional<DecodeError> validate(const JobRequest& r) {
   for (size_t i = 0; i < r.egress.size(); ++i) {
     const auto& rule = r.egress[i];
     const std::string at = "egress[" + std::to_string(i) + "]";
-    if (auto p = cidr_problem(rule.cidr)) return fail(at + ".cidr", *p);
+    // The runtime's own reading of a CIDR (schemas/cidr.h): what passes here, a worker takes.
+    if (const auto c = parse_ipv4_cidr(rule.cidr); c.problem != CidrProblem::kNone) {
+      return fail(at + ".cidr", cidr_problem_text(c));
+    }
     const auto& proto = rule.protocol;
     if (proto != "tcp" && proto != "udp" && proto != "icmp" && proto != "any") {
       return fail(at + ".protocol", "must be tcp, udp, icmp or any");
@@ -143,9 +132,46 @@ std::optional<DecodeError> validate(const JobRequest& r) {
   if (r.tags.size() > L::kMaxTags) return fail("tags", "too many entries");
   for (const auto& [k, v] : r.tags) {
     if (k.empty() || k.size() > L::kMaxTagKey) return fail("tags", "key must be 1-64 bytes");
+    if (!valid_utf8(k)) return fail("tags", "key is not valid UTF-8");
+    if (!valid_utf8(v)) return fail("tags." + k, "not valid UTF-8");
     if (v.size() > L::kMaxTagValue) return fail("tags." + k, "longer than 256 bytes");
   }
   return std::nullopt;
+}
+
+bool valid_utf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    // ASCII runs first: most text is.
+    if (p[i] < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xbf;  // the second byte's range (RFC 3629, section 4)
+    if (p[i] >= 0xc2 && p[i] <= 0xdf) {
+      len = 2;
+    } else if (p[i] >= 0xe0 && p[i] <= 0xef) {
+      len = 3;
+      if (p[i] == 0xe0) lo = 0xa0;  // no overlong forms
+      if (p[i] == 0xed) hi = 0x9f;  // no surrogates
+    } else if (p[i] >= 0xf0 && p[i] <= 0xf4) {
+      len = 4;
+      if (p[i] == 0xf0) lo = 0x90;  // no overlong forms
+      if (p[i] == 0xf4) hi = 0x8f;  // at most U+10FFFF
+    } else {
+      return false;  // a continuation byte, an overlong lead (c0, c1) or f5..ff
+    }
+    if (n - i < len) return false;
+    if (p[i + 1] < lo || p[i + 1] > hi) return false;
+    for (size_t k = 2; k < len; ++k) {
+      if (p[i + k] < 0x80 || p[i + k] > 0xbf) return false;
+    }
+    i += len;
+  }
+  return true;
 }
 
 bool valid_image_name(std::string_view name) {

@@ -161,6 +161,12 @@ valid("job_request_wide_ints", "JobRequest",
       {"job_id": "wide", "argv": ["x"], "vcpus": 2, "mem_mib": 256, "priority": -7,
        "deadline_ms": 2**64 - 1})
 
+# The nesting limit (6): a request at it is accepted, and so is the JOB that carries it one level
+# down (issue 20: the JOB used to be refused at 7 and the job was lost).
+DEEP_REQ = {"job_id": "deep5", "argv": ["true"], "x": [[[[[None]]]]]}
+valid("job_request_at_nesting_limit", "JobRequest", pack(DEEP_REQ),
+      {"job_id": "deep5", "argv": ["true"]})
+
 # ---- JobRequest, invalid ---------------------------------------------------------------------
 
 invalid("job_request_missing_job_id", "JobRequest", pack({"argv": ["echo"]}), "job_id",
@@ -192,6 +198,13 @@ invalid("job_request_egress_cidr_not_ipv4", "JobRequest",
 invalid("job_request_egress_cidr_nul", "JobRequest",
         pack({"job_id": "a", "argv": ["echo"], "egress": [{"cidr": "1.2.3.4\x00garbage"}]}),
         "egress[0].cidr", "a NUL byte hides the rest of the string from inet_pton")
+invalid("job_request_egress_host_bits", "JobRequest",
+        pack({"job_id": "a", "argv": ["echo"],
+              "egress": [{"cidr": "10.0.0.1/8", "protocol": "tcp"}]}),
+        "egress[0].cidr", "bits set past the prefix: the worker's runtime refuses it, so SUBMIT does")
+invalid("job_request_invalid_utf8", "JobRequest",
+        h_map(2) + h_str("job_id") + h_str("u") + h_str("argv") + b"\x92" + h_str("echo")
+        + b"\xa2\xc3\x28", "argv[1]", "a str that is not UTF-8 (c3 28)")
 invalid("job_request_egress_icmp_ports", "JobRequest",
         pack({"job_id": "a", "argv": ["echo"],
               "egress": [{"cidr": "1.1.1.1", "protocol": "icmp", "ports": [{"first": 1}]}]}),
@@ -329,6 +342,9 @@ DISPATCH_REQ = {"job_id": "d-1", "argv": ["cat"], "stdin": b"in",
 valid("job_dispatch", "JobDispatch",
       pack({"attempt": 3, "queued_us": 12345, "request": DISPATCH_REQ}),
       {"attempt": 3, "queued_us": 12345, "request": expect_request(DISPATCH_REQ)})
+valid("job_dispatch_request_at_nesting_limit", "JobDispatch",
+      pack({"attempt": 1, "queued_us": 0, "request": DEEP_REQ}),
+      {"attempt": 1, "queued_us": 0})
 invalid("job_dispatch_attempt_zero", "JobDispatch",
         pack({"attempt": 0, "request": {"job_id": "d", "argv": ["x"]}}), "attempt",
         "attempt is at least 1")
@@ -370,6 +386,10 @@ valid("job_ref", "JobRef", pack({"job_id": "ref-1"}), {"job_id": "ref-1"})
 invalid("job_ref_empty", "JobRef", pack({"job_id": ""}), "job_id", "job_id must not be empty")
 invalid("job_ref_wrong_type", "JobRef", pack({"job_id": b"bin-id"}), "job_id",
         "job_id is a str, not bin")
+invalid("job_ref_invalid_utf8", "JobRef", h_map(1) + h_str("job_id") + b"\xa2\xc3\x28", "job_id",
+        "a job_id that is not UTF-8 is refused, never echoed back")
+invalid("job_ref_bad_chars", "JobRef", pack({"job_id": "a b"}), "job_id",
+        "a JobRef's job_id follows the JobRequest's rule")
 
 
 def main():

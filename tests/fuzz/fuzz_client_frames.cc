@@ -1,5 +1,7 @@
 // libFuzzer target: a client -> broker message, handled as the broker does (parse_envelope,
-// then the decoder of each body of the command; peek_job_id for a request that failed).
+// then the decoder of each body of the command; peek_job_id for a request that failed; the PING
+// body check). A decoded body encodes again to an equal value: its text is valid UTF-8 (encoders
+// repair what is not, so a decoder that let invalid UTF-8 through would fail the round trip).
 #include <cstddef>
 #include <cstdint>
 
@@ -34,7 +36,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         paddock::fuzz::check_round_trip(r, sc::decode_job_ref);
         break;
       }
-      case sc::Command::kPing: break;  // any map, echoed as is
+      case sc::Command::kPing: {
+        // Echoed as is if it passes: then it is a map any strict decoder reads.
+        if (auto err = sc::check_any_map(body)) {
+          if (err->field.empty() || err->reason.empty()) __builtin_trap();
+        }
+        break;
+      }
       default: __builtin_trap();       // parse_envelope let through a command not for clients
     }
   }

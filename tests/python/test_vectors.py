@@ -124,9 +124,10 @@ def depth(obj):
     return 0
 
 
-def strict_unpack(data):
+def strict_unpack(data, max_depth=MAX_DEPTH):
     """Unpacks one body as the protocol requires: one map with str keys, each key once, no ext
-    types, no trailing bytes, depth at most 6. Raises ValueError otherwise."""
+    types, no trailing bytes, str valid UTF-8, depth at most 6 (7 for a JOB body, whose request is
+    one level down). Raises ValueError otherwise."""
     def pairs(items):
         keys = [k for k, _ in items]
         if len(set(keys)) != len(keys):
@@ -143,8 +144,8 @@ def strict_unpack(data):
         raise ValueError(str(e)) from e
     if not isinstance(body, dict):
         raise ValueError("body is not a map")
-    if depth(body) > MAX_DEPTH:
-        raise ValueError("nesting deeper than 6")
+    if depth(body) > max_depth:
+        raise ValueError(f"nesting deeper than {max_depth}")
     return body
 
 
@@ -172,7 +173,8 @@ class VectorTest(unittest.TestCase):
             if not entry["valid"]:
                 continue
             with self.subTest(file=entry["file"]):
-                body = strict_unpack(read_vector(entry))
+                max_depth = MAX_DEPTH + 1 if entry["type"] == "JobDispatch" else MAX_DEPTH
+                body = strict_unpack(read_vector(entry), max_depth)
                 got = READERS[entry["type"]](body)
                 self.assertTrue(entry["expect"])
                 for field, want in expected(entry["expect"]).items():
@@ -198,6 +200,11 @@ class VectorTest(unittest.TestCase):
                 data = read_vector(entry)
                 if entry["file"] == "job_request_duplicate_key.msgpack":
                     with self.assertRaisesRegex(ValueError, "duplicate key"):
+                        strict_unpack(data)
+                    continue
+                if "invalid_utf8" in entry["file"]:
+                    # A str that is not UTF-8: Python's strict reader refuses it as well.
+                    with self.assertRaises(ValueError):
                         strict_unpack(data)
                     continue
                 body = strict_unpack(data)  # well-formed: the fault is in a value

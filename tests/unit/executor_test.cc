@@ -5,6 +5,7 @@
 #include "delegating_provider.h"
 #include "paddock/runtime/memory_provider.h"
 #include "paddock/schemas/codec.h"
+#include "paddock/schemas/limits.h"
 #include "paddock/worker/executor.h"
 
 using namespace paddock;
@@ -283,7 +284,9 @@ TEST_CASE("executor: the job's egress rules reach the provider before the job ru
   CHECK(recorded[0].ports == std::vector<runtime::net::PortRange>{{443, 443}, {8000, 8080}});
 }
 
-TEST_CASE("executor: egress the runtime refuses is a Firewall ERROR, and the VM is destroyed") {
+TEST_CASE("executor: egress the runtime would refuse is InvalidRequest naming the rule, never retryable") {
+  // Issue 20, item 7: 10.0.0.1/8 used to reach the runtime, fail as Firewall (10, retryable) and be
+  // retried on fresh VMs. A client's mistake is refused before any VM exists, and not retryable.
   runtime::MemoryProvider p;
   auto d = job({"true"});
   schemas::EgressRule rule;
@@ -293,8 +296,78 @@ TEST_CASE("executor: egress the runtime refuses is a Firewall ERROR, and the VM 
   auto outcome = worker::execute_job(p, d, {"w1", "vm-f"}, {});
   REQUIRE(std::holds_alternative<schemas::JobError>(outcome));
   const auto& e = std::get<schemas::JobError>(outcome);
-  CHECK(e.variant == "Firewall");
-  CHECK(e.code == 10);
-  CHECK(e.message.find("10.0.0.1/8") != std::string::npos);
+  CHECK(e.variant == "InvalidRequest");
+  CHECK(e.code == 100);
+  CHECK_FALSE(e.retryable);
+  CHECK(e.attempt == 2);
+  CHECK(e.message.rfind("egress[0].cidr: has bits set past its /8 prefix", 0) == 0);
+  CHECK(e.message.find("10.0.0.0/8") != std::string::npos);
   CHECK(p.live_vms() == 0);
+}
+
+namespace {
+
+// The test double, with every exec's result ended by a signal but exit code 0 (as a backend that
+// does not follow the rule would say it).
+class SignalZeroProvider final : public testing::DelegatingProvider {
+ public:
+  runtime::Result<runtime::ExecResult> exec(const std::string& id, const runtime::ExecRequest& r,
+                                            std::stop_token cancel) override {
+    auto x = p_.exec(id, r, cancel);
+    if (x) {
+      x.value().exit_code = 0;
+      x.value().signal = 15;
+    }
+    return x;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("executor: a job ended by a signal has exit code 128 + signal on every backend") {
+  SignalZeroProvider p;
+  auto outcome = worker::execute_job(p, job({"true"}), {"w1", "vm-1"}, {});
+  REQUIRE(std::holds_alternative<schemas::JobResult>(outcome));
+  CHECK(std::get<schemas::JobResult>(outcome).signal == 15);
+  CHECK(std::get<schemas::JobResult>(outcome).exit_code == 143);
+  // The memory double's timeout: signal 9, exit code 137, as the guest agent reports it.
+  runtime::MemoryProvider m;
+  auto d = job({"sleep", "5000"});
+  d.request.timeout_ms = 10;
+  auto timed_out = worker::execute_job(m, d, {"w1", "vm-2"}, {});
+  REQUIRE(std::holds_alternative<schemas::JobResult>(timed_out));
+  const auto& r = std::get<schemas::JobResult>(timed_out);
+  CHECK(r.timed_out);
+  CHECK(r.signal == 9);
+  CHECK(r.exit_code == 137);
+}
+
+TEST_CASE("executor: outputs at every cap give a RESULT that fits one frame, cut with flags") {
+  // Issue 20, item 2: 8 MiB of stdout at output_cap 8 MiB plus an 8 MiB file out made a RESULT over
+  // the frame limit, which the broker dropped. Cut to kMaxResultData: stdout whole, the file cut.
+  namespace L = schemas::limits;
+  runtime::MemoryProvider p;
+  auto d = job({"output", std::to_string(L::kMaxOutputCap)});
+  d.request.output_cap = L::kMaxOutputCap;
+  d.request.files = {schemas::FileIn{"big", 0644, std::string(L::kMaxFilesTotal, 'f')}};
+  d.request.files_out = {"big"};
+  REQUIRE_FALSE(schemas::validate(d.request));
+  auto outcome = worker::execute_job(p, d, {"w1", "vm-1"}, {});
+  REQUIRE(std::holds_alternative<schemas::JobResult>(outcome));
+  const auto& r = std::get<schemas::JobResult>(outcome);
+  CHECK(r.stdout_data.size() == L::kMaxOutputCap);
+  CHECK_FALSE(r.stdout_truncated);
+  REQUIRE(r.files.size() == 1);
+  CHECK(r.files[0].truncated);
+  CHECK(r.stdout_data.size() + r.files[0].data.size() == L::kMaxResultData);
+  const std::string body = schemas::encode(r);
+  CHECK(body.size() <= L::kMaxFrameBytes);
+  CHECK(schemas::decode_job_result(body));
+  // A smaller output_cap cuts each file out too, as the guest agent does (files_out_cap).
+  d.request.output_cap = 100;
+  auto small = worker::execute_job(p, d, {"w1", "vm-2"}, {});
+  REQUIRE(std::holds_alternative<schemas::JobResult>(small));
+  CHECK(std::get<schemas::JobResult>(small).files.at(0).data.size() == 100);
+  CHECK(std::get<schemas::JobResult>(small).files.at(0).truncated);
+  CHECK(std::get<schemas::JobResult>(small).stdout_truncated);
 }

@@ -166,7 +166,7 @@ TEST_CASE("memory provider: output is capped and flagged as truncated") {
   CHECK_FALSE(r.stdout_truncated);
 }
 
-TEST_CASE("memory provider: sleep past the timeout is timed out") {
+TEST_CASE("memory provider: sleep past the timeout is timed out, killed by 9 with exit code 137") {
   MemoryProvider p;
   running_vm(p, "a");
   auto req = script({"sleep", "5000"});
@@ -174,6 +174,7 @@ TEST_CASE("memory provider: sleep past the timeout is timed out") {
   auto r = p.exec("a", req, {}).value();
   CHECK(r.timed_out);
   CHECK(r.signal == 9);
+  CHECK(r.exit_code == 137);  // as the guest agent says it (PROTOCOL.md, JobResult)
   req.timeout_ms = 5000;
   req.argv = {"sleep", "1"};
   CHECK_FALSE(p.exec("a", req, {}).value().timed_out);

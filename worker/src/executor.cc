@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "paddock/schemas/codec.h"
 #include "paddock/schemas/codes.h"
 #include "paddock/schemas/limits.h"
 
@@ -61,8 +62,9 @@ sc::JobError job_error_from(const rt::Error& error, const sc::JobDispatch& dispa
   e.job_id = dispatch.request.job_id;
   e.code = error.code();
   e.variant = std::string(error.name());
-  // Within the wire's limit, or the broker would refuse the ERROR and the job would stay assigned.
-  e.message = error.message().substr(0, sc::limits::kMaxMessage);
+  // Within the wire's limit and valid UTF-8 (a command's stderr may be anything), or the broker
+  // would refuse the ERROR and the job would stay assigned.
+  e.message = sc::utf8_prefix(error.message(), sc::limits::kMaxMessage);
   e.vm_id = error.vm_id();
   e.snapshot_id = error.snapshot_id();
   e.from = error.from();
@@ -73,6 +75,19 @@ sc::JobError job_error_from(const rt::Error& error, const sc::JobDispatch& dispa
   return e;
 }
 
+sc::JobError invalid_request_error(const sc::JobDispatch& dispatch, const std::string& worker_id,
+                                   const std::string& message) {
+  sc::JobError e;
+  e.job_id = dispatch.request.job_id;
+  e.code = sc::code(sc::JobCode::kInvalidRequest);
+  e.variant = std::string(sc::job_code_name(e.code));
+  e.message = sc::utf8_prefix(message, sc::limits::kMaxMessage);
+  e.worker_id = worker_id;
+  e.attempt = dispatch.attempt;
+  e.retryable = false;  // the same request fails the same way anywhere
+  return e;
+}
+
 Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
                     const ExecutionContext& ctx, std::stop_token cancel) {
   const auto t0 = Clock::now();
@@ -80,6 +95,11 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   auto fail = [&](const rt::Error& e) -> Outcome {
     return job_error_from(e, dispatch, ctx.worker_id);
   };
+  // A request the codec refuses is the submitter's mistake, never a host's fault: answered
+  // InvalidRequest (not retryable) before any VM exists, so that a runtime refusal of its egress,
+  // say, is never taken for a Firewall fault and retried (decode_job_dispatch already checks it;
+  // this keeps the rule for any other caller).
+  if (auto bad = sc::validate(req)) return invalid_request_error(dispatch, ctx.worker_id, bad->message());
 
   rt::VmSpec spec{req.image, req.vcpus, req.mem_mib};
   // Warm: a clone from the pool (or restored on demand). Cold: create and boot. Either way the VM
@@ -127,8 +147,9 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
 
   sc::JobResult r;
   r.job_id = req.job_id;
-  r.exit_code = x.exit_code;
   r.signal = x.signal;
+  // One rule for every backend (PROTOCOL.md, JobResult): a job ended by a signal exits 128 + it.
+  r.exit_code = x.signal != 0 ? 128 + x.signal : x.exit_code;
   r.stdout_data = std::move(x.stdout_data);
   r.stderr_data = std::move(x.stderr_data);
   r.stdout_truncated = x.stdout_truncated;
@@ -152,6 +173,8 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   r.warm = clone.has_value();
   r.backend = std::string(provider.backend());
   r.template_vm = clone ? clone->template_vm() : "";
+  // Every backend's result cut the same way to what one RESULT frame carries (limits.h).
+  sc::fit_result(r, req.output_cap);
   return r;
 }
 

@@ -41,6 +41,8 @@ class Worker::Loop {
                                               std::stop_token cancel);
   void on_completion(SlotPool::Completion& c, bool draining);
   void on_broker_message(size_t si, std::span<const std::string_view> parts, Clock::time_point now);
+  // Answers a JOB that does not decode with an ERROR, if its job and attempt can be read.
+  void refuse_job(BrokerSession& s, std::string_view body, const std::string& why);
   bool drain_complete() const;
   sc::WorkerStatus status() const;
   int finish(int code);
@@ -142,8 +144,18 @@ std::pair<sc::Command, std::string> Worker::Loop::run_one(const sc::JobDispatch&
   metrics_.job_started();
   Outcome outcome = execute_job(*provider_, d, ctx, std::move(cancel));
   if (auto* result = std::get_if<sc::JobResult>(&outcome)) {
-    metrics_.job_finished(true, 0, "", Clock::now() - t0);
-    return {sc::Command::kResult, sc::encode(*result)};
+    std::string body = sc::encode(*result);
+    if (body.size() <= sc::limits::kMaxFrameBytes) {
+      metrics_.job_finished(true, 0, "", Clock::now() - t0);
+      return {sc::Command::kResult, std::move(body)};
+    }
+    // execute_job cut the result to kMaxResultData (fit_result), so this is a bug in the limits'
+    // arithmetic; the broker would refuse the frame and the job would never be answered. Say so.
+    outcome = invalid_request_error(
+        d, options_.worker_id,
+        "result: " + std::to_string(body.size()) + " bytes encoded, more than one frame carries (" +
+            std::to_string(sc::limits::kMaxFrameBytes) + "); the outputs were not sent");
+    spdlog::error("job '{}': {}", d.request.job_id, std::get<sc::JobError>(outcome).message);
   }
   const auto& error = std::get<sc::JobError>(outcome);
   metrics_.job_finished(false, error.code, error.variant, Clock::now() - t0);
@@ -166,6 +178,13 @@ void Worker::Loop::on_broker_message(size_t si, std::span<const std::string_view
   s.heard(now);
   auto env = sc::parse_envelope(parts, sc::Direction::kBrokerToWorker);
   if (!env) {
+    // A JOB whose frames are wrong (a body over the frame limit, say) still holds a job and a
+    // credit: answered like a JOB that does not decode, if it names its job.
+    if (parts.size() == 3 && parts[0] == sc::kProtocolTag && parts[1].size() == 1 &&
+        static_cast<sc::Command>(static_cast<uint8_t>(parts[1][0])) == sc::Command::kJob) {
+      refuse_job(s, parts[2], env.error().message());
+      return;
+    }
     spdlog::warn("broker {}: invalid message dropped: {}", s.endpoint(), env.error().message());
     return;
   }
@@ -173,7 +192,7 @@ void Worker::Loop::on_broker_message(size_t si, std::span<const std::string_view
     case sc::Command::kJob: {
       auto d = sc::decode_job_dispatch(env->bodies[0]);
       if (!d) {
-        spdlog::error("broker {}: invalid JOB dropped: {}", s.endpoint(), d.error().message());
+        refuse_job(s, env->bodies[0], d.error().message());
         return;
       }
       s.job_received();
@@ -200,6 +219,31 @@ void Worker::Loop::on_broker_message(size_t si, std::span<const std::string_view
     default:
       break;  // HEARTBEAT: being heard is all it does
   }
+}
+
+void Worker::Loop::refuse_job(BrokerSession& s, std::string_view body, const std::string& why) {
+  const auto ref = sc::peek_dispatch(body);
+  if (!ref) {
+    // Nothing to answer it with: the broker finds the job again when this worker is lost.
+    spdlog::error("broker {}: invalid JOB dropped (its job_id and attempt cannot be read): {}",
+                  s.endpoint(), why);
+    return;
+  }
+  // The broker accepted this job, so it is owed an answer, and the JOB spent a credit: answer it
+  // with an ERROR naming why (not retryable: every worker would refuse it alike), return the
+  // credit.
+  spdlog::error("broker {}: JOB for job '{}' (attempt {}) does not decode; answered InvalidRequest: {}",
+                s.endpoint(), ref->job_id, ref->attempt, why);
+  sc::JobDispatch d;
+  d.attempt = ref->attempt;
+  d.request.job_id = ref->job_id;
+  s.job_received();
+  s.queue(sc::make_message(
+      sc::Command::kError,
+      {sc::encode(invalid_request_error(d, options_.worker_id,
+                                        "the worker could not decode the JOB: " + why))}));
+  s.job_finished(s.drain_sent());
+  s.flush();
 }
 
 bool Worker::Loop::drain_complete() const {

@@ -11,14 +11,15 @@
 #include <string>
 
 #include "agent/protocol.h"
+#include "paddock/schemas/limits.h"
 
 namespace paddock::runtime::agent {
 
 namespace host_limits {
 // stdout, stderr and the data of the files out together. A JobResult carries them to the broker
-// in one ZeroMQ frame of at most 16 MiB (schemas/limits.h, kMaxFrameBytes): 1 MiB is left for
-// the files' paths (64 x 1 KiB at most) and the other fields.
-inline constexpr size_t kMaxResultData = 15u << 20;
+// in one ZeroMQ frame: the contract's figure (schemas/limits.h, "Limits that compose"), which
+// leaves room for the files' paths (64 x 1 KiB at most) and the other fields.
+inline constexpr size_t kMaxResultData = schemas::limits::kMaxResultData;
 inline constexpr int32_t kMaxSignal = 64;  // SIGRTMAX on Linux
 }  // namespace host_limits
 

@@ -51,8 +51,11 @@ void scripted_sleep(long long ms, const ExecRequest& req, std::stop_token cancel
     r.cancelled = true;
     r.signal = 9;
   } else if (want > limit) {
+    // As the guest agent reports a timeout (PROTOCOL.md, JobResult): killed by SIGKILL, so the
+    // exit code is 128 + 9, the same on every backend.
     r.timed_out = true;
     r.signal = 9;
+    r.exit_code = 128 + 9;
   }
   r.cpu_us = 0;
   (void)start;

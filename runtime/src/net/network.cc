@@ -3,11 +3,11 @@
 #include "paddock/runtime/network.h"
 
 #include <algorithm>
-#include <charconv>
 #include <string>
 #include <utility>
 
 #include "net/rules.h"
+#include "paddock/schemas/cidr.h"
 
 namespace paddock::runtime::net {
 namespace {
@@ -17,27 +17,6 @@ uint32_t mask_of(uint8_t prefix) { return prefix == 0 ? 0 : ~uint32_t{0} << (32 
 bool is_name_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
          c == '_' || c == '-';
-}
-
-// "a.b.c.d": exactly four decimal octets 0-255, no sign, no leading zero beyond "0".
-std::optional<uint32_t> parse_dotted_quad(std::string_view text) {
-  uint32_t address = 0;
-  for (int octet = 0; octet < 4; ++octet) {
-    if (octet > 0) {
-      if (text.empty() || text.front() != '.') return std::nullopt;
-      text.remove_prefix(1);
-    }
-    size_t digits = 0;
-    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
-    if (digits == 0 || digits > 3 || (digits > 1 && text[0] == '0')) return std::nullopt;
-    unsigned value = 0;
-    std::from_chars(text.data(), text.data() + digits, value);
-    if (value > 255) return std::nullopt;
-    address = address << 8 | value;
-    text.remove_prefix(digits);
-  }
-  if (!text.empty()) return std::nullopt;
-  return address;
 }
 
 bool is_protocol(std::string_view p) {
@@ -164,35 +143,24 @@ bool Cidr::contains(const Cidr& other) const {
 }
 
 std::optional<Cidr> parse_cidr(std::string_view text, std::string* reason) {
+  // The codec's reading (schemas/cidr.h), so that SUBMIT refuses exactly what this refuses.
+  const schemas::CidrParse parsed = schemas::parse_ipv4_cidr(text);
   auto fail = [&](std::string why) -> std::optional<Cidr> {
     if (reason) *reason = quote_value(text) + why;
     return std::nullopt;
   };
-  const size_t slash = text.find('/');
-  const std::string_view addr_text = text.substr(0, slash);
-  const bool shaped = !addr_text.empty() && std::count(text.begin(), text.end(), '/') <= 1 &&
-                      std::all_of(text.begin(), text.end(), [](char c) {
-                        return (c >= '0' && c <= '9') || c == '.' || c == '/';
-                      });
-  if (!shaped) return fail(" is not <ipv4>/<prefix>");
-  const std::optional<uint32_t> address = parse_dotted_quad(addr_text);
-  if (!address) return fail(" is not an IPv4 address");
-  unsigned prefix = 32;
-  if (slash != std::string_view::npos) {
-    const std::string_view p = text.substr(slash + 1);
-    if (p.empty() || p.find('.') != std::string_view::npos || (p.size() > 1 && p[0] == '0')) {
-      return fail(" is not <ipv4>/<prefix>");
+  switch (parsed.problem) {
+    case schemas::CidrProblem::kNone: return Cidr{parsed.cidr.address, parsed.cidr.prefix};
+    case schemas::CidrProblem::kShape: return fail(" is not <ipv4>/<prefix>");
+    case schemas::CidrProblem::kAddress: return fail(" is not an IPv4 address");
+    case schemas::CidrProblem::kPrefix: return fail(": prefix over 32");
+    case schemas::CidrProblem::kHostBits: {
+      const Cidr masked{parsed.cidr.address, parsed.cidr.prefix};
+      return fail(" has bits set past its /" + std::to_string(masked.prefix) +
+                  " prefix (did you mean " + masked.str() + "?)");
     }
-    if (p.size() > 2) return fail(": prefix over 32");
-    std::from_chars(p.data(), p.data() + p.size(), prefix);
-    if (prefix > 32) return fail(": prefix over 32");
   }
-  const Cidr cidr{*address & mask_of(static_cast<uint8_t>(prefix)), static_cast<uint8_t>(prefix)};
-  if (cidr.address != *address) {
-    return fail(" has bits set past its /" + std::to_string(prefix) + " prefix (did you mean " +
-                cidr.str() + "?)");
-  }
-  return cidr;
+  return fail(" is not <ipv4>/<prefix>");
 }
 
 std::optional<std::string> interface_name_problem(std::string_view name) {

@@ -3,6 +3,13 @@
 // throws; it returns a DecodeError naming the offending field ("argv[3]", "egress[0].cidr").
 // Unknown map keys are ignored so that a newer peer may add optional fields within version 1.
 //
+// Text: msgpack str is UTF-8. Decoders refuse a str field or map key that is not valid UTF-8
+// (naming it: "job_id: not valid UTF-8"); byte fields (stdin, stdout, stderr, file data) are bytes
+// whether sent as bin or str. Encoders write every str field as valid UTF-8, replacing each
+// invalid sequence by U+FFFD (a runtime message cut at its limit mid-character, say), so that
+// whatever an encoder writes decodes; validate() refuses a request whose text is not UTF-8, so a
+// request is never altered that way.
+//
 // Thread-safety: all functions are pure and may be called from any thread.
 #pragma once
 
@@ -78,5 +85,35 @@ std::vector<std::string> images_of(const std::vector<std::string>& capabilities)
 
 // Best effort: the job_id of a request too broken to decode, so its ERROR can name the job.
 std::string peek_job_id(std::string_view bytes);
+
+// Best effort: the job and attempt of a JOB body too broken to decode (a broker of another
+// version, a bug), so that the worker can answer it with an ERROR and return its credit instead of
+// dropping it. Reads the bytes in place up to `attempt` and `request.job_id`, whatever follows
+// (a body over the frame limit too).
+// nullopt unless both are there and the job_id is valid.
+struct DispatchRef {
+  std::string job_id;
+  uint32_t attempt = 1;
+};
+std::optional<DispatchRef> peek_dispatch(std::string_view bytes);
+
+// A body of a command whose body is "any map" (PING, echoed in PONG): within the unpack limits,
+// one map, every map in it with string keys given once, and every str (keys included) valid UTF-8.
+// nullopt when it is such a body, else why not ("body: ...").
+std::optional<DecodeError> check_any_map(std::string_view bytes);
+
+// True when `s` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most
+// U+10FFFF).
+bool valid_utf8(std::string_view s);
+// `s` as valid UTF-8 (invalid sequences replaced by U+FFFD) and at most `max_bytes` long, cut at
+// a character boundary: for text built from outside bytes that must fit a str limit
+// (JobError.message at kMaxMessage).
+std::string utf8_prefix(std::string_view s, size_t max_bytes);
+
+// Cuts a result to what one RESULT frame carries (limits.h, kMaxResultData): stdout, stderr and
+// each file's data at `output_cap` bytes, then all of them together at kMaxResultData (stdout
+// kept first, then stderr, then the files in order); whatever is cut gets its truncated flag. Every
+// backend's result goes through it on the worker, so the rule is the same for all of them.
+void fit_result(JobResult& result, uint32_t output_cap);
 
 }  // namespace paddock::schemas

@@ -48,4 +48,30 @@ inline constexpr size_t kMaxHostName = 255;   // WorkerStatus.host
 inline constexpr size_t kMaxWarmPools = 64;   // WorkerStatus.warm_pools
 inline constexpr uint32_t kMaxSlots = 4096;
 
+// ---- Limits that compose (PROTOCOL.md, "Limits": every hop) --------------------------------------
+// A job crosses: client -> broker (a SUBMIT body: the JobRequest), broker -> worker (a JOB body
+// that wraps it), worker -> agent (an exec frame, runtime/src/agent/protocol.h), agent -> worker
+// (a result frame), worker -> broker -> client (a RESULT body, forwarded as the worker wrote it).
+// Each limit below is derived from those before it, so that whatever the broker accepts fits every
+// later hop and a job is never lost between two of them. tests/unit/limits_test.cc walks the chain.
+
+// A JOB body is {attempt, queued_us, request}: the request's bytes plus at most this much (a map
+// header, three keys, a uint32 and a uint64 at their widest: 41 bytes).
+inline constexpr size_t kMaxDispatchOverhead = 64;
+// The largest SUBMIT body (one encoded JobRequest) the broker accepts: its JOB fits one frame.
+inline constexpr size_t kMaxRequestBytes = kMaxFrameBytes - kMaxDispatchOverhead;
+// The JOB body nests the request one level down: a worker decodes it with one level more, so a
+// request at kMaxDepth inside a JOB decodes as it did at SUBMIT.
+inline constexpr size_t kMaxDispatchDepth = kMaxDepth + 1;
+
+// A RESULT body: everything but the data of stdout, stderr and the files out (job_id, worker_id,
+// template and backend at their limits, timings, usage, 64 files' paths of 1 KiB, keys and
+// headers) takes less than this (measured in limits_test.cc: about 72 KiB) ...
+inline constexpr size_t kMaxResultOverhead = 1u << 20;
+// ... so stdout, stderr and the files' data together are cut to this (the worker does it for
+// every backend, schemas::fit_result; the runtime's agent client does it too), and a RESULT always
+// fits one frame: 8 MiB of stdout and an 8 MiB file out at their caps cannot both be kept whole.
+inline constexpr size_t kMaxResultData = kMaxFrameBytes - kMaxResultOverhead;
+static_assert(kMaxResultData >= kMaxOutputCap, "one stream at its cap always fits whole");
+
 }  // namespace paddock::schemas::limits

@@ -31,6 +31,12 @@ struct ExecutionContext {
 Outcome execute_job(runtime::Provider& provider, const schemas::JobDispatch& dispatch,
                     const ExecutionContext& ctx, std::stop_token cancel);
 
+// The ERROR body, InvalidRequest (100, not retryable), for a job this worker cannot take as sent
+// (a request the codec refuses, a JOB it cannot decode, a result no frame can carry); `message`
+// names the field ("egress[0].cidr: ...") and is cut to the wire's limit.
+schemas::JobError invalid_request_error(const schemas::JobDispatch& dispatch,
+                                        const std::string& worker_id, const std::string& message);
+
 // The ERROR body for a runtime error (name, code, exact message, structured fields).
 schemas::JobError job_error_from(const runtime::Error& error, const schemas::JobDispatch& dispatch,
                                  const std::string& worker_id);
