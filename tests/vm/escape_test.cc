@@ -212,7 +212,8 @@ std::string probe_script(const std::vector<Probe>& probes) {
 
 TEST_CASE(
     "escape suite: a job with egress 0.0.0.0/0 reaches no host address (not even one added "
-    "later), broadcast, multicast, metadata, sibling VM or IPv6 neighbour; an external host it "
+    "later), broadcast, multicast, metadata, sibling VM or IPv6 neighbour, while an external host "
+    "it "
     "may reach answers") {
   if (!testing::vm_tests_can_run()) return;
   const auto t0 = std::chrono::steady_clock::now();
