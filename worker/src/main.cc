@@ -253,7 +253,8 @@ int main(int argc, char** argv) {
   app.add_flag("--egress-allow-link-local", net.policy.allow_link_local,
                "qemu: let jobs reach 169.254.0.0/16 (the metadata address) if their rules say so");
   app.add_flag("--egress-allow-host", net.policy.allow_host,
-               "qemu: let jobs reach the host namespace's own addresses if their rules say so");
+               "qemu: let jobs reach the host itself (any of its addresses, services behind its "
+               "DNAT) if their rules say so");
   app.add_option("--metrics-address", opt.metrics_address,
                  "serve Prometheus metrics at http://HOST:PORT/metrics (':PORT' is loopback, port 0 "
                  "an ephemeral one; no authentication: keep it on loopback or a trusted network)");

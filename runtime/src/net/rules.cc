@@ -134,6 +134,63 @@ std::string vm_ruleset(const RulesetInput& in) {
   return out;
 }
 
+std::optional<std::string> host_rules_problem(const HostRulesInput& in) {
+  if (auto problem = interface_name_problem(in.link)) return "link: " + *problem;
+  if (auto problem = interface_name_problem(in.link_prefix)) return "link prefix: " + *problem;
+  if (in.link.rfind(in.link_prefix, 0) != 0) {
+    return "link " + quote_value(in.link) + " does not start with " + quote_value(in.link_prefix);
+  }
+  const std::optional<Cidr> vm = parse_cidr(in.vm_address);
+  if (!vm || vm->prefix != 32 || in.vm_address.find('/') != std::string::npos) {
+    return "vm address " + quote_value(in.vm_address) + " is not an IPv4 address";
+  }
+  RulesetInput comment_only;
+  comment_only.comment = in.comment;
+  return ruleset_input_problem(comment_only);
+}
+
+std::string host_ruleset(const HostRulesInput& in) {
+  const std::string c = comment_match(in.comment);
+  const std::string from = " -i " + in.link;
+  std::string out = "*nat\n-A POSTROUTING -s " + in.vm_address + "/32" + c + " -j MASQUERADE\n";
+  out += "COMMIT\n*filter\n";
+  // Each -I goes to the top, so the last line inserted is the chain's first rule; they all drop.
+  if (in.deny_host) {
+    out += "-I FORWARD" + from + " -m conntrack --ctstate DNAT" + c + " -j DROP\n";
+  }
+  out += "-I FORWARD" + from + " -m addrtype --dst-type BROADCAST,MULTICAST" + c + " -j DROP\n";
+  out += "-I FORWARD" + from + " -o " + in.link_prefix + "+" + c + " -j DROP\n";
+  if (in.deny_host) out += "-I INPUT" + from + c + " -j DROP\n";
+  out += "-A FORWARD" + from + c + " -j ACCEPT\n";
+  out += "-A FORWARD -o " + in.link + " -m conntrack --ctstate RELATED,ESTABLISHED" + c +
+         " -j ACCEPT\n";
+  out += "COMMIT\n";
+  return out;
+}
+
+std::string host_rules_removal(const std::string& rules) {
+  std::string out;
+  size_t start = 0;
+  while (start < rules.size()) {
+    size_t end = rules.find('\n', start);
+    if (end == std::string::npos) end = rules.size();
+    const std::string_view line(rules.data() + start, end - start);
+    if (line.starts_with("-A ") || line.starts_with("-I ")) {
+      out += "-D ";
+      out += line.substr(3);
+    } else {
+      out += line;
+    }
+    out += '\n';
+    start = end + 1;
+  }
+  return out;
+}
+
+std::string vm_ipv6_ruleset() {
+  return "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT DROP [0:0]\nCOMMIT\n";
+}
+
 std::optional<uint64_t> blocked_packets(std::string_view text) {
   const std::string rule_prefix = std::string("-A ") + kBlockedChain + " ";
   bool in_filter = false;

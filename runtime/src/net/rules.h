@@ -48,6 +48,48 @@ std::optional<std::string> ruleset_input_problem(const RulesetInput& in);
 // REQUIRES: ruleset_input_problem(in) is nullopt.
 std::string vm_ruleset(const RulesetInput& in);
 
+// The rules a VM with egress adds in the host namespace (one `iptables-restore --noflush`; its
+// teardown deletes the same lines, host_rules_removal; the startup sweep finds them by comment).
+struct HostRulesInput {
+  std::string link;         // the veth's host end, "<prefix>h<n>"
+  std::string vm_address;   // the VM end's address, masqueraded behind the host's on the way out
+  std::string link_prefix;  // what every VM's host end starts with, "<prefix>h"
+  bool deny_host = true;    // false only with the operator's allow_host
+  std::string comment;      // "<prefix>:<n>", put on every rule with -m comment
+};
+
+// Why `in` cannot be turned into host rules (a bad link name or prefix, an address that is not a
+// bare IPv4 address, a comment as ruleset_input_problem refuses it); nullopt when it can.
+std::optional<std::string> host_rules_problem(const HostRulesInput& in);
+
+// The host namespace's rules for one VM. The host is denied by interface and direction, not by a
+// list of its addresses, so no address added later, no broadcast and no multicast escapes it:
+//   *nat: POSTROUTING -s <vm>/32 MASQUERADE.
+//   *filter, inserted at the top (-I, so the host's own earlier rules cannot accept first):
+//     INPUT  -i link DROP                      (deny_host) whatever the VM sends to the host
+//     itself:
+//                                              any local address, present or added later, its
+//                                              subnets' broadcasts, multicast it receives;
+//     FORWARD -i link -o <link_prefix>+ DROP   never to another VM's link (sibling VMs);
+//     FORWARD -i link addrtype BROADCAST,MULTICAST DROP   no broadcast or multicast forwarded on
+//                                              (a host with bc_forwarding or a multicast router);
+//     FORWARD -i link ctstate DNAT DROP        (deny_host) nothing the host's own DNAT rules send
+//                                              on (its published container ports, cluster service
+//                                              addresses): those are the host's services too.
+//   *filter, appended: FORWARD -i link ACCEPT, and -o link RELATED,ESTABLISHED ACCEPT (replies).
+// Replies to the VM come back through FORWARD (conntrack undoes the NAT), never through INPUT, so
+// the INPUT drop costs allowed egress nothing. REQUIRES: host_rules_problem(in) is nullopt.
+std::string host_ruleset(const HostRulesInput& in);
+
+// The iptables-restore --noflush input that deletes what `rules` (host_ruleset's text) added:
+// every "-A CHAIN spec" and "-I CHAIN spec" line becomes "-D CHAIN spec".
+std::string host_rules_removal(const std::string& rules);
+
+// The iptables-restore input that closes IPv6 in a VM's namespace: policy DROP on INPUT, FORWARD
+// and OUTPUT of ip6tables' filter table, no rule. (IPv6 is also switched off there by sysctl;
+// this holds if something switches it back on.)
+std::string vm_ipv6_ruleset();
+
 // Packets dropped by the egress firewall: the sum of the "[packets:bytes]" counters of the rules
 // of PADDOCK-BLOCKED in the *filter table of `iptables-save -c` output. nullopt when there is no
 // such rule or its counter does not parse.

@@ -9,12 +9,14 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/process.hpp>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <sstream>
 #include <thread>
@@ -42,73 +44,135 @@ std::string trimmed(std::string s) {
   return s;
 }
 
-// Opens /dev/net/tun as `name` inside namespace `ns`: a thread joins the namespace (setns binds
-// only the calling thread) and creates the TAP there. The TAP lives as long as the fd is open;
-// with an owner it is made persistent and owned by owner's uid and gid, and the fd is closed
-// (the return value is then 0, not an fd).
-int open_tap_in(const std::string& ns, const std::string& name, std::optional<TapOwner> owner,
-                std::string& error) {
-  auto task = std::async(std::launch::async, [&]() -> int {
+// Runs `fn` on a thread that has joined network namespace `ns` (setns binds only the calling
+// thread; what fn opens under /proc/sys/net, and the sockets it makes, are that namespace's), or
+// on the calling thread when `ns` is "" (this process's own namespace). fn returns false and sets
+// `error` when it fails.
+bool in_netns(const std::string& ns, const std::function<bool(std::string&)>& fn,
+              std::string& error) {
+  if (ns.empty()) return fn(error);
+  auto task = std::async(std::launch::async, [&]() -> bool {
     const std::string path = "/run/netns/" + ns;
     const int nsfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (nsfd < 0) {
       error = os::error_message("open " + path);
-      return -1;
+      return false;
     }
     const int joined_ns = ::setns(nsfd, CLONE_NEWNET);
     const int setns_errno = errno;
     ::close(nsfd);
     if (joined_ns != 0) {
       error = os::error_message("setns " + path, setns_errno);
-      return -1;
+      return false;
     }
-    const int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-      error = os::error_message("open /dev/net/tun");
-      return -1;
-    }
-    ifreq ifr{};
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-    std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
-    if (::ioctl(fd, TUNSETIFF, &ifr) != 0) {
-      error = os::error_message("TUNSETIFF " + name + " in " + ns);
-      ::close(fd);
-      return -1;
-    }
-    if (owner) {
-      // Owner and group first: a persistent TAP without them could be attached by anyone.
-      const char* failed = nullptr;
-      if (::ioctl(fd, TUNSETOWNER, static_cast<unsigned long>(owner->uid)) != 0) {
-        failed = "TUNSETOWNER ";
-      } else if (::ioctl(fd, TUNSETGROUP, static_cast<unsigned long>(owner->gid)) != 0) {
-        failed = "TUNSETGROUP ";
-      } else if (::ioctl(fd, TUNSETPERSIST, 1UL) != 0) {
-        failed = "TUNSETPERSIST ";
-      }
-      if (failed != nullptr) {
-        error = os::error_message(failed + name + " in " + ns);
-        ::close(fd);
-        return -1;
-      }
-    }
-    // Forwarding on in the VM's namespace (/proc/sys/net is the opening thread's namespace's),
-    // so the guest's packets reach the FORWARD chain, where they are allowed or counted and
-    // dropped.
-    const int fwd = ::open("/proc/sys/net/ipv4/ip_forward", O_WRONLY | O_CLOEXEC);
-    if (fwd < 0 || ::write(fwd, "1", 1) != 1) {
-      error = os::error_message("enable forwarding in " + ns);
-      if (fwd >= 0) ::close(fwd);
-      ::close(fd);
-      return -1;
-    }
-    ::close(fwd);
-    if (owner) {
-      ::close(fd);  // persistent: the TAP stays, for its owner to open by name
-      return 0;
-    }
-    return fd;
+    return fn(error);
   });
   return task.get();  // the thread ends here, its namespace with it
+}
+
+// Writes `value` to `path` (a /proc/sys file of the calling thread's network namespace).
+bool write_sysctl(const std::string& path, const char* value, std::string& error) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  const size_t n = std::strlen(value);
+  if (fd < 0 || ::write(fd, value, n) != static_cast<ssize_t>(n)) {
+    error = os::error_message("write " + std::string(value) + " to " + path);
+    if (fd >= 0) ::close(fd);
+    return false;
+  }
+  ::close(fd);
+  return true;
+}
+
+// Whether this kernel has IPv6 at all (booted with ipv6.disable=1 it has none, and nothing needs
+// switching off).
+bool kernel_has_ipv6() { return fs::exists("/proc/sys/net/ipv6"); }
+
+// IPv6 off for `conf` ("all", "default" or an interface) in the calling thread's namespace.
+bool disable_ipv6(const std::string& conf, std::string& error) {
+  if (!kernel_has_ipv6()) return true;
+  return write_sysctl("/proc/sys/net/ipv6/conf/" + conf + "/disable_ipv6", "1", error);
+}
+
+// Brings interface `name` of the calling thread's namespace up.
+bool link_up(const std::string& name, std::string& error) {
+  const int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) {
+    error = os::error_message("socket");
+    return false;
+  }
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  bool ok = ::ioctl(sock, SIOCGIFFLAGS, &ifr) == 0;
+  if (ok) {
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+    ok = ::ioctl(sock, SIOCSIFFLAGS, &ifr) == 0;
+  }
+  if (!ok) error = os::error_message("bring " + name + " up");
+  ::close(sock);
+  return ok;
+}
+
+// Opens /dev/net/tun as `name` inside namespace `ns` and prepares the namespace: IPv6 off (for
+// every interface there is, lo, and every one made later: the TAP, the sink pair, eth1), IPv4
+// forwarding on. The TAP lives as long as the fd is open; with an owner it is made persistent and
+// owned by owner's uid and gid, and the fd is closed (the return value is then 0, not an fd).
+int open_tap_in(const std::string& ns, const std::string& name, std::optional<TapOwner> owner,
+                std::string& error) {
+  int result = -1;
+  in_netns(
+      ns,
+      [&](std::string& err) -> bool {
+        // Before the TAP exists: "default" is what every interface made afterwards starts with.
+        if (!disable_ipv6("all", err) || !disable_ipv6("default", err)) {
+          err = "switch IPv6 off in " + ns + ": " + err;
+          return false;
+        }
+        const int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+          err = os::error_message("open /dev/net/tun");
+          return false;
+        }
+        ifreq ifr{};
+        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+        std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+        if (::ioctl(fd, TUNSETIFF, &ifr) != 0) {
+          err = os::error_message("TUNSETIFF " + name + " in " + ns);
+          ::close(fd);
+          return false;
+        }
+        if (owner) {
+          // Owner and group first: a persistent TAP without them could be attached by anyone.
+          const char* failed = nullptr;
+          if (::ioctl(fd, TUNSETOWNER, static_cast<unsigned long>(owner->uid)) != 0) {
+            failed = "TUNSETOWNER ";
+          } else if (::ioctl(fd, TUNSETGROUP, static_cast<unsigned long>(owner->gid)) != 0) {
+            failed = "TUNSETGROUP ";
+          } else if (::ioctl(fd, TUNSETPERSIST, 1UL) != 0) {
+            failed = "TUNSETPERSIST ";
+          }
+          if (failed != nullptr) {
+            err = os::error_message(failed + name + " in " + ns);
+            ::close(fd);
+            return false;
+          }
+        }
+        // Forwarding on in the VM's namespace, so the guest's packets reach the FORWARD chain,
+        // where they are allowed or counted and dropped.
+        if (!write_sysctl("/proc/sys/net/ipv4/ip_forward", "1", err)) {
+          err = "enable forwarding in " + ns + ": " + err;
+          ::close(fd);
+          return false;
+        }
+        if (owner) {
+          ::close(fd);  // persistent: the TAP stays, for its owner to open by name
+          result = 0;
+        } else {
+          result = fd;
+        }
+        return true;
+      },
+      error);
+  return result;
 }
 
 }  // namespace
@@ -129,6 +193,9 @@ Result<std::unique_ptr<NetworkManager>> NetworkManager::open(NetworkSettings set
           "` (apt-get install iproute2 iptables; tools/install-deps.sh does)");
     }
   }
+  // IPv6 is switched off in every VM's namespace by sysctl; where ip6tables-restore exists, its
+  // default-drop policy holds too (if something switched IPv6 back on).
+  m->ip6tables_ = kernel_has_ipv6() && !bp::search_path("ip6tables-restore").empty();
   if (!m->settings_.host_netns.empty() && !fs::exists("/run/netns/" + m->settings_.host_netns)) {
     return Error::network_config("host namespace '" + m->settings_.host_netns +
                                  "' does not exist (no /run/netns/" + m->settings_.host_netns +
@@ -308,29 +375,20 @@ Status NetworkManager::prepare_host() {
   if (fwd.status != 0) {
     return Error::network_setup("sysctl net.ipv4.ip_forward=1 in the host namespace: " + fwd.err);
   }
-  auto addrs = run(host_ip({"-j", "-4", "addr", "show"}));
-  if (addrs.status != 0) return Error::network_setup("ip addr show (host): " + addrs.err);
-  auto j = nlohmann::json::parse(addrs.out, nullptr, false);
-  if (j.is_array()) {
-    for (const auto& link : j) {
-      for (const auto& a : link.value("addr_info", nlohmann::json::array())) {
-        if (auto c = parse_cidr(a.value("local", std::string()))) host_addresses_.push_back(*c);
-      }
-    }
-  }
   host_ready_ = true;
   return {};
 }
 
 std::vector<Cidr> NetworkManager::always_denied() {
+  // No list of the host's addresses here: the host is denied by interface in the host namespace
+  // (host_ruleset), which no address added later can escape. What is left are destinations on
+  // other machines.
   std::vector<Cidr> out;
   const auto& p = settings_.policy;
   if (!p.allow_link_local) out.push_back(*parse_cidr("169.254.0.0/16"));
-  if (!p.allow_host) {
-    std::lock_guard lock(host_mu_);
-    out.insert(out.end(), host_addresses_.begin(), host_addresses_.end());
-  }
-  out.push_back(pool_cidr_);  // every VM's veth address: VMs never reach each other
+  // Every VM's veth address: VMs never reach each other (the host drops it too; here it is
+  // counted in egress_blocked).
+  out.push_back(pool_cidr_);
   for (const auto& d : p.deny) {
     if (auto c = parse_cidr(d)) out.push_back(*c);
   }
@@ -374,6 +432,13 @@ Result<std::unique_ptr<VmNetwork>> NetworkManager::create(const std::string& vm_
     return Error::firewall(joined(restore) + " failed (exit " + std::to_string(r.status) +
                            "): " + r.err);
   }
+  if (ip6tables_) {
+    const auto restore6 = in_ns(v->netns_, {"ip6tables-restore", "-w"});
+    if (auto r = run(restore6, vm_ipv6_ruleset()); r.status != 0) {
+      return Error::firewall(joined(restore6) + " failed (exit " + std::to_string(r.status) +
+                             "): " + r.err);
+    }
+  }
   return v;
 }
 
@@ -416,14 +481,21 @@ Status VmNetwork::allow_egress(const std::vector<EgressRule>& rules) {
   };
   const std::string host_addr = ip_str(lease_->host) + "/30";
   const std::string vm_addr = ip_str(lease_->vm) + "/30";
-  // The veth pair: host end in the host namespace, the VM end (eth1) in the VM's.
+  // The veth pair: host end in the host namespace, the VM end (eth1) in the VM's (where IPv6 is
+  // off for every new interface). The host end gets IPv6 switched off before it goes up, so it
+  // never has an IPv6 address, not even a link-local one.
   {
     std::string batch = "link add " + host_link_ + " type veth peer name eth1 netns " + netns_ +
-                        "\naddr add " + host_addr + " dev " + host_link_ + "\nlink set " +
-                        host_link_ + " up\n";
+                        "\naddr add " + host_addr + " dev " + host_link_ + "\n";
     const auto argv = manager_.host_ip({"-batch", "-"});
     veth_made_ = true;
     if (auto r = manager_.run(argv, batch); r.status != 0) return fail(argv, r);
+    std::string error;
+    const bool up = in_netns(
+        manager_.settings().host_netns,
+        [&](std::string& err) { return disable_ipv6(host_link_, err) && link_up(host_link_, err); },
+        error);
+    if (!up) return Error::network_setup("host end " + host_link_ + ": " + error);
   }
   {
     const std::string batch = "addr add " + vm_addr + " dev eth1\nlink set eth1 up\nroute " +
@@ -431,13 +503,17 @@ Status VmNetwork::allow_egress(const std::vector<EgressRule>& rules) {
     const std::vector<std::string> argv = {"ip", "-n", netns_, "-batch", "-"};
     if (auto r = manager_.run(argv, batch); r.status != 0) return fail(argv, r);
   }
-  // Host side: forward this VM's traffic and masquerade it behind the host's address.
+  // Host side: forward this VM's traffic to other machines and masquerade it behind the host's
+  // address; drop what it sends to the host itself and to other VMs (host_ruleset).
   const std::string comment = manager_.settings().prefix + ":" + std::to_string(n_);
-  host_rules_ = "*nat\n-A POSTROUTING -s " + ip_str(lease_->vm) + "/32 -m comment --comment " +
-                comment + " -j MASQUERADE\nCOMMIT\n*filter\n-A FORWARD -i " + host_link_ +
-                " -m comment --comment " + comment + " -j ACCEPT\n-A FORWARD -o " + host_link_ +
-                " -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment " + comment +
-                " -j ACCEPT\nCOMMIT\n";
+  HostRulesInput host;
+  host.link = host_link_;
+  host.vm_address = ip_str(lease_->vm);
+  host.link_prefix = manager_.settings().prefix + "h";
+  host.deny_host = !manager_.settings().policy.allow_host;
+  host.comment = comment;
+  if (auto problem = host_rules_problem(host)) return Error::firewall("host rules: " + *problem);
+  host_rules_ = host_ruleset(host);
   {
     const auto argv = manager_.in_host({"iptables-restore", "--noflush", "-w"});
     if (auto r = manager_.run(argv, host_rules_); r.status != 0) {
@@ -486,13 +562,8 @@ Status VmNetwork::teardown() {
   torn_down_ = true;
   std::string errors;
   if (!host_rules_.empty()) {
-    std::string removal;
-    std::istringstream lines(host_rules_);
-    std::string line;
-    while (std::getline(lines, line)) {
-      removal += (line.rfind("-A ", 0) == 0 ? "-D " + line.substr(3) : line) + "\n";
-    }
-    auto r = manager_.run(manager_.in_host({"iptables-restore", "--noflush", "-w"}), removal);
+    auto r = manager_.run(manager_.in_host({"iptables-restore", "--noflush", "-w"}),
+                          host_rules_removal(host_rules_));
     if (r.status != 0) errors += "host rules: " + r.err + "; ";
     host_rules_.clear();
   }

@@ -46,8 +46,10 @@ class VmNetwork {
   const std::string& netns() const { return netns_; }
 
   // Opens egress for the job's rules (validated, then narrowed by the operator's policy): a veth
-  // pair to the host namespace with a /30 from the pool, a default route, NAT on both sides, and
-  // the firewall replaced atomically. Empty rules: nothing changes (no route out). Once per VM.
+  // pair to the host namespace with a /30 from the pool (the host end without IPv6), a default
+  // route, NAT on both sides, the host rules (host_ruleset: the host itself and other VMs
+  // dropped by interface), and the VM's firewall replaced atomically. Empty rules: nothing
+  // changes (no route out). Once per VM.
   Status allow_egress(const std::vector<EgressRule>& rules);
   Result<NetworkUsage> usage();
   // Removes everything the VM's network holds: host NAT and forward rules, the veth pair, the
@@ -78,7 +80,9 @@ class NetworkManager {
   // and `iptables-restore` exist (Unsupported otherwise) and sweeps what a crash left.
   static Result<std::unique_ptr<NetworkManager>> open(NetworkSettings settings);
 
-  // A namespace with tap0 (172.30.0.1/30, up), lo up, forwarding on and the default-deny firewall.
+  // A namespace with tap0 (172.30.0.1/30, up), lo up, IPv4 forwarding on, IPv6 off (sysctl
+  // disable_ipv6 for all and default, set before any interface but lo exists; and ip6tables'
+  // policy DROP where ip6tables-restore exists) and the default-deny firewall.
   // Without an owner the TAP is held open by the VmNetwork (tap_fd, for QEMU); with one it is
   // made persistent, owned by owner.uid and owner.gid (TUNSETOWNER, TUNSETGROUP: only they may
   // attach to it, without CAP_NET_ADMIN), and closed here, for a VMM that opens it by name in
@@ -110,9 +114,11 @@ class NetworkManager {
  private:
   friend class VmNetwork;
   NetworkManager(NetworkSettings settings, Cidr pool);
-  // Forwarding on in the host namespace and its addresses read (once, at the first egress).
+  // Forwarding on in the host namespace (once, at the first egress).
   Status prepare_host();
-  // The CIDRs a VM may never reach (link-local, host addresses, the pool, the operator's denies).
+  // The CIDRs the VM's namespace drops before any allowed rule: link-local (unless the operator
+  // allows it), the pool (other VMs), the operator's denies. The host itself is not a list: the
+  // host rules drop it by interface (host_ruleset).
   std::vector<Cidr> always_denied();
 
   NetworkSettings settings_;
@@ -122,7 +128,7 @@ class NetworkManager {
   std::atomic<uint64_t> commands_{0};
   std::mutex host_mu_;
   bool host_ready_ = false;
-  std::vector<Cidr> host_addresses_;
+  bool ip6tables_ = false;  // the kernel has IPv6 and ip6tables-restore exists
 };
 
 }  // namespace paddock::runtime::net
