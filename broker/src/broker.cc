@@ -382,8 +382,8 @@ void Broker::Loop::recover() {
                          now_unix_ms());
       continue;
     }
+    // No route: its submitter reconnects and FETCHes (or submits it again).
     Job& job = jobs_.push(QueuedRequest::of(*request, p.request), std::string(), now_);
-    job.routes.clear();  // its submitter reconnects and FETCHes (or submits it again)
     job.recovered = true;
     job.journal_row = p.row;
     if (p.cancel_requested) {
@@ -478,7 +478,7 @@ void Broker::Loop::answer(const Job& job, sc::Command command, const std::string
     journal_->finished(job.request.job_id, static_cast<uint8_t>(command), body, now_unix_ms(),
                        job.journal_row);
   }
-  for (const auto& route : job.routes) to_client(route, sc::make_message(command, {body}));
+  for (const auto& route : job.routes.all()) to_client(route, sc::make_message(command, {body}));
 }
 
 void Broker::Loop::answer_error(const Job& job, sc::JobCode code, const std::string& message,

@@ -30,6 +30,33 @@ struct AttemptRecord {
   std::string detail;  // "Variant (code)" for "error" and "retry"
 };
 
+// Who hears a job's final answer (PROTOCOL.md, "Client session"): the connection that submitted
+// it most recently — a SUBMIT of the same job_id from another connection takes the place of the
+// one before — and every connection that FETCHed or CANCELled it (at most kMaxWatchers; past that
+// the oldest watcher goes). A connection that plays several parts hears the answer once.
+class Routes {
+ public:
+  static constexpr size_t kMaxWatchers = 8;
+
+  // `route` SUBMITted the job (again): it replaces the submitter. "" is ignored.
+  void submitted(const std::string& route);
+  // `route` FETCHed or CANCELled the job: it hears the answer too.
+  void watch(const std::string& route);
+  // Routes gathered after these (e.g. while the job waited elsewhere): `later`'s submitter, if it
+  // has one, replaces this one; its watchers are added.
+  void merge(const Routes& later);
+  // `route` no longer waits (neither as submitter nor as watcher).
+  void forget(const std::string& route);
+  bool empty() const { return submitter_.empty() && watchers_.empty(); }
+  const std::string& submitter() const { return submitter_; }
+  // Every route that gets the answer, each once, the submitter first.
+  std::vector<std::string> all() const;
+
+ private:
+  std::string submitter_;
+  std::vector<std::string> watchers_;
+};
+
 // A job's request as the broker keeps it: the fields that route and order it, and the request as
 // its submitter encoded it, which decode_job_request accepted on submit. JOB messages carry those
 // bytes as they are (encode_job_dispatch): the broker neither keeps a decoded copy nor encodes
@@ -50,9 +77,8 @@ struct Job {
   enum class State { kQueued, kRunning, kWaiting };
 
   QueuedRequest request;
-  // Routing ids of the client connections that get the final answer: the submitter, plus any
-  // connection that re-submitted, cancelled or fetched it meanwhile (at most kMaxRoutes).
-  std::vector<std::string> routes;
+  // The client connections that get the final answer (routing ids).
+  Routes routes;
   uint32_t attempt = 1;
   State state = State::kQueued;
   std::string worker;  // routing id of the worker running it
@@ -64,9 +90,7 @@ struct Job {
   // With the dashboard on: its dispatches, oldest first; past kMaxAttemptRecords the oldest go.
   std::vector<AttemptRecord> attempts;
 
-  static constexpr size_t kMaxRoutes = 8;
   static constexpr size_t kMaxAttemptRecords = 16;
-  void add_route(const std::string& route);
 };
 
 class JobQueue {
@@ -88,7 +112,8 @@ class JobQueue {
 
   Job* find(const std::string& job_id);
   const Job* find(const std::string& job_id) const;
-  // REQUIRES: no job with this id is held.
+  // REQUIRES: no job with this id is held. `route`: its submitter ("" for none: a job recovered
+  // or claimed, whose submitter is not connected here).
   Job& push(QueuedRequest request, std::string route, Clock::time_point now);
   // The image of the best queued job (priority, then age) among images not in `skip`; nullptr
   // if none. O(images with queued jobs). Valid until the queue changes.

@@ -1,0 +1,194 @@
+// The broker's side of "exactly one answer, always" (issue 20): who hears a job submitted twice,
+// and the order of a SUBMIT's replies. Workers that must misbehave on
+// cue are FakeWorkers (fake_worker.h) speaking the worker protocol over a DEALER of their own;
+// every wait is for a condition, with a generous deadline.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <functional>
+
+#include "fake_worker.h"
+#include "harness.h"
+#include "ledger.h"
+#include "paddock/client/zmq_frames.h"
+#include "paddock/schemas/codec.h"
+#include "paddock/schemas/frames.h"
+
+using namespace paddock;
+using namespace paddock::testing;
+
+namespace fs = std::filesystem;
+namespace sc = paddock::schemas;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Kind = client::Event::Kind;
+
+// Reads `c`'s events into `seen` until done() or `timeout`; returns done().
+bool read_until(client::Client& c, std::vector<client::Event>& seen,
+                const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s) {
+  const auto deadline = Clock::now() + timeout;
+  while (!done()) {
+    const auto now = Clock::now();
+    if (now >= deadline) return false;
+    if (auto ev = c.next(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now))) {
+      seen.push_back(std::move(*ev));
+    }
+  }
+  return true;
+}
+
+bool has(const std::vector<client::Event>& seen, Kind kind) {
+  return std::any_of(seen.begin(), seen.end(), [&](const auto& e) { return e.kind == kind; });
+}
+
+std::vector<client::Event> finals(const std::vector<client::Event>& seen) {
+  std::vector<client::Event> out;
+  for (const auto& e : seen) {
+    if (e.kind == Kind::kResult || e.kind == Kind::kError) out.push_back(e);
+  }
+  return out;
+}
+
+// Everything the broker sent `c` before it answered a PING sent now (one connection's answers
+// arrive in the order the broker sent them), into `seen`.
+void read_to_pong(client::Client& c, std::vector<client::Event>& seen) {
+  const size_t pongs = std::count_if(seen.begin(), seen.end(),
+                                     [](const auto& e) { return e.kind == Kind::kPong; });
+  c.ping();
+  REQUIRE(read_until(c, seen, [&] {
+    return static_cast<size_t>(std::count_if(seen.begin(), seen.end(), [](const auto& e) {
+             return e.kind == Kind::kPong;
+           })) > pongs;
+  }));
+}
+
+// A bare DEALER on the client endpoint, to send bodies the client library would refuse.
+struct RawClient {
+  zmq::context_t context{1};
+  zmq::socket_t socket{context, zmq::socket_type::dealer};
+  explicit RawClient(const std::string& endpoint) {
+    wire::apply_common_options(socket);
+    socket.connect(endpoint);
+  }
+  void send(sc::Command command, const std::vector<std::string>& bodies) {
+    auto parts = sc::make_message(command, bodies);
+    for (size_t i = 0; i < parts.size(); ++i) {
+      socket.send(zmq::buffer(parts[i]),
+                  i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+  }
+  // The next `n` messages as (command, body); fewer if 10 s pass.
+  std::vector<std::pair<sc::Command, std::string>> receive(size_t n) {
+    std::vector<std::pair<sc::Command, std::string>> out;
+    const auto deadline = Clock::now() + 10s;
+    std::vector<zmq::message_t> frames;
+    while (out.size() < n && Clock::now() < deadline) {
+      zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(100));
+      while (out.size() < n && wire::recv_message(socket, frames)) {
+        auto parts = wire::views(frames);
+        auto env = sc::parse_envelope(parts, sc::Direction::kBrokerToClient);
+        REQUIRE_MESSAGE(env, env.error().message());
+        out.emplace_back(env->command,
+                         env->bodies.empty() ? std::string() : std::string(env->bodies[0]));
+      }
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("contract: a job submitted again from a second connection while it runs is answered on that connection only") {
+  // Issue 20, item 4. Both the journal's outbox and the direct path.
+  for (const bool with_journal : {false, true}) {
+    CAPTURE(with_journal);
+    TempDir dir;
+    // The fake worker heartbeats only while the test pumps it: a long liveness.
+    std::vector<std::string> args = {"--liveness", "100"};
+    if (with_journal) args.insert(args.end(), {"--journal", dir.path() + "/journal.db"});
+    auto broker = start_broker(dir, args);
+    FakeWorker w(broker.worker_endpoint, "fake", 1);
+    client::Client first(broker.client_endpoint), second(broker.client_endpoint);
+    std::vector<client::Event> a, b;
+    first.submit(job("dup", {"true"}));
+    REQUIRE(read_until(first, a, [&] { return has(a, Kind::kAccepted); }));
+    REQUIRE(w.pump_until([&] { return w.jobs.size() == 1; }, 10s));  // it runs now
+    second.submit(job("dup", {"true"}));
+    REQUIRE(read_until(second, b, [&] { return has(b, Kind::kAccepted); }));
+    w.result("dup", w.jobs[0].attempt, "ran once");
+    REQUIRE(read_until(second, b, [&] { return !finals(b).empty(); }));
+    read_to_pong(second, b);
+    read_to_pong(first, a);  // anything sent to `first` with second's answer came before this
+    CHECK(finals(a).empty());
+    REQUIRE(finals(b).size() == 1);
+    CHECK(finals(b)[0].result.stdout_data == "ran once");
+    CHECK(w.jobs.size() == 1);  // not run a second time
+  }
+}
+
+TEST_CASE("contract: a SUBMIT's replies come in body order and an ERROR names the body it answers") {
+  // Issue 20, item 5. No worker: accepted jobs stay queued, so --max-queue 3 REJECTS the fourth.
+  TempDir dir;
+  auto broker = start_broker(dir, {"--max-queue", "3"});
+  RawClient raw(broker.client_endpoint);
+  const std::string a = sc::encode(job("a", {"true"}));
+  // {"argv": ["x"]}: no job_id to name it by.
+  const std::string no_id("\x81\xa4" "argv" "\x91\xa1" "x");
+  const std::string c = sc::encode(job("c", {"true"}));
+  // {"job_id": "b-bad", "argv": 5}: its job_id can be read.
+  const std::string bad_argv("\x82\xa6" "job_id" "\xa5" "b-bad" "\xa4" "argv" "\x05");
+  const std::string d = sc::encode(job("d", {"true"}));
+  const std::string e = sc::encode(job("e", {"true"}));
+  raw.send(sc::Command::kSubmit, {a, no_id, c, bad_argv, d, e});
+  auto replies = raw.receive(6);
+  REQUIRE(replies.size() == 6);
+  auto accepted = [&](size_t i) {
+    CAPTURE(i);
+    REQUIRE(replies[i].first == sc::Command::kAccepted);
+    auto acc = sc::decode_accepted(replies[i].second);
+    REQUIRE(acc);
+    return acc->job_ids;
+  };
+  auto error = [&](size_t i, sc::Command command) {
+    CAPTURE(i);
+    REQUIRE(replies[i].first == command);
+    auto err = sc::decode_job_error(replies[i].second);
+    REQUIRE(err);
+    return err.value();
+  };
+  CHECK(accepted(0) == std::vector<std::string>{"a"});
+  const auto e1 = error(1, sc::Command::kError);
+  CHECK(e1.code == 100);
+  CHECK(e1.job_id.empty());
+  CHECK(e1.index == 1u);
+  CHECK(e1.message.find("job_id") != std::string::npos);
+  CHECK(accepted(2) == std::vector<std::string>{"c"});
+  const auto e3 = error(3, sc::Command::kError);
+  CHECK(e3.job_id == "b-bad");
+  CHECK(e3.index == 3u);
+  CHECK(accepted(4) == std::vector<std::string>{"d"});
+  const auto e5 = error(5, sc::Command::kRejected);
+  CHECK(e5.job_id == "e");
+  CHECK(e5.code == 103);
+  CHECK_FALSE(e5.index.has_value());
+
+  // Consecutive accepted bodies share one ACCEPTED, in body order (a, c, d are held already).
+  raw.send(sc::Command::kSubmit, {d, a, c});
+  auto again = raw.receive(1);
+  REQUIRE(again.size() == 1);
+  REQUIRE(again[0].first == sc::Command::kAccepted);
+  CHECK(sc::decode_accepted(again[0].second)->job_ids == std::vector<std::string>{"d", "a", "c"});
+
+  // FETCH's bodies are named the same way.
+  raw.send(sc::Command::kFetch, {sc::encode(sc::JobRef{"a"}), no_id});
+  auto fetched = raw.receive(1);
+  REQUIRE(fetched.size() == 1);
+  REQUIRE(fetched[0].first == sc::Command::kError);
+  CHECK(sc::decode_job_error(fetched[0].second)->index == 1u);
+}
