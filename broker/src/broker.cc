@@ -318,6 +318,7 @@ void Broker::Loop::dispatch() {
     }
     --w->credits;
     w->jobs.insert(job->request.job_id);
+    job->dispatched_at = now_;
     if (dashboard_) dashboard_->dispatched(*job, w->worker_id, now_ms);
     metrics_.dispatch_latency.observe(now_ - job->accepted_at);
     if (journal_) journal_->dispatched(job->request.job_id, job->attempt, job->journal_row);
@@ -343,6 +344,7 @@ void Broker::Loop::tick() {
   const auto cutoff = now_ - std::chrono::milliseconds(uint64_t{options_.heartbeat_ms} *
                                                        options_.liveness);
   for (const auto& id : registry_.silent_since(cutoff)) worker_gone(id, "missed its heartbeats");
+  take_back_overdue();
   for (const auto& id : registry_.routing_ids()) {
     to_worker(id, sc::make_message(sc::Command::kHeartbeat));
   }
@@ -355,6 +357,57 @@ void Broker::Loop::tick() {
     if (now_ms > options_.result_ttl_ms) journal_->expire(now_ms - options_.result_ttl_ms);
   }
   if (shared_) shared_tick();
+}
+
+void Broker::Loop::take_back_overdue() {
+  // O(jobs on workers) once per heartbeat. A worker says nothing of a job between JOB and its
+  // outcome (protocol version 1), so the bound counts from the dispatch.
+  std::vector<std::pair<std::string, std::string>> overdue;  // (worker route, job id)
+  const auto margin = std::chrono::milliseconds(options_.overdue_margin_ms);
+  registry_.for_each([&](const WorkerState& w) {
+    for (const auto& id : w.jobs) {
+      const Job* job = jobs_.find(id);
+      if (job == nullptr || job->state != Job::State::kRunning) continue;
+      if (now_ - job->dispatched_at > std::chrono::milliseconds(job->request.timeout_ms) + margin) {
+        overdue.emplace_back(w.routing_id, id);
+      }
+    }
+  });
+  for (const auto& [route, id] : overdue) {
+    WorkerState* w = registry_.find(route);
+    Job* job = jobs_.find(id);
+    if (w == nullptr || job == nullptr) continue;
+    w->jobs.erase(id);  // worker_gone (below, from to_worker) leaves it to this function
+    const std::string name = w->worker_id;
+    ++stats_.overdue;
+    spdlog::warn("worker '{}' held job '{}' (attempt {}) past its timeout ({} ms) plus {} ms "
+                 "without an answer: taken back{}",
+                 name, id, job->attempt, job->request.timeout_ms,
+                 options_.overdue_margin_ms,
+                 job->attempt >= options_.max_attempts && !job->cancel_requested
+                     ? "; attempts exhausted"
+                     : "");
+    // The worker stops it if it still runs it; a late outcome of it is stale (dropped).
+    to_worker(route, sc::make_message(sc::Command::kCancel, {sc::encode(sc::JobRef{id})}));
+    // (`w` may be gone now: to_worker forgets a worker it finds unreachable.)
+    if (job->cancel_requested) {
+      answer_error(*job, sc::JobCode::kCancelled,
+                   "cancelled; its worker held it past its timeout without an answer", false);
+      jobs_.remove(id);
+    } else if (job->attempt >= options_.max_attempts) {
+      answer_error(*job, sc::JobCode::kWorkerLost,
+                   "worker '" + name + "' held it past its timeout plus " +
+                       std::to_string(options_.overdue_margin_ms) + " ms without an answer, on "
+                       "attempt " + std::to_string(job->attempt) + " of " +
+                       std::to_string(options_.max_attempts),
+                   true);
+      jobs_.remove(id);
+    } else {
+      if (dashboard_) dashboard_->attempt_ended(*job, "overdue");
+      ++job->attempt;
+      jobs_.requeue(*job);
+    }
+  }
 }
 
 void Broker::Loop::release_retries() {
@@ -395,8 +448,10 @@ void Broker::Loop::recover() {
       jobs_.remove(p.job_id);
       continue;
     }
-    // A job that was on a worker when the broker stopped starts its next attempt.
+    // A job that was on a worker when the broker stopped starts its next attempt; that worker's
+    // outcome of the attempt before is still taken (worker_side.cc, on_outcome).
     job.attempt = p.attempt + (p.dispatched ? 1 : 0);
+    job.recovered_attempt = p.dispatched ? p.attempt : 0;
     if (job.attempt > options_.max_attempts) {
       answer_error(job, sc::JobCode::kWorkerLost,
                    "the broker restarted during attempt " + std::to_string(p.attempt) + " of " +

@@ -66,6 +66,7 @@ struct QueuedRequest {
   std::string image = "default";
   int32_t priority = 0;
   uint64_t deadline_ms = 0;
+  uint32_t timeout_ms = 30'000;  // the held-job watchdog's bound (with its margin)
   std::string encoded;
 
   // REQUIRES: `request` is what decode_job_request(encoded) gave.
@@ -84,6 +85,11 @@ struct Job {
   std::string worker;  // routing id of the worker running it
   bool cancel_requested = false;
   bool recovered = false;  // re-queued from the journal: a worker from before may still report it
+  // Of a recovered job: the attempt that was on a worker when its broker stopped (0: none), whose
+  // outcome, from whichever worker, is taken as the job's answer.
+  uint32_t recovered_attempt = 0;
+  // When its current dispatch was sent (running jobs): the watchdog's start.
+  Clock::time_point dispatched_at;
   int64_t journal_row = 0;  // its row in the journal (Journal::accepted), 0 without one
   uint64_t seq = 0;
   Clock::time_point accepted_at;

@@ -85,6 +85,8 @@ class Broker::Loop {
   // Answers every queued job of `image` ERROR UnknownImage, naming the images there are.
   void fail_unknown_image(std::string image);
   void tick();
+  // The held-job watchdog (Options::overdue_margin_ms): jobs on live workers past their bound.
+  void take_back_overdue();
   // Sends a job's final answer (RESULT or ERROR, already encoded) to every waiting route; the
   // decoded answer (one of `result`, `error`) is for the dashboard.
   void answer(const Job& job, schemas::Command command, const std::string& body,

@@ -316,6 +316,7 @@ void Broker::Loop::claim_for_credits() {
       job.attempt = c.attempt;
       // A worker of this broker's earlier generation may still report it.
       job.recovered = c.attempt > 1;
+      job.recovered_attempt = c.attempt - 1;
       if (c.cancelled) {
         answer_error(job, sc::JobCode::kCancelled,
                      "cancelled while running; the broker that held it was lost", false);

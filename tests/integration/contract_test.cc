@@ -1,5 +1,6 @@
 // The broker's side of "exactly one answer, always" (issue 20): who hears a job submitted twice,
-// and the order of a SUBMIT's replies. Workers that must misbehave on
+// the order of a SUBMIT's replies, stale outcomes of an attempt no longer current, and the
+// held-job watchdog. Workers that must misbehave on
 // cue are FakeWorkers (fake_worker.h) speaking the worker protocol over a DEALER of their own;
 // every wait is for a condition, with a generous deadline.
 #include <doctest/doctest.h>
@@ -9,6 +10,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <functional>
+
+#include <httplib.h>
 
 #include "fake_worker.h"
 #include "harness.h"
@@ -65,6 +68,20 @@ void read_to_pong(client::Client& c, std::vector<client::Event>& seen) {
              return e.kind == Kind::kPong;
            })) > pongs;
   }));
+}
+
+// GET /metrics until `metric`'s line (no labels) says `value`; false after 10 s.
+bool metric_reaches(const std::string& address, const std::string& metric, int value) {
+  const auto colon = address.rfind(':');
+  httplib::Client http(address.substr(0, colon), std::stoi(address.substr(colon + 1)));
+  const std::string line = "\n" + metric + " " + std::to_string(value) + "\n";
+  const auto deadline = Clock::now() + 10s;
+  while (Clock::now() < deadline) {
+    auto res = http.Get("/metrics");
+    if (res && res->status == 200 && res->body.find(line) != std::string::npos) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
 }
 
 // A bare DEALER on the client endpoint, to send bodies the client library would refuse.
@@ -191,4 +208,90 @@ TEST_CASE("contract: a SUBMIT's replies come in body order and an ERROR names th
   REQUIRE(fetched.size() == 1);
   REQUIRE(fetched[0].first == sc::Command::kError);
   CHECK(sc::decode_job_error(fetched[0].second)->index == 1u);
+}
+
+TEST_CASE("contract: a late outcome of an attempt that is no longer current is dropped and counted, and the current attempt answers") {
+  // Issue 20, item 6: a worker stalled past its heartbeats (SIGSTOP) is declared dead and its job
+  // goes out again; it comes back on a new connection, is sent the job's attempt 2, and then
+  // reports the attempt 1 it finished while stalled.
+  TempDir dir;
+  auto broker = start_broker(dir, {"--heartbeat-ms", "100", "--liveness", "3",
+                                   "--metrics-address", "127.0.0.1:0"});
+  FakeWorker w(broker.worker_endpoint, "stalled", 1);
+  client::Client c(broker.client_endpoint);
+  std::vector<client::Event> seen;
+  c.submit(job("stale", {"true"}));
+  REQUIRE(w.pump_until([&] { return w.jobs.size() == 1; }, 10s));
+  CHECK(w.jobs[0].attempt == 1);
+  // Silent (no heartbeats) until the broker gives up on it.
+  wait_for_log(broker, "missed its heartbeats", 10s);
+  w.reconnect(1);
+  REQUIRE(w.pump_until([&] { return w.jobs.size() == 2; }, 10s));
+  REQUIRE(w.jobs[1].attempt == 2);
+  // The same worker, the same job, now assigned to this very connection: only the attempt differs.
+  w.result("stale", 1, "attempt 1");
+  w.result("stale", 2, "attempt 2");
+  REQUIRE(read_until(c, seen, [&] { return !finals(seen).empty(); }));
+  read_to_pong(c, seen);
+  const auto answers = finals(seen);
+  REQUIRE(answers.size() == 1);
+  CHECK(answers[0].kind == Kind::kResult);
+  CHECK(answers[0].result.stdout_data == "attempt 2");
+  CHECK(answers[0].result.attempt == 2);
+  CHECK(metric_reaches(broker.metrics_address, "paddock_broker_outcomes_stale_total", 1));
+  wait_for_log(broker, "stale RESULT for job 'stale' attempt 1 dropped", 10s);
+}
+
+TEST_CASE("contract: a job a live worker holds past its timeout and margin without an answer is taken back, sent out again and counted") {
+  // The held-job watchdog: the worker accepts the JOB, then says nothing of it while it keeps
+  // heartbeating.
+  TempDir dir;
+  // A margin long enough that attempt 2 is answered before it could be overdue too.
+  auto broker = start_broker(dir, {"--heartbeat-ms", "100", "--liveness", "50",
+                                   "--overdue-margin-ms", "1000",
+                                   "--metrics-address", "127.0.0.1:0"});
+  FakeWorker w(broker.worker_endpoint, "silent", 1);
+  client::Client c(broker.client_endpoint);
+  auto held = job("held", {"true"});
+  held.timeout_ms = 100;
+  c.submit(held);
+  REQUIRE(w.pump_until([&] { return w.jobs.size() == 1; }, 10s));
+  // Taken back: the worker is told to stop it...
+  REQUIRE(w.pump_until([&] { return w.cancels.size() == 1; }, 20s));
+  CHECK(w.cancels[0] == "held");
+  CHECK(metric_reaches(broker.metrics_address, "paddock_broker_jobs_overdue_total", 1));
+  // ...and it goes out again, attempt 2, to the next free slot (this worker's, once it frees it).
+  w.credit(1);
+  REQUIRE(w.pump_until([&] { return w.jobs.size() == 2; }, 10s));
+  CHECK(w.jobs[1].attempt == 2);
+  w.result("held", 1, "attempt 1, too late");
+  w.result("held", 2, "attempt 2");
+  std::vector<client::Event> seen;
+  REQUIRE(read_until(c, seen, [&] { return !finals(seen).empty(); }));
+  read_to_pong(c, seen);
+  const auto answers = finals(seen);
+  REQUIRE(answers.size() == 1);
+  CHECK(answers[0].result.stdout_data == "attempt 2");
+
+  // At the last attempt the job is answered WorkerLost instead.
+  TempDir dir2;
+  auto last = start_broker(dir2, {"--heartbeat-ms", "100", "--overdue-margin-ms", "200",
+                                  "--max-attempts", "1"});
+  FakeWorker w2(last.worker_endpoint, "silent", 1);
+  client::Client c2(last.client_endpoint);
+  c2.submit(held);
+  std::vector<client::Event> seen2;
+  REQUIRE(w2.pump_until([&] { return w2.jobs.size() == 1; }, 10s));
+  REQUIRE(w2.pump_until(
+      [&] {
+        if (auto ev = c2.next(0ms)) seen2.push_back(*ev);
+        return !finals(seen2).empty();
+      },
+      20s));
+  const auto lost = finals(seen2);
+  REQUIRE(lost.size() == 1);
+  REQUIRE(lost[0].kind == Kind::kError);
+  CHECK(lost[0].error.code == 102);
+  CHECK(lost[0].error.retryable);
+  CHECK(lost[0].error.message.find("past its timeout") != std::string::npos);
 }
