@@ -260,14 +260,29 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
       if (dashboard_pending_ && now_ >= next_dashboard_) publish_dashboard();
     }
   }
+  std::string fate;
+  if (shared_) {
+    fate = std::to_string(jobs_.size()) + " jobs held (" + std::to_string(jobs_.queued()) +
+           " queued) are given back to the shared queue";
+  } else if (journal_ && stats_.journal_failed) {
+    // The journal holds what its last commit stored, not what this loop held after it: the jobs
+    // accepted in the failed turn are not in it (their submitters were not told ACCEPTED), and
+    // the jobs answered in it are still there unanswered (their answers were not sent).
+    fate = std::to_string(jobs_.size()) + " jobs held (" + std::to_string(jobs_.queued()) +
+           " queued); the journal keeps " + std::to_string(unanswered_at_commit_) +
+           " unanswered for the next start, as of its last commit (this turn's writes failed)";
+  } else if (journal_) {
+    fate = std::to_string(jobs_.size()) + " jobs held (" + std::to_string(jobs_.queued()) +
+           " queued) are kept in the journal for the next start";
+  } else {
+    fate = std::to_string(jobs_.size()) + " jobs held (" + std::to_string(jobs_.queued()) +
+           " queued) are dropped (no journal)";
+  }
   spdlog::info(
-      "broker stopping: {} jobs held ({} queued) are {}; accepted {}, results {}, errors {}, "
-      "rejected {}, invalid {}, requeued {}, undeliverable {}",
-      jobs_.size(), jobs_.queued(),
-      shared_    ? "given back to the shared queue"
-      : journal_ ? "kept in the journal for the next start"
-                 : "dropped (no journal)", stats_.accepted, stats_.results, stats_.errors,
-      stats_.rejected, stats_.invalid, stats_.requeued, stats_.undeliverable);
+      "broker stopping: {}; accepted {}, results {}, errors {}, rejected {}, invalid {}, "
+      "requeued {}, undeliverable {}, stale outcomes {}, overdue {}",
+      fate, stats_.accepted, stats_.results, stats_.errors, stats_.rejected, stats_.invalid,
+      stats_.requeued, stats_.undeliverable, stats_.stale_outcomes, stats_.overdue);
   for (const auto& id : registry_.routing_ids()) {
     to_worker(id, sc::make_message(sc::Command::kDisconnect));
   }
@@ -464,6 +479,7 @@ void Broker::Loop::recover() {
   }
   std::string error;
   if (!journal_->commit(error)) throw std::runtime_error(error);
+  unanswered_at_commit_ = jobs_.size();
   spdlog::info("journal {}: {} job(s) re-queued, {} held in all", options_.journal_path,
                stats_.recovered, journal_->size());
 }
@@ -485,6 +501,9 @@ bool Broker::Loop::commit_and_send() {
     return false;
   }
   turn_submits_.clear();
+  // Every job held is stored unanswered now, and no other job is (answered jobs leave jobs_ in
+  // the turn their answer is written).
+  unanswered_at_commit_ = jobs_.size();
   auto out = std::move(outbox_);
   outbox_.clear();
   for (auto& [route, parts] : out) send_to_client(route, std::move(parts));

@@ -170,6 +170,8 @@ class Broker::Loop {
   // The job store: the embedded journal (embedded_) or the shared queue (shared_); nullptr: none.
   std::unique_ptr<Store> journal_;
   Journal* embedded_ = nullptr;
+  // Jobs stored without an answer as of the journal's last commit (what a restart re-queues).
+  size_t unanswered_at_commit_ = 0;
   std::mt19937_64 rng_{std::random_device{}()};
   std::vector<std::pair<std::string, std::vector<std::string>>> outbox_;
   BrokerMetrics metrics_;

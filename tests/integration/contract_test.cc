@@ -1,6 +1,6 @@
 // The broker's side of "exactly one answer, always" (issue 20): who hears a job submitted twice,
-// the order of a SUBMIT's replies, stale outcomes of an attempt no longer current, and the
-// held-job watchdog. Workers that must misbehave on
+// the order of a SUBMIT's replies, stale outcomes of an attempt no longer current, the held-job
+// watchdog, and the shutdown line after a failed journal commit. Workers that must misbehave on
 // cue are FakeWorkers (fake_worker.h) speaking the worker protocol over a DEALER of their own;
 // every wait is for a condition, with a generous deadline.
 #include <doctest/doctest.h>
@@ -294,4 +294,52 @@ TEST_CASE("contract: a job a live worker holds past its timeout and margin witho
   CHECK(lost[0].error.code == 102);
   CHECK(lost[0].error.retryable);
   CHECK(lost[0].error.message.find("past its timeout") != std::string::npos);
+}
+
+TEST_CASE("contract: after a failed journal commit the broker's last line counts the jobs the journal really kept") {
+  // Issue 20, item 11. Writes past RLIMIT_FSIZE fail (EFBIG) in a process that ignores SIGXFSZ
+  // (inherited from here while it starts): the journal's next growth fails its commit.
+  TempDir dir;
+  const std::string journal = dir.path() + "/journal.db";
+  struct sigaction ignore {}, before {};
+  ignore.sa_handler = SIG_IGN;
+  REQUIRE(::sigaction(SIGXFSZ, &ignore, &before) == 0);
+  auto broker = start_broker(dir, {"--journal", journal});
+  REQUIRE(::sigaction(SIGXFSZ, &before, nullptr) == 0);
+  client::Client c(broker.client_endpoint);
+  std::vector<schemas::JobRequest> stored, lost;
+  for (int i = 0; i < 200; ++i) stored.push_back(job("kept-" + std::to_string(i), {"true"}));
+  c.submit(stored);
+  std::set<std::string> accepted;
+  std::vector<client::Event> seen;
+  REQUIRE(read_until(c, seen, [&] {
+    for (const auto& e : seen) accepted.insert(e.accepted_ids.begin(), e.accepted_ids.end());
+    return accepted.size() == 200;
+  }));
+  // No file of the journal may grow now; the next 200 jobs (64 KiB of stdin each, far more than
+  // the files hold) cannot be stored.
+  uintmax_t size = 0;
+  for (const auto* suffix : {"", "-wal", "-shm"}) {
+    std::error_code ec;
+    const auto s = fs::file_size(journal + suffix, ec);
+    if (!ec) size = std::max(size, s);
+  }
+  const struct rlimit limit{size, size};
+  REQUIRE(::prlimit(broker.process->pid(), RLIMIT_FSIZE, &limit, nullptr) == 0);
+  for (int i = 0; i < 200; ++i) {
+    auto j = job("lost-" + std::to_string(i), {"true"});
+    j.stdin_data = std::string(64 * 1024, 'x');
+    lost.push_back(std::move(j));
+  }
+  c.submit(lost);
+  const auto code = broker.process->wait_for(30s);
+  REQUIRE(code.has_value());
+  CHECK(*code == 1);  // fail-stop
+  const std::string log = slurp(broker.process->log() + ".err");
+  CAPTURE(log);
+  CHECK(log.find("400 jobs held") != std::string::npos);
+  CHECK(log.find("the journal keeps 200 unanswered") != std::string::npos);
+  // And it is what the journal holds: a broker started on it re-queues those 200.
+  auto again = start_broker(dir, {"--journal", journal});
+  wait_for_log(again, "200 job(s) re-queued", 10s);
 }
