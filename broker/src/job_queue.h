@@ -25,7 +25,8 @@ struct AttemptRecord {
   uint32_t attempt = 0;
   std::string worker_id;
   uint64_t dispatched_unix_ms = 0;
-  // "running", "result", "error", "retry" (a retryable ERROR; sent out again), "worker lost".
+  // "running", "result", "error", "retry" (a retryable ERROR; sent out again), "worker lost",
+  // "overdue" (taken back by the held-job watchdog).
   std::string outcome = "running";
   std::string detail;  // "Variant (code)" for "error" and "retry"
 };
