@@ -16,7 +16,6 @@ namespace sc = paddock::schemas;
 namespace {
 
 // Answers held for one slow client before further ones are dropped (and logged).
-constexpr size_t kMaxPendingPerClient = 100'000;
 // Messages read from one socket per loop turn, so neither side starves the other.
 constexpr int kBurst = 1000;
 // Frames (about one per job) read from submitters per loop turn: a turn's store writes, and so
@@ -84,7 +83,7 @@ Broker::Loop::Loop(Options options)
     curve_public_key = curve::public_of(key);
     zap_ = std::make_unique<ZapHandler>(context, options_.client_allow, options_.worker_allow);
   }
-  clients = make_router(context, options_.client_endpoint, options_.send_hwm, key,
+  clients = make_router(context, options_.client_endpoint, options_.client_send_hwm, key,
                         kClientZapDomain, client_endpoint);
   workers = make_router(context, options_.worker_endpoint, options_.send_hwm, key,
                         kWorkerZapDomain, worker_endpoint);
@@ -480,8 +479,13 @@ void Broker::Loop::recover() {
   std::string error;
   if (!journal_->commit(error)) throw std::runtime_error(error);
   unanswered_at_commit_ = jobs_.size();
-  spdlog::info("journal {}: {} job(s) re-queued, {} held in all", options_.journal_path,
-               stats_.recovered, journal_->size());
+  stats_.quarantined = embedded_->quarantined();
+  spdlog::info("journal {}: {} job(s) re-queued, {} held in all{}", options_.journal_path,
+               stats_.recovered, journal_->size(),
+               stats_.quarantined == 0
+                   ? ""
+                   : ", " + std::to_string(stats_.quarantined) +
+                         " damaged one(s) quarantined and answered JournalDamaged (107)");
 }
 
 bool Broker::Loop::commit_and_send() {
@@ -577,6 +581,16 @@ void Broker::Loop::to_client(const std::string& route, std::vector<std::string> 
   send_to_client(route, std::move(parts));
 }
 
+namespace {
+
+size_t bytes_of(const std::vector<std::string>& parts) {
+  size_t n = 0;
+  for (const auto& p : parts) n += p.size();
+  return n;
+}
+
+}  // namespace
+
 void Broker::Loop::send_to_client(const std::string& route, std::vector<std::string> parts) {
   auto it = pending_.find(route);
   if (it == pending_.end()) {
@@ -587,30 +601,48 @@ void Broker::Loop::send_to_client(const std::string& route, std::vector<std::str
       if (protocol_log_.allow()) spdlog::info("client gone; an answer for it is dropped");
       return;
     }
-    it = pending_.emplace(route, std::deque<std::vector<std::string>>{}).first;
+    it = pending_.emplace(route, PendingAnswers{}).first;
   }
-  if (it->second.size() >= kMaxPendingPerClient) {
+  const size_t size = bytes_of(parts);
+  if (it->second.bytes + size > options_.max_undelivered_bytes_per_client ||
+      pending_bytes_ + size > options_.max_undelivered_bytes) {
     ++stats_.undeliverable;
-    if (protocol_log_.allow()) spdlog::warn("client not reading; an answer for it is dropped");
+    if (protocol_log_.allow()) {
+      spdlog::warn("client not reading: {} bytes of answers wait for it ({} for all clients); an "
+                   "answer of {} bytes is dropped{}",
+                   it->second.bytes, pending_bytes_, size,
+                   journal_ ? " (it stays in the journal for FETCH)" : "");
+    }
+    if (it->second.queue.empty()) pending_.erase(it);
     return;
   }
-  it->second.push_back(std::move(parts));
+  it->second.queue.push_back(std::move(parts));
+  it->second.bytes += size;
+  pending_bytes_ += size;
   ++pending_total_;
 }
 
 void Broker::Loop::flush_pending() {
   for (auto it = pending_.begin(); it != pending_.end();) {
-    auto& queue = it->second;
-    while (!queue.empty()) {
-      auto status = wire::send_message(clients, queue.front(), it->first);
+    auto& p = it->second;
+    while (!p.queue.empty()) {
+      auto status = wire::send_message(clients, p.queue.front(), it->first);
       if (status == wire::SendStatus::kWouldBlock) break;
-      if (status == wire::SendStatus::kUnreachable) stats_.undeliverable += queue.size();
-      const size_t n = status == wire::SendStatus::kUnreachable ? queue.size() : 1;
-      pending_total_ -= n;
-      if (n == 1) queue.pop_front();
-      else queue.clear();
+      if (status == wire::SendStatus::kUnreachable) {
+        stats_.undeliverable += p.queue.size();
+        pending_total_ -= p.queue.size();
+        pending_bytes_ -= p.bytes;
+        p.queue.clear();
+        p.bytes = 0;
+        break;
+      }
+      const size_t size = bytes_of(p.queue.front());
+      p.bytes -= size;
+      pending_bytes_ -= size;
+      --pending_total_;
+      p.queue.pop_front();
     }
-    it = queue.empty() ? pending_.erase(it) : std::next(it);
+    it = p.queue.empty() ? pending_.erase(it) : std::next(it);
   }
 }
 
@@ -623,6 +655,7 @@ void Broker::Loop::to_worker(const std::string& route, std::vector<std::string> 
 }
 
 void Broker::Loop::publish_metrics() {
+  if (embedded_) stats_.quarantined = embedded_->quarantined();
   const auto totals = registry_.totals();
   LoopGauges g;
   g.queued_by_priority = &jobs_.queued_by_priority();

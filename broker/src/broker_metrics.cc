@@ -59,6 +59,9 @@ BrokerMetrics::BrokerMetrics(bool journal)
          "taken back (re-queued, or WorkerLost at the last attempt).");
   mirror(&Stats::recovered, "paddock_broker_jobs_recovered_total",
          "Jobs re-queued from the journal at start.");
+  mirror(&Stats::quarantined, "paddock_broker_journal_quarantined_total",
+         "Journal rows whose request or answer failed its checksum: quarantined, answered "
+         "JournalDamaged (107).");
   mirror(&Stats::undeliverable, "paddock_broker_answers_undeliverable_total",
          "Answers dropped: the client was gone or not reading.");
   queue_depth_.with({"0"});  // the default priority shows from the start

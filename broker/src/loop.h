@@ -164,9 +164,15 @@ class Broker::Loop {
   LogLimiter protocol_log_{20};  // protocol violations logged per second at most
   Clock::time_point now_;
   Clock::time_point next_tick_;
-  // Answers to clients whose pipe was full, retried every loop turn (bounded per client).
-  std::unordered_map<std::string, std::deque<std::vector<std::string>>> pending_;
-  size_t pending_total_ = 0;
+  // Answers to clients whose pipe was full, retried every loop turn; bounded in bytes per client
+  // and in all (Options::max_undelivered_bytes*).
+  struct PendingAnswers {
+    std::deque<std::vector<std::string>> queue;
+    size_t bytes = 0;
+  };
+  std::unordered_map<std::string, PendingAnswers> pending_;
+  size_t pending_total_ = 0;  // messages in pending_
+  size_t pending_bytes_ = 0;  // their bytes
   // The job store: the embedded journal (embedded_) or the shared queue (shared_); nullptr: none.
   std::unique_ptr<Store> journal_;
   Journal* embedded_ = nullptr;

@@ -134,6 +134,22 @@ int main(int argc, char** argv) {
                  "finished jobs the dashboard keeps (a ring)")
       ->check(CLI::Range(size_t{1}, size_t{100'000}))
       ->capture_default_str();
+  size_t undelivered_client_mib = opt.max_undelivered_bytes_per_client >> 20;
+  size_t undelivered_mib = opt.max_undelivered_bytes >> 20;
+  app.add_option("--max-undelivered-mib-per-client", undelivered_client_mib,
+                 "answers a client has not read, held for it at most (MiB); past it they are "
+                 "dropped (with a journal they stay stored for FETCH)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("--max-undelivered-mib", undelivered_mib,
+                 "answers clients have not read, held for all of them together at most (MiB)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("--client-send-hwm", opt.client_send_hwm,
+                 "answers in ZeroMQ's pipe to one client at most (messages), before the broker "
+                 "holds them itself within the bounds above")
+      ->check(CLI::Range(1, 1'000'000))
+      ->capture_default_str();
   app.add_option("--ready-file", ready_file,
                  "once bound, write {\"client\",\"worker\",\"pid\"} (and \"metrics\", the metrics "
                  "server's HOST:PORT, if any) as JSON to this file");
@@ -156,6 +172,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   opt.result_ttl_ms = result_ttl_s * 1000;
+  opt.max_undelivered_bytes_per_client = undelivered_client_mib << 20;
+  opt.max_undelivered_bytes = undelivered_mib << 20;
   if (no_journal || !opt.store_url.empty()) {
     opt.journal_path.clear();
   } else if (opt.journal_path.empty()) {

@@ -51,6 +51,7 @@ std::string_view job_code_name(uint32_t code) {
     case JobCode::kDeadlineExceeded: return "DeadlineExceeded";
     case JobCode::kUnknownJob: return "UnknownJob";
     case JobCode::kUnknownImage: return "UnknownImage";
+    case JobCode::kJournalDamaged: return "JournalDamaged";
   }
   return "Unknown";
 }

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dashboard_probe.h"
 #include "harness.h"
 
 using namespace paddock;
@@ -22,42 +23,15 @@ using nlohmann::json;
 
 namespace {
 
-struct Reply {
-  int status = 0;  // 0: no answer
-  std::string body;
-  std::string header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? "" : it->second;
-  }
-  httplib::Headers headers;
-};
+using Reply = HttpReply;
 
-// GET http://127.0.0.1:PORT/path, PORT taken from the broker's bound HOST:PORT.
 Reply get(const std::string& address, const std::string& path, httplib::Headers headers = {}) {
-  const std::string port = address.substr(address.rfind(':') + 1);
-  httplib::Client client("127.0.0.1", std::stoi(port));
-  client.set_connection_timeout(2s);
-  client.set_read_timeout(5s);
-  auto res = client.Get(path, headers);
-  if (!res) return {};
-  return {res->status, res->body, res->headers};
+  return http_get(address, path, std::move(headers));
 }
 
-// GETs `path` until `ok` holds of its JSON (the broker publishes a snapshot every 250 ms or so)
-// or 10 s pass; returns the last JSON read.
 json get_until(const std::string& address, const std::string& path,
                const std::function<bool(const json&)>& ok) {
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  json last;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto r = get(address, path);
-    if (r.status == 200) {
-      last = json::parse(r.body);
-      if (ok(last)) return last;
-    }
-    std::this_thread::sleep_for(50ms);
-  }
-  return last;
+  return http_get_until(address, path, ok);
 }
 
 std::vector<std::string> run_batch(const std::string& client_endpoint, int ok, int failing,

@@ -2,8 +2,10 @@
 // TCP, the in-memory test double as the backend. A broker SIGKILLed and restarted on the same
 // --journal loses nothing it accepted; a submitter that reconnects gets every answer with FETCH;
 // a finished job submitted again is answered from the store, never run twice; a journal that is
-// not a database, corrupt or truncated never makes the broker crash.
+// not a database, corrupt or truncated never makes the broker crash; a row damaged on disk is
+// answered JournalDamaged, never run altered; a -wal removed underneath stops the broker.
 #include <doctest/doctest.h>
+#include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -15,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dashboard_probe.h"
 #include "harness.h"
 #include "ledger.h"
 
@@ -249,14 +252,17 @@ TEST_CASE(
 TEST_CASE("durability: a worker SIGKILLed mid-job, the job finishes on another worker") {
   TempDir dir;
   auto broker = start_broker(
-      dir, {"--journal", dir.path() + "/journal.db", "--heartbeat-ms", "100", "--liveness", "3"});
+      dir, {"--journal", dir.path() + "/journal.db", "--heartbeat-ms", "100", "--liveness", "3",
+            "--metrics-address", "127.0.0.1:0"});
   auto victim = start_worker(dir, broker.worker_endpoint, "victim", 2, {"--heartbeat-ms", "100"});
   wait_for_log(broker, "worker 'victim' ready", 10s);
   client::Client c(broker.client_endpoint);
   const std::vector<schemas::JobRequest> jobs = {job("mid-0", {"sleep", "1000"}),
                                                  job("mid-1", {"sleep", "1000"})};
   c.submit(jobs);
-  std::this_thread::sleep_for(300ms);  // both running on the victim
+  // Both running on the victim (it has 2 slots; each job takes a second).
+  REQUIRE(wait_until_running(broker.metrics_address, "mid-0"));
+  REQUIRE(wait_until_running(broker.metrics_address, "mid-1"));
   victim->signal(SIGKILL);
   REQUIRE(victim->wait_for(5s).has_value());
   auto survivor =
@@ -676,7 +682,8 @@ TEST_CASE("durability: a CANCEL of a running job holds across a restart that com
   TempDir dir;
   // A long liveness: the stopped worker must not be declared lost before the broker dies.
   const std::vector<std::string> broker_args = {"--journal", dir.path() + "/journal.db",
-                                                "--heartbeat-ms", "100", "--liveness", "50"};
+                                                "--heartbeat-ms", "100", "--liveness", "50",
+                                                "--metrics-address", "127.0.0.1:0"};
   auto broker = start_broker(dir, broker_args);
   const std::string client_ep = broker.client_endpoint, worker_ep = broker.worker_endpoint;
   auto w1 = start_worker(dir, worker_ep, "w1", 1, {"--warm", "off", "--heartbeat-ms", "100"});
@@ -687,7 +694,7 @@ TEST_CASE("durability: a CANCEL of a running job holds across a restart that com
     c.submit(job("cx-long", {"sleep", "30000"}));
     pump(c, book, Clock::now() + 5s, [&] { return book.accepted.count("cx-long") == 1; });
     REQUIRE(book.accepted.count("cx-long") == 1);
-    std::this_thread::sleep_for(300ms);  // dispatched and running on w1
+    REQUIRE(wait_until_running(broker.metrics_address, "cx-long"));  // dispatched to w1
     // The worker cannot answer the CANCEL: the broker has stored the request, and dies.
     w1->signal(SIGSTOP);
     c.cancel("cx-long");
@@ -766,4 +773,188 @@ TEST_CASE(
   REQUIRE(both.start_with(dir, {"--no-journal", "--state-dir", state}, "both", "") ==
           RawBroker::Outcome::kExited);
   CHECK(contains(both.stderr_text() + slurp(dir.path() + "/raw-both.out"), "excludes"));
+}
+
+namespace {
+
+// Waits (polling) until `b` has exited; false if it still runs at `deadline`.
+bool wait_exit(RawBroker& b, Clock::time_point deadline) {
+  std::error_code ec;
+  while (b.child->running(ec)) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+// Submits `jobs` and waits until all are ACCEPTED (stored).
+void submit_accepted(const std::string& endpoint, const std::vector<schemas::JobRequest>& jobs) {
+  client::Client c(endpoint);
+  c.submit(jobs);
+  Ledger seen;
+  pump(c, seen, Clock::now() + 10s, [&] { return seen.accepted.size() == jobs.size(); });
+  REQUIRE(seen.accepted.size() == jobs.size());
+}
+
+// GET http://ADDRESS/metrics, "" if it did not answer 200.
+std::string scrape_metrics(const std::string& address) {
+  httplib::Client client("http://" + address);
+  client.set_connection_timeout(2s);
+  client.set_read_timeout(5s);
+  auto res = client.Get("/metrics");
+  return res && res->status == 200 ? res->body : "";
+}
+
+}  // namespace
+
+TEST_CASE("durability: a byte flipped on disk inside a stored request quarantines that job, answered JournalDamaged and never run altered, and the intact jobs run") {
+  TempDir dir;
+  const std::string path = dir.path() + "/journal.db";
+  std::vector<schemas::JobRequest> jobs;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) {
+    jobs.push_back(job("dmg-" + std::to_string(i), {"echo", "value-1000-" + std::to_string(i)}));
+    ids.push_back(jobs.back().job_id);
+  }
+  {
+    // Accepted with no worker connected, then a clean stop: the requests are in the main file.
+    auto broker = start_broker(dir, {"--journal", path});
+    submit_accepted(broker.client_endpoint, jobs);
+    broker.process->signal(SIGTERM);
+    REQUIRE(broker.process->wait_for(10s).has_value());
+  }
+  REQUIRE_FALSE(fs::exists(path + "-wal"));
+  {
+    // "value-1000-3" becomes "value-100Z-3" where it is stored: SQLite's checks cannot see it.
+    std::string db = slurp(path);
+    const size_t at = db.find("value-1000-3");
+    REQUIRE(at != std::string::npos);
+    REQUIRE(db.find("value-1000-3", at + 1) == std::string::npos);
+    db[at + 9] = 'Z';
+    write_file(path, db);
+  }
+  auto broker = start_broker(dir, {"--journal", path, "--heartbeat-ms", "100",
+                                   "--metrics-address", "127.0.0.1:0"});
+  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 2, {"--heartbeat-ms", "100"});
+  client::Client c(broker.client_endpoint);
+  Ledger book;
+  pump(c, book, Clock::now() + 20s, [&] { return book.answered() == ids.size(); }, &ids, 500ms);
+  REQUIRE(book.answered() == ids.size());
+  for (const auto& id : ids) {
+    const auto& ev = book.first.at(id);
+    CAPTURE(describe(ev));
+    if (id == "dmg-3") {
+      REQUIRE(ev.kind == client::Event::Kind::kError);
+      CHECK(ev.error.code == 107);
+      CHECK(ev.error.variant == "JournalDamaged");
+      CHECK_FALSE(ev.error.retryable);
+      CHECK(contains(ev.error.message, "checksum"));
+      CHECK(contains(ev.error.message, "not run"));
+      continue;
+    }
+    REQUIRE(ev.kind == client::Event::Kind::kResult);
+    CHECK(ev.result.stdout_data == "value-1000-" + id.substr(4) + "\n");
+  }
+  // Submitted again (on a socket of its own: the first may still get answers to its repeated
+  // FETCHes): ACCEPTED, then the same answer; still not run.
+  client::Client resubmit(broker.client_endpoint);
+  Ledger again;
+  resubmit.submit(jobs[3]);
+  pump(resubmit, again, Clock::now() + 10s, [&] { return again.first.count("dmg-3") == 1; });
+  REQUIRE(again.first.count("dmg-3") == 1);
+  CHECK(again.accepted.count("dmg-3") == 1);
+  CHECK(again.first.at("dmg-3").error.code == 107);
+  // Logged with its job id, and counted.
+  wait_for_log(broker, "job 'dmg-3' (row", 5s);
+  std::string metrics;
+  const auto deadline = Clock::now() + 10s;
+  while (!contains(metrics, "paddock_broker_journal_quarantined_total 1") &&
+         Clock::now() < deadline) {
+    metrics = scrape_metrics(broker.metrics_address);
+    if (!contains(metrics, "paddock_broker_journal_quarantined_total 1")) {
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  CAPTURE(metrics);
+  CHECK(contains(metrics, "paddock_broker_journal_quarantined_total 1"));
+}
+
+TEST_CASE("durability: the journal's -wal removed under a running broker stops it loudly, and the jobs it accepted are kept") {
+  TempDir dir;
+  const std::string path = dir.path() + "/journal.db";
+  RawBroker b;
+  REQUIRE(b.start_with(dir, {"--journal", path, "--heartbeat-ms", "100"}, "wal", "") ==
+          RawBroker::Outcome::kReady);
+  std::vector<schemas::JobRequest> jobs;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) {
+    jobs.push_back(job("wal-" + std::to_string(i), {"echo", "kept-" + std::to_string(i)}));
+    ids.push_back(jobs.back().job_id);
+  }
+  submit_accepted(b.client_endpoint, jobs);  // no worker: all held, in the -wal
+  REQUIRE(fs::exists(path + "-wal"));
+  fs::remove(path + "-wal");
+  // Noticed without any further message: the broker exits, non-zero, saying what happened.
+  REQUIRE(wait_exit(b, Clock::now() + 20s));
+  const std::string err = b.stderr_text();
+  CAPTURE(err);
+  check_no_crash("wal removed", b.status(), err);
+  REQUIRE(WIFEXITED(b.status()));
+  CHECK(WEXITSTATUS(b.status()) != 0);
+  CHECK(contains(err, path + "-wal was removed or renamed while the broker ran"));
+  CHECK(contains(err, "stopping"));
+  CHECK(contains(err, "checkpointed"));
+  // The next broker on that journal has every accepted job.
+  auto broker = start_broker(dir, {"--journal", path, "--heartbeat-ms", "100"});
+  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 4, {"--heartbeat-ms", "100"});
+  client::Client c(broker.client_endpoint);
+  Ledger book;
+  pump(c, book, Clock::now() + 20s, [&] { return book.answered() == ids.size(); }, &ids, 500ms);
+  const auto missing = book.missing(ids);
+  CHECK_MESSAGE(missing.empty(), missing.size() << " job(s) lost, first: "
+                                                << (missing.empty() ? "" : missing.front()));
+  for (const auto& [id, ev] : book.first) {
+    CAPTURE(describe(ev));
+    REQUIRE(ev.kind == client::Event::Kind::kResult);
+    CHECK(ev.result.stdout_data == "kept-" + id.substr(4) + "\n");
+  }
+}
+
+TEST_CASE("durability: a journal whose job_id index is damaged where quick_check does not look is refused at every start, never served") {
+  TempDir dir;
+  const std::string path = dir.path() + "/journal.db";
+  {
+    auto broker = start_broker(dir, {"--journal", path});
+    std::vector<schemas::JobRequest> jobs;
+    for (int i = 0; i < 1000; ++i) jobs.push_back(job("idx-" + std::to_string(i), {"true"}));
+    submit_accepted(broker.client_endpoint, jobs);
+    broker.process->signal(SIGTERM);
+    REQUIRE(broker.process->wait_for(10s).has_value());
+  }
+  // One job_id in a leaf page of the job_id index (page type 0x0A), in the second half of the
+  // file, changed: the rows are intact, the index no longer finds one of them.
+  std::string db = slurp(path);
+  const size_t page = (static_cast<uint8_t>(db[16]) << 8) | static_cast<uint8_t>(db[17]);
+  REQUIRE(page >= 512);
+  bool changed = false;
+  for (size_t p = db.size() / page / 2; p < db.size() / page && !changed; ++p) {
+    const size_t at = p * page;
+    if (static_cast<uint8_t>(db[at]) != 0x0A) continue;
+    const size_t key = db.find("idx-", at);
+    if (key == std::string::npos || key >= at + page) continue;
+    db[key + 1] = 'X';
+    changed = true;
+  }
+  REQUIRE(changed);
+  write_file(path, db);
+  // Twice: a restart (systemd's, say) is refused the same way, not served and then crashed.
+  for (const char* tag : {"idx-1", "idx-2"}) {
+    RawBroker b;
+    const auto outcome = b.start(dir, path, tag);
+    CAPTURE(b.stderr_text());
+    REQUIRE(outcome == RawBroker::Outcome::kExited);
+    check_refusal(tag, path, b);
+    CHECK(contains(b.stderr_text(), "aside"));
+    CHECK(contains(b.stderr_text(), ".dump"));
+  }
 }

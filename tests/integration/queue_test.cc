@@ -5,6 +5,7 @@
 
 #include <thread>
 
+#include "dashboard_probe.h"
 #include "harness.h"
 #include "paddock/client/zmq_frames.h"
 #include "paddock/schemas/frames.h"
@@ -94,16 +95,22 @@ TEST_CASE("--warm off: every job cold-boots and names no template") {
 
 TEST_CASE("a worker killed with SIGKILL mid-batch: its jobs finish on a second worker, once each") {
   TempDir dir;
-  auto broker = start_broker(dir, {"--heartbeat-ms", "100", "--liveness", "3"});
+  auto broker = start_broker(
+      dir, {"--heartbeat-ms", "100", "--liveness", "3", "--metrics-address", "127.0.0.1:0"});
   auto victim = start_worker(dir, broker.worker_endpoint, "victim", 4, {"--heartbeat-ms", "100"});
   client::Client c(broker.client_endpoint);
   std::vector<schemas::JobRequest> jobs;
   for (int i = 0; i < 200; ++i) {
-    jobs.push_back(job("k-" + std::to_string(i), {"sleep", "20"}));
+    jobs.push_back(job("k-" + std::to_string(i), {"sleep", "200"}));
   }
   c.submit(jobs);
-  // Let the victim take some jobs, then kill it without warning.
-  std::this_thread::sleep_for(300ms);
+  // Once the victim holds jobs (the only worker: whatever runs, runs there), kill it without
+  // warning. 200 jobs of 200 ms on 4 slots keep it busy for 10 s, so it dies holding some.
+  auto overview = http_get_until(
+      broker.metrics_address, "/api/v1/overview",
+      [](const nlohmann::json& j) { return j["queue"]["running"].get<int>() > 0; }, 60s);
+  REQUIRE_MESSAGE(overview.is_object(), slurp(victim->log() + ".err"));
+  REQUIRE(overview["queue"]["running"].get<int>() > 0);
   victim->signal(SIGKILL);
   REQUIRE(victim->wait_for(5s).has_value());
   auto survivor =
@@ -199,7 +206,7 @@ TEST_CASE("garbage frames from a raw socket do not disturb a normal client's job
 
 TEST_CASE("SIGTERM drains a worker: jobs in flight finish, then it exits 0") {
   TempDir dir;
-  auto broker = start_broker(dir);
+  auto broker = start_broker(dir, {"--metrics-address", "127.0.0.1:0"});
   auto worker = start_worker(dir, broker.worker_endpoint, "drainer", 2);
   client::Client c(broker.client_endpoint);
   std::vector<schemas::JobRequest> jobs = {
@@ -212,7 +219,8 @@ TEST_CASE("SIGTERM drains a worker: jobs in flight finish, then it exits 0") {
     std::this_thread::sleep_for(20ms);
   }
   c.submit(jobs);
-  std::this_thread::sleep_for(200ms);
+  REQUIRE(wait_until_running(broker.metrics_address, "d-1"));
+  REQUIRE(wait_until_running(broker.metrics_address, "d-2"));
   worker->signal(SIGTERM);
   auto code = worker->wait_for(10s);
   REQUIRE(code.has_value());
@@ -243,11 +251,12 @@ TEST_CASE("CANCEL: a queued job ends Cancelled and an unknown job is UnknownJob"
 
 TEST_CASE("CANCEL of a running job stops it on its worker") {
   TempDir dir;
-  auto broker = start_broker(dir);
+  auto broker = start_broker(dir, {"--metrics-address", "127.0.0.1:0"});
   auto worker = start_worker(dir, broker.worker_endpoint, "w1", 1);
   client::Client c(broker.client_endpoint);
   c.submit(job("long", {"sleep", "30000"}));
-  std::this_thread::sleep_for(300ms);
+  // Cancel once it is on the worker (before, the broker cancels it in its queue: no worker_id).
+  REQUIRE_MESSAGE(wait_until_running(broker.metrics_address, "long"), slurp(worker->log() + ".err"));
   c.cancel("long");
   auto answers = collect(c, {"long"}, 10s);
   REQUIRE(answers.all_exactly_once({"long"}));
@@ -259,13 +268,14 @@ TEST_CASE("CANCEL of a running job stops it on its worker") {
 
 TEST_CASE("a job whose worker dies on every attempt ends with WorkerLost") {
   TempDir dir;
-  auto broker = start_broker(dir, {"--heartbeat-ms", "100", "--max-attempts", "2"});
+  auto broker = start_broker(dir, {"--heartbeat-ms", "100", "--max-attempts", "2",
+                                   "--metrics-address", "127.0.0.1:0"});
   client::Client c(broker.client_endpoint);
   c.submit(job("doomed", {"sleep", "60000"}));
   for (int attempt = 1; attempt <= 2; ++attempt) {
     auto w = start_worker(dir, broker.worker_endpoint, "w" + std::to_string(attempt), 1,
                           {"--heartbeat-ms", "100"});
-    std::this_thread::sleep_for(500ms);
+    REQUIRE(wait_until_running(broker.metrics_address, "doomed", "w" + std::to_string(attempt)));
     w->signal(SIGKILL);
     REQUIRE(w->wait_for(5s).has_value());
   }

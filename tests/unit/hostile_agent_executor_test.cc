@@ -153,7 +153,11 @@ TEST_CASE("hostile agent executor: outputs at every cap give a RESULT that fits 
         r.id, std::string(8u << 20, 'o'), std::string(8u << 20, 'e'),
         {{"a", std::string(4u << 20, 'a'), false}, {"b", std::string(4u << 20, 'b'), false}}));
   }));
-  const Ran ran = run(p, dispatch({"true"}, 8u << 20, {"a", "b"}));
+  // The fake agent answers at once, but 24 MiB through a sanitizer build on a loaded machine can
+  // take seconds: the deadline is the job's timeout, so give it one that only a hang would reach.
+  auto d = dispatch({"true"}, 8u << 20, {"a", "b"});
+  d.request.timeout_ms = 120'000;
+  const Ran ran = run(p, d);
   const auto r = result_as_broker_sees_it(ran);
   CHECK(r.stdout_data.size() == (8u << 20));
   CHECK_FALSE(r.stdout_truncated);
@@ -163,7 +167,6 @@ TEST_CASE("hostile agent executor: outputs at every cap give a RESULT that fits 
   CHECK(r.files[0].data.empty());
   CHECK(r.files[0].truncated);
   CHECK(r.files[1].truncated);
-  CHECK(ran.took < 10s);
   check_next_job_runs(p);
 }
 

@@ -1,14 +1,21 @@
 // The broker's journal (broker/src/journal.h) on real SQLite files: what is committed survives a
-// reopen, an answer is stored once, answers expire, and a damaged file is refused by name.
+// reopen, an answer is stored once, answers expire, and a damaged file is refused by name; rows
+// changed past the journal are quarantined, and files removed underneath it stop it.
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <set>
+#include <thread>
 
 #include "journal.h"
+#include "paddock/schemas/codec.h"
+#include "paddock/schemas/frames.h"
 #include "state_dir.h"
 
 using paddock::broker::Journal;
@@ -301,4 +308,323 @@ TEST_CASE("journal: dispatches and answers written by row id reach that job's ro
   REQUIRE(b.has_value());
   CHECK(b->command == 7);
   CHECK(b->body == "answer-b");
+}
+
+namespace {
+
+// Runs `sql` on the journal through a connection of its own, as something other than the broker
+// (a disk, a person, a bug) would change it: past the journal's checksums.
+void raw_sql(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  char* msg = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg);
+  const std::string error = msg ? msg : "";
+  sqlite3_free(msg);
+  sqlite3_close(db);
+  REQUIRE_MESSAGE(rc == SQLITE_OK, sql << ": " << error);
+}
+
+// The single text result of `sql`, through a connection of its own.
+std::string raw_text(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  std::string out;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != nullptr) {
+    out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+// The stored answer is ERROR 107 JournalDamaged for `job_id`, saying what was damaged.
+void check_damaged_answer(const std::optional<Journal::Answer>& a, const std::string& job_id,
+                          const std::string& what) {
+  CAPTURE(job_id);
+  REQUIRE(a.has_value());
+  CHECK(a->command == static_cast<uint8_t>(paddock::schemas::Command::kError));
+  auto e = paddock::schemas::decode_job_error(a->body);
+  REQUIRE(static_cast<bool>(e));
+  CHECK(e->job_id == job_id);
+  CHECK(e->code == 107);
+  CHECK(e->variant == "JournalDamaged");
+  CHECK_FALSE(e->retryable);
+  CAPTURE(e->message);
+  CHECK(e->message.find("stored " + what) != std::string::npos);
+  CHECK(e->message.find("checksum") != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("journal: a stored request or answer changed past the journal is quarantined and answered JournalDamaged, never returned to run; intact rows are") {
+  TempDir d;
+  const std::string path = d.path + "/j.db";
+  {
+    auto j = open_ok(path);
+    j->accepted("a", "request-a", 1);
+    j->accepted("b", "request-b-1000", 2);
+    j->accepted("c", "request-c", 3);
+    j->accepted("d", "request-d", 4);
+    j->finished("d", 7, "answer-d", 5);
+    j->accepted("e", "request-e", 6);
+    j->finished("e", 8, "answer-e", 7);
+    std::string error;
+    REQUIRE_MESSAGE(j->commit(error), error);
+  }
+  // One byte of b's request and one of d's answer changed, the way SQLite cannot see.
+  raw_sql(path, "UPDATE jobs SET request = CAST('request-b-100Z' AS BLOB) WHERE job_id = 'b'; "
+                "UPDATE jobs SET answer = CAST('answer-D' AS BLOB) WHERE job_id = 'd';");
+  {
+    auto j = open_ok(path);
+    const auto pending = j->pending();
+    REQUIRE(pending.size() == 2);
+    CHECK(pending[0].job_id == "a");
+    CHECK(pending[0].request == "request-a");
+    CHECK(pending[1].job_id == "c");
+    CHECK(j->quarantined() == 1);
+    check_damaged_answer(j->answer_of("b"), "b", "request");
+    check_damaged_answer(j->answer_of("d"), "d", "answer");  // found on reading it
+    CHECK(j->quarantined() == 2);
+    auto e = j->answer_of("e");
+    REQUIRE(e.has_value());
+    CHECK(e->body == "answer-e");
+    CHECK(j->quarantined() == 2);
+    std::string error;
+    REQUIRE_MESSAGE(j->commit(error), error);
+  }
+  // Kept: the next start neither runs b nor quarantines anything again, and the damaged bytes
+  // are in the quarantine table for the operator.
+  auto j = open_ok(path);
+  CHECK(j->pending().size() == 2);
+  check_damaged_answer(j->answer_of("b"), "b", "request");
+  check_damaged_answer(j->answer_of("d"), "d", "answer");
+  CHECK(j->quarantined() == 0);
+  CHECK(raw_text(path, "SELECT CAST(request AS TEXT) FROM quarantine WHERE job_id = 'b'") ==
+        "request-b-100Z");
+  CHECK(raw_text(path, "SELECT damaged FROM quarantine WHERE job_id = 'b'") == "request");
+  CHECK(raw_text(path, "SELECT CAST(answer AS TEXT) FROM quarantine WHERE job_id = 'd'") ==
+        "answer-D");
+  CHECK(raw_text(path, "SELECT count(*) FROM quarantine") == "2");
+  // The dead-letter list holds the damaged jobs (their answer is an ERROR now).
+  const auto failed = j->failed(10);
+  std::set<std::string> ids;
+  for (const auto& f : failed) ids.insert(f.job_id);
+  CHECK(ids == std::set<std::string>{"b", "d", "e"});
+}
+
+TEST_CASE("journal: a version 2 journal is upgraded in place with checksums of its rows, which are checked from then on") {
+  TempDir d;
+  const std::string path = d.path + "/v2.db";
+  raw_sql(path,
+          "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, request BLOB NOT NULL, accepted_ms INTEGER "
+          "NOT NULL, attempt INTEGER NOT NULL DEFAULT 1, dispatched INTEGER NOT NULL DEFAULT 0, "
+          "cancelled INTEGER NOT NULL DEFAULT 0, answer_cmd INTEGER, answer BLOB, finished_ms "
+          "INTEGER); "
+          "INSERT INTO jobs (job_id, request, accepted_ms) VALUES ('p', x'0102', 7); "
+          "INSERT INTO jobs (job_id, request, accepted_ms) VALUES ('q', x'0304', 8); "
+          "INSERT INTO jobs (job_id, request, accepted_ms, answer_cmd, answer, finished_ms) "
+          "VALUES ('done', x'05', 9, 7, x'0607', 10); "
+          "PRAGMA user_version=2;");
+  {
+    std::string error;
+    auto ro = Journal::open(path, error, true);  // read-only tools read version 2 as it is
+    REQUIRE_MESSAGE(ro != nullptr, error);
+    CHECK(ro->stored("done")->answer->body == std::string("\x06\x07"));
+  }
+  {
+    auto j = open_ok(path);
+    CHECK(raw_text(path, "PRAGMA user_version") == "3");
+    CHECK(raw_text(path, "SELECT count(*) FROM jobs WHERE request_sum IS NULL") == "0");
+    const auto p = j->pending();
+    REQUIRE(p.size() == 2);
+    CHECK(p[0].request == std::string("\x01\x02"));
+    CHECK(j->answer_of("done")->body == std::string("\x06\x07"));
+    CHECK(j->quarantined() == 0);
+  }
+  raw_sql(path, "UPDATE jobs SET request = x'0305' WHERE job_id = 'q'");
+  auto j = open_ok(path);
+  const auto p = j->pending();
+  REQUIRE(p.size() == 1);
+  CHECK(p[0].job_id == "p");
+  check_damaged_answer(j->answer_of("q"), "q", "request");
+}
+
+TEST_CASE("journal: an index that no longer matches its table, which quick_check passes, is refused at open with what to do") {
+  TempDir d;
+  const std::string path = d.path + "/j.db";
+  {
+    auto j = open_ok(path);
+    for (int i = 0; i < 2000; ++i) {
+      j->accepted("job-" + std::to_string(i), std::string(200, 'r'), static_cast<uint64_t>(i));
+    }
+    std::string error;
+    REQUIRE(j->commit(error));
+  }  // checkpointed on close: every page is in the main file
+  // One job_id inside a leaf page of the job_id index (page type 0x0A) changed: the table is
+  // intact, the index no longer finds that job (the broker answered UnknownJob for such jobs).
+  std::string db;
+  {
+    std::ifstream in(path, std::ios::binary);
+    db.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const size_t page = (static_cast<uint8_t>(db[16]) << 8) | static_cast<uint8_t>(db[17]);
+  REQUIRE(page >= 512);
+  bool changed = false;
+  for (size_t p = db.size() / page / 2; p < db.size() / page && !changed; ++p) {
+    const size_t at = p * page;
+    if (static_cast<uint8_t>(db[at]) != 0x0A) continue;
+    const size_t key = db.find("job-", at);
+    if (key == std::string::npos || key >= at + page) continue;
+    db[key + 1] = 'a';  // "job-…" becomes "jab-…"
+    changed = true;
+  }
+  REQUIRE(changed);
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(db.data(), static_cast<std::streamsize>(db.size()));
+  }
+  CHECK(raw_text(path, "PRAGMA quick_check") == "ok");  // what the broker checked before
+  std::string error;
+  CHECK(Journal::open(path, error) == nullptr);
+  CAPTURE(error);
+  CHECK(error.find(path) != std::string::npos);
+  CHECK(error.find("corrupt") != std::string::npos);
+  CHECK(error.find("sqlite_autoindex_jobs_1") != std::string::npos);
+  CHECK(error.find("aside") != std::string::npos);
+  CHECK(error.find(".dump") != std::string::npos);
+}
+
+TEST_CASE("journal: damage SQLite reports while the journal is open fails the turn's commit, and every one after, with what to do") {
+  TempDir d;
+  const std::string path = d.path + "/j.db";
+  {
+    auto j = open_ok(path);
+    for (int i = 0; i < 500; ++i) {
+      j->accepted("job-" + std::to_string(i), std::string(200, 'r'), static_cast<uint64_t>(i));
+    }
+    std::string error;
+    REQUIRE(j->commit(error));
+  }
+  auto j = open_ok(path);
+  // The root page of the job_id index overwritten on disk, then a write by another connection, so
+  // that the journal's connection reads its pages again on its next read.
+  const int root = std::stoi(
+      raw_text(path, "SELECT rootpage FROM sqlite_schema WHERE name = 'sqlite_autoindex_jobs_1'"));
+  const int page = std::stoi(raw_text(path, "PRAGMA page_size"));
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(root - 1) * page);
+    const std::string junk(64, '\xff');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  raw_sql(path, "CREATE TABLE nudge (x); DROP TABLE nudge;");
+  CHECK_FALSE(j->answer_of("job-7").has_value());
+  std::string error;
+  CHECK_FALSE(j->commit(error));
+  CAPTURE(error);
+  CHECK(error.find(path) != std::string::npos);
+  CHECK(error.find("damaged") != std::string::npos);
+  CHECK(error.find("malformed") != std::string::npos);
+  CHECK(error.find(".dump") != std::string::npos);
+  error.clear();
+  CHECK_FALSE(j->commit(error));  // sticky: the broker stops rather than serve from it
+  CHECK(error.find("damaged") != std::string::npos);
+}
+
+TEST_CASE("journal: its -wal, database or lock file removed or replaced underneath fails the next commit; a removed -wal is checkpointed first") {
+  TempDir d;
+  const std::string path = d.path + "/j.db";
+  {
+    auto j = open_ok(path);
+    j->accepted("a", "request-a", 1);
+    std::string error;
+    REQUIRE_MESSAGE(j->commit(error), error);
+    REQUIRE(fs::exists(path + "-wal"));
+    fs::remove(path + "-wal");
+    j->accepted("b", "request-b", 2);  // into the -wal nobody can open any more
+    CHECK_FALSE(j->commit(error));
+    CAPTURE(error);
+    CHECK(error.find(path + "-wal was removed or renamed") != std::string::npos);
+    CHECK(error.find("checkpointed") != std::string::npos);
+    error.clear();
+    CHECK_FALSE(j->commit(error));  // and so it stays
+    CHECK(error.find("-wal") != std::string::npos);
+  }
+  {
+    // Nothing committed was lost: it went into the database file before the broker stopped.
+    auto j = open_ok(path);
+    const auto p = j->pending();
+    REQUIRE(p.size() == 2);
+    CHECK(p[0].job_id == "a");
+    CHECK(p[1].job_id == "b");
+    // An idle journal notices too, within kFileCheckInterval: commit() with nothing written.
+    fs::remove(path + "-wal");
+    std::string error;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (j->commit(error) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling, not waiting
+    }
+    CHECK(error.find("-wal was removed") != std::string::npos);
+  }
+  {
+    auto j = open_ok(path);
+    fs::rename(path, path + ".moved");
+    j->accepted("c", "request-c", 3);
+    std::string error;
+    CHECK_FALSE(j->commit(error));
+    CAPTURE(error);
+    CHECK(error.find(path + " was removed or renamed") != std::string::npos);
+  }
+  fs::rename(path + ".moved", path);
+  {
+    auto j = open_ok(path);
+    const std::string lock = path + ".lock";
+    fs::remove(lock);
+    std::ofstream(lock) << "0\n";  // a second broker's lock file could now be taken
+    j->accepted("d", "request-d", 4);
+    std::string error;
+    CHECK_FALSE(j->commit(error));
+    CAPTURE(error);
+    CHECK(error.find(lock + " was replaced") != std::string::npos);
+  }
+}
+
+TEST_CASE("journal: a journal salvaged with .dump (no schema version) opens by its columns, upgraded if need be, and its damaged rows are quarantined") {
+  TempDir d;
+  // Version 3 tables without their user_version, as `sqlite3 journal.db .dump | sqlite3 new.db`
+  // leaves them, with one request changed on the way.
+  const std::string v3 = d.path + "/dumped3.db";
+  {
+    auto j = open_ok(v3);
+    j->accepted("x", "request-x", 1);
+    j->accepted("y", "request-y", 2);
+    std::string error;
+    REQUIRE(j->commit(error));
+  }
+  raw_sql(v3, "PRAGMA user_version=0; UPDATE jobs SET request = x'00' WHERE job_id = 'y';");
+  {
+    auto j = open_ok(v3);
+    CHECK(raw_text(v3, "PRAGMA user_version") == "3");
+    const auto p = j->pending();
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].job_id == "x");
+    check_damaged_answer(j->answer_of("y"), "y", "request");
+  }
+  // Version 2 tables (no checksums) without their user_version: upgraded as a version 2 journal.
+  const std::string v2 = d.path + "/dumped2.db";
+  raw_sql(v2,
+          "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, request BLOB NOT NULL, accepted_ms INTEGER "
+          "NOT NULL, attempt INTEGER NOT NULL DEFAULT 1, dispatched INTEGER NOT NULL DEFAULT 0, "
+          "cancelled INTEGER NOT NULL DEFAULT 0, answer_cmd INTEGER, answer BLOB, finished_ms "
+          "INTEGER); "
+          "INSERT INTO jobs (job_id, request, accepted_ms) VALUES ('old', x'0102', 7);");
+  auto j = open_ok(v2);
+  CHECK(raw_text(v2, "PRAGMA user_version") == "3");
+  const auto p = j->pending();
+  REQUIRE(p.size() == 1);
+  CHECK(p[0].request == std::string("\x01\x02"));
 }

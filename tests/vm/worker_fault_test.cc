@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "../integration/harness.h"
@@ -25,12 +26,16 @@ std::vector<int> qemu_pids_under(const std::string& run_dir) {
   for (const auto& e : fs::directory_iterator("/proc")) {
     const std::string name = e.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(e.path() / "cmdline", std::ios::binary);
-    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (cmd.find("paddock-jailer") == std::string::npos || cmd.find(run_dir) == std::string::npos)
+    try {  // a process may exit while it is read (ESRCH from the read)
+      std::ifstream in(e.path() / "cmdline", std::ios::binary);
+      std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (cmd.find("paddock-jailer") == std::string::npos || cmd.find(run_dir) == std::string::npos)
+        continue;
+      std::ifstream children(e.path() / "task" / name / "children");
+      for (int pid; children >> pid;) pids.push_back(pid);
+    } catch (const std::exception&) {
       continue;
-    std::ifstream children(e.path() / "task" / name / "children");
-    for (int pid; children >> pid;) pids.push_back(pid);
+    }
   }
   return pids;
 }
@@ -198,6 +203,114 @@ TEST_CASE("qemu worker: the broker SIGKILLed and restarted on its journal mid-ba
   CHECK(worker->wait_for(30s) == std::optional<int>(0));
   CHECK(nothing_left_in(run_dir));
   CHECK(qemu_pids_under(run_dir).empty());
+  fs::remove_all(run_dir);
+  fs::remove_all(run_dir + "-snap");
+}
+
+namespace {
+
+// Every process whose command line names `run_dir` (the jailers: QEMU's own command line holds
+// only paths inside its chroot) and their children (the QEMUs).
+std::set<int> vm_processes_under(const std::string& run_dir) {
+  std::set<int> pids;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    try {  // a process may exit while it is read (ESRCH from the read)
+      std::ifstream in(e.path() / "cmdline", std::ios::binary);
+      std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (cmd.find("paddock-jailer") == std::string::npos || cmd.find(run_dir) == std::string::npos)
+        continue;
+      pids.insert(std::stoi(name));
+      std::ifstream children(e.path() / "task" / name / "children");
+      for (int pid; children >> pid;) pids.insert(pid);
+    } catch (const std::exception&) {
+      continue;
+    }
+  }
+  return pids;
+}
+
+// Whether `pid` still runs: it exists and is not a zombie (a dead jailer reparented to a pid 1
+// that does not reap stays a zombie; it runs nothing).
+bool still_runs(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const auto close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z' &&
+         line[close + 2] != 'X';
+}
+
+}  // namespace
+
+TEST_CASE("qemu worker: a worker SIGKILLed with jobs running takes every VM process with it") {
+  if (!vm_tests_can_run()) return;
+  TempDir dir;
+  const std::string run_dir = "/run/paddock-test-wkill-" + std::to_string(::getpid());
+  auto broker = start_broker(dir);
+  const std::vector<std::string> args = {"--backend", "qemu", "--image-dir", guest_image_dir(),
+                                         "--run-dir", run_dir, "--snapshot-dir", run_dir + "-snap",
+                                         "--network", "off"};
+  // Warm pools on: a template, pooled clones and the jobs' VMs are all jailed QEMUs.
+  auto worker = start_worker(dir, broker.worker_endpoint, "wkill", 2, args);
+  client::Client c(broker.client_endpoint);
+  std::vector<schemas::JobRequest> jobs;
+  for (const char* id : {"held-1", "held-2"}) {
+    jobs.push_back(job(id, {"/bin/sh", "-c", "sleep 300"}));
+    jobs.back().timeout_ms = 600'000;
+  }
+  c.submit(jobs);
+  // Wait for VMs (boots take seconds under TCG): at least two jailed QEMUs running.
+  std::set<int> before;
+  for (int i = 0; i < 1800; ++i) {
+    before = vm_processes_under(run_dir);
+    if (qemu_pids_under(run_dir).size() >= 2) break;
+    REQUIRE_MESSAGE(worker->running(), slurp(worker->log() + ".err"));
+    std::this_thread::sleep_for(100ms);
+  }
+  REQUIRE_MESSAGE(qemu_pids_under(run_dir).size() >= 2, slurp(worker->log() + ".err"));
+  before = vm_processes_under(run_dir);
+  MESSAGE(before.size() << " jailer and QEMU processes before the kill");
+  const auto t0 = std::chrono::steady_clock::now();
+  worker->signal(SIGKILL);
+  REQUIRE(worker->wait_for(10s).has_value());
+  // Gone without anybody stopping them: the parent-death signal, re-armed after the jailer
+  // dropped its privileges, kills each jailer, and each QEMU dies with its jailer. Nothing else
+  // would stop them (without the re-arm they ran on for good), so the wait is for the condition,
+  // with a deadline long enough for a loaded machine; the time it took is reported.
+  auto alive = [&] {
+    std::vector<int> out;
+    for (int pid : before) {
+      if (still_runs(pid)) out.push_back(pid);
+    }
+    for (int pid : vm_processes_under(run_dir)) {
+      if (still_runs(pid) && !before.count(pid)) out.push_back(pid);
+    }
+    return out;
+  };
+  for (int i = 0; i < 1500 && !alive().empty(); ++i) std::this_thread::sleep_for(20ms);
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - t0);
+  MESSAGE("every VM process of the SIGKILLed worker gone after " << took.count() << " ms");
+  CHECK(alive().empty());
+  // The held jobs go back to the queue when the broker finds the worker dead: cancel them, so
+  // the next worker's one slot runs the probe. That worker, on the same run directory, sweeps
+  // what the dead one left (chroots, cgroups).
+  c.cancel("held-1");
+  c.cancel("held-2");
+  auto cancelled = collect(c, {"held-1", "held-2"}, 60s);
+  CHECK(cancelled.all_exactly_once({"held-1", "held-2"}));
+  auto next = start_worker(dir, broker.worker_endpoint, "wkill-2", 1, args);
+  auto probe = job("after", {"echo", "swept"});
+  probe.timeout_ms = 120'000;
+  c.submit(std::vector<schemas::JobRequest>{probe});
+  auto answers = collect(c, {"after"}, 240s);
+  REQUIRE_MESSAGE(answers.finals.count("after"), slurp(next->log() + ".err"));
+  next->signal(SIGTERM);
+  CHECK(next->wait_for(60s) == std::optional<int>(0));
+  CHECK(nothing_left_in(run_dir));
+  CHECK(vm_processes_under(run_dir).empty());
   fs::remove_all(run_dir);
   fs::remove_all(run_dir + "-snap");
 }

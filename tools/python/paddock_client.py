@@ -92,6 +92,7 @@ CODES = {
     104: "DeadlineExceeded",
     105: "UnknownJob",
     106: "UnknownImage",
+    107: "JournalDamaged",
 }
 
 # Codes for which submitting the same job again may succeed (PROTOCOL.md, "retryable").

@@ -279,9 +279,10 @@ Status QemuVm::spawn() {
   console_fd_ = fds[0];
   argv_ = args;
   const int tap = spec_.tap_fd;
+  const pid_t worker = ::getpid();
   try {
     child_ = std::make_unique<bp::child>(binary, bp::args(argv_), bp::std_in < bp::null,
-                                         bp::extend::on_exec_setup([console_write, tap](auto&) {
+                                         bp::extend::on_exec_setup([console_write, tap, worker](auto&) {
                                            // In the child, before exec: the console (stdout and
                                            // stderr) into our pipe, and QEMU dies with the thread
                                            // that started it, so a crashed worker leaks no VM.
@@ -302,6 +303,8 @@ Status QemuVm::spawn() {
                                              ::close_range(3, ~0U, 0);
                                            }
                                            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+                                           // The worker may have died before the line above.
+                                           if (::getppid() != worker) ::_exit(127);
                                          }));
   } catch (const std::exception& e) {
     ::close(console_write);

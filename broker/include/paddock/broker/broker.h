@@ -41,7 +41,16 @@ struct Options {
   // this long ago: workers reconnecting get this long to say what they have. With no worker
   // connected, jobs wait (broker/README.md, "Images").
   uint32_t image_grace_ms = 5'000;
-  int send_hwm = 100'000;        // per-peer outgoing message high-water mark
+  int send_hwm = 100'000;        // per-peer outgoing message high-water mark (workers)
+  // Answers to a client that does not read are bounded in bytes, not only in count. ZeroMQ's own
+  // pipe to each client holds at most client_send_hwm messages; past it the broker queues a
+  // client's answers itself, at most max_undelivered_bytes_per_client per connection and
+  // max_undelivered_bytes for all connections together. An answer past either bound is dropped
+  // and counted (undeliverable); with a journal it stays stored for FETCH (broker/README.md,
+  // "Slow submitters").
+  int client_send_hwm = 1000;
+  size_t max_undelivered_bytes_per_client = 64u << 20;
+  size_t max_undelivered_bytes = 1u << 30;
   // The journal's file (SQLite, WAL); empty: no journal, nothing survives a restart.
   std::string journal_path;
   // The shared queue instead of the journal: a libpq connection string or URI
@@ -83,6 +92,7 @@ struct Stats {
   uint64_t retried = 0;     // retryable ERRORs sent out again after a backoff
   uint64_t stale_outcomes = 0;  // worker RESULTs/ERRORs not of a job's current assignment, dropped
   uint64_t overdue = 0;     // jobs taken back from a live worker by the held-job watchdog
+  uint64_t quarantined = 0;  // journal rows that failed their checksum (answered JournalDamaged)
   bool journal_failed = false;  // the loop stopped because the journal could not commit
 };
 

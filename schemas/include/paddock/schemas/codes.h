@@ -21,6 +21,7 @@ enum class JobCode : uint32_t {
   kDeadlineExceeded = 104,  // the job's deadline passed before a worker could start it
   kUnknownJob = 105,        // CANCEL or FETCH named a job the broker does not hold
   kUnknownImage = 106,      // no connected worker has the job's image
+  kJournalDamaged = 107,    // the broker's stored copy of the job failed its checksum; quarantined
 };
 
 inline constexpr uint32_t kFirstRuntimeCode = 1;
