@@ -259,14 +259,29 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
       if (dashboard_pending_ && now_ >= next_dashboard_) publish_dashboard();
     }
   }
+  std::string fate;
+  if (shared_) {
+    fate = std::to_string(jobs_.size()) + " jobs held (" + std::to_string(jobs_.queued()) +
+           " queued) are given back to the shared queue";
+  } else if (journal_ && stats_.journal_failed) {
+    // The journal holds what its last commit stored, not what this loop held after it: the jobs
+    // accepted in the failed turn are not in it (their submitters were not told ACCEPTED), and
+    // the jobs answered in it are still there unanswered (their answers were not sent).
+    fate = std::to_string(jobs_.size()) + " jobs held (" + std::to_string(jobs_.queued()) +
+           " queued); the journal keeps " + std::to_string(unanswered_at_commit_) +
+           " unanswered for the next start, as of its last commit (this turn's writes failed)";
+  } else if (journal_) {
+    fate = std::to_string(jobs_.size()) + " jobs held (" + std::to_string(jobs_.queued()) +
+           " queued) are kept in the journal for the next start";
+  } else {
+    fate = std::to_string(jobs_.size()) + " jobs held (" + std::to_string(jobs_.queued()) +
+           " queued) are dropped (no journal)";
+  }
   spdlog::info(
-      "broker stopping: {} jobs held ({} queued) are {}; accepted {}, results {}, errors {}, "
-      "rejected {}, invalid {}, requeued {}, undeliverable {}",
-      jobs_.size(), jobs_.queued(),
-      shared_    ? "given back to the shared queue"
-      : journal_ ? "kept in the journal for the next start"
-                 : "dropped (no journal)", stats_.accepted, stats_.results, stats_.errors,
-      stats_.rejected, stats_.invalid, stats_.requeued, stats_.undeliverable);
+      "broker stopping: {}; accepted {}, results {}, errors {}, rejected {}, invalid {}, "
+      "requeued {}, undeliverable {}, stale outcomes {}, overdue {}",
+      fate, stats_.accepted, stats_.results, stats_.errors, stats_.rejected, stats_.invalid,
+      stats_.requeued, stats_.undeliverable, stats_.stale_outcomes, stats_.overdue);
   for (const auto& id : registry_.routing_ids()) {
     to_worker(id, sc::make_message(sc::Command::kDisconnect));
   }
@@ -317,6 +332,7 @@ void Broker::Loop::dispatch() {
     }
     --w->credits;
     w->jobs.insert(job->request.job_id);
+    job->dispatched_at = now_;
     if (dashboard_) dashboard_->dispatched(*job, w->worker_id, now_ms);
     metrics_.dispatch_latency.observe(now_ - job->accepted_at);
     if (journal_) journal_->dispatched(job->request.job_id, job->attempt, job->journal_row);
@@ -342,6 +358,7 @@ void Broker::Loop::tick() {
   const auto cutoff = now_ - std::chrono::milliseconds(uint64_t{options_.heartbeat_ms} *
                                                        options_.liveness);
   for (const auto& id : registry_.silent_since(cutoff)) worker_gone(id, "missed its heartbeats");
+  take_back_overdue();
   for (const auto& id : registry_.routing_ids()) {
     to_worker(id, sc::make_message(sc::Command::kHeartbeat));
   }
@@ -354,6 +371,57 @@ void Broker::Loop::tick() {
     if (now_ms > options_.result_ttl_ms) journal_->expire(now_ms - options_.result_ttl_ms);
   }
   if (shared_) shared_tick();
+}
+
+void Broker::Loop::take_back_overdue() {
+  // O(jobs on workers) once per heartbeat. A worker says nothing of a job between JOB and its
+  // outcome (protocol version 1), so the bound counts from the dispatch.
+  std::vector<std::pair<std::string, std::string>> overdue;  // (worker route, job id)
+  const auto margin = std::chrono::milliseconds(options_.overdue_margin_ms);
+  registry_.for_each([&](const WorkerState& w) {
+    for (const auto& id : w.jobs) {
+      const Job* job = jobs_.find(id);
+      if (job == nullptr || job->state != Job::State::kRunning) continue;
+      if (now_ - job->dispatched_at > std::chrono::milliseconds(job->request.timeout_ms) + margin) {
+        overdue.emplace_back(w.routing_id, id);
+      }
+    }
+  });
+  for (const auto& [route, id] : overdue) {
+    WorkerState* w = registry_.find(route);
+    Job* job = jobs_.find(id);
+    if (w == nullptr || job == nullptr) continue;
+    w->jobs.erase(id);  // worker_gone (below, from to_worker) leaves it to this function
+    const std::string name = w->worker_id;
+    ++stats_.overdue;
+    spdlog::warn("worker '{}' held job '{}' (attempt {}) past its timeout ({} ms) plus {} ms "
+                 "without an answer: taken back{}",
+                 name, id, job->attempt, job->request.timeout_ms,
+                 options_.overdue_margin_ms,
+                 job->attempt >= options_.max_attempts && !job->cancel_requested
+                     ? "; attempts exhausted"
+                     : "");
+    // The worker stops it if it still runs it; a late outcome of it is stale (dropped).
+    to_worker(route, sc::make_message(sc::Command::kCancel, {sc::encode(sc::JobRef{id})}));
+    // (`w` may be gone now: to_worker forgets a worker it finds unreachable.)
+    if (job->cancel_requested) {
+      answer_error(*job, sc::JobCode::kCancelled,
+                   "cancelled; its worker held it past its timeout without an answer", false);
+      jobs_.remove(id);
+    } else if (job->attempt >= options_.max_attempts) {
+      answer_error(*job, sc::JobCode::kWorkerLost,
+                   "worker '" + name + "' held it past its timeout plus " +
+                       std::to_string(options_.overdue_margin_ms) + " ms without an answer, on "
+                       "attempt " + std::to_string(job->attempt) + " of " +
+                       std::to_string(options_.max_attempts),
+                   true);
+      jobs_.remove(id);
+    } else {
+      if (dashboard_) dashboard_->attempt_ended(*job, "overdue");
+      ++job->attempt;
+      jobs_.requeue(*job);
+    }
+  }
 }
 
 void Broker::Loop::release_retries() {
@@ -381,8 +449,8 @@ void Broker::Loop::recover() {
                          now_unix_ms());
       continue;
     }
+    // No route: its submitter reconnects and FETCHes (or submits it again).
     Job& job = jobs_.push(QueuedRequest::of(*request, p.request), std::string(), now_);
-    job.routes.clear();  // its submitter reconnects and FETCHes (or submits it again)
     job.recovered = true;
     job.journal_row = p.row;
     if (p.cancel_requested) {
@@ -394,8 +462,10 @@ void Broker::Loop::recover() {
       jobs_.remove(p.job_id);
       continue;
     }
-    // A job that was on a worker when the broker stopped starts its next attempt.
+    // A job that was on a worker when the broker stopped starts its next attempt; that worker's
+    // outcome of the attempt before is still taken (worker_side.cc, on_outcome).
     job.attempt = p.attempt + (p.dispatched ? 1 : 0);
+    job.recovered_attempt = p.dispatched ? p.attempt : 0;
     if (job.attempt > options_.max_attempts) {
       answer_error(job, sc::JobCode::kWorkerLost,
                    "the broker restarted during attempt " + std::to_string(p.attempt) + " of " +
@@ -408,6 +478,7 @@ void Broker::Loop::recover() {
   }
   std::string error;
   if (!journal_->commit(error)) throw std::runtime_error(error);
+  unanswered_at_commit_ = jobs_.size();
   stats_.quarantined = embedded_->quarantined();
   spdlog::info("journal {}: {} job(s) re-queued, {} held in all{}", options_.journal_path,
                stats_.recovered, journal_->size(),
@@ -434,6 +505,9 @@ bool Broker::Loop::commit_and_send() {
     return false;
   }
   turn_submits_.clear();
+  // Every job held is stored unanswered now, and no other job is (answered jobs leave jobs_ in
+  // the turn their answer is written).
+  unanswered_at_commit_ = jobs_.size();
   auto out = std::move(outbox_);
   outbox_.clear();
   for (auto& [route, parts] : out) send_to_client(route, std::move(parts));
@@ -482,7 +556,7 @@ void Broker::Loop::answer(const Job& job, sc::Command command, const std::string
     journal_->finished(job.request.job_id, static_cast<uint8_t>(command), body, now_unix_ms(),
                        job.journal_row);
   }
-  for (const auto& route : job.routes) to_client(route, sc::make_message(command, {body}));
+  for (const auto& route : job.routes.all()) to_client(route, sc::make_message(command, {body}));
 }
 
 void Broker::Loop::answer_error(const Job& job, sc::JobCode code, const std::string& message,

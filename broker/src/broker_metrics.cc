@@ -51,6 +51,12 @@ BrokerMetrics::BrokerMetrics(bool journal)
          "Retryable ERRORs sent out again after a backoff.");
   mirror(&Stats::requeued, "paddock_broker_jobs_requeued_total",
          "Jobs re-queued because their worker was lost.");
+  mirror(&Stats::stale_outcomes, "paddock_broker_outcomes_stale_total",
+         "Worker RESULTs and ERRORs dropped as stale: not of the job's current attempt on that "
+         "worker.");
+  mirror(&Stats::overdue, "paddock_broker_jobs_overdue_total",
+         "Jobs a live worker held past their timeout plus --overdue-margin-ms without an answer, "
+         "taken back (re-queued, or WorkerLost at the last attempt).");
   mirror(&Stats::recovered, "paddock_broker_jobs_recovered_total",
          "Jobs re-queued from the journal at start.");
   mirror(&Stats::quarantined, "paddock_broker_journal_quarantined_total",

@@ -1,6 +1,8 @@
 // The broker's handlers for submitter messages (PROTOCOL.md, "Client session").
 #include <spdlog/spdlog.h>
 
+#include <optional>
+
 #include "loop.h"
 #include "paddock/client/zmq_frames.h"
 #include "paddock/schemas/codes.h"
@@ -37,46 +39,58 @@ void Broker::Loop::on_client_message(const std::string& route,
   }
 }
 
-void Broker::Loop::reply_invalid(const std::string& route, std::string job_id,
-                                 const std::string& message) {
+std::vector<std::string> Broker::Loop::invalid_reply(std::string job_id, const std::string& message,
+                                                     std::optional<uint32_t> index) {
   ++stats_.invalid;
   if (protocol_log_.allow()) {
-    spdlog::warn("invalid client message{}: {}", job_id.empty() ? "" : " for job '" + job_id + "'",
-                 message);
+    spdlog::warn("invalid client message{}{}: {}",
+                 index ? " body " + std::to_string(*index) : "",
+                 job_id.empty() ? "" : " for job '" + job_id + "'", message);
   }
   sc::JobError e;
   e.job_id = std::move(job_id);
   e.code = sc::code(sc::JobCode::kInvalidRequest);
   e.variant = std::string(sc::job_code_name(e.code));
   e.message = message;
-  to_client(route, sc::make_message(sc::Command::kError, {sc::encode(e)}));
+  e.index = index;
+  return sc::make_message(sc::Command::kError, {sc::encode(e)});
+}
+
+void Broker::Loop::reply_invalid(const std::string& route, std::string job_id,
+                                 const std::string& message, std::optional<uint32_t> index) {
+  to_client(route, invalid_reply(std::move(job_id), message, index));
 }
 
 void Broker::Loop::on_submit(const std::string& route,
                              const std::vector<std::string_view>& bodies) {
-  sc::Accepted accepted;
+  // One reply per body, sent in body order once all are read (PROTOCOL.md, "Client session"):
+  // a run of consecutive accepted bodies shares one ACCEPTED.
+  std::vector<SubmitReply> replies(bodies.size());
   std::vector<Store::Answer> known_answers;  // of finished jobs submitted again
-  std::vector<std::pair<sc::JobRequest, std::string_view>> to_share;  // shared queue: stored below
-  for (const auto body : bodies) {
+  std::vector<SharedSubmit> to_share;  // shared queue: stored together below
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    const auto body = bodies[i];
     auto request = sc::decode_job_request(body);
     if (!request) {
-      reply_invalid(route, sc::peek_job_id(body), request.error().message());
+      replies[i].message = invalid_reply(sc::peek_job_id(body), request.error().message(),
+                                         static_cast<uint32_t>(i));
       continue;
     }
     if (Job* known = jobs_.find(request->job_id)) {
-      // Idempotent: a job_id already held is not queued twice; this connection gets its answer.
-      known->add_route(route);
-      accepted.job_ids.push_back(request->job_id);
+      // Idempotent: a job_id already held is not queued twice; this connection, the latest to
+      // submit it, gets its answer instead of the one before.
+      known->routes.submitted(route);
+      replies[i].accepted = request->job_id;
       continue;
     }
     if (shared_) {
-      to_share.emplace_back(std::move(request.value()), body);
+      to_share.push_back(SharedSubmit{std::move(request.value()), body, i});
       continue;
     }
     if (journal_) {
       // Finished before (this broker or an earlier one): its stored answer, never a second run.
       if (auto known_answer = journal_->answer_of(request->job_id)) {
-        accepted.job_ids.push_back(request->job_id);
+        replies[i].accepted = request->job_id;
         known_answers.push_back(std::move(*known_answer));
         continue;
       }
@@ -89,18 +103,31 @@ void Broker::Loop::on_submit(const std::string& route,
       e.variant = std::string(sc::job_code_name(e.code));
       e.message = "queue full (" + std::to_string(options_.max_queue) + " jobs); retry later";
       e.retryable = true;
-      to_client(route, sc::make_message(sc::Command::kRejected, {sc::encode(e)}));
+      replies[i].message = sc::make_message(sc::Command::kRejected, {sc::encode(e)});
       continue;
     }
-    accepted.job_ids.push_back(request->job_id);
+    replies[i].accepted = request->job_id;
     const int64_t row = embedded_ ? embedded_->accepted(request->job_id, body, now_unix_ms()) : 0;
     jobs_.push(QueuedRequest::of(*request, std::string(body)), route, now_).journal_row = row;
     ++stats_.accepted;
   }
-  if (!to_share.empty()) submit_shared(route, to_share, accepted, known_answers);
-  if (!accepted.job_ids.empty()) {
-    to_client(route, sc::make_message(sc::Command::kAccepted, {sc::encode(accepted)}));
+  if (!to_share.empty()) submit_shared(route, to_share, replies, known_answers);
+  sc::Accepted run;  // consecutive accepted bodies
+  auto flush_run = [&] {
+    if (run.job_ids.empty()) return;
+    to_client(route, sc::make_message(sc::Command::kAccepted, {sc::encode(run)}));
+    run.job_ids.clear();
+  };
+  for (auto& reply : replies) {
+    if (!reply.accepted.empty()) {
+      run.job_ids.push_back(std::move(reply.accepted));
+      continue;
+    }
+    flush_run();
+    // Neither: a shared-queue turn that fails at its commit answers it REJECTED then.
+    if (!reply.message.empty()) to_client(route, std::move(reply.message));
   }
+  flush_run();
   for (auto& a : known_answers) {
     to_client(route, sc::make_message(static_cast<sc::Command>(a.command), {std::move(a.body)}));
   }
@@ -109,7 +136,7 @@ void Broker::Loop::on_submit(const std::string& route,
 void Broker::Loop::on_cancel(const std::string& route, std::string_view body) {
   auto ref = sc::decode_job_ref(body);
   if (!ref) {
-    reply_invalid(route, "", ref.error().message());
+    reply_invalid(route, sc::peek_job_id(body), ref.error().message(), 0);
     return;
   }
   Job* job = jobs_.find(ref->job_id);
@@ -126,7 +153,7 @@ void Broker::Loop::on_cancel(const std::string& route, std::string_view body) {
     to_client(route, sc::make_message(sc::Command::kError, {sc::encode(e)}));
     return;
   }
-  job->add_route(route);  // the canceller hears the outcome too
+  job->routes.watch(route);  // the canceller hears the outcome too
   if (job->state != Job::State::kRunning) {
     answer_error(*job, sc::JobCode::kCancelled, "cancelled before it started", false);
     jobs_.remove(ref->job_id);
@@ -141,14 +168,15 @@ void Broker::Loop::on_cancel(const std::string& route, std::string_view body) {
 
 void Broker::Loop::on_fetch(const std::string& route,
                             const std::vector<std::string_view>& bodies) {
-  for (const auto body : bodies) {
-    auto ref = sc::decode_job_ref(body);
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    auto ref = sc::decode_job_ref(bodies[i]);
     if (!ref) {
-      reply_invalid(route, "", ref.error().message());
+      reply_invalid(route, sc::peek_job_id(bodies[i]), ref.error().message(),
+                    static_cast<uint32_t>(i));
       continue;
     }
     if (Job* job = jobs_.find(ref->job_id)) {
-      job->add_route(route);  // still queued or running: the answer will come here too
+      job->routes.watch(route);  // still queued or running: the answer will come here too
       continue;
     }
     if (shared_) {

@@ -4,15 +4,41 @@
 
 namespace paddock::broker {
 
-void Job::add_route(const std::string& route) {
-  if (std::find(routes.begin(), routes.end(), route) != routes.end()) return;
-  if (routes.size() >= kMaxRoutes) routes.erase(routes.begin() + 1);  // keep the submitter
-  routes.push_back(route);
+void Routes::submitted(const std::string& route) {
+  if (!route.empty()) submitter_ = route;
+}
+
+void Routes::watch(const std::string& route) {
+  if (route.empty() || std::find(watchers_.begin(), watchers_.end(), route) != watchers_.end()) {
+    return;
+  }
+  if (watchers_.size() >= kMaxWatchers) watchers_.erase(watchers_.begin());
+  watchers_.push_back(route);
+}
+
+void Routes::merge(const Routes& later) {
+  submitted(later.submitter_);
+  for (const auto& w : later.watchers_) watch(w);
+}
+
+void Routes::forget(const std::string& route) {
+  if (submitter_ == route) submitter_.clear();
+  std::erase(watchers_, route);
+}
+
+std::vector<std::string> Routes::all() const {
+  std::vector<std::string> out;
+  out.reserve(watchers_.size() + 1);
+  if (!submitter_.empty()) out.push_back(submitter_);
+  for (const auto& w : watchers_) {
+    if (w != submitter_) out.push_back(w);
+  }
+  return out;
 }
 
 QueuedRequest QueuedRequest::of(const schemas::JobRequest& request, std::string encoded) {
   return QueuedRequest{request.job_id, request.image, request.priority, request.deadline_ms,
-                       std::move(encoded)};
+                       request.timeout_ms, std::move(encoded)};
 }
 
 Job* JobQueue::find(const std::string& job_id) {
@@ -29,7 +55,7 @@ Job& JobQueue::push(QueuedRequest request, std::string route, Clock::time_point 
   const std::string id = request.job_id;
   Job job;
   job.request = std::move(request);
-  job.routes.push_back(std::move(route));
+  job.routes.submitted(route);
   job.seq = next_seq_++;
   job.accepted_at = now;
   auto [it, inserted] = jobs_.emplace(id, std::move(job));

@@ -25,9 +25,37 @@ struct AttemptRecord {
   uint32_t attempt = 0;
   std::string worker_id;
   uint64_t dispatched_unix_ms = 0;
-  // "running", "result", "error", "retry" (a retryable ERROR; sent out again), "worker lost".
+  // "running", "result", "error", "retry" (a retryable ERROR; sent out again), "worker lost",
+  // "overdue" (taken back by the held-job watchdog).
   std::string outcome = "running";
   std::string detail;  // "Variant (code)" for "error" and "retry"
+};
+
+// Who hears a job's final answer (PROTOCOL.md, "Client session"): the connection that submitted
+// it most recently — a SUBMIT of the same job_id from another connection takes the place of the
+// one before — and every connection that FETCHed or CANCELled it (at most kMaxWatchers; past that
+// the oldest watcher goes). A connection that plays several parts hears the answer once.
+class Routes {
+ public:
+  static constexpr size_t kMaxWatchers = 8;
+
+  // `route` SUBMITted the job (again): it replaces the submitter. "" is ignored.
+  void submitted(const std::string& route);
+  // `route` FETCHed or CANCELled the job: it hears the answer too.
+  void watch(const std::string& route);
+  // Routes gathered after these (e.g. while the job waited elsewhere): `later`'s submitter, if it
+  // has one, replaces this one; its watchers are added.
+  void merge(const Routes& later);
+  // `route` no longer waits (neither as submitter nor as watcher).
+  void forget(const std::string& route);
+  bool empty() const { return submitter_.empty() && watchers_.empty(); }
+  const std::string& submitter() const { return submitter_; }
+  // Every route that gets the answer, each once, the submitter first.
+  std::vector<std::string> all() const;
+
+ private:
+  std::string submitter_;
+  std::vector<std::string> watchers_;
 };
 
 // A job's request as the broker keeps it: the fields that route and order it, and the request as
@@ -39,6 +67,7 @@ struct QueuedRequest {
   std::string image = "default";
   int32_t priority = 0;
   uint64_t deadline_ms = 0;
+  uint32_t timeout_ms = 30'000;  // the held-job watchdog's bound (with its margin)
   std::string encoded;
 
   // REQUIRES: `request` is what decode_job_request(encoded) gave.
@@ -50,23 +79,25 @@ struct Job {
   enum class State { kQueued, kRunning, kWaiting };
 
   QueuedRequest request;
-  // Routing ids of the client connections that get the final answer: the submitter, plus any
-  // connection that re-submitted, cancelled or fetched it meanwhile (at most kMaxRoutes).
-  std::vector<std::string> routes;
+  // The client connections that get the final answer (routing ids).
+  Routes routes;
   uint32_t attempt = 1;
   State state = State::kQueued;
   std::string worker;  // routing id of the worker running it
   bool cancel_requested = false;
   bool recovered = false;  // re-queued from the journal: a worker from before may still report it
+  // Of a recovered job: the attempt that was on a worker when its broker stopped (0: none), whose
+  // outcome, from whichever worker, is taken as the job's answer.
+  uint32_t recovered_attempt = 0;
+  // When its current dispatch was sent (running jobs): the watchdog's start.
+  Clock::time_point dispatched_at;
   int64_t journal_row = 0;  // its row in the journal (Journal::accepted), 0 without one
   uint64_t seq = 0;
   Clock::time_point accepted_at;
   // With the dashboard on: its dispatches, oldest first; past kMaxAttemptRecords the oldest go.
   std::vector<AttemptRecord> attempts;
 
-  static constexpr size_t kMaxRoutes = 8;
   static constexpr size_t kMaxAttemptRecords = 16;
-  void add_route(const std::string& route);
 };
 
 class JobQueue {
@@ -88,7 +119,8 @@ class JobQueue {
 
   Job* find(const std::string& job_id);
   const Job* find(const std::string& job_id) const;
-  // REQUIRES: no job with this id is held.
+  // REQUIRES: no job with this id is held. `route`: its submitter ("" for none: a job recovered
+  // or claimed, whose submitter is not connected here).
   Job& push(QueuedRequest request, std::string route, Clock::time_point now);
   // The image of the best queued job (priority, then age) among images not in `skip`; nullptr
   // if none. O(images with queued jobs). Valid until the queue changes.

@@ -49,7 +49,24 @@ class Broker::Loop {
   void on_submit(const std::string& route, const std::vector<std::string_view>& bodies);
   void on_cancel(const std::string& route, std::string_view body);
   void on_fetch(const std::string& route, const std::vector<std::string_view>& bodies);
-  void reply_invalid(const std::string& route, std::string job_id, const std::string& message);
+  // An ERROR 100 InvalidRequest (counted and logged); `index`: the body it answers, of a message
+  // with bodies (PROTOCOL.md, "JobError"), nullopt for a message that broke the frame rules.
+  std::vector<std::string> invalid_reply(std::string job_id, const std::string& message,
+                                         std::optional<uint32_t> index);
+  void reply_invalid(const std::string& route, std::string job_id, const std::string& message,
+                     std::optional<uint32_t> index = std::nullopt);
+  // One SUBMIT body's reply: accepted (its job_id), or a REJECTED or ERROR message, or neither (a
+  // shared-queue turn whose commit fails answers it REJECTED then).
+  struct SubmitReply {
+    std::string accepted;
+    std::vector<std::string> message;
+  };
+  // A SUBMIT body for the shared queue: its request, its bytes, and its place in the message.
+  struct SharedSubmit {
+    schemas::JobRequest request;
+    std::string_view body;
+    size_t index = 0;
+  };
 
   // worker_side.cc
   // `first`: the message's first frame after the routing id (its connection's properties).
@@ -68,6 +85,8 @@ class Broker::Loop {
   // Answers every queued job of `image` ERROR UnknownImage, naming the images there are.
   void fail_unknown_image(std::string image);
   void tick();
+  // The held-job watchdog (Options::overdue_margin_ms): jobs on live workers past their bound.
+  void take_back_overdue();
   // Sends a job's final answer (RESULT or ERROR, already encoded) to every waiting route; the
   // decoded answer (one of `result`, `error`) is for the dashboard.
   void answer(const Job& job, schemas::Command command, const std::string& body,
@@ -102,15 +121,14 @@ class Broker::Loop {
   // forgotten (the store gives them back to the queue when it re-joins).
   void shared_failed(const std::string& error);
   // SUBMIT of jobs this broker does not hold: stored together (two statements for the lot).
-  void submit_shared(const std::string& route,
-                     const std::vector<std::pair<schemas::JobRequest, std::string_view>>& jobs,
-                     schemas::Accepted& accepted, std::vector<Store::Answer>& known_answers);
+  // Fills in replies[job.index] of each job.
+  void submit_shared(const std::string& route, const std::vector<SharedSubmit>& jobs,
+                     std::vector<SubmitReply>& replies, std::vector<Store::Answer>& known_answers);
   void cancel_shared(const std::string& route, const std::string& job_id);
   void fetch_shared(const std::string& route, const std::string& job_id);
   // Answers another broker (or this one) stored: to the routes waiting for them here.
   void deliver_answered(const std::vector<std::string>& job_ids);
   void deliver_answer(const std::string& job_id, const Store::Answer& answer);
-  void add_waiter(const std::string& job_id, const std::string& route);
   // The ERROR UnknownJob of a job the shared queue does not hold.
   std::vector<std::string> unknown_in_queue(const std::string& job_id);
   // The answers of this turn's jobs, stored in one statement before the commit. Where another
@@ -120,7 +138,7 @@ class Broker::Loop {
     std::string job_id;
     uint8_t command = 0;
     std::string body;
-    std::vector<std::string> routes;
+    Routes routes;
   };
   std::vector<SharedAnswer> shared_answers_;
   // The jobs each route SUBMITted this turn (sent ACCEPTED at its commit). If the turn fails they
@@ -131,7 +149,7 @@ class Broker::Loop {
   void rejoined();
   PgStore* shared_ = nullptr;  // journal_, when it is the shared queue
   // Routes waiting for jobs this broker does not hold (another broker claimed them, or nobody yet).
-  std::unordered_map<std::string, std::vector<std::string>> waiters_;
+  std::unordered_map<std::string, Routes> waiters_;
   // A NOTIFY said jobs were queued, or the last claim got all it asked for: claim when credits free.
   bool claim_wanted_ = true;
   Clock::time_point next_claim_;  // otherwise claims are tried this often (kClaimPoll)
@@ -158,6 +176,8 @@ class Broker::Loop {
   // The job store: the embedded journal (embedded_) or the shared queue (shared_); nullptr: none.
   std::unique_ptr<Store> journal_;
   Journal* embedded_ = nullptr;
+  // Jobs stored without an answer as of the journal's last commit (what a restart re-queues).
+  size_t unanswered_at_commit_ = 0;
   std::mt19937_64 rng_{std::random_device{}()};
   std::vector<std::pair<std::string, std::vector<std::string>>> outbox_;
   BrokerMetrics metrics_;

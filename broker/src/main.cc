@@ -73,6 +73,12 @@ int main(int argc, char** argv) {
                  "dispatches of one job before it fails with WorkerLost")
       ->check(CLI::Range(1u, 100u))
       ->capture_default_str();
+  app.add_option("--overdue-margin-ms", opt.overdue_margin_ms,
+                 "a job a live worker holds longer than its timeout_ms plus this without an "
+                 "answer is taken back and re-queued with attempt + 1 (WorkerLost past "
+                 "--max-attempts)")
+      ->check(CLI::Range(0u, 86'400'000u))
+      ->capture_default_str();
   app.add_option("--max-queue", opt.max_queue, "jobs held at most; beyond, SUBMIT is REJECTED")
       ->check(CLI::Range(size_t{1}, size_t{100'000'000}))
       ->capture_default_str();

@@ -24,7 +24,6 @@ namespace {
 constexpr auto kClaimPoll = std::chrono::milliseconds(500);
 // Jobs claimed per image in one statement at most.
 constexpr size_t kMaxClaim = 1000;
-constexpr size_t kMaxWaitersPerJob = Job::kMaxRoutes;
 
 sc::JobError error_frame(const std::string& job_id, sc::JobCode code, std::string message,
                          uint32_t attempt, bool retryable) {
@@ -40,15 +39,6 @@ sc::JobError error_frame(const std::string& job_id, sc::JobCode code, std::strin
 
 }  // namespace
 
-void Broker::Loop::add_waiter(const std::string& job_id, const std::string& route) {
-  auto& routes = waiters_[job_id];
-  for (const auto& r : routes) {
-    if (r == route) return;
-  }
-  if (routes.size() >= kMaxWaitersPerJob) routes.erase(routes.begin() + 1);  // keep the first
-  routes.push_back(route);
-}
-
 void Broker::Loop::flush_shared_answers() {
   if (shared_answers_.empty()) return;
   auto answers = std::move(shared_answers_);
@@ -59,15 +49,13 @@ void Broker::Loop::flush_shared_answers() {
   std::vector<bool> won;
   if (!shared_->finish_all(batch, now_unix_ms(), won)) {
     // Not stored: the turn fails at its commit. The routes wait for whoever runs the job next.
-    for (const auto& a : answers) {
-      for (const auto& r : a.routes) add_waiter(a.job_id, r);
-    }
+    for (const auto& a : answers) waiters_[a.job_id].merge(a.routes);
     return;
   }
   std::vector<std::string> lost;
   for (size_t i = 0; i < answers.size(); ++i) {
     if (won[i]) {
-      for (const auto& route : answers[i].routes) {
+      for (const auto& route : answers[i].routes.all()) {
         to_client(route, sc::make_message(static_cast<sc::Command>(answers[i].command),
                                           {answers[i].body}));
       }
@@ -81,7 +69,7 @@ void Broker::Loop::flush_shared_answers() {
   for (const auto& a : answers) {
     auto it = stored.find(a.job_id);
     if (it == stored.end()) continue;
-    for (const auto& route : a.routes) {
+    for (const auto& route : a.routes.all()) {
       to_client(route, sc::make_message(static_cast<sc::Command>(it->second.command),
                                         {it->second.body}));
     }
@@ -138,7 +126,7 @@ void Broker::Loop::rejoined() {
   for (const auto& id : missing) {
     auto it = waiters_.find(id);
     if (it == waiters_.end()) continue;
-    for (const auto& route : it->second) to_client(route, unknown_in_queue(id));
+    for (const auto& route : it->second.all()) to_client(route, unknown_in_queue(id));
     waiters_.erase(it);
   }
 }
@@ -165,42 +153,43 @@ void Broker::Loop::deliver_answer(const std::string& job_id, const Store::Answer
                   sc::make_message(sc::Command::kCancel, {sc::encode(sc::JobRef{job_id})}));
       }
     }
-    for (const auto& route : job->routes) {
+    for (const auto& route : job->routes.all()) {
       to_client(route, sc::make_message(static_cast<sc::Command>(a->command), {a->body}));
     }
     jobs_.remove(job_id);
   }
   auto it = waiters_.find(job_id);
   if (it == waiters_.end()) return;
-  for (const auto& route : it->second) {
+  for (const auto& route : it->second.all()) {
     to_client(route, sc::make_message(static_cast<sc::Command>(a->command), {a->body}));
   }
   waiters_.erase(it);
 }
 
-void Broker::Loop::submit_shared(
-    const std::string& route, const std::vector<std::pair<sc::JobRequest, std::string_view>>& jobs,
-    sc::Accepted& accepted, std::vector<Store::Answer>& known_answers) {
-  auto reject = [&](const std::string& job_id, const std::string& message) {
+void Broker::Loop::submit_shared(const std::string& route, const std::vector<SharedSubmit>& jobs,
+                                 std::vector<SubmitReply>& replies,
+                                 std::vector<Store::Answer>& known_answers) {
+  auto reject = [&](const SharedSubmit& job, const std::string& message) {
     ++stats_.rejected;
-    auto e = error_frame(job_id, sc::JobCode::kQueueFull, message, 0, true);
-    to_client(route, sc::make_message(sc::Command::kRejected, {sc::encode(e)}));
+    auto e = error_frame(job.request.job_id, sc::JobCode::kQueueFull, message, 0, true);
+    replies[job.index].message = sc::make_message(sc::Command::kRejected, {sc::encode(e)});
   };
   if (!shared_->healthy()) {
-    for (const auto& [request, body] : jobs) {
-      reject(request.job_id, "the shared queue (" + journal_->describe() +
-                                 ") cannot be reached; retry later");
+    for (const auto& job : jobs) {
+      reject(job, "the shared queue (" + journal_->describe() + ") cannot be reached; retry later");
     }
     return;
   }
   std::vector<PgStore::Submission> batch;
-  for (const auto& [request, body] : jobs) {
+  std::vector<size_t> index;  // of each batch entry, in the message
+  for (const auto& job : jobs) {
     if (shared_unanswered_ + batch.size() >= options_.max_queue) {
-      reject(request.job_id, "queue full (" + std::to_string(options_.max_queue) +
-                                 " jobs in the shared queue); retry later");
+      reject(job, "queue full (" + std::to_string(options_.max_queue) +
+                      " jobs in the shared queue); retry later");
       continue;
     }
-    batch.push_back(PgStore::Submission{&request, body});
+    batch.push_back(PgStore::Submission{&job.request, job.body});
+    index.push_back(job.index);
   }
   if (!batch.empty()) {
     auto& ids = turn_submits_.emplace_back(route, std::vector<std::string>{}).second;
@@ -221,11 +210,11 @@ void Broker::Loop::submit_shared(
         claim_wanted_ = true;
         [[fallthrough]];
       case PgStore::Submitted::kHeld:
-        accepted.job_ids.push_back(id);
-        add_waiter(id, route);
+        replies[index[i]].accepted = id;
+        waiters_[id].submitted(route);  // the latest submitter here replaces the one before
         break;
       case PgStore::Submitted::kAnswered:
-        accepted.job_ids.push_back(id);
+        replies[index[i]].accepted = id;
         known_answers.push_back(std::move(*answers[i]));
         break;
       case PgStore::Submitted::kFailed: break;
@@ -243,9 +232,9 @@ void Broker::Loop::cancel_shared(const std::string& route, const std::string& jo
       ++stats_.errors;
       metrics_.failed(e.code, e.variant);
       // The NOTIFY of the stored answer tells every waiter, this route among them.
-      add_waiter(job_id, route);
+      waiters_[job_id].watch(route);
       break;
-    case PgStore::Cancel::kRunning: add_waiter(job_id, route); break;
+    case PgStore::Cancel::kRunning: waiters_[job_id].watch(route); break;
     case PgStore::Cancel::kAnswered:
       if (auto a = shared_->answer_of(job_id)) {
         to_client(route, sc::make_message(static_cast<sc::Command>(a->command), {a->body}));
@@ -264,7 +253,7 @@ void Broker::Loop::fetch_shared(const std::string& route, const std::string& job
   if (!shared_->healthy()) {
     // Not known either way while the database is away: after the re-join the answer comes (or
     // the FETCH is answered then, when it is asked again).
-    add_waiter(job_id, route);
+    waiters_[job_id].watch(route);
     return;
   }
   if (s && s->answer) {
@@ -273,7 +262,7 @@ void Broker::Loop::fetch_shared(const std::string& route, const std::string& job
     return;
   }
   if (s) {
-    add_waiter(job_id, route);  // queued or running somewhere: the NOTIFY brings the answer here
+    waiters_[job_id].watch(route);  // queued or running somewhere: the NOTIFY brings it here
     return;
   }
   to_client(route, unknown_in_queue(job_id));
@@ -320,14 +309,14 @@ void Broker::Loop::claim_for_credits() {
                                                      : 0);
       Job& job = jobs_.push(QueuedRequest::of(*request, std::move(c.request)), std::string(),
                             now_ - age);
-      job.routes.clear();
       if (auto w = waiters_.find(c.job_id); w != waiters_.end()) {
-        for (const auto& r : w->second) job.add_route(r);
+        job.routes = std::move(w->second);
         waiters_.erase(w);
       }
       job.attempt = c.attempt;
       // A worker of this broker's earlier generation may still report it.
       job.recovered = c.attempt > 1;
+      job.recovered_attempt = c.attempt - 1;
       if (c.cancelled) {
         answer_error(job, sc::JobCode::kCancelled,
                      "cancelled while running; the broker that held it was lost", false);
@@ -400,14 +389,10 @@ void Broker::Loop::shared_failed(const std::string& error) {
                 "{} job(s) held here are forgotten, and the broker re-joins the shared queue",
                 error, outbox_.size(), jobs_.size());
   outbox_.clear();
-  for (const auto& a : shared_answers_) {
-    for (const auto& r : a.routes) add_waiter(a.job_id, r);
-  }
+  for (const auto& a : shared_answers_) waiters_[a.job_id].merge(a.routes);
   shared_answers_.clear();
   // Their submitters still wait: their routes now wait here for whoever runs the job next.
-  jobs_.for_each([&](const Job& job) {
-    for (const auto& r : job.routes) add_waiter(job.request.job_id, r);
-  });
+  jobs_.for_each([&](const Job& job) { waiters_[job.request.job_id].merge(job.routes); });
   jobs_ = JobQueue();
   retry_at_.clear();
   // This turn's submits, after the routes above were kept (these are not waited for here, not
@@ -417,7 +402,7 @@ void Broker::Loop::shared_failed(const std::string& error) {
   for (auto& [route, ids] : turn_submits_) {
     for (const auto& id : ids) {
       if (auto w = waiters_.find(id); w != waiters_.end()) {
-        std::erase(w->second, route);
+        w->second.forget(route);
         if (w->second.empty()) waiters_.erase(w);
       }
       auto e = error_frame(id, sc::JobCode::kQueueFull,

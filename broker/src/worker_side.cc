@@ -125,6 +125,7 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
     return;
   }
   const std::string job_id(view->job_id);
+  const uint32_t attempt = view->attempt;
   const bool retryable = view->retryable;
   const uint32_t code = view->code;
   const std::string_view variant = view->variant;
@@ -141,9 +142,13 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
   ++w.answered;
   const sc::JobResult* result_ptr = result ? &*result : nullptr;
   const sc::JobError* error_ptr = error ? &*error : nullptr;
-  if (w.jobs.erase(job_id) == 0) {
-    Job* held = jobs_.find(job_id);
-    if (held != nullptr && held->recovered) {
+  Job* held = jobs_.find(job_id);
+  // An outcome answers the job only if it is of the current assignment: the job, on this worker's
+  // connection, at the attempt sent to it (PROTOCOL.md, "Worker session").
+  const bool current = held != nullptr && held->state == Job::State::kRunning &&
+                       held->worker == w.routing_id && held->attempt == attempt;
+  if (!current) {
+    if (held != nullptr && held->recovered_attempt != 0 && attempt == held->recovered_attempt) {
       // Dispatched by the broker before a restart: its outcome is the job's answer. If it was
       // sent again meanwhile, that run is cancelled and its outcome will be dropped.
       if (held->state == Job::State::kRunning) {
@@ -165,18 +170,26 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
       journal_->finished(job_id, static_cast<uint8_t>(command), body, now_unix_ms());
       return;
     }
-    // Re-dispatched after this worker was presumed dead, or never sent to it: answered once only.
+    // Stale: an attempt re-dispatched after this worker was presumed dead or held it too long, a
+    // job answered or cancelled meanwhile, or never sent to it. Each job is answered once, by
+    // its current attempt.
+    ++stats_.stale_outcomes;
     if (protocol_log_.allow()) {
-      spdlog::info("worker '{}': outcome for job '{}' it does not hold; dropped", w.worker_id,
-                   job_id);
+      std::string now_is = "not held";
+      if (held != nullptr && held->state == Job::State::kRunning) {
+        const WorkerState* on = registry_.find(held->worker);
+        now_is = "attempt " + std::to_string(held->attempt) + " on '" +
+                 (on != nullptr ? on->worker_id : std::string("?")) + "'" +
+                 (held->worker == w.routing_id ? " (this connection)" : "");
+      } else if (held != nullptr) {
+        now_is = "attempt " + std::to_string(held->attempt) + ", not running";
+      }
+      spdlog::warn("worker '{}': stale {} for job '{}' attempt {} dropped (the job is {})",
+                   w.worker_id, is_result ? "RESULT" : "ERROR", job_id, attempt, now_is);
     }
     return;
   }
-  Job* held = jobs_.find(job_id);
-  if (held == nullptr) {
-    if (shared_) journal_->finished(job_id, static_cast<uint8_t>(command), body, now_unix_ms());
-    return;
-  }
+  w.jobs.erase(job_id);
   if (retryable && !held->cancel_requested && held->attempt < options_.max_attempts) {
     // A host-side fault on that worker: worth another try, after a backoff with jitter.
     const uint64_t exp = std::min<uint64_t>(uint64_t{options_.retry_base_ms} << std::min<uint32_t>(held->attempt - 1, 20),
@@ -199,7 +212,6 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
     return;
   }
   auto job = jobs_.remove(job_id);
-  if (!job) return;
   ++(command == sc::Command::kResult ? stats_.results : stats_.errors);
   if (command == sc::Command::kError) metrics_.failed(code, variant);
   // The body was decoded and checked above; forward it as the worker wrote it.

@@ -295,10 +295,9 @@ std::string encode(const JobError& e) {
   if (e.snapshot_id) w.str("snapshot_id", *e.snapshot_id);
   if (e.from) w.str("from", *e.from);
   if (e.to) w.str("to", *e.to);
-  return w.str("worker_id", e.worker_id)
-      .num("attempt", e.attempt)
-      .boolean("retryable", e.retryable)
-      .finish();
+  w.str("worker_id", e.worker_id).num("attempt", e.attempt).boolean("retryable", e.retryable);
+  if (e.index) w.num("index", *e.index);
+  return w.finish();
 }
 
 std::string encode(const JobDispatch& d) {
@@ -414,6 +413,9 @@ Decoded<JobError> decode_job_error(std::string_view bytes) {
     e.worker_id = f.str("worker_id", L::kMaxWorkerId, false);
     e.attempt = static_cast<uint32_t>(f.uint("attempt", 0, UINT32_MAX, 0));
     e.retryable = f.boolean("retryable", false);
+    if (const auto* i = f.find("index"); i != nullptr && i->type != msgpack::type::NIL) {
+      e.index = static_cast<uint32_t>(f.uint("index", 0, L::kMaxBodiesPerMessage - 1, 0));
+    }
     return e;
   });
 }

@@ -55,7 +55,7 @@ constexpr std::array<Field, 7> kUsage{{
     {.key = "packets_out", .check = Check::kUint, .max = kU64},
     {.key = "egress_blocked", .check = Check::kUint, .max = kU64},
 }};
-constexpr size_t kResultJobId = 0;
+constexpr size_t kResultJobId = 0, kResultAttempt = 13;
 constexpr std::array<Field, 17> kResult{{
     {.key = "job_id", .check = Check::kStr, .required = true, .max = L::kMaxJobId},
     {.key = "exit_code", .check = Check::kSint, .min = INT32_MIN, .max = INT32_MAX},
@@ -75,8 +75,9 @@ constexpr std::array<Field, 17> kResult{{
     {.key = "backend", .check = Check::kStr, .max = 32},
     {.key = "template", .check = Check::kStr, .max = L::kMaxTemplate},
 }};
-constexpr size_t kErrorJobId = 0, kErrorCode = 1, kErrorVariant = 2, kErrorRetryable = 10;
-constexpr std::array<Field, 11> kError{{
+constexpr size_t kErrorJobId = 0, kErrorCode = 1, kErrorVariant = 2, kErrorAttempt = 9,
+                 kErrorRetryable = 10;
+constexpr std::array<Field, 12> kError{{
     {.key = "job_id", .check = Check::kStr, .max = L::kMaxJobId},
     {.key = "code", .check = Check::kUint, .required = true, .min = 1, .max = 65535},
     {.key = "variant", .check = Check::kStr, .required = true, .max = 64},
@@ -88,7 +89,12 @@ constexpr std::array<Field, 11> kError{{
     {.key = "worker_id", .check = Check::kStr, .max = L::kMaxWorkerId},
     {.key = "attempt", .check = Check::kUint, .max = UINT32_MAX},
     {.key = "retryable", .check = Check::kBool},
+    {.key = "index", .check = Check::kUint, .max = L::kMaxBodiesPerMessage - 1},
 }};
+static_assert(kResult[kResultJobId].key == "job_id" && kResult[kResultAttempt].key == "attempt");
+static_assert(kError[kErrorJobId].key == "job_id" && kError[kErrorCode].key == "code" &&
+              kError[kErrorVariant].key == "variant" && kError[kErrorAttempt].key == "attempt" &&
+              kError[kErrorRetryable].key == "retryable");
 constexpr size_t kMaxFields = 17;  // of any table above; the found values' array
 static_assert(kResult.size() <= kMaxFields && kError.size() <= kMaxFields);
 static_assert(kMaxFields <= 64, "scan_map's bit masks hold 64 fields");
@@ -257,6 +263,10 @@ Decoded<OutcomeView> view_job_result(std::string_view bytes) {
     scan_body(bytes, kResult, found.data());
     OutcomeView v;
     v.job_id = found[kResultJobId].bytes;
+    // decode_job_result's default: a RESULT without an attempt is of the first.
+    v.attempt = found[kResultAttempt].kind == Kind::kUint
+                    ? static_cast<uint32_t>(found[kResultAttempt].uint)
+                    : 1;
     return v;
   });
 }
@@ -270,6 +280,9 @@ Decoded<OutcomeView> view_job_error(std::string_view bytes) {
     v.code = static_cast<uint32_t>(found[kErrorCode].uint);
     v.variant = found[kErrorVariant].bytes;
     v.retryable = found[kErrorRetryable].boolean;
+    v.attempt = found[kErrorAttempt].kind == Kind::kUint
+                    ? static_cast<uint32_t>(found[kErrorAttempt].uint)
+                    : 0;  // decode_job_error's default
     return v;
   });
 }

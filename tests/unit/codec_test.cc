@@ -23,6 +23,7 @@
 #include "paddock/schemas/codes.h"
 #include "paddock/schemas/frames.h"
 #include "paddock/schemas/limits.h"
+#include "paddock/schemas/outcome_view.h"
 #include "paddock/schemas/messages.h"
 #include "codec_builders.h"
 
@@ -271,6 +272,16 @@ TEST_CASE("codec: every type round-trips through encode and decode") {
       CHECK(d.value() == e);
     }
     CHECK_FALSE(sc::decode_job_error(sc::encode(plain))->vm_id.has_value());
+    CHECK_FALSE(sc::decode_job_error(sc::encode(plain))->index.has_value());
+    // The body's index of an ERROR 100 answering one body of a SUBMIT: 0..1023.
+    sc::JobError indexed = make_error("", 100, "InvalidRequest", "job_id: required");
+    indexed.index = 1023;
+    auto d = sc::decode_job_error(sc::encode(indexed));
+    REQUIRE_MESSAGE(d, d.error().message());
+    CHECK(d.value() == indexed);
+    indexed.index = 1024;
+    CHECK_FALSE(sc::decode_job_error(sc::encode(indexed)));
+    CHECK_FALSE(sc::view_job_error(sc::encode(indexed)));
   }
   SUBCASE("JobDispatch (its request at the nesting limit: egress ports)") {
     sc::JobDispatch dispatch{7, 123456789, full_request()};

@@ -74,14 +74,57 @@ TEST_CASE("job queue: queued jobs past their deadline are taken out") {
   CHECK(q.queued() == 2);
 }
 
-TEST_CASE("job routes: deduplicated, capped, the submitter kept") {
-  Job j;
-  j.routes = {"submitter"};
-  j.add_route("submitter");
-  CHECK(j.routes.size() == 1);
-  for (int i = 0; i < 20; ++i) j.add_route("r" + std::to_string(i));
-  CHECK(j.routes.size() == Job::kMaxRoutes);
-  CHECK(j.routes.front() == "submitter");
+TEST_CASE("job routes: a second SUBMIT replaces the submitter; watchers are kept, capped, each once") {
+  Routes r;
+  r.submitted("first");
+  CHECK(r.all() == std::vector<std::string>{"first"});
+  // Issue 20, item 4: only the connection that submitted most recently hears the answer.
+  r.submitted("second");
+  CHECK(r.all() == std::vector<std::string>{"second"});
+  // FETCH and CANCEL add watchers; a watcher that is also the submitter hears it once.
+  r.watch("fetcher");
+  r.watch("second");
+  r.watch("fetcher");
+  CHECK(r.all() == std::vector<std::string>{"second", "fetcher"});
+  // Submitters that FETCHed it hear the answer as watchers, even after a third SUBMIT.
+  r.watch("first");
+  r.submitted("third");
+  CHECK(r.all() == std::vector<std::string>{"third", "fetcher", "second", "first"});
+  // "" is no route (a recovered job has no submitter until one submits it again).
+  Routes none;
+  none.submitted("");
+  CHECK(none.empty());
+  CHECK(none.all().empty());
+  for (int i = 0; i < 20; ++i) r.watch("w" + std::to_string(i));
+  CHECK(r.all().size() == Routes::kMaxWatchers + 1);
+  CHECK(r.all().front() == "third");
+  CHECK(r.all().back() == "w19");
+}
+
+TEST_CASE("job routes: merge takes the later submitter and adds watchers; forget drops a route") {
+  Routes held;
+  held.submitted("a");
+  held.watch("f");
+  Routes later;
+  later.submitted("b");
+  later.watch("g");
+  held.merge(later);
+  CHECK(held.all() == std::vector<std::string>{"b", "f", "g"});
+  Routes no_submitter;
+  no_submitter.watch("h");
+  held.merge(no_submitter);
+  CHECK(held.submitter() == "b");
+  held.forget("b");
+  held.forget("g");
+  CHECK(held.all() == std::vector<std::string>{"f", "h"});
+  CHECK_FALSE(held.empty());
+}
+
+TEST_CASE("job queue: a pushed job's submitter is its route; a job pushed without one has none") {
+  JobQueue q;
+  const auto now = Clock::now();
+  CHECK(q.push(req("a"), "client", now).routes.all() == std::vector<std::string>{"client"});
+  CHECK(q.push(req("b"), "", now).routes.empty());
 }
 
 TEST_CASE("worker registry: round-robin over workers with credits") {

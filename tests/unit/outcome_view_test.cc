@@ -51,7 +51,10 @@ bool agree_result(std::string_view body) {
   CHECK_MESSAGE(static_cast<bool>(view) == static_cast<bool>(full),
                 "view: " << (view ? "accepted" : view.error().message())
                          << "; decoder: " << (full ? "accepted" : full.error().message()));
-  if (view && full) CHECK(view->job_id == full->job_id);
+  if (view && full) {
+    CHECK(view->job_id == full->job_id);
+    CHECK(view->attempt == full->attempt);
+  }
   if (!view) CHECK_FALSE(view.error().field.empty());
   return static_cast<bool>(full);
 }
@@ -67,6 +70,7 @@ bool agree_error(std::string_view body) {
     CHECK(view->code == full->code);
     CHECK(view->variant == full->variant);
     CHECK(view->retryable == full->retryable);
+    CHECK(view->attempt == full->attempt);
   }
   if (!view) CHECK_FALSE(view.error().field.empty());
   return static_cast<bool>(full);
@@ -89,6 +93,21 @@ TEST_CASE("outcome views: a full RESULT and ERROR read the fields the broker use
   CHECK(e->code == 5);
   CHECK(e->variant == "SnapshotNotFound");
   CHECK(e->retryable);
+  CHECK(r->attempt == full_result().attempt);
+  CHECK(e->attempt == full_error().attempt);
+  // Without an attempt: a RESULT's is 1, an ERROR's 0 (none), as the decoders read them.
+  CHECK(sc::view_job_result(pack([](Packer& pk) {
+          pk.pack_map(1);
+          str(pk, "job_id");
+          str(pk, "r");
+        }))->attempt == 1);
+  CHECK(sc::view_job_error(pack([](Packer& pk) {
+          pk.pack_map(2);
+          str(pk, "code");
+          pk.pack(9);
+          str(pk, "variant");
+          str(pk, "Shutdown");
+        }))->attempt == 0);
   // Views point into the body, not into a copy.
   CHECK(e->job_id.data() >= error.data());
   CHECK(e->job_id.data() < error.data() + error.size());
@@ -251,7 +270,7 @@ TEST_CASE("outcome views: field types and ranges and required fields as the deco
   // Every ERROR field with every kind of value, the others valid.
   const std::vector<std::string> error_keys = {"job_id", "code", "variant", "message", "vm_id",
                                                "snapshot_id", "from", "to", "worker_id",
-                                               "attempt", "retryable", "unknown"};
+                                               "attempt", "retryable", "index", "unknown"};
   for (const auto& key : error_keys) {
     for (const auto& fill : fills) {
       CAPTURE(key);

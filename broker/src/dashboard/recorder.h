@@ -34,7 +34,8 @@ class Recorder {
 
   // A job was sent to worker `worker_id` (its attempt is job.attempt).
   void dispatched(Job& job, const std::string& worker_id, uint64_t unix_ms);
-  // The job's last dispatch ended without answering it: "retry" or "worker lost".
+  // The job's last dispatch ended without answering it: "retry", "worker lost" or "overdue" (the
+  // held-job watchdog took it back).
   void attempt_ended(Job& job, const char* outcome, std::string detail = {});
   // The job's final answer, a RESULT (`result`) or an ERROR (`error`): the job becomes a record
   // at the front of the recent jobs; the oldest goes past the capacity.

@@ -27,6 +27,10 @@ struct Options {
   uint32_t heartbeat_ms = 1000;  // heartbeat period, both ways
   uint32_t liveness = 3;         // heartbeats a worker may miss before it is dead
   uint32_t max_attempts = 3;     // dispatches of one job (lost workers and retries) at most
+  // The held-job watchdog: a job a live worker holds longer than its timeout_ms plus this since
+  // it was sent, without an answer, is taken back from it (CANCEL) and re-queued with attempt + 1
+  // (ERROR 102 WorkerLost past max_attempts), as if its worker had died (broker/README.md).
+  uint32_t overdue_margin_ms = 120'000;
   // A retryable ERROR (a host-side fault on one worker) sends the job out again after
   // min(retry_cap_ms, retry_base_ms * 2^(attempt-1)), times a jitter in [0.5, 1).
   uint32_t retry_base_ms = 200;
@@ -86,6 +90,8 @@ struct Stats {
   uint64_t undeliverable = 0;
   uint64_t recovered = 0;   // jobs re-queued from the journal at start
   uint64_t retried = 0;     // retryable ERRORs sent out again after a backoff
+  uint64_t stale_outcomes = 0;  // worker RESULTs/ERRORs not of a job's current assignment, dropped
+  uint64_t overdue = 0;     // jobs taken back from a live worker by the held-job watchdog
   uint64_t quarantined = 0;  // journal rows that failed their checksum (answered JournalDamaged)
   bool journal_failed = false;  // the loop stopped because the journal could not commit
 };

@@ -119,6 +119,10 @@ struct JobError {
   std::string worker_id;
   uint32_t attempt = 0;
   bool retryable = false;
+  // Wire key "index", optional: of an ERROR 100 that answers one body of a multi-body client
+  // message (SUBMIT, FETCH, CANCEL), that body's position in the message, 0 for the first; so the
+  // error is attributable when the body's job_id cannot be read (PROTOCOL.md, "JobError").
+  std::optional<uint32_t> index;
   bool operator==(const JobError&) const = default;
 };
 

@@ -1,6 +1,7 @@
 // What the broker needs of a worker's RESULT or ERROR body, read in place. The broker forwards
 // such a body to its submitter as the worker wrote it, so it needs only the job it answers (and,
-// for an ERROR, whether to retry it and its code and variant for the metrics), not a decoded copy.
+// the attempt it answers, and for an ERROR, whether to retry it and its code and variant for the
+// metrics), not a decoded copy.
 //
 // view_job_result and view_job_error accept exactly the bodies decode_job_result and
 // decode_job_error accept — the same msgpack limits, types, ranges, required fields and
@@ -22,6 +23,9 @@ namespace paddock::schemas {
 // Views into the body passed in: valid while it is.
 struct OutcomeView {
   std::string_view job_id;  // a RESULT's is required; an ERROR's may be empty
+  // The attempt it answers, as the decoders read it: a RESULT without one is of attempt 1, an
+  // ERROR without one of none (0). The broker matches it against the job's current attempt.
+  uint32_t attempt = 0;
   // ERROR only; a RESULT's view leaves them as they are here.
   uint32_t code = 0;
   std::string_view variant;
