@@ -220,7 +220,7 @@ TEST_CASE("limits: client mistakes are ERROR 100 at SUBMIT naming the field, nev
   CHECK_FALSE(raw.next(300ms).has_value());
 }
 
-TEST_CASE("limits: PING bodies are checked like every body; a bad one is ERROR 100") {
+TEST_CASE("limits: PING bodies are checked like every body: a bad one is ERROR 100") {
   TempDir dir;
   auto broker = start_broker(dir);
   RawClient raw(broker.client_endpoint);

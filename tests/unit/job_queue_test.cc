@@ -74,7 +74,7 @@ TEST_CASE("job queue: queued jobs past their deadline are taken out") {
   CHECK(q.queued() == 2);
 }
 
-TEST_CASE("job routes: a second SUBMIT replaces the submitter; watchers are kept, capped, each once") {
+TEST_CASE("job routes: a second SUBMIT replaces the submitter: watchers are kept, capped, each once") {
   Routes r;
   r.submitted("first");
   CHECK(r.all() == std::vector<std::string>{"first"});
@@ -101,7 +101,7 @@ TEST_CASE("job routes: a second SUBMIT replaces the submitter; watchers are kept
   CHECK(r.all().back() == "w19");
 }
 
-TEST_CASE("job routes: merge takes the later submitter and adds watchers; forget drops a route") {
+TEST_CASE("job routes: merge takes the later submitter and adds watchers: forget drops a route") {
   Routes held;
   held.submitted("a");
   held.watch("f");
@@ -120,7 +120,7 @@ TEST_CASE("job routes: merge takes the later submitter and adds watchers; forget
   CHECK_FALSE(held.empty());
 }
 
-TEST_CASE("job queue: a pushed job's submitter is its route; a job pushed without one has none") {
+TEST_CASE("job queue: a pushed job's submitter is its route: a job pushed without one has none") {
   JobQueue q;
   const auto now = Clock::now();
   CHECK(q.push(req("a"), "client", now).routes.all() == std::vector<std::string>{"client"});

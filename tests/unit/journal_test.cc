@@ -360,7 +360,7 @@ void check_damaged_answer(const std::optional<Journal::Answer>& a, const std::st
 
 }  // namespace
 
-TEST_CASE("journal: a stored request or answer changed past the journal is quarantined and answered JournalDamaged, never returned to run; intact rows are") {
+TEST_CASE("journal: a stored request or answer changed past the journal is quarantined and answered JournalDamaged, never returned to run: intact rows are") {
   TempDir d;
   const std::string path = d.path + "/j.db";
   {
@@ -535,7 +535,7 @@ TEST_CASE("journal: damage SQLite reports while the journal is open fails the tu
   CHECK(error.find("damaged") != std::string::npos);
 }
 
-TEST_CASE("journal: its -wal, database or lock file removed or replaced underneath fails the next commit; a removed -wal is checkpointed first") {
+TEST_CASE("journal: its -wal, database or lock file removed or replaced underneath fails the next commit: a removed -wal is checkpointed first") {
   TempDir d;
   const std::string path = d.path + "/j.db";
   {

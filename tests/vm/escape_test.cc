@@ -332,7 +332,7 @@ TEST_CASE(
     ExecRequest ping2;
     ping2.script = "ping -c 1 -W 5 198.18.7.2";
     auto pinged = p.exec("vm2", ping2, {});
-    REQUIRE(pinged.ok());
+    REQUIRE_MESSAGE(pinged.ok(), (pinged.ok() ? "" : pinged.error().message()));
     CHECK_MESSAGE(pinged.value().exit_code == 0, pinged.value().stdout_data);
 
     // An address the host gains while the VMs' networks are up.

@@ -224,6 +224,10 @@ Status validate(const JailSpec& s) {
   for (int fd : s.keep_fds) {
     if (fd < 3) return Error::jailer("step validate: keep fd " + std::to_string(fd) + ": below 3");
   }
+  if (s.lifeline_fd >= 0 && s.lifeline_fd < 3) {
+    return Error::jailer("step validate: lifeline fd " + std::to_string(s.lifeline_fd) +
+                         ": below 3");
+  }
   if (s.rlimit_nofile < 16) {
     return Error::jailer("step validate: open files limit " + std::to_string(s.rlimit_nofile) +
                          ": below 16");
@@ -254,6 +258,7 @@ Result<std::vector<std::string>> paddock_jailer_argv(const std::string& jailer_b
   if (s.kvm) a.push_back("--kvm");
   for (const auto& dir : s.ro_binds) a.insert(a.end(), {"--ro-bind", dir});
   for (int fd : s.keep_fds) a.insert(a.end(), {"--keep-fd", std::to_string(fd)});
+  if (s.lifeline_fd >= 0) a.insert(a.end(), {"--lifeline-fd", std::to_string(s.lifeline_fd)});
   a.push_back("--");
   a.insert(a.end(), s.args.begin(), s.args.end());
   return a;
@@ -282,7 +287,7 @@ Result<JailSpec> parse_paddock_jailer_args(const std::vector<std::string>& args)
         "--chroot-base-dir", "--cgroup-root", "--parent-cgroup", "--cgroup-version",
         "--cpu-quota-us", "--cpu-period-us", "--memory-bytes",  "--pids-max",
         "--rlimit-nofile", "--rlimit-fsize", "--netns",         "--file",
-        "--ro-bind",      "--keep-fd"};
+        "--ro-bind",      "--keep-fd",       "--lifeline-fd"};
     if (kValued.count(flag) == 0) return Error::jailer("step arguments: unknown flag " + shown(flag));
     if (i + 1 >= args.size()) return Error::jailer("step arguments: " + flag + ": needs a value");
     const std::string& v = args[++i];
@@ -328,6 +333,10 @@ Result<JailSpec> parse_paddock_jailer_args(const std::vector<std::string>& args)
       auto n = number<int>(v);
       if (!n) return bad(flag, v);
       s.keep_fds.push_back(*n);
+    } else if (flag == "--lifeline-fd") {
+      auto n = number<int>(v);
+      if (!n) return bad(flag, v);
+      s.lifeline_fd = *n;
     } else {
       return Error::jailer("step arguments: unknown flag " + shown(flag));
     }

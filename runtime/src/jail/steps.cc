@@ -101,7 +101,9 @@ void forward(int sig) {
 
 Status sanitize_process(const JailSpec& s) {
   std::vector<int> keep = s.keep_fds;
+  if (s.lifeline_fd >= 0) keep.push_back(s.lifeline_fd);
   std::sort(keep.begin(), keep.end());
+  keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
   unsigned from = 3;
   for (int fd : keep) {
     if (static_cast<unsigned>(fd) > from && ::close_range(from, fd - 1, 0) != 0) {
@@ -386,10 +388,6 @@ int run(const JailSpec& s) {
     std::fflush(stderr);
     return code;
   };
-  // Who started us (the worker's thread). The parent-death signal it armed before exec is
-  // cleared by the credential change below, so the supervisor re-arms it and compares against
-  // this pid to close the window in which the worker may already have died.
-  const pid_t starter = ::getppid();
   for (auto step : {sanitize_process, make_chroot, make_cgroup, join_netns, unshare_namespaces,
                     pivot_into_chroot, make_devices}) {
     if (auto st = step(s); !st) return report(st.error(), 70);
@@ -399,26 +397,27 @@ int run(const JailSpec& s) {
   sigset_t forwarded, old;
   sigemptyset(&forwarded);
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&forwarded, sig);
-  // A lifeline: the supervisor holds the write end for as long as it lives, and never writes.
+  // The supervisor's own lifeline: it holds the write end for as long as it lives, and never writes.
   // The VMM's parent is outside its pid namespace (getppid() reads 0 there), so the child learns
   // that its supervisor died before it armed its own parent-death signal from EOF on this pipe.
-  int lifeline[2];
-  if (::pipe2(lifeline, O_CLOEXEC) != 0) return report(fail("pid_namespace", "pipe2"), 70);
+  int alive_pipe[2];
+  if (::pipe2(alive_pipe, O_CLOEXEC) != 0) return report(fail("pid_namespace", "pipe2"), 70);
   ::sigprocmask(SIG_BLOCK, &forwarded, &old);
   const pid_t child = ::fork();
   if (child < 0) return report(fail("pid_namespace", "fork"), 70);
   if (child == 0) {
     ::sigprocmask(SIG_SETMASK, &old, nullptr);
-    ::close(lifeline[1]);
+    ::close(alive_pipe[1]);
+    if (s.lifeline_fd >= 0) ::close(s.lifeline_fd);  // the worker's lifeline stays with the supervisor
     for (auto step : {set_rlimits, drop_privileges}) {
       if (auto st = step(s); !st) ::_exit(report(st.error(), 71));
     }
     // The VMM dies with its jailer (which dies with the worker). Armed after the last credential
-    // change, which would clear it; then the lifeline says whether the jailer is already gone.
+    // change, which would clear it; then that pipe says whether the jailer is already gone.
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
       ::_exit(report(fail("exec", "prctl"), 71));
     }
-    pollfd alive{lifeline[0], POLLIN, 0};
+    pollfd alive{alive_pipe[0], POLLIN, 0};
     if (::poll(&alive, 1, 0) != 0) ::_exit(72);  // EOF (or an error): the supervisor is gone
     std::vector<char*> argv;
     argv.push_back(const_cast<char*>(s.exec_file.c_str()));
@@ -434,21 +433,38 @@ int run(const JailSpec& s) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) ::sigaction(sig, &sa, nullptr);
   ::sigprocmask(SIG_SETMASK, &old, nullptr);
   // The supervisor keeps no privilege either (it may still signal its child: same uid).
-  ::close(lifeline[0]);
+  ::close(alive_pipe[0]);
   if (auto st = drop_privileges(s); !st) {
     ::kill(child, SIGKILL);
     return report(st.error(), 70);
   }
-  // setresuid() cleared the parent-death signal the worker armed: arm it again, then check that
-  // the worker did not die in between (we would have been reparented). Without this, a SIGKILLed
-  // worker leaves its VMs running untrusted code with nobody to stop them.
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
-    ::kill(child, SIGKILL);
-    return report(fail("supervise", "prctl PR_SET_PDEATHSIG"), 70);
-  }
-  if (::getppid() != starter) {
-    ::kill(child, SIGKILL);
-    return report(Error::jailer("step supervise: the worker that started the jail is gone"), 70);
+  // The worker's lifeline: EOF when the worker process is gone, however it died (its
+  // PR_SET_PDEATHSIG was cleared by setresuid() above, and is bound to the thread that started
+  // us, not to the worker). Then the VMM is killed; it dies with us anyway (its own
+  // parent-death signal), but not before it is reaped here.
+  if (s.lifeline_fd >= 0) {
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, child, 0));
+    if (pidfd < 0) {
+      ::kill(child, SIGKILL);
+      return report(fail("supervise", "pidfd_open"), 70);
+    }
+    while (true) {
+      pollfd watch[2] = {{pidfd, POLLIN, 0}, {s.lifeline_fd, POLLIN, 0}};
+      if (::poll(watch, 2, -1) < 0) {
+        if (errno == EINTR) continue;  // a forwarded signal
+        ::kill(child, SIGKILL);
+        break;
+      }
+      if (watch[0].revents != 0) break;  // the VMM ended
+      if (watch[1].revents != 0) {
+        char byte;
+        if (::read(s.lifeline_fd, &byte, 1) <= 0) {  // EOF: the worker is gone
+          ::kill(child, SIGKILL);
+          break;
+        }
+      }
+    }
+    ::close(pidfd);
   }
   int status = 0;
   while (::waitpid(child, &status, 0) < 0) {

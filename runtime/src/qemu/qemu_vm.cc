@@ -28,6 +28,18 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// The read end of a pipe whose write end this process holds until it exits (never closed,
+// close-on-exec so no child keeps it): a jailer given it learns from EOF that the worker is gone,
+// however it died. One per process; -1 if the pipe could not be made (then jails have none).
+int lifeline_read_end() {
+  static const int fd = [] {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return -1;
+    return p[0];  // p[1] is deliberately never closed: it is this process's life
+  }();
+  return fd;
+}
+
 // Where QEMU finds its files: host paths, or the chroot's when jailed.
 struct Paths {
   std::string kernel, initrd, memory, incoming;
@@ -266,6 +278,7 @@ Status QemuVm::spawn() {
     if (!spec_.rootfs.empty()) j.ro_binds.push_back(spec_.rootfs);
     j.keep_fds.clear();
     if (spec_.tap_fd >= 0) j.keep_fds.push_back(kTapFd);
+    j.lifeline_fd = lifeline_read_end() >= 0 ? kLifelineFd : -1;
     auto jailer = jail::paddock_jailer_argv(spec_.jailer_binary, j);
     if (!jailer) return jailer.error();
     binary = spec_.jailer_binary;
@@ -279,29 +292,37 @@ Status QemuVm::spawn() {
   console_fd_ = fds[0];
   argv_ = args;
   const int tap = spec_.tap_fd;
+  const int lifeline = spec_.jail ? lifeline_read_end() : -1;
   const pid_t worker = ::getpid();
   try {
     child_ = std::make_unique<bp::child>(binary, bp::args(argv_), bp::std_in < bp::null,
-                                         bp::extend::on_exec_setup([console_write, tap, worker](auto&) {
+                                         bp::extend::on_exec_setup([console_write, tap, lifeline, worker](auto&) {
                                            // In the child, before exec: the console (stdout and
                                            // stderr) into our pipe, and QEMU dies with the thread
                                            // that started it, so a crashed worker leaks no VM.
                                            ::dup2(console_write, STDOUT_FILENO);
                                            ::dup2(console_write, STDERR_FILENO);
-                                           // The TAP at a fixed number, without close-on-exec (dup2
-                                           // clears it).
-                                           if (tap >= 0 && tap != kTapFd) ::dup2(tap, kTapFd);
-                                           if (tap == kTapFd) ::fcntl(kTapFd, F_SETFD, 0);
+                                           // The TAP and the jailer's lifeline at fixed
+                                           // numbers, without close-on-exec (dup2 clears it),
+                                           // by way of copies above both so neither overwrites
+                                           // the other.
+                                           auto above = [](int fd) {
+                                             if (fd < 0) return -1;
+                                             const int copy = ::fcntl(fd, F_DUPFD, 512);
+                                             return copy >= 0 ? copy : fd;
+                                           };
+                                           const int t = above(tap);
+                                           const int l = above(lifeline);
+                                           if (t >= 0) ::dup2(t, kTapFd);
+                                           if (l >= 0) ::dup2(l, kLifelineFd);
                                            // Nothing else crosses into QEMU: fds another thread had
                                            // open without close-on-exec at this moment (a pipe to a
                                            // helper command, say) would live as long as the VM, and
                                            // a compromised VMM would hold them.
-                                           if (tap >= 0) {
-                                             ::close_range(3, kTapFd - 1, 0);
-                                             ::close_range(kTapFd + 1, ~0U, 0);
-                                           } else {
-                                             ::close_range(3, ~0U, 0);
-                                           }
+                                           ::close_range(3, kLifelineFd - 1, 0);
+                                           if (l < 0) ::close(kLifelineFd);
+                                           if (t < 0) ::close(kTapFd);
+                                           ::close_range(kTapFd + 1, ~0U, 0);
                                            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
                                            // The worker may have died before the line above.
                                            if (::getppid() != worker) ::_exit(127);

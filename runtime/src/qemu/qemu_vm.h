@@ -30,6 +30,8 @@ namespace paddock::runtime::qemu {
 struct LaunchSpec;
 // The fd number QEMU finds the TAP on.
 inline constexpr int kTapFd = 100;
+// The jailer's lifeline (JailSpec::lifeline_fd) is passed at this number.
+inline constexpr int kLifelineFd = 99;
 // The -M and -cpu arguments of a launch (also recorded in snapshot metadata).
 std::string machine_arg(const LaunchSpec& spec);
 std::string cpu_arg(const LaunchSpec& spec);

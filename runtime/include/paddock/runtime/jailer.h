@@ -89,6 +89,12 @@ struct JailSpec {
   uint64_t rlimit_nofile = 1024;
   uint64_t rlimit_fsize = 0;  // largest file the VMM may write; 0: unlimited
   std::vector<int> keep_fds;  // inherited fds that stay open (the TAP); 0-2 always stay
+  // The read end of a pipe whose write end only the starting process holds, for its whole life
+  // (`--lifeline-fd`; -1: none). EOF on it means that process is gone, however it died: the
+  // jailer then kills the VMM and exits. Process-bound, unlike PR_SET_PDEATHSIG, which fires when
+  // the starting *thread* ends and is cleared by the jailer's own credential change. Kept open
+  // like keep_fds; the VMM does not inherit it.
+  int lifeline_fd = -1;
   std::vector<std::string> args;  // the VMM's arguments (after argv[0])
 };
 
