@@ -261,8 +261,13 @@ case_keys_and_curve() {
       fail "keys generate $name"
   done
   [[ $(stat -c %a "$keys/ci.key") == 600 ]] || fail "ci.key mode $(stat -c %a "$keys/ci.key"), expected 600"
-  [[ $(paddock keys show-public "$keys/ci.key") == $(cat "$tmp/ci.out") ]] || fail "show-public of ci.key"
-  [[ $(paddock keys show-public "$keys/ci.pub") == $(cat "$tmp/ci.out") ]] || fail "show-public of ci.pub"
+  # Quoted: unquoted, the right side of == is a glob pattern, and Z85 keys hold '[', ']', '*', '?'.
+  local want got
+  want=$(cat "$tmp/ci.out")
+  got=$(paddock keys show-public "$keys/ci.key") || fail "show-public of ci.key failed"
+  [[ "$got" == "$want" ]] || fail "show-public of ci.key: '$got', expected '$want'"
+  got=$(paddock keys show-public "$keys/ci.pub") || fail "show-public of ci.pub failed"
+  [[ "$got" == "$want" ]] || fail "show-public of ci.pub: '$got', expected '$want'"
   paddock keys allow "$tmp/clients.allow" "$keys/ci.pub" >/dev/null || fail "keys allow"
   paddock keys allow "$tmp/clients.allow" "$keys/ci.pub" | grep -q "already in" || fail "keys allow twice"
   [[ $(wc -l <"$tmp/clients.allow") == 1 ]] || fail "allowlist: $(cat "$tmp/clients.allow")"
