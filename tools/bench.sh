@@ -64,7 +64,7 @@ grep -q "CMAKE_BUILD_TYPE:STRING=Release" "$build/CMakeCache.txt" || die "$build
 targets=(paddock-broker paddock-worker paddock-load)
 [[ $fabric_only -eq 1 ]] || targets+=(paddock-bench-vm paddock-agent paddock-jailer)
 ninja -C "$build" "${targets[@]}" >>"$tmp/build.log" 2>&1 || die "build failed"
-[[ $fabric_only -eq 1 ]] || image=$(tools/build-guest-image.sh --agent "$build/runtime/guest/paddock-agent" \
+[[ $fabric_only -eq 1 ]] || image=$(tools/build-guest-image.sh --agent "$build/agent/guest/paddock-agent" \
   --cache-dir "$build/images" 2>"$tmp/image.log" | tail -n 1) || die "guest image build failed"
 load="$build/tools/paddock-load"
 

@@ -8,7 +8,7 @@
 #   <cache-dir>/debs/            downloaded .deb files (kept, verified against apt's SHA256)
 #
 # stdout: the image directory, as the only and last line. Everything else goes to stderr.
-# See runtime/guest/IMAGE.md for the boot command lines and the measurements behind the choices.
+# See agent/guest/IMAGE.md for the boot command lines and the measurements behind the choices.
 set -euo pipefail
 export LC_ALL=C
 
@@ -35,7 +35,7 @@ SKIP_APPLETS=(sbin/init linuxrc)
 STRIP_MODULE_SIGNATURES=1
 # Uncompressed initramfs: boots faster under TCG than gzip (measured, see IMAGE.md).
 INITRAMFS_NAME=initramfs.cpio
-# What the image was measured to boot with (runtime/guest/IMAGE.md); written to manifest.json. The
+# What the image was measured to boot with (agent/guest/IMAGE.md); written to manifest.json. The
 # host adds tsc_early_khz=<its TSC kHz>: without it the guest may hang calibrating the TSC.
 BOOT_MACHINE="microvm,pic=off,pit=off,isa-serial=on,rtc=on"
 BOOT_CMDLINE="console=ttyS0 reboot=k panic=-1 quiet cryptomgr.notests tsc=reliable"
@@ -105,7 +105,7 @@ missing_tools() {
 REQUIRED_TOOLS=(apt-get apt-cache dpkg-deb cpio sha256sum mknod find flock xz od truncate)
 
 check_agent() {
-  [[ -n "$agent" ]] || { echo "no --agent given (the guest agent binary, e.g. build/runtime/guest/paddock-agent)"; return 1; }
+  [[ -n "$agent" ]] || { echo "no --agent given (the guest agent binary, e.g. build/agent/guest/paddock-agent)"; return 1; }
   [[ -e "$agent" ]] || { echo "agent '$agent' does not exist (build it: ninja -C <build dir> paddock-agent)"; return 1; }
   [[ -f "$agent" ]] || { echo "agent '$agent' is not a regular file"; return 1; }
   [[ -r "$agent" ]] || { echo "agent '$agent' is not readable"; return 1; }
@@ -469,7 +469,7 @@ mkdir -p "$stage"
 # puts the initrd's end right below the top of RAM, in the page where its ACPI tables live: an
 # initrd whose size is not page-aligned can overwrite them, and the guest then hangs in ACPI set-up
 # (measured: every size tried that ended past the tables' start, 3264 bytes into that page, hung;
-# those ending before it booted; see runtime/guest/IMAGE.md). Page-aligned, it ends below the page.
+# those ending before it booted; see agent/guest/IMAGE.md). Page-aligned, it ends below the page.
 cpio_size=$(stat -c %s "$stage/$INITRAMFS_NAME")
 head -c $(((4096 - cpio_size % 4096) % 4096)) /dev/zero >>"$stage/$INITRAMFS_NAME"
 cp "$vmlinuz_src" "$stage/vmlinuz"

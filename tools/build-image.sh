@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds a guest image from its definition (tools/images/<name>.image; runtime/guest/IMAGE.md,
+# Builds a guest image from its definition (tools/images/<name>.image; agent/guest/IMAGE.md,
 # "Image definitions"), or finds it in the cache, and prints its directory on stdout.
 #
 #   kind "initramfs" (default): tools/build-guest-image.sh, as it always was.
@@ -95,7 +95,7 @@ link_by_name() {
 }
 
 build_base() {  # build_base [--rootfs-modules]: the kernel + initramfs image directory
-  [[ -n "$agent" ]] || die "--agent is needed (the guest agent, e.g. build/runtime/guest/paddock-agent)"
+  [[ -n "$agent" ]] || die "--agent is needed (the guest agent, e.g. build/agent/guest/paddock-agent)"
   local extra=(); [[ $force -eq 1 && "$KIND" == initramfs ]] && extra+=(--force)
   "$TOOLS/build-guest-image.sh" --agent "$agent" --cache-dir "$cache_dir" --deb-dir "$deb_dir" \
     "$@" "${extra[@]}" | tail -n 1

@@ -62,7 +62,7 @@ ninja -C "$build" paddock paddock-broker paddock-worker paddock-agent paddock-ja
 paddock="$build/tools/paddock"
 if [[ $mode == qemu ]]; then
   echo "== building the guest image (Debian kernel + busybox + paddock-agent; cached by input hash)"
-  image=$(tools/build-guest-image.sh --agent "$build/runtime/guest/paddock-agent" \
+  image=$(tools/build-guest-image.sh --agent "$build/agent/guest/paddock-agent" \
     --cache-dir "$build/images" 2>"$tmp/image.log" | tail -n 1) || die "guest image build failed: $(tail -n 5 "$tmp/image.log")"
   echo "   $image"
   # The python image (a few minutes to build, so never built here): used if this machine has it.
@@ -71,14 +71,14 @@ if [[ $mode == qemu ]]; then
   if key=$(tools/build-image.sh --print-key --cache-dir "$image_cache" python 2>/dev/null) &&
      [[ -f "$image_cache/rootfs/$key/rootfs.json" ]]; then
     # Its root filesystem is built: assemble the image with this build's agent (seconds).
-    python_image=$(tools/build-image.sh --agent "$build/runtime/guest/paddock-agent" \
+    python_image=$(tools/build-image.sh --agent "$build/agent/guest/paddock-agent" \
       --cache-dir "$image_cache" python 2>"$tmp/python-image.log" | tail -n 1) ||
       die "python image assembly failed: $(tail -n 5 "$tmp/python-image.log")"
     echo "== the python image is built: the worker has it too ($python_image)"
   else
     echo "== no python image on this machine: only 'default' jobs run. To run Python jobs too, build"
     echo "   it once (as root, about 3 minutes) and run the demo again:"
-    echo "     tools/build-image.sh python --agent $build/runtime/guest/paddock-agent"
+    echo "     tools/build-image.sh python --agent $build/agent/guest/paddock-agent"
   fi
 fi
 

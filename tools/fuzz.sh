@@ -5,7 +5,7 @@
 # protocol codec and the host's check of a guest's result (runtime/src/agent/protocol.cc,
 # result_check.cc), the snapshot store's meta.json parser
 # (runtime/src/qemu/snapshot_store.cc), QEMU's QMP replies (runtime/src/qemu/qmp_client.cc), the
-# CURVE key files and allowlists (broker/src/client/curve.cc), batch files of JSON jobs
+# CURVE key files and allowlists (client/src/curve.cc), batch files of JSON jobs
 # (tools/cli/batch_reader.cc, job_json.cc) and a job's egress rules as the runtime turns them into
 # iptables-restore text (runtime/src/net/network.cc, rules.cc).
 #
@@ -54,7 +54,8 @@ mkdir -p "$OUT"/{obj,seeds,corpus,artifacts,logs}
 CXXFLAGS=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
           -fno-sanitize-recover=all -DMSGPACK_NO_BOOST
           -I"$SRC/schemas/include" -I"$SRC/schemas/src" -I"$SRC/runtime/include"
-          -I"$SRC/runtime/src" -I"$SRC/broker/include" -I"$SRC/tools/cli" -I"$SRC/tests/fuzz")
+          -I"$SRC/runtime/src" -I"$SRC/agent/include" -I"$SRC/base/include"
+          -I"$SRC/client/include" -I"$SRC/wire/include" -I"$SRC/tools/cli" -I"$SRC/tests/fuzz")
 # The snapshot store logs with spdlog (Debian's, built against an external fmt) and hashes with
 # xxhash, as runtime/CMakeLists.txt links them.
 pkg-config --exists spdlog libxxhash libzmq ||
@@ -84,7 +85,8 @@ compile() {
   if [[ ! -f "$obj" || "$src" -nt "$obj" ]] ||
      [[ -n "$(find "$SRC/schemas/include" "$SRC/schemas/src" "$SRC/runtime/include" \
                    "$SRC/runtime/src/agent" "$SRC/runtime/src/qemu" "$SRC/runtime/src/os" \
-                   "$SRC/runtime/src/net" "$SRC/broker/include" "$SRC/tools/cli" \
+                   "$SRC/agent/include" "$SRC/agent/src" "$SRC/base/include" "$SRC/client/include" \
+                   "$SRC/runtime/src/net" "$SRC/tools/cli" \
                    -newer "$obj" -name '*.h' | head -1)" ]]; then
     "$CXX" "${CXXFLAGS[@]/-fsanitize=fuzzer,address,undefined/-fsanitize=fuzzer-no-link,address,undefined}" \
       "${SNAPSHOT_CFLAGS[@]}" -c "$src" -o "$obj"
@@ -94,13 +96,13 @@ compile() {
 # The library sources each target links (only those of the targets asked for are built).
 CODEC_SOURCES=(schemas/src/codec.cc schemas/src/frames.cc schemas/src/reader.cc
                schemas/src/validate.cc schemas/src/scanner.cc schemas/src/outcome_view.cc
-               runtime/src/agent/protocol.cc
+               agent/src/protocol.cc
                runtime/src/agent/result_check.cc)
 sources_of() {
   case $1 in
     fuzz_snapshot_meta) echo runtime/src/qemu/snapshot_store.cc runtime/src/error.cc ;;
     fuzz_qmp_replies) echo runtime/src/qemu/qmp_client.cc ;;
-    fuzz_curve_files) echo broker/src/client/curve.cc ;;
+    fuzz_curve_files) echo client/src/curve.cc ;;
     fuzz_egress_rules) echo runtime/src/net/network.cc runtime/src/net/rules.cc \
                             runtime/src/error.cc ;;
     fuzz_batch_jobs) echo "${CODEC_SOURCES[@]}" tools/cli/batch_reader.cc tools/cli/job_json.cc \
@@ -252,7 +254,7 @@ out["fuzz_qmp_replies"] = [
     qmp({"error": {"desc": ["not", "a", "string"]}, "id": 9}, {"error": "flat", "id": 10}),
 ]
 
-# CURVE key files (broker/include/paddock/client/curve.h).
+# CURVE key files (client/include/paddock/client/curve.h).
 key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
 key2 = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"
 out["fuzz_curve_files"] = [

@@ -6,7 +6,7 @@
 
 #include "dashboard/api.h"
 #include "loop.h"
-#include "paddock/client/zmq_frames.h"
+#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codes.h"
 
 namespace paddock::broker {

@@ -4,7 +4,7 @@
 #include <optional>
 
 #include "loop.h"
-#include "paddock/client/zmq_frames.h"
+#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codes.h"
 
 namespace paddock::broker {

@@ -4,7 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "paddock/client/zmq_frames.h"
+#include "paddock/wire/zmq_frames.h"
 
 namespace paddock::broker {
 namespace {

@@ -1,4 +1,4 @@
-// The guest agent's side of the Firecracker channel (runtime/guest/: paddock.channel=vsock). In a
+// The guest agent's side of the Firecracker channel (agent/guest/: paddock.channel=vsock). In a
 // VM the agent listens on AF_VSOCK port 1024 and serves connection after connection; the same
 // code serves a unix socket in the host test mode (--serve-unix), which is what runs here. The
 // AF_VSOCK accept path itself is NOT exercised on this machine (no vsock transport to connect

@@ -1,4 +1,4 @@
-// libFuzzer target: bytes arriving on a guest agent channel (runtime/src/agent/protocol.h), cut
+// libFuzzer target: bytes arriving on a guest agent channel (agent/include/paddock/agent/protocol.h), cut
 // into frames by FrameReader (fed in two pieces, split where the first byte says, so partial
 // frames are exercised) and decoded as the guest does (decode_request) and as the host does
 // (decode_reply). The whole input is also decoded as one body, so that the decoders are reached
@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "agent/protocol.h"
+#include "paddock/agent/protocol.h"
 #include "agent/result_check.h"
 
 namespace agent = paddock::runtime::agent;

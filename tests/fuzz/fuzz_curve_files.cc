@@ -1,5 +1,5 @@
 // libFuzzer target: the CURVE key files and allowlists a broker, worker or CLI reads
-// (broker/include/paddock/client/curve.h): the same bytes parsed as a secret key file, a public
+// (client/include/paddock/client/curve.h): the same bytes parsed as a secret key file, a public
 // key file and an allowlist. The parsers may only throw KeyError (naming the file); what they
 // accept must be 40-character Z85 keys, and an allowlist never holds more than kMaxAllowlistKeys.
 #include <cstddef>

@@ -1,4 +1,4 @@
-// The real guest agent binary (runtime/guest/, paddock-agent) in its host test mode, driven through
+// The real guest agent binary (agent/guest/, paddock-agent) in its host test mode, driven through
 // AgentClient over a socketpair (or its unix socket): real processes, no mocks.
 #include <doctest/doctest.h>
 

@@ -14,7 +14,7 @@
 
 #include "dashboard_probe.h"
 #include "harness.h"
-#include "paddock/client/zmq_frames.h"
+#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
 

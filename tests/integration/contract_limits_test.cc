@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "harness.h"
-#include "paddock/client/zmq_frames.h"
+#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
 #include "paddock/schemas/limits.h"

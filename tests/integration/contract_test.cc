@@ -16,7 +16,7 @@
 #include "fake_worker.h"
 #include "harness.h"
 #include "ledger.h"
-#include "paddock/client/zmq_frames.h"
+#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
 

@@ -2,7 +2,7 @@
 
 #include <stdexcept>
 
-#include "paddock/client/zmq_frames.h"
+#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
 

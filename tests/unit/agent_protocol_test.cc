@@ -1,4 +1,4 @@
-// The guest agent protocol codec (runtime/src/agent/protocol.h): framing, round trips, limits,
+// The guest agent protocol codec (agent/include/paddock/agent/protocol.h): framing, round trips, limits,
 // and what the decoders say about truncated, oversized and garbage input.
 #include <doctest/doctest.h>
 
@@ -8,7 +8,7 @@
 #include <map>
 #include <string>
 
-#include "agent/protocol.h"
+#include "paddock/agent/protocol.h"
 #include "agent_msgpack.h"
 
 namespace agent = paddock::runtime::agent;

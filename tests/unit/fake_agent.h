@@ -21,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-#include "agent/protocol.h"
+#include "paddock/agent/protocol.h"
 
 namespace paddock::testing {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/protocol.h"
+#include "paddock/agent/protocol.h"
 #include "agent_msgpack.h"
 #include "fake_agent.h"
 #include "paddock/runtime/agent_client.h"

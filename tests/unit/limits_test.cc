@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/protocol.h"
+#include "paddock/agent/protocol.h"
 #include "agent/result_check.h"
 #include "codec_builders.h"
 #include "paddock/runtime/network.h"

@@ -17,7 +17,7 @@
 
 #include "../integration/contract_cases.h"
 #include "../integration/harness.h"
-#include "paddock/client/zmq_frames.h"
+#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
 #include "vm_fixture.h"

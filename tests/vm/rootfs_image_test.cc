@@ -1,4 +1,4 @@
-// Images with a root filesystem (tools/build-image.sh, runtime/guest/IMAGE.md "Root filesystem
+// Images with a root filesystem (tools/build-image.sh, agent/guest/IMAGE.md "Root filesystem
 // images") on real jailed microVMs: jobs run in the image's read-only ext4 under a tmpfs overlay,
 // what one VM writes no other VM sees, the image file never changes, and a clone restored from a
 // snapshot of such a VM has the same drive. The image is tests/vm/test-minimal.image, built by
@@ -142,7 +142,7 @@ TEST_CASE("rootfs image: python3 runs in the python image when it is built") {
   const std::string image_dir = testing::first_line(PADDOCK_PYTHON_IMAGE_FILE);
   if (image_dir.empty() || image_dir.rfind("none", 0) == 0) {
     MESSAGE("SKIPPED LOUDLY: the python image is not built here (" << image_dir
-            << "); build it with tools/build-image.sh python --agent <build>/runtime/guest/paddock-agent");
+            << "); build it with tools/build-image.sh python --agent <build>/agent/guest/paddock-agent");
     return;
   }
   Dirs d;

@@ -111,7 +111,7 @@ TEST_CASE(
   if (!have_python) {
     MESSAGE("SKIPPED LOUDLY: the python image is not built here ("
             << python << "); build it with tools/build-image.sh python --agent "
-            << "<build>/runtime/guest/paddock-agent to run python from the CLI and the client");
+            << "<build>/agent/guest/paddock-agent to run python from the CLI and the client");
   } else {
     // The CLI: its stdout is the job's, its exit status the job's.
     const std::string cli_out = dir.path() + "/cli.out";

@@ -24,8 +24,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "net/vm_network.h"
 #include "paddock/client/client.h"
+#include "paddock/runtime/network_timing.h"
 #include "paddock/runtime/qemu_provider.h"
 
 namespace bp = boost::process;
@@ -97,38 +97,20 @@ NetworkFigures bench_network(int runs) {
     throw std::runtime_error("ip netns add " + host + " failed");
   }
   NetworkFigures f;
-  try {
-    paddock::runtime::net::NetworkSettings s;
-    s.host_netns = host;
-    s.prefix = "b" + std::to_string(::getpid() % 10000);
-    s.pool = "10.214.0.0/24";
-    auto m = paddock::runtime::net::NetworkManager::open(s);
-    if (!m) throw std::runtime_error(m.error().message());
-    auto& manager = *m.value();
-    const uint64_t before = manager.commands_run();
-    for (int i = 0; i < runs; ++i) {
-      auto t0 = Clock::now();
-      auto net = manager.create("bench-" + std::to_string(i));
-      if (!net) throw std::runtime_error(net.error().message());
-      f.create.ms.push_back(ms_since(t0));
-      t0 = Clock::now();
-      auto st = net.value()->allow_egress({{"198.18.0.0/15", "tcp", {{443, 443}}}});
-      if (!st.ok()) throw std::runtime_error(st.error().message());
-      f.egress.ms.push_back(ms_since(t0));
-      t0 = Clock::now();
-      if (!net.value()->usage()) throw std::runtime_error("usage failed");
-      f.usage.ms.push_back(ms_since(t0));
-      t0 = Clock::now();
-      st = net.value()->teardown();
-      if (!st.ok()) throw std::runtime_error(st.error().message());
-      f.teardown.ms.push_back(ms_since(t0));
-    }
-    f.commands_per_vm =
-        (manager.commands_run() - before) / static_cast<uint64_t>(std::max(runs, 1));
-  } catch (...) {
+  paddock::runtime::net::NetworkSettings s;
+  s.host_netns = host;
+  s.prefix = "b" + std::to_string(::getpid() % 10000);
+  s.pool = "10.214.0.0/24";
+  auto t = paddock::runtime::net::time_vm_networks(s, runs, {{"198.18.0.0/15", "tcp", {{443, 443}}}});
+  if (!t) {
     (void)std::system(("ip netns delete " + host).c_str());
-    throw;
+    throw std::runtime_error(t.error().message());
   }
+  f.create.ms = t.value().create_ms;
+  f.egress.ms = t.value().egress_ms;
+  f.usage.ms = t.value().usage_ms;
+  f.teardown.ms = t.value().teardown_ms;
+  f.commands_per_vm = t.value().commands_per_vm;
   (void)std::system(("ip netns delete " + host).c_str());
   return f;
 }

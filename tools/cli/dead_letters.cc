@@ -8,8 +8,7 @@
 
 #include "commands.h"
 #include "exit_codes.h"
-#include "journal.h"
-#include "pg_store.h"
+#include "paddock/broker/dead_letters.h"
 #include "paddock/schemas/codec.h"
 
 namespace paddock::cli {
@@ -36,20 +35,16 @@ int run_dead_letters(const DeadLettersOptions& o) {
     return exit_code::kUsage;
   }
   std::string error;
-  std::unique_ptr<broker::Store> journal;
-  if (!o.store.empty()) {
-    journal = broker::PgStore::open_reader(o.store, error);
-  } else {
-    journal = broker::Journal::open(o.journal, error, /*read_only=*/true);
-  }
-  if (!journal) {
+  const auto failed =
+      broker::read_dead_letters({o.journal, o.store}, o.limit * 2 + 16, error);
+  if (!failed) {
     std::fprintf(stderr, "error: %s\n", error.c_str());
     return 1;
   }
   size_t shown = 0;
   if (!o.json) std::printf("%-24s %-20s %7s  %-19s  %s\n", "JOB_ID", "VARIANT (CODE)", "ATTEMPT",
                            "FINISHED (UTC)", "MESSAGE");
-  for (const auto& f : journal->failed(o.limit * 2 + 16)) {
+  for (const auto& f : *failed) {
     auto e = schemas::decode_job_error(f.body);
     if (!e) continue;
     if (e->code == 100 || e->code == 101) continue;  // InvalidRequest, Cancelled

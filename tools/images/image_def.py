@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Paddock image definitions (tools/images/*.image): parse, check and apply them.
 
-A definition is a small TOML file (runtime/guest/IMAGE.md, "Image definitions"):
+A definition is a small TOML file (agent/guest/IMAGE.md, "Image definitions"):
 
     format = 1
     name = "python"                  # [a-z0-9][a-z0-9._-]{0,31}

@@ -425,8 +425,11 @@ class Client:
         self._send(CANCEL, [_pack({"job_id": job_id})])
 
     def fetch(self, job_id):
-        """Sends FETCH {job_id} (version 1: ERROR 105 for a finished job, nothing for a job
-        still queued or running)."""
+        """Sends FETCH {job_id}. For a job still queued or running the broker says nothing now:
+        its answer comes to this connection too. For a finished job a broker with a journal (the
+        default) answers the stored RESULT or ERROR (kept --result-ttl-s); a broker without one,
+        or one that never accepted the job, answers ERROR 105 UnknownJob (schemas/PROTOCOL.md,
+        FETCH)."""
         self._send(FETCH, [_pack({"job_id": job_id})])
 
     def ping(self, body=None):

@@ -10,7 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "broker_session.h"
-#include "paddock/client/zmq_frames.h"
+#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
 #include "paddock/schemas/limits.h"

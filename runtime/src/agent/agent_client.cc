@@ -9,9 +9,9 @@
 #include <cerrno>
 #include <vector>
 
-#include "agent/protocol.h"
+#include "paddock/agent/protocol.h"
 #include "agent/result_check.h"
-#include "os/os_error.h"
+#include "paddock/base/os_error.h"
 #include "os/peer_text.h"
 
 namespace paddock::runtime {
@@ -81,7 +81,7 @@ AgentClient::AgentClient(int fd) : fd_(fd), reader_(std::make_unique<agent::Fram
   // Every wait is a poll() with a deadline; reads and writes never block.
   const int flags = ::fcntl(fd_, F_GETFL);
   if (flags < 0 || ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK) < 0) {
-    broken_ = os::error_message("set the agent channel non-blocking");
+    broken_ = base::error_message("set the agent channel non-blocking");
   }
 }
 
@@ -110,7 +110,7 @@ AgentClient::Wait AgentClient::send(const std::string& frame, Deadline deadline,
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      return broke(os::error_message("write agent channel"));
+      return broke(base::error_message("write agent channel"));
     }
     const bool cancelled = cancel != nullptr && cancel->stop_requested();
     if (cancelled || Clock::now() >= deadline) {
@@ -120,7 +120,7 @@ AgentClient::Wait AgentClient::send(const std::string& frame, Deadline deadline,
     }
     pollfd p{fd_, POLLOUT, 0};
     if (::poll(&p, 1, poll_ms(deadline, cancel != nullptr)) < 0 && errno != EINTR) {
-      return broke(os::error_message("poll agent channel"));
+      return broke(base::error_message("poll agent channel"));
     }
   }
   return Wait::kDone;
@@ -169,7 +169,7 @@ AgentClient::Wait AgentClient::await_reply(uint64_t id, Deadline deadline,
     if (Clock::now() >= deadline) return Wait::kTimeout;
     pollfd p{fd_, POLLIN, 0};
     const int rc = ::poll(&p, 1, poll_ms(deadline, cancel != nullptr));
-    if (rc < 0 && errno != EINTR) return broke(os::error_message("poll agent channel"));
+    if (rc < 0 && errno != EINTR) return broke(base::error_message("poll agent channel"));
     if (rc <= 0) continue;
     if (chunk.empty()) chunk.resize(kReadChunk);
     const ssize_t n = ::read(fd_, chunk.data(), chunk.size());
@@ -180,7 +180,7 @@ AgentClient::Wait AgentClient::await_reply(uint64_t id, Deadline deadline,
                        ? "read agent channel: the guest closed it in the middle of a reply"
                        : "read agent channel: closed by the guest");
     } else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
-      return broke(os::error_message("read agent channel"));
+      return broke(base::error_message("read agent channel"));
     }
   }
 }

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <string>
 
-#include "agent/protocol.h"
+#include "paddock/agent/protocol.h"
 #include "paddock/schemas/limits.h"
 
 namespace paddock::runtime::agent {

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <thread>
 
-#include "os/os_error.h"
+#include "paddock/base/os_error.h"
 #include "os/peer_text.h"
 
 namespace paddock::runtime::firecracker {
@@ -150,12 +150,12 @@ Status ApiClient::wait_for_socket(std::chrono::milliseconds timeout) {
   std::string last = "not tried";
   while (true) {
     const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return Error::unsupported(os::error_message("socket"));
+    if (fd < 0) return Error::unsupported(base::error_message("socket"));
     const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
     const int err = errno;
     ::close(fd);
     if (rc == 0) return {};
-    last = os::error_message("connect " + socket_path_, err);
+    last = base::error_message("connect " + socket_path_, err);
     const auto now = Clock::now();
     if (now >= deadline) break;
     std::this_thread::sleep_for(std::min<Clock::duration>(pause, deadline - now));

@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "firecracker/vsock.h"
-#include "os/os_error.h"
+#include "paddock/base/os_error.h"
 #include "qemu/snapshot_store.h"
 
 extern char** environ;
@@ -74,7 +74,7 @@ Status FirecrackerVm::link_in(const std::string& source, const std::string& name
     // own, root's and read-only.
     if (auto st = qemu::copy_sparse(source, target); !st) return st;
     if (::chmod(target.c_str(), 0444) != 0) {
-      return Error::jailer(os::error_message("chmod " + target));
+      return Error::jailer(base::error_message("chmod " + target));
     }
   }
   if (!launch_.jail) return {};
@@ -82,7 +82,7 @@ Status FirecrackerVm::link_in(const std::string& source, const std::string& name
   // every clone maps, to this VM's user). The jailed Firecracker only reads it, so it must be
   // readable by others and writable by no one the jail's uid or gid could be.
   struct stat st {};
-  if (::stat(target.c_str(), &st) != 0) return Error::jailer(os::error_message("stat " + target));
+  if (::stat(target.c_str(), &st) != 0) return Error::jailer(base::error_message("stat " + target));
   const bool owner_writes = st.st_uid == launch_.jail->uid && (st.st_mode & S_IWUSR);
   const bool group_writes = st.st_gid == launch_.jail->gid && (st.st_mode & S_IWGRP);
   if (owner_writes || group_writes || (st.st_mode & S_IWOTH)) {
@@ -123,7 +123,7 @@ Status FirecrackerVm::prepare_root() {
     // Firecracker's jailer makes /dev/kvm, /dev/net/tun and /dev/userfaultfd in the chroot itself
     // (it fails if they exist); we link in only the VM's files, owned by the jail's user.
     if (::chown(root_.c_str(), launch_.jail->uid, launch_.jail->gid) != 0) {
-      return Error::jailer(os::error_message("chown " + root_));
+      return Error::jailer(base::error_message("chown " + root_));
     }
   }
   if (launch_.snapshot_state.empty()) {
@@ -140,11 +140,11 @@ Status FirecrackerVm::prepare_root() {
   }
   // The reader opens the FIFO first: Firecracker's non-blocking open for writing needs one.
   if (::mkfifo(host_path(kMetricsFifo).c_str(), 0600) != 0) {
-    return Error::metrics(os::error_message("mkfifo " + host_path(kMetricsFifo)));
+    return Error::metrics(base::error_message("mkfifo " + host_path(kMetricsFifo)));
   }
   if (launch_.jail && ::chown(host_path(kMetricsFifo).c_str(), launch_.jail->uid,
                               launch_.jail->gid) != 0) {
-    return Error::jailer(os::error_message("chown " + host_path(kMetricsFifo)));
+    return Error::jailer(base::error_message("chown " + host_path(kMetricsFifo)));
   }
   auto poller = MetricsPoller::open(host_path(kMetricsFifo));
   if (!poller) return poller.error();
@@ -169,14 +169,14 @@ Status FirecrackerVm::spawn() {
   args.push_back(nullptr);
   // stdout and stderr go to a file the provider reads when the start fails.
   const int log = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (log < 0) return Error::unsupported(os::error_message("create " + log_path()));
+  if (log < 0) return Error::unsupported(base::error_message("create " + log_path()));
   // Not jailed, Firecracker itself joins the VM's network namespace (the jailer does, jailed).
   int netns = -1;
   if (!launch_.jail && !launch_.netns.empty()) {
     netns = ::open(launch_.netns.c_str(), O_RDONLY | O_CLOEXEC);
     if (netns < 0) {
       ::close(log);
-      return Error::network_setup(os::error_message("open " + launch_.netns));
+      return Error::network_setup(base::error_message("open " + launch_.netns));
     }
   }
   const pid_t parent = ::getpid();
@@ -184,7 +184,7 @@ Status FirecrackerVm::spawn() {
   if (child_ < 0) {
     ::close(log);
     if (netns >= 0) ::close(netns);
-    return Error::unsupported(os::error_message("fork"));
+    return Error::unsupported(base::error_message("fork"));
   }
   if (child_ == 0) {
     // Only async-signal-safe calls until exec. Firecracker dies with its worker (jailed, the

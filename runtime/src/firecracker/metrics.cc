@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "os/json_depth.h"
-#include "os/os_error.h"
+#include "paddock/base/os_error.h"
 #include "os/peer_text.h"
 
 namespace paddock::runtime::firecracker {
@@ -106,7 +106,7 @@ std::optional<MetricsSample> parse_metrics_line(std::string_view line, std::stri
 
 Result<std::unique_ptr<MetricsPoller>> MetricsPoller::open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return Error::metrics(os::error_message("open metrics fifo " + path));
+  if (fd < 0) return Error::metrics(base::error_message("open metrics fifo " + path));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
     ::close(fd);
@@ -125,7 +125,7 @@ Status MetricsPoller::poll() {
     const ssize_t n = ::read(fd_, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return {};  // a writer, nothing more now
-    if (n < 0) return Error::metrics(os::error_message("read metrics fifo " + path_));
+    if (n < 0) return Error::metrics(base::error_message("read metrics fifo " + path_));
     if (n == 0) return {};  // no writer (yet, or any more)
     std::string_view chunk(buf, static_cast<size_t>(n));
     while (!chunk.empty()) {

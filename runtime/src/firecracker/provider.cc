@@ -16,7 +16,7 @@
 #include "firecracker/jail.h"
 #include "net/vm_network.h"
 #include "os/find_binary.h"
-#include "os/os_error.h"
+#include "paddock/base/os_error.h"
 #include "paddock/runtime/jailer.h"
 #include "qemu/snapshot_store.h"
 #include "vm_snapshots.h"
@@ -106,12 +106,12 @@ Result<std::unique_ptr<FirecrackerProvider>> FirecrackerProvider::open(Firecrack
   }
   c.firecracker_binary = fs::absolute(*binary).string();
   if (c.require_kvm && ::access("/dev/kvm", R_OK | W_OK) != 0) {
-    return Error::unsupported(os::error_message(
+    return Error::unsupported(base::error_message(
         "firecracker backend: /dev/kvm (Firecracker needs KVM; use --backend qemu on hosts "
         "without it)"));
   }
   // The guest agent serves on vsock port 1024 when the command line says so (virtio-serial,
-  // which Firecracker lacks, otherwise): runtime/guest/README.md.
+  // which Firecracker lacks, otherwise): agent/guest/README.md.
   if (c.kernel_args.find("paddock.channel=vsock") == std::string::npos) {
     c.kernel_args += " paddock.channel=vsock";
   }

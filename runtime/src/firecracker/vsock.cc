@@ -8,7 +8,7 @@
 #include <charconv>
 #include <cstring>
 
-#include "os/os_error.h"
+#include "paddock/base/os_error.h"
 #include "os/peer_text.h"
 
 namespace paddock::runtime::firecracker {
@@ -45,14 +45,14 @@ Result<int> connect_vsock(const std::string& uds_path, uint32_t port,
   }
   std::memcpy(addr.sun_path, uds_path.c_str(), uds_path.size() + 1);
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return Error::guest_agent(os::error_message(what + ": socket"));
+  if (fd < 0) return Error::guest_agent(base::error_message(what + ": socket"));
   auto fail = [&](const std::string& why) -> Result<int> {
     ::close(fd);
     return Error::guest_agent(what + ": " + why);
   };
   // A unix stream connect completes at once or fails (EAGAIN: the backlog is full).
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    return fail(os::error_message("connect"));
+    return fail(base::error_message("connect"));
   }
   const std::string request = "CONNECT " + std::to_string(port) + "\n";
   size_t sent = 0;
@@ -60,7 +60,7 @@ Result<int> connect_vsock(const std::string& uds_path, uint32_t port,
     if (!wait_for(fd, POLLOUT, deadline)) return fail("no room to send CONNECT in time");
     const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n < 0) return fail(os::error_message("send CONNECT"));
+    if (n < 0) return fail(base::error_message("send CONNECT"));
     sent += static_cast<size_t>(n);
   }
   // Byte by byte: what follows the line is the guest's, and must stay in the socket.
@@ -76,7 +76,7 @@ Result<int> connect_vsock(const std::string& uds_path, uint32_t port,
     char c = 0;
     const ssize_t n = ::recv(fd, &c, 1, 0);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n < 0) return fail(os::error_message("recv"));
+    if (n < 0) return fail(base::error_message("recv"));
     if (n == 0) {
       return fail("closed before answering CONNECT (no listener on that guest port yet?)" +
                   (reply.empty() ? std::string() : ": '" + os::peer_text(reply, 32) + "'"));

@@ -13,7 +13,7 @@
 #include <sstream>
 #include <thread>
 
-#include "os/os_error.h"
+#include "paddock/base/os_error.h"
 
 namespace paddock::runtime::jail {
 
@@ -372,7 +372,7 @@ Status remove_cgroup(const std::string& dir) {
   while (true) {
     if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return {};
     if (errno != EBUSY || std::chrono::steady_clock::now() > deadline) {
-      return Error::jailer("step teardown: " + os::error_message("rmdir " + dir));
+      return Error::jailer("step teardown: " + base::error_message("rmdir " + dir));
     }
     std::ifstream procs(dir + "/cgroup.procs");
     for (pid_t pid; procs >> pid;) {

@@ -19,7 +19,7 @@
 #include <filesystem>
 #include <vector>
 
-#include "os/os_error.h"
+#include "paddock/base/os_error.h"
 
 namespace paddock::runtime::jail::steps {
 
@@ -28,7 +28,7 @@ namespace fs = std::filesystem;
 namespace {
 
 Error fail(const char* step, const std::string& what, int err = errno) {
-  return Error::jailer(std::string("step ") + step + ": " + os::error_message(what, err));
+  return Error::jailer(std::string("step ") + step + ": " + base::error_message(what, err));
 }
 
 // Writes `value` to a (cgroup) file.

@@ -24,7 +24,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
-#include "os/os_error.h"
+#include "paddock/base/os_error.h"
 
 namespace paddock::runtime::net {
 
@@ -55,14 +55,14 @@ bool in_netns(const std::string& ns, const std::function<bool(std::string&)>& fn
     const std::string path = "/run/netns/" + ns;
     const int nsfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (nsfd < 0) {
-      error = os::error_message("open " + path);
+      error = base::error_message("open " + path);
       return false;
     }
     const int joined_ns = ::setns(nsfd, CLONE_NEWNET);
     const int setns_errno = errno;
     ::close(nsfd);
     if (joined_ns != 0) {
-      error = os::error_message("setns " + path, setns_errno);
+      error = base::error_message("setns " + path, setns_errno);
       return false;
     }
     return fn(error);
@@ -75,7 +75,7 @@ bool write_sysctl(const std::string& path, const char* value, std::string& error
   const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   const size_t n = std::strlen(value);
   if (fd < 0 || ::write(fd, value, n) != static_cast<ssize_t>(n)) {
-    error = os::error_message("write " + std::string(value) + " to " + path);
+    error = base::error_message("write " + std::string(value) + " to " + path);
     if (fd >= 0) ::close(fd);
     return false;
   }
@@ -97,7 +97,7 @@ bool disable_ipv6(const std::string& conf, std::string& error) {
 bool link_up(const std::string& name, std::string& error) {
   const int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (sock < 0) {
-    error = os::error_message("socket");
+    error = base::error_message("socket");
     return false;
   }
   ifreq ifr{};
@@ -107,7 +107,7 @@ bool link_up(const std::string& name, std::string& error) {
     ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
     ok = ::ioctl(sock, SIOCSIFFLAGS, &ifr) == 0;
   }
-  if (!ok) error = os::error_message("bring " + name + " up");
+  if (!ok) error = base::error_message("bring " + name + " up");
   ::close(sock);
   return ok;
 }
@@ -129,14 +129,14 @@ int open_tap_in(const std::string& ns, const std::string& name, std::optional<Ta
         }
         const int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
         if (fd < 0) {
-          err = os::error_message("open /dev/net/tun");
+          err = base::error_message("open /dev/net/tun");
           return false;
         }
         ifreq ifr{};
         ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
         std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
         if (::ioctl(fd, TUNSETIFF, &ifr) != 0) {
-          err = os::error_message("TUNSETIFF " + name + " in " + ns);
+          err = base::error_message("TUNSETIFF " + name + " in " + ns);
           ::close(fd);
           return false;
         }
@@ -151,7 +151,7 @@ int open_tap_in(const std::string& ns, const std::string& name, std::optional<Ta
             failed = "TUNSETPERSIST ";
           }
           if (failed != nullptr) {
-            err = os::error_message(failed + name + " in " + ns);
+            err = base::error_message(failed + name + " in " + ns);
             ::close(fd);
             return false;
           }
@@ -216,14 +216,14 @@ NetworkManager::Ran NetworkManager::run(const std::vector<std::string>& argv,
   // at the same moment must not inherit these pipes (it would hold them open for its whole life,
   // and the read below would never see the end).
   int in[2], out[2], err[2];
-  if (::pipe2(in, O_CLOEXEC) != 0) return Ran{-1, "", os::error_message("pipe")};
+  if (::pipe2(in, O_CLOEXEC) != 0) return Ran{-1, "", base::error_message("pipe")};
   if (::pipe2(out, O_CLOEXEC) != 0) {
     ::close(in[0]), ::close(in[1]);
-    return Ran{-1, "", os::error_message("pipe")};
+    return Ran{-1, "", base::error_message("pipe")};
   }
   if (::pipe2(err, O_CLOEXEC) != 0) {
     ::close(in[0]), ::close(in[1]), ::close(out[0]), ::close(out[1]);
-    return Ran{-1, "", os::error_message("pipe")};
+    return Ran{-1, "", base::error_message("pipe")};
   }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -239,7 +239,7 @@ NetworkManager::Ran NetworkManager::run(const std::vector<std::string>& argv,
   ::close(in[0]), ::close(out[1]), ::close(err[1]);
   if (spawned != 0) {
     ::close(in[1]), ::close(out[0]), ::close(err[0]);
-    return Ran{-1, "", os::error_message("cannot run " + argv[0], spawned)};
+    return Ran{-1, "", base::error_message("cannot run " + argv[0], spawned)};
   }
   // Feed stdin and drain stdout and stderr together, so no pipe fills up and blocks the child. A
   // child that exits without reading its input must not kill us with SIGPIPE: block it in this

@@ -16,7 +16,7 @@
 #include <cstddef>
 #include <string>
 
-#include "os/os_error.h"
+#include "paddock/base/os_error.h"
 
 namespace paddock::runtime::os {
 
@@ -27,12 +27,12 @@ inline int open_untrusted_file(const std::string& path, const std::string& what,
   // O_NONBLOCK: opening a FIFO must not wait for a writer.
   const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
-    error = error_message(what + ": open");
+    error = base::error_message(what + ": open");
     return -1;
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
-    error = error_message(what + ": stat");
+    error = base::error_message(what + ": stat");
   } else if (!S_ISREG(st.st_mode)) {
     error = what + ": not a regular file";
   } else if (st.st_nlink != 1) {
@@ -54,7 +54,7 @@ inline std::string read_untrusted_file(const std::string& path, size_t max_bytes
   while (got < max_bytes) {
     const ssize_t n = ::read(fd, text.data() + got, max_bytes - got);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) error = error_message("read " + path);
+    if (n < 0) error = base::error_message("read " + path);
     if (n <= 0) break;
     got += static_cast<size_t>(n);
   }
@@ -75,14 +75,14 @@ inline std::string copy_untrusted_file(const std::string& from, const std::strin
   ::unlink(to.c_str());  // a new inode: nothing that holds the old one open sees the change
   const int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (out < 0) {
-    error = error_message(what + " to " + to + ": create");
+    error = base::error_message(what + " to " + to + ": create");
   } else {
     char buf[1 << 16];
     for (;;) {
       const ssize_t n = ::read(in, buf, sizeof buf);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
-        error = error_message(what + ": read");
+        error = base::error_message(what + ": read");
         break;
       }
       if (n == 0) break;
@@ -90,15 +90,15 @@ inline std::string copy_untrusted_file(const std::string& from, const std::strin
         const ssize_t w = ::write(out, buf + done, static_cast<size_t>(n - done));
         if (w < 0 && errno == EINTR) continue;
         if (w < 0) {
-          error = error_message(what + " to " + to + ": write");
+          error = base::error_message(what + " to " + to + ": write");
           break;
         }
         done += w;
       }
       if (!error.empty()) break;
     }
-    if (error.empty() && ::fchmod(out, mode) != 0) error = error_message("chmod " + to);
-    if (::close(out) != 0 && error.empty()) error = error_message(what + " to " + to + ": close");
+    if (error.empty() && ::fchmod(out, mode) != 0) error = base::error_message("chmod " + to);
+    if (::close(out) != 0 && error.empty()) error = base::error_message(what + " to " + to + ": close");
   }
   ::close(in);
   return error;

@@ -1,4 +1,4 @@
-// A guest image the QEMU backend boots, by name (runtime/guest/IMAGE.md): a directory with the
+// A guest image the QEMU backend boots, by name (agent/guest/IMAGE.md): a directory with the
 // kernel (vmlinuz) and initramfs (initramfs.cpio[.gz]) as tools/build-guest-image.sh makes it,
 // and, for images with a root filesystem (tools/build-image.sh), rootfs.ext4, which QEMU gets as
 // a read-only virtio-blk drive and the agent mounts under a tmpfs overlay.

@@ -16,7 +16,7 @@
 
 #include "net/vm_network.h"
 #include "os/find_binary.h"
-#include "os/os_error.h"
+#include "paddock/base/os_error.h"
 #include "os/untrusted_file.h"
 #include "qemu/accel.h"
 #include "qemu/guest_image.h"
@@ -203,7 +203,7 @@ Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
   }
   struct stat run_st {};
   if (::stat(p->config_.run_dir.c_str(), &run_st) != 0) {
-    return Error::unsupported(os::error_message("stat " + p->config_.run_dir));
+    return Error::unsupported(base::error_message("stat " + p->config_.run_dir));
   }
   for (const auto& [name, dir] : dirs.value()) {
     auto image = qemu::load_guest_image(name, dir, kernel_args, base_env);

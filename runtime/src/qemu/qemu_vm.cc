@@ -15,7 +15,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "os/os_error.h"
+#include "paddock/base/os_error.h"
 #include "os/untrusted_file.h"
 #include "paddock/runtime/network.h"
 
@@ -177,7 +177,7 @@ Result<std::unique_ptr<QemuVm>> QemuVm::restore(const LaunchSpec& spec) {
   }
   // QEMU listens on the agent's socket from the start; the guest answers once it runs.
   const int fd = connect_unix(vm->spec_.run_dir + "/agent.sock");
-  if (fd < 0) return Error::guest_agent(os::error_message("connect to the restored VM's agent"));
+  if (fd < 0) return Error::guest_agent(base::error_message("connect to the restored VM's agent"));
   vm->agent_ = std::make_unique<AgentClient>(fd);
   vm->boot_us_ = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
@@ -248,7 +248,7 @@ Result<AgentIdentity> QemuVm::refresh(const std::string& hostname) {
   if (!agent_) return Error::guest_agent("no agent connection");
   std::string entropy(64, '\0');
   if (::getrandom(entropy.data(), entropy.size(), 0) != static_cast<ssize_t>(entropy.size())) {
-    return Error::guest_agent(os::error_message("getrandom for the guest's entropy"));
+    return Error::guest_agent(base::error_message("getrandom for the guest's entropy"));
   }
   const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
       std::chrono::system_clock::now().time_since_epoch());
@@ -286,7 +286,7 @@ Status QemuVm::spawn() {
   }
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
-    return Error::unsupported(os::error_message("pipe for the qemu console"));
+    return Error::unsupported(base::error_message("pipe for the qemu console"));
   }
   const int console_write = fds[1];
   console_fd_ = fds[0];

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "os/json_depth.h"
-#include "os/os_error.h"
+#include "paddock/base/os_error.h"
 #include "os/peer_text.h"
 
 namespace paddock::runtime::qemu {
@@ -112,12 +112,12 @@ std::optional<std::string> QmpClient::connect(const std::string& socket_path,
   // QEMU creates the socket shortly after it starts: retry until it accepts.
   while (true) {
     fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return os::error_message("socket(AF_UNIX) for qmp");
+    if (fd_ < 0) return base::error_message("socket(AF_UNIX) for qmp");
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) break;
     const int err = errno;
     close();
     if (Clock::now() >= deadline || (gone && gone())) {
-      return os::error_message("connect " + socket_path, err);
+      return base::error_message("connect " + socket_path, err);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
@@ -151,7 +151,7 @@ std::optional<QmpMessage> QmpClient::read_message(Clock::time_point deadline, st
     const int rc = ::poll(&p, 1, ms_until(deadline));
     if (rc < 0 && errno == EINTR) continue;
     if (rc < 0) {
-      error = os::error_message("poll qmp");
+      error = base::error_message("poll qmp");
       return std::nullopt;
     }
     if (rc == 0) continue;
@@ -159,7 +159,7 @@ std::optional<QmpMessage> QmpClient::read_message(Clock::time_point deadline, st
     const ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
     if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
     if (n <= 0) {
-      error = n == 0 ? "qmp connection closed by qemu" : os::error_message("read qmp");
+      error = n == 0 ? "qmp connection closed by qemu" : base::error_message("read qmp");
       return std::nullopt;
     }
     lines_.feed(std::string_view(buf, static_cast<size_t>(n)));
@@ -190,7 +190,7 @@ std::optional<nlohmann::json> QmpClient::execute(const std::string& command,
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      error = os::error_message("send qmp " + command);
+      error = base::error_message("send qmp " + command);
       return std::nullopt;
     }
     if (Clock::now() >= deadline) {
@@ -201,7 +201,7 @@ std::optional<nlohmann::json> QmpClient::execute(const std::string& command,
     }
     pollfd p{fd_, POLLOUT, 0};
     if (::poll(&p, 1, ms_until(deadline)) < 0 && errno != EINTR) {
-      error = os::error_message("poll qmp");
+      error = base::error_message("poll qmp");
       return std::nullopt;
     }
   }

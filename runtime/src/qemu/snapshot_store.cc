@@ -15,7 +15,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
-#include "os/os_error.h"
+#include "paddock/base/os_error.h"
 
 namespace paddock::runtime::qemu {
 
@@ -241,7 +241,7 @@ Result<SnapshotMeta> parse_meta(std::string_view text) {
 
 Result<std::string> hash_file(const std::string& path) {
   Fd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (in.fd < 0) return Error::unsupported(os::error_message("open " + path));
+  if (in.fd < 0) return Error::unsupported(base::error_message("open " + path));
   std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
                                                                  XXH3_freeState);
   if (!state || XXH3_128bits_reset(state.get()) != XXH_OK) {
@@ -251,7 +251,7 @@ Result<std::string> hash_file(const std::string& path) {
   while (true) {
     const ssize_t n = ::read(in.fd, buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error::unsupported(os::error_message("read " + path));
+    if (n < 0) return Error::unsupported(base::error_message("read " + path));
     if (n == 0) break;
     (void)XXH3_128bits_update(state.get(), buf.data(), static_cast<size_t>(n));
   }
@@ -260,34 +260,34 @@ Result<std::string> hash_file(const std::string& path) {
 
 Status copy_sparse(const std::string& from, const std::string& to) {
   Fd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
-  if (in.fd < 0) return Error::unsupported(os::error_message("open " + from));
+  if (in.fd < 0) return Error::unsupported(base::error_message("open " + from));
   struct stat st {};
-  if (::fstat(in.fd, &st) != 0) return Error::unsupported(os::error_message("stat " + from));
+  if (::fstat(in.fd, &st) != 0) return Error::unsupported(base::error_message("stat " + from));
   Fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (out.fd < 0) return Error::unsupported(os::error_message("create " + to));
+  if (out.fd < 0) return Error::unsupported(base::error_message("create " + to));
   if (::ftruncate(out.fd, st.st_size) != 0) {
-    return Error::unsupported(os::error_message("truncate " + to));
+    return Error::unsupported(base::error_message("truncate " + to));
   }
   std::string buf(kChunk, '\0');
   off_t pos = 0;
   while (pos < st.st_size) {
     off_t data = ::lseek(in.fd, pos, SEEK_DATA);
     if (data < 0 && errno == ENXIO) break;  // only a hole is left
-    if (data < 0) return Error::unsupported(os::error_message("seek data in " + from));
+    if (data < 0) return Error::unsupported(base::error_message("seek data in " + from));
     off_t hole = ::lseek(in.fd, data, SEEK_HOLE);
-    if (hole < 0) return Error::unsupported(os::error_message("seek hole in " + from));
+    if (hole < 0) return Error::unsupported(base::error_message("seek hole in " + from));
     for (off_t off = data; off < hole;) {
       const size_t want = static_cast<size_t>(std::min<off_t>(hole - off, kChunk));
       const ssize_t n = ::pread(in.fd, buf.data(), want, off);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0)
-        return Error::unsupported(os::error_message("read " + from, n == 0 ? EIO : errno));
+        return Error::unsupported(base::error_message("read " + from, n == 0 ? EIO : errno));
       for (ssize_t done = 0; done < n;) {
         const ssize_t w =
             ::pwrite(out.fd, buf.data() + done, static_cast<size_t>(n - done), off + done);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0)
-          return Error::unsupported(os::error_message("write " + to, w == 0 ? EIO : errno));
+          return Error::unsupported(base::error_message("write " + to, w == 0 ? EIO : errno));
         done += w;
       }
       off += n;
@@ -311,7 +311,7 @@ Result<size_t> SnapshotStore::open() {
   if (ec) return Error::unsupported("create snapshot directory " + root_ + ": " + ec.message());
   const std::string lock_path = root_ + "/.lock";
   lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd_ < 0) return Error::unsupported(os::error_message("open " + lock_path));
+  if (lock_fd_ < 0) return Error::unsupported(base::error_message("open " + lock_path));
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     ::close(lock_fd_);
@@ -321,7 +321,7 @@ Result<size_t> SnapshotStore::open() {
                                 " is in use by another process (one store per worker: give each "
                                 "worker its own --snapshot-dir)");
     }
-    return Error::unsupported(os::error_message("lock " + lock_path, err));
+    return Error::unsupported(base::error_message("lock " + lock_path, err));
   }
   size_t partial = 0;
   std::lock_guard lock(mu_);
@@ -400,7 +400,7 @@ Result<SnapshotMeta> SnapshotStore::commit(const std::string& partial, SnapshotM
     if (!hash) return fail(hash.error());
     file->xxh3_128 = hash.value();
     if (::chmod(path.c_str(), 0444) != 0) {
-      return fail(Error::unsupported(os::error_message("chmod " + path)));
+      return fail(Error::unsupported(base::error_message("chmod " + path)));
     }
   }
   {
@@ -419,7 +419,7 @@ Result<SnapshotMeta> SnapshotStore::commit(const std::string& partial, SnapshotM
   }
   // rename(2) of a directory onto a missing name is atomic: a reader sees all of it or nothing.
   if (::rename(partial.c_str(), final_dir.c_str()) != 0) {
-    return fail(Error::unsupported(os::error_message("rename " + partial + " to " + final_dir)));
+    return fail(Error::unsupported(base::error_message("rename " + partial + " to " + final_dir)));
   }
   snapshots_[{meta.vm_id, meta.snapshot_id}] = meta;
   return meta;
@@ -429,7 +429,7 @@ Status SnapshotStore::verify_file(const std::string& path, const SnapshotFile& e
                                   const char* what) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
-    return Error::unsupported(os::error_message("snapshot " + std::string(what) + " file " + path));
+    return Error::unsupported(base::error_message("snapshot " + std::string(what) + " file " + path));
   }
   const Identity id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
                     static_cast<uint64_t>(st.st_size),

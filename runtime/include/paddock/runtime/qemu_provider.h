@@ -53,7 +53,7 @@ struct JailConfig {
 struct QemuConfig {
   std::string qemu_binary = "qemu-system-x86_64";
   std::string image_dir;       // image "default": vmlinuz and initramfs.cpio.gz (or initramfs.cpio)
-  // More images, by name (runtime/guest/IMAGE.md): name -> image directory. An image directory
+  // More images, by name (agent/guest/IMAGE.md): name -> image directory. An image directory
   // with a rootfs.ext4 (tools/build-image.sh) boots with it as a read-only drive that the guest
   // agent mounts under a tmpfs overlay and runs jobs in.
   std::map<std::string, std::string> images;

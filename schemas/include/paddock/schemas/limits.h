@@ -50,7 +50,7 @@ inline constexpr uint32_t kMaxSlots = 4096;
 
 // ---- Limits that compose (PROTOCOL.md, "Limits": every hop) --------------------------------------
 // A job crosses: client -> broker (a SUBMIT body: the JobRequest), broker -> worker (a JOB body
-// that wraps it), worker -> agent (an exec frame, runtime/src/agent/protocol.h), agent -> worker
+// that wraps it), worker -> agent (an exec frame, agent/include/paddock/agent/protocol.h), agent -> worker
 // (a result frame), worker -> broker -> client (a RESULT body, forwarded as the worker wrote it).
 // Each limit below is derived from those before it, so that whatever the broker accepts fits every
 // later hop and a job is never lost between two of them. tests/unit/limits_test.cc walks the chain.
