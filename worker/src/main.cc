@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   paddock::worker::Options opt;
-  std::string backend = "memory";
+  std::string backend = "qemu";  // the real backend: never silently the test double
   paddock::runtime::BackendConfig backend_config;
   auto& qemu = backend_config.qemu;
   uint32_t boot_timeout_ms = 60'000;
@@ -148,7 +148,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, 1024u))
       ->capture_default_str();
   app.add_option("--backend", backend,
-                 "VM backend: memory (in-memory TEST DOUBLE: executes nothing), qemu, firecracker")
+                 "VM backend: qemu, firecracker, or memory (in-memory TEST DOUBLE: executes nothing; "
+                 "only when asked for)")
       ->capture_default_str();
   app.add_option(
       "--image-dir", qemu.image_dir,
