@@ -11,6 +11,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev
   python3 python3-zmq python3-msgpack python3-yaml
   procps iproute2 iptables
+  shellcheck
   cpio gzip xz-utils zstd
   debootstrap e2fsprogs
   chromium fonts-dejavu-core

@@ -27,7 +27,7 @@ done
 for b in broker/paddock-broker worker/paddock-worker tools/paddock-load; do
   [ -x "$build/$b" ] || { echo "$0: $build/$b missing: build a release first" >&2; exit 66; }
 done
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+pgbin=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 [ -x "$pgbin/initdb" ] || { echo "$0: no PostgreSQL server: apt install postgresql" >&2; exit 69; }
 
 tmp=$(mktemp -d /tmp/paddock-bench-mb-XXXXXX)
