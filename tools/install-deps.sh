@@ -16,8 +16,8 @@ PACKAGES=(
   debootstrap e2fsprogs
   chromium fonts-dejavu-core
 )
-# QEMU >= 8.2 comes from bookworm-backports (DESIGN.md §6: 7.2 cannot give a jailed QEMU a
-# read-only template).
+# QEMU >= 8.2 comes from bookworm-backports (7.2, bookworm's own, cannot give a jailed
+# QEMU a read-only template).
 BACKPORTS_PACKAGES=(qemu-system-x86)
 
 missing=()

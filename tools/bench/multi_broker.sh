@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 root=$(pwd)
 build=${PADDOCK_BUILD_DIR:-$root/build-rel}
 jobs=20000
-out=$root/tools/bench/results-multi-broker-$(date -u +%Y-%m-%d).json
+out=$root/benchmarks/results/results-multi-broker-$(date -u +%Y-%m-%d).json
 while [ $# -gt 0 ]; do
   case "$1" in
     --jobs) jobs=$2; shift 2 ;;
