@@ -5,12 +5,12 @@ set -u
 build_dir=$1
 status=0
 if pids=$(pgrep -f "^${build_dir}/(broker/paddock-broker|worker/paddock-worker)"); then
-  echo "LEAK: processes still running:"; ps -o pid,args -p ${pids//$'\n'/,}; status=1
+  echo "LEAK: processes still running:"; ps -o pid,args -p "${pids//$'\n'/,}"; status=1
 fi
 # The shared-queue tests' PostgreSQL servers (tests/integration/postgres_server.cc): data in a
 # test directory under /tmp.
 if pids=$(pgrep -f "postgres -D /tmp/paddock-test-"); then
-  echo "LEAK: PostgreSQL servers of tests still running:"; ps -o pid,args -p ${pids//$'\n'/,}; status=1
+  echo "LEAK: PostgreSQL servers of tests still running:"; ps -o pid,args -p "${pids//$'\n'/,}"; status=1
 fi
 # Simulated hosts (tests/integration/netns_hosts.cc): namespaces named pdk<pid>-…
 if left_ns=$(ip netns list 2>/dev/null | grep -E '^pdk[0-9]+-'); then

@@ -156,6 +156,7 @@ if [[ $fabric_only -eq 0 ]]; then
   sleep 2  # the pool refills
   e2e_jobs=100
   [[ $quick -eq 1 ]] && e2e_jobs=30
+  # shellcheck disable=SC2016  # expanded by the guest's shell, not this one
   compute='i=0; s=0; while [ $i -lt 5000 ]; do s=$((s+i)); i=$((i+1)); done; echo $s'
   # One at a time (latency), then 4 outstanding on 2 slots (sustained throughput).
   "$load" -b "$client_ep" -n "$e2e_jobs" -c 1 --timeout-s 120 --json-out "$tmp/e2e-true-c1.json" -- true >/dev/null

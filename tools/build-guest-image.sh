@@ -198,6 +198,7 @@ fetch_deb() {
   log "downloading $pkg=$ver"
   local out
   if ! out=$(cd "$deb_dir" && apt-get download -q -o APT::Sandbox::User=root "$pkg=$ver" 2>&1); then
+    # shellcheck disable=SC2015  # die when either the update or the second download fails
     apt_update && out=$(cd "$deb_dir" && apt-get download -q -o APT::Sandbox::User=root "$pkg=$ver" 2>&1) ||
       die "could not download $pkg=$ver with 'apt-get download': $(echo "$out" | grep -E '^(E|W):' | tr '\n' ' ')"
   fi
@@ -351,7 +352,7 @@ root="$work/root"
 mkdir -p "$root"/{bin,dev,etc/paddock,proc,sys,tmp,run,root,mnt,lib/modules/"$kver"}
 
 # Modules: index every .ko[.xz|.zst|.gz] by its name (dashes read as underscores, as the kernel does).
-declare -A MOD_FILE=() MOD_PATH=() MOD_DEPS=() VISITING=() DONE=()
+declare -A MOD_FILE=() MOD_PATH=() MOD_DEPS=() VISITING=() VISITED=()
 while IFS= read -r -d '' f; do
   rel=${f#"$kmod_src/"}
   name=${rel##*/}; name=${name%%.ko*}; name=${name//-/_}
@@ -384,12 +385,12 @@ stage_module() {
 LOAD_ORDER=()
 visit() {
   local name=$1 d
-  [[ -n "${DONE[$name]:-}" ]] && return 0
+  [[ -n "${VISITED[$name]:-}" ]] && return 0
   [[ -z "${VISITING[$name]:-}" ]] || die "module dependency cycle through '$name'"
   VISITING[$name]=1
   stage_module "$name"
   for d in ${MOD_DEPS[$name]}; do visit "${d//-/_}"; done
-  DONE[$name]=1
+  VISITED[$name]=1
   LOAD_ORDER+=("$name")
 }
 for m in "${MODULES[@]}"; do visit "$m"; done
@@ -402,11 +403,14 @@ ROOTFS_ORDER=("${LOAD_ORDER[@]:${#BOOT_ORDER[@]}}")
 # all_deps NAME: transitive dependencies, in modules.dep order (the last one is loaded first).
 all_deps() {
   local -A seen=()
+  # shellcheck disable=SC2206  # a module list: space-separated names without glob characters
   local stack=(${MOD_DEPS[$1]}) n
   while [[ ${#stack[@]} -gt 0 ]]; do
     n=${stack[0]//-/_}; stack=("${stack[@]:1}")
     [[ -n "${seen[$n]:-}" ]] && continue
-    seen[$n]=1; stack+=(${MOD_DEPS[$n]})
+    seen[$n]=1
+    # shellcheck disable=SC2206  # as above
+    stack+=(${MOD_DEPS[$n]})
   done
   # order as the reverse of the load order, like depmod
   local i

@@ -77,6 +77,7 @@ done
 [[ -n "$def_arg" ]] || { usage >&2; die "which image? (a name in $TOOLS/images, or a file)"; }
 if [[ "$def_arg" == */* || "$def_arg" == *.image ]]; then def_file=$def_arg
 else def_file="$TOOLS/images/$def_arg.image"; fi
+# shellcheck disable=SC2012  # image names are [a-z0-9._-]: ls lists them as they are
 [[ -f "$def_file" ]] || die "no image definition '$def_file' (images: $(cd "$TOOLS/images" && ls ./*.image | sed 's|^\./||; s|\.image$||' | paste -sd' '))"
 [[ -n "$cache_dir" ]] || die "--cache-dir is empty"
 [[ -n "$deb_dir" ]] || deb_dir="$cache_dir/debs"
@@ -129,6 +130,7 @@ cleanup() {
   # debootstrap may leave mounts (proc, sys) in the tree when killed: never delete through one.
   if [[ -d "$work/root" ]]; then
     local m
+    # shellcheck disable=SC2013  # mount points under our work dir have no spaces (we chose it)
     for m in $(awk -v r="$work/root" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do
       umount -l "$m" 2>/dev/null || true
     done
@@ -219,6 +221,7 @@ if [[ $force -eq 1 || ! -f "$rootfs_dir/rootfs.json" ]]; then
   fi
   # The index debootstrap really used; if the mirror moved on since the key was made, the key
   # follows what was built.
+  # shellcheck disable=SC2012  # apt list file names are [A-Za-z0-9._-]
   used=$(ls "$root"/var/lib/apt/lists/*_dists_"${SUITE}"_InRelease 2>/dev/null | head -n 1 || true)
   epoch=$(date +%s)
   if [[ -n "$used" ]]; then

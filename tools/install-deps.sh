@@ -8,15 +8,16 @@ PACKAGES=(
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libspdlog-dev libfmt-dev
   libboost-dev libboost-filesystem-dev libxxhash-dev libsqlite3-dev libpq-dev postgresql
   doctest-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev
-  clang-14 libclang-rt-14-dev
+  clang-14 libclang-rt-14-dev clang-format
   python3 python3-zmq python3-msgpack python3-yaml
   procps iproute2 iptables
+  shellcheck
   cpio gzip xz-utils zstd
   debootstrap e2fsprogs
   chromium fonts-dejavu-core
 )
-# QEMU >= 8.2 comes from bookworm-backports (DESIGN.md §6: 7.2 cannot give a jailed QEMU a
-# read-only template).
+# QEMU >= 8.2 comes from bookworm-backports (7.2, bookworm's own, cannot give a jailed
+# QEMU a read-only template).
 BACKPORTS_PACKAGES=(qemu-system-x86)
 
 missing=()

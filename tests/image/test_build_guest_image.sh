@@ -181,6 +181,7 @@ check "initramfs is a newc cpio" test "$(head -c 6 "$dir/initramfs.cpio")" = 070
 # ---- initramfs contents -------------------------------------------------------------------------
 kver=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["kernel_version"])' "$dir/manifest.json")
 cpio -it --quiet <"$dir/initramfs.cpio" >"$tmp/list" 2>/dev/null
+# shellcheck disable=SC2317  # called through check, which shellcheck does not follow
 has() { grep -qxF "$1" "$tmp/list" || grep -qxF "./$1" "$tmp/list"; }
 for f in init bin/busybox bin/sh dev/console etc/paddock/modules "lib/modules/$kver/modules.dep" proc sys tmp; do
   check "initramfs has /$f" has "$f"

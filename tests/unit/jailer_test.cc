@@ -168,7 +168,7 @@ TEST_CASE("jail ids: 1-64 of [A-Za-z0-9_-]") {
 }
 
 TEST_CASE("cgroup version: detected from the mount, not assumed") {
-  // This host's, whatever it is: v1 here (DESIGN.md §6), v2 on most current distributions.
+  // This host's, whatever it is: v1 on this project's CI hosts, v2 on most current distributions.
   auto here = cgroup_version();
   REQUIRE(here.has_value());
   CHECK((*here == 1 || *here == 2));

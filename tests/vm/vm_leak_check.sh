@@ -17,6 +17,7 @@ for d in /dev/shm/paddock-snapshots /run/paddock-snapshots /dev/shm/paddock; do
 done
 # Network namespaces of tests (pt*, t<digits>-vm*, wnet1-*) and of the workers they start
 # (p + 5 hex digits: the prefix a worker derives from its id).
+# shellcheck disable=SC2010  # namespace names are [a-z0-9-] (ip netns add takes no others)
 if left_ns=$(ls /run/netns 2>/dev/null | grep -E '^(pt[a-z]*[0-9]+$|t[0-9]+-vm|wnet1-|pbench|p[0-9a-f]{5}-vm)'); then
   echo "LEAK: network namespaces left: $left_ns"; status=1
 fi

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 root=$(pwd)
 build=${PADDOCK_BUILD_DIR:-$root/build-rel}
 jobs=20000
-out=$root/tools/bench/results-multi-broker-$(date -u +%Y-%m-%d).json
+out=$root/benchmarks/results/results-multi-broker-$(date -u +%Y-%m-%d).json
 while [ $# -gt 0 ]; do
   case "$1" in
     --jobs) jobs=$2; shift 2 ;;
@@ -27,7 +27,7 @@ done
 for b in broker/paddock-broker worker/paddock-worker tools/paddock-load; do
   [ -x "$build/$b" ] || { echo "$0: $build/$b missing: build a release first" >&2; exit 66; }
 done
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+pgbin=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 [ -x "$pgbin/initdb" ] || { echo "$0: no PostgreSQL server: apt install postgresql" >&2; exit 69; }
 
 tmp=$(mktemp -d /tmp/paddock-bench-mb-XXXXXX)

@@ -27,7 +27,8 @@ HostVirtFacts probe_host();
 Result<AccelChoice> choose_accel(const std::string& requested, const HostVirtFacts& facts);
 
 // The host's TSC frequency in kHz (from /proc/cpuinfo "cpu MHz"), for tsc_early_khz= on the
-// guest's command line: under TCG the guest cannot calibrate its TSC reliably (DESIGN.md §6).
+// guest's command line: under TCG the guest cannot calibrate its TSC reliably (it has no
+// usable PIT to measure it against, so its clock drifts).
 std::optional<uint64_t> host_tsc_khz();
 
 }  // namespace paddock::runtime::qemu

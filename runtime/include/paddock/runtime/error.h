@@ -1,6 +1,6 @@
 // The runtime's error type: one of the thirteen product variants (codes 1-13, fixed by the product,
 // with the exact messages of the reference runtime) or one of Paddock's own runtime variants
-// (14 and up, DESIGN.md §3). Codes are forever. Errors are values: providers return Result<T> and
+// (14 and up, schemas/PROTOCOL.md "Codes"). Codes are forever. Errors are values: providers return Result<T> and
 // never throw across their interface.
 #pragma once
 
@@ -63,7 +63,7 @@ class Error {
   Variant variant() const { return variant_; }
   uint32_t code() const { return code_of(variant_); }
   std::string_view name() const { return variant_name(variant_); }
-  // The exact message of DESIGN.md §3 / PROTOCOL.md §Codes.
+  // The exact message of schemas/PROTOCOL.md, "Codes".
   std::string message() const;
   // Whether a new attempt (another VM, maybe another host) may succeed.
   bool retryable() const;

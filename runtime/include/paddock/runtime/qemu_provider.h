@@ -75,7 +75,7 @@ struct QemuConfig {
   std::optional<JailConfig> jail;
   std::string extra_kernel_args;
   std::chrono::milliseconds boot_timeout{60'000};
-  int boot_attempts = 2;  // a boot that hangs (DESIGN.md §6) is killed and retried
+  int boot_attempts = 2;  // a boot that hangs (TCG boots now and then do) is killed and retried
   std::chrono::milliseconds shutdown_grace{2'000};
   std::chrono::milliseconds shutdown_poll{50};
 };

@@ -1,6 +1,6 @@
 // Warm pools: VMs restored from a template snapshot and made ready before a job asks for one, so
-// that a job starts in tens of milliseconds instead of a cold boot of seconds (DESIGN.md §4 and
-// §6; worker/README.md, "Warm pools", says how min, max and max_age meet demand).
+// that a job starts in tens of milliseconds instead of a cold boot of seconds (BENCHMARKS.md has
+// the figures; worker/README.md, "Warm pools", says how min, max and max_age meet demand).
 //
 // A *template* is one per VmSpec (image, vcpus, mem_mib): a VM `tpl-<image>-<vcpus>x<mem>-<ms>`
 // that was created, booted, paused, snapshotted as `template` and destroyed; the snapshot stays
