@@ -10,7 +10,9 @@ Each top-level library folder (LIBRARIES below) has a public include/ (headers n
   3. a CMake file in tests/ names a library's private path directly instead of linking the
      library's *_internal target (the white-box door that only tests may use);
   4. a *_internal target is linked anywhere but in tests/ or its own folder.
-Usage: tools/check_layering.py [REPO]   (exit 0: clean; 1: violations, listed)
+Usage: tools/check_layering.py [REPO]           (exit 0: clean; 1: violations, listed)
+       tools/check_layering.py --graph [REPO]   the dependency arrows between libraries, as
+                                                their C++ includes (outside tests/) draw them
 """
 import os
 import re
@@ -109,7 +111,59 @@ def check_cmake(root, path, problems):
     del own
 
 
+def resolve(root, name, including_lib, including_path):
+    """The file a quoted include names: a public header, or a private one found."""
+    if PUBLIC.match(name):
+        for lib in LIBRARIES:
+            if os.path.isfile(os.path.join(root, lib, "include", name)):
+                return os.path.join(root, lib, "include", name)
+        return None
+    beside = os.path.join(os.path.dirname(including_path), name)
+    if os.path.isfile(beside):
+        return beside
+    for lib in [including_lib] + [x for x in LIBRARIES if x != including_lib]:
+        for d, _, _ in os.walk(os.path.join(root, lib)):
+            if os.path.isfile(os.path.join(d, name)):
+                return os.path.join(d, name)
+    return None
+
+
+def unit_of(root, path):
+    """The library a file belongs to; the guest agent (agent/guest, once runtime/guest) is a
+    program of its own."""
+    rel = os.path.relpath(path, root)
+    for guest in ("agent/guest/", "runtime/guest/"):
+        if rel.startswith(guest):
+            return guest.rstrip("/")
+    return library_of(root, path)
+
+
+def graph(root):
+    edges = {}
+    for path in repo_files(root):
+        rel = os.path.relpath(path, root)
+        src = unit_of(root, path)
+        if src is None or not path.endswith((".cc", ".h")) or rel.startswith("tests" + os.sep):
+            continue
+        text = open(path, encoding="utf-8", errors="replace").read()
+        for m in INCLUDE.finditer(text):
+            target = resolve(root, m.group(1), library_of(root, path), path)
+            dst = unit_of(root, target) if target else None
+            if dst is None or dst == src:
+                continue
+            kind = "public" if PUBLIC.match(m.group(1)) else "PRIVATE"
+            edges.setdefault(src, {}).setdefault(dst, set()).add(kind)
+    for src in sorted(edges):
+        arrows = ", ".join(d + ("" if k == {"public"} else " (reaches into its private headers)")
+                           for d, k in sorted(edges[src].items()))
+        print(f"{src} -> {arrows}")
+    return 0
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--graph":
+        return graph(os.path.abspath(sys.argv[2] if len(sys.argv) > 2 else
+                                     os.path.join(os.path.dirname(__file__), "..")))
     root = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
                            os.path.join(os.path.dirname(__file__), ".."))
     problems = []
