@@ -41,7 +41,7 @@ Job& started(JobLife& life, const std::string& id, const std::string& w, Clock::
 
 }  // namespace
 
-TEST_CASE("job life: dispatch takes the best queued job; an unsent one goes back, same attempt") {
+TEST_CASE("job life: dispatch takes the best queued job, and an unsent one goes back with the same attempt") {
   JobLife life(policy());
   const auto now = Clock::now();
   life.jobs().push(req("a"), "client", now);
@@ -92,7 +92,7 @@ TEST_CASE("job life: an outcome of another attempt or another worker is stale an
   CHECK(life.jobs().size() == 1);
 }
 
-TEST_CASE("job life: a recovered job's attempt from before the restart answers it; its rerun is dropped") {
+TEST_CASE("job life: a recovered job's attempt from before the restart answers it and its rerun is dropped") {
   JobLife life(policy());
   Job& job = started(life, "a", "w-new", Clock::now());
   job.recovered = true;

@@ -7,7 +7,7 @@ using namespace paddock::broker;
 using Kind = TimerQueue::Kind;
 using std::chrono::milliseconds;
 
-TEST_CASE("timer queue: next() is the earliest deadline; take_due() fires due timers in order") {
+TEST_CASE("timer queue: next() is the earliest deadline and take_due() fires due timers in order") {
   TimerQueue t;
   const auto t0 = TimerQueue::Clock::now();
   CHECK_FALSE(t.next().has_value());
@@ -30,7 +30,7 @@ TEST_CASE("timer queue: next() is the earliest deadline; take_due() fires due ti
   CHECK(*t.next() == t0 + milliseconds(100));
 }
 
-TEST_CASE("timer queue: set() of an armed key moves it; cancel() disarms it") {
+TEST_CASE("timer queue: set() of an armed key moves it and cancel() disarms it") {
   TimerQueue t;
   const auto t0 = TimerQueue::Clock::now();
   t.set(Kind::kHeartbeat, t0 + milliseconds(10));
