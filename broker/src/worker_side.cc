@@ -20,6 +20,25 @@ std::string peer_address(const zmq::message_t& frame) {
   return value != nullptr ? value : "";
 }
 
+// An outcome decoded for the dashboard, which shows it; the broker itself reads only the view.
+struct Shown {
+  std::optional<sc::JobResult> result;
+  std::optional<sc::JobError> error;
+  const sc::JobResult* result_ptr() const { return result ? &*result : nullptr; }
+  const sc::JobError* error_ptr() const { return error ? &*error : nullptr; }
+};
+
+// REQUIRES: `body` passed view_job_result (`is_result`) or view_job_error, so it decodes too.
+Shown decode_for_dashboard(bool is_result, std::string_view body) {
+  Shown shown;
+  if (is_result) {
+    if (auto r = sc::decode_job_result(body)) shown.result = std::move(r.value());
+  } else if (auto e = sc::decode_job_error(body)) {
+    shown.error = std::move(e.value());
+  }
+  return shown;
+}
+
 }  // namespace
 
 void Broker::Loop::on_worker_message(const std::string& route,
@@ -129,19 +148,8 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
   const bool retryable = view->retryable;
   const uint32_t code = view->code;
   const std::string_view variant = view->variant;
-  std::optional<sc::JobResult> result;
-  std::optional<sc::JobError> error;
-  if (dashboard_) {
-    // Accepted by the view, so these decode too.
-    if (is_result) {
-      if (auto r = sc::decode_job_result(body)) result = std::move(r.value());
-    } else if (auto e = sc::decode_job_error(body)) {
-      error = std::move(e.value());
-    }
-  }
+  const Shown shown = dashboard_ ? decode_for_dashboard(is_result, body) : Shown{};
   ++w.answered;
-  const sc::JobResult* result_ptr = result ? &*result : nullptr;
-  const sc::JobError* error_ptr = error ? &*error : nullptr;
   // The jitter of a retry's backoff is drawn only for an outcome that may be retried.
   std::uniform_real_distribution<double> jitter(0.5, 1.0);
   auto o = life_.outcome(w.routing_id, job_id, attempt, retryable, retryable ? jitter(rng_) : 1.0);
@@ -177,7 +185,7 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
   ++(command == sc::Command::kResult ? stats_.results : stats_.errors);
   if (command == sc::Command::kError) metrics_.failed(code, variant);
   // The body was checked above; forward it as the worker wrote it.
-  answer(*o.job, command, std::string(body), result_ptr, error_ptr);
+  answer(*o.job, command, std::string(body), shown.result_ptr(), shown.error_ptr());
 }
 
 void Broker::Loop::stale_outcome(const WorkerState& w, bool is_result, const std::string& job_id,
