@@ -3,6 +3,7 @@
 
 #include <optional>
 
+#include "answers.h"
 #include "loop.h"
 #include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codes.h"
@@ -47,13 +48,9 @@ std::vector<std::string> Broker::Loop::invalid_reply(std::string job_id, const s
                  index ? " body " + std::to_string(*index) : "",
                  job_id.empty() ? "" : " for job '" + job_id + "'", message);
   }
-  sc::JobError e;
-  e.job_id = std::move(job_id);
-  e.code = sc::code(sc::JobCode::kInvalidRequest);
-  e.variant = std::string(sc::job_code_name(e.code));
-  e.message = message;
+  auto e = job_error(job_id, sc::JobCode::kInvalidRequest, message);
   e.index = index;
-  return sc::make_message(sc::Command::kError, {sc::encode(e)});
+  return error_message(e);
 }
 
 void Broker::Loop::reply_invalid(const std::string& route, std::string job_id,
@@ -65,9 +62,9 @@ void Broker::Loop::on_submit(const std::string& route,
                              const std::vector<std::string_view>& bodies) {
   // One reply per body, sent in body order once all are read (PROTOCOL.md, "Client session"):
   // a run of consecutive accepted bodies shares one ACCEPTED.
-  std::vector<SubmitReply> replies(bodies.size());
+  std::vector<JobStore::SubmitReply> replies(bodies.size());
   std::vector<Store::Answer> known_answers;  // of finished jobs submitted again
-  std::vector<SharedSubmit> to_share;  // shared queue: stored together below
+  std::vector<JobStore::NewJob> new_jobs;  // not held here: the store's to take
   for (size_t i = 0; i < bodies.size(); ++i) {
     const auto body = bodies[i];
     auto request = sc::decode_job_request(body);
@@ -76,42 +73,16 @@ void Broker::Loop::on_submit(const std::string& route,
                                          static_cast<uint32_t>(i));
       continue;
     }
-    if (Job* known = jobs_.find(request->job_id)) {
+    if (Job* known = life_.jobs().find(request->job_id)) {
       // Idempotent: a job_id already held is not queued twice; this connection, the latest to
       // submit it, gets its answer instead of the one before.
       known->routes.submitted(route);
       replies[i].accepted = request->job_id;
       continue;
     }
-    if (shared_) {
-      to_share.push_back(SharedSubmit{std::move(request.value()), body, i});
-      continue;
-    }
-    if (journal_) {
-      // Finished before (this broker or an earlier one): its stored answer, never a second run.
-      if (auto known_answer = journal_->answer_of(request->job_id)) {
-        replies[i].accepted = request->job_id;
-        known_answers.push_back(std::move(*known_answer));
-        continue;
-      }
-    }
-    if (jobs_.size() >= options_.max_queue) {
-      ++stats_.rejected;
-      sc::JobError e;
-      e.job_id = request->job_id;
-      e.code = sc::code(sc::JobCode::kQueueFull);
-      e.variant = std::string(sc::job_code_name(e.code));
-      e.message = "queue full (" + std::to_string(options_.max_queue) + " jobs); retry later";
-      e.retryable = true;
-      replies[i].message = sc::make_message(sc::Command::kRejected, {sc::encode(e)});
-      continue;
-    }
-    replies[i].accepted = request->job_id;
-    const int64_t row = embedded_ ? embedded_->accepted(request->job_id, body, now_unix_ms()) : 0;
-    jobs_.push(QueuedRequest::of(*request, std::string(body)), route, now_).journal_row = row;
-    ++stats_.accepted;
+    new_jobs.push_back(JobStore::NewJob{std::move(request.value()), body, i});
   }
-  if (!to_share.empty()) submit_shared(route, to_share, replies, known_answers);
+  if (!new_jobs.empty()) store_->submit(route, new_jobs, replies, known_answers);
   sc::Accepted run;  // consecutive accepted bodies
   auto flush_run = [&] {
     if (run.job_ids.empty()) return;
@@ -139,30 +110,18 @@ void Broker::Loop::on_cancel(const std::string& route, std::string_view body) {
     reply_invalid(route, sc::peek_job_id(body), ref.error().message(), 0);
     return;
   }
-  Job* job = jobs_.find(ref->job_id);
-  if (job == nullptr && shared_) {
-    cancel_shared(route, ref->job_id);
-    return;
-  }
-  if (job == nullptr) {
-    sc::JobError e;
-    e.job_id = ref->job_id;
-    e.code = sc::code(sc::JobCode::kUnknownJob);
-    e.variant = std::string(sc::job_code_name(e.code));
-    e.message = "job '" + ref->job_id + "' is not held by this broker (unknown or finished)";
-    to_client(route, sc::make_message(sc::Command::kError, {sc::encode(e)}));
-    return;
-  }
-  job->routes.watch(route);  // the canceller hears the outcome too
-  if (job->state != Job::State::kRunning) {
-    answer_error(*job, sc::JobCode::kCancelled, "cancelled before it started", false);
-    jobs_.remove(ref->job_id);
-    return;
-  }
-  if (!job->cancel_requested) {
-    job->cancel_requested = true;
-    if (journal_) journal_->cancel_requested(ref->job_id);
-    to_worker(job->worker, sc::make_message(sc::Command::kCancel, {sc::encode(*ref)}));
+  std::optional<Job> ended;
+  switch (life_.cancel(ref->job_id, route, ended)) {
+    case JobLife::Cancel::kUnknown: store_->cancel_unheld(route, ref->job_id); break;
+    case JobLife::Cancel::kEnded:
+      answer_error(*ended, sc::JobCode::kCancelled, "cancelled before it started", false);
+      break;
+    case JobLife::Cancel::kAskWorker:
+      store_->cancel_requested(ref->job_id);
+      to_worker(life_.jobs().find(ref->job_id)->worker,
+                sc::make_message(sc::Command::kCancel, {sc::encode(*ref)}));
+      break;
+    case JobLife::Cancel::kAsked: break;
   }
 }
 
@@ -175,28 +134,11 @@ void Broker::Loop::on_fetch(const std::string& route,
                     static_cast<uint32_t>(i));
       continue;
     }
-    if (Job* job = jobs_.find(ref->job_id)) {
+    if (Job* job = life_.jobs().find(ref->job_id)) {
       job->routes.watch(route);  // still queued or running: the answer will come here too
       continue;
     }
-    if (shared_) {
-      fetch_shared(route, ref->job_id);
-      continue;
-    }
-    if (journal_) {
-      if (auto a = journal_->answer_of(ref->job_id)) {
-        to_client(route, sc::make_message(static_cast<sc::Command>(a->command), {std::move(a->body)}));
-        continue;
-      }
-    }
-    sc::JobError e;
-    e.job_id = ref->job_id;
-    e.code = sc::code(sc::JobCode::kUnknownJob);
-    e.variant = std::string(sc::job_code_name(e.code));
-    e.message = "job '" + ref->job_id + "' is not known to this broker" +
-                (journal_ ? " (never accepted, or its answer expired)"
-                          : " (it runs without a journal and keeps no answers after delivery)");
-    to_client(route, sc::make_message(sc::Command::kError, {sc::encode(e)}));
+    store_->fetch_unheld(route, ref->job_id);
   }
 }
 

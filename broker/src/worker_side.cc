@@ -20,6 +20,25 @@ std::string peer_address(const zmq::message_t& frame) {
   return value != nullptr ? value : "";
 }
 
+// An outcome decoded for the dashboard, which shows it; the broker itself reads only the view.
+struct Shown {
+  std::optional<sc::JobResult> result;
+  std::optional<sc::JobError> error;
+  const sc::JobResult* result_ptr() const { return result ? &*result : nullptr; }
+  const sc::JobError* error_ptr() const { return error ? &*error : nullptr; }
+};
+
+// REQUIRES: `body` passed view_job_result (`is_result`) or view_job_error, so it decodes too.
+Shown decode_for_dashboard(bool is_result, std::string_view body) {
+  Shown shown;
+  if (is_result) {
+    if (auto r = sc::decode_job_result(body)) shown.result = std::move(r.value());
+  } else if (auto e = sc::decode_job_error(body)) {
+    shown.error = std::move(e.value());
+  }
+  return shown;
+}
+
 }  // namespace
 
 void Broker::Loop::on_worker_message(const std::string& route,
@@ -64,7 +83,7 @@ void Broker::Loop::on_worker_message(const std::string& route,
       auto credit = sc::decode_credit(env->bodies[0]);
       if (credit) {
         registry_.grant(*w, credit->credits);
-        claim_wanted_ = true;  // shared queue: free slots are worth a claim
+        store_->credits_freed();
       } else if (protocol_log_.allow()) {
         spdlog::warn("worker '{}': bad CREDIT: {}", w->worker_id, credit.error().message());
       }
@@ -101,7 +120,7 @@ void Broker::Loop::on_ready(const std::string& route, std::string_view body,
   spdlog::info("worker '{}' ready with {} slot(s), images: {}", ready->worker_id, ready->slots,
                names.empty() ? "default (none said)" : names);
   WorkerState& w = registry_.add(route, ready->worker_id, ready->slots, now_, std::move(images));
-  claim_wanted_ = true;
+  store_->credits_freed();
   w.ready_slots = ready->slots;
   w.connected_unix_ms = now_unix_ms();
   w.host = peer_address(first);
@@ -129,93 +148,64 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
   const bool retryable = view->retryable;
   const uint32_t code = view->code;
   const std::string_view variant = view->variant;
-  std::optional<sc::JobResult> result;
-  std::optional<sc::JobError> error;
-  if (dashboard_) {
-    // Accepted by the view, so these decode too.
-    if (is_result) {
-      if (auto r = sc::decode_job_result(body)) result = std::move(r.value());
-    } else if (auto e = sc::decode_job_error(body)) {
-      error = std::move(e.value());
-    }
-  }
+  const Shown shown = dashboard_ ? decode_for_dashboard(is_result, body) : Shown{};
   ++w.answered;
-  const sc::JobResult* result_ptr = result ? &*result : nullptr;
-  const sc::JobError* error_ptr = error ? &*error : nullptr;
-  Job* held = jobs_.find(job_id);
-  // An outcome answers the job only if it is of the current assignment: the job, on this worker's
-  // connection, at the attempt sent to it (PROTOCOL.md, "Worker session").
-  const bool current = held != nullptr && held->state == Job::State::kRunning &&
-                       held->worker == w.routing_id && held->attempt == attempt;
-  if (!current) {
-    if (held != nullptr && held->recovered_attempt != 0 && attempt == held->recovered_attempt) {
+  // The jitter of a retry's backoff is drawn only for an outcome that may be retried.
+  std::uniform_real_distribution<double> jitter(0.5, 1.0);
+  auto o = life_.outcome(w.routing_id, job_id, attempt, retryable, retryable ? jitter(rng_) : 1.0);
+  switch (o.kind) {
+    case JobLife::Outcome::Kind::kRecovered:
       // Dispatched by the broker before a restart: its outcome is the job's answer. If it was
       // sent again meanwhile, that run is cancelled and its outcome will be dropped.
-      if (held->state == Job::State::kRunning) {
-        if (WorkerState* other = registry_.find(held->worker)) {
-          other->jobs.erase(job_id);
-          to_worker(held->worker, sc::make_message(sc::Command::kCancel,
-                                                   {sc::encode(sc::JobRef{job_id})}));
-        }
-      }
-      auto job = jobs_.remove(job_id);
-      ++(command == sc::Command::kResult ? stats_.results : stats_.errors);
-      if (command == sc::Command::kError) metrics_.failed(code, variant);
-      answer(*job, command, std::string(body), result_ptr, error_ptr);
-      return;
-    }
-    if (shared_ && held == nullptr) {
+      if (!o.rerun.empty()) stop_on_worker(o.rerun, job_id, /*forget=*/true);
+      break;
+    case JobLife::Outcome::Kind::kNotHeld:
       // Shared queue: a job this broker forgot (a failed turn) or that another broker holds now.
-      // The store keeps the first answer; a broker running it again drops its run on the NOTIFY.
-      journal_->finished(job_id, static_cast<uint8_t>(command), body, now_unix_ms());
+      if (store_->outcome_unheld(job_id, command, body)) return;
+      stale_outcome(w, is_result, job_id, attempt, nullptr);
       return;
-    }
-    // Stale: an attempt re-dispatched after this worker was presumed dead or held it too long, a
-    // job answered or cancelled meanwhile, or never sent to it. Each job is answered once, by
-    // its current attempt.
-    ++stats_.stale_outcomes;
-    if (protocol_log_.allow()) {
-      std::string now_is = "not held";
-      if (held != nullptr && held->state == Job::State::kRunning) {
-        const WorkerState* on = registry_.find(held->worker);
-        now_is = "attempt " + std::to_string(held->attempt) + " on '" +
-                 (on != nullptr ? on->worker_id : std::string("?")) + "'" +
-                 (held->worker == w.routing_id ? " (this connection)" : "");
-      } else if (held != nullptr) {
-        now_is = "attempt " + std::to_string(held->attempt) + ", not running";
+    case JobLife::Outcome::Kind::kStale:
+      stale_outcome(w, is_result, job_id, attempt, o.held);
+      return;
+    case JobLife::Outcome::Kind::kRetry:
+      w.jobs.erase(job_id);
+      if (protocol_log_.allow()) {
+        spdlog::info("job '{}' failed retryably on '{}' (attempt {} of {}); again in {} ms", job_id,
+                     w.worker_id, attempt, options_.max_attempts, o.delay.count());
       }
-      spdlog::warn("worker '{}': stale {} for job '{}' attempt {} dropped (the job is {})",
-                   w.worker_id, is_result ? "RESULT" : "ERROR", job_id, attempt, now_is);
-    }
-    return;
+      if (dashboard_) {
+        dashboard_->attempt_ended(*o.held, "retry",
+                                  std::string(variant) + " (" + std::to_string(code) + ")");
+      }
+      timers_.set(TimerQueue::Key{TimerQueue::Kind::kRetry, job_id}, now_ + o.delay);
+      ++stats_.retried;
+      return;
+    case JobLife::Outcome::Kind::kAnswer: w.jobs.erase(job_id); break;
   }
-  w.jobs.erase(job_id);
-  if (retryable && !held->cancel_requested && held->attempt < options_.max_attempts) {
-    // A host-side fault on that worker: worth another try, after a backoff with jitter.
-    const uint64_t exp = std::min<uint64_t>(uint64_t{options_.retry_base_ms} << std::min<uint32_t>(held->attempt - 1, 20),
-                                            options_.retry_cap_ms);
-    std::uniform_real_distribution<double> jitter(0.5, 1.0);
-    const auto delay = std::chrono::milliseconds(static_cast<uint64_t>(exp * jitter(rng_)));
-    if (protocol_log_.allow()) {
-      spdlog::info("job '{}' failed retryably on '{}' (attempt {} of {}); again in {} ms", job_id,
-                   w.worker_id, held->attempt, options_.max_attempts, delay.count());
-    }
-    if (dashboard_) {
-      dashboard_->attempt_ended(*held, "retry",
-                                std::string(variant) + " (" + std::to_string(code) + ")");
-    }
-    ++held->attempt;
-    held->state = Job::State::kWaiting;
-    held->worker.clear();
-    retry_at_.emplace(now_ + delay, job_id);
-    ++stats_.retried;
-    return;
-  }
-  auto job = jobs_.remove(job_id);
   ++(command == sc::Command::kResult ? stats_.results : stats_.errors);
   if (command == sc::Command::kError) metrics_.failed(code, variant);
-  // The body was decoded and checked above; forward it as the worker wrote it.
-  answer(*job, command, std::string(body), result_ptr, error_ptr);
+  // The body was checked above; forward it as the worker wrote it.
+  answer(*o.job, command, std::string(body), shown.result_ptr(), shown.error_ptr());
+}
+
+void Broker::Loop::stale_outcome(const WorkerState& w, bool is_result, const std::string& job_id,
+                                 uint32_t attempt, const Job* held) {
+  // Stale: an attempt re-dispatched after this worker was presumed dead or held it too long, a
+  // job answered or cancelled meanwhile, or never sent to it. Each job is answered once, by
+  // its current attempt.
+  ++stats_.stale_outcomes;
+  if (!protocol_log_.allow()) return;
+  std::string now_is = "not held";
+  if (held != nullptr && held->state == Job::State::kRunning) {
+    const WorkerState* on = registry_.find(held->worker);
+    now_is = "attempt " + std::to_string(held->attempt) + " on '" +
+             (on != nullptr ? on->worker_id : std::string("?")) + "'" +
+             (held->worker == w.routing_id ? " (this connection)" : "");
+  } else if (held != nullptr) {
+    now_is = "attempt " + std::to_string(held->attempt) + ", not running";
+  }
+  spdlog::warn("worker '{}': stale {} for job '{}' attempt {} dropped (the job is {})",
+               w.worker_id, is_result ? "RESULT" : "ERROR", job_id, attempt, now_is);
 }
 
 }  // namespace paddock::broker
