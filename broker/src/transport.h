@@ -17,7 +17,7 @@
 
 #include <zmq.hpp>
 
-#include "paddock/client/zmq_frames.h"
+#include "paddock/wire/zmq_frames.h"
 
 namespace paddock::broker {
 
