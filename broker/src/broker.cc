@@ -7,8 +7,8 @@
 #include "answers.h"
 #include "dashboard/api.h"
 #include "loop.h"
-#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codes.h"
+#include "paddock/wire/zmq_frames.h"
 
 namespace paddock::broker {
 
@@ -103,13 +103,15 @@ Options Broker::Loop::checked(Options options) {
     if (is_local_endpoint(*ep)) continue;
     if (!options.allow_plaintext) {
       throw std::runtime_error(
-          "endpoint " + *ep + " is not loopback or ipc, and without CURVE its jobs and results "
+          "endpoint " + *ep +
+          " is not loopback or ipc, and without CURVE its jobs and results "
           "would cross the network in plaintext: give --curve-secret-key with --client-allow and "
           "--worker-allow (README.md, \"Operating Paddock\"), or --allow-plaintext to accept that");
     }
-    spdlog::warn("PLAINTEXT on {} (--allow-plaintext): jobs, results and the peers' identities are "
-                 "readable and forgeable by anyone on the network path; use CURVE",
-                 *ep);
+    spdlog::warn(
+        "PLAINTEXT on {} (--allow-plaintext): jobs, results and the peers' identities are "
+        "readable and forgeable by anyone on the network path; use CURVE",
+        *ep);
   }
   return options;
 }
@@ -125,9 +127,10 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
                    metrics_address);
     }
     if (!dashboard_access_->served()) {
-      spdlog::warn("dashboard NOT served on {}: it is not a loopback address and no operator "
-                   "token was given (--dashboard-token-file)",
-                   metrics_address);
+      spdlog::warn(
+          "dashboard NOT served on {}: it is not a loopback address and no operator "
+          "token was given (--dashboard-token-file)",
+          metrics_address);
     } else {
       spdlog::info("dashboard on http://{}/dashboard/ ({})", metrics_address,
                    dashboard_access_->token_required()
@@ -138,7 +141,8 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
   now_ = Clock::now();
   publish_metrics();
   if (dashboard_) publish_dashboard();
-  timers_.set(TimerQueue::Kind::kHeartbeat, now_ + std::chrono::milliseconds(options_.heartbeat_ms));
+  timers_.set(TimerQueue::Kind::kHeartbeat,
+              now_ + std::chrono::milliseconds(options_.heartbeat_ms));
   std::vector<zmq::message_t> frames;
   std::vector<std::string> retries;  // jobs whose backoff ended this turn
   while (!stop.load()) {
@@ -170,12 +174,19 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
     retries.clear();
     for (auto& key : timers_.take_due(now_)) {
       switch (key.kind) {
-        case TimerQueue::Kind::kHeartbeat: heartbeat = true; break;
-        case TimerQueue::Kind::kRetry: retries.push_back(std::move(key.job_id)); break;
+        case TimerQueue::Kind::kHeartbeat:
+          heartbeat = true;
+          break;
+        case TimerQueue::Kind::kRetry:
+          retries.push_back(std::move(key.job_id));
+          break;
         case TimerQueue::Kind::kMetrics:
-        case TimerQueue::Kind::kDashboard: break;  // woke the loop; publish_if_due() publishes
+        case TimerQueue::Kind::kDashboard:
+          break;  // woke the loop; publish_if_due() publishes
         case TimerQueue::Kind::kClaim:
-        case TimerQueue::Kind::kRejoin: store_->on_timer(key.kind); break;
+        case TimerQueue::Kind::kRejoin:
+          store_->on_timer(key.kind);
+          break;
       }
     }
     const bool ticks = heartbeat || !retries.empty();
@@ -194,8 +205,8 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
       on_worker_message(frames[0].to_string(), parts, frames[1]);
     }
     size_t client_frames = 0;
-    for (int i = 0; i < kBurst && client_frames < kClientFramesPerTurn &&
-                    transport_->recv_client(frames);
+    for (int i = 0;
+         i < kBurst && client_frames < kClientFramesPerTurn && transport_->recv_client(frames);
          ++i, ++handled) {
       client_frames += frames.size();
       if (frames.size() < 2) continue;
@@ -275,8 +286,8 @@ void Broker::Loop::dispatch() {
     // The request as its submitter encoded it (checked on submit), not decoded and encoded again.
     auto status = transport_->to_worker(
         w->routing_id,
-        sc::make_message(sc::Command::kJob, {sc::encode_job_dispatch(job->attempt, queued_us,
-                                                                     job->request.encoded)}));
+        sc::make_message(sc::Command::kJob,
+                         {sc::encode_job_dispatch(job->attempt, queued_us, job->request.encoded)}));
     if (status != wire::SendStatus::kOk) {
       // Not sent: the job keeps its attempt and goes back; the worker's credit is not spent.
       life_.unsent(*job);
@@ -298,8 +309,8 @@ void Broker::Loop::fail_unknown_image(std::string image) {
   std::string have;
   for (const auto& i : images) have += (have.empty() ? "" : ", ") + i;
   const std::string message = "no connected worker has image '" + image + "' (the " +
-                              std::to_string(registry_.size()) + " connected worker(s) have: " +
-                              (have.empty() ? "none" : have) + ")";
+                              std::to_string(registry_.size()) +
+                              " connected worker(s) have: " + (have.empty() ? "none" : have) + ")";
   auto jobs = life_.jobs().take_image(image);
   if (protocol_log_.allow()) {
     spdlog::warn("{}: {} queued job(s) answered UnknownImage", message, jobs.size());
@@ -308,9 +319,10 @@ void Broker::Loop::fail_unknown_image(std::string image) {
 }
 
 void Broker::Loop::tick() {
-  timers_.set(TimerQueue::Kind::kHeartbeat, now_ + std::chrono::milliseconds(options_.heartbeat_ms));
-  const auto cutoff = now_ - std::chrono::milliseconds(uint64_t{options_.heartbeat_ms} *
-                                                       options_.liveness);
+  timers_.set(TimerQueue::Kind::kHeartbeat,
+              now_ + std::chrono::milliseconds(options_.heartbeat_ms));
+  const auto cutoff =
+      now_ - std::chrono::milliseconds(uint64_t{options_.heartbeat_ms} * options_.liveness);
   for (const auto& id : registry_.silent_since(cutoff)) worker_gone(id, "missed its heartbeats");
   take_back_overdue();
   for (const auto& id : registry_.routing_ids()) {
@@ -331,12 +343,12 @@ void Broker::Loop::take_back_overdue() {
     w->jobs.erase(id);  // worker_gone (below, from to_worker) leaves it to this function
     const std::string name = w->worker_id;
     ++stats_.overdue;
-    spdlog::warn("worker '{}' held job '{}' (attempt {}) past its timeout ({} ms) plus {} ms "
-                 "without an answer: taken back{}",
-                 name, id, job->attempt, job->request.timeout_ms, options_.overdue_margin_ms,
-                 job->attempt >= options_.max_attempts && !job->cancel_requested
-                     ? "; attempts exhausted"
-                     : "");
+    spdlog::warn(
+        "worker '{}' held job '{}' (attempt {}) past its timeout ({} ms) plus {} ms "
+        "without an answer: taken back{}",
+        name, id, job->attempt, job->request.timeout_ms, options_.overdue_margin_ms,
+        job->attempt >= options_.max_attempts && !job->cancel_requested ? "; attempts exhausted"
+                                                                        : "");
     // The worker stops it if it still runs it; a late outcome of it is stale (dropped).
     to_worker(route, sc::make_message(sc::Command::kCancel, {sc::encode(sc::JobRef{id})}));
     // (`w` may be gone now: to_worker forgets a worker it finds unreachable.)
@@ -349,8 +361,10 @@ void Broker::Loop::take_back_overdue() {
       case JobLife::Loss::Kind::kExhausted:
         answer_error(*loss.job, sc::JobCode::kWorkerLost,
                      "worker '" + name + "' held it past its timeout plus " +
-                         std::to_string(options_.overdue_margin_ms) + " ms without an answer, on "
-                         "attempt " + std::to_string(loss.job->attempt) + " of " +
+                         std::to_string(options_.overdue_margin_ms) +
+                         " ms without an answer, on "
+                         "attempt " +
+                         std::to_string(loss.job->attempt) + " of " +
                          std::to_string(options_.max_attempts),
                      true);
         break;
@@ -418,7 +432,8 @@ size_t Broker::Loop::discard_outbox() {
 void Broker::Loop::to_client_now(const std::string& route, std::vector<std::string> parts) {
   const auto d = transport_->to_client(route, std::move(parts));
   switch (d.kind) {
-    case Transport::Delivery::Kind::kSent: break;
+    case Transport::Delivery::Kind::kSent:
+      break;
     case Transport::Delivery::Kind::kGone:
       ++stats_.undeliverable;
       if (protocol_log_.allow()) spdlog::info("client gone; an answer for it is dropped");
@@ -426,9 +441,10 @@ void Broker::Loop::to_client_now(const std::string& route, std::vector<std::stri
     case Transport::Delivery::Kind::kOverLimit:
       ++stats_.undeliverable;
       if (protocol_log_.allow()) {
-        spdlog::warn("client not reading: {} bytes of answers wait for it ({} for all clients); "
-                     "an answer of {} bytes is dropped{}",
-                     d.held_for_client, d.held_in_all, d.size, store_->undelivered_note());
+        spdlog::warn(
+            "client not reading: {} bytes of answers wait for it ({} for all clients); "
+            "an answer of {} bytes is dropped{}",
+            d.held_for_client, d.held_in_all, d.size, store_->undelivered_note());
       }
       break;
   }

@@ -90,9 +90,10 @@ void add_options(CLI::App& app, Flags& f) {
   app.add_option("--result-ttl-s", f.result_ttl_s, "stored answers are kept this long for FETCH")
       ->check(CLI::Range(uint64_t{1}, uint64_t{365} * 86'400))
       ->capture_default_str();
-  app.add_option("--metrics-address", opt.metrics_address,
-                 "serve Prometheus metrics at http://HOST:PORT/metrics (':PORT' is loopback, port 0 "
-                 "an ephemeral one; no authentication: keep it on loopback or a trusted network)");
+  app.add_option(
+      "--metrics-address", opt.metrics_address,
+      "serve Prometheus metrics at http://HOST:PORT/metrics (':PORT' is loopback, port 0 "
+      "an ephemeral one; no authentication: keep it on loopback or a trusted network)");
   app.add_option("--dashboard-token-file", f.config.dashboard_token_file,
                  "the dashboard (on the metrics address) needs this operator token (the file's "
                  "first line, 16+ characters, mode 0600): Authorization: Bearer TOKEN or "
@@ -167,8 +168,9 @@ daemon::Parsed<BrokerConfig> parse_broker_args(int argc, const char* const* argv
   } else if (opt.journal_path.empty()) {
     if (c.state_dir.empty()) c.state_dir = default_state_dir();
     if (c.state_dir.empty()) {
-      return usage("no state directory: HOME is not set; give --state-dir, --journal or "
-                   "--no-journal");
+      return usage(
+          "no state directory: HOME is not set; give --state-dir, --journal or "
+          "--no-journal");
     }
     opt.journal_path = c.state_dir + "/journal.db";
   } else {

@@ -5,8 +5,8 @@
 
 #include "answers.h"
 #include "loop.h"
-#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codes.h"
+#include "paddock/wire/zmq_frames.h"
 
 namespace paddock::broker {
 
@@ -20,9 +20,15 @@ void Broker::Loop::on_client_message(const std::string& route,
     return;
   }
   switch (env->command) {
-    case sc::Command::kSubmit: on_submit(route, env->bodies); break;
-    case sc::Command::kCancel: on_cancel(route, env->bodies[0]); break;
-    case sc::Command::kFetch: on_fetch(route, env->bodies); break;
+    case sc::Command::kSubmit:
+      on_submit(route, env->bodies);
+      break;
+    case sc::Command::kCancel:
+      on_cancel(route, env->bodies[0]);
+      break;
+    case sc::Command::kFetch:
+      on_fetch(route, env->bodies);
+      break;
     case sc::Command::kPing: {
       std::vector<std::string> echo;
       if (!env->bodies.empty()) {
@@ -36,7 +42,8 @@ void Broker::Loop::on_client_message(const std::string& route,
       to_client(route, sc::make_message(sc::Command::kPong, std::move(echo)));
       break;
     }
-    default: break;  // parse_envelope admits client commands only
+    default:
+      break;  // parse_envelope admits client commands only
   }
 }
 
@@ -44,8 +51,7 @@ std::vector<std::string> Broker::Loop::invalid_reply(std::string job_id, const s
                                                      std::optional<uint32_t> index) {
   ++stats_.invalid;
   if (protocol_log_.allow()) {
-    spdlog::warn("invalid client message{}{}: {}",
-                 index ? " body " + std::to_string(*index) : "",
+    spdlog::warn("invalid client message{}{}: {}", index ? " body " + std::to_string(*index) : "",
                  job_id.empty() ? "" : " for job '" + job_id + "'", message);
   }
   auto e = job_error(job_id, sc::JobCode::kInvalidRequest, message);
@@ -64,13 +70,13 @@ void Broker::Loop::on_submit(const std::string& route,
   // a run of consecutive accepted bodies shares one ACCEPTED.
   std::vector<JobStore::SubmitReply> replies(bodies.size());
   std::vector<Store::Answer> known_answers;  // of finished jobs submitted again
-  std::vector<JobStore::NewJob> new_jobs;  // not held here: the store's to take
+  std::vector<JobStore::NewJob> new_jobs;    // not held here: the store's to take
   for (size_t i = 0; i < bodies.size(); ++i) {
     const auto body = bodies[i];
     auto request = sc::decode_job_request(body);
     if (!request) {
-      replies[i].message = invalid_reply(sc::peek_job_id(body), request.error().message(),
-                                         static_cast<uint32_t>(i));
+      replies[i].message =
+          invalid_reply(sc::peek_job_id(body), request.error().message(), static_cast<uint32_t>(i));
       continue;
     }
     if (Job* known = life_.jobs().find(request->job_id)) {
@@ -112,7 +118,9 @@ void Broker::Loop::on_cancel(const std::string& route, std::string_view body) {
   }
   std::optional<Job> ended;
   switch (life_.cancel(ref->job_id, route, ended)) {
-    case JobLife::Cancel::kUnknown: store_->cancel_unheld(route, ref->job_id); break;
+    case JobLife::Cancel::kUnknown:
+      store_->cancel_unheld(route, ref->job_id);
+      break;
     case JobLife::Cancel::kEnded:
       answer_error(*ended, sc::JobCode::kCancelled, "cancelled before it started", false);
       break;
@@ -121,12 +129,12 @@ void Broker::Loop::on_cancel(const std::string& route, std::string_view body) {
       to_worker(life_.jobs().find(ref->job_id)->worker,
                 sc::make_message(sc::Command::kCancel, {sc::encode(*ref)}));
       break;
-    case JobLife::Cancel::kAsked: break;
+    case JobLife::Cancel::kAsked:
+      break;
   }
 }
 
-void Broker::Loop::on_fetch(const std::string& route,
-                            const std::vector<std::string_view>& bodies) {
+void Broker::Loop::on_fetch(const std::string& route, const std::vector<std::string_view>& bodies) {
   for (size_t i = 0; i < bodies.size(); ++i) {
     auto ref = sc::decode_job_ref(bodies[i]);
     if (!ref) {

@@ -72,8 +72,10 @@ dashboard::StoreLookup EmbeddedStore::lookup() const {
   dashboard::StoreLookup lookup;
   if (!journal_) return lookup;
   lookup.source = "journal";
-  lookup.open = [path = host_.options().journal_path](std::string& error)
-      -> std::unique_ptr<Store> { return Journal::open(path, error, /*read_only=*/true); };
+  lookup.open = [path =
+                     host_.options().journal_path](std::string& error) -> std::unique_ptr<Store> {
+    return Journal::open(path, error, /*read_only=*/true);
+  };
   return lookup;
 }
 
@@ -142,10 +144,9 @@ void EmbeddedStore::submit(const std::string& route, std::vector<NewJob>& jobs,
     }
     if (held.size() >= options.max_queue) {
       ++stats.rejected;
-      const auto e = job_error(id, sc::JobCode::kQueueFull,
-                               "queue full (" + std::to_string(options.max_queue) +
-                                   " jobs); retry later",
-                               0, true);
+      const auto e = job_error(
+          id, sc::JobCode::kQueueFull,
+          "queue full (" + std::to_string(options.max_queue) + " jobs); retry later", 0, true);
       reply.message = error_message(e, sc::Command::kRejected);
       continue;
     }
@@ -158,16 +159,17 @@ void EmbeddedStore::submit(const std::string& route, std::vector<NewJob>& jobs,
 }
 
 void EmbeddedStore::cancel_unheld(const std::string& route, const std::string& job_id) {
-  host_.to_client(route, error_message(job_error(
-                             job_id, sc::JobCode::kUnknownJob,
-                             "job '" + job_id + "' is not held by this broker (unknown or finished)")));
+  host_.to_client(route,
+                  error_message(job_error(
+                      job_id, sc::JobCode::kUnknownJob,
+                      "job '" + job_id + "' is not held by this broker (unknown or finished)")));
 }
 
 void EmbeddedStore::fetch_unheld(const std::string& route, const std::string& job_id) {
   if (journal_) {
     if (auto a = journal_->answer_of(job_id)) {
-      host_.to_client(route, sc::make_message(static_cast<sc::Command>(a->command),
-                                              {std::move(a->body)}));
+      host_.to_client(route,
+                      sc::make_message(static_cast<sc::Command>(a->command), {std::move(a->body)}));
       return;
     }
   }
@@ -189,8 +191,8 @@ void EmbeddedStore::cancel_requested(const std::string& job_id) {
 
 void EmbeddedStore::answer(const Job& job, sc::Command command, const std::string& body) {
   if (journal_) {
-    journal_->finished(job.request.job_id, static_cast<uint8_t>(command), body,
-                       host_.now_unix_ms(), job.journal_row);
+    journal_->finished(job.request.job_id, static_cast<uint8_t>(command), body, host_.now_unix_ms(),
+                       job.journal_row);
   }
   for (const auto& route : job.routes.all()) {
     host_.to_client(route, sc::make_message(command, {body}));

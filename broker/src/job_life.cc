@@ -22,8 +22,8 @@ JobLife::Outcome JobLife::outcome(const std::string& worker, const std::string& 
   }
   // Only the current assignment answers: the job, on this worker's connection, at the attempt
   // sent to it (PROTOCOL.md, "Worker session").
-  const bool current = held->state == Job::State::kRunning && held->worker == worker &&
-                       held->attempt == attempt;
+  const bool current =
+      held->state == Job::State::kRunning && held->worker == worker && held->attempt == attempt;
   if (!current) {
     if (held->recovered_attempt != 0 && attempt == held->recovered_attempt) {
       // Dispatched by the broker before a restart: its outcome is the job's answer. If it was

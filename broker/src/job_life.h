@@ -114,11 +114,11 @@ class JobLife {
 
   // --- CANCEL from a submitter
   enum class Cancel {
-    kUnknown,     // not held
-    kEnded,       // it was not running: it ends Cancelled (the caller answers `ended` and it is
-                  // removed: see cancel()'s `ended`)
-    kAskWorker,   // running: the first cancel; tell its worker to stop
-    kAsked,       // running, and its worker was told before
+    kUnknown,    // not held
+    kEnded,      // it was not running: it ends Cancelled (the caller answers `ended` and it is
+                 // removed: see cancel()'s `ended`)
+    kAskWorker,  // running: the first cancel; tell its worker to stop
+    kAsked,      // running, and its worker was told before
   };
   // `route` ("" for none: a cancel relayed by another broker) hears the job's answer too.
   // `ended`: the job removed, for kEnded.

@@ -87,9 +87,9 @@ class JobStore {
     std::vector<std::string> message;
   };
   enum class Commit {
-    kDone,      // the turn's writes are durable (or there were none): send its outbox
-    kFailed,    // not committed: the turn's outbox was dropped; the loop goes on
-    kFatal,     // not committed: the loop stops (Stats::journal_failed)
+    kDone,    // the turn's writes are durable (or there were none): send its outbox
+    kFailed,  // not committed: the turn's outbox was dropped; the loop goes on
+    kFatal,   // not committed: the loop stops (Stats::journal_failed)
   };
 
   virtual ~JobStore() = default;

@@ -46,7 +46,7 @@ class Broker::Loop final : private LoopHost {
   zmq::context_t context{1};
   std::string client_endpoint;
   std::string worker_endpoint;
-  std::string metrics_address;  // bound; "" without a metrics server
+  std::string metrics_address;   // bound; "" without a metrics server
   std::string curve_public_key;  // "" in plaintext
 
  private:
@@ -131,7 +131,7 @@ class Broker::Loop final : private LoopHost {
   // Chosen once, here; before metrics_, which asks it what to show.
   std::unique_ptr<JobStore> store_;
   BrokerMetrics metrics_;
-  bool publish_pending_ = false;  // something happened since the last publish_metrics()
+  bool publish_pending_ = false;    // something happened since the last publish_metrics()
   Clock::time_point next_publish_;  // the rate limit: not before (TimerQueue::Kind::kMetrics wakes)
   std::unique_ptr<Transport> transport_;
   // With CURVE: the ZAP handler and the handshake monitors of both endpoints.
@@ -141,7 +141,7 @@ class Broker::Loop final : private LoopHost {
   // With the metrics server: what the dashboard shows (nullptr without a server).
   std::unique_ptr<dashboard::Access> dashboard_access_;
   std::unique_ptr<dashboard::Recorder> dashboard_;
-  bool dashboard_pending_ = false;  // something happened since the last publish_dashboard()
+  bool dashboard_pending_ = false;    // something happened since the last publish_dashboard()
   Clock::time_point next_dashboard_;  // likewise (TimerQueue::Kind::kDashboard wakes)
   // Last: its threads read metrics_ and the dashboard's snapshots, so it stops first.
   std::unique_ptr<metrics::HttpServer> http_;

@@ -22,8 +22,9 @@ int main(int argc, char** argv) {
     if (!opt.store_url.empty()) {
       // The store logs where it is (without a password) once connected.
     } else if (opt.journal_path.empty()) {
-      spdlog::warn("no journal (--no-journal): jobs are held in memory only, and a restart loses "
-                   "every job not yet answered");
+      spdlog::warn(
+          "no journal (--no-journal): jobs are held in memory only, and a restart loses "
+          "every job not yet answered");
     } else {
       spdlog::info("journal {}", opt.journal_path);
     }

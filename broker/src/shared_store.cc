@@ -87,8 +87,8 @@ void SharedStore::flush_answers() {
     auto it = stored.find(a.job_id);
     if (it == stored.end()) continue;
     for (const auto& route : a.routes.all()) {
-      host_.to_client(route, sc::make_message(static_cast<sc::Command>(it->second.command),
-                                              {it->second.body}));
+      host_.to_client(
+          route, sc::make_message(static_cast<sc::Command>(it->second.command), {it->second.body}));
     }
   }
 }
@@ -118,15 +118,17 @@ void SharedStore::turn_start() {
         host_.stop_on_worker(life.jobs().find(id)->worker, id, /*forget=*/false);
         break;
       case JobLife::Cancel::kUnknown:
-      case JobLife::Cancel::kAsked: break;
+      case JobLife::Cancel::kAsked:
+        break;
     }
   }
 }
 
 std::vector<std::string> SharedStore::unknown_in_queue(const std::string& job_id) {
   return error_message(job_error(job_id, sc::JobCode::kUnknownJob,
-                                 "job '" + job_id + "' is not in the shared queue (never "
-                                 "accepted, or its answer expired)"));
+                                 "job '" + job_id +
+                                     "' is not in the shared queue (never "
+                                     "accepted, or its answer expired)"));
 }
 
 void SharedStore::rejoined() {
@@ -235,7 +237,8 @@ void SharedStore::submit(const std::string& route, std::vector<NewJob>& jobs,
         replies[index[i]].accepted = id;
         known_answers.push_back(std::move(*answers[i]));
         break;
-      case PgStore::Submitted::kFailed: break;
+      case PgStore::Submitted::kFailed:
+        break;
     }
   }
 }
@@ -251,14 +254,19 @@ void SharedStore::cancel_unheld(const std::string& route, const std::string& job
       // The NOTIFY of the stored answer tells every waiter, this route among them.
       waiters_[job_id].watch(route);
       break;
-    case PgStore::Cancel::kRunning: waiters_[job_id].watch(route); break;
+    case PgStore::Cancel::kRunning:
+      waiters_[job_id].watch(route);
+      break;
     case PgStore::Cancel::kAnswered:
       if (auto a = queue_->answer_of(job_id)) {
         host_.to_client(route, sc::make_message(static_cast<sc::Command>(a->command), {a->body}));
       }
       break;
-    case PgStore::Cancel::kUnknown: host_.to_client(route, unknown_in_queue(job_id)); break;
-    case PgStore::Cancel::kFailed: break;  // the turn fails at its commit
+    case PgStore::Cancel::kUnknown:
+      host_.to_client(route, unknown_in_queue(job_id));
+      break;
+    case PgStore::Cancel::kFailed:
+      break;  // the turn fails at its commit
   }
 }
 
@@ -271,8 +279,8 @@ void SharedStore::fetch_unheld(const std::string& route, const std::string& job_
     return;
   }
   if (s && s->answer) {
-    host_.to_client(route, sc::make_message(static_cast<sc::Command>(s->answer->command),
-                                            {s->answer->body}));
+    host_.to_client(
+        route, sc::make_message(static_cast<sc::Command>(s->answer->command), {s->answer->body}));
     return;
   }
   if (s) {
@@ -336,11 +344,10 @@ void SharedStore::before_dispatch() {
         continue;
       }
       // Its age counts from its acceptance, on whichever broker that was.
-      const auto age = std::chrono::milliseconds(now_ms > c.accepted_unix_ms
-                                                     ? now_ms - c.accepted_unix_ms
-                                                     : 0);
-      Job& job = life.jobs().push(QueuedRequest::of(*request, std::move(c.request)),
-                                  std::string(), host_.now() - age);
+      const auto age =
+          std::chrono::milliseconds(now_ms > c.accepted_unix_ms ? now_ms - c.accepted_unix_ms : 0);
+      Job& job = life.jobs().push(QueuedRequest::of(*request, std::move(c.request)), std::string(),
+                                  host_.now() - age);
       if (auto w = waiters_.find(c.job_id); w != waiters_.end()) {
         job.routes = std::move(w->second);
         waiters_.erase(w);
@@ -389,9 +396,9 @@ void SharedStore::tick() {
   Stats& stats = host_.stats();
   const uint64_t now_ms = host_.now_unix_ms();
   for (auto& c : queue_->claim_expired(now_ms, kMaxClaim)) {
-    const auto e = job_error(c.job_id, sc::JobCode::kDeadlineExceeded,
-                             "deadline passed before a worker could start the job", c.attempt,
-                             false);
+    const auto e =
+        job_error(c.job_id, sc::JobCode::kDeadlineExceeded,
+                  "deadline passed before a worker could start the job", c.attempt, false);
     ++stats.errors;
     host_.metrics().failed(e.code, e.variant);
     queue_->finished(c.job_id, static_cast<uint8_t>(sc::Command::kError), sc::encode(e), now_ms);
@@ -405,15 +412,14 @@ void SharedStore::tick() {
     for (auto& c : queue_->claim_unknown_image(now_ms - grace, kMaxClaim)) {
       auto request = sc::decode_job_request(c.request);
       const std::string image = request ? request->image : "?";
-      const auto e = job_error(c.job_id, sc::JobCode::kUnknownImage,
-                               "no worker of any broker has image '" + image +
-                                   "' (this broker's workers have: " +
-                                   (have.empty() ? "none" : have) + ")",
-                               c.attempt, false);
+      const auto e =
+          job_error(c.job_id, sc::JobCode::kUnknownImage,
+                    "no worker of any broker has image '" + image +
+                        "' (this broker's workers have: " + (have.empty() ? "none" : have) + ")",
+                    c.attempt, false);
       ++stats.errors;
       host_.metrics().failed(e.code, e.variant);
-      queue_->finished(c.job_id, static_cast<uint8_t>(sc::Command::kError), sc::encode(e),
-                       now_ms);
+      queue_->finished(c.job_id, static_cast<uint8_t>(sc::Command::kError), sc::encode(e), now_ms);
     }
   }
   unanswered_ = queue_->unanswered();
@@ -421,9 +427,10 @@ void SharedStore::tick() {
 
 void SharedStore::failed(const std::string& error) {
   JobLife& life = host_.life();
-  spdlog::error("{}; {} message(s) of this turn are not sent (their writes did not commit), the "
-                "{} job(s) held here are forgotten, and the broker re-joins the shared queue",
-                error, host_.discard_outbox(), life.jobs().size());
+  spdlog::error(
+      "{}; {} message(s) of this turn are not sent (their writes did not commit), the "
+      "{} job(s) held here are forgotten, and the broker re-joins the shared queue",
+      error, host_.discard_outbox(), life.jobs().size());
   for (const auto& a : answers_) waiters_[a.job_id].merge(a.routes);
   answers_.clear();
   // Their submitters still wait: their routes now wait here for whoever runs the job next.

@@ -58,9 +58,7 @@ class SharedStore final : public JobStore {
   // Stored with the turn's other answers, in one statement before its commit: what its
   // submitters hear is then the job's stored answer.
   void answer(const Job& job, schemas::Command command, const std::string& body) override;
-  const char* undelivered_note() const override {
-    return " (it stays in the journal for FETCH)";
-  }
+  const char* undelivered_note() const override { return " (it stays in the journal for FETCH)"; }
 
  private:
   // A turn's writes did not commit: nothing of it is sent, every job this broker held is

@@ -44,15 +44,19 @@ class Transport {
   const std::string& worker_endpoint() const { return worker_endpoint_; }
 
   // One whole message from a submitter or a worker, without blocking; false if none waits.
-  bool recv_client(std::vector<zmq::message_t>& frames) { return wire::recv_message(clients_, frames); }
-  bool recv_worker(std::vector<zmq::message_t>& frames) { return wire::recv_message(workers_, frames); }
+  bool recv_client(std::vector<zmq::message_t>& frames) {
+    return wire::recv_message(clients_, frames);
+  }
+  bool recv_worker(std::vector<zmq::message_t>& frames) {
+    return wire::recv_message(workers_, frames);
+  }
 
   // What became of a message to a submitter.
   struct Delivery {
     enum class Kind {
-      kSent,      // sent, or held behind earlier answers to retry (flush())
-      kGone,      // the submitter is not connected: dropped
-      kOverLimit, // its pipe is full and its held answers (or all) are at their bound: dropped
+      kSent,       // sent, or held behind earlier answers to retry (flush())
+      kGone,       // the submitter is not connected: dropped
+      kOverLimit,  // its pipe is full and its held answers (or all) are at their bound: dropped
     };
     Kind kind = Kind::kSent;
     size_t held_for_client = 0;  // kOverLimit: bytes held for this submitter

@@ -90,14 +90,19 @@ void Broker::Loop::on_worker_message(const std::string& route,
       break;
     }
     case sc::Command::kResult:
-    case sc::Command::kError: on_outcome(*w, env->command, env->bodies[0]); break;
+    case sc::Command::kError:
+      on_outcome(*w, env->command, env->bodies[0]);
+      break;
     case sc::Command::kDrain:
       spdlog::info("worker '{}' drains; {} job(s) in flight", w->worker_id, w->jobs.size());
       registry_.drain(*w);
       to_worker(route, sc::make_message(sc::Command::kDrained));
       break;
-    case sc::Command::kDisconnect: worker_gone(route, "disconnected"); break;
-    default: break;
+    case sc::Command::kDisconnect:
+      worker_gone(route, "disconnected");
+      break;
+    default:
+      break;
   }
 }
 
@@ -180,7 +185,9 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
       timers_.set(TimerQueue::Key{TimerQueue::Kind::kRetry, job_id}, now_ + o.delay);
       ++stats_.retried;
       return;
-    case JobLife::Outcome::Kind::kAnswer: w.jobs.erase(job_id); break;
+    case JobLife::Outcome::Kind::kAnswer:
+      w.jobs.erase(job_id);
+      break;
   }
   ++(command == sc::Command::kResult ? stats_.results : stats_.errors);
   if (command == sc::Command::kError) metrics_.failed(code, variant);
@@ -204,8 +211,8 @@ void Broker::Loop::stale_outcome(const WorkerState& w, bool is_result, const std
   } else if (held != nullptr) {
     now_is = "attempt " + std::to_string(held->attempt) + ", not running";
   }
-  spdlog::warn("worker '{}': stale {} for job '{}' attempt {} dropped (the job is {})",
-               w.worker_id, is_result ? "RESULT" : "ERROR", job_id, attempt, now_is);
+  spdlog::warn("worker '{}': stale {} for job '{}' attempt {} dropped (the job is {})", w.worker_id,
+               is_result ? "RESULT" : "ERROR", job_id, attempt, now_is);
 }
 
 }  // namespace paddock::broker

@@ -15,14 +15,15 @@ using namespace paddock::testing;
 namespace {
 
 std::vector<std::string> worker_args(const Broker& broker, const TempDir& dir) {
-  return {"--broker",   broker.worker_endpoint, "--worker-id", "no-backend", "--ready-file",
-          dir.path() + "/worker.json"};
+  return {"--broker",   broker.worker_endpoint, "--worker-id",
+          "no-backend", "--ready-file",         dir.path() + "/worker.json"};
 }
 
 }  // namespace
 
-TEST_CASE("worker: without --backend it is the qemu backend (here: refuses to start without an "
-          "image), never the memory test double") {
+TEST_CASE(
+    "worker: without --backend it is the qemu backend (here: refuses to start without an "
+    "image), never the memory test double") {
   TempDir dir;
   auto broker = start_broker(dir);
   Process worker(PADDOCK_WORKER_BIN, worker_args(broker, dir), dir.path() + "/worker.log");

@@ -87,8 +87,9 @@ TEST_CASE("broker config: --help is not an error (exit 0) and lists the options"
   CHECK(contains(parsed.error().message, "--state-dir"));
 }
 
-TEST_CASE("broker config: make_state_dir creates a missing state directory 0700, and says why "
-          "it cannot") {
+TEST_CASE(
+    "broker config: make_state_dir creates a missing state directory 0700, and says why "
+    "it cannot") {
   const auto base = std::filesystem::temp_directory_path() /
                     ("paddock-config-test-" + std::to_string(::getpid()));
   std::filesystem::remove_all(base);
@@ -100,6 +101,7 @@ TEST_CASE("broker config: make_state_dir creates a missing state directory 0700,
   { std::ofstream(base / "file") << "x"; }
   auto blocked = parse({"--state-dir", (base / "file" / "state").string()});
   REQUIRE(blocked.ok());
-  CHECK(contains(broker::make_state_dir(blocked.value()), "--state-dir " + (base / "file" / "state").string()));
+  CHECK(contains(broker::make_state_dir(blocked.value()),
+                 "--state-dir " + (base / "file" / "state").string()));
   std::filesystem::remove_all(base);
 }

@@ -41,7 +41,9 @@ Job& started(JobLife& life, const std::string& id, const std::string& w, Clock::
 
 }  // namespace
 
-TEST_CASE("job life: dispatch takes the best queued job, and an unsent one goes back with the same attempt") {
+TEST_CASE(
+    "job life: dispatch takes the best queued job, and an unsent one goes back with the same "
+    "attempt") {
   JobLife life(policy());
   const auto now = Clock::now();
   life.jobs().push(req("a"), "client", now);
@@ -80,7 +82,8 @@ TEST_CASE("job life: the current assignment's outcome answers the job and remove
   CHECK(life.outcome("w1", "a", 1, false, 1.0).kind == Out::kNotHeld);
 }
 
-TEST_CASE("job life: an outcome of another attempt or another worker is stale and changes nothing") {
+TEST_CASE(
+    "job life: an outcome of another attempt or another worker is stale and changes nothing") {
   JobLife life(policy());
   Job& job = started(life, "a", "w1", Clock::now());
   auto wrong_attempt = life.outcome("w1", "a", 2, false, 1.0);
@@ -92,7 +95,9 @@ TEST_CASE("job life: an outcome of another attempt or another worker is stale an
   CHECK(life.jobs().size() == 1);
 }
 
-TEST_CASE("job life: a recovered job's attempt from before the restart answers it and its rerun is dropped") {
+TEST_CASE(
+    "job life: a recovered job's attempt from before the restart answers it and its rerun is "
+    "dropped") {
   JobLife life(policy());
   Job& job = started(life, "a", "w-new", Clock::now());
   job.recovered = true;
@@ -177,7 +182,9 @@ TEST_CASE("job life: cancel ends a job not running, and asks a running one's wor
   CHECK_FALSE(life.release("waiting"));  // its timer finds nothing to release
 }
 
-TEST_CASE("job life: a lost job goes back with its next attempt, ends WorkerLost on its last, Cancelled if asked") {
+TEST_CASE(
+    "job life: a lost job goes back with its next attempt, ends WorkerLost on its last, Cancelled "
+    "if asked") {
   JobLife life(policy(2));
   const auto now = Clock::now();
   Job& job = started(life, "a", "w1", now);
@@ -199,7 +206,8 @@ TEST_CASE("job life: a lost job goes back with its next attempt, ends WorkerLost
   CHECK(life.lost("b").kind == Loss::kCancelled);
 }
 
-TEST_CASE("job life: overdue names running jobs past their timeout plus the margin, from their send") {
+TEST_CASE(
+    "job life: overdue names running jobs past their timeout plus the margin, from their send") {
   JobLife life(policy());
   WorkerRegistry workers;
   const auto t0 = Clock::now();

@@ -41,8 +41,9 @@ TEST_CASE("worker config: the backend defaults to qemu, never the memory test do
   CHECK(parsed.value().options.warm);
 }
 
-TEST_CASE("worker config: derived values (worker id, directories, network prefix, jail, broker "
-          "addresses denied)") {
+TEST_CASE(
+    "worker config: derived values (worker id, directories, network prefix, jail, broker "
+    "addresses denied)") {
   auto parsed = parse({"--broker", "tcp://127.0.0.1:5556", "--worker-id", "w/1"});
   REQUIRE(parsed.ok());
   const auto& c = parsed.value();
@@ -65,12 +66,18 @@ TEST_CASE("worker config: derived values (worker id, directories, network prefix
 }
 
 TEST_CASE("worker config: options that are given arrive in the config") {
-  auto parsed = parse({"--broker", "tcp://a:1", "--broker", "ipc:///tmp/b", "--slots", "9",
-                       "--backend", "memory", "--memory-images", "default,python", "--image",
-                       "py=/images/py", "--jail-uids", "2000-2099", "--egress-allow",
-                       "10.0.0.0/8,tcp,80,8000-8080", "--warm-max-age-s", "7",
-                       "--boot-timeout-ms", "1234", "--ready-file", "/tmp/r.json",
-                       "--log-level", "debug"});
+  auto parsed = parse({"--broker",          "tcp://a:1",
+                       "--broker",          "ipc:///tmp/b",
+                       "--slots",           "9",
+                       "--backend",         "memory",
+                       "--memory-images",   "default,python",
+                       "--image",           "py=/images/py",
+                       "--jail-uids",       "2000-2099",
+                       "--egress-allow",    "10.0.0.0/8,tcp,80,8000-8080",
+                       "--warm-max-age-s",  "7",
+                       "--boot-timeout-ms", "1234",
+                       "--ready-file",      "/tmp/r.json",
+                       "--log-level",       "debug"});
   REQUIRE(parsed.ok());
   const auto& c = parsed.value();
   CHECK(c.backend == "memory");
@@ -128,11 +135,13 @@ TEST_CASE("worker config: --help is not an error (exit 0) and lists the options"
   CHECK(contains(parsed.error().message, "--memory-images"));
 }
 
-TEST_CASE("worker config: a worker advertises at most kMaxAdvertisedImages images, and its warm "
-          "images must be among them") {
+TEST_CASE(
+    "worker config: a worker advertises at most kMaxAdvertisedImages images, and its warm "
+    "images must be among them") {
   static_assert(worker::kMaxAdvertisedImages == 63);
   std::vector<std::string> images;
-  for (size_t i = 0; i < worker::kMaxAdvertisedImages; ++i) images.push_back("i" + std::to_string(i));
+  for (size_t i = 0; i < worker::kMaxAdvertisedImages; ++i)
+    images.push_back("i" + std::to_string(i));
   CHECK_FALSE(worker::check_images(images, {}).has_value());
   images.push_back("one-too-many");
   const auto too_many = worker::check_images(images, {});

@@ -2,8 +2,8 @@
 // becomes a WorkerConfig (worker_config.h), the config a provider and a Worker.
 #include <spdlog/spdlog.h>
 
-#include "worker_config.h"
 #include "paddock/daemon/daemon.h"
+#include "worker_config.h"
 
 using namespace paddock;
 

@@ -149,8 +149,8 @@ WarmPool::Clone WarmPool::make_clone(const std::string& template_vm, bool prewar
   if (auto st = provider_.resume(c.vm_id); !st) return fail(st.error());
   if (auto st = provider_.ping(c.vm_id, config_.ping_timeout); !st) return fail(st.error());
   if (prewarm) {
-    // Under TCG a new clone's first exec is slow (≈250 ms: TCG translates its code afresh), the next ≈15 ms: pay
-    // it here, not in a job.
+    // Under TCG a new clone's first exec is slow (≈250 ms: TCG translates its code afresh), the
+    // next ≈15 ms: pay it here, not in a job.
     rt::ExecRequest req;
     req.argv = {"true"};
     req.timeout_ms = static_cast<uint32_t>(config_.prewarm_timeout.count());

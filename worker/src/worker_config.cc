@@ -174,8 +174,9 @@ void add_options(CLI::App& app, Flags& f) {
                  "own uid, seccomp; needs root), or unjailed (off: development only)")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
-  app.add_option("--jailer", f.jail_config.jailer_binary,
-                 "qemu: the paddock-jailer binary (default: next to this worker, else the build's)");
+  app.add_option(
+      "--jailer", f.jail_config.jailer_binary,
+      "qemu: the paddock-jailer binary (default: next to this worker, else the build's)");
   app.add_option("--jail-uids", f.jail_uids,
                  "qemu: FIRST-LAST, the uids (and gids) VMMs run as, one per live VM (default: "
                  "4096 from 1000000 + 4096 * (hash of the run dir % 4096))");
@@ -210,9 +211,10 @@ void add_options(CLI::App& app, Flags& f) {
   app.add_flag("--egress-allow-host", f.net.policy.allow_host,
                "qemu: let jobs reach the host itself (any of its addresses, services behind its "
                "DNAT) if their rules say so");
-  app.add_option("--metrics-address", opt.metrics_address,
-                 "serve Prometheus metrics at http://HOST:PORT/metrics (':PORT' is loopback, port 0 "
-                 "an ephemeral one; no authentication: keep it on loopback or a trusted network)");
+  app.add_option(
+      "--metrics-address", opt.metrics_address,
+      "serve Prometheus metrics at http://HOST:PORT/metrics (':PORT' is loopback, port 0 "
+      "an ephemeral one; no authentication: keep it on loopback or a trusted network)");
   app.add_option("--ready-file", f.config.ready_file,
                  "once started, write {\"pid\"} (and \"metrics\", the metrics server's HOST:PORT, "
                  "if any) as JSON to this file");
@@ -241,8 +243,8 @@ std::optional<daemon::ConfigError> apply_jail(Flags& f) {
     unsigned long first = 0, last = 0;
     char dash = 0;
     std::istringstream in(f.jail_uids);
-    if (!(in >> first >> dash >> last) || dash != '-' || !in.eof() || first == 0 ||
-        last < first || last > 0xfffffffeUL) {
+    if (!(in >> first >> dash >> last) || dash != '-' || !in.eof() || first == 0 || last < first ||
+        last > 0xfffffffeUL) {
       return usage("--jail-uids " + f.jail_uids + ": not FIRST-LAST with 0 < FIRST <= LAST");
     }
     f.jail_config.uid_base = static_cast<uint32_t>(first);
@@ -329,8 +331,7 @@ daemon::Parsed<WorkerConfig> parse_worker_args(int argc, const char* const* argv
   }
   if (opt.warm_pool.max_ready < opt.warm_pool.min_ready) {
     return usage("--warm-max (" + std::to_string(opt.warm_pool.max_ready) +
-                 ") must be at least --warm-min (" + std::to_string(opt.warm_pool.min_ready) +
-                 ")");
+                 ") must be at least --warm-min (" + std::to_string(opt.warm_pool.min_ready) + ")");
   }
   for (const auto& flag : f.image_flags) {
     const size_t eq = flag.find('=');
@@ -346,8 +347,9 @@ daemon::Parsed<WorkerConfig> parse_worker_args(int argc, const char* const* argv
     }
   }
   if (c.backend != "memory" && !c.memory_images.empty()) {
-    return usage("--memory-images is for the memory test double only; qemu images come from "
-                 "--image-dir, --image and --image-root");
+    return usage(
+        "--memory-images is for the memory test double only; qemu images come from "
+        "--image-dir, --image and --image-root");
   }
   opt.warm = f.warm == "on";
   opt.warm_pool.max_age = std::chrono::seconds(f.warm_max_age_s);
@@ -370,9 +372,9 @@ runtime::Result<OpenedBackend> open_backend(const WorkerConfig& config) {
   }
   auto provider = runtime::make_provider(config.backend, config.backend_config);
   if (!provider) return provider.error();
-  return OpenedBackend{std::move(provider.value()),
-                       config.backend == "memory" ? config.memory_images
-                                                  : std::vector<std::string>{}};
+  return OpenedBackend{std::move(provider.value()), config.backend == "memory"
+                                                        ? config.memory_images
+                                                        : std::vector<std::string>{}};
 }
 
 std::optional<std::string> check_images(const std::vector<std::string>& images,

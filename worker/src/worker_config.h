@@ -16,8 +16,8 @@
 
 namespace paddock::worker {
 
-// READY carries at most schemas::limits::kMaxCapabilities capabilities: one is "backend:<name>", each of
-// the others "image:<name>". So a worker advertises at most this many images.
+// READY carries at most schemas::limits::kMaxCapabilities capabilities: one is "backend:<name>",
+// each of the others "image:<name>". So a worker advertises at most this many images.
 inline constexpr size_t kMaxAdvertisedImages = schemas::limits::kMaxCapabilities - 1;
 
 struct WorkerConfig {

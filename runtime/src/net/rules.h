@@ -1,6 +1,7 @@
 // The egress firewall and the address pool of a VM's network, as pure values (runtime/README.md,
-// "Networks and egress"): the iptables-restore text for a VM's namespace, the blocked-packet counter read back
-// from iptables-save, and the /30 blocks the veth pairs take out of the pool. No system call here.
+// "Networks and egress"): the iptables-restore text for a VM's namespace, the blocked-packet
+// counter read back from iptables-save, and the /30 blocks the veth pairs take out of the pool. No
+// system call here.
 //
 // Thread-safety: the functions are pure; AddressPool's methods may be called concurrently.
 #pragma once

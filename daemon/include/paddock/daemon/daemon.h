@@ -28,7 +28,7 @@ struct ConfigError {
 template <class Config>
 class Parsed {
  public:
-  Parsed(Config config) : config_(std::move(config)) {}  // NOLINT: implicit by design
+  Parsed(Config config) : config_(std::move(config)) {}    // NOLINT: implicit by design
   Parsed(ConfigError error) : error_(std::move(error)) {}  // NOLINT
   bool ok() const { return config_.has_value(); }
   const Config& value() const& { return *config_; }

@@ -1,7 +1,7 @@
 // The runtime's error type: one of the thirteen product variants (codes 1-13, fixed by the product,
 // with the exact messages of the reference runtime) or one of Paddock's own runtime variants
-// (14 and up, schemas/PROTOCOL.md "Codes"). Codes are forever. Errors are values: providers return Result<T> and
-// never throw across their interface.
+// (14 and up, schemas/PROTOCOL.md "Codes"). Codes are forever. Errors are values: providers return
+// Result<T> and never throw across their interface.
 #pragma once
 
 #include <cstdint>
