@@ -24,9 +24,9 @@ struct Failure {
 
 // `bytes` unpacked under the limits of limits.h, nested at most `max_depth` deep (a JOB body
 // wraps its request one level down: limits::kMaxDispatchDepth). The constructor throws Failure on
-// any violation, including trailing bytes after the first object. The object tree lives in a zone that goes back
-// to a per-thread spare when this is destroyed, so that decoding a message does not allocate and
-// free a zone (an 8 KiB chunk) each time.
+// any violation, including trailing bytes after the first object. The object tree lives in a zone
+// that goes back to a per-thread spare when this is destroyed, so that decoding a message does not
+// allocate and free a zone (an 8 KiB chunk) each time.
 class Unpacked {
  public:
   explicit Unpacked(std::string_view bytes, size_t max_depth = limits::kMaxDepth);
@@ -60,8 +60,8 @@ class Fields {
   int64_t sint(std::string_view key, int64_t min, int64_t max, int64_t fallback) const;
   bool boolean(std::string_view key, bool fallback) const;
   std::vector<std::string> str_array(std::string_view key, size_t max_count, size_t max_len) const;
-  std::map<std::string, std::string> str_map(std::string_view key, size_t max_count,
-                                             size_t max_key, size_t max_value) const;
+  std::map<std::string, std::string> str_map(std::string_view key, size_t max_count, size_t max_key,
+                                             size_t max_value) const;
   // Array of maps; calls fn(Fields) for each element.
   template <class Fn>
   void each_map(std::string_view key, size_t max_count, Fn&& fn) const;

@@ -32,7 +32,7 @@ struct DecodeError {
 template <class T>
 class Decoded {
  public:
-  Decoded(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Decoded(T value) : value_(std::move(value)) {}            // NOLINT: implicit by design
   Decoded(DecodeError error) : error_(std::move(error)) {}  // NOLINT
   explicit operator bool() const { return value_.has_value(); }
   T& value() { return *value_; }
