@@ -20,6 +20,10 @@ constexpr std::array<std::string_view, kLastVariantCode> kNames = {"VmAlreadyExi
                                                                    "NetworkSetup",
                                                                    "GuestAgent"};
 
+constexpr std::array<std::string_view, kCauseCount> kCauseNames = {
+    "InvalidInput",   "VmState",   "NotSupported", "HostIo",     "ResourceExhausted",
+    "VmmStartFailed", "VmmFailed", "Timeout",      "GuestAgent", "Internal"};
+
 std::string quoted(const std::optional<std::string>& s) {
   // Appended piecewise: g++ 12 at -O3 warns falsely (-Wrestrict) on "'" + str + "'".
   std::string out(1, '\'');
@@ -39,6 +43,65 @@ std::optional<Variant> variant_from_name(std::string_view name) {
     if (kNames[i] == name) return static_cast<Variant>(i + 1);
   }
   return std::nullopt;
+}
+
+std::string_view cause_name(Cause c) {
+  const auto i = static_cast<uint32_t>(c);
+  return i >= 1 && i <= kCauseCount ? kCauseNames[i - 1] : std::string_view("Unknown");
+}
+
+std::optional<Cause> cause_from_name(std::string_view name) {
+  for (uint32_t i = 0; i < kCauseCount; ++i) {
+    if (kCauseNames[i] == name) return static_cast<Cause>(i + 1);
+  }
+  return std::nullopt;
+}
+
+bool cause_retryable(Cause c) {
+  switch (c) {
+    // The host or its VMM failed: another VM, or another host, may not.
+    case Cause::kHostIo:
+    case Cause::kResourceExhausted:
+    case Cause::kVmmStartFailed:
+    case Cause::kVmmFailed:
+    case Cause::kTimeout:
+      return true;
+    // The request, the caller, the backend's abilities, the guest (the job can end or wedge it)
+    // or Paddock itself: the same attempt fails the same way elsewhere.
+    case Cause::kInvalidInput:
+    case Cause::kVmState:
+    case Cause::kNotSupported:
+    case Cause::kGuestAgent:
+    case Cause::kInternal:
+      return false;
+  }
+  return false;
+}
+
+Cause Error::default_cause(Variant v) {
+  switch (v) {
+    case Variant::kVmAlreadyExists:
+    case Variant::kVmNotFound:
+    case Variant::kInvalidTransition:
+    case Variant::kSnapshotAlreadyExists:
+    case Variant::kSnapshotNotFound:
+      return Cause::kVmState;
+    case Variant::kStatePoisoned:
+      return Cause::kInternal;
+    case Variant::kUnsupported:
+      return Cause::kNotSupported;
+    case Variant::kNetworkConfig:
+      return Cause::kInvalidInput;
+    case Variant::kGuestAgent:
+      return Cause::kGuestAgent;
+    case Variant::kMetrics:
+    case Variant::kShutdown:
+    case Variant::kFirewall:
+    case Variant::kJailer:
+    case Variant::kNetworkSetup:
+      return Cause::kHostIo;
+  }
+  return Cause::kInternal;
 }
 
 Error Error::vm_already_exists(std::string vm_id) {
@@ -74,21 +137,41 @@ Error Error::state_poisoned() { return Error(Variant::kStatePoisoned); }
 Error Error::unsupported(std::string detail) {
   return of(Variant::kUnsupported, std::move(detail));
 }
+Error Error::unsupported(Cause cause, std::string detail) {
+  return of(Variant::kUnsupported, cause, std::move(detail));
+}
 Error Error::metrics(std::string detail) { return of(Variant::kMetrics, std::move(detail)); }
 Error Error::shutdown(std::string detail) { return of(Variant::kShutdown, std::move(detail)); }
-Error Error::firewall(std::string detail) { return of(Variant::kFirewall, std::move(detail)); }
+Error Error::firewall(Cause cause, std::string detail) {
+  return of(Variant::kFirewall, cause, std::move(detail));
+}
 Error Error::jailer(std::string detail) { return of(Variant::kJailer, std::move(detail)); }
+Error Error::jailer(Cause cause, std::string detail) {
+  return of(Variant::kJailer, cause, std::move(detail));
+}
 Error Error::network_config(std::string detail) {
   return of(Variant::kNetworkConfig, std::move(detail));
 }
 Error Error::network_setup(std::string detail) {
   return of(Variant::kNetworkSetup, std::move(detail));
 }
+Error Error::network_setup(Cause cause, std::string detail) {
+  return of(Variant::kNetworkSetup, cause, std::move(detail));
+}
 Error Error::guest_agent(std::string detail) { return of(Variant::kGuestAgent, std::move(detail)); }
+Error Error::guest_agent(Cause cause, std::string detail) {
+  return of(Variant::kGuestAgent, cause, std::move(detail));
+}
 
 Error Error::of(Variant v, std::string detail) {
   Error e(v);
   e.detail_ = std::move(detail);
+  return e;
+}
+
+Error Error::of(Variant v, Cause cause, std::string detail) {
+  Error e = of(v, std::move(detail));
+  e.cause_ = cause;
   return e;
 }
 
@@ -125,19 +208,6 @@ std::string Error::message() const {
       return "guest agent error: " + detail_;
   }
   return "unknown runtime error";
-}
-
-bool Error::retryable() const {
-  switch (variant_) {
-    case Variant::kMetrics:
-    case Variant::kShutdown:
-    case Variant::kFirewall:
-    case Variant::kJailer:
-    case Variant::kNetworkSetup:
-      return true;
-    default:
-      return false;
-  }
 }
 
 }  // namespace paddock::runtime

@@ -194,6 +194,33 @@ TEST_CASE("variants 7-13 from scripted host faults") {
   }
 }
 
+TEST_CASE("a JobError's retryable is its runtime error's cause's, whatever the variant") {
+  struct Case {
+    const char* script;  // `fail VARIANT:CAUSE` of the test double
+    const char* variant;
+    uint32_t code;
+    bool retryable;
+  };
+  const Case cases[] = {
+      {"Unsupported:HostIo", "Unsupported", 7, true},  // a backend's full disk
+      {"Unsupported:VmmStartFailed", "Unsupported", 7, true},
+      {"Unsupported:NotSupported", "Unsupported", 7, false},
+      {"Firewall:InvalidInput", "Firewall", 10, false},  // a bad rule
+      {"Firewall:HostIo", "Firewall", 10, true},         // iptables-restore failed
+      {"Jailer:Internal", "Jailer", 11, false},
+      {"GuestAgent:Timeout", "GuestAgent", 14, true},
+      {"GuestAgent:GuestAgent", "GuestAgent", 14, false},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.script);
+    runtime::MemoryProvider p;
+    auto e = error_frame(p, {"fail", c.script, "detail"});
+    CHECK(e.variant == c.variant);
+    CHECK(e.code == c.code);
+    CHECK(e.retryable == c.retryable);
+  }
+}
+
 namespace {
 
 worker::WarmPoolConfig quick_pool() {

@@ -36,10 +36,13 @@ std::string cidr_reason(std::string_view text) {
   return reason;
 }
 
-// The error of `s`, which must have failed with variant `v` and a detail that names `value`.
+// The error of `s`, which must have failed with variant `v` and a detail that names `value`. A
+// refused setting or rule is the sender's mistake: InvalidInput, never retried.
 void check_refused(const Status& s, Variant v, const std::string& value) {
   REQUIRE_FALSE(s.ok());
   CHECK(s.error().variant() == v);
+  CHECK(s.error().cause() == paddock::runtime::Cause::kInvalidInput);
+  CHECK_FALSE(s.error().retryable());
   INFO("detail: " << s.error().detail());
   CHECK(s.error().detail().find(value) != std::string::npos);
 }

@@ -1,9 +1,13 @@
-// The runtime variants: the product's 13 (codes, names, exact messages, fields, retryability) and
-// Paddock's own from 14 on.
+// The runtime variants: the product's 13 (codes, names, exact messages, fields) and Paddock's own
+// from 14 on; the causes, and the one mapping from cause to retryable.
 #include <doctest/doctest.h>
+
+#include <iterator>
+#include <tuple>
 
 #include "paddock/runtime/error.h"
 
+using paddock::runtime::Cause;
 using paddock::runtime::Error;
 using paddock::runtime::Variant;
 
@@ -66,7 +70,7 @@ TEST_CASE("runtime error messages are exactly the reference runtime's") {
   CHECK(Error::unsupported("no kvm").message() == "backend unsupported: no kvm");
   CHECK(Error::metrics("fifo gone").message() == "metrics: fifo gone");
   CHECK(Error::shutdown("still alive").message() == "shutdown failed: still alive");
-  CHECK(Error::firewall("iptables-restore: exit 1").message() ==
+  CHECK(Error::firewall(Cause::kHostIo, "iptables-restore: exit 1").message() ==
         "firewall error: iptables-restore: exit 1");
   CHECK(Error::jailer("chroot: EPERM").message() == "jailer error: chroot: EPERM");
   CHECK(Error::network_config("bad cidr").message() == "network config invalid: bad cidr");
@@ -89,14 +93,99 @@ TEST_CASE("runtime errors carry their structured fields") {
   CHECK(Error::jailer("x").detail() == "x");
 }
 
-TEST_CASE("host-side faults are retryable, request and state faults are not") {
+TEST_CASE("every cause maps to retryable exactly where another attempt may succeed") {
+  // The one mapping, as a table: the host or its VMM failed (retryable) or the request, the
+  // caller, the backend's abilities, the guest or Paddock did (final).
+  const std::tuple<Cause, const char*, bool> table[] = {
+      {Cause::kInvalidInput, "InvalidInput", false},
+      {Cause::kVmState, "VmState", false},
+      {Cause::kNotSupported, "NotSupported", false},
+      {Cause::kHostIo, "HostIo", true},
+      {Cause::kResourceExhausted, "ResourceExhausted", true},
+      {Cause::kVmmStartFailed, "VmmStartFailed", true},
+      {Cause::kVmmFailed, "VmmFailed", true},
+      {Cause::kTimeout, "Timeout", true},
+      {Cause::kGuestAgent, "GuestAgent", false},
+      {Cause::kInternal, "Internal", false},
+  };
+  REQUIRE(std::size(table) == paddock::runtime::kCauseCount);
+  uint32_t expected = 1;
+  for (const auto& [cause, name, retryable] : table) {
+    CAPTURE(name);
+    CHECK(static_cast<uint32_t>(cause) == expected++);
+    CHECK(paddock::runtime::cause_name(cause) == name);
+    CHECK(paddock::runtime::cause_from_name(name) == cause);
+    CHECK(paddock::runtime::cause_retryable(cause) == retryable);
+    // The cause alone decides, whatever the variant it is raised as.
+    for (uint32_t code = 1; code <= paddock::runtime::kLastVariantCode; ++code) {
+      const auto e = Error::of(static_cast<Variant>(code), cause, "x");
+      CHECK(e.cause() == cause);
+      CHECK(e.retryable() == retryable);
+      CHECK(e.code() == code);
+    }
+  }
+  CHECK(paddock::runtime::cause_name(static_cast<Cause>(0)) == "Unknown");
+  CHECK(paddock::runtime::cause_name(static_cast<Cause>(11)) == "Unknown");
+  CHECK_FALSE(paddock::runtime::cause_from_name("Nope").has_value());
+}
+
+TEST_CASE("each variant has its usual cause, so a factory without one keeps its old retryable") {
+  const std::tuple<Variant, Cause, bool> table[] = {
+      {Variant::kVmAlreadyExists, Cause::kVmState, false},
+      {Variant::kVmNotFound, Cause::kVmState, false},
+      {Variant::kInvalidTransition, Cause::kVmState, false},
+      {Variant::kSnapshotAlreadyExists, Cause::kVmState, false},
+      {Variant::kSnapshotNotFound, Cause::kVmState, false},
+      {Variant::kStatePoisoned, Cause::kInternal, false},
+      {Variant::kUnsupported, Cause::kNotSupported, false},
+      {Variant::kMetrics, Cause::kHostIo, true},
+      {Variant::kShutdown, Cause::kHostIo, true},
+      {Variant::kFirewall, Cause::kHostIo, true},
+      {Variant::kJailer, Cause::kHostIo, true},
+      {Variant::kNetworkConfig, Cause::kInvalidInput, false},
+      {Variant::kNetworkSetup, Cause::kHostIo, true},
+      {Variant::kGuestAgent, Cause::kGuestAgent, false},
+  };
+  REQUIRE(std::size(table) == paddock::runtime::kLastVariantCode);
+  for (const auto& [variant, cause, retryable] : table) {
+    CAPTURE(paddock::runtime::variant_name(variant));
+    CHECK(Error::default_cause(variant) == cause);
+    CHECK(Error::of(variant, "x").cause() == cause);
+    CHECK(Error::of(variant, "x").retryable() == retryable);
+  }
   CHECK(Error::jailer("x").retryable());
   CHECK(Error::network_setup("x").retryable());
-  CHECK(Error::firewall("x").retryable());
   CHECK(Error::shutdown("x").retryable());
   CHECK(Error::metrics("x").retryable());
   CHECK_FALSE(Error::network_config("x").retryable());
   CHECK_FALSE(Error::unsupported("x").retryable());
   CHECK_FALSE(Error::vm_not_found("x").retryable());
   CHECK_FALSE(Error::state_poisoned().retryable());
+  CHECK(Error::state_poisoned().cause() == Cause::kInternal);
+  CHECK(Error::invalid_transition("v", "a", "b").cause() == Cause::kVmState);
+}
+
+TEST_CASE("one wire variant, two causes: a backend's host failure and a Firewall's") {
+  // Unsupported on the wire (code 7, the product's message) whether the backend cannot do a thing
+  // or its disk is full; only the second is worth another attempt.
+  const auto cannot = Error::unsupported("no /dev/kvm");
+  const auto full =
+      Error::unsupported(Cause::kHostIo, "write /snap/memory: No space left on device");
+  CHECK(cannot.code() == 7);
+  CHECK(full.code() == 7);
+  CHECK(full.message() == "backend unsupported: write /snap/memory: No space left on device");
+  CHECK_FALSE(cannot.retryable());
+  CHECK(full.retryable());
+  // Firewall (code 10) for an invalid rule (the submitter's) and for iptables failing (the host's).
+  const auto rule = Error::firewall(Cause::kInvalidInput, "rule 0: reversed range 90-80");
+  const auto host = Error::firewall(Cause::kHostIo, "iptables-restore -w failed (exit 4)");
+  CHECK(rule.code() == 10);
+  CHECK(host.code() == 10);
+  CHECK_FALSE(rule.retryable());
+  CHECK(host.retryable());
+  CHECK(Error::jailer(Cause::kInternal, "step validate: x").code() == 11);
+  CHECK_FALSE(Error::jailer(Cause::kInternal, "step validate: x").retryable());
+  CHECK(Error::guest_agent(Cause::kTimeout, "no guest agent within 5000 ms").code() == 14);
+  CHECK(Error::guest_agent(Cause::kTimeout, "no guest agent within 5000 ms").retryable());
+  CHECK(Error::network_setup(Cause::kResourceExhausted, "address pool exhausted").code() == 13);
 }

@@ -104,6 +104,7 @@ TEST_CASE("snapshot meta: every malformed field is refused by name") {
     auto r = parse_meta(text);
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().variant() == Variant::kUnsupported);
+    CHECK(r.error().cause() == Cause::kHostIo);  // a damaged stored file: another host's may not be
     CHECK_MESSAGE(r.error().detail().find(field) != std::string::npos, r.error().detail());
   };
   refused("\"format\": 1", "\"format\": 2", "format");
@@ -164,6 +165,8 @@ TEST_CASE("snapshot store: commit, list, reopen, duplicate and remove") {
     }
     CHECK(store.begin("vm1", "s1").error().variant() == Variant::kSnapshotAlreadyExists);
     CHECK(store.begin("vm/1", "s1").error().variant() == Variant::kUnsupported);
+    CHECK(store.begin("vm/1", "s1").error().cause() == Cause::kInvalidInput);
+    CHECK_FALSE(store.begin("vm/1", "s1").error().retryable());
     CHECK(store.check("vm1", "s1", test_env()).ok());
     CHECK(store.check("vm1", "nope", test_env()).error().variant() == Variant::kSnapshotNotFound);
 
@@ -199,6 +202,8 @@ TEST_CASE("snapshot store: a snapshot of another QEMU, accelerator or image is r
   auto r = store.check("vm1", "s1", other);
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().variant() == Variant::kUnsupported);
+  CHECK(r.error().cause() == Cause::kNotSupported);  // this host cannot use it: not retried here
+  CHECK_FALSE(r.error().retryable());
   CHECK(r.error().detail().find("QEMU version differs") != std::string::npos);
   other = test_env();
   other.image_id = std::string(64, 'b');
@@ -229,6 +234,8 @@ TEST_CASE("snapshot store: a corrupted or truncated file is refused, even after 
   auto r = store.check("vm1", "s1", test_env());
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().variant() == Variant::kUnsupported);
+  CHECK(r.error().cause() == Cause::kHostIo);
+  CHECK(r.error().retryable());
   CHECK(r.error().detail().find("fails its checksum") != std::string::npos);
 
   const std::string state = store.dir("vm1", "s1") + "/state";
@@ -243,4 +250,35 @@ TEST_CASE("snapshot store: a corrupted or truncated file is refused, even after 
   fs::remove(store.dir("vm2", "s1") + "/memory");
   CHECK(store.check("vm2", "s1", test_env()).error().detail().find("No such file") !=
         std::string::npos);
+}
+
+TEST_CASE("snapshot store: host I/O failures are Unsupported on the wire but HostIo, retryable") {
+  TempRoot t;
+  auto host_io = [](const Error& e, const std::string& names) {
+    INFO("detail: " << e.detail());
+    CHECK(e.variant() == Variant::kUnsupported);
+    CHECK(e.cause() == Cause::kHostIo);
+    CHECK(e.retryable());
+    CHECK(e.detail().find(names) != std::string::npos);
+  };
+  // A store whose directory cannot be made (a file where a directory must go: it fails for root
+  // too, as a read-only or full disk would).
+  write_file((t.path / "file").string(), "x");
+  SnapshotStore blocked((t.path / "file" / "snaps").string());
+  auto opened = blocked.open();
+  REQUIRE_FALSE(opened.ok());
+  host_io(opened.error(), "create snapshot directory");
+  // A copy whose target cannot be written.
+  write_ram((t.path / "ram").string(), 2);
+  auto copied = copy_sparse((t.path / "ram").string(), (t.path / "file" / "memory").string());
+  REQUIRE_FALSE(copied.ok());
+  host_io(copied.error(), "file/memory");
+  // A commit whose files went missing under it.
+  SnapshotStore store((t.path / "snaps").string());
+  REQUIRE(store.open().ok());
+  auto partial = store.begin("vm1", "s1");
+  REQUIRE(partial.ok());
+  auto committed = store.commit(partial.value(), test_meta("vm1", "s1", 2));
+  REQUIRE_FALSE(committed.ok());
+  host_io(committed.error(), partial.value() + "/memory");
 }

@@ -95,7 +95,9 @@ CODES = {
     107: "JournalDamaged",
 }
 
-# Codes for which submitting the same job again may succeed (PROTOCOL.md, "retryable").
+# Codes that are retryable as a rule (PROTOCOL.md, "retryable"). Only a rule: the runtime decides by
+# an error's cause, so an ERROR's own `retryable` field is the answer (10 Firewall for an invalid
+# rule is not retryable; 7 Unsupported for a full disk, not listed here, is).
 RETRYABLE_CODES = frozenset({8, 9, 10, 11, 13, 102, 103})
 
 # Limits applied when unpacking the broker's bodies (PROTOCOL.md, "Limits").

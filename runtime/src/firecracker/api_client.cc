@@ -152,7 +152,7 @@ Status ApiClient::wait_for_socket(std::chrono::milliseconds timeout) {
   std::string last = "not tried";
   while (true) {
     const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return Error::unsupported(base::error_message("socket"));
+    if (fd < 0) return Error::unsupported(Cause::kHostIo, base::error_message("socket"));
     const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
     const int err = errno;
     ::close(fd);
@@ -163,8 +163,9 @@ Status ApiClient::wait_for_socket(std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(std::min<Clock::duration>(pause, deadline - now));
     pause = std::min(pause * 2, std::chrono::milliseconds{50});
   }
-  return Error::unsupported("firecracker API socket not ready after " +
-                            std::to_string(timeout.count()) + " ms: " + last);
+  return Error::unsupported(
+      Cause::kVmmStartFailed,
+      "firecracker API socket not ready after " + std::to_string(timeout.count()) + " ms: " + last);
 }
 
 Result<ApiResponse> ApiClient::call(std::string_view method, std::string_view path,
@@ -172,7 +173,9 @@ Result<ApiResponse> ApiClient::call(std::string_view method, std::string_view pa
   std::lock_guard lock(mu_);
   if (!curl_) curl_ = curl_easy_init();
   CURL* c = static_cast<CURL*>(curl_);
-  if (!c) return Error::unsupported(where(method, path) + ": curl_easy_init failed");
+  if (!c)
+    return Error::unsupported(Cause::kResourceExhausted,
+                              where(method, path) + ": curl_easy_init failed");
   curl_easy_reset(c);  // keeps the connection cache: the connection stays open between calls
   Exchange ex;
   const std::string url = "http://localhost" + std::string(path);
@@ -203,15 +206,18 @@ Result<ApiResponse> ApiClient::call(std::string_view method, std::string_view pa
   long status = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   if (ex.oversized || rc == CURLE_FILESIZE_EXCEEDED) {
-    return Error::unsupported(where(method, path) + ": response larger than " +
-                              std::to_string(api_limits::kMaxResponse) + " bytes");
+    return Error::unsupported(Cause::kVmmFailed, where(method, path) + ": response larger than " +
+                                                     std::to_string(api_limits::kMaxResponse) +
+                                                     " bytes");
   }
   if (rc != CURLE_OK) {
-    return Error::unsupported(where(method, path) + ": " + curl_easy_strerror(rc));
+    return Error::unsupported(Cause::kVmmFailed,
+                              where(method, path) + ": " + curl_easy_strerror(rc));
   }
   if (status < 200 || status > 299) {
-    return Error::unsupported(where(method, path) + ": " + std::to_string(status) + ": " +
-                              fault_message_of(ex.body));
+    return Error::unsupported(
+        Cause::kVmmFailed,
+        where(method, path) + ": " + std::to_string(status) + ": " + fault_message_of(ex.body));
   }
   return ApiResponse{status, std::move(ex.body)};
 }
@@ -252,16 +258,18 @@ Status ApiClient::put_boot_source(const BootSource& b) {
 
 Status ApiClient::put_drive(const Drive& d) {
   if (!valid_path_id(d.drive_id)) {
-    return Error::unsupported("firecracker drive id '" + os::peer_text(d.drive_id, 80) +
-                              "': not 1-64 of [A-Za-z0-9_-]");
+    return Error::unsupported(
+        Cause::kInternal,
+        "firecracker drive id '" + os::peer_text(d.drive_id, 80) + "': not 1-64 of [A-Za-z0-9_-]");
   }
   return send("PUT", "/drives/" + d.drive_id, drive_body(d), timeouts_.request);
 }
 
 Status ApiClient::put_network_interface(const NetworkInterface& n) {
   if (!valid_path_id(n.iface_id)) {
-    return Error::unsupported("firecracker interface id '" + os::peer_text(n.iface_id, 80) +
-                              "': not 1-64 of [A-Za-z0-9_-]");
+    return Error::unsupported(Cause::kInternal, "firecracker interface id '" +
+                                                    os::peer_text(n.iface_id, 80) +
+                                                    "': not 1-64 of [A-Za-z0-9_-]");
   }
   return send("PUT", "/network-interfaces/" + n.iface_id, network_interface_body(n),
               timeouts_.request);

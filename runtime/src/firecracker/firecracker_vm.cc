@@ -169,7 +169,8 @@ Status FirecrackerVm::spawn() {
   args.push_back(nullptr);
   // stdout and stderr go to a file the provider reads when the start fails.
   const int log = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (log < 0) return Error::unsupported(base::error_message("create " + log_path()));
+  if (log < 0)
+    return Error::unsupported(Cause::kHostIo, base::error_message("create " + log_path()));
   // Not jailed, Firecracker itself joins the VM's network namespace (the jailer does, jailed).
   int netns = -1;
   if (!launch_.jail && !launch_.netns.empty()) {
@@ -184,7 +185,7 @@ Status FirecrackerVm::spawn() {
   if (child_ < 0) {
     ::close(log);
     if (netns >= 0) ::close(netns);
-    return Error::unsupported(base::error_message("fork"));
+    return Error::unsupported(Cause::kResourceExhausted, base::error_message("fork"));
   }
   if (child_ == 0) {
     // Only async-signal-safe calls until exec. Firecracker dies with its worker (jailed, the
@@ -209,7 +210,8 @@ Status FirecrackerVm::spawn() {
                                      ApiTimeouts{launch_.api_timeout, launch_.boot_timeout});
   if (auto st = api_->wait_for_socket(launch_.api_timeout); !st) {
     if (vmm_gone()) {
-      return Error::unsupported(argv_[0] + " exited before its API socket appeared: " + log_tail());
+      return Error::unsupported(Cause::kVmmStartFailed,
+                                argv_[0] + " exited before its API socket appeared: " + log_tail());
     }
     return st;
   }
@@ -224,8 +226,9 @@ Status FirecrackerVm::await_jailer() {
   pid_t done = 0;
   for (auto pause = 1ms; (done = ::waitpid(child_, &status, WNOHANG)) == 0;) {
     if (Clock::now() >= deadline) {
-      return Error::jailer("the jailer did not exit within " +
-                           std::to_string(launch_.api_timeout.count()) + " ms: " + log_tail());
+      return Error::jailer(Cause::kTimeout, "the jailer did not exit within " +
+                                                std::to_string(launch_.api_timeout.count()) +
+                                                " ms: " + log_tail());
     }
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(20));
@@ -253,7 +256,8 @@ Status FirecrackerVm::connect_agent(Clock::time_point deadline) {
   std::string last = "not tried";
   while (Clock::now() < deadline) {
     if (vmm_gone()) {
-      return Error::guest_agent("firecracker exited while the guest booted: " + log_tail());
+      return Error::guest_agent(Cause::kVmmStartFailed,
+                                "firecracker exited while the guest booted: " + log_tail());
     }
     auto fd = connect_vsock(host_path(kVsock), kAgentVsockPort, 1s);
     if (fd) {
@@ -270,8 +274,9 @@ Status FirecrackerVm::connect_agent(Clock::time_point deadline) {
     }
     std::this_thread::sleep_for(20ms);
   }
-  return Error::guest_agent("no guest agent within " +
-                            std::to_string(launch_.boot_timeout.count()) + " ms: " + last);
+  return Error::guest_agent(
+      Cause::kTimeout,
+      "no guest agent within " + std::to_string(launch_.boot_timeout.count()) + " ms: " + last);
 }
 
 Result<std::unique_ptr<FirecrackerVm>> FirecrackerVm::boot(const FcLaunch& launch) {

@@ -129,25 +129,29 @@ Result<std::unique_ptr<FirecrackerProvider>> FirecrackerProvider::open(Firecrack
   }
   std::error_code ec;
   fs::create_directories(c.run_dir, ec);
-  if (ec) return Error::unsupported("create " + c.run_dir + ": " + ec.message());
+  if (ec) return Error::unsupported(Cause::kHostIo, "create " + c.run_dir + ": " + ec.message());
   if (c.jail) {
-    if (::geteuid() != 0) return Error::jailer("Firecracker's jailer needs root");
+    if (::geteuid() != 0)
+      return Error::jailer(Cause::kNotSupported, "Firecracker's jailer needs root");
     auto jailer = os::find_binary(c.jail->jailer_binary);
     if (!jailer) {
-      return Error::jailer("firecracker backend: jailer " + c.jail->jailer_binary +
-                           " not found (it ships with the Firecracker release)");
+      return Error::jailer(Cause::kNotSupported,
+                           "firecracker backend: jailer " + c.jail->jailer_binary +
+                               " not found (it ships with the Firecracker release)");
     }
     c.jail->jailer_binary = *jailer;
     // The jailer refuses an exec file whose name does not say firecracker (docs/jailer.md).
     if (fs::path(c.firecracker_binary).filename().string().find("firecracker") ==
         std::string::npos) {
-      return Error::jailer("firecracker backend: " + c.firecracker_binary +
-                           ": Firecracker's jailer needs 'firecracker' in the file name");
+      return Error::jailer(Cause::kNotSupported,
+                           "firecracker backend: " + c.firecracker_binary +
+                               ": Firecracker's jailer needs 'firecracker' in the file name");
     }
     p->cgroup_version_ = jail::cgroup_version(c.jail->cgroup_root).value_or(0);
     if (p->cgroup_version_ == 0) {
-      return Error::jailer("firecracker backend: " + c.jail->cgroup_root +
-                           ": neither a cgroup v2 mount nor v1 controllers");
+      return Error::jailer(Cause::kNotSupported,
+                           "firecracker backend: " + c.jail->cgroup_root +
+                               ": neither a cgroup v2 mount nor v1 controllers");
     }
     p->jail_prefix_ = firecracker::jail_prefix(c.run_dir);
     if (c.jail->parent_cgroup.empty()) {
@@ -225,7 +229,7 @@ Status FirecrackerProvider::prepare_launch(Slot& slot) {
   if (const auto& j = config_.jail) {
     uint32_t k = 0;
     while (k < j->uid_count && uids_in_use_.count(k) != 0) ++k;
-    if (k == j->uid_count) return Error::jailer("no free jail uid");
+    if (k == j->uid_count) return Error::jailer(Cause::kResourceExhausted, "no free jail uid");
     uids_in_use_.insert(k);
     slot.jail_uid = j->uid_base + k;
     jail::FirecrackerJailerSpec js;
@@ -345,8 +349,9 @@ Result<SnapshotInfo> FirecrackerProvider::snapshot(const std::string& vm_id,
     return Error::unsupported("snapshots need a snapshot directory (the worker's --snapshot-dir)");
   }
   if (!slot->vm) {
-    return Error::unsupported("vm '" + vm_id + "' has not been started: a snapshot of the " +
-                              "firecracker backend is of a booted guest");
+    return Error::unsupported(Cause::kVmState, "vm '" + vm_id +
+                                                   "' has not been started: a snapshot of the " +
+                                                   "firecracker backend is of a booted guest");
   }
   // Firecracker snapshots only a paused VM, which take_snapshot gives it.
   return take_snapshot(*snapshots_, *slot, vm_id, snapshot_id, *env_,
@@ -367,7 +372,8 @@ Status FirecrackerProvider::restore(const std::string& vm_id, const std::string&
   slot->needs_refresh = true;
   if (auto st = vms_->insert(new_vm_id, slot); !st) return st;
   std::unique_lock slot_lock(slot->mu);
-  Result<std::unique_ptr<FirecrackerVm>> restored = Error::unsupported("not attempted");
+  Result<std::unique_ptr<FirecrackerVm>> restored =
+      Error::unsupported(Cause::kInternal, "not attempted");
   if (auto st = prepare_launch(*slot); !st) {
     restored = st.error();
   } else if (auto net_st = attach_network(*slot); !net_st) {

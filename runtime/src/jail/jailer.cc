@@ -89,41 +89,48 @@ bool valid_jail_id(std::string_view id) {
 }
 
 Result<std::vector<std::string>> firecracker_jailer_argv(const FirecrackerJailerSpec& s) {
-  if (s.id.empty()) return Error::jailer("jailer id: empty");
+  if (s.id.empty()) return Error::jailer(Cause::kInternal, "jailer id: empty");
   if (!valid_jail_id(s.id)) {
-    return Error::jailer("jailer id " + shown(s.id) + ": not 1-64 of [A-Za-z0-9_-]");
+    return Error::jailer(Cause::kInternal,
+                         "jailer id " + shown(s.id) + ": not 1-64 of [A-Za-z0-9_-]");
   }
-  if (s.jailer_binary.empty()) return Error::jailer("jailer binary: empty");
+  if (s.jailer_binary.empty()) return Error::jailer(Cause::kInternal, "jailer binary: empty");
   if (s.exec_file.empty() || s.exec_file[0] != '/') {
-    return Error::jailer("exec file " + shown(s.exec_file) + ": not an absolute path");
+    return Error::jailer(Cause::kInternal,
+                         "exec file " + shown(s.exec_file) + ": not an absolute path");
   }
   if (s.chroot_base_dir.empty() || s.chroot_base_dir[0] != '/') {
-    return Error::jailer("chroot base dir " + shown(s.chroot_base_dir) + ": not an absolute path");
+    return Error::jailer(Cause::kInternal,
+                         "chroot base dir " + shown(s.chroot_base_dir) + ": not an absolute path");
   }
   if (s.cgroup_version != 1 && s.cgroup_version != 2) {
-    return Error::jailer("cgroup version " + std::to_string(s.cgroup_version) + ": only 1 or 2");
+    return Error::jailer(Cause::kInternal,
+                         "cgroup version " + std::to_string(s.cgroup_version) + ": only 1 or 2");
   }
   if (s.parent_cgroup.empty() || s.parent_cgroup[0] == '/' ||
       std::filesystem::path(s.parent_cgroup).lexically_normal().string().rfind("..", 0) == 0 ||
       s.parent_cgroup.find("/../") != std::string::npos) {
-    return Error::jailer("parent cgroup " + shown(s.parent_cgroup) +
-                         ": must be a relative path below the cgroup root");
+    return Error::jailer(Cause::kInternal, "parent cgroup " + shown(s.parent_cgroup) +
+                                               ": must be a relative path below the cgroup root");
   }
   if (s.api_sock.empty() || s.api_sock[0] != '/') {
-    return Error::jailer("api socket " + shown(s.api_sock) + ": not an absolute path");
+    return Error::jailer(Cause::kInternal,
+                         "api socket " + shown(s.api_sock) + ": not an absolute path");
   }
   for (const auto* list : {&s.cgroups, &s.resource_limits}) {
     for (const auto& kv : *list) {
       const auto eq = kv.find('=');
       if (eq == 0 || eq == std::string::npos || eq + 1 == kv.size() ||
           kv.find('\n') != std::string::npos) {
-        return Error::jailer((list == &s.cgroups ? "cgroup " : "resource limit ") + shown(kv) +
-                             ": not <name>=<value>");
+        return Error::jailer(Cause::kInternal,
+                             (list == &s.cgroups ? "cgroup " : "resource limit ") + shown(kv) +
+                                 ": not <name>=<value>");
       }
     }
   }
   if (!s.netns.empty() && s.netns[0] != '/') {
-    return Error::jailer("network namespace " + shown(s.netns) + ": not an absolute path");
+    return Error::jailer(Cause::kInternal,
+                         "network namespace " + shown(s.netns) + ": not an absolute path");
   }
   std::vector<std::string> argv = {s.jailer_binary,
                                    "--id",
@@ -169,68 +176,76 @@ std::string jail_dir(const JailSpec& s) { return s.chroot_base + "/qemu/" + s.id
 std::string jail_root(const JailSpec& s) { return jail_dir(s) + "/root"; }
 
 Status validate(const JailSpec& s) {
-  if (s.id.empty()) return Error::jailer("step validate: jail id: empty");
+  if (s.id.empty()) return Error::jailer(Cause::kInternal, "step validate: jail id: empty");
   if (!valid_jail_id(s.id)) {
-    return Error::jailer("step validate: jail id " + shown(s.id) + ": not 1-64 of [A-Za-z0-9_-]");
+    return Error::jailer(Cause::kInternal,
+                         "step validate: jail id " + shown(s.id) + ": not 1-64 of [A-Za-z0-9_-]");
   }
   if (!absolute(s.exec_file)) {
-    return Error::jailer("step validate: exec file " + shown(s.exec_file) +
-                         ": not an absolute path");
+    return Error::jailer(Cause::kInternal, "step validate: exec file " + shown(s.exec_file) +
+                                               ": not an absolute path");
   }
   if (!absolute(s.chroot_base)) {
-    return Error::jailer("step validate: chroot base " + shown(s.chroot_base) +
-                         ": not an absolute path");
+    return Error::jailer(Cause::kInternal, "step validate: chroot base " + shown(s.chroot_base) +
+                                               ": not an absolute path");
   }
   if (s.uid == 0 || s.gid == 0) {
-    return Error::jailer("step validate: uid " + std::to_string(s.uid) + " gid " +
-                         std::to_string(s.gid) + ": the VMM never runs as root");
+    return Error::jailer(Cause::kInternal, "step validate: uid " + std::to_string(s.uid) + " gid " +
+                                               std::to_string(s.gid) +
+                                               ": the VMM never runs as root");
   }
   if (!absolute(s.cgroup_root)) {
-    return Error::jailer("step validate: cgroup root " + shown(s.cgroup_root) +
-                         ": not an absolute path");
+    return Error::jailer(Cause::kInternal, "step validate: cgroup root " + shown(s.cgroup_root) +
+                                               ": not an absolute path");
   }
   if (!relative_below(s.cgroup_parent)) {
-    return Error::jailer("step validate: cgroup parent " + shown(s.cgroup_parent) +
-                         ": must be a relative path below the cgroup root, without . or ..");
+    return Error::jailer(Cause::kInternal,
+                         "step validate: cgroup parent " + shown(s.cgroup_parent) +
+                             ": must be a relative path below the cgroup root, without . or ..");
   }
   if (s.cgroup_version < 0 || s.cgroup_version > 2) {
-    return Error::jailer("step validate: cgroup version " + std::to_string(s.cgroup_version) +
-                         ": 1, 2 or 0 (detect)");
+    return Error::jailer(Cause::kInternal, "step validate: cgroup version " +
+                                               std::to_string(s.cgroup_version) +
+                                               ": 1, 2 or 0 (detect)");
   }
   if (s.cpu_quota_us != 0 && (s.cpu_period_us < 1000 || s.cpu_period_us > 1'000'000)) {
-    return Error::jailer("step validate: cpu period " + std::to_string(s.cpu_period_us) +
-                         " us: not within 1000-1000000");
+    return Error::jailer(Cause::kInternal, "step validate: cpu period " +
+                                               std::to_string(s.cpu_period_us) +
+                                               " us: not within 1000-1000000");
   }
   if (!s.netns.empty() && !absolute(s.netns)) {
-    return Error::jailer("step validate: network namespace " + shown(s.netns) +
-                         ": not an absolute path");
+    return Error::jailer(Cause::kInternal, "step validate: network namespace " + shown(s.netns) +
+                                               ": not an absolute path");
   }
   for (const auto& [name, source] : s.files) {
     if (!plain_name(name, s)) {
-      return Error::jailer("step validate: file name " + shown(name) +
-                           ": not a plain file name in the chroot");
+      return Error::jailer(Cause::kInternal, "step validate: file name " + shown(name) +
+                                                 ": not a plain file name in the chroot");
     }
     if (!absolute(source)) {
-      return Error::jailer("step validate: file " + shown(source) + ": not an absolute path");
+      return Error::jailer(Cause::kInternal,
+                           "step validate: file " + shown(source) + ": not an absolute path");
     }
   }
   for (const auto& dir : s.ro_binds) {
     if (!absolute(dir) || dir == "/" || dir.back() == '/' ||
         std::filesystem::path(dir).lexically_normal() != dir) {
-      return Error::jailer("step validate: read-only bind " + shown(dir) +
-                           ": not a normal absolute path below /");
+      return Error::jailer(Cause::kInternal, "step validate: read-only bind " + shown(dir) +
+                                                 ": not a normal absolute path below /");
     }
   }
   for (int fd : s.keep_fds) {
-    if (fd < 3) return Error::jailer("step validate: keep fd " + std::to_string(fd) + ": below 3");
+    if (fd < 3)
+      return Error::jailer(Cause::kInternal,
+                           "step validate: keep fd " + std::to_string(fd) + ": below 3");
   }
   if (s.lifeline_fd >= 0 && s.lifeline_fd < 3) {
-    return Error::jailer("step validate: lifeline fd " + std::to_string(s.lifeline_fd) +
-                         ": below 3");
+    return Error::jailer(Cause::kInternal, "step validate: lifeline fd " +
+                                               std::to_string(s.lifeline_fd) + ": below 3");
   }
   if (s.rlimit_nofile < 16) {
-    return Error::jailer("step validate: open files limit " + std::to_string(s.rlimit_nofile) +
-                         ": below 16");
+    return Error::jailer(Cause::kInternal, "step validate: open files limit " +
+                                               std::to_string(s.rlimit_nofile) + ": below 16");
   }
   return {};
 }
@@ -284,7 +299,8 @@ Result<JailSpec> parse_paddock_jailer_args(const std::vector<std::string>& args)
   bool binds_given = false;
   size_t i = 0;
   auto bad = [](const std::string& flag, const std::string& value) {
-    return Error::jailer("step arguments: " + flag + " " + shown(value) + ": not valid");
+    return Error::jailer(Cause::kInternal,
+                         "step arguments: " + flag + " " + shown(value) + ": not valid");
   };
   for (; i < args.size(); ++i) {
     const std::string& flag = args[i];
@@ -316,8 +332,9 @@ Result<JailSpec> parse_paddock_jailer_args(const std::vector<std::string>& args)
                                                   "--keep-fd",
                                                   "--lifeline-fd"};
     if (kValued.count(flag) == 0)
-      return Error::jailer("step arguments: unknown flag " + shown(flag));
-    if (i + 1 >= args.size()) return Error::jailer("step arguments: " + flag + ": needs a value");
+      return Error::jailer(Cause::kInternal, "step arguments: unknown flag " + shown(flag));
+    if (i + 1 >= args.size())
+      return Error::jailer(Cause::kInternal, "step arguments: " + flag + ": needs a value");
     const std::string& v = args[++i];
     auto u64 = [&](uint64_t& out) -> Status {
       auto n = number<uint64_t>(v);
@@ -380,7 +397,7 @@ Result<JailSpec> parse_paddock_jailer_args(const std::vector<std::string>& args)
       if (!n) return bad(flag, v);
       s.lifeline_fd = *n;
     } else {
-      return Error::jailer("step arguments: unknown flag " + shown(flag));
+      return Error::jailer(Cause::kInternal, "step arguments: unknown flag " + shown(flag));
     }
     if (!st) return st.error();
   }

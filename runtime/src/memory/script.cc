@@ -62,10 +62,21 @@ void scripted_sleep(long long ms, const ExecRequest& req, std::stop_token cancel
 }
 
 Error scripted_failure(const std::string& vm_id, const std::vector<std::string>& argv) {
-  const std::string name = argv.size() > 1 ? argv[1] : "";
+  // VARIANT or VARIANT:CAUSE (the cause decides retryable; without one, the variant's usual).
+  const std::string spec = argv.size() > 1 ? argv[1] : "";
+  const size_t colon = spec.find(':');
+  const std::string name = spec.substr(0, colon);
   const std::string detail = argv.size() > 2 ? join(argv, 2) : "scripted failure";
   const auto v = variant_from_name(name);
   if (!v) return Error::unsupported("memory provider: unknown variant '" + name + "' for fail");
+  if (colon != std::string::npos) {
+    const auto cause = cause_from_name(spec.substr(colon + 1));
+    if (!cause) {
+      return Error::unsupported("memory provider: unknown cause '" + spec.substr(colon + 1) +
+                                "' for fail");
+    }
+    return Error::of(*v, *cause, detail);
+  }
   switch (*v) {
     case Variant::kVmAlreadyExists:
       return Error::vm_already_exists(vm_id);

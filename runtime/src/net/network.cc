@@ -25,15 +25,17 @@ bool is_protocol(std::string_view p) {
 
 Status validate_rules(const std::vector<EgressRule>& rules, std::string_view where) {
   if (rules.size() > kMaxEgressRules) {
-    return Error::firewall(std::string(where) + std::to_string(rules.size()) +
-                           " egress rules: at most " + std::to_string(kMaxEgressRules));
+    return Error::firewall(Cause::kInvalidInput, std::string(where) + std::to_string(rules.size()) +
+                                                     " egress rules: at most " +
+                                                     std::to_string(kMaxEgressRules));
   }
   for (size_t i = 0; i < rules.size(); ++i) {
     if (Status s = validate_egress_rule(rules[i], i, where); !s) return s;
     if (rules[i].ports.size() > kMaxPortRanges) {
-      return Error::firewall(std::string(where) + "rule " + std::to_string(i) + " has " +
-                             std::to_string(rules[i].ports.size()) + " port ranges: at most " +
-                             std::to_string(kMaxPortRanges));
+      return Error::firewall(Cause::kInvalidInput,
+                             std::string(where) + "rule " + std::to_string(i) + " has " +
+                                 std::to_string(rules[i].ports.size()) + " port ranges: at most " +
+                                 std::to_string(kMaxPortRanges));
     }
   }
   return {};
@@ -108,24 +110,28 @@ std::string quote_value(std::string_view value) {
 Status validate_egress_rule(const EgressRule& rule, size_t index, std::string_view where) {
   const std::string name = std::string(where) + "rule " + std::to_string(index);
   std::string reason;
-  if (!parse_cidr(rule.cidr, &reason)) return Error::firewall(name + ": " + reason);
+  if (!parse_cidr(rule.cidr, &reason))
+    return Error::firewall(Cause::kInvalidInput, name + ": " + reason);
   if (!is_protocol(rule.protocol)) {
-    return Error::firewall("protocol " + quote_value(rule.protocol) + " of " + name +
-                           ": only tcp, udp, icmp or any");
+    return Error::firewall(Cause::kInvalidInput, "protocol " + quote_value(rule.protocol) + " of " +
+                                                     name + ": only tcp, udp, icmp or any");
   }
   if (rule.ports.empty()) return {};
   if (rule.protocol == "icmp" || rule.protocol == "any") {
-    return Error::firewall(name + " restricts ports but its protocol " +
-                           quote_value(rule.protocol) + " has none: give tcp or udp");
+    return Error::firewall(Cause::kInvalidInput, name + " restricts ports but its protocol " +
+                                                     quote_value(rule.protocol) +
+                                                     " has none: give tcp or udp");
   }
   for (const PortRange& r : rule.ports) {
     if (r.first == 0 || r.last == 0) {
-      return Error::firewall("port 0 in range " + std::to_string(r.first) + "-" +
-                             std::to_string(r.last) + " of " + name + " is outside 1-65535");
+      return Error::firewall(Cause::kInvalidInput, "port 0 in range " + std::to_string(r.first) +
+                                                       "-" + std::to_string(r.last) + " of " +
+                                                       name + " is outside 1-65535");
     }
     if (r.first > r.last) {
-      return Error::firewall(name + ": reversed range " + std::to_string(r.first) + "-" +
-                             std::to_string(r.last));
+      return Error::firewall(
+          Cause::kInvalidInput,
+          name + ": reversed range " + std::to_string(r.first) + "-" + std::to_string(r.last));
     }
   }
   return {};

@@ -429,14 +429,14 @@ Result<std::unique_ptr<VmNetwork>> NetworkManager::create(const std::string& vm_
   rules.comment = settings_.prefix + ":" + std::to_string(n);
   const auto restore = in_ns(v->netns_, {"iptables-restore", "-w"});
   if (auto r = run(restore, vm_ruleset(rules)); r.status != 0) {
-    return Error::firewall(joined(restore) + " failed (exit " + std::to_string(r.status) +
-                           "): " + r.err);
+    return Error::firewall(Cause::kHostIo, joined(restore) + " failed (exit " +
+                                               std::to_string(r.status) + "): " + r.err);
   }
   if (ip6tables_) {
     const auto restore6 = in_ns(v->netns_, {"ip6tables-restore", "-w"});
     if (auto r = run(restore6, vm_ipv6_ruleset()); r.status != 0) {
-      return Error::firewall(joined(restore6) + " failed (exit " + std::to_string(r.status) +
-                             "): " + r.err);
+      return Error::firewall(Cause::kHostIo, joined(restore6) + " failed (exit " +
+                                                 std::to_string(r.status) + "): " + r.err);
     }
   }
   return v;
@@ -471,8 +471,10 @@ Status VmNetwork::allow_egress(const std::vector<EgressRule>& rules) {
   if (auto st = manager_.prepare_host(); !st) return st;
   lease_ = manager_.pool_.acquire();
   if (!lease_) {
-    return Error::network_setup("address pool " + manager_.settings().pool + " is exhausted (" +
-                                std::to_string(manager_.pool_.capacity()) + " VMs with egress)");
+    return Error::network_setup(Cause::kResourceExhausted,
+                                "address pool " + manager_.settings().pool + " is exhausted (" +
+                                    std::to_string(manager_.pool_.capacity()) +
+                                    " VMs with egress)");
   }
   using R = NetworkManager::Ran;
   auto fail = [&](const std::vector<std::string>& argv, const R& r) -> Error {
@@ -512,14 +514,15 @@ Status VmNetwork::allow_egress(const std::vector<EgressRule>& rules) {
   host.link_prefix = manager_.settings().prefix + "h";
   host.deny_host = !manager_.settings().policy.allow_host;
   host.comment = comment;
-  if (auto problem = host_rules_problem(host)) return Error::firewall("host rules: " + *problem);
+  if (auto problem = host_rules_problem(host))
+    return Error::firewall(Cause::kInternal, "host rules: " + *problem);
   host_rules_ = host_ruleset(host);
   {
     const auto argv = manager_.in_host({"iptables-restore", "--noflush", "-w"});
     if (auto r = manager_.run(argv, host_rules_); r.status != 0) {
       host_rules_.clear();
-      return Error::firewall(joined(argv) + " (host rules) failed (exit " +
-                             std::to_string(r.status) + "): " + r.err);
+      return Error::firewall(Cause::kHostIo, joined(argv) + " (host rules) failed (exit " +
+                                                 std::to_string(r.status) + "): " + r.err);
     }
   }
   // The VM's firewall, replaced in one call.
@@ -530,8 +533,8 @@ Status VmNetwork::allow_egress(const std::vector<EgressRule>& rules) {
   in.comment = comment;
   const auto restore = NetworkManager::in_ns(netns_, {"iptables-restore", "-w"});
   if (auto r = manager_.run(restore, vm_ruleset(in)); r.status != 0) {
-    return Error::firewall(joined(restore) + " failed (exit " + std::to_string(r.status) +
-                           "): " + r.err);
+    return Error::firewall(Cause::kHostIo, joined(restore) + " failed (exit " +
+                                               std::to_string(r.status) + "): " + r.err);
   }
   return {};
 }
@@ -552,7 +555,7 @@ Result<NetworkUsage> VmNetwork::usage() {
     u.packets_in = tx.value("packets", uint64_t{0});
   }
   auto saved = manager_.run(NetworkManager::in_ns(netns_, {"iptables-save", "-c", "-t", "filter"}));
-  if (saved.status != 0) return Error::firewall("iptables-save -c: " + saved.err);
+  if (saved.status != 0) return Error::firewall(Cause::kHostIo, "iptables-save -c: " + saved.err);
   u.egress_blocked = blocked_packets(saved.out).value_or(0);
   return u;
 }

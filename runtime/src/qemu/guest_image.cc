@@ -120,7 +120,9 @@ Status stage_for_jail(GuestImage& image, const std::string& staging, dev_t dev) 
       fs::permissions(target,
                       fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read, ec);
     }
-    if (ec) return Error::unsupported("stage " + *file + " in " + dir + ": " + ec.message());
+    if (ec)
+      return Error::unsupported(Cause::kHostIo,
+                                "stage " + *file + " in " + dir + ": " + ec.message());
     *file = target;
   }
   return {};

@@ -147,26 +147,31 @@ Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
   if (!p->config_.extra_kernel_args.empty()) kernel_args += " " + p->config_.extra_kernel_args;
   std::error_code ec;
   fs::create_directories(p->config_.run_dir, ec);
-  if (ec) return Error::unsupported("create " + p->config_.run_dir + ": " + ec.message());
+  if (ec)
+    return Error::unsupported(Cause::kHostIo, "create " + p->config_.run_dir + ": " + ec.message());
   if (auto& j = p->config_.jail) {
     if (::geteuid() != 0) {
       return Error::jailer(
+          Cause::kNotSupported,
           "jailing QEMU needs root (chroot, namespaces, cgroups, a per-VM uid); run as root, or "
           "without the jail for development only (the worker's --jail off)");
     }
     if (j->jailer_binary.empty()) j->jailer_binary = jail::default_jailer_binary();
     if (::access(j->jailer_binary.c_str(), X_OK) != 0) {
-      return Error::jailer("paddock-jailer not found at " + j->jailer_binary +
-                           " (build the paddock-jailer target, or pass its path)");
+      return Error::jailer(Cause::kNotSupported,
+                           "paddock-jailer not found at " + j->jailer_binary +
+                               " (build the paddock-jailer target, or pass its path)");
     }
     const auto defaults = jail_defaults(p->config_.run_dir);
     if (j->uid_base == 0) j->uid_base = defaults.uid_base;
-    if (j->uid_count == 0) return Error::jailer("jail uid range: empty (uid_count 0)");
+    if (j->uid_count == 0)
+      return Error::jailer(Cause::kNotSupported, "jail uid range: empty (uid_count 0)");
     if (j->cgroup_parent.empty()) j->cgroup_parent = defaults.cgroup_parent;
     const int version = jail::cgroup_version(j->cgroup_root).value_or(0);
     if (version == 0) {
-      return Error::jailer("step cgroup: " + j->cgroup_root +
-                           ": neither a cgroup v2 mount nor a directory of v1 controllers");
+      return Error::jailer(Cause::kNotSupported,
+                           "step cgroup: " + j->cgroup_root +
+                               ": neither a cgroup v2 mount nor a directory of v1 controllers");
     }
     jail::JailSpec like;
     like.chroot_base = p->config_.run_dir;
@@ -207,7 +212,7 @@ Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
   }
   struct stat run_st {};
   if (::stat(p->config_.run_dir.c_str(), &run_st) != 0) {
-    return Error::unsupported(base::error_message("stat " + p->config_.run_dir));
+    return Error::unsupported(Cause::kHostIo, base::error_message("stat " + p->config_.run_dir));
   }
   for (const auto& [name, dir] : dirs.value()) {
     auto image = qemu::load_guest_image(name, dir, kernel_args, base_env);
@@ -365,8 +370,9 @@ Result<uint32_t> QemuProvider::take_uid() {
       return j.uid_base + k;
     }
   }
-  return Error::jailer("no free jail uid: all " + std::to_string(j.uid_count) + " from " +
-                       std::to_string(j.uid_base) + " are in use");
+  return Error::jailer(Cause::kResourceExhausted, "no free jail uid: all " +
+                                                      std::to_string(j.uid_count) + " from " +
+                                                      std::to_string(j.uid_base) + " are in use");
 }
 
 void QemuProvider::release_uid(uint32_t uid) {
@@ -385,7 +391,8 @@ Status QemuProvider::start(const std::string& vm_id) {
     release_uid(std::exchange(slot->jail_uid, 0));
     return spec.error();
   }
-  Result<std::unique_ptr<qemu::QemuVm>> booted = Error::unsupported("not attempted");
+  Result<std::unique_ptr<qemu::QemuVm>> booted =
+      Error::unsupported(Cause::kInternal, "not attempted");
   for (int attempt = 1; attempt <= std::max(1, config_.boot_attempts); ++attempt) {
     booted = qemu::QemuVm::boot(spec.value());
     if (booted) break;
@@ -448,9 +455,10 @@ Result<SnapshotInfo> QemuProvider::snapshot(const std::string& vm_id,
         "the worker's --snapshot-dir)");
   }
   if (!slot->vm) {
-    return Error::unsupported("vm '" + vm_id +
-                              "' has not been started: a snapshot of the qemu backend is of a "
-                              "booted guest");
+    return Error::unsupported(Cause::kVmState,
+                              "vm '" + vm_id +
+                                  "' has not been started: a snapshot of the qemu backend is of a "
+                                  "booted guest");
   }
   if (slot->info.restored_from_vm) {
     return Error::unsupported("vm '" + vm_id +
@@ -494,7 +502,8 @@ Status QemuProvider::restore(const std::string& vm_id, const std::string& snapsh
   }
   std::unique_lock slot_lock(slot->mu);
   const std::string dir = snapshots_->dir(vm_id, snapshot_id);
-  Result<std::unique_ptr<qemu::QemuVm>> restored = Error::unsupported("not attempted");
+  Result<std::unique_ptr<qemu::QemuVm>> restored =
+      Error::unsupported(Cause::kInternal, "not attempted");
   auto spec = launch_spec(new_vm_id, *slot);
   if (spec) {
     spec.value().memory_file = dir + "/memory";

@@ -196,7 +196,9 @@ Result<std::unique_ptr<QemuVm>> QemuVm::restore(const LaunchSpec& spec) {
   }
   // QEMU listens on the agent's socket from the start; the guest answers once it runs.
   const int fd = connect_unix(vm->spec_.run_dir + "/agent.sock");
-  if (fd < 0) return Error::guest_agent(base::error_message("connect to the restored VM's agent"));
+  if (fd < 0)
+    return Error::guest_agent(Cause::kVmmStartFailed,
+                              base::error_message("connect to the restored VM's agent"));
   vm->agent_ = std::make_unique<AgentClient>(fd);
   vm->boot_us_ = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
@@ -207,11 +209,12 @@ Status QemuVm::connect_qmp() {
   if (auto err = qmp_.connect(spec_.run_dir + "/qmp.sock", 10s, [this] { return exited(); })) {
     if (exited()) {
       stop_console_reader();
-      return start_error(console_.tail(),
-                         Error::unsupported("qemu exited at start (" + exit_description() +
-                                            "); its output: " + console_.tail()));
+      return start_error(
+          console_.tail(),
+          Error::unsupported(Cause::kVmmStartFailed, "qemu exited at start (" + exit_description() +
+                                                         "); its output: " + console_.tail()));
     }
-    return Error::unsupported("qmp: " + *err);
+    return Error::unsupported(Cause::kVmmStartFailed, "qmp: " + *err);
   }
   return {};
 }
@@ -219,31 +222,33 @@ Status QemuVm::connect_qmp() {
 Status QemuVm::migrate(const std::string& command, const std::string& uri) {
   std::string error;
   if (!qmp_.execute("migrate-set-capabilities", kIgnoreShared, 5s, error)) {
-    return Error::unsupported("qmp migrate-set-capabilities: " + error);
+    return Error::unsupported(Cause::kVmmFailed, "qmp migrate-set-capabilities: " + error);
   }
   if (!qmp_.execute(command, {{"uri", uri}}, 5s, error)) {
-    return Error::unsupported("qmp " + command + " " + uri + ": " + error);
+    return Error::unsupported(Cause::kVmmFailed, "qmp " + command + " " + uri + ": " + error);
   }
   const auto deadline = Clock::now() + 60s;
   auto pause = 1ms;
   while (Clock::now() < deadline) {
     auto r = qmp_.execute("query-migrate", nullptr, 5s, error);
-    if (!r) return Error::unsupported("qmp query-migrate: " + error);
+    if (!r) return Error::unsupported(Cause::kVmmFailed, "qmp query-migrate: " + error);
     const std::string status = qmp_string(*r, "status", "");
     if (status == "completed") return {};
     if (status == "failed" || status == "cancelled") {
-      return Error::unsupported(command + " " + uri + " " + status + ": " +
-                                qmp_string(*r, "error-desc", "no reason given") +
-                                "; qemu output: " + console_.tail());
+      return Error::unsupported(Cause::kVmmFailed,
+                                command + " " + uri + " " + status + ": " +
+                                    qmp_string(*r, "error-desc", "no reason given") +
+                                    "; qemu output: " + console_.tail());
     }
     if (exited()) {
-      return Error::unsupported(command + ": qemu exited (" + exit_description() +
-                                "): " + console_.tail());
+      return Error::unsupported(
+          Cause::kVmmFailed,
+          command + ": qemu exited (" + exit_description() + "): " + console_.tail());
     }
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(20));
   }
-  return Error::unsupported(command + " " + uri + " did not complete within 60 s");
+  return Error::unsupported(Cause::kTimeout, command + " " + uri + " did not complete within 60 s");
 }
 
 Status QemuVm::save_state(const std::string& path) {
@@ -255,7 +260,7 @@ Status QemuVm::save_state(const std::string& path) {
   if (auto st = migrate("migrate", "file:/snapshot.state"); !st) return st;
   // The chroot is QEMU's (and a guest's that took it over): never follow a link put there.
   if (auto err = os::copy_untrusted_file(inside, path, 0444); !err.empty()) {
-    return Error::unsupported(err);
+    return Error::unsupported(Cause::kHostIo, err);
   }
   std::error_code ec;
   fs::remove(inside, ec);
@@ -267,7 +272,8 @@ Result<AgentIdentity> QemuVm::refresh(const std::string& hostname) {
   if (!agent_) return Error::guest_agent("no agent connection");
   std::string entropy(64, '\0');
   if (::getrandom(entropy.data(), entropy.size(), 0) != static_cast<ssize_t>(entropy.size())) {
-    return Error::guest_agent(base::error_message("getrandom for the guest's entropy"));
+    return Error::guest_agent(Cause::kHostIo,
+                              base::error_message("getrandom for the guest's entropy"));
   }
   const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
       std::chrono::system_clock::now().time_since_epoch());
@@ -283,7 +289,8 @@ Status QemuVm::spawn() {
   std::error_code ec;
   // A jail's directory is made by the jailer (and must not exist before).
   if (!spec_.jail) fs::create_directories(spec_.run_dir, ec);
-  if (ec) return Error::unsupported("create " + spec_.run_dir + ": " + ec.message());
+  if (ec)
+    return Error::unsupported(Cause::kHostIo, "create " + spec_.run_dir + ": " + ec.message());
   std::string binary = spec_.qemu_binary;
   std::vector<std::string> args = qemu_args(spec_);
   if (spec_.jail) {
@@ -305,7 +312,7 @@ Status QemuVm::spawn() {
   }
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
-    return Error::unsupported(base::error_message("pipe for the qemu console"));
+    return Error::unsupported(Cause::kHostIo, base::error_message("pipe for the qemu console"));
   }
   const int console_write = fds[1];
   console_fd_ = fds[0];
@@ -349,7 +356,7 @@ Status QemuVm::spawn() {
         }));
   } catch (const std::exception& e) {
     ::close(console_write);
-    return Error::unsupported("start " + binary + ": " + e.what());
+    return Error::unsupported(Cause::kVmmStartFailed, "start " + binary + ": " + e.what());
   }
   ::close(console_write);
   console_reader_ = std::thread([this] {
@@ -375,8 +382,9 @@ Status QemuVm::wait_for_agent() {
     if (exited()) {
       stop_console_reader();
       return start_error(console_.tail(),
-                         Error::guest_agent("the VM stopped during boot (" + exit_description() +
-                                            "); console tail:\n" + console_.tail()));
+                         Error::guest_agent(Cause::kVmmStartFailed,
+                                            "the VM stopped during boot (" + exit_description() +
+                                                "); console tail:\n" + console_.tail()));
     }
     if (!agent_) {
       const int fd = connect_unix(agent_path);
@@ -385,9 +393,9 @@ Status QemuVm::wait_for_agent() {
     if (agent_ && agent_->ping(250ms)) return {};
     std::this_thread::sleep_for(50ms);
   }
-  return Error::guest_agent("the guest agent did not answer within " +
-                            std::to_string(spec_.boot_timeout.count()) +
-                            " ms of boot; console tail:\n" + console_.tail());
+  return Error::guest_agent(Cause::kTimeout, "the guest agent did not answer within " +
+                                                 std::to_string(spec_.boot_timeout.count()) +
+                                                 " ms of boot; console tail:\n" + console_.tail());
 }
 
 bool QemuVm::exited() {
@@ -413,14 +421,16 @@ std::string QemuVm::exit_description() const {
 Status QemuVm::pause() {
   std::lock_guard lock(control_mu_);
   std::string error;
-  if (!qmp_.execute("stop", nullptr, 5s, error)) return Error::unsupported("qmp stop: " + error);
+  if (!qmp_.execute("stop", nullptr, 5s, error))
+    return Error::unsupported(Cause::kVmmFailed, "qmp stop: " + error);
   return {};
 }
 
 Status QemuVm::resume() {
   std::lock_guard lock(control_mu_);
   std::string error;
-  if (!qmp_.execute("cont", nullptr, 5s, error)) return Error::unsupported("qmp cont: " + error);
+  if (!qmp_.execute("cont", nullptr, 5s, error))
+    return Error::unsupported(Cause::kVmmFailed, "qmp cont: " + error);
   return {};
 }
 
@@ -428,7 +438,7 @@ Result<std::string> QemuVm::status() {
   std::lock_guard lock(control_mu_);
   std::string error;
   auto r = qmp_.execute("query-status", nullptr, 5s, error);
-  if (!r) return Error::unsupported("qmp query-status: " + error);
+  if (!r) return Error::unsupported(Cause::kVmmFailed, "qmp query-status: " + error);
   return qmp_string(*r, "status", "unknown");
 }
 

@@ -59,7 +59,7 @@ bool is_hex128(const std::string& s) {
 }
 
 Error bad_meta(const std::string& field, const std::string& reason) {
-  return Error::unsupported("snapshot metadata: " + field + ": " + reason);
+  return Error::unsupported(Cause::kHostIo, "snapshot metadata: " + field + ": " + reason);
 }
 
 // Typed field readers over a parsed object; every one names the field it refuses.
@@ -241,17 +241,17 @@ Result<SnapshotMeta> parse_meta(std::string_view text) {
 
 Result<std::string> hash_file(const std::string& path) {
   Fd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (in.fd < 0) return Error::unsupported(base::error_message("open " + path));
+  if (in.fd < 0) return Error::unsupported(Cause::kHostIo, base::error_message("open " + path));
   std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
                                                                  XXH3_freeState);
   if (!state || XXH3_128bits_reset(state.get()) != XXH_OK) {
-    return Error::unsupported("xxhash: cannot allocate its state");
+    return Error::unsupported(Cause::kResourceExhausted, "xxhash: cannot allocate its state");
   }
   std::string buf(kChunk, '\0');
   while (true) {
     const ssize_t n = ::read(in.fd, buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error::unsupported(base::error_message("read " + path));
+    if (n < 0) return Error::unsupported(Cause::kHostIo, base::error_message("read " + path));
     if (n == 0) break;
     (void)XXH3_128bits_update(state.get(), buf.data(), static_cast<size_t>(n));
   }
@@ -260,34 +260,39 @@ Result<std::string> hash_file(const std::string& path) {
 
 Status copy_sparse(const std::string& from, const std::string& to) {
   Fd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
-  if (in.fd < 0) return Error::unsupported(base::error_message("open " + from));
+  if (in.fd < 0) return Error::unsupported(Cause::kHostIo, base::error_message("open " + from));
   struct stat st {};
-  if (::fstat(in.fd, &st) != 0) return Error::unsupported(base::error_message("stat " + from));
+  if (::fstat(in.fd, &st) != 0)
+    return Error::unsupported(Cause::kHostIo, base::error_message("stat " + from));
   Fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (out.fd < 0) return Error::unsupported(base::error_message("create " + to));
+  if (out.fd < 0) return Error::unsupported(Cause::kHostIo, base::error_message("create " + to));
   if (::ftruncate(out.fd, st.st_size) != 0) {
-    return Error::unsupported(base::error_message("truncate " + to));
+    return Error::unsupported(Cause::kHostIo, base::error_message("truncate " + to));
   }
   std::string buf(kChunk, '\0');
   off_t pos = 0;
   while (pos < st.st_size) {
     off_t data = ::lseek(in.fd, pos, SEEK_DATA);
     if (data < 0 && errno == ENXIO) break;  // only a hole is left
-    if (data < 0) return Error::unsupported(base::error_message("seek data in " + from));
+    if (data < 0)
+      return Error::unsupported(Cause::kHostIo, base::error_message("seek data in " + from));
     off_t hole = ::lseek(in.fd, data, SEEK_HOLE);
-    if (hole < 0) return Error::unsupported(base::error_message("seek hole in " + from));
+    if (hole < 0)
+      return Error::unsupported(Cause::kHostIo, base::error_message("seek hole in " + from));
     for (off_t off = data; off < hole;) {
       const size_t want = static_cast<size_t>(std::min<off_t>(hole - off, kChunk));
       const ssize_t n = ::pread(in.fd, buf.data(), want, off);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0)
-        return Error::unsupported(base::error_message("read " + from, n == 0 ? EIO : errno));
+        return Error::unsupported(Cause::kHostIo,
+                                  base::error_message("read " + from, n == 0 ? EIO : errno));
       for (ssize_t done = 0; done < n;) {
         const ssize_t w =
             ::pwrite(out.fd, buf.data() + done, static_cast<size_t>(n - done), off + done);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0)
-          return Error::unsupported(base::error_message("write " + to, w == 0 ? EIO : errno));
+          return Error::unsupported(Cause::kHostIo,
+                                    base::error_message("write " + to, w == 0 ? EIO : errno));
         done += w;
       }
       off += n;
@@ -308,10 +313,13 @@ std::string SnapshotStore::dir(const std::string& vm_id, const std::string& snap
 Result<size_t> SnapshotStore::open() {
   std::error_code ec;
   fs::create_directories(root_, ec);
-  if (ec) return Error::unsupported("create snapshot directory " + root_ + ": " + ec.message());
+  if (ec)
+    return Error::unsupported(Cause::kHostIo,
+                              "create snapshot directory " + root_ + ": " + ec.message());
   const std::string lock_path = root_ + "/.lock";
   lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd_ < 0) return Error::unsupported(base::error_message("open " + lock_path));
+  if (lock_fd_ < 0)
+    return Error::unsupported(Cause::kHostIo, base::error_message("open " + lock_path));
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     ::close(lock_fd_);
@@ -321,7 +329,7 @@ Result<size_t> SnapshotStore::open() {
                                 " is in use by another process (one store per worker: give each "
                                 "worker its own --snapshot-dir)");
     }
-    return Error::unsupported(base::error_message("lock " + lock_path, err));
+    return Error::unsupported(Cause::kHostIo, base::error_message("lock " + lock_path, err));
   }
   size_t partial = 0;
   std::lock_guard lock(mu_);
@@ -364,10 +372,11 @@ Result<size_t> SnapshotStore::open() {
 
 Result<std::string> SnapshotStore::begin(const std::string& vm_id, const std::string& snapshot_id) {
   if (!valid_path_id(vm_id) || !valid_path_id(snapshot_id)) {
-    return Error::unsupported("snapshot ids on the qemu backend name directories: the vm id '" +
-                              vm_id.substr(0, 80) + "' and snapshot id '" +
-                              snapshot_id.substr(0, 80) +
-                              "' must be 1-64 of [A-Za-z0-9._-] and not '.' or '..'");
+    return Error::unsupported(Cause::kInvalidInput,
+                              "snapshot ids on the qemu backend name directories: the vm id '" +
+                                  vm_id.substr(0, 80) + "' and snapshot id '" +
+                                  snapshot_id.substr(0, 80) +
+                                  "' must be 1-64 of [A-Za-z0-9._-] and not '.' or '..'");
   }
   std::lock_guard lock(mu_);
   if (snapshots_.count({vm_id, snapshot_id}) != 0 || fs::exists(dir(vm_id, snapshot_id))) {
@@ -377,7 +386,7 @@ Result<std::string> SnapshotStore::begin(const std::string& vm_id, const std::st
   std::error_code ec;
   fs::remove_all(partial, ec);
   fs::create_directories(partial, ec);
-  if (ec) return Error::unsupported("create " + partial + ": " + ec.message());
+  if (ec) return Error::unsupported(Cause::kHostIo, "create " + partial + ": " + ec.message());
   return partial;
 }
 
@@ -395,12 +404,14 @@ Result<SnapshotMeta> SnapshotStore::commit(const std::string& partial, SnapshotM
     const std::string path = partial + "/" + name;
     std::error_code ec;
     file->size = fs::file_size(path, ec);
-    if (ec) return fail(Error::unsupported("snapshot file " + path + ": " + ec.message()));
+    if (ec)
+      return fail(
+          Error::unsupported(Cause::kHostIo, "snapshot file " + path + ": " + ec.message()));
     auto hash = hash_file(path);
     if (!hash) return fail(hash.error());
     file->xxh3_128 = hash.value();
     if (::chmod(path.c_str(), 0444) != 0) {
-      return fail(Error::unsupported(base::error_message("chmod " + path)));
+      return fail(Error::unsupported(Cause::kHostIo, base::error_message("chmod " + path)));
     }
   }
   {
@@ -409,7 +420,7 @@ Result<SnapshotMeta> SnapshotStore::commit(const std::string& partial, SnapshotM
     out << encode_meta(meta);
     out.close();
     if (!out || ::chmod(path.c_str(), 0444) != 0) {
-      return fail(Error::unsupported("write " + path));
+      return fail(Error::unsupported(Cause::kHostIo, "write " + path));
     }
   }
   std::lock_guard lock(mu_);
@@ -419,7 +430,8 @@ Result<SnapshotMeta> SnapshotStore::commit(const std::string& partial, SnapshotM
   }
   // rename(2) of a directory onto a missing name is atomic: a reader sees all of it or nothing.
   if (::rename(partial.c_str(), final_dir.c_str()) != 0) {
-    return fail(Error::unsupported(base::error_message("rename " + partial + " to " + final_dir)));
+    return fail(Error::unsupported(Cause::kHostIo,
+                                   base::error_message("rename " + partial + " to " + final_dir)));
   }
   snapshots_[{meta.vm_id, meta.snapshot_id}] = meta;
   return meta;
@@ -430,7 +442,7 @@ Status SnapshotStore::verify_file(const std::string& path, const SnapshotFile& e
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     return Error::unsupported(
-        base::error_message("snapshot " + std::string(what) + " file " + path));
+        Cause::kHostIo, base::error_message("snapshot " + std::string(what) + " file " + path));
   }
   const Identity id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
                     static_cast<uint64_t>(st.st_size),
@@ -442,16 +454,18 @@ Status SnapshotStore::verify_file(const std::string& path, const SnapshotFile& e
     if (it != verified_.end() && it->second == id) return {};
   }
   if (id.size != expected.size) {
-    return Error::unsupported("snapshot " + std::string(what) + " file " + path + " has " +
-                              std::to_string(id.size) + " bytes, its metadata says " +
-                              std::to_string(expected.size) + "; refused");
+    return Error::unsupported(Cause::kHostIo, "snapshot " + std::string(what) + " file " + path +
+                                                  " has " + std::to_string(id.size) +
+                                                  " bytes, its metadata says " +
+                                                  std::to_string(expected.size) + "; refused");
   }
   auto hash = hash_file(path);
   if (!hash) return hash.error();
   if (hash.value() != expected.xxh3_128) {
-    return Error::unsupported("snapshot " + std::string(what) + " file " + path +
-                              " fails its checksum (xxh3-128 " + hash.value() + ", metadata says " +
-                              expected.xxh3_128 + "): corrupted; refused");
+    return Error::unsupported(Cause::kHostIo, "snapshot " + std::string(what) + " file " + path +
+                                                  " fails its checksum (xxh3-128 " + hash.value() +
+                                                  ", metadata says " + expected.xxh3_128 +
+                                                  "): corrupted; refused");
   }
   std::lock_guard lock(mu_);
   verified_[path] = id;
@@ -487,7 +501,7 @@ Status SnapshotStore::remove(const std::string& vm_id, const std::string& snapsh
   verified_.erase(d + "/state");
   std::error_code ec;
   fs::remove_all(d, ec);
-  if (ec) return Error::unsupported("remove " + d + ": " + ec.message());
+  if (ec) return Error::unsupported(Cause::kHostIo, "remove " + d + ": " + ec.message());
   fs::remove(root_ + "/" + vm_id, ec);  // the VM's directory, once it holds no snapshot
   return {};
 }
