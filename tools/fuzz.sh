@@ -2,8 +2,8 @@
 # Builds and runs the libFuzzer targets of tests/fuzz/, one per decoder that meets outside input:
 # the wire codec (schemas/src: client frames, worker frames, job dispatches, and the broker's
 # in-place views of RESULT and ERROR bodies checked against the decoders), the guest agent
-# protocol codec and the host's check of a guest's result (runtime/src/agent/protocol.cc,
-# result_check.cc), the snapshot store's meta.json parser
+# protocol codec and the host's check of a guest's result (agent/src/protocol.cc,
+# runtime/src/agent/result_check.cc), both on the bounded msgpack core (schemas/src/msgpack), the snapshot store's meta.json parser
 # (runtime/src/qemu/snapshot_store.cc), QEMU's QMP replies (runtime/src/qemu/qmp_client.cc), the
 # CURVE key files and allowlists (client/src/curve.cc), batch files of JSON jobs
 # (tools/cli/batch_reader.cc, job_json.cc) and a job's egress rules as the runtime turns them into
@@ -94,7 +94,8 @@ compile() {
   OBJ="$obj"
 }
 # The library sources each target links (only those of the targets asked for are built).
-CODEC_SOURCES=(schemas/src/codec.cc schemas/src/frames.cc schemas/src/reader.cc
+CODEC_SOURCES=(schemas/src/msgpack/reader.cc schemas/src/msgpack/utf8.cc
+               schemas/src/codec.cc schemas/src/frames.cc
                schemas/src/validate.cc schemas/src/scanner.cc schemas/src/outcome_view.cc
                agent/src/protocol.cc
                runtime/src/agent/result_check.cc)
