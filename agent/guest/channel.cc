@@ -2,9 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/vm_sockets.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <linux/vm_sockets.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -130,8 +130,9 @@ int listen_vsock(unsigned port, std::string& error) {
   const std::string name = "vsock port " + std::to_string(port);
   const int listener = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listener < 0) {
-    error = base::error_message("socket AF_VSOCK (the kernel needs vsock and its virtio "
-                                       "transport)");
+    error = base::error_message(
+        "socket AF_VSOCK (the kernel needs vsock and its virtio "
+        "transport)");
     return -1;
   }
   sockaddr_vm addr{};

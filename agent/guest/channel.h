@@ -1,10 +1,11 @@
 // The agent's end of its control channel: frames in, frames out, over one file descriptor.
 //
 // In a VM it is the virtio-serial port named `paddock.agent` (QEMU), or a connection accepted on
-// the agent's vsock port (Firecracker: the kernel command line says paddock.channel=vsock). The host side of such a port comes
-// and goes (QEMU's chardev socket has no client yet; a restored clone's host connects anew): a
-// read of 0 bytes then means "no host now", never "the end", and whatever part of a frame was
-// buffered is dropped. In the host test mode it is a socket, and end of stream ends serving.
+// the agent's vsock port (Firecracker: the kernel command line says paddock.channel=vsock). The
+// host side of such a port comes and goes (QEMU's chardev socket has no client yet; a restored
+// clone's host connects anew): a read of 0 bytes then means "no host now", never "the end", and
+// whatever part of a frame was buffered is dropped. In the host test mode it is a socket, and end
+// of stream ends serving.
 #pragma once
 
 #include <optional>

@@ -39,8 +39,7 @@ std::vector<std::string> mount_filesystems() {
       continue;
     }
     if (::mount(m.source, m.target, m.type, m.flags, m.data) != 0 && errno != EBUSY) {
-      errors.push_back(
-          base::error_message(std::string("mount ") + m.type + " on " + m.target));
+      errors.push_back(base::error_message(std::string("mount ") + m.type + " on " + m.target));
     }
   }
   return errors;

@@ -17,19 +17,19 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <map>
 #include <cstdlib>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "paddock/agent/protocol.h"
 #include "channel.h"
 #include "console.h"
 #include "exec.h"
 #include "init.h"
 #include "modules.h"
 #include "network.h"
+#include "paddock/agent/protocol.h"
 #include "paddock/base/os_error.h"
 #include "reaper.h"
 #include "refresh.h"
@@ -216,8 +216,8 @@ Ended serve(Channel& channel, Reaper& reaper, const JobContext& jobs, const Serv
 // Serves connection after connection on `listener` (vsock in a VM, a unix socket in the host test
 // mode) until a shutdown request; a new connection replaces the one being served. Children are
 // reaped while no host is connected too. kError only when accepting fails for good.
-Ended serve_listener(int listener, const std::string& name, Reaper& reaper,
-                     const JobContext& jobs, bool in_vm) {
+Ended serve_listener(int listener, const std::string& name, Reaper& reaper, const JobContext& jobs,
+                     bool in_vm) {
   for (;;) {
     pollfd fds[2] = {{reaper.fd(), POLLIN, 0}, {listener, POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0 && errno != EINTR) {
@@ -314,8 +314,7 @@ bool setup_signals(Reaper& reaper) {
 int run_on_host(const Options& o) {
   // Jobs' orphans are re-parented to us, not to the host's init, so they can be killed and
   // reaped with the job.
-  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
-    say(base::error_message("prctl child subreaper"));
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) say(base::error_message("prctl child subreaper"));
   Reaper reaper;
   if (!setup_signals(reaper)) return 1;
   if (!o.serve_unix.empty()) {

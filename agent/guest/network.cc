@@ -32,8 +32,7 @@ bool set_up(int sock, const char* name, std::vector<std::string>& errors) {
   ifreq ifr{};
   std::strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
   if (::ioctl(sock, SIOCGIFFLAGS, &ifr) != 0) {
-    if (errno != ENODEV)
-      errors.push_back(base::error_message(std::string("get flags of ") + name));
+    if (errno != ENODEV) errors.push_back(base::error_message(std::string("get flags of ") + name));
     return false;
   }
   ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
@@ -80,8 +79,8 @@ std::vector<std::string> configure_network(std::string& configured) {
     char dev[] = "eth0";
     route.rt_dev = dev;
     if (::ioctl(sock, SIOCADDRT, &route) != 0 && errno != EEXIST) {
-      errors.push_back(base::error_message("add the default route via " +
-                                                  std::string(net::kGatewayAddress)));
+      errors.push_back(
+          base::error_message("add the default route via " + std::string(net::kGatewayAddress)));
     }
   }
   ::close(sock);

@@ -67,8 +67,7 @@ std::string Reaper::init() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGCHLD);
-  if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0)
-    return base::error_message("block SIGCHLD");
+  if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return base::error_message("block SIGCHLD");
   fd_ = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   if (fd_ < 0) return base::error_message("signalfd SIGCHLD");
   return {};

@@ -29,8 +29,8 @@ constexpr auto kDeviceWait = std::chrono::seconds(10);
 bool valid_name(std::string_view k) {
   if (k.empty() || (k[0] >= '0' && k[0] <= '9')) return false;
   for (char c : k) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '_';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
     if (!ok) return false;
   }
   return true;
@@ -49,8 +49,10 @@ std::string mkdirs(const std::string& path) {
 
 std::string load_rootfs_modules(std::vector<std::string>& loaded) {
   std::ifstream in(kRootfsModulesFile);
-  if (!in) return std::string("no ") + kRootfsModulesFile + " in the initramfs: build it with "
-                  "tools/build-guest-image.sh --rootfs-modules (tools/build-image.sh does)";
+  if (!in)
+    return std::string("no ") + kRootfsModulesFile +
+           " in the initramfs: build it with "
+           "tools/build-guest-image.sh --rootfs-modules (tools/build-image.sh does)";
   std::vector<std::string> names;
   for (std::string line; std::getline(in, line);) {
     line = line.substr(0, line.find('#'));
@@ -72,8 +74,7 @@ std::string mount_one(const char* source, const std::string& target, const char*
                       unsigned long flags, const char* data) {
   if (auto err = mkdirs(target); !err.empty()) return err;
   if (::mount(source, target.c_str(), type, flags, data) != 0) {
-    return base::error_message(std::string("mount ") + type + " " + source + " on " +
-                                      target);
+    return base::error_message(std::string("mount ") + type + " " + source + " on " + target);
   }
   return {};
 }
@@ -127,8 +128,9 @@ std::string enter_rootfs(const std::string& device, std::vector<std::string>& lo
   for (const char* d : {"/rootfs/rw/upper", "/rootfs/rw/work"}) {
     if (auto err = mkdirs(d); !err.empty()) return err;
   }
-  if (auto err = mount_one("overlay", kRoot, "overlay", 0,
-                           "lowerdir=/rootfs/lower,upperdir=/rootfs/rw/upper,workdir=/rootfs/rw/work");
+  if (auto err =
+          mount_one("overlay", kRoot, "overlay", 0,
+                    "lowerdir=/rootfs/lower,upperdir=/rootfs/rw/upper,workdir=/rootfs/rw/work");
       !err.empty()) {
     return err;
   }

@@ -241,7 +241,11 @@ std::string encode_file_in(const FileIn& f) {
   return writer().str("path", f.path).num("mode", f.mode).bin("data", f.data).finish();
 }
 std::string encode_file_out(const FileOut& f) {
-  return writer().str("path", f.path).bin("data", f.data).boolean("truncated", f.truncated).finish();
+  return writer()
+      .str("path", f.path)
+      .bin("data", f.data)
+      .boolean("truncated", f.truncated)
+      .finish();
 }
 
 void write_exec(MapWriter& w, const ExecCommand& c) {
@@ -344,7 +348,8 @@ std::string encode_reply(const Reply& reply) {
       w.boolean("ok", true).str("op", "shutdown");
       break;
     case ReplyKind::kError:
-      w.boolean("ok", false).str("error", std::string_view(reply.error).substr(0, limits::kMaxError));
+      w.boolean("ok", false)
+          .str("error", std::string_view(reply.error).substr(0, limits::kMaxError));
       break;
     case ReplyKind::kRefreshed:
       w.boolean("ok", true)

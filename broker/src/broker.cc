@@ -6,8 +6,8 @@
 
 #include "dashboard/api.h"
 #include "loop.h"
-#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codes.h"
+#include "paddock/wire/zmq_frames.h"
 
 namespace paddock::broker {
 
@@ -85,8 +85,8 @@ Broker::Loop::Loop(Options options)
   }
   clients = make_router(context, options_.client_endpoint, options_.client_send_hwm, key,
                         kClientZapDomain, client_endpoint);
-  workers = make_router(context, options_.worker_endpoint, options_.send_hwm, key,
-                        kWorkerZapDomain, worker_endpoint);
+  workers = make_router(context, options_.worker_endpoint, options_.send_hwm, key, kWorkerZapDomain,
+                        worker_endpoint);
   if (!key.empty()) {
     client_handshakes_ = std::make_unique<HandshakeMonitor>(context, clients, "client");
     worker_handshakes_ = std::make_unique<HandshakeMonitor>(context, workers, "worker");
@@ -138,13 +138,15 @@ void Broker::Loop::check_security() const {
     if (is_local_endpoint(*ep)) continue;
     if (!options_.allow_plaintext) {
       throw std::runtime_error(
-          "endpoint " + *ep + " is not loopback or ipc, and without CURVE its jobs and results "
+          "endpoint " + *ep +
+          " is not loopback or ipc, and without CURVE its jobs and results "
           "would cross the network in plaintext: give --curve-secret-key with --client-allow and "
           "--worker-allow (README.md, \"Operating Paddock\"), or --allow-plaintext to accept that");
     }
-    spdlog::warn("PLAINTEXT on {} (--allow-plaintext): jobs, results and the peers' identities are "
-                 "readable and forgeable by anyone on the network path; use CURVE",
-                 *ep);
+    spdlog::warn(
+        "PLAINTEXT on {} (--allow-plaintext): jobs, results and the peers' identities are "
+        "readable and forgeable by anyone on the network path; use CURVE",
+        *ep);
   }
 }
 
@@ -159,9 +161,10 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
                    metrics_address);
     }
     if (!dashboard_access_->served()) {
-      spdlog::warn("dashboard NOT served on {}: it is not a loopback address and no operator "
-                   "token was given (--dashboard-token-file)",
-                   metrics_address);
+      spdlog::warn(
+          "dashboard NOT served on {}: it is not a loopback address and no operator "
+          "token was given (--dashboard-token-file)",
+          metrics_address);
     } else {
       spdlog::info("dashboard on http://{}/dashboard/ ({})", metrics_address,
                    dashboard_access_->token_required()
@@ -197,12 +200,12 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
     if (pending_total_ > 0) wait = std::min(wait, std::chrono::milliseconds(1));
     if (publish_pending_) {
       // What this turn changed shows within a publish interval even if no message follows.
-      wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(next_publish_ -
-                                                                        Clock::now()));
+      wait = std::min(wait,
+                      std::chrono::ceil<std::chrono::milliseconds>(next_publish_ - Clock::now()));
     }
     if (dashboard_pending_) {
-      wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(next_dashboard_ -
-                                                                        Clock::now()));
+      wait = std::min(wait,
+                      std::chrono::ceil<std::chrono::milliseconds>(next_dashboard_ - Clock::now()));
     }
     try {
       zmq::poll(items, n_items, std::max(wait, std::chrono::milliseconds(0)));
@@ -228,8 +231,8 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
       on_worker_message(frames[0].to_string(), parts, frames[1]);
     }
     size_t client_frames = 0;
-    for (int i = 0; i < kBurst && client_frames < kClientFramesPerTurn &&
-                    wire::recv_message(clients, frames);
+    for (int i = 0;
+         i < kBurst && client_frames < kClientFramesPerTurn && wire::recv_message(clients, frames);
          ++i, ++handled) {
       client_frames += frames.size();
       if (frames.size() < 2) continue;
@@ -320,8 +323,8 @@ void Broker::Loop::dispatch() {
     // The request as its submitter encoded it (checked on submit), not decoded and encoded again.
     auto status = wire::send_message(
         workers,
-        sc::make_message(sc::Command::kJob, {sc::encode_job_dispatch(job->attempt, queued_us,
-                                                                     job->request.encoded)}),
+        sc::make_message(sc::Command::kJob,
+                         {sc::encode_job_dispatch(job->attempt, queued_us, job->request.encoded)}),
         w->routing_id);
     if (status != wire::SendStatus::kOk) {
       // Not sent: the job keeps its attempt and goes back; the worker's credit is not spent.
@@ -344,8 +347,8 @@ void Broker::Loop::fail_unknown_image(std::string image) {
   std::string have;
   for (const auto& i : images) have += (have.empty() ? "" : ", ") + i;
   const std::string message = "no connected worker has image '" + image + "' (the " +
-                              std::to_string(registry_.size()) + " connected worker(s) have: " +
-                              (have.empty() ? "none" : have) + ")";
+                              std::to_string(registry_.size()) +
+                              " connected worker(s) have: " + (have.empty() ? "none" : have) + ")";
   auto jobs = jobs_.take_image(image);
   if (protocol_log_.allow()) {
     spdlog::warn("{}: {} queued job(s) answered UnknownImage", message, jobs.size());
@@ -355,8 +358,8 @@ void Broker::Loop::fail_unknown_image(std::string image) {
 
 void Broker::Loop::tick() {
   next_tick_ = now_ + std::chrono::milliseconds(options_.heartbeat_ms);
-  const auto cutoff = now_ - std::chrono::milliseconds(uint64_t{options_.heartbeat_ms} *
-                                                       options_.liveness);
+  const auto cutoff =
+      now_ - std::chrono::milliseconds(uint64_t{options_.heartbeat_ms} * options_.liveness);
   for (const auto& id : registry_.silent_since(cutoff)) worker_gone(id, "missed its heartbeats");
   take_back_overdue();
   for (const auto& id : registry_.routing_ids()) {
@@ -394,13 +397,12 @@ void Broker::Loop::take_back_overdue() {
     w->jobs.erase(id);  // worker_gone (below, from to_worker) leaves it to this function
     const std::string name = w->worker_id;
     ++stats_.overdue;
-    spdlog::warn("worker '{}' held job '{}' (attempt {}) past its timeout ({} ms) plus {} ms "
-                 "without an answer: taken back{}",
-                 name, id, job->attempt, job->request.timeout_ms,
-                 options_.overdue_margin_ms,
-                 job->attempt >= options_.max_attempts && !job->cancel_requested
-                     ? "; attempts exhausted"
-                     : "");
+    spdlog::warn(
+        "worker '{}' held job '{}' (attempt {}) past its timeout ({} ms) plus {} ms "
+        "without an answer: taken back{}",
+        name, id, job->attempt, job->request.timeout_ms, options_.overdue_margin_ms,
+        job->attempt >= options_.max_attempts && !job->cancel_requested ? "; attempts exhausted"
+                                                                        : "");
     // The worker stops it if it still runs it; a late outcome of it is stale (dropped).
     to_worker(route, sc::make_message(sc::Command::kCancel, {sc::encode(sc::JobRef{id})}));
     // (`w` may be gone now: to_worker forgets a worker it finds unreachable.)
@@ -411,8 +413,10 @@ void Broker::Loop::take_back_overdue() {
     } else if (job->attempt >= options_.max_attempts) {
       answer_error(*job, sc::JobCode::kWorkerLost,
                    "worker '" + name + "' held it past its timeout plus " +
-                       std::to_string(options_.overdue_margin_ms) + " ms without an answer, on "
-                       "attempt " + std::to_string(job->attempt) + " of " +
+                       std::to_string(options_.overdue_margin_ms) +
+                       " ms without an answer, on "
+                       "attempt " +
+                       std::to_string(job->attempt) + " of " +
                        std::to_string(options_.max_attempts),
                    true);
       jobs_.remove(id);
@@ -608,10 +612,11 @@ void Broker::Loop::send_to_client(const std::string& route, std::vector<std::str
       pending_bytes_ + size > options_.max_undelivered_bytes) {
     ++stats_.undeliverable;
     if (protocol_log_.allow()) {
-      spdlog::warn("client not reading: {} bytes of answers wait for it ({} for all clients); an "
-                   "answer of {} bytes is dropped{}",
-                   it->second.bytes, pending_bytes_, size,
-                   journal_ ? " (it stays in the journal for FETCH)" : "");
+      spdlog::warn(
+          "client not reading: {} bytes of answers wait for it ({} for all clients); an "
+          "answer of {} bytes is dropped{}",
+          it->second.bytes, pending_bytes_, size,
+          journal_ ? " (it stays in the journal for FETCH)" : "");
     }
     if (it->second.queue.empty()) pending_.erase(it);
     return;

@@ -7,14 +7,14 @@ namespace paddock::broker {
 namespace m = paddock::metrics;
 
 BrokerMetrics::BrokerMetrics(bool journal)
-    : dispatch_latency(registry.histogram(
-          "paddock_broker_dispatch_latency_seconds",
-          "Time from a job's acceptance to each of its dispatches to a worker.",
-          m::latency_buckets())),
-      job_latency(registry.histogram(
-          "paddock_broker_job_latency_seconds",
-          "Time from a job's acceptance to its final answer (RESULT or ERROR).",
-          m::latency_buckets())),
+    : dispatch_latency(
+          registry.histogram("paddock_broker_dispatch_latency_seconds",
+                             "Time from a job's acceptance to each of its dispatches to a worker.",
+                             m::latency_buckets())),
+      job_latency(
+          registry.histogram("paddock_broker_job_latency_seconds",
+                             "Time from a job's acceptance to its final answer (RESULT or ERROR).",
+                             m::latency_buckets())),
       journal_commit(registry.histogram(
           "paddock_broker_journal_commit_seconds",
           "Time of one loop turn's journal commit (one fsync); none without a journal.",

@@ -4,8 +4,8 @@
 #include <optional>
 
 #include "loop.h"
-#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codes.h"
+#include "paddock/wire/zmq_frames.h"
 
 namespace paddock::broker {
 
@@ -19,9 +19,15 @@ void Broker::Loop::on_client_message(const std::string& route,
     return;
   }
   switch (env->command) {
-    case sc::Command::kSubmit: on_submit(route, env->bodies); break;
-    case sc::Command::kCancel: on_cancel(route, env->bodies[0]); break;
-    case sc::Command::kFetch: on_fetch(route, env->bodies); break;
+    case sc::Command::kSubmit:
+      on_submit(route, env->bodies);
+      break;
+    case sc::Command::kCancel:
+      on_cancel(route, env->bodies[0]);
+      break;
+    case sc::Command::kFetch:
+      on_fetch(route, env->bodies);
+      break;
     case sc::Command::kPing: {
       std::vector<std::string> echo;
       if (!env->bodies.empty()) {
@@ -35,7 +41,8 @@ void Broker::Loop::on_client_message(const std::string& route,
       to_client(route, sc::make_message(sc::Command::kPong, std::move(echo)));
       break;
     }
-    default: break;  // parse_envelope admits client commands only
+    default:
+      break;  // parse_envelope admits client commands only
   }
 }
 
@@ -43,8 +50,7 @@ std::vector<std::string> Broker::Loop::invalid_reply(std::string job_id, const s
                                                      std::optional<uint32_t> index) {
   ++stats_.invalid;
   if (protocol_log_.allow()) {
-    spdlog::warn("invalid client message{}{}: {}",
-                 index ? " body " + std::to_string(*index) : "",
+    spdlog::warn("invalid client message{}{}: {}", index ? " body " + std::to_string(*index) : "",
                  job_id.empty() ? "" : " for job '" + job_id + "'", message);
   }
   sc::JobError e;
@@ -67,13 +73,13 @@ void Broker::Loop::on_submit(const std::string& route,
   // a run of consecutive accepted bodies shares one ACCEPTED.
   std::vector<SubmitReply> replies(bodies.size());
   std::vector<Store::Answer> known_answers;  // of finished jobs submitted again
-  std::vector<SharedSubmit> to_share;  // shared queue: stored together below
+  std::vector<SharedSubmit> to_share;        // shared queue: stored together below
   for (size_t i = 0; i < bodies.size(); ++i) {
     const auto body = bodies[i];
     auto request = sc::decode_job_request(body);
     if (!request) {
-      replies[i].message = invalid_reply(sc::peek_job_id(body), request.error().message(),
-                                         static_cast<uint32_t>(i));
+      replies[i].message =
+          invalid_reply(sc::peek_job_id(body), request.error().message(), static_cast<uint32_t>(i));
       continue;
     }
     if (Job* known = jobs_.find(request->job_id)) {
@@ -166,8 +172,7 @@ void Broker::Loop::on_cancel(const std::string& route, std::string_view body) {
   }
 }
 
-void Broker::Loop::on_fetch(const std::string& route,
-                            const std::vector<std::string_view>& bodies) {
+void Broker::Loop::on_fetch(const std::string& route, const std::vector<std::string_view>& bodies) {
   for (size_t i = 0; i < bodies.size(); ++i) {
     auto ref = sc::decode_job_ref(bodies[i]);
     if (!ref) {
@@ -185,7 +190,8 @@ void Broker::Loop::on_fetch(const std::string& route,
     }
     if (journal_) {
       if (auto a = journal_->answer_of(ref->job_id)) {
-        to_client(route, sc::make_message(static_cast<sc::Command>(a->command), {std::move(a->body)}));
+        to_client(route,
+                  sc::make_message(static_cast<sc::Command>(a->command), {std::move(a->body)}));
         continue;
       }
     }

@@ -32,14 +32,14 @@ ZapVerdict zap_verdict(std::string_view domain, std::string_view mechanism,
   if (list == nullptr) return {false, "", "unknown ZAP domain '" + std::string(domain) + "'"};
   auto it = list->find(key_z85);
   if (it == list->end()) {
-    return {false, "", "key not in the " + std::string(domain == kClientZapDomain ? "client" : "worker") +
-                           " allowlist"};
+    return {false, "",
+            "key not in the " + std::string(domain == kClientZapDomain ? "client" : "worker") +
+                " allowlist"};
   }
   return {true, it->second, ""};
 }
 
-ZapHandler::ZapHandler(zmq::context_t& context, curve::Allowlist clients,
-                       curve::Allowlist workers)
+ZapHandler::ZapHandler(zmq::context_t& context, curve::Allowlist clients, curve::Allowlist workers)
     : socket_(context, zmq::socket_type::rep),
       clients_(std::move(clients)),
       workers_(std::move(workers)) {
@@ -78,9 +78,12 @@ void ZapHandler::handle(const std::vector<zmq::message_t>& request) {
   } else {
     spdlog::debug("{} key {} ('{}') from {} authenticated", domain, key, verdict.user_id, address);
   }
-  const std::vector<std::string> reply = {"1.0", request_id, verdict.allowed ? "200" : "400",
+  const std::vector<std::string> reply = {"1.0",
+                                          request_id,
+                                          verdict.allowed ? "200" : "400",
                                           verdict.allowed ? "OK" : verdict.reason,
-                                          verdict.user_id, ""};
+                                          verdict.user_id,
+                                          ""};
   wire::send_message(socket_, reply);  // REP: the reply always fits
 }
 
@@ -88,9 +91,9 @@ HandshakeMonitor::HandshakeMonitor(zmq::context_t& context, zmq::socket_ref watc
                                    std::string name)
     : socket_(context, zmq::socket_type::pair), name_(std::move(name)) {
   const std::string address = "inproc://paddock-handshakes-" + name_;
-  if (zmq_socket_monitor(watched.handle(), address.c_str(),
-                         ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0) {
+  if (zmq_socket_monitor(
+          watched.handle(), address.c_str(),
+          ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0) {
     throw zmq::error_t();
   }
   socket_.set(zmq::sockopt::linger, 0);
@@ -111,8 +114,8 @@ void HandshakeMonitor::handle_waiting() {
       spdlog::warn("refused a {} connection on {}: it does not use CURVE (no key given?)", name_,
                    std::string(view(frames[1])));
     } else {
-      spdlog::warn("refused a {} connection on {}: handshake failed (event 0x{:x}, 0x{:x})",
-                   name_, std::string(view(frames[1])), event, value);
+      spdlog::warn("refused a {} connection on {}: handshake failed (event 0x{:x}, 0x{:x})", name_,
+                   std::string(view(frames[1])), event, value);
     }
   }
 }

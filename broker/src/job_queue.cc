@@ -37,8 +37,8 @@ std::vector<std::string> Routes::all() const {
 }
 
 QueuedRequest QueuedRequest::of(const schemas::JobRequest& request, std::string encoded) {
-  return QueuedRequest{request.job_id, request.image, request.priority, request.deadline_ms,
-                       request.timeout_ms, std::move(encoded)};
+  return QueuedRequest{request.job_id,      request.image,      request.priority,
+                       request.deadline_ms, request.timeout_ms, std::move(encoded)};
 }
 
 Job* JobQueue::find(const std::string& job_id) {

@@ -153,7 +153,7 @@ class JobQueue {
   size_t queued_ = 0;
   std::unordered_map<std::string, Job> jobs_;
   std::unordered_map<std::string, Order> by_image_;  // images with queued jobs only
-  std::map<int32_t, size_t> by_priority_;  // of order_
+  std::map<int32_t, size_t> by_priority_;            // of order_
 };
 
 }  // namespace paddock::broker

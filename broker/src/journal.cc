@@ -80,15 +80,19 @@ void sql_row_sum(sqlite3_context* ctx, int, sqlite3_value** v) {
     return p ? std::string_view(static_cast<const char*>(p), static_cast<size_t>(n))
              : std::string_view();
   };
-  sqlite3_result_int64(ctx, row_sum(bytes(v[0]), static_cast<uint64_t>(sqlite3_value_int64(v[1])),
-                                    bytes(v[2])));
+  sqlite3_result_int64(
+      ctx, row_sum(bytes(v[0]), static_cast<uint64_t>(sqlite3_value_int64(v[1])), bytes(v[2])));
 }
 
 // The operator's way out of a damaged journal.
 std::string damaged_advice(const std::string& path) {
-  return "with the broker stopped, either move " + path + " and its -wal and -shm files aside "
-         "to start with an empty journal (the jobs it held are then lost), or salvage the rows SQLite "
-         "can still read into a new file (sqlite3 " + path + " .dump | sqlite3 NEW.db) and "
+  return "with the broker stopped, either move " + path +
+         " and its -wal and -shm files aside "
+         "to start with an empty journal (the jobs it held are then lost), or salvage the rows "
+         "SQLite "
+         "can still read into a new file (sqlite3 " +
+         path +
+         " .dump | sqlite3 NEW.db) and "
          "start on that: rows whose checksums fail are then quarantined and answered "
          "JournalDamaged (107)";
 }
@@ -124,7 +128,8 @@ void bind_blob(sqlite3_stmt* st, int i, std::string_view v) {
 }
 std::string column_blob(sqlite3_stmt* st, int i) {
   const void* p = sqlite3_column_blob(st, i);
-  return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(st, i)))
+  return p ? std::string(static_cast<const char*>(p),
+                         static_cast<size_t>(sqlite3_column_bytes(st, i)))
            : std::string();
 }
 // A TEXT column's bytes as stored (UTF-8 journals: no conversion), NULs and all.
@@ -219,8 +224,8 @@ std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& err
   // The first read tells whether this is a database at all (SQLITE_NOTADB) or a damaged one.
   std::string e;
   if (!exec(j->db_, read_only ? "PRAGMA schema_version" : "PRAGMA journal_mode=WAL", e)) {
-    error = where + "not a usable database (" + e + "); it is corrupt or not a journal: " +
-            damaged_advice(path);
+    error = where + "not a usable database (" + e +
+            "); it is corrupt or not a journal: " + damaged_advice(path);
     return nullptr;
   }
   {
@@ -264,9 +269,10 @@ std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& err
     // version is told by the columns its jobs table has (none: a new file).
     version = version_of_columns(j->db_);
     if (version > 0) {
-      spdlog::warn("journal {}: no schema version recorded; its tables are those of version {} "
-                   "(a journal salvaged with .dump?)",
-                   path, version);
+      spdlog::warn(
+          "journal {}: no schema version recorded; its tables are those of version {} "
+          "(a journal salvaged with .dump?)",
+          path, version);
     }
   }
   if (version > kSchemaVersion) {
@@ -280,7 +286,7 @@ std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& err
       return nullptr;
     }
     j->sums_ = version >= 3;  // an older journal is read as it is, without checksums
-    return j;  // reads only: no statements for writes
+    return j;                 // reads only: no statements for writes
   }
   // Durable at every commit (FULL): a commit is once per loop turn, however many jobs it holds.
   if (!exec(j->db_, "PRAGMA synchronous=FULL", e)) {
@@ -310,9 +316,10 @@ std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& err
   if (!upgraded) {
     std::string ignored;
     (void)exec(j->db_, "ROLLBACK", ignored);
-    error = where + (version > 0 && version < kSchemaVersion
-                         ? "cannot upgrade from schema version " + std::to_string(version) + ": "
-                         : "cannot set up: ") +
+    error = where +
+            (version > 0 && version < kSchemaVersion
+                 ? "cannot upgrade from schema version " + std::to_string(version) + ": "
+                 : "cannot set up: ") +
             e;
     return nullptr;
   }
@@ -450,10 +457,10 @@ Journal::Answer Journal::quarantine(int64_t row, std::string_view job_id, uint32
   sqlite3_bind_int64(quarantine_mark_, 8, row_sum(job_id, a.command, a.body));
   step_reset(quarantine_mark_, "answer a damaged row");
   ++quarantined_;
-  spdlog::error("journal {}: job '{}' (row {}): its stored {} failed its checksum; quarantined "
-                "(table quarantine) and answered {} ({}){}",
-                path_, job_id, row, damaged, e.variant, e.code,
-                what == Damage::kRequest ? ", not run" : "");
+  spdlog::error(
+      "journal {}: job '{}' (row {}): its stored {} failed its checksum; quarantined "
+      "(table quarantine) and answered {} ({}){}",
+      path_, job_id, row, damaged, e.variant, e.code, what == Damage::kRequest ? ", not run" : "");
   return a;
 }
 
@@ -515,8 +522,8 @@ std::string Journal::check_files() {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {
       if (!id.known) return "";
-      return errno == ENOENT ? "was removed or renamed" : std::string("cannot be seen: ") +
-                                                              std::strerror(errno);
+      return errno == ENOENT ? "was removed or renamed"
+                             : std::string("cannot be seen: ") + std::strerror(errno);
     }
     if (!id.known) {
       id = {st.st_dev, st.st_ino, true};
@@ -532,30 +539,32 @@ std::string Journal::check_files() {
   if (db.empty() && wal.empty() && lock.empty()) return "";
   std::string what;
   if (!db.empty()) {
-    what = path_ + " " + db + " while the broker ran: what it committed since is in a file "
+    what = path_ + " " + db +
+           " while the broker ran: what it committed since is in a file "
            "nobody will read";
   } else if (!wal.empty()) {
     // The connection still has the -wal it opened: copy what it holds into the database file
     // (still the one opened), so that the next start finds every job committed.
     sqlite3_stmt* st = nullptr;
     bool saved = false;
-    if (sqlite3_prepare_v2(db_, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, nullptr) ==
-            SQLITE_OK &&
+    if (sqlite3_prepare_v2(db_, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, nullptr) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW) {
-      saved = sqlite3_column_int(st, 0) == 0 &&
-              sqlite3_column_int(st, 1) == sqlite3_column_int(st, 2);
+      saved =
+          sqlite3_column_int(st, 0) == 0 && sqlite3_column_int(st, 1) == sqlite3_column_int(st, 2);
     }
     sqlite3_finalize(st);
     what = wal_path + " " + wal + " while the broker ran; " +
            (saved ? "what it held was checkpointed into " + path_ +
                         " first, so every job committed is kept for the next start"
-                  : "checkpointing what it held into " + path_ + " failed (" +
-                        message_of(db_) + "): jobs committed since the last checkpoint are lost");
+                  : "checkpointing what it held into " + path_ + " failed (" + message_of(db_) +
+                        "): jobs committed since the last checkpoint are lost");
   } else {
-    what = lock_path + " " + lock + " while the broker ran: a second broker could open this "
+    what = lock_path + " " + lock +
+           " while the broker ran: a second broker could open this "
            "journal beside this one";
   }
-  broken_ = what + "; stopping (keep other programs and cleanup jobs out of the broker's state "
+  broken_ = what +
+            "; stopping (keep other programs and cleanup jobs out of the broker's state "
             "directory)";
   return broken_;
 }
@@ -676,8 +685,8 @@ std::vector<Journal::Failed> Journal::failed(size_t limit) {
     Failed f{column_text(st, 0), column_blob(st, 1),
              static_cast<uint64_t>(sqlite3_column_int64(st, 2))};
     if (!sum_ok(st, 3, f.job_id, static_cast<uint8_t>(sc::Command::kError), f.body)) {
-      spdlog::warn("journal {}: job '{}': its stored answer failed its checksum; left out",
-                   path_, f.job_id);
+      spdlog::warn("journal {}: job '{}': its stored answer failed its checksum; left out", path_,
+                   f.job_id);
       continue;
     }
     out.push_back(std::move(f));
@@ -688,8 +697,9 @@ std::vector<Journal::Failed> Journal::failed(size_t limit) {
 
 std::optional<Journal::Stored> Journal::stored(std::string_view job_id) {
   sqlite3_stmt* st = nullptr;
-  const std::string sql = std::string("SELECT request, accepted_ms, attempt, dispatched, "
-                                      "answer_cmd, answer, finished_ms, ") +
+  const std::string sql = std::string(
+                              "SELECT request, accepted_ms, attempt, dispatched, "
+                              "answer_cmd, answer, finished_ms, ") +
                           (sums_ ? "request_sum, answer_sum" : "NULL, NULL") +
                           " FROM jobs WHERE job_id = ?1";
   if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) return std::nullopt;
@@ -711,8 +721,7 @@ std::optional<Journal::Stored> Journal::stored(std::string_view job_id) {
         s.answer = std::move(a);
         s.finished_unix_ms = static_cast<uint64_t>(sqlite3_column_int64(st, 6));
       } else {
-        spdlog::warn("journal {}: job '{}': its stored answer failed its checksum", path_,
-                     job_id);
+        spdlog::warn("journal {}: job '{}': its stored answer failed its checksum", path_, job_id);
       }
     }
     out = std::move(s);

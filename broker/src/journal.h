@@ -73,8 +73,8 @@ class Journal final : public Store {
   // A CANCEL of a running job: a restarted broker answers Cancelled instead of running it again.
   void cancel_requested(std::string_view job_id) override;
   // The first answer stored for a job wins; a second one (a duplicate result) is ignored.
-  void finished(std::string_view job_id, uint8_t command, std::string_view body,
-                uint64_t unix_ms, int64_t row = 0) override;
+  void finished(std::string_view job_id, uint8_t command, std::string_view body, uint64_t unix_ms,
+                int64_t row = 0) override;
   // Commits what the turn wrote. false (and `error`) if it could not: the broker then must not
   // send what depended on it, and stops. Also false once anything of this turn read or wrote hit
   // damage SQLite reported (SQLITE_CORRUPT, SQLITE_NOTADB), and when the journal's files are not
@@ -153,7 +153,7 @@ class Journal final : public Store {
   sqlite3_stmt* expire_ = nullptr;
   sqlite3_stmt* quarantine_copy_ = nullptr;
   sqlite3_stmt* quarantine_mark_ = nullptr;
-  bool sums_ = true;  // the schema has request_sum and answer_sum (version 3 and later)
+  bool sums_ = true;         // the schema has request_sum and answer_sum (version 3 and later)
   std::string write_error_;  // the first statement that failed in this transaction
   std::string broken_;       // damage or files gone: every commit() fails with this from now on
   uint64_t quarantined_ = 0;

@@ -20,11 +20,11 @@
 #include "job_queue.h"
 #include "journal.h"
 #include "log_limiter.h"
-#include "pg_store.h"
 #include "paddock/broker/broker.h"
 #include "paddock/metrics/http_server.h"
 #include "paddock/schemas/codes.h"
 #include "paddock/schemas/frames.h"
+#include "pg_store.h"
 #include "worker_registry.h"
 
 namespace paddock::broker {
@@ -40,7 +40,7 @@ class Broker::Loop {
   zmq::socket_t workers;
   std::string client_endpoint;
   std::string worker_endpoint;
-  std::string metrics_address;  // bound; "" without a metrics server
+  std::string metrics_address;   // bound; "" without a metrics server
   std::string curve_public_key;  // "" in plaintext
 
  private:
@@ -150,7 +150,8 @@ class Broker::Loop {
   PgStore* shared_ = nullptr;  // journal_, when it is the shared queue
   // Routes waiting for jobs this broker does not hold (another broker claimed them, or nobody yet).
   std::unordered_map<std::string, Routes> waiters_;
-  // A NOTIFY said jobs were queued, or the last claim got all it asked for: claim when credits free.
+  // A NOTIFY said jobs were queued, or the last claim got all it asked for: claim when credits
+  // free.
   bool claim_wanted_ = true;
   Clock::time_point next_claim_;  // otherwise claims are tried this often (kClaimPoll)
   Clock::time_point next_rejoin_;

@@ -5,11 +5,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "paddock/broker/broker.h"
 #include "state_dir.h"
@@ -99,19 +99,20 @@ int main(int argc, char** argv) {
       "(default: $STATE_DIRECTORY, else /var/lib/paddock/broker for root, else "
       "${XDG_STATE_HOME:-~/.local/state}/paddock/broker)");
   bool no_journal = false;
-  auto* no_journal_opt = app.add_flag("--no-journal", no_journal,
-               "keep jobs in memory only: a restart loses every job not yet answered (logs a "
-               "warning)")
-      ->excludes(journal_opt)
-      ->excludes(state_opt);
-  app.add_option("--store", opt.store_url,
-                     "keep the queue in PostgreSQL instead of the journal: a libpq URI or "
-                     "connection string (postgresql://USER@HOST/DB); every broker given the same "
-                     "database shares one queue (broker/README.md, \"Several brokers on "
-                     "PostgreSQL\"); a password belongs in ~/.pgpass or PGPASSFILE, not here")
+  auto* no_journal_opt =
+      app.add_flag("--no-journal", no_journal,
+                   "keep jobs in memory only: a restart loses every job not yet answered (logs a "
+                   "warning)")
           ->excludes(journal_opt)
-          ->excludes(state_opt)
-          ->excludes(no_journal_opt);
+          ->excludes(state_opt);
+  app.add_option("--store", opt.store_url,
+                 "keep the queue in PostgreSQL instead of the journal: a libpq URI or "
+                 "connection string (postgresql://USER@HOST/DB); every broker given the same "
+                 "database shares one queue (broker/README.md, \"Several brokers on "
+                 "PostgreSQL\"); a password belongs in ~/.pgpass or PGPASSFILE, not here")
+      ->excludes(journal_opt)
+      ->excludes(state_opt)
+      ->excludes(no_journal_opt);
   app.add_option("--lease-ms", opt.lease_ms,
                  "with --store: a broker that has not renewed its lease this long is dead, and "
                  "the jobs it claimed go back to the queue")
@@ -122,9 +123,10 @@ int main(int argc, char** argv) {
   app.add_option("--result-ttl-s", result_ttl_s, "stored answers are kept this long for FETCH")
       ->check(CLI::Range(uint64_t{1}, uint64_t{365} * 86'400))
       ->capture_default_str();
-  app.add_option("--metrics-address", opt.metrics_address,
-                 "serve Prometheus metrics at http://HOST:PORT/metrics (':PORT' is loopback, port 0 "
-                 "an ephemeral one; no authentication: keep it on loopback or a trusted network)");
+  app.add_option(
+      "--metrics-address", opt.metrics_address,
+      "serve Prometheus metrics at http://HOST:PORT/metrics (':PORT' is loopback, port 0 "
+      "an ephemeral one; no authentication: keep it on loopback or a trusted network)");
   std::string dashboard_token_file;
   app.add_option("--dashboard-token-file", dashboard_token_file,
                  "the dashboard (on the metrics address) needs this operator token (the file's "
@@ -179,8 +181,9 @@ int main(int argc, char** argv) {
   } else if (opt.journal_path.empty()) {
     if (state_dir.empty()) state_dir = paddock::broker::default_state_dir();
     if (state_dir.empty()) {
-      std::fprintf(stderr, "no state directory: HOME is not set; give --state-dir, --journal or "
-                           "--no-journal\n");
+      std::fprintf(stderr,
+                   "no state directory: HOME is not set; give --state-dir, --journal or "
+                   "--no-journal\n");
       return 2;
     }
     std::error_code ec;
@@ -210,16 +213,18 @@ int main(int argc, char** argv) {
     }
     if (!dashboard_token_file.empty()) {
       if (opt.metrics_address.empty()) {
-        throw std::runtime_error("--dashboard-token-file needs --metrics-address (the dashboard "
-                                 "is served there)");
+        throw std::runtime_error(
+            "--dashboard-token-file needs --metrics-address (the dashboard "
+            "is served there)");
       }
       opt.dashboard_token = paddock::broker::read_dashboard_token(dashboard_token_file);
     }
     if (!opt.store_url.empty()) {
       // The store logs where it is (without a password) once connected.
     } else if (opt.journal_path.empty()) {
-      spdlog::warn("no journal (--no-journal): jobs are held in memory only, and a restart loses "
-                   "every job not yet answered");
+      spdlog::warn(
+          "no journal (--no-journal): jobs are held in memory only, and a restart loses "
+          "every job not yet answered");
     } else {
       spdlog::info("journal {}", opt.journal_path);
     }

@@ -225,8 +225,8 @@ std::string message_of(pg_conn* c) {
 std::string server_of(pg_conn* c) {
   if (c == nullptr) return "?";
   std::string s = std::string("host=") + (PQhost(c) ? PQhost(c) : "?") +
-                  " port=" + (PQport(c) ? PQport(c) : "?") + " dbname=" + (PQdb(c) ? PQdb(c) : "?") +
-                  " user=" + (PQuser(c) ? PQuser(c) : "?");
+                  " port=" + (PQport(c) ? PQport(c) : "?") +
+                  " dbname=" + (PQdb(c) ? PQdb(c) : "?") + " user=" + (PQuser(c) ? PQuser(c) : "?");
   return s;
 }
 
@@ -316,7 +316,8 @@ bool PgStore::connect(std::string& error, bool reader) {
       return false;
     }
     if (version == 0 &&
-        !exec(("INSERT INTO paddock_schema VALUES (" + std::to_string(kSchemaVersion) + ")").c_str())) {
+        !exec(("INSERT INTO paddock_schema VALUES (" + std::to_string(kSchemaVersion) + ")")
+                  .c_str())) {
       return false;
     }
   }
@@ -420,8 +421,12 @@ bool PgStore::submit_all(const std::vector<Submission>& submissions, uint64_t un
       sql += "($" + std::to_string(k + 1) + ",$" + std::to_string(k + 2) + ",$" +
              std::to_string(k + 3) + "::integer,$" + std::to_string(k + 4) + "::bigint,$" +
              std::to_string(k + 5) + "::bytea,$" + std::to_string(k + 6) + "::bigint)";
-      p.text(r.job_id).text(r.image).num(r.priority).num(static_cast<int64_t>(r.deadline_ms))
-          .bytes(submissions[i].body).num(static_cast<int64_t>(unix_ms));
+      p.text(r.job_id)
+          .text(r.image)
+          .num(r.priority)
+          .num(static_cast<int64_t>(r.deadline_ms))
+          .bytes(submissions[i].body)
+          .num(static_cast<int64_t>(unix_ms));
     }
     sql += " ON CONFLICT (job_id) DO NOTHING RETURNING job_id";
     Result r = exec(conn_, sql, p);
@@ -461,8 +466,8 @@ bool PgStore::submit_all(const std::vector<Submission>& submissions, uint64_t un
       for (size_t i : index[id]) {
         if (answered) {
           outcome[i] = Submitted::kAnswered;
-          answers[i] = Answer{static_cast<uint8_t>(int_at(r.get(), row, 2)),
-                              bytes_at(r.get(), row, 3)};
+          answers[i] =
+              Answer{static_cast<uint8_t>(int_at(r.get(), row, 2)), bytes_at(r.get(), row, 3)};
         } else if (outcome[i] == Submitted::kFailed) {
           outcome[i] = Submitted::kHeld;
         }
@@ -534,11 +539,12 @@ std::vector<PgStore::Claimed> PgStore::claim_expired(uint64_t now_unix_ms, size_
 }
 
 std::vector<PgStore::Claimed> PgStore::claim_unknown_image(uint64_t accepted_before_unix_ms,
-                                                          size_t limit) {
+                                                           size_t limit) {
   begin();
   if (!healthy_) return {};
   Params p;
-  p.text(broker_id_).num(static_cast<int64_t>(accepted_before_unix_ms))
+  p.text(broker_id_)
+      .num(static_cast<int64_t>(accepted_before_unix_ms))
       .num(static_cast<int64_t>(limit));
   Result r = run(conn_, "claim_unknown_image", p);
   if (!ok(r)) {
@@ -591,8 +597,8 @@ bool PgStore::finish_all(const std::vector<Finish>& answers, uint64_t unix_ms,
       const auto& a = answers[order[k]];
       const int n = static_cast<int>((k - start) * 3);
       if (k > start) values += ',';
-      values += "($" + std::to_string(n + 1) + "::text,$" + std::to_string(n + 2) +
-                "::smallint,$" + std::to_string(n + 3) + "::bytea)";
+      values += "($" + std::to_string(n + 1) + "::text,$" + std::to_string(n + 2) + "::smallint,$" +
+                std::to_string(n + 3) + "::bytea)";
       p.text(a.job_id).num(a.command).bytes(a.body);
     }
     const int when = static_cast<int>((end - start) * 3 + 1);
@@ -604,7 +610,9 @@ bool PgStore::finish_all(const std::vector<Finish>& answers, uint64_t unix_ms,
         "locked AS (SELECT j.job_id FROM paddock_jobs j JOIN v ON j.job_id = v.job_id "
         "  WHERE j.state <> 2 ORDER BY j.job_id FOR UPDATE OF j) "
         "UPDATE paddock_jobs j SET state = 2, owner = NULL, answer_cmd = v.cmd, answer = v.body, "
-        "finished_ms = $" + std::to_string(when) + "::bigint FROM v, locked "
+        "finished_ms = $" +
+        std::to_string(when) +
+        "::bigint FROM v, locked "
         "WHERE j.job_id = v.job_id AND j.job_id = locked.job_id AND j.state <> 2 "
         "RETURNING j.job_id";
     Result r = exec(conn_, sql, p);
@@ -718,9 +726,9 @@ std::vector<std::pair<std::string, Store::Answer>> PgStore::answers_of(
     for (int row = 0; row < PQntuples(r.get()); ++row) {
       if (missing != nullptr) found.insert(bytes_at(r.get(), row, 0));
       if (int_at(r.get(), row, 3) != 2) continue;
-      out.emplace_back(bytes_at(r.get(), row, 0),
-                       Answer{static_cast<uint8_t>(int_at(r.get(), row, 1)),
-                              bytes_at(r.get(), row, 2)});
+      out.emplace_back(
+          bytes_at(r.get(), row, 0),
+          Answer{static_cast<uint8_t>(int_at(r.get(), row, 1)), bytes_at(r.get(), row, 2)});
     }
   }
   if (missing != nullptr) {

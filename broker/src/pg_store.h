@@ -40,7 +40,7 @@ class PgStore final : public Store {
  public:
   struct Settings {
     std::string conninfo;  // a libpq connection string or URI: "postgresql://…", "host=… dbname=…"
-    std::string broker_name;  // prefix of this broker's id (host and pid are added)
+    std::string broker_name;     // prefix of this broker's id (host and pid are added)
     uint32_t lease_ms = 10'000;  // a broker that has not renewed its lease for this long is dead
     uint32_t connect_timeout_s = 5;
   };
@@ -59,8 +59,8 @@ class PgStore final : public Store {
   std::string describe() const override;
   void dispatched(std::string_view job_id, uint32_t attempt, int64_t row = 0) override;
   void cancel_requested(std::string_view job_id) override;
-  void finished(std::string_view job_id, uint8_t command, std::string_view body,
-                uint64_t unix_ms, int64_t row = 0) override;
+  void finished(std::string_view job_id, uint8_t command, std::string_view body, uint64_t unix_ms,
+                int64_t row = 0) override;
   bool commit(std::string& error) override;
   bool dirty() const override { return in_transaction_; }
   std::optional<Answer> answer_of(std::string_view job_id) override;
@@ -124,8 +124,8 @@ class PgStore final : public Store {
   // The stored answers of those of `job_ids` that have one (one statement per 1000 ids). With
   // `missing`, also the ids the queue does not hold at all (never stored, or expired); not filled
   // if a statement failed.
-  std::vector<std::pair<std::string, Answer>> answers_of(const std::vector<std::string>& job_ids,
-                                                         std::vector<std::string>* missing = nullptr);
+  std::vector<std::pair<std::string, Answer>> answers_of(
+      const std::vector<std::string>& job_ids, std::vector<std::string>* missing = nullptr);
 
   // Renews this broker's lease (and the images its workers have, for the others to see). false if
   // the lease had lapsed (the row is gone: other brokers may have taken its jobs).

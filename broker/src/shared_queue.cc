@@ -70,8 +70,8 @@ void Broker::Loop::flush_shared_answers() {
     auto it = stored.find(a.job_id);
     if (it == stored.end()) continue;
     for (const auto& route : a.routes.all()) {
-      to_client(route, sc::make_message(static_cast<sc::Command>(it->second.command),
-                                        {it->second.body}));
+      to_client(route,
+                sc::make_message(static_cast<sc::Command>(it->second.command), {it->second.body}));
     }
   }
 }
@@ -105,8 +105,9 @@ void Broker::Loop::shared_turn_start() {
 
 std::vector<std::string> Broker::Loop::unknown_in_queue(const std::string& job_id) {
   const auto u = error_frame(job_id, sc::JobCode::kUnknownJob,
-                             "job '" + job_id + "' is not in the shared queue (never accepted, "
-                             "or its answer expired)",
+                             "job '" + job_id +
+                                 "' is not in the shared queue (never accepted, "
+                                 "or its answer expired)",
                              0, false);
   return sc::make_message(sc::Command::kError, {sc::encode(u)});
 }
@@ -217,24 +218,26 @@ void Broker::Loop::submit_shared(const std::string& route, const std::vector<Sha
         replies[index[i]].accepted = id;
         known_answers.push_back(std::move(*answers[i]));
         break;
-      case PgStore::Submitted::kFailed: break;
+      case PgStore::Submitted::kFailed:
+        break;
     }
   }
 }
 
 void Broker::Loop::cancel_shared(const std::string& route, const std::string& job_id) {
-  const auto e = error_frame(job_id, sc::JobCode::kCancelled, "cancelled before it started", 1,
-                             false);
+  const auto e =
+      error_frame(job_id, sc::JobCode::kCancelled, "cancelled before it started", 1, false);
   const std::string body = sc::encode(e);
-  switch (shared_->cancel(job_id, static_cast<uint8_t>(sc::Command::kError), body,
-                          now_unix_ms())) {
+  switch (shared_->cancel(job_id, static_cast<uint8_t>(sc::Command::kError), body, now_unix_ms())) {
     case PgStore::Cancel::kQueued:
       ++stats_.errors;
       metrics_.failed(e.code, e.variant);
       // The NOTIFY of the stored answer tells every waiter, this route among them.
       waiters_[job_id].watch(route);
       break;
-    case PgStore::Cancel::kRunning: waiters_[job_id].watch(route); break;
+    case PgStore::Cancel::kRunning:
+      waiters_[job_id].watch(route);
+      break;
     case PgStore::Cancel::kAnswered:
       if (auto a = shared_->answer_of(job_id)) {
         to_client(route, sc::make_message(static_cast<sc::Command>(a->command), {a->body}));
@@ -244,7 +247,8 @@ void Broker::Loop::cancel_shared(const std::string& route, const std::string& jo
       to_client(route, unknown_in_queue(job_id));
       break;
     }
-    case PgStore::Cancel::kFailed: break;  // the turn fails at its commit
+    case PgStore::Cancel::kFailed:
+      break;  // the turn fails at its commit
   }
 }
 
@@ -257,8 +261,8 @@ void Broker::Loop::fetch_shared(const std::string& route, const std::string& job
     return;
   }
   if (s && s->answer) {
-    to_client(route, sc::make_message(static_cast<sc::Command>(s->answer->command),
-                                      {s->answer->body}));
+    to_client(route,
+              sc::make_message(static_cast<sc::Command>(s->answer->command), {s->answer->body}));
     return;
   }
   if (s) {
@@ -304,11 +308,10 @@ void Broker::Loop::claim_for_credits() {
         continue;
       }
       // Its age counts from its acceptance, on whichever broker that was.
-      const auto age = std::chrono::milliseconds(now_ms > c.accepted_unix_ms
-                                                     ? now_ms - c.accepted_unix_ms
-                                                     : 0);
-      Job& job = jobs_.push(QueuedRequest::of(*request, std::move(c.request)), std::string(),
-                            now_ - age);
+      const auto age =
+          std::chrono::milliseconds(now_ms > c.accepted_unix_ms ? now_ms - c.accepted_unix_ms : 0);
+      Job& job =
+          jobs_.push(QueuedRequest::of(*request, std::move(c.request)), std::string(), now_ - age);
       if (auto w = waiters_.find(c.job_id); w != waiters_.end()) {
         job.routes = std::move(w->second);
         waiters_.erase(w);
@@ -358,8 +361,7 @@ void Broker::Loop::shared_tick() {
                          "deadline passed before a worker could start the job", c.attempt, false);
     ++stats_.errors;
     metrics_.failed(e.code, e.variant);
-    journal_->finished(c.job_id, static_cast<uint8_t>(sc::Command::kError), sc::encode(e),
-                       now_ms);
+    journal_->finished(c.job_id, static_cast<uint8_t>(sc::Command::kError), sc::encode(e), now_ms);
   }
   // Images no broker's workers have (every broker publishes its workers' images with its lease):
   // after the grace, answered as one broker would.
@@ -370,11 +372,11 @@ void Broker::Loop::shared_tick() {
     for (auto& c : shared_->claim_unknown_image(now_ms - options_.image_grace_ms, kMaxClaim)) {
       auto request = sc::decode_job_request(c.request);
       const std::string image = request ? request->image : "?";
-      auto e = error_frame(c.job_id, sc::JobCode::kUnknownImage,
-                           "no worker of any broker has image '" + image +
-                               "' (this broker's workers have: " + (have.empty() ? "none" : have) +
-                               ")",
-                           c.attempt, false);
+      auto e =
+          error_frame(c.job_id, sc::JobCode::kUnknownImage,
+                      "no worker of any broker has image '" + image +
+                          "' (this broker's workers have: " + (have.empty() ? "none" : have) + ")",
+                      c.attempt, false);
       ++stats_.errors;
       metrics_.failed(e.code, e.variant);
       journal_->finished(c.job_id, static_cast<uint8_t>(sc::Command::kError), sc::encode(e),
@@ -385,9 +387,10 @@ void Broker::Loop::shared_tick() {
 }
 
 void Broker::Loop::shared_failed(const std::string& error) {
-  spdlog::error("{}; {} message(s) of this turn are not sent (their writes did not commit), the "
-                "{} job(s) held here are forgotten, and the broker re-joins the shared queue",
-                error, outbox_.size(), jobs_.size());
+  spdlog::error(
+      "{}; {} message(s) of this turn are not sent (their writes did not commit), the "
+      "{} job(s) held here are forgotten, and the broker re-joins the shared queue",
+      error, outbox_.size(), jobs_.size());
   outbox_.clear();
   for (const auto& a : shared_answers_) waiters_[a.job_id].merge(a.routes);
   shared_answers_.clear();

@@ -5,8 +5,8 @@
 // ${XDG_STATE_HOME:-$HOME/.local/state}/paddock/broker. Empty if none applies (no HOME).
 #pragma once
 
-#include <string>
 #include <sys/types.h>
+#include <string>
 
 namespace paddock::broker {
 

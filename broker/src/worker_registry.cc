@@ -34,8 +34,7 @@ void WorkerRegistry::drain(WorkerState& w) {
   w.credits = 0;
 }
 
-std::set<std::string> WorkerRegistry::remove(const std::string& routing_id,
-                                             Clock::time_point now) {
+std::set<std::string> WorkerRegistry::remove(const std::string& routing_id, Clock::time_point now) {
   auto it = workers_.find(routing_id);
   if (it == workers_.end()) return {};
   for (const auto& image : it->second.images) {

@@ -27,13 +27,13 @@ struct WorkerState {
   uint32_t credits = 0;
   bool draining = false;
   std::vector<std::string> images;  // from READY's "image:<name>" capabilities; distinct
-  std::set<std::string> jobs;  // job ids in flight on this worker
+  std::set<std::string> jobs;       // job ids in flight on this worker
   Clock::time_point last_seen;
   // What the dashboard shows of it.
-  std::string host;     // its connection's peer address; "" if ZeroMQ did not say
+  std::string host;  // its connection's peer address; "" if ZeroMQ did not say
   // From its latest HEARTBEAT's WorkerStatus; nullopt until one came (an older worker sends none).
   std::optional<schemas::WorkerStatus> status;
-  std::string backend;  // READY's "backend:<name>" capability; "" if none
+  std::string backend;       // READY's "backend:<name>" capability; "" if none
   uint32_t ready_slots = 0;  // the credits READY granted
   uint64_t connected_unix_ms = 0;
   uint64_t answered = 0;  // RESULTs and ERRORs it sent
@@ -82,7 +82,7 @@ class WorkerRegistry {
   struct ImageRing {
     std::deque<std::string> ready;  // routing ids; may hold stale ones, skipped lazily
     std::unordered_set<std::string> in_ready;
-    size_t workers = 0;  // connected workers that have the image
+    size_t workers = 0;          // connected workers that have the image
     Clock::time_point last_had;  // when the last of them left
   };
   void enlist(WorkerState& w);

@@ -71,14 +71,19 @@ void Broker::Loop::on_worker_message(const std::string& route,
       break;
     }
     case sc::Command::kResult:
-    case sc::Command::kError: on_outcome(*w, env->command, env->bodies[0]); break;
+    case sc::Command::kError:
+      on_outcome(*w, env->command, env->bodies[0]);
+      break;
     case sc::Command::kDrain:
       spdlog::info("worker '{}' drains; {} job(s) in flight", w->worker_id, w->jobs.size());
       registry_.drain(*w);
       to_worker(route, sc::make_message(sc::Command::kDrained));
       break;
-    case sc::Command::kDisconnect: worker_gone(route, "disconnected"); break;
-    default: break;
+    case sc::Command::kDisconnect:
+      worker_gone(route, "disconnected");
+      break;
+    default:
+      break;
   }
 }
 
@@ -154,8 +159,8 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
       if (held->state == Job::State::kRunning) {
         if (WorkerState* other = registry_.find(held->worker)) {
           other->jobs.erase(job_id);
-          to_worker(held->worker, sc::make_message(sc::Command::kCancel,
-                                                   {sc::encode(sc::JobRef{job_id})}));
+          to_worker(held->worker,
+                    sc::make_message(sc::Command::kCancel, {sc::encode(sc::JobRef{job_id})}));
         }
       }
       auto job = jobs_.remove(job_id);
@@ -192,8 +197,9 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
   w.jobs.erase(job_id);
   if (retryable && !held->cancel_requested && held->attempt < options_.max_attempts) {
     // A host-side fault on that worker: worth another try, after a backoff with jitter.
-    const uint64_t exp = std::min<uint64_t>(uint64_t{options_.retry_base_ms} << std::min<uint32_t>(held->attempt - 1, 20),
-                                            options_.retry_cap_ms);
+    const uint64_t exp = std::min<uint64_t>(
+        uint64_t{options_.retry_base_ms} << std::min<uint32_t>(held->attempt - 1, 20),
+        options_.retry_cap_ms);
     std::uniform_real_distribution<double> jitter(0.5, 1.0);
     const auto delay = std::chrono::milliseconds(static_cast<uint64_t>(exp * jitter(rng_)));
     if (protocol_log_.allow()) {

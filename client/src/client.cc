@@ -1,9 +1,9 @@
 #include "paddock/client/client.h"
 
-#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
 #include "paddock/schemas/limits.h"
+#include "paddock/wire/zmq_frames.h"
 
 namespace paddock::client {
 
@@ -50,10 +50,15 @@ void Client::fail_over() {
 void Client::watch(const Event& ev) {
   last_heard_ = Clock::now();
   switch (ev.kind) {
-    case Event::Kind::kResult: open_.erase(ev.result.job_id); break;
+    case Event::Kind::kResult:
+      open_.erase(ev.result.job_id);
+      break;
     case Event::Kind::kError:
-    case Event::Kind::kRejected: open_.erase(ev.error.job_id); break;
-    default: break;
+    case Event::Kind::kRejected:
+      open_.erase(ev.error.job_id);
+      break;
+    default:
+      break;
   }
 }
 
@@ -97,8 +102,7 @@ void Client::fetch(const std::string& job_id) {
 void Client::ping() { send(sc::make_message(sc::Command::kPing)); }
 
 bool Client::try_ping() {
-  return wire::send_message(socket_, sc::make_message(sc::Command::kPing)) ==
-         wire::SendStatus::kOk;
+  return wire::send_message(socket_, sc::make_message(sc::Command::kPing)) == wire::SendStatus::kOk;
 }
 
 std::optional<Event> Client::next(std::chrono::milliseconds timeout) {
@@ -174,8 +178,12 @@ std::optional<Event> Client::read_one() {
       ev.accepted_ids = std::move(a->job_ids);
       break;
     }
-    case sc::Command::kRejected: fill_error(Event::Kind::kRejected); break;
-    case sc::Command::kError: fill_error(Event::Kind::kError); break;
+    case sc::Command::kRejected:
+      fill_error(Event::Kind::kRejected);
+      break;
+    case sc::Command::kError:
+      fill_error(Event::Kind::kError);
+      break;
     case sc::Command::kResult: {
       auto r = sc::decode_job_result(body);
       if (!r) {
@@ -186,8 +194,12 @@ std::optional<Event> Client::read_one() {
       ev.result = std::move(r.value());
       break;
     }
-    case sc::Command::kPong: ev.kind = Event::Kind::kPong; break;
-    default: ev.detail = "unexpected command"; break;
+    case sc::Command::kPong:
+      ev.kind = Event::Kind::kPong;
+      break;
+    default:
+      ev.detail = "unexpected command";
+      break;
   }
   return ev;
 }

@@ -134,8 +134,9 @@ std::string public_of(const std::string& secret) {
 std::string parse_secret_key(std::string_view text, const std::string& source) {
   const auto lines = content_lines(text);
   if (lines.size() != 1 || !valid_key(lines[0])) {
-    throw KeyError(source + ": expected one 40-character Z85 secret key (a NAME.key file from "
-                            "'paddock keys generate')");
+    throw KeyError(source +
+                   ": expected one 40-character Z85 secret key (a NAME.key file from "
+                   "'paddock keys generate')");
   }
   return lines[0];
 }
@@ -143,8 +144,9 @@ std::string parse_secret_key(std::string_view text, const std::string& source) {
 std::string parse_public_key(std::string_view text, const std::string& source) {
   const auto lines = content_lines(text);
   if (lines.size() != 1 || !valid_key(split_key_line(lines[0]).first)) {
-    throw KeyError(source + ": expected one 40-character Z85 public key (a NAME.pub file "
-                            "from 'paddock keys generate')");
+    throw KeyError(source +
+                   ": expected one 40-character Z85 public key (a NAME.pub file "
+                   "from 'paddock keys generate')");
   }
   return split_key_line(lines[0]).first;
 }
@@ -213,12 +215,14 @@ std::optional<ClientKeys> load_client_keys(const std::string& server_public_key,
                                            const std::string& own_secret_key_file) {
   if (server_public_key.empty() && own_secret_key_file.empty()) return std::nullopt;
   if (server_public_key.empty()) {
-    throw KeyError("a CURVE key (--curve-key) needs the broker's public key too "
-                   "(--broker-public-key)");
+    throw KeyError(
+        "a CURVE key (--curve-key) needs the broker's public key too "
+        "(--broker-public-key)");
   }
   if (own_secret_key_file.empty()) {
-    throw KeyError("the broker's public key (--broker-public-key) needs this side's own secret "
-                   "key too (--curve-key)");
+    throw KeyError(
+        "the broker's public key (--broker-public-key) needs this side's own secret "
+        "key too (--curve-key)");
   }
   if (!curve_available()) throw KeyError("this libzmq was built without CURVE");
   return ClientKeys{read_public_key(server_public_key), read_secret_key(own_secret_key_file)};

@@ -98,7 +98,8 @@ httplib::Server::Handler adapt(HttpHandler handler) {
     try {
       out = handler(r);
     } catch (const std::exception& e) {
-      out = HttpResponse{500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n", {}};
+      out = HttpResponse{
+          500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n", {}};
     }
     res.status = out.status;
     for (const auto& [k, v] : out.headers) res.set_header(k.c_str(), v);

@@ -12,8 +12,8 @@ bool valid_name(std::string_view n, bool colon) {
   if (n.empty()) return false;
   for (size_t i = 0; i < n.size(); ++i) {
     const char c = n[i];
-    const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-                        (colon && c == ':');
+    const bool letter =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (colon && c == ':');
     if (!letter && !(i > 0 && c >= '0' && c <= '9')) return false;
   }
   return true;
@@ -21,9 +21,12 @@ bool valid_name(std::string_view n, bool colon) {
 
 const char* type_name(Type t) {
   switch (t) {
-    case Type::kCounter: return "counter";
-    case Type::kGauge: return "gauge";
-    case Type::kHistogram: return "histogram";
+    case Type::kCounter:
+      return "counter";
+    case Type::kGauge:
+      return "gauge";
+    case Type::kHistogram:
+      return "histogram";
   }
   return "untyped";
 }
@@ -56,8 +59,8 @@ Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)) {
 
 void Histogram::observe(double value) {
   // The first bound >= value (buckets are inclusive); past the last one, the +Inf bucket.
-  const size_t i = static_cast<size_t>(
-      std::lower_bound(bounds_.begin(), bounds_.end(), value) - bounds_.begin());
+  const size_t i = static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), value) -
+                                       bounds_.begin());
   counts_[i].fetch_add(1, std::memory_order_relaxed);
   sum_.fetch_add(value, std::memory_order_relaxed);
 }
@@ -77,7 +80,7 @@ Histogram::Snapshot Histogram::snapshot() const {
 
 std::vector<double> latency_buckets() {
   return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-          0.5,    1,     2.5,    5,     10,   30,    60,   120,  300};
+          0.5,    1,     2.5,    5,     10,   30,    60,   120, 300};
 }
 
 std::vector<double> vm_start_buckets() {
@@ -88,10 +91,14 @@ std::string escape_label_value(std::string_view v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out.push_back(c);
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out.push_back(c);
   }
   return out;
 }
@@ -100,9 +107,12 @@ std::string escape_help(std::string_view v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out.push_back(c);
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out.push_back(c);
   }
   return out;
 }
@@ -121,7 +131,8 @@ FamilyBase::FamilyBase(std::string name, std::string help, Type type,
     : name_(std::move(name)), help_(std::move(help)), type_(type), labels_(std::move(labels)) {
   if (!valid_name(name_, true)) throw std::invalid_argument("bad metric name '" + name_ + "'");
   for (const auto& l : labels_) {
-    if (!valid_name(l, false) || l.rfind("__", 0) == 0 || (type_ == Type::kHistogram && l == "le")) {
+    if (!valid_name(l, false) || l.rfind("__", 0) == 0 ||
+        (type_ == Type::kHistogram && l == "le")) {
       throw std::invalid_argument("metric " + name_ + ": bad label name '" + l + "'");
     }
     if (std::count(labels_.begin(), labels_.end(), l) > 1) {

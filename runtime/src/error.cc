@@ -5,11 +5,20 @@
 namespace paddock::runtime {
 namespace {
 
-constexpr std::array<std::string_view, kLastVariantCode> kNames = {
-    "VmAlreadyExists", "VmNotFound", "InvalidTransition", "SnapshotAlreadyExists",
-    "SnapshotNotFound", "StatePoisoned", "Unsupported", "Metrics",
-    "Shutdown", "Firewall", "Jailer", "NetworkConfig",
-    "NetworkSetup", "GuestAgent"};
+constexpr std::array<std::string_view, kLastVariantCode> kNames = {"VmAlreadyExists",
+                                                                   "VmNotFound",
+                                                                   "InvalidTransition",
+                                                                   "SnapshotAlreadyExists",
+                                                                   "SnapshotNotFound",
+                                                                   "StatePoisoned",
+                                                                   "Unsupported",
+                                                                   "Metrics",
+                                                                   "Shutdown",
+                                                                   "Firewall",
+                                                                   "Jailer",
+                                                                   "NetworkConfig",
+                                                                   "NetworkSetup",
+                                                                   "GuestAgent"};
 
 std::string quoted(const std::optional<std::string>& s) {
   // Appended piecewise: g++ 12 at -O3 warns falsely (-Wrestrict) on "'" + str + "'".
@@ -62,7 +71,9 @@ Error Error::snapshot_not_found(std::string vm_id, std::string snapshot_id) {
   return e;
 }
 Error Error::state_poisoned() { return Error(Variant::kStatePoisoned); }
-Error Error::unsupported(std::string detail) { return of(Variant::kUnsupported, std::move(detail)); }
+Error Error::unsupported(std::string detail) {
+  return of(Variant::kUnsupported, std::move(detail));
+}
 Error Error::metrics(std::string detail) { return of(Variant::kMetrics, std::move(detail)); }
 Error Error::shutdown(std::string detail) { return of(Variant::kShutdown, std::move(detail)); }
 Error Error::firewall(std::string detail) { return of(Variant::kFirewall, std::move(detail)); }
@@ -83,8 +94,10 @@ Error Error::of(Variant v, std::string detail) {
 
 std::string Error::message() const {
   switch (variant_) {
-    case Variant::kVmAlreadyExists: return "vm " + quoted(vm_id_) + " already exists";
-    case Variant::kVmNotFound: return "vm " + quoted(vm_id_) + " not found";
+    case Variant::kVmAlreadyExists:
+      return "vm " + quoted(vm_id_) + " already exists";
+    case Variant::kVmNotFound:
+      return "vm " + quoted(vm_id_) + " not found";
     case Variant::kInvalidTransition:
       return "invalid vm transition for " + quoted(vm_id_) + ": " + from_.value_or("") + " -> " +
              to_.value_or("");
@@ -92,15 +105,24 @@ std::string Error::message() const {
       return "snapshot " + quoted(snapshot_id_) + " already exists for vm " + quoted(vm_id_);
     case Variant::kSnapshotNotFound:
       return "snapshot " + quoted(snapshot_id_) + " not found for vm " + quoted(vm_id_);
-    case Variant::kStatePoisoned: return "provider state lock poisoned";
-    case Variant::kUnsupported: return "backend unsupported: " + detail_;
-    case Variant::kMetrics: return "metrics: " + detail_;
-    case Variant::kShutdown: return "shutdown failed: " + detail_;
-    case Variant::kFirewall: return "firewall error: " + detail_;
-    case Variant::kJailer: return "jailer error: " + detail_;
-    case Variant::kNetworkConfig: return "network config invalid: " + detail_;
-    case Variant::kNetworkSetup: return "network setup failed: " + detail_;
-    case Variant::kGuestAgent: return "guest agent error: " + detail_;
+    case Variant::kStatePoisoned:
+      return "provider state lock poisoned";
+    case Variant::kUnsupported:
+      return "backend unsupported: " + detail_;
+    case Variant::kMetrics:
+      return "metrics: " + detail_;
+    case Variant::kShutdown:
+      return "shutdown failed: " + detail_;
+    case Variant::kFirewall:
+      return "firewall error: " + detail_;
+    case Variant::kJailer:
+      return "jailer error: " + detail_;
+    case Variant::kNetworkConfig:
+      return "network config invalid: " + detail_;
+    case Variant::kNetworkSetup:
+      return "network setup failed: " + detail_;
+    case Variant::kGuestAgent:
+      return "guest agent error: " + detail_;
   }
   return "unknown runtime error";
 }
@@ -111,8 +133,10 @@ bool Error::retryable() const {
     case Variant::kShutdown:
     case Variant::kFirewall:
     case Variant::kJailer:
-    case Variant::kNetworkSetup: return true;
-    default: return false;
+    case Variant::kNetworkSetup:
+      return true;
+    default:
+      return false;
   }
 }
 

@@ -4,10 +4,14 @@ namespace paddock::runtime {
 
 std::string_view state_name(VmState s) {
   switch (s) {
-    case VmState::kCreated: return "created";
-    case VmState::kRunning: return "running";
-    case VmState::kStopped: return "stopped";
-    case VmState::kDestroyed: return "destroyed";
+    case VmState::kCreated:
+      return "created";
+    case VmState::kRunning:
+      return "running";
+    case VmState::kStopped:
+      return "stopped";
+    case VmState::kDestroyed:
+      return "destroyed";
   }
   return "unknown";
 }
@@ -15,9 +19,12 @@ std::string_view state_name(VmState s) {
 VmState target_of(VmOp op) {
   switch (op) {
     case VmOp::kStart:
-    case VmOp::kResume: return VmState::kRunning;
-    case VmOp::kStop: return VmState::kStopped;
-    case VmOp::kDestroy: return VmState::kDestroyed;
+    case VmOp::kResume:
+      return VmState::kRunning;
+    case VmOp::kStop:
+      return VmState::kStopped;
+    case VmOp::kDestroy:
+      return VmState::kDestroyed;
   }
   return VmState::kDestroyed;
 }
@@ -25,10 +32,18 @@ VmState target_of(VmOp op) {
 Status check_transition(std::string_view vm_id, VmState from, VmOp op) {
   bool allowed = false;
   switch (op) {
-    case VmOp::kStart: allowed = from == VmState::kCreated; break;
-    case VmOp::kStop: allowed = from == VmState::kRunning; break;
-    case VmOp::kResume: allowed = from == VmState::kStopped; break;
-    case VmOp::kDestroy: allowed = from != VmState::kDestroyed; break;
+    case VmOp::kStart:
+      allowed = from == VmState::kCreated;
+      break;
+    case VmOp::kStop:
+      allowed = from == VmState::kRunning;
+      break;
+    case VmOp::kResume:
+      allowed = from == VmState::kStopped;
+      break;
+    case VmOp::kDestroy:
+      allowed = from != VmState::kDestroyed;
+      break;
   }
   if (allowed) return {};
   return Error::invalid_transition(std::string(vm_id), std::string(state_name(from)),

@@ -465,7 +465,8 @@ void check_text(const msgpack::object& o) {
         check_text(kv.val);
       }
       return;
-    default: return;
+    default:
+      return;
   }
 }
 

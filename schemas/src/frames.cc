@@ -26,16 +26,22 @@ constexpr Rule kWorkerToBroker[] = {{Command::kReady, 1, 1},     {Command::kCred
                                     {Command::kHeartbeat, 0, 1}, {Command::kResult, 1, 1},
                                     {Command::kError, 1, 1},     {Command::kDisconnect, 0, 0},
                                     {Command::kDrain, 0, 0}};
-constexpr Rule kBrokerToWorker[] = {{Command::kJob, 1, 1},        {Command::kCancel, 1, 1},
-                                    {Command::kHeartbeat, 0, 0},  {Command::kDisconnect, 0, 0},
+constexpr Rule kBrokerToWorker[] = {{Command::kJob, 1, 1},
+                                    {Command::kCancel, 1, 1},
+                                    {Command::kHeartbeat, 0, 0},
+                                    {Command::kDisconnect, 0, 0},
                                     {Command::kDrained, 0, 0}};
 
 std::span<const Rule> rules_for(Direction d) {
   switch (d) {
-    case Direction::kClientToBroker: return kClientToBroker;
-    case Direction::kBrokerToClient: return kBrokerToClient;
-    case Direction::kWorkerToBroker: return kWorkerToBroker;
-    case Direction::kBrokerToWorker: return kBrokerToWorker;
+    case Direction::kClientToBroker:
+      return kClientToBroker;
+    case Direction::kBrokerToClient:
+      return kBrokerToClient;
+    case Direction::kWorkerToBroker:
+      return kWorkerToBroker;
+    case Direction::kBrokerToWorker:
+      return kBrokerToWorker;
   }
   return {};
 }
@@ -44,36 +50,60 @@ std::span<const Rule> rules_for(Direction d) {
 
 std::string_view job_code_name(uint32_t code) {
   switch (static_cast<JobCode>(code)) {
-    case JobCode::kInvalidRequest: return "InvalidRequest";
-    case JobCode::kCancelled: return "Cancelled";
-    case JobCode::kWorkerLost: return "WorkerLost";
-    case JobCode::kQueueFull: return "QueueFull";
-    case JobCode::kDeadlineExceeded: return "DeadlineExceeded";
-    case JobCode::kUnknownJob: return "UnknownJob";
-    case JobCode::kUnknownImage: return "UnknownImage";
-    case JobCode::kJournalDamaged: return "JournalDamaged";
+    case JobCode::kInvalidRequest:
+      return "InvalidRequest";
+    case JobCode::kCancelled:
+      return "Cancelled";
+    case JobCode::kWorkerLost:
+      return "WorkerLost";
+    case JobCode::kQueueFull:
+      return "QueueFull";
+    case JobCode::kDeadlineExceeded:
+      return "DeadlineExceeded";
+    case JobCode::kUnknownJob:
+      return "UnknownJob";
+    case JobCode::kUnknownImage:
+      return "UnknownImage";
+    case JobCode::kJournalDamaged:
+      return "JournalDamaged";
   }
   return "Unknown";
 }
 
 std::string_view command_name(Command c) {
   switch (c) {
-    case Command::kSubmit: return "SUBMIT";
-    case Command::kCancel: return "CANCEL";
-    case Command::kFetch: return "FETCH";
-    case Command::kPing: return "PING";
-    case Command::kAccepted: return "ACCEPTED";
-    case Command::kRejected: return "REJECTED";
-    case Command::kResult: return "RESULT";
-    case Command::kError: return "ERROR";
-    case Command::kPong: return "PONG";
-    case Command::kReady: return "READY";
-    case Command::kCredit: return "CREDIT";
-    case Command::kHeartbeat: return "HEARTBEAT";
-    case Command::kDisconnect: return "DISCONNECT";
-    case Command::kJob: return "JOB";
-    case Command::kDrain: return "DRAIN";
-    case Command::kDrained: return "DRAINED";
+    case Command::kSubmit:
+      return "SUBMIT";
+    case Command::kCancel:
+      return "CANCEL";
+    case Command::kFetch:
+      return "FETCH";
+    case Command::kPing:
+      return "PING";
+    case Command::kAccepted:
+      return "ACCEPTED";
+    case Command::kRejected:
+      return "REJECTED";
+    case Command::kResult:
+      return "RESULT";
+    case Command::kError:
+      return "ERROR";
+    case Command::kPong:
+      return "PONG";
+    case Command::kReady:
+      return "READY";
+    case Command::kCredit:
+      return "CREDIT";
+    case Command::kHeartbeat:
+      return "HEARTBEAT";
+    case Command::kDisconnect:
+      return "DISCONNECT";
+    case Command::kJob:
+      return "JOB";
+    case Command::kDrain:
+      return "DRAIN";
+    case Command::kDrained:
+      return "DRAINED";
   }
   return "UNKNOWN";
 }
@@ -103,10 +133,10 @@ Decoded<Envelope> parse_envelope(std::span<const std::string_view> parts, Direct
     return Envelope{cmd, std::vector<std::string_view>(parts.begin() + 2, parts.end())};
   }
   return DecodeError{"command", "command 0x" + [&] {
-    static const char* hex = "0123456789abcdef";
-    const auto b = static_cast<uint8_t>(parts[1][0]);
-    return std::string{hex[b >> 4], hex[b & 15]};
-  }() + " is not valid here"};
+                       static const char* hex = "0123456789abcdef";
+                       const auto b = static_cast<uint8_t>(parts[1][0]);
+                       return std::string{hex[b >> 4], hex[b & 15]};
+                     }() + " is not valid here"};
 }
 
 std::vector<std::string> make_message(Command c, std::vector<std::string> bodies) {

@@ -142,14 +142,16 @@ void check_value(Scanner& s, const Head& v, uint32_t level, const Field& f, cons
       if (!valid_utf8(v.bytes)) throw Failure{path_of(where, f.key), "not valid UTF-8"};
       return;
     case Check::kBytes:
-      if (v.kind != Kind::kStr && v.kind != Kind::kBin) wrong_type(path_of(where, f.key), "bytes", v);
+      if (v.kind != Kind::kStr && v.kind != Kind::kBin)
+        wrong_type(path_of(where, f.key), "bytes", v);
       if (v.bytes.size() > f.max) {
         throw Failure{path_of(where, f.key), "longer than " + std::to_string(f.max) + " bytes"};
       }
       return;
     case Check::kUint: {
       const auto min = static_cast<uint64_t>(f.min);
-      if (v.kind == Kind::kNegInt) out_of_range(path_of(where, f.key), std::to_string(min), f.max, "");
+      if (v.kind == Kind::kNegInt)
+        out_of_range(path_of(where, f.key), std::to_string(min), f.max, "");
       if (v.kind != Kind::kUint) wrong_type(path_of(where, f.key), "integer", v);
       if (v.uint < min || v.uint > f.max) {
         out_of_range(path_of(where, f.key), std::to_string(min), f.max,
@@ -199,7 +201,7 @@ void check_value(Scanner& s, const Head& v, uint32_t level, const Field& f, cons
 void scan_map(Scanner& s, const Head& map, uint32_t level, std::span<const Field> fields,
               const Where& where, Head* found) {
   if (map.kind != Kind::kMap) wrong_type(map_path(where), "map", map);
-  uint64_t seen = 0;  // known fields present (nil included), by index
+  uint64_t seen = 0;   // known fields present (nil included), by index
   uint64_t given = 0;  // known fields present and not nil
   // Unknown keys, to refuse one given twice; a map has at most limits::kMaxMap entries. Left
   // uninitialized (trivial types): only the first unknown_count are read.

@@ -14,15 +14,23 @@ namespace {
 
 const char* kind_name(Head::Kind kind) {
   switch (kind) {
-    case Head::Kind::kNil: return "nil";
-    case Head::Kind::kBool: return "bool";
+    case Head::Kind::kNil:
+      return "nil";
+    case Head::Kind::kBool:
+      return "bool";
     case Head::Kind::kUint:
-    case Head::Kind::kNegInt: return "integer";
-    case Head::Kind::kFloat: return "float";
-    case Head::Kind::kStr: return "string";
-    case Head::Kind::kBin: return "bytes";
-    case Head::Kind::kArray: return "array";
-    case Head::Kind::kMap: return "map";
+    case Head::Kind::kNegInt:
+      return "integer";
+    case Head::Kind::kFloat:
+      return "float";
+    case Head::Kind::kStr:
+      return "string";
+    case Head::Kind::kBin:
+      return "bytes";
+    case Head::Kind::kArray:
+      return "array";
+    case Head::Kind::kMap:
+      return "map";
   }
   return "unknown";
 }
@@ -57,8 +65,8 @@ Head Scanner::next_wide(uint32_t level) {
     // msgpack-c's order: the entry limit, then the depth (of an empty container too).
     const size_t limit = kind == K::kArray ? limits::kMaxArray : limits::kMaxMap;
     if (count > limit) {
-      malformed(std::string("msgpack limit exceeded (") +
-                (kind == K::kArray ? "array" : "map") + " size overflow)");
+      malformed(std::string("msgpack limit exceeded (") + (kind == K::kArray ? "array" : "map") +
+                " size overflow)");
     }
     if (level > limits::kMaxDepth) {
       malformed("nesting deeper than " + std::to_string(limits::kMaxDepth));
@@ -69,8 +77,10 @@ Head Scanner::next_wide(uint32_t level) {
   auto sized = [&](K kind, uint32_t size) {
     h.kind = kind;
     h.bytes = take(size);
-    if (kind == K::kStr && size > limits::kMaxStr) malformed("msgpack limit exceeded (str size overflow)");
-    if (kind == K::kBin && size > limits::kMaxBin) malformed("msgpack limit exceeded (bin size overflow)");
+    if (kind == K::kStr && size > limits::kMaxStr)
+      malformed("msgpack limit exceeded (str size overflow)");
+    if (kind == K::kBin && size > limits::kMaxBin)
+      malformed("msgpack limit exceeded (bin size overflow)");
   };
   // Ext types are refused (Unpacked's ext limit is 0, and an ext's size counts its type).
   auto ext = [&](uint32_t size) {
@@ -92,24 +102,56 @@ Head Scanner::next_wide(uint32_t level) {
     h.neg = static_cast<int8_t>(byte);
   } else {
     switch (byte) {
-      case 0xc0: h.kind = K::kNil; break;
+      case 0xc0:
+        h.kind = K::kNil;
+        break;
       case 0xc2:
       case 0xc3:
         h.kind = K::kBool;
         h.boolean = byte == 0xc3;
         break;
-      case 0xc4: sized(K::kBin, big_endian<uint32_t>(1)); break;
-      case 0xc5: sized(K::kBin, big_endian<uint32_t>(2)); break;
-      case 0xc6: sized(K::kBin, big_endian<uint32_t>(4)); break;
-      case 0xc7: ext(big_endian<uint32_t>(1)); break;
-      case 0xc8: ext(big_endian<uint32_t>(2)); break;
-      case 0xc9: ext(big_endian<uint32_t>(4)); break;
-      case 0xca: h.kind = K::kFloat; take(4); break;
-      case 0xcb: h.kind = K::kFloat; take(8); break;
-      case 0xcc: h.kind = K::kUint; h.uint = big_endian<uint64_t>(1); break;
-      case 0xcd: h.kind = K::kUint; h.uint = big_endian<uint64_t>(2); break;
-      case 0xce: h.kind = K::kUint; h.uint = big_endian<uint64_t>(4); break;
-      case 0xcf: h.kind = K::kUint; h.uint = big_endian<uint64_t>(8); break;
+      case 0xc4:
+        sized(K::kBin, big_endian<uint32_t>(1));
+        break;
+      case 0xc5:
+        sized(K::kBin, big_endian<uint32_t>(2));
+        break;
+      case 0xc6:
+        sized(K::kBin, big_endian<uint32_t>(4));
+        break;
+      case 0xc7:
+        ext(big_endian<uint32_t>(1));
+        break;
+      case 0xc8:
+        ext(big_endian<uint32_t>(2));
+        break;
+      case 0xc9:
+        ext(big_endian<uint32_t>(4));
+        break;
+      case 0xca:
+        h.kind = K::kFloat;
+        take(4);
+        break;
+      case 0xcb:
+        h.kind = K::kFloat;
+        take(8);
+        break;
+      case 0xcc:
+        h.kind = K::kUint;
+        h.uint = big_endian<uint64_t>(1);
+        break;
+      case 0xcd:
+        h.kind = K::kUint;
+        h.uint = big_endian<uint64_t>(2);
+        break;
+      case 0xce:
+        h.kind = K::kUint;
+        h.uint = big_endian<uint64_t>(4);
+        break;
+      case 0xcf:
+        h.kind = K::kUint;
+        h.uint = big_endian<uint64_t>(8);
+        break;
       case 0xd0:
       case 0xd1:
       case 0xd2:
@@ -128,19 +170,44 @@ Head Scanner::next_wide(uint32_t level) {
         }
         break;
       }
-      case 0xd4: ext(1); break;
-      case 0xd5: ext(2); break;
-      case 0xd6: ext(4); break;
-      case 0xd7: ext(8); break;
-      case 0xd8: ext(16); break;
-      case 0xd9: sized(K::kStr, big_endian<uint32_t>(1)); break;
-      case 0xda: sized(K::kStr, big_endian<uint32_t>(2)); break;
-      case 0xdb: sized(K::kStr, big_endian<uint32_t>(4)); break;
-      case 0xdc: container(K::kArray, big_endian<uint32_t>(2)); break;
-      case 0xdd: container(K::kArray, big_endian<uint32_t>(4)); break;
-      case 0xde: container(K::kMap, big_endian<uint32_t>(2)); break;
-      case 0xdf: container(K::kMap, big_endian<uint32_t>(4)); break;
-      default: malformed("malformed msgpack: parse error");  // 0xc1, never used
+      case 0xd4:
+        ext(1);
+        break;
+      case 0xd5:
+        ext(2);
+        break;
+      case 0xd6:
+        ext(4);
+        break;
+      case 0xd7:
+        ext(8);
+        break;
+      case 0xd8:
+        ext(16);
+        break;
+      case 0xd9:
+        sized(K::kStr, big_endian<uint32_t>(1));
+        break;
+      case 0xda:
+        sized(K::kStr, big_endian<uint32_t>(2));
+        break;
+      case 0xdb:
+        sized(K::kStr, big_endian<uint32_t>(4));
+        break;
+      case 0xdc:
+        container(K::kArray, big_endian<uint32_t>(2));
+        break;
+      case 0xdd:
+        container(K::kArray, big_endian<uint32_t>(4));
+        break;
+      case 0xde:
+        container(K::kMap, big_endian<uint32_t>(2));
+        break;
+      case 0xdf:
+        container(K::kMap, big_endian<uint32_t>(4));
+        break;
+      default:
+        malformed("malformed msgpack: parse error");  // 0xc1, never used
     }
   }
   return h;

@@ -1,7 +1,7 @@
 // Internal: a msgpack reader that walks the encoded bytes in place, one value's head at a time,
 // without building an object tree and without allocating (only a failure allocates its message).
-// It applies the unpack limits as Unpacked (reader.h; msgpack-c's create_object_visitor) does, so that
-// a body one accepts the other accepts too: array and map entries, str and bin sizes, nesting
+// It applies the unpack limits as Unpacked (reader.h; msgpack-c's create_object_visitor) does, so
+// that a body one accepts the other accepts too: array and map entries, str and bin sizes, nesting
 // depth (of every container, empty ones too), ext types refused, truncation, the unused byte 0xc1
 // and trailing bytes.
 #pragma once

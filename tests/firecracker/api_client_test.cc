@@ -1,7 +1,7 @@
 // The Firecracker API client against the FAKE Firecracker (a test double that checks every
-// request against tests/firecracker/reference/firecracker-api.yaml): the configuration order, every body the
-// client builds valid against the spec, errors as Unsupported naming method, path, status and
-// fault_message, the socket wait, and answers that stall, are too large or are not HTTP.
+// request against tests/firecracker/reference/firecracker-api.yaml): the configuration order, every
+// body the client builds valid against the spec, errors as Unsupported naming method, path, status
+// and fault_message, the socket wait, and answers that stall, are too large or are not HTTP.
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -43,7 +43,8 @@ void check_all_conform(const FakeFirecracker& fc) {
 TEST_CASE("firecracker spec: the reference specification is present") {
   // Every conformance test below needs it: a missing spec must fail here, never skip.
   REQUIRE_MESSAGE(paddock::test::spec_available(),
-                  "missing " PADDOCK_FIRECRACKER_SPEC " (tests/firecracker/reference/firecracker-api.yaml)");
+                  "missing " PADDOCK_FIRECRACKER_SPEC
+                  " (tests/firecracker/reference/firecracker-api.yaml)");
 }
 
 TEST_CASE("firecracker api: configure sends the reference order and every body conforms") {
@@ -55,10 +56,10 @@ TEST_CASE("firecracker api: configure sends the reference order and every body c
   std::ofstream(fc.dir() / "metrics.fifo").close();
   REQUIRE(api.put_metrics(fc.dir().string() + "/metrics.fifo"));
   REQUIRE(api.instance_start());
-  const std::vector<std::string> expected = {
-      "PUT /machine-config",          "PUT /boot-source", "PUT /drives/rootfs",
-      "PUT /network-interfaces/eth0", "PUT /drives/scratch", "PUT /vsock",
-      "PUT /metrics",                 "PUT /actions"};
+  const std::vector<std::string> expected = {"PUT /machine-config", "PUT /boot-source",
+                                             "PUT /drives/rootfs",  "PUT /network-interfaces/eth0",
+                                             "PUT /drives/scratch", "PUT /vsock",
+                                             "PUT /metrics",        "PUT /actions"};
   CHECK(fc.sequence() == expected);
   check_all_conform(fc);
 }
@@ -104,8 +105,8 @@ TEST_CASE("firecracker api: snapshot load with a File backend conforms") {
   const std::string snap = fc.dir().string() + "/state", mem = fc.dir().string() + "/memory";
   { std::ofstream(snap) << "s"; }
   { std::ofstream(mem) << "m"; }
-  REQUIRE(api.load_snapshot(
-      SnapshotLoad{snap, SnapshotLoad::Backend::kFile, mem, false, fc.dir().string() + "/v2.sock"}));
+  REQUIRE(api.load_snapshot(SnapshotLoad{snap, SnapshotLoad::Backend::kFile, mem, false,
+                                         fc.dir().string() + "/v2.sock"}));
   REQUIRE(api.resume());
   check_all_conform(fc);
   const auto reqs = fc.requests();
@@ -121,8 +122,8 @@ TEST_CASE("firecracker api: snapshot load with a Uffd backend conforms") {
   REQUIRE(api.wait_for_socket(10s));
   const std::string snap = fc.dir().string() + "/state";
   { std::ofstream(snap) << "s"; }
-  REQUIRE(api.load_snapshot(
-      SnapshotLoad{snap, SnapshotLoad::Backend::kUffd, fc.dir().string() + "/uffd.sock", true, ""}));
+  REQUIRE(api.load_snapshot(SnapshotLoad{snap, SnapshotLoad::Backend::kUffd,
+                                         fc.dir().string() + "/uffd.sock", true, ""}));
   check_all_conform(fc);
   CHECK(fc.requests().at(0)["body"]["mem_backend"]["backend_type"] == "Uffd");
 }
@@ -159,8 +160,10 @@ TEST_CASE("firecracker api: the fake refuses a body that breaks the spec") {
   for (const auto& q : reqs) CHECK_FALSE(q["conforms"].get<bool>());
 }
 
-TEST_CASE("firecracker api: an API error is Unsupported with method path status and fault_message") {
-  FakeFirecracker fc(paddock::test::FakeKnobs{{"FAKE_FIRECRACKER_FAIL", "PUT /boot-source 400 kernel image is not ELF"}});
+TEST_CASE(
+    "firecracker api: an API error is Unsupported with method path status and fault_message") {
+  FakeFirecracker fc(paddock::test::FakeKnobs{
+      {"FAKE_FIRECRACKER_FAIL", "PUT /boot-source 400 kernel image is not ELF"}});
   ApiClient api(fc.socket_path());
   REQUIRE(api.wait_for_socket(10s));
   REQUIRE(api.put_machine_config(MachineConfig{}));

@@ -1,6 +1,6 @@
 // Runs the FAKE Firecracker (tests/firecracker/fake_firecracker.py, a test double of Firecracker's
-// API server that checks every request against tests/firecracker/reference/firecracker-api.yaml) in a
-// temporary directory, and reads back the requests it logged. The process is killed and reaped,
+// API server that checks every request against tests/firecracker/reference/firecracker-api.yaml) in
+// a temporary directory, and reads back the requests it logged. The process is killed and reaped,
 // and the directory removed, when the FakeFirecracker goes.
 #pragma once
 

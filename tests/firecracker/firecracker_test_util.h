@@ -8,10 +8,10 @@
 
 #include <chrono>
 #include <cstdio>
-#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,7 +41,7 @@ inline bool running(int pid) {
 }
 
 struct Captured {
-  int status = -1;  // the exit code; -1 if it did not exit normally
+  int status = -1;     // the exit code; -1 if it did not exit normally
   std::string output;  // stdout and stderr
 };
 
@@ -57,8 +57,9 @@ inline Captured run_capture(const std::string& command) {
   return c;
 }
 
-// A jailed FirecrackerProvider (or, with jailed = false, the same without the jailer): the fake jailer starts the fake Firecracker in a chroot below
-// the test's directory, with cgroups below a parent of the test's own. REQUIRES: root.
+// A jailed FirecrackerProvider (or, with jailed = false, the same without the jailer): the fake
+// jailer starts the fake Firecracker in a chroot below the test's directory, with cgroups below a
+// parent of the test's own. REQUIRES: root.
 struct JailedBackend {
   std::filesystem::path dir = fresh_temp_dir("fcjail-");
   runtime::FirecrackerConfig config;
@@ -107,7 +108,6 @@ struct JailedBackend {
     config.network = std::move(network);
     reopen();
   }
-
 
   void reopen() {
     provider.reset();

@@ -4,12 +4,12 @@
 // AF_VSOCK accept path itself is NOT exercised on this machine (no vsock transport to connect
 // through): only that the listener is made (bind and listen) is.
 #include <doctest/doctest.h>
+#include <linux/vm_sockets.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <linux/vm_sockets.h>
 
 #include <chrono>
 #include <cstring>
@@ -38,8 +38,8 @@ struct ServingAgent {
     pid = ::fork();
     if (pid == 0) {
       const std::string work = dir.string();
-      const char* argv[] = {PADDOCK_AGENT_BIN, "--serve-unix", sock.c_str(), "--work-dir",
-                            work.c_str(), nullptr};
+      const char* argv[] = {PADDOCK_AGENT_BIN, "--serve-unix", sock.c_str(),
+                            "--work-dir",      work.c_str(),   nullptr};
       ::execv(argv[0], const_cast<char**>(argv));
       ::_exit(127);
     }

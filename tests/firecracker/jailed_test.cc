@@ -30,8 +30,9 @@ namespace {
 
 bool skip_unless_root() {
   if (::geteuid() == 0) return false;
-  MESSAGE("SKIPPED LOUDLY: the jailed Firecracker tests need root (chroot, mknod, cgroups, "
-          "setuid); they were NOT run");
+  MESSAGE(
+      "SKIPPED LOUDLY: the jailed Firecracker tests need root (chroot, mknod, cgroups, "
+      "setuid); they were NOT run");
   return true;
 }
 
@@ -160,7 +161,8 @@ TEST_CASE("firecracker jailed: a clone restored through the jailer and destroyed
   CHECK(b.sequence_conforms());
 }
 
-TEST_CASE("firecracker jailed: an image file the jail could not read is refused before the jailer runs") {
+TEST_CASE(
+    "firecracker jailed: an image file the jail could not read is refused before the jailer runs") {
   if (skip_unless_root()) return;
   JailedBackend b;
   // A file the jailed Firecracker could not read: refused before the jailer runs.
@@ -235,8 +237,8 @@ TEST_CASE("fake jailer: refuses what the real jailer refuses and a chroot with d
   fails_with(good + " --cgroup memory.max", "not <cgroup_file>=<value>");
   fails_with(good + " --resource-limit cpu=1", "not fsize=N or no-file=N");
   fails_with(good + " --netns /run/netns/no-such-namespace-here", "no such namespace");
-  fails_with(std::string("--id vm_1 --exec-file ") + PADDOCK_FAKE_FIRECRACKER +
-                 " --uid 1 --gid 1", "not 1-64 alphanumerics and hyphens");
+  fails_with(std::string("--id vm_1 --exec-file ") + PADDOCK_FAKE_FIRECRACKER + " --uid 1 --gid 1",
+             "not 1-64 alphanumerics and hyphens");
   fails_with("--id vm-1 --exec-file /bin/true --uid 1 --gid 1", "must include 'firecracker'");
   // A chroot with a device node already in it (the real jailer's mknod would fail).
   const fs::path root = dir / "base" / "fake_firecracker.py" / "vm-1" / "root";
@@ -246,7 +248,9 @@ TEST_CASE("fake jailer: refuses what the real jailer refuses and a chroot with d
   fs::remove_all(dir);
 }
 
-TEST_CASE("firecracker jailed: a jailer that fails is a Jailer error with its message and leaves nothing") {
+TEST_CASE(
+    "firecracker jailed: a jailer that fails is a Jailer error with its message and leaves "
+    "nothing") {
   if (skip_unless_root()) return;
   JailedBackend b;
   // A stand-in jailer that refuses, as the real one does on a bad chroot or flag.

@@ -26,7 +26,8 @@ std::string sample_line(uint64_t ts, uint64_t rx_bytes) {
          R"("exit_mmio_read_agg":{"min_us":1,"max_us":9,"sum_us":30},)"
          R"("exit_mmio_write_agg":{"min_us":1,"max_us":9,"sum_us":40}},)"
          R"("memory":{"dirty_pages":7},)"
-         R"("net":{"rx_bytes_count":)" + std::to_string(rx_bytes) +
+         R"("net":{"rx_bytes_count":)" +
+         std::to_string(rx_bytes) +
          R"(,"tx_bytes_count":200,"rx_packets_count":3,"tx_packets_count":4,"rx_fails":0},)"
          R"("block":{"read_bytes":4096,"write_bytes":8192,"read_count":1,"write_count":2}})";
 }

@@ -24,8 +24,9 @@ namespace {
 
 bool skip_unless_root() {
   if (::geteuid() == 0) return false;
-  MESSAGE("SKIPPED LOUDLY: the Firecracker network tests need root (namespaces, TAPs, "
-          "iptables, the jailer); they were NOT run");
+  MESSAGE(
+      "SKIPPED LOUDLY: the Firecracker network tests need root (namespaces, TAPs, "
+      "iptables, the jailer); they were NOT run");
   return true;
 }
 
@@ -166,7 +167,8 @@ TEST_CASE("firecracker network: not jailed Firecracker runs in the VM's namespac
   check_nothing_left(host, settings.prefix);
 }
 
-TEST_CASE("firecracker network: without networks egress rules are Unsupported and empty ones fine") {
+TEST_CASE(
+    "firecracker network: without networks egress rules are Unsupported and empty ones fine") {
   if (skip_unless_root()) return;
   JailedBackend b;
   Provider& p = *b.provider;

@@ -108,10 +108,11 @@ TEST_CASE("firecracker provider: lifecycle create start pause snapshot resume de
   REQUIRE(p.destroy("vm1"));
   CHECK(p.get("vm1").value().state == VmState::kDestroyed);
   CHECK_FALSE(alive(pid));
-  const std::vector<std::string> expected = {
-      "PUT /metrics",   "PUT /machine-config", "PUT /boot-source", "PUT /vsock",
-      "PUT /actions",   "PATCH /vm",           "PUT /snapshot/create", "PATCH /vm",
-      "PUT /actions"};  // InstanceStart ... SendCtrlAltDel
+  const std::vector<std::string> expected = {"PUT /metrics",         "PUT /machine-config",
+                                             "PUT /boot-source",     "PUT /vsock",
+                                             "PUT /actions",         "PATCH /vm",
+                                             "PUT /snapshot/create", "PATCH /vm",
+                                             "PUT /actions"};  // InstanceStart ... SendCtrlAltDel
   CHECK(b.sequence() == expected);
   CHECK(fs::is_empty(b.dir / "run"));  // the VM's directory went with it
 }
@@ -177,7 +178,8 @@ TEST_CASE("firecracker provider: invalid transitions are refused without calling
 }
 
 TEST_CASE("firecracker provider: an API error at boot is Unsupported and leaves nothing behind") {
-  FakeBackend b(paddock::test::FakeKnobs{{"FAKE_FIRECRACKER_FAIL", "PUT /boot-source 400 Invalid kernel image"}});
+  FakeBackend b(paddock::test::FakeKnobs{
+      {"FAKE_FIRECRACKER_FAIL", "PUT /boot-source 400 Invalid kernel image"}});
   Provider& p = *b.provider;
   REQUIRE(p.create("vm1", VmSpec{}));
   auto st = p.start("vm1");
@@ -190,7 +192,7 @@ TEST_CASE("firecracker provider: an API error at boot is Unsupported and leaves 
 
 TEST_CASE("firecracker provider: shutdown escalates to SIGTERM then SIGKILL") {
   FakeBackend b(paddock::test::FakeKnobs{{"FAKE_FIRECRACKER_IGNORE_CTRL_ALT_DEL", "1"},
-                 {"FAKE_FIRECRACKER_IGNORE_SIGTERM", "1"}},
+                                         {"FAKE_FIRECRACKER_IGNORE_SIGTERM", "1"}},
                 200ms);
   Provider& p = *b.provider;
   REQUIRE(p.create("vm1", VmSpec{}));
@@ -220,7 +222,8 @@ TEST_CASE("firecracker provider: network usage comes from the metrics FIFO") {
   REQUIRE(p.destroy("vm1"));
 }
 
-TEST_CASE("firecracker backend: on a host without Firecracker it is Unsupported saying what is missing") {
+TEST_CASE(
+    "firecracker backend: on a host without Firecracker it is Unsupported saying what is missing") {
   BackendConfig config;
   config.firecracker.firecracker_binary = "/nonexistent/firecracker";
   auto p = make_provider("firecracker", config);
@@ -244,8 +247,9 @@ TEST_CASE("firecracker real: boots a guest and runs a job" * doctest::skip()) {
   const char* bin = std::getenv("PADDOCK_FIRECRACKER_BIN");
   const char* image = std::getenv("PADDOCK_FIRECRACKER_IMAGE");
   REQUIRE_MESSAGE(bin, "PADDOCK_FIRECRACKER_BIN is not set");
-  REQUIRE_MESSAGE(image, "PADDOCK_FIRECRACKER_IMAGE (a directory with vmlinux and an initramfs) "
-                         "is not set");
+  REQUIRE_MESSAGE(image,
+                  "PADDOCK_FIRECRACKER_IMAGE (a directory with vmlinux and an initramfs) "
+                  "is not set");
   const auto dir = paddock::test::fresh_temp_dir("fcreal-");
   FirecrackerConfig c;
   c.firecracker_binary = bin;

@@ -1,17 +1,18 @@
-// libFuzzer target: bytes arriving on a guest agent channel (agent/include/paddock/agent/protocol.h), cut
-// into frames by FrameReader (fed in two pieces, split where the first byte says, so partial
-// frames are exercised) and decoded as the guest does (decode_request) and as the host does
-// (decode_reply). The whole input is also decoded as one body, so that the decoders are reached
-// without a valid length prefix. A decoded value must encode and decode to an equal value; a
-// failure must name a field and a reason. A decoded result then goes through the host's
-// check_result (agent/result_check.h) against a request whose caps come from the input: what it
-// accepts keeps the caps and names only files that were asked for, once each.
+// libFuzzer target: bytes arriving on a guest agent channel
+// (agent/include/paddock/agent/protocol.h), cut into frames by FrameReader (fed in two pieces,
+// split where the first byte says, so partial frames are exercised) and decoded as the guest does
+// (decode_request) and as the host does (decode_reply). The whole input is also decoded as one
+// body, so that the decoders are reached without a valid length prefix. A decoded value must encode
+// and decode to an equal value; a failure must name a field and a reason. A decoded result then
+// goes through the host's check_result (agent/result_check.h) against a request whose caps come
+// from the input: what it accepts keeps the caps and names only files that were asked for, once
+// each.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
-#include "paddock/agent/protocol.h"
 #include "agent/result_check.h"
+#include "paddock/agent/protocol.h"
 
 namespace agent = paddock::runtime::agent;
 

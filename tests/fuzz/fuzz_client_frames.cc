@@ -43,7 +43,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
         break;
       }
-      default: __builtin_trap();       // parse_envelope let through a command not for clients
+      default:
+        __builtin_trap();  // parse_envelope let through a command not for clients
     }
   }
   return 0;

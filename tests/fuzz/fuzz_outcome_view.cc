@@ -24,9 +24,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto error = sc::decode_job_error(body);
   paddock::fuzz::check_error(error_view);
   if (static_cast<bool>(error_view) != static_cast<bool>(error)) __builtin_trap();
-  if (error && (error_view->job_id != error->job_id || error_view->code != error->code ||
-                error_view->variant != error->variant ||
-                error_view->retryable != error->retryable)) {
+  if (error &&
+      (error_view->job_id != error->job_id || error_view->code != error->code ||
+       error_view->variant != error->variant || error_view->retryable != error->retryable)) {
     __builtin_trap();
   }
   return 0;

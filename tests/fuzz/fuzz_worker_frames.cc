@@ -57,7 +57,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case sc::Command::kDrain:
       if (!env->bodies.empty()) __builtin_trap();
       break;
-    default: __builtin_trap();  // parse_envelope let through a command not for workers
+    default:
+      __builtin_trap();  // parse_envelope let through a command not for workers
   }
   return 0;
 }

@@ -14,20 +14,22 @@
 
 #include "dashboard_probe.h"
 #include "harness.h"
-#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
+#include "paddock/wire/zmq_frames.h"
 
 using namespace paddock;
 using namespace paddock::testing;
 using namespace std::chrono_literals;
 namespace sc = paddock::schemas;
 
-TEST_CASE("a submitter that never reads: answers held for it stay within the byte bound, the rest wait in the journal for FETCH") {
+TEST_CASE(
+    "a submitter that never reads: answers held for it stay within the byte bound, the rest wait "
+    "in the journal for FETCH") {
   TempDir dir;
-  auto broker = start_broker(dir, {"--journal", dir.path() + "/journal.db", "--metrics-address",
-                                   "127.0.0.1:0", "--max-undelivered-mib-per-client", "1",
-                                   "--client-send-hwm", "4"});
+  auto broker = start_broker(
+      dir, {"--journal", dir.path() + "/journal.db", "--metrics-address", "127.0.0.1:0",
+            "--max-undelivered-mib-per-client", "1", "--client-send-hwm", "4"});
   auto worker = start_worker(dir, broker.worker_endpoint, "w1", 4);
 
   // 400 answers of 64 KiB (25 MiB) to a socket that takes one message and small TCP buffers:
@@ -47,7 +49,8 @@ TEST_CASE("a submitter that never reads: answers held for it stay within the byt
   deaf.set(zmq::sockopt::rcvbuf, 4096);
   deaf.connect(broker.client_endpoint);
   for (size_t i = 0; i < bodies.size(); i += 100) {
-    std::vector<std::string> batch(bodies.begin() + i, bodies.begin() + std::min(bodies.size(), i + 100));
+    std::vector<std::string> batch(bodies.begin() + i,
+                                   bodies.begin() + std::min(bodies.size(), i + 100));
     REQUIRE(wire::send_message(deaf, sc::make_message(sc::Command::kSubmit, batch)) ==
             wire::SendStatus::kOk);
   }
@@ -63,7 +66,8 @@ TEST_CASE("a submitter that never reads: answers held for it stay within the byt
   REQUIRE(overview.is_object());
   CHECK(overview["totals"]["completed"].get<int>() == kJobs);
   const int dropped = overview["totals"]["undeliverable"].get<int>();
-  MESSAGE(dropped << " of " << kJobs << " answers of 64 KiB dropped for the client that never read");
+  MESSAGE(dropped << " of " << kJobs
+                  << " answers of 64 KiB dropped for the client that never read");
   // At most 1 MiB waits in the broker's queue for it: 16 answers of 64 KiB (and their frames), plus
   // what fits ZeroMQ's pipe (4 messages) and the kernel's buffers; everything else was dropped.
   CHECK(dropped > 0);

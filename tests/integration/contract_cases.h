@@ -1,7 +1,8 @@
 // The cases of the generated contract test (issue 20): JobRequest bodies at every limit of
 // PROTOCOL.md's JobRequest table, one past it, and random combinations, each with whether it is
-// within the limits. Shared by the memory-backend run (tests/integration/contract_generated_test.cc)
-// and the QEMU sample (tests/vm/contract_qemu_test.cc).
+// within the limits. Shared by the memory-backend run
+// (tests/integration/contract_generated_test.cc) and the QEMU sample
+// (tests/vm/contract_qemu_test.cc).
 #pragma once
 
 #include <cstdint>
@@ -55,7 +56,9 @@ inline json files_of(size_t count, size_t bytes_each, size_t path_len = 8) {
   return files;
 }
 
-inline json rules_of(size_t count, json rule) { return json(std::vector<json>(count, std::move(rule))); }
+inline json rules_of(size_t count, json rule) {
+  return json(std::vector<json>(count, std::move(rule)));
+}
 
 inline json nested(size_t arrays) {
   json v = nullptr;
@@ -72,12 +75,10 @@ inline std::vector<Mutation> mutations() {
   add("image at 64", true, [](json& j, Rng&) { j["image"] = chars(lim::kMaxImage); });
   add("image 65", false, [](json& j, Rng&) { j["image"] = chars(lim::kMaxImage + 1); });
   add("image uppercase", false, [](json& j, Rng&) { j["image"] = "Default"; });
-  add("argv 256 entries", true, [](json& j, Rng&) {
-    j["argv"] = std::vector<std::string>(lim::kMaxArgv, "echo");
-  });
-  add("argv 257 entries", false, [](json& j, Rng&) {
-    j["argv"] = std::vector<std::string>(lim::kMaxArgv + 1, "echo");
-  });
+  add("argv 256 entries", true,
+      [](json& j, Rng&) { j["argv"] = std::vector<std::string>(lim::kMaxArgv, "echo"); });
+  add("argv 257 entries", false,
+      [](json& j, Rng&) { j["argv"] = std::vector<std::string>(lim::kMaxArgv + 1, "echo"); });
   add("argv arg at 64 KiB, 256 KiB in all", true, [](json& j, Rng&) {
     j["argv"] = {"echo", chars(lim::kMaxArg), chars(lim::kMaxArg), chars(lim::kMaxArg),
                  chars(lim::kMaxArg - 4)};
@@ -99,20 +100,17 @@ inline std::vector<Mutation> mutations() {
   add("env key at 128", true, [](json& j, Rng&) { j["env"] = env_of(1, lim::kMaxEnvKey); });
   add("env key 129", false, [](json& j, Rng&) { j["env"] = env_of(1, lim::kMaxEnvKey + 1); });
   add("env key bad name", false, [](json& j, Rng&) { j["env"] = {{"1BAD", "x"}}; });
-  add("env value at 32 KiB", true, [](json& j, Rng&) {
-    j["env"] = env_of(1, 8, lim::kMaxEnvValue);
-  });
-  add("env value 32 KiB + 1", false, [](json& j, Rng&) {
-    j["env"] = env_of(1, 8, lim::kMaxEnvValue + 1);
-  });
+  add("env value at 32 KiB", true,
+      [](json& j, Rng&) { j["env"] = env_of(1, 8, lim::kMaxEnvValue); });
+  add("env value 32 KiB + 1", false,
+      [](json& j, Rng&) { j["env"] = env_of(1, 8, lim::kMaxEnvValue + 1); });
   add("stdin at 8 MiB", true, [](json& j, Rng&) { j["stdin"] = binary(lim::kMaxStdin); });
   add("stdin 8 MiB + 1", false, [](json& j, Rng&) { j["stdin"] = binary(lim::kMaxStdin + 1); });
   add("files 64", true, [](json& j, Rng&) { j["files"] = files_of(lim::kMaxFiles, 1); });
   add("files 65", false, [](json& j, Rng&) { j["files"] = files_of(lim::kMaxFiles + 1, 1); });
   add("file path at 1024", true, [](json& j, Rng&) { j["files"] = files_of(1, 1, lim::kMaxPath); });
-  add("file path 1025", false, [](json& j, Rng&) {
-    j["files"] = files_of(1, 1, lim::kMaxPath + 1);
-  });
+  add("file path 1025", false,
+      [](json& j, Rng&) { j["files"] = files_of(1, 1, lim::kMaxPath + 1); });
   add("file path with ..", false, [](json& j, Rng&) {
     j["files"] = {{{"path", "a/../b"}, {"mode", 0644}, {"data", binary(1)}}};
   });
@@ -122,18 +120,14 @@ inline std::vector<Mutation> mutations() {
   add("file mode 010000", false, [](json& j, Rng&) {
     j["files"] = {{{"path", "m"}, {"mode", 010000}, {"data", binary(1)}}};
   });
-  add("files data at 8 MiB", true, [](json& j, Rng&) {
-    j["files"] = files_of(2, lim::kMaxFilesTotal / 2);
-  });
-  add("files data 8 MiB + 1", false, [](json& j, Rng&) {
-    j["files"] = files_of(1, lim::kMaxFilesTotal + 1);
-  });
-  add("files_out 64", true, [](json& j, Rng&) {
-    j["files_out"] = std::vector<std::string>(lim::kMaxFiles, "out");
-  });
-  add("files_out 65", false, [](json& j, Rng&) {
-    j["files_out"] = std::vector<std::string>(lim::kMaxFiles + 1, "out");
-  });
+  add("files data at 8 MiB", true,
+      [](json& j, Rng&) { j["files"] = files_of(2, lim::kMaxFilesTotal / 2); });
+  add("files data 8 MiB + 1", false,
+      [](json& j, Rng&) { j["files"] = files_of(1, lim::kMaxFilesTotal + 1); });
+  add("files_out 64", true,
+      [](json& j, Rng&) { j["files_out"] = std::vector<std::string>(lim::kMaxFiles, "out"); });
+  add("files_out 65", false,
+      [](json& j, Rng&) { j["files_out"] = std::vector<std::string>(lim::kMaxFiles + 1, "out"); });
   add("vcpus 1", true, [](json& j, Rng&) { j["vcpus"] = 1; });
   add("vcpus 16", true, [](json& j, Rng&) { j["vcpus"] = lim::kMaxVcpus; });
   add("vcpus 0", false, [](json& j, Rng&) { j["vcpus"] = 0; });
@@ -145,19 +139,17 @@ inline std::vector<Mutation> mutations() {
   add("timeout_ms 1", true, [](json& j, Rng&) { j["timeout_ms"] = 1; });
   add("timeout_ms at max", true, [](json& j, Rng&) { j["timeout_ms"] = lim::kMaxTimeoutMs; });
   add("timeout_ms 0", false, [](json& j, Rng&) { j["timeout_ms"] = 0; });
-  add("timeout_ms max + 1", false, [](json& j, Rng&) {
-    j["timeout_ms"] = uint64_t{lim::kMaxTimeoutMs} + 1;
-  });
+  add("timeout_ms max + 1", false,
+      [](json& j, Rng&) { j["timeout_ms"] = uint64_t{lim::kMaxTimeoutMs} + 1; });
   add("output_cap 0", true, [](json& j, Rng&) { j["output_cap"] = 0; });
   add("output_cap 8 MiB", true, [](json& j, Rng&) { j["output_cap"] = lim::kMaxOutputCap; });
-  add("output_cap 8 MiB + 1", false, [](json& j, Rng&) {
-    j["output_cap"] = uint64_t{lim::kMaxOutputCap} + 1;
-  });
+  add("output_cap 8 MiB + 1", false,
+      [](json& j, Rng&) { j["output_cap"] = uint64_t{lim::kMaxOutputCap} + 1; });
   const json tcp = {{"cidr", "192.0.2.0/24"}, {"protocol", "tcp"}, {"ports", {{{"first", 443}}}}};
-  add("egress 64 rules", true, [tcp](json& j, Rng&) { j["egress"] = rules_of(lim::kMaxEgressRules, tcp); });
-  add("egress 65 rules", false, [tcp](json& j, Rng&) {
-    j["egress"] = rules_of(lim::kMaxEgressRules + 1, tcp);
-  });
+  add("egress 64 rules", true,
+      [tcp](json& j, Rng&) { j["egress"] = rules_of(lim::kMaxEgressRules, tcp); });
+  add("egress 65 rules", false,
+      [tcp](json& j, Rng&) { j["egress"] = rules_of(lim::kMaxEgressRules + 1, tcp); });
   add("egress host bits past the prefix", false, [](json& j, Rng&) {
     j["egress"] = {{{"cidr", "10.0.0.1/8"}, {"protocol", "any"}}};
   });
@@ -181,7 +173,8 @@ inline std::vector<Mutation> mutations() {
     j["egress"] = {{{"cidr", "192.0.2.0/24"}, {"protocol", "icmp"}, {"ports", {{{"first", 1}}}}}};
   });
   add("egress port range backwards", false, [](json& j, Rng&) {
-    j["egress"] = {{{"cidr", "192.0.2.0/24"}, {"protocol", "tcp"},
+    j["egress"] = {{{"cidr", "192.0.2.0/24"},
+                    {"protocol", "tcp"},
                     {"ports", {{{"first", 20}, {"last", 10}}}}}};
   });
   add("priority -100", true, [](json& j, Rng&) { j["priority"] = lim::kMinPriority; });
@@ -211,9 +204,8 @@ inline std::vector<Mutation> mutations() {
   add("unknown key nested to the depth limit", true, [](json& j, Rng&) {
     j["x"] = nested(lim::kMaxDepth - 1);  // the body's map is the first level
   });
-  add("unknown key nested one past the depth limit", false, [](json& j, Rng&) {
-    j["x"] = nested(lim::kMaxDepth);
-  });
+  add("unknown key nested one past the depth limit", false,
+      [](json& j, Rng&) { j["x"] = nested(lim::kMaxDepth); });
   add("unknown key ignored", true, [](json& j, Rng&) { j["future_field"] = {{"a", 1}}; });
   add("stdout and files_out at their maxima", true, [](json& j, Rng&) {
     j["argv"] = {"output", std::to_string(lim::kMaxOutputCap)};
@@ -258,12 +250,12 @@ inline std::vector<Case> generate(uint64_t seed, size_t random_cases) {
   // job_id itself at and past its limits: a body past them cannot be attributed by job_id.
   std::string longest = "max-" + std::to_string(seed) + "-";
   longest += chars(lim::kMaxJobId - longest.size(), 'j');
-  for (const auto& [id, valid] : std::vector<std::pair<std::string, bool>>{
-           {longest, true},
-           {chars(lim::kMaxJobId + 1, 'j'), false},
-           {"bad id with spaces", false},
-           {"", false},
-           {"\xc3\x28", false}}) {
+  for (const auto& [id, valid] :
+       std::vector<std::pair<std::string, bool>>{{longest, true},
+                                                 {chars(lim::kMaxJobId + 1, 'j'), false},
+                                                 {"bad id with spaces", false},
+                                                 {"", false},
+                                                 {"\xc3\x28", false}}) {
     json j = {{"job_id", id}, {"argv", {"true"}}};
     auto bytes = json::to_msgpack(j);
     cases.push_back({id, valid, "job_id of " + std::to_string(id.size()) + " bytes", {}});
@@ -299,6 +291,5 @@ inline std::vector<Case> generate(uint64_t seed, size_t random_cases) {
   }
   return cases;
 }
-
 
 }  // namespace paddock::testing::contract

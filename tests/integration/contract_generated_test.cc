@@ -12,12 +12,12 @@
 
 #include <zmq.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <algorithm>
 #include <functional>
-#include <optional>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -27,10 +27,10 @@
 #include "contract_cases.h"
 #include "dashboard_probe.h"
 #include "harness.h"
-#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
 #include "paddock/schemas/limits.h"
+#include "paddock/wire/zmq_frames.h"
 
 using namespace paddock;
 using namespace paddock::testing;
@@ -50,12 +50,16 @@ struct Seen {
 
 }  // namespace
 
-TEST_CASE("contract: generated requests at, past and around every limit each get exactly one answer, and the broker holds none at the end") {
-  const uint64_t seed =
-      std::getenv("PADDOCK_CONTRACT_SEED") ? std::strtoull(std::getenv("PADDOCK_CONTRACT_SEED"), nullptr, 10) : 20261207;
-  const size_t random_cases = std::getenv("PADDOCK_CONTRACT_CASES")
-                                  ? std::strtoull(std::getenv("PADDOCK_CONTRACT_CASES"), nullptr, 10)
-                                  : 2000;
+TEST_CASE(
+    "contract: generated requests at, past and around every limit each get exactly one answer, and "
+    "the broker holds none at the end") {
+  const uint64_t seed = std::getenv("PADDOCK_CONTRACT_SEED")
+                            ? std::strtoull(std::getenv("PADDOCK_CONTRACT_SEED"), nullptr, 10)
+                            : 20261207;
+  const size_t random_cases =
+      std::getenv("PADDOCK_CONTRACT_CASES")
+          ? std::strtoull(std::getenv("PADDOCK_CONTRACT_CASES"), nullptr, 10)
+          : 2000;
   MESSAGE("contract seed " << seed << ", " << random_cases << " random combinations");
   const auto cases = generate(seed, random_cases);
 
@@ -97,14 +101,20 @@ TEST_CASE("contract: generated requests at, past and around every limit each get
       for (size_t b = 2; b < v.size(); ++b) {
         if (cmd == sc::Command::kAccepted) {
           auto a = sc::decode_accepted(v[b]);
-          if (!a) { protocol_problems.push_back("ACCEPTED does not decode"); continue; }
+          if (!a) {
+            protocol_problems.push_back("ACCEPTED does not decode");
+            continue;
+          }
           for (const auto& id : a->job_ids) {
             seen[id].events.push_back("accepted");
             note_reply(id, std::nullopt);
           }
         } else if (cmd == sc::Command::kRejected || cmd == sc::Command::kError) {
           auto e = sc::decode_job_error(v[b]);
-          if (!e) { protocol_problems.push_back("ERROR does not decode"); continue; }
+          if (!e) {
+            protocol_problems.push_back("ERROR does not decode");
+            continue;
+          }
           const std::string what =
               cmd == sc::Command::kRejected ? "rejected" : "error " + std::to_string(e->code);
           if (!e->job_id.empty()) {
@@ -120,7 +130,10 @@ TEST_CASE("contract: generated requests at, past and around every limit each get
           }
         } else if (cmd == sc::Command::kResult) {
           auto r = sc::decode_job_result(v[b]);
-          if (!r) { protocol_problems.push_back("RESULT does not decode"); continue; }
+          if (!r) {
+            protocol_problems.push_back("RESULT does not decode");
+            continue;
+          }
           seen[r->job_id].events.push_back("result");
         } else {
           protocol_problems.push_back("unexpected command " + std::to_string(int(v[1][0])));
@@ -164,9 +177,9 @@ TEST_CASE("contract: generated requests at, past and around every limit each get
     while (replied_at.size() < batch.size() && std::chrono::steady_clock::now() < until) {
       pump(20ms);
     }
-    CHECK_MESSAGE(replied_at.size() == batch.size(), "a SUBMIT of " << batch.size()
-                                                        << " bodies got " << replied_at.size()
-                                                        << " submit-time replies");
+    CHECK_MESSAGE(replied_at.size() == batch.size(),
+                  "a SUBMIT of " << batch.size() << " bodies got " << replied_at.size()
+                                 << " submit-time replies");
     // In body order (PROTOCOL.md, SUBMIT).
     if (!std::is_sorted(replied_at.begin(), replied_at.end())) ++out_of_order;
   }
@@ -211,9 +224,9 @@ TEST_CASE("contract: generated requests at, past and around every limit each get
     // Within every limit: ACCEPTED; past one: ERROR 100 (REJECTED only if the queue were full).
     const bool got_valid = ev.front() == "accepted";
     if (got_valid != c.valid) ++mismatched;
-    CHECK_MESSAGE(got_valid == c.valid, (c.valid ? "a valid request was refused: "
-                                                 : "an invalid request was accepted: ")
-                                            << c.why);
+    CHECK_MESSAGE(got_valid == c.valid,
+                  (c.valid ? "a valid request was refused: " : "an invalid request was accepted: ")
+                      << c.why);
     if (!c.valid) CHECK(ev.front() == "error 100");
   }
   // An echoed job_id is one a strict msgpack decoder takes: never invalid UTF-8.
@@ -222,9 +235,8 @@ TEST_CASE("contract: generated requests at, past and around every limit each get
                        << " refused with ERROR 100 (" << unattributed
                        << " of them named by body index only); " << mismatched << " mismatched");
   // The broker holds nothing once every answer is out.
-  auto overview = http_get_until(broker.metrics_address, "/api/v1/overview", [](const json& j) {
-    return j["queue"]["held"].get<int>() == 0;
-  });
+  auto overview = http_get_until(broker.metrics_address, "/api/v1/overview",
+                                 [](const json& j) { return j["queue"]["held"].get<int>() == 0; });
   REQUIRE(overview.is_object());
   CHECK(overview["queue"]["held"].get<int>() == 0);
   worker->signal(SIGTERM);

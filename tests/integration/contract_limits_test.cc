@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "harness.h"
-#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
 #include "paddock/schemas/limits.h"
+#include "paddock/wire/zmq_frames.h"
 
 using namespace paddock;
 using namespace paddock::testing;
@@ -239,17 +239,17 @@ TEST_CASE("limits: PING bodies are checked like every body: a bad one is ERROR 1
   for (int i = 0; i < 10'000; ++i) nested += "\x81\xa1k";
   nested += '\xc0';
   const std::vector<std::string> bad = {
-      good.substr(0, good.size() - 1),              // truncated
-      good + "\xc0",                                // trailing bytes
-      std::string("\xdf\x00\x00\x00\x02", 5),       // a map32 header without its entries
-      nested,                                       // 10,000 nested maps
-      pack([](auto& pk) { pk.pack_array(0); }),     // not a map
-      pack([](auto& pk) {                           // an integer key
+      good.substr(0, good.size() - 1),           // truncated
+      good + "\xc0",                             // trailing bytes
+      std::string("\xdf\x00\x00\x00\x02", 5),    // a map32 header without its entries
+      nested,                                    // 10,000 nested maps
+      pack([](auto& pk) { pk.pack_array(0); }),  // not a map
+      pack([](auto& pk) {                        // an integer key
         pk.pack_map(1);
         pk.pack(1);
         pk.pack(2);
       }),
-      pack([](auto& pk) {                           // a string that is not UTF-8
+      pack([](auto& pk) {  // a string that is not UTF-8
         pk.pack_map(1);
         pack_str(pk, "s");
         pack_str(pk, "\xc3\x28");
@@ -263,7 +263,8 @@ TEST_CASE("limits: PING bodies are checked like every body: a bad one is ERROR 1
   }
 }
 
-TEST_CASE("limits: a JOB the worker cannot decode is answered with an ERROR and its credit returns") {
+TEST_CASE(
+    "limits: a JOB the worker cannot decode is answered with an ERROR and its credit returns") {
   // A fake broker: a ROUTER the worker connects to, which sends a JOB no worker can decode.
   TempDir dir;
   zmq::context_t ctx;
@@ -289,13 +290,14 @@ TEST_CASE("limits: a JOB the worker cannot decode is answered with an ERROR and 
       }
       zmq::poll(&item, 1, std::chrono::milliseconds(50));
     }
-    FAIL("no " << sc::command_name(want) << " from the worker; its log: "
-               << slurp(worker->log() + ".err"));
+    FAIL("no " << sc::command_name(want)
+               << " from the worker; its log: " << slurp(worker->log() + ".err"));
     return {};
   };
   const auto [route, ready] = next_from_worker(sc::Command::kReady);
   CHECK(sc::decode_ready(ready)->slots == 1);
-  // vcpus 99 is out of range: the worker's decoder refuses the JOB, but can read its job and attempt.
+  // vcpus 99 is out of range: the worker's decoder refuses the JOB, but can read its job and
+  // attempt.
   sc::JobDispatch d;
   d.attempt = 2;
   d.request = job("undecodable", {"true"});

@@ -16,9 +16,9 @@
 #include "fake_worker.h"
 #include "harness.h"
 #include "ledger.h"
-#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
+#include "paddock/wire/zmq_frames.h"
 
 using namespace paddock;
 using namespace paddock::testing;
@@ -60,8 +60,8 @@ std::vector<client::Event> finals(const std::vector<client::Event>& seen) {
 // Everything the broker sent `c` before it answered a PING sent now (one connection's answers
 // arrive in the order the broker sent them), into `seen`.
 void read_to_pong(client::Client& c, std::vector<client::Event>& seen) {
-  const size_t pongs = std::count_if(seen.begin(), seen.end(),
-                                     [](const auto& e) { return e.kind == Kind::kPong; });
+  const size_t pongs =
+      std::count_if(seen.begin(), seen.end(), [](const auto& e) { return e.kind == Kind::kPong; });
   c.ping();
   REQUIRE(read_until(c, seen, [&] {
     return static_cast<size_t>(std::count_if(seen.begin(), seen.end(), [](const auto& e) {
@@ -121,7 +121,9 @@ struct RawClient {
 
 }  // namespace
 
-TEST_CASE("contract: a job submitted again from a second connection while it runs is answered on that connection only") {
+TEST_CASE(
+    "contract: a job submitted again from a second connection while it runs is answered on that "
+    "connection only") {
   // Issue 20, item 4. Both the journal's outbox and the direct path.
   for (const bool with_journal : {false, true}) {
     CAPTURE(with_journal);
@@ -149,17 +151,29 @@ TEST_CASE("contract: a job submitted again from a second connection while it run
   }
 }
 
-TEST_CASE("contract: a SUBMIT's replies come in body order and an ERROR names the body it answers") {
+TEST_CASE(
+    "contract: a SUBMIT's replies come in body order and an ERROR names the body it answers") {
   // Issue 20, item 5. No worker: accepted jobs stay queued, so --max-queue 3 REJECTS the fourth.
   TempDir dir;
   auto broker = start_broker(dir, {"--max-queue", "3"});
   RawClient raw(broker.client_endpoint);
   const std::string a = sc::encode(job("a", {"true"}));
   // {"argv": ["x"]}: no job_id to name it by.
-  const std::string no_id("\x81\xa4" "argv" "\x91\xa1" "x");
+  const std::string no_id(
+      "\x81\xa4"
+      "argv"
+      "\x91\xa1"
+      "x");
   const std::string c = sc::encode(job("c", {"true"}));
   // {"job_id": "b-bad", "argv": 5}: its job_id can be read.
-  const std::string bad_argv("\x82\xa6" "job_id" "\xa5" "b-bad" "\xa4" "argv" "\x05");
+  const std::string bad_argv(
+      "\x82\xa6"
+      "job_id"
+      "\xa5"
+      "b-bad"
+      "\xa4"
+      "argv"
+      "\x05");
   const std::string d = sc::encode(job("d", {"true"}));
   const std::string e = sc::encode(job("e", {"true"}));
   raw.send(sc::Command::kSubmit, {a, no_id, c, bad_argv, d, e});
@@ -210,13 +224,15 @@ TEST_CASE("contract: a SUBMIT's replies come in body order and an ERROR names th
   CHECK(sc::decode_job_error(fetched[0].second)->index == 1u);
 }
 
-TEST_CASE("contract: a late outcome of an attempt that is no longer current is dropped and counted, and the current attempt answers") {
+TEST_CASE(
+    "contract: a late outcome of an attempt that is no longer current is dropped and counted, and "
+    "the current attempt answers") {
   // Issue 20, item 6: a worker stalled past its heartbeats (SIGSTOP) is declared dead and its job
   // goes out again; it comes back on a new connection, is sent the job's attempt 2, and then
   // reports the attempt 1 it finished while stalled.
   TempDir dir;
-  auto broker = start_broker(dir, {"--heartbeat-ms", "100", "--liveness", "3",
-                                   "--metrics-address", "127.0.0.1:0"});
+  auto broker = start_broker(
+      dir, {"--heartbeat-ms", "100", "--liveness", "3", "--metrics-address", "127.0.0.1:0"});
   FakeWorker w(broker.worker_endpoint, "stalled", 1);
   client::Client c(broker.client_endpoint);
   std::vector<client::Event> seen;
@@ -242,14 +258,16 @@ TEST_CASE("contract: a late outcome of an attempt that is no longer current is d
   wait_for_log(broker, "stale RESULT for job 'stale' attempt 1 dropped", 10s);
 }
 
-TEST_CASE("contract: a job a live worker holds past its timeout and margin without an answer is taken back, sent out again and counted") {
+TEST_CASE(
+    "contract: a job a live worker holds past its timeout and margin without an answer is taken "
+    "back, sent out again and counted") {
   // The held-job watchdog: the worker accepts the JOB, then says nothing of it while it keeps
   // heartbeating.
   TempDir dir;
   // A margin long enough that attempt 2 is answered before it could be overdue too.
-  auto broker = start_broker(dir, {"--heartbeat-ms", "100", "--liveness", "50",
-                                   "--overdue-margin-ms", "1000",
-                                   "--metrics-address", "127.0.0.1:0"});
+  auto broker =
+      start_broker(dir, {"--heartbeat-ms", "100", "--liveness", "50", "--overdue-margin-ms", "1000",
+                         "--metrics-address", "127.0.0.1:0"});
   FakeWorker w(broker.worker_endpoint, "silent", 1);
   client::Client c(broker.client_endpoint);
   auto held = job("held", {"true"});
@@ -275,8 +293,8 @@ TEST_CASE("contract: a job a live worker holds past its timeout and margin witho
 
   // At the last attempt the job is answered WorkerLost instead.
   TempDir dir2;
-  auto last = start_broker(dir2, {"--heartbeat-ms", "100", "--overdue-margin-ms", "200",
-                                  "--max-attempts", "1"});
+  auto last = start_broker(
+      dir2, {"--heartbeat-ms", "100", "--overdue-margin-ms", "200", "--max-attempts", "1"});
   FakeWorker w2(last.worker_endpoint, "silent", 1);
   client::Client c2(last.client_endpoint);
   c2.submit(held);
@@ -296,12 +314,15 @@ TEST_CASE("contract: a job a live worker holds past its timeout and margin witho
   CHECK(lost[0].error.message.find("past its timeout") != std::string::npos);
 }
 
-TEST_CASE("contract: after a failed journal commit the broker's last line counts the jobs the journal really kept") {
+TEST_CASE(
+    "contract: after a failed journal commit the broker's last line counts the jobs the journal "
+    "really kept") {
   // Issue 20, item 11. Writes past RLIMIT_FSIZE fail (EFBIG) in a process that ignores SIGXFSZ
   // (inherited from here while it starts): the journal's next growth fails its commit.
   TempDir dir;
   const std::string journal = dir.path() + "/journal.db";
-  struct sigaction ignore {}, before {};
+  struct sigaction ignore {
+  }, before{};
   ignore.sa_handler = SIG_IGN;
   REQUIRE(::sigaction(SIGXFSZ, &ignore, &before) == 0);
   auto broker = start_broker(dir, {"--journal", journal});
@@ -324,7 +345,7 @@ TEST_CASE("contract: after a failed journal commit the broker's last line counts
     const auto s = fs::file_size(journal + suffix, ec);
     if (!ec) size = std::max(size, s);
   }
-  const struct rlimit limit{size, size};
+  const struct rlimit limit { size, size };
   REQUIRE(::prlimit(broker.process->pid(), RLIMIT_FSIZE, &limit, nullptr) == 0);
   for (int i = 0; i < 200; ++i) {
     auto j = job("lost-" + std::to_string(i), {"true"});

@@ -31,8 +31,8 @@ struct Keys {
     std::filesystem::copy_file(path + "/w1.pub", path + "/workers.allow");
   }
   std::vector<std::string> broker_args() const {
-    return {"--curve-secret-key", path + "/broker.key", "--client-allow", path + "/clients.allow",
-            "--worker-allow", path + "/workers.allow"};
+    return {"--curve-secret-key",    path + "/broker.key", "--client-allow",
+            path + "/clients.allow", "--worker-allow",     path + "/workers.allow"};
   }
   std::vector<std::string> worker_args(const std::string& name) const {
     return {"--broker-public-key", path + "/broker.pub", "--curve-key", path + "/" + name + ".key"};
@@ -86,7 +86,9 @@ std::string random_marker() {
 
 }  // namespace
 
-TEST_CASE("curve: an allowed client's jobs complete while clients without a key, with an unknown key or with a worker key are refused") {
+TEST_CASE(
+    "curve: an allowed client's jobs complete while clients without a key, with an unknown key or "
+    "with a worker key are refused") {
   TempDir dir;
   Keys keys(dir);
   auto broker = start_broker(dir, keys.broker_args());
@@ -119,8 +121,10 @@ TEST_CASE("curve: an allowed client's jobs complete while clients without a key,
     CHECK(ev.result.stdout_data == id + "\n");
   }
   CHECK(log_shows(broker_log, "refused a client connection on"));  // no key: no CURVE at all
-  CHECK(log_shows(broker_log, "key " + keys.public_key("mallory") + ": key not in the client allowlist"));
-  CHECK(log_shows(broker_log, "key " + keys.public_key("w1") + ": key not in the client allowlist"));
+  CHECK(log_shows(broker_log,
+                  "key " + keys.public_key("mallory") + ": key not in the client allowlist"));
+  CHECK(
+      log_shows(broker_log, "key " + keys.public_key("w1") + ": key not in the client allowlist"));
   CHECK(slurp(broker_log).find("'alice-") == std::string::npos);  // nothing odd about alice's
 }
 
@@ -129,7 +133,8 @@ TEST_CASE("curve: a submitter key on the worker endpoint cannot register as a wo
   Keys keys(dir);
   auto broker = start_broker(dir, keys.broker_args());
   const std::string broker_log = broker.process->log() + ".err";
-  auto impostor = start_worker(dir, broker.worker_endpoint, "impostor", 4, keys.worker_args("alice"));
+  auto impostor =
+      start_worker(dir, broker.worker_endpoint, "impostor", 4, keys.worker_args("alice"));
   REQUIRE(log_shows(broker_log, "refused a worker connection from"));
   CHECK(slurp(broker_log).find(keys.public_key("alice") + ": key not in the worker allowlist") !=
         std::string::npos);
@@ -176,7 +181,8 @@ TEST_CASE("curve: a secret key file that others may read is refused by the broke
   CHECK(slurp(worker->log() + ".err").find("w1.key has mode 0640") != std::string::npos);
 }
 
-TEST_CASE("curve: plaintext on a non-loopback endpoint needs --allow-plaintext, which logs a warning") {
+TEST_CASE(
+    "curve: plaintext on a non-loopback endpoint needs --allow-plaintext, which logs a warning") {
   TempDir dir;
   {
     Process broker(PADDOCK_BROKER_BIN,
@@ -202,15 +208,15 @@ TEST_CASE("curve: plaintext on a non-loopback endpoint needs --allow-plaintext, 
   CHECK(slurp(curve_broker.process->log() + ".err").find("PLAINTEXT") == std::string::npos);
 }
 
-TEST_CASE("curve: traffic captured on loopback shows job content in plaintext and none with CURVE") {
+TEST_CASE(
+    "curve: traffic captured on loopback shows job content in plaintext and none with CURVE") {
   // Runs one job whose argv and stdin carry `marker` and returns the captured payload of both
   // endpoints' ports.
   auto run_captured = [](const std::string& marker, bool use_curve) {
     TempDir dir;
     Keys keys(dir);
     auto broker = start_broker(dir, use_curve ? keys.broker_args() : std::vector<std::string>{});
-    LoopbackCapture capture(
-        {port_of(broker.client_endpoint), port_of(broker.worker_endpoint)});
+    LoopbackCapture capture({port_of(broker.client_endpoint), port_of(broker.worker_endpoint)});
     auto worker = start_worker(dir, broker.worker_endpoint, "w1", 1,
                                use_curve ? keys.worker_args("w1") : std::vector<std::string>{});
     std::optional<client::Client> c;
@@ -241,9 +247,9 @@ TEST_CASE("curve: paddock-load with an allowed key runs its jobs and without one
   auto broker = start_broker(dir, keys.broker_args());
   auto worker = start_worker(dir, broker.worker_endpoint, "w1", 4, keys.worker_args("w1"));
   auto load = [&](const std::string& name, std::vector<std::string> extra) {
-    std::vector<std::string> args = {"--broker", broker.client_endpoint, "-n", "50", "-c", "10",
-                                     "--timeout-s", "5", "--json-out",
-                                     dir.path() + "/" + name + ".json"};
+    std::vector<std::string> args = {
+        "--broker", broker.client_endpoint, "-n", "50",         "-c",
+        "10",       "--timeout-s",          "5",  "--json-out", dir.path() + "/" + name + ".json"};
     args.insert(args.end(), extra.begin(), extra.end());
     args.insert(args.end(), {"--", "echo", "over-curve"});
     Process p(PADDOCK_LOAD_BIN, args, dir.path() + "/" + name + ".log");
@@ -251,9 +257,8 @@ TEST_CASE("curve: paddock-load with an allowed key runs its jobs and without one
     REQUIRE_MESSAGE(status.has_value(), "paddock-load did not finish: " << slurp(p.log() + ".err"));
     return std::make_pair(*status, slurp(p.log() + ".err"));
   };
-  auto [ok_status, ok_err] =
-      load("alice", {"--broker-public-key", keys.path + "/broker.pub", "--curve-key",
-                     keys.path + "/alice.key"});
+  auto [ok_status, ok_err] = load("alice", {"--broker-public-key", keys.path + "/broker.pub",
+                                            "--curve-key", keys.path + "/alice.key"});
   CAPTURE(ok_err);
   REQUIRE(ok_status == 0);
   const auto summary = nlohmann::json::parse(slurp(dir.path() + "/alice.json"));

@@ -118,9 +118,9 @@ TEST_CASE("dashboard api: overview workers and jobs count a batch with failing j
 TEST_CASE("dashboard api: a worker's heartbeats report its host name and warm pools") {
   TempDir dir;
   auto broker = start_broker(dir, {"--metrics-address", "127.0.0.1:0"});
-  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 2,
-                             {"--warm", "on", "--warm-min", "2", "--warm-max", "3",
-                              "--heartbeat-ms", "200"});
+  auto worker =
+      start_worker(dir, broker.worker_endpoint, "w1", 2,
+                   {"--warm", "on", "--warm-min", "2", "--warm-max", "3", "--heartbeat-ms", "200"});
   char host[256] = {};
   REQUIRE(::gethostname(host, sizeof host - 1) == 0);
 

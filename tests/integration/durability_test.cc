@@ -251,9 +251,8 @@ TEST_CASE(
 
 TEST_CASE("durability: a worker SIGKILLed mid-job, the job finishes on another worker") {
   TempDir dir;
-  auto broker = start_broker(
-      dir, {"--journal", dir.path() + "/journal.db", "--heartbeat-ms", "100", "--liveness", "3",
-            "--metrics-address", "127.0.0.1:0"});
+  auto broker = start_broker(dir, {"--journal", dir.path() + "/journal.db", "--heartbeat-ms", "100",
+                                   "--liveness", "3", "--metrics-address", "127.0.0.1:0"});
   auto victim = start_worker(dir, broker.worker_endpoint, "victim", 2, {"--heartbeat-ms", "100"});
   wait_for_log(broker, "worker 'victim' ready", 10s);
   client::Client c(broker.client_endpoint);
@@ -552,7 +551,9 @@ TEST_CASE(
   CHECK(worker->running());
 }
 
-TEST_CASE("durability: a submitter that stops reading does not stall the broker or other submitters, and loses nothing") {
+TEST_CASE(
+    "durability: a submitter that stops reading does not stall the broker or other submitters, and "
+    "loses nothing") {
   TempDir dir;
   auto broker = start_broker(dir);
   auto worker = start_worker(dir, broker.worker_endpoint, "w1", 16);
@@ -580,8 +581,8 @@ TEST_CASE("durability: a submitter that stops reading does not stall the broker 
   fast.submit(light);
   auto quick = collect(fast, light_ids, 30s);
   MESSAGE("200 jobs of a reading submitter, behind 20 MB of unread answers: "
-          << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                   t0)
+          << std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::steady_clock::now() - t0)
                  .count()
           << " ms");
   REQUIRE(quick.all_exactly_once(light_ids));
@@ -599,9 +600,8 @@ TEST_CASE(
     "durability: with the journal on, priorities, a full queue, CANCEL and deadlines behave as "
     "without it, and hold across a restart") {
   TempDir dir;
-  const std::vector<std::string> broker_args = {"--journal",   dir.path() + "/journal.db",
-                                                "--max-queue", "6",
-                                                "--heartbeat-ms", "100"};
+  const std::vector<std::string> broker_args = {
+      "--journal", dir.path() + "/journal.db", "--max-queue", "6", "--heartbeat-ms", "100"};
   auto broker = start_broker(dir, broker_args);
   const std::string client_ep = broker.client_endpoint, worker_ep = broker.worker_endpoint;
 
@@ -678,12 +678,14 @@ TEST_CASE(
   CHECK(book.conflicts.empty());
 }
 
-TEST_CASE("durability: a CANCEL of a running job holds across a restart that comes before its worker answers") {
+TEST_CASE(
+    "durability: a CANCEL of a running job holds across a restart that comes before its worker "
+    "answers") {
   TempDir dir;
   // A long liveness: the stopped worker must not be declared lost before the broker dies.
-  const std::vector<std::string> broker_args = {"--journal", dir.path() + "/journal.db",
-                                                "--heartbeat-ms", "100", "--liveness", "50",
-                                                "--metrics-address", "127.0.0.1:0"};
+  const std::vector<std::string> broker_args = {
+      "--journal", dir.path() + "/journal.db", "--heartbeat-ms", "100", "--liveness",
+      "50",        "--metrics-address",        "127.0.0.1:0"};
   auto broker = start_broker(dir, broker_args);
   const std::string client_ep = broker.client_endpoint, worker_ep = broker.worker_endpoint;
   auto w1 = start_worker(dir, worker_ep, "w1", 1, {"--warm", "off", "--heartbeat-ms", "100"});
@@ -807,7 +809,9 @@ std::string scrape_metrics(const std::string& address) {
 
 }  // namespace
 
-TEST_CASE("durability: a byte flipped on disk inside a stored request quarantines that job, answered JournalDamaged and never run altered, and the intact jobs run") {
+TEST_CASE(
+    "durability: a byte flipped on disk inside a stored request quarantines that job, answered "
+    "JournalDamaged and never run altered, and the intact jobs run") {
   TempDir dir;
   const std::string path = dir.path() + "/journal.db";
   std::vector<schemas::JobRequest> jobs;
@@ -833,12 +837,13 @@ TEST_CASE("durability: a byte flipped on disk inside a stored request quarantine
     db[at + 9] = 'Z';
     write_file(path, db);
   }
-  auto broker = start_broker(dir, {"--journal", path, "--heartbeat-ms", "100",
-                                   "--metrics-address", "127.0.0.1:0"});
+  auto broker = start_broker(
+      dir, {"--journal", path, "--heartbeat-ms", "100", "--metrics-address", "127.0.0.1:0"});
   auto worker = start_worker(dir, broker.worker_endpoint, "w1", 2, {"--heartbeat-ms", "100"});
   client::Client c(broker.client_endpoint);
   Ledger book;
-  pump(c, book, Clock::now() + 20s, [&] { return book.answered() == ids.size(); }, &ids, 500ms);
+  pump(
+      c, book, Clock::now() + 20s, [&] { return book.answered() == ids.size(); }, &ids, 500ms);
   REQUIRE(book.answered() == ids.size());
   for (const auto& id : ids) {
     const auto& ev = book.first.at(id);
@@ -879,7 +884,9 @@ TEST_CASE("durability: a byte flipped on disk inside a stored request quarantine
   CHECK(contains(metrics, "paddock_broker_journal_quarantined_total 1"));
 }
 
-TEST_CASE("durability: the journal's -wal removed under a running broker stops it loudly, and the jobs it accepted are kept") {
+TEST_CASE(
+    "durability: the journal's -wal removed under a running broker stops it loudly, and the jobs "
+    "it accepted are kept") {
   TempDir dir;
   const std::string path = dir.path() + "/journal.db";
   RawBroker b;
@@ -909,7 +916,8 @@ TEST_CASE("durability: the journal's -wal removed under a running broker stops i
   auto worker = start_worker(dir, broker.worker_endpoint, "w1", 4, {"--heartbeat-ms", "100"});
   client::Client c(broker.client_endpoint);
   Ledger book;
-  pump(c, book, Clock::now() + 20s, [&] { return book.answered() == ids.size(); }, &ids, 500ms);
+  pump(
+      c, book, Clock::now() + 20s, [&] { return book.answered() == ids.size(); }, &ids, 500ms);
   const auto missing = book.missing(ids);
   CHECK_MESSAGE(missing.empty(), missing.size() << " job(s) lost, first: "
                                                 << (missing.empty() ? "" : missing.front()));
@@ -920,7 +928,9 @@ TEST_CASE("durability: the journal's -wal removed under a running broker stops i
   }
 }
 
-TEST_CASE("durability: a journal whose job_id index is damaged where quick_check does not look is refused at every start, never served") {
+TEST_CASE(
+    "durability: a journal whose job_id index is damaged where quick_check does not look is "
+    "refused at every start, never served") {
   TempDir dir;
   const std::string path = dir.path() + "/journal.db";
   {

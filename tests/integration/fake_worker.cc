@@ -2,9 +2,9 @@
 
 #include <stdexcept>
 
-#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
+#include "paddock/wire/zmq_frames.h"
 
 namespace paddock::testing {
 
@@ -76,8 +76,11 @@ void FakeWorker::read_all() {
         cancels.push_back(ref->job_id);
         break;
       }
-      case sc::Command::kDisconnect: ++disconnects; break;
-      default: break;  // HEARTBEAT, DRAINED
+      case sc::Command::kDisconnect:
+        ++disconnects;
+        break;
+      default:
+        break;  // HEARTBEAT, DRAINED
     }
   }
 }

@@ -77,7 +77,7 @@ Broker start_broker(const TempDir& dir, std::vector<std::string> extra_args,
   const std::string tag = std::to_string(++counter);
   const std::string ready = dir.path() + "/broker-" + tag + ".ready";
   std::vector<std::string> args = {"--client-endpoint", client_ep, "--worker-endpoint", worker_ep,
-                                   "--ready-file", ready, "--log-level", "info"};
+                                   "--ready-file",      ready,     "--log-level",       "info"};
   // The broker journals by default under a state dir; a test that wants the journal says where
   // (--journal / --state-dir), the others run without one.
   const bool journal_chosen = std::any_of(extra_args.begin(), extra_args.end(), [](const auto& a) {
@@ -105,8 +105,8 @@ std::unique_ptr<Process> start_worker(const TempDir& dir, const std::string& bro
                                       const std::string& worker_id, int slots,
                                       std::vector<std::string> extra_args,
                                       const std::string& netns) {
-  std::vector<std::string> args = {"--broker", broker_worker_ep, "--worker-id", worker_id,
-                                   "--slots", std::to_string(slots)};
+  std::vector<std::string> args = {"--broker", broker_worker_ep, "--worker-id",
+                                   worker_id,  "--slots",        std::to_string(slots)};
   // The in-memory test double unless the test chose a backend.
   if (std::find(extra_args.begin(), extra_args.end(), "--backend") == extra_args.end()) {
     args.insert(args.end(), {"--backend", "memory"});
@@ -146,9 +146,15 @@ Answers collect(client::Client& c, const std::vector<std::string>& expected,
       case client::Event::Kind::kAccepted:
         a.accepted.insert(ev->accepted_ids.begin(), ev->accepted_ids.end());
         break;
-      case client::Event::Kind::kResult: a.finals[ev->result.job_id].push_back(*ev); break;
-      case client::Event::Kind::kError: a.finals[ev->error.job_id].push_back(*ev); break;
-      default: a.others.push_back(*ev); break;
+      case client::Event::Kind::kResult:
+        a.finals[ev->result.job_id].push_back(*ev);
+        break;
+      case client::Event::Kind::kError:
+        a.finals[ev->error.job_id].push_back(*ev);
+        break;
+      default:
+        a.others.push_back(*ev);
+        break;
     }
     if (!settling) {
       size_t done = 0;

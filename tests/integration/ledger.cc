@@ -36,33 +36,33 @@ bool same_answer(const client::Event& a, const client::Event& b) {
 }
 
 void Ledger::take(const client::Event& ev) {
-    switch (ev.kind) {
-      case client::Event::Kind::kAccepted:
-        accepted.insert(ev.accepted_ids.begin(), ev.accepted_ids.end());
-        return;
-      case client::Event::Kind::kResult:
-      case client::Event::Kind::kError: {
-        const std::string& id =
-            ev.kind == client::Event::Kind::kResult ? ev.result.job_id : ev.error.job_id;
-        ++count[id];
-        auto [it, fresh] = first.emplace(id, ev);
-        if (!fresh && !same_answer(it->second, ev)) {
-          conflicts.push_back(id + ": " + describe(it->second) + " then " + describe(ev));
-        }
-        return;
+  switch (ev.kind) {
+    case client::Event::Kind::kAccepted:
+      accepted.insert(ev.accepted_ids.begin(), ev.accepted_ids.end());
+      return;
+    case client::Event::Kind::kResult:
+    case client::Event::Kind::kError: {
+      const std::string& id =
+          ev.kind == client::Event::Kind::kResult ? ev.result.job_id : ev.error.job_id;
+      ++count[id];
+      auto [it, fresh] = first.emplace(id, ev);
+      if (!fresh && !same_answer(it->second, ev)) {
+        conflicts.push_back(id + ": " + describe(it->second) + " then " + describe(ev));
       }
-      default:
-        others.push_back(ev);
-        return;
+      return;
     }
+    default:
+      others.push_back(ev);
+      return;
   }
+}
 
 std::vector<std::string> Ledger::missing(const std::vector<std::string>& ids) const {
-    std::vector<std::string> out;
-    for (const auto& id : ids) {
-      if (!first.count(id)) out.push_back(id);
-    }
-    return out;
+  std::vector<std::string> out;
+  for (const auto& id : ids) {
+    if (!first.count(id)) out.push_back(id);
+  }
+  return out;
 }
 
 size_t Ledger::answered_twice() const {

@@ -25,12 +25,14 @@ struct LoadRun {
 LoadRun run_load(const TempDir& dir, const Broker& broker, const std::string& name,
                  std::vector<std::string> args) {
   const std::string json_out = dir.path() + "/" + name + ".json";
-  std::vector<std::string> all = {"--broker", broker.client_endpoint, "--json", "--json-out", json_out};
+  std::vector<std::string> all = {"--broker", broker.client_endpoint, "--json", "--json-out",
+                                  json_out};
   all.insert(all.end(), args.begin(), args.end());
   Process load(PADDOCK_LOAD_BIN, all, dir.path() + "/" + name + ".log");
   LoadRun run;
   const auto status = load.wait_for(60s);
-  REQUIRE_MESSAGE(status.has_value(), "paddock-load did not finish: " << slurp(load.log() + ".err"));
+  REQUIRE_MESSAGE(status.has_value(),
+                  "paddock-load did not finish: " << slurp(load.log() + ".err"));
   run.status = *status;
   run.out = slurp(load.log());
   run.err = slurp(load.log() + ".err");
@@ -82,7 +84,8 @@ TEST_CASE("paddock-load closed loop: 2000 jobs through a memory worker, every on
   TempDir dir;
   auto broker = start_broker(dir);
   auto worker = start_worker(dir, broker.worker_endpoint, "w1", 64);
-  auto run = run_load(dir, broker, "closed", {"--jobs", "2000", "--concurrency", "200", "--", "echo", "hi"});
+  auto run = run_load(dir, broker, "closed",
+                      {"--jobs", "2000", "--concurrency", "200", "--", "echo", "hi"});
   check_all_ran(run, 2000);
   CHECK(run.summary["mode"] == "closed");
   CHECK(run.summary["concurrency"] == 200);
@@ -106,7 +109,8 @@ TEST_CASE("paddock-load counts ERRORs by variant and non-zero exits, and still e
   auto worker = start_worker(dir, broker.worker_endpoint, "w1", 16);
 
   // The test double answers `fail <variant>` with that ERROR (Unsupported is not retried).
-  auto failing = run_load(dir, broker, "fail", {"--jobs", "100", "-c", "20", "--", "fail", "Unsupported", "boom"});
+  auto failing = run_load(dir, broker, "fail",
+                          {"--jobs", "100", "-c", "20", "--", "fail", "Unsupported", "boom"});
   CAPTURE(failing.summary.dump());
   CHECK(failing.status == 0);
   CHECK(failing.summary["jobs"] == 100);

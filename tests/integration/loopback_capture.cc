@@ -30,8 +30,7 @@ LoopbackCapture::LoopbackCapture(std::set<uint16_t> ports) : ports_(std::move(po
   addr.sll_family = AF_PACKET;
   addr.sll_protocol = htons(ETH_P_ALL);
   addr.sll_ifindex = static_cast<int>(if_nametoindex("lo"));
-  if (addr.sll_ifindex == 0 ||
-      ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  if (addr.sll_ifindex == 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     const std::string message = errno_message("bind AF_PACKET socket to lo");
     ::close(fd_);
     throw std::runtime_error(message);

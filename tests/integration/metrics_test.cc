@@ -74,7 +74,9 @@ nlohmann::json wait_for_ready_file(const std::string& path, Process& process) {
 
 }  // namespace
 
-TEST_CASE("metrics: the broker's and a worker's endpoints count accepted, completed and failed jobs, latencies, workers and slots") {
+TEST_CASE(
+    "metrics: the broker's and a worker's endpoints count accepted, completed and failed jobs, "
+    "latencies, workers and slots") {
   TempDir dir;
   auto broker = start_broker(dir, {"--metrics-address", "127.0.0.1:0"});
   REQUIRE(broker.metrics_address.rfind("127.0.0.1:", 0) == 0);
@@ -100,9 +102,8 @@ TEST_CASE("metrics: the broker's and a worker's endpoints count accepted, comple
 
   // During the run: the endpoint answers while jobs wait for a worker.
   const int total = kOk + kFailing;
-  std::string text = scrape_until(broker.metrics_address,
-                                  equals("paddock_broker_queue_depth{priority=\"0\"}",
-                                         total - kHigh));
+  std::string text = scrape_until(
+      broker.metrics_address, equals("paddock_broker_queue_depth{priority=\"0\"}", total - kHigh));
   CHECK(sample(text, "paddock_broker_jobs_accepted_total") == total);
   CHECK(sample(text, "paddock_broker_queue_depth{priority=\"0\"}") == total - kHigh);
   CHECK(sample(text, "paddock_broker_queue_depth{priority=\"5\"}") == kHigh);
@@ -123,8 +124,8 @@ TEST_CASE("metrics: the broker's and a worker's endpoints count accepted, comple
   REQUIRE(answers.all_exactly_once(ids));
   const auto& bad = answers.finals.at("bad-0").front();
   REQUIRE(bad.kind == client::Event::Kind::kError);
-  const std::string failed_labels = "{variant=\"InvalidTransition\",code=\"" +
-                                    std::to_string(bad.error.code) + "\"}";
+  const std::string failed_labels =
+      "{variant=\"InvalidTransition\",code=\"" + std::to_string(bad.error.code) + "\"}";
 
   // After the run. The worker grants its credits back after each job: all 4 free in the end.
   text = scrape_until(broker.metrics_address, [&](const std::string& t) {
@@ -169,7 +170,8 @@ TEST_CASE("metrics: the broker's and a worker's endpoints count accepted, comple
   CHECK(worker->wait_for(10s) == 0);
 }
 
-TEST_CASE("metrics: a broker whose metrics address is taken does not start, and says which address") {
+TEST_CASE(
+    "metrics: a broker whose metrics address is taken does not start, and says which address") {
   TempDir dir;
   auto first = start_broker(dir, {"--metrics-address", "127.0.0.1:0"});
   REQUIRE_FALSE(first.metrics_address.empty());

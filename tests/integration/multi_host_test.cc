@@ -40,7 +40,9 @@ std::string from_host(const std::string& bound, int n) {
 
 }  // namespace
 
-TEST_CASE("multi-host: 3 brokers and 4 worker hosts run 10000 jobs once each while a broker is SIGKILLed and a host is cut off") {
+TEST_CASE(
+    "multi-host: 3 brokers and 4 worker hosts run 10000 jobs once each while a broker is SIGKILLed "
+    "and a host is cut off") {
   constexpr size_t kJobs = 10'000;
   constexpr int kHosts = 4;
   auto net = host_network();
@@ -99,13 +101,14 @@ TEST_CASE("multi-host: 3 brokers and 4 worker hosts run 10000 jobs once each whi
   c->submit(jobs);
   pump(*c, book, Clock::now() + 30s, [&] { return book.answered() >= kJobs / 5; });
   REQUIRE_MESSAGE(book.answered() >= kJobs / 5,
-                  "failovers " << c->failovers() << ", others " << book.others.size() << ", accepted " << book.accepted.size() << ", stored "
-                              << pg->sql("SELECT state, count(*) FROM paddock_jobs GROUP BY 1")
-                              << "; broker b1's log: "
-                              << slurp(brokers[0].process->log() + ".err").substr(0, 6000)
-                              << "; broker b2's log: "
-                              << slurp(brokers[1].process->log() + ".err").substr(0, 6000)
-                              << "; postgres: " << pg->log().substr(0, 3000));
+                  "failovers " << c->failovers() << ", others " << book.others.size()
+                               << ", accepted " << book.accepted.size() << ", stored "
+                               << pg->sql("SELECT state, count(*) FROM paddock_jobs GROUP BY 1")
+                               << "; broker b1's log: "
+                               << slurp(brokers[0].process->log() + ".err").substr(0, 6000)
+                               << "; broker b2's log: "
+                               << slurp(brokers[1].process->log() + ".err").substr(0, 6000)
+                               << "; postgres: " << pg->log().substr(0, 3000));
   REQUIRE(book.answered() < kJobs);
   const size_t at_kill = book.answered();
   kill_broker(brokers[0]);  // the submitter's broker
@@ -139,20 +142,23 @@ TEST_CASE("multi-host: 3 brokers and 4 worker hosts run 10000 jobs once each whi
   MESSAGE("answered " << book.answered() << " of " << kJobs << " in " << elapsed
                       << " s; at the kill " << at_kill << ", at the cut " << at_cut
                       << "; failovers " << c->failovers() << "; by host: " << hosts
-                      << "; attempt > 1: " << again << "; answered more than once (same answer): "
-                      << book.answered_twice());
+                      << "; attempt > 1: " << again
+                      << "; answered more than once (same answer): " << book.answered_twice());
   const auto missing = book.missing(ids);
   std::string stuck;
   for (size_t i = 0; i < missing.size() && i < 5; ++i) {
     stuck += missing[i] + ": " +
-             pg->sql("SELECT state, owner, attempt, dispatched, answer_cmd FROM paddock_jobs WHERE "
-                     "job_id = '" + missing[i] + "'");
+             pg->sql(
+                 "SELECT state, owner, attempt, dispatched, answer_cmd FROM paddock_jobs WHERE "
+                 "job_id = '" +
+                 missing[i] + "'");
   }
   std::string errors;
   for (const auto& b : brokers) {
     std::istringstream log(slurp(b.process->log() + ".err"));
     for (std::string line; std::getline(log, line);) {
-      if (line.find(" error ") != std::string::npos || line.find(" warning ") != std::string::npos) {
+      if (line.find(" error ") != std::string::npos ||
+          line.find(" warning ") != std::string::npos) {
         if (errors.size() < 6000) errors += line + "\n";
       }
     }

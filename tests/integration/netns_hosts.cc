@@ -60,7 +60,8 @@ std::string HostNetwork::add_host(int n) {
   hosts_.push_back(n);
   sh("ip -n " + ns + " link set lo up");
   // Made inside the hub, its peer moved into the host: the machine's namespace never sees either.
-  sh("ip -n " + hub_ + " link add " + hub_end + " type veth peer name " + host_end + " netns " + ns);
+  sh("ip -n " + hub_ + " link add " + hub_end + " type veth peer name " + host_end + " netns " +
+     ns);
   sh("ip -n " + hub_ + " addr add " + net + "1/30 dev " + hub_end);
   sh("ip -n " + hub_ + " link set " + hub_end + " up");
   sh("ip -n " + ns + " link set " + host_end + " name eth0");
@@ -69,9 +70,13 @@ std::string HostNetwork::add_host(int n) {
   return ns;
 }
 
-void HostNetwork::cut(int n) { sh("ip -n " + hub_ + " link set " + link_name(prefix_, 'n', n) + " down"); }
+void HostNetwork::cut(int n) {
+  sh("ip -n " + hub_ + " link set " + link_name(prefix_, 'n', n) + " down");
+}
 
-void HostNetwork::mend(int n) { sh("ip -n " + hub_ + " link set " + link_name(prefix_, 'n', n) + " up"); }
+void HostNetwork::mend(int n) {
+  sh("ip -n " + hub_ + " link set " + link_name(prefix_, 'n', n) + " up");
+}
 
 std::vector<std::string> HostNetwork::exec_in(const std::string& ns) {
   return {"netns", "exec", ns};

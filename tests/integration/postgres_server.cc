@@ -68,16 +68,18 @@ std::unique_ptr<PostgresServer> PostgresServer::start(std::string& why) {
   std::unique_ptr<PostgresServer> s(new PostgresServer());
   s->bindir_ = find_bindir();
   if (s->bindir_.empty()) {
-    why = "PostgreSQL's server is not installed (/usr/lib/postgresql/*/bin/initdb): apt install "
-          "postgresql (tools/install-deps.sh does)";
+    why =
+        "PostgreSQL's server is not installed (/usr/lib/postgresql/*/bin/initdb): apt install "
+        "postgresql (tools/install-deps.sh does)";
     return nullptr;
   }
   s->as_postgres_ = ::geteuid() == 0;
   if (s->as_postgres_) {
     const passwd* pw = ::getpwnam("postgres");
     if (pw == nullptr) {
-      why = "running as root, and there is no 'postgres' user to run the server as (Debian's "
-            "postgresql package makes it)";
+      why =
+          "running as root, and there is no 'postgres' user to run the server as (Debian's "
+          "postgresql package makes it)";
       return nullptr;
     }
     if (::chown(s->dir_.path().c_str(), pw->pw_uid, pw->pw_gid) != 0) {
@@ -117,8 +119,10 @@ std::string PostgresServer::as_owner(const std::string& command) const {
   if (!as_postgres_) return command;
   std::string quoted;
   for (char c : command) {
-    if (c == '\'') quoted += "'\\''";
-    else quoted += c;
+    if (c == '\'')
+      quoted += "'\\''";
+    else
+      quoted += c;
   }
   return "runuser -u postgres -- sh -c '" + quoted + "'";
 }
@@ -165,13 +169,14 @@ std::string PostgresServer::socket_url() const {
 std::string PostgresServer::sql(const std::string& statement) const {
   std::string quoted;
   for (char c : statement) {
-    if (c == '\'') quoted += "'\\''";
-    else quoted += c;
+    if (c == '\'')
+      quoted += "'\\''";
+    else
+      quoted += c;
   }
   int status = 0;
-  const std::string out =
-      capture("psql -X -q -A -t -v ON_ERROR_STOP=1 '" + url() + "' -c '" + quoted + "' 2>&1",
-              status);
+  const std::string out = capture(
+      "psql -X -q -A -t -v ON_ERROR_STOP=1 '" + url() + "' -c '" + quoted + "' 2>&1", status);
   if (status != 0) throw std::runtime_error("psql failed: " + statement + ": " + out);
   return out;
 }

@@ -7,8 +7,8 @@
 
 #include "dashboard_probe.h"
 #include "harness.h"
-#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/frames.h"
+#include "paddock/wire/zmq_frames.h"
 
 using namespace paddock;
 using namespace paddock::testing;
@@ -256,7 +256,8 @@ TEST_CASE("CANCEL of a running job stops it on its worker") {
   client::Client c(broker.client_endpoint);
   c.submit(job("long", {"sleep", "30000"}));
   // Cancel once it is on the worker (before, the broker cancels it in its queue: no worker_id).
-  REQUIRE_MESSAGE(wait_until_running(broker.metrics_address, "long"), slurp(worker->log() + ".err"));
+  REQUIRE_MESSAGE(wait_until_running(broker.metrics_address, "long"),
+                  slurp(worker->log() + ".err"));
   c.cancel("long");
   auto answers = collect(c, {"long"}, 10s);
   REQUIRE(answers.all_exactly_once({"long"}));
@@ -268,8 +269,8 @@ TEST_CASE("CANCEL of a running job stops it on its worker") {
 
 TEST_CASE("a job whose worker dies on every attempt ends with WorkerLost") {
   TempDir dir;
-  auto broker = start_broker(dir, {"--heartbeat-ms", "100", "--max-attempts", "2",
-                                   "--metrics-address", "127.0.0.1:0"});
+  auto broker = start_broker(
+      dir, {"--heartbeat-ms", "100", "--max-attempts", "2", "--metrics-address", "127.0.0.1:0"});
   client::Client c(broker.client_endpoint);
   c.submit(job("doomed", {"sleep", "60000"}));
   for (int attempt = 1; attempt <= 2; ++attempt) {

@@ -10,7 +10,9 @@ using namespace paddock;
 using namespace paddock::testing;
 using namespace std::chrono_literals;
 
-TEST_CASE("retries: a retryable ERROR is tried again with backoff up to max attempts, others are final at once") {
+TEST_CASE(
+    "retries: a retryable ERROR is tried again with backoff up to max attempts, others are final "
+    "at once") {
   TempDir dir;
   auto broker = start_broker(dir, {"--max-attempts", "3", "--retry-base-ms", "100"});
   auto worker = start_worker(dir, broker.worker_endpoint, "w1", 4);
@@ -39,11 +41,13 @@ TEST_CASE("retries: a retryable ERROR is tried again with backoff up to max atte
           << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
 }
 
-TEST_CASE("dead letters: the CLI lists, from the journal, the jobs that ended in an ERROR after their retries, not the cancelled ones") {
+TEST_CASE(
+    "dead letters: the CLI lists, from the journal, the jobs that ended in an ERROR after their "
+    "retries, not the cancelled ones") {
   TempDir dir;
   const std::string journal = dir.path() + "/journal.db";
-  auto broker = start_broker(dir, {"--journal", journal, "--max-attempts", "2",
-                                   "--retry-base-ms", "50"});
+  auto broker =
+      start_broker(dir, {"--journal", journal, "--max-attempts", "2", "--retry-base-ms", "50"});
   client::Client c(broker.client_endpoint);
   // No worker yet: this one is cancelled while queued, and must not be listed.
   c.submit(std::vector<schemas::JobRequest>{job("cancelled", {"echo", "never"})});

@@ -32,8 +32,8 @@ std::unique_ptr<PostgresServer> start_postgres() {
 
 std::vector<std::string> shared_args(const PostgresServer& pg, const std::string& name,
                                      const std::string& lease_ms = "2000") {
-  return {"--store", pg.url(), "--broker-name", name, "--lease-ms", lease_ms,
-          "--heartbeat-ms", "100", "--liveness", "3"};
+  return {"--store", pg.url(),         "--broker-name", name,         "--lease-ms",
+          lease_ms,  "--heartbeat-ms", "100",           "--liveness", "3"};
 }
 
 std::vector<std::string> ids_of(const std::vector<schemas::JobRequest>& jobs) {
@@ -96,7 +96,9 @@ void check_exactly_once(const Ledger& book, const std::vector<std::string>& ids)
 
 }  // namespace
 
-TEST_CASE("shared queue: a job submitted to one broker runs on another broker's worker and its answer comes back through the first") {
+TEST_CASE(
+    "shared queue: a job submitted to one broker runs on another broker's worker and its answer "
+    "comes back through the first") {
   auto pg = start_postgres();
   TempDir dir;
   auto a = start_broker(dir, shared_args(*pg, "a"));
@@ -130,9 +132,9 @@ TEST_CASE("shared queue: a job submitted to one broker runs on another broker's 
     REQUIRE(again.answered() == ids.size());
     for (const auto& id : ids) {
       // The whole answer, timings and all: the stored one, not a second run.
-      CHECK_MESSAGE(same_answer(again.first.at(id), book.first.at(id)),
-                    id << ": " << describe(again.first.at(id)) << " vs "
-                       << describe(book.first.at(id)));
+      CHECK_MESSAGE(
+          same_answer(again.first.at(id), book.first.at(id)),
+          id << ": " << describe(again.first.at(id)) << " vs " << describe(book.first.at(id)));
     }
     CHECK(pg->sql("SELECT count(*) FROM paddock_jobs") == "20\n");
     CHECK(pg->sql("SELECT max(attempt) FROM paddock_jobs") == "1\n");
@@ -184,7 +186,9 @@ TEST_CASE("shared queue: a job queued on one broker can be cancelled through ano
         "2|1|f\n");
 }
 
-TEST_CASE("shared queue: a broker SIGKILLed mid-run loses its lease and its jobs finish on another broker's worker once each") {
+TEST_CASE(
+    "shared queue: a broker SIGKILLed mid-run loses its lease and its jobs finish on another "
+    "broker's worker once each") {
   constexpr size_t kJobs = 400;
   auto pg = start_postgres();
   TempDir dir;
@@ -205,7 +209,8 @@ TEST_CASE("shared queue: a broker SIGKILLed mid-run loses its lease and its jobs
   REQUIRE(book.answered() >= kJobs / 4);
   size_t on_a = 0;
   for (const auto& [id, ev] : book.first) on_a += ev.result.worker_id == "wa";
-  REQUIRE_MESSAGE(on_a > 0, "broker a's worker ran nothing before the kill: the test shows nothing");
+  REQUIRE_MESSAGE(on_a > 0,
+                  "broker a's worker ran nothing before the kill: the test shows nothing");
   // Killed while it holds claims (its worker is running some of its jobs).
   std::string claimed_by_a;
   const auto hold_deadline = Clock::now() + 10s;
@@ -226,16 +231,18 @@ TEST_CASE("shared queue: a broker SIGKILLed mid-run loses its lease and its jobs
                       << "; answered more than once (same answer): " << book.answered_twice());
   check_exactly_once(book, ids);
   CHECK_MESSAGE(second_attempts > 0,  // a's claimed jobs ran again, one attempt further
-                "broker a's log:\n" << slurp(a.process->log() + ".err").substr(0, 5000)
-                                     << "\nbroker b's log:\n"
-                                     << slurp(b.process->log() + ".err").substr(0, 5000));
+                "broker a's log:\n"
+                    << slurp(a.process->log() + ".err").substr(0, 5000) << "\nbroker b's log:\n"
+                    << slurp(b.process->log() + ".err").substr(0, 5000));
   CHECK(pg->sql("SELECT count(*) FROM paddock_jobs WHERE state <> 2") == "0\n");
   CHECK(pg->sql("SELECT count(*) FROM paddock_brokers WHERE broker_id LIKE 'a-%'") == "0\n");
   CHECK(slurp(b.process->log() + ".err").find("whose lease lapsed went back to the queue") !=
         std::string::npos);
 }
 
-TEST_CASE("shared queue: PostgreSQL restarted mid-run: the brokers re-join and every job is answered once") {
+TEST_CASE(
+    "shared queue: PostgreSQL restarted mid-run: the brokers re-join and every job is answered "
+    "once") {
   constexpr size_t kJobs = 300;
   auto pg = start_postgres();
   TempDir dir;
@@ -258,8 +265,8 @@ TEST_CASE("shared queue: PostgreSQL restarted mid-run: the brokers re-join and e
   pg->restart();
   // FETCH every second what is still unanswered: an answer sent in a turn that failed is sent
   // again only to a submitter that asks.
-  const int rounds =
-      pump(c, book, Clock::now() + 90s, [&] { return book.answered() == kJobs; }, &ids);
+  const int rounds = pump(
+      c, book, Clock::now() + 90s, [&] { return book.answered() == kJobs; }, &ids);
   pump(c, book, Clock::now() + 300ms, [] { return false; });
   MESSAGE("answered " << before << " before the restart, " << book.answered() << " of " << kJobs
                       << " in all; FETCH rounds " << rounds << "; answered more than once (same "
@@ -268,12 +275,15 @@ TEST_CASE("shared queue: PostgreSQL restarted mid-run: the brokers re-join and e
   CHECK(pg->sql("SELECT count(*) FROM paddock_jobs WHERE state <> 2") == "0\n");
   for (const Broker* br : {&a, &b}) {
     const std::string log = slurp(br->process->log() + ".err");
-    CHECK_MESSAGE(log.find("re-joined as") != std::string::npos, "no re-join in " << log.substr(0, 3000));
+    CHECK_MESSAGE(log.find("re-joined as") != std::string::npos,
+                  "no re-join in " << log.substr(0, 3000));
     CHECK(br->process->running());
   }
 }
 
-TEST_CASE("shared queue: a submitter given two brokers fails over when its broker is SIGKILLed and every job is answered once") {
+TEST_CASE(
+    "shared queue: a submitter given two brokers fails over when its broker is SIGKILLed and every "
+    "job is answered once") {
   constexpr size_t kJobs = 2000;
   auto pg = start_postgres();
   TempDir dir;
@@ -290,8 +300,7 @@ TEST_CASE("shared queue: a submitter given two brokers fails over when its broke
   }
   const auto jobs = mixed_jobs("f-", kJobs, "5");
   const auto ids = ids_of(jobs);
-  client::Client c({a.client_endpoint, b.client_endpoint}, std::nullopt,
-                   client::Failover{1000ms});
+  client::Client c({a.client_endpoint, b.client_endpoint}, std::nullopt, client::Failover{1000ms});
   Ledger book;
   c.submit(jobs);
   pump(c, book, Clock::now() + 30s, [&] { return book.answered() >= kJobs / 4; });
@@ -312,7 +321,8 @@ TEST_CASE("shared queue: a submitter given two brokers fails over when its broke
   CHECK(pg->sql("SELECT count(*) FROM paddock_jobs") == std::to_string(kJobs) + "\n");
 }
 
-TEST_CASE("shared queue: a job running on one broker's worker is cancelled through another broker") {
+TEST_CASE(
+    "shared queue: a job running on one broker's worker is cancelled through another broker") {
   auto pg = start_postgres();
   TempDir dir;
   auto a = start_broker(dir, shared_args(*pg, "a"));
@@ -346,7 +356,9 @@ TEST_CASE("shared queue: a job running on one broker's worker is cancelled throu
   CHECK(pg->sql("SELECT state, cancelled FROM paddock_jobs WHERE job_id = 'long-1'") == "2|t\n");
 }
 
-TEST_CASE("shared queue: a job whose image no broker's workers have is answered UnknownImage after the grace") {
+TEST_CASE(
+    "shared queue: a job whose image no broker's workers have is answered UnknownImage after the "
+    "grace") {
   auto pg = start_postgres();
   TempDir dir;
   auto args = shared_args(*pg, "a");
@@ -388,8 +400,8 @@ TEST_CASE("shared queue: paddock dead-letters --store lists the jobs that ended 
   REQUIRE(book.answered() == 2);
   REQUIRE(book.first.at("dead-1").kind == client::Event::Kind::kError);
   const std::string out = dir.path() + "/dead.json";
-  const int rc = std::system((std::string(PADDOCK_CLI_BIN) + " dead-letters --store '" +
-                              pg->url() + "' --json > " + out + " 2>&1")
+  const int rc = std::system((std::string(PADDOCK_CLI_BIN) + " dead-letters --store '" + pg->url() +
+                              "' --json > " + out + " 2>&1")
                                  .c_str());
   const std::string text = slurp(out);
   CAPTURE(text);
@@ -400,14 +412,16 @@ TEST_CASE("shared queue: paddock dead-letters --store lists the jobs that ended 
   // A database without the queue is refused, naming what is missing.
   pg->sql("CREATE DATABASE other");
   const std::string other = pg->url().substr(0, pg->url().rfind('/')) + "/other";
-  const int bad = std::system((std::string(PADDOCK_CLI_BIN) + " dead-letters --store '" + other +
-                               "' > " + out + " 2>&1")
-                                  .c_str());
+  const int bad = std::system(
+      (std::string(PADDOCK_CLI_BIN) + " dead-letters --store '" + other + "' > " + out + " 2>&1")
+          .c_str());
   CHECK(bad != 0);
   CHECK(slurp(out).find("no shared queue here") != std::string::npos);
 }
 
-TEST_CASE("shared queue: a broker's dashboard finds a job another broker took and answered, and a queued one, in the shared queue") {
+TEST_CASE(
+    "shared queue: a broker's dashboard finds a job another broker took and answered, and a queued "
+    "one, in the shared queue") {
   using nlohmann::json;
   auto pg = start_postgres();
   TempDir dir;
@@ -451,14 +465,17 @@ TEST_CASE("shared queue: a broker's dashboard finds a job another broker took an
   while (Clock::now() < deadline) {
     std::tie(after, after_body) = http_get(b.metrics_address, "/api/v1/jobs/done-1");
     if (after == 200) break;
-    CHECK_MESSAGE((after == 503 || after == 0), "during the restart: " << after << " " << after_body);
+    CHECK_MESSAGE((after == 503 || after == 0),
+                  "during the restart: " << after << " " << after_body);
     std::this_thread::sleep_for(100ms);
   }
   CAPTURE(after_body);
   CHECK(after == 200);
 }
 
-TEST_CASE("shared queue: a SUBMIT whose turn cannot be stored is REJECTED (retryable) and the same jobs submitted again run once") {
+TEST_CASE(
+    "shared queue: a SUBMIT whose turn cannot be stored is REJECTED (retryable) and the same jobs "
+    "submitted again run once") {
   auto pg = start_postgres();
   TempDir dir;
   auto a = start_broker(dir, shared_args(*pg, "a"));
@@ -466,8 +483,9 @@ TEST_CASE("shared queue: a SUBMIT whose turn cannot be stored is REJECTED (retry
   wait_for_log(a, "worker 'wa' ready", 10s);
   // The database refuses these rows (a failed INSERT, on a connection that stays up): the
   // broker's turn fails at its commit, so nothing says the jobs were stored.
-  pg->sql("ALTER TABLE paddock_jobs ADD CONSTRAINT refuse_doomed "
-          "CHECK (job_id NOT LIKE 'doomed-%') NOT VALID");
+  pg->sql(
+      "ALTER TABLE paddock_jobs ADD CONSTRAINT refuse_doomed "
+      "CHECK (job_id NOT LIKE 'doomed-%') NOT VALID");
   std::vector<schemas::JobRequest> jobs;
   for (int i = 0; i < 10; ++i) {
     const std::string id = "doomed-" + std::to_string(i);
@@ -490,8 +508,9 @@ TEST_CASE("shared queue: a SUBMIT whose turn cannot be stored is REJECTED (retry
       book.take(*ev);
     }
   }
-  CHECK_MESSAGE(rejected.size() == ids.size(),
-                "REJECTED " << rejected.size() << " of " << ids.size() << " submits of a failed turn");
+  CHECK_MESSAGE(rejected.size() == ids.size(), "REJECTED " << rejected.size() << " of "
+                                                           << ids.size()
+                                                           << " submits of a failed turn");
   CHECK(book.accepted.empty());
   CHECK(book.answered() == 0);
   CHECK(pg->sql("SELECT count(*) FROM paddock_jobs") == "0\n");
@@ -513,7 +532,9 @@ TEST_CASE("shared queue: a SUBMIT whose turn cannot be stored is REJECTED (retry
   CHECK(pg->sql("SELECT count(*) FROM paddock_jobs WHERE state = 2") == "10\n");
 }
 
-TEST_CASE("shared queue: a FETCH asked while PostgreSQL is down is answered once it is back, UnknownJob for a job the queue never held") {
+TEST_CASE(
+    "shared queue: a FETCH asked while PostgreSQL is down is answered once it is back, UnknownJob "
+    "for a job the queue never held") {
   auto pg = start_postgres();
   TempDir dir;
   auto a = start_broker(dir, shared_args(*pg, "a"));

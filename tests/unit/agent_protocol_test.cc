@@ -1,5 +1,5 @@
-// The guest agent protocol codec (agent/include/paddock/agent/protocol.h): framing, round trips, limits,
-// and what the decoders say about truncated, oversized and garbage input.
+// The guest agent protocol codec (agent/include/paddock/agent/protocol.h): framing, round trips,
+// limits, and what the decoders say about truncated, oversized and garbage input.
 #include <doctest/doctest.h>
 
 #include <msgpack.hpp>
@@ -8,8 +8,8 @@
 #include <map>
 #include <string>
 
-#include "paddock/agent/protocol.h"
 #include "agent_msgpack.h"
+#include "paddock/agent/protocol.h"
 
 namespace agent = paddock::runtime::agent;
 using agent::limits::kMaxFrameBytes;

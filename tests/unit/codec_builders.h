@@ -30,7 +30,8 @@ inline sc::JobResult full_result() {
   r.stderr_truncated = true;
   r.timed_out = true;
   r.oom_killed = true;
-  r.files = {sc::FileOut{"out/a.txt", "A", false}, sc::FileOut{"b.bin", std::string("\0", 1), true}};
+  r.files = {sc::FileOut{"out/a.txt", "A", false},
+             sc::FileOut{"b.bin", std::string("\0", 1), true}};
   r.timings = sc::Timings{1, 2, 3, 4, UINT64_MAX};
   r.usage = sc::Usage{5, 6, 7, 8, 9, 10, 11};
   r.worker_id = "worker-7";

@@ -19,13 +19,13 @@
 #include <variant>
 #include <vector>
 
+#include "codec_builders.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/codes.h"
 #include "paddock/schemas/frames.h"
 #include "paddock/schemas/limits.h"
-#include "paddock/schemas/outcome_view.h"
 #include "paddock/schemas/messages.h"
-#include "codec_builders.h"
+#include "paddock/schemas/outcome_view.h"
 
 namespace {
 
@@ -64,8 +64,7 @@ sc::JobRequest full_request() {
   r.output_cap = 0;
   r.egress = {sc::EgressRule{"10.0.0.0/8", "tcp", {{80, 80}, {8000, 8999}}},
               sc::EgressRule{"192.168.1.7", "udp", {{53, 53}}},
-              sc::EgressRule{"0.0.0.0/0", "icmp", {}},
-              sc::EgressRule{"1.2.3.4/32", "any", {}}};
+              sc::EgressRule{"0.0.0.0/0", "icmp", {}}, sc::EgressRule{"1.2.3.4/32", "any", {}}};
   r.priority = -100;
   r.deadline_ms = UINT64_MAX;
   r.tags = {{"team", "infra"}, {"k", std::string(256, 'v')}};
@@ -145,13 +144,20 @@ json to_json(const sc::JobRequest& r) {
     for (const auto& p : e.ports) ports.push_back({{"first", p.first}, {"last", p.last}});
     egress.push_back({{"cidr", e.cidr}, {"protocol", e.protocol}, {"ports", ports}});
   }
-  return {{"job_id", r.job_id},         {"image", r.image},
-          {"argv", r.argv},             {"env", r.env},
-          {"stdin", jbytes(r.stdin_data)}, {"files", files},
-          {"files_out", r.files_out},   {"vcpus", r.vcpus},
-          {"mem_mib", r.mem_mib},       {"timeout_ms", r.timeout_ms},
-          {"output_cap", r.output_cap}, {"egress", egress},
-          {"priority", r.priority},     {"deadline_ms", r.deadline_ms},
+  return {{"job_id", r.job_id},
+          {"image", r.image},
+          {"argv", r.argv},
+          {"env", r.env},
+          {"stdin", jbytes(r.stdin_data)},
+          {"files", files},
+          {"files_out", r.files_out},
+          {"vcpus", r.vcpus},
+          {"mem_mib", r.mem_mib},
+          {"timeout_ms", r.timeout_ms},
+          {"output_cap", r.output_cap},
+          {"egress", egress},
+          {"priority", r.priority},
+          {"deadline_ms", r.deadline_ms},
           {"tags", r.tags}};
 }
 
@@ -172,13 +178,20 @@ json to_json(const sc::JobResult& r) {
           {"timed_out", r.timed_out},
           {"oom_killed", r.oom_killed},
           {"files", files},
-          {"timings", {{"queued_us", t.queued_us}, {"start_us", t.start_us},
-                       {"exec_us", t.exec_us}, {"teardown_us", t.teardown_us},
-                       {"total_us", t.total_us}}},
-          {"usage", {{"cpu_us", u.cpu_us}, {"peak_memory_kib", u.peak_memory_kib},
-                     {"bytes_in", u.bytes_in}, {"bytes_out", u.bytes_out},
-                     {"packets_in", u.packets_in}, {"packets_out", u.packets_out},
-                     {"egress_blocked", u.egress_blocked}}},
+          {"timings",
+           {{"queued_us", t.queued_us},
+            {"start_us", t.start_us},
+            {"exec_us", t.exec_us},
+            {"teardown_us", t.teardown_us},
+            {"total_us", t.total_us}}},
+          {"usage",
+           {{"cpu_us", u.cpu_us},
+            {"peak_memory_kib", u.peak_memory_kib},
+            {"bytes_in", u.bytes_in},
+            {"bytes_out", u.bytes_out},
+            {"packets_in", u.packets_in},
+            {"packets_out", u.packets_out},
+            {"egress_blocked", u.egress_blocked}}},
           {"worker_id", r.worker_id},
           {"attempt", r.attempt},
           {"warm", r.warm},
@@ -187,9 +200,9 @@ json to_json(const sc::JobResult& r) {
 }
 
 json to_json(const sc::JobError& e) {
-  return {{"job_id", e.job_id},   {"code", e.code},           {"variant", e.variant},
-          {"message", e.message}, {"vm_id", opt(e.vm_id)},    {"snapshot_id", opt(e.snapshot_id)},
-          {"from", opt(e.from)},  {"to", opt(e.to)},          {"worker_id", e.worker_id},
+  return {{"job_id", e.job_id},   {"code", e.code},          {"variant", e.variant},
+          {"message", e.message}, {"vm_id", opt(e.vm_id)},   {"snapshot_id", opt(e.snapshot_id)},
+          {"from", opt(e.from)},  {"to", opt(e.to)},         {"worker_id", e.worker_id},
           {"attempt", e.attempt}, {"retryable", e.retryable}};
 }
 
@@ -221,7 +234,6 @@ json normalize_bytes(const json& v, const std::string& key = "") {
   }
   return v;
 }
-
 
 // Decodes `bytes` as `type`; the decoded value as JSON, or the error.
 std::variant<json, sc::DecodeError> decode_as(const std::string& type, std::string_view bytes) {
@@ -396,10 +408,9 @@ TEST_CASE("codec: Ready is encoded with protocol 1 and decoding requires it") {
 
 TEST_CASE("codec: absent and nil optional request fields take their defaults") {
   const sc::JobRequest defaults = minimal_request("d");
-  const std::vector<std::string> optional = {"image",     "env",        "stdin",      "files",
-                                             "files_out", "vcpus",      "mem_mib",    "timeout_ms",
-                                             "output_cap", "egress",    "priority",   "deadline_ms",
-                                             "tags"};
+  const std::vector<std::string> optional = {
+      "image",      "env",        "stdin",  "files",    "files_out",   "vcpus", "mem_mib",
+      "timeout_ms", "output_cap", "egress", "priority", "deadline_ms", "tags"};
   auto body = pack([&](auto& pk) {
     pk.pack_map(static_cast<uint32_t>(2 + optional.size()));
     pack_str(pk, "job_id");
@@ -530,8 +541,9 @@ TEST_CASE("codec: paths must be relative without empty, '.' or '..' parts") {
   CHECK(path("a//b") == "files[0].path");
   CHECK(path("a/") == "files[0].path");
   CHECK(path(std::string("a\0b", 3)) == "files[0].path");
-  CHECK(request_field([](sc::JobRequest& r) { r.files_out = {"ok", "x/../../y"}; }) ==
-        "files_out[1]");
+  CHECK(request_field([](sc::JobRequest& r) {
+          r.files_out = {"ok", "x/../../y"};
+        }) == "files_out[1]");
 }
 
 TEST_CASE("codec: job ids, images and env names are checked for their characters") {
@@ -545,10 +557,12 @@ TEST_CASE("codec: job ids, images and env names are checked for their characters
   CHECK(request_field([](sc::JobRequest& r) { r.env = {{"_a1", "x"}}; }) == "");
   CHECK(request_field([](sc::JobRequest& r) { r.env = {{"1a", "x"}}; }) == "env.1a");
   CHECK(request_field([](sc::JobRequest& r) { r.env = {{"A-B", "x"}}; }) == "env.A-B");
-  CHECK(request_field([](sc::JobRequest& r) { r.env = {{"A", std::string("x\0", 2)}}; }) ==
-        "env.A");
-  CHECK(request_field([](sc::JobRequest& r) { r.argv = {"x", std::string("\0", 1)}; }) ==
-        "argv[1]");
+  CHECK(request_field([](sc::JobRequest& r) {
+          r.env = {{"A", std::string("x\0", 2)}};
+        }) == "env.A");
+  CHECK(request_field([](sc::JobRequest& r) {
+          r.argv = {"x", std::string("\0", 1)};
+        }) == "argv[1]");
   CHECK(request_field([](sc::JobRequest& r) { r.argv = {"", "x"}; }) == "argv[0]");
   CHECK(request_field([](sc::JobRequest& r) { r.argv = {}; }) == "argv");
   CHECK(request_field([](sc::JobRequest& r) {
@@ -629,9 +643,9 @@ TEST_CASE("codec: a key given twice is an error naming the key") {
 TEST_CASE("codec: malformed bodies are refused with field 'body'") {
   const std::string good = sc::encode(sc::JobRef{"a"});
   CHECK(error_of(sc::decode_job_ref("")).field == "body");
-  CHECK(error_of(sc::decode_job_ref(good + '\xc0')).field == "body");          // trailing bytes
+  CHECK(error_of(sc::decode_job_ref(good + '\xc0')).field == "body");  // trailing bytes
   CHECK(error_of(sc::decode_job_ref(good.substr(0, good.size() - 1))).field == "body");
-  CHECK(error_of(sc::decode_job_ref("\xc1")).field == "body");                 // never used
+  CHECK(error_of(sc::decode_job_ref("\xc1")).field == "body");  // never used
   CHECK(error_of(sc::decode_job_ref(pack([](auto& pk) { pk.pack(1); }))).field == "body");
   CHECK(error_of(sc::decode_job_ref(pack([](auto& pk) {
           pk.pack_map(1);
@@ -719,8 +733,7 @@ TEST_CASE("limits: kMaxArray, kMaxMap, kMaxStr are msgpack limits reported as 'b
 
 TEST_CASE("limits: JobRequest identifiers (job_id, image)") {
   CHECK(request_field([](auto& r) { r.job_id = std::string(L::kMaxJobId, 'j'); }) == "");
-  CHECK(request_field([](auto& r) { r.job_id = std::string(L::kMaxJobId + 1, 'j'); }) ==
-        "job_id");
+  CHECK(request_field([](auto& r) { r.job_id = std::string(L::kMaxJobId + 1, 'j'); }) == "job_id");
   CHECK(request_field([](auto& r) { r.image = std::string(L::kMaxImage, 'i'); }) == "");
   CHECK(request_field([](auto& r) { r.image = std::string(L::kMaxImage + 1, 'i'); }) == "image");
 }
@@ -729,8 +742,9 @@ TEST_CASE("limits: JobRequest argv (count, entry size, total size)") {
   CHECK(request_field([](auto& r) { r.argv.assign(L::kMaxArgv, "a"); }) == "");
   CHECK(request_field([](auto& r) { r.argv.assign(L::kMaxArgv + 1, "a"); }) == "argv");
   CHECK(request_field([](auto& r) { r.argv = {"x", std::string(L::kMaxArg, 'a')}; }) == "");
-  CHECK(request_field([](auto& r) { r.argv = {"x", std::string(L::kMaxArg + 1, 'a')}; }) ==
-        "argv[1]");
+  CHECK(request_field([](auto& r) {
+          r.argv = {"x", std::string(L::kMaxArg + 1, 'a')};
+        }) == "argv[1]");
   static_assert(L::kMaxArgvTotal == 4 * L::kMaxArg);
   CHECK(request_field([](auto& r) { r.argv.assign(4, std::string(L::kMaxArg, 'a')); }) == "");
   CHECK(request_field([](auto& r) {
@@ -750,11 +764,13 @@ TEST_CASE("limits: JobRequest env (entries, name, value)") {
   static_assert(L::kMaxEnv == L::kMaxMap);
   CHECK(request_field([&](auto& r) { r.env = env_of(L::kMaxEnv + 1); }) == "body");
   CHECK(request_field([](auto& r) { r.env = {{std::string(L::kMaxEnvKey, 'K'), "v"}}; }) == "");
-  CHECK(request_field([](auto& r) { r.env = {{std::string(L::kMaxEnvKey + 1, 'K'), "v"}}; }) ==
-        "env");
+  CHECK(request_field([](auto& r) {
+          r.env = {{std::string(L::kMaxEnvKey + 1, 'K'), "v"}};
+        }) == "env");
   CHECK(request_field([](auto& r) { r.env = {{"K", std::string(L::kMaxEnvValue, 'v')}}; }) == "");
-  CHECK(request_field([](auto& r) { r.env = {{"K", std::string(L::kMaxEnvValue + 1, 'v')}}; }) ==
-        "env.K");
+  CHECK(request_field([](auto& r) {
+          r.env = {{"K", std::string(L::kMaxEnvValue + 1, 'v')}};
+        }) == "env.K");
 }
 
 TEST_CASE("limits: JobRequest stdin") {
@@ -788,16 +804,14 @@ TEST_CASE("limits: JobRequest files (count, path, total data) and files_out") {
           r.files = {sc::FileIn{"a", 0644, std::string(L::kMaxFilesTotal + 1, 'd')}};
         }) == "files[0].data");
   CHECK(request_field([](auto& r) { r.files = {sc::FileIn{"a", 07777, ""}}; }) == "");
-  CHECK(request_field([](auto& r) { r.files = {sc::FileIn{"a", 010000, ""}}; }) ==
-        "files[0].mode");
+  CHECK(request_field([](auto& r) { r.files = {sc::FileIn{"a", 010000, ""}}; }) == "files[0].mode");
   auto paths_of = [](size_t n) {
     std::vector<std::string> paths;
     for (size_t i = 0; i < n; ++i) paths.push_back("o" + std::to_string(i));
     return paths;
   };
   CHECK(request_field([&](auto& r) { r.files_out = paths_of(L::kMaxFiles); }) == "");
-  CHECK(request_field([&](auto& r) { r.files_out = paths_of(L::kMaxFiles + 1); }) ==
-        "files_out");
+  CHECK(request_field([&](auto& r) { r.files_out = paths_of(L::kMaxFiles + 1); }) == "files_out");
   CHECK(request_field([](auto& r) { r.files_out = {std::string(L::kMaxPath, 'p')}; }) == "");
   CHECK(request_field([](auto& r) { r.files_out = {std::string(L::kMaxPath + 1, 'p')}; }) ==
         "files_out[0]");
@@ -836,8 +850,9 @@ TEST_CASE("limits: JobRequest egress (rules, port ranges, port values)") {
   CHECK(request_field([&](auto& r) { r.egress = ports_of(L::kMaxPortRanges); }) == "");
   CHECK(request_field([&](auto& r) { r.egress = ports_of(L::kMaxPortRanges + 1); }) ==
         "egress[0].ports");
-  CHECK(request_field([](auto& r) { r.egress = {{"1.1.1.1", "tcp", {{0, 5}}}}; }) ==
-        "egress[0].ports[0].first");
+  CHECK(request_field([](auto& r) {
+          r.egress = {{"1.1.1.1", "tcp", {{0, 5}}}};
+        }) == "egress[0].ports[0].first");
   // 65536 does not fit a PortRange; write it by hand.
   auto body = pack([](auto& pk) {
     pk.pack_map(3);
@@ -873,12 +888,14 @@ TEST_CASE("limits: JobRequest tags (entries, key, value)") {
   CHECK(request_field([&](auto& r) { r.tags = tags_of(L::kMaxTags); }) == "");
   CHECK(request_field([&](auto& r) { r.tags = tags_of(L::kMaxTags + 1); }) == "tags");
   CHECK(request_field([](auto& r) { r.tags = {{std::string(L::kMaxTagKey, 'k'), "v"}}; }) == "");
-  CHECK(request_field([](auto& r) { r.tags = {{std::string(L::kMaxTagKey + 1, 'k'), "v"}}; }) ==
-        "tags");
+  CHECK(request_field([](auto& r) {
+          r.tags = {{std::string(L::kMaxTagKey + 1, 'k'), "v"}};
+        }) == "tags");
   CHECK(request_field([](auto& r) { r.tags = {{"", "v"}}; }) == "tags");
   CHECK(request_field([](auto& r) { r.tags = {{"k", std::string(L::kMaxTagValue, 'v')}}; }) == "");
-  CHECK(request_field([](auto& r) { r.tags = {{"k", std::string(L::kMaxTagValue + 1, 'v')}}; }) ==
-        "tags.k");
+  CHECK(request_field([](auto& r) {
+          r.tags = {{"k", std::string(L::kMaxTagValue + 1, 'v')}};
+        }) == "tags.k");
 }
 
 TEST_CASE("limits: JobResult and JobError strings (job_id, worker_id, message, outputs)") {
@@ -895,15 +912,15 @@ TEST_CASE("limits: JobResult and JobError strings (job_id, worker_id, message, o
   CHECK(result_field([](auto& r) { r.worker_id = std::string(L::kMaxWorkerId + 1, 'w'); }) ==
         "worker_id");
   CHECK(result_field([](auto& r) { r.stdout_data.assign(L::kMaxOutputCap, 'o'); }) == "");
-  CHECK(result_field([](auto& r) { r.stdout_data.assign(L::kMaxOutputCap + 1, 'o'); }) ==
-        "stdout");
-  CHECK(result_field([](auto& r) { r.stderr_data.assign(L::kMaxOutputCap + 1, 'e'); }) ==
-        "stderr");
+  CHECK(result_field([](auto& r) { r.stdout_data.assign(L::kMaxOutputCap + 1, 'o'); }) == "stdout");
+  CHECK(result_field([](auto& r) { r.stderr_data.assign(L::kMaxOutputCap + 1, 'e'); }) == "stderr");
   CHECK(result_field([](auto& r) { r.files.assign(L::kMaxFiles, {"p", "", false}); }) == "");
-  CHECK(result_field([](auto& r) { r.files.assign(L::kMaxFiles + 1, {"p", "", false}); }) ==
-        "files");
-  CHECK(result_field([](auto& r) { r.files = {{std::string(L::kMaxPath + 1, 'p'), "", false}}; }) ==
-        "files[0].path");
+  CHECK(result_field([](auto& r) {
+          r.files.assign(L::kMaxFiles + 1, {"p", "", false});
+        }) == "files");
+  CHECK(result_field([](auto& r) {
+          r.files = {{std::string(L::kMaxPath + 1, 'p'), "", false}};
+        }) == "files[0].path");
   CHECK(result_field([](auto& r) { r.template_vm = std::string(L::kMaxTemplate, 't'); }) == "");
   CHECK(result_field([](auto& r) { r.template_vm = std::string(L::kMaxTemplate + 1, 't'); }) ==
         "template");
@@ -956,8 +973,9 @@ TEST_CASE("limits: Ready (worker_id, slots, capabilities), Credit, Accepted, Job
   CHECK(sc::decode_accepted(sc::encode(many)));
   many.job_ids.push_back("j");
   CHECK(error_of(sc::decode_accepted(sc::encode(many))).field == "job_ids");
-  CHECK(error_of(sc::decode_accepted(sc::encode(sc::Accepted{{std::string(L::kMaxJobId + 1, 'j')}})))
-            .field == "job_ids[0]");
+  CHECK(
+      error_of(sc::decode_accepted(sc::encode(sc::Accepted{{std::string(L::kMaxJobId + 1, 'j')}})))
+          .field == "job_ids[0]");
 
   CHECK(sc::decode_job_ref(sc::encode(sc::JobRef{std::string(L::kMaxJobId, 'j')})));
   CHECK(error_of(sc::decode_job_ref(sc::encode(sc::JobRef{std::string(L::kMaxJobId + 1, 'j')})))
@@ -982,8 +1000,9 @@ TEST_CASE("codec: WorkerStatus round-trips and its limits name the field") {
   CHECK(status_field([](auto& st) { st.host = std::string(L::kMaxHostName, 'h'); }) == "");
   CHECK(status_field([](auto& st) { st.host = std::string(L::kMaxHostName + 1, 'h'); }) == "host");
   CHECK(status_field([](auto& st) { st.warm_pools.assign(L::kMaxWarmPools, {"t", 0, 0}); }) == "");
-  CHECK(status_field([](auto& st) { st.warm_pools.assign(L::kMaxWarmPools + 1, {"t", 0, 0}); }) ==
-        "warm_pools");
+  CHECK(status_field([](auto& st) {
+          st.warm_pools.assign(L::kMaxWarmPools + 1, {"t", 0, 0});
+        }) == "warm_pools");
   CHECK(status_field([](auto& st) {
           st.warm_pools[0].template_name = std::string(L::kMaxTemplate + 1, 't');
         }) == "warm_pools[0].template");
@@ -993,8 +1012,7 @@ TEST_CASE("codec: WorkerStatus round-trips and its limits name the field") {
         "warm_pools[0].ready");
 
   // Malformed bodies, refused by field.
-  CHECK(error_of(sc::decode_worker_status(pack([](auto& pk) { pk.pack_map(0); }))).field ==
-        "host");
+  CHECK(error_of(sc::decode_worker_status(pack([](auto& pk) { pk.pack_map(0); }))).field == "host");
   CHECK(error_of(sc::decode_worker_status(pack([](auto& pk) {
           pk.pack_map(1);
           pack_str(pk, "host");
@@ -1048,11 +1066,17 @@ struct Legal {
 
 // PROTOCOL.md, "Commands": the legal commands of each direction and their body counts.
 const std::map<sc::Direction, std::vector<Legal>> kTable = {
-    {sc::Direction::kClientToBroker, {{0x01, 1, 1024}, {0x02, 1, 1}, {0x03, 1, 1024}, {0x04, 0, 1}}},
+    {sc::Direction::kClientToBroker,
+     {{0x01, 1, 1024}, {0x02, 1, 1}, {0x03, 1, 1024}, {0x04, 0, 1}}},
     {sc::Direction::kBrokerToClient,
      {{0x05, 1, 1}, {0x06, 1, 1}, {0x07, 1, 1}, {0x08, 1, 1}, {0x09, 0, 1}}},
     {sc::Direction::kWorkerToBroker,
-     {{0x0A, 1, 1}, {0x0B, 1, 1}, {0x0C, 0, 1}, {0x07, 1, 1}, {0x08, 1, 1}, {0x0D, 0, 0},
+     {{0x0A, 1, 1},
+      {0x0B, 1, 1},
+      {0x0C, 0, 1},
+      {0x07, 1, 1},
+      {0x08, 1, 1},
+      {0x0D, 0, 0},
       {0x0F, 0, 0}}},
     {sc::Direction::kBrokerToWorker,
      {{0x0E, 1, 1}, {0x02, 1, 1}, {0x0C, 0, 0}, {0x0D, 0, 0}, {0x10, 0, 0}}},
@@ -1085,8 +1109,8 @@ TEST_CASE("envelope: a missing or malformed command frame is refused with field 
 TEST_CASE("envelope: each direction accepts exactly its commands of PROTOCOL.md") {
   for (const auto& [direction, legal] : kTable) {
     for (int c = 0; c < 256; ++c) {
-      const auto it = std::find_if(legal.begin(), legal.end(),
-                                   [&](const Legal& l) { return l.command == c; });
+      const auto it =
+          std::find_if(legal.begin(), legal.end(), [&](const Legal& l) { return l.command == c; });
       const size_t bodies = it == legal.end() ? 1 : it->min;
       auto d = parse(message(static_cast<uint8_t>(c), bodies), direction);
       CAPTURE(c);
@@ -1132,7 +1156,8 @@ TEST_CASE("envelope: bodies are views of the parts, in order") {
   CHECK(d->bodies[1].data() == parts[3].data());
 }
 
-TEST_CASE("make_message: tag, one command byte, then the bodies, and parse_envelope reads it back") {
+TEST_CASE(
+    "make_message: tag, one command byte, then the bodies, and parse_envelope reads it back") {
   auto parts = sc::make_message(sc::Command::kSubmit, {"a", "b"});
   REQUIRE(parts.size() == 4);
   CHECK(parts[0] == "PDK1");
@@ -1253,8 +1278,8 @@ TEST_CASE("vectors: valid vectors survive a C++ re-encode and decode unchanged")
 }
 
 TEST_CASE("images of READY capabilities: image:<name> entries, valid and distinct, in order") {
-  CHECK(sc::images_of({"backend:qemu", "image:default", "image:python", "image:Bad!", "image:",
-                       "image:default", "gpu:none", "image:" + std::string(65, 'a')}) ==
+  CHECK(sc::images_of({"backend:qemu", "image:default", "image:python", "image:Bad!",
+                       "image:", "image:default", "gpu:none", "image:" + std::string(65, 'a')}) ==
         std::vector<std::string>{"default", "python"});
   CHECK(sc::images_of({}).empty());
   CHECK(sc::valid_image_name("python3.11-slim_x"));

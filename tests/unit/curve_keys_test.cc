@@ -108,11 +108,15 @@ TEST_CASE("broker ZAP: each domain checks its own allowlist") {
   auto v = broker::zap_verdict("clients", "CURVE", std::string(40, 'c'), clients, workers);
   CHECK(v.allowed);
   CHECK(v.user_id == "alice");
-  CHECK_FALSE(broker::zap_verdict("clients", "CURVE", std::string(40, 'w'), clients, workers).allowed);
-  CHECK_FALSE(broker::zap_verdict("workers", "CURVE", std::string(40, 'c'), clients, workers).allowed);
+  CHECK_FALSE(
+      broker::zap_verdict("clients", "CURVE", std::string(40, 'w'), clients, workers).allowed);
+  CHECK_FALSE(
+      broker::zap_verdict("workers", "CURVE", std::string(40, 'c'), clients, workers).allowed);
   CHECK(broker::zap_verdict("workers", "CURVE", std::string(40, 'w'), clients, workers).allowed);
-  CHECK_FALSE(broker::zap_verdict("other", "CURVE", std::string(40, 'w'), clients, workers).allowed);
-  CHECK_FALSE(broker::zap_verdict("clients", "NULL", std::string(40, 'c'), clients, workers).allowed);
+  CHECK_FALSE(
+      broker::zap_verdict("other", "CURVE", std::string(40, 'w'), clients, workers).allowed);
+  CHECK_FALSE(
+      broker::zap_verdict("clients", "NULL", std::string(40, 'c'), clients, workers).allowed);
 }
 
 TEST_CASE("broker plaintext rule: loopback and ipc endpoints are local, others are not") {

@@ -13,9 +13,9 @@
 
 #include "dashboard/access.h"
 #include "dashboard/api.h"
-#include "paddock/schemas/codec.h"
 #include "dashboard/recorder.h"
 #include "dashboard/time_series.h"
+#include "paddock/schemas/codec.h"
 
 using namespace paddock::broker;
 using namespace paddock::broker::dashboard;

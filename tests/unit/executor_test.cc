@@ -284,7 +284,9 @@ TEST_CASE("executor: the job's egress rules reach the provider before the job ru
   CHECK(recorded[0].ports == std::vector<runtime::net::PortRange>{{443, 443}, {8000, 8080}});
 }
 
-TEST_CASE("executor: egress the runtime would refuse is InvalidRequest naming the rule, never retryable") {
+TEST_CASE(
+    "executor: egress the runtime would refuse is InvalidRequest naming the rule, never "
+    "retryable") {
   // Issue 20, item 7: 10.0.0.1/8 used to reach the runtime, fail as Firewall (10, retryable) and be
   // retried on fresh VMs. A client's mistake is refused before any VM exists, and not retryable.
   runtime::MemoryProvider p;

@@ -19,7 +19,8 @@ constexpr double kQuantiles[] = {0, 1, 10, 25, 50, 75, 90, 99, 99.9, 99.99, 100}
 // Nearest rank, on the sorted samples: the reference the histogram approximates.
 uint64_t exact(std::vector<uint64_t> sorted, double q) {
   if (q <= 0) return sorted.front();
-  const auto rank = static_cast<size_t>(std::ceil(q / 100.0 * static_cast<double>(sorted.size()) - 1e-9));
+  const auto rank =
+      static_cast<size_t>(std::ceil(q / 100.0 * static_cast<double>(sorted.size()) - 1e-9));
   return sorted[std::clamp<size_t>(rank, 1, sorted.size()) - 1];
 }
 
@@ -58,7 +59,7 @@ TEST_CASE("histogram: uniform samples over six decades, percentiles within 0.1 p
 TEST_CASE("histogram: bimodal samples (fast path and slow tail) keep both modes") {
   Histogram h;
   std::mt19937_64 rng(7);
-  std::normal_distribution<double> fast(800, 50);         // ~0.8 ms
+  std::normal_distribution<double> fast(800, 50);          // ~0.8 ms
   std::normal_distribution<double> slow(250'000, 20'000);  // ~250 ms
   std::bernoulli_distribution tail(0.05);
   std::vector<uint64_t> samples;
@@ -80,7 +81,8 @@ TEST_CASE("histogram: two significant digits, within 1 percent, and much smaller
   std::mt19937_64 rng(3);
   std::lognormal_distribution<double> dist(8, 2);
   std::vector<uint64_t> samples;
-  for (int i = 0; i < 50'000; ++i) samples.push_back(1 + static_cast<uint64_t>(std::min(dist(rng), 1e9)));
+  for (int i = 0; i < 50'000; ++i)
+    samples.push_back(1 + static_cast<uint64_t>(std::min(dist(rng), 1e9)));
   for (auto v : samples) coarse.record(v);
   check_against_exact(coarse, samples);
 }

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "paddock/agent/protocol.h"
 #include "agent_msgpack.h"
 #include "fake_agent.h"
+#include "paddock/agent/protocol.h"
 #include "paddock/runtime/agent_client.h"
 
 namespace rt = paddock::runtime;

@@ -54,7 +54,9 @@ TEST_CASE("firecracker jailer argv: exactly the reference runtime's, argument fo
             "--parent-cgroup", "paddock", "--new-pid-ns", "--", "--api-sock", "/api.sock"});
 }
 
-TEST_CASE("firecracker jailer: a NUMA node is two cpuset values read from sysfs and never a flag the jailer lacks") {
+TEST_CASE(
+    "firecracker jailer: a NUMA node is two cpuset values read from sysfs and never a flag the "
+    "jailer lacks") {
   char tmpl[] = "/tmp/paddock-numa-XXXXXX";
   REQUIRE(::mkdtemp(tmpl) != nullptr);
   const std::filesystem::path dir = tmpl;
@@ -91,7 +93,8 @@ TEST_CASE("firecracker jailer: a NUMA node is two cpuset values read from sysfs 
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("firecracker jailer argv: cgroup values resource limits and the netns before --new-pid-ns") {
+TEST_CASE(
+    "firecracker jailer argv: cgroup values resource limits and the netns before --new-pid-ns") {
   auto s = spec();
   s.cgroups = {"memory.limit_in_bytes=402653184", "pids.max=128"};
   s.resource_limits = {"fsize=201326592", "no-file=1024"};
@@ -99,9 +102,10 @@ TEST_CASE("firecracker jailer argv: cgroup values resource limits and the netns 
   auto argv = firecracker_jailer_argv(s);
   REQUIRE(argv.ok());
   const std::vector<std::string> tail = {
-      "--parent-cgroup", "paddock", "--cgroup", "memory.limit_in_bytes=402653184", "--cgroup",
-      "pids.max=128", "--resource-limit", "fsize=201326592", "--resource-limit", "no-file=1024",
-      "--netns", "/run/netns/pdk-vm3", "--new-pid-ns", "--", "--api-sock", "/api.sock"};
+      "--parent-cgroup",  "paddock",      "--cgroup",         "memory.limit_in_bytes=402653184",
+      "--cgroup",         "pids.max=128", "--resource-limit", "fsize=201326592",
+      "--resource-limit", "no-file=1024", "--netns",          "/run/netns/pdk-vm3",
+      "--new-pid-ns",     "--",           "--api-sock",       "/api.sock"};
   REQUIRE(argv.value().size() > tail.size());
   CHECK(std::vector<std::string>(argv.value().end() - static_cast<std::ptrdiff_t>(tail.size()),
                                  argv.value().end()) == tail);
@@ -924,7 +928,9 @@ TEST_CASE("paddock jail oom_kills: read from memory.oom_control (v1) or memory.e
   }
 }
 
-TEST_CASE("paddock jail validate: names that clash with binds or the argv, and a bind with a trailing slash") {
+TEST_CASE(
+    "paddock jail validate: names that clash with binds or the argv, and a bind with a trailing "
+    "slash") {
   auto s = valid_jail();
   s.files = {{"usr", "/etc/hostname"}};  // /usr is bound there
   CHECK(jailer_error_lacking(validate(s), {"step validate", "file name 'usr'"}) == "");
@@ -951,7 +957,9 @@ TEST_CASE("paddock jail oom_kills: a cgroup parent named memory does not confuse
   CHECK(oom_kills(s) == 3);
 }
 
-TEST_CASE("paddock jail make_chroot: a symlink, a fifo or a device as a source is refused, never followed or read") {
+TEST_CASE(
+    "paddock jail make_chroot: a symlink, a fifo or a device as a source is refused, never "
+    "followed or read") {
   TempDir tmp;
   REQUIRE(fs::create_directory(tmp / "src"));
   const std::string real = tmp / "src/real";

@@ -74,7 +74,8 @@ TEST_CASE("job queue: queued jobs past their deadline are taken out") {
   CHECK(q.queued() == 2);
 }
 
-TEST_CASE("job routes: a second SUBMIT replaces the submitter: watchers are kept, capped, each once") {
+TEST_CASE(
+    "job routes: a second SUBMIT replaces the submitter: watchers are kept, capped, each once") {
   Routes r;
   r.submitted("first");
   CHECK(r.all() == std::vector<std::string>{"first"});

@@ -44,7 +44,9 @@ std::unique_ptr<Journal> open_ok(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("journal: committed jobs survive a reopen, unanswered ones come back in order with their attempt") {
+TEST_CASE(
+    "journal: committed jobs survive a reopen, unanswered ones come back in order with their "
+    "attempt") {
   TempDir d;
   const std::string path = d.path + "/j.db";
   {
@@ -91,7 +93,8 @@ TEST_CASE("journal: committed jobs survive a reopen, unanswered ones come back i
   CHECK(j->size() == 3);
 }
 
-TEST_CASE("journal: the first answer of a job is kept, a duplicate is ignored, and answers expire") {
+TEST_CASE(
+    "journal: the first answer of a job is kept, a duplicate is ignored, and answers expire") {
   TempDir d;
   auto j = open_ok(d.path + "/j.db");
   std::string error;
@@ -162,7 +165,9 @@ TEST_CASE("journal: a file that is no database or is damaged is refused, naming 
   }
 }
 
-TEST_CASE("journal: a cancel request of a running job survives a reopen, and a version 1 journal is upgraded keeping its jobs") {
+TEST_CASE(
+    "journal: a cancel request of a running job survives a reopen, and a version 1 journal is "
+    "upgraded keeping its jobs") {
   TempDir d;
   const std::string path = d.path + "/j.db";
   {
@@ -221,7 +226,9 @@ TEST_CASE("journal: a cancel request of a running job survives a reopen, and a v
   CHECK(j->pending()[0].cancel_requested);
 }
 
-TEST_CASE("journal: a second writer on the same file is refused naming the first one's pid, a reader is not") {
+TEST_CASE(
+    "journal: a second writer on the same file is refused naming the first one's pid, a reader is "
+    "not") {
   TempDir d;
   const std::string path = d.path + "/j.db";
   auto first = open_ok(path);
@@ -360,7 +367,9 @@ void check_damaged_answer(const std::optional<Journal::Answer>& a, const std::st
 
 }  // namespace
 
-TEST_CASE("journal: a stored request or answer changed past the journal is quarantined and answered JournalDamaged, never returned to run: intact rows are") {
+TEST_CASE(
+    "journal: a stored request or answer changed past the journal is quarantined and answered "
+    "JournalDamaged, never returned to run: intact rows are") {
   TempDir d;
   const std::string path = d.path + "/j.db";
   {
@@ -376,8 +385,9 @@ TEST_CASE("journal: a stored request or answer changed past the journal is quara
     REQUIRE_MESSAGE(j->commit(error), error);
   }
   // One byte of b's request and one of d's answer changed, the way SQLite cannot see.
-  raw_sql(path, "UPDATE jobs SET request = CAST('request-b-100Z' AS BLOB) WHERE job_id = 'b'; "
-                "UPDATE jobs SET answer = CAST('answer-D' AS BLOB) WHERE job_id = 'd';");
+  raw_sql(path,
+          "UPDATE jobs SET request = CAST('request-b-100Z' AS BLOB) WHERE job_id = 'b'; "
+          "UPDATE jobs SET answer = CAST('answer-D' AS BLOB) WHERE job_id = 'd';");
   {
     auto j = open_ok(path);
     const auto pending = j->pending();
@@ -416,7 +426,9 @@ TEST_CASE("journal: a stored request or answer changed past the journal is quara
   CHECK(ids == std::set<std::string>{"b", "d", "e"});
 }
 
-TEST_CASE("journal: a version 2 journal is upgraded in place with checksums of its rows, which are checked from then on") {
+TEST_CASE(
+    "journal: a version 2 journal is upgraded in place with checksums of its rows, which are "
+    "checked from then on") {
   TempDir d;
   const std::string path = d.path + "/v2.db";
   raw_sql(path,
@@ -453,7 +465,9 @@ TEST_CASE("journal: a version 2 journal is upgraded in place with checksums of i
   check_damaged_answer(j->answer_of("q"), "q", "request");
 }
 
-TEST_CASE("journal: an index that no longer matches its table, which quick_check passes, is refused at open with what to do") {
+TEST_CASE(
+    "journal: an index that no longer matches its table, which quick_check passes, is refused at "
+    "open with what to do") {
   TempDir d;
   const std::string path = d.path + "/j.db";
   {
@@ -498,7 +512,9 @@ TEST_CASE("journal: an index that no longer matches its table, which quick_check
   CHECK(error.find(".dump") != std::string::npos);
 }
 
-TEST_CASE("journal: damage SQLite reports while the journal is open fails the turn's commit, and every one after, with what to do") {
+TEST_CASE(
+    "journal: damage SQLite reports while the journal is open fails the turn's commit, and every "
+    "one after, with what to do") {
   TempDir d;
   const std::string path = d.path + "/j.db";
   {
@@ -535,7 +551,9 @@ TEST_CASE("journal: damage SQLite reports while the journal is open fails the tu
   CHECK(error.find("damaged") != std::string::npos);
 }
 
-TEST_CASE("journal: its -wal, database or lock file removed or replaced underneath fails the next commit: a removed -wal is checkpointed first") {
+TEST_CASE(
+    "journal: its -wal, database or lock file removed or replaced underneath fails the next "
+    "commit: a removed -wal is checkpointed first") {
   TempDir d;
   const std::string path = d.path + "/j.db";
   {
@@ -593,7 +611,9 @@ TEST_CASE("journal: its -wal, database or lock file removed or replaced undernea
   }
 }
 
-TEST_CASE("journal: a journal salvaged with .dump (no schema version) opens by its columns, upgraded if need be, and its damaged rows are quarantined") {
+TEST_CASE(
+    "journal: a journal salvaged with .dump (no schema version) opens by its columns, upgraded if "
+    "need be, and its damaged rows are quarantined") {
   TempDir d;
   // Version 3 tables without their user_version, as `sqlite3 journal.db .dump | sqlite3 new.db`
   // leaves them, with one request changed on the way.

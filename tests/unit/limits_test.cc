@@ -15,9 +15,9 @@
 #include <string_view>
 #include <vector>
 
-#include "paddock/agent/protocol.h"
 #include "agent/result_check.h"
 #include "codec_builders.h"
+#include "paddock/agent/protocol.h"
 #include "paddock/runtime/network.h"
 #include "paddock/schemas/cidr.h"
 #include "paddock/schemas/codec.h"
@@ -137,11 +137,12 @@ TEST_CASE("limits compose: worker -> agent -> worker, the agent's frames carry a
   static_assert(agent::limits::kMaxFrameBytes >= L::kMaxRequestBytes + (64u << 10));
   static_assert(agent::limits::kMaxArgv == L::kMaxArgv && agent::limits::kMaxArg == L::kMaxArg &&
                 agent::limits::kMaxArgvTotal == L::kMaxArgvTotal);
-  static_assert(agent::limits::kMaxEnv == L::kMaxEnv && agent::limits::kMaxEnvKey == L::kMaxEnvKey &&
+  static_assert(agent::limits::kMaxEnv == L::kMaxEnv &&
+                agent::limits::kMaxEnvKey == L::kMaxEnvKey &&
                 agent::limits::kMaxEnvValue == L::kMaxEnvValue);
-  static_assert(agent::limits::kMaxStdin == L::kMaxStdin && agent::limits::kMaxFiles == L::kMaxFiles &&
-                agent::limits::kMaxFilesTotal == L::kMaxFilesTotal &&
-                agent::limits::kMaxPath == L::kMaxPath);
+  static_assert(
+      agent::limits::kMaxStdin == L::kMaxStdin && agent::limits::kMaxFiles == L::kMaxFiles &&
+      agent::limits::kMaxFilesTotal == L::kMaxFilesTotal && agent::limits::kMaxPath == L::kMaxPath);
   static_assert(agent::limits::kMaxTimeoutMs == L::kMaxTimeoutMs &&
                 agent::limits::kMaxOutputCap == L::kMaxOutputCap);
   static_assert(agent::limits::kMaxDepth >= L::kMaxDepth);
@@ -215,13 +216,13 @@ TEST_CASE("utf8: valid_utf8 follows RFC 3629") {
   CHECK(sc::valid_utf8(""));
   CHECK(sc::valid_utf8("plain ascii"));
   CHECK(sc::valid_utf8("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80"));
-  CHECK(sc::valid_utf8("\xf4\x8f\xbf\xbf"));  // U+10FFFF
-  CHECK_FALSE(sc::valid_utf8("\xc3\x28"));      // the issue's job_id
-  CHECK_FALSE(sc::valid_utf8("\xc3"));          // truncated
-  CHECK_FALSE(sc::valid_utf8("\x80"));          // a lone continuation byte
-  CHECK_FALSE(sc::valid_utf8("\xc0\xaf"));      // overlong '/'
-  CHECK_FALSE(sc::valid_utf8("\xe0\x80\xaf"));  // overlong
-  CHECK_FALSE(sc::valid_utf8("\xed\xa0\x80"));  // a surrogate
+  CHECK(sc::valid_utf8("\xf4\x8f\xbf\xbf"));        // U+10FFFF
+  CHECK_FALSE(sc::valid_utf8("\xc3\x28"));          // the issue's job_id
+  CHECK_FALSE(sc::valid_utf8("\xc3"));              // truncated
+  CHECK_FALSE(sc::valid_utf8("\x80"));              // a lone continuation byte
+  CHECK_FALSE(sc::valid_utf8("\xc0\xaf"));          // overlong '/'
+  CHECK_FALSE(sc::valid_utf8("\xe0\x80\xaf"));      // overlong
+  CHECK_FALSE(sc::valid_utf8("\xed\xa0\x80"));      // a surrogate
   CHECK_FALSE(sc::valid_utf8("\xf4\x90\x80\x80"));  // past U+10FFFF
   CHECK_FALSE(sc::valid_utf8("\xff"));
 }
@@ -239,7 +240,8 @@ TEST_CASE("utf8: decoders refuse invalid UTF-8 in str fields and keys, naming th
   // A JobRef's job_id follows a JobRequest's rule: an id no job can have is refused.
   CHECK(sc::decode_job_ref(sc::encode(sc::JobRef{"a b"})).error().field == "job_id");
 
-  auto request_with = [](std::string_view key, const std::function<void(msgpack::packer<msgpack::sbuffer>&)>& value) {
+  auto request_with = [](std::string_view key,
+                         const std::function<void(msgpack::packer<msgpack::sbuffer>&)>& value) {
     return pack([&](auto& pk) {
       pk.pack_map(3);
       pack_str(pk, "job_id");
@@ -330,10 +332,11 @@ TEST_CASE("ping: a PING body is a map with string keys within the decoder's limi
     auto err = sc::check_any_map(body);
     return err ? err->field : std::string("accepted");
   };
-  CHECK(refused(good.substr(0, good.size() - 1)) == "body");  // truncated
-  CHECK(refused(good + "\xc0") == "body");                     // trailing bytes
+  CHECK(refused(good.substr(0, good.size() - 1)) == "body");         // truncated
+  CHECK(refused(good + "\xc0") == "body");                           // trailing bytes
   CHECK(refused(std::string("\xdf\x00\x01\x00\x00", 5)) == "body");  // map32 of 65536: over kMaxMap
-  CHECK(refused(std::string("\xdf\x00\x00\x00\x02", 5)) == "body");  // map32 with its entries missing
+  CHECK(refused(std::string("\xdf\x00\x00\x00\x02", 5)) ==
+        "body");  // map32 with its entries missing
   std::string nested_maps;
   for (int i = 0; i < 10'000; ++i) nested_maps += "\x81\xa1k";
   nested_maps += '\xc0';
@@ -425,11 +428,31 @@ TEST_CASE("egress: SUBMIT refuses exactly the CIDRs the worker's runtime refuses
   CHECK(sc::validate(host_bits)->message() ==
         "egress[0].cidr: has bits set past its /8 prefix (did you mean 10.0.0.0/8?)");
 
-  std::vector<std::string> cases = {
-      "10.0.0.0/8", "10.0.0.1/8", "10.0.0.1", "0.0.0.0/0", "1.0.0.0/0", "255.255.255.255/32",
-      "1.2.3.4/33", "1.2.3.4/", "1.2.3.4/08", "010.0.0.0/8", "1.2.3", "1.2.3.4.5", "::1", "",
-      " 1.2.3.4", "1.2.3.4/8/8", "256.0.0.0", "1.2.3.4/-1", "192.168.1.128/25", "192.168.1.129/25",
-      std::string("1.2.3.4\0", 8), "1..2.3", "1.2.3.4/0", "0.0.0.0", "9999.0.0.0"};
+  std::vector<std::string> cases = {"10.0.0.0/8",
+                                    "10.0.0.1/8",
+                                    "10.0.0.1",
+                                    "0.0.0.0/0",
+                                    "1.0.0.0/0",
+                                    "255.255.255.255/32",
+                                    "1.2.3.4/33",
+                                    "1.2.3.4/",
+                                    "1.2.3.4/08",
+                                    "010.0.0.0/8",
+                                    "1.2.3",
+                                    "1.2.3.4.5",
+                                    "::1",
+                                    "",
+                                    " 1.2.3.4",
+                                    "1.2.3.4/8/8",
+                                    "256.0.0.0",
+                                    "1.2.3.4/-1",
+                                    "192.168.1.128/25",
+                                    "192.168.1.129/25",
+                                    std::string("1.2.3.4\0", 8),
+                                    "1..2.3",
+                                    "1.2.3.4/0",
+                                    "0.0.0.0",
+                                    "9999.0.0.0"};
   // And random strings over the characters a CIDR is made of.
   std::mt19937 rng(20);
   const std::string alphabet = "0123456789./";

@@ -99,7 +99,8 @@ TEST_CASE("load template from flags: argv defaults to true, fields are copied, l
 }
 
 TEST_CASE("load template from a JSON file: fields as in batch files, job_id refused") {
-  TemplateFile good(R"({"argv": ["echo", "x"], "env": {"A": "1"}, "tags": {"t": "v"}, "priority": 3})");
+  TemplateFile good(
+      R"({"argv": ["echo", "x"], "env": {"A": "1"}, "tags": {"t": "v"}, "priority": 3})");
   auto o = resolved({});
   o.template_file = good.path;
   auto t = load::make_template(o);

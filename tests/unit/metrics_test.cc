@@ -38,7 +38,9 @@ TEST_CASE("metrics: counters and gauges render with HELP and TYPE lines") {
         "depth 4.5\n");
 }
 
-TEST_CASE("metrics: label values escape backslash, quote and newline, help escapes backslash and newline") {
+TEST_CASE(
+    "metrics: label values escape backslash, quote and newline, help escapes backslash and "
+    "newline") {
   Registry r;
   auto& f = r.counter_family("failed_total", "Failed\\jobs\nby variant.", {"variant", "code"});
   f.with({"a\\b\"c\nd", "7"}).inc(3);
@@ -60,7 +62,8 @@ TEST_CASE("metrics: a family keeps one child per label set, in a stable order") 
   CHECK_THROWS_AS(f.with({"1", "2"}), std::invalid_argument);
 }
 
-TEST_CASE("metrics: histogram buckets are cumulative, inclusive, and end with +Inf, _sum and _count") {
+TEST_CASE(
+    "metrics: histogram buckets are cumulative, inclusive, and end with +Inf, _sum and _count") {
   Registry r;
   auto& f = r.histogram_family("latency_seconds", "Latency.", {"start"}, {0.1, 1, 2.5});
   Histogram& h = f.with({"warm"});
@@ -104,7 +107,9 @@ TEST_CASE("metrics: bad names, repeated names and unordered bounds are refused")
   CHECK_THROWS_AS(r.gauge("ns:name_total", "x"), std::invalid_argument);
 }
 
-TEST_CASE("metrics: sample values are integers when whole, shortest decimals otherwise, Inf and NaN spelled out") {
+TEST_CASE(
+    "metrics: sample values are integers when whole, shortest decimals otherwise, Inf and NaN "
+    "spelled out") {
   CHECK(format_value(3) == "3");
   CHECK(format_value(0.25) == "0.25");
   CHECK(format_value(-1.5) == "-1.5");
@@ -165,7 +170,9 @@ TEST_CASE("metrics: listen addresses are HOST:PORT, [IPV6]:PORT or :PORT for loo
   CHECK_FALSE(is_loopback("10.1.2.3:9100"));
 }
 
-TEST_CASE("metrics: the HTTP server answers GET /metrics on an ephemeral port, 404 elsewhere, and stops") {
+TEST_CASE(
+    "metrics: the HTTP server answers GET /metrics on an ephemeral port, 404 elsewhere, and "
+    "stops") {
   Registry r;
   r.counter("served_total", "s").inc(5);
   HttpServer server;

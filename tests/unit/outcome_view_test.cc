@@ -15,10 +15,10 @@
 #include <string_view>
 #include <vector>
 
+#include "codec_builders.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/limits.h"
 #include "paddock/schemas/outcome_view.h"
-#include "codec_builders.h"
 
 namespace {
 
@@ -75,7 +75,6 @@ bool agree_error(std::string_view body) {
   if (!view) CHECK_FALSE(view.error().field.empty());
   return static_cast<bool>(full);
 }
-
 
 }  // namespace
 
@@ -135,7 +134,9 @@ TEST_CASE("outcome views: the shared vectors are accepted and refused as the dec
   CHECK(errors >= 5);
 }
 
-TEST_CASE("outcome views: msgpack limits (depth 6 and 7 and str and bin and ext and arrays and maps) as the decoders") {
+TEST_CASE(
+    "outcome views: msgpack limits (depth 6 and 7 and str and bin and ext and arrays and maps) as "
+    "the decoders") {
   auto nested = [](size_t depth) {  // the body map is the first container
     return result_with("x", [&](Packer& pk) {
       for (size_t i = 1; i < depth; ++i) pk.pack_array(1);
@@ -154,9 +155,12 @@ TEST_CASE("outcome views: msgpack limits (depth 6 and 7 and str and bin and ext 
   CHECK(agree_result(nested_empty(L::kMaxDepth)));
   CHECK_FALSE(agree_result(nested_empty(L::kMaxDepth + 1)));
   CHECK(agree_result(result_with("x", [](Packer& pk) { str(pk, std::string(L::kMaxStr, 's')); })));
-  CHECK_FALSE(
-      agree_result(result_with("x", [](Packer& pk) { str(pk, std::string(L::kMaxStr + 1, 's')); })));
-  CHECK_FALSE(agree_result(result_with("x", [](Packer& pk) { pk.pack_ext(1, 7); pk.pack_ext_body("a", 1); })));
+  CHECK_FALSE(agree_result(
+      result_with("x", [](Packer& pk) { str(pk, std::string(L::kMaxStr + 1, 's')); })));
+  CHECK_FALSE(agree_result(result_with("x", [](Packer& pk) {
+    pk.pack_ext(1, 7);
+    pk.pack_ext_body("a", 1);
+  })));
   CHECK_FALSE(agree_result(result_with("x", [](Packer& pk) { pk.pack_ext(0, 7); })));
   auto array = [](size_t n) {
     return result_with("x", [&](Packer& pk) {
@@ -182,18 +186,23 @@ TEST_CASE("outcome views: msgpack limits (depth 6 and 7 and str and bin and ext 
   CHECK_FALSE(agree_result(""));
 }
 
-TEST_CASE("outcome views: malformed bodies (truncated or trailing bytes or 0xc1 or not a map) are refused") {
+TEST_CASE(
+    "outcome views: malformed bodies (truncated or trailing bytes or 0xc1 or not a map) are "
+    "refused") {
   const std::string good = sc::encode(full_result());
   for (size_t n = 0; n < good.size(); ++n) CHECK_FALSE(agree_result(good.substr(0, n)));
   CHECK_FALSE(agree_result(good + '\xc0'));
-  CHECK_FALSE(agree_result(result_with("x", [](Packer& pk) { pk.pack_nil(); }).substr(0, 8) + "\xc1"));
+  CHECK_FALSE(
+      agree_result(result_with("x", [](Packer& pk) { pk.pack_nil(); }).substr(0, 8) + "\xc1"));
   CHECK_FALSE(agree_result(pack([](Packer& pk) { pk.pack_array(0); })));
   CHECK_FALSE(agree_error(pack([](Packer& pk) { str(pk, "job_id"); })));
   const std::string error = sc::encode(full_error());
   for (size_t n = 0; n < error.size(); ++n) CHECK_FALSE(agree_error(error.substr(0, n)));
 }
 
-TEST_CASE("outcome views: keys that are not strings or given twice (empty ones and in nested maps too) as the decoders") {
+TEST_CASE(
+    "outcome views: keys that are not strings or given twice (empty ones and in nested maps too) "
+    "as the decoders") {
   // A non-string key at the top, and in timings.
   CHECK_FALSE(agree_result(pack([](Packer& pk) {
     pk.pack_map(2);
@@ -250,13 +259,29 @@ TEST_CASE("outcome views: field types and ranges and required fields as the deco
   const Fill i32_min = [](Packer& pk) { pk.pack(int64_t{INT32_MIN}); };
   const Fill past_i32 = [](Packer& pk) { pk.pack(int64_t{INT32_MIN} - 1); };
   const Fill s129 = [](Packer& pk) { pk.pack(129); };
-  const Fill bin = [](Packer& pk) { pk.pack_bin(1); pk.pack_bin_body("b", 1); };
-  const std::vector<Fill> fills = {nil, neg, big, text, yes, real, empty_map, empty_array,
-                                   i32_min, past_i32, s129, bin};
-  const std::vector<std::string> result_keys = {
-      "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated",
-      "timed_out", "oom_killed", "files", "timings", "usage", "worker_id", "attempt", "warm",
-      "backend", "template", "unknown"};
+  const Fill bin = [](Packer& pk) {
+    pk.pack_bin(1);
+    pk.pack_bin_body("b", 1);
+  };
+  const std::vector<Fill> fills = {nil,       neg,         big,     text,     yes,  real,
+                                   empty_map, empty_array, i32_min, past_i32, s129, bin};
+  const std::vector<std::string> result_keys = {"exit_code",
+                                                "signal",
+                                                "stdout",
+                                                "stderr",
+                                                "stdout_truncated",
+                                                "stderr_truncated",
+                                                "timed_out",
+                                                "oom_killed",
+                                                "files",
+                                                "timings",
+                                                "usage",
+                                                "worker_id",
+                                                "attempt",
+                                                "warm",
+                                                "backend",
+                                                "template",
+                                                "unknown"};
   size_t accepted = 0;
   size_t refused = 0;
   for (const auto& key : result_keys) {
@@ -268,9 +293,9 @@ TEST_CASE("outcome views: field types and ranges and required fields as the deco
   CHECK(accepted > 0);
   CHECK(refused > 0);
   // Every ERROR field with every kind of value, the others valid.
-  const std::vector<std::string> error_keys = {"job_id", "code", "variant", "message", "vm_id",
-                                               "snapshot_id", "from", "to", "worker_id",
-                                               "attempt", "retryable", "index", "unknown"};
+  const std::vector<std::string> error_keys = {
+      "job_id", "code",      "variant", "message",   "vm_id", "snapshot_id", "from",
+      "to",     "worker_id", "attempt", "retryable", "index", "unknown"};
   for (const auto& key : error_keys) {
     for (const auto& fill : fills) {
       CAPTURE(key);
@@ -315,7 +340,8 @@ TEST_CASE("outcome views: field types and ranges and required fields as the deco
     str(pk, std::string(L::kMaxJobId + 1, 'j'));
   })));
   CHECK(agree_result(result_with("backend", [](Packer& pk) { str(pk, std::string(32, 'b')); })));
-  CHECK_FALSE(agree_result(result_with("backend", [](Packer& pk) { str(pk, std::string(33, 'b')); })));
+  CHECK_FALSE(
+      agree_result(result_with("backend", [](Packer& pk) { str(pk, std::string(33, 'b')); })));
   CHECK_FALSE(agree_result(result_with("files", [](Packer& pk) {
     pk.pack_array(L::kMaxFiles + 1);
     for (size_t i = 0; i <= L::kMaxFiles; ++i) {
@@ -326,7 +352,8 @@ TEST_CASE("outcome views: field types and ranges and required fields as the deco
   })));
 }
 
-TEST_CASE("outcome views: 50000 mutations of valid bodies are accepted and refused as the decoders") {
+TEST_CASE(
+    "outcome views: 50000 mutations of valid bodies are accepted and refused as the decoders") {
   std::vector<std::string> seeds = {sc::encode(full_result()), sc::encode(full_error())};
   sc::JobResult minimal;
   minimal.job_id = "m";
@@ -343,10 +370,18 @@ TEST_CASE("outcome views: 50000 mutations of valid bodies are accepted and refus
     for (int e = 0; e < edits && !body.empty(); ++e) {
       const size_t at = rng() % body.size();
       switch (rng() % 4) {
-        case 0: body[at] = static_cast<char>(rng()); break;               // a byte changed
-        case 1: body[at] = static_cast<char>(body[at] ^ (1 << (rng() % 8))); break;  // a bit
-        case 2: body.erase(at, 1 + rng() % 3); break;                     // bytes dropped
-        default: body.insert(at, 1, static_cast<char>(rng())); break;     // a byte inserted
+        case 0:
+          body[at] = static_cast<char>(rng());
+          break;  // a byte changed
+        case 1:
+          body[at] = static_cast<char>(body[at] ^ (1 << (rng() % 8)));
+          break;  // a bit
+        case 2:
+          body.erase(at, 1 + rng() % 3);
+          break;  // bytes dropped
+        default:
+          body.insert(at, 1, static_cast<char>(rng()));
+          break;  // a byte inserted
       }
     }
     const bool is_result = i % 2 == 0;

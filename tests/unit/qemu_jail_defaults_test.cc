@@ -12,7 +12,8 @@
 namespace fs = std::filesystem;
 using paddock::runtime::QemuProvider;
 
-TEST_CASE("qemu jail defaults: one run directory in any spelling gets one uid range and cgroup parent") {
+TEST_CASE(
+    "qemu jail defaults: one run directory in any spelling gets one uid range and cgroup parent") {
   char tmpl[] = "/tmp/paddock-jail-defaults-XXXXXX";
   REQUIRE(::mkdtemp(tmpl) != nullptr);
   const std::string base = tmpl;

@@ -59,7 +59,8 @@ TEST_CASE("qmp: what QEMU says is quoted bounded and escaped and read without th
   REQUIRE(f);
   CHECK(f->error == "qmp error");
   // Found by fuzz_qmp_replies in CI: an empty desc left the error without a reason.
-  auto empty = qemu::parse_qmp_message(R"({"error": {"class": "GenericError", "desc": ""}})", error);
+  auto empty =
+      qemu::parse_qmp_message(R"({"error": {"class": "GenericError", "desc": ""}})", error);
   REQUIRE(empty);
   CHECK(empty->kind == qemu::QmpMessage::Kind::kError);
   CHECK(empty->error == "qmp error (empty desc)");
@@ -72,7 +73,8 @@ TEST_CASE("qmp: what QEMU says is quoted bounded and escaped and read without th
 TEST_CASE("qmp: malformed lines deep nesting big numbers and non-objects are refused") {
   CHECK(refusal("{\"return\": {}").rfind("malformed qmp message: ", 0) == 0);
   CHECK(refusal("[1, 2]") == "qmp message is not an object but array");
-  CHECK(refusal(std::string(33, '[') + std::string(33, ']')) == "qmp message nested deeper than 32");
+  CHECK(refusal(std::string(33, '[') + std::string(33, ']')) ==
+        "qmp message nested deeper than 32");
   CHECK(refusal(std::string(1000000, '{')) == "qmp message nested deeper than 32");
   // Brackets inside strings do not count.
   std::string error;

@@ -60,7 +60,8 @@ TEST_CASE("runtime error messages are exactly the reference runtime's") {
         "invalid vm transition for 'vm-3': created -> stopped");
   CHECK(Error::snapshot_already_exists("vm-4", "s1").message() ==
         "snapshot 's1' already exists for vm 'vm-4'");
-  CHECK(Error::snapshot_not_found("vm-5", "s2").message() == "snapshot 's2' not found for vm 'vm-5'");
+  CHECK(Error::snapshot_not_found("vm-5", "s2").message() ==
+        "snapshot 's2' not found for vm 'vm-5'");
   CHECK(Error::state_poisoned().message() == "provider state lock poisoned");
   CHECK(Error::unsupported("no kvm").message() == "backend unsupported: no kvm");
   CHECK(Error::metrics("fifo gone").message() == "metrics: fifo gone");

@@ -28,8 +28,8 @@ void collect(SlotPool& pool, std::vector<SlotPool::Completion>& all, size_t want
     const auto next = pool.kick(SlotPool::Clock::now());
     const auto wait = std::min(next, give_up) - SlotPool::Clock::now();
     pollfd p{pool.completion_fd(), POLLIN, 0};
-    const int ms = static_cast<int>(std::max<int64_t>(
-        0, std::chrono::ceil<std::chrono::milliseconds>(wait).count()));
+    const int ms = static_cast<int>(
+        std::max<int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(wait).count()));
     if (::poll(&p, 1, ms) > 0) {
       pool.take_completions(batch);
       for (auto& c : batch) all.push_back(std::move(c));

@@ -1,10 +1,10 @@
 // The generated contract test's QEMU sample (issue 20; the full run is on the memory backend in
 // tests/integration/contract_generated_test.cc): a sample of the same cases, each JobRequest row
 // at its limit and past it, plus both outputs at their maxima from a real program, through a real
-// broker and a worker whose jobs run in QEMU microVMs (128 MiB guests). Every body gets exactly one of ACCEPTED or
-// ERROR 100 as the limits say, and every accepted job exactly one final answer. Resource rows
-// (vcpus, mem_mib at their maxima) are left to the memory run: a 64 GiB or 16-vCPU template is
-// not a sample this machine can boot.
+// broker and a worker whose jobs run in QEMU microVMs (128 MiB guests). Every body gets exactly one
+// of ACCEPTED or ERROR 100 as the limits say, and every accepted job exactly one final answer.
+// Resource rows (vcpus, mem_mib at their maxima) are left to the memory run: a 64 GiB or 16-vCPU
+// template is not a sample this machine can boot.
 #include <doctest/doctest.h>
 
 #include <zmq.hpp>
@@ -17,9 +17,9 @@
 
 #include "../integration/contract_cases.h"
 #include "../integration/harness.h"
-#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
+#include "paddock/wire/zmq_frames.h"
 #include "vm_fixture.h"
 
 using namespace paddock;
@@ -29,7 +29,8 @@ namespace ct = paddock::testing::contract;
 namespace sc = paddock::schemas;
 namespace fs = std::filesystem;
 
-TEST_CASE("contract on qemu: a sample of the generated requests, each answered once as its limits say") {
+TEST_CASE(
+    "contract on qemu: a sample of the generated requests, each answered once as its limits say") {
   if (!vm_tests_can_run()) return;
   ct::Rng rng(20261207);
   struct Sample {

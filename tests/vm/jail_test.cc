@@ -141,7 +141,8 @@ void check_jailed(QemuProvider& p, const std::string& vm, uint32_t mem_mib, cons
     CHECK_MESSAGE(ns_of(std::to_string(pid), ns) != ns_of("self", ns), ns);
   }
   // Its root is the chroot, and the chroot holds only what QEMU needs.
-  struct stat root_st {}, chroot_st {};
+  struct stat root_st {
+  }, chroot_st{};
   REQUIRE(::stat(("/proc/" + std::to_string(pid) + "/root").c_str(), &root_st) == 0);
   REQUIRE(::stat(jail::jail_root(js).c_str(), &chroot_st) == 0);
   CHECK(root_st.st_ino == chroot_st.st_ino);
@@ -162,7 +163,8 @@ void check_jailed(QemuProvider& p, const std::string& vm, uint32_t mem_mib, cons
   CHECK(entries("/proc/" + std::to_string(pid) + "/root/dev") ==
         std::set<std::string>{"null", "zero", "random", "urandom"});
   // The kernel is a hard link of the image's, root's and read-only to the VMM.
-  struct stat k_in {}, k_img {};
+  struct stat k_in {
+  }, k_img{};
   REQUIRE(::stat((jail::jail_root(js) + "/vmlinuz").c_str(), &k_in) == 0);
   REQUIRE(::stat((testing::guest_image_dir() + "/vmlinuz").c_str(), &k_img) == 0);
   if (k_in.st_dev == k_img.st_dev) CHECK(k_in.st_ino == k_img.st_ino);
@@ -191,7 +193,9 @@ ExecRequest shell(const std::string& script, uint32_t timeout_ms = 20'000) {
 
 }  // namespace
 
-TEST_CASE("qemu jail: booted VMs and clones run as their own uid in the chroot, in their own namespaces, under cgroup limits and seccomp") {
+TEST_CASE(
+    "qemu jail: booted VMs and clones run as their own uid in the chroot, in their own namespaces, "
+    "under cgroup limits and seccomp") {
   if (!testing::vm_tests_can_run()) return;
   Dirs d;
   auto p = open_provider(d.config());
@@ -236,7 +240,9 @@ TEST_CASE("qemu jail: booted VMs and clones run as their own uid in the chroot, 
   CHECK(testing::nothing_left_in(d.run));
 }
 
-TEST_CASE("qemu jail: a bad id, a missing input file and a cgroup failure are Jailer errors naming the step, the path and the OS error") {
+TEST_CASE(
+    "qemu jail: a bad id, a missing input file and a cgroup failure are Jailer errors naming the "
+    "step, the path and the OS error") {
   if (!testing::vm_tests_can_run()) return;
   Dirs d;
   {
@@ -306,7 +312,9 @@ TEST_CASE("qemu jail: a bad id, a missing input file and a cgroup failure are Ja
   }
 }
 
-TEST_CASE("qemu jail: a VMM over its memory limit is killed and its job gets an error that says so, never a hang") {
+TEST_CASE(
+    "qemu jail: a VMM over its memory limit is killed and its job gets an error that says so, "
+    "never a hang") {
   if (!testing::vm_tests_can_run()) return;
   Dirs d;
   // The guest's RAM file on a tmpfs, as a worker keeps it: on a disk its pages would be written
@@ -322,12 +330,15 @@ TEST_CASE("qemu jail: a VMM over its memory limit is killed and its job gets an 
   // The guest fills its own RAM (a file in its RAM-backed root, capped at half its RAM, then a
   // shell variable): QEMU's pages reach the limit before the guest runs out.
   const auto t0 = std::chrono::steady_clock::now();
-  auto x = p->exec("j-oom", shell("dd if=/dev/zero of=/fill bs=1M count=110 2>&1; "
-                                       "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo filled",
-                                       60'000), {});
+  auto x = p->exec("j-oom",
+                   shell("dd if=/dev/zero of=/fill bs=1M count=110 2>&1; "
+                         "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo filled",
+                         60'000),
+                   {});
   const auto took = std::chrono::steady_clock::now() - t0;
-  MESSAGE("the job ended after " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
-                                 << " ms");
+  MESSAGE(
+      "the job ended after " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                             << " ms");
   REQUIRE_FALSE_MESSAGE(x, (x ? "the job finished: " + x.value().stdout_data : ""));
   const std::string m = x.error().message();
   CHECK_MESSAGE(m.find("killed by signal 9") != std::string::npos, m);
@@ -350,8 +361,8 @@ TEST_CASE("qemu jail: a fork bomb in the guest stays in the guest") {
   uint64_t most = 0;
   std::thread watch([&] {
     while (!done) {
-      most = std::max<uint64_t>(most, std::stoull("0" + cgroup_value(js, "pids", "pids.current",
-                                                                     "pids.current")));
+      most = std::max<uint64_t>(
+          most, std::stoull("0" + cgroup_value(js, "pids", "pids.current", "pids.current")));
       std::this_thread::sleep_for(50ms);
     }
   });
@@ -375,7 +386,9 @@ TEST_CASE("qemu jail: a fork bomb in the guest stays in the guest") {
   check_jail_gone(js);
 }
 
-TEST_CASE("qemu jail: the startup sweep removes a jail a crash left, with its process, chroot and cgroups") {
+TEST_CASE(
+    "qemu jail: the startup sweep removes a jail a crash left, with its process, chroot and "
+    "cgroups") {
   if (!testing::vm_tests_can_run()) return;
   Dirs d;
   const QemuConfig c = d.config();

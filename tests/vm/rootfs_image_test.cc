@@ -53,11 +53,14 @@ void boot(QemuProvider& p, const std::string& vm, const std::string& image) {
 
 }  // namespace
 
-TEST_CASE("rootfs image: jobs run in a read-only image under a tmpfs overlay, jailed, and clones keep the drive") {
+TEST_CASE(
+    "rootfs image: jobs run in a read-only image under a tmpfs overlay, jailed, and clones keep "
+    "the drive") {
   if (!testing::vm_tests_can_run()) return;
   const std::string image_dir = testing::first_line(PADDOCK_ROOTFS_IMAGE_FILE);
-  REQUIRE_MESSAGE(!image_dir.empty(), "no rootfs test image: the 'vm: build rootfs test image' "
-                                      "fixture did not run or failed");
+  REQUIRE_MESSAGE(!image_dir.empty(),
+                  "no rootfs test image: the 'vm: build rootfs test image' "
+                  "fixture did not run or failed");
   const std::string rootfs = image_dir + "/rootfs.ext4";
   REQUIRE(fs::exists(rootfs));
   auto before = qemu::hash_file(rootfs);
@@ -86,7 +89,8 @@ TEST_CASE("rootfs image: jobs run in a read-only image under a tmpfs overlay, ja
     CHECK(os.exit_code == 0);
     CHECK(os.stdout_data.find("VERSION_ID=\"12\"") != std::string::npos);
     CHECK(os.stdout_data.find("Debian") != std::string::npos);
-    ExecRequest env = busybox({"sh", "-c", "echo $PADDOCK_TEST_IMAGE $MINE; cat /etc/paddock/test-marker"});
+    ExecRequest env =
+        busybox({"sh", "-c", "echo $PADDOCK_TEST_IMAGE $MINE; cat /etc/paddock/test-marker"});
     env.env["MINE"] = "mine";
     auto e = run(p, "r1", env);
     CHECK(e.stdout_data == "test-minimal mine\nbuilt from tests/vm/test-minimal.image\n");
@@ -95,10 +99,13 @@ TEST_CASE("rootfs image: jobs run in a read-only image under a tmpfs overlay, ja
     auto w = run(p, "r1", busybox({"sh", "-c", "echo changed > /usr/probe && cat /usr/probe"}));
     CHECK(w.exit_code == 0);
     CHECK(w.stdout_data == "changed\n");
-    auto dd = run(p, "r1", busybox({"sh", "-c", "echo x | dd of=/dev/vda bs=1 count=1 conv=notrunc,fsync"}));
+    auto dd = run(p, "r1",
+                  busybox({"sh", "-c", "echo x | dd of=/dev/vda bs=1 count=1 conv=notrunc,fsync"}));
     CHECK(dd.exit_code != 0);
-    auto ro = run(p, "r1", busybox({"sh", "-c", "mount -o remount,rw /dev/vda /mnt 2>&1 || "
-                                                  "mount -t ext4 /dev/vda /mnt"}));
+    auto ro = run(p, "r1",
+                  busybox({"sh", "-c",
+                           "mount -o remount,rw /dev/vda /mnt 2>&1 || "
+                           "mount -t ext4 /dev/vda /mnt"}));
     CHECK(ro.exit_code != 0);
 
     // Files in and out, in the job's working directory (/work, in the image).
@@ -125,7 +132,8 @@ TEST_CASE("rootfs image: jobs run in a read-only image under a tmpfs overlay, ja
     auto restored = p.restore("r2", "tpl", "r3");
     REQUIRE_MESSAGE(restored.ok(), (restored.ok() ? "" : restored.error().message()));
     REQUIRE(p.resume("r3").ok());
-    auto cloned = run(p, "r3", busybox({"sh", "-c", "cat /etc/paddock/test-marker; ls /usr/probe"}));
+    auto cloned =
+        run(p, "r3", busybox({"sh", "-c", "cat /etc/paddock/test-marker; ls /usr/probe"}));
     CHECK(cloned.stdout_data == "built from tests/vm/test-minimal.image\n");
     CHECK(cloned.exit_code != 0);  // no probe here either
     REQUIRE(p.destroy("r3").ok());
@@ -141,8 +149,10 @@ TEST_CASE("rootfs image: python3 runs in the python image when it is built") {
   if (!testing::vm_tests_can_run()) return;
   const std::string image_dir = testing::first_line(PADDOCK_PYTHON_IMAGE_FILE);
   if (image_dir.empty() || image_dir.rfind("none", 0) == 0) {
-    MESSAGE("SKIPPED LOUDLY: the python image is not built here (" << image_dir
-            << "); build it with tools/build-image.sh python --agent <build>/agent/guest/paddock-agent");
+    MESSAGE("SKIPPED LOUDLY: the python image is not built here ("
+            << image_dir
+            << "); build it with tools/build-image.sh python --agent "
+               "<build>/agent/guest/paddock-agent");
     return;
   }
   Dirs d;
@@ -157,7 +167,8 @@ TEST_CASE("rootfs image: python3 runs in the python image when it is built") {
   auto x = run(p, "py", r);
   CHECK(x.exit_code == 0);
   CHECK(x.stdout_data == "1\n");
-  r.argv = {"python3", "-c", "import requests, yaml, json, sqlite3; print(yaml.safe_dump({'a': 1}), end='')"};
+  r.argv = {"python3", "-c",
+            "import requests, yaml, json, sqlite3; print(yaml.safe_dump({'a': 1}), end='')"};
   x = run(p, "py", r);
   INFO("stderr: " << x.stderr_data);
   CHECK(x.exit_code == 0);

@@ -53,15 +53,17 @@ std::vector<int> wait_for_qemu(const std::string& run_dir, Process& worker) {
 
 }  // namespace
 
-TEST_CASE("qemu worker: a QEMU killed mid-job ends that job with an ERROR, and the worker runs the next job") {
+TEST_CASE(
+    "qemu worker: a QEMU killed mid-job ends that job with an ERROR, and the worker runs the next "
+    "job") {
   if (!vm_tests_can_run()) return;
   TempDir dir;
   const std::string run_dir = "/run/paddock-test-fault-" + std::to_string(::getpid());
   auto broker = start_broker(dir);
-  auto worker = start_worker(dir, broker.worker_endpoint, "fault", 1,
-                             {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir",
-                              run_dir, "--snapshot-dir", run_dir + "-snap", "--warm", "off",
-                              "--network", "off"});
+  auto worker =
+      start_worker(dir, broker.worker_endpoint, "fault", 1,
+                   {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir", run_dir,
+                    "--snapshot-dir", run_dir + "-snap", "--warm", "off", "--network", "off"});
   client::Client c(broker.client_endpoint);
   auto victim = job("victim", {"/bin/sh", "-c", "echo started; sleep 40"});
   victim.timeout_ms = 60'000;
@@ -98,15 +100,17 @@ TEST_CASE("qemu worker: a QEMU killed mid-job ends that job with an ERROR, and t
   fs::remove_all(run_dir + "-snap");
 }
 
-TEST_CASE("qemu worker: CANCEL of a running job stops its VM and answers Cancelled, and nothing is left") {
+TEST_CASE(
+    "qemu worker: CANCEL of a running job stops its VM and answers Cancelled, and nothing is "
+    "left") {
   if (!vm_tests_can_run()) return;
   TempDir dir;
   const std::string run_dir = "/run/paddock-test-cancel-" + std::to_string(::getpid());
   auto broker = start_broker(dir);
-  auto worker = start_worker(dir, broker.worker_endpoint, "cancel", 1,
-                             {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir",
-                              run_dir, "--snapshot-dir", run_dir + "-snap", "--warm", "off",
-                              "--network", "off"});
+  auto worker =
+      start_worker(dir, broker.worker_endpoint, "cancel", 1,
+                   {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir", run_dir,
+                    "--snapshot-dir", run_dir + "-snap", "--warm", "off", "--network", "off"});
   client::Client c(broker.client_endpoint);
   auto long_job = job("long", {"/bin/sh", "-c", "sleep 120"});
   long_job.timeout_ms = 180'000;
@@ -123,8 +127,9 @@ TEST_CASE("qemu worker: CANCEL of a running job stops its VM and answers Cancell
   REQUIRE(ev.kind == client::Event::Kind::kError);
   CHECK(ev.error.code == 101);
   CHECK(ev.error.variant == "Cancelled");
-  MESSAGE("cancel to answer: "
-          << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  MESSAGE(
+      "cancel to answer: " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                           << " ms");
   // The VM is gone at once, not when the job's sleep would have ended.
   for (int i = 0; i < 100 && !qemu_pids_under(run_dir).empty(); ++i) {
     std::this_thread::sleep_for(100ms);
@@ -137,7 +142,9 @@ TEST_CASE("qemu worker: CANCEL of a running job stops its VM and answers Cancell
   fs::remove_all(run_dir + "-snap");
 }
 
-TEST_CASE("qemu worker: the broker SIGKILLed and restarted on its journal mid-batch, every job is answered once") {
+TEST_CASE(
+    "qemu worker: the broker SIGKILLed and restarted on its journal mid-batch, every job is "
+    "answered once") {
   if (!vm_tests_can_run()) return;
   TempDir dir;
   const std::string run_dir = "/run/paddock-test-restart-" + std::to_string(::getpid());
@@ -145,10 +152,10 @@ TEST_CASE("qemu worker: the broker SIGKILLed and restarted on its journal mid-ba
                                                 "--heartbeat-ms", "100"};
   auto broker = start_broker(dir, broker_args);
   const std::string client_ep = broker.client_endpoint, worker_ep = broker.worker_endpoint;
-  auto worker = start_worker(dir, worker_ep, "restart", 2,
-                             {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir",
-                              run_dir, "--snapshot-dir", run_dir + "-snap", "--network", "off",
-                              "--heartbeat-ms", "100"});
+  auto worker = start_worker(
+      dir, worker_ep, "restart", 2,
+      {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir", run_dir,
+       "--snapshot-dir", run_dir + "-snap", "--network", "off", "--heartbeat-ms", "100"});
   std::vector<schemas::JobRequest> jobs;
   std::vector<std::string> ids;
   for (int i = 0; i < 6; ++i) {
@@ -249,7 +256,7 @@ TEST_CASE("qemu worker: a worker SIGKILLed with jobs running takes every VM proc
   TempDir dir;
   const std::string run_dir = "/run/paddock-test-wkill-" + std::to_string(::getpid());
   auto broker = start_broker(dir);
-  const std::vector<std::string> args = {"--backend", "qemu", "--image-dir", guest_image_dir(),
+  const std::vector<std::string> args = {"--backend", "qemu",  "--image-dir",    guest_image_dir(),
                                          "--run-dir", run_dir, "--snapshot-dir", run_dir + "-snap",
                                          "--network", "off"};
   // Warm pools on: a template, pooled clones and the jobs' VMs are all jailed QEMUs.
@@ -290,8 +297,8 @@ TEST_CASE("qemu worker: a worker SIGKILLed with jobs running takes every VM proc
     return out;
   };
   for (int i = 0; i < 1500 && !alive().empty(); ++i) std::this_thread::sleep_for(20ms);
-  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - t0);
+  const auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
   MESSAGE("every VM process of the SIGKILLed worker gone after " << took.count() << " ms");
   CHECK(alive().empty());
   // The held jobs go back to the queue when the broker finds the worker dead: cancel them, so

@@ -101,7 +101,8 @@ NetworkFigures bench_network(int runs) {
   s.host_netns = host;
   s.prefix = "b" + std::to_string(::getpid() % 10000);
   s.pool = "10.214.0.0/24";
-  auto t = paddock::runtime::net::time_vm_networks(s, runs, {{"198.18.0.0/15", "tcp", {{443, 443}}}});
+  auto t =
+      paddock::runtime::net::time_vm_networks(s, runs, {{"198.18.0.0/15", "tcp", {{443, 443}}}});
   if (!t) {
     (void)std::system(("ip netns delete " + host).c_str());
     throw std::runtime_error(t.error().message());
@@ -165,8 +166,8 @@ struct Variant {
   std::string name;  // "unjailed" | "jailed"
   std::unique_ptr<paddock::runtime::QemuProvider> p;
   paddock::runtime::VmSpec spec;  // of every VM (its image: --image)
-  Summary cold_boot;     // spawn -> agent ready
-  Summary cold_destroy;  // destroy of a cold-booted VM (with a jail: its teardown too)
+  Summary cold_boot;              // spawn -> agent ready
+  Summary cold_destroy;           // destroy of a cold-booted VM (with a jail: its teardown too)
   RestoreFigures r;
   int clones = 0;
 
@@ -323,12 +324,20 @@ Summary bench_end_to_end(const std::string& image_dir, const std::string& run_di
     std::string name;
     ~DropNetns() { (void)std::system(("ip netns delete " + name + " 2>/dev/null").c_str()); }
   } drop_netns{host_ns};
-  std::vector<std::string> worker_args = {
-      "--broker", eps["worker"].get<std::string>(), "--net-host-netns", host_ns, "--backend",
-      "qemu", "--image-dir", image_dir, "--run-dir", run_dir + "/worker", "--snapshot-dir",
-      run_dir + "/snapshots", "--slots", "1", "--worker-id", "bench", "--warm", warm ? "on" : "off",
-      "--warm-min", "1", "--warm-max", "2", "--jail", jailed ? "on" : "off", "--log-level", "warn",
-      "--warm-images", spec.image};
+  std::vector<std::string> worker_args = {"--broker",         eps["worker"].get<std::string>(),
+                                          "--net-host-netns", host_ns,
+                                          "--backend",        "qemu",
+                                          "--image-dir",      image_dir,
+                                          "--run-dir",        run_dir + "/worker",
+                                          "--snapshot-dir",   run_dir + "/snapshots",
+                                          "--slots",          "1",
+                                          "--worker-id",      "bench",
+                                          "--warm",           warm ? "on" : "off",
+                                          "--warm-min",       "1",
+                                          "--warm-max",       "2",
+                                          "--jail",           jailed ? "on" : "off",
+                                          "--log-level",      "warn",
+                                          "--warm-images",    spec.image};
   if (spec.image != "default") {
     worker_args.insert(worker_args.end(), {"--image", spec.image + "=" + spec.image_dir});
   }
@@ -349,8 +358,8 @@ Summary bench_end_to_end(const std::string& image_dir, const std::string& run_di
       if (!ev) throw std::runtime_error("no answer within 120 s");
       if (ev->kind == paddock::client::Event::Kind::kResult) {
         if (ev->result.exit_code != 0) {
-          throw std::runtime_error("the job exited " + std::to_string(ev->result.exit_code) +
-                                   ": " + ev->result.stderr_data);
+          throw std::runtime_error("the job exited " + std::to_string(ev->result.exit_code) + ": " +
+                                   ev->result.stderr_data);
         }
         return {ms_since(t0), ev->result.warm};
       }
@@ -453,8 +462,10 @@ int main(int argc, char** argv) {
     }
     e2e.image = image_flag.substr(0, eq);
     e2e.image_dir = image_flag.substr(eq + 1);
-    if (e2e.image != "default") config.images[e2e.image] = e2e.image_dir;
-    else config.image_dir = e2e.image_dir;
+    if (e2e.image != "default")
+      config.images[e2e.image] = e2e.image_dir;
+    else
+      config.image_dir = e2e.image_dir;
   }
   const bool true_job = e2e.argv == std::vector<std::string>{"true"};
   const std::string e2e_key = true_job ? "end_to_end_true_job_" : "end_to_end_job_";
@@ -508,8 +519,8 @@ int main(int argc, char** argv) {
       interleaved(vs, restore_runs, [](Variant& v, int) { v.restore_once(); });
       if (idle_clones > 0) {
         std::fprintf(stderr, "memory of idle VMs (%s):\n", vs.back()->name.c_str());
-        out["idle_memory"] = vs.back()->idle_memory(
-            idle_clones, run_dir + "/" + vs.back()->name + "/snapshots");
+        out["idle_memory"] =
+            vs.back()->idle_memory(idle_clones, run_dir + "/" + vs.back()->name + "/snapshots");
         out["idle_memory"]["vms"] = vs.back()->name;
       }
       for (auto& v : vs) check(v->p->delete_snapshot("tpl", "template"), v->name + ": delete");
@@ -540,8 +551,7 @@ int main(int argc, char** argv) {
     if (cold_e2e_runs > 0) {
       std::fprintf(stderr, "job through broker and worker, cold VM per job (--warm off):\n");
       out[e2e_key + "cold"] =
-          bench_end_to_end(config.image_dir, run_dir, cold_e2e_runs, false, e2e_jailed, e2e)
-              .json();
+          bench_end_to_end(config.image_dir, run_dir, cold_e2e_runs, false, e2e_jailed, e2e).json();
     }
     if (warm_runs > 0 || cold_e2e_runs > 0) {
       out["end_to_end_jailed"] = e2e_jailed;

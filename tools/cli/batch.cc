@@ -86,14 +86,16 @@ class BatchRun {
   void report_invalid(const BatchLine& line) {
     ++invalid_;
     clear_progress();
-    std::fprintf(stderr, "%s:%zu: invalid job, not submitted: %s\n", opts_.file.c_str(), line.line_no,
-                 line.error.c_str());
+    std::fprintf(stderr, "%s:%zu: invalid job, not submitted: %s\n", opts_.file.c_str(),
+                 line.line_no, line.error.c_str());
   }
 
   void handle(const client::Event& ev) {
     using K = client::Event::Kind;
     switch (ev.kind) {
-      case K::kResult: finish_job(ev.result.job_id, &ev.result, nullptr); break;
+      case K::kResult:
+        finish_job(ev.result.job_id, &ev.result, nullptr);
+        break;
       case K::kError:
         if (ev.error.job_id.empty()) {
           warn("the broker refused a message: " + ev.error.message);
@@ -101,10 +103,15 @@ class BatchRun {
           finish_job(ev.error.job_id, nullptr, &ev.error);
         }
         break;
-      case K::kRejected: reject(ev.error.job_id); break;
-      case K::kInvalid: warn("ignoring a message from the broker that cannot be decoded: " + ev.detail); break;
+      case K::kRejected:
+        reject(ev.error.job_id);
+        break;
+      case K::kInvalid:
+        warn("ignoring a message from the broker that cannot be decoded: " + ev.detail);
+        break;
       case K::kAccepted:
-      case K::kPong: break;
+      case K::kPong:
+        break;
     }
   }
 
@@ -124,7 +131,8 @@ class BatchRun {
   void finish_job(const std::string& job_id, const sc::JobResult* r, const sc::JobError* e) {
     auto it = in_flight_.find(job_id);
     if (it == in_flight_.end()) return;  // not ours, or answered already
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - it->second.first_sent);
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - it->second.first_sent);
     const size_t row = it->second.row;
     in_flight_.erase(it);
     ++answered_;
@@ -153,8 +161,10 @@ class BatchRun {
     const auto now = Clock::now();
     if (!force && now - last_progress_ < milliseconds(200)) return;
     last_progress_ = now;
-    std::fprintf(stderr, "\r\033[Kpaddock batch: %zu answered (%zu errors), %zu in flight, %zu waiting to "
-                 "retry, %zu invalid lines", answered_, errors_, in_flight_.size(), retry_.size(), invalid_);
+    std::fprintf(stderr,
+                 "\r\033[Kpaddock batch: %zu answered (%zu errors), %zu in flight, %zu waiting to "
+                 "retry, %zu invalid lines",
+                 answered_, errors_, in_flight_.size(), retry_.size(), invalid_);
     std::fflush(stderr);
     progress_shown_ = true;
   }
@@ -166,10 +176,10 @@ class BatchRun {
   }
 
   std::string summary() const {
-    return std::to_string(answered_) + (answered_ == 1 ? " job" : " jobs") + " answered: " + std::to_string(answered_ - errors_) +
-           " ran (status ok), " + std::to_string(errors_) + " Paddock errors; " +
-           std::to_string(invalid_) + " invalid lines; " + std::to_string(resubmitted_) +
-           " resubmissions after QueueFull";
+    return std::to_string(answered_) + (answered_ == 1 ? " job" : " jobs") +
+           " answered: " + std::to_string(answered_ - errors_) + " ran (status ok), " +
+           std::to_string(errors_) + " Paddock errors; " + std::to_string(invalid_) +
+           " invalid lines; " + std::to_string(resubmitted_) + " resubmissions after QueueFull";
   }
 
   int finish() {

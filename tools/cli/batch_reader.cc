@@ -15,7 +15,8 @@ std::optional<BatchLine> BatchReader::next() {
   while (std::getline(in_, text)) {
     ++line_no_;
     if (!text.empty() && text.back() == '\r') text.pop_back();
-    if (std::all_of(text.begin(), text.end(), [](char c) { return c == ' ' || c == '\t'; })) continue;
+    if (std::all_of(text.begin(), text.end(), [](char c) { return c == ' ' || c == '\t'; }))
+      continue;
 
     BatchLine line;
     line.line_no = line_no_;

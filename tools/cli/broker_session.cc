@@ -38,9 +38,9 @@ std::unique_ptr<client::Client> connect(const std::string& endpoint,
     if (endpoints.size() > 1) {
       // Move on well before the command would give up on silence.
       const auto per_broker = silence_limit / static_cast<int>(endpoints.size() + 1);
-      return std::make_unique<client::Client>(
-          std::move(endpoints), keys,
-          client::Failover{std::min<std::chrono::milliseconds>(per_broker, std::chrono::seconds(3))});
+      return std::make_unique<client::Client>(std::move(endpoints), keys,
+                                              client::Failover{std::min<std::chrono::milliseconds>(
+                                                  per_broker, std::chrono::seconds(3))});
     }
     return std::make_unique<client::Client>(endpoint, keys);
   } catch (const zmq::error_t& e) {
@@ -98,8 +98,9 @@ std::string BrokerSession::silence_message() const {
                         " s: is paddock-broker running, and is this its client endpoint (not the "
                         "worker one)?";
   if (curve_) {
-    message += " This connection uses CURVE: is --broker-public-key the broker's key, and is "
-               "--curve-key's public key in the broker's --client-allow list?";
+    message +=
+        " This connection uses CURVE: is --broker-public-key the broker's key, and is "
+        "--curve-key's public key in the broker's --client-allow list?";
   } else {
     message += " If the broker uses CURVE, give --broker-public-key and --curve-key.";
   }

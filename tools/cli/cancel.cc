@@ -24,7 +24,8 @@ int print_error(const sc::JobError& e) {
   }
   std::fprintf(stderr, "error: %s\n", describe_error(e).c_str());
   if (e.code == sc::code(sc::JobCode::kUnknownJob)) {
-    std::fprintf(stderr, "paddock: the broker holds no job with that id (finished, or never submitted)\n");
+    std::fprintf(stderr,
+                 "paddock: the broker holds no job with that id (finished, or never submitted)\n");
     return 1;
   }
   std::printf("job %s ended before it could be cancelled\n", e.job_id.c_str());
@@ -55,7 +56,8 @@ int run_cancel(const CancelOptions& o) {
     while (true) {
       auto ev = session.next(milliseconds(100));
       using K = client::Event::Kind;
-      if (ev && ev->kind == K::kError && ev->error.job_id == o.job_id) return print_error(ev->error);
+      if (ev && ev->kind == K::kError && ev->error.job_id == o.job_id)
+        return print_error(ev->error);
       if (ev && ev->kind == K::kResult && ev->result.job_id == o.job_id) {
         std::printf("job %s finished before it could be cancelled: %s\n", o.job_id.c_str(),
                     describe_result(ev->result).c_str());
@@ -63,9 +65,10 @@ int run_cancel(const CancelOptions& o) {
       }
       if (ev && ev->kind == K::kPong && !pong_at) pong_at = BrokerSession::Clock::now();
       if (pong_at && BrokerSession::Clock::now() - *pong_at > kGraceAfterPong) {
-        std::printf("cancel of job %s sent: the broker took it and will send the job's final answer "
-                    "(Cancelled, or its result) to the connection that submitted it\n",
-                    o.job_id.c_str());
+        std::printf(
+            "cancel of job %s sent: the broker took it and will send the job's final answer "
+            "(Cancelled, or its result) to the connection that submitted it\n",
+            o.job_id.c_str());
         return exit_code::kOk;
       }
       if (session.broker_silent()) {

@@ -19,7 +19,8 @@ CLI::App* add_dead_letters_command(CLI::App& app, DeadLettersOptions& o) {
       "List the jobs whose final answer was an ERROR (after the broker's retries), newest first, "
       "from the broker's journal file (read only; the broker may be running). Cancelled jobs and "
       "invalid requests are not listed. Exits 0, or 1 when the journal cannot be read.");
-  auto* journal = cmd->add_option("--journal", o.journal, "the broker's journal file (its --journal)");
+  auto* journal =
+      cmd->add_option("--journal", o.journal, "the broker's journal file (its --journal)");
   auto* store = cmd->add_option("--store", o.store,
                                 "the brokers' shared queue instead (their --store: a PostgreSQL "
                                 "URI); read only");
@@ -35,25 +36,25 @@ int run_dead_letters(const DeadLettersOptions& o) {
     return exit_code::kUsage;
   }
   std::string error;
-  const auto failed =
-      broker::read_dead_letters({o.journal, o.store}, o.limit * 2 + 16, error);
+  const auto failed = broker::read_dead_letters({o.journal, o.store}, o.limit * 2 + 16, error);
   if (!failed) {
     std::fprintf(stderr, "error: %s\n", error.c_str());
     return 1;
   }
   size_t shown = 0;
-  if (!o.json) std::printf("%-24s %-20s %7s  %-19s  %s\n", "JOB_ID", "VARIANT (CODE)", "ATTEMPT",
-                           "FINISHED (UTC)", "MESSAGE");
+  if (!o.json)
+    std::printf("%-24s %-20s %7s  %-19s  %s\n", "JOB_ID", "VARIANT (CODE)", "ATTEMPT",
+                "FINISHED (UTC)", "MESSAGE");
   for (const auto& f : *failed) {
     auto e = schemas::decode_job_error(f.body);
     if (!e) continue;
     if (e->code == 100 || e->code == 101) continue;  // InvalidRequest, Cancelled
     if (shown++ >= o.limit) break;
     if (o.json) {
-      nlohmann::json j = {{"job_id", f.job_id},         {"code", e->code},
-                          {"variant", e->variant},      {"message", e->message},
-                          {"attempt", e->attempt},      {"worker_id", e->worker_id},
-                          {"retryable", e->retryable},  {"finished_unix_ms", f.finished_unix_ms}};
+      nlohmann::json j = {{"job_id", f.job_id},        {"code", e->code},
+                          {"variant", e->variant},     {"message", e->message},
+                          {"attempt", e->attempt},     {"worker_id", e->worker_id},
+                          {"retryable", e->retryable}, {"finished_unix_ms", f.finished_unix_ms}};
       std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
       continue;
     }

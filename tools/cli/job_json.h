@@ -17,14 +17,14 @@
 namespace paddock::cli {
 
 struct FieldError {
-  std::string field;   // "argv[1]", "egress[0].ports[2].first"; empty when the whole line is bad
+  std::string field;  // "argv[1]", "egress[0].ports[2].first"; empty when the whole line is bad
   std::string reason;
   std::string message() const { return field.empty() ? reason : field + ": " + reason; }
 };
 
 struct ParsedJob {
   std::optional<schemas::JobRequest> job;  // set on success
-  FieldError error;                         // set when !job
+  FieldError error;                        // set when !job
 };
 
 // Parses one line of a batch file. A missing job_id leaves job->job_id empty (the caller makes

@@ -16,16 +16,18 @@ CLI::App* add_keys_command(CLI::App& app, KeysOptions& o) {
       "allowlist.");
   cmd->require_subcommand(1);
   auto* gen = cmd->add_subcommand(
-      "generate", "Write DIR/NAME.key (the secret key, mode 0600) and DIR/NAME.pub (the public "
-                  "key and NAME, one line: an allowlist entry); print the public key.");
+      "generate",
+      "Write DIR/NAME.key (the secret key, mode 0600) and DIR/NAME.pub (the public "
+      "key and NAME, one line: an allowlist entry); print the public key.");
   gen->add_option("--out,-o", o.dir, "the directory to write to")->capture_default_str();
   gen->add_option("--name,-n", o.name, "the key's name (broker, worker-1, ci, ...)")->required();
   auto* show = cmd->add_subcommand(
       "show-public", "Print the public key of a NAME.key (derived) or NAME.pub file.");
   show->add_option("file", o.file, "the key file")->required();
   auto* allow = cmd->add_subcommand(
-      "allow", "Append a public key (a NAME.pub file) to an allowlist file (created if absent), "
-               "unless it is there already.");
+      "allow",
+      "Append a public key (a NAME.pub file) to an allowlist file (created if absent), "
+      "unless it is there already.");
   allow->add_option("allowlist", o.allowlist, "the allowlist file")->required();
   allow->add_option("file", o.file, "the NAME.pub (or NAME.key) file to allow")->required();
   allow->add_option("--name", o.name, "the name to list it under (default: the file's stem)");

@@ -7,10 +7,20 @@ namespace paddock::cli {
 namespace {
 
 // Names of the runtime variants 1..14 (PROTOCOL.md, Codes), for errors that arrive without one.
-constexpr const char* kRuntimeVariants[] = {
-    "VmAlreadyExists", "VmNotFound", "InvalidTransition", "SnapshotAlreadyExists",
-    "SnapshotNotFound", "StatePoisoned", "Unsupported", "Metrics", "Shutdown", "Firewall",
-    "Jailer", "NetworkConfig", "NetworkSetup", "GuestAgent"};
+constexpr const char* kRuntimeVariants[] = {"VmAlreadyExists",
+                                            "VmNotFound",
+                                            "InvalidTransition",
+                                            "SnapshotAlreadyExists",
+                                            "SnapshotNotFound",
+                                            "StatePoisoned",
+                                            "Unsupported",
+                                            "Metrics",
+                                            "Shutdown",
+                                            "Firewall",
+                                            "Jailer",
+                                            "NetworkConfig",
+                                            "NetworkSetup",
+                                            "GuestAgent"};
 
 }  // namespace
 

@@ -8,8 +8,9 @@
 namespace paddock::cli {
 
 CLI::App* add_ping_command(CLI::App& app, PingOptions& o) {
-  auto* cmd = app.add_subcommand("ping", "Send PING to the broker and print the round trip. "
-                                         "Exits 0 on PONG, 69 when none comes.");
+  auto* cmd = app.add_subcommand("ping",
+                                 "Send PING to the broker and print the round trip. "
+                                 "Exits 0 on PONG, 69 when none comes.");
   add_broker_option(*cmd, o.broker);
   add_curve_options(*cmd, o.curve);
   cmd->add_option("--wait-ms", o.wait_ms, "how long to wait for PONG")->capture_default_str();

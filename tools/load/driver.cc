@@ -31,7 +31,9 @@ volatile std::sig_atomic_t g_interrupts = 0;
 void on_sigint(int) { g_interrupts = g_interrupts + 1; }
 
 uint64_t micros(Clock::duration d) {
-  return d.count() < 0 ? 0 : static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+  return d.count() < 0 ? 0
+                       : static_cast<uint64_t>(
+                             std::chrono::duration_cast<std::chrono::microseconds>(d).count());
 }
 
 // The "\r" status line on a terminal's stderr; nothing when stderr is not a terminal.
@@ -63,15 +65,20 @@ class ProgressLine {
 class LoadRun {
  public:
   LoadRun(const LoadOptions& o, const sc::JobRequest& tmpl, cli::BrokerSession& session)
-      : opts_(o), template_(tmpl), session_(session), names_(o.id_prefix),
-        limit_(o.jobs.value_or(UINT64_MAX)), timeout_(std::chrono::duration_cast<Clock::duration>(
-                                                std::chrono::duration<double>(o.timeout_s))) {
+      : opts_(o),
+        template_(tmpl),
+        session_(session),
+        names_(o.id_prefix),
+        limit_(o.jobs.value_or(UINT64_MAX)),
+        timeout_(std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(o.timeout_s))) {
     out_.run.broker = o.broker;
     out_.run.concurrency = o.concurrency;
     out_.run.rate = o.rate;
     if (o.rate) interval_ = std::chrono::duration<double>(1.0 / *o.rate);
     if (o.duration_s) {
-      send_until_ = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*o.duration_s));
+      send_until_ =
+          std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*o.duration_s));
     }
   }
 
@@ -84,16 +91,19 @@ class LoadRun {
       send_due(now);
       if (!may_start_new(now) && outstanding_.empty()) break;
       receive(wait_for(Clock::now()));
-      if (session_.broker_silent()) return stop(exit_code::kUnavailable, session_.silence_message());
+      if (session_.broker_silent())
+        return stop(exit_code::kUnavailable, session_.silence_message());
       // Jobs outstanding and none answered: give up now if the broker still answers PINGs (it
       // is there, but nothing runs the jobs); if it does not, broker_silent() will say so.
       const auto quiet = Clock::now();
-      if (!outstanding_.empty() && quiet - last_activity_ > timeout_ && quiet - last_heard_ < kBrokerThere) {
+      if (!outstanding_.empty() && quiet - last_activity_ > timeout_ &&
+          quiet - last_heard_ < kBrokerThere) {
         return stop(exit_code::kUnavailable, stalled_message());
       }
       show_progress();
     }
-    return stop(g_interrupts ? exit_code::kInterrupted : exit_code::kOk, g_interrupts ? "interrupted" : "");
+    return stop(g_interrupts ? exit_code::kInterrupted : exit_code::kOk,
+                g_interrupts ? "interrupted" : "");
   }
 
  private:
@@ -168,7 +178,9 @@ class LoadRun {
         last_activity_ = now;
         for (const auto& id : ev.accepted_ids) accepted(id, now);
         break;
-      case K::kResult: finish(ev.result.job_id, now, &ev.result, nullptr); break;
+      case K::kResult:
+        finish(ev.result.job_id, now, &ev.result, nullptr);
+        break;
       case K::kError:
         if (ev.error.job_id.empty()) {
           warn("the broker refused a message: " + ev.error.message);
@@ -176,9 +188,14 @@ class LoadRun {
           finish(ev.error.job_id, now, nullptr, &ev.error);
         }
         break;
-      case K::kRejected: reject(ev.error.job_id, now); break;
-      case K::kInvalid: warn("a message from the broker that cannot be decoded: " + ev.detail); break;
-      case K::kPong: break;
+      case K::kRejected:
+        reject(ev.error.job_id, now);
+        break;
+      case K::kInvalid:
+        warn("a message from the broker that cannot be decoded: " + ev.detail);
+        break;
+      case K::kPong:
+        break;
     }
   }
 
@@ -191,7 +208,8 @@ class LoadRun {
     out_.tally.to_accepted.record(micros(now - it->second.start));
   }
 
-  void finish(const std::string& id, Clock::time_point now, const sc::JobResult* r, const sc::JobError* e) {
+  void finish(const std::string& id, Clock::time_point now, const sc::JobResult* r,
+              const sc::JobError* e) {
     const auto n = names_.number(id);
     if (!n) return;  // not one of ours
     auto it = outstanding_.find(*n);
@@ -203,8 +221,10 @@ class LoadRun {
     if (it->second.waiting) std::erase_if(retry_, [&](const auto& kv) { return kv.second == *n; });
     outstanding_.erase(it);
     last_activity_ = last_answer_ = now;
-    if (r) out_.tally.add_result(*r, us);
-    else out_.tally.add_error(*e, us);
+    if (r)
+      out_.tally.add_result(*r, us);
+    else
+      out_.tally.add_error(*e, us);
   }
 
   void reject(const std::string& id, Clock::time_point now) {
@@ -236,11 +256,13 @@ class LoadRun {
     answered_at_last_ = answered;
     last_rate_at_ = now;
     char line[256];
-    std::snprintf(line, sizeof line, "paddock-load: %llu/%s answered, %llu ok, %llu errors, %zu outstanding, %.0f jobs/s",
-                  static_cast<unsigned long long>(answered),
-                  opts_.jobs ? std::to_string(*opts_.jobs).c_str() : "?",
-                  static_cast<unsigned long long>(out_.tally.ok), static_cast<unsigned long long>(out_.tally.errors),
-                  outstanding_.size(), rate);
+    std::snprintf(
+        line, sizeof line,
+        "paddock-load: %llu/%s answered, %llu ok, %llu errors, %zu outstanding, %.0f jobs/s",
+        static_cast<unsigned long long>(answered),
+        opts_.jobs ? std::to_string(*opts_.jobs).c_str() : "?",
+        static_cast<unsigned long long>(out_.tally.ok),
+        static_cast<unsigned long long>(out_.tally.errors), outstanding_.size(), rate);
     progress_.show(now, line);
   }
 
@@ -253,8 +275,9 @@ class LoadRun {
     }
     char secs[32];
     std::snprintf(secs, sizeof secs, "%g", opts_.timeout_s);
-    return std::to_string(outstanding_.size()) + " jobs unanswered (" + ids + (outstanding_.size() > 3 ? ", ..." : "") +
-           "): the broker answered none for " + secs + " s (--timeout-s); is a worker connected to it?";
+    return std::to_string(outstanding_.size()) + " jobs unanswered (" + ids +
+           (outstanding_.size() > 3 ? ", ..." : "") + "): the broker answered none for " + secs +
+           " s (--timeout-s); is a worker connected to it?";
   }
 
   Outcome stop(int status, const std::string& why) {
@@ -281,7 +304,7 @@ class LoadRun {
   Clock::time_point last_activity_;  // an ACCEPTED, REJECTED or final answer for one of our jobs
   Clock::time_point last_answer_;    // a final answer
   Clock::time_point last_heard_;     // any message, PONG included
-  uint64_t next_ = 0;  // the number of the next new job
+  uint64_t next_ = 0;                // the number of the next new job
   std::unordered_map<uint64_t, Pending> outstanding_;
   std::multimap<Clock::time_point, uint64_t> retry_;
   std::vector<sc::JobRequest> batch_;

@@ -12,12 +12,13 @@ namespace paddock::load {
 struct Outcome {
   RunInfo run;
   Tally tally;
-  int status = 0;         // exit status: 0 every job answered, 69 gave up, 130 interrupted
-  std::string give_up;    // why the run stopped early, for stderr; empty when complete
+  int status = 0;       // exit status: 0 every job answered, 69 gave up, 130 interrupted
+  std::string give_up;  // why the run stopped early, for stderr; empty when complete
 };
 
 // REQUIRES: resolve(opts) was called; `tmpl` from make_template(opts).
 // Ctrl-C once stops sending and waits for the outstanding answers; twice stops at once.
-Outcome run_load(const LoadOptions& opts, const schemas::JobRequest& tmpl, cli::BrokerSession& session);
+Outcome run_load(const LoadOptions& opts, const schemas::JobRequest& tmpl,
+                 cli::BrokerSession& session);
 
 }  // namespace paddock::load

@@ -34,7 +34,9 @@ class Histogram {
   // Exact values (of the samples as recorded, after clamping); 0 when empty.
   uint64_t min() const { return count_ ? min_ : 0; }
   uint64_t max() const { return max_; }
-  double mean() const { return count_ ? static_cast<double>(sum_) / static_cast<double>(count_) : 0; }
+  double mean() const {
+    return count_ ? static_cast<double>(sum_) / static_cast<double>(count_) : 0;
+  }
 
   // The value below or at which q percent of the samples lie (nearest rank), q in [0, 100]:
   // q = 0 is min(), q = 100 is max(), both exact; others within relative_error(). 0 when empty.

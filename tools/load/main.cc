@@ -18,8 +18,10 @@ namespace load = paddock::load;
 constexpr int kCannotCreate = 73;  // EX_CANTCREAT: --json-out cannot be written
 
 constexpr const char* kDescription =
-    "paddock-load: drives a Paddock broker with many copies of one job, closed loop (--concurrency:\n"
-    "that many outstanding) or open loop (--rate: jobs per second on a fixed schedule), and reports\n"
+    "paddock-load: drives a Paddock broker with many copies of one job, closed loop "
+    "(--concurrency:\n"
+    "that many outstanding) or open loop (--rate: jobs per second on a fixed schedule), and "
+    "reports\n"
     "throughput and latency percentiles (submit->accepted, submit->result) as text, or one JSON\n"
     "object with --json. In open loop, latencies count from each job's scheduled send time.\n"
     "Exit statuses: 0 every job answered (ERRORs included), 69 the broker stopped answering,\n"

@@ -31,8 +31,9 @@ sc::JobRequest from_file(const std::string& path) {
   auto parsed = cli::job_from_json_text(read_file(path));
   if (!parsed.job) throw UsageError{path + ": " + parsed.error.message(), exit_code::kUsage};
   if (!parsed.job->job_id.empty()) {
-    throw UsageError{path + ": job_id: paddock-load names every job itself (<prefix>-<n>); leave it out",
-                     exit_code::kUsage};
+    throw UsageError{
+        path + ": job_id: paddock-load names every job itself (<prefix>-<n>); leave it out",
+        exit_code::kUsage};
   }
   return std::move(*parsed.job);
 }
@@ -119,12 +120,14 @@ void resolve(LoadOptions& o) {
       o.jobs = kDefaultJobs;
     }
   }
-  if (o.jobs && *o.jobs == 0) throw UsageError{"--rate x --duration is less than one job", exit_code::kUsage};
+  if (o.jobs && *o.jobs == 0)
+    throw UsageError{"--rate x --duration is less than one job", exit_code::kUsage};
   if (o.id_prefix.empty()) o.id_prefix = "load-" + cli::random_hex(8);
   // "<prefix>-<n>" must stay within the protocol's job_id length for every n we may use.
   if (o.id_prefix.size() + 1 + 20 > sc::limits::kMaxJobId) {
-    throw UsageError{"--id-prefix: at most " + std::to_string(sc::limits::kMaxJobId - 21) + " characters",
-                     exit_code::kUsage};
+    throw UsageError{
+        "--id-prefix: at most " + std::to_string(sc::limits::kMaxJobId - 21) + " characters",
+        exit_code::kUsage};
   }
 }
 

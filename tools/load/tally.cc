@@ -33,7 +33,8 @@ std::string printf_string(const char* format, auto... args) {
 
 std::string latency_row(const char* name, const Histogram& h) {
   std::string row = printf_string("  %-18s", name);
-  for (const auto& q : kQuantiles) row += printf_string(" %9.3f", static_cast<double>(h.percentile(q.q)) / 1000);
+  for (const auto& q : kQuantiles)
+    row += printf_string(" %9.3f", static_cast<double>(h.percentile(q.q)) / 1000);
   row += printf_string(" %9.3f %9.3f %9llu\n", static_cast<double>(h.max()) / 1000, h.mean() / 1000,
                        static_cast<unsigned long long>(h.count()));
   return row;
@@ -94,28 +95,35 @@ std::string summary_text(const RunInfo& run, const Tally& t) {
   std::string out = run.rate ? printf_string("open loop, %g jobs/s", *run.rate)
                              : printf_string("closed loop, concurrency %u", *run.concurrency);
   out += " against " + run.broker + (run.complete ? "" : " (INCOMPLETE)") + "\n";
-  out += printf_string("jobs        %llu sent, %llu answered: %llu ran (%llu exited non-zero, %llu timed out), "
-                       "%llu errors\n",
-                       static_cast<unsigned long long>(run.jobs), static_cast<unsigned long long>(t.answered()),
-                       static_cast<unsigned long long>(t.ok), static_cast<unsigned long long>(t.nonzero_exit),
-                       static_cast<unsigned long long>(t.timed_out), static_cast<unsigned long long>(t.errors));
+  out += printf_string(
+      "jobs        %llu sent, %llu answered: %llu ran (%llu exited non-zero, %llu timed out), "
+      "%llu errors\n",
+      static_cast<unsigned long long>(run.jobs), static_cast<unsigned long long>(t.answered()),
+      static_cast<unsigned long long>(t.ok), static_cast<unsigned long long>(t.nonzero_exit),
+      static_cast<unsigned long long>(t.timed_out), static_cast<unsigned long long>(t.errors));
   for (const auto& [variant, n] : t.errors_by_variant) {
-    out += printf_string("  error     %s: %llu\n", variant.c_str(), static_cast<unsigned long long>(n));
+    out += printf_string("  error     %s: %llu\n", variant.c_str(),
+                         static_cast<unsigned long long>(n));
   }
-  if (t.rejected) out += printf_string("rejected    %llu times (QueueFull), sent again\n",
-                                       static_cast<unsigned long long>(t.rejected));
-  if (t.duplicate_answers) out += printf_string("DUPLICATES  %llu jobs answered twice\n",
-                                                static_cast<unsigned long long>(t.duplicate_answers));
+  if (t.rejected)
+    out += printf_string("rejected    %llu times (QueueFull), sent again\n",
+                         static_cast<unsigned long long>(t.rejected));
+  if (t.duplicate_answers)
+    out += printf_string("DUPLICATES  %llu jobs answered twice\n",
+                         static_cast<unsigned long long>(t.duplicate_answers));
   out += printf_string("elapsed     %.3f s, %.1f jobs/s\n", run.elapsed_s, throughput(run, t));
-  out += printf_string("starts      %llu warm, %llu cold\n", static_cast<unsigned long long>(t.warm),
-                       static_cast<unsigned long long>(t.cold));
+  out +=
+      printf_string("starts      %llu warm, %llu cold\n", static_cast<unsigned long long>(t.warm),
+                    static_cast<unsigned long long>(t.cold));
   for (const auto& [backend, n] : t.backends) {
-    out += printf_string("backend     %s: %llu%s\n", backend.c_str(), static_cast<unsigned long long>(n),
-                         backend == "memory" ? " (the in-memory test double: nothing ran in a VM)" : "");
+    out += printf_string(
+        "backend     %s: %llu%s\n", backend.c_str(), static_cast<unsigned long long>(n),
+        backend == "memory" ? " (the in-memory test double: nothing ran in a VM)" : "");
   }
-  out += printf_string("latency ms, from %s:\n", run.rate ? "each job's scheduled send time" : "each job's send");
-  out += printf_string("  %-18s %9s %9s %9s %9s %9s %9s %9s\n", "", "p50", "p90", "p99", "p99.9", "max", "mean",
-                       "count");
+  out += printf_string("latency ms, from %s:\n",
+                       run.rate ? "each job's scheduled send time" : "each job's send");
+  out += printf_string("  %-18s %9s %9s %9s %9s %9s %9s %9s\n", "", "p50", "p90", "p99", "p99.9",
+                       "max", "mean", "count");
   out += latency_row("submit->accepted", t.to_accepted);
   out += latency_row("submit->result", t.to_result);
   return out;

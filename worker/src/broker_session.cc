@@ -2,9 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "paddock/wire/zmq_frames.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
+#include "paddock/wire/zmq_frames.h"
 
 namespace paddock::worker {
 

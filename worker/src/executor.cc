@@ -92,7 +92,8 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   // InvalidRequest (not retryable) before any VM exists, so that a runtime refusal of its egress,
   // say, is never taken for a Firewall fault and retried (decode_job_dispatch already checks it;
   // this keeps the rule for any other caller).
-  if (auto bad = sc::validate(req)) return invalid_request_error(dispatch, ctx.worker_id, bad->message());
+  if (auto bad = sc::validate(req))
+    return invalid_request_error(dispatch, ctx.worker_id, bad->message());
 
   rt::VmSpec spec{req.image, req.vcpus, req.mem_mib};
   // Warm: a clone from the pool (or restored on demand). Cold: create and boot. Either way the VM

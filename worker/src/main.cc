@@ -216,8 +216,9 @@ int main(int argc, char** argv) {
                  "own uid, seccomp; needs root), or unjailed (off: development only)")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
-  app.add_option("--jailer", jail_config.jailer_binary,
-                 "qemu: the paddock-jailer binary (default: next to this worker, else the build's)");
+  app.add_option(
+      "--jailer", jail_config.jailer_binary,
+      "qemu: the paddock-jailer binary (default: next to this worker, else the build's)");
   app.add_option("--jail-uids", jail_uids,
                  "qemu: FIRST-LAST, the uids (and gids) VMMs run as, one per live VM (default: "
                  "4096 from 1000000 + 4096 * (hash of the run dir % 4096))");
@@ -255,9 +256,10 @@ int main(int argc, char** argv) {
   app.add_flag("--egress-allow-host", net.policy.allow_host,
                "qemu: let jobs reach the host itself (any of its addresses, services behind its "
                "DNAT) if their rules say so");
-  app.add_option("--metrics-address", opt.metrics_address,
-                 "serve Prometheus metrics at http://HOST:PORT/metrics (':PORT' is loopback, port 0 "
-                 "an ephemeral one; no authentication: keep it on loopback or a trusted network)");
+  app.add_option(
+      "--metrics-address", opt.metrics_address,
+      "serve Prometheus metrics at http://HOST:PORT/metrics (':PORT' is loopback, port 0 "
+      "an ephemeral one; no authentication: keep it on loopback or a trusted network)");
   std::string ready_file;
   app.add_option("--ready-file", ready_file,
                  "once started, write {\"pid\"} (and \"metrics\", the metrics server's HOST:PORT, "
@@ -387,8 +389,9 @@ int main(int argc, char** argv) {
         "and nothing is executed in a VM");
     opt.images = memory_images;
   } else if (!memory_images.empty()) {
-    spdlog::error("--memory-images is for the memory test double only; qemu images come from "
-                  "--image-dir, --image and --image-root");
+    spdlog::error(
+        "--memory-images is for the memory test double only; qemu images come from "
+        "--image-dir, --image and --image-root");
     return 2;
   }
   if (auto* q = dynamic_cast<paddock::runtime::QemuProvider*>(provider.value().get())) {
@@ -398,8 +401,7 @@ int main(int argc, char** argv) {
     spdlog::error("{} images; a worker advertises at most 63", opt.images.size());
     return 2;
   }
-  const auto advertised =
-      opt.images.empty() ? std::vector<std::string>{"default"} : opt.images;
+  const auto advertised = opt.images.empty() ? std::vector<std::string>{"default"} : opt.images;
   for (const auto& image : opt.warm_images) {
     if (std::find(advertised.begin(), advertised.end(), image) == advertised.end()) {
       std::string names;

@@ -10,8 +10,8 @@
 // waits for a slot to come back from its job. Only a task that has
 // waited kHandoffWait makes the loop's kick() wake sleeping slots: one per such task beyond the
 // free slots already awake if no slot came back from a job for kHandoffWait (long jobs: a burst
-// of VM jobs gets a slot each within about kHandoffWait), else one more slot per kHandoffWait (slots
-// come back, but not fast enough). Short jobs are run back to back by the few slots awake.
+// of VM jobs gets a slot each within about kHandoffWait), else one more slot per kHandoffWait
+// (slots come back, but not fast enough). Short jobs are run back to back by the few slots awake.
 //
 // Thread-safety: submit(), kick(), take_completions() and the destructor are called from the
 // loop's thread only; completion_fd() is safe anywhere.
@@ -79,12 +79,12 @@ class SlotPool {
   const size_t slots_;
   std::mutex mu_;
   std::condition_variable_any cv_;
-  std::deque<Task> tasks_;                  // guarded by mu_
+  std::deque<Task> tasks_;                 // guarded by mu_
   std::vector<std::stop_source> current_;  // per slot, the running job's; guarded by mu_
   size_t sleeping_ = 0;                    // slots waiting on cv_; guarded by mu_
   size_t running_ = 0;                     // slots running a job; guarded by mu_
-  Clock::time_point last_return_{};  // a slot last came back from a job; guarded by mu_
-  Clock::time_point next_ramp_{};    // kick()'s next gradual wake; guarded by mu_
+  Clock::time_point last_return_{};        // a slot last came back from a job; guarded by mu_
+  Clock::time_point next_ramp_{};          // kick()'s next gradual wake; guarded by mu_
   size_t wakes_pending_ = 0;  // wakeups handed to sleeping slots, not yet taken; guarded by mu_
   std::mutex done_mu_;
   std::vector<Completion> done_;  // guarded by done_mu_

@@ -10,12 +10,12 @@
 #include <spdlog/spdlog.h>
 
 #include "broker_session.h"
-#include "paddock/wire/zmq_frames.h"
+#include "paddock/metrics/http_server.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
 #include "paddock/schemas/limits.h"
+#include "paddock/wire/zmq_frames.h"
 #include "paddock/worker/executor.h"
-#include "paddock/metrics/http_server.h"
 #include "slot_pool.h"
 #include "worker_metrics.h"
 
@@ -58,7 +58,7 @@ class Worker::Loop {
 
   Options options_;
   std::unique_ptr<rt::Provider> provider_;
-  WorkerMetrics metrics_;  // before pool_ and http_, whose threads update and read it
+  WorkerMetrics metrics_;            // before pool_ and http_, whose threads update and read it
   std::unique_ptr<WarmPools> warm_;  // after provider_: its clones go before the provider does
   std::atomic<bool> poisoned_{false};
   zmq::context_t context_{1};
@@ -93,17 +93,15 @@ Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
   const size_t n = options_.brokers.size();
   for (size_t i = 0; i < n; ++i) {
     const uint32_t share = options_.slots / n + (i < options_.slots % n ? 1 : 0);
-    sessions_.push_back(
-        std::make_unique<BrokerSession>(context_, options_.brokers[i], identity, share, timing,
-                                        options_.curve));
+    sessions_.push_back(std::make_unique<BrokerSession>(context_, options_.brokers[i], identity,
+                                                        share, timing, options_.curve));
   }
   // The host name goes to the brokers' dashboards with every heartbeat; read once.
   char host[256] = {};
   if (gethostname(host, sizeof host - 1) == 0) hostname_ = host;
   for (auto& session : sessions_) session->set_status_source([this] { return status(); });
   pool_ = std::make_unique<SlotPool>(
-      options_.slots,
-      [this](const sc::JobDispatch& d, uint64_t task_id, std::stop_token cancel) {
+      options_.slots, [this](const sc::JobDispatch& d, uint64_t task_id, std::stop_token cancel) {
         return run_one(d, task_id, std::move(cancel));
       });
   if (!options_.metrics_address.empty()) {
@@ -135,11 +133,9 @@ std::pair<sc::Command, std::string> Worker::Loop::run_one(const sc::JobDispatch&
                                                           uint64_t task_id,
                                                           std::stop_token cancel) {
   // Runs on a slot thread. The VM id is unique within this worker process.
-  const ExecutionContext ctx{options_.worker_id,
-                             options_.worker_id + "-vm-" + std::to_string(task_id), warm_.get(),
-                             [this](bool warm, std::chrono::microseconds took) {
-                               metrics_.vm_started(warm, took);
-                             }};
+  const ExecutionContext ctx{
+      options_.worker_id, options_.worker_id + "-vm-" + std::to_string(task_id), warm_.get(),
+      [this](bool warm, std::chrono::microseconds took) { metrics_.vm_started(warm, took); }};
   const auto t0 = Clock::now();
   metrics_.job_started();
   Outcome outcome = execute_job(*provider_, d, ctx, std::move(cancel));
@@ -232,8 +228,9 @@ void Worker::Loop::refuse_job(BrokerSession& s, std::string_view body, const std
   // The broker accepted this job, so it is owed an answer, and the JOB spent a credit: answer it
   // with an ERROR naming why (not retryable: every worker would refuse it alike), return the
   // credit.
-  spdlog::error("broker {}: JOB for job '{}' (attempt {}) does not decode; answered InvalidRequest: {}",
-                s.endpoint(), ref->job_id, ref->attempt, why);
+  spdlog::error(
+      "broker {}: JOB for job '{}' (attempt {}) does not decode; answered InvalidRequest: {}",
+      s.endpoint(), ref->job_id, ref->attempt, why);
   sc::JobDispatch d;
   d.attempt = ref->attempt;
   d.request.job_id = ref->job_id;

@@ -6,11 +6,9 @@ namespace paddock::worker {
 
 namespace m = paddock::metrics;
 
-WorkerMetrics::WorkerMetrics(const std::string& worker_id, std::string_view backend,
-                             uint32_t slots)
+WorkerMetrics::WorkerMetrics(const std::string& worker_id, std::string_view backend, uint32_t slots)
     : slot_count_(slots),
-      slots_(registry.gauge_family("paddock_worker_slots", "Job slots, busy or free.",
-                                   {"state"})),
+      slots_(registry.gauge_family("paddock_worker_slots", "Job slots, busy or free.", {"state"})),
       jobs_(registry.counter_family("paddock_worker_jobs_total",
                                     "Jobs run, by outcome: ok (a RESULT, whatever its exit code) "
                                     "or error (an ERROR).",
@@ -27,9 +25,9 @@ WorkerMetrics::WorkerMetrics(const std::string& worker_id, std::string_view back
       failed_(registry.counter_family("paddock_worker_jobs_failed_total",
                                       "Jobs answered ERROR, by variant and code.",
                                       {"variant", "code"})),
-      job_duration_(registry.histogram(
-          "paddock_worker_job_duration_seconds",
-          "Time a job held its slot: VM start, exec, teardown.", m::latency_buckets())),
+      job_duration_(registry.histogram("paddock_worker_job_duration_seconds",
+                                       "Time a job held its slot: VM start, exec, teardown.",
+                                       m::latency_buckets())),
       start_warm_(vm_start_.with({"warm"})),
       start_cold_(vm_start_.with({"cold"})) {
   registry
@@ -78,8 +76,7 @@ void WorkerMetrics::watch(const WarmPools* pools) {
       "Ready clones a warm pool aims at (between --warm-min and --warm-max).", {"template"});
   auto& broken = registry.gauge_family(
       "paddock_worker_warm_pool_broken",
-      "1 if a pool's template could not be built or restored (its jobs boot cold).",
-      {"template"});
+      "1 if a pool's template could not be built or restored (its jobs boot cold).", {"template"});
   auto& misses = registry.counter_family(
       "paddock_worker_warm_pool_misses_total",
       "Jobs that found no ready clone in their pool (restored on demand, or booted cold).",

@@ -18,8 +18,8 @@
 
 #include "dashboard/access.h"
 #include "dashboard/snapshot.h"
-#include "store.h"
 #include "paddock/metrics/http_server.h"
+#include "store.h"
 
 namespace paddock::broker::dashboard {
 

@@ -18,7 +18,6 @@
 
 #include "dashboard/time_series.h"
 #include "job_queue.h"
-#include "paddock/schemas/messages.h"
 #include "paddock/broker/broker.h"
 #include "paddock/schemas/messages.h"
 
@@ -78,7 +77,7 @@ const char* status_name(JobRecord::Status s);
 
 struct WorkerView {
   std::string worker_id;
-  std::string host;     // the peer address of its connection, as ZeroMQ saw it; "" if unknown
+  std::string host;  // the peer address of its connection, as ZeroMQ saw it; "" if unknown
   // From the worker's heartbeats (PROTOCOL.md "Worker session"): its hostname, "" until it said;
   // its warm pools, nullopt until it said (an older worker never does).
   std::string hostname;

@@ -9,10 +9,10 @@
 #include <cerrno>
 #include <vector>
 
-#include "paddock/agent/protocol.h"
 #include "agent/result_check.h"
-#include "paddock/base/os_error.h"
 #include "os/peer_text.h"
+#include "paddock/agent/protocol.h"
+#include "paddock/base/os_error.h"
 
 namespace paddock::runtime {
 namespace {

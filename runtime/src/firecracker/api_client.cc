@@ -9,8 +9,8 @@
 #include <cstring>
 #include <thread>
 
-#include "paddock/base/os_error.h"
 #include "os/peer_text.h"
+#include "paddock/base/os_error.h"
 
 namespace paddock::runtime::firecracker {
 
@@ -23,8 +23,8 @@ using json = nlohmann::json;
 bool valid_path_id(std::string_view id) {
   if (id.empty() || id.size() > 64) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
   });
 }
 
@@ -94,7 +94,9 @@ json network_interface_body(const NetworkInterface& n) {
   return j;
 }
 
-json vsock_body(const Vsock& v) { return json{{"guest_cid", v.guest_cid}, {"uds_path", v.uds_path}}; }
+json vsock_body(const Vsock& v) {
+  return json{{"guest_cid", v.guest_cid}, {"uds_path", v.uds_path}};
+}
 
 json metrics_body(const std::string& metrics_path) { return json{{"metrics_path", metrics_path}}; }
 
@@ -111,8 +113,8 @@ json snapshot_create_body(const std::string& snapshot_path, const std::string& m
 json snapshot_load_body(const SnapshotLoad& s) {
   const char* backend = s.backend == SnapshotLoad::Backend::kFile ? "File" : "Uffd";
   json j{{"snapshot_path", s.snapshot_path},
-          {"mem_backend", {{"backend_type", backend}, {"backend_path", s.backend_path}}},
-          {"resume_vm", s.resume_vm}};
+         {"mem_backend", {{"backend_type", backend}, {"backend_path", s.backend_path}}},
+         {"resume_vm", s.resume_vm}};
   if (!s.vsock_uds_path.empty()) j["vsock_override"] = {{"uds_path", s.vsock_uds_path}};
   return j;
 }
@@ -187,8 +189,7 @@ Result<ApiResponse> ApiClient::call(std::string_view method, std::string_view pa
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout.count()));
-  curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE,
-                   static_cast<curl_off_t>(api_limits::kMaxResponse));
+  curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(api_limits::kMaxResponse));
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &ex);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -286,7 +287,9 @@ Status ApiClient::flush_metrics() {
   return send("PUT", "/actions", action_body("FlushMetrics"), timeouts_.request);
 }
 
-Status ApiClient::pause() { return send("PATCH", "/vm", vm_state_body("Paused"), timeouts_.request); }
+Status ApiClient::pause() {
+  return send("PATCH", "/vm", vm_state_body("Paused"), timeouts_.request);
+}
 
 Status ApiClient::resume() {
   return send("PATCH", "/vm", vm_state_body("Resumed"), timeouts_.request);

@@ -39,7 +39,7 @@ inline constexpr size_t kMaxQuoted = 512;          // bytes of Firecracker's tex
 }  // namespace api_limits
 
 struct ApiTimeouts {
-  std::chrono::milliseconds request{5'000};  // one request, connect to last byte
+  std::chrono::milliseconds request{5'000};    // one request, connect to last byte
   std::chrono::milliseconds snapshot{60'000};  // snapshot create and load write or map RAM
 };
 
@@ -156,8 +156,8 @@ class ApiClient {
   Status load_snapshot(const SnapshotLoad& s);
 
   // One request; a status other than 2xx is an error. `body` empty: none is sent.
-  Result<ApiResponse> call(std::string_view method, std::string_view path,
-                           const std::string& body, std::chrono::milliseconds timeout);
+  Result<ApiResponse> call(std::string_view method, std::string_view path, const std::string& body,
+                           std::chrono::milliseconds timeout);
 
  private:
   Status send(std::string_view method, std::string_view path, const nlohmann::json& body,

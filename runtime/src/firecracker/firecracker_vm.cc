@@ -1,8 +1,8 @@
 #include "firecracker/firecracker_vm.h"
 
-#include <signal.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -142,8 +142,8 @@ Status FirecrackerVm::prepare_root() {
   if (::mkfifo(host_path(kMetricsFifo).c_str(), 0600) != 0) {
     return Error::metrics(base::error_message("mkfifo " + host_path(kMetricsFifo)));
   }
-  if (launch_.jail && ::chown(host_path(kMetricsFifo).c_str(), launch_.jail->uid,
-                              launch_.jail->gid) != 0) {
+  if (launch_.jail &&
+      ::chown(host_path(kMetricsFifo).c_str(), launch_.jail->uid, launch_.jail->gid) != 0) {
     return Error::jailer(base::error_message("chown " + host_path(kMetricsFifo)));
   }
   auto poller = MetricsPoller::open(host_path(kMetricsFifo));
@@ -209,8 +209,7 @@ Status FirecrackerVm::spawn() {
                                      ApiTimeouts{launch_.api_timeout, launch_.boot_timeout});
   if (auto st = api_->wait_for_socket(launch_.api_timeout); !st) {
     if (vmm_gone()) {
-      return Error::unsupported(argv_[0] + " exited before its API socket appeared: " +
-                                log_tail());
+      return Error::unsupported(argv_[0] + " exited before its API socket appeared: " + log_tail());
     }
     return st;
   }
@@ -259,7 +258,8 @@ Status FirecrackerVm::connect_agent(Clock::time_point deadline) {
     auto fd = connect_vsock(host_path(kVsock), kAgentVsockPort, 1s);
     if (fd) {
       auto agent = std::make_unique<AgentClient>(fd.value());
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (agent->ping(std::clamp<std::chrono::milliseconds>(left, 1ms, 1000ms))) {
         agent_ = std::move(agent);
         return {};
@@ -284,9 +284,11 @@ Result<std::unique_ptr<FirecrackerVm>> FirecrackerVm::boot(const FcLaunch& launc
   config.boot.kernel_image_path = vm->vm_path("vmlinux");
   if (!launch.initrd.empty()) config.boot.initrd_path = vm->vm_path("initrd");
   config.boot.boot_args = launch.kernel_args;
-  if (!launch.rootfs.empty()) config.rootfs = Drive{"rootfs", vm->vm_path("rootfs.ext4"), true, true};
+  if (!launch.rootfs.empty())
+    config.rootfs = Drive{"rootfs", vm->vm_path("rootfs.ext4"), true, true};
   if (!launch.tap_name.empty()) {
-    config.network_interfaces.push_back(NetworkInterface{"eth0", launch.tap_name, launch.guest_mac});
+    config.network_interfaces.push_back(
+        NetworkInterface{"eth0", launch.tap_name, launch.guest_mac});
   }
   config.vsock = Vsock{3, vm->vm_path(kVsock)};
   if (auto st = vm->api_->configure(config); !st) return st.error();
@@ -328,8 +330,7 @@ Status FirecrackerVm::resume() {
 Status FirecrackerVm::snapshot_to(const std::string& state_path, const std::string& memory_path) {
   std::lock_guard lock(control_mu_);
   const std::string state = host_path("snapshot.state"), memory = host_path("snapshot.memory");
-  if (auto st = api_->create_snapshot(vm_path("snapshot.state"), vm_path("snapshot.memory"));
-      !st) {
+  if (auto st = api_->create_snapshot(vm_path("snapshot.state"), vm_path("snapshot.memory")); !st) {
     return st;
   }
   // Out of the VM's directory into the store, then gone from here (a guest-owned VMM must not

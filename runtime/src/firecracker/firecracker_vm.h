@@ -102,7 +102,7 @@ class FirecrackerVm {
   // The tail of what the jailer and Firecracker wrote to stderr (their log file), for errors.
   std::string log_tail() const;
   std::string log_path() const;
-  bool exited();  // reaps the child if it has exited
+  bool exited();    // reaps the child if it has exited
   bool vmm_gone();  // Firecracker has exited (jailed: the jailer too)
   bool wait_exit(std::chrono::steady_clock::time_point deadline);
 

@@ -49,8 +49,7 @@ std::vector<std::string> cgroup_limits(int version, uint32_t vcpus, uint64_t mem
   const uint64_t quota = vcpus * kCpuPeriodUs + kCpuPeriodUs / 2;
   if (version == 2) {
     return {"cpu.max=" + std::to_string(quota) + " " + std::to_string(kCpuPeriodUs),
-            "memory.max=" + std::to_string(memory_bytes),
-            "pids.max=" + std::to_string(pids_max)};
+            "memory.max=" + std::to_string(memory_bytes), "pids.max=" + std::to_string(pids_max)};
   }
   return {"cpu.cfs_period_us=" + std::to_string(kCpuPeriodUs),
           "cpu.cfs_quota_us=" + std::to_string(quota),

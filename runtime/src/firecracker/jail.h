@@ -26,8 +26,7 @@ std::vector<std::string> cgroup_limits(int version, uint32_t vcpus, uint64_t mem
                                        uint64_t pids_max);
 
 // A JailSpec that names jail `id`'s cgroups (only its cgroup fields are set).
-jail::JailSpec cgroup_spec(const FirecrackerJailConfig& config, int version,
-                           const std::string& id);
+jail::JailSpec cgroup_spec(const FirecrackerJailConfig& config, int version, const std::string& id);
 
 // <chroot_base>/<exec name>/<id>: the jailer's directory for the VM (its chroot is `root` below).
 std::string jail_dir(const FirecrackerJailConfig& config, const std::string& exec_name,

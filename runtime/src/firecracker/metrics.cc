@@ -9,8 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "os/json_depth.h"
-#include "paddock/base/os_error.h"
 #include "os/peer_text.h"
+#include "paddock/base/os_error.h"
 
 namespace paddock::runtime::firecracker {
 
@@ -94,8 +94,8 @@ std::optional<MetricsSample> parse_metrics_line(std::string_view line, std::stri
             counter(net, "tx_packets_count", s.net_tx_packets, why) &&
             counter(block, "read_bytes", s.block_read_bytes, why) &&
             counter(block, "write_bytes", s.block_write_bytes, why);
-  for (const char* agg : {"exit_io_in_agg", "exit_io_out_agg", "exit_mmio_read_agg",
-                          "exit_mmio_write_agg"}) {
+  for (const char* agg :
+       {"exit_io_in_agg", "exit_io_out_agg", "exit_mmio_read_agg", "exit_mmio_write_agg"}) {
     uint64_t us = 0;
     ok = ok && counter(section(vcpu, agg), "sum_us", us, why);
     s.vcpu_exit_time_us += us;

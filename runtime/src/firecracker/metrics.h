@@ -82,8 +82,8 @@ class MetricsPoller {
 
   int fd_ = -1;
   std::string path_;
-  std::string partial_;      // bytes of a line not yet ended
-  bool skipping_ = false;    // inside a line longer than kMaxLine: drop up to its '\n'
+  std::string partial_;    // bytes of a line not yet ended
+  bool skipping_ = false;  // inside a line longer than kMaxLine: drop up to its '\n'
   std::optional<MetricsSample> last_;
   MetricsSample totals_;
   uint64_t good_ = 0;

@@ -35,7 +35,7 @@ struct FirecrackerProvider::Slot {
   std::unique_ptr<net::VmNetwork> network;
   std::unique_ptr<FirecrackerVm> vm;
   FcLaunch launch;
-  uint32_t jail_uid = 0;  // 0: none taken
+  uint32_t jail_uid = 0;       // 0: none taken
   bool needs_refresh = false;  // a restored clone not yet made unique (on its first resume)
 };
 
@@ -117,8 +117,7 @@ Result<std::unique_ptr<FirecrackerProvider>> FirecrackerProvider::open(Firecrack
   }
   p->kernel_ = c.image_dir.empty() ? "" : first_existing(c.image_dir, {"vmlinux"});
   if (p->kernel_.empty()) {
-    return Error::unsupported("firecracker backend: no vmlinux in image directory '" +
-                              c.image_dir +
+    return Error::unsupported("firecracker backend: no vmlinux in image directory '" + c.image_dir +
                               "' (an uncompressed kernel with virtio-mmio and vsock; "
                               "runtime/README.md, \"The Firecracker backend\")");
   }
@@ -156,8 +155,8 @@ Result<std::unique_ptr<FirecrackerProvider>> FirecrackerProvider::open(Firecrack
       p->parent_cgroup_derived_ = true;
     }
     const std::string exec_name = fs::path(c.firecracker_binary).filename().string();
-    if (size_t n = firecracker::sweep_jails(*c.jail, p->cgroup_version_, exec_name,
-                                            p->jail_prefix_)) {
+    if (size_t n =
+            firecracker::sweep_jails(*c.jail, p->cgroup_version_, exec_name, p->jail_prefix_)) {
       spdlog::warn("firecracker backend: removed {} jail(s) left by an earlier crash", n);
     }
   }
@@ -182,8 +181,8 @@ Result<std::unique_ptr<FirecrackerProvider>> FirecrackerProvider::open(Firecrack
                 static_cast<unsigned long long>(id.high64),
                 static_cast<unsigned long long>(id.low64));
   p->env_ = std::make_unique<qemu::SnapshotEnv>(
-      qemu::SnapshotEnv{firecracker_version(c.firecracker_binary), "kvm", "firecracker",
-                        "None", image_id, c.kernel_args});
+      qemu::SnapshotEnv{firecracker_version(c.firecracker_binary), "kvm", "firecracker", "None",
+                        image_id, c.kernel_args});
   if (!c.snapshot_dir.empty()) {
     p->snapshots_ = std::make_unique<qemu::SnapshotStore>(c.snapshot_dir);
     auto opened = p->snapshots_->open();
@@ -237,12 +236,11 @@ Status FirecrackerProvider::prepare_launch(Slot& slot) {
     js.cgroup_version = cgroup_version_;
     js.parent_cgroup = j->parent_cgroup;
     const uint64_t memory = (uint64_t{slot.info.spec.mem_mib} + j->vmm_allowance_mib) << 20;
-    js.cgroups = firecracker::cgroup_limits(cgroup_version_, slot.info.spec.vcpus, memory,
-                                            j->pids_max);
+    js.cgroups =
+        firecracker::cgroup_limits(cgroup_version_, slot.info.spec.vcpus, memory, j->pids_max);
     // Files Firecracker writes: a snapshot's memory and state, at most guest memory + 64 MiB.
-    js.resource_limits = {
-        "fsize=" + std::to_string((uint64_t{slot.info.spec.mem_mib} + 64) << 20),
-        "no-file=" + std::to_string(j->rlimit_nofile)};
+    js.resource_limits = {"fsize=" + std::to_string((uint64_t{slot.info.spec.mem_mib} + 64) << 20),
+                          "no-file=" + std::to_string(j->rlimit_nofile)};
     l.jail = std::move(js);
   }
   return {};
@@ -272,8 +270,8 @@ void FirecrackerProvider::release(Slot& slot) {
   }
   if (slot.launch.jail && slot.jail_uid != 0) {
     // The jail's cgroups (the chroot went with the VM), killing whatever is left in them.
-    const auto spec = firecracker::cgroup_spec(*config_.jail, cgroup_version_,
-                                               slot.launch.jail->id);
+    const auto spec =
+        firecracker::cgroup_spec(*config_.jail, cgroup_version_, slot.launch.jail->id);
     if (auto st = jail::remove_jail_cgroups(spec); !st) {
       spdlog::error("firecracker backend: vm '{}': {}", slot.info.id, st.error().detail());
     }

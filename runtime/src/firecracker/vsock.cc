@@ -8,8 +8,8 @@
 #include <charconv>
 #include <cstring>
 
-#include "paddock/base/os_error.h"
 #include "os/peer_text.h"
+#include "paddock/base/os_error.h"
 
 namespace paddock::runtime::firecracker {
 

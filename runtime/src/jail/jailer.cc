@@ -239,20 +239,34 @@ Result<std::vector<std::string>> paddock_jailer_argv(const std::string& jailer_b
                                                      const JailSpec& s) {
   if (auto st = validate(s); !st) return st.error();
   std::vector<std::string> a = {jailer_binary,
-                                "--id", s.id,
-                                "--exec-file", s.exec_file,
-                                "--uid", std::to_string(s.uid),
-                                "--gid", std::to_string(s.gid),
-                                "--chroot-base-dir", s.chroot_base,
-                                "--cgroup-root", s.cgroup_root,
-                                "--parent-cgroup", s.cgroup_parent,
-                                "--cgroup-version", std::to_string(s.cgroup_version),
-                                "--cpu-quota-us", std::to_string(s.cpu_quota_us),
-                                "--cpu-period-us", std::to_string(s.cpu_period_us),
-                                "--memory-bytes", std::to_string(s.memory_bytes),
-                                "--pids-max", std::to_string(s.pids_max),
-                                "--rlimit-nofile", std::to_string(s.rlimit_nofile),
-                                "--rlimit-fsize", std::to_string(s.rlimit_fsize)};
+                                "--id",
+                                s.id,
+                                "--exec-file",
+                                s.exec_file,
+                                "--uid",
+                                std::to_string(s.uid),
+                                "--gid",
+                                std::to_string(s.gid),
+                                "--chroot-base-dir",
+                                s.chroot_base,
+                                "--cgroup-root",
+                                s.cgroup_root,
+                                "--parent-cgroup",
+                                s.cgroup_parent,
+                                "--cgroup-version",
+                                std::to_string(s.cgroup_version),
+                                "--cpu-quota-us",
+                                std::to_string(s.cpu_quota_us),
+                                "--cpu-period-us",
+                                std::to_string(s.cpu_period_us),
+                                "--memory-bytes",
+                                std::to_string(s.memory_bytes),
+                                "--pids-max",
+                                std::to_string(s.pids_max),
+                                "--rlimit-nofile",
+                                std::to_string(s.rlimit_nofile),
+                                "--rlimit-fsize",
+                                std::to_string(s.rlimit_fsize)};
   if (!s.netns.empty()) a.insert(a.end(), {"--netns", s.netns});
   for (const auto& [name, source] : s.files) a.insert(a.end(), {"--file", name + "=" + source});
   if (s.kvm) a.push_back("--kvm");
@@ -282,13 +296,27 @@ Result<JailSpec> parse_paddock_jailer_args(const std::vector<std::string>& args)
       s.kvm = true;
       continue;
     }
-    static const std::set<std::string> kValued = {
-        "--id",           "--exec-file",    "--uid",           "--gid",
-        "--chroot-base-dir", "--cgroup-root", "--parent-cgroup", "--cgroup-version",
-        "--cpu-quota-us", "--cpu-period-us", "--memory-bytes",  "--pids-max",
-        "--rlimit-nofile", "--rlimit-fsize", "--netns",         "--file",
-        "--ro-bind",      "--keep-fd",       "--lifeline-fd"};
-    if (kValued.count(flag) == 0) return Error::jailer("step arguments: unknown flag " + shown(flag));
+    static const std::set<std::string> kValued = {"--id",
+                                                  "--exec-file",
+                                                  "--uid",
+                                                  "--gid",
+                                                  "--chroot-base-dir",
+                                                  "--cgroup-root",
+                                                  "--parent-cgroup",
+                                                  "--cgroup-version",
+                                                  "--cpu-quota-us",
+                                                  "--cpu-period-us",
+                                                  "--memory-bytes",
+                                                  "--pids-max",
+                                                  "--rlimit-nofile",
+                                                  "--rlimit-fsize",
+                                                  "--netns",
+                                                  "--file",
+                                                  "--ro-bind",
+                                                  "--keep-fd",
+                                                  "--lifeline-fd"};
+    if (kValued.count(flag) == 0)
+      return Error::jailer("step arguments: unknown flag " + shown(flag));
     if (i + 1 >= args.size()) return Error::jailer("step arguments: " + flag + ": needs a value");
     const std::string& v = args[++i];
     auto u64 = [&](uint64_t& out) -> Status {
@@ -304,24 +332,38 @@ Result<JailSpec> parse_paddock_jailer_args(const std::vector<std::string>& args)
       return {};
     };
     Status st;
-    if (flag == "--id") s.id = v;
-    else if (flag == "--exec-file") s.exec_file = v;
-    else if (flag == "--uid") st = u32(s.uid);
-    else if (flag == "--gid") st = u32(s.gid);
-    else if (flag == "--chroot-base-dir") s.chroot_base = v;
-    else if (flag == "--cgroup-root") s.cgroup_root = v;
-    else if (flag == "--parent-cgroup") s.cgroup_parent = v;
+    if (flag == "--id")
+      s.id = v;
+    else if (flag == "--exec-file")
+      s.exec_file = v;
+    else if (flag == "--uid")
+      st = u32(s.uid);
+    else if (flag == "--gid")
+      st = u32(s.gid);
+    else if (flag == "--chroot-base-dir")
+      s.chroot_base = v;
+    else if (flag == "--cgroup-root")
+      s.cgroup_root = v;
+    else if (flag == "--parent-cgroup")
+      s.cgroup_parent = v;
     else if (flag == "--cgroup-version") {
       auto n = number<int>(v);
       if (!n) return bad(flag, v);
       s.cgroup_version = *n;
-    } else if (flag == "--cpu-quota-us") st = u64(s.cpu_quota_us);
-    else if (flag == "--cpu-period-us") st = u64(s.cpu_period_us);
-    else if (flag == "--memory-bytes") st = u64(s.memory_bytes);
-    else if (flag == "--pids-max") st = u64(s.pids_max);
-    else if (flag == "--rlimit-nofile") st = u64(s.rlimit_nofile);
-    else if (flag == "--rlimit-fsize") st = u64(s.rlimit_fsize);
-    else if (flag == "--netns") s.netns = v;
+    } else if (flag == "--cpu-quota-us")
+      st = u64(s.cpu_quota_us);
+    else if (flag == "--cpu-period-us")
+      st = u64(s.cpu_period_us);
+    else if (flag == "--memory-bytes")
+      st = u64(s.memory_bytes);
+    else if (flag == "--pids-max")
+      st = u64(s.pids_max);
+    else if (flag == "--rlimit-nofile")
+      st = u64(s.rlimit_nofile);
+    else if (flag == "--rlimit-fsize")
+      st = u64(s.rlimit_fsize);
+    else if (flag == "--netns")
+      s.netns = v;
     else if (flag == "--file") {
       const auto eq = v.find('=');
       if (eq == std::string::npos) return bad(flag, v);
@@ -351,7 +393,8 @@ Result<JailSpec> parse_paddock_jailer_args(const std::vector<std::string>& args)
 std::vector<std::string> cgroup_parent_dirs(const JailSpec& s, int version) {
   if (version == 2) return {s.cgroup_root + "/" + s.cgroup_parent};
   std::vector<std::string> dirs;
-  for (const char* c : kV1Controllers) dirs.push_back(s.cgroup_root + "/" + c + "/" + s.cgroup_parent);
+  for (const char* c : kV1Controllers)
+    dirs.push_back(s.cgroup_root + "/" + c + "/" + s.cgroup_parent);
   return dirs;
 }
 

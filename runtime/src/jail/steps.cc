@@ -121,7 +121,8 @@ Status make_chroot(const JailSpec& s) {
   if (auto st = make_dirs("chroot", s.chroot_base + "/qemu"); !st) return st;
   const std::string dir = jail_dir(s);
   if (::mkdir(dir.c_str(), 0700) != 0) {
-    return fail("chroot", "mkdir " + dir + (errno == EEXIST ? " (a jail with this id exists)" : ""));
+    return fail("chroot",
+                "mkdir " + dir + (errno == EEXIST ? " (a jail with this id exists)" : ""));
   }
   const std::string root = jail_root(s);
   if (::mkdir(root.c_str(), 0700) != 0) return fail("chroot", "mkdir " + root);
@@ -180,9 +181,9 @@ Status make_cgroup(const JailSpec& s) {
     const std::string& dir = dirs.front();
     if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return fail("cgroup", "mkdir " + dir);
     if (s.cpu_quota_us != 0) {
-      if (auto st = write_file("cgroup", dir + "/cpu.max",
-                               std::to_string(s.cpu_quota_us) + " " +
-                                   std::to_string(s.cpu_period_us));
+      if (auto st =
+              write_file("cgroup", dir + "/cpu.max",
+                         std::to_string(s.cpu_quota_us) + " " + std::to_string(s.cpu_period_us));
           !st)
         return st;
     }
@@ -205,8 +206,8 @@ Status make_cgroup(const JailSpec& s) {
     if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return fail("cgroup", "mkdir " + dir);
   }
   if (s.cpu_quota_us != 0) {
-    if (auto st = write_file("cgroup", dirs[0] + "/cpu.cfs_period_us",
-                             std::to_string(s.cpu_period_us));
+    if (auto st =
+            write_file("cgroup", dirs[0] + "/cpu.cfs_period_us", std::to_string(s.cpu_period_us));
         !st)
       return st;
     if (auto st =
@@ -397,9 +398,10 @@ int run(const JailSpec& s) {
   sigset_t forwarded, old;
   sigemptyset(&forwarded);
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&forwarded, sig);
-  // The supervisor's own lifeline: it holds the write end for as long as it lives, and never writes.
-  // The VMM's parent is outside its pid namespace (getppid() reads 0 there), so the child learns
-  // that its supervisor died before it armed its own parent-death signal from EOF on this pipe.
+  // The supervisor's own lifeline: it holds the write end for as long as it lives, and never
+  // writes. The VMM's parent is outside its pid namespace (getppid() reads 0 there), so the child
+  // learns that its supervisor died before it armed its own parent-death signal from EOF on this
+  // pipe.
   int alive_pipe[2];
   if (::pipe2(alive_pipe, O_CLOEXEC) != 0) return report(fail("pid_namespace", "pipe2"), 70);
   ::sigprocmask(SIG_BLOCK, &forwarded, &old);
@@ -408,7 +410,8 @@ int run(const JailSpec& s) {
   if (child == 0) {
     ::sigprocmask(SIG_SETMASK, &old, nullptr);
     ::close(alive_pipe[1]);
-    if (s.lifeline_fd >= 0) ::close(s.lifeline_fd);  // the worker's lifeline stays with the supervisor
+    if (s.lifeline_fd >= 0)
+      ::close(s.lifeline_fd);  // the worker's lifeline stays with the supervisor
     for (auto step : {set_rlimits, drop_privileges}) {
       if (auto st = step(s); !st) ::_exit(report(st.error(), 71));
     }

@@ -67,13 +67,20 @@ Error scripted_failure(const std::string& vm_id, const std::vector<std::string>&
   const auto v = variant_from_name(name);
   if (!v) return Error::unsupported("memory provider: unknown variant '" + name + "' for fail");
   switch (*v) {
-    case Variant::kVmAlreadyExists: return Error::vm_already_exists(vm_id);
-    case Variant::kVmNotFound: return Error::vm_not_found(vm_id);
-    case Variant::kInvalidTransition: return Error::invalid_transition(vm_id, "running", "created");
-    case Variant::kSnapshotAlreadyExists: return Error::snapshot_already_exists(vm_id, detail);
-    case Variant::kSnapshotNotFound: return Error::snapshot_not_found(vm_id, detail);
-    case Variant::kStatePoisoned: return Error::state_poisoned();
-    default: return Error::of(*v, detail);
+    case Variant::kVmAlreadyExists:
+      return Error::vm_already_exists(vm_id);
+    case Variant::kVmNotFound:
+      return Error::vm_not_found(vm_id);
+    case Variant::kInvalidTransition:
+      return Error::invalid_transition(vm_id, "running", "created");
+    case Variant::kSnapshotAlreadyExists:
+      return Error::snapshot_already_exists(vm_id, detail);
+    case Variant::kSnapshotNotFound:
+      return Error::snapshot_not_found(vm_id, detail);
+    case Variant::kStatePoisoned:
+      return Error::state_poisoned();
+    default:
+      return Error::of(*v, detail);
   }
 }
 
@@ -90,13 +97,14 @@ Result<ExecResult> run_script(const std::string& vm_id, const ExecRequest& req,
     r.stdout_data = req.stdin_data;
   } else if (cmd == "env" && argv.size() == 2) {
     auto it = req.env.find(argv[1]);
-    if (it != req.env.end()) r.stdout_data = it->second + "\n";
-    else r.exit_code = 1;
+    if (it != req.env.end())
+      r.stdout_data = it->second + "\n";
+    else
+      r.exit_code = 1;
   } else if (cmd == "stderr") {
     r.stderr_data = join(argv, 1) + "\n";
   } else if (cmd == "output" && number(argv, 1) && *number(argv, 1) >= 0) {
-    r.stdout_data.assign(static_cast<size_t>(std::min<long long>(*number(argv, 1), 64 << 20)),
-                         'x');
+    r.stdout_data.assign(static_cast<size_t>(std::min<long long>(*number(argv, 1), 64 << 20)), 'x');
   } else if (cmd == "exit" && number(argv, 1)) {
     r.exit_code = static_cast<int32_t>(*number(argv, 1));
   } else if (cmd == "true") {

@@ -150,10 +150,14 @@ std::optional<Cidr> parse_cidr(std::string_view text, std::string* reason) {
     return std::nullopt;
   };
   switch (parsed.problem) {
-    case schemas::CidrProblem::kNone: return Cidr{parsed.cidr.address, parsed.cidr.prefix};
-    case schemas::CidrProblem::kShape: return fail(" is not <ipv4>/<prefix>");
-    case schemas::CidrProblem::kAddress: return fail(" is not an IPv4 address");
-    case schemas::CidrProblem::kPrefix: return fail(": prefix over 32");
+    case schemas::CidrProblem::kNone:
+      return Cidr{parsed.cidr.address, parsed.cidr.prefix};
+    case schemas::CidrProblem::kShape:
+      return fail(" is not <ipv4>/<prefix>");
+    case schemas::CidrProblem::kAddress:
+      return fail(" is not an IPv4 address");
+    case schemas::CidrProblem::kPrefix:
+      return fail(": prefix over 32");
     case schemas::CidrProblem::kHostBits: {
       const Cidr masked{parsed.cidr.address, parsed.cidr.prefix};
       return fail(" has bits set past its /" + std::to_string(masked.prefix) +

@@ -98,7 +98,8 @@ inline std::string copy_untrusted_file(const std::string& from, const std::strin
       if (!error.empty()) break;
     }
     if (error.empty() && ::fchmod(out, mode) != 0) error = base::error_message("chmod " + to);
-    if (::close(out) != 0 && error.empty()) error = base::error_message(what + " to " + to + ": close");
+    if (::close(out) != 0 && error.empty())
+      error = base::error_message(what + " to " + to + ": close");
   }
   ::close(in);
   return error;

@@ -13,8 +13,8 @@ namespace {
 bool valid_image_name(const std::string& n) {
   if (n.empty() || n.size() > 32) return false;
   for (char c : n) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                    c == '-';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     if (!ok) return false;
   }
   return n.front() != '.' && n.front() != '-';
@@ -117,8 +117,8 @@ Status stage_for_jail(GuestImage& image, const std::string& staging, dev_t dev) 
     const std::string target = dir + "/" + fs::path(*file).filename().string();
     if (!ec) fs::copy_file(*file, target, fs::copy_options::overwrite_existing, ec);
     if (!ec) {
-      fs::permissions(target, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read,
-                      ec);
+      fs::permissions(target,
+                      fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read, ec);
     }
     if (ec) return Error::unsupported("stage " + *file + " in " + dir + ": " + ec.message());
     *file = target;

@@ -20,7 +20,7 @@ inline constexpr const char* kRootfsKernelArg = "paddock.rootfs=/dev/vda";
 struct GuestImage {
   std::string name;
   std::string dir;
-  std::string kernel;       // host path (a staged copy when jailed across filesystems)
+  std::string kernel;  // host path (a staged copy when jailed across filesystems)
   std::string initrd;
   std::string rootfs;       // empty: no root filesystem (jobs run in the initramfs)
   std::string kernel_args;  // the provider's line, plus kRootfsKernelArg with a rootfs
@@ -33,9 +33,9 @@ struct GuestImage {
 // every <image_root>/by-name/<name> link (tools/build-image.sh keeps them). A name given twice is
 // taken from the first. Unsupported when there is none, or one is incomplete (naming the file and
 // how to build it). Paths are made canonical (the jail binds the root filesystem at its path).
-Result<std::map<std::string, std::string>> image_dirs(const std::string& default_dir,
-                                                      const std::map<std::string, std::string>& named,
-                                                      const std::string& image_root);
+Result<std::map<std::string, std::string>> image_dirs(
+    const std::string& default_dir, const std::map<std::string, std::string>& named,
+    const std::string& image_root);
 
 // Finds the files of one image directory. `base_env` is the provider's SnapshotEnv without the
 // image (image_id and kernel_args are filled here). The files are hashed (XXH3-128).

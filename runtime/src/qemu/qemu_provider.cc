@@ -16,8 +16,8 @@
 
 #include "net/vm_network.h"
 #include "os/find_binary.h"
-#include "paddock/base/os_error.h"
 #include "os/untrusted_file.h"
+#include "paddock/base/os_error.h"
 #include "qemu/accel.h"
 #include "qemu/guest_image.h"
 #include "qemu/qemu_vm.h"
@@ -36,7 +36,7 @@ struct QemuProvider::Slot {
   std::unique_ptr<net::VmNetwork> network;
   std::unique_ptr<qemu::QemuVm> vm;
   std::string run_dir;
-  uint32_t jail_uid = 0;  // 0: none taken
+  uint32_t jail_uid = 0;       // 0: none taken
   bool needs_refresh = false;  // a restored clone not yet made unique (on its first resume)
 };
 
@@ -192,8 +192,12 @@ Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
   }
   qemu::LaunchSpec probe;
   probe.accel = p->accel_;
-  qemu::SnapshotEnv base_env{qemu_version(p->config_.qemu_binary), p->accel_,
-                             qemu::machine_arg(probe), qemu::cpu_arg(probe), "", ""};
+  qemu::SnapshotEnv base_env{qemu_version(p->config_.qemu_binary),
+                             p->accel_,
+                             qemu::machine_arg(probe),
+                             qemu::cpu_arg(probe),
+                             "",
+                             ""};
   if (p->config_.network) {
     auto manager = net::NetworkManager::open(*p->config_.network);
     if (!manager) return manager.error();
@@ -211,14 +215,15 @@ Result<std::unique_ptr<QemuProvider>> QemuProvider::open(QemuConfig config) {
     if (p->config_.jail) {
       // One staged copy of the kernel and initramfs on the run directory's filesystem, so jails
       // hard-link instead of copying them for every VM.
-      if (auto st = qemu::stage_for_jail(image.value(), p->config_.run_dir + "/.image",
-                                         run_st.st_dev);
+      if (auto st =
+              qemu::stage_for_jail(image.value(), p->config_.run_dir + "/.image", run_st.st_dev);
           !st) {
         return st.error();
       }
     }
     if (!image.value().rootfs.empty()) {
-      spdlog::info("qemu backend: image '{}' has a root filesystem, {}", name, image.value().rootfs);
+      spdlog::info("qemu backend: image '{}' has a root filesystem, {}", name,
+                   image.value().rootfs);
     }
     p->images_[name] = std::make_unique<qemu::GuestImage>(std::move(image.value()));
   }
@@ -293,9 +298,9 @@ size_t QemuProvider::sweep(const std::string& run_dir) {
 
 Status QemuProvider::create(const std::string& vm_id, const VmSpec& spec) {
   if (!image(spec.image)) {
-    return Error::unsupported("image '" + spec.image + "' is not available on this host (images: " +
-                              image_names() + "); build it with tools/build-image.sh " +
-                              spec.image);
+    return Error::unsupported("image '" + spec.image +
+                              "' is not available on this host (images: " + image_names() +
+                              "); build it with tools/build-image.sh " + spec.image);
   }
   return vms_->insert(
       vm_id, make_slot<Slot>(VmInfo{vm_id, VmState::kCreated, spec, std::nullopt, std::nullopt}),
@@ -474,9 +479,9 @@ Status QemuProvider::restore(const std::string& vm_id, const std::string& snapsh
   if (image_name.empty()) return Error::snapshot_not_found(vm_id, snapshot_id);
   const qemu::GuestImage* img = image(image_name);
   if (!img) {
-    return Error::unsupported("snapshot '" + snapshot_id + "' of vm '" + vm_id + "' is of image '" +
-                              image_name + "', which is not available on this host (images: " +
-                              image_names() + ")");
+    return Error::unsupported(
+        "snapshot '" + snapshot_id + "' of vm '" + vm_id + "' is of image '" + image_name +
+        "', which is not available on this host (images: " + image_names() + ")");
   }
   auto meta = snapshots_->check(vm_id, snapshot_id, img->env);
   if (!meta) return meta.error();

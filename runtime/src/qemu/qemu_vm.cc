@@ -9,14 +9,14 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <optional>
 #include <boost/process.hpp>
 #include <boost/process/extend.hpp>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
-#include "paddock/base/os_error.h"
 #include "os/untrusted_file.h"
+#include "paddock/base/os_error.h"
 #include "paddock/runtime/network.h"
 
 namespace paddock::runtime::qemu {
@@ -58,26 +58,44 @@ std::vector<std::string> qemu_args(const LaunchSpec& s) {
                              "M,mem-path=" + p.memory +
                              (s.memory_private ? ",share=off,readonly=on,rom=off" : ",share=on");
   std::vector<std::string> args = {
-      "-M",          machine_arg(s) + ",memory-backend=ram",
-      "-accel",      s.accel,
-      "-cpu",        cpu_arg(s),
-      "-m",          std::to_string(s.mem_mib),
-      "-object",     memory,
-      "-smp",        std::to_string(s.vcpus),
-      "-nodefaults", "-no-user-config",
-      "-nographic",  "-no-reboot",
-      "-serial",     "stdio",
-      "-monitor",    "none",
-      "-kernel",     p.kernel,
-      "-initrd",     p.initrd,
-      "-append",     s.kernel_args,
-      "-device",     "virtio-serial-device",
-      "-chardev",    "socket,id=agent,path=" + p.sockets + "/agent.sock,server=on,wait=off",
-      "-device",     "virtserialport,chardev=agent,name=paddock.agent",
-      "-qmp",        "unix:" + p.sockets + "/qmp.sock,server=on,wait=off",
+      "-M",
+      machine_arg(s) + ",memory-backend=ram",
+      "-accel",
+      s.accel,
+      "-cpu",
+      cpu_arg(s),
+      "-m",
+      std::to_string(s.mem_mib),
+      "-object",
+      memory,
+      "-smp",
+      std::to_string(s.vcpus),
+      "-nodefaults",
+      "-no-user-config",
+      "-nographic",
+      "-no-reboot",
+      "-serial",
+      "stdio",
+      "-monitor",
+      "none",
+      "-kernel",
+      p.kernel,
+      "-initrd",
+      p.initrd,
+      "-append",
+      s.kernel_args,
+      "-device",
+      "virtio-serial-device",
+      "-chardev",
+      "socket,id=agent,path=" + p.sockets + "/agent.sock,server=on,wait=off",
+      "-device",
+      "virtserialport,chardev=agent,name=paddock.agent",
+      "-qmp",
+      "unix:" + p.sockets + "/qmp.sock,server=on,wait=off",
       // QEMU's own seccomp filter: no obsolete system calls, no set*uid, no fork or exec, no
       // scheduler or affinity changes.
-      "-sandbox",    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+      "-sandbox",
+      "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
   };
   // The jail's pid namespace makes a pidfile useless there (QEMU is pid 1); the cgroup finds it.
   if (!s.jail) args.insert(args.end(), {"-pidfile", s.run_dir + "/qemu.pid"});
@@ -89,8 +107,9 @@ std::vector<std::string> qemu_args(const LaunchSpec& s) {
   if (!s.rootfs.empty()) {
     // Read-only for QEMU too (readonly=on: opened O_RDONLY, the guest sees a read-only disk), so
     // no guest can change the image, whatever it mounts. Same path in and out of the jail.
-    args.insert(args.end(), {"-drive", "file=" + s.rootfs + ",format=raw,if=none,readonly=on,id=root",
-                             "-device", "virtio-blk-device,drive=root"});
+    args.insert(args.end(),
+                {"-drive", "file=" + s.rootfs + ",format=raw,if=none,readonly=on,id=root",
+                 "-device", "virtio-blk-device,drive=root"});
   }
   if (!s.incoming_state.empty()) {
     // Paused after the state is loaded (-S), so the host makes the clone unique before it runs.
@@ -295,38 +314,39 @@ Status QemuVm::spawn() {
   const int lifeline = spec_.jail ? lifeline_read_end() : -1;
   const pid_t worker = ::getpid();
   try {
-    child_ = std::make_unique<bp::child>(binary, bp::args(argv_), bp::std_in < bp::null,
-                                         bp::extend::on_exec_setup([console_write, tap, lifeline, worker](auto&) {
-                                           // In the child, before exec: the console (stdout and
-                                           // stderr) into our pipe, and QEMU dies with the thread
-                                           // that started it, so a crashed worker leaks no VM.
-                                           ::dup2(console_write, STDOUT_FILENO);
-                                           ::dup2(console_write, STDERR_FILENO);
-                                           // The TAP and the jailer's lifeline at fixed
-                                           // numbers, without close-on-exec (dup2 clears it),
-                                           // by way of copies above both so neither overwrites
-                                           // the other.
-                                           auto above = [](int fd) {
-                                             if (fd < 0) return -1;
-                                             const int copy = ::fcntl(fd, F_DUPFD, 512);
-                                             return copy >= 0 ? copy : fd;
-                                           };
-                                           const int t = above(tap);
-                                           const int l = above(lifeline);
-                                           if (t >= 0) ::dup2(t, kTapFd);
-                                           if (l >= 0) ::dup2(l, kLifelineFd);
-                                           // Nothing else crosses into QEMU: fds another thread had
-                                           // open without close-on-exec at this moment (a pipe to a
-                                           // helper command, say) would live as long as the VM, and
-                                           // a compromised VMM would hold them.
-                                           ::close_range(3, kLifelineFd - 1, 0);
-                                           if (l < 0) ::close(kLifelineFd);
-                                           if (t < 0) ::close(kTapFd);
-                                           ::close_range(kTapFd + 1, ~0U, 0);
-                                           ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-                                           // The worker may have died before the line above.
-                                           if (::getppid() != worker) ::_exit(127);
-                                         }));
+    child_ = std::make_unique<bp::child>(
+        binary, bp::args(argv_), bp::std_in < bp::null,
+        bp::extend::on_exec_setup([console_write, tap, lifeline, worker](auto&) {
+          // In the child, before exec: the console (stdout and
+          // stderr) into our pipe, and QEMU dies with the thread
+          // that started it, so a crashed worker leaks no VM.
+          ::dup2(console_write, STDOUT_FILENO);
+          ::dup2(console_write, STDERR_FILENO);
+          // The TAP and the jailer's lifeline at fixed
+          // numbers, without close-on-exec (dup2 clears it),
+          // by way of copies above both so neither overwrites
+          // the other.
+          auto above = [](int fd) {
+            if (fd < 0) return -1;
+            const int copy = ::fcntl(fd, F_DUPFD, 512);
+            return copy >= 0 ? copy : fd;
+          };
+          const int t = above(tap);
+          const int l = above(lifeline);
+          if (t >= 0) ::dup2(t, kTapFd);
+          if (l >= 0) ::dup2(l, kLifelineFd);
+          // Nothing else crosses into QEMU: fds another thread had
+          // open without close-on-exec at this moment (a pipe to a
+          // helper command, say) would live as long as the VM, and
+          // a compromised VMM would hold them.
+          ::close_range(3, kLifelineFd - 1, 0);
+          if (l < 0) ::close(kLifelineFd);
+          if (t < 0) ::close(kTapFd);
+          ::close_range(kTapFd + 1, ~0U, 0);
+          ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+          // The worker may have died before the line above.
+          if (::getppid() != worker) ::_exit(127);
+        }));
   } catch (const std::exception& e) {
     ::close(console_write);
     return Error::unsupported("start " + binary + ": " + e.what());
@@ -383,7 +403,8 @@ std::string QemuVm::exit_description() const {
                                       : "exit status " + std::to_string(WEXITSTATUS(status));
   if (spec_.jail && jail::oom_kills(*spec_.jail) > 0) {
     d += ": the host's OOM killer ended the VMM at its cgroup's memory limit (" +
-         std::to_string(spec_.jail->memory_bytes >> 20) + " MiB: the guest's memory plus the "
+         std::to_string(spec_.jail->memory_bytes >> 20) +
+         " MiB: the guest's memory plus the "
          "VMM allowance)";
   }
   return d;

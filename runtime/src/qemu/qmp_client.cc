@@ -10,8 +10,8 @@
 #include <thread>
 
 #include "os/json_depth.h"
-#include "paddock/base/os_error.h"
 #include "os/peer_text.h"
+#include "paddock/base/os_error.h"
 
 namespace paddock::runtime::qemu {
 

@@ -429,7 +429,8 @@ Status SnapshotStore::verify_file(const std::string& path, const SnapshotFile& e
                                   const char* what) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
-    return Error::unsupported(base::error_message("snapshot " + std::string(what) + " file " + path));
+    return Error::unsupported(
+        base::error_message("snapshot " + std::string(what) + " file " + path));
   }
   const Identity id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
                     static_cast<uint64_t>(st.st_size),

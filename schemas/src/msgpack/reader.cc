@@ -8,17 +8,26 @@ namespace {
 
 const char* type_name(msgpack::type::object_type t) {
   switch (t) {
-    case msgpack::type::NIL: return "nil";
-    case msgpack::type::BOOLEAN: return "bool";
+    case msgpack::type::NIL:
+      return "nil";
+    case msgpack::type::BOOLEAN:
+      return "bool";
     case msgpack::type::POSITIVE_INTEGER:
-    case msgpack::type::NEGATIVE_INTEGER: return "integer";
+    case msgpack::type::NEGATIVE_INTEGER:
+      return "integer";
     case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64: return "float";
-    case msgpack::type::STR: return "string";
-    case msgpack::type::BIN: return "bytes";
-    case msgpack::type::ARRAY: return "array";
-    case msgpack::type::MAP: return "map";
-    case msgpack::type::EXT: return "ext";
+    case msgpack::type::FLOAT64:
+      return "float";
+    case msgpack::type::STR:
+      return "string";
+    case msgpack::type::BIN:
+      return "bytes";
+    case msgpack::type::ARRAY:
+      return "array";
+    case msgpack::type::MAP:
+      return "map";
+    case msgpack::type::EXT:
+      return "ext";
   }
   return "unknown";
 }
@@ -97,11 +106,11 @@ Fields::Fields(const msgpack::object& map, std::string path, bool utf8)
       throw Failure{path_.empty() ? "body" : path_, "map key is not a string"};
     }
     std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
-    if (utf8_ && !valid_utf8(key)) throw Failure{path_.empty() ? "body" : path_, "map key is not valid UTF-8"};
+    if (utf8_ && !valid_utf8(key))
+      throw Failure{path_.empty() ? "body" : path_, "map key is not valid UTF-8"};
     if (find(key) != nullptr) {  // among the first size_ keys, those checked so far
       // An empty key has no name of its own: name the map that holds it.
-      throw Failure{key.empty() ? (path_.empty() ? "body" : path_) : path_of(key),
-                    "duplicate key"};
+      throw Failure{key.empty() ? (path_.empty() ? "body" : path_) : path_of(key), "duplicate key"};
     }
     size_ = i + 1;
   }
@@ -163,8 +172,8 @@ uint64_t Fields::uint(std::string_view key, uint64_t min, uint64_t max, uint64_t
   const msgpack::object* o = required ? &require(key) : find(key);
   if (o == nullptr || o->type == msgpack::type::NIL) return fallback;
   if (o->type == msgpack::type::NEGATIVE_INTEGER) {
-    throw Failure{path_of(key), "must be between " + std::to_string(min) + " and " +
-                                    std::to_string(max)};
+    throw Failure{path_of(key),
+                  "must be between " + std::to_string(min) + " and " + std::to_string(max)};
   }
   if (o->type != msgpack::type::POSITIVE_INTEGER) wrong_type(path_of(key), "integer", *o);
   const uint64_t v = o->via.u64;

@@ -45,9 +45,12 @@ std::string repaired_utf8(std::string_view s) {
     // The longest prefix of the rest that is valid, then one bad byte replaced.
     size_t len = 1;
     const auto b = static_cast<unsigned char>(s[i]);
-    if (b >= 0xc2 && b <= 0xdf) len = 2;
-    else if (b >= 0xe0 && b <= 0xef) len = 3;
-    else if (b >= 0xf0 && b <= 0xf4) len = 4;
+    if (b >= 0xc2 && b <= 0xdf)
+      len = 2;
+    else if (b >= 0xe0 && b <= 0xef)
+      len = 3;
+    else if (b >= 0xf0 && b <= 0xf4)
+      len = 4;
     if (i + len <= s.size() && valid_utf8(s.substr(i, len))) {
       out.append(s.substr(i, len));
       i += len;

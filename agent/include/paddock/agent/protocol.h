@@ -69,8 +69,8 @@ inline constexpr size_t kMaxBootId = 64;
 
 // One result convention for both codecs (paddock/schemas/decoded.h). A DecodeError's id is the
 // message's id if it could be read before the failure, else 0.
-using schemas::DecodeError;
 using schemas::Decoded;
+using schemas::DecodeError;
 
 // The job model's values (paddock/schemas/job.h), as the host's runtime has them.
 using schemas::ExecCommand;  // one program to run: argv, or (when not empty) script

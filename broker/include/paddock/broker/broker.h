@@ -41,7 +41,7 @@ struct Options {
   // this long ago: workers reconnecting get this long to say what they have. With no worker
   // connected, jobs wait (broker/README.md, "Images").
   uint32_t image_grace_ms = 5'000;
-  int send_hwm = 100'000;        // per-peer outgoing message high-water mark (workers)
+  int send_hwm = 100'000;  // per-peer outgoing message high-water mark (workers)
   // Answers to a client that does not read are bounded in bytes, not only in count. ZeroMQ's own
   // pipe to each client holds at most client_send_hwm messages; past it the broker queues a
   // client's answers itself, at most max_undelivered_bytes_per_client per connection and
@@ -88,11 +88,11 @@ struct Stats {
   uint64_t errors = 0;
   uint64_t requeued = 0;
   uint64_t undeliverable = 0;
-  uint64_t recovered = 0;   // jobs re-queued from the journal at start
-  uint64_t retried = 0;     // retryable ERRORs sent out again after a backoff
+  uint64_t recovered = 0;       // jobs re-queued from the journal at start
+  uint64_t retried = 0;         // retryable ERRORs sent out again after a backoff
   uint64_t stale_outcomes = 0;  // worker RESULTs/ERRORs not of a job's current assignment, dropped
-  uint64_t overdue = 0;     // jobs taken back from a live worker by the held-job watchdog
-  uint64_t quarantined = 0;  // journal rows that failed their checksum (answered JournalDamaged)
+  uint64_t overdue = 0;         // jobs taken back from a live worker by the held-job watchdog
+  uint64_t quarantined = 0;     // journal rows that failed their checksum (answered JournalDamaged)
   bool journal_failed = false;  // the loop stopped because the journal could not commit
 };
 
@@ -103,9 +103,10 @@ std::string read_dashboard_token(const std::string& path);
 class Broker {
  public:
   // Checks the security options first (std::runtime_error: CURVE without both allowlists, or
-  // plaintext on an endpoint that is not loopback or ipc without allow_plaintext). Opens the journal (std::runtime_error naming the file and what is wrong if it is corrupt or
-  // not a journal) and re-queues what it holds, then binds both endpoints; throws zmq::error_t if
-  // one cannot be bound. Then starts the metrics server, if asked (std::runtime_error naming the
+  // plaintext on an endpoint that is not loopback or ipc without allow_plaintext). Opens the
+  // journal (std::runtime_error naming the file and what is wrong if it is corrupt or not a
+  // journal) and re-queues what it holds, then binds both endpoints; throws zmq::error_t if one
+  // cannot be bound. Then starts the metrics server, if asked (std::runtime_error naming the
   // address if it cannot listen). An endpoint's port may be "*" (ephemeral); client_endpoint() and
   // worker_endpoint() tell what was bound.
   explicit Broker(Options options);

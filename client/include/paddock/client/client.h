@@ -32,7 +32,7 @@ struct Event {
     kResult,    // result
     kError,     // error
     kPong,
-    kInvalid,   // the broker sent something this client cannot decode; detail says what
+    kInvalid,  // the broker sent something this client cannot decode; detail says what
   };
   Kind kind = Kind::kInvalid;
   std::vector<std::string> accepted_ids;

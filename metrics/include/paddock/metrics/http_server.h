@@ -1,7 +1,7 @@
 // A small HTTP server (cpp-httplib) on threads of its own, for read-only endpoints beside a
-// daemon's main loop: /metrics, and the broker's dashboard and its JSON API. Routes are added before
-// start(); a handler runs on one of the server's threads, so it may read only what is safe to
-// read from another thread (atomics, the metrics Registry, state behind a short mutex).
+// daemon's main loop: /metrics, and the broker's dashboard and its JSON API. Routes are added
+// before start(); a handler runs on one of the server's threads, so it may read only what is safe
+// to read from another thread (atomics, the metrics Registry, state behind a short mutex).
 //
 // No authentication: bind it to loopback (the default when only a port is given) unless the
 // network is trusted.
@@ -26,7 +26,7 @@ class Registry;
 
 struct HttpRequest {
   std::string path;
-  std::multimap<std::string, std::string> params;  // the query string's, decoded
+  std::multimap<std::string, std::string> params;   // the query string's, decoded
   std::multimap<std::string, std::string> headers;  // names lower-cased
 
   // The first value of header `lower_name` (lower case), "" if absent.

@@ -178,8 +178,7 @@ class Registry {
   Histogram& histogram(std::string name, std::string help, std::vector<double> bounds);
   Family<Counter>& counter_family(std::string name, std::string help,
                                   std::vector<std::string> labels);
-  Family<Gauge>& gauge_family(std::string name, std::string help,
-                              std::vector<std::string> labels);
+  Family<Gauge>& gauge_family(std::string name, std::string help, std::vector<std::string> labels);
   Family<Histogram>& histogram_family(std::string name, std::string help,
                                       std::vector<std::string> labels, std::vector<double> bounds);
 

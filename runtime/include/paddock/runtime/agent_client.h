@@ -117,7 +117,7 @@ class AgentClient {
   std::string agent_version_;
   std::string broken_;
   std::string failure_;
-  std::set<uint64_t> abandoned_;  // ids given up on whose replies have not come
+  std::set<uint64_t> abandoned_;                // ids given up on whose replies have not come
   std::unique_ptr<agent::FrameReader> reader_;  // bytes read and not yet taken as replies
 };
 

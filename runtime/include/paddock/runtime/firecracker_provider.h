@@ -57,7 +57,7 @@ struct FirecrackerConfig {
   // `rootfs.ext4`.
   std::string image_dir;
   std::string run_dir = "/run/paddock/firecracker";  // per-VM directories when not jailed
-  std::string snapshot_dir;  // empty: snapshots are Unsupported
+  std::string snapshot_dir;                          // empty: snapshots are Unsupported
   std::optional<FirecrackerJailConfig> jail;
   // Per-VM networks as on the QEMU backend (runtime/README.md, "Networks and egress"); none: VMs
   // have no network device and only empty egress rules are accepted. Needs root.
@@ -125,10 +125,10 @@ class FirecrackerProvider final : public Provider {
   std::unique_ptr<qemu::SnapshotStore> snapshots_;
   int cgroup_version_ = 0;
   std::string jail_prefix_;
-  bool parent_cgroup_derived_ = false;  // parent_cgroup was empty: paddock-fc/<prefix>
+  bool parent_cgroup_derived_ = false;            // parent_cgroup was empty: paddock-fc/<prefix>
   std::unique_ptr<net::NetworkManager> network_;  // null without networks; outlives every VM
-  std::unique_ptr<VmTable<Slot>> vms_;  // destroyed VMs stay as tombstones
-  std::mutex mu_;  // guards next_dir_ and uids_in_use_
+  std::unique_ptr<VmTable<Slot>> vms_;            // destroyed VMs stay as tombstones
+  std::mutex mu_;                                 // guards next_dir_ and uids_in_use_
   uint64_t next_dir_ = 0;
   std::set<uint32_t> uids_in_use_;
 };

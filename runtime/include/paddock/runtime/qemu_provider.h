@@ -45,14 +45,14 @@ struct JailConfig {
   // The VMM's memory limit is the guest's memory plus this allowance (QEMU's own heap, TCG's
   // translation cache, device buffers); see the README for what was measured.
   uint32_t vmm_allowance_mib = 256;
-  uint64_t pids_max = 128;      // QEMU's threads (vCPUs, RCU, I/O workers)
-  uint64_t nofile = 1024;       // open files
+  uint64_t pids_max = 128;        // QEMU's threads (vCPUs, RCU, I/O workers)
+  uint64_t nofile = 1024;         // open files
   uint64_t fsize_slack_mib = 64;  // largest file = guest memory + this (the RAM file, state)
 };
 
 struct QemuConfig {
   std::string qemu_binary = "qemu-system-x86_64";
-  std::string image_dir;       // image "default": vmlinuz and initramfs.cpio.gz (or initramfs.cpio)
+  std::string image_dir;  // image "default": vmlinuz and initramfs.cpio.gz (or initramfs.cpio)
   // More images, by name (agent/guest/IMAGE.md): name -> image directory. An image directory
   // with a rootfs.ext4 (tools/build-image.sh) boots with it as a read-only drive that the guest
   // agent mounts under a tmpfs overlay and runs jobs in.
@@ -153,9 +153,9 @@ class QemuProvider final : public Provider {
   // By name; fixed once open() returns (read without a lock).
   std::map<std::string, std::unique_ptr<qemu::GuestImage>> images_;
   std::unique_ptr<net::NetworkManager> network_;  // null without networks; outlives every VM
-  std::unique_ptr<VmTable<Slot>> vms_;  // destroyed VMs stay as tombstones
+  std::unique_ptr<VmTable<Slot>> vms_;            // destroyed VMs stay as tombstones
   std::atomic<uint64_t> next_dir_{0};  // new_run_dir's counter (creates run concurrently)
-  std::mutex mu_;  // guards uids_in_use_ and next_uid_
+  std::mutex mu_;                      // guards uids_in_use_ and next_uid_
   // Jail user ids in use (offsets from uid_base) and where the next search starts: a uid is not
   // handed out again at once.
   std::set<uint32_t> uids_in_use_;

@@ -112,10 +112,14 @@ inline CidrParse parse_ipv4_cidr(std::string_view text) {
 // The reason a CIDR is refused, as the codec words it (without the text, which may be anything).
 inline std::string cidr_problem_text(const CidrParse& p) {
   switch (p.problem) {
-    case CidrProblem::kNone: return "";
-    case CidrProblem::kShape: return "is not <ipv4> or <ipv4>/<prefix>";
-    case CidrProblem::kAddress: return "is not an IPv4 address (four octets 0-255, no leading zero)";
-    case CidrProblem::kPrefix: return "prefix length must be 0..32";
+    case CidrProblem::kNone:
+      return "";
+    case CidrProblem::kShape:
+      return "is not <ipv4> or <ipv4>/<prefix>";
+    case CidrProblem::kAddress:
+      return "is not an IPv4 address (four octets 0-255, no leading zero)";
+    case CidrProblem::kPrefix:
+      return "prefix length must be 0..32";
     case CidrProblem::kHostBits:
       return "has bits set past its /" + std::to_string(p.cidr.prefix) + " prefix (did you mean " +
              ipv4_str(p.cidr.address) + "/" + std::to_string(p.cidr.prefix) + "?)";

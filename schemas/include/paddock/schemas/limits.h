@@ -44,16 +44,17 @@ inline constexpr size_t kMaxMessage = 4096;  // JobError.message
 inline constexpr size_t kMaxWorkerId = 128;
 inline constexpr size_t kMaxTemplate = 128;  // JobResult.template (a template VM id)
 inline constexpr size_t kMaxCapabilities = 64;
-inline constexpr size_t kMaxHostName = 255;   // WorkerStatus.host
-inline constexpr size_t kMaxWarmPools = 64;   // WorkerStatus.warm_pools
+inline constexpr size_t kMaxHostName = 255;  // WorkerStatus.host
+inline constexpr size_t kMaxWarmPools = 64;  // WorkerStatus.warm_pools
 inline constexpr uint32_t kMaxSlots = 4096;
 
-// ---- Limits that compose (PROTOCOL.md, "Limits": every hop) --------------------------------------
-// A job crosses: client -> broker (a SUBMIT body: the JobRequest), broker -> worker (a JOB body
-// that wraps it), worker -> agent (an exec frame, agent/include/paddock/agent/protocol.h), agent -> worker
-// (a result frame), worker -> broker -> client (a RESULT body, forwarded as the worker wrote it).
-// Each limit below is derived from those before it, so that whatever the broker accepts fits every
-// later hop and a job is never lost between two of them. tests/unit/limits_test.cc walks the chain.
+// ---- Limits that compose (PROTOCOL.md, "Limits": every hop)
+// -------------------------------------- A job crosses: client -> broker (a SUBMIT body: the
+// JobRequest), broker -> worker (a JOB body that wraps it), worker -> agent (an exec frame,
+// agent/include/paddock/agent/protocol.h), agent -> worker (a result frame), worker -> broker ->
+// client (a RESULT body, forwarded as the worker wrote it). Each limit below is derived from those
+// before it, so that whatever the broker accepts fits every later hop and a job is never lost
+// between two of them. tests/unit/limits_test.cc walks the chain.
 
 // A JOB body is {attempt, queued_us, request}: the request's bytes plus at most this much (a map
 // header, three keys, a uint32 and a uint64 at their widest: 41 bytes).

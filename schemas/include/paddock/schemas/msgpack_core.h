@@ -99,8 +99,8 @@ class Fields {
   int32_t int32(std::string_view key) const;
   bool boolean(std::string_view key, bool fallback, bool required = false) const;
   std::vector<std::string> str_array(std::string_view key, size_t max_count, size_t max_len) const;
-  std::map<std::string, std::string> str_map(std::string_view key, size_t max_count,
-                                             size_t max_key, size_t max_value) const;
+  std::map<std::string, std::string> str_map(std::string_view key, size_t max_count, size_t max_key,
+                                             size_t max_value) const;
   // Array of maps; calls fn(Fields) for each element.
   template <class Fn>
   void each_map(std::string_view key, size_t max_count, Fn&& fn) const;
