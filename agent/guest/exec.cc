@@ -324,8 +324,8 @@ JobRun run_job(const agent::ExecCommand& command, const JobContext& context) {
                  *oom_kills_after > *oom_kills_before;
   r.files = read_files(dir.fd, command.files_out, command.files_out_cap,
                        agent::limits::kMaxFilesOutTotal);
-  r.cpu_us = cpu_us;
-  r.peak_memory_kib = peak_kib;
+  r.usage.cpu_us = cpu_us;
+  r.usage.peak_memory_kib = peak_kib;
   r.exec_us = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(end - start).count());
   run.ran = true;

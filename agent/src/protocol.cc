@@ -1,82 +1,41 @@
 #include "paddock/agent/protocol.h"
 
-#include <msgpack.hpp>
-
 #include <algorithm>
 #include <exception>
 #include <limits>
 
+#include "paddock/schemas/job_fields.h"
+#include "paddock/schemas/msgpack_core.h"
+
 namespace paddock::runtime::agent {
 namespace {
 
-// Thrown inside the decoders only; decode_request / decode_reply catch it (and std::exception).
-struct Failure {
-  std::string field;
-  std::string reason;
-};
+// The bounded msgpack core, shared with the wire codec (paddock/schemas/msgpack_core.h).
+namespace mp = schemas::mp;
+using mp::as_array;
+using mp::Failure;
+using mp::MapWriter;
+using mp::Text;
+using mp::wrong_type;
+// Absent and nil fields take their default; a key given twice is refused.
+using Map = mp::Fields;
 
-const char* type_name(msgpack::type::object_type t) {
-  switch (t) {
-    case msgpack::type::NIL:
-      return "nil";
-    case msgpack::type::BOOLEAN:
-      return "bool";
-    case msgpack::type::POSITIVE_INTEGER:
-    case msgpack::type::NEGATIVE_INTEGER:
-      return "integer";
-    case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64:
-      return "float";
-    case msgpack::type::STR:
-      return "string";
-    case msgpack::type::BIN:
-      return "bytes";
-    case msgpack::type::ARRAY:
-      return "array";
-    case msgpack::type::MAP:
-      return "map";
-    case msgpack::type::EXT:
-      return "ext";
-  }
-  return "unknown";
-}
-
-[[noreturn]] void wrong_type(const std::string& path, const char* want, const msgpack::object& o) {
-  throw Failure{path, std::string("expected ") + want + ", got " + type_name(o.type)};
-}
+// This protocol's unpack limits. Its strings are Linux bytes (argv, paths, env), not held to
+// UTF-8; a NUL is refused where the guest would hand the string to the kernel.
+constexpr mp::Limits kUnpackLimits{limits::kMaxFrameBytes, limits::kMaxArray, limits::kMaxMap,
+                                   limits::kMaxStr,        limits::kMaxBin,   limits::kMaxDepth,
+                                   /*utf8=*/false};
 
 std::string too_long(size_t max) { return "longer than " + std::to_string(max) + " bytes"; }
 
-// Strings are referenced in place: decoders copy what they keep before the input goes away.
-bool reference_strings(msgpack::type::object_type, std::size_t, void*) { return true; }
-
-msgpack::object_handle unpack_bounded(std::string_view body) {
-  if (body.size() > limits::kMaxFrameBytes)
-    throw Failure{"frame", too_long(limits::kMaxFrameBytes)};
-  if (body.empty()) throw Failure{"body", "empty"};
-  const msgpack::unpack_limit limit(limits::kMaxArray, limits::kMaxMap, limits::kMaxStr,
-                                    limits::kMaxBin, /*ext=*/0, limits::kMaxDepth);
-  std::size_t offset = 0;
-  msgpack::object_handle handle;
-  try {
-    handle = msgpack::unpack(body.data(), body.size(), offset, reference_strings, nullptr, limit);
-  } catch (const msgpack::depth_size_overflow&) {
-    throw Failure{"body", "nesting deeper than " + std::to_string(limits::kMaxDepth)};
-  } catch (const msgpack::size_overflow& e) {
-    throw Failure{"body", std::string("msgpack limit exceeded (") + e.what() + ")"};
-  } catch (const msgpack::insufficient_bytes&) {
-    throw Failure{"body", "truncated msgpack"};
-  } catch (const std::exception& e) {
-    throw Failure{"body", std::string("malformed msgpack: ") + e.what()};
-  }
-  if (offset != body.size()) throw Failure{"body", "trailing bytes after the msgpack object"};
-  return handle;
-}
+class Unpacked : public mp::Unpacked {
+ public:
+  explicit Unpacked(std::string_view body) : mp::Unpacked(body, kUnpackLimits) {}
+  Map top() const { return Map(get(), "", /*utf8=*/false); }
+};
 
 std::string as_str(const msgpack::object& o, const std::string& path, size_t max_len) {
-  if (o.type != msgpack::type::STR) wrong_type(path, "string", o);
-  if (o.via.str.size > max_len) throw Failure{path, too_long(max_len)};
-  return std::string(o.via.str.ptr, o.via.str.size);
+  return mp::as_str(o, path, max_len, /*utf8=*/false);
 }
 
 std::string no_nul(std::string s, const std::string& path) {
@@ -84,124 +43,28 @@ std::string no_nul(std::string s, const std::string& path) {
   return s;
 }
 
-const msgpack::object_array& as_array(const msgpack::object& o, const std::string& path,
-                                      size_t max_count) {
-  if (o.type != msgpack::type::ARRAY) wrong_type(path, "array", o);
-  if (o.via.array.size > max_count) {
-    throw Failure{path, "more than " + std::to_string(max_count) + " entries"};
-  }
-  return o.via.array;
+// A str field without NUL.
+std::string text(const Map& m, std::string_view key, size_t max_len, bool required = false) {
+  return no_nul(m.str(key, max_len, required), m.path_of(key));
 }
 
-// The string keys of one msgpack map, looked up by name; a key given twice is refused. Absent
-// and nil fields take their default.
-class Map {
- public:
-  Map(const msgpack::object& map, std::string path) : path_(std::move(path)) {
-    const std::string here = path_.empty() ? "body" : path_;
-    if (map.type != msgpack::type::MAP) wrong_type(here, "map", map);
-    for (uint32_t i = 0; i < map.via.map.size; ++i) {
-      const auto& kv = map.via.map.ptr[i];
-      if (kv.key.type != msgpack::type::STR) throw Failure{here, "map key is not a string"};
-      const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
-      if (find(key) != nullptr) throw Failure{key.empty() ? here : path_of(key), "duplicate key"};
-      entries_.emplace_back(key, &kv.val);
-    }
+// An array of strings without NUL; `total` bounds their summed length.
+std::vector<std::string> strings(const Map& m, std::string_view key, size_t max_count,
+                                 size_t max_len, size_t total) {
+  const msgpack::object* o = m.given(key);
+  if (o == nullptr) return {};
+  const std::string p = m.path_of(key);
+  const auto& arr = as_array(*o, p, max_count);
+  std::vector<std::string> out;
+  size_t sum = 0;
+  for (uint32_t i = 0; i < arr.size; ++i) {
+    const std::string pi = p + "[" + std::to_string(i) + "]";
+    out.push_back(no_nul(as_str(arr.ptr[i], pi, max_len), pi));
+    sum += out.back().size();
+    if (sum > total) throw Failure{p, too_long(total) + " in all"};
   }
-
-  const msgpack::object* find(std::string_view key) const {
-    for (const auto& [k, v] : entries_) {
-      if (k == key) return v->type == msgpack::type::NIL ? nullptr : v;
-    }
-    return nullptr;
-  }
-  std::string path_of(std::string_view key) const {
-    return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
-  }
-  const msgpack::object& require(std::string_view key) const {
-    const msgpack::object* o = find(key);
-    if (o == nullptr) throw Failure{path_of(key), "required"};
-    return *o;
-  }
-
-  std::string str(std::string_view key, size_t max_len, bool required = false) const {
-    const msgpack::object* o = required ? &require(key) : find(key);
-    return o == nullptr ? std::string() : no_nul(as_str(*o, path_of(key), max_len), path_of(key));
-  }
-  // msgpack bin, or str (a peer written in another language may send either).
-  std::string bytes(std::string_view key, size_t max_len) const {
-    const msgpack::object* o = find(key);
-    if (o == nullptr) return {};
-    if (o->type == msgpack::type::STR) return as_str(*o, path_of(key), max_len);
-    if (o->type != msgpack::type::BIN) wrong_type(path_of(key), "bytes", *o);
-    if (o->via.bin.size > max_len) throw Failure{path_of(key), too_long(max_len)};
-    return std::string(o->via.bin.ptr, o->via.bin.size);
-  }
-  uint64_t uint(std::string_view key, uint64_t min, uint64_t max, uint64_t fallback,
-                bool required = false) const {
-    const msgpack::object* o = required ? &require(key) : find(key);
-    if (o == nullptr) return fallback;
-    const auto range = [&] {
-      return "must be between " + std::to_string(min) + " and " + std::to_string(max);
-    };
-    if (o->type == msgpack::type::NEGATIVE_INTEGER) throw Failure{path_of(key), range()};
-    if (o->type != msgpack::type::POSITIVE_INTEGER) wrong_type(path_of(key), "integer", *o);
-    if (o->via.u64 < min || o->via.u64 > max) {
-      throw Failure{path_of(key), range() + ", got " + std::to_string(o->via.u64)};
-    }
-    return o->via.u64;
-  }
-  int32_t int32(std::string_view key) const {
-    const msgpack::object* o = find(key);
-    if (o == nullptr) return 0;
-    constexpr int64_t kMin = std::numeric_limits<int32_t>::min();
-    constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
-    const bool fits =
-        (o->type == msgpack::type::NEGATIVE_INTEGER && o->via.i64 >= kMin) ||
-        (o->type == msgpack::type::POSITIVE_INTEGER && o->via.u64 <= static_cast<uint64_t>(kMax));
-    if (o->type != msgpack::type::NEGATIVE_INTEGER && o->type != msgpack::type::POSITIVE_INTEGER) {
-      wrong_type(path_of(key), "integer", *o);
-    }
-    if (!fits) throw Failure{path_of(key), "out of the 32-bit range"};
-    return static_cast<int32_t>(o->via.i64);
-  }
-  bool boolean(std::string_view key, bool fallback, bool required = false) const {
-    const msgpack::object* o = required ? &require(key) : find(key);
-    if (o == nullptr) return fallback;
-    if (o->type != msgpack::type::BOOLEAN) wrong_type(path_of(key), "bool", *o);
-    return o->via.boolean;
-  }
-  // An array of maps: fn(Map) for each element.
-  template <class Fn>
-  void each_map(std::string_view key, size_t max_count, Fn&& fn) const {
-    const msgpack::object* o = find(key);
-    if (o == nullptr) return;
-    const std::string p = path_of(key);
-    const auto& arr = as_array(*o, p, max_count);
-    for (uint32_t i = 0; i < arr.size; ++i) fn(Map(arr.ptr[i], p + "[" + std::to_string(i) + "]"));
-  }
-  // An array of strings; `total` bounds their summed length.
-  std::vector<std::string> strings(std::string_view key, size_t max_count, size_t max_len,
-                                   size_t total) const {
-    const msgpack::object* o = find(key);
-    if (o == nullptr) return {};
-    const std::string p = path_of(key);
-    const auto& arr = as_array(*o, p, max_count);
-    std::vector<std::string> out;
-    size_t sum = 0;
-    for (uint32_t i = 0; i < arr.size; ++i) {
-      const std::string pi = p + "[" + std::to_string(i) + "]";
-      out.push_back(no_nul(as_str(arr.ptr[i], pi, max_len), pi));
-      sum += out.back().size();
-      if (sum > total) throw Failure{p, too_long(total) + " in all"};
-    }
-    return out;
-  }
-
- private:
-  std::string path_;
-  std::vector<std::pair<std::string_view, const msgpack::object*>> entries_;
-};
+  return out;
+}
 
 // A path relative to the job's working directory that cannot leave it.
 std::string relative_path(std::string p, const std::string& where) {
@@ -221,7 +84,7 @@ std::string relative_path(std::string p, const std::string& where) {
 }
 
 std::string relative_path(const Map& m, std::string_view key) {
-  return relative_path(m.str(key, limits::kMaxPath, /*required=*/true), m.path_of(key));
+  return relative_path(text(m, key, limits::kMaxPath, /*required=*/true), m.path_of(key));
 }
 
 uint64_t header(const Map& m) {
@@ -236,8 +99,8 @@ uint64_t header(const Map& m) {
 // The id, if the body is a map with a readable "id", so that an error can answer it.
 uint64_t id_of(std::string_view body) {
   try {
-    const auto handle = unpack_bounded(body);
-    return Map(handle.get(), "").uint("id", 0, std::numeric_limits<uint64_t>::max(), 0);
+    const Unpacked h(body);
+    return h.top().uint("id", 0, std::numeric_limits<uint64_t>::max(), 0);
   } catch (...) {
     return 0;
   }
@@ -245,12 +108,12 @@ uint64_t id_of(std::string_view body) {
 
 ExecCommand decode_exec(const Map& m) {
   ExecCommand c;
-  c.argv = m.strings("argv", limits::kMaxArgv, limits::kMaxArg, limits::kMaxArgvTotal);
-  c.script = m.str("script", limits::kMaxScript);
+  c.argv = strings(m, "argv", limits::kMaxArgv, limits::kMaxArg, limits::kMaxArgvTotal);
+  c.script = text(m, "script", limits::kMaxScript);
   if (!c.argv.empty() && !c.script.empty()) throw Failure{"script", "not allowed with argv"};
   if (c.argv.empty() && c.script.empty()) throw Failure{"argv", "required (or script)"};
   if (!c.argv.empty() && c.argv[0].empty()) throw Failure{"argv[0]", "empty"};
-  if (const msgpack::object* env = m.find("env")) {
+  if (const msgpack::object* env = m.given("env")) {
     if (env->type != msgpack::type::MAP) wrong_type("env", "map", *env);
     if (env->via.map.size > limits::kMaxEnv) {
       throw Failure{"env", "more than " + std::to_string(limits::kMaxEnv) + " entries"};
@@ -266,7 +129,7 @@ ExecCommand decode_exec(const Map& m) {
       if (!c.env.emplace(std::move(k), std::move(v)).second) throw Failure{pk, "duplicate key"};
     }
   }
-  c.cwd = m.str("cwd", limits::kMaxPath);
+  c.cwd = text(m, "cwd", limits::kMaxPath);
   if (!c.cwd.empty() && c.cwd.front() != '/') throw Failure{"cwd", "must be absolute"};
   c.stdin_data = m.bytes("stdin", limits::kMaxStdin);
   size_t total = 0;
@@ -280,7 +143,7 @@ ExecCommand decode_exec(const Map& m) {
       throw Failure{"files", too_long(limits::kMaxFilesTotal) + " in all"};
     c.files.push_back(std::move(file));
   });
-  if (const msgpack::object* out = m.find("files_out")) {
+  if (const msgpack::object* out = m.given("files_out")) {
     const auto& arr = as_array(*out, "files_out", limits::kMaxFiles);
     for (uint32_t i = 0; i < arr.size; ++i) {
       const std::string where = "files_out[" + std::to_string(i) + "]";
@@ -323,7 +186,7 @@ RefreshCommand decode_refresh(const Map& m) {
   c.entropy = m.bytes("entropy", limits::kMaxEntropy);
   c.unix_time_ns =
       m.uint("unix_time_ns", 0, std::numeric_limits<uint64_t>::max(), 0, /*required=*/true);
-  c.hostname = m.str("hostname", limits::kMaxHostname, /*required=*/true);
+  c.hostname = text(m, "hostname", limits::kMaxHostname, /*required=*/true);
   check_refresh_fields(c);
   return c;
 }
@@ -350,135 +213,71 @@ ExecOutcome decode_outcome(const Map& m) {
     }
     r.files.push_back(std::move(file));
   });
-  constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
-  r.cpu_us = m.uint("cpu_us", 0, kMax, 0);
-  r.peak_memory_kib = m.uint("peak_memory_kib", 0, kMax, 0);
-  r.exec_us = m.uint("exec_us", 0, kMax, 0);
+  mp::read_guest_usage(m, r.usage);  // the same entries as a JobResult's usage (job_fields.h)
+  r.exec_us = m.uint("exec_us", 0, std::numeric_limits<uint64_t>::max(), 0);
   return r;
 }
 
 // Runs a decoder body; a Failure (or anything msgpack throws) becomes a DecodeError that carries
 // the message's id when it could be read.
+// Runs a decoder body; a Failure (or anything msgpack throws) becomes a DecodeError that carries
+// the message's id when it could be read.
 template <class T, class Fn>
 Decoded<T> guarded(std::string_view body, Fn&& fn) {
-  try {
-    return Decoded<T>(fn());
-  } catch (const Failure& f) {
-    return Decoded<T>(DecodeError{f.field, f.reason, id_of(body)});
-  } catch (const std::exception& e) {
-    return Decoded<T>(
-        DecodeError{"body", std::string("malformed msgpack: ") + e.what(), id_of(body)});
-  }
+  Decoded<T> d = mp::guarded<T>(std::forward<Fn>(fn));
+  if (!d) d.error().id = id_of(body);
+  return d;
 }
 
 // ---- encoding -------------------------------------------------------------------------------
 
-using Packer = msgpack::packer<msgpack::sbuffer>;
+// A map of this protocol: its str values packed as the bytes they are.
+MapWriter writer() { return MapWriter(Text::kBytes); }
 
-void pack_str(Packer& pk, std::string_view s) {
-  pk.pack_str(static_cast<uint32_t>(s.size()));
-  pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+// Every message's first two entries.
+void header(MapWriter& w, uint64_t id) { w.num("v", kProtocolVersion).num("id", id); }
+
+std::string encode_file_in(const FileIn& f) {
+  return writer().str("path", f.path).num("mode", f.mode).bin("data", f.data).finish();
 }
-void pack_bin(Packer& pk, std::string_view s) {
-  pk.pack_bin(static_cast<uint32_t>(s.size()));
-  pk.pack_bin_body(s.data(), static_cast<uint32_t>(s.size()));
-}
-void pack_header(Packer& pk, uint32_t entries, uint64_t id) {
-  pk.pack_map(entries + 2);
-  pack_str(pk, "v");
-  pk.pack_uint64(kProtocolVersion);
-  pack_str(pk, "id");
-  pk.pack_uint64(id);
+std::string encode_file_out(const FileOut& f) {
+  return writer()
+      .str("path", f.path)
+      .bin("data", f.data)
+      .boolean("truncated", f.truncated)
+      .finish();
 }
 
-void pack_exec(Packer& pk, const ExecCommand& c) {
-  // Nine fields: argv or script, env, cwd, stdin, files, files_out and the three limits.
+void write_exec(MapWriter& w, const ExecCommand& c) {
+  // argv or script, env, cwd, stdin, files, files_out and the three limits.
   if (c.script.empty()) {
-    pack_str(pk, "argv");
-    pk.pack_array(static_cast<uint32_t>(c.argv.size()));
-    for (const auto& a : c.argv) pack_str(pk, a);
+    w.str_array("argv", c.argv);
   } else {
-    pack_str(pk, "script");
-    pack_str(pk, c.script);
+    w.str("script", c.script);
   }
-  pack_str(pk, "env");
-  pk.pack_map(static_cast<uint32_t>(c.env.size()));
-  for (const auto& [k, v] : c.env) {
-    pack_str(pk, k);
-    pack_str(pk, v);
-  }
-  pack_str(pk, "cwd");
-  pack_str(pk, c.cwd);
-  pack_str(pk, "stdin");
-  pack_bin(pk, c.stdin_data);
-  pack_str(pk, "files");
-  pk.pack_array(static_cast<uint32_t>(c.files.size()));
-  for (const auto& f : c.files) {
-    pk.pack_map(3);
-    pack_str(pk, "path");
-    pack_str(pk, f.path);
-    pack_str(pk, "mode");
-    pk.pack_uint32(f.mode);
-    pack_str(pk, "data");
-    pack_bin(pk, f.data);
-  }
-  pack_str(pk, "files_out");
-  pk.pack_array(static_cast<uint32_t>(c.files_out.size()));
-  for (const auto& p : c.files_out) pack_str(pk, p);
-  pack_str(pk, "timeout_ms");
-  pk.pack_uint32(c.timeout_ms);
-  pack_str(pk, "output_cap");
-  pk.pack_uint32(c.output_cap);
-  pack_str(pk, "files_out_cap");
-  pk.pack_uint32(c.files_out_cap);
+  w.str_map("env", c.env)
+      .str("cwd", c.cwd)
+      .bin("stdin", c.stdin_data)
+      .maps("files", c.files, encode_file_in)
+      .str_array("files_out", c.files_out)
+      .num("timeout_ms", c.timeout_ms)
+      .num("output_cap", c.output_cap)
+      .num("files_out_cap", c.files_out_cap);
 }
 
-void pack_outcome(Packer& pk, const ExecOutcome& r) {
-  pack_str(pk, "exit_code");
-  pk.pack_int32(r.exit_code);
-  pack_str(pk, "signal");
-  pk.pack_int32(r.signal);
-  pack_str(pk, "stdout");
-  pack_bin(pk, r.stdout_data);
-  pack_str(pk, "stderr");
-  pack_bin(pk, r.stderr_data);
-  pack_str(pk, "stdout_truncated");
-  pk.pack(r.stdout_truncated);
-  pack_str(pk, "stderr_truncated");
-  pk.pack(r.stderr_truncated);
-  pack_str(pk, "timed_out");
-  pk.pack(r.timed_out);
-  pack_str(pk, "oom_killed");
-  pk.pack(r.oom_killed);
-  pack_str(pk, "files");
-  pk.pack_array(static_cast<uint32_t>(r.files.size()));
-  for (const auto& f : r.files) {
-    pk.pack_map(3);
-    pack_str(pk, "path");
-    pack_str(pk, f.path);
-    pack_str(pk, "data");
-    pack_bin(pk, f.data);
-    pack_str(pk, "truncated");
-    pk.pack(f.truncated);
-  }
-  pack_str(pk, "cpu_us");
-  pk.pack_uint64(r.cpu_us);
-  pack_str(pk, "peak_memory_kib");
-  pk.pack_uint64(r.peak_memory_kib);
-  pack_str(pk, "exec_us");
-  pk.pack_uint64(r.exec_us);
+void write_outcome(MapWriter& w, const ExecOutcome& r) {
+  w.num("exit_code", r.exit_code)
+      .num("signal", r.signal)
+      .bin("stdout", r.stdout_data)
+      .bin("stderr", r.stderr_data)
+      .boolean("stdout_truncated", r.stdout_truncated)
+      .boolean("stderr_truncated", r.stderr_truncated)
+      .boolean("timed_out", r.timed_out)
+      .boolean("oom_killed", r.oom_killed)
+      .maps("files", r.files, encode_file_out);
+  mp::write_guest_usage(w, r.usage);  // the same entries as a JobResult's usage (job_fields.h)
+  w.num("exec_us", r.exec_us);
 }
-
-void pack_refresh(Packer& pk, const RefreshCommand& c) {
-  pack_str(pk, "entropy");
-  pack_bin(pk, c.entropy);
-  pack_str(pk, "unix_time_ns");
-  pk.pack_uint64(c.unix_time_ns);
-  pack_str(pk, "hostname");
-  pack_str(pk, c.hostname);
-}
-
-std::string take(msgpack::sbuffer& buf) { return std::string(buf.data(), buf.size()); }
 
 }  // namespace
 
@@ -522,77 +321,55 @@ std::string check_refresh(const RefreshCommand& command) {
 }
 
 std::string encode_request(const Request& request) {
-  msgpack::sbuffer buf;
-  Packer pk(buf);
-  // op, then the nine exec fields or the three refresh fields.
-  const uint32_t fields = request.op == Op::kExec ? 9 : request.op == Op::kRefresh ? 3 : 0;
-  pack_header(pk, 1 + fields, request.id);
-  pack_str(pk, "op");
-  pack_str(pk, op_name(request.op));
-  if (request.op == Op::kExec) pack_exec(pk, request.exec);
-  if (request.op == Op::kRefresh) pack_refresh(pk, request.refresh);
-  return take(buf);
+  MapWriter w = writer();
+  header(w, request.id);
+  w.str("op", op_name(request.op));
+  if (request.op == Op::kExec) write_exec(w, request.exec);
+  if (request.op == Op::kRefresh) {
+    w.bin("entropy", request.refresh.entropy)
+        .num("unix_time_ns", request.refresh.unix_time_ns)
+        .str("hostname", request.refresh.hostname);
+  }
+  return w.finish();
 }
 
 std::string encode_reply(const Reply& reply) {
-  msgpack::sbuffer buf;
-  Packer pk(buf);
+  MapWriter w = writer();
+  header(w, reply.id);
   switch (reply.kind) {
     case ReplyKind::kPong:
-      pack_header(pk, 3, reply.id);
-      pack_str(pk, "ok");
-      pk.pack_true();
-      pack_str(pk, "op");
-      pack_str(pk, "pong");
-      pack_str(pk, "agent_version");
-      pack_str(pk, reply.agent_version);
+      w.boolean("ok", true).str("op", "pong").str("agent_version", reply.agent_version);
       break;
     case ReplyKind::kResult:
-      pack_header(pk, 2 + 12, reply.id);  // ok, op, the twelve fields of the outcome
-      pack_str(pk, "ok");
-      pk.pack_true();
-      pack_str(pk, "op");
-      pack_str(pk, "result");
-      pack_outcome(pk, reply.result);
+      w.boolean("ok", true).str("op", "result");
+      write_outcome(w, reply.result);
       break;
     case ReplyKind::kShutdown:
-      pack_header(pk, 2, reply.id);
-      pack_str(pk, "ok");
-      pk.pack_true();
-      pack_str(pk, "op");
-      pack_str(pk, "shutdown");
+      w.boolean("ok", true).str("op", "shutdown");
       break;
     case ReplyKind::kError:
-      pack_header(pk, 2, reply.id);
-      pack_str(pk, "ok");
-      pk.pack_false();
-      pack_str(pk, "error");
-      pack_str(pk, reply.error.substr(0, limits::kMaxError));
+      w.boolean("ok", false)
+          .str("error", std::string_view(reply.error).substr(0, limits::kMaxError));
       break;
     case ReplyKind::kRefreshed:
-      pack_header(pk, 5, reply.id);
-      pack_str(pk, "ok");
-      pk.pack_true();
-      pack_str(pk, "op");
-      pack_str(pk, "refreshed");
-      pack_str(pk, "boot_id");
-      pack_str(pk, reply.refreshed.boot_id.substr(0, limits::kMaxBootId));
-      pack_str(pk, "hostname");
-      pack_str(pk, reply.refreshed.hostname.substr(0, limits::kMaxHostname));
-      pack_str(pk, "applied");
-      pk.pack(reply.refreshed.applied);
+      w.boolean("ok", true)
+          .str("op", "refreshed")
+          .str("boot_id", std::string_view(reply.refreshed.boot_id).substr(0, limits::kMaxBootId))
+          .str("hostname",
+               std::string_view(reply.refreshed.hostname).substr(0, limits::kMaxHostname))
+          .boolean("applied", reply.refreshed.applied);
       break;
   }
-  return take(buf);
+  return w.finish();
 }
 
 Decoded<Request> decode_request(std::string_view body) {
   return guarded<Request>(body, [&] {
-    const auto handle = unpack_bounded(body);
-    const Map m(handle.get(), "");
+    const Unpacked h(body);
+    const Map m = h.top();
     Request r;
     r.id = header(m);
-    const std::string op = m.str("op", 16, /*required=*/true);
+    const std::string op = text(m, "op", 16, /*required=*/true);
     if (op == "ping") {
       r.op = Op::kPing;
     } else if (op == "exec") {
@@ -612,19 +389,19 @@ Decoded<Request> decode_request(std::string_view body) {
 
 Decoded<Reply> decode_reply(std::string_view body) {
   return guarded<Reply>(body, [&] {
-    const auto handle = unpack_bounded(body);
-    const Map m(handle.get(), "");
+    const Unpacked h(body);
+    const Map m = h.top();
     Reply r;
     r.id = header(m);
     if (!m.boolean("ok", true, /*required=*/true)) {
       r.kind = ReplyKind::kError;
-      r.error = m.str("error", limits::kMaxError, /*required=*/true);
+      r.error = text(m, "error", limits::kMaxError, /*required=*/true);
       return r;
     }
-    const std::string op = m.str("op", 16, /*required=*/true);
+    const std::string op = text(m, "op", 16, /*required=*/true);
     if (op == "pong") {
       r.kind = ReplyKind::kPong;
-      r.agent_version = m.str("agent_version", limits::kMaxAgentVersion);
+      r.agent_version = text(m, "agent_version", limits::kMaxAgentVersion);
     } else if (op == "result") {
       r.kind = ReplyKind::kResult;
       r.result = decode_outcome(m);
@@ -632,8 +409,8 @@ Decoded<Reply> decode_reply(std::string_view body) {
       r.kind = ReplyKind::kShutdown;
     } else if (op == "refreshed") {
       r.kind = ReplyKind::kRefreshed;
-      r.refreshed.boot_id = m.str("boot_id", limits::kMaxBootId, /*required=*/true);
-      r.refreshed.hostname = m.str("hostname", limits::kMaxHostname, /*required=*/true);
+      r.refreshed.boot_id = text(m, "boot_id", limits::kMaxBootId, /*required=*/true);
+      r.refreshed.hostname = text(m, "hostname", limits::kMaxHostname, /*required=*/true);
       r.refreshed.applied = m.boolean("applied", false, /*required=*/true);
     } else {
       throw Failure{"op", "unknown reply op '" + op + "'"};

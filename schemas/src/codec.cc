@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "paddock/schemas/job_fields.h"
 #include "paddock/schemas/limits.h"
 #include "reader.h"
 #include "scanner.h"
@@ -14,135 +15,8 @@ namespace {
 using detail::Failure;
 using detail::Fields;
 using detail::guarded;
+using mp::MapWriter;
 namespace L = limits;
-
-// A stream for msgpack's packer that appends to a string, so a body is built where it is returned
-// (msgpack::sbuffer starts with an 8 KiB allocation and would be copied out).
-struct StringStream {
-  std::string bytes;
-  void write(const char* data, size_t size) { bytes.append(data, size); }
-};
-
-// The most bytes a map's header takes (map32).
-constexpr size_t kMaxMapHeader = 5;
-
-// `s` with every invalid UTF-8 sequence replaced by U+FFFD (each maximal invalid subpart, one by
-// one byte here: simpler, and any replacement keeps the text valid).
-std::string repaired_utf8(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 8);
-  size_t i = 0;
-  while (i < s.size()) {
-    // The longest prefix of the rest that is valid, then one bad byte replaced.
-    size_t len = 1;
-    const auto b = static_cast<unsigned char>(s[i]);
-    if (b >= 0xc2 && b <= 0xdf)
-      len = 2;
-    else if (b >= 0xe0 && b <= 0xef)
-      len = 3;
-    else if (b >= 0xf0 && b <= 0xf4)
-      len = 4;
-    if (i + len <= s.size() && valid_utf8(s.substr(i, len))) {
-      out.append(s.substr(i, len));
-      i += len;
-    } else {
-      out.append("\xEF\xBF\xBD");
-      ++i;
-    }
-  }
-  return out;
-}
-
-// Builds one msgpack map; the entry count is written when the map is finished, so fields may be
-// omitted conditionally. The entries go after room for the largest header, which finish() fills
-// and trims: one buffer, no copy of the entries.
-class MapWriter {
- public:
-  explicit MapWriter(size_t reserve = 256) {
-    body_.bytes.reserve(reserve);
-    body_.bytes.resize(kMaxMapHeader);
-  }
-  MapWriter& str(std::string_view key, std::string_view v) {
-    add_key(key);
-    text(v);
-    return *this;
-  }
-  MapWriter& bin(std::string_view key, std::string_view v) {
-    add_key(key);
-    pk_.pack_bin(static_cast<uint32_t>(v.size()));
-    pk_.pack_bin_body(v.data(), static_cast<uint32_t>(v.size()));
-    return *this;
-  }
-  template <class Int>
-  MapWriter& num(std::string_view key, Int v) {
-    add_key(key);
-    pk_.pack(v);
-    return *this;
-  }
-  MapWriter& boolean(std::string_view key, bool v) {
-    add_key(key);
-    v ? pk_.pack_true() : pk_.pack_false();
-    return *this;
-  }
-  MapWriter& str_array(std::string_view key, const std::vector<std::string>& v) {
-    add_key(key);
-    pk_.pack_array(static_cast<uint32_t>(v.size()));
-    for (const auto& s : v) text(s);
-    return *this;
-  }
-  MapWriter& str_map(std::string_view key, const std::map<std::string, std::string>& m) {
-    add_key(key);
-    pk_.pack_map(static_cast<uint32_t>(m.size()));
-    for (const auto& [k, v] : m) {
-      text(k);
-      text(v);
-    }
-    return *this;
-  }
-  MapWriter& map(std::string_view key, std::string_view encoded_map) {
-    add_key(key);
-    raw(encoded_map);
-    return *this;
-  }
-  template <class T, class Enc>
-  MapWriter& maps(std::string_view key, const std::vector<T>& items, Enc&& enc) {
-    add_key(key);
-    pk_.pack_array(static_cast<uint32_t>(items.size()));
-    for (const auto& item : items) raw(enc(item));
-    return *this;
-  }
-  std::string finish() {
-    StringStream head;
-    msgpack::packer<StringStream>(head).pack_map(count_);
-    const size_t unused = kMaxMapHeader - head.bytes.size();
-    body_.bytes.replace(unused, head.bytes.size(), head.bytes);
-    body_.bytes.erase(0, unused);
-    return std::move(body_.bytes);
-  }
-
- private:
-  // A str value, always valid UTF-8 (codec.h, "Text").
-  void text(std::string_view v) {
-    if (!valid_utf8(v)) {
-      const std::string fixed = repaired_utf8(v);
-      pk_.pack_str(static_cast<uint32_t>(fixed.size()));
-      pk_.pack_str_body(fixed.data(), static_cast<uint32_t>(fixed.size()));
-      return;
-    }
-    pk_.pack_str(static_cast<uint32_t>(v.size()));
-    pk_.pack_str_body(v.data(), static_cast<uint32_t>(v.size()));
-  }
-  void add_key(std::string_view key) {
-    ++count_;
-    pk_.pack_str(static_cast<uint32_t>(key.size()));
-    pk_.pack_str_body(key.data(), static_cast<uint32_t>(key.size()));
-  }
-  void raw(std::string_view bytes) { body_.write(bytes.data(), bytes.size()); }
-
-  uint32_t count_ = 0;
-  StringStream body_;
-  msgpack::packer<StringStream> pk_{body_};
-};
 
 std::string encode_ports(const PortRange& r) {
   return MapWriter().num("first", r.first).num("last", r.last).finish();
@@ -236,10 +110,9 @@ std::string encode_timings(const Timings& t) {
 }
 
 std::string encode_usage(const Usage& u) {
-  return MapWriter()
-      .num("cpu_us", u.cpu_us)
-      .num("peak_memory_kib", u.peak_memory_kib)
-      .num("bytes_in", u.bytes_in)
+  MapWriter w;
+  mp::write_guest_usage(w, u);  // what the guest measured (job_fields.h), then the host's counters
+  return w.num("bytes_in", u.bytes_in)
       .num("bytes_out", u.bytes_out)
       .num("packets_in", u.packets_in)
       .num("packets_out", u.packets_out)
@@ -310,7 +183,7 @@ std::string encode(const JobDispatch& d) {
 std::string encode_job_dispatch(uint32_t attempt, uint64_t queued_us,
                                 std::string_view encoded_request) {
   // Three small keys and two integers, then the request: one allocation.
-  return MapWriter(encoded_request.size() + 48)
+  return MapWriter(mp::Text::kUtf8, encoded_request.size() + 48)
       .num("attempt", attempt)
       .num("queued_us", queued_us)
       .map("request", encoded_request)
@@ -380,11 +253,12 @@ Decoded<JobResult> decode_job_result(std::string_view bytes) {
     }
     if (const auto* u = f.find("usage"); u != nullptr && u->type != msgpack::type::NIL) {
       Fields uf(*u, "usage");
-      r.usage = Usage{
-          uf.uint("cpu_us", 0, UINT64_MAX, 0),        uf.uint("peak_memory_kib", 0, UINT64_MAX, 0),
-          uf.uint("bytes_in", 0, UINT64_MAX, 0),      uf.uint("bytes_out", 0, UINT64_MAX, 0),
-          uf.uint("packets_in", 0, UINT64_MAX, 0),    uf.uint("packets_out", 0, UINT64_MAX, 0),
-          uf.uint("egress_blocked", 0, UINT64_MAX, 0)};
+      mp::read_guest_usage(uf, r.usage);
+      r.usage.bytes_in = uf.uint("bytes_in", 0, UINT64_MAX, 0);
+      r.usage.bytes_out = uf.uint("bytes_out", 0, UINT64_MAX, 0);
+      r.usage.packets_in = uf.uint("packets_in", 0, UINT64_MAX, 0);
+      r.usage.packets_out = uf.uint("packets_out", 0, UINT64_MAX, 0);
+      r.usage.egress_blocked = uf.uint("egress_blocked", 0, UINT64_MAX, 0);
     }
     r.worker_id = f.str("worker_id", L::kMaxWorkerId, false);
     r.attempt = static_cast<uint32_t>(f.uint("attempt", 0, UINT32_MAX, 1));

@@ -1,6 +1,6 @@
-// The checks of decode_job_result and decode_job_error (codec.cc, reader.cc's Fields) restated as
-// tables of fields, run over the bytes by Scanner. A change to either decoder's fields changes the
-// table here in the same commit; the unit test and the fuzz target compare the two.
+// The checks of decode_job_result and decode_job_error (codec.cc, the msgpack core's Fields)
+// restated as tables of fields, run over the bytes by Scanner. A change to either decoder's fields
+// changes the table here in the same commit; the unit test and the fuzz target compare the two.
 #include "paddock/schemas/outcome_view.h"
 
 #include <array>

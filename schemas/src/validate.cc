@@ -139,41 +139,6 @@ std::optional<DecodeError> validate(const JobRequest& r) {
   return std::nullopt;
 }
 
-bool valid_utf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    // ASCII runs first: most text is.
-    if (p[i] < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xbf;  // the second byte's range (RFC 3629, section 4)
-    if (p[i] >= 0xc2 && p[i] <= 0xdf) {
-      len = 2;
-    } else if (p[i] >= 0xe0 && p[i] <= 0xef) {
-      len = 3;
-      if (p[i] == 0xe0) lo = 0xa0;  // no overlong forms
-      if (p[i] == 0xed) hi = 0x9f;  // no surrogates
-    } else if (p[i] >= 0xf0 && p[i] <= 0xf4) {
-      len = 4;
-      if (p[i] == 0xf0) lo = 0x90;  // no overlong forms
-      if (p[i] == 0xf4) hi = 0x8f;  // at most U+10FFFF
-    } else {
-      return false;  // a continuation byte, an overlong lead (c0, c1) or f5..ff
-    }
-    if (n - i < len) return false;
-    if (p[i + 1] < lo || p[i + 1] > hi) return false;
-    for (size_t k = 2; k < len; ++k) {
-      if (p[i + k] < 0x80 || p[i + k] > 0xbf) return false;
-    }
-    i += len;
-  }
-  return true;
-}
-
 bool valid_image_name(std::string_view name) {
   return !name.empty() && name.size() <= L::kMaxImage && all_of(name, image_char);
 }

@@ -44,7 +44,7 @@ std::vector<net::EgressRule> rules_from(std::string_view input) {
     const auto words = split(line, ' ');
     net::EgressRule r;
     r.cidr = std::string(words[0]);
-    if (words.size() > 1) r.protocol = std::string(words[1]);
+    r.protocol = words.size() > 1 ? std::string(words[1]) : "any";
     for (size_t i = 2; i < words.size() && i < net::kMaxPortRanges + 4; ++i) {
       const auto dash = words[i].find('-');
       r.ports.push_back(

@@ -175,7 +175,7 @@ TEST_CASE("agent: echo, exit code, stderr, signal, command not found") {
   CHECK(r.stderr_data.empty());
   CHECK_FALSE(r.timed_out);
   CHECK_FALSE(r.stdout_truncated);
-  CHECK(r.peak_memory_kib > 0);
+  CHECK(r.usage.peak_memory_kib > 0);
 
   r = a.run(argv_request({"sh", "-c", "echo to-err >&2; exit 42"}));
   CHECK(r.exit_code == 42);
@@ -193,7 +193,7 @@ TEST_CASE("agent: echo, exit code, stderr, signal, command not found") {
         "paddock-agent: cannot run no-such-program-paddock: No such file or directory\n");
 
   r = a.run(argv_request({"sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"}));
-  CHECK(r.cpu_us > 0);
+  CHECK(r.usage.cpu_us > 0);
 }
 
 TEST_CASE("agent: stdin is fed through a pipe, env is the request's, PATH has a default") {
@@ -235,35 +235,36 @@ TEST_CASE("agent: files in are written under the work dir, files out are read ba
   auto req = script_request(
       "cat a/b/in.txt; stat -c %a a/b/in.txt run.sh; ./run.sh; printf 1234567890 > out.txt; "
       "mkdir -p d; printf small > d/small.txt; mkdir outdir");
-  req.files_in = {{"a/b/in.txt", 0600, "file data\n", false},
-                  {"run.sh", 0755, "#!/bin/sh\necho from run.sh\n", false}};
+  req.files = {{"a/b/in.txt", 0600, "file data\n"},
+               {"run.sh", 0755, "#!/bin/sh\necho from run.sh\n"}};
   req.files_out = {"out.txt", "d/small.txt", "missing.txt", "outdir"};
-  req.output_cap = 6;  // per stream, and per file out
+  req.output_cap = 6;     // per stream
+  req.files_out_cap = 6;  // per file out
   auto r = a.run(req);
   CHECK(r.exit_code == 0);
   CHECK(r.stdout_data == "file d");
   CHECK(r.stdout_truncated);
-  REQUIRE(r.files_out.size() == 2);  // the missing file and the directory are left out
-  CHECK(r.files_out[0].path == "out.txt");
-  CHECK(r.files_out[0].data == "123456");
-  CHECK(r.files_out[0].truncated);
-  CHECK(r.files_out[1].path == "d/small.txt");
-  CHECK(r.files_out[1].data == "small");
-  CHECK_FALSE(r.files_out[1].truncated);
+  REQUIRE(r.files.size() == 2);  // the missing file and the directory are left out
+  CHECK(r.files[0].path == "out.txt");
+  CHECK(r.files[0].data == "123456");
+  CHECK(r.files[0].truncated);
+  CHECK(r.files[1].path == "d/small.txt");
+  CHECK(r.files[1].data == "small");
+  CHECK_FALSE(r.files[1].truncated);
   CHECK(read_file(a.work + "/a/b/in.txt") == "file data\n");
   CHECK((std::filesystem::status(a.work + "/run.sh").permissions() &
          std::filesystem::perms::owner_exec) != std::filesystem::perms::none);
 
   req = script_request("cat a/b/in.txt; stat -c %a a/b/in.txt run.sh; ./run.sh");
-  req.files_in = {{"a/b/in.txt", 0600, "file data\n", false},
-                  {"run.sh", 0755, "#!/bin/sh\necho from run.sh\n", false}};
+  req.files = {{"a/b/in.txt", 0600, "file data\n"},
+               {"run.sh", 0755, "#!/bin/sh\necho from run.sh\n"}};
   r = a.run(req);
   CHECK(r.stdout_data == "file data\n600\n755\nfrom run.sh\n");
 
   // A symlink a job leaves cannot lead a later file outside the work dir.
   r = a.run(script_request("ln -s " + a.dir.path() + " escape"));
   req = argv_request({"true"});
-  req.files_in = {{"escape/owned.txt", 0644, "x", false}};
+  req.files = {{"escape/owned.txt", 0644, "x"}};
   auto refused = a.client->exec(req, std::stop_token{}, 10s);
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().message().find("files[0] escape/owned.txt") != std::string::npos);
@@ -271,13 +272,13 @@ TEST_CASE("agent: files in are written under the work dir, files out are read ba
   req = argv_request({"true"});
   req.files_out = {"escape/agent.err"};
   r = a.run(req);
-  CHECK(r.files_out.empty());
+  CHECK(r.files.empty());
 }
 
 TEST_CASE("agent: a bad request is answered with an error naming the field") {
   AgentFixture a;
   auto req = argv_request({"true"});
-  req.files_in = {{"../outside", 0644, "x", false}};
+  req.files = {{"../outside", 0644, "x"}};
   auto r = a.client->exec(req, std::stop_token{}, 10s);
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().variant() == rt::Variant::kGuestAgent);

@@ -193,8 +193,8 @@ TEST_CASE("agent replies round-trip: pong, result, shutdown, error") {
   res.result.timed_out = true;
   res.result.oom_killed = true;
   res.result.files = {{"a/b", "data", true}, {"c", "", false}};
-  res.result.cpu_us = 123456789012ull;
-  res.result.peak_memory_kib = 2048;
+  res.result.usage.cpu_us = 123456789012ull;
+  res.result.usage.peak_memory_kib = 2048;
   res.result.exec_us = 77;
   for (const auto& r : {pong, bye, err, res}) {
     auto d = agent::decode_reply(agent::encode_reply(r));

@@ -37,6 +37,7 @@ rt::ExecRequest job(std::vector<std::string> argv, uint32_t output_cap = 1u << 2
   rt::ExecRequest r;
   r.argv = std::move(argv);
   r.output_cap = output_cap;
+  r.files_out_cap = output_cap;
   r.files_out = std::move(files_out);
   return r;
 }
@@ -96,8 +97,8 @@ void check_next_job_runs() {
   auto r = s.exec(job({"echo", "next", "job"}, 1u << 20, {"out.txt"}));
   REQUIRE(r.ok());
   CHECK(r.value().stdout_data == "next job\n");
-  REQUIRE(r.value().files_out.size() == 1);
-  CHECK(r.value().files_out[0].data == "data of out.txt");
+  REQUIRE(r.value().files.size() == 1);
+  CHECK(r.value().files[0].data == "data of out.txt");
   CHECK(s.client.healthy());
 }
 
@@ -247,9 +248,9 @@ TEST_CASE("hostile agent: output past the request's caps comes back capped") {
     CHECK(r.value().stdout_truncated);
     CHECK(r.value().stderr_data == std::string(1024, 'e'));
     CHECK(r.value().stderr_truncated);
-    REQUIRE(r.value().files_out.size() == 1);
-    CHECK(r.value().files_out[0].data.size() == 1024);
-    CHECK(r.value().files_out[0].truncated);
+    REQUIRE(r.value().files.size() == 1);
+    CHECK(r.value().files[0].data.size() == 1024);
+    CHECK(r.value().files[0].truncated);
     CHECK(s.took < 5s);
     CHECK(s.client.healthy());
   }

@@ -199,12 +199,12 @@ TEST_CASE("memory provider: files in are kept, files out are returned") {
   MemoryProvider p;
   running_vm(p, "a");
   auto req = script({"true"});
-  req.files_in.push_back(ExecFile{"data/in.txt", 0600, "abc", false});
+  req.files.push_back({"data/in.txt", 0600, "abc"});
   req.files_out = {"data/in.txt", "missing.txt"};
   auto r = p.exec("a", req, {}).value();
-  REQUIRE(r.files_out.size() == 1);
-  CHECK(r.files_out[0].path == "data/in.txt");
-  CHECK(r.files_out[0].data == "abc");
+  REQUIRE(r.files.size() == 1);
+  CHECK(r.files[0].path == "data/in.txt");
+  CHECK(r.files[0].data == "abc");
 }
 
 TEST_CASE("memory provider: scripted failures return the named variant") {

@@ -68,8 +68,8 @@ TEST_CASE("guest OOM: a job that allocates beyond its VM's memory is oom_killed,
     auto x = p.exec("vm-oom", shell(kHog, 180'000), {});
     REQUIRE_MESSAGE(x, (x ? "" : x.error().message()));
     const auto& r = x.value();
-    MESSAGE("hog: exit " << r.exit_code << ", signal " << r.signal << ", peak " << r.peak_memory_kib
-                         << " KiB, stderr '" << r.stderr_data << "'");
+    MESSAGE("hog: exit " << r.exit_code << ", signal " << r.signal << ", peak "
+                         << r.usage.peak_memory_kib << " KiB, stderr '" << r.stderr_data << "'");
     CHECK(r.oom_killed);
     CHECK(r.signal == SIGKILL);
     CHECK(r.exit_code == 128 + SIGKILL);

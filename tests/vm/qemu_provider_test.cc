@@ -77,14 +77,14 @@ TEST_CASE("qemu: one VM runs echo, exit codes, stderr, stdin, env, files, timeou
   {
     INFO("job: files in and out");
     auto r = shell("tr a-z A-Z < in/data.txt > out.txt; echo done");
-    r.files_in.push_back(ExecFile{"in/data.txt", 0644, "make me loud", false});
+    r.files.push_back({"in/data.txt", 0644, "make me loud"});
     r.files_out = {"out.txt", "missing.txt"};
     auto x = p.exec("vm-a", r, {});
     REQUIRE(x);
     CHECK(x.value().stdout_data == "done\n");
-    REQUIRE(x.value().files_out.size() == 1);
-    CHECK(x.value().files_out[0].path == "out.txt");
-    CHECK(x.value().files_out[0].data == "MAKE ME LOUD");
+    REQUIRE(x.value().files.size() == 1);
+    CHECK(x.value().files[0].path == "out.txt");
+    CHECK(x.value().files[0].data == "MAKE ME LOUD");
   }
   {
     INFO("job: a timeout kills the job and keeps its output so far");

@@ -110,13 +110,13 @@ TEST_CASE(
 
     // Files in and out, in the job's working directory (/work, in the image).
     ExecRequest files = busybox({"sh", "-c", "pwd; cp in.txt out.txt"});
-    files.files_in.push_back(ExecFile{"in.txt", 0644, "hello", false});
+    files.files.push_back({"in.txt", 0644, "hello"});
     files.files_out = {"out.txt"};
     auto f = run(p, "r1", files);
     CHECK(f.exit_code == 0);
     CHECK(f.stdout_data == "/work\n");
-    REQUIRE(f.files_out.size() == 1);
-    CHECK(f.files_out[0].data == "hello");
+    REQUIRE(f.files.size() == 1);
+    CHECK(f.files[0].data == "hello");
 
     // Another VM of the same image does not see what r1 wrote.
     boot(p, "r2", "test-minimal");

@@ -21,26 +21,19 @@ uint64_t micros_since(Clock::time_point t) {
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count());
 }
 
+// The program a job runs: the request's own values (job.h), with its output cap for the files
+// out as well as the streams.
 rt::ExecRequest exec_request_from(const sc::JobRequest& r) {
   rt::ExecRequest e;
   e.argv = r.argv;
   e.env = r.env;
   e.stdin_data = r.stdin_data;
-  for (const auto& f : r.files) e.files_in.push_back(rt::ExecFile{f.path, f.mode, f.data, false});
+  e.files = r.files;
   e.files_out = r.files_out;
   e.timeout_ms = r.timeout_ms;
   e.output_cap = r.output_cap;
+  e.files_out_cap = r.output_cap;
   return e;
-}
-
-std::vector<rt::net::EgressRule> egress_from(const sc::JobRequest& r) {
-  std::vector<rt::net::EgressRule> out;
-  for (const auto& e : r.egress) {
-    rt::net::EgressRule rule{e.cidr, e.protocol, {}};
-    for (const auto& p : e.ports) rule.ports.push_back(rt::net::PortRange{p.first, p.last});
-    out.push_back(std::move(rule));
-  }
-  return out;
 }
 
 sc::JobError cancelled_error(const sc::JobDispatch& d, const std::string& worker_id) {
@@ -119,7 +112,7 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
     }
   }
   // The job's egress, before any of its code runs (no rules: the VM keeps no route out).
-  if (auto st = provider.set_egress(vm_id, egress_from(req)); !st) {
+  if (auto st = provider.set_egress(vm_id, req.egress); !st) {
     (void)teardown();
     return fail(st.error());
   }
@@ -147,21 +140,13 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   if (x.cancelled) return cancelled_error(dispatch, ctx.worker_id);
 
   sc::JobResult r;
+  // The program's outcome as the runtime returned it (the same job.h value), then what the worker
+  // adds: the job, timings, the network counters, where it ran.
+  static_cast<sc::ExecOutcome&>(r) = std::move(static_cast<sc::ExecOutcome&>(x));
   r.job_id = req.job_id;
-  r.signal = x.signal;
   // One rule for every backend (PROTOCOL.md, JobResult): a job ended by a signal exits 128 + it.
-  r.exit_code = x.signal != 0 ? 128 + x.signal : x.exit_code;
-  r.stdout_data = std::move(x.stdout_data);
-  r.stderr_data = std::move(x.stderr_data);
-  r.stdout_truncated = x.stdout_truncated;
-  r.stderr_truncated = x.stderr_truncated;
-  r.timed_out = x.timed_out;
-  r.oom_killed = x.oom_killed;
-  for (auto& f : x.files_out)
-    r.files.push_back(sc::FileOut{f.path, std::move(f.data), f.truncated});
+  if (r.signal != 0) r.exit_code = 128 + r.signal;
   r.timings = sc::Timings{dispatch.queued_us, start_us, exec_us, teardown_us, micros_since(t0)};
-  r.usage.cpu_us = x.cpu_us;
-  r.usage.peak_memory_kib = x.peak_memory_kib;
   if (usage) {
     r.usage.bytes_in = usage.value().bytes_in;
     r.usage.bytes_out = usage.value().bytes_out;

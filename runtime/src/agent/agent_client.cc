@@ -30,38 +30,6 @@ constexpr size_t kMaxQuoted = 1024;
 // forgotten: a reply to one of those is then taken for a reply to nothing.
 constexpr size_t kMaxAbandoned = 1024;
 
-agent::ExecCommand command_from(const ExecRequest& r) {
-  agent::ExecCommand c;
-  c.argv = r.argv;
-  c.script = r.script;
-  c.env = r.env;
-  c.stdin_data = r.stdin_data;
-  for (const auto& f : r.files_in) c.files.push_back({f.path, f.mode, f.data});
-  c.files_out = r.files_out;
-  c.timeout_ms = r.timeout_ms;
-  c.output_cap = r.output_cap;
-  c.files_out_cap = r.output_cap;
-  return c;
-}
-
-ExecResult result_from(agent::ExecOutcome&& o) {
-  ExecResult r;
-  r.exit_code = o.exit_code;
-  r.signal = o.signal;
-  r.stdout_data = std::move(o.stdout_data);
-  r.stderr_data = std::move(o.stderr_data);
-  r.stdout_truncated = o.stdout_truncated;
-  r.stderr_truncated = o.stderr_truncated;
-  r.timed_out = o.timed_out;
-  r.oom_killed = o.oom_killed;
-  for (auto& f : o.files) {
-    r.files_out.push_back(ExecFile{std::move(f.path), 0644, std::move(f.data), f.truncated});
-  }
-  r.cpu_us = o.cpu_us;
-  r.peak_memory_kib = o.peak_memory_kib;
-  return r;
-}
-
 // Milliseconds to wait in one poll(): up to the deadline, in slices when there is a stop_token.
 int poll_ms(Clock::time_point deadline, bool sliced) {
   auto left = std::chrono::ceil<milliseconds>(deadline - Clock::now());
@@ -215,7 +183,7 @@ Result<ExecResult> AgentClient::exec(const ExecRequest& request, std::stop_token
   agent::Request r;
   r.id = next_id_++;
   r.op = agent::Op::kExec;
-  r.exec = command_from(request);
+  r.exec = request;
   const std::string body = agent::encode_request(r);
   if (body.size() > agent::limits::kMaxFrameBytes) {
     return Error::guest_agent("exec: the request is " + std::to_string(body.size()) +
@@ -241,7 +209,13 @@ Result<ExecResult> AgentClient::exec(const ExecRequest& request, std::stop_token
         broke("exec: the agent's result is not believable: " + bad);
         return Error::guest_agent(failure_);
       }
-      return result_from(std::move(reply.result));
+      {
+        // The agent's outcome is the job model's; its own wall clock of the program is dropped
+        // (the worker measures the exec it reports).
+        ExecResult result;
+        static_cast<schemas::ExecOutcome&>(result) = std::move(reply.result);
+        return result;
+      }
     case agent::ReplyKind::kError:
       return Error::guest_agent("exec: the agent could not run the request: " +
                                 os::peer_text(reply.error, kMaxQuoted));

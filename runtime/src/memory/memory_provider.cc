@@ -198,7 +198,7 @@ Result<ExecResult> MemoryProvider::run_script(const std::string& vm_id, const Ex
     if (!request.argv.empty() && request.argv[0] == "poison") {
       throw std::runtime_error("scripted poison inside the provider's critical section");
     }
-    for (const auto& f : request.files_in) it->second.files[f.path] = f;
+    for (const auto& f : request.files) it->second.files[f.path] = f;
   }
   auto outcome = memory::run_script(vm_id, request, cancel);
   if (!outcome) return outcome.error();
@@ -208,7 +208,7 @@ Result<ExecResult> MemoryProvider::run_script(const std::string& vm_id, const Ex
   if (it == vms_.end()) return Error::vm_not_found(vm_id);
   for (const auto& path : request.files_out) {
     auto f = it->second.files.find(path);
-    if (f != it->second.files.end()) result.files_out.push_back(f->second);
+    if (f != it->second.files.end()) result.files.push_back({f->second.path, f->second.data});
   }
   return result;
 }

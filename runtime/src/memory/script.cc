@@ -57,7 +57,7 @@ void scripted_sleep(long long ms, const ExecRequest& req, std::stop_token cancel
     r.signal = 9;
     r.exit_code = 128 + 9;
   }
-  r.cpu_us = 0;
+  r.usage.cpu_us = 0;
   (void)start;
 }
 

@@ -4,8 +4,10 @@
 // carries the id of its request.
 //
 // This is the codec only: no I/O, no logging, nothing thrown past its API (decoders return a value
-// or a DecodeError naming the field). It is compiled into paddock_runtime (the host side) and into
-// the static guest binary, so it depends on msgpack-cxx and the standard library alone.
+// or a DecodeError naming the field). It is built on the bounded msgpack core it shares with the
+// wire codec (paddock/schemas/msgpack_core.h) and the job model's values (paddock/schemas/job.h),
+// and is compiled into paddock_runtime (the host side) and into the static guest binary, so it
+// depends on those, msgpack-cxx and the standard library alone.
 //
 // Thread-safety: the functions are pure; a FrameReader belongs to one thread at a time.
 #pragma once
@@ -17,8 +19,10 @@
 #include <string>
 #include <string_view>
 #include <utility>
-#include <variant>
 #include <vector>
+
+#include "paddock/schemas/decoded.h"
+#include "paddock/schemas/job.h"
 
 namespace paddock::runtime::agent {
 
@@ -63,57 +67,15 @@ inline constexpr size_t kMaxHostname = 64;
 inline constexpr size_t kMaxBootId = 64;
 }  // namespace limits
 
-struct DecodeError {
-  std::string field;   // "argv[2]", "files[0].path", "frame", "body"
-  std::string reason;  // "expected string, got integer"
-  uint64_t id = 0;     // the message's id if it could be read before the failure, else 0
-  std::string message() const { return field + ": " + reason; }
-};
+// One result convention for both codecs (paddock/schemas/decoded.h). A DecodeError's id is the
+// message's id if it could be read before the failure, else 0.
+using schemas::Decoded;
+using schemas::DecodeError;
 
-// A decoded value or the error that stopped decoding.
-template <class T>
-class Decoded {
- public:
-  Decoded(T value) : v_(std::move(value)) {}            // NOLINT: implicit by design
-  Decoded(DecodeError error) : v_(std::move(error)) {}  // NOLINT
-  bool ok() const { return v_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-  T& value() { return std::get<0>(v_); }
-  const T& value() const { return std::get<0>(v_); }
-  const DecodeError& error() const { return std::get<1>(v_); }
-
- private:
-  std::variant<T, DecodeError> v_;
-};
-
-struct FileIn {
-  std::string path;  // relative to cwd: no leading '/', no '..', '.' or empty parts
-  uint32_t mode = 0644;
-  std::string data;
-  bool operator==(const FileIn&) const = default;
-};
-
-struct FileOut {
-  std::string path;
-  std::string data;
-  bool truncated = false;  // the file was longer than files_out_cap (or the total cap)
-  bool operator==(const FileOut&) const = default;
-};
-
-// One program to run: argv, or (when not empty) script.
-struct ExecCommand {
-  std::vector<std::string> argv;
-  std::string script;  // run as /bin/sh -c SCRIPT; argv must then be empty
-  std::map<std::string, std::string> env;
-  std::string cwd;  // absolute; empty: the agent's work directory (/work in a VM)
-  std::string stdin_data;
-  std::vector<FileIn> files;
-  std::vector<std::string> files_out;
-  uint32_t timeout_ms = 30'000;
-  uint32_t output_cap = 1u << 20;
-  uint32_t files_out_cap = 1u << 20;
-  bool operator==(const ExecCommand&) const = default;
-};
+// The job model's values (paddock/schemas/job.h), as the host's runtime has them.
+using schemas::ExecCommand;  // one program to run: argv, or (when not empty) script
+using schemas::FileIn;       // path relative to cwd: no leading '/', no '..', '.' or empty parts
+using schemas::FileOut;      // truncated: longer than files_out_cap (or the total cap)
 
 // What makes a clone restored from a shared snapshot unique: fresh entropy for the kernel's pool
 // (then a CRNG reseed), the wall clock, a hostname.
@@ -138,22 +100,11 @@ struct Request {
   bool operator==(const Request&) const = default;
 };
 
-// What a program did. exit_code is 128 + signal when a signal ended it.
-struct ExecOutcome {
-  int32_t exit_code = 0;
-  int32_t signal = 0;
-  std::string stdout_data;
-  std::string stderr_data;
-  bool stdout_truncated = false;
-  bool stderr_truncated = false;
-  bool timed_out = false;
-  // The guest kernel's OOM killer ended the job (a signal, and the guest's OOM-kill counter rose
-  // while it ran: agent/guest/exec.h). Optional on the wire: an agent that predates it sends
-  // none, which decodes as false.
-  bool oom_killed = false;
-  std::vector<FileOut> files;
-  uint64_t cpu_us = 0;
-  uint64_t peak_memory_kib = 0;
+// What a program did (schemas::ExecOutcome: exit_code is 128 + signal when a signal ended it; of
+// its usage, the agent reports cpu_us and peak_memory_kib), and the guest's own wall clock of it.
+// oom_killed is optional on the wire: an agent that predates it sends none, which decodes as
+// false.
+struct ExecOutcome : schemas::ExecOutcome {
   uint64_t exec_us = 0;  // wall clock from start to the end of the program
   bool operator==(const ExecOutcome&) const = default;
 };

@@ -66,7 +66,7 @@ class MemoryProvider final : public Provider {
  private:
   struct Vm {
     VmInfo info;
-    std::map<std::string, ExecFile> files;
+    std::map<std::string, schemas::FileIn> files;  // by path: what the jobs put in
     std::vector<net::EgressRule> egress;
   };
   struct Locked;  // the lock plus poisoning, see memory_provider.cc

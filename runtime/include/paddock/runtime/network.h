@@ -14,23 +14,15 @@
 #include <vector>
 
 #include "paddock/runtime/error.h"
+#include "paddock/schemas/job.h"
 
 namespace paddock::runtime::net {
 
-struct PortRange {
-  uint16_t first = 0;
-  uint16_t last = 0;  // inclusive; first <= last
-  bool operator==(const PortRange&) const = default;
-};
-
-// One allowed destination: an IPv4 CIDR ("a.b.c.d/n"; a bare address means /32), a protocol
-// ("tcp", "udp", "icmp" or "any") and, for tcp and udp only, port ranges (empty: every port).
-struct EgressRule {
-  std::string cidr;
-  std::string protocol = "any";
-  std::vector<PortRange> ports;
-  bool operator==(const EgressRule&) const = default;
-};
+// The job model's rules (paddock/schemas/job.h): an IPv4 CIDR ("a.b.c.d/n"; a bare address means
+// /32), a protocol ("tcp", "udp", "icmp" or "any"; "tcp" when not given, as on the wire) and, for
+// tcp and udp only, port ranges (inclusive; first <= last; empty: every port).
+using schemas::EgressRule;
+using schemas::PortRange;
 
 // What the operator of a worker permits. A job's rules are intersected with `allow`: a job can
 // only narrow it.

@@ -18,6 +18,7 @@
 #include "paddock/runtime/error.h"
 #include "paddock/runtime/network.h"
 #include "paddock/runtime/vm_state.h"
+#include "paddock/schemas/job.h"
 
 namespace paddock::runtime {
 
@@ -47,42 +48,16 @@ struct SnapshotInfo {
   std::string image_id;
 };
 
-struct ExecFile {
-  std::string path;  // relative to the job's working directory
-  uint32_t mode = 0644;
-  std::string data;
-  bool truncated = false;
-};
+// One program run inside a running VM, through the guest agent: the job model's command
+// (paddock/schemas/job.h), handed to the agent as it is. The memory test double interprets argv
+// only.
+using ExecRequest = schemas::ExecCommand;
 
-// One program run inside a running VM, through the guest agent.
-struct ExecRequest {
-  std::vector<std::string> argv;
-  // Instead of argv (which is then empty): a shell script, run in the guest as /bin/sh -c SCRIPT.
-  // The memory test double interprets argv only.
-  std::string script;
-  std::map<std::string, std::string> env;
-  std::string stdin_data;
-  std::vector<ExecFile> files_in;
-  std::vector<std::string> files_out;
-  uint32_t timeout_ms = 30'000;
-  uint32_t output_cap = 1 << 20;
-};
-
-struct ExecResult {
-  int32_t exit_code = 0;
-  int32_t signal = 0;
-  std::string stdout_data;
-  std::string stderr_data;
-  bool stdout_truncated = false;
-  bool stderr_truncated = false;
-  bool timed_out = false;
+// What the program did (the job model's outcome, paddock/schemas/job.h, as the guest agent
+// reported it: of its usage, cpu_us and peak_memory_kib; the test double reports none and never
+// oom_killed), and whether the caller stopped it.
+struct ExecResult : schemas::ExecOutcome {
   bool cancelled = false;  // stopped because the caller's stop_token was triggered
-  // Killed for memory: the guest kernel's OOM killer ended the program (it ended by a signal,
-  // SIGKILL, and the guest counted an OOM kill while it ran). Always false on the test double.
-  bool oom_killed = false;
-  std::vector<ExecFile> files_out;
-  uint64_t cpu_us = 0;
-  uint64_t peak_memory_kib = 0;
 };
 
 // What a VM's guest sent and received on its network, and what its egress firewall dropped.

@@ -1,5 +1,6 @@
-// msgpack codec for the message types. Encoders cannot fail. Decoders are strict and bounded:
-// msgpack unpack limits first (limits.h), then required fields, types and ranges. A decoder never
+// msgpack codec for the message types, on the bounded msgpack core (msgpack_core.h). Encoders
+// cannot fail. Decoders are strict and bounded: msgpack unpack limits first (limits.h), then
+// required fields, types and ranges. A decoder never
 // throws; it returns a DecodeError naming the offending field ("argv[3]", "egress[0].cidr").
 // Unknown map keys are ignored so that a newer peer may add optional fields within version 1.
 //
@@ -18,35 +19,13 @@
 #include <string_view>
 #include <utility>
 
+#include "paddock/schemas/decoded.h"
 #include "paddock/schemas/messages.h"
+#include "paddock/schemas/utf8.h"
 
 namespace paddock::schemas {
 
-struct DecodeError {
-  std::string field;   // dotted path of the offending field, or "body"/"frame"/"tag"/"command"
-  std::string reason;  // what is wrong with it
-  std::string message() const { return field + ": " + reason; }
-};
-
-// A decoded value or the reason it could not be decoded.
-template <class T>
-class Decoded {
- public:
-  Decoded(T value) : value_(std::move(value)) {}            // NOLINT: implicit by design
-  Decoded(DecodeError error) : error_(std::move(error)) {}  // NOLINT
-  explicit operator bool() const { return value_.has_value(); }
-  T& value() { return *value_; }
-  const T& value() const { return *value_; }
-  T& operator*() { return *value_; }
-  const T& operator*() const { return *value_; }
-  T* operator->() { return &*value_; }
-  const T* operator->() const { return &*value_; }
-  const DecodeError& error() const { return error_; }
-
- private:
-  std::optional<T> value_;
-  DecodeError error_;
-};
+// DecodeError and Decoded<T>: decoded.h (one convention for this codec and the guest agent's).
 
 std::string encode(const JobRequest&);
 std::string encode(const JobResult&);
@@ -102,9 +81,7 @@ std::optional<DispatchRef> peek_dispatch(std::string_view bytes);
 // nullopt when it is such a body, else why not ("body: ...").
 std::optional<DecodeError> check_any_map(std::string_view bytes);
 
-// True when `s` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most
-// U+10FFFF).
-bool valid_utf8(std::string_view s);
+// valid_utf8(s): utf8.h.
 // `s` as valid UTF-8 (invalid sequences replaced by U+FFFD) and at most `max_bytes` long, cut at
 // a character boundary: for text built from outside bytes that must fit a str limit
 // (JobError.message at kMaxMessage).

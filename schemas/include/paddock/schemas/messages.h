@@ -1,5 +1,7 @@
 // Message types of Paddock's wire protocol, version 1 (schemas/PROTOCOL.md is the contract).
-// Plain values: no I/O, no ZeroMQ. Byte strings (stdin, stdout, file data) are std::string.
+// Plain values: no I/O, no ZeroMQ. Byte strings (stdin, stdout, file data) are std::string. The
+// parts a job shares with the runtime and the guest agent (files, egress rules, the outcome) are
+// job.h's.
 #pragma once
 
 #include <cstdint>
@@ -8,38 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "paddock/schemas/job.h"
+
 namespace paddock::schemas {
-
-// Inclusive port range; a single port has first == last.
-struct PortRange {
-  uint16_t first = 0;
-  uint16_t last = 0;
-  bool operator==(const PortRange&) const = default;
-};
-
-// One allowed egress destination. protocol is "tcp", "udp", "icmp" or "any".
-struct EgressRule {
-  std::string cidr;  // IPv4 "a.b.c.d/n"
-  std::string protocol = "tcp";
-  std::vector<PortRange> ports;  // empty = every port (tcp/udp); must be empty for icmp
-  bool operator==(const EgressRule&) const = default;
-};
-
-// A file placed into the job's working directory before it runs.
-struct FileIn {
-  std::string path;  // relative, no "..", no leading '/'
-  uint32_t mode = 0644;
-  std::string data;
-  bool operator==(const FileIn&) const = default;
-};
-
-// A file collected from the job's working directory after it ran.
-struct FileOut {
-  std::string path;
-  std::string data;
-  bool truncated = false;
-  bool operator==(const FileOut&) const = default;
-};
 
 struct JobRequest {
   std::string job_id;  // client-chosen idempotency key
@@ -60,43 +33,12 @@ struct JobRequest {
   bool operator==(const JobRequest&) const = default;
 };
 
-// Durations in microseconds.
-struct Timings {
-  uint64_t queued_us = 0;
-  uint64_t start_us = 0;  // restore (warm) or boot (cold)
-  uint64_t exec_us = 0;
-  uint64_t teardown_us = 0;
-  uint64_t total_us = 0;
-  bool operator==(const Timings&) const = default;
-};
-
-struct Usage {
-  uint64_t cpu_us = 0;
-  uint64_t peak_memory_kib = 0;
-  uint64_t bytes_in = 0;
-  uint64_t bytes_out = 0;
-  uint64_t packets_in = 0;
-  uint64_t packets_out = 0;
-  uint64_t egress_blocked = 0;
-  bool operator==(const Usage&) const = default;
-};
-
-// The job ran: the sandbox worked, whatever the program did.
-struct JobResult {
+// The job ran: the sandbox worked, whatever the program did. The program's outcome (exit code,
+// signal, output, flags, files out, usage) is job.h's ExecOutcome, the same value the guest agent
+// reports; the rest is the worker's.
+struct JobResult : ExecOutcome {
   std::string job_id;
-  int32_t exit_code = 0;
-  int32_t signal = 0;  // non-zero when the program was killed by a signal
-  std::string stdout_data;
-  std::string stderr_data;
-  bool stdout_truncated = false;
-  bool stderr_truncated = false;
-  bool timed_out = false;
-  // Killed for memory: the guest kernel's OOM killer ended the job (guest OOM). Wire key
-  // "oom_killed", optional, default false.
-  bool oom_killed = false;
-  std::vector<FileOut> files;
   Timings timings;
-  Usage usage;
   std::string worker_id;
   uint32_t attempt = 1;
   bool warm = false;    // started from a warm pool's clone, not cold-booted

@@ -1,11 +1,9 @@
-#include "reader.h"
-
 #include <cstring>
 #include <limits>
 
-#include "paddock/schemas/limits.h"
+#include "paddock/schemas/msgpack_core.h"
 
-namespace paddock::schemas::detail {
+namespace paddock::schemas::mp {
 namespace {
 
 const char* type_name(msgpack::type::object_type t) {
@@ -34,28 +32,36 @@ const char* type_name(msgpack::type::object_type t) {
   return "unknown";
 }
 
+<<<<<<< HEAD:schemas/src/reader.cc
 [[noreturn]] void wrong_type(const std::string& path, const char* want, const msgpack::object& o) {
   throw Failure{path, std::string("expected ") + want + ", got " + type_name(o.type)};
 }
 
+=======
+>>>>>>> jm-fmt:schemas/src/msgpack/reader.cc
 // Strings are referenced in place: decoders copy what they keep before the input goes away.
 bool reference_strings(msgpack::type::object_type, std::size_t, void*) { return true; }
 
 }  // namespace
+
+[[noreturn]] void wrong_type(const std::string& path, const char* want, const msgpack::object& o) {
+  throw Failure{path, std::string("expected ") + want + ", got " + type_name(o.type)};
+}
 
 namespace {
 // A cleared zone kept for this thread's next Unpacked (nullptr while one is in use).
 thread_local std::unique_ptr<msgpack::zone> spare_zone;
 }  // namespace
 
-Unpacked::Unpacked(std::string_view bytes, size_t max_depth) {
-  if (bytes.size() > limits::kMaxFrameBytes) {
-    throw Failure{"frame", "larger than " + std::to_string(limits::kMaxFrameBytes) + " bytes"};
+Unpacked::Unpacked(std::string_view bytes, const Limits& limits) {
+  if (bytes.size() > limits.max_bytes) {
+    throw Failure{"frame", "larger than " + std::to_string(limits.max_bytes) + " bytes"};
   }
   if (bytes.empty()) throw Failure{"body", "empty"};
   zone_ = spare_zone ? std::move(spare_zone) : std::make_unique<msgpack::zone>();
-  const msgpack::unpack_limit limit(limits::kMaxArray, limits::kMaxMap, limits::kMaxStr,
-                                    limits::kMaxBin, /*ext=*/0, max_depth);
+  const size_t max_depth = limits.max_depth;
+  const msgpack::unpack_limit limit(limits.max_array, limits.max_map, limits.max_str,
+                                    limits.max_bin, /*ext=*/0, max_depth);
   std::size_t offset = 0;
   try {
     object_ = msgpack::unpack(*zone_, bytes.data(), bytes.size(), offset, reference_strings,
@@ -78,13 +84,13 @@ Unpacked::~Unpacked() {
   if (!spare_zone) spare_zone = std::move(zone_);
 }
 
-std::string as_str(const msgpack::object& o, const std::string& path, size_t max_len) {
+std::string as_str(const msgpack::object& o, const std::string& path, size_t max_len, bool utf8) {
   if (o.type != msgpack::type::STR) wrong_type(path, "string", o);
   if (o.via.str.size > max_len) {
     throw Failure{path, "longer than " + std::to_string(max_len) + " bytes"};
   }
   const std::string_view s(o.via.str.ptr, o.via.str.size);
-  if (!valid_utf8(s)) throw Failure{path, "not valid UTF-8"};
+  if (utf8 && !valid_utf8(s)) throw Failure{path, "not valid UTF-8"};
   return std::string(s);
 }
 
@@ -97,7 +103,8 @@ const msgpack::object_array& as_array(const msgpack::object& o, const std::strin
   return o.via.array;
 }
 
-Fields::Fields(const msgpack::object& map, std::string path) : path_(std::move(path)) {
+Fields::Fields(const msgpack::object& map, std::string path, bool utf8)
+    : path_(std::move(path)), utf8_(utf8) {
   if (map.type != msgpack::type::MAP) wrong_type(path_.empty() ? "body" : path_, "map", map);
   entries_ = map.via.map.ptr;
   for (uint32_t i = 0; i < map.via.map.size; ++i) {
@@ -106,7 +113,11 @@ Fields::Fields(const msgpack::object& map, std::string path) : path_(std::move(p
       throw Failure{path_.empty() ? "body" : path_, "map key is not a string"};
     }
     std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+<<<<<<< HEAD:schemas/src/reader.cc
     if (!valid_utf8(key))
+=======
+    if (utf8_ && !valid_utf8(key))
+>>>>>>> jm-fmt:schemas/src/msgpack/reader.cc
       throw Failure{path_.empty() ? "body" : path_, "map key is not valid UTF-8"};
     if (find(key) != nullptr) {  // among the first size_ keys, those checked so far
       // An empty key has no name of its own: name the map that holds it.
@@ -129,6 +140,11 @@ const msgpack::object* Fields::find(std::string_view key) const {
   return nullptr;
 }
 
+const msgpack::object* Fields::given(std::string_view key) const {
+  const msgpack::object* o = find(key);
+  return o == nullptr || o->type == msgpack::type::NIL ? nullptr : o;
+}
+
 std::string Fields::path_of(std::string_view key) const {
   return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
 }
@@ -142,7 +158,7 @@ const msgpack::object& Fields::require(std::string_view key) const {
 std::string Fields::str(std::string_view key, size_t max_len, bool required) const {
   const msgpack::object* o = required ? &require(key) : find(key);
   if (o == nullptr || o->type == msgpack::type::NIL) return {};
-  return as_str(*o, path_of(key), max_len);
+  return as_str(*o, path_of(key), max_len, utf8_);
 }
 
 std::string Fields::bytes(std::string_view key, size_t max_len) const {
@@ -201,8 +217,23 @@ int64_t Fields::sint(std::string_view key, int64_t min, int64_t max, int64_t fal
   return v;
 }
 
-bool Fields::boolean(std::string_view key, bool fallback) const {
-  const msgpack::object* o = find(key);
+int32_t Fields::int32(std::string_view key) const {
+  const msgpack::object* o = given(key);
+  if (o == nullptr) return 0;
+  constexpr int64_t kMin = std::numeric_limits<int32_t>::min();
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  if (o->type != msgpack::type::NEGATIVE_INTEGER && o->type != msgpack::type::POSITIVE_INTEGER) {
+    wrong_type(path_of(key), "integer", *o);
+  }
+  const bool fits =
+      (o->type == msgpack::type::NEGATIVE_INTEGER && o->via.i64 >= kMin) ||
+      (o->type == msgpack::type::POSITIVE_INTEGER && o->via.u64 <= static_cast<uint64_t>(kMax));
+  if (!fits) throw Failure{path_of(key), "out of the 32-bit range"};
+  return static_cast<int32_t>(o->via.i64);
+}
+
+bool Fields::boolean(std::string_view key, bool fallback, bool required) const {
+  const msgpack::object* o = required ? &require(key) : find(key);
   if (o == nullptr || o->type == msgpack::type::NIL) return fallback;
   if (o->type != msgpack::type::BOOLEAN) wrong_type(path_of(key), "bool", *o);
   return o->via.boolean;
@@ -217,7 +248,7 @@ std::vector<std::string> Fields::str_array(std::string_view key, size_t max_coun
   std::vector<std::string> out;
   out.reserve(arr.size);
   for (uint32_t i = 0; i < arr.size; ++i) {
-    out.push_back(as_str(arr.ptr[i], p + "[" + std::to_string(i) + "]", max_len));
+    out.push_back(as_str(arr.ptr[i], p + "[" + std::to_string(i) + "]", max_len, utf8_));
   }
   return out;
 }
@@ -234,8 +265,8 @@ std::map<std::string, std::string> Fields::str_map(std::string_view key, size_t 
   std::map<std::string, std::string> out;
   for (uint32_t i = 0; i < o->via.map.size; ++i) {
     const auto& kv = o->via.map.ptr[i];
-    std::string k = as_str(kv.key, p, max_key);
-    std::string v = as_str(kv.val, p + "." + k, max_value);
+    std::string k = as_str(kv.key, p, max_key, utf8_);
+    std::string v = as_str(kv.val, p + "." + k, max_value, utf8_);
     if (!out.emplace(std::move(k), std::move(v)).second) {
       throw Failure{p, "duplicate key"};
     }
@@ -243,4 +274,4 @@ std::map<std::string, std::string> Fields::str_map(std::string_view key, size_t 
   return out;
 }
 
-}  // namespace paddock::schemas::detail
+}  // namespace paddock::schemas::mp

@@ -1,0 +1,46 @@
+// The result convention of Paddock's decoders (the wire codec, codec.h, and the guest agent
+// protocol, paddock/agent/protocol.h): a decoded value, or a DecodeError naming the offending
+// field. Decoders never throw.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+
+namespace paddock::schemas {
+
+struct DecodeError {
+  std::string field;   // dotted path of the offending field ("argv[3]", "egress[0].cidr"), or
+                       // "body"/"frame"/"tag"/"command"
+  std::string reason;  // what is wrong with it ("expected string, got integer")
+  // The message's id, for a protocol whose messages carry one (the guest agent's), when it could
+  // be read before the failure, so that the error can be answered; else 0.
+  uint64_t id = 0;
+  std::string message() const { return field + ": " + reason; }
+};
+
+// A decoded value or the reason it could not be decoded.
+template <class T>
+class Decoded {
+ public:
+  Decoded(T value) : value_(std::move(value)) {}            // NOLINT: implicit by design
+  Decoded(DecodeError error) : error_(std::move(error)) {}  // NOLINT
+  bool ok() const { return value_.has_value(); }
+  explicit operator bool() const { return ok(); }
+  T& value() { return *value_; }
+  const T& value() const { return *value_; }
+  T& operator*() { return *value_; }
+  const T& operator*() const { return *value_; }
+  T* operator->() { return &*value_; }
+  const T* operator->() const { return &*value_; }
+  // REQUIRES: !ok().
+  const DecodeError& error() const { return error_; }
+  DecodeError& error() { return error_; }
+
+ private:
+  std::optional<T> value_;
+  DecodeError error_;
+};
+
+}  // namespace paddock::schemas
