@@ -32,13 +32,6 @@ const char* type_name(msgpack::type::object_type t) {
   return "unknown";
 }
 
-<<<<<<< HEAD:schemas/src/reader.cc
-[[noreturn]] void wrong_type(const std::string& path, const char* want, const msgpack::object& o) {
-  throw Failure{path, std::string("expected ") + want + ", got " + type_name(o.type)};
-}
-
-=======
->>>>>>> jm-fmt:schemas/src/msgpack/reader.cc
 // Strings are referenced in place: decoders copy what they keep before the input goes away.
 bool reference_strings(msgpack::type::object_type, std::size_t, void*) { return true; }
 
@@ -113,11 +106,7 @@ Fields::Fields(const msgpack::object& map, std::string path, bool utf8)
       throw Failure{path_.empty() ? "body" : path_, "map key is not a string"};
     }
     std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
-<<<<<<< HEAD:schemas/src/reader.cc
-    if (!valid_utf8(key))
-=======
     if (utf8_ && !valid_utf8(key))
->>>>>>> jm-fmt:schemas/src/msgpack/reader.cc
       throw Failure{path_.empty() ? "body" : path_, "map key is not valid UTF-8"};
     if (find(key) != nullptr) {  // among the first size_ keys, those checked so far
       // An empty key has no name of its own: name the map that holds it.
