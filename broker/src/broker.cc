@@ -33,7 +33,17 @@ LifePolicy policy_of(const Options& o) {
 
 }  // namespace
 
-Broker::Broker(Options options) : loop_(std::make_unique<Loop>(std::move(options))) {}
+base::Expected<std::unique_ptr<Broker>> Broker::open(Options options) {
+  auto checked = Loop::checked(std::move(options));
+  if (!checked) return std::move(checked).error();
+  auto storage = open_storage(*checked);
+  if (!storage) return std::move(storage).error();
+  auto loop = std::make_unique<Loop>(std::move(checked).value(), std::move(storage).value());
+  if (auto started = loop->start(); !started) return std::move(started).error();
+  return std::unique_ptr<Broker>(new Broker(std::move(loop)));
+}
+
+Broker::Broker(std::unique_ptr<Loop> loop) : loop_(std::move(loop)) {}
 Broker::~Broker() = default;
 std::string Broker::client_endpoint() const { return loop_->client_endpoint; }
 std::string Broker::worker_endpoint() const { return loop_->worker_endpoint; }
@@ -41,13 +51,15 @@ std::string Broker::metrics_address() const { return loop_->metrics_address; }
 std::string Broker::curve_public_key() const { return loop_->curve_public_key; }
 Stats Broker::run() { return loop_->run(stop_); }
 
-Broker::Loop::Loop(Options options)
-    : options_(checked(std::move(options))),
+Broker::Loop::Loop(Options options, OpenedStorage storage)
+    : options_(std::move(options)),
       life_(policy_of(options_)),
-      store_(make_job_store(options_, *this)),
-      metrics_(store_->persistent()) {
+      store_(make_job_store(std::move(storage), *this)),
+      metrics_(store_->persistent()) {}
+
+base::Status Broker::Loop::start() {
   now_ = Clock::now();  // the time of the jobs the store re-queues
-  store_->start();
+  if (auto started = store_->start(); !started) return started;
   const std::string& key = options_.curve_secret_key;
   if (!key.empty()) {
     curve_public_key = curve::public_of(key);
@@ -63,7 +75,11 @@ Broker::Loop::Loop(Options options)
   t.worker_zap_domain = kWorkerZapDomain;
   t.max_undelivered_bytes_per_client = options_.max_undelivered_bytes_per_client;
   t.max_undelivered_bytes = options_.max_undelivered_bytes;
-  transport_ = std::make_unique<Transport>(context, t);
+  try {
+    transport_ = std::make_unique<Transport>(context, t);
+  } catch (const zmq::error_t& e) {  // cppzmq reports by throwing: a port in use, a bad endpoint
+    return base::fail(std::string("cannot bind: ") + e.what());
+  }
   client_endpoint = transport_->client_endpoint();
   worker_endpoint = transport_->worker_endpoint();
   if (!key.empty()) {
@@ -81,19 +97,20 @@ Broker::Loop::Loop(Options options)
     dashboard_ = std::make_unique<dashboard::Recorder>(options_.dashboard_recent_jobs,
                                                        store_->persistent(), now_unix_ms());
     dashboard::serve_dashboard(*http_, dashboard_->box(), *dashboard_access_, store_->lookup());
-    http_->start(options_.metrics_address);
+    if (auto serving = http_->start(options_.metrics_address); !serving) return serving;
     metrics_address = http_->address();
   }
+  return {};
 }
 
-Options Broker::Loop::checked(Options options) {
+base::Expected<Options> Broker::Loop::checked(Options options) {
   if (!options.curve_secret_key.empty()) {
     if (!curve::valid_key(options.curve_secret_key)) {
-      throw std::runtime_error("the CURVE secret key is not a 40-character Z85 key");
+      return base::fail("the CURVE secret key is not a 40-character Z85 key");
     }
-    if (!curve::curve_available()) throw std::runtime_error("this libzmq has no CURVE support");
+    if (!curve::curve_available()) return base::fail("this libzmq has no CURVE support");
     if (options.client_allow.empty() || options.worker_allow.empty()) {
-      throw std::runtime_error(
+      return base::fail(
           "CURVE needs both allowlists: --client-allow (submitters' public keys) and "
           "--worker-allow (workers' public keys)");
     }
@@ -102,7 +119,7 @@ Options Broker::Loop::checked(Options options) {
   for (const auto* ep : {&options.client_endpoint, &options.worker_endpoint}) {
     if (is_local_endpoint(*ep)) continue;
     if (!options.allow_plaintext) {
-      throw std::runtime_error(
+      return base::fail(
           "endpoint " + *ep +
           " is not loopback or ipc, and without CURVE its jobs and results "
           "would cross the network in plaintext: give --curve-secret-key with --client-allow and "

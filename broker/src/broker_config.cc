@@ -179,26 +179,38 @@ daemon::Parsed<BrokerConfig> parse_broker_args(int argc, const char* const* argv
   return std::move(f.config);
 }
 
-std::string make_state_dir(const BrokerConfig& config) {
-  if (config.state_dir.empty()) return "";
+base::Status make_state_dir(const BrokerConfig& config) {
+  if (config.state_dir.empty()) return {};
   std::error_code ec;
   if (std::filesystem::create_directories(config.state_dir, ec) && !ec) {
     std::filesystem::permissions(config.state_dir, std::filesystem::perms::owner_all,
                                  std::filesystem::perm_options::replace, ec);
   }
-  return ec ? "--state-dir " + config.state_dir + ": " + ec.message() : "";
+  if (ec) return base::fail("--state-dir " + config.state_dir + ": " + ec.message());
+  return {};
 }
 
-void load_secrets(BrokerConfig& config) {
+base::Status load_secrets(BrokerConfig& config) {
   auto& opt = config.options;
   if (!config.curve_key_file.empty()) {
-    opt.curve_secret_key = curve::read_secret_key(config.curve_key_file).secret_key;
-    if (!config.client_allow.empty()) opt.client_allow = curve::read_allowlist(config.client_allow);
-    if (!config.worker_allow.empty()) opt.worker_allow = curve::read_allowlist(config.worker_allow);
+    try {  // the client library's key files report by throwing (curve::KeyError)
+      opt.curve_secret_key = curve::read_secret_key(config.curve_key_file).secret_key;
+      if (!config.client_allow.empty()) {
+        opt.client_allow = curve::read_allowlist(config.client_allow);
+      }
+      if (!config.worker_allow.empty()) {
+        opt.worker_allow = curve::read_allowlist(config.worker_allow);
+      }
+    } catch (const curve::KeyError& e) {
+      return base::fail(e.what());
+    }
   }
   if (!config.dashboard_token_file.empty()) {
-    opt.dashboard_token = read_dashboard_token(config.dashboard_token_file);
+    auto token = read_dashboard_token(config.dashboard_token_file);
+    if (!token) return std::move(token).error();
+    opt.dashboard_token = std::move(token).value();
   }
+  return {};
 }
 
 }  // namespace paddock::broker

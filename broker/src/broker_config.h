@@ -27,11 +27,11 @@ struct BrokerConfig {
 daemon::Parsed<BrokerConfig> parse_broker_args(int argc, const char* const* argv);
 
 // Creates config.state_dir if it is set and missing (0700: only a directory made here is
-// narrowed; an operator's own keeps its mode). The error ("--state-dir DIR: why"), or "".
-std::string make_state_dir(const BrokerConfig& config);
+// narrowed; an operator's own keeps its mode). A Failure: "--state-dir DIR: why".
+base::Status make_state_dir(const BrokerConfig& config);
 
-// Reads the CURVE key and allowlists and the dashboard token the config names into its options.
-// Throws (curve::KeyError, std::runtime_error) naming the file and what is wrong with it.
-void load_secrets(BrokerConfig& config);
+// Reads the CURVE key and allowlists and the dashboard token the config names into its options;
+// a Failure naming the file and what is wrong with it.
+base::Status load_secrets(BrokerConfig& config);
 
 }  // namespace paddock::broker

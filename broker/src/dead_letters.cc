@@ -7,15 +7,18 @@
 
 namespace paddock::broker {
 
-std::optional<std::vector<DeadLetter>> read_dead_letters(const DeadLetterSource& source,
-                                                         size_t limit, std::string& error) {
+base::Expected<std::vector<DeadLetter>> read_dead_letters(const DeadLetterSource& source,
+                                                          size_t limit) {
   std::unique_ptr<Store> store;
   if (!source.store_uri.empty()) {
-    store = PgStore::open_reader(source.store_uri, error);
+    auto queue = PgStore::open_reader(source.store_uri);
+    if (!queue) return std::move(queue).error();
+    store = std::move(queue).value();
   } else {
-    store = Journal::open(source.journal_path, error, /*read_only=*/true);
+    auto journal = Journal::open(source.journal_path, /*read_only=*/true);
+    if (!journal) return std::move(journal).error();
+    store = std::move(journal).value();
   }
-  if (!store) return std::nullopt;
   std::vector<DeadLetter> out;
   for (auto& f : store->failed(limit)) {
     out.push_back(DeadLetter{std::move(f.job_id), std::move(f.body), f.finished_unix_ms});

@@ -13,8 +13,8 @@ namespace sc = paddock::schemas;
 EmbeddedStore::EmbeddedStore(LoopHost& host, std::unique_ptr<Journal> journal)
     : host_(host), journal_(std::move(journal)) {}
 
-void EmbeddedStore::start() {
-  if (!journal_) return;
+base::Status EmbeddedStore::start() {
+  if (!journal_) return {};
   const Options& options = host_.options();
   Stats& stats = host_.stats();
   JobLife& life = host_.life();
@@ -56,8 +56,7 @@ void EmbeddedStore::start() {
     }
     ++stats.recovered;
   }
-  std::string error;
-  if (!journal_->commit(error)) throw std::runtime_error(error);
+  if (auto committed = journal_->commit(); !committed) return committed;
   unanswered_at_commit_ = life.jobs().size();
   stats.quarantined = journal_->quarantined();
   spdlog::info("journal {}: {} job(s) re-queued, {} held in all{}", options.journal_path,
@@ -66,15 +65,17 @@ void EmbeddedStore::start() {
                    ? ""
                    : ", " + std::to_string(stats.quarantined) +
                          " damaged one(s) quarantined and answered JournalDamaged (107)");
+  return {};
 }
 
 dashboard::StoreLookup EmbeddedStore::lookup() const {
   dashboard::StoreLookup lookup;
   if (!journal_) return lookup;
   lookup.source = "journal";
-  lookup.open = [path =
-                     host_.options().journal_path](std::string& error) -> std::unique_ptr<Store> {
-    return Journal::open(path, error, /*read_only=*/true);
+  lookup.open = [path = host_.options().journal_path]() -> base::Expected<std::unique_ptr<Store>> {
+    auto journal = Journal::open(path, /*read_only=*/true);
+    if (!journal) return std::move(journal).error();
+    return std::unique_ptr<Store>(std::move(journal).value());
   };
   return lookup;
 }
@@ -102,11 +103,10 @@ void EmbeddedStore::tick() {
 
 JobStore::Commit EmbeddedStore::commit() {
   if (!journal_) return Commit::kDone;
-  std::string error;
-  if (!journal_->commit(error)) {
+  if (auto committed = journal_->commit(); !committed) {
     // Fail-stop: what this turn would have said depends on writes that did not happen.
-    spdlog::critical("{}; stopping without sending {} message(s) of this turn", error,
-                     host_.discard_outbox());
+    spdlog::critical("{}; stopping without sending {} message(s) of this turn",
+                     committed.error().message, host_.discard_outbox());
     return Commit::kFatal;
   }
   // Every job held is stored unanswered now, and no other job is (answered jobs leave the loop

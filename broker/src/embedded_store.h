@@ -22,9 +22,9 @@ class EmbeddedStore final : public JobStore {
   EmbeddedStore(LoopHost& host, std::unique_ptr<Journal> journal);
 
   // Re-queues the journal's unanswered jobs (a job that was on a worker starts its next attempt;
-  // that worker's outcome of the attempt before still answers it). Throws std::runtime_error if
-  // the journal cannot commit.
-  void start() override;
+  // that worker's outcome of the attempt before still answers it); a Failure if the journal
+  // cannot commit.
+  base::Status start() override;
   dashboard::StoreLookup lookup() const override;
   bool persistent() const override { return journal_ != nullptr; }
   std::string fate(size_t held, size_t queued, const Stats& stats) const override;

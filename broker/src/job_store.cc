@@ -2,8 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <stdexcept>
-
 #include "embedded_store.h"
 #include "journal.h"
 #include "pg_store.h"
@@ -11,29 +9,32 @@
 
 namespace paddock::broker {
 
-std::unique_ptr<JobStore> make_job_store(const Options& options, LoopHost& host) {
+base::Expected<OpenedStorage> open_storage(const Options& options) {
+  OpenedStorage storage;
   if (!options.store_url.empty()) {
     if (!options.journal_path.empty()) {
-      throw std::runtime_error("a journal and a shared store exclude each other");
+      return base::fail("a journal and a shared store exclude each other");
     }
-    std::string error;
     PgStore::Settings s;
     s.conninfo = options.store_url;
     s.broker_name = options.broker_name;
     s.lease_ms = options.lease_ms;
-    auto queue = PgStore::open(std::move(s), error);
-    if (!queue) throw std::runtime_error(error);
-    spdlog::info("{}: shared queue, this broker is {} (lease {} ms)", queue->describe(),
-                 queue->broker_id(), options.lease_ms);
-    return std::make_unique<SharedStore>(host, std::move(queue));
+    auto queue = PgStore::open(std::move(s));
+    if (!queue) return std::move(queue).error();
+    spdlog::info("{}: shared queue, this broker is {} (lease {} ms)", (*queue)->describe(),
+                 (*queue)->broker_id(), options.lease_ms);
+    storage.queue = std::move(queue).value();
+  } else if (!options.journal_path.empty()) {
+    auto journal = Journal::open(options.journal_path);
+    if (!journal) return std::move(journal).error();
+    storage.journal = std::move(journal).value();
   }
-  std::unique_ptr<Journal> journal;
-  if (!options.journal_path.empty()) {
-    std::string error;
-    journal = Journal::open(options.journal_path, error);
-    if (!journal) throw std::runtime_error(error);
-  }
-  return std::make_unique<EmbeddedStore>(host, std::move(journal));
+  return storage;
+}
+
+std::unique_ptr<JobStore> make_job_store(OpenedStorage storage, LoopHost& host) {
+  if (storage.queue) return std::make_unique<SharedStore>(host, std::move(storage.queue));
+  return std::make_unique<EmbeddedStore>(host, std::move(storage.journal));
 }
 
 }  // namespace paddock::broker

@@ -26,10 +26,13 @@
 #include "broker_metrics.h"
 #include "dashboard/api.h"
 #include "job_life.h"
+#include "journal.h"
 #include "log_limiter.h"
+#include "paddock/base/expected.h"
 #include "paddock/broker/broker.h"
 #include "paddock/schemas/codes.h"
 #include "paddock/schemas/frames.h"
+#include "pg_store.h"
 #include "store.h"
 #include "timer_queue.h"
 #include "worker_registry.h"
@@ -95,8 +98,9 @@ class JobStore {
   virtual ~JobStore() = default;
 
   // --- at start and stop
-  // After construction, before any socket is bound (the embedded journal re-queues its jobs).
-  virtual void start() {}
+  // After construction, before any socket is bound (the embedded journal re-queues its jobs); a
+  // Failure stops the broker from starting.
+  virtual base::Status start() { return {}; }
   // The dashboard's read-only way to the store ({} without one).
   virtual dashboard::StoreLookup lookup() const { return {}; }
   // Keeps jobs and answers beyond memory (metrics and dashboard show its figures).
@@ -149,8 +153,16 @@ class JobStore {
   virtual const char* undelivered_note() const { return ""; }
 };
 
-// The store that `options` ask for (Options::store_url, Options::journal_path, or neither). Throws
-// std::runtime_error if it cannot be opened.
-std::unique_ptr<JobStore> make_job_store(const Options& options, LoopHost& host);
+// The storage that `options` ask for (Options::store_url, Options::journal_path, or neither),
+// opened: what can fail (a damaged journal, an unreachable server) happens here, before the loop
+// exists. Both null: memory only.
+struct OpenedStorage {
+  std::unique_ptr<Journal> journal;
+  std::unique_ptr<PgStore> queue;
+};
+base::Expected<OpenedStorage> open_storage(const Options& options);
+
+// The JobStore over what open_storage opened; the mode is chosen here and never asked about again.
+std::unique_ptr<JobStore> make_job_store(OpenedStorage storage, LoopHost& host);
 
 }  // namespace paddock::broker

@@ -153,14 +153,13 @@ int version_of_columns(sqlite3* db) {
 }
 
 // Takes the journal's lock file: `<path>.lock`, flock(LOCK_EX | LOCK_NB), our pid written in it.
-// Returns the fd, or -1 and `error`. A separate file, not the database: SQLite locks the database
+// Returns the fd, or why not. A separate file, not the database: SQLite locks the database
 // with fcntl() locks, and on NFS flock() is emulated with those.
-int lock_journal(const std::string& path, std::string& error) {
+base::Expected<int> lock_journal(const std::string& path) {
   const std::string lock_path = path + ".lock";
   const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
-    error = "journal " + path + ": open " + lock_path + ": " + std::strerror(errno);
-    return -1;
+    return base::fail("journal " + path + ": open " + lock_path + ": " + std::strerror(errno));
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
@@ -170,13 +169,11 @@ int lock_journal(const std::string& path, std::string& error) {
     std::string holder = n > 0 ? std::string(pid, static_cast<size_t>(n)) : "";
     while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
     if (err == EWOULDBLOCK) {
-      error = "journal " + path + " is in use by another broker" +
-              (holder.empty() ? "" : " (pid " + holder + ")") + ", which holds " + lock_path +
-              ": give each broker its own --state-dir or --journal";
-    } else {
-      error = "journal " + path + ": flock " + lock_path + ": " + std::strerror(err);
+      return base::fail("journal " + path + " is in use by another broker" +
+                        (holder.empty() ? "" : " (pid " + holder + ")") + ", which holds " +
+                        lock_path + ": give each broker its own --state-dir or --journal");
     }
-    return -1;
+    return base::fail("journal " + path + ": flock " + lock_path + ": " + std::strerror(err));
   }
   const std::string mine = std::to_string(::getpid()) + "\n";
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, mine.data(), mine.size(), 0) < 0) {
@@ -188,12 +185,15 @@ int lock_journal(const std::string& path, std::string& error) {
 
 }  // namespace
 
-std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& error,
-                                       bool read_only) {
+base::Expected<std::unique_ptr<Journal>> Journal::open(const std::string& path, bool read_only) {
   std::unique_ptr<Journal> j(new Journal());
   j->path_ = path;
   const std::string where = "journal " + path + ": ";
-  if (!read_only && (j->lock_fd_ = lock_journal(path, error)) < 0) return nullptr;
+  if (!read_only) {
+    auto lock = lock_journal(path);
+    if (!lock) return std::move(lock).error();
+    j->lock_fd_ = *lock;
+  }
   // A database file is whole pages (the page size is in its header, bytes 16-17). SQLite reads a
   // file cut short as if it held less, without an error: refuse it rather than lose jobs quietly.
   {
@@ -206,16 +206,15 @@ std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& err
       const uint64_t size = std::filesystem::file_size(path, ec);
       if (std::memcmp(header, "SQLite format 3", 16) == 0 && page >= 512 && !ec &&
           size % page != 0) {
-        error = where + "corrupt: " + std::to_string(size) + " bytes is not a whole number of " +
-                std::to_string(page) + "-byte pages (truncated?); " + damaged_advice(path);
-        return nullptr;
+        return base::fail(where + "corrupt: " + std::to_string(size) +
+                          " bytes is not a whole number of " + std::to_string(page) +
+                          "-byte pages (truncated?); " + damaged_advice(path));
       }
     }
   }
   const int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
   if (sqlite3_open_v2(path.c_str(), &j->db_, flags, nullptr) != SQLITE_OK) {
-    error = where + "cannot open: " + message_of(j->db_);
-    return nullptr;
+    return base::fail(where + "cannot open: " + message_of(j->db_));
   }
   sqlite3_busy_timeout(j->db_, 5000);
   sqlite3_create_function_v2(j->db_, "paddock_row_sum", 3,
@@ -224,9 +223,8 @@ std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& err
   // The first read tells whether this is a database at all (SQLITE_NOTADB) or a damaged one.
   std::string e;
   if (!exec(j->db_, read_only ? "PRAGMA schema_version" : "PRAGMA journal_mode=WAL", e)) {
-    error = where + "not a usable database (" + e +
-            "); it is corrupt or not a journal: " + damaged_advice(path);
-    return nullptr;
+    return base::fail(where + "not a usable database (" + e +
+                      "); it is corrupt or not a journal: " + damaged_advice(path));
   }
   {
     // The broker runs the full check, not quick_check: it also checks every index against its
@@ -250,9 +248,8 @@ std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& err
       verdict = message_of(j->db_);
     }
     if (!verdict.empty()) {
-      error = where + "corrupt (integrity check: " + verdict.substr(0, 300) + "); " +
-              damaged_advice(path);
-      return nullptr;
+      return base::fail(where + "corrupt (integrity check: " + verdict.substr(0, 300) + "); " +
+                        damaged_advice(path));
     }
   }
   int version = 0;
@@ -276,22 +273,19 @@ std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& err
     }
   }
   if (version > kSchemaVersion) {
-    error = where + "schema version " + std::to_string(version) + " is newer than this broker's (" +
-            std::to_string(kSchemaVersion) + ")";
-    return nullptr;
+    return base::fail(where + "schema version " + std::to_string(version) +
+                      " is newer than this broker's (" + std::to_string(kSchemaVersion) + ")");
   }
   if (read_only) {
     if (version < 1) {
-      error = where + "not a journal (schema version " + std::to_string(version) + ")";
-      return nullptr;
+      return base::fail(where + "not a journal (schema version " + std::to_string(version) + ")");
     }
     j->sums_ = version >= 3;  // an older journal is read as it is, without checksums
     return j;                 // reads only: no statements for writes
   }
   // Durable at every commit (FULL): a commit is once per loop turn, however many jobs it holds.
   if (!exec(j->db_, "PRAGMA synchronous=FULL", e)) {
-    error = where + "cannot set up: " + e;
-    return nullptr;
+    return base::fail(where + "cannot set up: " + e);
   }
   // Created, or upgraded in place, in one transaction: a broker that dies half-way leaves the
   // journal as it was. Version 1 journals gain the cancelled column (0 for their jobs); version 1
@@ -316,26 +310,24 @@ std::unique_ptr<Journal> Journal::open(const std::string& path, std::string& err
   if (!upgraded) {
     std::string ignored;
     (void)exec(j->db_, "ROLLBACK", ignored);
-    error = where +
-            (version > 0 && version < kSchemaVersion
-                 ? "cannot upgrade from schema version " + std::to_string(version) + ": "
-                 : "cannot set up: ") +
-            e;
-    return nullptr;
+    return base::fail(where +
+                      (version > 0 && version < kSchemaVersion
+                           ? "cannot upgrade from schema version " + std::to_string(version) + ": "
+                           : "cannot set up: ") +
+                      e);
   }
   if (version > 0 && version < kSchemaVersion) {
     spdlog::info("journal {}: upgraded from schema version {} to {}", path, version,
                  kSchemaVersion);
   }
-  if (!j->prepare(e)) {
-    error = where + "cannot prepare statements: " + e;
-    return nullptr;
+  if (auto prepared = j->prepare(); !prepared) {
+    return base::fail(where + "cannot prepare statements: " + prepared.error().message);
   }
   j->remember_files();
   return j;
 }
 
-bool Journal::prepare(std::string& error) {
+base::Status Journal::prepare() {
   struct {
     sqlite3_stmt** st;
     const char* sql;
@@ -371,16 +363,14 @@ bool Journal::prepare(std::string& error) {
   };
   for (auto& s : statements) {
     if (sqlite3_prepare_v3(db_, s.sql, -1, SQLITE_PREPARE_PERSISTENT, s.st, nullptr) != SQLITE_OK) {
-      error = message_of(db_);
-      return false;
+      return base::fail(message_of(db_));
     }
   }
-  return true;
+  return {};
 }
 
 Journal::~Journal() {
-  std::string ignored;
-  if (in_transaction_) (void)commit(ignored);
+  if (in_transaction_) (void)commit();
   for (auto* st : {insert_, dispatch_, dispatch_row_, cancel_, finish_, finish_row_, answer_,
                    expire_, quarantine_copy_, quarantine_mark_}) {
     sqlite3_finalize(st);
@@ -569,7 +559,7 @@ std::string Journal::check_files() {
   return broken_;
 }
 
-bool Journal::commit(std::string& error) {
+base::Status Journal::commit() {
   std::string why;
   if (in_transaction_) {
     std::string e;
@@ -595,9 +585,8 @@ bool Journal::commit(std::string& error) {
     why = check_files();
   }
   write_error_.clear();
-  if (why.empty()) return true;
-  error = "journal " + path_ + ": " + why;
-  return false;
+  if (why.empty()) return {};
+  return base::fail("journal " + path_ + ": " + why);
 }
 
 std::vector<Journal::Pending> Journal::pending() {

@@ -56,8 +56,8 @@ class Journal final : public Store {
   // crashed broker leaves no stale lock.
   // read_only: for tools that look at a live broker's journal (the CLI's dead-letters); nothing is
   // created or written or locked, and the file must exist.
-  static std::unique_ptr<Journal> open(const std::string& path, std::string& error,
-                                       bool read_only = false);
+  static base::Expected<std::unique_ptr<Journal>> open(const std::string& path,
+                                                       bool read_only = false);
   ~Journal() override;
   Journal(const Journal&) = delete;
   Journal& operator=(const Journal&) = delete;
@@ -75,8 +75,8 @@ class Journal final : public Store {
   // The first answer stored for a job wins; a second one (a duplicate result) is ignored.
   void finished(std::string_view job_id, uint8_t command, std::string_view body, uint64_t unix_ms,
                 int64_t row = 0) override;
-  // Commits what the turn wrote. false (and `error`) if it could not: the broker then must not
-  // send what depended on it, and stops. Also false once anything of this turn read or wrote hit
+  // Commits what the turn wrote, or says why it could not: the broker then must not send what
+  // depended on it, and stops. Also false once anything of this turn read or wrote hit
   // damage SQLite reported (SQLITE_CORRUPT, SQLITE_NOTADB), and when the journal's files are not
   // the ones it opened: the database file, its `-wal` or its `.lock` removed, renamed or replaced
   // (checked after every commit that wrote, and by a commit() with nothing to write once
@@ -84,7 +84,7 @@ class Journal final : public Store {
   // `-wal` removed while the database file is still in place is first checkpointed into it, so
   // what was committed stays in the journal for the next start. Every call after such a failure
   // fails the same way.
-  bool commit(std::string& error) override;
+  base::Status commit() override;
   bool dirty() const override { return in_transaction_; }
 
   // Every accepted job without an answer, in acceptance order. A row whose request fails its
@@ -121,7 +121,7 @@ class Journal final : public Store {
   enum class Damage { kRequest, kAnswer };
 
   Journal() = default;
-  bool prepare(std::string& error);
+  base::Status prepare();
   void begin();
   void step_reset(sqlite3_stmt* st, const char* what);
   // Notes that a statement failed (`what`), for this turn's commit() to report; damage SQLite

@@ -39,7 +39,16 @@ namespace paddock::broker {
 
 class Broker::Loop final : private LoopHost {
  public:
-  explicit Loop(Options options);
+  // `options` as checked() returned them, `storage` as open_storage() opened it. Nothing here
+  // fails; start() does what can.
+  Loop(Options options, OpenedStorage storage);
+
+  // A Failure if the security options would carry plaintext off this machine; `options`
+  // otherwise (so that it runs before anything is opened).
+  static base::Expected<Options> checked(Options options);
+  // Starts the store (the journal re-queues its jobs), binds both endpoints and starts the
+  // metrics server if asked; a Failure naming what could not be done.
+  base::Status start();
 
   Stats run(const std::atomic<bool>& stop);
 
@@ -67,10 +76,6 @@ class Broker::Loop final : private LoopHost {
   void stop_on_worker(const std::string& worker, const std::string& job_id, bool forget) override;
   void answer_error(const Job& job, schemas::JobCode code, const std::string& message,
                     bool retryable) override;
-
-  // Throws std::runtime_error if the endpoints would carry plaintext off this machine; returns
-  // `options` otherwise (so that it runs before anything is opened).
-  static Options checked(Options options);
 
   // client_side.cc
   void on_client_message(const std::string& route, std::span<const std::string_view> parts);

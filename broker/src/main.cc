@@ -12,34 +12,40 @@ int main(int argc, char** argv) {
   auto parsed = broker::parse_broker_args(argc, argv);
   if (!parsed.ok()) return daemon::report(parsed.error());
   broker::BrokerConfig config = std::move(parsed).value();
-  if (auto error = broker::make_state_dir(config); !error.empty()) {
-    return daemon::report({daemon::kExitUsage, error});
+  if (auto made = broker::make_state_dir(config); !made) {
+    return daemon::report({daemon::kExitUsage, made.error().message});
   }
   daemon::set_up_logger(config.log_level, "broker");
-  try {
-    broker::load_secrets(config);
-    const auto& opt = config.options;
-    if (!opt.store_url.empty()) {
-      // The store logs where it is (without a password) once connected.
-    } else if (opt.journal_path.empty()) {
-      spdlog::warn(
-          "no journal (--no-journal): jobs are held in memory only, and a restart loses "
-          "every job not yet answered");
-    } else {
-      spdlog::info("journal {}", opt.journal_path);
-    }
-    broker::Broker broker(opt);
-    daemon::StopTarget stop([](void* b) { static_cast<broker::Broker*>(b)->stop(); }, &broker);
-    if (!config.ready_file.empty()) {
-      nlohmann::json ready = {{"client", broker.client_endpoint()},
-                              {"worker", broker.worker_endpoint()}};
-      if (!broker.metrics_address().empty()) ready["metrics"] = broker.metrics_address();
-      if (!broker.curve_public_key().empty()) ready["curve_public_key"] = broker.curve_public_key();
-      daemon::write_ready_file(config.ready_file, std::move(ready));
-    }
-    return broker.run().journal_failed ? 1 : 0;
-  } catch (const std::exception& e) {
-    spdlog::error("{}", e.what());
+  if (auto loaded = broker::load_secrets(config); !loaded) {
+    spdlog::error("{}", loaded.error().message);
     return 1;
   }
+  const auto& opt = config.options;
+  if (!opt.store_url.empty()) {
+    // The store logs where it is (without a password) once connected.
+  } else if (opt.journal_path.empty()) {
+    spdlog::warn(
+        "no journal (--no-journal): jobs are held in memory only, and a restart loses every job "
+        "not yet answered");
+  } else {
+    spdlog::info("journal {}", opt.journal_path);
+  }
+  auto opened = broker::Broker::open(opt);
+  if (!opened) {
+    spdlog::error("{}", opened.error().message);
+    return 1;
+  }
+  broker::Broker& broker = **opened;
+  daemon::StopTarget stop([](void* b) { static_cast<broker::Broker*>(b)->stop(); }, &broker);
+  if (!config.ready_file.empty()) {
+    nlohmann::json ready = {{"client", broker.client_endpoint()},
+                            {"worker", broker.worker_endpoint()}};
+    if (!broker.metrics_address().empty()) ready["metrics"] = broker.metrics_address();
+    if (!broker.curve_public_key().empty()) ready["curve_public_key"] = broker.curve_public_key();
+    if (auto written = daemon::write_ready_file(config.ready_file, std::move(ready)); !written) {
+      spdlog::error("{}", written.error().message);
+      return 1;
+    }
+  }
+  return broker.run().journal_failed ? 1 : 0;
 }

@@ -240,18 +240,18 @@ std::string random_suffix() {
 
 }  // namespace
 
-std::unique_ptr<PgStore> PgStore::open(Settings settings, std::string& error) {
+base::Expected<std::unique_ptr<PgStore>> PgStore::open(Settings settings) {
   std::unique_ptr<PgStore> s(new PgStore(std::move(settings)));
-  if (!s->connect(error)) return nullptr;
-  if (!s->register_broker(error)) return nullptr;
+  if (auto st = s->connect(); !st) return std::move(st).error();
+  if (auto st = s->register_broker(); !st) return std::move(st).error();
   return s;
 }
 
-std::unique_ptr<PgStore> PgStore::open_reader(const std::string& conninfo, std::string& error) {
+base::Expected<std::unique_ptr<PgStore>> PgStore::open_reader(const std::string& conninfo) {
   Settings settings;
   settings.conninfo = conninfo;
   std::unique_ptr<PgStore> s(new PgStore(std::move(settings)));
-  if (!s->connect(error, /*reader=*/true)) return nullptr;
+  if (auto st = s->connect(/*reader=*/true); !st) return std::move(st).error();
   return s;
 }
 
@@ -261,7 +261,8 @@ PgStore::~PgStore() {
 
 std::string PgStore::describe() const { return "postgresql " + server_of(conn_); }
 
-bool PgStore::connect(std::string& error, bool reader) {
+base::Status PgStore::connect(bool reader) {
+  std::string error;
   if (conn_ != nullptr) {
     PQfinish(conn_);
     conn_ = nullptr;
@@ -277,7 +278,7 @@ bool PgStore::connect(std::string& error, bool reader) {
       PQfinish(conn_);
       conn_ = nullptr;
     }
-    return false;
+    return base::fail(std::move(error));
   }
   const std::string where = "postgresql " + server_of(conn_) + ": ";
   auto exec = [&](const char* sql) {
@@ -290,57 +291,58 @@ bool PgStore::connect(std::string& error, bool reader) {
     return r;
   };
   // Quiet: CREATE … IF NOT EXISTS notices are not news.
-  if (!exec("SET client_min_messages = warning")) return false;
+  if (!exec("SET client_min_messages = warning")) return base::fail(std::move(error));
   if (reader) {
     Result v = exec("SELECT to_regclass('paddock_jobs') IS NOT NULL");
-    if (!v) return false;
+    if (!v) return base::fail(std::move(error));
     if (PQgetvalue(v.get(), 0, 0)[0] != 't') {
       error = where + "no shared queue here (no paddock_jobs table): is this the brokers' --store?";
-      return false;
+      return base::fail(std::move(error));
     }
-    return true;
+    return {};
   }
   if (!exec("BEGIN") || !exec(kSchemaLock) || !exec(kSchema)) {
     error += " (creating the schema)";
     Result(PQexec(conn_, "ROLLBACK"));
-    return false;
+    return base::fail(std::move(error));
   }
   {
     Result v = exec("SELECT max(version) FROM paddock_schema");
-    if (!v) return false;
+    if (!v) return base::fail(std::move(error));
     const int version = PQgetisnull(v.get(), 0, 0) ? 0 : std::atoi(PQgetvalue(v.get(), 0, 0));
     if (version > kSchemaVersion) {
       error = where + "schema version " + std::to_string(version) +
               " is newer than this broker's (" + std::to_string(kSchemaVersion) + ")";
       Result(PQexec(conn_, "ROLLBACK"));
-      return false;
+      return base::fail(std::move(error));
     }
     if (version == 0 &&
         !exec(("INSERT INTO paddock_schema VALUES (" + std::to_string(kSchemaVersion) + ")")
                   .c_str())) {
-      return false;
+      return base::fail(std::move(error));
     }
   }
-  if (!exec("COMMIT")) return false;
+  if (!exec("COMMIT")) return base::fail(std::move(error));
   for (const auto& st : kStatements) {
     Result r(PQprepare(conn_, st.name, st.sql, 0, nullptr));
     if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
       error = where + "prepare " + st.name + ": " + message_of(conn_);
-      return false;
+      return base::fail(std::move(error));
     }
   }
   if (!exec("LISTEN paddock_answered") || !exec("LISTEN paddock_queued") ||
       !exec("LISTEN paddock_cancel")) {
-    return false;
+    return base::fail(std::move(error));
   }
   if (PQsetnonblocking(conn_, 0) != 0) {
     error = where + "cannot use the connection in blocking mode";
-    return false;
+    return base::fail(std::move(error));
   }
-  return true;
+  return {};
 }
 
-bool PgStore::register_broker(std::string& error) {
+base::Status PgStore::register_broker() {
+  std::string error;
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
   ++generation_;
@@ -355,10 +357,10 @@ bool PgStore::register_broker(std::string& error) {
                   p);
   if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
     error = "postgresql " + server_of(conn_) + ": register broker: " + message_of(conn_);
-    return false;
+    return base::fail(std::move(error));
   }
   healthy_ = true;
-  return true;
+  return {};
 }
 
 void PgStore::fail(const std::string& what) {
@@ -670,24 +672,25 @@ PgStore::Cancel PgStore::cancel(std::string_view job_id, uint8_t command, std::s
   return PQntuples(known.get()) == 1 ? Cancel::kAnswered : Cancel::kUnknown;
 }
 
-bool PgStore::commit(std::string& error) {
+base::Status PgStore::commit() {
+  std::string error;
   if (!in_transaction_) {
-    if (write_error_.empty()) return true;
+    if (write_error_.empty()) return {};
     error = "postgresql " + server_of(conn_) + ": " + write_error_;
     write_error_.clear();
-    return false;
+    return base::fail(std::move(error));
   }
   in_transaction_ = false;
   if (write_error_.empty()) {
     Result r(PQexec(conn_, "COMMIT"));
-    if (PQresultStatus(r.get()) == PGRES_COMMAND_OK) return true;
+    if (PQresultStatus(r.get()) == PGRES_COMMAND_OK) return {};
     fail("commit");
   }
   error = "postgresql " + server_of(conn_) + ": " + write_error_;
   write_error_.clear();
   if (PQstatus(conn_) == CONNECTION_OK) Result(PQexec(conn_, "ROLLBACK"));
   healthy_ = false;
-  return false;
+  return base::fail(std::move(error));
 }
 
 std::optional<Store::Answer> PgStore::answer_of(std::string_view job_id) {
@@ -860,28 +863,29 @@ PgStore::Events PgStore::take_events() {
 
 int PgStore::socket() const { return conn_ != nullptr ? PQsocket(conn_) : -1; }
 
-bool PgStore::rejoin(std::string& error) {
+base::Status PgStore::rejoin() {
+  std::string error;
   const std::string old_id = broker_id_;
   healthy_ = false;  // until registered again
   in_transaction_ = false;
   write_error_.clear();
   if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK) {
-    if (!connect(error)) return false;
+    if (auto st = connect(); !st) return st;
   } else {
     Result(PQexec(conn_, "ROLLBACK"));
   }
-  if (!register_broker(error)) return false;
+  if (auto st = register_broker(); !st) return st;
   // What the old id held goes back to the queue now rather than when its lease lapses.
   const auto released = release(old_id);
   if (!released) {
     error = "postgresql " + server_of(conn_) + ": release the claims of " + old_id + ": " +
             message_of(conn_);
     healthy_ = false;
-    return false;
+    return base::fail(std::move(error));
   }
   spdlog::warn("postgresql: re-joined as {}; {} job(s) claimed as {} went back to the queue",
                broker_id_, *released, old_id);
-  return true;
+  return {};
 }
 
 std::optional<uint64_t> PgStore::release(const std::string& id) {
@@ -895,8 +899,7 @@ std::optional<uint64_t> PgStore::release(const std::string& id) {
 
 void PgStore::leave() {
   if (!healthy_ || conn_ == nullptr) return;
-  std::string ignored;
-  if (in_transaction_) (void)commit(ignored);
+  if (in_transaction_) (void)commit();
   if (const auto released = release(broker_id_)) {
     spdlog::info("postgresql: {} left; {} claimed job(s) went back to the queue", broker_id_,
                  *released);

@@ -45,12 +45,12 @@ class PgStore final : public Store {
     uint32_t connect_timeout_s = 5;
   };
   // Connects, creates or checks the schema (under an advisory lock: brokers starting together do
-  // not race), and registers this broker with a fresh lease. nullptr and `error` (naming the
-  // server, never its password) if it cannot.
-  static std::unique_ptr<PgStore> open(Settings settings, std::string& error);
+  // not race), and registers this broker with a fresh lease; or says why it cannot (naming the
+  // server, never its password).
+  static base::Expected<std::unique_ptr<PgStore>> open(Settings settings);
   // For tools that read (paddock dead-letters): connects, checks that the schema is there, and
   // neither creates anything nor registers as a broker.
-  static std::unique_ptr<PgStore> open_reader(const std::string& conninfo, std::string& error);
+  static base::Expected<std::unique_ptr<PgStore>> open_reader(const std::string& conninfo);
   ~PgStore() override;
   PgStore(const PgStore&) = delete;
   PgStore& operator=(const PgStore&) = delete;
@@ -61,7 +61,7 @@ class PgStore final : public Store {
   void cancel_requested(std::string_view job_id) override;
   void finished(std::string_view job_id, uint8_t command, std::string_view body, uint64_t unix_ms,
                 int64_t row = 0) override;
-  bool commit(std::string& error) override;
+  base::Status commit() override;
   bool dirty() const override { return in_transaction_; }
   std::optional<Answer> answer_of(std::string_view job_id) override;
   uint64_t expire(uint64_t cutoff_unix_ms) override;
@@ -153,9 +153,9 @@ class PgStore final : public Store {
   int socket() const;
 
   // After a failed turn: connect again if needed, register under a new broker id, and hand every
-  // job the old id held back to the queue. false (and `error`) if the server cannot be reached
-  // yet; call again later.
-  bool rejoin(std::string& error);
+  // job the old id held back to the queue; or says why not (the server cannot be reached yet):
+  // call again later.
+  base::Status rejoin();
   bool healthy() const override { return healthy_; }
   const std::string& broker_id() const { return broker_id_; }
   // Clean shutdown: this broker's claims go back to the queue now, its lease is dropped.
@@ -163,8 +163,8 @@ class PgStore final : public Store {
 
  private:
   explicit PgStore(Settings settings) : settings_(std::move(settings)) {}
-  bool connect(std::string& error, bool reader = false);
-  bool register_broker(std::string& error);
+  base::Status connect(bool reader = false);
+  base::Status register_broker();
   // Gives the claims of broker `id` back to the queue and removes its lease row: how many jobs it
   // held, or nullopt if a statement failed.
   std::optional<uint64_t> release(const std::string& id);

@@ -28,8 +28,10 @@ SharedStore::SharedStore(LoopHost& host, std::unique_ptr<PgStore> queue)
 dashboard::StoreLookup SharedStore::lookup() const {
   dashboard::StoreLookup lookup;
   lookup.source = "shared-queue";
-  lookup.open = [url = host_.options().store_url](std::string& error) -> std::unique_ptr<Store> {
-    return PgStore::open_reader(url, error);
+  lookup.open = [url = host_.options().store_url]() -> base::Expected<std::unique_ptr<Store>> {
+    auto queue = PgStore::open_reader(url);
+    if (!queue) return std::move(queue).error();
+    return std::unique_ptr<Store>(std::move(queue).value());
   };
   return lookup;
 }
@@ -46,10 +48,9 @@ void SharedStore::on_timer(TimerQueue::Kind kind) {
 
 JobStore::Commit SharedStore::commit() {
   flush_answers();
-  std::string error;
-  if (!queue_->commit(error)) {
+  if (auto committed = queue_->commit(); !committed) {
     // Not fatal: the queue is in the database; this broker forgets its turn and re-joins.
-    failed(error);
+    failed(committed.error().message);
     return Commit::kFailed;
   }
   turn_submits_.clear();
@@ -96,10 +97,11 @@ void SharedStore::flush_answers() {
 void SharedStore::turn_start() {
   if (!queue_->healthy()) {
     if (host_.timers().armed(TimerQueue::Kind::kRejoin)) return;
-    std::string error;
-    if (!queue_->rejoin(error)) {
+    if (auto joined = queue_->rejoin(); !joined) {
       host_.timers().set(TimerQueue::Kind::kRejoin, host_.now() + kRejoinRetry);
-      if (host_.log_limiter().allow()) spdlog::error("{}; trying again in 1 s", error);
+      if (host_.log_limiter().allow()) {
+        spdlog::error("{}; trying again in 1 s", joined.error().message);
+      }
       return;
     }
     rejoined();
@@ -461,11 +463,10 @@ void SharedStore::failed(const std::string& error) {
   if (rejected > 0) {
     spdlog::warn("shared queue: {} job(s) of this turn's SUBMITs REJECTED", rejected);
   }
-  std::string rejoin_error;
-  if (queue_->rejoin(rejoin_error)) {
+  if (auto joined = queue_->rejoin(); joined) {
     rejoined();
   } else {
-    spdlog::error("{}; trying again in 1 s", rejoin_error);
+    spdlog::error("{}; trying again in 1 s", joined.error().message);
     host_.timers().set(TimerQueue::Kind::kRejoin, host_.now() + kRejoinRetry);
   }
 }

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "paddock/base/expected.h"
+
 namespace paddock::broker {
 
 class Store {
@@ -55,9 +57,9 @@ class Store {
   // The first answer stored for a job wins; a second one (a duplicate result) is ignored.
   virtual void finished(std::string_view job_id, uint8_t command, std::string_view body,
                         uint64_t unix_ms, int64_t row = 0) = 0;
-  // Commits what the turn wrote. false (and `error`) if it could not: the broker then must not
-  // send what depended on it.
-  virtual bool commit(std::string& error) = 0;
+  // Commits what the turn wrote, or says why it could not: the broker then must not send what
+  // depended on it.
+  virtual base::Status commit() = 0;
   virtual bool dirty() const = 0;
 
   // The stored answer of a finished job.

@@ -53,15 +53,18 @@ void set_up_logger(const std::string& level, const std::string& who) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ " + who + ": %v");
 }
 
-void write_ready_file(const std::string& path, nlohmann::json fields) {
+base::Status write_ready_file(const std::string& path, nlohmann::json fields) {
   fields["pid"] = static_cast<int>(getpid());
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
     out << fields.dump() << "\n";
-    if (!out) throw std::runtime_error("write " + tmp + " failed");
+    if (!out) return base::fail("ready file: write " + tmp + " failed");
   }
-  std::filesystem::rename(tmp, path);
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return base::fail("ready file: rename " + tmp + " to " + path + ": " + ec.message());
+  return {};
 }
 
 }  // namespace paddock::daemon

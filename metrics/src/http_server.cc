@@ -24,25 +24,23 @@ struct HttpServer::Impl {
   std::atomic<bool> returned{false};  // listen_after_bind() returned
 };
 
-std::optional<ListenAddress> parse_listen_address(std::string_view text, std::string& error) {
+base::Expected<ListenAddress> parse_listen_address(std::string_view text) {
   const size_t colon = text.rfind(':');
   if (colon == std::string_view::npos) {
-    error = "'" + std::string(text) + "' is not HOST:PORT";
-    return std::nullopt;
+    return base::fail("'" + std::string(text) + "' is not HOST:PORT");
   }
   std::string_view host = text.substr(0, colon);
   const std::string_view port = text.substr(colon + 1);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   } else if (host.find(':') != std::string_view::npos) {
-    error = "'" + std::string(text) + "': an IPv6 host goes in brackets, [::1]:PORT";
-    return std::nullopt;
+    return base::fail("'" + std::string(text) + "': an IPv6 host goes in brackets, [::1]:PORT");
   }
   unsigned value = 0;
   auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
   if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value > 65535) {
-    error = "'" + std::string(text) + "': port '" + std::string(port) + "' is not 0..65535";
-    return std::nullopt;
+    return base::fail("'" + std::string(text) + "': port '" + std::string(port) +
+                      "' is not 0..65535");
   }
   ListenAddress a;
   a.host = host.empty() ? "127.0.0.1" : std::string(host);
@@ -51,8 +49,7 @@ std::optional<ListenAddress> parse_listen_address(std::string_view text, std::st
 }
 
 bool is_loopback(std::string_view address) {
-  std::string error;
-  auto a = parse_listen_address(address, error);
+  auto a = parse_listen_address(address);
   if (!a) return false;
   return a->host.rfind("127.", 0) == 0 || a->host == "::1" || a->host == "localhost";
 }
@@ -122,10 +119,9 @@ void HttpServer::get_prefix(std::string prefix, HttpHandler handler) {
   impl_->server.Get(regex_literal(prefix) + ".+", adapt(std::move(handler)));
 }
 
-void HttpServer::start(const std::string& address) {
-  std::string error;
-  auto a = parse_listen_address(address, error);
-  if (!a) throw std::runtime_error("http listen address " + error);
+base::Status HttpServer::start(const std::string& address) {
+  auto a = parse_listen_address(address);
+  if (!a) return base::fail("http listen address " + a.error().message);
   errno = 0;
   int port = a->port;
   if (a->port == 0) {
@@ -135,8 +131,8 @@ void HttpServer::start(const std::string& address) {
   }
   if (port <= 0) {
     const int err = errno;
-    throw std::runtime_error("http listen on " + address + ": " +
-                             (err != 0 ? std::strerror(err) : "cannot bind"));
+    return base::fail("http listen on " + address + ": " +
+                      (err != 0 ? std::strerror(err) : "cannot bind"));
   }
   host_ = a->host;
   port_ = static_cast<uint16_t>(port);
@@ -149,6 +145,7 @@ void HttpServer::start(const std::string& address) {
   while (!impl_->server.is_running() && !impl_->returned.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  return {};
 }
 
 std::string HttpServer::address() const {

@@ -16,12 +16,12 @@ namespace sc = paddock::schemas;
 
 TEST_CASE("a minimal line gives the protocol's defaults") {
   auto p = cli::job_from_json_text(R"({"argv": ["echo", "hi"]})");
-  REQUIRE(p.job);
-  CHECK(p.job->argv == std::vector<std::string>{"echo", "hi"});
-  CHECK(p.job->job_id.empty());
+  REQUIRE(p.ok());
+  CHECK(p->argv == std::vector<std::string>{"echo", "hi"});
+  CHECK(p->job_id.empty());
   sc::JobRequest defaults;
-  defaults.argv = p.job->argv;
-  CHECK(*p.job == defaults);
+  defaults.argv = p->argv;
+  CHECK(*p == defaults);
 }
 
 TEST_CASE("every field is read") {
@@ -31,8 +31,8 @@ TEST_CASE("every field is read") {
     "vcpus": 2, "mem_mib": 256, "timeout_ms": 500, "output_cap": 10, "priority": -5,
     "deadline_ms": 1700000000000, "tags": {"team": "x"},
     "egress": [{"cidr": "10.0.0.0/8", "protocol": "udp", "ports": [53, {"first": 1000, "last": 2000}, {"first": 7}]}]})");
-  REQUIRE_MESSAGE(p.job, p.error.message());
-  const auto& j = *p.job;
+  REQUIRE_MESSAGE(p.ok(), p.error().message());
+  const auto& j = *p;
   CHECK(j.job_id == "j-1");
   CHECK(j.image == "py");
   CHECK(j.env.at("A") == "1");
@@ -77,25 +77,25 @@ TEST_CASE("errors name the field") {
   for (const auto& c : cases) {
     CAPTURE(c.line);
     auto p = cli::job_from_json_text(c.line);
-    CHECK_FALSE(p.job);
-    CHECK(p.error.field == c.field);
-    CHECK_FALSE(p.error.reason.empty());
+    CHECK_FALSE(p.ok());
+    CHECK(p.error().field == c.field);
+    CHECK_FALSE(p.error().reason.empty());
   }
 }
 
 TEST_CASE("null means absent, and bad JSON is reported as such") {
   auto p = cli::job_from_json_text(R"({"argv": ["x"], "env": null, "job_id": null})");
-  REQUIRE(p.job);
-  CHECK(p.job->job_id.empty());
+  REQUIRE(p.ok());
+  CHECK(p->job_id.empty());
   auto bad = cli::job_from_json_text("{argv: 1}");
-  CHECK_FALSE(bad.job);
-  CHECK(bad.error.field.empty());
-  CHECK(bad.error.reason.find("not valid JSON") == 0);
-  CHECK(cli::job_from_json_text("[1, 2]").error.reason.find("expected a JSON object") == 0);
+  CHECK_FALSE(bad.ok());
+  CHECK(bad.error().field.empty());
+  CHECK(bad.error().reason.find("not valid JSON") == 0);
+  CHECK(cli::job_from_json_text("[1, 2]").error().reason.find("expected a JSON object") == 0);
   // A number too large for a double is an error too, not an exception (found by fuzz_batch_jobs).
   auto huge = cli::job_from_json_text(R"({"argv": ["x"], "priority": 1e999})");
-  CHECK_FALSE(huge.job);
-  CHECK(huge.error.reason.find("not valid JSON") == 0);
+  CHECK_FALSE(huge.ok());
+  CHECK(huge.error().reason.find("not valid JSON") == 0);
 }
 
 TEST_CASE("job_to_json and job_from_json are inverses, binary stdin included") {
@@ -111,8 +111,8 @@ TEST_CASE("job_to_json and job_from_json are inverses, binary stdin included") {
   const auto j = cli::job_to_json(r);
   CHECK(j["stdin"].is_object());  // not UTF-8: base64
   auto back = cli::job_from_json_text(cli::dump_line(j));
-  REQUIRE_MESSAGE(back.job, back.error.message());
-  CHECK(*back.job == r);
+  REQUIRE_MESSAGE(back.ok(), back.error().message());
+  CHECK(*back == r);
 }
 
 TEST_CASE("results and errors as JSON lines") {

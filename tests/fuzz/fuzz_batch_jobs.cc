@@ -31,7 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (sc::validate(job)) __builtin_trap();
     if (!ids.insert(job.job_id).second) __builtin_trap();
     const auto again = cli::job_from_json(cli::job_to_json(job));
-    if (!again.job || !(*again.job == job)) __builtin_trap();
+    if (!again || !(*again == job)) __builtin_trap();
   }
   return 0;
 }

@@ -95,13 +95,14 @@ TEST_CASE(
   std::filesystem::remove_all(base);
   auto parsed = parse({"--state-dir", (base / "state").string()});
   REQUIRE(parsed.ok());
-  CHECK(broker::make_state_dir(parsed.value()).empty());
+  CHECK(broker::make_state_dir(parsed.value()).ok());
   CHECK((std::filesystem::status(base / "state").permissions() & std::filesystem::perms::all) ==
         std::filesystem::perms::owner_all);
   { std::ofstream(base / "file") << "x"; }
   auto blocked = parse({"--state-dir", (base / "file" / "state").string()});
   REQUIRE(blocked.ok());
-  CHECK(contains(broker::make_state_dir(blocked.value()),
-                 "--state-dir " + (base / "file" / "state").string()));
+  const auto made = broker::make_state_dir(blocked.value());
+  REQUIRE_FALSE(made.ok());
+  CHECK(contains(made.error().message, "--state-dir " + (base / "file" / "state").string()));
   std::filesystem::remove_all(base);
 }

@@ -250,15 +250,21 @@ TEST_CASE("dashboard access: a token file must be private and long enough") {
     ::chmod(path.c_str(), mode);
   };
   write("  0123456789abcdefXYZ  \nsecond line\n", 0600);
-  CHECK(read_token_file(path) == "0123456789abcdefXYZ");
+  // The Failure's message, or "" when the token was read.
+  auto refusal = [&] {
+    auto token = read_token_file(path);
+    return token ? std::string() : token.error().message;
+  };
+  REQUIRE(read_token_file(path));
+  CHECK(*read_token_file(path) == "0123456789abcdefXYZ");
   write("0123456789abcdefXYZ\n", 0640);
-  CHECK_THROWS_WITH_AS(read_token_file(path), doctest::Contains("chmod 600"), std::runtime_error);
+  CHECK(refusal().find("chmod 600") != std::string::npos);
   write("short\n", 0600);
-  CHECK_THROWS_WITH_AS(read_token_file(path), doctest::Contains("at least 16"), std::runtime_error);
+  CHECK(refusal().find("at least 16") != std::string::npos);
   write("0123456789abcdef;injected\n", 0600);
-  CHECK_THROWS_AS(read_token_file(path), std::runtime_error);
+  CHECK(refusal().find("printable") != std::string::npos);
   ::unlink(path.c_str());
-  CHECK_THROWS_AS(read_token_file(path), std::runtime_error);
+  CHECK(refusal().find(path) != std::string::npos);
 }
 
 TEST_CASE("dashboard json: overview counts errors by variant and code and the queue by priority") {

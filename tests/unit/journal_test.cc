@@ -35,9 +35,27 @@ struct TempDir {
   }
 };
 
+// Journal::open and Journal::commit with the error as a string the checks below search: the
+// journal, or nullptr and `error`; whether the commit held, and `error` if not.
+std::unique_ptr<Journal> open_journal(const std::string& path, std::string& error,
+                                      bool read_only = false) {
+  auto j = Journal::open(path, read_only);
+  if (!j) {
+    error = j.error().message;
+    return nullptr;
+  }
+  return std::move(j).value();
+}
+
+bool commit(Journal& j, std::string& error) {
+  auto committed = j.commit();
+  if (!committed) error = committed.error().message;
+  return committed.ok();
+}
+
 std::unique_ptr<Journal> open_ok(const std::string& path) {
   std::string error;
-  auto j = Journal::open(path, error);
+  auto j = open_journal(path, error);
   REQUIRE_MESSAGE(j != nullptr, error);
   return j;
 }
@@ -57,7 +75,7 @@ TEST_CASE(
     j->accepted("c", "request-c", 1002);
     j->dispatched("b", 2);
     j->finished("c", 7, "answer-c", 1003);
-    REQUIRE(j->commit(error));
+    REQUIRE(commit(*j, error));
   }
   {
     // A process that dies before its turn's commit: what it wrote is not in the journal.
@@ -65,7 +83,7 @@ TEST_CASE(
     REQUIRE(child >= 0);
     if (child == 0) {
       std::string error;
-      auto j = Journal::open(path, error);
+      auto j = open_journal(path, error);
       if (j) j->accepted("lost", "never committed", 1004);
       ::_exit(j ? 0 : 1);  // no destructor, no commit
     }
@@ -102,13 +120,13 @@ TEST_CASE(
   j->accepted("x", "a second submit of the same id", 11);  // ignored: one row per job id
   j->finished("x", 7, "first", 100);
   j->finished("x", 7, "duplicate from a reconnecting worker", 101);
-  REQUIRE(j->commit(error));
+  REQUIRE(commit(*j, error));
   CHECK(j->size() == 1);
   CHECK(j->answer_of("x")->body == "first");
   CHECK(j->expire(100) == 0);  // finished at 100: not before the cutoff
-  REQUIRE(j->commit(error));
+  REQUIRE(commit(*j, error));
   CHECK(j->expire(101) == 1);
-  REQUIRE(j->commit(error));
+  REQUIRE(commit(*j, error));
   CHECK_FALSE(j->answer_of("x").has_value());
   CHECK(j->size() == 0);
 }
@@ -119,7 +137,7 @@ TEST_CASE("journal: a file that is no database or is damaged is refused, naming 
     const std::string path = d.path + "/garbage.db";
     std::ofstream(path) << std::string(8192, 'x');
     std::string error;
-    CHECK(Journal::open(path, error) == nullptr);
+    CHECK(open_journal(path, error) == nullptr);
     CHECK_MESSAGE(error.find(path) != std::string::npos, error);
     CHECK_MESSAGE(error.find("not a database") != std::string::npos, error);
   }
@@ -130,11 +148,11 @@ TEST_CASE("journal: a file that is no database or is damaged is refused, naming 
       auto j = open_ok(path);
       std::string error;
       j->accepted("a", "r", 1);
-      REQUIRE(j->commit(error));
+      REQUIRE(commit(*j, error));
     }
     fs::resize_file(path, fs::file_size(path) - 1000);
     std::string error;
-    CHECK(Journal::open(path, error) == nullptr);
+    CHECK(open_journal(path, error) == nullptr);
     CHECK_MESSAGE(error.find("truncated") != std::string::npos, error);
   }
   {
@@ -146,7 +164,7 @@ TEST_CASE("journal: a file that is no database or is damaged is refused, naming 
       for (int i = 0; i < 2000; ++i) {
         j->accepted("job-" + std::to_string(i), std::string(200, 'r'), static_cast<uint64_t>(i));
       }
-      REQUIRE(j->commit(error));
+      REQUIRE(commit(*j, error));
     }
     {
       // Checkpointed on close: the pages are in the main file now.
@@ -156,7 +174,7 @@ TEST_CASE("journal: a file that is no database or is damaged is refused, naming 
       f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
     }
     std::string error;
-    auto j = Journal::open(path, error);
+    auto j = open_journal(path, error);
     CHECK(j == nullptr);
     CHECK_MESSAGE(error.find(path) != std::string::npos, error);
     CHECK_MESSAGE((error.find("corrupt") != std::string::npos ||
@@ -177,7 +195,7 @@ TEST_CASE(
     j->dispatched("run", 1);
     j->cancel_requested("run");
     std::string error;
-    REQUIRE_MESSAGE(j->commit(error), error);
+    REQUIRE_MESSAGE(commit(*j, error), error);
   }
   {
     auto j = open_ok(path);
@@ -191,7 +209,7 @@ TEST_CASE(
     j->finished("other", 3, "answer", 5);
     j->cancel_requested("other");
     std::string error;
-    REQUIRE_MESSAGE(j->commit(error), error);
+    REQUIRE_MESSAGE(commit(*j, error), error);
     CHECK(j->pending().size() == 1);
   }
   // A journal written by the previous schema (no cancelled column, user_version 1).
@@ -211,7 +229,7 @@ TEST_CASE(
   }
   {
     std::string error;
-    auto ro = Journal::open(old_path, error, true);  // read-only tools read version 1 as it is
+    auto ro = open_journal(old_path, error, true);  // read-only tools read version 1 as it is
     REQUIRE_MESSAGE(ro != nullptr, error);
   }
   auto j = open_ok(old_path);
@@ -222,7 +240,7 @@ TEST_CASE(
   CHECK_FALSE(p[0].cancel_requested);
   j->cancel_requested("old");
   std::string error;
-  REQUIRE_MESSAGE(j->commit(error), error);
+  REQUIRE_MESSAGE(commit(*j, error), error);
   CHECK(j->pending()[0].cancel_requested);
 }
 
@@ -237,7 +255,7 @@ TEST_CASE(
   CHECK(lock == std::to_string(::getpid()));
 
   std::string error;
-  CHECK(Journal::open(path, error) == nullptr);
+  CHECK(open_journal(path, error) == nullptr);
   CAPTURE(error);
   CHECK(error.find("in use by another broker (pid " + std::to_string(::getpid()) + ")") !=
         std::string::npos);
@@ -245,7 +263,7 @@ TEST_CASE(
 
   // A reader (the CLI's dead-letters) takes no lock.
   error.clear();
-  CHECK(Journal::open(path, error, /*read_only=*/true) != nullptr);
+  CHECK(open_journal(path, error, /*read_only=*/true) != nullptr);
 
   // The lock goes with its owner; a process that dies holding it releases it too.
   first.reset();
@@ -253,7 +271,7 @@ TEST_CASE(
   REQUIRE(child >= 0);
   if (child == 0) {
     std::string e;
-    auto j = Journal::open(path, e);
+    auto j = open_journal(path, e);
     ::_exit(j ? 0 : 1);  // exits without closing: the kernel drops the flock
   }
   int status = 0;
@@ -300,7 +318,7 @@ TEST_CASE("journal: dispatches and answers written by row id reach that job's ro
     j->dispatched("b", 3, row_a);
     j->finished("b", 7, "answer-b", 1003, row_b);
     j->finished("a", 8, "answer-a", 1004, row_b);
-    REQUIRE(j->commit(error));
+    REQUIRE(commit(*j, error));
   }
   auto j = open_ok(path);
   const auto pending = j->pending();
@@ -382,7 +400,7 @@ TEST_CASE(
     j->accepted("e", "request-e", 6);
     j->finished("e", 8, "answer-e", 7);
     std::string error;
-    REQUIRE_MESSAGE(j->commit(error), error);
+    REQUIRE_MESSAGE(commit(*j, error), error);
   }
   // One byte of b's request and one of d's answer changed, the way SQLite cannot see.
   raw_sql(path,
@@ -404,7 +422,7 @@ TEST_CASE(
     CHECK(e->body == "answer-e");
     CHECK(j->quarantined() == 2);
     std::string error;
-    REQUIRE_MESSAGE(j->commit(error), error);
+    REQUIRE_MESSAGE(commit(*j, error), error);
   }
   // Kept: the next start neither runs b nor quarantines anything again, and the damaged bytes
   // are in the quarantine table for the operator.
@@ -443,7 +461,7 @@ TEST_CASE(
           "PRAGMA user_version=2;");
   {
     std::string error;
-    auto ro = Journal::open(path, error, true);  // read-only tools read version 2 as it is
+    auto ro = open_journal(path, error, true);  // read-only tools read version 2 as it is
     REQUIRE_MESSAGE(ro != nullptr, error);
     CHECK(ro->stored("done")->answer->body == std::string("\x06\x07"));
   }
@@ -476,7 +494,7 @@ TEST_CASE(
       j->accepted("job-" + std::to_string(i), std::string(200, 'r'), static_cast<uint64_t>(i));
     }
     std::string error;
-    REQUIRE(j->commit(error));
+    REQUIRE(commit(*j, error));
   }  // checkpointed on close: every page is in the main file
   // One job_id inside a leaf page of the job_id index (page type 0x0A) changed: the table is
   // intact, the index no longer finds that job (the broker answered UnknownJob for such jobs).
@@ -503,7 +521,7 @@ TEST_CASE(
   }
   CHECK(raw_text(path, "PRAGMA quick_check") == "ok");  // what the broker checked before
   std::string error;
-  CHECK(Journal::open(path, error) == nullptr);
+  CHECK(open_journal(path, error) == nullptr);
   CAPTURE(error);
   CHECK(error.find(path) != std::string::npos);
   CHECK(error.find("corrupt") != std::string::npos);
@@ -523,7 +541,7 @@ TEST_CASE(
       j->accepted("job-" + std::to_string(i), std::string(200, 'r'), static_cast<uint64_t>(i));
     }
     std::string error;
-    REQUIRE(j->commit(error));
+    REQUIRE(commit(*j, error));
   }
   auto j = open_ok(path);
   // The root page of the job_id index overwritten on disk, then a write by another connection, so
@@ -540,14 +558,14 @@ TEST_CASE(
   raw_sql(path, "CREATE TABLE nudge (x); DROP TABLE nudge;");
   CHECK_FALSE(j->answer_of("job-7").has_value());
   std::string error;
-  CHECK_FALSE(j->commit(error));
+  CHECK_FALSE(commit(*j, error));
   CAPTURE(error);
   CHECK(error.find(path) != std::string::npos);
   CHECK(error.find("damaged") != std::string::npos);
   CHECK(error.find("malformed") != std::string::npos);
   CHECK(error.find(".dump") != std::string::npos);
   error.clear();
-  CHECK_FALSE(j->commit(error));  // sticky: the broker stops rather than serve from it
+  CHECK_FALSE(commit(*j, error));  // sticky: the broker stops rather than serve from it
   CHECK(error.find("damaged") != std::string::npos);
 }
 
@@ -560,16 +578,16 @@ TEST_CASE(
     auto j = open_ok(path);
     j->accepted("a", "request-a", 1);
     std::string error;
-    REQUIRE_MESSAGE(j->commit(error), error);
+    REQUIRE_MESSAGE(commit(*j, error), error);
     REQUIRE(fs::exists(path + "-wal"));
     fs::remove(path + "-wal");
     j->accepted("b", "request-b", 2);  // into the -wal nobody can open any more
-    CHECK_FALSE(j->commit(error));
+    CHECK_FALSE(commit(*j, error));
     CAPTURE(error);
     CHECK(error.find(path + "-wal was removed or renamed") != std::string::npos);
     CHECK(error.find("checkpointed") != std::string::npos);
     error.clear();
-    CHECK_FALSE(j->commit(error));  // and so it stays
+    CHECK_FALSE(commit(*j, error));  // and so it stays
     CHECK(error.find("-wal") != std::string::npos);
   }
   {
@@ -583,7 +601,7 @@ TEST_CASE(
     fs::remove(path + "-wal");
     std::string error;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (j->commit(error) && std::chrono::steady_clock::now() < deadline) {
+    while (commit(*j, error) && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling, not waiting
     }
     CHECK(error.find("-wal was removed") != std::string::npos);
@@ -593,7 +611,7 @@ TEST_CASE(
     fs::rename(path, path + ".moved");
     j->accepted("c", "request-c", 3);
     std::string error;
-    CHECK_FALSE(j->commit(error));
+    CHECK_FALSE(commit(*j, error));
     CAPTURE(error);
     CHECK(error.find(path + " was removed or renamed") != std::string::npos);
   }
@@ -605,7 +623,7 @@ TEST_CASE(
     std::ofstream(lock) << "0\n";  // a second broker's lock file could now be taken
     j->accepted("d", "request-d", 4);
     std::string error;
-    CHECK_FALSE(j->commit(error));
+    CHECK_FALSE(commit(*j, error));
     CAPTURE(error);
     CHECK(error.find(lock + " was replaced") != std::string::npos);
   }
@@ -623,7 +641,7 @@ TEST_CASE(
     j->accepted("x", "request-x", 1);
     j->accepted("y", "request-y", 2);
     std::string error;
-    REQUIRE(j->commit(error));
+    REQUIRE(commit(*j, error));
   }
   raw_sql(v3, "PRAGMA user_version=0; UPDATE jobs SET request = x'00' WHERE job_id = 'y';");
   {

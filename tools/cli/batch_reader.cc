@@ -21,11 +21,11 @@ std::optional<BatchLine> BatchReader::next() {
     BatchLine line;
     line.line_no = line_no_;
     ParsedJob parsed = job_from_json_text(text);
-    if (!parsed.job) {
-      line.error = parsed.error.message();
+    if (!parsed) {
+      line.error = parsed.error().message();
       return line;
     }
-    auto& job = *parsed.job;
+    auto& job = *parsed;
     if (job.job_id.empty()) job.job_id = id_prefix_ + "-" + std::to_string(line_no_);
     if (auto err = schemas::validate(job)) {
       line.error = err->message();

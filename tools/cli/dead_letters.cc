@@ -35,10 +35,9 @@ int run_dead_letters(const DeadLettersOptions& o) {
     std::fprintf(stderr, "error: give --journal FILE or --store URI\n");
     return exit_code::kUsage;
   }
-  std::string error;
-  const auto failed = broker::read_dead_letters({o.journal, o.store}, o.limit * 2 + 16, error);
+  const auto failed = broker::read_dead_letters({o.journal, o.store}, o.limit * 2 + 16);
   if (!failed) {
-    std::fprintf(stderr, "error: %s\n", error.c_str());
+    std::fprintf(stderr, "error: %s\n", failed.error().message.c_str());
     return 1;
   }
   size_t shown = 0;

@@ -182,7 +182,6 @@ void set_field(sc::JobRequest& r, const std::string& k, const json& v, const std
 }  // namespace
 
 ParsedJob job_from_json(const json& j) {
-  ParsedJob out;
   try {
     if (!j.is_object()) fail("", "expected a JSON object {\"argv\": [...], ...}, " + got(j));
     sc::JobRequest r;
@@ -193,11 +192,10 @@ ParsedJob job_from_json(const json& j) {
         [&](const std::string& k, const json& v, const std::string& f) { set_field(r, k, v, f); });
     if (!j.contains("argv") || j["argv"].is_null())
       fail("argv", "required (e.g. \"argv\": [\"echo\", \"hi\"])");
-    out.job = std::move(r);
-  } catch (const FieldError& e) {
-    out.error = e;
+    return r;
+  } catch (const FieldError& e) {  // thrown by fail() from anywhere in the walk, caught only here
+    return e;
   }
-  return out;
 }
 
 ParsedJob job_from_json_text(std::string_view text) {
@@ -208,7 +206,7 @@ ParsedJob job_from_json_text(std::string_view text) {
     // parse_error, and out_of_range for a number too large for a double ("1e999").
     std::string what = e.what();
     if (auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);
-    return {std::nullopt, FieldError{"", "not valid JSON: " + what}};
+    return FieldError{"", "not valid JSON: " + what};
   }
   return job_from_json(j);
 }

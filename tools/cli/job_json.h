@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "paddock/base/expected.h"
 #include "paddock/schemas/messages.h"
 
 namespace paddock::cli {
@@ -22,10 +23,8 @@ struct FieldError {
   std::string message() const { return field.empty() ? reason : field + ": " + reason; }
 };
 
-struct ParsedJob {
-  std::optional<schemas::JobRequest> job;  // set on success
-  FieldError error;                        // set when !job
-};
+// A job, or the field that keeps a line from being one.
+using ParsedJob = base::Expected<schemas::JobRequest, FieldError>;
 
 // Parses one line of a batch file. A missing job_id leaves job->job_id empty (the caller makes
 // one up). Types and unknown fields are checked here; ranges and formats are schemas::validate's.

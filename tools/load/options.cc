@@ -29,13 +29,13 @@ std::string read_file(const std::string& path) {
 
 sc::JobRequest from_file(const std::string& path) {
   auto parsed = cli::job_from_json_text(read_file(path));
-  if (!parsed.job) throw UsageError{path + ": " + parsed.error.message(), exit_code::kUsage};
-  if (!parsed.job->job_id.empty()) {
+  if (!parsed) throw UsageError{path + ": " + parsed.error().message(), exit_code::kUsage};
+  if (!parsed->job_id.empty()) {
     throw UsageError{
         path + ": job_id: paddock-load names every job itself (<prefix>-<n>); leave it out",
         exit_code::kUsage};
   }
-  return std::move(*parsed.job);
+  return std::move(parsed).value();
 }
 
 sc::JobRequest from_flags(const LoadOptions& o) {

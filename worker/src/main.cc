@@ -31,22 +31,26 @@ int main(int argc, char** argv) {
         "and nothing is executed in a VM");
   }
   config.options.images = backend.value().images;
-  if (auto error = worker::check_images(config.options.images, config.options.warm_images)) {
-    spdlog::error("{}", *error);
+  if (auto checked = worker::check_images(config.options.images, config.options.warm_images);
+      !checked) {
+    spdlog::error("{}", checked.error().message);
     return daemon::kExitUsage;
   }
-  try {
-    worker::Worker worker(config.options, std::move(backend.value().provider));
-    daemon::StopTarget drain([](void* w) { static_cast<worker::Worker*>(w)->request_drain(); },
-                             &worker);
-    if (!config.ready_file.empty()) {
-      nlohmann::json ready = nlohmann::json::object();
-      if (!worker.metrics_address().empty()) ready["metrics"] = worker.metrics_address();
-      daemon::write_ready_file(config.ready_file, std::move(ready));
-    }
-    return worker.run();
-  } catch (const std::exception& e) {
-    spdlog::error("{}", e.what());
+  auto opened = worker::Worker::open(config.options, std::move(backend.value().provider));
+  if (!opened) {
+    spdlog::error("{}", opened.error().message);
     return 1;
   }
+  worker::Worker& worker = **opened;
+  daemon::StopTarget drain([](void* w) { static_cast<worker::Worker*>(w)->request_drain(); },
+                           &worker);
+  if (!config.ready_file.empty()) {
+    nlohmann::json ready = nlohmann::json::object();
+    if (!worker.metrics_address().empty()) ready["metrics"] = worker.metrics_address();
+    if (auto written = daemon::write_ready_file(config.ready_file, std::move(ready)); !written) {
+      spdlog::error("{}", written.error().message);
+      return 1;
+    }
+  }
+  return worker.run();
 }

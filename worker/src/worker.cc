@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <optional>
+#include <system_error>
 #include <unordered_map>
 
 #include <unistd.h>
@@ -27,6 +28,8 @@ namespace rt = paddock::runtime;
 class Worker::Loop {
  public:
   Loop(Options options, std::unique_ptr<rt::Provider> provider);
+  // The metrics server, if asked for; a Failure naming the address if it cannot listen.
+  base::Status serve_metrics();
   int run(const std::atomic<bool>& drain_requested);
   std::string metrics_address() const { return http_ ? http_->address() : ""; }
 
@@ -104,17 +107,21 @@ Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
       options_.slots, [this](const sc::JobDispatch& d, uint64_t task_id, std::stop_token cancel) {
         return run_one(d, task_id, std::move(cancel));
       });
+}
+
+base::Status Worker::Loop::serve_metrics() {
   if (!options_.metrics_address.empty()) {
     if (warm_) metrics_.watch(warm_.get());
     http_ = std::make_unique<metrics::HttpServer>();
     metrics::serve_metrics(*http_, metrics_.registry);
-    http_->start(options_.metrics_address);
+    if (auto serving = http_->start(options_.metrics_address); !serving) return serving;
     spdlog::info("metrics on http://{}/metrics", http_->address());
     if (!metrics::is_loopback(http_->address())) {
       spdlog::warn("metrics on {} are served without authentication to whoever can reach it",
                    http_->address());
     }
   }
+  return {};
 }
 
 sc::WorkerStatus Worker::Loop::status() const {
@@ -329,8 +336,21 @@ int Worker::Loop::run(const std::atomic<bool>& drain_requested) {
   }
 }
 
-Worker::Worker(Options options, std::unique_ptr<rt::Provider> provider)
-    : loop_(std::make_unique<Loop>(std::move(options), std::move(provider))) {}
+base::Expected<std::unique_ptr<Worker>> Worker::open(Options options,
+                                                     std::unique_ptr<rt::Provider> provider) {
+  std::unique_ptr<Loop> loop;
+  try {  // cppzmq reports by throwing (a bad broker endpoint), and so does std::thread
+    loop = std::make_unique<Loop>(std::move(options), std::move(provider));
+  } catch (const zmq::error_t& e) {
+    return base::fail(std::string("cannot connect: ") + e.what());
+  } catch (const std::system_error& e) {
+    return base::fail(e.what());
+  }
+  if (auto serving = loop->serve_metrics(); !serving) return std::move(serving).error();
+  return std::unique_ptr<Worker>(new Worker(std::move(loop)));
+}
+
+Worker::Worker(std::unique_ptr<Loop> loop) : loop_(std::move(loop)) {}
 Worker::~Worker() = default;
 std::string Worker::metrics_address() const { return loop_->metrics_address(); }
 int Worker::run() { return loop_->run(drain_requested_); }

@@ -25,8 +25,7 @@ std::string default_worker_id() {
 }
 
 // CIDR[,PROTOCOL[,PORT|FIRST-LAST...]]; checked again, with the rest, when the provider opens.
-std::optional<runtime::net::EgressRule> parse_policy_rule(const std::string& text,
-                                                          std::string& error) {
+base::Expected<runtime::net::EgressRule> parse_policy_rule(const std::string& text) {
   std::vector<std::string> parts;
   size_t at = 0;
   while (true) {
@@ -45,8 +44,7 @@ std::optional<runtime::net::EgressRule> parse_policy_rule(const std::string& tex
       if (first > 65535 || last > 65535) throw std::out_of_range("port");
       rule.ports.push_back({static_cast<uint16_t>(first), static_cast<uint16_t>(last)});
     } catch (const std::exception&) {
-      error = "'" + p + "' is not a port or FIRST-LAST range";
-      return std::nullopt;
+      return base::fail("'" + p + "' is not a port or FIRST-LAST range");
     }
   }
   return rule;
@@ -237,8 +235,8 @@ void derive_directories(WorkerConfig& c) {
   if (qemu.snapshot_dir.empty()) qemu.snapshot_dir = tmpfs + "/paddock-snapshots/" + safe;
 }
 
-std::optional<daemon::ConfigError> apply_jail(Flags& f) {
-  if (f.jail != "on") return std::nullopt;
+daemon::Parsed<void> apply_jail(Flags& f) {
+  if (f.jail != "on") return {};
   if (!f.jail_uids.empty()) {
     unsigned long first = 0, last = 0;
     char dash = 0;
@@ -251,11 +249,11 @@ std::optional<daemon::ConfigError> apply_jail(Flags& f) {
     f.jail_config.uid_count = static_cast<uint32_t>(last - first + 1);
   }
   f.config.backend_config.qemu.jail = f.jail_config;
-  return std::nullopt;
+  return {};
 }
 
-std::optional<daemon::ConfigError> apply_network(Flags& f) {
-  if (f.network != "on") return std::nullopt;
+daemon::Parsed<void> apply_network(Flags& f) {
+  if (f.network != "on") return {};
   auto& net = f.net;
   if (net.prefix == runtime::net::NetworkSettings{}.prefix) {
     net.prefix = derived_net_prefix(f.config.options.worker_id);
@@ -263,9 +261,8 @@ std::optional<daemon::ConfigError> apply_network(Flags& f) {
   if (!f.egress_allow.empty()) {
     net.policy.allow.clear();
     for (const auto& text : f.egress_allow) {
-      std::string error;
-      auto rule = parse_policy_rule(text, error);
-      if (!rule) return usage("--egress-allow " + text + ": " + error);
+      auto rule = parse_policy_rule(text);
+      if (!rule) return usage("--egress-allow " + text + ": " + rule.error().message);
       net.policy.allow.push_back(*rule);
     }
   }
@@ -274,7 +271,7 @@ std::optional<daemon::ConfigError> apply_network(Flags& f) {
     for (const auto& address : broker_addresses(b)) net.policy.deny.push_back(address + "/32");
   }
   f.config.backend_config.qemu.network = net;
-  return std::nullopt;
+  return {};
 }
 
 // The firecracker backend boots the same image directory (it needs a vmlinux there) and keeps
@@ -356,8 +353,8 @@ daemon::Parsed<WorkerConfig> parse_worker_args(int argc, const char* const* argv
   if (opt.worker_id.empty()) opt.worker_id = default_worker_id();
   c.backend_config.qemu.boot_timeout = std::chrono::milliseconds(f.boot_timeout_ms);
   derive_directories(c);
-  if (auto error = apply_jail(f)) return *error;
-  if (auto error = apply_network(f)) return *error;
+  if (auto jail = apply_jail(f); !jail) return std::move(jail).error();
+  if (auto network = apply_network(f); !network) return std::move(network).error();
   derive_firecracker(c, !f.jail_uids.empty());
   return std::move(f.config);
 }
@@ -377,21 +374,22 @@ runtime::Result<OpenedBackend> open_backend(const WorkerConfig& config) {
                                                         : std::vector<std::string>{}};
 }
 
-std::optional<std::string> check_images(const std::vector<std::string>& images,
-                                        const std::vector<std::string>& warm_images) {
+base::Status check_images(const std::vector<std::string>& images,
+                          const std::vector<std::string>& warm_images) {
   if (images.size() > kMaxAdvertisedImages) {
-    return std::to_string(images.size()) + " images; a worker advertises at most " +
-           std::to_string(kMaxAdvertisedImages);
+    return base::fail(std::to_string(images.size()) + " images; a worker advertises at most " +
+                      std::to_string(kMaxAdvertisedImages));
   }
   const auto advertised = images.empty() ? std::vector<std::string>{"default"} : images;
   for (const auto& image : warm_images) {
     if (std::find(advertised.begin(), advertised.end(), image) == advertised.end()) {
       std::string names;
       for (const auto& i : advertised) names += (names.empty() ? "" : ", ") + i;
-      return "--warm-images: this worker has no image '" + image + "' (images: " + names + ")";
+      return base::fail("--warm-images: this worker has no image '" + image +
+                        "' (images: " + names + ")");
     }
   }
-  return std::nullopt;
+  return {};
 }
 
 }  // namespace paddock::worker

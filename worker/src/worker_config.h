@@ -50,8 +50,8 @@ struct OpenedBackend {
 runtime::Result<OpenedBackend> open_backend(const WorkerConfig& config);
 
 // Checks the images a backend advertises against READY's room (kMaxAdvertisedImages) and
-// --warm-images (each must be one of them): the error message, or nullopt.
-std::optional<std::string> check_images(const std::vector<std::string>& images,
-                                        const std::vector<std::string>& warm_images);
+// --warm-images (each must be one of them); a Failure saying which.
+base::Status check_images(const std::vector<std::string>& images,
+                          const std::vector<std::string>& warm_images);
 
 }  // namespace paddock::worker

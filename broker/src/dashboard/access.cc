@@ -43,35 +43,35 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   return diff == 0 && !b.empty();
 }
 
-std::string read_token_file(const std::string& path) {
+base::Expected<std::string> read_token_file(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
-    throw std::runtime_error("dashboard token file " + path + ": " + std::strerror(errno));
+    return base::fail("dashboard token file " + path + ": " + std::strerror(errno));
   }
   if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-    throw std::runtime_error("dashboard token file " + path +
-                             " is accessible by its group or others: chmod 600 it");
+    return base::fail("dashboard token file " + path +
+                      " is accessible by its group or others: chmod 600 it");
   }
   std::ifstream in(path);
-  if (!in) throw std::runtime_error("dashboard token file " + path + ": cannot be read");
+  if (!in) return base::fail("dashboard token file " + path + ": cannot be read");
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string text = ss.str();
   const std::string token(trim(text.substr(0, text.find('\n'))));
   if (token.size() < Access::kMinTokenBytes) {
-    throw std::runtime_error("dashboard token file " + path + ": the token (its first line) has " +
-                             std::to_string(token.size()) + " characters; at least " +
-                             std::to_string(Access::kMinTokenBytes) +
-                             " are needed (e.g. "
-                             "'head -c 24 /dev/urandom | base64')");
+    return base::fail("dashboard token file " + path + ": the token (its first line) has " +
+                      std::to_string(token.size()) + " characters; at least " +
+                      std::to_string(Access::kMinTokenBytes) +
+                      " are needed (e.g. "
+                      "'head -c 24 /dev/urandom | base64')");
   }
   for (char c : token) {
     // What a cookie value and a header may carry as they are (RFC 6265's cookie-octet).
     if (c < 0x21 || c > 0x7e || c == '"' || c == ',' || c == ';' || c == '\\') {
-      throw std::runtime_error("dashboard token file " + path +
-                               ": the token may hold printable "
-                               "ASCII only, without spaces, quotes, commas, semicolons or "
-                               "backslashes");
+      return base::fail("dashboard token file " + path +
+                        ": the token may hold printable "
+                        "ASCII only, without spaces, quotes, commas, semicolons or "
+                        "backslashes");
     }
   }
   return token;
@@ -103,7 +103,7 @@ Access::Verdict Access::check(const metrics::HttpRequest& request) const {
 
 namespace paddock::broker {
 
-std::string read_dashboard_token(const std::string& path) {
+base::Expected<std::string> read_dashboard_token(const std::string& path) {
   return dashboard::read_token_file(path);
 }
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "paddock/base/expected.h"
 #include "paddock/metrics/http_server.h"
 
 namespace paddock::broker::dashboard {
@@ -20,9 +21,9 @@ namespace paddock::broker::dashboard {
 bool constant_time_equal(std::string_view a, std::string_view b);
 
 // Reads an operator token file: one line, at least kMinTokenBytes of it after trimming
-// whitespace. Throws std::runtime_error naming the file if it cannot be read, is readable by its
-// group or others (as ssh refuses such a key), or holds too short a token.
-std::string read_token_file(const std::string& path);
+// whitespace. A Failure naming the file if it cannot be read, is readable by its group or others
+// (as ssh refuses such a key), or holds too short a token.
+base::Expected<std::string> read_token_file(const std::string& path);
 
 class Access {
  public:

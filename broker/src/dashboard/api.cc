@@ -173,14 +173,14 @@ m::HttpHandler guarded(const Access& access, bool api, m::HttpHandler handler) {
   };
 }
 
-size_t limit_param(const m::HttpRequest& req) {
+base::Expected<size_t> limit_param(const m::HttpRequest& req) {
   auto it = req.params.find("limit");
   if (it == req.params.end()) return kDefaultJobsLimit;
   size_t n = 0;
   const auto& v = it->second;
   auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
   if (ec != std::errc() || end != v.data() + v.size()) {
-    throw std::invalid_argument("limit must be a whole number");
+    return base::fail("limit must be a whole number");
   }
   return n;
 }
@@ -193,18 +193,19 @@ class StoreReader {
   explicit StoreReader(StoreLookup lookup) : lookup_(std::move(lookup)) {}
   bool enabled() const { return static_cast<bool>(lookup_.open); }
   const std::string& source() const { return lookup_.source; }
-  std::optional<Store::Stored> lookup(const std::string& job_id) {
+  // The job's stored row (nullopt: none), or why the store could not be read.
+  base::Expected<std::optional<Store::Stored>> lookup(const std::string& job_id) {
     std::lock_guard lock(mu_);
     if (store_ && !store_->healthy()) store_.reset();
     if (!store_) {
-      std::string error;
-      store_ = lookup_.open(error);
-      if (!store_) throw std::runtime_error(error);
+      auto opened = lookup_.open();
+      if (!opened) return std::move(opened).error();
+      store_ = std::move(opened).value();
     }
     auto stored = store_->stored(job_id);
     if (!stored && !store_->healthy()) {
       store_.reset();
-      throw std::runtime_error("the " + lookup_.source + " could not be read");
+      return base::fail("the " + lookup_.source + " could not be read");
     }
     return stored;
   }
@@ -417,15 +418,11 @@ void serve_dashboard(m::HttpServer& server, const SnapshotBox& box, const Access
                return json_response(200, workers_json(*box.get()));
              }));
   server.get("/api/v1/jobs", guarded(access, true, [&box](const m::HttpRequest& req) {
-               size_t limit = 0;
-               try {
-                 limit = limit_param(req);
-               } catch (const std::invalid_argument& e) {
-                 return json_error(400, e.what());
-               }
+               const auto limit = limit_param(req);
+               if (!limit) return json_error(400, limit.error().message);
                auto it = req.params.find("status");
                const std::string status = it == req.params.end() ? "" : it->second;
-               return json_response(200, jobs_json(*box.get(), limit, status));
+               return json_response(200, jobs_json(*box.get(), *limit, status));
              }));
   server.get_prefix(
       "/api/v1/jobs/", guarded(access, true, [&box, store](const m::HttpRequest& req) {
@@ -436,14 +433,10 @@ void serve_dashboard(m::HttpServer& server, const SnapshotBox& box, const Access
               200, job_json(*r, r->status == JobRecord::Status::kRunning ? "running" : "recent"));
         }
         if (store->enabled()) {
-          std::optional<Store::Stored> stored;
-          try {
-            stored = store->lookup(id);
-          } catch (const std::exception& e) {
-            return json_error(503, std::string("job lookup: ") + e.what());
-          }
-          if (stored) {
-            if (auto r = record_from_store(id, *stored)) {
+          const auto stored = store->lookup(id);
+          if (!stored) return json_error(503, "job lookup: " + stored.error().message);
+          if (*stored) {
+            if (auto r = record_from_store(id, **stored)) {
               return json_response(200, job_json(*r, store->source().c_str()));
             }
           }

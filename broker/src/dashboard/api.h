@@ -40,11 +40,11 @@ Json job_json(const JobRecord& r, const char* source);
 // answer, else its answer's status.
 std::optional<JobRecord> record_from_store(const std::string& job_id, const Store::Stored& stored);
 
-// Where the job lookup reads jobs that left the ring: `open` makes a read-only Store (nullptr and
-// `error` if it cannot; called at the first lookup and again after the store broke), `source` is
+// Where the job lookup reads jobs that left the ring: `open` makes a read-only Store (or says why
+// it cannot; called at the first lookup and again after the store broke), `source` is
 // what job_json says a job found there came from. No `open`: the broker keeps nothing.
 struct StoreLookup {
-  std::function<std::unique_ptr<Store>(std::string& error)> open;
+  std::function<base::Expected<std::unique_ptr<Store>>()> open;
   std::string source;  // "journal" or "shared-queue"
 };
 

@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "paddock/base/expected.h"
 #include "paddock/client/curve.h"
 
 namespace paddock::broker {
@@ -97,19 +98,19 @@ struct Stats {
 };
 
 // Reads the dashboard's operator token: a file's first line, at least 16 printable characters,
-// the file not readable by its group or others. Throws std::runtime_error naming the file.
-std::string read_dashboard_token(const std::string& path);
+// the file not readable by its group or others; a Failure naming the file.
+base::Expected<std::string> read_dashboard_token(const std::string& path);
 
 class Broker {
  public:
-  // Checks the security options first (std::runtime_error: CURVE without both allowlists, or
-  // plaintext on an endpoint that is not loopback or ipc without allow_plaintext). Opens the
-  // journal (std::runtime_error naming the file and what is wrong if it is corrupt or not a
-  // journal) and re-queues what it holds, then binds both endpoints; throws zmq::error_t if one
-  // cannot be bound. Then starts the metrics server, if asked (std::runtime_error naming the
-  // address if it cannot listen). An endpoint's port may be "*" (ephemeral); client_endpoint() and
-  // worker_endpoint() tell what was bound.
-  explicit Broker(Options options);
+  // Checks the security options first (a Failure: CURVE without both allowlists, or plaintext on
+  // an endpoint that is not loopback or ipc without allow_plaintext). Opens the journal or the
+  // shared queue (a Failure naming the file or server and what is wrong: corrupt, not a journal,
+  // unreachable) and re-queues what it holds, then binds both endpoints (a Failure if one cannot
+  // be bound). Then starts the metrics server, if asked (a Failure naming the address if it
+  // cannot listen). An endpoint's port may be "*" (ephemeral); client_endpoint() and
+  // worker_endpoint() tell what was bound. Nothing is left open after a Failure.
+  static base::Expected<std::unique_ptr<Broker>> open(Options options);
   ~Broker();
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
@@ -127,6 +128,7 @@ class Broker {
 
  private:
   class Loop;
+  explicit Broker(std::unique_ptr<Loop> loop);
   std::unique_ptr<Loop> loop_;
   std::atomic<bool> stop_{false};
 };

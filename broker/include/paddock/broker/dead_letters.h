@@ -5,9 +5,10 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
+
+#include "paddock/base/expected.h"
 
 namespace paddock::broker {
 
@@ -24,9 +25,9 @@ struct DeadLetterSource {
   std::string store_uri;
 };
 
-// At most `limit` dead letters, newest first; nullopt and `error` when the store cannot be opened
-// or read (a missing file, a damaged journal, an unreachable database).
-std::optional<std::vector<DeadLetter>> read_dead_letters(const DeadLetterSource& source,
-                                                         size_t limit, std::string& error);
+// At most `limit` dead letters, newest first; a Failure when the store cannot be opened or read
+// (a missing file, a damaged journal, an unreachable database).
+base::Expected<std::vector<DeadLetter>> read_dead_letters(const DeadLetterSource& source,
+                                                          size_t limit);
 
 }  // namespace paddock::broker

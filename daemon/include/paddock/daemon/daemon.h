@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "paddock/base/expected.h"
+
 namespace paddock::daemon {
 
 // Exit code of a daemon whose command line or configuration is wrong (as CLI11's own errors).
@@ -26,19 +28,7 @@ struct ConfigError {
 // A config value, or why there is none. Parsing functions return this instead of exiting, so
 // tests can check every refusal.
 template <class Config>
-class Parsed {
- public:
-  Parsed(Config config) : config_(std::move(config)) {}    // NOLINT: implicit by design
-  Parsed(ConfigError error) : error_(std::move(error)) {}  // NOLINT
-  bool ok() const { return config_.has_value(); }
-  const Config& value() const& { return *config_; }
-  Config&& value() && { return std::move(*config_); }
-  const ConfigError& error() const { return error_; }
-
- private:
-  std::optional<Config> config_;
-  ConfigError error_;
-};
+using Parsed = base::Expected<Config, ConfigError>;
 
 // Prints a ConfigError as main should (help to stdout, errors to stderr) and returns its code.
 int report(const ConfigError& error);
@@ -68,8 +58,8 @@ class StopTarget {
 void set_up_logger(const std::string& level, const std::string& who);
 
 // Writes `fields` plus "pid" (this process) as one JSON line to `path`, atomically (a temp file,
-// then rename), so a script polling for the file never reads half of it. Throws
-// std::runtime_error when it cannot.
-void write_ready_file(const std::string& path, nlohmann::json fields);
+// then rename), so a script polling for the file never reads half of it; a Failure when it
+// cannot.
+base::Status write_ready_file(const std::string& path, nlohmann::json fields);
 
 }  // namespace paddock::daemon

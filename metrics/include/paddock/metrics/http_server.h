@@ -20,6 +20,8 @@
 #include <utility>
 #include <vector>
 
+#include "paddock/base/expected.h"
+
 namespace paddock::metrics {
 
 class Registry;
@@ -47,9 +49,8 @@ struct ListenAddress {
   uint16_t port = 0;  // 0: an ephemeral port
 };
 
-// "HOST:PORT", "[IPV6]:PORT", or ":PORT" (loopback, 127.0.0.1). nullopt, with `error` set, if it
-// is none of these.
-std::optional<ListenAddress> parse_listen_address(std::string_view text, std::string& error);
+// "HOST:PORT", "[IPV6]:PORT", or ":PORT" (loopback, 127.0.0.1); a Failure if it is none of these.
+base::Expected<ListenAddress> parse_listen_address(std::string_view text);
 
 // Whether a listen address's host is a loopback one (127.0.0.0/8, ::1, localhost).
 bool is_loopback(std::string_view address);
@@ -67,9 +68,9 @@ class HttpServer {
   // Serves GET of every path that starts with `prefix` and is longer. REQUIRES: before start().
   void get_prefix(std::string prefix, HttpHandler handler);
 
-  // Binds `address` (parse_listen_address) and serves on the server's threads until stop().
-  // Throws std::runtime_error naming the address if it cannot be parsed or bound.
-  void start(const std::string& address);
+  // Binds `address` (parse_listen_address) and serves on the server's threads until stop(); a
+  // Failure naming the address if it cannot be parsed or bound.
+  base::Status start(const std::string& address);
   // The bound address, "HOST:PORT" (the real port when 0 was asked); "" before start().
   std::string address() const;
   uint16_t port() const { return port_; }

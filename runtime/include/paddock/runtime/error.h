@@ -11,6 +11,8 @@
 #include <utility>
 #include <variant>
 
+#include "paddock/base/expected.h"
+
 namespace paddock::runtime {
 
 enum class Variant : uint32_t {
@@ -138,34 +140,9 @@ class Error {
   std::string detail_;
 };
 
-// A value or an Error. Result<void> carries no value.
+// A value or an Error (paddock/base/expected.h). Result<void> carries no value.
 template <class T>
-class [[nodiscard]] Result {
- public:
-  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
-  Result(Error error) : v_(std::move(error)) {}  // NOLINT
-  bool ok() const { return v_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-  T& value() { return std::get<0>(v_); }
-  const T& value() const { return std::get<0>(v_); }
-  const Error& error() const { return std::get<1>(v_); }
-
- private:
-  std::variant<T, Error> v_;
-};
-
-template <>
-class [[nodiscard]] Result<void> {
- public:
-  Result() = default;
-  Result(Error error) : e_(std::move(error)) {}  // NOLINT
-  bool ok() const { return !e_.has_value(); }
-  explicit operator bool() const { return ok(); }
-  const Error& error() const { return *e_; }
-
- private:
-  std::optional<Error> e_;
-};
+using Result = base::Expected<T, Error>;
 
 using Status = Result<void>;
 

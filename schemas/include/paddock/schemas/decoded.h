@@ -4,9 +4,9 @@
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
-#include <utility>
+
+#include "paddock/base/expected.h"
 
 namespace paddock::schemas {
 
@@ -20,27 +20,8 @@ struct DecodeError {
   std::string message() const { return field + ": " + reason; }
 };
 
-// A decoded value or the reason it could not be decoded.
+// A decoded value or the reason it could not be decoded (paddock/base/expected.h).
 template <class T>
-class Decoded {
- public:
-  Decoded(T value) : value_(std::move(value)) {}            // NOLINT: implicit by design
-  Decoded(DecodeError error) : error_(std::move(error)) {}  // NOLINT
-  bool ok() const { return value_.has_value(); }
-  explicit operator bool() const { return ok(); }
-  T& value() { return *value_; }
-  const T& value() const { return *value_; }
-  T& operator*() { return *value_; }
-  const T& operator*() const { return *value_; }
-  T* operator->() { return &*value_; }
-  const T* operator->() const { return &*value_; }
-  // REQUIRES: !ok().
-  const DecodeError& error() const { return error_; }
-  DecodeError& error() { return error_; }
-
- private:
-  std::optional<T> value_;
-  DecodeError error_;
-};
+using Decoded = base::Expected<T, DecodeError>;
 
 }  // namespace paddock::schemas

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "paddock/base/expected.h"
 #include "paddock/client/curve.h"
 #include "paddock/runtime/provider.h"
 #include "paddock/worker/warm_pool.h"
@@ -51,8 +52,10 @@ struct Options {
 
 class Worker {
  public:
-  // Throws std::runtime_error if the metrics server cannot listen on its address.
-  Worker(Options options, std::unique_ptr<runtime::Provider> provider);
+  // Connects to the brokers and starts the metrics server, if asked; a Failure if an endpoint is
+  // malformed or the metrics server cannot listen on its address.
+  static base::Expected<std::unique_ptr<Worker>> open(Options options,
+                                                      std::unique_ptr<runtime::Provider> provider);
   ~Worker();
 
   // The metrics server's bound "HOST:PORT"; "" without one.
@@ -66,6 +69,7 @@ class Worker {
 
  private:
   class Loop;
+  explicit Worker(std::unique_ptr<Loop> loop);
   std::unique_ptr<Loop> loop_;
   std::atomic<bool> drain_requested_{false};
 };
