@@ -110,14 +110,22 @@ uint64_t unix_ms_now() {
 
 std::string message_of(sqlite3* db) { return db ? sqlite3_errmsg(db) : "out of memory"; }
 
-bool exec(sqlite3* db, const char* sql, std::string& error) {
+base::Status exec(sqlite3* db, const std::string& sql) {
   char* msg = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
-    error = msg ? msg : message_of(db);
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
+    std::string error = msg ? msg : message_of(db);
     sqlite3_free(msg);
-    return false;
+    return base::fail(std::move(error));
   }
-  return true;
+  return {};
+}
+
+// Runs `statements` in order; the first failure stops them.
+base::Status exec_all(sqlite3* db, const std::vector<std::string>& statements) {
+  for (const auto& sql : statements) {
+    if (auto done = exec(db, sql); !done) return done;
+  }
+  return {};
 }
 
 void bind_text(sqlite3_stmt* st, int i, std::string_view v) {
@@ -221,9 +229,9 @@ base::Expected<std::unique_ptr<Journal>> Journal::open(const std::string& path, 
                              SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, nullptr,
                              sql_row_sum, nullptr, nullptr, nullptr);
   // The first read tells whether this is a database at all (SQLITE_NOTADB) or a damaged one.
-  std::string e;
-  if (!exec(j->db_, read_only ? "PRAGMA schema_version" : "PRAGMA journal_mode=WAL", e)) {
-    return base::fail(where + "not a usable database (" + e +
+  if (auto first = exec(j->db_, read_only ? "PRAGMA schema_version" : "PRAGMA journal_mode=WAL");
+      !first) {
+    return base::fail(where + "not a usable database (" + first.error().message +
                       "); it is corrupt or not a journal: " + damaged_advice(path));
   }
   {
@@ -284,37 +292,34 @@ base::Expected<std::unique_ptr<Journal>> Journal::open(const std::string& path, 
     return j;                 // reads only: no statements for writes
   }
   // Durable at every commit (FULL): a commit is once per loop turn, however many jobs it holds.
-  if (!exec(j->db_, "PRAGMA synchronous=FULL", e)) {
-    return base::fail(where + "cannot set up: " + e);
+  if (auto durable = exec(j->db_, "PRAGMA synchronous=FULL"); !durable) {
+    return base::fail(where + "cannot set up: " + durable.error().message);
   }
   // Created, or upgraded in place, in one transaction: a broker that dies half-way leaves the
   // journal as it was. Version 1 journals gain the cancelled column (0 for their jobs); version 1
   // and 2 journals gain the checksums, computed from their rows as they are now.
-  const bool upgraded =
-      exec(j->db_, "BEGIN IMMEDIATE", e) &&
-      (version != 1 ||
-       exec(j->db_, "ALTER TABLE jobs ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0", e)) &&
-      (version < 1 || version > 2 ||
-       (exec(j->db_, "ALTER TABLE jobs ADD COLUMN request_sum INTEGER", e) &&
-        exec(j->db_, "ALTER TABLE jobs ADD COLUMN answer_sum INTEGER", e) &&
-        exec(j->db_,
-             ("UPDATE jobs SET request_sum = paddock_row_sum(job_id, " +
-              std::to_string(kRequestDomain) +
-              ", request), answer_sum = CASE WHEN answer IS NULL THEN NULL ELSE "
-              "paddock_row_sum(job_id, answer_cmd, answer) END")
-                 .c_str(),
-             e))) &&
-      exec(j->db_, kSchema, e) &&
-      exec(j->db_, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str(), e) &&
-      exec(j->db_, "COMMIT", e);
-  if (!upgraded) {
-    std::string ignored;
-    (void)exec(j->db_, "ROLLBACK", ignored);
+  std::vector<std::string> statements = {"BEGIN IMMEDIATE"};
+  if (version == 1) {
+    statements.push_back("ALTER TABLE jobs ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0");
+  }
+  if (version >= 1 && version <= 2) {
+    statements.push_back("ALTER TABLE jobs ADD COLUMN request_sum INTEGER");
+    statements.push_back("ALTER TABLE jobs ADD COLUMN answer_sum INTEGER");
+    statements.push_back("UPDATE jobs SET request_sum = paddock_row_sum(job_id, " +
+                         std::to_string(kRequestDomain) +
+                         ", request), answer_sum = CASE WHEN answer IS NULL THEN NULL ELSE "
+                         "paddock_row_sum(job_id, answer_cmd, answer) END");
+  }
+  statements.push_back(kSchema);
+  statements.push_back("PRAGMA user_version=" + std::to_string(kSchemaVersion));
+  statements.push_back("COMMIT");
+  if (auto upgraded = exec_all(j->db_, statements); !upgraded) {
+    (void)exec(j->db_, "ROLLBACK");
     return base::fail(where +
                       (version > 0 && version < kSchemaVersion
                            ? "cannot upgrade from schema version " + std::to_string(version) + ": "
                            : "cannot set up: ") +
-                      e);
+                      upgraded.error().message);
   }
   if (version > 0 && version < kSchemaVersion) {
     spdlog::info("journal {}: upgraded from schema version {} to {}", path, version,
@@ -381,8 +386,7 @@ Journal::~Journal() {
 
 void Journal::begin() {
   if (in_transaction_) return;
-  std::string e;
-  if (!exec(db_, "BEGIN IMMEDIATE", e)) {
+  if (!exec(db_, "BEGIN IMMEDIATE")) {
     failed_statement("begin");
     return;
   }
@@ -562,8 +566,7 @@ std::string Journal::check_files() {
 base::Status Journal::commit() {
   std::string why;
   if (in_transaction_) {
-    std::string e;
-    const bool ok = write_error_.empty() && broken_.empty() && exec(db_, "COMMIT", e);
+    const bool ok = write_error_.empty() && broken_.empty() && exec(db_, "COMMIT").ok();
     if (!ok) {
       if (!write_error_.empty()) {
         why = write_error_;
@@ -573,8 +576,7 @@ base::Status Journal::commit() {
         failed_statement("commit");
         why = write_error_;
       }
-      std::string ignored;
-      (void)exec(db_, "ROLLBACK", ignored);
+      (void)exec(db_, "ROLLBACK");
     }
     in_transaction_ = false;
     // After a commit that wrote: were those writes made into the files the next start reads?
