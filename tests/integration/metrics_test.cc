@@ -163,6 +163,8 @@ TEST_CASE(
   REQUIRE(warm);
   REQUIRE(cold);
   CHECK(*warm + *cold == total);
+  // Every VM was torn down after its job's answer, before the slot's credit went back.
+  CHECK(sample(*wtext, "paddock_worker_vm_teardown_seconds_count") == total);
   CHECK(sample(*wtext, "paddock_worker_warm_pool_ready{template=\"tpl-default-1x128\"}"));
   CHECK(sample(*wtext, "paddock_worker_warm_pool_broken{template=\"tpl-default-1x128\"}") == 0);
 

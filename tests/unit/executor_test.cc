@@ -100,6 +100,67 @@ TEST_CASE("executor: the VM is destroyed when the job fails") {
   CHECK(p.get("vm-1").value().state == runtime::VmState::kDestroyed);
 }
 
+namespace {
+
+// The test double, noting for each destroy() how many answers the executor had given by then.
+class TeardownWatch final : public testing::DelegatingProvider {
+ public:
+  int answers = 0;
+  std::vector<int> answers_at_destroy;
+  runtime::Status destroy(const std::string& id) override {
+    answers_at_destroy.push_back(answers);
+    return p_.destroy(id);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("executor: with an answer sink the outcome is given once, before the VM's teardown") {
+  for (const auto& argv : std::vector<std::vector<std::string>>{
+           {"echo", "hi"}, {"fail", "Firewall", "x"}, {"exit", "3"}}) {
+    CAPTURE(argv[0]);
+    TeardownWatch p;
+    std::optional<worker::Outcome> answered;
+    std::vector<std::chrono::microseconds> teardowns;
+    worker::ExecutionContext ctx{"w1", "vm-1"};
+    ctx.answer = [&](const worker::Outcome& o) {
+      ++p.answers;
+      answered = o;
+    };
+    ctx.on_teardown = [&](std::chrono::microseconds took) { teardowns.push_back(took); };
+    auto outcome = worker::execute_job(p, job(argv), ctx, {});
+    CHECK(p.answers == 1);
+    REQUIRE(p.answers_at_destroy.size() == 1);
+    CHECK(p.answers_at_destroy[0] == 1);  // the answer came first
+    CHECK(teardowns.size() == 1);
+    REQUIRE(answered.has_value());
+    CHECK(answered->index() == outcome.index());
+    if (auto* r = std::get_if<schemas::JobResult>(&outcome)) {
+      CHECK(r->timings.teardown_us == 0);  // not part of the job's time (PROTOCOL.md)
+      CHECK(std::get<schemas::JobResult>(*answered).stdout_data == r->stdout_data);
+    }
+  }
+  // Refused before any VM exists: answered, nothing torn down.
+  TeardownWatch p;
+  int answers = 0;
+  worker::ExecutionContext ctx{"w1", "vm-1"};
+  ctx.answer = [&](const worker::Outcome&) { ++answers; };
+  auto outcome = worker::execute_job(p, job({}), ctx, {});  // no argv
+  REQUIRE(std::holds_alternative<schemas::JobError>(outcome));
+  CHECK(std::get<schemas::JobError>(outcome).code == 100);
+  CHECK(answers == 1);
+  CHECK(p.answers_at_destroy.empty());
+}
+
+TEST_CASE("executor: without an answer sink the teardown is timed into the RESULT") {
+  TeardownWatch p;
+  auto outcome = worker::execute_job(p, job({"echo", "hi"}), {"w1", "vm-1"}, {});
+  REQUIRE(std::holds_alternative<schemas::JobResult>(outcome));
+  CHECK(p.answers_at_destroy.size() == 1);
+  CHECK(std::get<schemas::JobResult>(outcome).timings.total_us >=
+        std::get<schemas::JobResult>(outcome).timings.teardown_us);
+}
+
 TEST_CASE("executor: a cancelled job is ERROR Cancelled (101)") {
   runtime::MemoryProvider p;
   std::stop_source stop;

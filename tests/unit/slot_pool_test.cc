@@ -111,3 +111,34 @@ TEST_CASE("slot pool: the destructor stops running jobs") {
   }
   CHECK(stopped.load() == 4);
 }
+
+TEST_CASE("slot pool: an answer given early comes back before its slot is free") {
+  std::atomic<bool> answer_seen{false};
+  SlotPool* self = nullptr;
+  SlotPool pool(1, [&](const JobDispatch&, uint64_t task_id, std::stop_token)
+                       -> std::optional<std::pair<Command, std::string>> {
+    self->answer(task_id, Command::kResult, "early");
+    // The "teardown": the slot stays busy until the loop has taken the answer (or a bound, so a
+    // failure cannot hang).
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (!answer_seen.load() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(1ms);
+    }
+    return std::nullopt;
+  });
+  self = &pool;
+  pool.submit(7, JobDispatch{}, std::stop_source());
+  std::vector<SlotPool::Completion> all;
+  collect(pool, all, 1, 10s);
+  REQUIRE(all.size() == 1);
+  CHECK(all[0].task_id == 7);
+  CHECK(all[0].has_answer);
+  CHECK_FALSE(all[0].slot_free);
+  CHECK(all[0].body == "early");
+  answer_seen.store(true);
+  collect(pool, all, 2, 10s);
+  REQUIRE(all.size() == 2);
+  CHECK(all[1].task_id == 7);
+  CHECK_FALSE(all[1].has_answer);
+  CHECK(all[1].slot_free);
+}

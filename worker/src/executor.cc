@@ -85,15 +85,18 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
                     const ExecutionContext& ctx, std::stop_token cancel) {
   const auto t0 = Clock::now();
   const sc::JobRequest& req = dispatch.request;
-  auto fail = [&](const rt::Error& e) -> Outcome {
-    return job_error_from(e, dispatch, ctx.worker_id);
+  // Before any VM exists: answered, nothing to tear down.
+  auto answer = [&](Outcome o) -> Outcome {
+    if (ctx.answer) ctx.answer(o);
+    return o;
   };
   // A request the codec refuses is the submitter's mistake, never a host's fault: answered
   // InvalidRequest (not retryable) before any VM exists, so that a runtime refusal of its egress,
   // say, is never taken for a Firewall fault and retried (decode_job_dispatch already checks it;
   // this keeps the rule for any other caller).
-  if (auto bad = sc::validate(req))
-    return invalid_request_error(dispatch, ctx.worker_id, bad->message());
+  if (auto bad = sc::validate(req)) {
+    return answer(invalid_request_error(dispatch, ctx.worker_id, bad->message()));
+  }
 
   rt::VmSpec spec{req.image, req.vcpus, req.mem_mib};
   // Warm: a clone from the pool (or restored on demand). Cold: create and boot. Either way the VM
@@ -101,43 +104,48 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   std::optional<WarmVm> clone;
   if (ctx.warm != nullptr) clone = ctx.warm->acquire(spec);
   const std::string vm_id = clone ? clone->id() : ctx.vm_id;
-  auto teardown = [&]() -> rt::Status {
-    return clone ? clone->destroy() : provider.destroy(ctx.vm_id);
+  // Destroys the VM; how long that took. A failure is logged loudly: the job's answer stands.
+  auto teardown = [&]() -> uint64_t {
+    const auto t = Clock::now();
+    auto down = clone ? clone->destroy() : provider.destroy(ctx.vm_id);
+    const uint64_t took = micros_since(t);
+    if (!down) {
+      spdlog::error("job '{}': teardown of vm '{}' failed: {}", req.job_id, vm_id,
+                    down.error().message());
+    }
+    if (ctx.on_teardown) ctx.on_teardown(std::chrono::microseconds(took));
+    return took;
+  };
+  // With a VM: answered first (with a sink), then torn down.
+  auto answer_and_teardown = [&](Outcome o) -> Outcome {
+    answer(o);
+    (void)teardown();
+    return o;
+  };
+  auto fail = [&](const rt::Error& e) -> Outcome {
+    return answer_and_teardown(job_error_from(e, dispatch, ctx.worker_id));
   };
   if (!clone) {
-    if (auto st = provider.create(ctx.vm_id, spec); !st) return fail(st.error());
-    if (auto st = provider.start(ctx.vm_id); !st) {
-      (void)teardown();
-      return fail(st.error());
+    if (auto st = provider.create(ctx.vm_id, spec); !st) {
+      return answer(job_error_from(st.error(), dispatch, ctx.worker_id));
     }
+    if (auto st = provider.start(ctx.vm_id); !st) return fail(st.error());
   }
   // The job's egress, before any of its code runs (no rules: the VM keeps no route out).
-  if (auto st = provider.set_egress(vm_id, req.egress); !st) {
-    (void)teardown();
-    return fail(st.error());
-  }
+  if (auto st = provider.set_egress(vm_id, req.egress); !st) return fail(st.error());
   const uint64_t start_us = micros_since(t0);
   if (ctx.on_vm_started) ctx.on_vm_started(clone.has_value(), std::chrono::microseconds(start_us));
   const auto t_exec = Clock::now();
   auto exec = provider.exec(vm_id, exec_request_from(req), cancel);
   const uint64_t exec_us = micros_since(t_exec);
+  if (!exec) return fail(exec.error());
   auto usage = provider.network_usage(vm_id);
   if (!usage) {
     spdlog::warn("job '{}': network counters of vm '{}': {}", req.job_id, vm_id,
                  usage.error().message());
   }
-  const auto t_down = Clock::now();
-  auto down = teardown();
-  const uint64_t teardown_us = micros_since(t_down);
-
-  if (!exec) return fail(exec.error());
-  if (!down) {
-    // The job ran; its VM did not go away cleanly. Report the job, and log the leak loudly.
-    spdlog::error("job '{}': teardown of vm '{}' failed: {}", req.job_id, vm_id,
-                  down.error().message());
-  }
   rt::ExecResult& x = exec.value();
-  if (x.cancelled) return cancelled_error(dispatch, ctx.worker_id);
+  if (x.cancelled) return answer_and_teardown(cancelled_error(dispatch, ctx.worker_id));
 
   sc::JobResult r;
   // The program's outcome as the runtime returned it (the same job.h value), then what the worker
@@ -146,7 +154,6 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   r.job_id = req.job_id;
   // One rule for every backend (PROTOCOL.md, JobResult): a job ended by a signal exits 128 + it.
   if (r.signal != 0) r.exit_code = 128 + r.signal;
-  r.timings = sc::Timings{dispatch.queued_us, start_us, exec_us, teardown_us, micros_since(t0)};
   if (usage) {
     r.usage.bytes_in = usage.value().bytes_in;
     r.usage.bytes_out = usage.value().bytes_out;
@@ -161,6 +168,13 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   r.template_vm = clone ? clone->template_vm() : "";
   // Every backend's result cut the same way to what one RESULT frame carries (limits.h).
   sc::fit_result(r, req.output_cap);
+  if (ctx.answer) {
+    // Answered before the teardown: it is not in the timings (PROTOCOL.md, JobResult).
+    r.timings = sc::Timings{dispatch.queued_us, start_us, exec_us, 0, micros_since(t0)};
+    return answer_and_teardown(std::move(r));
+  }
+  const uint64_t teardown_us = teardown();
+  r.timings = sc::Timings{dispatch.queued_us, start_us, exec_us, teardown_us, micros_since(t0)};
   return r;
 }
 

@@ -81,6 +81,10 @@ void SlotPool::take_completions(std::vector<Completion>& out) {
   out.swap(done_);
 }
 
+void SlotPool::answer(uint64_t task_id, schemas::Command command, std::string body) {
+  complete(Completion{task_id, true, false, command, std::move(body)});
+}
+
 void SlotPool::complete(Completion c) {
   bool was_empty = false;
   {
@@ -111,9 +115,13 @@ void SlotPool::slot_main(size_t slot, std::stop_token pool_stop) {
     current_[slot] = task.stop;
     ++running_;
     lock.unlock();
-    auto [command, body] = runner_(task.dispatch, task.task_id, task.stop.get_token());
+    auto answered = runner_(task.dispatch, task.task_id, task.stop.get_token());
     if (pool_stop.stop_requested()) return;  // shutting down: the loop reads no more
-    complete(Completion{task.task_id, command, std::move(body)});
+    if (answered) {
+      complete(Completion{task.task_id, true, true, answered->first, std::move(answered->second)});
+    } else {
+      complete(Completion{task.task_id, false, true, {}, {}});
+    }
     lock.lock();
     current_[slot] = std::stop_source(std::nostopstate);
     --running_;

@@ -1,5 +1,6 @@
-// A fixed set of job slots (threads). The loop submits tasks; each finished job's outcome
-// (task id, command, encoded body) waits in a completion list that the loop takes whole, woken by
+// A fixed set of job slots (threads). The loop submits tasks; each job's answer (task id,
+// command, encoded body) and the end of its slot's work wait in a completion list that the loop
+// takes whole, woken by
 // an eventfd that is written only when the list goes from empty to not empty: one wakeup carries
 // every outcome that finished meanwhile, and no slot owns a socket or a file descriptor (so
 // --slots is not bounded by ZMQ_MAX_SOCKETS or the fd limit).
@@ -23,6 +24,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -32,8 +34,9 @@
 
 namespace paddock::worker {
 
-// Runs one job; returns the (command, encoded body) to send.
-using JobRunner = std::function<std::pair<schemas::Command, std::string>(
+// Runs one job; returns the (command, encoded body) to send, or nullopt if the job was answered
+// already with SlotPool::answer() (before its VM's teardown, which the slot then finished).
+using JobRunner = std::function<std::optional<std::pair<schemas::Command, std::string>>(
     const schemas::JobDispatch&, uint64_t task_id, std::stop_token)>;
 
 class SlotPool {
@@ -41,8 +44,12 @@ class SlotPool {
   using Clock = std::chrono::steady_clock;
   static constexpr std::chrono::milliseconds kHandoffWait{1};
 
+  // A task's answer, the end of its slot's work, or both (the runner returned its answer). An
+  // answer given early comes before the same task's end.
   struct Completion {
     uint64_t task_id = 0;
+    bool has_answer = true;  // command and body are the task's answer
+    bool slot_free = true;   // the task's slot is done with it (its VM torn down)
     schemas::Command command{};
     std::string body;
   };
@@ -57,6 +64,10 @@ class SlotPool {
   // Wakes slots for the tasks submitted, as above. Returns when to call it again at the
   // latest (time_point::max() with no task waiting). Call every loop turn.
   Clock::time_point kick(Clock::time_point now);
+
+  // A running task's answer, before its runner returns (which then returns nullopt). Safe from
+  // any thread; at most once per task.
+  void answer(uint64_t task_id, schemas::Command command, std::string body);
 
   // Readable (poll) while completions wait; take_completions() clears it.
   int completion_fd() const { return event_fd_; }

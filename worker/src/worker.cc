@@ -40,8 +40,14 @@ class Worker::Loop {
     std::stop_source stop;
   };
 
-  std::pair<sc::Command, std::string> run_one(const sc::JobDispatch& d, uint64_t task_id,
-                                              std::stop_token cancel);
+  // Runs a job on a slot thread; its answer goes to the loop (SlotPool::answer) before its VM's
+  // teardown, so the runner returns nullopt.
+  std::optional<std::pair<sc::Command, std::string>> run_one(const sc::JobDispatch& d,
+                                                             uint64_t task_id,
+                                                             std::stop_token cancel);
+  // The frame of a job's outcome, and the metrics of its end.
+  std::pair<sc::Command, std::string> answer_of(const sc::JobDispatch& d, Outcome outcome,
+                                                Clock::time_point started);
   void on_completion(SlotPool::Completion& c, bool draining);
   void on_broker_message(size_t si, std::span<const std::string_view> parts, Clock::time_point now);
   // Answers a JOB that does not decode with an ERROR, if its job and attempt can be read.
@@ -136,20 +142,31 @@ sc::WorkerStatus Worker::Loop::status() const {
   return st;
 }
 
-std::pair<sc::Command, std::string> Worker::Loop::run_one(const sc::JobDispatch& d,
-                                                          uint64_t task_id,
-                                                          std::stop_token cancel) {
+std::optional<std::pair<sc::Command, std::string>> Worker::Loop::run_one(
+    const sc::JobDispatch& d, uint64_t task_id, std::stop_token cancel) {
   // Runs on a slot thread. The VM id is unique within this worker process.
-  const ExecutionContext ctx{
+  const auto t0 = Clock::now();
+  ExecutionContext ctx{
       options_.worker_id, options_.worker_id + "-vm-" + std::to_string(task_id), warm_.get(),
       [this](bool warm, std::chrono::microseconds took) { metrics_.vm_started(warm, took); }};
-  const auto t0 = Clock::now();
+  ctx.answer = [&](const Outcome& outcome) {
+    auto [command, body] = answer_of(d, outcome, t0);
+    pool_->answer(task_id, command, std::move(body));
+  };
+  ctx.on_teardown = [this](std::chrono::microseconds took) { metrics_.vm_torn_down(took); };
   metrics_.job_started();
-  Outcome outcome = execute_job(*provider_, d, ctx, std::move(cancel));
+  (void)execute_job(*provider_, d, ctx, std::move(cancel));
+  metrics_.slot_freed();
+  return std::nullopt;
+}
+
+std::pair<sc::Command, std::string> Worker::Loop::answer_of(const sc::JobDispatch& d,
+                                                            Outcome outcome,
+                                                            Clock::time_point started) {
   if (auto* result = std::get_if<sc::JobResult>(&outcome)) {
     std::string body = sc::encode(*result);
     if (body.size() <= sc::limits::kMaxFrameBytes) {
-      metrics_.job_finished(true, 0, "", Clock::now() - t0);
+      metrics_.job_finished(true, 0, "", Clock::now() - started);
       return {sc::Command::kResult, std::move(body)};
     }
     // execute_job cut the result to kMaxResultData (fit_result), so this is a bug in the limits'
@@ -161,7 +178,7 @@ std::pair<sc::Command, std::string> Worker::Loop::run_one(const sc::JobDispatch&
     spdlog::error("job '{}': {}", d.request.job_id, std::get<sc::JobError>(outcome).message);
   }
   const auto& error = std::get<sc::JobError>(outcome);
-  metrics_.job_finished(false, error.code, error.variant, Clock::now() - t0);
+  metrics_.job_finished(false, error.code, error.variant, Clock::now() - started);
   if (error.code == rt::code_of(rt::Variant::kStatePoisoned)) poisoned_.store(true);
   return {sc::Command::kError, sc::encode(error)};
 }
@@ -170,7 +187,9 @@ void Worker::Loop::on_completion(SlotPool::Completion& c, bool draining) {
   auto it = running_.find(c.task_id);
   if (it == running_.end()) return;
   BrokerSession& s = *sessions_[it->second.session];
-  s.queue(sc::make_message(c.command, {std::move(c.body)}));
+  // The answer goes out at once; the credit only when the slot is free (its VM torn down).
+  if (c.has_answer) s.queue(sc::make_message(c.command, {std::move(c.body)}));
+  if (!c.slot_free) return;
   s.job_finished(draining);
   running_.erase(it);
 }

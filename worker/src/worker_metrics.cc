@@ -25,11 +25,17 @@ WorkerMetrics::WorkerMetrics(const std::string& worker_id, std::string_view back
       failed_(registry.counter_family("paddock_worker_jobs_failed_total",
                                       "Jobs answered ERROR, by variant and code.",
                                       {"variant", "code"})),
-      job_duration_(registry.histogram("paddock_worker_job_duration_seconds",
-                                       "Time a job held its slot: VM start, exec, teardown.",
-                                       m::latency_buckets())),
+      job_duration_(registry.histogram(
+          "paddock_worker_job_duration_seconds",
+          "Time from a job's start on its slot to its answer: VM start and exec (the VM's "
+          "teardown comes after the answer: paddock_worker_vm_teardown_seconds).",
+          m::latency_buckets())),
       start_warm_(vm_start_.with({"warm"})),
-      start_cold_(vm_start_.with({"cold"})) {
+      start_cold_(vm_start_.with({"cold"})),
+      teardown_(registry.histogram("paddock_worker_vm_teardown_seconds",
+                                   "Time to tear a job's VM down, after its answer was sent (its "
+                                   "slot stays busy meanwhile).",
+                                   m::vm_start_buckets())) {
   registry
       .gauge_family("paddock_worker_info", "Always 1: this worker's id and backend.",
                     {"worker_id", "backend"})
@@ -45,7 +51,6 @@ WorkerMetrics::WorkerMetrics(const std::string& worker_id, std::string_view back
 
 void WorkerMetrics::job_finished(bool ok, uint32_t code, std::string_view variant,
                                  std::chrono::steady_clock::duration took) {
-  busy_.fetch_sub(1, std::memory_order_relaxed);
   job_duration_.observe(took);
   if (ok) {
     jobs_ok_.inc();

@@ -25,11 +25,15 @@ class WorkerMetrics {
 
   metrics::Registry registry;
 
+  // A slot took a job, and is busy with it until slot_freed() (after its VM's teardown).
   void job_started() { busy_.fetch_add(1, std::memory_order_relaxed); }
-  // A job's outcome: ok (a RESULT, whatever its exit code) or an ERROR of `code` / `variant`.
+  void slot_freed() { busy_.fetch_sub(1, std::memory_order_relaxed); }
+  // A job's answer, `took` after it started: ok (a RESULT, whatever its exit code) or an ERROR of
+  // `code` / `variant`.
   void job_finished(bool ok, uint32_t code, std::string_view variant,
                     std::chrono::steady_clock::duration took);
   void vm_started(bool warm, std::chrono::microseconds took);
+  void vm_torn_down(std::chrono::microseconds took) { teardown_.observe(took); }
 
   // Every scrape reads the pools' sizes. REQUIRES: `pools` outlives every render (stop the HTTP
   // server first).
@@ -50,6 +54,7 @@ class WorkerMetrics {
   metrics::Histogram& job_duration_;
   metrics::Histogram& start_warm_;
   metrics::Histogram& start_cold_;
+  metrics::Histogram& teardown_;
 };
 
 }  // namespace paddock::worker

@@ -1,6 +1,8 @@
 // Runs one job on a provider, start to finish: take a ready clone from the warm pool of the job's
-// VmSpec (warm) or else create and boot a VM (cold), exec the job, destroy the VM (always,
-// whatever happened before), and turn the outcome into a RESULT or an ERROR body.
+// VmSpec (warm) or else create and boot a VM (cold), exec the job, turn the outcome into a RESULT
+// or an ERROR body, and destroy the VM (always, whatever happened before). With an answer sink
+// the outcome is handed over as soon as it is known, before the teardown: the worker sends it
+// then, and the submitter does not wait for the VM to go (the slot stays busy until it has).
 #pragma once
 
 #include <chrono>
@@ -24,8 +26,15 @@ struct ExecutionContext {
   WarmPools* warm = nullptr;
   // Told once the job's VM runs (warm or cold) and how long that took (the RESULT's start_us).
   std::function<void(bool warm, std::chrono::microseconds took)> on_vm_started = nullptr;
+  // Given the job's outcome exactly once, on every path, before the VM is torn down; its RESULT's
+  // timings.teardown_us is then 0 (the teardown comes after). Empty: the outcome is returned
+  // only, after the teardown, with teardown_us measured.
+  std::function<void(const Outcome&)> answer = nullptr;
+  // Told how long the VM's teardown took, after it (nothing for a job that never had a VM).
+  std::function<void(std::chrono::microseconds took)> on_teardown = nullptr;
 };
 
+// Returns the outcome (the one `ctx.answer` was given, if set), after the teardown.
 // REQUIRES: `provider` (and `ctx.warm`, if set) outlive the call; `ctx.warm` drives the same
 // provider. Never throws.
 Outcome execute_job(runtime::Provider& provider, const schemas::JobDispatch& dispatch,
