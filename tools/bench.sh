@@ -9,7 +9,9 @@
 # (b) VM start: cold boot and snapshot restore of a jailed QEMU microVM, median and p99, ratio
 #     (paddock-bench-vm);
 # (c) end-to-end VM jobs through broker and worker with warm pools: `true` and a short computation,
-#     latency percentiles and sustained jobs/s (paddock-load against a qemu worker);
+#     latency percentiles and sustained jobs/s at 1, 2 and 4 outstanding (paddock-load against a
+#     qemu worker with 2 slots), and the CPU each job cost: the broker's, the worker's own, and
+#     that of the worker's descendants (jailers, QEMUs, ip/iptables helpers), from /proc;
 # (d) memory per idle VM: PSS of the VMM of a cold VM and of live clones (paddock-bench-vm).
 #
 # Builds a release build in build-bench/. Runs as root (jails, network namespaces). Takes about
@@ -158,13 +160,30 @@ if [[ $fabric_only -eq 0 ]]; then
   [[ $quick -eq 1 ]] && e2e_jobs=30
   # shellcheck disable=SC2016  # expanded by the guest's shell, not this one
   compute='i=0; s=0; while [ $i -lt 5000 ]; do s=$((s+i)); i=$((i+1)); done; echo $s'
-  # One at a time (latency), then 4 outstanding on 2 slots (sustained throughput).
-  "$load" -b "$client_ep" -n "$e2e_jobs" -c 1 --timeout-s 120 --json-out "$tmp/e2e-true-c1.json" -- true >/dev/null
-  "$load" -b "$client_ep" -n "$e2e_jobs" -c 4 --timeout-s 120 --json-out "$tmp/e2e-true-c4.json" -- true >/dev/null
-  "$load" -b "$client_ep" -n "$e2e_jobs" -c 1 --timeout-s 120 --json-out "$tmp/e2e-compute-c1.json" \
-    -- /bin/sh -c "$compute" >/dev/null
-  "$load" -b "$client_ep" -n "$e2e_jobs" -c 4 --timeout-s 120 --json-out "$tmp/e2e-compute-c4.json" \
-    -- /bin/sh -c "$compute" >/dev/null
+  broker_pid=${pids[-2]} worker_pid=${pids[-1]}
+  # CPU ticks of a process: its own (utime+stime) and its waited-for descendants' (cutime+cstime).
+  cpu_of() { awk '{print $14+$15, $16+$17}' "/proc/$1/stat"; }
+  # e2e NAME CONCURRENCY ARGV...: one paddock-load run, and the CPU it cost by process, as JSON.
+  e2e() {
+    local name=$1 c=$2
+    shift 2
+    local b0 w0 b1 w1 settled
+    b0=$(cpu_of "$broker_pid"); w0=$(cpu_of "$worker_pid")
+    "$load" -b "$client_ep" -n "$e2e_jobs" -c "$c" --timeout-s 120 --json-out "$tmp/e2e-$name-c$c.json" \
+      -- "$@" >/dev/null
+    # Teardowns end after the answers: wait until the worker's CPU settles (at most 10 s).
+    for _ in $(seq 100); do
+      settled=$(cpu_of "$worker_pid"); sleep 0.1
+      [[ "$(cpu_of "$worker_pid")" == "$settled" ]] && break
+    done
+    b1=$(cpu_of "$broker_pid"); w1=$(cpu_of "$worker_pid")
+    # shellcheck disable=SC2086  # each pair is two numbers
+    printf '{"hz": %d, "broker": [%d, %d], "broker_end": [%d, %d], "worker": [%d, %d], "worker_end": [%d, %d]}\n' \
+      "$(getconf CLK_TCK)" $b0 $b1 $w0 $w1 >"$tmp/e2e-$name-c$c.cpu.json"
+  }
+  # One at a time (latency), then 2 and 4 outstanding on 2 slots (sustained throughput).
+  for c in 1 2 4; do e2e true "$c" true; done
+  for c in 1 4; do e2e compute "$c" /bin/sh -c "$compute"; done
   stop_all
   ip netns delete "$host_netns"
   host_netns=""
@@ -194,13 +213,23 @@ for journal in ("off", "on"):
         "half_rate_errors": half["errors"], "half_rate_jobs": half["jobs"]}
 if os.path.exists(os.path.join(tmp, "vm.json")):  # not with --fabric-only
     res["vm"] = load("vm.json")
-for name in ("true-c1", "true-c4", "compute-c1", "compute-c4"):
+for name in ("true-c1", "true-c2", "true-c4", "compute-c1", "compute-c4"):
     if not os.path.exists(os.path.join(tmp, f"e2e-{name}.json")):
         continue
     j = load(f"e2e-{name}.json")
     res["vm_jobs"][name] = {"jobs": j["jobs"], "ok": j["ok"], "errors": j["errors"],
                             "warm": j["warm"], "cold": j["cold"],
                             "jobs_per_s": j["throughput_jobs_per_s"], "latency_ms": lat(j)}
+    cpu_file = os.path.join(tmp, f"e2e-{name}.cpu.json")
+    if os.path.exists(cpu_file):
+        c = json.load(open(cpu_file))
+        per_job = lambda a, b: (b - a) * 1000 / c["hz"] / max(1, j["jobs"])
+        # ms of CPU per job: the broker; the worker itself; its descendants (jailers and the QEMUs
+        # they run, ip/iptables helpers: waited-for children's time, counted when they exit).
+        res["vm_jobs"][name]["cpu_ms_per_job"] = {
+            "broker": per_job(c["broker"][0], c["broker_end"][0]),
+            "worker": per_job(c["worker"][0], c["worker_end"][0]),
+            "vmm_and_helpers": per_job(c["worker"][1], c["worker_end"][1])}
 json.dump(res, open(out, "w"), indent=2)
 f, v, e = res["fabric"], res.get("vm"), res["vm_jobs"]
 print("\n== summary (one run; figures in %s)" % out)
@@ -217,6 +246,10 @@ if v and "idle_memory" in v:
     print(f"idle VM PSS: cold {m['cold_vm_pss_mib']:.1f} MiB, clone median {m['clone_pss_median_mib']:.1f} MiB "
           f"({m['clones']} clones), template files {m['template_files_mib']:.1f} MiB")
 for name, x in e.items():
+    cpu = x.get("cpu_ms_per_job")
     print(f"VM jobs {name:10}: {x['jobs_per_s']:6.2f} jobs/s, p50 {x['latency_ms']['p50']:7.1f} ms, "
-          f"p99 {x['latency_ms']['p99']:7.1f} ms ({x['warm']} warm, {x['cold']} cold, {x['errors']} errors)")
+          f"p90 {x['latency_ms']['p90']:7.1f} ms, p99 {x['latency_ms']['p99']:7.1f} ms "
+          f"({x['warm']} warm, {x['cold']} cold, {x['errors']} errors)" +
+          (f"; CPU ms/job: broker {cpu['broker']:.1f}, worker {cpu['worker']:.1f}, "
+           f"QEMU+jailer+helpers {cpu['vmm_and_helpers']:.1f}" if cpu else ""))
 PY
