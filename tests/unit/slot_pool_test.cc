@@ -115,17 +115,18 @@ TEST_CASE("slot pool: the destructor stops running jobs") {
 TEST_CASE("slot pool: an answer given early comes back before its slot is free") {
   std::atomic<bool> answer_seen{false};
   SlotPool* self = nullptr;
-  SlotPool pool(1, [&](const JobDispatch&, uint64_t task_id, std::stop_token)
-                       -> std::optional<std::pair<Command, std::string>> {
-    self->answer(task_id, Command::kResult, "early");
-    // The "teardown": the slot stays busy until the loop has taken the answer (or a bound, so a
-    // failure cannot hang).
-    const auto until = std::chrono::steady_clock::now() + 5s;
-    while (!answer_seen.load() && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(1ms);
-    }
-    return std::nullopt;
-  });
+  SlotPool pool(1,
+                [&](const JobDispatch&, uint64_t task_id,
+                    std::stop_token) -> std::optional<std::pair<Command, std::string>> {
+                  self->answer(task_id, Command::kResult, "early");
+                  // The "teardown": the slot stays busy until the loop has taken the answer (or a
+                  // bound, so a failure cannot hang).
+                  const auto until = std::chrono::steady_clock::now() + 5s;
+                  while (!answer_seen.load() && std::chrono::steady_clock::now() < until) {
+                    std::this_thread::sleep_for(1ms);
+                  }
+                  return std::nullopt;
+                });
   self = &pool;
   pool.submit(7, JobDispatch{}, std::stop_source());
   std::vector<SlotPool::Completion> all;

@@ -142,8 +142,9 @@ sc::WorkerStatus Worker::Loop::status() const {
   return st;
 }
 
-std::optional<std::pair<sc::Command, std::string>> Worker::Loop::run_one(
-    const sc::JobDispatch& d, uint64_t task_id, std::stop_token cancel) {
+std::optional<std::pair<sc::Command, std::string>> Worker::Loop::run_one(const sc::JobDispatch& d,
+                                                                         uint64_t task_id,
+                                                                         std::stop_token cancel) {
   // Runs on a slot thread. The VM id is unique within this worker process.
   const auto t0 = Clock::now();
   ExecutionContext ctx{
