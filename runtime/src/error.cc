@@ -2,23 +2,13 @@
 
 #include <array>
 
+#include "paddock/schemas/codes.h"
+
 namespace paddock::runtime {
 namespace {
 
-constexpr std::array<std::string_view, kLastVariantCode> kNames = {"VmAlreadyExists",
-                                                                   "VmNotFound",
-                                                                   "InvalidTransition",
-                                                                   "SnapshotAlreadyExists",
-                                                                   "SnapshotNotFound",
-                                                                   "StatePoisoned",
-                                                                   "Unsupported",
-                                                                   "Metrics",
-                                                                   "Shutdown",
-                                                                   "Firewall",
-                                                                   "Jailer",
-                                                                   "NetworkConfig",
-                                                                   "NetworkSetup",
-                                                                   "GuestAgent"};
+// The names are the wire's (schemas/codes.h), the one table of them.
+static_assert(kLastVariantCode == schemas::kRuntimeVariantCount);
 
 constexpr std::array<std::string_view, kCauseCount> kCauseNames = {
     "InvalidInput",   "VmState",   "NotSupported", "HostIo",     "ResourceExhausted",
@@ -35,12 +25,12 @@ std::string quoted(const std::optional<std::string>& s) {
 
 std::string_view variant_name(Variant v) {
   const auto i = static_cast<uint32_t>(v);
-  return i >= 1 && i <= kLastVariantCode ? kNames[i - 1] : std::string_view("Unknown");
+  return schemas::runtime_variant_name(i);
 }
 
 std::optional<Variant> variant_from_name(std::string_view name) {
   for (uint32_t i = 0; i < kLastVariantCode; ++i) {
-    if (kNames[i] == name) return static_cast<Variant>(i + 1);
+    if (schemas::kRuntimeVariantNames[i] == name) return static_cast<Variant>(i + 1);
   }
   return std::nullopt;
 }

@@ -198,6 +198,19 @@ TEST_CASE("exit statuses of results") {
   e.variant = "Jailer";
   e.message = "jailer error: x";
   CHECK(cli::describe_error(e) == "Jailer (code 11): jailer error: x");
+  // An ERROR without its variant's name is named from its code (schemas/codes.h's tables).
+  e.variant.clear();
+  CHECK(cli::variant_of(e) == "Jailer");
+  for (const auto& [code, name] :
+       std::vector<std::pair<uint32_t, std::string>>{{1, "VmAlreadyExists"},
+                                                     {13, "NetworkSetup"},
+                                                     {14, "GuestAgent"},
+                                                     {50, "Unknown"},
+                                                     {105, "UnknownJob"},
+                                                     {999, "Unknown"}}) {
+    e.code = code;
+    CHECK(cli::variant_of(e) == name);
+  }
 }
 
 TEST_CASE("outcomes of results in words: exit, timeout, guest OOM, signal") {

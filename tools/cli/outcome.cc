@@ -4,29 +4,12 @@
 #include "paddock/schemas/codes.h"
 
 namespace paddock::cli {
-namespace {
-
-// Names of the runtime variants 1..14 (PROTOCOL.md, Codes), for errors that arrive without one.
-constexpr const char* kRuntimeVariants[] = {"VmAlreadyExists",
-                                            "VmNotFound",
-                                            "InvalidTransition",
-                                            "SnapshotAlreadyExists",
-                                            "SnapshotNotFound",
-                                            "StatePoisoned",
-                                            "Unsupported",
-                                            "Metrics",
-                                            "Shutdown",
-                                            "Firewall",
-                                            "Jailer",
-                                            "NetworkConfig",
-                                            "NetworkSetup",
-                                            "GuestAgent"};
-
-}  // namespace
 
 std::string variant_of(const schemas::JobError& e) {
   if (!e.variant.empty()) return e.variant;
-  if (e.code >= 1 && e.code <= std::size(kRuntimeVariants)) return kRuntimeVariants[e.code - 1];
+  if (e.code >= schemas::kFirstRuntimeCode && e.code < schemas::kFirstJobCode) {
+    return std::string(schemas::runtime_variant_name(e.code));
+  }
   return std::string(schemas::job_code_name(e.code));
 }
 

@@ -1,14 +1,16 @@
 // The wire's outcome codes. Codes are forever: a number, once given a meaning, keeps it.
 //
-//   1..13   runtime variants (VmAlreadyExists .. NetworkSetup), owned by paddock::runtime, whose
+//   1..13   runtime variants (VmAlreadyExists .. NetworkSetup), the product's, frozen; their
 //           names and messages travel in the ERROR frame itself.
-//   14..99  reserved for runtime variants the product grows (image, guest agent).
+//   14      GuestAgent, Paddock's own runtime variant.
+//   15..99  reserved for runtime variants the product grows.
 //   100..   job and queue outcomes, decided by the broker or the worker, listed here.
 //
 // Decoders keep codes they do not know as numbers; code_name() answers "Unknown" for them.
 #pragma once
 
 #include <cstdint>
+#include <iterator>
 #include <string_view>
 
 namespace paddock::schemas {
@@ -23,6 +25,29 @@ enum class JobCode : uint32_t {
   kUnknownImage = 106,      // no connected worker has the job's image
   kJournalDamaged = 107,    // the broker's stored copy of the job failed its checksum; quarantined
 };
+
+// The runtime variants' names by code (1..14), the one table paddock::runtime and the CLI read.
+inline constexpr std::string_view kRuntimeVariantNames[] = {"VmAlreadyExists",
+                                                            "VmNotFound",
+                                                            "InvalidTransition",
+                                                            "SnapshotAlreadyExists",
+                                                            "SnapshotNotFound",
+                                                            "StatePoisoned",
+                                                            "Unsupported",
+                                                            "Metrics",
+                                                            "Shutdown",
+                                                            "Firewall",
+                                                            "Jailer",
+                                                            "NetworkConfig",
+                                                            "NetworkSetup",
+                                                            "GuestAgent"};
+inline constexpr uint32_t kRuntimeVariantCount = std::size(kRuntimeVariantNames);
+
+// Name of runtime variant `code` ("VmAlreadyExists" for 1, ...), or "Unknown" for any other.
+constexpr std::string_view runtime_variant_name(uint32_t code) {
+  return code >= 1 && code <= kRuntimeVariantCount ? kRuntimeVariantNames[code - 1]
+                                                   : std::string_view("Unknown");
+}
 
 inline constexpr uint32_t kFirstRuntimeCode = 1;
 inline constexpr uint32_t kLastRuntimeCode = 99;
