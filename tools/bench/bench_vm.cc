@@ -87,6 +87,7 @@ struct NetworkFigures {
   Summary usage;     // counters
   Summary teardown;  // host rules, namespace (veth and TAP with it), lease
   uint64_t commands_per_vm = 0;
+  double cpu_ms_per_vm = 0;  // this process's threads and its commands, all four phases
 };
 
 // Network setup and teardown of a VM with egress, without the VM: the kernel work per job. The
@@ -112,6 +113,7 @@ NetworkFigures bench_network(int runs) {
   f.usage.ms = t.value().usage_ms;
   f.teardown.ms = t.value().teardown_ms;
   f.commands_per_vm = t.value().commands_per_vm;
+  f.cpu_ms_per_vm = t.value().cpu_ms_per_vm;
   (void)std::system(("ip netns delete " + host).c_str());
   return f;
 }
@@ -492,6 +494,7 @@ int main(int argc, char** argv) {
       out["network_usage"] = nf.usage.json();
       out["network_teardown"] = nf.teardown.json();
       out["network_commands_per_vm"] = nf.commands_per_vm;
+      out["network_cpu_ms_per_vm"] = nf.cpu_ms_per_vm;
     }
     {
       // Unjailed first, so that with both it is variant 0: ABBA starts with it.
@@ -599,8 +602,9 @@ int main(int argc, char** argv) {
         m["template_files_mib"].get<double>());
   }
   if (out.contains("network_commands_per_vm")) {
-    std::printf("network: commands per VM with egress: %llu\n",
-                static_cast<unsigned long long>(out["network_commands_per_vm"].get<uint64_t>()));
+    std::printf("network: commands per VM with egress: %llu; CPU per VM: %.1f ms\n",
+                static_cast<unsigned long long>(out["network_commands_per_vm"].get<uint64_t>()),
+                out["network_cpu_ms_per_vm"].get<double>());
   }
   std::printf(
       "cold/restore ratio (medians): %.0fx   snapshot of the template: %.0f ms   accel: %s\n",

@@ -18,6 +18,9 @@ struct NetworkTimings {
   std::vector<double> usage_ms;     // counters
   std::vector<double> teardown_ms;  // host rules, namespace (veth and TAP with it), lease
   uint64_t commands_per_vm = 0;
+  // CPU time (user + system) of this process's threads and of the commands it waited for, per VM,
+  // over all four phases.
+  double cpu_ms_per_vm = 0;
 };
 
 // Errors: those of NetworkManager::open, create, allow_egress and teardown, unchanged; what was
