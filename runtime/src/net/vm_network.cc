@@ -17,13 +17,11 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
-#include <future>
 #include <sstream>
-#include <thread>
 
 #include <spdlog/spdlog.h>
-#include <nlohmann/json.hpp>
 
+#include "net/netlink.h"
 #include "paddock/base/os_error.h"
 
 namespace paddock::runtime::net {
@@ -44,135 +42,76 @@ std::string trimmed(std::string s) {
   return s;
 }
 
-// Runs `fn` on a thread that has joined network namespace `ns` (setns binds only the calling
-// thread; what fn opens under /proc/sys/net, and the sockets it makes, are that namespace's), or
-// on the calling thread when `ns` is "" (this process's own namespace). fn returns false and sets
-// `error` when it fails.
-bool in_netns(const std::string& ns, const std::function<bool(std::string&)>& fn,
-              std::string& error) {
-  if (ns.empty()) return fn(error);
-  auto task = std::async(std::launch::async, [&]() -> bool {
-    const std::string path = "/run/netns/" + ns;
-    const int nsfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (nsfd < 0) {
-      error = base::error_message("open " + path);
-      return false;
+// Runs fn on a thread in namespace `ns` ("" is this process's: the calling thread). fn's own
+// error, or a NetworkSetup error when the namespace cannot be joined.
+Status in_ns(const std::string& ns, const std::function<Status()>& fn) {
+  std::optional<Error> failed;
+  auto joined_ns = netlink::in_netns(ns, [&]() -> base::Status {
+    if (auto st = fn(); !st) {
+      failed = std::move(st).error();
+      return base::fail("");
     }
-    const int joined_ns = ::setns(nsfd, CLONE_NEWNET);
-    const int setns_errno = errno;
-    ::close(nsfd);
-    if (joined_ns != 0) {
-      error = base::error_message("setns " + path, setns_errno);
-      return false;
-    }
-    return fn(error);
+    return {};
   });
-  return task.get();  // the thread ends here, its namespace with it
+  if (failed) return *std::move(failed);
+  if (!joined_ns) return Error::network_setup(joined_ns.error().message);
+  return {};
 }
 
-// Writes `value` to `path` (a /proc/sys file of the calling thread's network namespace).
-bool write_sysctl(const std::string& path, const char* value, std::string& error) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  const size_t n = std::strlen(value);
-  if (fd < 0 || ::write(fd, value, n) != static_cast<ssize_t>(n)) {
-    error = base::error_message("write " + std::string(value) + " to " + path);
-    if (fd >= 0) ::close(fd);
-    return false;
+// Runs steps in order, up to the first that fails.
+base::Status in_order(std::initializer_list<std::function<base::Status()>> steps) {
+  for (const auto& step : steps) {
+    if (auto st = step(); !st) return st;
   }
-  ::close(fd);
-  return true;
+  return {};
 }
 
-// Whether this kernel has IPv6 at all (booted with ipv6.disable=1 it has none, and nothing needs
-// switching off).
-bool kernel_has_ipv6() { return fs::exists("/proc/sys/net/ipv6"); }
-
-// IPv6 off for `conf` ("all", "default" or an interface) in the calling thread's namespace.
-bool disable_ipv6(const std::string& conf, std::string& error) {
-  if (!kernel_has_ipv6()) return true;
-  return write_sysctl("/proc/sys/net/ipv6/conf/" + conf + "/disable_ipv6", "1", error);
+// A NetworkSetup error for a kernel call that failed, in `context` ("TAP for vm 'x'").
+Status setup(const base::Status& st, const std::string& context) {
+  if (st) return {};
+  return Error::network_setup(context + ": " + st.error().message);
 }
 
-// Brings interface `name` of the calling thread's namespace up.
-bool link_up(const std::string& name, std::string& error) {
-  const int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (sock < 0) {
-    error = base::error_message("socket");
-    return false;
-  }
+// Opens /dev/net/tun as `name` in the calling thread's namespace. The TAP lives as long as the fd
+// is open; with an owner it is made persistent and owned by owner's uid and gid, and the fd is
+// closed (the value is then -1, not an fd).
+base::Expected<int> open_tap(const std::string& name, std::optional<TapOwner> owner) {
+  const int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return base::fail(base::error_message("open /dev/net/tun"));
   ifreq ifr{};
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
   std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
-  bool ok = ::ioctl(sock, SIOCGIFFLAGS, &ifr) == 0;
-  if (ok) {
-    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-    ok = ::ioctl(sock, SIOCSIFFLAGS, &ifr) == 0;
+  const char* failed = nullptr;
+  if (::ioctl(fd, TUNSETIFF, &ifr) != 0) {
+    failed = "TUNSETIFF ";
+  } else if (owner) {
+    // Owner and group first: a persistent TAP without them could be attached by anyone.
+    if (::ioctl(fd, TUNSETOWNER, static_cast<unsigned long>(owner->uid)) != 0) {
+      failed = "TUNSETOWNER ";
+    } else if (::ioctl(fd, TUNSETGROUP, static_cast<unsigned long>(owner->gid)) != 0) {
+      failed = "TUNSETGROUP ";
+    } else if (::ioctl(fd, TUNSETPERSIST, 1UL) != 0) {
+      failed = "TUNSETPERSIST ";
+    }
   }
-  if (!ok) error = base::error_message("bring " + name + " up");
-  ::close(sock);
-  return ok;
+  if (failed != nullptr) {
+    auto message = base::error_message(failed + name);
+    ::close(fd);
+    return base::fail(std::move(message));
+  }
+  if (owner) {
+    ::close(fd);  // persistent: the TAP stays, for its owner to open by name
+    return -1;
+  }
+  return fd;
 }
 
-// Opens /dev/net/tun as `name` inside namespace `ns` and prepares the namespace: IPv6 off (for
-// every interface there is, lo, and every one made later: the TAP, the sink pair, eth1), IPv4
-// forwarding on. The TAP lives as long as the fd is open; with an owner it is made persistent and
-// owned by owner's uid and gid, and the fd is closed (the return value is then 0, not an fd).
-int open_tap_in(const std::string& ns, const std::string& name, std::optional<TapOwner> owner,
-                std::string& error) {
-  int result = -1;
-  in_netns(
-      ns,
-      [&](std::string& err) -> bool {
-        // Before the TAP exists: "default" is what every interface made afterwards starts with.
-        if (!disable_ipv6("all", err) || !disable_ipv6("default", err)) {
-          err = "switch IPv6 off in " + ns + ": " + err;
-          return false;
-        }
-        const int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-        if (fd < 0) {
-          err = base::error_message("open /dev/net/tun");
-          return false;
-        }
-        ifreq ifr{};
-        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-        std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
-        if (::ioctl(fd, TUNSETIFF, &ifr) != 0) {
-          err = base::error_message("TUNSETIFF " + name + " in " + ns);
-          ::close(fd);
-          return false;
-        }
-        if (owner) {
-          // Owner and group first: a persistent TAP without them could be attached by anyone.
-          const char* failed = nullptr;
-          if (::ioctl(fd, TUNSETOWNER, static_cast<unsigned long>(owner->uid)) != 0) {
-            failed = "TUNSETOWNER ";
-          } else if (::ioctl(fd, TUNSETGROUP, static_cast<unsigned long>(owner->gid)) != 0) {
-            failed = "TUNSETGROUP ";
-          } else if (::ioctl(fd, TUNSETPERSIST, 1UL) != 0) {
-            failed = "TUNSETPERSIST ";
-          }
-          if (failed != nullptr) {
-            err = base::error_message(failed + name + " in " + ns);
-            ::close(fd);
-            return false;
-          }
-        }
-        // Forwarding on in the VM's namespace, so the guest's packets reach the FORWARD chain,
-        // where they are allowed or counted and dropped.
-        if (!write_sysctl("/proc/sys/net/ipv4/ip_forward", "1", err)) {
-          err = "enable forwarding in " + ns + ": " + err;
-          ::close(fd);
-          return false;
-        }
-        if (owner) {
-          ::close(fd);  // persistent: the TAP stays, for its owner to open by name
-          result = 0;
-        } else {
-          result = fd;
-        }
-        return true;
-      },
-      error);
-  return result;
+// A Firewall error (the host's: retryable) for a firewall command that failed.
+Error firewall_failed(const std::vector<std::string>& argv, const std::string& ns,
+                      const NetworkManager::Ran& r) {
+  return Error::firewall(Cause::kHostIo, joined(argv) + (ns.empty() ? "" : " in " + ns) +
+                                             " failed (exit " + std::to_string(r.status) +
+                                             "): " + r.err);
 }
 
 }  // namespace
@@ -186,17 +125,17 @@ Result<std::unique_ptr<NetworkManager>> NetworkManager::open(NetworkSettings set
   if (auto st = validate_settings(settings); !st) return st.error();
   auto pool = parse_cidr(settings.pool);  // validated above
   std::unique_ptr<NetworkManager> m(new NetworkManager(std::move(settings), *pool));
-  for (const char* tool : {"ip", "iptables-restore", "iptables-save"}) {
+  for (const char* tool : {"iptables-restore", "iptables-save"}) {
     if (bp::search_path(tool).empty()) {
-      return Error::unsupported(
-          std::string("per-VM networks need `") + tool +
-          "` (apt-get install iproute2 iptables; tools/install-deps.sh does)");
+      return Error::unsupported(std::string("per-VM networks need `") + tool +
+                                "` (apt-get install iptables; tools/install-deps.sh does)");
     }
   }
   // IPv6 is switched off in every VM's namespace by sysctl; where ip6tables-restore exists, its
   // default-drop policy holds too (if something switched IPv6 back on).
-  m->ip6tables_ = kernel_has_ipv6() && !bp::search_path("ip6tables-restore").empty();
-  if (!m->settings_.host_netns.empty() && !fs::exists("/run/netns/" + m->settings_.host_netns)) {
+  m->ip6tables_ = fs::exists("/proc/sys/net/ipv6") && !bp::search_path("ip6tables-restore").empty();
+  if (!m->settings_.host_netns.empty() &&
+      !fs::exists(std::string(netlink::kNetnsDir) + "/" + m->settings_.host_netns)) {
     return Error::network_config("host namespace '" + m->settings_.host_netns +
                                  "' does not exist (no /run/netns/" + m->settings_.host_netns +
                                  ")");
@@ -299,52 +238,35 @@ NetworkManager::Ran NetworkManager::run(const std::vector<std::string>& argv,
   return r;
 }
 
-std::vector<std::string> NetworkManager::in_ns(const std::string& ns,
-                                               std::vector<std::string> argv) {
-  argv.insert(argv.begin(), {"ip", "netns", "exec", ns});
-  return argv;
-}
-
-std::vector<std::string> NetworkManager::in_host(std::vector<std::string> argv) const {
-  return settings_.host_netns.empty() ? argv : in_ns(settings_.host_netns, std::move(argv));
-}
-
-std::vector<std::string> NetworkManager::host_ip(std::vector<std::string> args) const {
-  std::vector<std::string> argv = {"ip"};
-  if (!settings_.host_netns.empty()) argv.insert(argv.end(), {"-n", settings_.host_netns});
-  argv.insert(argv.end(), args.begin(), args.end());
-  return argv;
-}
-
 size_t NetworkManager::sweep() {
   size_t removed = 0;
   const std::string ns_prefix = settings_.prefix + "-vm";
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/run/netns", ec)) {
+  for (const auto& e : fs::directory_iterator(netlink::kNetnsDir, ec)) {
     const std::string name = e.path().filename().string();
     if (name.rfind(ns_prefix, 0) != 0) continue;
     // Deleting the namespace deletes its veth pair (both ends) and its TAP.
-    auto r = run({"ip", "netns", "delete", name});
-    if (r.status == 0)
+    auto deleted = netlink::delete_netns(name);
+    if (deleted && *deleted)
       ++removed;
-    else
-      spdlog::warn("network sweep: ip netns delete {}: {}", name, r.err);
+    else if (!deleted)
+      spdlog::warn("network sweep: {}", deleted.error().message);
   }
-  // Host ends whose namespace went some other way.
-  auto links = run(host_ip({"-j", "link", "show"}));
-  if (links.status == 0) {
-    auto j = nlohmann::json::parse(links.out, nullptr, false);
-    if (j.is_array()) {
-      for (const auto& l : j) {
-        const std::string name = l.value("ifname", "");
-        if (name.rfind(settings_.prefix + "h", 0) == 0)
-          (void)run(host_ip({"link", "delete", name}));
-      }
+  const std::string& host = settings_.host_netns;
+  auto swept = netlink::in_netns(host, [&]() -> base::Status {
+    // Host ends whose namespace went some other way.
+    auto sock = netlink::Socket::open();
+    if (!sock) return sock.error();
+    auto links = sock->link_names();
+    if (!links) return links.error();
+    for (const auto& name : *links) {
+      if (name.rfind(settings_.prefix + "h", 0) != 0) continue;
+      if (auto gone = sock->delete_link(name); !gone)
+        spdlog::warn("network sweep: {}", gone.error().message);
     }
-  }
-  // Host rules carry the comment "<prefix>:<n>": delete each by its own spec.
-  auto saved = run(in_host({"iptables-save"}));
-  if (saved.status == 0) {
+    // Host rules carry the comment "<prefix>:<n>": delete each by its own spec.
+    auto saved = run({"iptables-save"});
+    if (saved.status != 0) return base::fail("iptables-save: " + saved.err);
     std::istringstream lines(saved.out);
     std::string line, table, restore;
     const std::string mark = "--comment " + settings_.prefix + ":";
@@ -361,19 +283,22 @@ size_t NetworkManager::sweep() {
       }
     }
     if (!restore.empty()) {
-      auto r = run(in_host({"iptables-restore", "--noflush", "-w"}), restore);
-      if (r.status != 0) spdlog::warn("network sweep: host rules: {}", r.err);
+      auto r = run({"iptables-restore", "--noflush", "-w"}, restore);
+      if (r.status != 0) return base::fail("host rules: " + r.err);
     }
-  }
+    return {};
+  });
+  if (!swept) spdlog::warn("network sweep: {}", swept.error().message);
   return removed;
 }
 
 Status NetworkManager::prepare_host() {
   std::lock_guard lock(host_mu_);
   if (host_ready_) return {};
-  auto fwd = run(in_host({"sysctl", "-q", "-w", "net.ipv4.ip_forward=1"}));
-  if (fwd.status != 0) {
-    return Error::network_setup("sysctl net.ipv4.ip_forward=1 in the host namespace: " + fwd.err);
+  auto fwd = netlink::in_netns(settings_.host_netns,
+                               [] { return netlink::write_sysctl("net/ipv4/ip_forward", "1"); });
+  if (!fwd) {
+    return Error::network_setup("IPv4 forwarding on in the host namespace: " + fwd.error().message);
   }
   host_ready_ = true;
   return {};
@@ -400,45 +325,54 @@ Result<std::unique_ptr<VmNetwork>> NetworkManager::create(const std::string& vm_
   if (auto st = validate_egress(vm_id, {}); !st) return st.error();
   const uint64_t n = next_.fetch_add(1);
   std::unique_ptr<VmNetwork> v(new VmNetwork(*this, n, vm_id));
-  auto fail = [&](const std::vector<std::string>& argv, const Ran& r) -> Error {
-    return Error::network_setup(joined(argv) + " failed (exit " + std::to_string(r.status) +
-                                "): " + r.err);
-  };
-  const std::vector<std::string> add = {"ip", "netns", "add", v->netns_};
-  if (auto r = run(add); r.status != 0) return fail(add, r);
-  v->netns_made_ = true;
-  std::string error;
-  const int tap = open_tap_in(v->netns_, kTapName, owner, error);
-  if (tap < 0) return Error::network_setup("TAP for vm '" + vm_id + "': " + error);
-  if (owner) {
-    v->persistent_tap_ = true;
-  } else {
-    v->tap_fd_ = tap;
+  if (auto made = netlink::create_netns(v->netns_); !made) {
+    return Error::network_setup("namespace " + v->netns_ + ": " + made.error().message);
   }
-  const std::string gw = std::string(kGatewayAddress) + "/" + std::to_string(kGuestPrefix);
-  // One `ip -batch` for the addresses and links; one iptables-restore for the firewall. Until the
-  // job allows egress, the only default route leads to a sink (a veth whose peer is down: what is
-  // sent there goes nowhere), not out; it makes the guest's packets pass FORWARD, where the
-  // firewall counts and drops them. (A dummy device would do, but its module is not everywhere.)
-  const std::string batch = "link set lo up\naddr add " + gw +
-                            " dev tap0\nlink set tap0 up\nlink add void0 type veth peer name "
-                            "void1\nlink set void0 up\nroute add default dev void0\n";
-  const std::vector<std::string> ipb = {"ip", "-n", v->netns_, "-batch", "-"};
-  if (auto r = run(ipb, batch); r.status != 0) return fail(ipb, r);
+  v->netns_made_ = true;
   RulesetInput rules;
   rules.comment = settings_.prefix + ":" + std::to_string(n);
-  const auto restore = in_ns(v->netns_, {"iptables-restore", "-w"});
-  if (auto r = run(restore, vm_ruleset(rules)); r.status != 0) {
-    return Error::firewall(Cause::kHostIo, joined(restore) + " failed (exit " +
-                                               std::to_string(r.status) + "): " + r.err);
-  }
-  if (ip6tables_) {
-    const auto restore6 = in_ns(v->netns_, {"ip6tables-restore", "-w"});
-    if (auto r = run(restore6, vm_ipv6_ruleset()); r.status != 0) {
-      return Error::firewall(Cause::kHostIo, joined(restore6) + " failed (exit " +
-                                                 std::to_string(r.status) + "): " + r.err);
+  // One thread in the new namespace does it all, without a helper process but the firewall's.
+  auto st = in_ns(v->netns_, [&]() -> Status {
+    const std::string context = "network of vm '" + vm_id + "' (" + v->netns_ + ")";
+    // IPv6 off before any interface but lo exists: "default" is what every interface made
+    // afterwards (the TAP, the sink pair, eth1) starts with.
+    if (auto st = setup(netlink::disable_ipv6("all"), context + ", IPv6 off"); !st) return st;
+    if (auto st = setup(netlink::disable_ipv6("default"), context + ", IPv6 off"); !st) return st;
+    auto tap = open_tap(kTapName, owner);
+    if (!tap) return Error::network_setup("TAP for vm '" + vm_id + "': " + tap.error().message);
+    if (owner) {
+      v->persistent_tap_ = true;
+    } else {
+      v->tap_fd_ = *tap;
     }
-  }
+    // Forwarding on, so the guest's packets reach the FORWARD chain, where they are allowed or
+    // counted and dropped. Until the job allows egress, the only default route leads to a sink (a
+    // veth whose peer is down: what is sent there goes nowhere), not out. (A dummy device would
+    // do, but its module is not everywhere.)
+    auto sock = netlink::Socket::open();
+    if (!sock) return Error::network_setup(context + ": " + sock.error().message);
+    const std::string gw = std::string(kGatewayAddress) + "/" + std::to_string(kGuestPrefix);
+    auto made = in_order({
+        [] { return netlink::write_sysctl("net/ipv4/ip_forward", "1"); },
+        [] { return netlink::link_up("lo"); },
+        [&] { return sock->add_address(kTapName, gw); },
+        [] { return netlink::link_up(kTapName); },
+        [&] { return sock->add_veth("void0", "void1"); },
+        [] { return netlink::link_up("void0"); },
+        [&] { return sock->add_default_route_dev("void0"); },
+    });
+    if (auto st = setup(made, context); !st) return st;
+    const std::vector<std::string> restore = {"iptables-restore", "-w"};
+    if (auto r = run(restore, vm_ruleset(rules)); r.status != 0)
+      return firewall_failed(restore, v->netns_, r);
+    if (ip6tables_) {
+      const std::vector<std::string> restore6 = {"ip6tables-restore", "-w"};
+      if (auto r = run(restore6, vm_ipv6_ruleset()); r.status != 0)
+        return firewall_failed(restore6, v->netns_, r);
+    }
+    return {};
+  });
+  if (!st) return st.error();
   return v;
 }
 
@@ -476,37 +410,9 @@ Status VmNetwork::allow_egress(const std::vector<EgressRule>& rules) {
                                     std::to_string(manager_.pool_.capacity()) +
                                     " VMs with egress)");
   }
-  using R = NetworkManager::Ran;
-  auto fail = [&](const std::vector<std::string>& argv, const R& r) -> Error {
-    return Error::network_setup(joined(argv) + " failed (exit " + std::to_string(r.status) +
-                                "): " + r.err);
-  };
   const std::string host_addr = ip_str(lease_->host) + "/30";
   const std::string vm_addr = ip_str(lease_->vm) + "/30";
-  // The veth pair: host end in the host namespace, the VM end (eth1) in the VM's (where IPv6 is
-  // off for every new interface). The host end gets IPv6 switched off before it goes up, so it
-  // never has an IPv6 address, not even a link-local one.
-  {
-    std::string batch = "link add " + host_link_ + " type veth peer name eth1 netns " + netns_ +
-                        "\naddr add " + host_addr + " dev " + host_link_ + "\n";
-    const auto argv = manager_.host_ip({"-batch", "-"});
-    veth_made_ = true;
-    if (auto r = manager_.run(argv, batch); r.status != 0) return fail(argv, r);
-    std::string error;
-    const bool up = in_netns(
-        manager_.settings().host_netns,
-        [&](std::string& err) { return disable_ipv6(host_link_, err) && link_up(host_link_, err); },
-        error);
-    if (!up) return Error::network_setup("host end " + host_link_ + ": " + error);
-  }
-  {
-    const std::string batch = "addr add " + vm_addr + " dev eth1\nlink set eth1 up\nroute " +
-                              "replace default via " + ip_str(lease_->host) + "\n";
-    const std::vector<std::string> argv = {"ip", "-n", netns_, "-batch", "-"};
-    if (auto r = manager_.run(argv, batch); r.status != 0) return fail(argv, r);
-  }
-  // Host side: forward this VM's traffic to other machines and masquerade it behind the host's
-  // address; drop what it sends to the host itself and to other VMs (host_ruleset).
+  const std::string& host_ns = manager_.settings().host_netns;
   const std::string comment = manager_.settings().prefix + ":" + std::to_string(n_);
   HostRulesInput host;
   host.link = host_link_;
@@ -516,47 +422,80 @@ Status VmNetwork::allow_egress(const std::vector<EgressRule>& rules) {
   host.comment = comment;
   if (auto problem = host_rules_problem(host))
     return Error::firewall(Cause::kInternal, "host rules: " + *problem);
-  host_rules_ = host_ruleset(host);
-  {
-    const auto argv = manager_.in_host({"iptables-restore", "--noflush", "-w"});
-    if (auto r = manager_.run(argv, host_rules_); r.status != 0) {
+  // Host side: the veth pair (its VM end, eth1, moved into the VM's namespace, where IPv6 is off
+  // for every new interface; the host end gets IPv6 switched off before it goes up, so it never
+  // has an IPv6 address, not even a link-local one); then the rules that forward this VM's
+  // traffic to other machines and masquerade it behind the host's address, and drop what it
+  // sends to the host itself and to other VMs (host_ruleset).
+  auto host_side = in_ns(host_ns, [&]() -> Status {
+    const std::string context = "host end " + host_link_ + " of vm '" + vm_id_ + "'";
+    const std::string vm_ns_path = std::string(netlink::kNetnsDir) + "/" + netns_;
+    const int vm_ns = ::open(vm_ns_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (vm_ns < 0) return Error::network_setup(base::error_message("open " + vm_ns_path));
+    auto sock = netlink::Socket::open();
+    veth_made_ = true;  // set before the call: the pair may exist even when it reports a failure
+    auto veth = sock ? sock->add_veth(host_link_, "eth1", vm_ns) : base::Status(sock.error());
+    ::close(vm_ns);
+    if (auto st = setup(veth, context); !st) return st;
+    auto made = in_order({
+        [&] { return sock->add_address(host_link_, host_addr); },
+        [&] { return netlink::disable_ipv6(host_link_); },
+        [&] { return netlink::link_up(host_link_); },
+    });
+    if (auto st = setup(made, context); !st) return st;
+    host_rules_ = host_ruleset(host);
+    const std::vector<std::string> restore = {"iptables-restore", "--noflush", "-w"};
+    if (auto r = manager_.run(restore, host_rules_); r.status != 0) {
       host_rules_.clear();
-      return Error::firewall(Cause::kHostIo, joined(argv) + " (host rules) failed (exit " +
+      return Error::firewall(Cause::kHostIo, joined(restore) + " (host rules) failed (exit " +
                                                  std::to_string(r.status) + "): " + r.err);
     }
-  }
-  // The VM's firewall, replaced in one call.
+    return {};
+  });
+  if (!host_side) return host_side;
+  // The VM's side: eth1's address, the default route out through it, and the VM's firewall,
+  // replaced in one call.
   RulesetInput in;
   in.uplink = "eth1";
   in.allowed = allowed;
   in.denied = manager_.always_denied();
   in.comment = comment;
-  const auto restore = NetworkManager::in_ns(netns_, {"iptables-restore", "-w"});
-  if (auto r = manager_.run(restore, vm_ruleset(in)); r.status != 0) {
-    return Error::firewall(Cause::kHostIo, joined(restore) + " failed (exit " +
-                                               std::to_string(r.status) + "): " + r.err);
-  }
-  return {};
+  return in_ns(netns_, [&]() -> Status {
+    const std::string context = "eth1 of vm '" + vm_id_ + "' (" + netns_ + ")";
+    auto sock = netlink::Socket::open();
+    if (!sock) return Error::network_setup(context + ": " + sock.error().message);
+    auto made = in_order({
+        [&] { return sock->add_address("eth1", vm_addr); },
+        [] { return netlink::link_up("eth1"); },
+        [&] { return sock->replace_default_route_via(ip_str(lease_->host)); },
+    });
+    if (auto st = setup(made, context); !st) return st;
+    const std::vector<std::string> restore = {"iptables-restore", "-w"};
+    if (auto r = manager_.run(restore, vm_ruleset(in)); r.status != 0)
+      return firewall_failed(restore, netns_, r);
+    return {};
+  });
 }
 
 Result<NetworkUsage> VmNetwork::usage() {
   NetworkUsage u;
-  auto link = manager_.run({"ip", "-n", netns_, "-j", "-s", "link", "show", "tap0"});
-  if (link.status != 0) return Error::network_setup("ip -s link show tap0: " + link.err);
-  auto j = nlohmann::json::parse(link.out, nullptr, false);
-  if (j.is_array() && !j.empty()) {
-    const auto& stats = j[0].value("stats64", nlohmann::json::object());
+  auto st = in_ns(netns_, [&]() -> Status {
+    auto sock = netlink::Socket::open();
+    if (!sock) return Error::network_setup("usage: " + sock.error().message);
+    auto c = sock->counters(kTapName);
+    if (!c) return Error::network_setup("usage: " + c.error().message);
     // The TAP's receive side is what the guest sent.
-    const auto rx = stats.value("rx", nlohmann::json::object());
-    const auto tx = stats.value("tx", nlohmann::json::object());
-    u.bytes_out = rx.value("bytes", uint64_t{0});
-    u.packets_out = rx.value("packets", uint64_t{0});
-    u.bytes_in = tx.value("bytes", uint64_t{0});
-    u.packets_in = tx.value("packets", uint64_t{0});
-  }
-  auto saved = manager_.run(NetworkManager::in_ns(netns_, {"iptables-save", "-c", "-t", "filter"}));
-  if (saved.status != 0) return Error::firewall(Cause::kHostIo, "iptables-save -c: " + saved.err);
-  u.egress_blocked = blocked_packets(saved.out).value_or(0);
+    u.bytes_out = c->rx_bytes;
+    u.packets_out = c->rx_packets;
+    u.bytes_in = c->tx_bytes;
+    u.packets_in = c->tx_packets;
+    auto saved = manager_.run({"iptables-save", "-c", "-t", "filter"});
+    if (saved.status != 0)
+      return Error::firewall(Cause::kHostIo, "iptables-save -c in " + netns_ + ": " + saved.err);
+    u.egress_blocked = blocked_packets(saved.out).value_or(0);
+    return {};
+  });
+  if (!st) return st.error();
   return u;
 }
 
@@ -564,36 +503,48 @@ Status VmNetwork::teardown() {
   if (torn_down_) return {};
   torn_down_ = true;
   std::string errors;
-  if (!host_rules_.empty()) {
-    auto r = manager_.run(manager_.in_host({"iptables-restore", "--noflush", "-w"}),
-                          host_rules_removal(host_rules_));
-    if (r.status != 0) errors += "host rules: " + r.err + "; ";
-    host_rules_.clear();
+  if (!host_rules_.empty() || veth_made_) {
+    // The host end goes explicitly: a deleted namespace's devices are destroyed later, by the
+    // kernel's asynchronous cleanup, and until then the host end would keep its name and address
+    // while the lease below is already handed to the next VM.
+    auto st = netlink::in_netns(manager_.settings().host_netns, [&]() -> base::Status {
+      if (!host_rules_.empty()) {
+        auto r =
+            manager_.run({"iptables-restore", "--noflush", "-w"}, host_rules_removal(host_rules_));
+        if (r.status != 0) errors += "host rules: " + r.err + "; ";
+        host_rules_.clear();
+      }
+      if (veth_made_) {
+        auto sock = netlink::Socket::open();
+        auto gone = sock ? sock->delete_link(host_link_) : base::Expected<bool>(sock.error());
+        if (!gone) errors += gone.error().message + "; ";
+        veth_made_ = false;
+      }
+      return {};
+    });
+    if (!st) errors += st.error().message + "; ";
   }
   if (tap_fd_ >= 0) {
     ::close(tap_fd_);
     tap_fd_ = -1;
   }
-  if (veth_made_) {
-    // The host end goes first and explicitly: a deleted namespace's devices are destroyed later,
-    // by the kernel's asynchronous cleanup, and until then the host end would keep its name and
-    // address while the lease below is already handed to the next VM.
-    auto r = manager_.run(manager_.host_ip({"link", "delete", host_link_}));
-    if (r.status != 0 && r.err.find("Cannot find device") == std::string::npos)
-      errors += "ip link delete " + host_link_ + ": " + r.err + "; ";
-    veth_made_ = false;
-  }
   if (persistent_tap_ && netns_made_) {
     // A persistent TAP is deleted by name, not left to the namespace's asynchronous cleanup.
     // REQUIRES: its VMM has exited (a TAP still attached is deleted all the same).
-    auto r = manager_.run({"ip", "-n", netns_, "link", "delete", kTapName});
-    if (r.status != 0) errors += std::string("ip link delete ") + kTapName + ": " + r.err + "; ";
+    auto st = netlink::in_netns(netns_, [&]() -> base::Status {
+      auto sock = netlink::Socket::open();
+      if (!sock) return sock.error();
+      auto gone = sock->delete_link(kTapName);
+      if (!gone) return gone.error();
+      return {};
+    });
+    if (!st) errors += st.error().message + "; ";
     persistent_tap_ = false;
   }
   if (netns_made_) {
-    // Deleting the namespace takes the TAP, the sink pair and the firewall with it.
-    auto r = manager_.run({"ip", "netns", "delete", netns_});
-    if (r.status != 0) errors += "ip netns delete " + netns_ + ": " + r.err + "; ";
+    // Removing the namespace's name lets it go, the TAP, the sink pair and the firewall with it.
+    auto gone = netlink::delete_netns(netns_);
+    if (!gone) errors += gone.error().message + "; ";
     netns_made_ = false;
   }
   if (lease_) {

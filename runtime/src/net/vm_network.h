@@ -1,7 +1,8 @@
 // The kernel half of a VM's network (runtime/README.md, "Networks and egress"): namespaces, the
-// TAP, veth pairs, routes, forwarding and NAT, made with `ip` and `iptables-restore` and torn down
-// by their owner. Names: namespace `<prefix>-vm<n>`, host veth end `<prefix>h<n>`, the VM's veth
-// end `eth1` and TAP `tap0` inside its namespace, iptables comments `<prefix>:<n>`.
+// TAP, veth pairs, routes, forwarding and NAT, made in-process (net/netlink.h: rtnetlink through
+// libnl-route) but for the firewall, which `iptables-restore` loads, and torn down by their owner.
+// Names: namespace `<prefix>-vm<n>`, host veth end `<prefix>h<n>`, the VM's veth end `eth1` and TAP
+// `tap0` inside its namespace, iptables comments `<prefix>:<n>`.
 //
 // Thread-safety: NetworkManager's methods may be called concurrently; a VmNetwork belongs to one
 // VM (its provider slot's lock).
@@ -76,8 +77,9 @@ class VmNetwork {
 
 class NetworkManager {
  public:
-  // Validates the settings (NetworkConfig / Firewall errors, before any command), checks that `ip`
-  // and `iptables-restore` exist (Unsupported otherwise) and sweeps what a crash left.
+  // Validates the settings (NetworkConfig / Firewall errors, before any command), checks that
+  // `iptables-restore` and `iptables-save` exist (Unsupported otherwise) and sweeps what a crash
+  // left.
   static Result<std::unique_ptr<NetworkManager>> open(NetworkSettings settings);
 
   // A namespace with tap0 (172.30.0.1/30, up), lo up, IPv4 forwarding on, IPv6 off (sysctl
@@ -95,7 +97,7 @@ class NetworkManager {
   size_t sweep();
 
   const NetworkSettings& settings() const { return settings_; }
-  // Every command run so far (argv joined by spaces), for tests and the benchmark.
+  // How many commands (iptables-restore, iptables-save) ran so far, for tests and the benchmark.
   uint64_t commands_run() const { return commands_.load(); }
   size_t leases_in_use() const { return pool_.in_use(); }
 
@@ -103,13 +105,9 @@ class NetworkManager {
     int status = -1;
     std::string out, err;
   };
-  // Runs argv (with `input` on stdin). A command that cannot start has status -1 and says why.
+  // Runs argv (with `input` on stdin) in the calling thread's network namespace (run it inside
+  // netlink::in_netns for another's). A command that cannot start has status -1 and says why.
   Ran run(const std::vector<std::string>& argv, const std::string& input = "");
-  // `ip` in the host namespace (with -n when host_netns is set).
-  std::vector<std::string> host_ip(std::vector<std::string> args) const;
-  // A command inside namespace `ns` (ip netns exec).
-  static std::vector<std::string> in_ns(const std::string& ns, std::vector<std::string> argv);
-  std::vector<std::string> in_host(std::vector<std::string> argv) const;
 
  private:
   friend class VmNetwork;
