@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -75,12 +77,31 @@ class FaultyProvider final : public runtime::Provider {
   MemoryProvider inner;
   std::atomic<bool> refuse_restores{false};
   std::atomic<bool> refuse_template_boot{false};
+  // While held, a template's boot waits (a build under way); release() lets it go on.
+  std::mutex gate_mu;
+  std::condition_variable gate_cv;
+  bool hold_template_boot = false;
+  void hold() {
+    std::lock_guard lock(gate_mu);
+    hold_template_boot = true;
+  }
+  void release() {
+    {
+      std::lock_guard lock(gate_mu);
+      hold_template_boot = false;
+    }
+    gate_cv.notify_all();
+  }
 
   std::string_view backend() const override { return inner.backend(); }
   runtime::Status create(const std::string& id, const VmSpec& s) override {
     return inner.create(id, s);
   }
   runtime::Status start(const std::string& id) override {
+    if (id.rfind("tpl-", 0) == 0) {
+      std::unique_lock lock(gate_mu);
+      gate_cv.wait(lock, [&] { return !hold_template_boot; });
+    }
     if (refuse_template_boot && id.rfind("tpl-", 0) == 0) {
       return runtime::Error::guest_agent("scripted boot failure");
     }
@@ -358,6 +379,71 @@ TEST_CASE("warm pool: a template that cannot be built marks the pool broken") {
   CHECK_FALSE(pool.acquire());
   pool.shutdown();
   CHECK(p.inner.live_vms() == 0);  // the template VM that did not boot was destroyed
+}
+
+TEST_CASE("warm pool: a job that finds the template being built waits for it, then gets a clone") {
+  FaultyProvider p;
+  p.hold();
+  WarmPool pool(p, VmSpec{}, fast(0, 1));
+  auto taken = std::async(std::launch::async, [&] { return pool.acquire(); });
+  // The job waits (it does not boot cold beside the build) ...
+  REQUIRE(pool.wait_for([](const WarmPoolStats& s) { return s.template_waits == 1; }, kWait));
+  CHECK(pool.stats().state == TemplateState::kBuilding);
+  CHECK(taken.wait_for(0s) == std::future_status::timeout);
+  // ... and once the build ends, it runs in a clone of the new template.
+  p.release();
+  REQUIRE(taken.wait_for(kWait) == std::future_status::ready);
+  auto vm = taken.get();
+  REQUIRE(vm);
+  auto info = p.get(vm->id());
+  REQUIRE(info);
+  CHECK(info.value().restored_from_vm == vm->template_vm());
+  CHECK(pool.stats().templates_built == 1);
+  vm.reset();
+  pool.shutdown();
+  CHECK(p.inner.live_vms() == 0);
+}
+
+TEST_CASE(
+    "warm pool: a build that fails, a shutdown or template_wait 0 send the waiting job cold") {
+  SUBCASE("the build fails: the waiting job gets nothing, at once") {
+    FaultyProvider p;
+    p.hold();
+    p.refuse_template_boot = true;
+    WarmPool pool(p, VmSpec{}, fast(0, 1));
+    auto taken = std::async(std::launch::async, [&] { return pool.acquire(); });
+    REQUIRE(pool.wait_for([](const WarmPoolStats& s) { return s.template_waits == 1; }, kWait));
+    p.release();
+    REQUIRE(taken.wait_for(kWait) == std::future_status::ready);
+    CHECK_FALSE(taken.get());
+    CHECK(pool.stats().state == TemplateState::kBroken);
+    pool.shutdown();
+  }
+  SUBCASE("refills stop (the worker drains): the waiting job gets nothing") {
+    FaultyProvider p;
+    p.hold();
+    WarmPool pool(p, VmSpec{}, fast(0, 1));
+    auto taken = std::async(std::launch::async, [&] { return pool.acquire(); });
+    REQUIRE(pool.wait_for([](const WarmPoolStats& s) { return s.template_waits == 1; }, kWait));
+    pool.stop_refills();
+    REQUIRE(taken.wait_for(kWait) == std::future_status::ready);
+    CHECK_FALSE(taken.get());
+    p.release();
+    pool.shutdown();
+    CHECK(p.inner.live_vms() == 0);
+  }
+  SUBCASE("template_wait 0: no wait, the job boots cold as before") {
+    FaultyProvider p;
+    p.hold();
+    auto config = fast(0, 1);
+    config.template_wait = 0ms;
+    WarmPool pool(p, VmSpec{}, config);
+    CHECK_FALSE(pool.acquire());
+    CHECK(pool.stats().template_waits == 0);
+    CHECK(pool.stats().misses == 1);
+    p.release();
+    pool.shutdown();
+  }
 }
 
 TEST_CASE("warm pool: after stop_refills ready clones still serve, then nothing is restored") {

@@ -255,11 +255,20 @@ std::optional<WarmVm> WarmPool::acquire() {
     retire(old, "too old");
   }
   // Nothing ready: restore one on demand (still warm, without the pre-warm exec), and raise the
-  // target so that the pool holds one more next time.
+  // target so that the pool holds one more next time. A template being built is waited for: it
+  // ends sooner than a cold boot started now, which would also take CPU from it.
   std::string tpl;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     ++counters_.misses;
+    if (state_ == TemplateState::kBuilding && config_.template_wait.count() > 0 && !closed_ &&
+        !refills_stopped_) {
+      ++counters_.template_waits;
+      changed_locked();
+      changed_.wait_for(lock, config_.template_wait, [&] {
+        return closed_ || refills_stopped_ || state_ != TemplateState::kBuilding;
+      });
+    }
     if (closed_ || refills_stopped_ || state_ != TemplateState::kReady) return std::nullopt;
     tpl = template_vm_;
     target_ = std::min(target_ + 1, config_.max_ready);

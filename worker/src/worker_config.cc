@@ -82,6 +82,7 @@ struct Flags {
   std::vector<std::string> image_flags;
   uint32_t boot_timeout_ms = 60'000;
   uint32_t warm_max_age_s = 300;
+  uint32_t warm_template_wait_s = 120;
   std::string warm = "on", jail = "on", network = "on";
   runtime::JailConfig jail_config;
   std::string jail_uids;
@@ -166,6 +167,11 @@ void add_options(CLI::App& app, Flags& f) {
   app.add_option("--warm-max-age-s", f.warm_max_age_s,
                  "warm: a ready clone older than this is destroyed and replaced")
       ->check(CLI::Range(1u, 86'400u))
+      ->capture_default_str();
+  app.add_option("--warm-template-wait-s", f.warm_template_wait_s,
+                 "warm: a job that finds its VM spec's template being built waits this long for "
+                 "it instead of booting cold beside the build (0: boot cold at once)")
+      ->check(CLI::Range(0u, 3'600u))
       ->capture_default_str();
   app.add_option("--jail", f.jail,
                  "qemu: start every QEMU through paddock-jailer (chroot, namespaces, cgroups, its "
@@ -350,6 +356,7 @@ daemon::Parsed<WorkerConfig> parse_worker_args(int argc, const char* const* argv
   }
   opt.warm = f.warm == "on";
   opt.warm_pool.max_age = std::chrono::seconds(f.warm_max_age_s);
+  opt.warm_pool.template_wait = std::chrono::seconds(f.warm_template_wait_s);
   if (opt.worker_id.empty()) opt.worker_id = default_worker_id();
   c.backend_config.qemu.boot_timeout = std::chrono::milliseconds(f.boot_timeout_ms);
   derive_directories(c);

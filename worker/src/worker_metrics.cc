@@ -86,16 +86,22 @@ void WorkerMetrics::watch(const WarmPools* pools) {
       "paddock_worker_warm_pool_misses_total",
       "Jobs that found no ready clone in their pool (restored on demand, or booted cold).",
       {"template"});
+  auto& waits = registry.counter_family(
+      "paddock_worker_warm_pool_template_waits_total",
+      "Jobs that waited for their pool's template being built instead of booting cold.",
+      {"template"});
   // Under the registry's render lock: one hook runs at a time.
-  registry.on_collect([pools, &ready, &target, &broken, &misses,
-                       seen = std::map<std::string, uint64_t>{}]() mutable {
+  registry.on_collect([pools, &ready, &target, &broken, &misses, &waits,
+                       seen = std::map<std::string, std::pair<uint64_t, uint64_t>>{}]() mutable {
     for (const auto& [name, s] : pools->stats()) {
       ready.with({name}).set(static_cast<double>(s.ready));
       target.with({name}).set(static_cast<double>(s.target));
       broken.with({name}).set(s.state == TemplateState::kBroken ? 1 : 0);
-      uint64_t& last = seen[name];
-      misses.with({name}).inc(s.misses - std::min(last, s.misses));
-      last = s.misses;
+      auto& [last_misses, last_waits] = seen[name];
+      misses.with({name}).inc(s.misses - std::min(last_misses, s.misses));
+      last_misses = s.misses;
+      waits.with({name}).inc(s.template_waits - std::min(last_waits, s.template_waits));
+      last_waits = s.template_waits;
     }
   });
 }

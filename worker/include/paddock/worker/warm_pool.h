@@ -39,6 +39,10 @@ struct WarmPoolConfig {
   std::chrono::milliseconds max_age{300'000};         // a ready clone older than this is replaced
   std::chrono::milliseconds ping_timeout{1000};       // on acquire, and after a clone's resume
   std::chrono::milliseconds prewarm_timeout{30'000};  // the trivial exec of a new clone
+  // A job that finds no ready clone while the template is being built waits this long for it
+  // (then restores a clone from it) instead of booting cold at once: a build under way ends
+  // sooner than a new cold boot would, and cold boots beside it slow it down. 0: boot cold.
+  std::chrono::milliseconds template_wait{120'000};
   // The background thread looks at ages at least this often, and waits this long after a clone
   // could not be made before it tries again.
   std::chrono::milliseconds check_interval{1000};
@@ -85,11 +89,12 @@ struct WarmPoolStats {
   uint64_t clones_retired = 0;    // destroyed by the pool: too old, failed ping, shut down
   uint64_t handed_out = 0;        // acquire() answered with a clone
   uint64_t misses = 0;            // acquire() found no ready clone
+  uint64_t template_waits = 0;    // acquire() waited for the template being built
 };
 
 // The ready clones of one VmSpec. The constructor starts the background thread, which finds or
-// builds the template, then keeps the pool filled; jobs that arrive before the template exists get
-// nothing from acquire() and boot cold.
+// builds the template, then keeps the pool filled; jobs that arrive while the template is being
+// built wait for it (up to template_wait), and boot cold only when it does not come.
 class WarmPool {
  public:
   WarmPool(runtime::Provider& provider, runtime::VmSpec spec, WarmPoolConfig config);
@@ -98,7 +103,8 @@ class WarmPool {
   WarmPool& operator=(const WarmPool&) = delete;
 
   // A ready clone (oldest first, after an age check and a ping), else one restored on demand from
-  // the template; nullopt when there is no usable template (building, broken, shut down) or the
+  // the template, after waiting up to template_wait for a template being built; nullopt when
+  // there is no usable template (still building after the wait, broken, shut down) or the
   // restore failed: the caller boots cold.
   std::optional<WarmVm> acquire();
 
