@@ -120,7 +120,7 @@ if [[ $mode == qemu ]]; then
   cat <<'NOTE'
    Every job below runs in its own QEMU microVM (software emulation (TCG) where KVM is not usable)
    through the guest agent, and the VM is torn down. The worker first cold-boots one template VM
-   and snapshots it (a few seconds); jobs that start before it is ready cold-boot, the others run
+   and snapshots it (a few seconds); jobs that come before it is ready wait for it, then all run
    in clones restored from it (warm, tens of milliseconds). Each VM has its own network namespace
    with a default-deny firewall; these jobs ask for no egress, so they have no way out.
 

@@ -108,7 +108,8 @@ TEST_CASE(
   std::string template_vm;
   {
     auto worker = start_worker(dir, broker.worker_endpoint, "warm1", 2, flags);
-    // The template is built in the background: jobs before it is ready boot cold.
+    // The template is built in the background at start; a job that comes while it is being
+    // built waits for it (--warm-template-wait-s, 120 s) rather than booting cold beside it.
     const auto deadline = std::chrono::steady_clock::now() + 120s;
     int n = 0;
     while (template_vm.empty() && std::chrono::steady_clock::now() < deadline) {
@@ -119,6 +120,7 @@ TEST_CASE(
     REQUIRE_MESSAGE(!template_vm.empty(),
                     "no warm job within 120 s: " << slurp(worker->log() + ".err"));
     CHECK(template_vm.rfind("tpl-default-1x128-", 0) == 0);
+    CHECK_MESSAGE(n == 1, "the first job did not wait for the template: " << n << " jobs ran");
 
     std::vector<schemas::JobRequest> jobs;
     std::vector<std::string> ids;
