@@ -215,6 +215,53 @@ TEST_CASE("snapshot store: a snapshot of another QEMU, accelerator or image is r
         std::string::npos);
 }
 
+TEST_CASE(
+    "snapshot store: a verified file is not hashed again for a hard link, but for a rewrite") {
+  TempRoot t;
+  SnapshotStore store((t.path / "snaps").string());
+  REQUIRE(store.open().ok());
+  make_snapshot(store, "vm1", "s1", t.path.string());
+  const std::string dir = store.dir("vm1", "s1");
+  // Files written a minute ago: older than a timestamp's granularity, so a match is remembered.
+  const timespec minute_ago[2] = {{::time(nullptr) - 60, 0}, {::time(nullptr) - 60, 0}};
+  for (const char* f : {"memory", "state"}) {
+    REQUIRE(::utimensat(AT_FDCWD, (dir + "/" + f).c_str(), minute_ago, 0) == 0);
+  }
+  REQUIRE(store.check("vm1", "s1", test_env()).ok());
+  CHECK(store.files_hashed() == 2);
+  // What every jail does: a hard link of each file into its chroot (the files' ctime moves).
+  for (const char* f : {"memory", "state"}) {
+    REQUIRE(::link((dir + "/" + f).c_str(), (t.path / (std::string("jail-") + f)).c_str()) == 0);
+  }
+  REQUIRE(store.check("vm1", "s1", test_env()).ok());
+  REQUIRE(store.check("vm1", "s1", test_env()).ok());
+  CHECK(store.files_hashed() == 2);  // not hashed again
+  // A rewrite (new modification time) is hashed again, and refused.
+  REQUIRE(::chmod((dir + "/memory").c_str(), 0644) == 0);
+  {
+    const int fd = ::open((dir + "/memory").c_str(), O_WRONLY);
+    REQUIRE(fd >= 0);
+    REQUIRE(::pwrite(fd, "X", 1, 4096) == 1);
+    ::close(fd);
+  }
+  auto r = store.check("vm1", "s1", test_env());
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().detail().find("fails its checksum") != std::string::npos);
+  CHECK(store.files_hashed() == 3);
+}
+
+TEST_CASE("snapshot store: a file checked right after its write is hashed at every check") {
+  TempRoot t;
+  SnapshotStore store((t.path / "snaps").string());
+  REQUIRE(store.open().ok());
+  make_snapshot(store, "vm1", "s1", t.path.string());
+  // Written just now: a rewrite within the same timestamp tick could keep the modification time,
+  // so nothing is remembered yet.
+  REQUIRE(store.check("vm1", "s1", test_env()).ok());
+  REQUIRE(store.check("vm1", "s1", test_env()).ok());
+  CHECK(store.files_hashed() == 4);
+}
+
 TEST_CASE("snapshot store: a corrupted or truncated file is refused, even after a good check") {
   TempRoot t;
   SnapshotStore store((t.path / "snaps").string());

@@ -446,8 +446,7 @@ Status SnapshotStore::verify_file(const std::string& path, const SnapshotFile& e
   }
   const Identity id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
                     static_cast<uint64_t>(st.st_size),
-                    int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
-                    int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec};
+                    int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec};
   {
     std::lock_guard lock(mu_);
     auto it = verified_.find(path);
@@ -459,6 +458,10 @@ Status SnapshotStore::verify_file(const std::string& path, const SnapshotFile& e
                                                   " bytes, its metadata says " +
                                                   std::to_string(expected.size) + "; refused");
   }
+  {
+    std::lock_guard lock(mu_);
+    ++files_hashed_;
+  }
   auto hash = hash_file(path);
   if (!hash) return hash.error();
   if (hash.value() != expected.xxh3_128) {
@@ -467,9 +470,19 @@ Status SnapshotStore::verify_file(const std::string& path, const SnapshotFile& e
                                                   ", metadata says " + expected.xxh3_128 +
                                                   "): corrupted; refused");
   }
+  // Remembered only once the file is older than a timestamp's granularity: a rewrite in the same
+  // tick as the last write would keep the modification time.
+  const auto written = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::nanoseconds(id.mtime_ns)));
   std::lock_guard lock(mu_);
-  verified_[path] = id;
+  if (std::chrono::system_clock::now() - written > kRecentWrite) verified_[path] = id;
   return {};
+}
+
+uint64_t SnapshotStore::files_hashed() const {
+  std::lock_guard lock(mu_);
+  return files_hashed_;
 }
 
 Result<SnapshotMeta> SnapshotStore::check(const std::string& vm_id, const std::string& snapshot_id,

@@ -17,6 +17,7 @@
 // Thread-safety: all methods may be called concurrently.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -112,10 +113,17 @@ class SnapshotStore {
 
   // The snapshot's directory once it passed every check: SnapshotNotFound if it does not exist;
   // Unsupported (saying what differs) if its metadata does not match `env`, its files are missing,
-  // or a size or checksum is wrong.
+  // or a size or checksum is wrong. A file is hashed again only when its identity (device, inode,
+  // size, modification time) changed since its checksum last matched, or when that match was
+  // within kRecentWrite of its last write (a timestamp's granularity could hide a rewrite then).
+  // Not its ctime: every jail hard-links the files in, which moves it.
   Result<SnapshotMeta> check(const std::string& vm_id, const std::string& snapshot_id,
                              const SnapshotEnv& env);
   std::string dir(const std::string& vm_id, const std::string& snapshot_id) const;
+
+  // How many times a file was hashed by check() (tests: a restore must not hash 128 MiB again).
+  uint64_t files_hashed() const;
+  static constexpr auto kRecentWrite = std::chrono::seconds(2);
 
   // SnapshotNotFound if it does not exist.
   Status remove(const std::string& vm_id, const std::string& snapshot_id);
@@ -126,7 +134,7 @@ class SnapshotStore {
  private:
   struct Identity {
     uint64_t dev = 0, ino = 0, size = 0;
-    int64_t mtime_ns = 0, ctime_ns = 0;
+    int64_t mtime_ns = 0;
     bool operator==(const Identity&) const = default;
   };
   Status verify_file(const std::string& path, const SnapshotFile& expected, const char* what);
@@ -136,6 +144,7 @@ class SnapshotStore {
   mutable std::mutex mu_;
   std::map<std::pair<std::string, std::string>, SnapshotMeta> snapshots_;
   std::map<std::string, Identity> verified_;  // path -> identity when its checksum last matched
+  uint64_t files_hashed_ = 0;
 };
 
 }  // namespace paddock::runtime::qemu
