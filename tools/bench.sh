@@ -11,8 +11,13 @@
 # (c) end-to-end VM jobs through broker and worker with warm pools: `true` and a short computation,
 #     latency percentiles and sustained jobs/s at 1, 2 and 4 outstanding (paddock-load against a
 #     qemu worker with 2 slots), and the CPU each job cost: the broker's, the worker's own, and
-#     that of the worker's descendants (jailers, QEMUs, ip/iptables helpers), from /proc;
+#     that of the worker's descendants (jailers, QEMUs, iptables helpers), from /proc; a fresh
+#     worker's first 4 jobs, sent while its template is being built; the python image's warm
+#     `python3 -c 'print(1)'` one at a time, when $build/images/by-name/python exists
+#     (tools/build-image.sh python --cache-dir $build/images);
 # (d) memory per idle VM: PSS of the VMM of a cold VM and of live clones (paddock-bench-vm).
+# The JSON's "targets" holds one stable key per figure issue 23 set a target for (null when this
+# run did not measure it).
 #
 # Builds a release build in build-bench/. Runs as root (jails, network namespaces). Takes about
 # 10 minutes (--quick: fewer runs, about 4). --fabric-only runs (a) alone: no guest image, no VMs,
@@ -142,12 +147,21 @@ if [[ $fabric_only -eq 0 ]]; then
   start_broker e2e
   host_netns="paddock-bench-$$"
   ip netns add "$host_netns"
+  # The python image (tools/build-image.sh python --cache-dir $build/images) when it was built:
+  # its warm job is measured too.
+  python_image=""
+  [[ -d "$build/images/by-name/python" ]] && python_image=$(readlink -f "$build/images/by-name/python")
+  python_args=()
+  [[ -n "$python_image" ]] && python_args=(--image "python=$python_image")
   "$build/worker/paddock-worker" --broker "$worker_ep" --slots 2 --worker-id bench-vm --backend qemu \
-    --image-dir "$image" --run-dir "$tmp/vms" --snapshot-dir "$tmp/snapshots" \
+    --image-dir "$image" "${python_args[@]}" --run-dir "$tmp/vms" --snapshot-dir "$tmp/snapshots" \
     --net-host-netns "$host_netns" --warm on --warm-min 2 --warm-max 4 --log-level warn \
     >"$tmp/e2e-worker.log" 2>&1 &
   pids+=($!)
-  # The template is cold-booted and snapshotted first: wait until a job runs warm.
+  # A fresh worker's first jobs: 4 at once while its template is being cold-booted and snapshotted
+  # (the quick start's situation); then wait until a job runs warm.
+  "$load" -b "$client_ep" -n 4 -c 4 --timeout-s 300 --json-out "$tmp/e2e-fresh.json" -- true >/dev/null ||
+    die "the fresh worker's first jobs failed"
   for _ in $(seq 60); do
     "$load" -b "$client_ep" -n 1 -c 1 --timeout-s 120 --json-out "$tmp/e2e-probe.json" -- true >/dev/null ||
       die "probe job failed"
@@ -184,6 +198,14 @@ if [[ $fabric_only -eq 0 ]]; then
   # One at a time (latency), then 2 and 4 outstanding on 2 slots (sustained throughput).
   for c in 1 2 4; do e2e true "$c" true; done
   for c in 1 4; do e2e compute "$c" /bin/sh -c "$compute"; done
+  if [[ -n "$python_image" ]]; then
+    # The first python job builds the python pool's template (waited for); then one at a time.
+    "$load" -b "$client_ep" -n 1 -c 1 --image python --timeout-s 300 -- python3 -c 'print(1)' >/dev/null ||
+      die "python probe job failed"
+    sleep 2  # the pool refills
+    "$load" -b "$client_ep" -n "$((e2e_jobs / 5))" -c 1 --image python --timeout-s 120 \
+      --json-out "$tmp/e2e-python-c1.json" -- python3 -c 'print(1)' >/dev/null
+  fi
   stop_all
   ip netns delete "$host_netns"
   host_netns=""
@@ -213,7 +235,7 @@ for journal in ("off", "on"):
         "half_rate_errors": half["errors"], "half_rate_jobs": half["jobs"]}
 if os.path.exists(os.path.join(tmp, "vm.json")):  # not with --fabric-only
     res["vm"] = load("vm.json")
-for name in ("true-c1", "true-c2", "true-c4", "compute-c1", "compute-c4"):
+for name in ("true-c1", "true-c2", "true-c4", "compute-c1", "compute-c4", "python-c1", "fresh"):
     if not os.path.exists(os.path.join(tmp, f"e2e-{name}.json")):
         continue
     j = load(f"e2e-{name}.json")
@@ -230,6 +252,26 @@ for name in ("true-c1", "true-c2", "true-c4", "compute-c1", "compute-c4"):
             "broker": per_job(c["broker"][0], c["broker_end"][0]),
             "worker": per_job(c["worker"][0], c["worker_end"][0]),
             "vmm_and_helpers": per_job(c["worker"][1], c["worker_end"][1])}
+# Issue 23's targets, one stable key each (null: not measured in this run, e.g. no python image).
+def get(*path):
+    x = res
+    for k in path:
+        if not isinstance(x, dict) or k not in x: return None
+        x = x[k]
+    return x
+res["targets"] = {
+    "vm_jobs_per_s_true_c4": get("vm_jobs", "true-c4", "jobs_per_s"),
+    "warm_true_c1_ms": get("vm_jobs", "true-c1", "latency_ms"),
+    "restore_spawn_to_agent_ms": get("vm", "restore", "median_ms"),
+    "python_warm_c1_ms": get("vm_jobs", "python-c1", "latency_ms"),
+    "idle_clone_pss_mib": get("vm", "idle_memory", "clone_pss_median_mib"),
+    "fabric_journal_on_jobs_per_s": get("fabric", "journal_on", "saturation_jobs_per_s_median"),
+    "fabric_journal_off_jobs_per_s": get("fabric", "journal_off", "saturation_jobs_per_s_median"),
+    "fresh_worker_first_jobs": {"ms": get("vm_jobs", "fresh", "latency_ms"),
+                                "warm": get("vm_jobs", "fresh", "warm"),
+                                "jobs": get("vm_jobs", "fresh", "jobs")},
+    "cpu_ms_per_job_true_c4": get("vm_jobs", "true-c4", "cpu_ms_per_job"),
+}
 json.dump(res, open(out, "w"), indent=2)
 f, v, e = res["fabric"], res.get("vm"), res["vm_jobs"]
 print("\n== summary (one run; figures in %s)" % out)
