@@ -335,6 +335,7 @@ json.dump({"format": $FORMAT_VERSION, "name": definition["name"], "kind": "rootf
                     "modules": base["modules"], "rootfs_modules": base["rootfs_modules"]},
            "suite": rootfs["suite"], "index_sha256": rootfs["index_sha256"],
            "packages": rootfs["packages"], "env": definition["env"],
+           "warmup": definition["warmup"],
            "files": [f["path"] for f in definition["files"]]},
           open(sys.argv[1], "w"), indent=2, sort_keys=True)
 EOF

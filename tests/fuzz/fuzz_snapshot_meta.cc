@@ -2,11 +2,14 @@
 // (runtime/src/qemu/snapshot_store.h, parse_meta). It must never crash or throw. A refusal must be
 // Unsupported and name the field; an accepted value must satisfy the contract parse_meta promises
 // (valid ids, memory.size == mem_mib MiB, hex checksums, limits) and survive encode_meta and
-// parse_meta again unchanged.
+// parse_meta again unchanged. The same bytes are also read as an image's image.json
+// (runtime/src/qemu/guest_image.h, parse_image_warmup): a refusal is Unsupported, an accepted
+// warm-up keeps the limits.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
+#include "qemu/guest_image.h"
 #include "qemu/snapshot_store.h"
 
 namespace rt = paddock::runtime;
@@ -41,6 +44,14 @@ void check_contract(const qemu::SnapshotMeta& m) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
+  if (auto warmup = qemu::parse_image_warmup("fuzz", text); warmup) {
+    if (warmup.value().size() > qemu::kMaxWarmupArgs) __builtin_trap();
+    for (const auto& arg : warmup.value()) {
+      if (arg.size() > qemu::kMaxWarmupArgBytes) __builtin_trap();
+    }
+  } else if (warmup.error().variant() != rt::Variant::kUnsupported) {
+    __builtin_trap();
+  }
   auto meta = qemu::parse_meta(text);
   if (!meta) {
     if (meta.error().variant() != rt::Variant::kUnsupported || meta.error().detail().empty()) {

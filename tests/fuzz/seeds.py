@@ -123,6 +123,12 @@ out["fuzz_snapshot_meta"] = [
     valid[: len(valid) // 2],
     b"[]",
     valid.replace(b'"vm_id": "vm-1"', b'"vm_id": "vm-1", "vm_id": "vm-2"'),
+    # An image's image.json (tools/build-image.sh), which the same target also reads for its
+    # "warmup" (runtime/src/qemu/guest_image.h, parse_image_warmup).
+    json.dumps({"format": 1, "name": "python", "kind": "rootfs",
+                "warmup": ["python3", "-c", "import json, os"]}).encode(),
+    json.dumps({"name": "x", "warmup": ["", "1"]}).encode(),
+    json.dumps({"name": "x", "warmup": "python3"}).encode(),
 ]
 # QMP (runtime/src/qemu/qmp_client.h): what QEMU 10 says, one JSON object per line, "\r\n" ends.
 def qmp(*msgs):

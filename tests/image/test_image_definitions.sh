@@ -43,6 +43,12 @@ refused "a file path with .." "$(minimal ""; printf '[[files]]\npath = "/etc/../
 refused "packages in an initramfs image" "$(printf 'format = 1\nname = "d"\nkind = "initramfs"\n[debian]\nsuite = "bookworm"\n')" "an initramfs image takes none"
 refused "a bad env name" "$(minimal ""; printf '"BAD-NAME" = "x"\n')" "is not a variable name"
 refused "not TOML" "name = " "not TOML"
+refused "a warm-up that is not a list" "$(minimal 'warmup = "python3 -c pass"')" "warmup: must be a list"
+refused "a warm-up without a program" "$(minimal 'warmup = ["", "x"]')" "warmup[0]: names no program"
+refused "a warm-up in an initramfs image" "$(printf 'format = 1\nname = "d"\nkind = "initramfs"\nwarmup = ["true"]\n')" "an initramfs image takes none"
+python3 "$helper" check "$repo/tools/images/python.image" | grep -q '"warmup": \["python3", "-c"' ||
+  fail "the python image's warm-up is not in its canonical form"
+ok "the warm-up: a list of strings, rootfs images only, kept in the canonical form"
 
 # stage: the files and the environment file land in the tree, with their modes.
 printf '[[files]]\npath = "/etc/x/y"\nmode = "0600"\ncontent = "hello"\n' >>"$tmp/good.image"

@@ -145,8 +145,23 @@ class FaultyProvider final : public runtime::Provider {
   }
   runtime::Result<runtime::ExecResult> exec(const std::string& id, const runtime::ExecRequest& r,
                                             std::stop_token cancel) override {
+    {
+      auto snaps = inner.list_snapshots(id);
+      std::lock_guard lock(gate_mu);
+      execs.push_back({id, r.argv, r.cwd, snaps ? snaps.value().size() : 0});
+    }
     return inner.exec(id, r, std::move(cancel));
   }
+  // The image's warm-up, for every image.
+  std::vector<std::string> warmup;
+  std::vector<std::string> warmup_argv(const std::string&) const override { return warmup; }
+  struct Exec {
+    std::string vm_id;
+    std::vector<std::string> argv;
+    std::string cwd;
+    size_t snapshots_before = 0;  // of that VM, when it ran
+  };
+  std::vector<Exec> execs;  // under gate_mu
 };
 
 }  // namespace
@@ -379,6 +394,46 @@ TEST_CASE("warm pool: a template that cannot be built marks the pool broken") {
   CHECK_FALSE(pool.acquire());
   pool.shutdown();
   CHECK(p.inner.live_vms() == 0);  // the template VM that did not boot was destroyed
+}
+
+TEST_CASE(
+    "warm pool: the image's warm-up runs in the template before its snapshot, not in clones") {
+  FaultyProvider p;
+  p.warmup = {"echo", "warm"};
+  WarmPool pool(p, VmSpec{}, fast(1, 1));
+  REQUIRE(ready_n(pool, 1));
+  const std::string tpl = pool.stats().template_vm;
+  std::vector<FaultyProvider::Exec> on_template, on_clones;
+  {
+    std::lock_guard lock(p.gate_mu);
+    for (const auto& e : p.execs) (e.vm_id == tpl ? on_template : on_clones).push_back(e);
+  }
+  // The warm-up, then its scratch directory removed: the test double knows no rm (exit 127), so
+  // busybox's is tried too. All before the snapshot.
+  REQUIRE(on_template.size() == 3);
+  CHECK(on_template[0].argv == std::vector<std::string>{"echo", "warm"});
+  CHECK(on_template[0].cwd == "/tmp/paddock-warmup");
+  CHECK(on_template[1].argv == std::vector<std::string>{"rm", "-rf", "/tmp/paddock-warmup"});
+  CHECK(on_template[2].argv ==
+        std::vector<std::string>{"/bin/busybox", "rm", "-rf", "/tmp/paddock-warmup"});
+  for (const auto& e : on_template) CHECK(e.snapshots_before == 0);
+  for (const auto& e : on_clones) {
+    CHECK(e.argv == std::vector<std::string>{"true"});  // only the clones' pre-warm exec
+  }
+  pool.shutdown();
+}
+
+TEST_CASE("warm pool: a warm-up that fails still leaves a usable template") {
+  FaultyProvider p;
+  p.warmup = {"false"};
+  WarmPool pool(p, VmSpec{}, fast(1, 1));
+  REQUIRE(ready_n(pool, 1));
+  CHECK(pool.stats().templates_built == 1);
+  auto vm = pool.acquire();
+  CHECK(vm);
+  vm.reset();
+  pool.shutdown();
+  CHECK(p.inner.live_vms() == 0);
 }
 
 TEST_CASE("warm pool: a job that finds the template being built waits for it, then gets a clone") {

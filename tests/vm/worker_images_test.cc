@@ -70,10 +70,14 @@ TEST_CASE(
   auto worker = start_worker(dir, broker.worker_endpoint, "imgw", 2, flags);
   client::Client c(broker.client_endpoint);
 
-  // Each image's first jobs may come before its template is ready (cold); then they run warm.
+  // Each image's first jobs wait for its template being built; then they run warm.
+  // test-minimal's warm-up (tests/vm/test-minimal.image) ran in its template before the
+  // snapshot: its mark is in every clone, its scratch directory is not.
   const std::string probe =
       "cat /proc/sys/kernel/random/boot_id; echo ${PADDOCK_TEST_IMAGE:-none}; "
-      "grep VERSION_ID /etc/os-release 2>/dev/null || echo no-os-release";
+      "grep VERSION_ID /etc/os-release 2>/dev/null || echo no-os-release; "
+      "cat /var/tmp/paddock-warmed 2>/dev/null || echo not-warmed; "
+      "ls /tmp/paddock-warmup 2>/dev/null || echo no-scratch";
   std::map<std::string, std::set<std::string>> outputs;
   for (const std::string image : {"default", "test-minimal"}) {
     const auto deadline = std::chrono::steady_clock::now() + 240s;
@@ -96,10 +100,10 @@ TEST_CASE(
   REQUIRE(outputs["default"].size() == 2);
   REQUIRE(outputs["test-minimal"].size() == 2);
   for (const auto& out : outputs["test-minimal"]) {
-    CHECK(out.find("\ntest-minimal\nVERSION_ID=\"12\"\n") != std::string::npos);
+    CHECK(out.find("\ntest-minimal\nVERSION_ID=\"12\"\nwarmed\nno-scratch\n") != std::string::npos);
   }
   for (const auto& out : outputs["default"]) {
-    CHECK(out.find("\nnone\n") != std::string::npos);
+    CHECK(out.find("\nnone\nno-os-release\nnot-warmed\nno-scratch\n") != std::string::npos);
   }
 
   auto unknown = run_one(c, in_image("nope-1", "no-such-image", "true"));

@@ -13,6 +13,8 @@ A definition is a small TOML file (agent/guest/IMAGE.md, "Image definitions"):
     packages = ["python3", ...]      # Debian package names, installed with debootstrap --include
     [env]                            # rootfs only: the jobs' default environment
     PATH = "..."
+    warmup = ["python3", "-c", "..."]  # rootfs only, optional: run in each template before
+                                     # its snapshot (argv; 1-64 strings of at most 4096 bytes)
     [[files]]                        # rootfs only: extra files
     path = "/etc/x"                  # absolute, no '..', not under /proc /sys /dev /tmp /work
     mode = "0644"                    # octal, optional (0644)
@@ -48,6 +50,8 @@ MAX_PACKAGES = 200
 MAX_FILES = 64
 MAX_FILE_BYTES = 1 << 20
 MAX_DEFINITION_BYTES = 64 << 10
+MAX_WARMUP_ARGS = 64  # runtime/src/qemu/guest_image.h: kMaxWarmupArgs, kMaxWarmupArgBytes
+MAX_WARMUP_ARG_BYTES = 4096
 # Mounted over by the agent, or written by the builder itself.
 RESERVED_DIRS = ("/proc", "/sys", "/dev", "/tmp", "/work", "/run")
 ENV_FILE = "/etc/paddock/image.env"
@@ -79,7 +83,8 @@ def parse(text):
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise DefinitionError(f"not TOML: {e}") from None
-    _only(doc, {"format", "name", "kind", "description", "debian", "env", "files"}, "top level")
+    _only(doc, {"format", "name", "kind", "description", "warmup", "debian", "env", "files"},
+          "top level")
     if doc.get("format") != FORMAT:
         raise DefinitionError(f"format: must be {FORMAT}")
     name = _string(doc.get("name"), "name")
@@ -90,9 +95,9 @@ def parse(text):
         raise DefinitionError(f"kind: '{kind}' is not one of {', '.join(sorted(KINDS))}")
     out = {"format": FORMAT, "name": name, "kind": kind,
            "description": _string(doc.get("description", ""), "description"),
-           "debian": None, "env": {}, "files": []}
+           "warmup": [], "debian": None, "env": {}, "files": []}
     if kind == "initramfs":
-        for key in ("debian", "env", "files"):
+        for key in ("warmup", "debian", "env", "files"):
             if key in doc:
                 raise DefinitionError(f"{key}: an initramfs image takes none (its contents are "
                                       "tools/build-guest-image.sh's)")
@@ -126,6 +131,16 @@ def parse(text):
         if "\n" in _string(v, f"env.{k}"):
             raise DefinitionError(f"env.{k}: holds a newline")
     out["env"] = dict(sorted(env.items()))
+    warmup = doc.get("warmup", [])
+    if (not isinstance(warmup, list) or len(warmup) > MAX_WARMUP_ARGS
+            or any(not isinstance(a, str) for a in warmup)):
+        raise DefinitionError(f"warmup: must be a list of at most {MAX_WARMUP_ARGS} strings (argv)")
+    for i, a in enumerate(warmup):
+        if len(a.encode()) > MAX_WARMUP_ARG_BYTES or "\0" in a:
+            raise DefinitionError(f"warmup[{i}]: over {MAX_WARMUP_ARG_BYTES} bytes or holds a NUL")
+    if warmup and not warmup[0]:
+        raise DefinitionError("warmup[0]: names no program")
+    out["warmup"] = warmup
     files = doc.get("files", [])
     if not isinstance(files, list) or len(files) > MAX_FILES:
         raise DefinitionError(f"files: must be a list of at most {MAX_FILES} tables")

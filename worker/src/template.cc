@@ -27,6 +27,47 @@ uint64_t unique_unix_ms() {
   return next;
 }
 
+// The image's warm-up (Provider::warmup_argv), run once in the booted template before its
+// snapshot, in a scratch directory that is removed after it. A warm-up that fails leaves a
+// template all the same (its clones work, they only start colder) and says why in the log.
+void run_warmup(rt::Provider& provider, const std::string& id, const std::string& image) {
+  const auto argv = provider.warmup_argv(image);
+  if (argv.empty()) return;
+  rt::ExecRequest req;
+  req.argv = argv;
+  req.cwd = kWarmupDir;
+  req.timeout_ms = kWarmupTimeoutMs;
+  req.output_cap = 4096;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto ran = provider.exec(id, req, {});
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  if (!ran) {
+    spdlog::warn("warm pool: warm-up of image '{}' in template '{}' failed: {}", image, id,
+                 ran.error().message());
+  } else if (ran.value().exit_code != 0 || ran.value().timed_out) {
+    spdlog::warn("warm pool: warm-up of image '{}' in template '{}' exited {}{}; stderr: {}", image,
+                 id, ran.value().exit_code, ran.value().timed_out ? " (timed out)" : "",
+                 ran.value().stderr_data);
+  } else {
+    spdlog::info("warm pool: warm-up of image '{}' ran in template '{}' ({} ms)", image, id, ms);
+  }
+  // Its scratch directory goes; what it wrote elsewhere stays in every clone, by design. With the
+  // image's rm, or busybox's where the image has no rm on PATH (a busybox-only root).
+  for (const std::vector<std::string>& rm :
+       {std::vector<std::string>{"rm", "-rf", kWarmupDir},
+        std::vector<std::string>{"/bin/busybox", "rm", "-rf", kWarmupDir}}) {
+    rt::ExecRequest clean;
+    clean.argv = rm;
+    clean.timeout_ms = 10'000;
+    auto r = provider.exec(id, clean, {});
+    if (r && r.value().exit_code == 0) return;
+    if (!r || r.value().exit_code != 127) break;  // there, but it failed: no use trying another
+  }
+  spdlog::warn("warm pool: could not remove {} in template '{}'", kWarmupDir, id);
+}
+
 }  // namespace
 
 std::string template_prefix(const rt::VmSpec& spec) {
@@ -85,6 +126,7 @@ rt::Result<std::string> build_template(rt::Provider& provider, const rt::VmSpec&
     return e;
   };
   if (auto st = provider.start(id); !st) return fail(st.error());
+  run_warmup(provider, id, spec.image);
   if (auto st = provider.stop(id); !st) return fail(st.error());
   if (auto snap = provider.snapshot(id, kTemplateSnapshot); !snap) return fail(snap.error());
   if (auto st = provider.destroy(id); !st) {

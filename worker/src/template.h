@@ -7,6 +7,7 @@
 // Thread-safety: free functions over a thread-safe Provider.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -15,6 +16,9 @@
 namespace paddock::worker {
 
 inline constexpr const char* kTemplateSnapshot = "template";
+// Where an image's warm-up runs (its working directory, removed after it), and for how long.
+inline constexpr const char* kWarmupDir = "/tmp/paddock-warmup";
+inline constexpr uint32_t kWarmupTimeoutMs = 120'000;
 
 // "tpl-<image>-<vcpus>x<mem_mib>-".
 std::string template_prefix(const runtime::VmSpec& spec);
@@ -27,8 +31,9 @@ bool is_template_of(const runtime::SnapshotInfo& info, const runtime::VmSpec& sp
 // duplicates are deleted. nullopt if there is none or the provider cannot list its snapshots.
 std::optional<std::string> find_template(runtime::Provider& provider, const runtime::VmSpec& spec);
 
-// Builds a new template: create -> start -> stop -> snapshot -> destroy. Returns its VM id. The VM
-// is destroyed on every path; a snapshot is left only on success.
+// Builds a new template: create -> start -> the image's warm-up, if it has one (run in kWarmupDir;
+// a failing warm-up is logged and the template is kept) -> stop -> snapshot -> destroy. Returns its
+// VM id. The VM is destroyed on every path; a snapshot is left only on success.
 runtime::Result<std::string> build_template(runtime::Provider& provider,
                                             const runtime::VmSpec& spec);
 

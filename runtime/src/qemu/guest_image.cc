@@ -3,6 +3,12 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include <nlohmann/json.hpp>
+
+#include "os/json_depth.h"
 
 namespace paddock::runtime::qemu {
 
@@ -18,6 +24,22 @@ bool valid_image_name(const std::string& n) {
     if (!ok) return false;
   }
   return n.front() != '.' && n.front() != '-';
+}
+
+// image.json's "warmup" in `dir`, if the file is there (an image from tools/build-guest-image.sh
+// alone has none).
+Result<std::vector<std::string>> read_warmup(const std::string& name, const std::string& dir) {
+  const std::string path = dir + "/image.json";
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return std::vector<std::string>{};
+  const auto size = fs::file_size(path, ec);
+  if (ec || size > kMaxImageJsonBytes) {
+    return Error::unsupported("guest image '" + name + "': " + path +
+                              " cannot be read or is larger than 1 MiB");
+  }
+  std::ifstream in(path, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return parse_image_warmup(name, text);
 }
 
 }  // namespace
@@ -64,6 +86,36 @@ Result<std::map<std::string, std::string>> image_dirs(
   return dirs;
 }
 
+Result<std::vector<std::string>> parse_image_warmup(const std::string& name,
+                                                    std::string_view text) {
+  auto refused = [&](const std::string& why) -> Error {
+    return Error::unsupported("guest image '" + name + "': its image.json " + why +
+                              "; rebuild it with tools/build-image.sh " + name);
+  };
+  if (text.size() > kMaxImageJsonBytes) return refused("is larger than 1 MiB");
+  if (os::json_nested_deeper_than(text, 16)) return refused("is nested too deeply");
+  const auto doc = nlohmann::json::parse(text, nullptr, false);
+  if (!doc.is_object()) return refused("is not a JSON object");
+  std::vector<std::string> argv;
+  const auto it = doc.find("warmup");
+  if (it == doc.end() || it->is_null()) return argv;
+  if (!it->is_array() || it->size() > kMaxWarmupArgs) {
+    return refused("has a \"warmup\" that is not a list of at most " +
+                   std::to_string(kMaxWarmupArgs) + " strings");
+  }
+  for (const auto& a : *it) {
+    if (!a.is_string()) return refused("has a \"warmup\" item that is not a string");
+    const auto& arg = a.get_ref<const std::string&>();
+    if (arg.size() > kMaxWarmupArgBytes || arg.find('\0') != std::string::npos) {
+      return refused("has a \"warmup\" argument over " + std::to_string(kMaxWarmupArgBytes) +
+                     " bytes or with a NUL");
+    }
+    argv.push_back(arg);
+  }
+  if (!argv.empty() && argv.front().empty()) return refused("has a \"warmup\" without a program");
+  return argv;
+}
+
 Result<GuestImage> load_guest_image(const std::string& name, const std::string& dir,
                                     const std::string& kernel_args, SnapshotEnv base_env) {
   GuestImage image;
@@ -101,6 +153,9 @@ Result<GuestImage> load_guest_image(const std::string& name, const std::string& 
     if (!hash) return hash.error();
     id += hash.value();
   }
+  auto warmup = read_warmup(name, dir);
+  if (!warmup) return warmup.error();
+  image.warmup = std::move(warmup.value());
   image.env = std::move(base_env);
   image.env.image_id = id;
   image.env.kernel_args = image.kernel_args;

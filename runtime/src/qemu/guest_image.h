@@ -8,6 +8,8 @@
 
 #include <map>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "paddock/runtime/error.h"
 #include "qemu/snapshot_store.h"
@@ -27,7 +29,14 @@ struct GuestImage {
   // What a snapshot of a VM of this image needs to be restored; image_id hashes the kernel, the
   // initramfs and the root filesystem.
   SnapshotEnv env;
+  // The command its templates run before their snapshot (image.json's "warmup"; empty: none).
+  std::vector<std::string> warmup;
 };
+
+// Limits on image.json's "warmup" (it is the image builder's, read at start).
+inline constexpr size_t kMaxImageJsonBytes = 1 << 20;
+inline constexpr size_t kMaxWarmupArgs = 64;
+inline constexpr size_t kMaxWarmupArgBytes = 4096;
 
 // Images by name: "default" from `default_dir` (may be empty), then `named` (name -> dir), then
 // every <image_root>/by-name/<name> link (tools/build-image.sh keeps them). A name given twice is
@@ -38,9 +47,17 @@ Result<std::map<std::string, std::string>> image_dirs(
     const std::string& image_root);
 
 // Finds the files of one image directory. `base_env` is the provider's SnapshotEnv without the
-// image (image_id and kernel_args are filled here). The files are hashed (XXH3-128).
+// image (image_id and kernel_args are filled here). The files are hashed (XXH3-128). An
+// image.json there (tools/build-image.sh writes one) gives the warm-up: Unsupported, naming the
+// image and the field, when it is not JSON, is too large, or its "warmup" is not a list of 1-64
+// strings of at most 4096 bytes without NUL.
 Result<GuestImage> load_guest_image(const std::string& name, const std::string& dir,
                                     const std::string& kernel_args, SnapshotEnv base_env);
+
+// The warm-up an image.json names ("warmup": a list of strings, argv), with the limits above;
+// empty when it names none. Unsupported, naming the image, for anything else (not JSON, nested
+// over 16 levels, a bad "warmup"). Never throws.
+Result<std::vector<std::string>> parse_image_warmup(const std::string& name, std::string_view text);
 
 // Jails hard-link the kernel and initramfs; across filesystems they would copy them for every VM.
 // Copies them once to <staging>/<name>/ (root's, read-only) when `dev` differs from theirs. The

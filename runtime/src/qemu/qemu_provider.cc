@@ -266,6 +266,11 @@ std::string QemuProvider::image_names() const {
   return names;
 }
 
+std::vector<std::string> QemuProvider::warmup_argv(const std::string& name) const {
+  const qemu::GuestImage* img = image(name);
+  return img != nullptr ? img->warmup : std::vector<std::string>{};
+}
+
 std::string QemuProvider::tmpfs_dir() {
   for (const char* dir : {"/run", "/dev/shm"}) {
     if (on_tmpfs(dir)) return dir;

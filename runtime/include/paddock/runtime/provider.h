@@ -124,6 +124,15 @@ class Provider {
   // ExecResult; an Error means the provider could not run it.
   virtual Result<ExecResult> exec(const std::string& vm_id, const ExecRequest& request,
                                   std::stop_token cancel) = 0;
+
+  // The warm-up of an image (its definition's `warmup`; agent/guest/IMAGE.md): a command that a
+  // template VM of that image runs once, booted and before its snapshot, so that every clone starts
+  // with what it loaded (the guest's page cache, dentries, what the command wrote). Empty: none,
+  // or an image this provider does not have.
+  virtual std::vector<std::string> warmup_argv(const std::string& image) const {
+    (void)image;
+    return {};
+  }
 };
 
 }  // namespace paddock::runtime

@@ -110,6 +110,8 @@ class QemuProvider final : public Provider {
   uint64_t network_commands_run() const;
   Result<ExecResult> exec(const std::string& vm_id, const ExecRequest& request,
                           std::stop_token cancel) override;
+  // The image's warm-up from its image.json (`warmup`), empty without one.
+  std::vector<std::string> warmup_argv(const std::string& image) const override;
 
   const std::string& accel() const { return accel_; }
   // QEMU's own run state of a started VM ("running", "paused", ...), from QMP query-status.
