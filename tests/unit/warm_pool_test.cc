@@ -436,6 +436,19 @@ TEST_CASE("warm pool: a warm-up that fails still leaves a usable template") {
   CHECK(p.inner.live_vms() == 0);
 }
 
+TEST_CASE("warm pool: a warm-up the provider cannot run fails the build: jobs boot cold") {
+  FaultyProvider p;
+  p.warmup = {"fail", "Jailer", "the agent went away"};  // the test double's scripted error
+  WarmPool pool(p, VmSpec{}, fast(1, 1));
+  REQUIRE(pool.wait_for([](const WarmPoolStats& s) { return s.state == TemplateState::kBroken; },
+                        kWait));
+  CHECK(pool.stats().broken_reason.find("the agent went away") != std::string::npos);
+  CHECK(templates_of(p.inner, "tpl-") == 0);  // no snapshot of that VM
+  CHECK_FALSE(pool.acquire());
+  pool.shutdown();
+  CHECK(p.inner.live_vms() == 0);
+}
+
 TEST_CASE("warm pool: a job that finds the template being built waits for it, then gets a clone") {
   FaultyProvider p;
   p.hold();

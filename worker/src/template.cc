@@ -28,11 +28,13 @@ uint64_t unique_unix_ms() {
 }
 
 // The image's warm-up (Provider::warmup_argv), run once in the booted template before its
-// snapshot, in a scratch directory that is removed after it. A warm-up that fails leaves a
-// template all the same (its clones work, they only start colder) and says why in the log.
-void run_warmup(rt::Provider& provider, const std::string& id, const std::string& image) {
+// snapshot, in a scratch directory that is removed after it. A command that exits non-zero or
+// times out leaves a template all the same (its clones work, they only start colder) and says why
+// in the log; an error of the provider itself (the guest agent gone, say) fails the build, since a
+// snapshot of that VM would give clones that cannot run a job.
+rt::Status run_warmup(rt::Provider& provider, const std::string& id, const std::string& image) {
   const auto argv = provider.warmup_argv(image);
-  if (argv.empty()) return;
+  if (argv.empty()) return {};
   rt::ExecRequest req;
   req.argv = argv;
   req.cwd = kWarmupDir;
@@ -44,9 +46,11 @@ void run_warmup(rt::Provider& provider, const std::string& id, const std::string
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count();
   if (!ran) {
-    spdlog::warn("warm pool: warm-up of image '{}' in template '{}' failed: {}", image, id,
+    spdlog::warn("warm pool: warm-up of image '{}' in template '{}' could not run: {}", image, id,
                  ran.error().message());
-  } else if (ran.value().exit_code != 0 || ran.value().timed_out) {
+    return ran.error();
+  }
+  if (ran.value().exit_code != 0 || ran.value().timed_out) {
     spdlog::warn("warm pool: warm-up of image '{}' in template '{}' exited {}{}; stderr: {}", image,
                  id, ran.value().exit_code, ran.value().timed_out ? " (timed out)" : "",
                  ran.value().stderr_data);
@@ -62,10 +66,11 @@ void run_warmup(rt::Provider& provider, const std::string& id, const std::string
     clean.argv = rm;
     clean.timeout_ms = 10'000;
     auto r = provider.exec(id, clean, {});
-    if (r && r.value().exit_code == 0) return;
+    if (r && r.value().exit_code == 0) return {};
     if (!r || r.value().exit_code != 127) break;  // there, but it failed: no use trying another
   }
   spdlog::warn("warm pool: could not remove {} in template '{}'", kWarmupDir, id);
+  return {};
 }
 
 }  // namespace
@@ -126,7 +131,7 @@ rt::Result<std::string> build_template(rt::Provider& provider, const rt::VmSpec&
     return e;
   };
   if (auto st = provider.start(id); !st) return fail(st.error());
-  run_warmup(provider, id, spec.image);
+  if (auto st = run_warmup(provider, id, spec.image); !st) return fail(st.error());
   if (auto st = provider.stop(id); !st) return fail(st.error());
   if (auto snap = provider.snapshot(id, kTemplateSnapshot); !snap) return fail(snap.error());
   if (auto st = provider.destroy(id); !st) {

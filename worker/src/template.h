@@ -32,8 +32,9 @@ bool is_template_of(const runtime::SnapshotInfo& info, const runtime::VmSpec& sp
 std::optional<std::string> find_template(runtime::Provider& provider, const runtime::VmSpec& spec);
 
 // Builds a new template: create -> start -> the image's warm-up, if it has one (run in kWarmupDir;
-// a failing warm-up is logged and the template is kept) -> stop -> snapshot -> destroy. Returns its
-// VM id. The VM is destroyed on every path; a snapshot is left only on success.
+// a command that exits non-zero or times out is logged and the template kept, an error of the
+// provider fails the build) -> stop -> snapshot -> destroy. Returns its VM id. The VM is destroyed
+// on every path; a snapshot is left only on success.
 runtime::Result<std::string> build_template(runtime::Provider& provider,
                                             const runtime::VmSpec& spec);
 
