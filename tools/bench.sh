@@ -287,6 +287,9 @@ if v and "idle_memory" in v:
     m = v["idle_memory"]
     print(f"idle VM PSS: cold {m['cold_vm_pss_mib']:.1f} MiB, clone median {m['clone_pss_median_mib']:.1f} MiB "
           f"({m['clones']} clones), template files {m['template_files_mib']:.1f} MiB")
+    if m.get("clone_pss_by_mapping_mib"):
+        print("  a clone's PSS by mapping: " + ", ".join(
+            f"{k} {mib:.1f}" for k, mib in m["clone_pss_by_mapping_mib"].items()) + " MiB")
 for name, x in e.items():
     cpu = x.get("cpu_ms_per_job")
     print(f"VM jobs {name:10}: {x['jobs_per_s']:6.2f} jobs/s, p50 {x['latency_ms']['p50']:7.1f} ms, "

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -142,6 +143,43 @@ Memory memory_of(int pid) {
   return m;
 }
 
+// An anonymous mapping named by its size ("anon 1024 MiB": QEMU's TCG translation buffer, sized by
+// tb-size) or "anon small" (allocator arenas, thread stacks and every mapping under 4 MiB).
+std::string anon_kind(const std::string& range) {
+  const auto dash = range.find('-');
+  const auto size = std::stoull(range.substr(dash + 1), nullptr, 16) -
+                    std::stoull(range.substr(0, dash), nullptr, 16);
+  const auto mib = size >> 20;
+  return mib < 4 ? "anon small" : "anon " + std::to_string(mib) + " MiB";
+}
+
+// Where a process's PSS lies, from /proc/<pid>/smaps: KiB per mapping kind, largest first. Kinds:
+// a file's base name, "[heap]", "[stack]", or anon_kind() for an anonymous mapping.
+std::vector<std::pair<std::string, double>> pss_by_mapping(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps");
+  if (!in) throw std::runtime_error("cannot read smaps of pid " + std::to_string(pid));
+  std::map<std::string, double> kinds;
+  std::string current = "anon";
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string first;
+    fields >> first;
+    if (!first.empty() && first.back() != ':') {  // a mapping's header: range perms off dev inode [path]
+      std::string perms, off, dev, inode, path;
+      fields >> perms >> off >> dev >> inode;
+      std::getline(fields >> std::ws, path);
+      current = !path.empty() ? (path.front() == '[' ? path : fs::path(path).filename().string())
+                : anon_kind(first);
+      continue;
+    }
+    double kib = 0;
+    if (first == "Pss:" && (fields >> kib)) kinds[current] += kib;
+  }
+  std::vector<std::pair<std::string, double>> out(kinds.begin(), kinds.end());
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  return out;
+}
+
 // Blocks a file really holds (a RAM file on tmpfs is memory), in KiB.
 double allocated_kib(const std::string& path) {
   struct stat st {};
@@ -248,6 +286,13 @@ struct Variant {
       dirty.push_back(m.private_dirty);
       pss_sum += m.pss;
     }
+    nlohmann::json breakdown = nlohmann::json::object();
+    int listed = 0;
+    for (const auto& [kind, kib] : pss_by_mapping(p->vmm_pid(ids.front()))) {
+      if (listed++ == 8) break;
+      breakdown[kind] = kib / 1024;
+      std::fprintf(stderr, "  idle clone PSS by mapping: %-24s %7.1f MiB\n", kind.c_str(), kib / 1024);
+    }
     double template_ram_kib = 0;
     for (const auto& e : fs::recursive_directory_iterator(snapshot_dir)) {
       if (e.is_regular_file()) template_ram_kib += allocated_kib(e.path());
@@ -268,6 +313,7 @@ struct Variant {
             {"clone_private_dirty_median_mib", median_of(dirty) / 1024},
             {"clones_pss_sum_mib", pss_sum / 1024},
             {"template_files_mib", template_ram_kib / 1024},
+            {"clone_pss_by_mapping_mib", breakdown},
             {"clone_pss_samples_mib", [&] {
                std::vector<double> v;
                for (double k : pss) v.push_back(k / 1024);
