@@ -289,7 +289,7 @@ if v and "idle_memory" in v:
           f"({m['clones']} clones), template files {m['template_files_mib']:.1f} MiB")
     if m.get("clone_pss_by_mapping_mib"):
         print("  a clone's PSS by mapping: " + ", ".join(
-            f"{k} {mib:.1f}" for k, mib in m["clone_pss_by_mapping_mib"].items()) + " MiB")
+            f"{k} {mib:.1f}" for k, mib in m["clone_pss_by_mapping_mib"]) + " MiB")
 for name, x in e.items():
     cpu = x.get("cpu_ms_per_job")
     print(f"VM jobs {name:10}: {x['jobs_per_s']:6.2f} jobs/s, p50 {x['latency_ms']['p50']:7.1f} ms, "

@@ -286,11 +286,11 @@ struct Variant {
       dirty.push_back(m.private_dirty);
       pss_sum += m.pss;
     }
-    nlohmann::json breakdown = nlohmann::json::object();
+    nlohmann::json breakdown = nlohmann::json::array();  // [[kind, MiB], ...], largest first
     int listed = 0;
     for (const auto& [kind, kib] : pss_by_mapping(p->vmm_pid(ids.front()))) {
       if (listed++ == 8) break;
-      breakdown[kind] = kib / 1024;
+      breakdown.push_back({kind, kib / 1024});
       std::fprintf(stderr, "  idle clone PSS by mapping: %-24s %7.1f MiB\n", kind.c_str(), kib / 1024);
     }
     double template_ram_kib = 0;
