@@ -55,6 +55,34 @@ TEST_CASE("memory provider: VmAlreadyExists for a live id and for a destroyed on
   CHECK(reuse.error().variant() == Variant::kVmAlreadyExists);
 }
 
+TEST_CASE("memory provider: destroyed VMs are remembered up to a bound, oldest forgotten first") {
+  // A load test runs millions of jobs through one provider: its memory must not grow with them.
+  MemoryProvider p;
+  const size_t n = MemoryProvider::kTombstones + 10;
+  for (size_t i = 0; i < n; ++i) {
+    const std::string id = "vm-" + std::to_string(i);
+    REQUIRE(p.create(id, VmSpec{}).ok());
+    REQUIRE(p.destroy(id).ok());
+  }
+  REQUIRE(p.create("live", VmSpec{}).ok());
+  CHECK(p.live_vms() == 1);
+  REQUIRE(p.list().value().size() == 1);
+  CHECK(p.list().value()[0].id == "live");
+  // The oldest ten are forgotten: unknown ids now.
+  for (size_t i = 0; i < 10; ++i) {
+    auto old = p.get("vm-" + std::to_string(i));
+    REQUIRE_FALSE(old.ok());
+    CHECK(old.error().variant() == Variant::kVmNotFound);
+  }
+  // The newest are still tombstones: an operation on one is an invalid transition, its id taken.
+  const std::string last = "vm-" + std::to_string(n - 1);
+  CHECK(p.get(last).value().state == VmState::kDestroyed);
+  auto again = p.start(last);
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().variant() == Variant::kInvalidTransition);
+  CHECK(p.create(last, VmSpec{}).error().variant() == Variant::kVmAlreadyExists);
+}
+
 TEST_CASE("memory provider: VmNotFound for every operation on an unknown id") {
   MemoryProvider p;
   for (auto st : {p.start("x"), p.stop("x"), p.resume("x"), p.destroy("x")}) {

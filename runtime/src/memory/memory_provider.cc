@@ -1,5 +1,6 @@
 #include "paddock/runtime/memory_provider.h"
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <stdexcept>
@@ -42,7 +43,14 @@ Status MemoryProvider::transition(const std::string& vm_id, VmOp op) {
   if (it == vms_.end()) return Error::vm_not_found(vm_id);
   if (auto st = check_transition(vm_id, it->second.info.state, op); !st) return st;
   it->second.info.state = target_of(op);
-  if (op == VmOp::kDestroy) it->second.files.clear();  // keep only the tombstone
+  if (op == VmOp::kDestroy) {
+    it->second.files.clear();  // keep the tombstone (and its egress rules, for tests to read)
+    tombstones_.push_back(vm_id);
+    if (tombstones_.size() > kTombstones) {
+      vms_.erase(tombstones_.front());
+      tombstones_.pop_front();
+    }
+  }
   return {};
 }
 
@@ -97,6 +105,8 @@ Result<std::vector<VmInfo>> MemoryProvider::list() const {
   for (const auto& [id, vm] : vms_) {
     if (vm.info.state != VmState::kDestroyed) out.push_back(vm.info);
   }
+  std::sort(out.begin(), out.end(),
+            [](const VmInfo& a, const VmInfo& b) { return a.id < b.id; });
   return out;
 }
 
@@ -169,9 +179,7 @@ std::vector<net::EgressRule> MemoryProvider::egress_of(const std::string& vm_id)
 
 size_t MemoryProvider::live_vms() const {
   std::lock_guard<std::mutex> lock(mu_);
-  size_t n = 0;
-  for (const auto& [id, vm] : vms_) n += vm.info.state != VmState::kDestroyed ? 1 : 0;
-  return n;
+  return vms_.size() - tombstones_.size();
 }
 
 Result<ExecResult> MemoryProvider::exec(const std::string& vm_id, const ExecRequest& request,

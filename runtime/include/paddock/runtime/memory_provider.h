@@ -26,7 +26,9 @@
 
 #include <atomic>
 #include <map>
+#include <deque>
 #include <mutex>
+#include <unordered_map>
 #include <set>
 #include <utility>
 
@@ -62,6 +64,8 @@ class MemoryProvider final : public Provider {
 
   // Number of VM records that are not destroyed (what a leak check looks at).
   size_t live_vms() const;
+  // How many destroyed VMs are remembered at most.
+  static constexpr size_t kTombstones = 16384;
 
  private:
   struct Vm {
@@ -77,7 +81,12 @@ class MemoryProvider final : public Provider {
 
   mutable std::mutex mu_;
   std::atomic<bool> poisoned_{false};
-  std::map<std::string, Vm> vms_;  // destroyed VMs stay as tombstones: ids are never reused
+  // Live VMs, and destroyed ones as tombstones (their files dropped), so that a call on a VM just
+  // destroyed answers as a real backend does (InvalidTransition, not VmNotFound) and its id is not
+  // reused. Only the newest kTombstones are kept, oldest dropped first: a load test's millions of
+  // jobs do not grow the provider without bound. An id older than that answers VmNotFound.
+  std::unordered_map<std::string, Vm> vms_;
+  std::deque<std::string> tombstones_;  // destroyed ids, oldest first
   std::map<std::pair<std::string, std::string>, SnapshotInfo> snapshots_;
 };
 
