@@ -5,7 +5,9 @@
 #
 # (a) queue fabric: a broker and a worker on the in-memory TEST DOUBLE (it executes nothing), with
 #     the journal off and on: throughput at saturation (closed loop, median of 3 runs) and latency
-#     at half that rate (open loop, latencies from each job's scheduled send time);
+#     at half that rate (open loop, latencies from each job's scheduled send time), the CPU per job
+#     of broker, worker and load tool; and the messaging floor under it: the same ZeroMQ messages
+#     between three processes that do nothing else (paddock-bench-zmq-floor);
 # (b) VM start: cold boot and snapshot restore of a jailed QEMU microVM, median and p99, ratio
 #     (paddock-bench-vm);
 # (c) end-to-end VM jobs through broker and worker with warm pools: `true` and a short computation,
@@ -68,7 +70,7 @@ if [[ ! -f "$build/CMakeCache.txt" ]]; then
     -DPADDOCK_SANITIZE=OFF >"$tmp/build.log" 2>&1 || die "cmake configure failed"
 fi
 grep -q "CMAKE_BUILD_TYPE:STRING=Release" "$build/CMakeCache.txt" || die "$build is not a release build"
-targets=(paddock-broker paddock-worker paddock-load)
+targets=(paddock-broker paddock-worker paddock-load paddock-bench-zmq-floor)
 [[ $fabric_only -eq 1 ]] || targets+=(paddock-bench-vm paddock-agent paddock-jailer)
 ninja -C "$build" "${targets[@]}" >>"$tmp/build.log" 2>&1 || die "build failed"
 [[ $fabric_only -eq 1 ]] || image=$(tools/build-guest-image.sh --agent "$build/agent/guest/paddock-agent" \
@@ -116,9 +118,14 @@ for journal in off on; do
   "$build/worker/paddock-worker" --broker "$worker_ep" --slots 64 --backend memory \
     --worker-id fabric --log-level warn >"$tmp/fabric-worker-$journal.log" 2>&1 &
   pids+=($!)
+  fabric_broker=${pids[-2]} fabric_worker=${pids[-1]}
   for run in $(seq "$fabric_runs"); do
+    c0="$(awk '{print $14+$15}' "/proc/$fabric_broker/stat") $(awk '{print $14+$15}' "/proc/$fabric_worker/stat")"
     "$load" -b "$client_ep" -n "$fabric_jobs" -c 2000 --json-out "$tmp/fabric-$journal-sat-$run.json" \
       -- true >/dev/null || die "fabric run failed"
+    c1="$(awk '{print $14+$15}' "/proc/$fabric_broker/stat") $(awk '{print $14+$15}' "/proc/$fabric_worker/stat")"
+    # CPU ticks of the broker and the worker over the run (the load tool's own is in its JSON).
+    echo "$(getconf CLK_TCK) $c0 $c1" >"$tmp/fabric-$journal-cpu-$run.txt"
     printf '   saturation run %d: %.0f jobs/s\n' "$run" \
       "$(json_get "$tmp/fabric-$journal-sat-$run.json" throughput_jobs_per_s)"
   done
@@ -132,6 +139,14 @@ print(statistics.median(json.load(open(f))["throughput_jobs_per_s"] for f in sys
     "$(python3 -c "print($(json_get "$tmp/fabric-$journal-half.json" latency_us.submit_to_result.p50)/1000)")" \
     "$(python3 -c "print($(json_get "$tmp/fabric-$journal-half.json" latency_us.submit_to_result.p99)/1000)")"
   stop_all
+done
+
+# The messaging floor: the same messages between three processes doing nothing else (ZeroMQ
+# alone), one job per JOB and RESULT as Paddock sends them, and 64 per message.
+echo "== (a) the fabric's messaging floor: paddock-bench-zmq-floor"
+for batch in 1 64; do
+  "$build/tools/paddock-bench-zmq-floor" -n "$fabric_jobs" -c 2000 --batch "$batch" \
+    --json "$tmp/zmq-floor-$batch.json" | sed 's/^/   /' || die "messaging floor run failed"
 done
 
 if [[ $fabric_only -eq 0 ]]; then
@@ -233,6 +248,20 @@ for journal in ("off", "on"):
         "half_rate_latency_ms": lat(half),
         "half_rate_accepted_ms": lat(half, "submit_to_accepted"),
         "half_rate_errors": half["errors"], "half_rate_jobs": half["jobs"]}
+    # CPU microseconds per job by process, median over the saturation runs.
+    per = {"broker": [], "worker": [], "load": []}
+    for f in os.listdir(tmp):
+        if not f.startswith(f"fabric-{journal}-cpu-"): continue
+        hz, b0, w0, b1, w1 = (float(x) for x in open(os.path.join(tmp, f)).read().split())
+        j = load(f.replace("-cpu-", "-sat-").replace(".txt", ".json"))
+        per["broker"].append((b1 - b0) / hz * 1e6 / j["jobs"])
+        per["worker"].append((w1 - w0) / hz * 1e6 / j["jobs"])
+        if "cpu_s" in j: per["load"].append(j["cpu_s"] * 1e6 / j["jobs"])
+    res["fabric"][f"journal_{journal}"]["cpu_us_per_job"] = {
+        k: statistics.median(v) for k, v in per.items() if v}
+for batch in (1, 64):
+    if os.path.exists(os.path.join(tmp, f"zmq-floor-{batch}.json")):
+        res["fabric"][f"messaging_floor_batch_{batch}"] = load(f"zmq-floor-{batch}.json")
 if os.path.exists(os.path.join(tmp, "vm.json")):  # not with --fabric-only
     res["vm"] = load("vm.json")
 for name in ("true-c1", "true-c2", "true-c4", "compute-c1", "compute-c4", "python-c1", "fresh"):
@@ -267,6 +296,7 @@ res["targets"] = {
     "idle_clone_pss_mib": get("vm", "idle_memory", "clone_pss_median_mib"),
     "fabric_journal_on_jobs_per_s": get("fabric", "journal_on", "saturation_jobs_per_s_median"),
     "fabric_journal_off_jobs_per_s": get("fabric", "journal_off", "saturation_jobs_per_s_median"),
+    "fabric_messaging_floor_jobs_per_s": get("fabric", "messaging_floor_batch_1", "jobs_per_s"),
     "fresh_worker_first_jobs": {"ms": get("vm_jobs", "fresh", "latency_ms"),
                                 "warm": get("vm_jobs", "fresh", "warm"),
                                 "jobs": get("vm_jobs", "fresh", "jobs")},
@@ -280,6 +310,12 @@ for journal in ("off", "on"):
     print(f"fabric, journal {journal:3}: {x['saturation_jobs_per_s_median']:9.0f} jobs/s at saturation; "
           f"at {x['half_rate_jobs_per_s']:.0f}/s p50 {x['half_rate_latency_ms']['p50']:.2f} ms, "
           f"p99 {x['half_rate_latency_ms']['p99']:.2f} ms")
+    if x.get("cpu_us_per_job"):
+        print("  CPU us/job: " + ", ".join(f"{k} {v:.1f}" for k, v in x["cpu_us_per_job"].items()))
+for batch in (1, 64):
+    m = f.get(f"messaging_floor_batch_{batch}")
+    if m: print(f"messaging floor, {batch} job(s) per JOB/RESULT: {m['jobs_per_s']:9.0f} jobs/s; CPU us/job: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in m["cpu_us_per_job"].items()))
 if v: print(f"VM start: cold boot median {v['cold_boot']['median_ms']:.0f} ms (p99 {v['cold_boot']['p99_ms']:.0f}), "
       f"restore median {v['restore']['median_ms']:.1f} ms (p99 {v['restore']['p99_ms']:.1f}), "
       f"ratio {v['cold_restore_ratio']:.0f}x")

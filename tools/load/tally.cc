@@ -1,5 +1,7 @@
 #include "load/tally.h"
 
+#include <sys/resource.h>
+
 #include <cstdio>
 
 namespace paddock::load {
@@ -81,6 +83,11 @@ ordered_json summary_json(const RunInfo& run, const Tally& t) {
   j["duplicate_answers"] = t.duplicate_answers;
   j["elapsed_s"] = run.elapsed_s;
   j["throughput_jobs_per_s"] = throughput(run, t);
+  // This process's own CPU over its whole run (user + system, all threads: ZeroMQ's too).
+  rusage self{};
+  ::getrusage(RUSAGE_SELF, &self);
+  j["cpu_s"] = static_cast<double>(self.ru_utime.tv_sec + self.ru_stime.tv_sec) +
+               static_cast<double>(self.ru_utime.tv_usec + self.ru_stime.tv_usec) / 1e6;
   j["latency_from"] = run.rate ? "scheduled_send" : "send";
   j["latency_us"] = {{"submit_to_accepted", latency_json(t.to_accepted)},
                      {"submit_to_result", latency_json(t.to_result)}};
