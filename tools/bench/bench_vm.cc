@@ -164,19 +164,21 @@ std::vector<std::pair<std::string, double>> pss_by_mapping(int pid) {
     std::istringstream fields(line);
     std::string first;
     fields >> first;
-    if (!first.empty() && first.back() != ':') {  // a mapping's header: range perms off dev inode [path]
+    if (!first.empty() &&
+        first.back() != ':') {  // a mapping's header: range perms off dev inode [path]
       std::string perms, off, dev, inode, path;
       fields >> perms >> off >> dev >> inode;
       std::getline(fields >> std::ws, path);
       current = !path.empty() ? (path.front() == '[' ? path : fs::path(path).filename().string())
-                : anon_kind(first);
+                              : anon_kind(first);
       continue;
     }
     double kib = 0;
     if (first == "Pss:" && (fields >> kib)) kinds[current] += kib;
   }
   std::vector<std::pair<std::string, double>> out(kinds.begin(), kinds.end());
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.second > b.second; });
   return out;
 }
 
@@ -291,7 +293,8 @@ struct Variant {
     for (const auto& [kind, kib] : pss_by_mapping(p->vmm_pid(ids.front()))) {
       if (listed++ == 8) break;
       breakdown.push_back({kind, kib / 1024});
-      std::fprintf(stderr, "  idle clone PSS by mapping: %-24s %7.1f MiB\n", kind.c_str(), kib / 1024);
+      std::fprintf(stderr, "  idle clone PSS by mapping: %-24s %7.1f MiB\n", kind.c_str(),
+                   kib / 1024);
     }
     double template_ram_kib = 0;
     for (const auto& e : fs::recursive_directory_iterator(snapshot_dir)) {

@@ -1,4 +1,5 @@
-// paddock-bench-zmq-floor: the messaging floor under the queue fabric's figure (tools/bench.sh (a)).
+// paddock-bench-zmq-floor: the messaging floor under the queue fabric's figure (tools/bench.sh
+// (a)).
 //
 // Three processes pass the messages of Paddock's protocol for each job, with the same frames and
 // sockets (ROUTER/DEALER over loopback TCP) and about the same body sizes, but do nothing else:
@@ -71,7 +72,8 @@ bool recv_message(zmq::socket_t& s, bool router, std::string& rid, char& cmd, si
 }
 
 double cpu_seconds(const rusage& r) {
-  return r.ru_utime.tv_sec + r.ru_utime.tv_usec / 1e6 + r.ru_stime.tv_sec + r.ru_stime.tv_usec / 1e6;
+  return r.ru_utime.tv_sec + r.ru_utime.tv_usec / 1e6 + r.ru_stime.tv_sec +
+         r.ru_stime.tv_usec / 1e6;
 }
 
 [[noreturn]] void run_broker(const std::string& client_ep, const std::string& worker_ep,
@@ -105,7 +107,8 @@ double cpu_seconds(const rusage& r) {
       worker_rid = rid;
       if (cmd == kReady || cmd == kCredit) credits += std::stoul(body);  // the credits granted
       if (cmd == kResult) {
-        for (size_t i = 0; i < bodies; ++i) send_frames(clients, &client_rid, kResult, 1, kResultBody);
+        for (size_t i = 0; i < bodies; ++i)
+          send_frames(clients, &client_rid, kResult, 1, kResultBody);
       }
     }
     while (credits > 0 && !queue_owner.empty() && !worker_rid.empty()) {
@@ -204,21 +207,19 @@ int main(int argc, char** argv) {
   ::wait4(worker, &status, 0, &worker_ru);
   // The children's CPU covers their whole life (the worker's too: killed at the end, it was idle).
   const double us = 1e6 / static_cast<double>(jobs);
-  nlohmann::json out = {
-      {"jobs", jobs},
-      {"outstanding", outstanding},
-      {"batch", batch},
-      {"jobs_per_s", static_cast<double>(jobs) / seconds},
-      {"cpu_us_per_job",
-       {{"client", (cpu_seconds(self1) - cpu_seconds(self0)) * us},
-        {"broker", cpu_seconds(broker_ru) * us},
-        {"worker", cpu_seconds(worker_ru) * us}}}};
-  std::printf("messaging floor (batch %zu): %.0f jobs/s; CPU us/job client %.1f, broker %.1f, "
-              "worker %.1f\n",
-              batch, out["jobs_per_s"].get<double>(),
-              out["cpu_us_per_job"]["client"].get<double>(),
-              out["cpu_us_per_job"]["broker"].get<double>(),
-              out["cpu_us_per_job"]["worker"].get<double>());
+  nlohmann::json out = {{"jobs", jobs},
+                        {"outstanding", outstanding},
+                        {"batch", batch},
+                        {"jobs_per_s", static_cast<double>(jobs) / seconds},
+                        {"cpu_us_per_job",
+                         {{"client", (cpu_seconds(self1) - cpu_seconds(self0)) * us},
+                          {"broker", cpu_seconds(broker_ru) * us},
+                          {"worker", cpu_seconds(worker_ru) * us}}}};
+  std::printf(
+      "messaging floor (batch %zu): %.0f jobs/s; CPU us/job client %.1f, broker %.1f, "
+      "worker %.1f\n",
+      batch, out["jobs_per_s"].get<double>(), out["cpu_us_per_job"]["client"].get<double>(),
+      out["cpu_us_per_job"]["broker"].get<double>(), out["cpu_us_per_job"]["worker"].get<double>());
   if (!json_out.empty()) std::ofstream(json_out) << out.dump(2) << "\n";
   return 0;
 }

@@ -105,8 +105,7 @@ Result<std::vector<VmInfo>> MemoryProvider::list() const {
   for (const auto& [id, vm] : vms_) {
     if (vm.info.state != VmState::kDestroyed) out.push_back(vm.info);
   }
-  std::sort(out.begin(), out.end(),
-            [](const VmInfo& a, const VmInfo& b) { return a.id < b.id; });
+  std::sort(out.begin(), out.end(), [](const VmInfo& a, const VmInfo& b) { return a.id < b.id; });
   return out;
 }
 

@@ -25,11 +25,11 @@
 #pragma once
 
 #include <atomic>
-#include <map>
 #include <deque>
+#include <map>
 #include <mutex>
-#include <unordered_map>
 #include <set>
+#include <unordered_map>
 #include <utility>
 
 #include "paddock/runtime/provider.h"
