@@ -77,8 +77,9 @@ function badge(status) {
 function backendName(b) {
   return b === "memory" ? "memory (test double)" : b || "–";
 }
-function jobLink(id) {
-  return el("a", { href: "#/jobs/" + encodeURIComponent(id), text: id });
+// A job's link goes by its key, "<tenant>/<job_id>": two tenants may use one job_id.
+function jobLink(j) {
+  return el("a", { href: "#/jobs/" + encodeURIComponent(j.key || j.job_id), text: j.job_id });
 }
 function outcomeText(job) {
   if (job.variant) return job.variant + " (" + job.code + ")";
@@ -182,7 +183,7 @@ function workersPage(w) {
 
 function jobRow(j) {
   return el("tr", { "data-job": j.job_id, "data-status": j.status },
-    el("td", {}, jobLink(j.job_id)),
+    el("td", {}, jobLink(j)),
     el("td", {}, badge(j.status)),
     el("td", { text: j.image }),
     el("td", { text: outcomeText(j), testid: "job-outcome" }),
@@ -191,7 +192,8 @@ function jobRow(j) {
     el("td", { text: j.warm === null ? "–" : j.warm ? "warm" : "cold" }),
     el("td", { class: "num", text: fmtMs(j.timings ? j.timings.exec_ms : null) }),
     el("td", { class: "num", text: fmtMs(j.latency_ms) }),
-    el("td", { text: fmtTime(j.finished_unix_ms || j.accepted_unix_ms) }));
+    el("td", { text: fmtTime(j.finished_unix_ms || j.accepted_unix_ms) }),
+    el("td", { text: j.tenant || "–", testid: "job-tenant" }));
 }
 
 function jobsPage(d) {
@@ -202,7 +204,8 @@ function jobsPage(d) {
       return o;
     }));
   const headers = ["job", "status", "image", "exit / error", "worker", { label: "attempts", num: true },
-                   "start", { label: "exec", num: true }, { label: "end to end", num: true }, "time"];
+                   "start", { label: "exec", num: true }, { label: "end to end", num: true }, "time",
+                   "tenant"];
   return [
     el("h2", { text: "Running (" + d.running_total + ")" }),
     table(headers, d.running.map(jobRow), "running-table", "nothing running"),
@@ -222,6 +225,7 @@ function jobPage(j) {
   const parts = [
     el("h2", {}, "Job ", el("span", { text: j.job_id, testid: "job-id" }), " ", badge(j.status)),
     kv([["status", j.status, "job-status"],
+        ["tenant", j.tenant || "–", "job-tenant"],
         ["image", q.image],
         ["argv", q.argv.join(" ") + (q.argv_truncated ? " …" : "")],
         ["priority", String(q.priority)],

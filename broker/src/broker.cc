@@ -7,8 +7,10 @@
 #include "answers.h"
 #include "dashboard/api.h"
 #include "loop.h"
+#include "paddock/schemas/codec.h"
 #include "paddock/schemas/codes.h"
 #include "paddock/wire/zmq_frames.h"
+#include "tenancy.h"
 
 namespace paddock::broker {
 
@@ -96,7 +98,8 @@ base::Status Broker::Loop::start() {
         options_.dashboard_token, metrics::is_loopback(options_.metrics_address));
     dashboard_ = std::make_unique<dashboard::Recorder>(options_.dashboard_recent_jobs,
                                                        store_->persistent(), now_unix_ms());
-    dashboard::serve_dashboard(*http_, dashboard_->box(), *dashboard_access_, store_->lookup());
+    dashboard::serve_dashboard(*http_, dashboard_->box(), *dashboard_access_, store_->lookup(),
+                               options_.local_tenant);
     if (auto serving = http_->start(options_.metrics_address); !serving) return serving;
     metrics_address = http_->address();
   }
@@ -104,6 +107,18 @@ base::Status Broker::Loop::start() {
 }
 
 base::Expected<Options> Broker::Loop::checked(Options options) {
+  constexpr const char* kTenantRule =
+      "1-64 characters of [A-Za-z0-9._-], not starting with '.'; it names the tenant "
+      "(broker/README.md, \"Tenants\")";
+  if (!sc::valid_tenant(options.local_tenant)) {
+    return base::fail("--local-tenant '" + options.local_tenant + "': must be " + kTenantRule);
+  }
+  for (const auto& [key, name] : options.client_allow) {
+    if (!sc::valid_tenant(name)) {
+      return base::fail("client key " + key + " is named '" + name +
+                        "': a client key's name must be " + kTenantRule);
+    }
+  }
   if (!options.curve_secret_key.empty()) {
     if (!curve::valid_key(options.curve_secret_key)) {
       return base::fail("the CURVE secret key is not a 40-character Z85 key");
@@ -228,7 +243,13 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
       client_frames += frames.size();
       if (frames.size() < 2) continue;
       auto parts = wire::views(frames, 1);
-      on_client_message(frames[0].to_string(), parts);
+      // The tenant: the name of the client's key on the allowlist, which the ZAP handler gave
+      // its connection (CURVE); none without CURVE.
+      const char* user = zmq_msg_gets(frames[1].handle(), "User-Id");
+      on_client_message(frames[0].to_string(),
+                        user != nullptr && *user != '\0' ? std::string_view(user)
+                                                         : std::string_view(options_.local_tenant),
+                        parts);
     }
     for (const auto& id : retries) life_.release(id);
     store_->before_dispatch();
@@ -304,7 +325,8 @@ void Broker::Loop::dispatch() {
     auto status = transport_->to_worker(
         w->routing_id,
         sc::make_message(sc::Command::kJob,
-                         {sc::encode_job_dispatch(job->attempt, queued_us, job->request.encoded)}));
+                         {sc::encode_job_dispatch(job->attempt, queued_us, job->request.encoded,
+                                                  key_tenant(job->request.job_id))}));
     if (status != wire::SendStatus::kOk) {
       // Not sent: the job keeps its attempt and goes back; the worker's credit is not spent.
       life_.unsent(*job);
@@ -367,7 +389,7 @@ void Broker::Loop::take_back_overdue() {
         job->attempt >= options_.max_attempts && !job->cancel_requested ? "; attempts exhausted"
                                                                         : "");
     // The worker stops it if it still runs it; a late outcome of it is stale (dropped).
-    to_worker(route, sc::make_message(sc::Command::kCancel, {sc::encode(sc::JobRef{id})}));
+    to_worker(route, sc::make_message(sc::Command::kCancel, {sc::encode(worker_ref(id))}));
     // (`w` may be gone now: to_worker forgets a worker it finds unreachable.)
     auto loss = life_.lost(id);
     switch (loss.kind) {
@@ -480,7 +502,7 @@ void Broker::Loop::stop_on_worker(const std::string& worker, const std::string& 
     if (w == nullptr) return;
     w->jobs.erase(job_id);
   }
-  to_worker(worker, sc::make_message(sc::Command::kCancel, {sc::encode(sc::JobRef{job_id})}));
+  to_worker(worker, sc::make_message(sc::Command::kCancel, {sc::encode(worker_ref(job_id))}));
 }
 
 void Broker::Loop::publish_if_due(bool changed) {

@@ -129,6 +129,10 @@ void add_options(CLI::App& app, Flags& f) {
                  "directory of NAME.pub files");
   app.add_option("--worker-allow", f.config.worker_allow,
                  "CURVE: the workers' public keys (a file or a directory, as --client-allow)");
+  app.add_option("--local-tenant", opt.local_tenant,
+                 "the tenant of every submitter when there is no CURVE (with CURVE a submitter's "
+                 "tenant is its key's name on --client-allow)")
+      ->capture_default_str();
   app.add_flag("--allow-plaintext", opt.allow_plaintext,
                "without CURVE, bind endpoints that are not loopback or ipc anyway (logs a "
                "warning: jobs and results cross the network readable by anyone on the path)");

@@ -7,12 +7,13 @@
 #include "loop.h"
 #include "paddock/schemas/codes.h"
 #include "paddock/wire/zmq_frames.h"
+#include "tenancy.h"
 
 namespace paddock::broker {
 
 namespace sc = paddock::schemas;
 
-void Broker::Loop::on_client_message(const std::string& route,
+void Broker::Loop::on_client_message(const std::string& route, std::string_view tenant,
                                      std::span<const std::string_view> parts) {
   auto env = sc::parse_envelope(parts, sc::Direction::kClientToBroker);
   if (!env) {
@@ -21,13 +22,13 @@ void Broker::Loop::on_client_message(const std::string& route,
   }
   switch (env->command) {
     case sc::Command::kSubmit:
-      on_submit(route, env->bodies);
+      on_submit(route, tenant, env->bodies);
       break;
     case sc::Command::kCancel:
-      on_cancel(route, env->bodies[0]);
+      on_cancel(route, tenant, env->bodies[0]);
       break;
     case sc::Command::kFetch:
-      on_fetch(route, env->bodies);
+      on_fetch(route, tenant, env->bodies);
       break;
     case sc::Command::kPing: {
       std::vector<std::string> echo;
@@ -64,7 +65,7 @@ void Broker::Loop::reply_invalid(const std::string& route, std::string job_id,
   to_client(route, invalid_reply(std::move(job_id), message, index));
 }
 
-void Broker::Loop::on_submit(const std::string& route,
+void Broker::Loop::on_submit(const std::string& route, std::string_view tenant,
                              const std::vector<std::string_view>& bodies) {
   // One reply per body, sent in body order once all are read (PROTOCOL.md, "Client session"):
   // a run of consecutive accepted bodies shares one ACCEPTED.
@@ -79,11 +80,19 @@ void Broker::Loop::on_submit(const std::string& route,
           invalid_reply(sc::peek_job_id(body), request.error().message(), static_cast<uint32_t>(i));
       continue;
     }
+    std::string job_id = std::move(request->job_id);
+    request->job_id = job_key(tenant, job_id);  // the broker's name for it from here on
     if (Job* known = life_.jobs().find(request->job_id)) {
-      // Idempotent: a job_id already held is not queued twice; this connection, the latest to
-      // submit it, gets its answer instead of the one before.
+      // A job_id names one request: the same one again is idempotent (not queued twice; this
+      // connection, the latest to submit it, gets its answer instead of the one before), another
+      // one under it is refused.
+      if (!same_request(body, *request, known->request.encoded)) {
+        replies[i].message =
+            invalid_reply(job_id, conflict_message(job_id), static_cast<uint32_t>(i));
+        continue;
+      }
       known->routes.submitted(route);
-      replies[i].accepted = request->job_id;
+      replies[i].accepted = std::move(job_id);
       continue;
     }
     new_jobs.push_back(JobStore::NewJob{std::move(request.value()), body, i});
@@ -110,31 +119,34 @@ void Broker::Loop::on_submit(const std::string& route,
   }
 }
 
-void Broker::Loop::on_cancel(const std::string& route, std::string_view body) {
+void Broker::Loop::on_cancel(const std::string& route, std::string_view tenant,
+                             std::string_view body) {
   auto ref = sc::decode_job_ref(body);
   if (!ref) {
     reply_invalid(route, sc::peek_job_id(body), ref.error().message(), 0);
     return;
   }
+  const std::string key = job_key(tenant, ref->job_id);  // a "tenant" the submitter gave: ignored
   std::optional<Job> ended;
-  switch (life_.cancel(ref->job_id, route, ended)) {
+  switch (life_.cancel(key, route, ended)) {
     case JobLife::Cancel::kUnknown:
-      store_->cancel_unheld(route, ref->job_id);
+      store_->cancel_unheld(route, key);
       break;
     case JobLife::Cancel::kEnded:
       answer_error(*ended, sc::JobCode::kCancelled, "cancelled before it started", false);
       break;
     case JobLife::Cancel::kAskWorker:
-      store_->cancel_requested(ref->job_id);
-      to_worker(life_.jobs().find(ref->job_id)->worker,
-                sc::make_message(sc::Command::kCancel, {sc::encode(*ref)}));
+      store_->cancel_requested(key);
+      to_worker(life_.jobs().find(key)->worker,
+                sc::make_message(sc::Command::kCancel, {sc::encode(worker_ref(key))}));
       break;
     case JobLife::Cancel::kAsked:
       break;
   }
 }
 
-void Broker::Loop::on_fetch(const std::string& route, const std::vector<std::string_view>& bodies) {
+void Broker::Loop::on_fetch(const std::string& route, std::string_view tenant,
+                            const std::vector<std::string_view>& bodies) {
   for (size_t i = 0; i < bodies.size(); ++i) {
     auto ref = sc::decode_job_ref(bodies[i]);
     if (!ref) {
@@ -142,11 +154,12 @@ void Broker::Loop::on_fetch(const std::string& route, const std::vector<std::str
                     static_cast<uint32_t>(i));
       continue;
     }
-    if (Job* job = life_.jobs().find(ref->job_id)) {
+    const std::string key = job_key(tenant, ref->job_id);
+    if (Job* job = life_.jobs().find(key)) {
       job->routes.watch(route);  // still queued or running: the answer will come here too
       continue;
     }
-    store_->fetch_unheld(route, ref->job_id);
+    store_->fetch_unheld(route, key);
   }
 }
 

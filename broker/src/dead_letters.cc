@@ -4,6 +4,7 @@
 
 #include "journal.h"
 #include "pg_store.h"
+#include "tenancy.h"
 
 namespace paddock::broker {
 
@@ -21,7 +22,9 @@ base::Expected<std::vector<DeadLetter>> read_dead_letters(const DeadLetterSource
   }
   std::vector<DeadLetter> out;
   for (auto& f : store->failed(limit)) {
-    out.push_back(DeadLetter{std::move(f.job_id), std::move(f.body), f.finished_unix_ms});
+    // The store keeps the job's key, "<tenant>/<job_id>".
+    out.push_back(DeadLetter{std::string(key_tenant(f.job_id)), std::string(key_job_id(f.job_id)),
+                             std::move(f.body), f.finished_unix_ms});
   }
   return out;
 }

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "answers.h"
+#include "tenancy.h"
 
 namespace paddock::broker {
 
@@ -20,8 +21,9 @@ base::Status EmbeddedStore::start() {
   JobLife& life = host_.life();
   const auto pending = journal_->pending();
   for (const auto& p : pending) {
+    // p.job_id is the job's key (tenancy.h); the request names the submitter's job_id.
     auto request = sc::decode_job_request(p.request);
-    if (!request || request->job_id != p.job_id) {
+    if (!request || request->job_id != key_job_id(p.job_id)) {
       spdlog::error("journal: job '{}' has an unreadable request; answered as invalid", p.job_id);
       const auto e = job_error(p.job_id, sc::JobCode::kInvalidRequest,
                                "the journal's copy of this job could not be read back");
@@ -29,6 +31,7 @@ base::Status EmbeddedStore::start() {
                          host_.now_unix_ms());
       continue;
     }
+    request->job_id = p.job_id;
     // No route: its submitter reconnects and FETCHes (or submits it again).
     Job& job = life.jobs().push(QueuedRequest::of(*request, p.request), std::string(), host_.now());
     job.recovered = true;
@@ -127,19 +130,34 @@ void EmbeddedStore::submit(const std::string& route, std::vector<NewJob>& jobs,
   Stats& stats = host_.stats();
   for (auto& job : jobs) {
     SubmitReply& reply = replies[job.index];
-    const std::string& id = job.request.job_id;
+    const std::string& id = job.request.job_id;  // the key (tenancy.h)
+    const std::string job_id(key_job_id(id));
     if (Job* known = held.find(id)) {
       // Submitted earlier in this message: held now, as for a job held before it.
+      if (!same_request(job.body, job.request, known->request.encoded)) {
+        reply.message = error_message(conflict_error(job_id, job.index));
+        ++stats.invalid;
+        continue;
+      }
       known->routes.submitted(route);
-      reply.accepted = id;
+      reply.accepted = job_id;
       continue;
     }
     if (journal_) {
-      // Finished before (this broker or an earlier one): its stored answer, never a second run.
-      if (auto known_answer = journal_->answer_of(id)) {
-        reply.accepted = id;
-        known_answers.push_back(std::move(*known_answer));
-        continue;
+      // Finished before (this broker or an earlier one): its stored answer, never a second run;
+      // unless the job_id named another request then. (A stored request that fails its checksum
+      // reads as empty: its answer, JournalDamaged, says so.)
+      if (auto before = journal_->stored(id); before && before->answer) {
+        if (!before->request.empty() && !same_request(job.body, job.request, before->request)) {
+          reply.message = error_message(conflict_error(job_id, job.index));
+          ++stats.invalid;
+          continue;
+        }
+        if (auto known_answer = journal_->answer_of(id)) {
+          reply.accepted = job_id;
+          known_answers.push_back(std::move(*known_answer));
+          continue;
+        }
       }
     }
     if (held.size() >= options.max_queue) {
@@ -150,7 +168,7 @@ void EmbeddedStore::submit(const std::string& route, std::vector<NewJob>& jobs,
       reply.message = error_message(e, sc::Command::kRejected);
       continue;
     }
-    reply.accepted = id;
+    reply.accepted = job_id;
     const int64_t row = journal_ ? journal_->accepted(id, job.body, host_.now_unix_ms()) : 0;
     held.push(QueuedRequest::of(job.request, std::string(job.body)), route, host_.now())
         .journal_row = row;
@@ -159,10 +177,10 @@ void EmbeddedStore::submit(const std::string& route, std::vector<NewJob>& jobs,
 }
 
 void EmbeddedStore::cancel_unheld(const std::string& route, const std::string& job_id) {
-  host_.to_client(route,
-                  error_message(job_error(
-                      job_id, sc::JobCode::kUnknownJob,
-                      "job '" + job_id + "' is not held by this broker (unknown or finished)")));
+  host_.to_client(
+      route, error_message(job_error(job_id, sc::JobCode::kUnknownJob,
+                                     "job '" + std::string(key_job_id(job_id)) +
+                                         "' is not held by this broker (unknown or finished)")));
 }
 
 void EmbeddedStore::fetch_unheld(const std::string& route, const std::string& job_id) {
@@ -173,12 +191,13 @@ void EmbeddedStore::fetch_unheld(const std::string& route, const std::string& jo
       return;
     }
   }
-  host_.to_client(route, error_message(job_error(
-                             job_id, sc::JobCode::kUnknownJob,
-                             "job '" + job_id + "' is not known to this broker" +
-                                 (journal_ ? " (never accepted, or its answer expired)"
-                                           : " (it runs without a journal and keeps no answers "
-                                             "after delivery)"))));
+  host_.to_client(route,
+                  error_message(job_error(
+                      job_id, sc::JobCode::kUnknownJob,
+                      "job '" + std::string(key_job_id(job_id)) + "' is not known to this broker" +
+                          (journal_ ? " (never accepted, or its answer expired)"
+                                    : " (it runs without a journal and keeps no answers "
+                                      "after delivery)"))));
 }
 
 void EmbeddedStore::dispatched(const Job& job) {

@@ -17,6 +17,7 @@
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/codes.h"
 #include "paddock/schemas/frames.h"
+#include "tenancy.h"
 
 namespace paddock::broker {
 
@@ -26,7 +27,9 @@ namespace {
 
 // 2: jobs.cancelled (a CANCEL of a running job, kept across a restart).
 // 3: jobs.request_sum and jobs.answer_sum (row_sum below), and the quarantine table.
-constexpr int kSchemaVersion = 3;
+// 4: job_id holds the job's key, "<tenant>/<job_id>" (tenancy.h); older rows become the local
+//    tenant's ("local/<job_id>"), their checksums moved to the new key where they held.
+constexpr int kSchemaVersion = 4;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS jobs (
@@ -310,6 +313,26 @@ base::Expected<std::unique_ptr<Journal>> Journal::open(const std::string& path, 
                          ", request), answer_sum = CASE WHEN answer IS NULL THEN NULL ELSE "
                          "paddock_row_sum(job_id, answer_cmd, answer) END");
   }
+  if (version >= 1 && version <= 3) {
+    // Keys, not job_ids (a journal salvaged with .dump reads as version 3: rows already keyed,
+    // with a '/', are left alone). A checksum that held under the old id is recomputed under the
+    // key; one that did not is kept, so the damage is still found when the row is read.
+    const std::string request = std::to_string(kRequestDomain);
+    statements.push_back(
+        "UPDATE jobs SET job_id = 'local/' || job_id, "
+        "request_sum = CASE WHEN request_sum = paddock_row_sum(job_id, " +
+        request + ", request) THEN paddock_row_sum('local/' || job_id, " + request +
+        ", request) ELSE request_sum END, "
+        "answer_sum = CASE WHEN answer IS NULL THEN answer_sum "
+        "WHEN answer_sum = paddock_row_sum(job_id, answer_cmd, answer) "
+        "THEN paddock_row_sum('local/' || job_id, answer_cmd, answer) ELSE answer_sum END "
+        "WHERE instr(job_id, '/') = 0");
+    if (version == 3) {  // older ones have no quarantine table yet (kSchema makes it)
+      statements.push_back(
+          "UPDATE quarantine SET job_id = 'local/' || job_id "
+          "WHERE job_id IS NOT NULL AND instr(job_id, '/') = 0");
+    }
+  }
   statements.push_back(kSchema);
   statements.push_back("PRAGMA user_version=" + std::to_string(kSchemaVersion));
   statements.push_back("COMMIT");
@@ -422,7 +445,7 @@ Journal::Answer Journal::quarantine(int64_t row, std::string_view job_id, uint32
   const uint64_t now = unix_ms_now();
   const char* damaged = what == Damage::kRequest ? "request" : "answer";
   sc::JobError e;
-  e.job_id = std::string(job_id);
+  e.job_id = std::string(key_job_id(job_id));  // sent to the submitter: its own job_id
   e.code = sc::code(sc::JobCode::kJournalDamaged);
   e.variant = std::string(sc::job_code_name(e.code));
   e.attempt = attempt;

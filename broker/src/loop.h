@@ -78,10 +78,14 @@ class Broker::Loop final : private LoopHost {
                     bool retryable) override;
 
   // client_side.cc
-  void on_client_message(const std::string& route, std::span<const std::string_view> parts);
-  void on_submit(const std::string& route, const std::vector<std::string_view>& bodies);
-  void on_cancel(const std::string& route, std::string_view body);
-  void on_fetch(const std::string& route, const std::vector<std::string_view>& bodies);
+  // `tenant`: the submitter's (tenancy.h); its job_ids are keyed with it.
+  void on_client_message(const std::string& route, std::string_view tenant,
+                         std::span<const std::string_view> parts);
+  void on_submit(const std::string& route, std::string_view tenant,
+                 const std::vector<std::string_view>& bodies);
+  void on_cancel(const std::string& route, std::string_view tenant, std::string_view body);
+  void on_fetch(const std::string& route, std::string_view tenant,
+                const std::vector<std::string_view>& bodies);
   // An ERROR 100 InvalidRequest (counted and logged); `index`: the body it answers, of a message
   // with bodies (PROTOCOL.md, "JobError"), nullopt for a message that broke the frame rules.
   std::vector<std::string> invalid_reply(std::string job_id, const std::string& message,

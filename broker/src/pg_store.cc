@@ -13,11 +13,15 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "answers.h"
+
 namespace paddock::broker {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 2: job_id holds the job's key, "<tenant>/<job_id>" (broker/src/tenancy.h); version 1's rows
+//    become the local tenant's ("local/<job_id>").
+constexpr int kSchemaVersion = 2;
 // Held while the schema is created or checked: brokers that start together do not race on it.
 constexpr const char* kSchemaLock = "SELECT pg_advisory_xact_lock(7410051)";
 
@@ -316,7 +320,19 @@ base::Status PgStore::connect(bool reader) {
       Result(PQexec(conn_, "ROLLBACK"));
       return base::fail(std::move(error));
     }
-    if (version == 0 &&
+    if (version == 1) {
+      // Before tenants: every job was the local tenant's (brokers upgrade together: an older one
+      // refuses this schema at its start).
+      if (!exec("UPDATE paddock_jobs SET job_id = 'local/' || job_id "
+                "WHERE position('/' in job_id) = 0")) {
+        error += " (upgrading the schema to version 2)";
+        Result(PQexec(conn_, "ROLLBACK"));
+        return base::fail(std::move(error));
+      }
+      spdlog::info("{}upgraded from schema version 1 to {}: its jobs are tenant 'local''s", where,
+                   kSchemaVersion);
+    }
+    if (version < kSchemaVersion &&
         !exec(("INSERT INTO paddock_schema VALUES (" + std::to_string(kSchemaVersion) + ")")
                   .c_str())) {
       return base::fail(std::move(error));
@@ -441,11 +457,15 @@ bool PgStore::submit_all(const std::vector<Submission>& submissions, uint64_t un
   std::vector<size_t> known;
   for (size_t i = 0; i < submissions.size(); ++i) {
     const std::string& id = submissions[i].request->job_id;
-    // Stored now: the first of its id in this batch is new, any repeat of it is held.
+    // Stored now: the first of its id in this batch is new, any repeat of it is held (or a
+    // conflict, if it is another request).
     if (fresh.count(id) != 0 && index[id].front() == i) {
       outcome[i] = Submitted::kNew;
     } else if (fresh.count(id) != 0) {
-      outcome[i] = Submitted::kHeld;
+      const auto& first = submissions[index[id].front()];
+      outcome[i] = same_request(submissions[i].body, *submissions[i].request, first.body)
+                       ? Submitted::kHeld
+                       : Submitted::kConflict;
     } else {
       known.push_back(i);
     }
@@ -453,7 +473,7 @@ bool PgStore::submit_all(const std::vector<Submission>& submissions, uint64_t un
   for (size_t start = 0; start < known.size(); start += kRows) {
     const size_t end = std::min(known.size(), start + kRows);
     const std::string sql =
-        "SELECT job_id, state, answer_cmd, answer FROM paddock_jobs WHERE job_id IN (" +
+        "SELECT job_id, state, answer_cmd, answer, request FROM paddock_jobs WHERE job_id IN (" +
         placeholders(end - start) + ")";
     Params p;
     for (size_t k = start; k < end; ++k) p.text(submissions[known[k]].request->job_id);
@@ -465,8 +485,11 @@ bool PgStore::submit_all(const std::vector<Submission>& submissions, uint64_t un
     for (int row = 0; row < PQntuples(r.get()); ++row) {
       const std::string id = bytes_at(r.get(), row, 0);
       const bool answered = int_at(r.get(), row, 1) == 2;
+      const std::string stored_request = bytes_at(r.get(), row, 4);
       for (size_t i : index[id]) {
-        if (answered) {
+        if (!same_request(submissions[i].body, *submissions[i].request, stored_request)) {
+          outcome[i] = Submitted::kConflict;  // the job_id names another request
+        } else if (answered) {
           outcome[i] = Submitted::kAnswered;
           answers[i] =
               Answer{static_cast<uint8_t>(int_at(r.get(), row, 2)), bytes_at(r.get(), row, 3)};

@@ -89,6 +89,7 @@ class PgStore final : public Store {
     kNew,       // stored now
     kHeld,      // stored before, not answered yet
     kAnswered,  // stored before and answered: `answer`
+    kConflict,  // its job_id names another request (stored before, or earlier in the batch)
     kFailed,    // the statement failed: the turn fails at commit()
   };
 

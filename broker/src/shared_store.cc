@@ -5,6 +5,7 @@
 #include <map>
 
 #include "answers.h"
+#include "tenancy.h"
 
 namespace paddock::broker {
 
@@ -128,7 +129,7 @@ void SharedStore::turn_start() {
 
 std::vector<std::string> SharedStore::unknown_in_queue(const std::string& job_id) {
   return error_message(job_error(job_id, sc::JobCode::kUnknownJob,
-                                 "job '" + job_id +
+                                 "job '" + std::string(key_job_id(job_id)) +
                                      "' is not in the shared queue (never "
                                      "accepted, or its answer expired)"));
 }
@@ -232,12 +233,16 @@ void SharedStore::submit(const std::string& route, std::vector<NewJob>& jobs,
         claim_wanted_ = true;
         [[fallthrough]];
       case PgStore::Submitted::kHeld:
-        replies[index[i]].accepted = id;
+        replies[index[i]].accepted = key_job_id(id);
         waiters_[id].submitted(route);  // the latest submitter here replaces the one before
         break;
       case PgStore::Submitted::kAnswered:
-        replies[index[i]].accepted = id;
+        replies[index[i]].accepted = key_job_id(id);
         known_answers.push_back(std::move(*answers[i]));
+        break;
+      case PgStore::Submitted::kConflict:
+        ++stats.invalid;
+        replies[index[i]].message = error_message(conflict_error(key_job_id(id), index[i]));
         break;
       case PgStore::Submitted::kFailed:
         break;
@@ -334,8 +339,9 @@ void SharedStore::before_dispatch() {
     if (claimed.size() == n) claim_wanted_ = true;  // there may be more
     const uint64_t now_ms = host_.now_unix_ms();
     for (auto& c : claimed) {
+      // c.job_id is the job's key (tenancy.h); the request names the submitter's job_id.
       auto request = sc::decode_job_request(c.request);
-      if (!request || request->job_id != c.job_id) {
+      if (!request || request->job_id != key_job_id(c.job_id)) {
         spdlog::error("shared queue: job '{}' has an unreadable request; answered as invalid",
                       c.job_id);
         const auto e = job_error(c.job_id, sc::JobCode::kInvalidRequest,
@@ -345,6 +351,7 @@ void SharedStore::before_dispatch() {
                          now_ms);
         continue;
       }
+      request->job_id = c.job_id;
       // Its age counts from its acceptance, on whichever broker that was.
       const auto age =
           std::chrono::milliseconds(now_ms > c.accepted_unix_ms ? now_ms - c.accepted_unix_ms : 0);

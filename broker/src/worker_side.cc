@@ -6,6 +6,7 @@
 #include "loop.h"
 #include "paddock/schemas/codes.h"
 #include "paddock/schemas/outcome_view.h"
+#include "tenancy.h"
 
 namespace paddock::broker {
 
@@ -148,7 +149,20 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
     }
     return;
   }
-  const std::string job_id(view->job_id);
+  // The job's key (tenancy.h): the tenant the worker echoed; a worker that echoes none (older
+  // than tenants) answers one of its own jobs of that job_id, else the local tenant's.
+  std::string job_id;
+  if (!view->tenant.empty()) {
+    job_id = job_key(view->tenant, view->job_id);
+  } else {
+    job_id = job_key(options_.local_tenant, view->job_id);
+    for (const auto& key : w.jobs) {
+      if (key_job_id(key) == view->job_id) {
+        job_id = key;
+        break;
+      }
+    }
+  }
   const uint32_t attempt = view->attempt;
   const bool retryable = view->retryable;
   const uint32_t code = view->code;

@@ -92,11 +92,11 @@ void Client::submit(std::span<const sc::JobRequest> requests) {
 }
 
 void Client::cancel(const std::string& job_id) {
-  send(sc::make_message(sc::Command::kCancel, {sc::encode(sc::JobRef{job_id})}));
+  send(sc::make_message(sc::Command::kCancel, {sc::encode(sc::JobRef{job_id, {}})}));
 }
 
 void Client::fetch(const std::string& job_id) {
-  send(sc::make_message(sc::Command::kFetch, {sc::encode(sc::JobRef{job_id})}));
+  send(sc::make_message(sc::Command::kFetch, {sc::encode(sc::JobRef{job_id, {}})}));
 }
 
 void Client::ping() { send(sc::make_message(sc::Command::kPing)); }

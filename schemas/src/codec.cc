@@ -18,6 +18,15 @@ using detail::guarded;
 using mp::MapWriter;
 namespace L = limits;
 
+// The optional "tenant" of a JOB, CANCEL or outcome body ("" when absent).
+std::string tenant_of(const Fields& f) {
+  std::string t = f.str("tenant", L::kMaxTenant, false);
+  if (!t.empty() && !valid_tenant(t)) {
+    throw Failure{"tenant", "must be 1-64 characters of [A-Za-z0-9._-], not starting with '.'"};
+  }
+  return t;
+}
+
 std::string encode_ports(const PortRange& r) {
   return MapWriter().num("first", r.first).num("last", r.last).finish();
 }
@@ -143,9 +152,10 @@ std::string encode(const JobRequest& r) {
 }
 
 std::string encode(const JobResult& r) {
-  return MapWriter()
-      .str("job_id", r.job_id)
-      .num("exit_code", r.exit_code)
+  MapWriter w;
+  w.str("job_id", r.job_id);
+  if (!r.tenant.empty()) w.str("tenant", r.tenant);
+  return w.num("exit_code", r.exit_code)
       .num("signal", r.signal)
       .bin("stdout", r.stdout_data)
       .bin("stderr", r.stderr_data)
@@ -166,7 +176,9 @@ std::string encode(const JobResult& r) {
 
 std::string encode(const JobError& e) {
   MapWriter w;
-  w.str("job_id", e.job_id).num("code", e.code).str("variant", e.variant).str("message", e.message);
+  w.str("job_id", e.job_id);
+  if (!e.tenant.empty()) w.str("tenant", e.tenant);
+  w.num("code", e.code).str("variant", e.variant).str("message", e.message);
   if (e.vm_id) w.str("vm_id", *e.vm_id);
   if (e.snapshot_id) w.str("snapshot_id", *e.snapshot_id);
   if (e.from) w.str("from", *e.from);
@@ -177,14 +189,15 @@ std::string encode(const JobError& e) {
 }
 
 std::string encode(const JobDispatch& d) {
-  return encode_job_dispatch(d.attempt, d.queued_us, encode(d.request));
+  return encode_job_dispatch(d.attempt, d.queued_us, encode(d.request), d.tenant);
 }
 
 std::string encode_job_dispatch(uint32_t attempt, uint64_t queued_us,
-                                std::string_view encoded_request) {
-  // Three small keys and two integers, then the request: one allocation.
-  return MapWriter(mp::Text::kUtf8, encoded_request.size() + 48)
-      .num("attempt", attempt)
+                                std::string_view encoded_request, std::string_view tenant) {
+  // A few small keys and values, then the request: one allocation.
+  MapWriter w(mp::Text::kUtf8, encoded_request.size() + 56 + tenant.size());
+  if (!tenant.empty()) w.str("tenant", tenant);
+  return w.num("attempt", attempt)
       .num("queued_us", queued_us)
       .map("request", encoded_request)
       .finish();
@@ -219,7 +232,12 @@ std::string encode(const Accepted& a) {
   return MapWriter().str_array("job_ids", a.job_ids).finish();
 }
 
-std::string encode(const JobRef& r) { return MapWriter().str("job_id", r.job_id).finish(); }
+std::string encode(const JobRef& r) {
+  MapWriter w;
+  w.str("job_id", r.job_id);
+  if (!r.tenant.empty()) w.str("tenant", r.tenant);
+  return w.finish();
+}
 
 Decoded<JobRequest> decode_job_request(std::string_view bytes) {
   return guarded<JobRequest>([&] { return request_from(bytes); });
@@ -231,6 +249,7 @@ Decoded<JobResult> decode_job_result(std::string_view bytes) {
     Fields f(h.get(), "");
     JobResult r;
     r.job_id = f.str("job_id", L::kMaxJobId, true);
+    r.tenant = tenant_of(f);
     r.exit_code = static_cast<int32_t>(f.sint("exit_code", INT32_MIN, INT32_MAX, 0));
     r.signal = static_cast<int32_t>(f.sint("signal", 0, 128, 0));
     r.stdout_data = f.bytes("stdout", L::kMaxOutputCap);
@@ -275,6 +294,7 @@ Decoded<JobError> decode_job_error(std::string_view bytes) {
     Fields f(h.get(), "");
     JobError e;
     e.job_id = f.str("job_id", L::kMaxJobId, false);
+    e.tenant = tenant_of(f);
     e.code = static_cast<uint32_t>(f.uint("code", 1, 65535, 0, true));
     e.variant = f.str("variant", 64, true);
     e.message = f.str("message", L::kMaxMessage, false);
@@ -303,6 +323,7 @@ Decoded<JobDispatch> decode_job_dispatch(std::string_view bytes) {
     const detail::Unpacked h(bytes, L::kMaxDispatchDepth);
     Fields f(h.get(), "");
     JobDispatch d;
+    d.tenant = tenant_of(f);
     d.attempt = static_cast<uint32_t>(f.uint("attempt", 1, UINT32_MAX, 1, true));
     d.queued_us = f.uint("queued_us", 0, UINT64_MAX, 0);
     d.request = read_request(Fields(f.require("request"), "request"));
@@ -362,7 +383,7 @@ Decoded<JobRef> decode_job_ref(std::string_view bytes) {
   return guarded<JobRef>([&] {
     const detail::Unpacked h(bytes);
     Fields f(h.get(), "");
-    JobRef r{f.str("job_id", L::kMaxJobId, true)};
+    JobRef r{f.str("job_id", L::kMaxJobId, true), tenant_of(f)};
     if (r.job_id.empty()) throw Failure{"job_id", "must not be empty"};
     // The rule of a JobRequest's job_id: an id no request can have is refused, not looked up.
     JobRequest probe;
@@ -406,10 +427,19 @@ std::optional<DispatchRef> peek_dispatch(std::string_view bytes) {
     if (top.kind != Kind::kMap) return std::nullopt;
     std::optional<uint32_t> attempt;
     std::optional<std::string> job_id;
+    std::string tenant;  // written first by encode_job_dispatch, when there is one
     for (uint32_t e = 0; e < top.count && !(attempt && job_id); ++e) {
       const Head key = s.next(2);
       if (key.kind != Kind::kStr) return std::nullopt;
       const Head value = s.next(2);
+      if (key.bytes == "tenant") {
+        if (value.kind != Kind::kStr) {
+          s.skip_rest(value, 2);
+        } else if (valid_tenant(value.bytes)) {
+          tenant = value.bytes;
+        }
+        continue;
+      }
       if (key.bytes == "attempt") {
         if (value.kind != Kind::kUint || value.uint < 1 || value.uint > UINT32_MAX) {
           return std::nullopt;
@@ -438,7 +468,7 @@ std::optional<DispatchRef> peek_dispatch(std::string_view bytes) {
     probe.job_id = *job_id;
     probe.argv = {"x"};
     if (auto err = validate(probe); err && err->field == "job_id") return std::nullopt;
-    return DispatchRef{std::move(*job_id), *attempt};
+    return DispatchRef{std::move(*job_id), *attempt, std::move(tenant)};
   } catch (...) {
     return std::nullopt;
   }

@@ -55,9 +55,10 @@ constexpr std::array<Field, 7> kUsage{{
     {.key = "packets_out", .check = Check::kUint, .max = kU64},
     {.key = "egress_blocked", .check = Check::kUint, .max = kU64},
 }};
-constexpr size_t kResultJobId = 0, kResultAttempt = 13;
-constexpr std::array<Field, 17> kResult{{
+constexpr size_t kResultJobId = 0, kResultTenant = 1, kResultAttempt = 14;
+constexpr std::array<Field, 18> kResult{{
     {.key = "job_id", .check = Check::kStr, .required = true, .max = L::kMaxJobId},
+    {.key = "tenant", .check = Check::kStr, .max = L::kMaxTenant},
     {.key = "exit_code", .check = Check::kSint, .min = INT32_MIN, .max = INT32_MAX},
     {.key = "signal", .check = Check::kSint, .min = 0, .max = 128},
     {.key = "stdout", .check = Check::kBytes, .max = L::kMaxOutputCap},
@@ -75,10 +76,11 @@ constexpr std::array<Field, 17> kResult{{
     {.key = "backend", .check = Check::kStr, .max = 32},
     {.key = "template", .check = Check::kStr, .max = L::kMaxTemplate},
 }};
-constexpr size_t kErrorJobId = 0, kErrorCode = 1, kErrorVariant = 2, kErrorAttempt = 9,
-                 kErrorRetryable = 10;
-constexpr std::array<Field, 12> kError{{
+constexpr size_t kErrorJobId = 0, kErrorTenant = 1, kErrorCode = 2, kErrorVariant = 3,
+                 kErrorAttempt = 10, kErrorRetryable = 11;
+constexpr std::array<Field, 13> kError{{
     {.key = "job_id", .check = Check::kStr, .max = L::kMaxJobId},
+    {.key = "tenant", .check = Check::kStr, .max = L::kMaxTenant},
     {.key = "code", .check = Check::kUint, .required = true, .min = 1, .max = 65535},
     {.key = "variant", .check = Check::kStr, .required = true, .max = 64},
     {.key = "message", .check = Check::kStr, .max = L::kMaxMessage},
@@ -91,11 +93,12 @@ constexpr std::array<Field, 12> kError{{
     {.key = "retryable", .check = Check::kBool},
     {.key = "index", .check = Check::kUint, .max = L::kMaxBodiesPerMessage - 1},
 }};
-static_assert(kResult[kResultJobId].key == "job_id" && kResult[kResultAttempt].key == "attempt");
-static_assert(kError[kErrorJobId].key == "job_id" && kError[kErrorCode].key == "code" &&
-              kError[kErrorVariant].key == "variant" && kError[kErrorAttempt].key == "attempt" &&
-              kError[kErrorRetryable].key == "retryable");
-constexpr size_t kMaxFields = 17;  // of any table above; the found values' array
+static_assert(kResult[kResultJobId].key == "job_id" && kResult[kResultTenant].key == "tenant" &&
+              kResult[kResultAttempt].key == "attempt");
+static_assert(kError[kErrorJobId].key == "job_id" && kError[kErrorTenant].key == "tenant" &&
+              kError[kErrorCode].key == "code" && kError[kErrorVariant].key == "variant" &&
+              kError[kErrorAttempt].key == "attempt" && kError[kErrorRetryable].key == "retryable");
+constexpr size_t kMaxFields = 18;  // of any table above; the found values' array
 static_assert(kResult.size() <= kMaxFields && kError.size() <= kMaxFields);
 static_assert(kMaxFields <= 64, "scan_map's bit masks hold 64 fields");
 
@@ -249,6 +252,15 @@ void scan_map(Scanner& s, const Head& map, uint32_t level, std::span<const Field
   }
 }
 
+// The "tenant" value found (nil when absent): "" or a valid name, as decode_job_result reads it.
+std::string_view checked_tenant(const Head& h) {
+  if (h.kind != Kind::kStr || h.bytes.empty()) return {};
+  if (!valid_tenant(h.bytes)) {
+    throw Failure{"tenant", "must be 1-64 characters of [A-Za-z0-9._-], not starting with '.'"};
+  }
+  return h.bytes;
+}
+
 // Scans a whole body against `fields`; found[i] is the top-level value of fields[i].
 void scan_body(std::string_view bytes, std::span<const Field> fields, Head* found) {
   Scanner s(bytes);
@@ -265,6 +277,7 @@ Decoded<OutcomeView> view_job_result(std::string_view bytes) {
     scan_body(bytes, kResult, found.data());
     OutcomeView v;
     v.job_id = found[kResultJobId].bytes;
+    v.tenant = checked_tenant(found[kResultTenant]);
     // decode_job_result's default: a RESULT without an attempt is of the first.
     v.attempt = found[kResultAttempt].kind == Kind::kUint
                     ? static_cast<uint32_t>(found[kResultAttempt].uint)
@@ -279,6 +292,7 @@ Decoded<OutcomeView> view_job_error(std::string_view bytes) {
     scan_body(bytes, kError, found.data());
     OutcomeView v;
     v.job_id = found[kErrorJobId].bytes;
+    v.tenant = checked_tenant(found[kErrorTenant]);
     v.code = static_cast<uint32_t>(found[kErrorCode].uint);
     v.variant = found[kErrorVariant].bytes;
     v.retryable = found[kErrorRetryable].boolean;

@@ -139,6 +139,14 @@ std::optional<DecodeError> validate(const JobRequest& r) {
   return std::nullopt;
 }
 
+bool valid_tenant(std::string_view name) {
+  if (name.empty() || name.size() > L::kMaxTenant || name.front() == '.') return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+}
+
 bool valid_image_name(std::string_view name) {
   return !name.empty() && name.size() <= L::kMaxImage && all_of(name, image_char);
 }

@@ -345,6 +345,13 @@ valid("job_dispatch", "JobDispatch",
 valid("job_dispatch_request_at_nesting_limit", "JobDispatch",
       pack({"attempt": 1, "queued_us": 0, "request": DEEP_REQ}),
       {"attempt": 1, "queued_us": 0})
+valid("job_dispatch_tenant", "JobDispatch",
+      pack({"tenant": "team-a.ci_1", "attempt": 1, "queued_us": 0,
+            "request": {"job_id": "d", "argv": ["x"]}}),
+      {"tenant": "team-a.ci_1", "attempt": 1})
+invalid("job_dispatch_bad_tenant", "JobDispatch",
+        pack({"tenant": ".hidden", "attempt": 1, "request": {"job_id": "d", "argv": ["x"]}}),
+        "tenant", "a tenant is 1-64 of [A-Za-z0-9._-], not starting with '.'")
 invalid("job_dispatch_attempt_zero", "JobDispatch",
         pack({"attempt": 0, "request": {"job_id": "d", "argv": ["x"]}}), "attempt",
         "attempt is at least 1")
@@ -383,6 +390,10 @@ invalid("accepted_non_string_id", "Accepted", pack({"job_ids": ["a", 2]}), "job_
         "job ids are strings")
 
 valid("job_ref", "JobRef", pack({"job_id": "ref-1"}), {"job_id": "ref-1"})
+valid("job_ref_tenant", "JobRef", pack({"job_id": "ref-1", "tenant": "bob"}),
+      {"job_id": "ref-1", "tenant": "bob"})
+invalid("job_ref_bad_tenant", "JobRef", pack({"job_id": "ref-1", "tenant": "a/b"}), "tenant",
+        "a tenant name has no '/'")
 invalid("job_ref_empty", "JobRef", pack({"job_id": ""}), "job_id", "job_id must not be empty")
 invalid("job_ref_wrong_type", "JobRef", pack({"job_id": b"bin-id"}), "job_id",
         "job_id is a str, not bin")

@@ -224,7 +224,7 @@ TEST_CASE("limits: PING bodies are checked like every body: a bad one is ERROR 1
   TempDir dir;
   auto broker = start_broker(dir);
   RawClient raw(broker.client_endpoint);
-  const std::string good = sc::encode(sc::JobRef{"echo-me"});
+  const std::string good = sc::encode(sc::JobRef{"echo-me", {}});
   raw.send(sc::Command::kPing, {good});
   auto pong = raw.next(10s);
   REQUIRE(pong.has_value());

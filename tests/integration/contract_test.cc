@@ -217,7 +217,7 @@ TEST_CASE(
   CHECK(sc::decode_accepted(again[0].second)->job_ids == std::vector<std::string>{"d", "a", "c"});
 
   // FETCH's bodies are named the same way.
-  raw.send(sc::Command::kFetch, {sc::encode(sc::JobRef{"a"}), no_id});
+  raw.send(sc::Command::kFetch, {sc::encode(sc::JobRef{"a", {}}), no_id});
   auto fetched = raw.receive(1);
   REQUIRE(fetched.size() == 1);
   REQUIRE(fetched[0].first == sc::Command::kError);
@@ -255,7 +255,8 @@ TEST_CASE(
   CHECK(answers[0].result.stdout_data == "attempt 2");
   CHECK(answers[0].result.attempt == 2);
   CHECK(metric_reaches(broker.metrics_address, "paddock_broker_outcomes_stale_total", 1));
-  wait_for_log(broker, "stale RESULT for job 'stale' attempt 1 dropped", 10s);
+  // The broker's logs name a job by its key, <tenant>/<job_id> (broker/README.md, "Tenants").
+  wait_for_log(broker, "stale RESULT for job 'local/stale' attempt 1 dropped", 10s);
 }
 
 TEST_CASE(

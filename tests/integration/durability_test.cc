@@ -870,7 +870,7 @@ TEST_CASE(
   CHECK(again.accepted.count("dmg-3") == 1);
   CHECK(again.first.at("dmg-3").error.code == 107);
   // Logged with its job id, and counted.
-  wait_for_log(broker, "job 'dmg-3' (row", 5s);
+  wait_for_log(broker, "job 'local/dmg-3' (row", 5s);  // logs name the key
   std::string metrics;
   const auto deadline = Clock::now() + 10s;
   while (!contains(metrics, "paddock_broker_journal_quarantined_total 1") &&

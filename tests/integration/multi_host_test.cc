@@ -150,8 +150,9 @@ TEST_CASE(
     stuck += missing[i] + ": " +
              pg->sql(
                  "SELECT state, owner, attempt, dispatched, answer_cmd FROM paddock_jobs WHERE "
-                 "job_id = '" +
-                 missing[i] + "'");
+                 "job_id = 'local/" +  // keyed by tenant (broker/README.md, "Tenants")
+                 missing[i] +
+                 "'");
   }
   std::string errors;
   for (const auto& b : brokers) {

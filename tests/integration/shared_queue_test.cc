@@ -182,8 +182,10 @@ TEST_CASE("shared queue: a job queued on one broker can be cancelled through ano
   auto w = start_worker(dir, a.worker_endpoint, "late", 2, {"--heartbeat-ms", "100"});
   wait_for_log(a, "worker 'late' ready", 10s);
   std::this_thread::sleep_for(500ms);
-  CHECK(pg->sql("SELECT state, attempt, dispatched FROM paddock_jobs WHERE job_id = 'queued-1'") ==
-        "2|1|f\n");
+  CHECK(
+      pg->sql(
+          "SELECT state, attempt, dispatched FROM paddock_jobs WHERE job_id = 'local/queued-1'") ==
+      "2|1|f\n");
 }
 
 TEST_CASE(
@@ -333,7 +335,7 @@ TEST_CASE(
   submitter.submit(job("long-1", {"sleep", "60000"}));
   // Running: claimed by b and on its worker.
   const auto deadline = Clock::now() + 10s;
-  while (pg->sql("SELECT state FROM paddock_jobs WHERE job_id = 'long-1'") != "1\n") {
+  while (pg->sql("SELECT state FROM paddock_jobs WHERE job_id = 'local/long-1'") != "1\n") {
     REQUIRE_MESSAGE(Clock::now() < deadline, "the job was never claimed");
     std::this_thread::sleep_for(20ms);
   }
@@ -353,7 +355,8 @@ TEST_CASE(
     REQUIRE(ev.kind == client::Event::Kind::kError);
     CHECK(ev.error.variant == "Cancelled");
   }
-  CHECK(pg->sql("SELECT state, cancelled FROM paddock_jobs WHERE job_id = 'long-1'") == "2|t\n");
+  CHECK(pg->sql("SELECT state, cancelled FROM paddock_jobs WHERE job_id = 'local/long-1'") ==
+        "2|t\n");
 }
 
 TEST_CASE(
@@ -485,7 +488,7 @@ TEST_CASE(
   // broker's turn fails at its commit, so nothing says the jobs were stored.
   pg->sql(
       "ALTER TABLE paddock_jobs ADD CONSTRAINT refuse_doomed "
-      "CHECK (job_id NOT LIKE 'doomed-%') NOT VALID");
+      "CHECK (job_id NOT LIKE 'local/doomed-%') NOT VALID");
   std::vector<schemas::JobRequest> jobs;
   for (int i = 0; i < 10; ++i) {
     const std::string id = "doomed-" + std::to_string(i);

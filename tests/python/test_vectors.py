@@ -28,14 +28,14 @@ REQUEST_DEFAULTS = {
 RESULT_DEFAULTS = {
     "exit_code": 0, "signal": 0, "stdout": b"", "stderr": b"", "stdout_truncated": False,
     "stderr_truncated": False, "timed_out": False, "oom_killed": False, "files": [],
-    "worker_id": "", "attempt": 1, "warm": False, "backend": "", "template": "",
+    "worker_id": "", "attempt": 1, "warm": False, "backend": "", "template": "", "tenant": "",
 }
 TIMINGS = ("queued_us", "start_us", "exec_us", "teardown_us", "total_us")
 USAGE = ("cpu_us", "peak_memory_kib", "bytes_in", "bytes_out", "packets_in", "packets_out",
          "egress_blocked")
 ERROR_DEFAULTS = {
     "job_id": "", "message": "", "vm_id": None, "snapshot_id": None, "from": None, "to": None,
-    "worker_id": "", "attempt": 0, "retryable": False,
+    "worker_id": "", "attempt": 0, "retryable": False, "tenant": "",
 }
 
 # Field names of each body (PROTOCOL.md): the root of an invalid vector's error_field.
@@ -43,11 +43,11 @@ FIELDS = {
     "JobRequest": {"job_id", "argv"} | set(REQUEST_DEFAULTS),
     "JobResult": {"job_id", "timings", "usage"} | set(RESULT_DEFAULTS),
     "JobError": {"code", "variant"} | set(ERROR_DEFAULTS),
-    "JobDispatch": {"attempt", "queued_us", "request"},
+    "JobDispatch": {"tenant", "attempt", "queued_us", "request"},
     "Ready": {"protocol", "worker_id", "slots", "capabilities"},
     "Credit": {"credits"},
     "Accepted": {"job_ids"},
-    "JobRef": {"job_id"},
+    "JobRef": {"job_id", "tenant"},
 }
 BYTES_KEYS = ("stdin", "stdout", "stderr", "data")
 
@@ -95,12 +95,12 @@ READERS = {
     "JobRequest": read_request,
     "JobResult": read_result,
     "JobError": lambda b: with_defaults(b, ERROR_DEFAULTS),
-    "JobDispatch": lambda b: dict(with_defaults(b, {"queued_us": 0}),
+    "JobDispatch": lambda b: dict(with_defaults(b, {"queued_us": 0, "tenant": ""}),
                                   request=read_request(b["request"])),
     "Ready": lambda b: with_defaults(b, {"capabilities": []}),
     "Credit": dict,
     "Accepted": dict,
-    "JobRef": dict,
+    "JobRef": lambda b: with_defaults(b, {"tenant": ""}),
 }
 
 

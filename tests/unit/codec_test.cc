@@ -207,14 +207,17 @@ json to_json(const sc::JobError& e) {
 }
 
 json to_json(const sc::JobDispatch& d) {
-  return {{"attempt", d.attempt}, {"queued_us", d.queued_us}, {"request", to_json(d.request)}};
+  return {{"tenant", d.tenant},
+          {"attempt", d.attempt},
+          {"queued_us", d.queued_us},
+          {"request", to_json(d.request)}};
 }
 json to_json(const sc::Ready& r) {
   return {{"worker_id", r.worker_id}, {"slots", r.slots}, {"capabilities", r.capabilities}};
 }
 json to_json(const sc::Credit& c) { return {{"credits", c.credits}}; }
 json to_json(const sc::Accepted& a) { return {{"job_ids", a.job_ids}}; }
-json to_json(const sc::JobRef& r) { return {{"job_id", r.job_id}}; }
+json to_json(const sc::JobRef& r) { return {{"job_id", r.job_id}, {"tenant", r.tenant}}; }
 
 // The manifest writes UTF-8 byte fields as plain strings; turn them into {"hex"} like to_json.
 json normalize_bytes(const json& v, const std::string& key = "") {
@@ -296,7 +299,7 @@ TEST_CASE("codec: every type round-trips through encode and decode") {
     CHECK_FALSE(sc::view_job_error(sc::encode(indexed)));
   }
   SUBCASE("JobDispatch (its request at the nesting limit: egress ports)") {
-    sc::JobDispatch dispatch{7, 123456789, full_request()};
+    sc::JobDispatch dispatch{"", 7, 123456789, full_request()};
     auto d = sc::decode_job_dispatch(sc::encode(dispatch));
     REQUIRE_MESSAGE(d, d.error().message());
     CHECK(d.value() == dispatch);
@@ -320,10 +323,65 @@ TEST_CASE("codec: every type round-trips through encode and decode") {
     }
   }
   SUBCASE("JobRef") {
-    auto d = sc::decode_job_ref(sc::encode(sc::JobRef{"ref-1"}));
+    auto d = sc::decode_job_ref(sc::encode(sc::JobRef{"ref-1", {}}));
     REQUIRE_MESSAGE(d, d.error().message());
     CHECK(d->job_id == "ref-1");
+    CHECK(d->tenant.empty());
   }
+}
+
+TEST_CASE("codec: a tenant rides on JOB, CANCEL and outcomes when set, and must be a tenant name") {
+  // Set: written and read back, by the decoders and by the broker's views of outcomes.
+  sc::JobDispatch dispatch;
+  dispatch.tenant = "team-a.ci_1";
+  dispatch.request = minimal_request();
+  auto d = sc::decode_job_dispatch(sc::encode(dispatch));
+  REQUIRE_MESSAGE(d, d.error().message());
+  CHECK(d.value() == dispatch);
+  CHECK(sc::peek_dispatch(sc::encode(dispatch))->tenant == "team-a.ci_1");
+  auto ref = sc::decode_job_ref(sc::encode(sc::JobRef{"j", "team-a.ci_1"}));
+  REQUIRE_MESSAGE(ref, ref.error().message());
+  CHECK(ref->tenant == "team-a.ci_1");
+  sc::JobResult result;
+  result.job_id = "j";
+  result.tenant = "bob";
+  auto r = sc::decode_job_result(sc::encode(result));
+  REQUIRE_MESSAGE(r, r.error().message());
+  CHECK(r->tenant == "bob");
+  CHECK(sc::view_job_result(sc::encode(result))->tenant == "bob");
+  sc::JobError error;
+  error.job_id = "j";
+  error.tenant = "bob";
+  error.code = 101;
+  error.variant = "Cancelled";
+  CHECK(sc::decode_job_error(sc::encode(error))->tenant == "bob");
+  CHECK(sc::view_job_error(sc::encode(error))->tenant == "bob");
+  // Unset: not written at all, so bodies without tenants are the bytes they always were.
+  dispatch.tenant.clear();
+  CHECK(sc::encode(dispatch).find("tenant") == std::string::npos);
+  result.tenant.clear();
+  CHECK(sc::encode(result).find("tenant") == std::string::npos);
+  CHECK(sc::encode(sc::JobRef{"j", {}}).find("tenant") == std::string::npos);
+  // Not a tenant name: refused by every decoder and view, naming the field.
+  for (const std::string& bad :
+       std::vector<std::string>{".hidden", "has space", "a/b", std::string(65, 'x')}) {
+    CAPTURE(bad);
+    CHECK_FALSE(sc::valid_tenant(bad));
+    dispatch.tenant = bad;
+    auto bd = sc::decode_job_dispatch(sc::encode(dispatch));
+    REQUIRE_FALSE(bd);
+    CHECK(bd.error().field == "tenant");
+    CHECK(sc::peek_dispatch(sc::encode(dispatch))->tenant.empty());
+    result.tenant = bad;
+    CHECK_FALSE(sc::decode_job_result(sc::encode(result)));
+    CHECK_FALSE(sc::view_job_result(sc::encode(result)));
+    error.tenant = bad;
+    CHECK_FALSE(sc::decode_job_error(sc::encode(error)));
+    CHECK_FALSE(sc::view_job_error(sc::encode(error)));
+    CHECK_FALSE(sc::decode_job_ref(sc::encode(sc::JobRef{"j", bad})));
+  }
+  CHECK(sc::valid_tenant("local"));
+  CHECK(sc::valid_tenant(std::string(64, 'x')));
 }
 
 TEST_CASE("codec: encoders write byte fields as msgpack bin and text fields as str") {
@@ -494,7 +552,7 @@ TEST_CASE("codec: JobError keeps an unknown code as its number") {
 }
 
 TEST_CASE("codec: a nested request's errors are named from the dispatch's root") {
-  sc::JobDispatch d{1, 0, minimal_request()};
+  sc::JobDispatch d{"", 1, 0, minimal_request()};
   d.request.argv = {};
   CHECK(error_of(sc::decode_job_dispatch(sc::encode(d))).field == "request.argv");
   d.request = minimal_request("bad id");
@@ -641,7 +699,7 @@ TEST_CASE("codec: a key given twice is an error naming the key") {
 }
 
 TEST_CASE("codec: malformed bodies are refused with field 'body'") {
-  const std::string good = sc::encode(sc::JobRef{"a"});
+  const std::string good = sc::encode(sc::JobRef{"a", {}});
   CHECK(error_of(sc::decode_job_ref("")).field == "body");
   CHECK(error_of(sc::decode_job_ref(good + '\xc0')).field == "body");  // trailing bytes
   CHECK(error_of(sc::decode_job_ref(good.substr(0, good.size() - 1))).field == "body");
@@ -675,7 +733,7 @@ TEST_CASE("codec: malformed bodies are refused with field 'body'") {
 TEST_CASE("limits: kMaxFrameBytes, a body of exactly 16 MiB decodes and one byte more does not") {
   // A JobRef padded with an unknown bin key to a given total size.
   auto padded = [](size_t total) {
-    const std::string head = sc::encode(sc::JobRef{"a"});
+    const std::string head = sc::encode(sc::JobRef{"a", {}});
     // map header grows from fixmap(1) to fixmap(2); key "p" is 2 bytes; bin32 header 5 bytes.
     const size_t overhead = head.size() + 2 + 5;
     std::string body = with_extra_key(head, "p", [&](auto& pk) {
@@ -692,7 +750,7 @@ TEST_CASE("limits: kMaxFrameBytes, a body of exactly 16 MiB decodes and one byte
 
 TEST_CASE("limits: kMaxDepth, 6 nested containers decode and 7 do not") {
   auto nested = [](size_t depth) {  // the body map is the first container
-    return with_extra_key(sc::encode(sc::JobRef{"a"}), "x", [&](auto& pk) {
+    return with_extra_key(sc::encode(sc::JobRef{"a", {}}), "x", [&](auto& pk) {
       for (size_t i = 1; i < depth; ++i) pk.pack_array(1);
       pk.pack_nil();
     });
@@ -702,7 +760,7 @@ TEST_CASE("limits: kMaxDepth, 6 nested containers decode and 7 do not") {
 }
 
 TEST_CASE("limits: kMaxArray, kMaxMap, kMaxStr are msgpack limits reported as 'body'") {
-  const std::string ref = sc::encode(sc::JobRef{"a"});
+  const std::string ref = sc::encode(sc::JobRef{"a", {}});
   auto array = [&](size_t n) {
     return with_extra_key(ref, "x", [&](auto& pk) {
       pk.pack_array(static_cast<uint32_t>(n));
@@ -977,10 +1035,10 @@ TEST_CASE("limits: Ready (worker_id, slots, capabilities), Credit, Accepted, Job
       error_of(sc::decode_accepted(sc::encode(sc::Accepted{{std::string(L::kMaxJobId + 1, 'j')}})))
           .field == "job_ids[0]");
 
-  CHECK(sc::decode_job_ref(sc::encode(sc::JobRef{std::string(L::kMaxJobId, 'j')})));
-  CHECK(error_of(sc::decode_job_ref(sc::encode(sc::JobRef{std::string(L::kMaxJobId + 1, 'j')})))
+  CHECK(sc::decode_job_ref(sc::encode(sc::JobRef{std::string(L::kMaxJobId, 'j'), {}})));
+  CHECK(error_of(sc::decode_job_ref(sc::encode(sc::JobRef{std::string(L::kMaxJobId + 1, 'j'), {}})))
             .field == "job_id");
-  CHECK(error_of(sc::decode_job_ref(sc::encode(sc::JobRef{""}))).field == "job_id");
+  CHECK(error_of(sc::decode_job_ref(sc::encode(sc::JobRef{"", {}}))).field == "job_id");
 }
 
 TEST_CASE("codec: WorkerStatus round-trips and its limits name the field") {
@@ -1054,7 +1112,7 @@ sc::Decoded<sc::Envelope> parse(const std::vector<std::string>& parts, sc::Direc
 
 std::vector<std::string> message(uint8_t command, size_t bodies) {
   std::vector<std::string> parts{"PDK1", std::string(1, static_cast<char>(command))};
-  for (size_t i = 0; i < bodies; ++i) parts.push_back(sc::encode(sc::JobRef{"j"}));
+  for (size_t i = 0; i < bodies; ++i) parts.push_back(sc::encode(sc::JobRef{"j", {}}));
   return parts;
 }
 

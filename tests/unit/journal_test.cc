@@ -235,10 +235,10 @@ TEST_CASE(
   auto j = open_ok(old_path);
   const auto p = j->pending();
   REQUIRE(p.size() == 1);
-  CHECK(p[0].job_id == "old");
+  CHECK(p[0].job_id == "local/old");  // schema 4: jobs from before tenants are "local"'s
   CHECK(p[0].request == std::string("\x01\x02"));
   CHECK_FALSE(p[0].cancel_requested);
-  j->cancel_requested("old");
+  j->cancel_requested("local/old");
   std::string error;
   REQUIRE_MESSAGE(commit(*j, error), error);
   CHECK(j->pending()[0].cancel_requested);
@@ -467,20 +467,20 @@ TEST_CASE(
   }
   {
     auto j = open_ok(path);
-    CHECK(raw_text(path, "PRAGMA user_version") == "3");
+    CHECK(raw_text(path, "PRAGMA user_version") == "4");
     CHECK(raw_text(path, "SELECT count(*) FROM jobs WHERE request_sum IS NULL") == "0");
     const auto p = j->pending();
     REQUIRE(p.size() == 2);
     CHECK(p[0].request == std::string("\x01\x02"));
-    CHECK(j->answer_of("done")->body == std::string("\x06\x07"));
+    CHECK(j->answer_of("local/done")->body == std::string("\x06\x07"));
     CHECK(j->quarantined() == 0);
   }
-  raw_sql(path, "UPDATE jobs SET request = x'0305' WHERE job_id = 'q'");
+  raw_sql(path, "UPDATE jobs SET request = x'0305' WHERE job_id = 'local/q'");
   auto j = open_ok(path);
   const auto p = j->pending();
   REQUIRE(p.size() == 1);
-  CHECK(p[0].job_id == "p");
-  check_damaged_answer(j->answer_of("q"), "q", "request");
+  CHECK(p[0].job_id == "local/p");
+  check_damaged_answer(j->answer_of("local/q"), "q", "request");
 }
 
 TEST_CASE(
@@ -646,11 +646,11 @@ TEST_CASE(
   raw_sql(v3, "PRAGMA user_version=0; UPDATE jobs SET request = x'00' WHERE job_id = 'y';");
   {
     auto j = open_ok(v3);
-    CHECK(raw_text(v3, "PRAGMA user_version") == "3");
+    CHECK(raw_text(v3, "PRAGMA user_version") == "4");
     const auto p = j->pending();
     REQUIRE(p.size() == 1);
-    CHECK(p[0].job_id == "x");
-    check_damaged_answer(j->answer_of("y"), "y", "request");
+    CHECK(p[0].job_id == "local/x");
+    check_damaged_answer(j->answer_of("local/y"), "y", "request");
   }
   // Version 2 tables (no checksums) without their user_version: upgraded as a version 2 journal.
   const std::string v2 = d.path + "/dumped2.db";
@@ -661,8 +661,47 @@ TEST_CASE(
           "INTEGER); "
           "INSERT INTO jobs (job_id, request, accepted_ms) VALUES ('old', x'0102', 7);");
   auto j = open_ok(v2);
-  CHECK(raw_text(v2, "PRAGMA user_version") == "3");
+  CHECK(raw_text(v2, "PRAGMA user_version") == "4");
   const auto p = j->pending();
   REQUIRE(p.size() == 1);
   CHECK(p[0].request == std::string("\x01\x02"));
+}
+
+TEST_CASE(
+    "journal: a version 3 journal is keyed by tenant at open: its jobs become the local tenant's, "
+    "their checksums move to the key, and a row damaged before still fails its check") {
+  TempDir d;
+  const std::string path = d.path + "/v3.db";
+  {
+    // Rows as a version 3 broker wrote them: keyed by the job_id alone.
+    auto j = open_ok(path);
+    j->accepted("queued", "request-queued", 1);
+    j->accepted("done", "request-done", 2);
+    j->finished("done", 7, "answer-done", 3);
+    j->accepted("broken", "request-broken", 4);
+    j->finished("broken", 7, "answer-broken", 5);
+    std::string error;
+    REQUIRE_MESSAGE(commit(*j, error), error);
+  }
+  raw_sql(path, "PRAGMA user_version=3; UPDATE jobs SET answer = x'00' WHERE job_id = 'broken'");
+  {
+    auto j = open_ok(path);
+    CHECK(raw_text(path, "PRAGMA user_version") == "4");
+    CHECK(raw_text(path, "SELECT count(*) FROM jobs WHERE instr(job_id, '/') = 0") == "0");
+    const auto p = j->pending();
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].job_id == "local/queued");
+    CHECK(p[0].request == "request-queued");
+    CHECK(j->answer_of("local/done")->body == "answer-done");
+    CHECK(j->quarantined() == 0);
+    // Damaged before the upgrade: still found, and answered under the submitter's own job_id.
+    check_damaged_answer(j->answer_of("local/broken"), "broken", "answer");
+    CHECK(j->quarantined() == 1);
+    std::string error;
+    REQUIRE_MESSAGE(commit(*j, error), error);
+  }
+  // Opened again: nothing is keyed twice.
+  auto j = open_ok(path);
+  CHECK(raw_text(path, "SELECT count(*) FROM jobs WHERE job_id LIKE 'local/local/%'") == "0");
+  CHECK(j->answer_of("local/done")->body == "answer-done");
 }

@@ -238,7 +238,7 @@ TEST_CASE("utf8: decoders refuse invalid UTF-8 in str fields and keys, naming th
   CHECK(ref.error().field == "job_id");
   CHECK(ref.error().reason == "not valid UTF-8");
   // A JobRef's job_id follows a JobRequest's rule: an id no job can have is refused.
-  CHECK(sc::decode_job_ref(sc::encode(sc::JobRef{"a b"})).error().field == "job_id");
+  CHECK(sc::decode_job_ref(sc::encode(sc::JobRef{"a b", {}})).error().field == "job_id");
 
   auto request_with = [](std::string_view key,
                          const std::function<void(msgpack::packer<msgpack::sbuffer>&)>& value) {
@@ -327,7 +327,7 @@ TEST_CASE("ping: a PING body is a map with string keys within the decoder's limi
     pk.pack_nil();
   });
   CHECK_FALSE(sc::check_any_map(good));
-  CHECK_FALSE(sc::check_any_map(sc::encode(sc::JobRef{"x"})));
+  CHECK_FALSE(sc::check_any_map(sc::encode(sc::JobRef{"x", {}})));
   auto refused = [](const std::string& body) {
     auto err = sc::check_any_map(body);
     return err ? err->field : std::string("accepted");

@@ -50,10 +50,15 @@ int run_dead_letters(const DeadLettersOptions& o) {
     if (e->code == 100 || e->code == 101) continue;  // InvalidRequest, Cancelled
     if (shown++ >= o.limit) break;
     if (o.json) {
-      nlohmann::json j = {{"job_id", f.job_id},        {"code", e->code},
-                          {"variant", e->variant},     {"message", e->message},
-                          {"attempt", e->attempt},     {"worker_id", e->worker_id},
-                          {"retryable", e->retryable}, {"finished_unix_ms", f.finished_unix_ms}};
+      nlohmann::json j = {{"job_id", f.job_id},
+                          {"tenant", f.tenant},
+                          {"code", e->code},
+                          {"variant", e->variant},
+                          {"message", e->message},
+                          {"attempt", e->attempt},
+                          {"worker_id", e->worker_id},
+                          {"retryable", e->retryable},
+                          {"finished_unix_ms", f.finished_unix_ms}};
       std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
       continue;
     }

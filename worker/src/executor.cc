@@ -39,6 +39,7 @@ rt::ExecRequest exec_request_from(const sc::JobRequest& r) {
 sc::JobError cancelled_error(const sc::JobDispatch& d, const std::string& worker_id) {
   sc::JobError e;
   e.job_id = d.request.job_id;
+  e.tenant = d.tenant;
   e.code = sc::code(sc::JobCode::kCancelled);
   e.variant = std::string(sc::job_code_name(e.code));
   e.message = "cancelled while running";
@@ -53,6 +54,7 @@ sc::JobError job_error_from(const rt::Error& error, const sc::JobDispatch& dispa
                             const std::string& worker_id) {
   sc::JobError e;
   e.job_id = dispatch.request.job_id;
+  e.tenant = dispatch.tenant;
   e.code = error.code();
   e.variant = std::string(error.name());
   // Within the wire's limit and valid UTF-8 (a command's stderr may be anything), or the broker
@@ -72,6 +74,7 @@ sc::JobError invalid_request_error(const sc::JobDispatch& dispatch, const std::s
                                    const std::string& message) {
   sc::JobError e;
   e.job_id = dispatch.request.job_id;
+  e.tenant = dispatch.tenant;
   e.code = sc::code(sc::JobCode::kInvalidRequest);
   e.variant = std::string(sc::job_code_name(e.code));
   e.message = sc::utf8_prefix(message, sc::limits::kMaxMessage);
@@ -152,6 +155,7 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   // adds: the job, timings, the network counters, where it ran.
   static_cast<sc::ExecOutcome&>(r) = std::move(static_cast<sc::ExecOutcome&>(x));
   r.job_id = req.job_id;
+  r.tenant = dispatch.tenant;  // echoed: the broker tells two tenants' jobs of one job_id apart
   // One rule for every backend (PROTOCOL.md, JobResult): a job ended by a signal exits 128 + it.
   if (r.signal != 0) r.exit_code = 128 + r.signal;
   if (usage) {

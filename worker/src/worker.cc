@@ -36,6 +36,7 @@ class Worker::Loop {
  private:
   struct Running {
     size_t session;
+    std::string tenant;  // the dispatch's ("" if it named none)
     std::string job_id;
     std::stop_source stop;
   };
@@ -221,7 +222,7 @@ void Worker::Loop::on_broker_message(size_t si, std::span<const std::string_view
       s.job_received();
       const uint64_t task = next_task_++;
       std::stop_source stop;
-      running_.emplace(task, Running{si, d->request.job_id, stop});
+      running_.emplace(task, Running{si, d->tenant, d->request.job_id, stop});
       pool_->submit(task, std::move(d.value()), stop);
       break;
     }
@@ -229,7 +230,11 @@ void Worker::Loop::on_broker_message(size_t si, std::span<const std::string_view
       auto ref = sc::decode_job_ref(env->bodies[0]);
       if (!ref) return;
       for (auto& [task, r] : running_) {
-        if (r.session == si && r.job_id == ref->job_id) r.stop.request_stop();
+        // Two tenants may use one job_id: a CANCEL naming a tenant stops only that tenant's.
+        if (r.session == si && r.job_id == ref->job_id &&
+            (ref->tenant.empty() || r.tenant == ref->tenant)) {
+          r.stop.request_stop();
+        }
       }
       break;
     }
@@ -261,6 +266,7 @@ void Worker::Loop::refuse_job(BrokerSession& s, std::string_view body, const std
   sc::JobDispatch d;
   d.attempt = ref->attempt;
   d.request.job_id = ref->job_id;
+  d.tenant = ref->tenant;
   s.job_received();
   s.queue(sc::make_message(
       sc::Command::kError,

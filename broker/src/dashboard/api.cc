@@ -7,6 +7,7 @@
 #include "dashboard/assets.h"
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
+#include "tenancy.h"
 
 namespace paddock::broker::dashboard {
 
@@ -28,7 +29,10 @@ Json timings_json(const sc::Timings& t) {
 
 // What the jobs list shows of a job; job_json() adds the rest.
 Json summary_json(const JobRecord& r) {
-  Json j = {{"job_id", r.job_id},
+  // r.job_id is the job's key (tenancy.h): shown as the submitter's job_id and its tenant.
+  Json j = {{"job_id", std::string(key_job_id(r.job_id))},
+            {"tenant", std::string(key_tenant(r.job_id))},
+            {"key", r.job_id},
             {"status", status_name(r.status)},
             {"image", r.request.image},
             {"argv", r.request.argv},
@@ -386,7 +390,7 @@ std::optional<JobRecord> record_from_store(const std::string& job_id, const Stor
 }
 
 void serve_dashboard(m::HttpServer& server, const SnapshotBox& box, const Access& access,
-                     StoreLookup lookup) {
+                     StoreLookup lookup, std::string local_tenant) {
   auto store = std::make_shared<StoreReader>(std::move(lookup));
   server.get("/",
              guarded(access, false, [](const m::HttpRequest&) { return redirect("/dashboard/"); }));
@@ -425,8 +429,10 @@ void serve_dashboard(m::HttpServer& server, const SnapshotBox& box, const Access
                return json_response(200, jobs_json(*box.get(), *limit, status));
              }));
   server.get_prefix(
-      "/api/v1/jobs/", guarded(access, true, [&box, store](const m::HttpRequest& req) {
-        const std::string id = req.path.substr(std::string("/api/v1/jobs/").size());
+      "/api/v1/jobs/",
+      guarded(access, true, [&box, store, local_tenant](const m::HttpRequest& req) {
+        std::string id = req.path.substr(std::string("/api/v1/jobs/").size());
+        if (id.find('/') == std::string::npos) id = job_key(local_tenant, id);
         const auto snapshot = box.get();
         if (auto r = snapshot->find(id)) {
           return json_response(

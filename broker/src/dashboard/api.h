@@ -50,7 +50,9 @@ struct StoreLookup {
 
 // Adds the dashboard's routes to `server`. REQUIRES: before server.start(); `box` and `access`
 // outlive the server's threads.
+// A job is found by its key, "<tenant>/<job_id>" (broker/src/tenancy.h); an id without a tenant
+// is `local_tenant`'s.
 void serve_dashboard(metrics::HttpServer& server, const SnapshotBox& box, const Access& access,
-                     StoreLookup lookup);
+                     StoreLookup lookup, std::string local_tenant);
 
 }  // namespace paddock::broker::dashboard

@@ -76,9 +76,12 @@ struct Options {
   std::string curve_secret_key;
   // With CURVE, the public keys (Z85 -> name) let in on each endpoint; both must be given. A key
   // in one list only is refused on the other endpoint.
+  // Each client key's name is its tenant (broker/README.md, "Tenants"); several keys may share one.
   curve::Allowlist client_allow;
   curve::Allowlist worker_allow;
   bool allow_plaintext = false;
+  // The tenant of every submitter without CURVE (schemas::valid_tenant).
+  std::string local_tenant = "local";
 };
 
 struct Stats {

@@ -13,8 +13,9 @@
 namespace paddock::broker {
 
 struct DeadLetter {
-  std::string job_id;
-  std::string body;  // the encoded JobError (schemas::decode_job_error)
+  std::string tenant;  // whose job it is (broker/README.md, "Tenants")
+  std::string job_id;  // the submitter's
+  std::string body;    // the encoded JobError (schemas::decode_job_error)
   uint64_t finished_unix_ms = 0;
 };
 

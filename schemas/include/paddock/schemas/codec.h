@@ -40,8 +40,9 @@ std::string encode(const JobRef&);
 // submitter encoded it): the same bytes as encode(JobDispatch{attempt, queued_us, request}) when
 // `encoded_request` is encode(request), without decoding or encoding the request again.
 // REQUIRES: decode_job_request(encoded_request) succeeds.
+// `tenant` ("" = none) is written only when set, as encode(JobDispatch) does.
 std::string encode_job_dispatch(uint32_t attempt, uint64_t queued_us,
-                                std::string_view encoded_request);
+                                std::string_view encoded_request, std::string_view tenant = {});
 
 Decoded<JobRequest> decode_job_request(std::string_view bytes);
 Decoded<JobResult> decode_job_result(std::string_view bytes);
@@ -59,6 +60,8 @@ std::optional<DecodeError> validate(const JobRequest&);
 
 // An image name as JobRequest.image allows it: 1-64 of [a-z0-9._-].
 bool valid_image_name(std::string_view name);
+// A tenant name (limits.h, kMaxTenant): 1-64 of [A-Za-z0-9._-], not starting with '.'.
+bool valid_tenant(std::string_view name);
 // The image names of READY capabilities ("image:<name>"), valid and distinct, in their order.
 std::vector<std::string> images_of(const std::vector<std::string>& capabilities);
 
@@ -73,6 +76,7 @@ std::string peek_job_id(std::string_view bytes);
 struct DispatchRef {
   std::string job_id;
   uint32_t attempt = 1;
+  std::string tenant;  // "" when absent or not a valid name
 };
 std::optional<DispatchRef> peek_dispatch(std::string_view bytes);
 

@@ -17,6 +17,9 @@ inline constexpr size_t kMaxStr = 1u << 20;
 inline constexpr size_t kMaxBin = kMaxFrameBytes;
 
 inline constexpr size_t kMaxJobId = 128;
+// A tenant's name (the name of its key on the broker's client allowlist): 1..64 of [A-Za-z0-9._-],
+// not starting with '.' (schemas::valid_tenant).
+inline constexpr size_t kMaxTenant = 64;
 inline constexpr size_t kMaxImage = 64;
 inline constexpr size_t kMaxArgv = 256;
 inline constexpr size_t kMaxArg = 64u << 10;

@@ -38,6 +38,9 @@ struct JobRequest {
 // reports; the rest is the worker's.
 struct JobResult : ExecOutcome {
   std::string job_id;
+  // Worker -> broker only, optional: the tenant of the JobDispatch it answers, echoed (PROTOCOL.md,
+  // "Tenants"). "" = not said (encoded only when set).
+  std::string tenant;
   Timings timings;
   std::string worker_id;
   uint32_t attempt = 1;
@@ -51,6 +54,7 @@ struct JobResult : ExecOutcome {
 // Paddock could not run the job (or refused the request).
 struct JobError {
   std::string job_id;  // empty when the frame was too broken to name a job
+  std::string tenant;  // as JobResult's
   uint32_t code = 0;
   std::string variant;  // "VmNotFound", "InvalidRequest", ...
   std::string message;
@@ -70,6 +74,8 @@ struct JobError {
 
 // Broker -> worker JOB body.
 struct JobDispatch {
+  // The tenant whose job this is ("" = not said: "local"); the worker echoes it in the outcome.
+  std::string tenant;
   uint32_t attempt = 1;
   uint64_t queued_us = 0;  // time the job waited in the broker's queue
   JobRequest request;
@@ -115,6 +121,9 @@ struct Accepted {
 // CANCEL (both directions) and FETCH bodies.
 struct JobRef {
   std::string job_id;
+  // Broker -> worker CANCEL only, optional: the job's tenant ("" = not said). A submitter's is
+  // ignored: the broker knows its tenant from its connection.
+  std::string tenant;
   bool operator==(const JobRef&) const = default;
 };
 

@@ -23,6 +23,7 @@ namespace paddock::schemas {
 // Views into the body passed in: valid while it is.
 struct OutcomeView {
   std::string_view job_id;  // a RESULT's is required; an ERROR's may be empty
+  std::string_view tenant;  // the tenant the worker echoed ("" if none)
   // The attempt it answers, as the decoders read it: a RESULT without one is of attempt 1, an
   // ERROR without one of none (0). The broker matches it against the job's current attempt.
   uint32_t attempt = 0;

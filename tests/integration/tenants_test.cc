@@ -1,0 +1,243 @@
+// Tenants (PROTOCOL.md, "Tenants"; broker/README.md, "Tenants"): a submitter's tenant is the name
+// of its CURVE key on the broker's client allowlist. job_ids are scoped per tenant: two tenants use
+// one job_id without meeting, another tenant's job is indistinguishable from one that does not
+// exist (FETCH and CANCEL answer 105), several keys of one name are one tenant, and a job_id
+// submitted again with a different request is refused (ERROR 100), held or finished.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "harness.h"
+#include "paddock/client/curve.h"
+#include "paddock/schemas/codes.h"
+#include "postgres_server.h"
+
+using namespace paddock;
+using namespace paddock::testing;
+
+namespace {
+
+// Keys: the broker; tenants alice (two keys: alice and alice-laptop, both named "alice" on the
+// allowlist), bob and carol; worker w1. Allowlists clients.allow and workers.allow.
+struct TenantKeys {
+  explicit TenantKeys(const TempDir& dir) : path(dir.path()) {
+    for (const char* name : {"broker", "alice", "alice-laptop", "bob", "carol", "w1"}) {
+      curve::write_key_pair(path, name);
+    }
+    std::ofstream allow(path + "/clients.allow");
+    for (const char* name : {"alice", "bob", "carol"}) {
+      allow << curve::read_public_key(path + "/" + name + ".pub") << " " << name << "\n";
+    }
+    allow << curve::read_public_key(path + "/alice-laptop.pub") << " alice\n";
+    std::filesystem::copy_file(path + "/w1.pub", path + "/workers.allow");
+  }
+  std::vector<std::string> broker_args() const {
+    return {
+        "--curve-secret-key", path + "/broker.key",    "--client-allow", path + "/clients.allow",
+        "--worker-allow",     path + "/workers.allow", "--journal",      path + "/journal.db"};
+  }
+  std::vector<std::string> worker_args() const {
+    return {"--broker-public-key", path + "/broker.pub", "--curve-key", path + "/w1.key"};
+  }
+  curve::ClientKeys client(const std::string& key) const {
+    return *curve::load_client_keys(path + "/broker.pub", path + "/" + key + ".key");
+  }
+  std::string path;
+};
+
+// The next RESULT or ERROR (skipping ACCEPTED), within `timeout`.
+std::optional<client::Event> next_final(client::Client& c, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto ev = c.next(100ms);
+    if (ev &&
+        (ev->kind == client::Event::Kind::kResult || ev->kind == client::Event::Kind::kError)) {
+      return ev;
+    }
+  }
+  return std::nullopt;
+}
+
+uint32_t code_of(schemas::JobCode c) { return schemas::code(c); }
+
+}  // namespace
+
+TEST_CASE(
+    "tenants: two tenants use one job_id without meeting, another tenant cannot fetch or cancel "
+    "it, and a second key of a tenant can") {
+  TempDir dir;
+  TenantKeys keys(dir);
+  auto broker = start_broker(dir, keys.broker_args());
+  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 4, keys.worker_args());
+  INFO(slurp(broker.process->log() + ".err"));
+
+  client::Client alice(broker.client_endpoint, keys.client("alice"));
+  client::Client bob(broker.client_endpoint, keys.client("bob"));
+  alice.submit(job("shared-id", {"echo", "from alice"}));
+  bob.submit(job("shared-id", {"echo", "from bob"}));
+  auto a = collect(alice, {"shared-id"}, 30s);
+  auto b = collect(bob, {"shared-id"}, 30s);
+  REQUIRE(a.all_exactly_once({"shared-id"}));
+  REQUIRE(b.all_exactly_once({"shared-id"}));
+  const auto& ra = a.finals.at("shared-id").front();
+  const auto& rb = b.finals.at("shared-id").front();
+  REQUIRE(ra.kind == client::Event::Kind::kResult);
+  REQUIRE(rb.kind == client::Event::Kind::kResult);
+  CHECK(ra.result.stdout_data == "from alice\n");
+  CHECK(rb.result.stdout_data == "from bob\n");
+
+  // carol: no such job, whoever else has one of that id (FETCH and CANCEL answer 105 alike).
+  client::Client carol(broker.client_endpoint, keys.client("carol"));
+  carol.fetch("shared-id");
+  auto fetched = next_final(carol, 10s);
+  REQUIRE(fetched);
+  REQUIRE(fetched->kind == client::Event::Kind::kError);
+  CHECK(fetched->error.code == code_of(schemas::JobCode::kUnknownJob));
+  CHECK(fetched->error.job_id == "shared-id");
+  carol.cancel("shared-id");
+  auto cancelled = next_final(carol, 10s);
+  REQUIRE(cancelled);
+  CHECK(cancelled->error.code == code_of(schemas::JobCode::kUnknownJob));
+  // The same answer as for an id nobody used: nothing tells the two apart.
+  carol.fetch("never-used");
+  auto unknown = next_final(carol, 10s);
+  REQUIRE(unknown);
+  CHECK(unknown->error.code == fetched->error.code);
+  CHECK(unknown->error.message.find("never-used") != std::string::npos);
+
+  // alice's other key is alice: it fetches her answer (from the journal), not bob's.
+  client::Client laptop(broker.client_endpoint, keys.client("alice-laptop"));
+  laptop.fetch("shared-id");
+  auto mine = next_final(laptop, 10s);
+  REQUIRE(mine);
+  REQUIRE(mine->kind == client::Event::Kind::kResult);
+  CHECK(mine->result.stdout_data == "from alice\n");
+}
+
+TEST_CASE(
+    "tenants: a job_id submitted again with another request is refused, queued or finished, and "
+    "the same request again is answered as before") {
+  TempDir dir;
+  TenantKeys keys(dir);
+  auto broker = start_broker(dir, keys.broker_args());
+  INFO(slurp(broker.process->log() + ".err"));
+  client::Client alice(broker.client_endpoint, keys.client("alice"));
+
+  // No worker yet: the job stays queued while it is submitted again.
+  alice.submit(job("q-1", {"echo", "one"}));
+  const std::vector<schemas::JobRequest> again_and_other = {job("q-1", {"echo", "one"}),
+                                                            job("q-1", {"echo", "two"})};
+  alice.submit(again_and_other);
+  std::vector<client::Event> heard;
+  for (int i = 0; i < 3; ++i) {
+    auto ev = alice.next(10s);
+    REQUIRE(ev);
+    heard.push_back(*ev);
+  }
+  CHECK(heard[0].kind == client::Event::Kind::kAccepted);
+  CHECK(heard[1].kind == client::Event::Kind::kAccepted);  // the same request: idempotent
+  CHECK(heard[1].accepted_ids == std::vector<std::string>{"q-1"});
+  REQUIRE(heard[2].kind == client::Event::Kind::kError);
+  CHECK(heard[2].error.code == code_of(schemas::JobCode::kInvalidRequest));
+  CHECK(heard[2].error.job_id == "q-1");
+  REQUIRE(heard[2].error.index.has_value());
+  CHECK(*heard[2].error.index == 1);
+  CHECK(heard[2].error.message.find("already names a different request") != std::string::npos);
+
+  // bob's q-1 is another job: no conflict with alice's.
+  client::Client bob(broker.client_endpoint, keys.client("bob"));
+  bob.submit(job("q-1", {"echo", "two"}));
+  auto bob_accepted = bob.next(10s);
+  REQUIRE(bob_accepted);
+  CHECK(bob_accepted->kind == client::Event::Kind::kAccepted);
+
+  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 2, keys.worker_args());
+  auto done = next_final(alice, 30s);
+  REQUIRE(done);
+  REQUIRE(done->kind == client::Event::Kind::kResult);
+  CHECK(done->result.stdout_data == "one\n");
+  auto bob_done = next_final(bob, 30s);
+  REQUIRE(bob_done);
+  CHECK(bob_done->result.stdout_data == "two\n");
+
+  // Finished (and journaled): another request under q-1 is refused, the same one answered again.
+  alice.submit(job("q-1", {"echo", "three"}));
+  auto refused = next_final(alice, 10s);
+  REQUIRE(refused);
+  REQUIRE(refused->kind == client::Event::Kind::kError);
+  CHECK(refused->error.code == code_of(schemas::JobCode::kInvalidRequest));
+  CHECK(refused->error.message.find("already names a different request") != std::string::npos);
+  alice.submit(job("q-1", {"echo", "one"}));
+  auto again = next_final(alice, 10s);
+  REQUIRE(again);
+  REQUIRE(again->kind == client::Event::Kind::kResult);
+  CHECK(again->result.stdout_data == "one\n");
+}
+
+TEST_CASE(
+    "tenants: on a shared PostgreSQL queue two brokers keep tenants apart and refuse a conflicting "
+    "request, and a queue of schema 1 is upgraded to the local tenant's jobs") {
+  std::string why;
+  auto pg = PostgresServer::start(why);
+  // Not a skip: tools/install-deps.sh installs PostgreSQL, and CI runs this.
+  REQUIRE_MESSAGE(pg != nullptr, "no PostgreSQL server: " << why);
+  TempDir dir;
+  TenantKeys keys(dir);
+  auto shared = [&](const std::string& name) {
+    auto args = keys.broker_args();
+    args.resize(args.size() - 2);  // no --journal: the shared queue instead
+    args.insert(args.end(), {"--store", pg->url(), "--broker-name", name, "--heartbeat-ms", "100"});
+    return args;
+  };
+  auto a = start_broker(dir, shared("a"));
+  auto b = start_broker(dir, shared("b"));
+  auto wa = start_worker(dir, a.worker_endpoint, "w1", 2, keys.worker_args());
+  INFO(slurp(a.process->log() + ".err") << slurp(b.process->log() + ".err"));
+
+  client::Client alice(a.client_endpoint, keys.client("alice"));
+  client::Client bob(b.client_endpoint, keys.client("bob"));
+  alice.submit(job("pg-1", {"echo", "alice"}));
+  bob.submit(job("pg-1", {"echo", "bob"}));
+  auto ra = next_final(alice, 30s);
+  auto rb = next_final(bob, 30s);
+  REQUIRE(ra);
+  REQUIRE(rb);
+  REQUIRE(ra->kind == client::Event::Kind::kResult);
+  REQUIRE(rb->kind == client::Event::Kind::kResult);
+  CHECK(ra->result.stdout_data == "alice\n");
+  CHECK(rb->result.stdout_data == "bob\n");
+  CHECK(pg->sql("SELECT job_id FROM paddock_jobs ORDER BY 1") == "alice/pg-1\nbob/pg-1\n");
+
+  // Through the other broker: carol sees nothing, alice's other request under pg-1 is refused.
+  client::Client carol(b.client_endpoint, keys.client("carol"));
+  carol.fetch("pg-1");
+  auto unknown = next_final(carol, 10s);
+  REQUIRE(unknown);
+  CHECK(unknown->error.code == code_of(schemas::JobCode::kUnknownJob));
+  client::Client alice_b(b.client_endpoint, keys.client("alice-laptop"));
+  alice_b.submit(job("pg-1", {"echo", "other"}));
+  auto refused = next_final(alice_b, 10s);
+  REQUIRE(refused);
+  REQUIRE(refused->kind == client::Event::Kind::kError);
+  CHECK(refused->error.code == code_of(schemas::JobCode::kInvalidRequest));
+  CHECK(refused->error.message.find("already names a different request") != std::string::npos);
+
+  // A queue as a broker before tenants left it: schema 1, rows keyed by the job_id alone.
+  wa.reset();
+  a.process.reset();
+  b.process.reset();
+  pg->sql(
+      "DELETE FROM paddock_jobs WHERE job_id LIKE 'bob/%'; "
+      "UPDATE paddock_jobs SET job_id = substr(job_id, length('alice/') + 1); "
+      "DELETE FROM paddock_schema; INSERT INTO paddock_schema VALUES (1)");
+  auto plain = start_broker(dir, {"--store", pg->url(), "--broker-name", "plain"});
+  CHECK(pg->sql("SELECT max(version) FROM paddock_schema") == "2\n");
+  CHECK(pg->sql("SELECT job_id FROM paddock_jobs") == "local/pg-1\n");
+  client::Client local(plain.client_endpoint);  // no CURVE: the local tenant
+  local.fetch("pg-1");
+  auto old = next_final(local, 10s);
+  REQUIRE(old);
+  REQUIRE(old->kind == client::Event::Kind::kResult);
+  CHECK(old->result.stdout_data == "alice\n");
+}
