@@ -10,7 +10,7 @@ PACKAGES=(
   doctest-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev
   clang-14 libclang-rt-14-dev clang-format
   python3 python3-zmq python3-msgpack python3-yaml
-  procps iproute2 iptables libnl-3-dev libnl-route-3-dev
+  procps iproute2 iptables libnl-3-dev libnl-route-3-dev libtomlplusplus-dev
   shellcheck
   cpio gzip xz-utils zstd
   debootstrap e2fsprogs

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <stdexcept>
 
 #include "answers.h"
@@ -51,7 +53,7 @@ std::string Broker::client_endpoint() const { return loop_->client_endpoint; }
 std::string Broker::worker_endpoint() const { return loop_->worker_endpoint; }
 std::string Broker::metrics_address() const { return loop_->metrics_address; }
 std::string Broker::curve_public_key() const { return loop_->curve_public_key; }
-Stats Broker::run() { return loop_->run(stop_); }
+Stats Broker::run() { return loop_->run(stop_, reload_); }
 
 Broker::Loop::Loop(Options options, OpenedStorage storage)
     : options_(std::move(options)),
@@ -61,6 +63,13 @@ Broker::Loop::Loop(Options options, OpenedStorage storage)
 
 base::Status Broker::Loop::start() {
   now_ = Clock::now();  // the time of the jobs the store re-queues
+  if (!options_.tenants_file.empty()) {
+    auto policy = TenantPolicy::load(options_.tenants_file);
+    if (!policy) return std::move(policy).error();
+    tenants_ = std::move(policy).value();
+    spdlog::info("tenants file {}: {} tenant(s) named, defaults for the others",
+                 options_.tenants_file, tenants_.named());
+  }
   if (auto started = store_->start(); !started) return started;
   const std::string& key = options_.curve_secret_key;
   if (!key.empty()) {
@@ -148,7 +157,7 @@ base::Expected<Options> Broker::Loop::checked(Options options) {
   return options;
 }
 
-Stats Broker::Loop::run(const std::atomic<bool>& stop) {
+Stats Broker::Loop::run(const std::atomic<bool>& stop, std::atomic<bool>& reload) {
   spdlog::info("broker listening: clients on {}, workers on {} ({})", client_endpoint,
                worker_endpoint,
                curve_public_key.empty() ? "plaintext" : "CURVE, public key " + curve_public_key);
@@ -178,6 +187,7 @@ Stats Broker::Loop::run(const std::atomic<bool>& stop) {
   std::vector<zmq::message_t> frames;
   std::vector<std::string> retries;  // jobs whose backoff ended this turn
   while (!stop.load()) {
+    if (reload.exchange(false)) reload_tenants();
     zmq::pollitem_t items[6] = {{transport_->clients().handle(), 0, ZMQ_POLLIN, 0},
                                 {transport_->workers().handle(), 0, ZMQ_POLLIN, 0}};
     int n_items = 2;
@@ -493,6 +503,67 @@ void Broker::Loop::to_worker(const std::string& route, std::vector<std::string> 
   if (transport_->to_worker(route, parts) == wire::SendStatus::kUnreachable) {
     worker_gone(route, "is unreachable");
   }
+}
+
+void Broker::Loop::reload_tenants() {
+  if (options_.tenants_file.empty()) {
+    spdlog::info("reload: no --tenants file; every tenant has the defaults");
+    return;
+  }
+  auto policy = TenantPolicy::load(options_.tenants_file);
+  if (!policy) {
+    spdlog::error("reload: {}; the limits in force are kept", policy.error().message);
+    return;
+  }
+  tenants_ = std::move(policy).value();
+  spdlog::info("reloaded tenants file {}: {} tenant(s) named, defaults for the others",
+               options_.tenants_file, tenants_.named());
+}
+
+std::optional<std::vector<std::string>> Broker::Loop::admit(std::string_view tenant,
+                                                            const sc::JobRequest& request,
+                                                            uint32_t index, size_t queued_before) {
+  const TenantLimits& limits = tenants_.of(tenant);
+  const std::string job_id(key_job_id(request.job_id));
+  if (auto cap = check_caps(limits, tenant, request)) {
+    metrics_.refused(tenant, cap->field == "image" ? "images" : "max_" + cap->field);
+    return invalid_reply(job_id, cap->message, index);
+  }
+  auto refuse = [&](const char* limit, std::string message) {
+    ++stats_.rejected;
+    metrics_.refused(tenant, limit);
+    if (protocol_log_.allow()) spdlog::info("job '{}/{}' refused: {}", tenant, job_id, message);
+    return error_message(
+        job_error(job_id, sc::JobCode::kQuotaExceeded, std::move(message), 0, true),
+        sc::Command::kRejected);
+  };
+  const std::string who = "tenant '" + std::string(tenant) + "'";
+  if (life_.jobs().queued_of_tenant(tenant) + queued_before >= limits.max_queued) {
+    return refuse("max_queued", who + " has " + std::to_string(limits.max_queued) +
+                                    " jobs queued, its max_queued; retry when some have run");
+  }
+  if (limits.submit_rate > 0) {
+    auto [it, fresh] = buckets_.try_emplace(std::string(tenant));
+    Bucket& b = it->second;
+    if (fresh) {
+      b.tokens = static_cast<double>(limits.submit_burst);
+    } else {
+      const double elapsed = std::chrono::duration<double>(now_ - b.at).count();
+      b.tokens = std::min(static_cast<double>(limits.submit_burst),
+                          b.tokens + elapsed * limits.submit_rate);
+    }
+    b.at = now_;
+    if (b.tokens < 1) {
+      const auto wait_ms = static_cast<uint64_t>((1 - b.tokens) / limits.submit_rate * 1000) + 1;
+      char rate[32];
+      std::snprintf(rate, sizeof rate, "%g", limits.submit_rate);
+      return refuse("submit_rate", who + " is over its submit_rate (" + rate + " jobs/s, burst " +
+                                       std::to_string(limits.submit_burst) + "); retry in " +
+                                       std::to_string(wait_ms) + " ms");
+    }
+    b.tokens -= 1;
+  }
+  return std::nullopt;
 }
 
 void Broker::Loop::stop_on_worker(const std::string& worker, const std::string& job_id,

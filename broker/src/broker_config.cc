@@ -129,6 +129,10 @@ void add_options(CLI::App& app, Flags& f) {
                  "directory of NAME.pub files");
   app.add_option("--worker-allow", f.config.worker_allow,
                  "CURVE: the workers' public keys (a file or a directory, as --client-allow)");
+  app.add_option("--tenants", opt.tenants_file,
+                 "the operator's limits per tenant, a TOML file (broker/README.md, \"Tenants\"); "
+                 "read at start and again on SIGHUP")
+      ->check(CLI::ExistingFile);
   app.add_option("--local-tenant", opt.local_tenant,
                  "the tenant of every submitter when there is no CURVE (with CURVE a submitter's "
                  "tenant is its key's name on --client-allow)")

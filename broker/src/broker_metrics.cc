@@ -22,6 +22,11 @@ BrokerMetrics::BrokerMetrics(bool journal)
       failed_(registry.counter_family("paddock_broker_jobs_failed_total",
                                       "Jobs whose final answer was an ERROR, by variant and code.",
                                       {"variant", "code"})),
+      refused_(registry.counter_family(
+          "paddock_broker_tenant_refusals_total",
+          "Jobs refused at a limit of their tenant's (REJECTED 108, or ERROR 100 for a per-job "
+          "cap), by tenant and limit.",
+          {"tenant", "limit"})),
       queue_depth_(registry.gauge_family(
           "paddock_broker_queue_depth",
           "Jobs queued for a worker, by priority (beyond 32 priorities: \"other\").",
@@ -76,6 +81,11 @@ void BrokerMetrics::failed(uint32_t code, std::string_view variant) {
             : &failed_.with({std::string(variant), std::to_string(code)});
   }
   c->inc();
+}
+
+void BrokerMetrics::refused(std::string_view tenant, std::string_view limit) {
+  // Tenants are the allowlist's names (bounded by it), limits a fixed set: bounded series.
+  refused_.with({std::string(tenant), std::string(limit)}).inc();
 }
 
 void BrokerMetrics::publish(const Stats& stats, const LoopGauges& g) {

@@ -43,12 +43,16 @@ class BrokerMetrics {
   // A final ERROR answer: counted by its code and variant (the variant of a code's first failure
   // names it from then on).
   void failed(uint32_t code, std::string_view variant);
+  // A job of `tenant` refused at one of its limits (tenant_policy.h: "max_queued", "submit_rate",
+  // "max_vcpus", ..., "images").
+  void refused(std::string_view tenant, std::string_view limit);
   void publish(const Stats& stats, const LoopGauges& gauges);
 
  private:
   void publish_queue_depths(const std::map<int32_t, size_t>& by_priority);
 
   metrics::Family<metrics::Counter>& failed_;
+  metrics::Family<metrics::Counter>& refused_;
   std::array<metrics::Counter*, 128> failed_by_code_{};  // codes 0..127; others share the last
   metrics::Family<metrics::Gauge>& queue_depth_;
   std::map<int32_t, metrics::Gauge*> depth_by_priority_;

@@ -72,6 +72,7 @@ void Broker::Loop::on_submit(const std::string& route, std::string_view tenant,
   std::vector<JobStore::SubmitReply> replies(bodies.size());
   std::vector<Store::Answer> known_answers;  // of finished jobs submitted again
   std::vector<JobStore::NewJob> new_jobs;    // not held here: the store's to take
+  size_t admitted = 0;                       // of them, for the tenant's max_queued
   for (size_t i = 0; i < bodies.size(); ++i) {
     const auto body = bodies[i];
     auto request = sc::decode_job_request(body);
@@ -95,6 +96,12 @@ void Broker::Loop::on_submit(const std::string& route, std::string_view tenant,
       replies[i].accepted = std::move(job_id);
       continue;
     }
+    // Not held here: within its tenant's limits (tenant_policy.h), or refused.
+    if (auto refused = admit(tenant, *request, static_cast<uint32_t>(i), admitted)) {
+      replies[i].message = std::move(*refused);
+      continue;
+    }
+    ++admitted;
     new_jobs.push_back(JobStore::NewJob{std::move(request.value()), body, i});
   }
   if (!new_jobs.empty()) store_->submit(route, new_jobs, replies, known_answers);

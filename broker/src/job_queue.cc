@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "tenancy.h"
+
 namespace paddock::broker {
 
 void Routes::submitted(const std::string& route) {
@@ -67,6 +69,12 @@ void JobQueue::enqueue(Job& job) {
   by_image_[job.request.image].emplace(key_of(job), &job);
   ++queued_;
   ++by_priority_[job.request.priority];
+  const auto tenant = key_tenant(job.request.job_id);
+  if (auto t = by_tenant_.find(tenant); t != by_tenant_.end()) {
+    ++t->second;
+  } else {
+    by_tenant_.emplace(std::string(tenant), 1);
+  }
   if (job.request.deadline_ms != 0) ++with_deadline_;
 }
 
@@ -82,6 +90,8 @@ void JobQueue::dequeued(const Job& job) {
   auto it = by_priority_.find(job.request.priority);
   if (it != by_priority_.end() && --it->second == 0) by_priority_.erase(it);
   if (job.request.deadline_ms != 0) --with_deadline_;
+  auto t = by_tenant_.find(key_tenant(job.request.job_id));
+  if (t != by_tenant_.end() && --t->second == 0) by_tenant_.erase(t);
 }
 
 const std::string* JobQueue::next_image(const std::vector<std::string>& skip) const {

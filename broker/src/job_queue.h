@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -116,6 +117,11 @@ class JobQueue {
   }
   // Queued jobs per priority (priorities with none are absent).
   const std::map<int32_t, size_t>& queued_by_priority() const { return by_priority_; }
+  // Queued jobs of one tenant (tenancy.h: the tenant of their keys).
+  size_t queued_of_tenant(std::string_view tenant) const {
+    auto it = by_tenant_.find(tenant);
+    return it == by_tenant_.end() ? 0 : it->second;
+  }
 
   Job* find(const std::string& job_id);
   const Job* find(const std::string& job_id) const;
@@ -152,8 +158,9 @@ class JobQueue {
   size_t with_deadline_ = 0;  // queued jobs that have a deadline; skips the scan when 0
   size_t queued_ = 0;
   std::unordered_map<std::string, Job> jobs_;
-  std::unordered_map<std::string, Order> by_image_;  // images with queued jobs only
-  std::map<int32_t, size_t> by_priority_;            // of order_
+  std::unordered_map<std::string, Order> by_image_;       // images with queued jobs only
+  std::map<int32_t, size_t> by_priority_;                 // of order_
+  std::map<std::string, size_t, std::less<>> by_tenant_;  // tenants with queued jobs only
 };
 
 }  // namespace paddock::broker

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -31,6 +32,7 @@
 #include "paddock/metrics/http_server.h"
 #include "paddock/schemas/codes.h"
 #include "paddock/schemas/frames.h"
+#include "tenant_policy.h"
 #include "timer_queue.h"
 #include "transport.h"
 #include "worker_registry.h"
@@ -50,7 +52,7 @@ class Broker::Loop final : private LoopHost {
   // metrics server if asked; a Failure naming what could not be done.
   base::Status start();
 
-  Stats run(const std::atomic<bool>& stop);
+  Stats run(const std::atomic<bool>& stop, std::atomic<bool>& reload);
 
   zmq::context_t context{1};
   std::string client_endpoint;
@@ -92,6 +94,14 @@ class Broker::Loop final : private LoopHost {
                                          std::optional<uint32_t> index);
   void reply_invalid(const std::string& route, std::string job_id, const std::string& message,
                      std::optional<uint32_t> index = std::nullopt);
+  // Whether a new job of `tenant` (not held) may be queued under its limits (tenant_policy.h):
+  // nullopt, or the reply that refuses it (REJECTED 108, or ERROR 100 for a per-job cap).
+  // `queued_before`: its tenant's jobs accepted earlier in the same SUBMIT.
+  std::optional<std::vector<std::string>> admit(std::string_view tenant,
+                                                const schemas::JobRequest& request, uint32_t index,
+                                                size_t queued_before);
+  // Reads Options::tenants_file again (Broker::reload()).
+  void reload_tenants();
 
   // worker_side.cc
   // `first`: the message's first frame after the routing id (its connection's properties).
@@ -139,6 +149,13 @@ class Broker::Loop final : private LoopHost {
   std::vector<std::pair<std::string, std::vector<std::string>>> outbox_;
   // Chosen once, here; before metrics_, which asks it what to show.
   std::unique_ptr<JobStore> store_;
+  // Tenants: the operator's limits, and each tenant's submit-rate bucket (tokens, last refill).
+  TenantPolicy tenants_;
+  struct Bucket {
+    double tokens = 0;
+    Clock::time_point at{};
+  };
+  std::map<std::string, Bucket, std::less<>> buckets_;
   BrokerMetrics metrics_;
   bool publish_pending_ = false;    // something happened since the last publish_metrics()
   Clock::time_point next_publish_;  // the rate limit: not before (TimerQueue::Kind::kMetrics wakes)

@@ -2,13 +2,25 @@
 // becomes a BrokerConfig (broker_config.h), the config a Broker.
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <csignal>
+
 #include "broker_config.h"
 #include "paddock/daemon/daemon.h"
 
 using namespace paddock;
 
+namespace {
+// SIGHUP: the broker reads its --tenants file again (Broker::reload() only sets an atomic flag).
+std::atomic<broker::Broker*> g_broker{nullptr};
+extern "C" void on_reload_signal(int) {
+  if (broker::Broker* b = g_broker.load()) b->reload();
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   daemon::install_stop_signals();  // first: a signal while starting is kept, not fatal
+  std::signal(SIGHUP, SIG_IGN);    // until the broker exists (it reads its files at start anyway)
   auto parsed = broker::parse_broker_args(argc, argv);
   if (!parsed.ok()) return daemon::report(parsed.error());
   broker::BrokerConfig config = std::move(parsed).value();
@@ -37,6 +49,8 @@ int main(int argc, char** argv) {
   }
   broker::Broker& broker = **opened;
   daemon::StopTarget stop([](void* b) { static_cast<broker::Broker*>(b)->stop(); }, &broker);
+  g_broker.store(&broker);
+  std::signal(SIGHUP, on_reload_signal);
   if (!config.ready_file.empty()) {
     nlohmann::json ready = {{"client", broker.client_endpoint()},
                             {"worker", broker.worker_endpoint()}};
@@ -47,5 +61,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  return broker.run().journal_failed ? 1 : 0;
+  const int code = broker.run().journal_failed ? 1 : 0;
+  g_broker.store(nullptr);
+  return code;
 }

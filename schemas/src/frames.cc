@@ -66,6 +66,8 @@ std::string_view job_code_name(uint32_t code) {
       return "UnknownImage";
     case JobCode::kJournalDamaged:
       return "JournalDamaged";
+    case JobCode::kQuotaExceeded:
+      return "QuotaExceeded";
   }
   return "Unknown";
 }

@@ -2,13 +2,17 @@
 // of its CURVE key on the broker's client allowlist. job_ids are scoped per tenant: two tenants use
 // one job_id without meeting, another tenant's job is indistinguishable from one that does not
 // exist (FETCH and CANCEL answer 105), several keys of one name are one tenant, and a job_id
-// submitted again with a different request is refused (ERROR 100), held or finished.
+// submitted again with a different request is refused (ERROR 100), held or finished; and the
+// operator's limits per tenant (--tenants, reloaded on SIGHUP) refuse what is past them.
 #include <doctest/doctest.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
+#include "dashboard_probe.h"
 #include "harness.h"
+#include "ledger.h"
 #include "paddock/client/curve.h"
 #include "paddock/schemas/codes.h"
 #include "postgres_server.h"
@@ -240,4 +244,120 @@ TEST_CASE(
   REQUIRE(old);
   REQUIRE(old->kind == client::Event::Kind::kResult);
   CHECK(old->result.stdout_data == "alice\n");
+}
+
+namespace {
+
+// Events until `n` of them came (or 10 s passed).
+std::vector<client::Event> next_events(client::Client& c, size_t n) {
+  std::vector<client::Event> out;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (out.size() < n && std::chrono::steady_clock::now() < deadline) {
+    if (auto ev = c.next(100ms)) out.push_back(*ev);
+  }
+  return out;
+}
+
+std::vector<schemas::JobRequest> jobs_named(const std::string& prefix, int n) {
+  std::vector<schemas::JobRequest> out;
+  for (int i = 0; i < n; ++i) out.push_back(job(prefix + std::to_string(i), {"true"}));
+  return out;
+}
+
+void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+}  // namespace
+
+TEST_CASE(
+    "tenants: the operator's limits refuse past them per tenant (queued jobs, submit rate, per-job "
+    "caps, images), are counted by limit, and a SIGHUP reloads them") {
+  TempDir dir;
+  TenantKeys keys(dir);
+  const std::string policy = dir.path() + "/tenants.toml";
+  write_file(policy,
+             "[defaults]\nmax_queued = 100\n\n"
+             "[tenants.alice]\nmax_queued = 3\n\n"
+             "[tenants.bob]\nmax_vcpus = 2\nimages = [\"default\"]\n\n"
+             "[tenants.carol]\nsubmit_rate = 0.01\nsubmit_burst = 2\n");
+  auto args = keys.broker_args();
+  args.insert(args.end(), {"--tenants", policy, "--metrics-address", "127.0.0.1:0"});
+  auto broker = start_broker(dir, args);  // no worker: accepted jobs stay queued
+  INFO(slurp(broker.process->log() + ".err"));
+
+  // alice: 3 queued at most; the 4th and 5th are REJECTED 108, retryable, naming the limit.
+  client::Client alice(broker.client_endpoint, keys.client("alice"));
+  alice.submit(jobs_named("a-", 5));
+  auto heard = next_events(alice, 3);
+  REQUIRE(heard.size() == 3);
+  CHECK(heard[0].kind == client::Event::Kind::kAccepted);
+  CHECK(heard[0].accepted_ids.size() == 3);
+  for (int i = 1; i < 3; ++i) {
+    REQUIRE(heard[i].kind == client::Event::Kind::kRejected);
+    CHECK(heard[i].error.code == code_of(schemas::JobCode::kQuotaExceeded));
+    CHECK(heard[i].error.variant == "QuotaExceeded");
+    CHECK(heard[i].error.retryable);
+    CHECK(heard[i].error.job_id == "a-" + std::to_string(i + 2));
+    CHECK(heard[i].error.message.find("max_queued") != std::string::npos);
+    CHECK(heard[i].error.message.find("3 jobs queued") != std::string::npos);
+  }
+
+  // bob: a job over a per-job cap, or for an image not his, is ERROR 100 naming the field.
+  client::Client bob(broker.client_endpoint, keys.client("bob"));
+  auto big = job("b-big", {"true"});
+  big.vcpus = 4;
+  auto py = job("b-py", {"true"});
+  py.image = "python";
+  bob.submit(std::vector<schemas::JobRequest>{big, py, job("b-ok", {"true"})});
+  auto bobs = next_events(bob, 3);
+  REQUIRE(bobs.size() == 3);
+  REQUIRE(bobs[0].kind == client::Event::Kind::kError);
+  CHECK(bobs[0].error.code == code_of(schemas::JobCode::kInvalidRequest));
+  CHECK(bobs[0].error.message == "vcpus: 4 is over tenant 'bob''s max_vcpus (2)");
+  REQUIRE(bobs[1].kind == client::Event::Kind::kError);
+  CHECK(bobs[1].error.message == "image: 'python' is not among tenant 'bob''s images (default)");
+  CHECK(bobs[2].kind == client::Event::Kind::kAccepted);
+
+  // carol: a burst of 2, then a rate far below the test's pace.
+  client::Client carol(broker.client_endpoint, keys.client("carol"));
+  carol.submit(jobs_named("c-", 4));
+  auto carols = next_events(carol, 3);
+  REQUIRE(carols.size() == 3);
+  CHECK(carols[0].accepted_ids.size() == 2);
+  for (int i = 1; i < 3; ++i) {
+    REQUIRE(carols[i].kind == client::Event::Kind::kRejected);
+    CHECK(carols[i].error.message.find("submit_rate (0.01 jobs/s, burst 2)") != std::string::npos);
+  }
+
+  // Counted by tenant and limit.
+  const auto metrics = http_get(broker.metrics_address, "/metrics").body;
+  CHECK(metrics.find(
+            "paddock_broker_tenant_refusals_total{tenant=\"alice\",limit=\"max_queued\"} 2") !=
+        std::string::npos);
+  CHECK(
+      metrics.find("paddock_broker_tenant_refusals_total{tenant=\"bob\",limit=\"max_vcpus\"} 1") !=
+      std::string::npos);
+  CHECK(metrics.find("paddock_broker_tenant_refusals_total{tenant=\"bob\",limit=\"images\"} 1") !=
+        std::string::npos);
+  CHECK(metrics.find(
+            "paddock_broker_tenant_refusals_total{tenant=\"carol\",limit=\"submit_rate\"} 2") !=
+        std::string::npos);
+
+  // A file that does not read keeps the limits in force; a good one replaces them.
+  write_file(policy, "[tenants.alice]\nmax_queud = 10\n");
+  broker.process->signal(SIGHUP);
+  wait_for_log(broker, "the limits in force are kept", 10s);
+  CHECK(slurp(broker.process->log() + ".err").find("tenants.alice.max_queud: unknown key") !=
+        std::string::npos);
+  alice.submit(job("a-5", {"true"}));
+  auto still = next_events(alice, 1);
+  REQUIRE(still.size() == 1);
+  CHECK(still[0].kind == client::Event::Kind::kRejected);
+  write_file(policy, "[tenants.alice]\nmax_queued = 10\n");
+  broker.process->signal(SIGHUP);
+  wait_for_log(broker, "reloaded tenants file", 10s);
+  alice.submit(job("a-6", {"true"}));
+  auto now_ok = next_events(alice, 1);
+  REQUIRE(now_ok.size() == 1);
+  CHECK(now_ok[0].kind == client::Event::Kind::kAccepted);
+  CHECK(broker.process->running());
 }

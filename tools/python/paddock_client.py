@@ -93,6 +93,7 @@ CODES = {
     105: "UnknownJob",
     106: "UnknownImage",
     107: "JournalDamaged",
+    108: "QuotaExceeded",
 }
 
 # Codes that are retryable as a rule (PROTOCOL.md, "retryable"). Only a rule: the runtime decides by

@@ -82,6 +82,9 @@ struct Options {
   bool allow_plaintext = false;
   // The tenant of every submitter without CURVE (schemas::valid_tenant).
   std::string local_tenant = "local";
+  // The operator's limits per tenant, a TOML file (broker/README.md, "Tenants"), read at start
+  // (a Failure if it does not read) and again by reload(); "": the defaults for every tenant.
+  std::string tenants_file;
 };
 
 struct Stats {
@@ -128,12 +131,16 @@ class Broker {
   // Runs the loop until stop() is called. Returns the counters.
   Stats run();
   void stop() { stop_.store(true); }
+  // Reads Options::tenants_file again at the loop's next turn (async-signal-safe: SIGHUP). A file
+  // that does not read keeps the limits in force, and the broker logs why.
+  void reload() { reload_.store(true); }
 
  private:
   class Loop;
   explicit Broker(std::unique_ptr<Loop> loop);
   std::unique_ptr<Loop> loop_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> reload_{false};
 };
 
 }  // namespace paddock::broker
