@@ -147,17 +147,18 @@ void EmbeddedStore::submit(const std::string& route, std::vector<NewJob>& jobs,
       // Finished before (this broker or an earlier one): its stored answer, never a second run;
       // unless the job_id named another request then. (A stored request that fails its checksum
       // reads as empty: its answer, JournalDamaged, says so.)
-      if (auto before = journal_->stored(id); before && before->answer) {
-        if (!before->request.empty() && !same_request(job.body, job.request, before->request)) {
+      if (auto known_answer = journal_->answer_of(id)) {
+        // Rare (a finished job submitted again), so its request is read only then.
+        if (auto before = journal_->stored(id);
+            before && !before->request.empty() &&
+            !same_request(job.body, job.request, before->request)) {
           reply.message = error_message(conflict_error(job_id, job.index));
           ++stats.invalid;
           continue;
         }
-        if (auto known_answer = journal_->answer_of(id)) {
-          reply.accepted = job_id;
-          known_answers.push_back(std::move(*known_answer));
-          continue;
-        }
+        reply.accepted = job_id;
+        known_answers.push_back(std::move(*known_answer));
+        continue;
       }
     }
     if (held.size() >= options.max_queue) {
