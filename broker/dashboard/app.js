@@ -117,6 +117,12 @@ function overviewPage(o) {
   const priorities = o.queue.by_priority.map(p =>
       el("tr", { "data-priority": p.priority }, el("td", { text: p.priority }),
          el("td", { class: "num", text: fmtNumber(p.queued) })));
+  const tenants = (o.queue.by_tenant || []).map(t =>
+      el("tr", { "data-tenant": t.tenant }, el("td", { text: t.tenant }),
+         el("td", { class: "num", text: fmtNumber(t.queued) }),
+         el("td", { class: "num", text: fmtNumber(t.running) }),
+         el("td", { class: "num", text: fmtNumber(t.completed) }),
+         el("td", { class: "num", text: fmtNumber(t.failed) })));
   const errors = o.errors.map(e =>
       el("tr", { "data-variant": e.variant, "data-code": e.code },
          el("td", { text: e.variant }), el("td", { class: "num", text: e.code }),
@@ -147,6 +153,10 @@ function overviewPage(o) {
           table(["priority", { label: "queued", num: true }], priorities, "priority-table", "nothing queued")),
        el("div", {}, el("h2", { text: "Errors by variant" }),
           table(["variant", { label: "code", num: true }, { label: "jobs", num: true }], errors, "errors-table", "no errors"))),
+    el("h2", { text: "Tenants" }),
+    table(["tenant", { label: "queued", num: true }, { label: "running", num: true },
+           { label: "completed", num: true }, { label: "failed", num: true }],
+          tenants, "tenants-table", "no jobs yet"),
   ];
 }
 

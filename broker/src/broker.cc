@@ -70,6 +70,11 @@ base::Status Broker::Loop::start() {
     spdlog::info("tenants file {}: {} tenant(s) named, defaults for the others",
                  options_.tenants_file, tenants_.named());
   }
+  // Dispatch shares (job_queue.h): the policy in force when asked; reload_tenants() asks again.
+  life_.jobs().set_shares([this](std::string_view tenant) {
+    const TenantLimits& l = tenants_.of(tenant);
+    return TenantShare{l.weight, l.max_running};
+  });
   if (auto started = store_->start(); !started) return started;
   const std::string& key = options_.curve_secret_key;
   if (!key.empty()) {
@@ -456,6 +461,7 @@ void Broker::Loop::worker_gone(const std::string& route, const char* why) {
 void Broker::Loop::answer(const Job& job, sc::Command command, const std::string& body,
                           const sc::JobResult* result, const sc::JobError* error) {
   metrics_.job_latency.observe(now_ - job.accepted_at);
+  metrics_.answered(key_tenant(job.request.job_id), command == sc::Command::kResult);
   if (dashboard_) dashboard_->answered(job, result, error, now_, now_unix_ms());
   store_->answer(job, command, body);
 }
@@ -516,6 +522,7 @@ void Broker::Loop::reload_tenants() {
     return;
   }
   tenants_ = std::move(policy).value();
+  life_.jobs().refresh_shares();
   spdlog::info("reloaded tenants file {}: {} tenant(s) named, defaults for the others",
                options_.tenants_file, tenants_.named());
 }
@@ -605,6 +612,7 @@ void Broker::Loop::publish_metrics() {
   g.running = totals.jobs;
   g.workers = registry_.size();
   g.credits = totals.credits;
+  g.jobs = &life_.jobs();
   metrics_.publish(stats_, g);
   publish_pending_ = false;
   next_publish_ = now_ + BrokerMetrics::kPublishInterval;

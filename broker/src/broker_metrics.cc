@@ -27,6 +27,15 @@ BrokerMetrics::BrokerMetrics(bool journal)
           "Jobs refused at a limit of their tenant's (REJECTED 108, or ERROR 100 for a per-job "
           "cap), by tenant and limit.",
           {"tenant", "limit"})),
+      answered_(registry.counter_family(
+          "paddock_broker_tenant_jobs_answered_total",
+          "Jobs answered, by tenant and outcome (result: a RESULT, whatever the exit code; error: "
+          "an ERROR).",
+          {"tenant", "outcome"})),
+      tenant_jobs_(registry.gauge_family(
+          "paddock_broker_tenant_jobs",
+          "Jobs of a tenant held now, by state (queued: waiting for a worker; running: on one).",
+          {"tenant", "state"})),
       queue_depth_(registry.gauge_family(
           "paddock_broker_queue_depth",
           "Jobs queued for a worker, by priority (beyond 32 priorities: \"other\").",
@@ -88,7 +97,36 @@ void BrokerMetrics::refused(std::string_view tenant, std::string_view limit) {
   refused_.with({std::string(tenant), std::string(limit)}).inc();
 }
 
+BrokerMetrics::TenantSeries& BrokerMetrics::series(std::string_view tenant) {
+  // Tenants are the allowlist's names (bounded by it): bounded series, kept once seen.
+  auto it = tenants_.find(tenant);
+  if (it != tenants_.end()) return it->second;
+  const std::string t(tenant);
+  TenantSeries s{&answered_.with({t, "result"}), &answered_.with({t, "error"}),
+                 &tenant_jobs_.with({t, "queued"}), &tenant_jobs_.with({t, "running"})};
+  return tenants_.emplace(t, s).first->second;
+}
+
+void BrokerMetrics::answered(std::string_view tenant, bool result) {
+  TenantSeries& s = series(tenant);
+  (result ? s.results : s.errors)->inc();
+}
+
+void BrokerMetrics::publish_tenants(const JobQueue& jobs) {
+  // Tenants with nothing held are absent from the queue: their gauges go to 0.
+  for (auto& [name, s] : tenants_) {
+    s.queued->set(0);
+    s.running->set(0);
+  }
+  jobs.for_each_tenant([&](std::string_view tenant, size_t queued, size_t running) {
+    TenantSeries& s = series(tenant);
+    s.queued->set(static_cast<double>(queued));
+    s.running->set(static_cast<double>(running));
+  });
+}
+
 void BrokerMetrics::publish(const Stats& stats, const LoopGauges& g) {
+  if (g.jobs != nullptr) publish_tenants(*g.jobs);
   for (const auto& m : mirrored_) {
     m.counter->inc(stats.*m.field - published_.*m.field);
   }

@@ -13,6 +13,7 @@
 #include <map>
 #include <string_view>
 
+#include "job_queue.h"
 #include "paddock/broker/broker.h"
 #include "paddock/metrics/metrics.h"
 
@@ -24,7 +25,8 @@ struct LoopGauges {
   size_t held = 0;
   size_t running = 0;  // on workers
   size_t workers = 0;
-  size_t credits = 0;  // slots the workers granted and the broker has not used
+  size_t credits = 0;              // slots the workers granted and the broker has not used
+  const JobQueue* jobs = nullptr;  // its tenants' queued and running jobs
 };
 
 class BrokerMetrics {
@@ -46,13 +48,26 @@ class BrokerMetrics {
   // A job of `tenant` refused at one of its limits (tenant_policy.h: "max_queued", "submit_rate",
   // "max_vcpus", ..., "images").
   void refused(std::string_view tenant, std::string_view limit);
+  // A job of `tenant` answered: a RESULT (`result`) or an ERROR.
+  void answered(std::string_view tenant, bool result);
   void publish(const Stats& stats, const LoopGauges& gauges);
 
  private:
   void publish_queue_depths(const std::map<int32_t, size_t>& by_priority);
+  void publish_tenants(const JobQueue& jobs);
 
   metrics::Family<metrics::Counter>& failed_;
   metrics::Family<metrics::Counter>& refused_;
+  metrics::Family<metrics::Counter>& answered_;
+  metrics::Family<metrics::Gauge>& tenant_jobs_;
+  struct TenantSeries {
+    metrics::Counter* results = nullptr;
+    metrics::Counter* errors = nullptr;
+    metrics::Gauge* queued = nullptr;
+    metrics::Gauge* running = nullptr;
+  };
+  TenantSeries& series(std::string_view tenant);
+  std::map<std::string, TenantSeries, std::less<>> tenants_;
   std::array<metrics::Counter*, 128> failed_by_code_{};  // codes 0..127; others share the last
   metrics::Family<metrics::Gauge>& queue_depth_;
   std::map<int32_t, metrics::Gauge*> depth_by_priority_;

@@ -42,8 +42,7 @@ JobLife::Outcome JobLife::outcome(const std::string& worker, const std::string& 
     o.kind = Outcome::Kind::kRetry;
     o.delay = retry_backoff(held->attempt, policy_.retry_base_ms, policy_.retry_cap_ms, jitter);
     ++held->attempt;
-    held->state = Job::State::kWaiting;
-    held->worker.clear();
+    jobs_.wait(*held);
     return o;
   }
   o.kind = Outcome::Kind::kAnswer;

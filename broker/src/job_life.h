@@ -55,10 +55,15 @@ class JobLife {
   const JobQueue& jobs() const { return jobs_; }
   const LifePolicy& policy() const { return policy_; }
   // Forgets every job held (a shared-queue broker whose turn failed: the queue gives them back).
-  void reset() { jobs_ = JobQueue(); }
+  void reset() {
+    auto shares = jobs_.shares();
+    jobs_ = JobQueue();
+    jobs_.set_shares(std::move(shares));
+  }
 
   // --- dispatch
-  // The next queued job of `image` (priority, then age), now kRunning on `worker`; nullptr if none.
+  // The next queued job of `image` (its tenant by fair share, then priority and age), now kRunning
+  // on `worker`; nullptr if none.
   // Whether its deadline passed is the caller's question (expired()); if so it ends it (finish()).
   Job* start(const std::string& image, const std::string& worker) {
     return jobs_.pop_next(image, worker);

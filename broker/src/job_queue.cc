@@ -43,6 +43,29 @@ QueuedRequest QueuedRequest::of(const schemas::JobRequest& request, std::string 
                        request.deadline_ms, request.timeout_ms, std::move(encoded)};
 }
 
+size_t JobQueue::queued_of_tenant(std::string_view tenant) const {
+  auto it = tenants_.find(tenant);
+  return it == tenants_.end() ? 0 : it->second.queued;
+}
+
+size_t JobQueue::running_of_tenant(std::string_view tenant) const {
+  auto it = tenants_.find(tenant);
+  return it == tenants_.end() ? 0 : it->second.running;
+}
+
+void JobQueue::set_shares(ShareOf share_of) {
+  share_of_ = std::move(share_of);
+  refresh_shares();
+}
+
+void JobQueue::refresh_shares() {
+  for (auto& [name, t] : tenants_) {
+    unlist(t);
+    t.share = share_of_ ? share_of_(name) : TenantShare{};
+    list(t, /*lift=*/true);
+  }
+}
+
 Job* JobQueue::find(const std::string& job_id) {
   auto it = jobs_.find(job_id);
   return it == jobs_.end() ? nullptr : &it->second;
@@ -65,73 +88,141 @@ Job& JobQueue::push(QueuedRequest request, std::string route, Clock::time_point 
   return it->second;
 }
 
-void JobQueue::enqueue(Job& job) {
-  by_image_[job.request.image].emplace(key_of(job), &job);
-  ++queued_;
-  ++by_priority_[job.request.priority];
-  const auto tenant = key_tenant(job.request.job_id);
-  if (auto t = by_tenant_.find(tenant); t != by_tenant_.end()) {
-    ++t->second;
-  } else {
-    by_tenant_.emplace(std::string(tenant), 1);
+JobQueue::Tenant& JobQueue::tenant_of(const Job& job) {
+  const auto name = key_tenant(job.request.job_id);
+  auto it = tenants_.find(name);
+  if (it == tenants_.end()) {
+    it = tenants_.emplace(std::string(name), Tenant{}).first;
+    Tenant& t = it->second;
+    t.name = it->first;
+    t.vtime = vnow_;
+    if (share_of_) t.share = share_of_(name);
   }
+  return it->second;
+}
+
+void JobQueue::list(Tenant& t, bool lift) {
+  if (t.listed || t.queued == 0 || t.running >= t.share.max_running) return;
+  if (lift) t.vtime = std::max(t.vtime, vnow_);
+  t.listed = true;
+  t.listed_at = t.vtime;
+  ready_.insert(Ready{t.vtime, t.name, &t});
+}
+
+void JobQueue::unlist(Tenant& t) {
+  if (!t.listed) return;
+  ready_.erase(Ready{t.listed_at, t.name, &t});
+  t.listed = false;
+}
+
+void JobQueue::drop_if_idle(Tenant& t) {
+  if (t.queued != 0 || t.running != 0) return;
+  unlist(t);
+  tenants_.erase(tenants_.find(t.name));  // `t` is gone
+}
+
+void JobQueue::enqueue(Job& job) {
+  Tenant& t = tenant_of(job);
+  t.images[job.request.image].emplace(key_of(job), &job);
+  ++t.queued;
+  list(t, /*lift=*/true);
+  ++queued_;
+  ++by_image_[job.request.image];
+  ++by_priority_[job.request.priority];
   if (job.request.deadline_ms != 0) ++with_deadline_;
 }
 
 void JobQueue::unqueue(const Job& job) {
-  auto it = by_image_.find(job.request.image);
-  if (it == by_image_.end() || it->second.erase(key_of(job)) == 0) return;
-  if (it->second.empty()) by_image_.erase(it);
-  dequeued(job);
+  auto t = tenants_.find(key_tenant(job.request.job_id));
+  if (t == tenants_.end()) return;
+  auto it = t->second.images.find(job.request.image);
+  if (it == t->second.images.end() || it->second.erase(key_of(job)) == 0) return;
+  if (it->second.empty()) t->second.images.erase(it);
+  dequeued(t->second, job);
+  drop_if_idle(t->second);
 }
 
-void JobQueue::dequeued(const Job& job) {
+// A queued job left its tenant's queue (REQUIRES: taken out of its Order already).
+void JobQueue::dequeued(Tenant& t, const Job& job) {
   --queued_;
+  if (auto it = by_image_.find(job.request.image); it != by_image_.end() && --it->second == 0) {
+    by_image_.erase(it);
+  }
   auto it = by_priority_.find(job.request.priority);
   if (it != by_priority_.end() && --it->second == 0) by_priority_.erase(it);
   if (job.request.deadline_ms != 0) --with_deadline_;
-  auto t = by_tenant_.find(key_tenant(job.request.job_id));
-  if (t != by_tenant_.end() && --t->second == 0) by_tenant_.erase(t);
+  unlist(t);
+  --t.queued;
+  list(t, /*lift=*/false);
+}
+
+void JobQueue::stopped_running(const Job& job) {
+  auto it = tenants_.find(key_tenant(job.request.job_id));
+  if (it == tenants_.end()) return;
+  Tenant& t = it->second;
+  if (t.running > 0) --t.running;
+  list(t, /*lift=*/true);  // below its cap again: back at the current virtual time
+  drop_if_idle(t);
 }
 
 const std::string* JobQueue::next_image(const std::vector<std::string>& skip) const {
-  const std::string* best = nullptr;
-  const Key* best_key = nullptr;
-  for (const auto& [image, order] : by_image_) {
-    if (std::find(skip.begin(), skip.end(), image) != skip.end()) continue;
-    const Key& head = order.begin()->first;
-    if (best_key == nullptr || head < *best_key) {
-      best = &image;
-      best_key = &head;
+  for (const Ready& r : ready_) {
+    const std::string* best = nullptr;
+    const Key* best_key = nullptr;
+    for (const auto& [image, order] : r.tenant->images) {
+      if (std::find(skip.begin(), skip.end(), image) != skip.end()) continue;
+      const Key& head = order.begin()->first;
+      if (best_key == nullptr || head < *best_key) {
+        best = &image;
+        best_key = &head;
+      }
     }
+    if (best != nullptr) return best;
   }
-  return best;
+  return nullptr;
 }
 
 Job* JobQueue::pop_next(const std::string& image, const std::string& worker) {
-  auto queue = by_image_.find(image);
-  if (queue == by_image_.end()) return nullptr;
-  auto first = queue->second.begin();
-  Job& job = *first->second;
-  queue->second.erase(first);
-  if (queue->second.empty()) by_image_.erase(queue);  // `image` may refer to the erased key
-  dequeued(job);
-  job.state = Job::State::kRunning;
-  job.worker = worker;
-  return &job;
+  for (const Ready& r : ready_) {
+    Tenant& t = *r.tenant;
+    auto queue = t.images.find(image);
+    if (queue == t.images.end()) continue;
+    auto first = queue->second.begin();
+    Job& job = *first->second;
+    queue->second.erase(first);
+    if (queue->second.empty()) t.images.erase(queue);  // `image` may refer to the erased key
+    // The dispatch to t: the virtual time is its, and its own advances by its weight's step.
+    unlist(t);
+    vnow_ = std::max(vnow_, t.vtime);
+    t.vtime += 1.0 / t.share.weight;
+    ++t.running;
+    dequeued(t, job);  // lists it again if it may still be dispatched to
+    job.state = Job::State::kRunning;
+    job.worker = worker;
+    return &job;
+  }
+  return nullptr;
 }
 
 void JobQueue::requeue(Job& job) {
+  if (job.state == Job::State::kRunning) stopped_running(job);
   job.state = Job::State::kQueued;
   job.worker.clear();
   job.cancel_requested = false;
   enqueue(job);
 }
 
+void JobQueue::wait(Job& job) {
+  if (job.state == Job::State::kRunning) stopped_running(job);
+  job.state = Job::State::kWaiting;
+  job.worker.clear();
+}
+
 std::optional<Job> JobQueue::remove(const std::string& job_id) {
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return std::nullopt;
   if (it->second.state == Job::State::kQueued) unqueue(it->second);
+  if (it->second.state == Job::State::kRunning) stopped_running(it->second);
   Job job = std::move(it->second);
   jobs_.erase(it);
   return job;
@@ -141,10 +232,12 @@ std::vector<Job> JobQueue::take_expired(uint64_t now_unix_ms) {
   std::vector<Job> expired;
   if (with_deadline_ == 0) return expired;
   std::vector<std::string> ids;
-  for (const auto& [image, order] : by_image_) {
-    for (const auto& [key, job] : order) {
-      const auto& r = job->request;
-      if (r.deadline_ms != 0 && r.deadline_ms <= now_unix_ms) ids.push_back(r.job_id);
+  for (const auto& [name, t] : tenants_) {
+    for (const auto& [image, order] : t.images) {
+      for (const auto& [key, job] : order) {
+        const auto& r = job->request;
+        if (r.deadline_ms != 0 && r.deadline_ms <= now_unix_ms) ids.push_back(r.job_id);
+      }
     }
   }
   for (const auto& id : ids) expired.push_back(*remove(id));
@@ -153,10 +246,12 @@ std::vector<Job> JobQueue::take_expired(uint64_t now_unix_ms) {
 
 std::vector<Job> JobQueue::take_image(const std::string& image) {
   std::vector<Job> taken;
-  auto queue = by_image_.find(image);
-  if (queue == by_image_.end()) return taken;
   std::vector<std::string> ids;
-  for (const auto& [key, job] : queue->second) ids.push_back(job->request.job_id);
+  for (const auto& [name, t] : tenants_) {
+    auto queue = t.images.find(image);
+    if (queue == t.images.end()) continue;
+    for (const auto& [key, job] : queue->second) ids.push_back(job->request.job_id);
+  }
   for (const auto& id : ids) taken.push_back(*remove(id));
   return taken;
 }

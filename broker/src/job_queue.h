@@ -1,14 +1,26 @@
-// The broker's job table and ready queues: every job the broker holds, queued or running, by id;
-// queued jobs in one queue per image, each ordered by priority (higher first), then by acceptance
-// order (FIFO). The broker dispatches the best head among the images a free worker has.
+// The broker's job table and ready queues: every job the broker holds, queued or running, by id
+// (its key, tenancy.h); queued jobs in one queue per tenant and image.
+//
+// Which job goes next (broker/README.md, "Fair share"): tenants share dispatch by weighted fair
+// queuing. Each tenant has a virtual time; a dispatch to a tenant advances its time by
+// 1 / weight, and the next job is the tenant's with the least time (ties: by name) among tenants
+// that have queued jobs and are below their running cap. A tenant that had nothing to dispatch
+// (no queued jobs, or at its cap) comes back at the current virtual time, not with credit saved
+// up: a tenant that floods the queue and one that submits now and then each get their weight's
+// share while both wait, and the newcomer's first job goes next. Within a tenant, jobs go by
+// priority (higher first), then acceptance order (FIFO), across the images that a free worker
+// has.
 //
 // Thread-safety: none; owned by the broker's event loop.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -101,8 +113,17 @@ struct Job {
   static constexpr size_t kMaxAttemptRecords = 16;
 };
 
+// How a tenant shares dispatch with the others (tenant_policy.h: weight, max_running).
+struct TenantShare {
+  double weight = 1.0;  // > 0
+  uint64_t max_running = std::numeric_limits<uint64_t>::max();
+};
+
 class JobQueue {
  public:
+  // A tenant's share, asked when the queue first holds one of its jobs and on refresh_shares().
+  using ShareOf = std::function<TenantShare(std::string_view tenant)>;
+
   size_t size() const { return jobs_.size(); }
   size_t queued() const { return queued_; }
   // Calls f(const Job&) for every job held, in no particular order.
@@ -113,31 +134,44 @@ class JobQueue {
   // Queued jobs of one image.
   size_t queued_of(const std::string& image) const {
     auto it = by_image_.find(image);
-    return it == by_image_.end() ? 0 : it->second.size();
+    return it == by_image_.end() ? 0 : it->second;
   }
   // Queued jobs per priority (priorities with none are absent).
   const std::map<int32_t, size_t>& queued_by_priority() const { return by_priority_; }
-  // Queued jobs of one tenant (tenancy.h: the tenant of their keys).
-  size_t queued_of_tenant(std::string_view tenant) const {
-    auto it = by_tenant_.find(tenant);
-    return it == by_tenant_.end() ? 0 : it->second;
+  // Queued and running jobs of one tenant (tenancy.h: the tenant of their keys).
+  size_t queued_of_tenant(std::string_view tenant) const;
+  size_t running_of_tenant(std::string_view tenant) const;
+  // Calls f(std::string_view tenant, size_t queued, size_t running) for every tenant with queued
+  // or running jobs, by name.
+  template <class F>
+  void for_each_tenant(F&& f) const {
+    for (const auto& [name, t] : tenants_) f(std::string_view(name), t.queued, t.running);
   }
+
+  // Without it (or until it is set) every tenant has weight 1 and no running cap.
+  void set_shares(ShareOf share_of);
+  const ShareOf& shares() const { return share_of_; }
+  // Asks share_of again for every tenant held (after the operator's file changed).
+  void refresh_shares();
 
   Job* find(const std::string& job_id);
   const Job* find(const std::string& job_id) const;
   // REQUIRES: no job with this id is held. `route`: its submitter ("" for none: a job recovered
   // or claimed, whose submitter is not connected here).
   Job& push(QueuedRequest request, std::string route, Clock::time_point now);
-  // The image of the best queued job (priority, then age) among images not in `skip`; nullptr
-  // if none. O(images with queued jobs). Valid until the queue changes.
+  // The image of the job that goes next among images not in `skip` (see above); nullptr if none.
+  // O(tenants × images). Valid until the queue changes.
   const std::string* next_image(const std::vector<std::string>& skip) const;
-  // The next queued job of `image` by priority and age, now marked running on `worker`; nullptr
-  // if none.
+  // The job of `image` that goes next (the tenant first, then priority and age), now marked
+  // running on `worker`; nullptr if none. After next_image() gave `image`, the same tenant's.
   Job* pop_next(const std::string& image, const std::string& worker);
   // Removes every queued job of `image`. Returns them.
   std::vector<Job> take_image(const std::string& image);
-  // A running job goes back to the queue, ahead of younger jobs of its priority.
+  // A running or waiting job goes back to the queue, ahead of younger jobs of its priority.
   void requeue(Job& job);
+  // A running job waits for its retry's backoff (Job::State::kWaiting): it no longer counts
+  // against its tenant's running cap.
+  void wait(Job& job);
   // Forgets a job (finished, cancelled, failed). Returns it.
   std::optional<Job> remove(const std::string& job_id);
   // Removes queued jobs whose deadline (unix ms) is at or before `now_unix_ms`.
@@ -146,21 +180,52 @@ class JobQueue {
  private:
   using Key = std::pair<int64_t, uint64_t>;  // (-priority, seq)
   static Key key_of(const Job& j) { return {-static_cast<int64_t>(j.request.priority), j.seq}; }
-  void enqueue(Job& job);
-  void dequeued(const Job& job);
-
-  // Queued jobs of one image. Nodes of jobs_ do not move, so a job is held by address: no copy of
-  // its id, no lookup by it.
+  // Queued jobs of one tenant and image. Nodes of jobs_ do not move, so a job is held by address:
+  // no copy of its id, no lookup by it.
   using Order = std::map<Key, Job*>;
+
+  struct Tenant {
+    std::string name;
+    std::unordered_map<std::string, Order> images;  // images with queued jobs only
+    size_t queued = 0;
+    size_t running = 0;
+    double vtime = 0;
+    TenantShare share;
+    bool listed = false;  // in ready_, at `listed_at`
+    double listed_at = 0;
+  };
+  // ready_'s order: virtual time, then name.
+  struct Ready {
+    double vtime;
+    std::string_view name;
+    Tenant* tenant;
+    bool operator<(const Ready& o) const {
+      return vtime != o.vtime ? vtime < o.vtime : name < o.name;
+    }
+  };
+
+  Tenant& tenant_of(const Job& job);
+  // Into ready_ if it may be dispatched to; out of it. `lift`: one that was not in ready_ comes
+  // in at the current virtual time at least.
+  void list(Tenant& t, bool lift);
+  void unlist(Tenant& t);
+  // Forgets a tenant with nothing queued or running.
+  void drop_if_idle(Tenant& t);
+  void enqueue(Job& job);
   void unqueue(const Job& job);
+  void dequeued(Tenant& t, const Job& job);
+  void stopped_running(const Job& job);
 
   uint64_t next_seq_ = 0;
   size_t with_deadline_ = 0;  // queued jobs that have a deadline; skips the scan when 0
   size_t queued_ = 0;
+  double vnow_ = 0;  // the virtual time: that of the tenant dispatched to last
+  ShareOf share_of_;
   std::unordered_map<std::string, Job> jobs_;
-  std::unordered_map<std::string, Order> by_image_;       // images with queued jobs only
-  std::map<int32_t, size_t> by_priority_;                 // of order_
-  std::map<std::string, size_t, std::less<>> by_tenant_;  // tenants with queued jobs only
+  std::map<std::string, Tenant, std::less<>> tenants_;  // with queued or running jobs only
+  std::set<Ready> ready_;
+  std::unordered_map<std::string, size_t> by_image_;  // queued jobs per image; only those with any
+  std::map<int32_t, size_t> by_priority_;
 };
 
 }  // namespace paddock::broker

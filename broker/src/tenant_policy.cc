@@ -36,6 +36,14 @@ TenantLimits limits_of(const toml::table& t, const std::string& where, TenantLim
     const std::string key = where + "." + std::string(k.str());
     if (k == "max_queued") {
       base.max_queued = integer(v, key, 0, 1'000'000'000);
+    } else if (k == "max_running") {
+      base.max_running = integer(v, key, 0, 1'000'000'000);
+    } else if (k == "weight") {
+      const auto w = v.value<double>();
+      if (!w || !(v.is_floating_point() || v.is_integer()) || !(*w >= 0.001) || *w > 1000) {
+        throw Bad{key + ": must be a number from 0.001 to 1000"};
+      }
+      base.weight = *w;
     } else if (k == "submit_rate") {
       const auto r = v.value<double>();  // an integer reads as a double too
       if (!r || !(v.is_floating_point() || v.is_integer()) || *r < 0 || *r > 1e9) {

@@ -5,6 +5,8 @@
 //
 //   [defaults]                 # every tenant's, unless its own table says otherwise
 //   max_queued = 100000        # its jobs waiting for a worker, at most (REJECTED 108 past it)
+//   max_running = 64           # its jobs on workers at once, at most (the rest wait queued)
+//   weight = 1.0               # its share of dispatch against other tenants' (fair share)
 //   submit_rate = 500.0        # jobs accepted per second, sustained (token bucket; 0 = no limit)
 //   submit_burst = 1000        # jobs accepted at once above the rate (the bucket's size)
 //   max_vcpus = 4              # per job: past any of these, ERROR 100 naming the limit
@@ -34,6 +36,8 @@ namespace paddock::broker {
 
 struct TenantLimits {
   uint64_t max_queued = 1'000'000'000;
+  uint64_t max_running = 1'000'000'000;
+  double weight = 1.0;
   double submit_rate = 0;  // jobs per second; 0: no rate limit
   uint64_t submit_burst = 1000;
   uint32_t max_vcpus = 16;

@@ -206,6 +206,22 @@ TEST_CASE("dashboard recorder: a snapshot shows the queue and the workers and th
   REQUIRE(s->running_jobs.size() == 1);
   CHECK(s->running_jobs[0]->job_id == "high");
   CHECK(s->series.back().accepted == 3);
+  // By tenant (these ids have none: the tenant ""), and a tenant's job once answered.
+  jobs.push(job("bob/b-1").request, "c", Clock::now());
+  auto answered = jobs.remove("high");
+  sc::JobResult result;
+  result.job_id = "high";
+  r.answered(*answered, &result, nullptr, Clock::now(), kNowUnixMs);
+  r.publish(state, Clock::now(), kNowUnixMs);
+  s = r.box().get();
+  REQUIRE(s->tenants.size() == 2);
+  CHECK(s->tenants[0].tenant.empty());
+  CHECK(s->tenants[0].queued == 2);
+  CHECK(s->tenants[0].running == 0);
+  CHECK(s->tenants[0].completed == 1);
+  CHECK(s->tenants[1].tenant == "bob");
+  CHECK(s->tenants[1].queued == 1);
+  CHECK(s->tenants[1].completed == 0);
 }
 
 TEST_CASE("dashboard access: loopback without a token is open and elsewhere it is not served") {
@@ -274,6 +290,7 @@ TEST_CASE("dashboard json: overview counts errors by variant and code and the qu
   s.totals.errors = 10;
   s.queued = 5;
   s.queued_by_priority = {{0, 3}, {5, 2}};
+  s.tenants = {{"alice", 4, 1, 20, 2}, {"bob", 1, 0, 10, 8}};
   s.errors = {{3, "InvalidTransition", 10}, {ErrorCount::kOther, "other", 2}};
   s.series.resize(TimeSeries::kSeconds);
   s.series[TimeSeries::kSeconds - 2].completed = 20;  // the last complete second
@@ -285,6 +302,10 @@ TEST_CASE("dashboard json: overview counts errors by variant and code and the qu
   CHECK(j["totals"]["failed"] == 10);
   CHECK(j["queue"]["by_priority"][0]["priority"] == 5);  // higher first
   CHECK(j["queue"]["by_priority"][1]["queued"] == 3);
+  REQUIRE(j["queue"]["by_tenant"].size() == 2);
+  CHECK(j["queue"]["by_tenant"][0]["tenant"] == "alice");
+  CHECK(j["queue"]["by_tenant"][0]["running"] == 1);
+  CHECK(j["queue"]["by_tenant"][1]["failed"] == 8);
   CHECK(j["errors"][0]["variant"] == "InvalidTransition");
   CHECK(j["errors"][0]["code"] == 3);
   CHECK(j["errors"][1]["code"] == "other");

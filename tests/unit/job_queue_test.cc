@@ -1,8 +1,12 @@
 // The broker's job queue and worker registry.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "job_queue.h"
 #include "paddock/schemas/codec.h"
+#include "tenancy.h"
 #include "worker_registry.h"
 
 using namespace paddock::broker;
@@ -237,4 +241,122 @@ TEST_CASE("worker registry: an image is unknown once no worker has had it for th
   r.add("B", "b", 1, later(9000), {"default"});  // the first after a time with none
   CHECK_FALSE(r.image_unknown("python", later(9500), grace));
   CHECK(r.image_unknown("python", later(10'000), grace));
+}
+
+namespace {
+// The tenant of each job popped for `image` until none is left or `n` were popped.
+std::vector<std::string> pop_tenants(JobQueue& q, size_t n, const std::string& image = "default") {
+  std::vector<std::string> out;
+  while (out.size() < n) {
+    Job* j = q.pop_next(image, "w");
+    if (j == nullptr) break;
+    out.emplace_back(key_tenant(j->request.job_id));
+  }
+  return out;
+}
+void push_n(JobQueue& q, const std::string& tenant, int n, int32_t priority = 0) {
+  static int seq = 0;
+  for (int i = 0; i < n; ++i) {
+    q.push(req(job_key(tenant, "j" + std::to_string(seq++)), priority), "c", Clock::now());
+  }
+}
+}  // namespace
+
+TEST_CASE("fair share: a tenant arriving behind a flood goes next, then the tenants alternate") {
+  JobQueue q;
+  push_n(q, "alice", 100);
+  CHECK(pop_tenants(q, 10) == std::vector<std::string>(10, "alice"));
+  push_n(q, "bob", 3);
+  CHECK(q.queued_of_tenant("bob") == 3);
+  CHECK(q.queued_of_tenant("alice") == 90);
+  CHECK(q.running_of_tenant("alice") == 10);
+  CHECK(pop_tenants(q, 8) ==
+        std::vector<std::string>{"bob", "alice", "bob", "alice", "bob", "alice", "alice", "alice"});
+}
+
+TEST_CASE("fair share: dispatches follow the weights while both tenants wait") {
+  JobQueue q;
+  q.set_shares([](std::string_view tenant) {
+    return TenantShare{tenant == "heavy" ? 3.0 : 1.0, std::numeric_limits<uint64_t>::max()};
+  });
+  push_n(q, "heavy", 100);
+  push_n(q, "light", 100);
+  auto order = pop_tenants(q, 40);
+  REQUIRE(order.size() == 40);
+  CHECK(std::count(order.begin(), order.end(), "heavy") == 30);
+  // Spread out, not in runs: never more than 3 of heavy's in a row once both wait.
+  size_t run = 0, longest = 0;
+  for (const auto& t : order) {
+    run = t == "heavy" ? run + 1 : 0;
+    longest = std::max(longest, run);
+  }
+  CHECK(longest <= 3);
+}
+
+TEST_CASE("fair share: a tenant at its running cap waits while others go, until a job ends") {
+  JobQueue q;
+  q.set_shares([](std::string_view tenant) {
+    return TenantShare{1.0, tenant == "capped" ? 2u : std::numeric_limits<uint64_t>::max()};
+  });
+  push_n(q, "capped", 5);
+  CHECK(pop_tenants(q, 3) == std::vector<std::string>{"capped", "capped"});  // then none
+  CHECK(q.next_image({}) == nullptr);
+  push_n(q, "other", 2);
+  CHECK(pop_tenants(q, 5) == std::vector<std::string>{"other", "other"});
+  // One of capped's running jobs ends: one more of its may go.
+  std::string running;
+  q.for_each([&](const Job& j) {
+    if (j.state == Job::State::kRunning && key_tenant(j.request.job_id) == "capped") {
+      running = j.request.job_id;
+    }
+  });
+  REQUIRE(q.remove(running).has_value());
+  CHECK(q.running_of_tenant("capped") == 1);
+  CHECK(pop_tenants(q, 5) == std::vector<std::string>{"capped"});
+  // A job waiting for its retry does not count against the cap.
+  Job* j = nullptr;
+  q.for_each([&](const Job& job) {
+    if (job.state == Job::State::kRunning && key_tenant(job.request.job_id) == "capped") {
+      j = q.find(job.request.job_id);
+    }
+  });
+  REQUIRE(j != nullptr);
+  q.wait(*j);
+  CHECK(j->state == Job::State::kWaiting);
+  CHECK(pop_tenants(q, 5) == std::vector<std::string>{"capped"});
+  // The operator raises the cap: refresh_shares() lets the rest go.
+  q.set_shares([](std::string_view) { return TenantShare{}; });
+  CHECK(pop_tenants(q, 5) == std::vector<std::string>{"capped"});
+  CHECK(q.queued() == 0);
+}
+
+TEST_CASE("fair share: priorities order a tenant's own jobs, not other tenants'") {
+  JobQueue q;
+  const auto now = Clock::now();
+  q.push(req(job_key("a", "low")), "c", now);
+  q.push(req(job_key("a", "high"), 9), "c", now);
+  q.push(req(job_key("b", "first")), "c", now);
+  q.push(req(job_key("b", "urgent"), 50), "c", now);
+  std::vector<std::string> order;
+  while (Job* j = q.pop_next("default", "w")) order.push_back(j->request.job_id);
+  CHECK(order == std::vector<std::string>{"a/high", "b/urgent", "a/low", "b/first"});
+}
+
+TEST_CASE("fair share: a tenant with nothing queued or running is forgotten") {
+  JobQueue q;
+  push_n(q, "gone", 2);
+  push_n(q, "stays", 1);
+  std::vector<std::string> ids;
+  q.for_each([&](const Job& j) {
+    if (key_tenant(j.request.job_id) == "gone") ids.push_back(j.request.job_id);
+  });
+  q.pop_next("default", "w");  // one of gone's: running
+  for (const auto& id : ids) q.remove(id);
+  std::vector<std::string> tenants;
+  q.for_each_tenant([&](std::string_view t, size_t queued, size_t running) {
+    tenants.emplace_back(t);
+    CHECK(queued == 1);
+    CHECK(running == 0);
+  });
+  CHECK(tenants == std::vector<std::string>{"stays"});
 }

@@ -31,7 +31,8 @@ TEST_CASE("tenant policy: a tenant's table starts from the defaults, an unnamed 
   auto p = TenantPolicy::parse(
       "[defaults]\nmax_queued = 50\nsubmit_rate = 10\nsubmit_burst = 20\nmax_vcpus = 4\n"
       "images = [\"default\"]\n\n"
-      "[tenants.alice]\nmax_queued = 5\nsubmit_rate = 2.5\n\n[tenants.\"ci.runner-1\"]\n",
+      "[tenants.alice]\nmax_queued = 5\nsubmit_rate = 2.5\nweight = 3\nmax_running = 7\n\n"
+      "[tenants.\"ci.runner-1\"]\nweight = 0.5\n",
       "t.toml");
   REQUIRE_MESSAGE(p, p.error().message);
   CHECK(p->named() == 2);
@@ -41,6 +42,10 @@ TEST_CASE("tenant policy: a tenant's table starts from the defaults, an unnamed 
   CHECK(alice.submit_burst == 20);  // from the defaults
   CHECK(alice.max_vcpus == 4);
   CHECK(alice.images == std::vector<std::string>{"default"});
+  CHECK(alice.weight == doctest::Approx(3.0));
+  CHECK(alice.max_running == 7);
+  CHECK(p->of("ci.runner-1").weight == doctest::Approx(0.5));
+  CHECK(p->of("nobody").weight == doctest::Approx(1.0));
   CHECK(p->of("ci.runner-1").max_queued == 50);
   CHECK(p->of("nobody").max_queued == 50);
   // Without a file: limits no wider than the protocol's own, no rate limit.
@@ -64,6 +69,10 @@ TEST_CASE("tenant policy: a file that is not right is refused naming the file, k
   CHECK(error_of("[tenants.a]\nsubmit_rate = \"fast\"\n").find("tenants.a.submit_rate") !=
         std::string::npos);
   CHECK(error_of("[tenants.a]\nimages = [\"Bad!\"]\n").find("tenants.a.images") !=
+        std::string::npos);
+  CHECK(error_of("[tenants.a]\nweight = 0\n") ==
+        "tenants file t.toml: tenants.a.weight: must be a number from 0.001 to 1000");
+  CHECK(error_of("[tenants.a]\nmax_running = -3\n").find("tenants.a.max_running") !=
         std::string::npos);
   CHECK(error_of("[defaults\n").find("tenants file t.toml: line 1:") == 0);
   auto missing = TenantPolicy::load("/nonexistent/tenants.toml");

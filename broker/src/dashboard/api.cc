@@ -229,6 +229,14 @@ Json overview_json(const Snapshot& s) {
   for (auto it = s.queued_by_priority.rbegin(); it != s.queued_by_priority.rend(); ++it) {
     by_priority.push_back({{"priority", it->first}, {"queued", it->second}});
   }
+  Json tenants = Json::array();
+  for (const auto& t : s.tenants) {
+    tenants.push_back({{"tenant", t.tenant},
+                       {"queued", t.queued},
+                       {"running", t.running},
+                       {"completed", t.completed},
+                       {"failed", t.failed}});
+  }
   Json errors = Json::array();
   for (const auto& e : s.errors) {
     errors.push_back({{"variant", e.variant},
@@ -284,7 +292,8 @@ Json overview_json(const Snapshot& s) {
         {"queued", s.queued},
         {"running", s.running},
         {"waiting_retry", s.waiting_retry},
-        {"by_priority", by_priority}}},
+        {"by_priority", by_priority},
+        {"by_tenant", tenants}}},
       {"latency",
        {{"window_s", TimeSeries::kSeconds},
         {"jobs", s.window_count},

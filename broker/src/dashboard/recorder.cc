@@ -4,6 +4,7 @@
 
 #include "paddock/schemas/codec.h"
 #include "paddock/schemas/codes.h"
+#include "tenancy.h"
 
 namespace paddock::broker::dashboard {
 
@@ -54,6 +55,12 @@ void Recorder::answered(const Job& job, const schemas::JobResult* result,
                         const schemas::JobError* error, Clock::time_point now, uint64_t unix_ms) {
   auto r = record_of(job, now, unix_ms);
   r->finished_unix_ms = unix_ms;
+  {
+    const auto tenant = key_tenant(job.request.job_id);
+    auto it = answered_.find(tenant);
+    if (it == answered_.end()) it = answered_.emplace(std::string(tenant), std::pair{0, 0}).first;
+    ++(result != nullptr ? it->second.first : it->second.second);
+  }
   r->latency_us = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(now - job.accepted_at).count());
   std::string detail;
@@ -98,6 +105,20 @@ void Recorder::publish(const LoopState& loop, Clock::time_point now, uint64_t un
   s->running = loop.running;
   s->waiting_retry = s->held > s->queued + s->running ? s->held - s->queued - s->running : 0;
   s->queued_by_priority = loop.jobs->queued_by_priority();
+  {
+    std::map<std::string, TenantView, std::less<>> tenants;
+    for (const auto& [name, n] : answered_) {
+      tenants[name] = TenantView{name, 0, 0, n.first, n.second};
+    }
+    loop.jobs->for_each_tenant([&](std::string_view name, size_t queued, size_t running) {
+      auto it = tenants.find(name);
+      if (it == tenants.end()) it = tenants.emplace(std::string(name), TenantView{}).first;
+      it->second.tenant = name;
+      it->second.queued = queued;
+      it->second.running = running;
+    });
+    for (auto& [name, v] : tenants) s->tenants.push_back(std::move(v));
+  }
   for (const auto& [code, e] : errors_) s->errors.push_back(e);
   s->series = series_.points(unix_s);
   const LatencyBuckets window = series_.window(unix_s);

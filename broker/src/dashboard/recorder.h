@@ -61,6 +61,8 @@ class Recorder {
   uint64_t started_unix_ms_;
   std::deque<std::shared_ptr<const JobRecord>> recent_;  // newest first
   std::map<uint32_t, ErrorCount> errors_;
+  // Answered per tenant: (RESULTs, ERRORs). Tenants are the allowlist's names: bounded.
+  std::map<std::string, std::pair<uint64_t, uint64_t>, std::less<>> answered_;
   TimeSeries series_;
   Stats counted_;  // the Stats already counted in series_
   SnapshotBox box_;

@@ -100,6 +100,15 @@ struct ErrorCount {
   uint64_t count = 0;
 };
 
+// One tenant's jobs (tenancy.h): held now, and answered since the broker started.
+struct TenantView {
+  std::string tenant;
+  size_t queued = 0;
+  size_t running = 0;
+  uint64_t completed = 0;  // RESULTs
+  uint64_t failed = 0;     // ERRORs
+};
+
 struct Snapshot {
   uint64_t generated_unix_ms = 0;
   uint64_t started_unix_ms = 0;
@@ -110,6 +119,7 @@ struct Snapshot {
   size_t running = 0;
   size_t waiting_retry = 0;
   std::map<int32_t, size_t> queued_by_priority;
+  std::vector<TenantView> tenants;        // by name: those with jobs held or answered
   std::vector<ErrorCount> errors;         // by code
   std::vector<TimeSeries::Point> series;  // the last TimeSeries::kSeconds, oldest first
   uint64_t window_count = 0;              // jobs answered in the series' window
