@@ -167,6 +167,12 @@ function fmtPools(pools) {
   return pools.map(p => p.template + " " + p.ready + "/" + p.target).join(", ");
 }
 
+function fmtCapacity(c) {
+  if (!c) return "–";
+  const part = (used, cap) => fmtNumber(used) + " / " + (cap === null ? "any" : fmtNumber(cap));
+  return part(c.used_vcpus, c.vcpus) + ", " + part(c.used_mem_mib, c.mem_mib);
+}
+
 function workersPage(w) {
   const rows = w.workers.map(x => {
     const total = x.slots.total;
@@ -179,6 +185,7 @@ function workersPage(w) {
       el("td", { text: x.images.join(", ") }),
       el("td", {}, el("span", { class: "bar" }, el("i", { style: "width:" + pct + "%" })),
          x.slots.busy + " / " + total),
+      el("td", { text: fmtCapacity(x.capacity) }),
       el("td", { class: "num", text: fmtNumber(x.jobs_answered) }),
       el("td", { text: fmtAgo(x.last_heard_ms_ago) }),
       el("td", { text: x.draining ? "draining" : "ready" }),
@@ -186,7 +193,7 @@ function workersPage(w) {
   });
   return [
     el("h2", { text: "Workers (" + w.workers.length + ")" }),
-    table(["worker", "host name", "peer address", "backend", "images", "slots busy / total", { label: "jobs answered", num: true },
+    table(["worker", "host name", "peer address", "backend", "images", "slots busy / total", "vCPUs, MiB used / capacity", { label: "jobs answered", num: true },
            "last heard", "state", "warm pools (ready/target)"], rows, "workers-table", "no worker connected"),
   ];
 }

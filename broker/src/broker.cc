@@ -308,24 +308,33 @@ bool Broker::Loop::commit_and_send() {
 }
 
 void Broker::Loop::dispatch() {
-  // Images whose next job no worker can take this turn (none of those that have the image has a
-  // credit): their jobs wait without holding up other images' (no head-of-line blocking).
-  blocked_images_.clear();
+  // Passed over this turn: images whose next job no worker can take (none of those that have the
+  // image has a credit), and a tenant's image whose next job fits no worker now. Their jobs wait
+  // without holding up the others' (no head-of-line blocking across images and tenants).
+  blocked_.clear();
   JobQueue& jobs = life_.jobs();
   while (jobs.queued() > 0) {
-    const std::string* image = jobs.next_image(blocked_images_);
-    if (image == nullptr) return;
-    WorkerState* w = registry_.next_with_credit(*image);
+    const Job* next = jobs.peek(blocked_);
+    if (next == nullptr) return;
+    const std::string image = next->request.image;
+    const Footprint need{next->request.vcpus, next->request.mem_mib};
+    bool credit = false;
+    WorkerState* w = registry_.next_with_credit(image, need, &credit);
     if (w == nullptr) {
       const auto grace = std::chrono::milliseconds(options_.image_grace_ms);
-      if (registry_.image_unknown(*image, now_, grace)) {
-        fail_unknown_image(*image);
+      Footprint most;
+      if (registry_.image_unknown(image, now_, grace)) {
+        fail_unknown_image(image);
+      } else if (registry_.never_fits(image, need, &most)) {
+        fail_too_large(*next, most);
+      } else if (!credit) {
+        blocked_.images.push_back(image);
       } else {
-        blocked_images_.push_back(*image);
+        blocked_.tenant_images.emplace_back(key_tenant(next->request.job_id), image);
       }
       continue;
     }
-    Job* job = life_.start(*image, w->routing_id);
+    Job* job = &life_.start(*next, w->routing_id);
     const uint64_t now_ms = now_unix_ms();
     if (JobLife::expired(*job, now_ms)) {
       registry_.grant(*w, 0);  // the credit was not spent; keep the worker in the ring
@@ -350,7 +359,7 @@ void Broker::Loop::dispatch() {
       return;
     }
     --w->credits;
-    w->jobs.insert(job->request.job_id);
+    registry_.hold(*w, job->request.job_id, need);
     life_.sent(*job, now_);
     if (dashboard_) dashboard_->dispatched(*job, w->worker_id, now_ms);
     metrics_.dispatch_latency.observe(now_ - job->accepted_at);
@@ -370,6 +379,20 @@ void Broker::Loop::fail_unknown_image(std::string image) {
     spdlog::warn("{}: {} queued job(s) answered UnknownImage", message, jobs.size());
   }
   for (const Job& job : jobs) answer_error(job, sc::JobCode::kUnknownImage, message, false);
+}
+
+void Broker::Loop::fail_too_large(const Job& job, Footprint most) {
+  const std::string key = job.request.job_id;
+  const std::string message =
+      "no connected worker with image '" + job.request.image + "' can ever fit this job: it asks " +
+      std::to_string(job.request.vcpus) + " vCPU(s) and " + std::to_string(job.request.mem_mib) +
+      " MiB; the most a worker offers is " +
+      (most.vcpus == 0 ? std::string("any number of") : std::to_string(most.vcpus)) +
+      " vCPU(s) and " +
+      (most.mem_mib == 0 ? std::string("any amount of") : std::to_string(most.mem_mib)) + " MiB";
+  if (protocol_log_.allow()) spdlog::warn("job '{}': {}", key, message);
+  auto ended = life_.finish(key);
+  if (ended) answer_error(*ended, sc::JobCode::kTooLarge, message, false);
 }
 
 void Broker::Loop::tick() {
@@ -394,7 +417,7 @@ void Broker::Loop::take_back_overdue() {
     WorkerState* w = registry_.find(route);
     Job* job = life_.jobs().find(id);
     if (w == nullptr || job == nullptr) continue;
-    w->jobs.erase(id);  // worker_gone (below, from to_worker) leaves it to this function
+    registry_.release(*w, id);  // worker_gone (below, from to_worker) leaves it to this function
     const std::string name = w->worker_id;
     ++stats_.overdue;
     spdlog::warn(
@@ -578,7 +601,7 @@ void Broker::Loop::stop_on_worker(const std::string& worker, const std::string& 
   if (forget) {
     WorkerState* w = registry_.find(worker);
     if (w == nullptr) return;
-    w->jobs.erase(job_id);
+    registry_.release(*w, job_id);
   }
   to_worker(worker, sc::make_message(sc::Command::kCancel, {sc::encode(worker_ref(job_id))}));
 }

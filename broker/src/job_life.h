@@ -68,6 +68,8 @@ class JobLife {
   Job* start(const std::string& image, const std::string& worker) {
     return jobs_.pop_next(image, worker);
   }
+  // REQUIRES: `job` is what jobs().peek() gave, the queue unchanged since.
+  Job& start(const Job& job, const std::string& worker) { return jobs_.start(job, worker); }
   static bool expired(const Job& job, uint64_t now_unix_ms) {
     return job.request.deadline_ms != 0 && job.request.deadline_ms <= now_unix_ms;
   }

@@ -39,8 +39,8 @@ std::vector<std::string> Routes::all() const {
 }
 
 QueuedRequest QueuedRequest::of(const schemas::JobRequest& request, std::string encoded) {
-  return QueuedRequest{request.job_id,      request.image,      request.priority,
-                       request.deadline_ms, request.timeout_ms, std::move(encoded)};
+  return QueuedRequest{request.job_id,     request.image, request.priority, request.deadline_ms,
+                       request.timeout_ms, request.vcpus, request.mem_mib,  std::move(encoded)};
 }
 
 size_t JobQueue::queued_of_tenant(std::string_view tenant) const {
@@ -182,26 +182,60 @@ const std::string* JobQueue::next_image(const std::vector<std::string>& skip) co
   return nullptr;
 }
 
+const Job* JobQueue::peek(const Skip& skip) const {
+  auto skipped = [&](const std::string& tenant, const std::string& image) {
+    if (std::find(skip.images.begin(), skip.images.end(), image) != skip.images.end()) return true;
+    for (const auto& [t, i] : skip.tenant_images) {
+      if (t == tenant && i == image) return true;
+    }
+    return false;
+  };
+  for (const Ready& r : ready_) {
+    const Job* best = nullptr;
+    const Key* best_key = nullptr;
+    for (const auto& [image, order] : r.tenant->images) {
+      if (skipped(r.tenant->name, image)) continue;
+      const auto& head = *order.begin();
+      if (best_key == nullptr || head.first < *best_key) {
+        best = head.second;
+        best_key = &head.first;
+      }
+    }
+    if (best != nullptr) return best;
+  }
+  return nullptr;
+}
+
+Job& JobQueue::start(const Job& job, const std::string& worker) {
+  Tenant& t = tenants_.find(key_tenant(job.request.job_id))->second;
+  return started(t, t.images.find(job.request.image), worker);
+}
+
 Job* JobQueue::pop_next(const std::string& image, const std::string& worker) {
   for (const Ready& r : ready_) {
     Tenant& t = *r.tenant;
     auto queue = t.images.find(image);
     if (queue == t.images.end()) continue;
-    auto first = queue->second.begin();
-    Job& job = *first->second;
-    queue->second.erase(first);
-    if (queue->second.empty()) t.images.erase(queue);  // `image` may refer to the erased key
-    // The dispatch to t: the virtual time is its, and its own advances by its weight's step.
-    unlist(t);
-    vnow_ = std::max(vnow_, t.vtime);
-    t.vtime += 1.0 / t.share.weight;
-    ++t.running;
-    dequeued(t, job);  // lists it again if it may still be dispatched to
-    job.state = Job::State::kRunning;
-    job.worker = worker;
-    return &job;
+    return &started(t, queue, worker);  // `r` is gone
   }
   return nullptr;
+}
+
+Job& JobQueue::started(Tenant& t, std::unordered_map<std::string, Order>::iterator queue,
+                       const std::string& worker) {
+  auto first = queue->second.begin();
+  Job& job = *first->second;
+  queue->second.erase(first);
+  if (queue->second.empty()) t.images.erase(queue);  // a caller's image name may be its key
+  // The dispatch to t: the virtual time is its, and its own advances by its weight's step.
+  unlist(t);
+  vnow_ = std::max(vnow_, t.vtime);
+  t.vtime += 1.0 / t.share.weight;
+  ++t.running;
+  dequeued(t, job);  // lists it again if it may still be dispatched to
+  job.state = Job::State::kRunning;
+  job.worker = worker;
+  return job;
 }
 
 void JobQueue::requeue(Job& job) {

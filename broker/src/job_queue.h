@@ -81,6 +81,8 @@ struct QueuedRequest {
   int32_t priority = 0;
   uint64_t deadline_ms = 0;
   uint32_t timeout_ms = 30'000;  // the held-job watchdog's bound (with its margin)
+  uint32_t vcpus = 1;            // what it holds of a worker's capacity while it runs there
+  uint32_t mem_mib = 128;
   std::string encoded;
 
   // REQUIRES: `request` is what decode_job_request(encoded) gave.
@@ -162,6 +164,22 @@ class JobQueue {
   // The image of the job that goes next among images not in `skip` (see above); nullptr if none.
   // O(tenants × images). Valid until the queue changes.
   const std::string* next_image(const std::vector<std::string>& skip) const;
+  // What dispatch passes over this turn: every tenant's jobs of `images` (no worker that has the
+  // image has a credit), and one tenant's jobs of one image (its next one fits no worker now).
+  struct Skip {
+    std::vector<std::string> images;
+    std::vector<std::pair<std::string, std::string>> tenant_images;  // (tenant, image)
+    void clear() {
+      images.clear();
+      tenant_images.clear();
+    }
+  };
+  // The job that goes next (see above) among those `skip` does not pass over; nullptr if none.
+  // Valid until the queue changes.
+  const Job* peek(const Skip& skip) const;
+  // REQUIRES: `job` is what peek() gave, the queue unchanged since. It is now running on
+  // `worker`, charged to its tenant's share.
+  Job& start(const Job& job, const std::string& worker);
   // The job of `image` that goes next (the tenant first, then priority and age), now marked
   // running on `worker`; nullptr if none. After next_image() gave `image`, the same tenant's.
   Job* pop_next(const std::string& image, const std::string& worker);
@@ -215,6 +233,9 @@ class JobQueue {
   void unqueue(const Job& job);
   void dequeued(Tenant& t, const Job& job);
   void stopped_running(const Job& job);
+  // The dispatch of `job`, the head of `t`'s queue `order` of its image: t's share is charged.
+  Job& started(Tenant& t, std::unordered_map<std::string, Order>::iterator order,
+               const std::string& worker);
 
   uint64_t next_seq_ = 0;
   size_t with_deadline_ = 0;  // queued jobs that have a deadline; skips the scan when 0

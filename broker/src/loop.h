@@ -119,6 +119,8 @@ class Broker::Loop final : private LoopHost {
   void dispatch();
   // Answers every queued job of `image` ERROR UnknownImage, naming the images there are.
   void fail_unknown_image(std::string image);
+  // A job that no connected worker with its image could ever fit: answered TooLarge (109).
+  void fail_too_large(const Job& job, Footprint most);
   void tick();
   // The held-job watchdog (Options::overdue_margin_ms): jobs on live workers past their bound.
   void take_back_overdue();
@@ -143,7 +145,7 @@ class Broker::Loop final : private LoopHost {
   TimerQueue timers_;
   JobLife life_;
   WorkerRegistry registry_;
-  std::vector<std::string> blocked_images_;  // dispatch()'s, kept for its capacity
+  JobQueue::Skip blocked_;  // dispatch()'s, kept for its capacity
   std::mt19937_64 rng_{std::random_device{}()};
   // What this turn says to submitters, sent after the store's commit (JobStore::commit).
   std::vector<std::pair<std::string, std::vector<std::string>>> outbox_;

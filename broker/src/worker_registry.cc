@@ -55,23 +55,59 @@ void WorkerRegistry::enlist(WorkerState& w) {
   }
 }
 
-WorkerState* WorkerRegistry::next_with_credit(const std::string& image) {
+void WorkerRegistry::hold(WorkerState& w, const std::string& key, Footprint f) {
+  if (!w.jobs.insert(key).second) return;
+  w.footprints[key] = f;
+  w.used_vcpus += f.vcpus;
+  w.used_mem_mib += f.mem_mib;
+}
+
+void WorkerRegistry::release(WorkerState& w, const std::string& key) {
+  if (w.jobs.erase(key) == 0) return;
+  auto it = w.footprints.find(key);
+  if (it == w.footprints.end()) return;
+  w.used_vcpus -= std::min<uint64_t>(w.used_vcpus, it->second.vcpus);
+  w.used_mem_mib -= std::min<uint64_t>(w.used_mem_mib, it->second.mem_mib);
+  w.footprints.erase(it);
+}
+
+WorkerState* WorkerRegistry::next_with_credit(const std::string& image, Footprint need,
+                                              bool* credit) {
+  if (credit != nullptr) *credit = false;
   auto found = rings_.find(image);
   if (found == rings_.end()) return nullptr;
   ImageRing& ring = found->second;
-  while (!ring.ready.empty()) {
+  // One pass at most: a worker with credits but no room for `need` keeps its place in the ring
+  // (moved to the back), for a job that fits it.
+  for (size_t n = ring.ready.size(); n > 0 && !ring.ready.empty(); --n) {
     std::string id = std::move(ring.ready.front());
     ring.ready.pop_front();
     ring.in_ready.erase(id);
     WorkerState* w = find(id);
     if (w == nullptr || w->credits == 0 || w->draining) continue;
-    if (w->credits > 1) {  // back of this ring: round-robin between workers
+    if (credit != nullptr) *credit = true;
+    const bool fits = w->fits(need);
+    if (!fits || w->credits > 1) {  // back of this ring: round-robin between workers
       ring.in_ready.insert(id);
       ring.ready.push_back(std::move(id));
     }
-    return w;
+    if (fits) return w;
   }
   return nullptr;
+}
+
+bool WorkerRegistry::never_fits(const std::string& image, Footprint need, Footprint* most) const {
+  bool any = false;
+  Footprint largest;
+  for (const auto& [id, w] : workers_) {
+    if (std::find(w.images.begin(), w.images.end(), image) == w.images.end()) continue;
+    if (w.could_fit(need)) return false;
+    any = true;
+    largest.vcpus = std::max(largest.vcpus, w.capacity_vcpus);
+    largest.mem_mib = std::max(largest.mem_mib, w.capacity_mem_mib);
+  }
+  if (any && most != nullptr) *most = largest;
+  return any;
 }
 
 bool WorkerRegistry::image_unknown(const std::string& image, Clock::time_point now,

@@ -21,13 +21,35 @@
 
 namespace paddock::broker {
 
+// What a job holds of a worker's capacity while it runs there.
+struct Footprint {
+  uint32_t vcpus = 0;
+  uint32_t mem_mib = 0;
+};
+
 struct WorkerState {
   std::string routing_id;
   std::string worker_id;  // the name the worker gave in READY
   uint32_t credits = 0;
   bool draining = false;
   std::vector<std::string> images;  // from READY's "image:<name>" capabilities; distinct
-  std::set<std::string> jobs;       // job ids in flight on this worker
+  std::set<std::string> jobs;       // job keys in flight on this worker (WorkerRegistry::hold)
+  std::unordered_map<std::string, Footprint> footprints;  // of `jobs`
+  // What it can commit to guests at once (READY's "vcpus:<n>", "mem_mib:<n>"; 0: it did not
+  // say, no bound), and what its jobs hold now.
+  uint32_t capacity_vcpus = 0;
+  uint32_t capacity_mem_mib = 0;
+  uint64_t used_vcpus = 0;
+  uint64_t used_mem_mib = 0;
+  // Whether a job of `f` fits now, beside the jobs it holds; whether it would fit on its own.
+  bool fits(Footprint f) const {
+    return (capacity_vcpus == 0 || used_vcpus + f.vcpus <= capacity_vcpus) &&
+           (capacity_mem_mib == 0 || used_mem_mib + f.mem_mib <= capacity_mem_mib);
+  }
+  bool could_fit(Footprint f) const {
+    return (capacity_vcpus == 0 || f.vcpus <= capacity_vcpus) &&
+           (capacity_mem_mib == 0 || f.mem_mib <= capacity_mem_mib);
+  }
   Clock::time_point last_seen;
   // What the dashboard shows of it.
   std::string host;  // its connection's peer address; "" if ZeroMQ did not say
@@ -52,8 +74,17 @@ class WorkerRegistry {
   void drain(WorkerState& w);
   // Removes the worker and returns the ids of the jobs it held.
   std::set<std::string> remove(const std::string& routing_id, Clock::time_point now);
-  // The next worker that has `image` and a credit, round-robin; nullptr if none.
-  WorkerState* next_with_credit(const std::string& image);
+  // A job (its key) is on `w` now, holding `f` of its capacity; it no longer is.
+  void hold(WorkerState& w, const std::string& key, Footprint f);
+  void release(WorkerState& w, const std::string& key);
+  // The next worker that has `image`, a credit and room for `need` (WorkerState::fits),
+  // round-robin; nullptr if none. `credit`, if given: whether any worker with `image` had a
+  // credit (so none had room).
+  WorkerState* next_with_credit(const std::string& image, Footprint need = {},
+                                bool* credit = nullptr);
+  // Whether connected workers have `image` and none of them could ever fit `need`. Then `most`:
+  // the largest capacity among them (vCPUs and MiB, each its own largest).
+  bool never_fits(const std::string& image, Footprint need, Footprint* most) const;
   // Whether a job of `image` should be answered UnknownImage now: workers are connected, none of
   // them has it, and none has had it for `grace`, counted from the later of the last time a
   // connected worker had it and the moment the first worker connected (after a time with none).

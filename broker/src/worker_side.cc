@@ -123,13 +123,19 @@ void Broker::Loop::on_ready(const std::string& route, std::string_view body,
   auto images = sc::images_of(ready->capabilities);
   std::string names;
   for (const auto& i : images) names += (names.empty() ? "" : ", ") + i;
-  spdlog::info("worker '{}' ready with {} slot(s), images: {}", ready->worker_id, ready->slots,
+  const auto capacity = sc::capacity_of(ready->capabilities);
+  spdlog::info("worker '{}' ready with {} slot(s), {} vCPU(s), {} MiB, images: {}",
+               ready->worker_id, ready->slots,
+               capacity.vcpus == 0 ? std::string("unsaid") : std::to_string(capacity.vcpus),
+               capacity.mem_mib == 0 ? std::string("unsaid") : std::to_string(capacity.mem_mib),
                names.empty() ? "default (none said)" : names);
   WorkerState& w = registry_.add(route, ready->worker_id, ready->slots, now_, std::move(images));
   store_->credits_freed();
   w.ready_slots = ready->slots;
   w.connected_unix_ms = now_unix_ms();
   w.host = peer_address(first);
+  w.capacity_vcpus = capacity.vcpus;
+  w.capacity_mem_mib = capacity.mem_mib;
   constexpr std::string_view kBackend = "backend:";
   for (const auto& c : ready->capabilities) {
     if (c.rfind(kBackend, 0) == 0) w.backend = c.substr(kBackend.size());
@@ -180,14 +186,20 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
       break;
     case JobLife::Outcome::Kind::kNotHeld:
       // Shared queue: a job this broker forgot (a failed turn) or that another broker holds now.
+      // Either way it no longer holds a place on this worker.
+      registry_.release(w, job_id);
       if (store_->outcome_unheld(job_id, command, body)) return;
       stale_outcome(w, is_result, job_id, attempt, nullptr);
       return;
     case JobLife::Outcome::Kind::kStale:
+      // Its place on this worker is kept only while the job runs there in another attempt.
+      if (o.held->state != Job::State::kRunning || o.held->worker != w.routing_id) {
+        registry_.release(w, job_id);
+      }
       stale_outcome(w, is_result, job_id, attempt, o.held);
       return;
     case JobLife::Outcome::Kind::kRetry:
-      w.jobs.erase(job_id);
+      registry_.release(w, job_id);
       if (protocol_log_.allow()) {
         spdlog::info("job '{}' failed retryably on '{}' (attempt {} of {}); again in {} ms", job_id,
                      w.worker_id, attempt, options_.max_attempts, o.delay.count());
@@ -200,7 +212,7 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
       ++stats_.retried;
       return;
     case JobLife::Outcome::Kind::kAnswer:
-      w.jobs.erase(job_id);
+      registry_.release(w, job_id);
       break;
   }
   ++(command == sc::Command::kResult ? stats_.results : stats_.errors);

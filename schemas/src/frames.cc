@@ -68,6 +68,8 @@ std::string_view job_code_name(uint32_t code) {
       return "JournalDamaged";
     case JobCode::kQuotaExceeded:
       return "QuotaExceeded";
+    case JobCode::kTooLarge:
+      return "TooLarge";
   }
   return "Unknown";
 }

@@ -151,6 +151,25 @@ bool valid_image_name(std::string_view name) {
   return !name.empty() && name.size() <= L::kMaxImage && all_of(name, image_char);
 }
 
+WorkerCapacity capacity_of(const std::vector<std::string>& capabilities) {
+  WorkerCapacity out;
+  auto number = [](std::string_view digits) -> uint32_t {
+    if (digits.empty() || digits.size() > 10) return 0;
+    uint64_t n = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return 0;
+      n = n * 10 + static_cast<uint64_t>(c - '0');
+    }
+    return n <= 0x7fffffff ? static_cast<uint32_t>(n) : 0;
+  };
+  for (const auto& c : capabilities) {
+    const std::string_view s = c;
+    if (out.vcpus == 0 && s.rfind("vcpus:", 0) == 0) out.vcpus = number(s.substr(6));
+    if (out.mem_mib == 0 && s.rfind("mem_mib:", 0) == 0) out.mem_mib = number(s.substr(8));
+  }
+  return out;
+}
+
 std::vector<std::string> images_of(const std::vector<std::string>& capabilities) {
   constexpr std::string_view kPrefix = "image:";
   std::vector<std::string> out;

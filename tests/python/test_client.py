@@ -281,7 +281,7 @@ class ClientUnitTest(unittest.TestCase):
         self.assertEqual(paddock_client.CODES[100], "InvalidRequest")
         self.assertEqual(paddock_client.CODES[105], "UnknownJob")
         self.assertEqual(paddock_client.CODES[106], "UnknownImage")
-        self.assertEqual(sorted(paddock_client.CODES), list(range(1, 15)) + list(range(100, 109)))
+        self.assertEqual(sorted(paddock_client.CODES), list(range(1, 15)) + list(range(100, 110)))
         self.assertEqual(paddock_client.code_name(4242), "Unknown")
 
     def test_job_builds_a_request_with_its_image(self):

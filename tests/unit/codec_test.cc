@@ -547,6 +547,7 @@ TEST_CASE("codec: JobError keeps an unknown code as its number") {
   CHECK(sc::job_code_name(106) == "UnknownImage");
   CHECK(sc::job_code_name(107) == "JournalDamaged");
   CHECK(sc::job_code_name(108) == "QuotaExceeded");
+  CHECK(sc::job_code_name(109) == "TooLarge");
   CHECK(error_of(sc::decode_job_error(sc::encode(make_error("j", 65536, "X", "")))).field ==
         "code");
   CHECK(sc::decode_job_error(sc::encode(make_error("j", 65535, "X", ""))));

@@ -360,3 +360,83 @@ TEST_CASE("fair share: a tenant with nothing queued or running is forgotten") {
   });
   CHECK(tenants == std::vector<std::string>{"stays"});
 }
+
+TEST_CASE("job queue: peek and start follow fair share, and pass over what the skip names") {
+  JobQueue q;
+  const auto now = Clock::now();
+  q.push(req(job_key("a", "big")), "c", now);
+  q.push(req(job_key("a", "small")), "c", now);
+  q.push(req(job_key("b", "one")), "c", now);
+  q.push(req(job_key("b", "py"), 0, 0, "python"), "c", now);
+  JobQueue::Skip skip;
+  const Job* next = q.peek(skip);
+  REQUIRE(next != nullptr);
+  CHECK(next->request.job_id == "a/big");
+  // a's next fits no worker now: a's default jobs wait (in order); b's go.
+  skip.tenant_images.emplace_back("a", "default");
+  next = q.peek(skip);
+  REQUIRE(next != nullptr);
+  CHECK(next->request.job_id == "b/one");
+  Job& started = q.start(*next, "w");
+  CHECK(started.state == Job::State::kRunning);
+  CHECK(started.worker == "w");
+  CHECK(q.running_of_tenant("b") == 1);
+  // No worker with a credit has python: b's python job is passed over too.
+  skip.images.push_back("python");
+  CHECK(q.peek(skip) == nullptr);
+  skip.clear();
+  CHECK(q.peek(skip)->request.job_id == "a/big");
+}
+
+TEST_CASE("worker registry: jobs hold capacity, and a worker gets only what fits beside them") {
+  WorkerRegistry r;
+  const auto now = Clock::now();
+  auto& small = r.add("S", "small", 8, now);
+  small.capacity_vcpus = 4;
+  small.capacity_mem_mib = 1024;
+  auto& open = r.add("O", "says-nothing", 8, now);  // no capacity said: credits alone
+  bool credit = false;
+  // Both have room for 2 vCPUs; round-robin.
+  WorkerState* first = r.next_with_credit("default", {2, 512}, &credit);
+  REQUIRE(first != nullptr);
+  CHECK(credit);
+  r.hold(small, "j1", {2, 512});
+  r.hold(small, "j2", {2, 256});
+  CHECK(small.used_vcpus == 4);
+  CHECK(small.used_mem_mib == 768);
+  CHECK_FALSE(small.fits({1, 128}));
+  CHECK(open.fits({64, 65536}));
+  // small is full: only the worker that said nothing gets the next jobs.
+  for (int i = 0; i < 4; ++i) CHECK(r.next_with_credit("default", {1, 128}) == &open);
+  r.release(small, "j1");
+  CHECK(small.used_vcpus == 2);
+  CHECK(small.used_mem_mib == 256);
+  CHECK(small.fits({2, 768}));
+  CHECK_FALSE(small.fits({2, 769}));
+  r.release(small, "j1");  // twice: nothing more
+  CHECK(small.used_vcpus == 2);
+  // A job bigger than small's whole fits the worker that said nothing: not "never".
+  Footprint most;
+  CHECK_FALSE(r.never_fits("default", {8, 128}, &most));
+  r.remove("O", now);
+  CHECK(r.never_fits("default", {8, 128}, &most));
+  CHECK(most.vcpus == 4);
+  CHECK(most.mem_mib == 1024);
+  CHECK_FALSE(r.never_fits("default", {4, 1024}, &most));
+  CHECK_FALSE(r.never_fits("python", {64, 128}, &most));  // nobody has python: not this answer
+  // With credits but no room: credit is said, no worker given.
+  credit = false;
+  CHECK(r.next_with_credit("default", {3, 128}, &credit) == nullptr);
+  CHECK(credit);
+}
+
+TEST_CASE("READY capacity: vcpus and mem_mib capabilities, the first valid of each") {
+  namespace sc = paddock::schemas;
+  auto c = sc::capacity_of({"image:default", "vcpus:8", "mem_mib:4096", "vcpus:2"});
+  CHECK(c.vcpus == 8);
+  CHECK(c.mem_mib == 4096);
+  c = sc::capacity_of({"vcpus:x", "vcpus:", "vcpus:-1", "vcpus:2147483648", "mem_mib:12"});
+  CHECK(c.vcpus == 0);
+  CHECK(c.mem_mib == 12);
+  CHECK(sc::capacity_of({}).vcpus == 0);
+}

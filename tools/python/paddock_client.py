@@ -94,6 +94,7 @@ CODES = {
     106: "UnknownImage",
     107: "JournalDamaged",
     108: "QuotaExceeded",
+    109: "TooLarge",
 }
 
 # Codes that are retryable as a rule (PROTOCOL.md, "retryable"). Only a rule: the runtime decides by

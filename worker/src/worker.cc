@@ -4,6 +4,7 @@
 #include <cstring>
 #include <optional>
 #include <system_error>
+#include <thread>
 #include <unordered_map>
 
 #include <unistd.h>
@@ -24,6 +25,37 @@ namespace paddock::worker {
 
 namespace sc = paddock::schemas;
 namespace rt = paddock::runtime;
+
+namespace {
+
+// The host's memory in MiB (/proc/meminfo MemTotal); 0 if it cannot be read.
+uint64_t host_mem_mib() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return 0;
+  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) >> 20;
+}
+
+// `total` split between `n` brokers as the slots are: broker i's share, at least 1.
+uint32_t share_of(uint64_t total, size_t n, size_t i) {
+  const uint64_t share = total / n + (i < total % n ? 1 : 0);
+  return static_cast<uint32_t>(std::clamp<uint64_t>(share, 1, 0x7fffffff));
+}
+
+}  // namespace
+
+Capacity capacity_defaults(const Options& o) {
+  Capacity c;
+  const uint64_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  c.vcpus = o.capacity_vcpus != 0 ? o.capacity_vcpus
+                                  : static_cast<uint32_t>(std::max<uint64_t>(o.slots, 4 * cpus));
+  c.mem_mib =
+      o.capacity_mem_mib != 0
+          ? o.capacity_mem_mib
+          : static_cast<uint32_t>(std::min<uint64_t>(
+                0x7fffffff, std::max<uint64_t>(uint64_t{128} * o.slots, host_mem_mib() * 3 / 4)));
+  return c;
+}
 
 class Worker::Loop {
  public:
@@ -99,12 +131,19 @@ Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
   identity.worker_id = options_.worker_id;
   identity.capabilities = {"backend:" + std::string(provider_->backend())};
   for (const auto& image : images()) identity.capabilities.push_back("image:" + image);
-  // Slots are split between brokers: each has its own share of credits.
+  // Slots and capacity are split between brokers: each has its own share of credits, vCPUs and
+  // memory.
   const size_t n = options_.brokers.size();
+  const Capacity capacity = capacity_defaults(options_);
+  spdlog::info("capacity: {} vCPU(s), {} MiB of guest memory at once", capacity.vcpus,
+               capacity.mem_mib);
   for (size_t i = 0; i < n; ++i) {
     const uint32_t share = options_.slots / n + (i < options_.slots % n ? 1 : 0);
-    sessions_.push_back(std::make_unique<BrokerSession>(context_, options_.brokers[i], identity,
-                                                        share, timing, options_.curve));
+    sc::Ready own = identity;
+    own.capabilities.push_back("vcpus:" + std::to_string(share_of(capacity.vcpus, n, i)));
+    own.capabilities.push_back("mem_mib:" + std::to_string(share_of(capacity.mem_mib, n, i)));
+    sessions_.push_back(std::make_unique<BrokerSession>(
+        context_, options_.brokers[i], std::move(own), share, timing, options_.curve));
   }
   // The host name goes to the brokers' dashboards with every heartbeat; read once.
   char host[256] = {};

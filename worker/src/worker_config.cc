@@ -107,6 +107,14 @@ void add_options(CLI::App& app, Flags& f) {
   app.add_option("--slots", opt.slots, "jobs run at once")
       ->check(CLI::Range(1u, 1024u))
       ->capture_default_str();
+  app.add_option("--capacity-vcpus", opt.capacity_vcpus,
+                 "guest vCPUs committed at once, at most: brokers place jobs within it (default: "
+                 "4 per host CPU, at least --slots)")
+      ->check(CLI::Range(0u, 1u << 20));
+  app.add_option("--capacity-mem-mib", opt.capacity_mem_mib,
+                 "guest memory committed at once, MiB, at most: brokers place jobs within it "
+                 "(default: 3/4 of the host's memory, at least 128 per slot)")
+      ->check(CLI::Range(0u, 1u << 30));
   app.add_option("--backend", f.config.backend,
                  "VM backend: qemu, firecracker, or memory (in-memory TEST DOUBLE: executes "
                  "nothing; only when asked for)")

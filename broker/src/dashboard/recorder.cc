@@ -140,6 +140,10 @@ void Recorder::publish(const LoopState& loop, Clock::time_point now, uint64_t un
     v.ready_slots = w.ready_slots;
     v.busy = static_cast<uint32_t>(w.jobs.size());
     v.free = w.credits;
+    v.capacity_vcpus = w.capacity_vcpus;
+    v.capacity_mem_mib = w.capacity_mem_mib;
+    v.used_vcpus = w.used_vcpus;
+    v.used_mem_mib = w.used_mem_mib;
     v.draining = w.draining;
     v.connected_unix_ms = w.connected_unix_ms;
     v.last_heard_unix_ms = to_unix_ms(w.last_seen, now, unix_ms);

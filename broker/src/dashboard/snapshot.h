@@ -87,6 +87,11 @@ struct WorkerView {
   uint32_t ready_slots = 0;  // the slots it granted in READY
   uint32_t busy = 0;         // jobs on it now
   uint32_t free = 0;         // credits the broker has not used
+  // What it said it can commit (0: not said) and what its jobs hold now.
+  uint32_t capacity_vcpus = 0;
+  uint32_t capacity_mem_mib = 0;
+  uint64_t used_vcpus = 0;
+  uint64_t used_mem_mib = 0;
   bool draining = false;
   uint64_t connected_unix_ms = 0;
   uint64_t last_heard_unix_ms = 0;

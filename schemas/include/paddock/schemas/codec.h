@@ -64,6 +64,13 @@ bool valid_image_name(std::string_view name);
 bool valid_tenant(std::string_view name);
 // The image names of READY capabilities ("image:<name>"), valid and distinct, in their order.
 std::vector<std::string> images_of(const std::vector<std::string>& capabilities);
+// What a worker can commit, from READY capabilities "vcpus:<n>" and "mem_mib:<n>" (decimal, 1 to
+// 2^31 - 1; the first valid one of each counts); 0 where it says nothing (no bound).
+struct WorkerCapacity {
+  uint32_t vcpus = 0;
+  uint32_t mem_mib = 0;
+};
+WorkerCapacity capacity_of(const std::vector<std::string>& capabilities);
 
 // Best effort: the job_id of a request too broken to decode, so its ERROR can name the job.
 std::string peek_job_id(std::string_view bytes);

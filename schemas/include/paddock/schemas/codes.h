@@ -25,6 +25,7 @@ enum class JobCode : uint32_t {
   kUnknownImage = 106,      // no connected worker has the job's image
   kJournalDamaged = 107,    // the broker's stored copy of the job failed its checksum; quarantined
   kQuotaExceeded = 108,     // the tenant is at a limit of its own; retry later (REJECTED)
+  kTooLarge = 109,          // no connected worker that has the image can ever fit the job
 };
 
 // The runtime variants' names by code (1..14), the one table paddock::runtime and the CLI read.

@@ -21,10 +21,23 @@
 
 namespace paddock::worker {
 
+struct Capacity {
+  uint32_t vcpus = 0;
+  uint32_t mem_mib = 0;
+};
+struct Options;
+// What a worker advertises (Options::capacity_*): the operator's, or from the host where unset.
+Capacity capacity_defaults(const Options& o);
+
 struct Options {
   std::vector<std::string> brokers;  // worker endpoints, e.g. tcp://127.0.0.1:5556
   std::string worker_id;
   uint32_t slots = 4;
+  // What the worker commits to guests at once, advertised to brokers (READY "vcpus:<n>",
+  // "mem_mib:<n>"; split between brokers as the slots are); the broker places jobs within it.
+  // 0: from the host, capacity_defaults().
+  uint32_t capacity_vcpus = 0;
+  uint32_t capacity_mem_mib = 0;
   uint32_t heartbeat_ms = 1000;
   uint32_t liveness = 3;            // missed broker heartbeats before reconnecting
   uint32_t reconnect_min_ms = 250;  // backoff, doubled per failed attempt, with jitter
