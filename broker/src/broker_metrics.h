@@ -68,6 +68,7 @@ class BrokerMetrics {
   };
   TenantSeries& series(std::string_view tenant);
   std::map<std::string, TenantSeries, std::less<>> tenants_;
+  std::pair<const std::string, TenantSeries>* last_ = nullptr;  // series()'s latest, in tenants_
   std::array<metrics::Counter*, 128> failed_by_code_{};  // codes 0..127; others share the last
   metrics::Family<metrics::Gauge>& queue_depth_;
   std::map<int32_t, metrics::Gauge*> depth_by_priority_;

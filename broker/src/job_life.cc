@@ -82,7 +82,7 @@ std::vector<std::pair<std::string, std::string>> JobLife::overdue(const WorkerRe
   std::vector<std::pair<std::string, std::string>> overdue;  // (worker route, job id)
   const auto margin = std::chrono::milliseconds(policy_.overdue_margin_ms);
   workers.for_each([&](const WorkerState& w) {
-    for (const auto& id : w.jobs) {
+    for (const auto& [id, footprint] : w.jobs) {
       const Job* job = jobs_.find(id);
       if (job == nullptr || job->state != Job::State::kRunning) continue;
       if (now - job->dispatched_at > std::chrono::milliseconds(job->request.timeout_ms) + margin) {

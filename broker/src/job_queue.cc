@@ -138,11 +138,14 @@ void JobQueue::unqueue(const Job& job) {
   auto it = t->second.images.find(job.request.image);
   if (it == t->second.images.end() || it->second.erase(key_of(job)) == 0) return;
   if (it->second.empty()) t->second.images.erase(it);
+  unlist(t->second);
   dequeued(t->second, job);
+  list(t->second, /*lift=*/false);
   drop_if_idle(t->second);
 }
 
-// A queued job left its tenant's queue (REQUIRES: taken out of its Order already).
+// A queued job left its tenant's queue (REQUIRES: taken out of its Order already). The caller
+// lists the tenant again if it may still be dispatched to.
 void JobQueue::dequeued(Tenant& t, const Job& job) {
   --queued_;
   if (auto it = by_image_.find(job.request.image); it != by_image_.end() && --it->second == 0) {
@@ -151,9 +154,7 @@ void JobQueue::dequeued(Tenant& t, const Job& job) {
   auto it = by_priority_.find(job.request.priority);
   if (it != by_priority_.end() && --it->second == 0) by_priority_.erase(it);
   if (job.request.deadline_ms != 0) --with_deadline_;
-  unlist(t);
   --t.queued;
-  list(t, /*lift=*/false);
 }
 
 void JobQueue::stopped_running(const Job& job) {
@@ -227,12 +228,23 @@ Job& JobQueue::started(Tenant& t, std::unordered_map<std::string, Order>::iterat
   Job& job = *first->second;
   queue->second.erase(first);
   if (queue->second.empty()) t.images.erase(queue);  // a caller's image name may be its key
-  // The dispatch to t: the virtual time is its, and its own advances by its weight's step.
-  unlist(t);
+  // The dispatch to t: the virtual time is its, and its own advances by its weight's step. Its
+  // place in ready_ moves with it (the node is reused: no allocation per dispatch).
+  auto node =
+      t.listed ? ready_.extract(Ready{t.listed_at, t.name, &t}) : decltype(ready_)::node_type{};
+  t.listed = false;
   vnow_ = std::max(vnow_, t.vtime);
   t.vtime += 1.0 / t.share.weight;
   ++t.running;
-  dequeued(t, job);  // lists it again if it may still be dispatched to
+  dequeued(t, job);
+  if (node && t.queued > 0 && t.running < t.share.max_running) {
+    node.value().vtime = t.vtime;
+    ready_.insert(std::move(node));
+    t.listed = true;
+    t.listed_at = t.vtime;
+  } else {
+    list(t, /*lift=*/false);
+  }
   job.state = Job::State::kRunning;
   job.worker = worker;
   return job;

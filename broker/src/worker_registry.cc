@@ -42,7 +42,8 @@ std::set<std::string> WorkerRegistry::remove(const std::string& routing_id, Cloc
     --ring.workers;
     ring.last_had = now;
   }
-  std::set<std::string> jobs = std::move(it->second.jobs);
+  std::set<std::string> jobs;
+  for (const auto& [key, f] : it->second.jobs) jobs.insert(jobs.end(), key);
   workers_.erase(it);
   return jobs;
 }
@@ -56,19 +57,17 @@ void WorkerRegistry::enlist(WorkerState& w) {
 }
 
 void WorkerRegistry::hold(WorkerState& w, const std::string& key, Footprint f) {
-  if (!w.jobs.insert(key).second) return;
-  w.footprints[key] = f;
+  if (!w.jobs.emplace(key, f).second) return;
   w.used_vcpus += f.vcpus;
   w.used_mem_mib += f.mem_mib;
 }
 
 void WorkerRegistry::release(WorkerState& w, const std::string& key) {
-  if (w.jobs.erase(key) == 0) return;
-  auto it = w.footprints.find(key);
-  if (it == w.footprints.end()) return;
+  auto it = w.jobs.find(key);
+  if (it == w.jobs.end()) return;
   w.used_vcpus -= std::min<uint64_t>(w.used_vcpus, it->second.vcpus);
   w.used_mem_mib -= std::min<uint64_t>(w.used_mem_mib, it->second.mem_mib);
-  w.footprints.erase(it);
+  w.jobs.erase(it);
 }
 
 WorkerState* WorkerRegistry::next_with_credit(const std::string& image, Footprint need,

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <deque>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -33,8 +34,8 @@ struct WorkerState {
   uint32_t credits = 0;
   bool draining = false;
   std::vector<std::string> images;  // from READY's "image:<name>" capabilities; distinct
-  std::set<std::string> jobs;       // job keys in flight on this worker (WorkerRegistry::hold)
-  std::unordered_map<std::string, Footprint> footprints;  // of `jobs`
+  // Job keys in flight on this worker, and what each holds of it (WorkerRegistry::hold).
+  std::map<std::string, Footprint> jobs;
   // What it can commit to guests at once (READY's "vcpus:<n>", "mem_mib:<n>"; 0: it did not
   // say, no bound), and what its jobs hold now.
   uint32_t capacity_vcpus = 0;

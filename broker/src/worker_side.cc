@@ -162,7 +162,7 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
     job_id = job_key(view->tenant, view->job_id);
   } else {
     job_id = job_key(options_.local_tenant, view->job_id);
-    for (const auto& key : w.jobs) {
+    for (const auto& [key, footprint] : w.jobs) {
       if (key_job_id(key) == view->job_id) {
         job_id = key;
         break;

@@ -223,6 +223,40 @@ case_batch_queue_full_resubmits() {
   grep -q "[1-9][0-9]* resubmissions after QueueFull" "$tmp/err" || fail "no resubmission: $(cat "$tmp/err")"
 }
 
+case_quota_refusals() {
+  # The local tenant may hold 2 queued jobs: a batch of 12 is held back by its quota, says so,
+  # and still gets every answer; a submit past the limit says which limit.
+  printf '[tenants.local]\nmax_queued = 2\n' >"$tmp/tenants.toml"
+  start_broker --tenants "$tmp/tenants.toml"
+  for i in $(seq 12); do echo "{\"job_id\": \"t$i\", \"argv\": [\"sleep\", \"20\"]}"; done >"$tmp/batch.jsonl"
+  "$PADDOCK_CLI" submit --broker "$CLIENT" --job-id held-1 --wait-ms 30000 -- true >/dev/null 2>&1 &
+  pids+=($!)
+  "$PADDOCK_CLI" submit --broker "$CLIENT" --job-id held-2 --wait-ms 30000 -- true >/dev/null 2>&1 &
+  pids+=($!)
+  local status=0
+  for i in $(seq 50); do  # once both held jobs are queued (no worker yet), a third is refused
+    status=0
+    paddock submit --broker "$CLIENT" --job-id "third-$i" --wait-ms 300 -- true 2>"$tmp/err" >/dev/null ||
+      status=$?
+    [[ $status -eq 75 ]] && break
+    sleep 0.1
+  done
+  expect_status 75 "$status" "submit past max_queued"
+  expect_in "QuotaExceeded (code 108)" "$tmp/err" "the REJECTED line"
+  expect_in "max_queued" "$tmp/err" "the limit named"
+  expect_in "your tenant is at one of its limits" "$tmp/err" "the hint"
+  # The worker, without start_worker's first job (the queue is at the tenant's limit): the batch
+  # below waits for it anyway.
+  "$PADDOCK_WORKER_BIN" --broker "$WORKER" --slots 2 --worker-id cli-test --backend memory \
+    >"$tmp/worker.log" 2>&1 &
+  pids+=($!)
+  status=0
+  paddock batch --broker "$CLIENT" --json "$tmp/batch.jsonl" >"$tmp/out" 2>"$tmp/err" || status=$?
+  expect_status 0 "$status" "batch held back by its quota"
+  [[ $(grep -c '"status":"ok"' "$tmp/out") -eq 12 ]] || fail "expected 12 results: $(cat "$tmp/out")"
+  expect_in "refused at your tenant's limit" "$tmp/err" "the quota note"
+}
+
 case_cancel() {
   start_cluster
   local status=0

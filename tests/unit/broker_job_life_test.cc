@@ -214,7 +214,7 @@ TEST_CASE(
   WorkerState& w = workers.add("w1", "worker-1", 4, t0, {});
   started(life, "short", "w1", t0, /*timeout_ms=*/1000);
   started(life, "long", "w1", t0, /*timeout_ms=*/60'000);
-  w.jobs = {"short", "long"};
+  w.jobs = {{"short", {}}, {"long", {}}};
   CHECK(life.overdue(workers, t0 + milliseconds(1500)).empty());  // timeout + margin, not past
   auto overdue = life.overdue(workers, t0 + milliseconds(1501));
   REQUIRE(overdue.size() == 1);

@@ -185,7 +185,7 @@ TEST_CASE("dashboard recorder: a snapshot shows the queue and the workers and th
   REQUIRE(running != nullptr);
   // Priority first: "high" was popped; it now runs on w1.
   CHECK(running->request.job_id == "high");
-  w.jobs.insert("high");
+  w.jobs.emplace("high", Footprint{});
   --w.credits;
   Stats stats;
   stats.accepted = 3;

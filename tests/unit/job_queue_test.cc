@@ -151,7 +151,7 @@ TEST_CASE("worker registry: a draining worker gets nothing, and removal returns 
   WorkerRegistry r;
   const auto now = Clock::now();
   WorkerState& w = r.add("A", "a", 4, now);
-  w.jobs = {"j1", "j2"};
+  w.jobs = {{"j1", {}}, {"j2", {}}};
   r.drain(w);
   CHECK(r.next_with_credit("default") == nullptr);
   r.grant(w, 3);

@@ -1,5 +1,6 @@
 // paddock batch: many jobs from a JSON-lines file, at most --window in flight, every one
-// answered. REJECTED (QueueFull) jobs are resubmitted after a backoff.
+// answered. REJECTED jobs (QueueFull, or QuotaExceeded: the tenant is at a limit of its own) are
+// resubmitted after a backoff; quota refusals are reported as they happen, at most every 5 s.
 #include <unistd.h>
 
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include "broker_session.h"
 #include "commands.h"
 #include "exit_codes.h"
+#include "paddock/schemas/codes.h"
 #include "job_id.h"
 #include "job_json.h"
 #include "table.h"
@@ -104,6 +106,7 @@ class BatchRun {
         }
         break;
       case K::kRejected:
+        if (ev.error.code == sc::code(sc::JobCode::kQuotaExceeded)) quota_refused(ev.error);
         reject(ev.error.job_id);
         break;
       case K::kInvalid:
@@ -151,6 +154,21 @@ class BatchRun {
     }
   }
 
+  // The broker refused a job at one of this tenant's limits: said at once the first time, then at
+  // most every 5 s with the count since, so that a batch held back by its quota says why.
+  void quota_refused(const sc::JobError& e) {
+    ++quota_refusals_;
+    ++quota_unreported_;
+    const auto now = Clock::now();
+    if (quota_reported_ != Clock::time_point{} && now - quota_reported_ < milliseconds(5000)) {
+      return;
+    }
+    warn(std::to_string(quota_unreported_) + " job(s) refused at your tenant's limit (" +
+         e.message + "); they are resubmitted with a backoff");
+    quota_unreported_ = 0;
+    quota_reported_ = now;
+  }
+
   void warn(const std::string& what) {
     clear_progress();
     std::fprintf(stderr, "paddock: %s\n", what.c_str());
@@ -179,7 +197,9 @@ class BatchRun {
     return std::to_string(answered_) + (answered_ == 1 ? " job" : " jobs") +
            " answered: " + std::to_string(answered_ - errors_) + " ran (status ok), " +
            std::to_string(errors_) + " Paddock errors; " + std::to_string(invalid_) +
-           " invalid lines; " + std::to_string(resubmitted_) + " resubmissions after QueueFull";
+           " invalid lines; " + std::to_string(resubmitted_) +
+           " resubmissions after QueueFull or QuotaExceeded (" + std::to_string(quota_refusals_) +
+           " refusals at the tenant's limits)";
   }
 
   int finish() {
@@ -221,6 +241,8 @@ class BatchRun {
   std::multimap<Clock::time_point, Pending> retry_;  // REJECTED, resubmitted at the key's time
   std::vector<TableRow> rows_;
   size_t answered_ = 0, errors_ = 0, invalid_ = 0, resubmitted_ = 0;
+  size_t quota_refusals_ = 0, quota_unreported_ = 0;
+  Clock::time_point quota_reported_{};
   std::minstd_rand rng_{std::random_device{}()};
 };
 

@@ -8,6 +8,7 @@
 #include "broker_session.h"
 #include "commands.h"
 #include "exit_codes.h"
+#include "paddock/schemas/codes.h"
 #include "job_id.h"
 #include "outcome.h"
 #include "paddock/schemas/codec.h"
@@ -140,10 +141,11 @@ int wait_for_answer(BrokerSession& session, const sc::JobRequest& req, milliseco
           break;
         case K::kRejected:
           if (!ours) break;
-          std::fprintf(stderr,
-                       "error: %s\npaddock: the broker could not take the job now; try again "
-                       "later\n",
-                       describe_error(ev->error).c_str());
+          std::fprintf(stderr, "error: %s\npaddock: %s; try again later\n",
+                       describe_error(ev->error).c_str(),
+                       ev->error.code == sc::code(sc::JobCode::kQuotaExceeded)
+                           ? "your tenant is at one of its limits on this broker (above)"
+                           : "the broker could not take the job now");
           return exit_code::kTempFail;
         case K::kError:
           if (!ours) break;

@@ -149,7 +149,7 @@ void Recorder::publish(const LoopState& loop, Clock::time_point now, uint64_t un
     v.last_heard_unix_ms = to_unix_ms(w.last_seen, now, unix_ms);
     v.jobs_answered = w.answered;
     s->workers.push_back(std::move(v));
-    for (const auto& id : w.jobs) {
+    for (const auto& [id, footprint] : w.jobs) {
       if (s->running_jobs.size() >= Snapshot::kMaxRunningShown) break;
       const Job* job = loop.jobs->find(id);
       if (job == nullptr) continue;
