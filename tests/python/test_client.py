@@ -284,6 +284,22 @@ class ClientUnitTest(unittest.TestCase):
         self.assertEqual(sorted(paddock_client.CODES), list(range(1, 15)) + list(range(100, 110)))
         self.assertEqual(paddock_client.code_name(4242), "Unknown")
 
+    def test_quota_refusal_is_told_apart(self):
+        Event = paddock_client.Event
+        quota = Event("rejected", {"job_id": "a", "code": 108, "variant": "QuotaExceeded",
+                                   "message": "tenant 'local' has 2 jobs queued, its max_queued",
+                                   "retryable": True})
+        self.assertTrue(quota.quota_exceeded)
+        self.assertTrue(quota.retryable)
+        self.assertIn("max_queued", quota.message)
+        full = Event("rejected", {"job_id": "b", "code": 103, "retryable": True})
+        self.assertFalse(full.quota_exceeded)
+        too_large = Event("error", {"job_id": "c", "code": 109, "retryable": False})
+        self.assertFalse(too_large.quota_exceeded)
+        self.assertFalse(too_large.retryable)
+        self.assertEqual(too_large.variant, "TooLarge")
+        self.assertIsNone(Event("result", {"job_id": "d"}).retryable)
+
     def test_job_builds_a_request_with_its_image(self):
         self.assertEqual(paddock_client.job("a", ("true",)), {"job_id": "a", "argv": ["true"]})
         self.assertEqual(paddock_client.job("b", ["python3"], image="python", timeout_ms=5),

@@ -177,6 +177,20 @@ class Event:
         return self.body.get("message", "") if self.kind in ("error", "rejected") else None
 
     @property
+    def retryable(self):
+        """ERROR/REJECTED: whether submitting the same job again may succeed; None otherwise."""
+        if self.kind not in ("error", "rejected"):
+            return None
+        return bool(self.body.get("retryable", False))
+
+    @property
+    def quota_exceeded(self):
+        """True for a REJECTED 108 QuotaExceeded: the submitter's tenant is at a limit of its own
+        (its queued jobs or its submit rate; the message names which and its value). Waiting and
+        submitting the job again may succeed."""
+        return self.kind == "rejected" and self.code == 108
+
+    @property
     def is_final(self):
         """True when the event ends its job: RESULT, ERROR (naming a job) or REJECTED."""
         return self.kind in ("result", "error", "rejected") and bool(self.job_id)
