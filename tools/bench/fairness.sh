@@ -68,13 +68,17 @@ v=json.load(open(sys.argv[1]))
 for k in sys.argv[2].split("."): v=v[k]
 print(v)' "$1" "$2"
 }
-# A tenant's queued jobs, from the broker's /metrics.
+# A tenant's queued jobs, from the broker's /metrics (a broker older than tenants: all of its
+# queued jobs, which are alice's there).
 queued_of() {
   python3 - "$metrics" "$1" <<'EOF'
 import sys, urllib.request
 body = urllib.request.urlopen("http://" + sys.argv[1] + "/metrics", timeout=5).read().decode()
+lines = body.splitlines()
 want = 'paddock_broker_tenant_jobs{tenant="%s",state="queued"} ' % sys.argv[2]
-print(next((int(float(l[len(want):])) for l in body.splitlines() if l.startswith(want)), 0))
+if not any(l.startswith("paddock_broker_tenant_jobs{") for l in lines):
+    want = 'paddock_broker_queue_depth{priority="0"} '
+print(next((int(float(l[len(want):])) for l in lines if l.startswith(want)), 0))
 EOF
 }
 
@@ -180,7 +184,7 @@ if [ $vm -eq 1 ]; then
 fi
 
 mkdir -p "$(dirname "$out")"
-python3 - "$out" "$(git rev-parse --short HEAD)" "${results[@]}" <<'EOF'
+python3 - "$out" "$(git -C "$build" rev-parse --short HEAD 2>/dev/null || git rev-parse --short HEAD)" "${results[@]}" <<'EOF'
 import json, sys, datetime
 out, commit, rows = sys.argv[1], sys.argv[2], [json.loads(r) for r in sys.argv[3:]]
 json.dump({"benchmark": "fairness", "commit": commit,
