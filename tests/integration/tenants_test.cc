@@ -423,3 +423,73 @@ TEST_CASE(
   CHECK(alices <= 50);
   CHECK(value_of("paddock_broker_tenant_jobs{tenant=\"alice\",state=\"queued\"}") >= 40);
 }
+
+TEST_CASE(
+    "tenants: max_running keeps a tenant's jobs on workers at its cap while other tenants' run, "
+    "and the next of its jobs goes when one ends") {
+  TempDir dir;
+  TenantKeys keys(dir);
+  const std::string policy = dir.path() + "/tenants.toml";
+  write_file(policy, "[tenants.alice]\nmax_running = 1\n");
+  auto args = keys.broker_args();
+  args.insert(args.end(), {"--tenants", policy, "--metrics-address", "127.0.0.1:0"});
+  auto broker = start_broker(dir, args);
+  auto worker = start_worker(dir, broker.worker_endpoint, "w1", 4, keys.worker_args());
+  INFO(slurp(broker.process->log() + ".err"));
+  // alice's jobs held now, as the broker's overview says once its loop has turned.
+  auto alice_at = [&](size_t running, size_t queued) {
+    auto o =
+        http_get_until(broker.metrics_address, "/api/v1/overview", [&](const nlohmann::json& j) {
+          for (const auto& t : j["queue"]["by_tenant"]) {
+            if (t["tenant"] == "alice") {
+              return t["running"] == running && t["queued"] == queued;
+            }
+          }
+          return false;
+        });
+    INFO(o.dump());
+    for (const auto& t : o["queue"]["by_tenant"]) {
+      if (t["tenant"] == "alice") return t["running"] == running && t["queued"] == queued;
+    }
+    return false;
+  };
+
+  client::Client alice(broker.client_endpoint, keys.client("alice"));
+  client::Client bob(broker.client_endpoint, keys.client("bob"));
+  // One SUBMIT: the broker's one turn places what it may, so 1 running and 2 queued is its choice
+  // with 4 slots free, not a moment before the rest went out.
+  auto long_job = [](const std::string& id) {
+    auto j = job(id, {"sleep", "600000"});
+    j.timeout_ms = 600'000;
+    return j;
+  };
+  alice.submit(std::vector<schemas::JobRequest>{long_job("a1"), long_job("a2"), long_job("a3")});
+  CHECK(alice_at(1, 2));
+  // bob is not held back by alice's cap: the slots are free.
+  bob.submit(job("b1", {"echo", "bob ran"}));
+  auto b1 = next_final(bob, 20s);
+  REQUIRE(b1.has_value());
+  REQUIRE(b1->kind == client::Event::Kind::kResult);
+  CHECK(b1->result.stdout_data == "bob ran\n");
+  CHECK(alice_at(1, 2));
+  // Her running job (the first: FIFO within a tenant) ends, cancelled: the next of hers goes.
+  alice.cancel("a1");
+  auto a1 = next_final(alice, 20s);
+  REQUIRE(a1.has_value());
+  CHECK(a1->error.job_id == "a1");
+  CHECK(a1->error.variant == "Cancelled");
+  CHECK(alice_at(1, 1));
+  for (const char* id : {"a2", "a3"}) alice.cancel(id);
+  size_t cancelled = 0;
+  for (int i = 0; i < 2; ++i) {
+    auto ev = next_final(alice, 20s);
+    if (ev && ev->kind == client::Event::Kind::kError && ev->error.variant == "Cancelled") {
+      ++cancelled;
+    }
+  }
+  CHECK(cancelled == 2);
+  const auto metrics = http_get(broker.metrics_address, "/metrics").body;
+  CHECK(metrics.find(
+            "paddock_broker_tenant_jobs_answered_total{tenant=\"alice\",outcome=\"error\"} 3") !=
+        std::string::npos);
+}

@@ -47,7 +47,7 @@ host_netns=""
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  [ -n "$host_netns" ] && ip netns delete "$host_netns" 2>/dev/null || true
+  if [ -n "$host_netns" ]; then ip netns delete "$host_netns" 2>/dev/null || true; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT

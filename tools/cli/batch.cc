@@ -14,9 +14,9 @@
 #include "broker_session.h"
 #include "commands.h"
 #include "exit_codes.h"
-#include "paddock/schemas/codes.h"
 #include "job_id.h"
 #include "job_json.h"
+#include "paddock/schemas/codes.h"
 #include "table.h"
 
 namespace paddock::cli {

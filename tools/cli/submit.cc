@@ -8,10 +8,10 @@
 #include "broker_session.h"
 #include "commands.h"
 #include "exit_codes.h"
-#include "paddock/schemas/codes.h"
 #include "job_id.h"
 #include "outcome.h"
 #include "paddock/schemas/codec.h"
+#include "paddock/schemas/codes.h"
 #include "paddock/schemas/limits.h"
 #include "text.h"
 
