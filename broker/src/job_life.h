@@ -62,13 +62,8 @@ class JobLife {
   }
 
   // --- dispatch
-  // The next queued job of `image` (its tenant by fair share, then priority and age), now kRunning
-  // on `worker`; nullptr if none.
+  // The job jobs().peek() gave (REQUIRES: the queue unchanged since), now kRunning on `worker`.
   // Whether its deadline passed is the caller's question (expired()); if so it ends it (finish()).
-  Job* start(const std::string& image, const std::string& worker) {
-    return jobs_.pop_next(image, worker);
-  }
-  // REQUIRES: `job` is what jobs().peek() gave, the queue unchanged since.
   Job& start(const Job& job, const std::string& worker) { return jobs_.start(job, worker); }
   static bool expired(const Job& job, uint64_t now_unix_ms) {
     return job.request.deadline_ms != 0 && job.request.deadline_ms <= now_unix_ms;

@@ -102,7 +102,7 @@ JobQueue::Tenant& JobQueue::tenant_of(const Job& job) {
 }
 
 void JobQueue::list(Tenant& t, bool lift) {
-  if (t.listed || t.queued == 0 || t.running >= t.share.max_running) return;
+  if (t.listed || !may_dispatch(t)) return;
   if (lift) t.vtime = std::max(t.vtime, vnow_);
   t.listed = true;
   t.listed_at = t.vtime;
@@ -166,23 +166,6 @@ void JobQueue::stopped_running(const Job& job) {
   drop_if_idle(t);
 }
 
-const std::string* JobQueue::next_image(const std::vector<std::string>& skip) const {
-  for (const Ready& r : ready_) {
-    const std::string* best = nullptr;
-    const Key* best_key = nullptr;
-    for (const auto& [image, order] : r.tenant->images) {
-      if (std::find(skip.begin(), skip.end(), image) != skip.end()) continue;
-      const Key& head = order.begin()->first;
-      if (best_key == nullptr || head < *best_key) {
-        best = &image;
-        best_key = &head;
-      }
-    }
-    if (best != nullptr) return best;
-  }
-  return nullptr;
-}
-
 const Job* JobQueue::peek(const Skip& skip) const {
   auto skipped = [&](const std::string& tenant, const std::string& image) {
     if (std::find(skip.images.begin(), skip.images.end(), image) != skip.images.end()) return true;
@@ -212,22 +195,12 @@ Job& JobQueue::start(const Job& job, const std::string& worker) {
   return started(t, t.images.find(job.request.image), worker);
 }
 
-Job* JobQueue::pop_next(const std::string& image, const std::string& worker) {
-  for (const Ready& r : ready_) {
-    Tenant& t = *r.tenant;
-    auto queue = t.images.find(image);
-    if (queue == t.images.end()) continue;
-    return &started(t, queue, worker);  // `r` is gone
-  }
-  return nullptr;
-}
-
 Job& JobQueue::started(Tenant& t, std::unordered_map<std::string, Order>::iterator queue,
                        const std::string& worker) {
   auto first = queue->second.begin();
   Job& job = *first->second;
   queue->second.erase(first);
-  if (queue->second.empty()) t.images.erase(queue);  // a caller's image name may be its key
+  if (queue->second.empty()) t.images.erase(queue);
   // The dispatch to t: the virtual time is its, and its own advances by its weight's step. Its
   // place in ready_ moves with it (the node is reused: no allocation per dispatch).
   auto node =
@@ -237,7 +210,7 @@ Job& JobQueue::started(Tenant& t, std::unordered_map<std::string, Order>::iterat
   t.vtime += 1.0 / t.share.weight;
   ++t.running;
   dequeued(t, job);
-  if (node && t.queued > 0 && t.running < t.share.max_running) {
+  if (node && may_dispatch(t)) {
     node.value().vtime = t.vtime;
     ready_.insert(std::move(node));
     t.listed = true;

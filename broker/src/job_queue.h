@@ -161,9 +161,6 @@ class JobQueue {
   // REQUIRES: no job with this id is held. `route`: its submitter ("" for none: a job recovered
   // or claimed, whose submitter is not connected here).
   Job& push(QueuedRequest request, std::string route, Clock::time_point now);
-  // The image of the job that goes next among images not in `skip` (see above); nullptr if none.
-  // O(tenants × images). Valid until the queue changes.
-  const std::string* next_image(const std::vector<std::string>& skip) const;
   // What dispatch passes over this turn: every tenant's jobs of `images` (no worker that has the
   // image has a credit), and one tenant's jobs of one image (its next one fits no worker now).
   struct Skip {
@@ -180,9 +177,6 @@ class JobQueue {
   // REQUIRES: `job` is what peek() gave, the queue unchanged since. It is now running on
   // `worker`, charged to its tenant's share.
   Job& start(const Job& job, const std::string& worker);
-  // The job of `image` that goes next (the tenant first, then priority and age), now marked
-  // running on `worker`; nullptr if none. After next_image() gave `image`, the same tenant's.
-  Job* pop_next(const std::string& image, const std::string& worker);
   // Removes every queued job of `image`. Returns them.
   std::vector<Job> take_image(const std::string& image);
   // A running or waiting job goes back to the queue, ahead of younger jobs of its priority.
@@ -223,6 +217,10 @@ class JobQueue {
   };
 
   Tenant& tenant_of(const Job& job);
+  // Whether `t` may be dispatched to: it has queued jobs and is below its running cap.
+  static bool may_dispatch(const Tenant& t) {
+    return t.queued > 0 && t.running < t.share.max_running;
+  }
   // Into ready_ if it may be dispatched to; out of it. `lift`: one that was not in ready_ comes
   // in at the current virtual time at least.
   void list(Tenant& t, bool lift);

@@ -1,5 +1,6 @@
 // Semantic validation of a JobRequest: everything a type check cannot see.
 #include <algorithm>
+#include <charconv>
 
 #include "paddock/schemas/cidr.h"
 #include "paddock/schemas/codec.h"
@@ -154,13 +155,10 @@ bool valid_image_name(std::string_view name) {
 WorkerCapacity capacity_of(const std::vector<std::string>& capabilities) {
   WorkerCapacity out;
   auto number = [](std::string_view digits) -> uint32_t {
-    if (digits.empty() || digits.size() > 10) return 0;
-    uint64_t n = 0;
-    for (char c : digits) {
-      if (c < '0' || c > '9') return 0;
-      n = n * 10 + static_cast<uint64_t>(c - '0');
-    }
-    return n <= 0x7fffffff ? static_cast<uint32_t>(n) : 0;
+    uint32_t n = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+    const bool whole = ec == std::errc() && end == digits.data() + digits.size();
+    return whole && n <= 0x7fffffff ? n : 0;
   };
   for (const auto& c : capabilities) {
     const std::string_view s = c;

@@ -74,6 +74,21 @@ start_worker() {
 
 start_cluster() { start_broker; start_worker 4; }
 
+# submit_until_rejected PREFIX: submits jobs PREFIX-1, PREFIX-2, ... (each waiting 300 ms for its
+# answer) until one is REJECTED (exit 75), at most 50; returns the last exit status, its stderr in
+# $tmp/err. For a queue that fills as jobs submitted in the background reach the broker.
+submit_until_rejected() {
+  local status=0
+  for i in $(seq 50); do
+    status=0
+    paddock submit --broker "$CLIENT" --job-id "$1-$i" --wait-ms 300 -- true 2>"$tmp/err" >/dev/null ||
+      status=$?
+    [[ $status -eq 75 ]] && break
+    sleep 0.1
+  done
+  return "$status"
+}
+
 case_submit_echo() {
   start_cluster
   local out status=0
@@ -125,15 +140,9 @@ case_submit_queue_full() {
   start_broker --max-queue 1  # no worker: the first job stays queued
   "$PADDOCK_CLI" submit --broker "$CLIENT" --job-id first --wait-ms 30000 -- true >/dev/null 2>&1 &
   pids+=($!)
-  local status=0
   # Whichever job reaches the broker first fills its queue; a later one is REJECTED.
-  for i in $(seq 50); do
-    status=0
-    paddock submit --broker "$CLIENT" --job-id "second-$i" --wait-ms 300 -- true 2>"$tmp/err" >/dev/null ||
-      status=$?
-    [[ $status -eq 75 ]] && break
-    sleep 0.1
-  done
+  local status=0
+  submit_until_rejected second || status=$?
   expect_status 75 "$status" "submit to a full queue"
   expect_in "QueueFull (code 103)" "$tmp/err" "the REJECTED line"
 }
@@ -233,14 +242,9 @@ case_quota_refusals() {
   pids+=($!)
   "$PADDOCK_CLI" submit --broker "$CLIENT" --job-id held-2 --wait-ms 30000 -- true >/dev/null 2>&1 &
   pids+=($!)
+  # Once both held jobs are queued (no worker yet), a third is refused.
   local status=0
-  for i in $(seq 50); do  # once both held jobs are queued (no worker yet), a third is refused
-    status=0
-    paddock submit --broker "$CLIENT" --job-id "third-$i" --wait-ms 300 -- true 2>"$tmp/err" >/dev/null ||
-      status=$?
-    [[ $status -eq 75 ]] && break
-    sleep 0.1
-  done
+  submit_until_rejected third || status=$?
   expect_status 75 "$status" "submit past max_queued"
   expect_in "QuotaExceeded (code 108)" "$tmp/err" "the REJECTED line"
   expect_in "max_queued" "$tmp/err" "the limit named"

@@ -20,6 +20,12 @@ QueuedRequest req(std::string id, uint32_t timeout_ms = 1000, uint64_t deadline_
   return QueuedRequest::of(r, paddock::schemas::encode(r));
 }
 
+// The job that goes next, now running on `worker` (as the loop's dispatch does); nullptr if none.
+Job* start_next(JobLife& life, const std::string& worker) {
+  const Job* next = life.jobs().peek({});
+  return next == nullptr ? nullptr : &life.start(*next, worker);
+}
+
 LifePolicy policy(uint32_t max_attempts = 3) {
   LifePolicy p;
   p.max_attempts = max_attempts;
@@ -33,7 +39,7 @@ LifePolicy policy(uint32_t max_attempts = 3) {
 Job& started(JobLife& life, const std::string& id, const std::string& w, Clock::time_point now,
              uint32_t timeout_ms = 1000) {
   life.jobs().push(req(id, timeout_ms), "client", now);
-  Job* job = life.start("default", w);
+  Job* job = start_next(life, w);
   REQUIRE(job != nullptr);
   life.sent(*job, now);
   return *job;
@@ -47,11 +53,11 @@ TEST_CASE(
   JobLife life(policy());
   const auto now = Clock::now();
   life.jobs().push(req("a"), "client", now);
-  Job* job = life.start("default", "w1");
+  Job* job = start_next(life, "w1");
   REQUIRE(job != nullptr);
   CHECK(job->state == Job::State::kRunning);
   CHECK(job->worker == "w1");
-  CHECK(life.start("default", "w1") == nullptr);  // nothing else queued
+  CHECK(start_next(life, "w1") == nullptr);  // nothing else queued
   life.unsent(*job);
   CHECK(job->state == Job::State::kQueued);
   CHECK(job->attempt == 1);
@@ -61,7 +67,7 @@ TEST_CASE(
 TEST_CASE("job life: a job whose deadline passed is expired at dispatch") {
   JobLife life(policy());
   life.jobs().push(req("late", 1000, /*deadline_ms=*/5'000), "client", Clock::now());
-  Job* job = life.start("default", "w1");
+  Job* job = start_next(life, "w1");
   REQUIRE(job != nullptr);
   CHECK(JobLife::expired(*job, 5'000));
   CHECK_FALSE(JobLife::expired(*job, 4'999));
@@ -125,13 +131,13 @@ TEST_CASE("job life: a retryable failure waits its backoff, then goes back with 
   CHECK_FALSE(life.release("a"));  // no longer waiting
 
   // Attempt 2 fails retryably too: twice the backoff (half of it with the lowest jitter).
-  REQUIRE(life.start("default", "w1") == &job);
+  REQUIRE(start_next(life, "w1") == &job);
   o = life.outcome("w1", "a", 2, true, 0.5);
   CHECK(o.kind == Out::kRetry);
   CHECK(o.delay == milliseconds(100));  // (100 << 1) * 0.5
   CHECK(life.release("a"));
   // Attempt 3 is the last: its retryable failure is the answer.
-  REQUIRE(life.start("default", "w1") == &job);
+  REQUIRE(start_next(life, "w1") == &job);
   o = life.outcome("w1", "a", 3, true, 1.0);
   CHECK(o.kind == Out::kAnswer);
 }
@@ -193,7 +199,7 @@ TEST_CASE(
   CHECK(l.held == &job);
   CHECK(job.attempt == 2);
   CHECK(job.state == Job::State::kQueued);
-  REQUIRE(life.start("default", "w2") == &job);
+  REQUIRE(start_next(life, "w2") == &job);
   l = life.lost("a");
   CHECK(l.kind == Loss::kExhausted);
   REQUIRE(l.job.has_value());

@@ -181,8 +181,9 @@ TEST_CASE("dashboard recorder: a snapshot shows the queue and the workers and th
   w.host = "127.0.0.1";
   w.backend = "memory";
   jobs.push(job("on-w1").request, "c", Clock::now());
-  Job* running = jobs.pop_next("default", "route-1");
-  REQUIRE(running != nullptr);
+  const Job* next = jobs.peek({});
+  REQUIRE(next != nullptr);
+  Job* running = &jobs.start(*next, "route-1");
   // Priority first: "high" was popped; it now runs on w1.
   CHECK(running->request.job_id == "high");
   w.jobs.emplace("high", Footprint{});

@@ -28,7 +28,7 @@ namespace rt = paddock::runtime;
 
 namespace {
 
-// The host's memory in MiB (/proc/meminfo MemTotal); 0 if it cannot be read.
+// The host's physical memory in MiB; 0 if it cannot be read.
 uint64_t host_mem_mib() {
   const long pages = sysconf(_SC_PHYS_PAGES);
   const long page = sysconf(_SC_PAGESIZE);
@@ -36,10 +36,14 @@ uint64_t host_mem_mib() {
   return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) >> 20;
 }
 
-// `total` split between `n` brokers as the slots are: broker i's share, at least 1.
-uint32_t share_of(uint64_t total, size_t n, size_t i) {
-  const uint64_t share = total / n + (i < total % n ? 1 : 0);
-  return static_cast<uint32_t>(std::clamp<uint64_t>(share, 1, 0x7fffffff));
+// `total` split between `n` brokers: broker i's share (the first `total % n` get one more).
+uint64_t share_of(uint64_t total, size_t n, size_t i) {
+  return total / n + (i < total % n ? 1 : 0);
+}
+
+// A capability's number: at least 1, at most what READY's "vcpus:"/"mem_mib:" allow.
+uint32_t capability_number(uint64_t n) {
+  return static_cast<uint32_t>(std::clamp<uint64_t>(n, 1, 0x7fffffff));
 }
 
 }  // namespace
@@ -138,10 +142,12 @@ Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
   spdlog::info("capacity: {} vCPU(s), {} MiB of guest memory at once", capacity.vcpus,
                capacity.mem_mib);
   for (size_t i = 0; i < n; ++i) {
-    const uint32_t share = options_.slots / n + (i < options_.slots % n ? 1 : 0);
+    const auto share = static_cast<uint32_t>(share_of(options_.slots, n, i));
     sc::Ready own = identity;
-    own.capabilities.push_back("vcpus:" + std::to_string(share_of(capacity.vcpus, n, i)));
-    own.capabilities.push_back("mem_mib:" + std::to_string(share_of(capacity.mem_mib, n, i)));
+    own.capabilities.push_back("vcpus:" +
+                               std::to_string(capability_number(share_of(capacity.vcpus, n, i))));
+    own.capabilities.push_back("mem_mib:" +
+                               std::to_string(capability_number(share_of(capacity.mem_mib, n, i))));
     sessions_.push_back(std::make_unique<BrokerSession>(
         context_, options_.brokers[i], std::move(own), share, timing, options_.curve));
   }
