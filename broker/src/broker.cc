@@ -550,6 +550,17 @@ void Broker::Loop::reload_tenants() {
                options_.tenants_file, tenants_.named());
 }
 
+std::vector<std::string> Broker::Loop::quota_refusal(std::string_view tenant,
+                                                     std::string_view job_id, const char* limit,
+                                                     std::string message) {
+  ++stats_.rejected;
+  metrics_.refused(tenant, limit);
+  if (protocol_log_.allow()) spdlog::info("job '{}/{}' refused: {}", tenant, job_id, message);
+  return error_message(
+      job_error(std::string(job_id), sc::JobCode::kQuotaExceeded, std::move(message), 0, true),
+      sc::Command::kRejected);
+}
+
 std::optional<std::vector<std::string>> Broker::Loop::admit(std::string_view tenant,
                                                             const sc::JobRequest& request,
                                                             uint32_t index, size_t queued_before) {
@@ -560,17 +571,13 @@ std::optional<std::vector<std::string>> Broker::Loop::admit(std::string_view ten
     return invalid_reply(job_id, cap->message, index);
   }
   auto refuse = [&](const char* limit, std::string message) {
-    ++stats_.rejected;
-    metrics_.refused(tenant, limit);
-    if (protocol_log_.allow()) spdlog::info("job '{}/{}' refused: {}", tenant, job_id, message);
-    return error_message(
-        job_error(job_id, sc::JobCode::kQuotaExceeded, std::move(message), 0, true),
-        sc::Command::kRejected);
+    return quota_refusal(tenant, job_id, limit, std::move(message));
   };
   const std::string who = "tenant '" + std::string(tenant) + "'";
-  if (life_.jobs().queued_of_tenant(tenant) + queued_before >= limits.max_queued) {
-    return refuse("max_queued", who + " has " + std::to_string(limits.max_queued) +
-                                    " jobs queued, its max_queued; retry when some have run");
+  // On a shared queue the store counts them over every broker (SharedStore::submit).
+  if (!store_->global_tenant_limits() &&
+      life_.jobs().queued_of_tenant(tenant) + queued_before >= limits.max_queued) {
+    return refuse("max_queued", max_queued_refusal(tenant, limits.max_queued));
   }
   if (limits.submit_rate > 0) {
     auto [it, fresh] = buckets_.try_emplace(std::string(tenant));

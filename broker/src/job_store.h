@@ -34,6 +34,7 @@
 #include "paddock/schemas/frames.h"
 #include "pg_store.h"
 #include "store.h"
+#include "tenant_policy.h"
 #include "timer_queue.h"
 #include "worker_registry.h"
 
@@ -70,6 +71,12 @@ class LoopHost {
   // Answers a held job's submitter and watchers with an ERROR (counted, stored, dashboard).
   virtual void answer_error(const Job& job, schemas::JobCode code, const std::string& message,
                             bool retryable) = 0;
+  // The operator's limits of `tenant` (tenant_policy.h), as last (re)loaded.
+  virtual const TenantLimits& limits_of(std::string_view tenant) const = 0;
+  // The REJECTED 108 QuotaExceeded (retryable) of job `job_id` of `tenant` at its limit `limit`
+  // (a tenants-file key), counted and logged.
+  virtual std::vector<std::string> quota_refusal(std::string_view tenant, std::string_view job_id,
+                                                 const char* limit, std::string message) = 0;
 
  protected:
   ~LoopHost() = default;
@@ -105,6 +112,10 @@ class JobStore {
   virtual dashboard::StoreLookup lookup() const { return {}; }
   // Keeps jobs and answers beyond memory (metrics and dashboard show its figures).
   virtual bool persistent() const { return false; }
+  // The store enforces each tenant's max_queued (in submit) and max_running (in what it hands
+  // this broker) over every broker that shares it: the loop does not count max_queued over the
+  // jobs it holds.
+  virtual bool global_tenant_limits() const { return false; }
   // The end of the stop line: what becomes of the jobs held (`stats`: the loop's).
   virtual std::string fate(size_t held, size_t queued, const Stats& stats) const = 0;
   // The loop stopped cleanly.

@@ -78,6 +78,11 @@ class Broker::Loop final : private LoopHost {
   void stop_on_worker(const std::string& worker, const std::string& job_id, bool forget) override;
   void answer_error(const Job& job, schemas::JobCode code, const std::string& message,
                     bool retryable) override;
+  const TenantLimits& limits_of(std::string_view tenant) const override {
+    return tenants_.of(tenant);
+  }
+  std::vector<std::string> quota_refusal(std::string_view tenant, std::string_view job_id,
+                                         const char* limit, std::string message) override;
 
   // client_side.cc
   // `tenant`: the submitter's (tenancy.h); its job_ids are keyed with it.

@@ -6,7 +6,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -14,6 +16,7 @@
 #include <unordered_set>
 
 #include "answers.h"
+#include "tenancy.h"
 
 namespace paddock::broker {
 
@@ -21,7 +24,8 @@ namespace {
 
 // 2: job_id holds the job's key, "<tenant>/<job_id>" (broker/src/tenancy.h); version 1's rows
 //    become the local tenant's ("local/<job_id>").
-constexpr int kSchemaVersion = 2;
+// 3: the tenant in a column of its own, for claims per tenant and the tenants' global limits.
+constexpr int kSchemaVersion = 3;
 // Held while the schema is created or checked: brokers that start together do not race on it.
 constexpr const char* kSchemaLock = "SELECT pg_advisory_xact_lock(7410051)";
 
@@ -45,8 +49,12 @@ CREATE TABLE IF NOT EXISTS paddock_jobs (
   answer      bytea,
   finished_ms bigint
 );
-CREATE INDEX IF NOT EXISTS paddock_jobs_queued ON paddock_jobs (image, priority DESC, seq)
-  WHERE state = 0;
+ALTER TABLE paddock_jobs ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT '';
+DROP INDEX IF EXISTS paddock_jobs_queued;
+CREATE INDEX IF NOT EXISTS paddock_jobs_tenant_queued
+  ON paddock_jobs (image, tenant, priority DESC, seq) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS paddock_jobs_tenant_open ON paddock_jobs (tenant, state)
+  WHERE state <> 2;
 CREATE INDEX IF NOT EXISTS paddock_jobs_claimed ON paddock_jobs (owner) WHERE state = 1;
 CREATE INDEX IF NOT EXISTS paddock_jobs_answered ON paddock_jobs (finished_ms) WHERE state = 2;
 CREATE INDEX IF NOT EXISTS paddock_jobs_deadline ON paddock_jobs (deadline_ms)
@@ -87,10 +95,28 @@ constexpr Statement kStatements[] = {
     {"known", "SELECT state, answer_cmd, answer FROM paddock_jobs WHERE job_id = $1"},
     {"claim",
      "UPDATE paddock_jobs j SET state = 1, owner = $1, dispatched = true FROM ("
-     "  SELECT job_id FROM paddock_jobs WHERE state = 0 AND image = $2"
-     "  ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED) c "
+     "  SELECT job_id FROM paddock_jobs WHERE state = 0 AND image = $2 AND tenant = $3"
+     "  ORDER BY priority DESC, seq LIMIT $4 FOR UPDATE SKIP LOCKED) c "
      "WHERE j.job_id = c.job_id "
      "RETURNING j.job_id, j.request, j.attempt, j.cancelled, j.accepted_ms, j.priority, j.seq"},
+    // The tenants with queued jobs of an image: one index probe per tenant (a loose index scan;
+    // a GROUP BY would read every queued job).
+    {"queued_tenants",
+     "WITH RECURSIVE t(tenant) AS ("
+     "  (SELECT tenant FROM paddock_jobs WHERE state = 0 AND image = $1 ORDER BY tenant LIMIT 1)"
+     "  UNION ALL"
+     "  SELECT (SELECT q.tenant FROM paddock_jobs q WHERE q.state = 0 AND q.image = $1"
+     "          AND q.tenant > t.tenant ORDER BY q.tenant LIMIT 1)"
+     "  FROM t WHERE t.tenant IS NOT NULL) "
+     "SELECT tenant FROM t WHERE tenant IS NOT NULL LIMIT $2"},
+    // Held while a broker counts a tenant's jobs against one of its limits and acts on the count
+    // (until the commit): brokers checking one tenant take turns. Two tenants of one hash share a
+    // lock, which only makes them wait on each other.
+    {"lock_tenant", "SELECT pg_advisory_xact_lock(7410052, hashtext($1))"},
+    // A tenant's jobs in a state, counted up to a cap (a limit's count costs at most the limit).
+    {"count_tenant",
+     "SELECT count(*) FROM (SELECT 1 FROM paddock_jobs WHERE tenant = $1 AND state = $2 "
+     "LIMIT $3) x"},
     {"claim_expired",
      "UPDATE paddock_jobs j SET state = 1, owner = $1 FROM ("
      "  SELECT job_id FROM paddock_jobs WHERE state = 0 AND deadline_ms <> 0 AND deadline_ms <= $2"
@@ -332,6 +358,16 @@ base::Status PgStore::connect(bool reader) {
       spdlog::info("{}upgraded from schema version 1 to {}: its jobs are tenant 'local''s", where,
                    kSchemaVersion);
     }
+    if (version >= 1 && version < 3) {
+      // Before the tenant column: the tenant is the key's part before its first '/'.
+      if (!exec("UPDATE paddock_jobs SET tenant = split_part(job_id, '/', 1) WHERE tenant = ''")) {
+        error += " (upgrading the schema to version 3)";
+        Result(PQexec(conn_, "ROLLBACK"));
+        return base::fail(std::move(error));
+      }
+      spdlog::info("{}upgraded from schema version {} to {}: jobs carry their tenant", where,
+                   version, kSchemaVersion);
+    }
     if (version < kSchemaVersion &&
         !exec(("INSERT INTO paddock_schema VALUES (" + std::to_string(kSchemaVersion) + ")")
                   .c_str())) {
@@ -411,7 +447,7 @@ bool PgStore::submit_all(const std::vector<Submission>& submissions, uint64_t un
   answers.assign(submissions.size(), std::nullopt);
   begin();
   if (!healthy_) return false;
-  // Statements of at most this many rows (6 parameters each; PostgreSQL allows 65535).
+  // Statements of at most this many rows (7 parameters each; PostgreSQL allows 65535).
   constexpr size_t kRows = 1000;
   std::unordered_map<std::string_view, std::vector<size_t>> index;
   for (size_t i = 0; i < submissions.size(); ++i) {
@@ -428,23 +464,25 @@ bool PgStore::submit_all(const std::vector<Submission>& submissions, uint64_t un
   for (size_t start = 0; start < submissions.size(); start += kRows) {
     const size_t end = std::min(submissions.size(), start + kRows);
     std::string sql =
-        "INSERT INTO paddock_jobs (job_id, image, priority, deadline_ms, request, accepted_ms) "
-        "VALUES ";
+        "INSERT INTO paddock_jobs (job_id, image, priority, deadline_ms, request, accepted_ms, "
+        "tenant) VALUES ";
     Params p;
     for (size_t o = start; o < end; ++o) {
       const size_t i = order[o];
       const auto& r = *submissions[i].request;
-      const int k = static_cast<int>((o - start) * 6);
+      const int k = static_cast<int>((o - start) * 7);
       if (o > start) sql += ',';
       sql += "($" + std::to_string(k + 1) + ",$" + std::to_string(k + 2) + ",$" +
              std::to_string(k + 3) + "::integer,$" + std::to_string(k + 4) + "::bigint,$" +
-             std::to_string(k + 5) + "::bytea,$" + std::to_string(k + 6) + "::bigint)";
+             std::to_string(k + 5) + "::bytea,$" + std::to_string(k + 6) + "::bigint,$" +
+             std::to_string(k + 7) + ")";
       p.text(r.job_id)
           .text(r.image)
           .num(r.priority)
           .num(static_cast<int64_t>(r.deadline_ms))
           .bytes(submissions[i].body)
-          .num(static_cast<int64_t>(unix_ms));
+          .num(static_cast<int64_t>(unix_ms))
+          .text(key_tenant(r.job_id));
     }
     sql += " ON CONFLICT (job_id) DO NOTHING RETURNING job_id";
     Result r = exec(conn_, sql, p);
@@ -537,17 +575,67 @@ std::vector<PgStore::Claimed> claimed_rows(const PGresult* r) {
 }
 }  // namespace
 
-std::vector<PgStore::Claimed> PgStore::claim(std::string_view image, size_t n) {
+std::vector<PgStore::Claimed> PgStore::claim(std::string_view image, std::string_view tenant,
+                                             size_t n) {
   begin();
   if (!healthy_ || n == 0) return {};
   Params p;
-  p.text(broker_id_).text(image).num(static_cast<int64_t>(n));
+  p.text(broker_id_).text(image).text(tenant).num(static_cast<int64_t>(n));
   Result r = run(conn_, "claim", p);
   if (!ok(r)) {
-    fail("claim jobs of image '" + std::string(image) + "'");
+    fail("claim jobs of tenant '" + std::string(tenant) + "' and image '" + std::string(image) +
+         "'");
     return {};
   }
   return claimed_rows(r.get());
+}
+
+std::vector<std::string> PgStore::queued_tenants(std::string_view image, size_t limit) {
+  begin();
+  if (!healthy_) return {};
+  Params p;
+  p.text(image).num(static_cast<int64_t>(limit));
+  Result r = run(conn_, "queued_tenants", p);
+  if (!ok(r)) {
+    fail("list the tenants with queued jobs of image '" + std::string(image) + "'");
+    return {};
+  }
+  std::vector<std::string> out;
+  out.reserve(static_cast<size_t>(PQntuples(r.get())));
+  for (int i = 0; i < PQntuples(r.get()); ++i) out.push_back(bytes_at(r.get(), i, 0));
+  return out;
+}
+
+void PgStore::lock_tenants(std::vector<std::string> tenants) {
+  begin();
+  if (!healthy_) return;
+  // In one order on every broker: two brokers locking overlapping sets never wait in a cycle.
+  std::sort(tenants.begin(), tenants.end());
+  tenants.erase(std::unique(tenants.begin(), tenants.end()), tenants.end());
+  for (const auto& t : tenants) {
+    Params p;
+    p.text(t);
+    if (!ok(run(conn_, "lock_tenant", p))) {
+      fail("lock tenant '" + t + "'");
+      return;
+    }
+  }
+}
+
+std::optional<uint64_t> PgStore::count_of_tenant(std::string_view tenant, JobState state,
+                                                 uint64_t cap) {
+  begin();
+  if (!healthy_) return std::nullopt;
+  Params p;
+  p.text(tenant)
+      .num(static_cast<int64_t>(state))
+      .num(static_cast<int64_t>(std::min<uint64_t>(cap, INT64_MAX)));
+  Result r = run(conn_, "count_tenant", p);
+  if (!ok(r) || PQntuples(r.get()) != 1) {
+    fail("count the jobs of tenant '" + std::string(tenant) + "'");
+    return std::nullopt;
+  }
+  return static_cast<uint64_t>(int_at(r.get(), 0, 0));
 }
 
 std::vector<PgStore::Claimed> PgStore::claim_expired(uint64_t now_unix_ms, size_t limit) {

@@ -103,9 +103,10 @@ class PgStore final : public Store {
   bool submit_all(const std::vector<Submission>& submissions, uint64_t unix_ms,
                   std::vector<Submitted>& outcome, std::vector<std::optional<Answer>>& answers);
 
-  // Claims up to `n` queued jobs of `image` for this broker, best first (priority, then
-  // acceptance order). A claimed job is marked dispatched: if this broker dies holding it, its
-  // next claim is a further attempt.
+  // Claims up to `n` queued jobs of `tenant` and `image` for this broker, best first (priority,
+  // then acceptance order). A claimed job is marked dispatched: if this broker dies holding it,
+  // its next claim is a further attempt. (Which tenants, and how many of each: SharedStore's fair
+  // share.)
   struct Claimed {
     std::string job_id;
     std::string request;  // the encoded JobRequest
@@ -113,7 +114,18 @@ class PgStore final : public Store {
     bool cancelled = false;  // CANCELled while a broker that died held it
     uint64_t accepted_unix_ms = 0;
   };
-  std::vector<Claimed> claim(std::string_view image, size_t n);
+  std::vector<Claimed> claim(std::string_view image, std::string_view tenant, size_t n);
+  // The tenants with queued jobs of `image` (at most `limit`, by name).
+  std::vector<std::string> queued_tenants(std::string_view image, size_t limit);
+
+  // A tenant's global limits (SharedStore): lock_tenants() takes the tenants' locks, in one
+  // order, until the commit, so that a count and what is done on it are one step across brokers;
+  // count_of_tenant() counts its jobs in a state, up to `cap` (nullopt: the statement failed).
+  // The caller keeps such transactions short and holding nothing else: it commits before and
+  // after.
+  enum class JobState : int { kQueued = 0, kClaimed = 1 };
+  void lock_tenants(std::vector<std::string> tenants);
+  std::optional<uint64_t> count_of_tenant(std::string_view tenant, JobState state, uint64_t cap);
 
   // CANCEL of a job this broker does not hold. kQueued: it was in the queue and is now answered
   // with `answer` (the caller's encoded Cancelled error); kRunning: another broker holds it and

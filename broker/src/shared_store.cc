@@ -16,8 +16,10 @@ namespace {
 // Claims are tried at least this often while workers have credits this broker has no job for
 // (NOTIFY paddock_queued makes them prompt; this covers a notification lost with a connection).
 constexpr auto kClaimPoll = std::chrono::milliseconds(500);
-// Jobs claimed per image in one statement at most.
+// Jobs claimed per image in one turn at most.
 constexpr size_t kMaxClaim = 1000;
+// Tenants with queued jobs of an image that one claim shares among, at most (by name).
+constexpr size_t kMaxTenants = 1000;
 // A re-join that failed is tried again after this long.
 constexpr auto kRejoinRetry = std::chrono::seconds(1);
 
@@ -197,11 +199,33 @@ void SharedStore::submit(const std::string& route, std::vector<NewJob>& jobs,
         error_message(job_error(job.request.job_id, sc::JobCode::kQueueFull, message, 0, true),
                       sc::Command::kRejected);
   };
-  if (!queue_->healthy()) {
+  auto unreachable = [&] {
     for (const auto& job : jobs) {
       reject(job, "the shared queue (" + queue_->describe() + ") cannot be reached; retry later");
     }
-    return;
+  };
+  if (!queue_->healthy()) return unreachable();
+  // One connection is one tenant: the SUBMIT's jobs are all its.
+  const std::string tenant(key_tenant(jobs.front().request.job_id));
+  const TenantLimits& limits = host_.limits_of(tenant);
+  // The tenant's max_queued over every broker: its queued jobs counted and the new ones stored in
+  // one step, under its lock, in a transaction of their own (committed before, so that it holds
+  // nothing while it waits for the lock, and after, so that nobody waits for it long).
+  const bool limited = limits.max_queued < TenantLimits{}.max_queued;
+  uint64_t room = UINT64_MAX;
+  if (limited) {
+    if (queue_->dirty()) (void)host_.commit_and_send();  // a failure re-joins (failed())
+    if (!queue_->healthy()) return unreachable();
+    queue_->lock_tenants({tenant});
+    const auto queued =
+        queue_->count_of_tenant(tenant, PgStore::JobState::kQueued, limits.max_queued);
+    if (!queued) {
+      // The turn fails at its commit: the jobs are REJECTED then (failed()).
+      auto& ids = turn_submits_.emplace_back(route, std::vector<std::string>{}).second;
+      for (const auto& job : jobs) ids.push_back(job.request.job_id);
+      return;
+    }
+    room = limits.max_queued - std::min(*queued, limits.max_queued);
   }
   std::vector<PgStore::Submission> batch;
   std::vector<size_t> index;  // of each batch entry, in the message
@@ -209,6 +233,12 @@ void SharedStore::submit(const std::string& route, std::vector<NewJob>& jobs,
     if (unanswered_ + batch.size() >= options.max_queue) {
       reject(job, "queue full (" + std::to_string(options.max_queue) +
                       " jobs in the shared queue); retry later");
+      continue;
+    }
+    if (batch.size() >= room) {
+      replies[job.index].message =
+          host_.quota_refusal(tenant, key_job_id(job.request.job_id), "max_queued",
+                              max_queued_refusal(tenant, limits.max_queued));
       continue;
     }
     batch.push_back(PgStore::Submission{&job.request, job.body});
@@ -224,6 +254,8 @@ void SharedStore::submit(const std::string& route, std::vector<NewJob>& jobs,
   if (!queue_->submit_all(batch, host_.now_unix_ms(), outcome, answers)) {
     return;  // the turn fails at its commit: the batch is REJECTED then (failed())
   }
+  // The tenant's lock goes with this commit; one that fails REJECTED the batch (failed()).
+  if (limited && !host_.commit_and_send()) return;
   for (size_t i = 0; i < batch.size(); ++i) {
     const std::string& id = batch[i].request->job_id;
     switch (outcome[i]) {
@@ -329,54 +361,112 @@ void SharedStore::before_dispatch() {
   });
   claim_wanted_ = false;
   host_.timers().set(TimerQueue::Kind::kClaim, host_.now() + kClaimPoll);
-  JobLife& life = host_.life();
-  const uint32_t max_attempts = host_.options().max_attempts;
   for (auto& [image, credits] : want) {
-    const size_t have = life.jobs().queued_of(image);
+    const size_t have = host_.life().jobs().queued_of(image);
     if (credits <= have) continue;
     const size_t n = std::min(credits - have, kMaxClaim);
-    auto claimed = queue_->claim(image, n);
-    if (claimed.size() == n) claim_wanted_ = true;  // there may be more
-    const uint64_t now_ms = host_.now_unix_ms();
-    for (auto& c : claimed) {
-      // c.job_id is the job's key (tenancy.h); the request names the submitter's job_id.
-      auto request = sc::decode_job_request(c.request);
-      if (!request || request->job_id != key_job_id(c.job_id)) {
-        spdlog::error("shared queue: job '{}' has an unreadable request; answered as invalid",
-                      c.job_id);
-        const auto e = job_error(c.job_id, sc::JobCode::kInvalidRequest,
-                                 "the shared queue's copy of this job could not be read back",
-                                 c.attempt, false);
-        queue_->finished(c.job_id, static_cast<uint8_t>(sc::Command::kError), sc::encode(e),
-                         now_ms);
-        continue;
-      }
-      request->job_id = c.job_id;
-      // Its age counts from its acceptance, on whichever broker that was.
-      const auto age =
-          std::chrono::milliseconds(now_ms > c.accepted_unix_ms ? now_ms - c.accepted_unix_ms : 0);
-      Job& job = life.jobs().push(QueuedRequest::of(*request, std::move(c.request)), std::string(),
-                                  host_.now() - age);
-      if (auto w = waiters_.find(c.job_id); w != waiters_.end()) {
-        job.routes = std::move(w->second);
-        waiters_.erase(w);
-      }
-      job.attempt = c.attempt;
-      // A worker of this broker's earlier generation may still report it.
-      job.recovered = c.attempt > 1;
-      job.recovered_attempt = c.attempt - 1;
-      if (c.cancelled) {
-        host_.answer_error(job, sc::JobCode::kCancelled,
-                           "cancelled while running; the broker that held it was lost", false);
-        life.finish(c.job_id);
-      } else if (job.attempt > max_attempts) {
-        host_.answer_error(job, sc::JobCode::kWorkerLost,
-                           "the broker that held it was lost during attempt " +
-                               std::to_string(job.attempt - 1) + " of " +
-                               std::to_string(max_attempts),
-                           true);
-        life.finish(c.job_id);
-      }
+    const size_t got = claim_fairly(image, n);
+    if (!queue_->healthy()) return;
+    if (got == n) claim_wanted_ = true;  // there may be more
+  }
+}
+
+size_t SharedStore::claim_fairly(const std::string& image, size_t n) {
+  const auto names = queue_->queued_tenants(image, kMaxTenants);
+  if (names.empty()) return 0;
+  std::vector<ClaimShare::Tenant> tenants;
+  tenants.reserve(names.size());
+  std::vector<std::string> capped;  // tenants with a max_running
+  for (const auto& name : names) {
+    const TenantLimits& l = host_.limits_of(name);
+    tenants.push_back(ClaimShare::Tenant{name, l.weight, UINT64_MAX});
+    if (l.max_running < TenantLimits{}.max_running) capped.push_back(name);
+  }
+  if (!capped.empty()) {
+    // Their max_running over every broker: a job claimed anywhere counts as running. Counted and
+    // claimed in one step, under their locks, in a transaction of its own (as in submit()).
+    if (queue_->dirty() && !host_.commit_and_send()) return 0;
+    if (!queue_->healthy()) return 0;
+    queue_->lock_tenants(capped);
+    for (auto& t : tenants) {
+      const uint64_t cap = host_.limits_of(t.name).max_running;
+      if (cap >= TenantLimits{}.max_running) continue;
+      const auto claimed = queue_->count_of_tenant(t.name, PgStore::JobState::kClaimed, cap);
+      if (!claimed) return 0;  // the turn fails at its commit
+      t.allowance = cap - std::min(*claimed, cap);
+    }
+  }
+  // Split by fair share; a tenant that had fewer than its part (other brokers took them, or it
+  // had no more) is done, and what it left goes to the others in the next round.
+  size_t total = 0;
+  std::vector<bool> done(tenants.size(), false);
+  for (int round = 0; round < 3 && total < n; ++round) {
+    std::vector<ClaimShare::Tenant> open;
+    std::vector<size_t> where;
+    for (size_t i = 0; i < tenants.size(); ++i) {
+      if (done[i] || tenants[i].allowance == 0) continue;
+      open.push_back(tenants[i]);
+      where.push_back(i);
+    }
+    if (open.empty()) break;
+    const auto parts = share_.split(open, n - total);
+    for (size_t k = 0; k < open.size(); ++k) {
+      if (parts[k] == 0) continue;
+      auto claimed = queue_->claim(image, open[k].name, parts[k]);
+      if (!queue_->healthy()) return total;
+      share_.settle(open[k], parts[k], claimed.size());
+      if (claimed.size() < parts[k]) done[where[k]] = true;
+      tenants[where[k]].allowance -= std::min<uint64_t>(claimed.size(), open[k].allowance);
+      total += claimed.size();
+      take(claimed);
+    }
+  }
+  // The tenants' locks go with this commit (one that fails forgets what was taken: failed()).
+  if (!capped.empty()) (void)host_.commit_and_send();
+  return total;
+}
+
+void SharedStore::take(std::vector<PgStore::Claimed>& claimed) {
+  JobLife& life = host_.life();
+  const uint32_t max_attempts = host_.options().max_attempts;
+  const uint64_t now_ms = host_.now_unix_ms();
+  for (auto& c : claimed) {
+    // c.job_id is the job's key (tenancy.h); the request names the submitter's job_id.
+    auto request = sc::decode_job_request(c.request);
+    if (!request || request->job_id != key_job_id(c.job_id)) {
+      spdlog::error("shared queue: job '{}' has an unreadable request; answered as invalid",
+                    c.job_id);
+      const auto e =
+          job_error(c.job_id, sc::JobCode::kInvalidRequest,
+                    "the shared queue's copy of this job could not be read back", c.attempt, false);
+      queue_->finished(c.job_id, static_cast<uint8_t>(sc::Command::kError), sc::encode(e), now_ms);
+      continue;
+    }
+    request->job_id = c.job_id;
+    // Its age counts from its acceptance, on whichever broker that was.
+    const auto age =
+        std::chrono::milliseconds(now_ms > c.accepted_unix_ms ? now_ms - c.accepted_unix_ms : 0);
+    Job& job = life.jobs().push(QueuedRequest::of(*request, std::move(c.request)), std::string(),
+                                host_.now() - age);
+    if (auto w = waiters_.find(c.job_id); w != waiters_.end()) {
+      job.routes = std::move(w->second);
+      waiters_.erase(w);
+    }
+    job.attempt = c.attempt;
+    // A worker of this broker's earlier generation may still report it.
+    job.recovered = c.attempt > 1;
+    job.recovered_attempt = c.attempt - 1;
+    if (c.cancelled) {
+      host_.answer_error(job, sc::JobCode::kCancelled,
+                         "cancelled while running; the broker that held it was lost", false);
+      life.finish(c.job_id);
+    } else if (job.attempt > max_attempts) {
+      host_.answer_error(job, sc::JobCode::kWorkerLost,
+                         "the broker that held it was lost during attempt " +
+                             std::to_string(job.attempt - 1) + " of " +
+                             std::to_string(max_attempts),
+                         true);
+      life.finish(c.job_id);
     }
   }
 }

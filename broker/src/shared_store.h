@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "claim_share.h"
 #include "job_store.h"
 #include "pg_store.h"
 
@@ -27,6 +28,7 @@ class SharedStore final : public JobStore {
 
   dashboard::StoreLookup lookup() const override;
   bool persistent() const override { return true; }
+  bool global_tenant_limits() const override { return true; }
   std::string fate(size_t held, size_t queued, const Stats& stats) const override;
   void leave() override { queue_->leave(); }
 
@@ -36,7 +38,8 @@ class SharedStore final : public JobStore {
   void turn_start() override;
   void on_timer(TimerQueue::Kind kind) override;
   void credits_freed() override { claim_wanted_ = true; }
-  // Claims queued jobs for the credits workers gave and this broker has no queued job for.
+  // Claims queued jobs for the credits workers gave and this broker has no queued job for, shared
+  // fairly among the tenants that have some (claim_share.h) within their max_running.
   void before_dispatch() override;
   // Every heartbeat: expiry, the lease, dead brokers' jobs, expired deadlines, unknown images,
   // the queue's size.
@@ -67,6 +70,10 @@ class SharedStore final : public JobStore {
   // After a re-join: claims wanted, and the answers stored while away go to their waiters.
   void rejoined();
   void flush_answers();
+  // Claims up to `n` jobs of `image` by fair share: how many it got.
+  size_t claim_fairly(const std::string& image, size_t n);
+  // Claimed jobs into JobLife (a cancelled one, or one past its attempts, is answered at once).
+  void take(std::vector<PgStore::Claimed>& claimed);
   // Answers another broker (or this one) stored: to the routes waiting for them here.
   void deliver_answered(const std::vector<std::string>& job_ids);
   void deliver_answer(const std::string& job_id, const Store::Answer& answer);
@@ -93,6 +100,7 @@ class SharedStore final : public JobStore {
   // A NOTIFY said jobs were queued, or the last claim got all it asked for, or the claim timer
   // (TimerQueue::Kind::kClaim) came due: claim when credits free.
   bool claim_wanted_ = true;
+  ClaimShare share_;
   uint64_t unanswered_ = 0;  // jobs in the shared queue without an answer, as of a tick
 };
 

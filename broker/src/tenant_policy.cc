@@ -157,4 +157,9 @@ std::optional<CapRefusal> check_caps(const TenantLimits& limits, std::string_vie
   return std::nullopt;
 }
 
+std::string max_queued_refusal(std::string_view tenant, uint64_t max_queued) {
+  return "tenant '" + std::string(tenant) + "' has " + std::to_string(max_queued) +
+         " jobs queued, its max_queued; retry when some have run";
+}
+
 }  // namespace paddock::broker

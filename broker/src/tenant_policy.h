@@ -56,6 +56,9 @@ struct CapRefusal {
 std::optional<CapRefusal> check_caps(const TenantLimits& limits, std::string_view tenant,
                                      const schemas::JobRequest& request);
 
+// The REJECTED 108's message of a job past its tenant's max_queued (one wording for both stores).
+std::string max_queued_refusal(std::string_view tenant, uint64_t max_queued);
+
 class TenantPolicy {
  public:
   // Reads and checks a policy file: a Failure names the file, the key and what is wrong (an

@@ -235,10 +235,11 @@ TEST_CASE(
   pg->sql(
       "DELETE FROM paddock_jobs WHERE job_id LIKE 'bob/%'; "
       "UPDATE paddock_jobs SET job_id = substr(job_id, length('alice/') + 1); "
+      "ALTER TABLE paddock_jobs DROP COLUMN tenant; "
       "DELETE FROM paddock_schema; INSERT INTO paddock_schema VALUES (1)");
   auto plain = start_broker(dir, {"--store", pg->url(), "--broker-name", "plain"});
-  CHECK(pg->sql("SELECT max(version) FROM paddock_schema") == "2\n");
-  CHECK(pg->sql("SELECT job_id FROM paddock_jobs") == "local/pg-1\n");
+  CHECK(pg->sql("SELECT max(version) FROM paddock_schema") == "3\n");
+  CHECK(pg->sql("SELECT job_id, tenant FROM paddock_jobs") == "local/pg-1|local\n");
   client::Client local(plain.client_endpoint);  // no CURVE: the local tenant
   local.fetch("pg-1");
   auto old = next_final(local, 10s);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "claim_share.h"
 #include "job_queue.h"
 #include "paddock/schemas/codec.h"
 #include "tenancy.h"
@@ -457,4 +458,46 @@ TEST_CASE("READY capacity: vcpus and mem_mib capabilities, the first valid of ea
   CHECK(c.vcpus == 0);
   CHECK(c.mem_mib == 12);
   CHECK(sc::capacity_of({}).vcpus == 0);
+}
+
+TEST_CASE(
+    "claim share: a tenant arriving behind another's claims gets the next, then they alternate") {
+  ClaimShare share;
+  const ClaimShare::Tenant alice{"alice"};
+  const ClaimShare::Tenant bob{"bob"};
+  // alice alone: all 10 are hers.
+  CHECK(share.split({alice}, 10) == std::vector<size_t>{10});
+  // bob arrives: he is at the current time, alice 1 ahead of it, so he goes first; of 5 he gets
+  // 3 (bob, alice, bob, alice, bob).
+  CHECK(share.split({alice, bob}, 5) == std::vector<size_t>{2, 3});
+  CHECK(share.split({alice, bob}, 4) == std::vector<size_t>{2, 2});
+  // Nobody queued: nothing to split.
+  CHECK(share.split({}, 3).empty());
+}
+
+TEST_CASE(
+    "claim share: weights split the claims, and an allowance caps a tenant, the rest to others") {
+  ClaimShare share;
+  const ClaimShare::Tenant heavy{"heavy", 3.0};
+  const ClaimShare::Tenant light{"light", 1.0};
+  CHECK(share.split({heavy, light}, 8) == std::vector<size_t>{6, 2});
+  const ClaimShare::Tenant capped{"capped", 1.0, 1};
+  const ClaimShare::Tenant other{"other"};
+  CHECK(share.split({capped, other}, 6) == std::vector<size_t>{1, 5});
+  // At its cap: none, and the others take all.
+  const ClaimShare::Tenant full{"full", 1.0, 0};
+  CHECK(share.split({full, other}, 2) == std::vector<size_t>{0, 2});
+}
+
+TEST_CASE("claim share: what was asked and not got is given back to the tenant's virtual time") {
+  ClaimShare share;
+  const ClaimShare::Tenant alice{"alice"};
+  const ClaimShare::Tenant bob{"bob"};
+  CHECK(share.split({alice, bob}, 4) == std::vector<size_t>{2, 2});
+  const double before = share.vtime_of("alice");
+  // alice's 2 were asked and 1 got (another broker took the other): she is charged for 1.
+  share.settle(alice, 2, 1);
+  CHECK(share.vtime_of("alice") == doctest::Approx(before - 1.0));
+  // So she goes ahead of bob in the next split.
+  CHECK(share.split({alice, bob}, 1) == std::vector<size_t>{1, 0});
 }
