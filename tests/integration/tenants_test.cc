@@ -9,6 +9,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "dashboard_probe.h"
@@ -493,4 +494,160 @@ TEST_CASE(
   CHECK(metrics.find(
             "paddock_broker_tenant_jobs_answered_total{tenant=\"alice\",outcome=\"error\"} 3") !=
         std::string::npos);
+}
+
+namespace {
+
+// A broker on the shared queue with CURVE tenants and `extra` options.
+Broker start_shared_broker(const TempDir& dir, const TenantKeys& keys, const PostgresServer& pg,
+                           const std::string& name, std::vector<std::string> extra = {}) {
+  auto args = keys.broker_args();
+  args.resize(args.size() - 2);  // no --journal: the shared queue instead
+  args.insert(args.end(), {"--store", pg.url(), "--broker-name", name, "--heartbeat-ms", "100"});
+  args.insert(args.end(), extra.begin(), extra.end());
+  return start_broker(dir, args);
+}
+
+// A worker's options beside such a broker: heartbeats as often as the broker's.
+std::vector<std::string> shared_worker_args(const TenantKeys& keys) {
+  auto args = keys.worker_args();
+  args.insert(args.end(), {"--heartbeat-ms", "100"});
+  return args;
+}
+
+std::vector<std::string> ids_named(const std::string& prefix, int n) {
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) out.push_back(prefix + std::to_string(i));
+  return out;
+}
+
+// Polls `query` until it prints `want` (or 20 s passed); what it printed last.
+std::string sql_until(const PostgresServer& pg, const std::string& query, const std::string& want) {
+  std::string got;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  do {
+    got = pg.sql(query);
+    if (got == want) break;
+    std::this_thread::sleep_for(20ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  return got;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "tenants: on a shared PostgreSQL queue a tenant's max_queued and max_running hold over every "
+    "broker, other tenants go on, and the next of its jobs goes when one ends") {
+  std::string why;
+  auto pg = PostgresServer::start(why);
+  // Not a skip: tools/install-deps.sh installs PostgreSQL, and CI runs this.
+  REQUIRE_MESSAGE(pg != nullptr, "no PostgreSQL server: " << why);
+  TempDir dir;
+  TenantKeys keys(dir);
+  const std::string policy = dir.path() + "/tenants.toml";
+  write_file(policy, "[tenants.alice]\nmax_queued = 3\nmax_running = 1\n");
+  auto a = start_shared_broker(dir, keys, *pg, "a", {"--tenants", policy});
+  auto b = start_shared_broker(dir, keys, *pg, "b", {"--tenants", policy});
+  INFO(slurp(a.process->log() + ".err") << slurp(b.process->log() + ".err"));
+  auto long_job = [](const std::string& id) {
+    auto j = job(id, {"sleep", "600000"});
+    j.timeout_ms = 600'000;
+    return j;
+  };
+
+  // No workers yet. max_queued: 2 of alice's through a, then 2 through b, of which one fits.
+  client::Client alice_a(a.client_endpoint, keys.client("alice"));
+  client::Client alice_b(b.client_endpoint, keys.client("alice-laptop"));
+  alice_a.submit(std::vector<schemas::JobRequest>{long_job("a1"), long_job("a2")});
+  auto first = next_events(alice_a, 1);
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].accepted_ids.size() == 2);
+  alice_b.submit(std::vector<schemas::JobRequest>{long_job("a3"), long_job("a4")});
+  auto second = next_events(alice_b, 2);
+  REQUIRE(second.size() == 2);
+  CHECK(second[0].accepted_ids == std::vector<std::string>{"a3"});
+  REQUIRE(second[1].kind == client::Event::Kind::kRejected);
+  CHECK(second[1].error.code == code_of(schemas::JobCode::kQuotaExceeded));
+  CHECK(second[1].error.job_id == "a4");
+  CHECK(second[1].error.message.find("3 jobs queued, its max_queued") != std::string::npos);
+  // carol has no such limit, on either broker.
+  client::Client carol(b.client_endpoint, keys.client("carol"));
+  carol.submit(jobs_named("c-", 5));
+  auto carols = next_events(carol, 1);
+  REQUIRE(carols.size() == 1);
+  CHECK(carols[0].accepted_ids.size() == 5);
+
+  // Workers on both brokers, 3 slots each: alice's jobs run one at a time over both, carol's all
+  // run, and bob's (through either broker) run beside them.
+  auto wa = start_worker(dir, a.worker_endpoint, "wa", 3, shared_worker_args(keys));
+  auto wb = start_worker(dir, b.worker_endpoint, "wb", 3, shared_worker_args(keys));
+  INFO(slurp(wa->log() + ".err") << slurp(wb->log() + ".err"));
+  auto carol_done = collect(carol, ids_named("c-", 5), 30s);
+  CHECK(carol_done.all_exactly_once(ids_named("c-", 5)));
+  // bob's jobs until each broker's worker ran one: both brokers claimed since alice's jobs were
+  // queued, so either could have taken more of hers.
+  client::Client bob_a(a.client_endpoint, keys.client("bob"));
+  client::Client bob_b(b.client_endpoint, keys.client("bob"));
+  std::set<std::string> ran_on;
+  for (int i = 0; i < 40 && ran_on.size() < 2; ++i) {
+    client::Client& bob = i % 2 == 0 ? bob_a : bob_b;
+    bob.submit(job("b-" + std::to_string(i), {"true"}));
+    auto done = next_final(bob, 20s);
+    REQUIRE(done);
+    REQUIRE(done->kind == client::Event::Kind::kResult);
+    ran_on.insert(done->result.worker_id);
+  }
+  CHECK(ran_on == std::set<std::string>{"wa", "wb"});
+  const std::string alice_states =
+      "SELECT state, count(*) FROM paddock_jobs WHERE tenant = 'alice' GROUP BY 1 ORDER BY 1";
+  CHECK(pg->sql(alice_states) == "0|2\n1|1\n");
+
+  // Her running job ends (cancelled, through the broker that does not hold it, maybe): the next
+  // of hers is claimed, still one at a time.
+  const std::string running = pg->sql(
+      "SELECT split_part(job_id, '/', 2) FROM paddock_jobs WHERE tenant = 'alice' AND "
+      "state = 1");
+  REQUIRE(!running.empty());
+  alice_b.cancel(running.substr(0, running.size() - 1));
+  auto cancelled = next_final(alice_b, 20s);
+  REQUIRE(cancelled);
+  CHECK(cancelled->error.variant == "Cancelled");
+  CHECK(sql_until(*pg, alice_states, "0|1\n1|1\n2|1\n") == "0|1\n1|1\n2|1\n");
+}
+
+TEST_CASE(
+    "tenants: on a shared PostgreSQL queue the brokers' claims share it fairly: a tenant's jobs "
+    "behind another's flood are answered before most of it") {
+  std::string why;
+  auto pg = PostgresServer::start(why);
+  // Not a skip: tools/install-deps.sh installs PostgreSQL, and CI runs this.
+  REQUIRE_MESSAGE(pg != nullptr, "no PostgreSQL server: " << why);
+  TempDir dir;
+  TenantKeys keys(dir);
+  auto a = start_shared_broker(dir, keys, *pg, "a");
+  auto b = start_shared_broker(dir, keys, *pg, "b");
+  INFO(slurp(a.process->log() + ".err") << slurp(b.process->log() + ".err"));
+  // One slot per broker: every claim is a broker's choice of which tenant goes next.
+  auto wa = start_worker(dir, a.worker_endpoint, "wa", 1, shared_worker_args(keys));
+  auto wb = start_worker(dir, b.worker_endpoint, "wb", 1, shared_worker_args(keys));
+
+  client::Client alice(a.client_endpoint, keys.client("alice"));
+  std::vector<schemas::JobRequest> flood;
+  for (int i = 0; i < 100; ++i) flood.push_back(job("f-" + std::to_string(i), {"sleep", "100"}));
+  alice.submit(flood);
+  auto accepted = next_events(alice, 1);
+  REQUIRE(accepted.size() == 1);
+  REQUIRE(accepted[0].accepted_ids.size() == 100);
+
+  // Without fair claims bob's would wait behind all 100 (5 s of work on the two slots).
+  client::Client bob(b.client_endpoint, keys.client("bob"));
+  bob.submit(jobs_named("b-", 3));
+  auto bobs = collect(bob, ids_named("b-", 3), 60s);
+  REQUIRE(bobs.all_exactly_once(ids_named("b-", 3)));
+  const int alices =
+      std::stoi(pg->sql("SELECT count(*) FROM paddock_jobs WHERE tenant = 'alice' AND state = 2"));
+  INFO("alice's answered when bob's were: " << alices);
+  CHECK(alices <= 50);
+  CHECK(std::stoi(pg->sql(
+            "SELECT count(*) FROM paddock_jobs WHERE tenant = 'alice' AND state = 0")) >= 40);
 }
