@@ -3,6 +3,9 @@
 // - SUBMIT stores the job in the database and does not queue it here: every broker claims queued
 //   jobs for the credits of its own workers (before_dispatch), so a job runs wherever a worker is
 //   free. The jobs this broker claimed are the ones its JobLife holds.
+// - Tenants: claims are split among the tenants with queued jobs by fair share (claim_share.h);
+//   a tenant's max_queued and max_running are counted over every broker in the database, under
+//   the tenant's lock, in a short transaction of their own (submit(), claim_fairly()).
 // - The answer reaches the submitter through the broker it is connected to: either that broker
 //   ran the job (the job's routes), or it waits for the database's NOTIFY (waiters_).
 // - A failed turn is not fatal (Commit::kFailed): the queue is in the database; the broker forgets
