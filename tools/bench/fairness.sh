@@ -12,7 +12,10 @@
 # Prints a table and writes JSON (bob's submit->result percentiles, solo and contended, and their
 # ratio; alice's queued jobs when bob's run started).
 #
-# Usage: tools/bench/fairness.sh [--vm] [--bob-jobs N] [--alice-queued N] [--out FILE]
+# Usage: tools/bench/fairness.sh [--vm] [--vm-only] [--tenants FILE] [--bob-jobs N]
+#                                 [--alice-queued N] [--out FILE]
+#   --vm-only: the VM case alone. --tenants: the broker's tenants file (e.g. alice's max_running,
+#   to measure what holding a slot back for other tenants buys).
 # Needs a release build: PADDOCK_BUILD_DIR (default build-rel) with paddock-broker,
 # paddock-worker, paddock-load and the paddock CLI (for keys); --vm also paddock-agent and
 # paddock-jailer, and root.
@@ -21,16 +24,20 @@ cd "$(dirname "$0")/../.."
 root=$(pwd)
 build=${PADDOCK_BUILD_DIR:-$root/build-rel}
 vm=0
+memory=1
+tenants=
 bob_jobs=200
 alice_queued=100000
 out=$root/benchmarks/results/results-fairness-$(date -u +%Y-%m-%d).json
 while [ $# -gt 0 ]; do
   case "$1" in
     --vm) vm=1; shift ;;
+    --vm-only) vm=1; memory=0; shift ;;
+    --tenants) tenants=$(realpath "$2"); shift 2 ;;
     --bob-jobs) bob_jobs=$2; shift 2 ;;
     --alice-queued) alice_queued=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) echo "usage: $0 [--vm] [--bob-jobs N] [--alice-queued N] [--out FILE]" >&2; exit 64 ;;
+    *) echo "usage: $0 [--vm] [--vm-only] [--tenants FILE] [--bob-jobs N] [--alice-queued N] [--out FILE]" >&2; exit 64 ;;
   esac
 done
 for b in broker/paddock-broker worker/paddock-worker tools/paddock-load tools/paddock; do
@@ -87,7 +94,9 @@ start() {
   local name=$1
   shift
   rm -f "$tmp/$name.ready"
-  "$build/broker/paddock-broker" --client-endpoint 'tcp://127.0.0.1:*' \
+  local policy=()
+  [ -n "$tenants" ] && policy=(--tenants "$tenants")
+  "$build/broker/paddock-broker" "${policy[@]}" --client-endpoint 'tcp://127.0.0.1:*' \
     --worker-endpoint 'tcp://127.0.0.1:*' --ready-file "$tmp/$name.ready" --log-level warn \
     --curve-secret-key "$tmp/broker.key" --client-allow "$tmp/clients.allow" \
     --worker-allow "$tmp/workers.allow" --journal "$tmp/$name-journal.db" \
@@ -151,13 +160,15 @@ EOF
 
 # Each case on a broker and worker of its own: alice's jobs still queued when her load tool
 # stops are not bob's next "solo".
-echo "== memory TEST DOUBLE worker, 8 slots"
-start mem-20ms --backend memory --slots 8
-measure memory-20ms sleep 20
-stop
-start mem-true --backend memory --slots 8
-measure memory-true true
-stop
+if [ $memory -eq 1 ]; then
+  echo "== memory TEST DOUBLE worker, 8 slots"
+  start mem-20ms --backend memory --slots 8
+  measure memory-20ms sleep 20
+  stop
+  start mem-true --backend memory --slots 8
+  measure memory-true true
+  stop
+fi
 
 if [ $vm -eq 1 ]; then
   echo "== QEMU worker, 2 slots, warm pools"
@@ -184,10 +195,12 @@ if [ $vm -eq 1 ]; then
 fi
 
 mkdir -p "$(dirname "$out")"
-python3 - "$out" "$(git -C "$build" rev-parse --short HEAD 2>/dev/null || git rev-parse --short HEAD)" "${results[@]}" <<'EOF'
-import json, sys, datetime
+TENANTS_FILE=$tenants python3 - "$out" "$(git -C "$build" rev-parse --short HEAD 2>/dev/null || git rev-parse --short HEAD)" "${results[@]}" <<'EOF'
+import json, os, sys, datetime
 out, commit, rows = sys.argv[1], sys.argv[2], [json.loads(r) for r in sys.argv[3:]]
+policy = os.environ.get("TENANTS_FILE")
 json.dump({"benchmark": "fairness", "commit": commit,
+           "tenants_file": open(policy).read() if policy else None,
            "date": datetime.datetime.utcnow().isoformat(timespec="seconds") + "Z",
            "cases": rows}, open(out, "w"), indent=1)
 print("%-12s %6s  %-26s %-26s %7s %9s" % ("case", "jobs", "bob solo p50/p90/p99 ms", "bob contended p50/p90/p99", "ratio", "alice q"))

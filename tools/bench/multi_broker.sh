@@ -7,7 +7,11 @@
 # script's own (initdb in a temporary directory, as the postgres user, Unix socket), removed at the
 # end. Every process shares this machine's cores: more brokers or hosts add no CPU here.
 #
-# Usage (root): tools/bench/multi_broker.sh [--jobs N] [--out FILE]
+# Usage (root): tools/bench/multi_broker.sh [--jobs N] [--out FILE] [--only LIST] [--tenants FILE]
+#   --only: the configurations to run, as STORE:BROKERS:HOSTS[,…] (e.g. postgresql:2:2); all by
+#   default. --tenants: a tenants file for every broker (without CURVE every job is tenant
+#   'local's: a [tenants.local] table with max_queued or max_running measures the global limits'
+#   cost on the shared queue).
 # Needs a release build: PADDOCK_BUILD_DIR (default build-rel) with paddock-broker,
 # paddock-worker and paddock-load.
 set -euo pipefail
@@ -15,12 +19,16 @@ cd "$(dirname "$0")/../.."
 root=$(pwd)
 build=${PADDOCK_BUILD_DIR:-$root/build-rel}
 jobs=20000
+only=
+tenants=
 out=$root/benchmarks/results/results-multi-broker-$(date -u +%Y-%m-%d).json
 while [ $# -gt 0 ]; do
   case "$1" in
     --jobs) jobs=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) echo "usage: $0 [--jobs N] [--out FILE]" >&2; exit 64 ;;
+    --only) only=$2; shift 2 ;;
+    --tenants) tenants=$2; shift 2 ;;
+    *) echo "usage: $0 [--jobs N] [--out FILE] [--only LIST] [--tenants FILE]" >&2; exit 64 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "$0: needs root (network namespaces)" >&2; exit 77; }
@@ -86,6 +94,7 @@ run_config() {
   for b in $(seq 1 "$nb"); do
     local store_args=(--journal "$run/journal-$b.db")
     [ "$kind" = postgresql ] && store_args=(--store "$store" --broker-name "b$b")
+    [ -n "$tenants" ] && store_args+=(--tenants "$tenants")
     ip netns exec "$hub" "$build/broker/paddock-broker" --client-endpoint 'tcp://127.0.0.1:*' \
       --worker-endpoint 'tcp://0.0.0.0:*' --allow-plaintext --ready-file "$run/b$b.json" \
       --log-level warn "${store_args[@]}" 2>"$run/b$b.log" &
@@ -135,6 +144,7 @@ for kind in embedded postgresql; do
   for nb in 1 2 3; do
     [ "$kind" = embedded ] && [ "$nb" -gt 1 ] && continue  # one broker per journal
     for nh in 1 2 4 8; do
+      if [ -n "$only" ] && [[ ",$only," != *",$kind:$nb:$nh,"* ]]; then continue; fi
       r=$(run_config "$kind" "$nb" "$nh")
       echo "$kind brokers=$nb hosts=$nh: $r"
       results+=("{\"store\":\"$kind\",\"brokers\":$nb,\"hosts\":$nh,\"result\":$r}")
