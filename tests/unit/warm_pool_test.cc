@@ -553,3 +553,30 @@ TEST_CASE(
   CHECK(p.live_vms() == 0);
   CHECK(templates_of(p, "tpl-") == 2);
 }
+
+TEST_CASE(
+    "warm pools: a tenant's jobs make at most its share of pools, then boot cold, while other "
+    "tenants still get pools and every tenant is served by a pool made") {
+  MemoryProvider p;
+  worker::WarmPools pools(p, fast(1, 2), /*max_pools=*/8, /*per_tenant=*/2);
+  const VmSpec a{"default", 1, 256};
+  const VmSpec b{"default", 2, 256};
+  const VmSpec c{"default", 3, 256};
+  (void)pools.acquire(a, "mallory");
+  (void)pools.acquire(b, "mallory");
+  CHECK(pools.find(a) != nullptr);
+  CHECK(pools.find(b) != nullptr);
+  // A third shape of hers: no pool, boots cold.
+  CHECK_FALSE(pools.acquire(c, "mallory"));
+  CHECK(pools.find(c) == nullptr);
+  // Another tenant's job of that shape makes its pool.
+  (void)pools.acquire(c, "alice");
+  REQUIRE(pools.find(c) != nullptr);
+  // Once made, a pool serves everyone: mallory gets a clone of alice's shape.
+  REQUIRE(pools.find(c)->wait_for([](const WarmPoolStats& s) { return s.ready >= 1; }, kWait));
+  auto vm = pools.acquire(c, "mallory");
+  CHECK(vm);
+  vm.reset();
+  pools.shutdown();
+  CHECK(p.live_vms() == 0);
+}

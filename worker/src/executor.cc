@@ -105,7 +105,7 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   // Warm: a clone from the pool (or restored on demand). Cold: create and boot. Either way the VM
   // exists from here on and every path destroys it.
   std::optional<WarmVm> clone;
-  if (ctx.warm != nullptr) clone = ctx.warm->acquire(spec);
+  if (ctx.warm != nullptr) clone = ctx.warm->acquire(spec, dispatch.tenant);
   const std::string vm_id = clone ? clone->id() : ctx.vm_id;
   // Destroys the VM; how long that took. A failure is logged loudly: the job's answer stands.
   auto teardown = [&]() -> uint64_t {

@@ -43,12 +43,16 @@ rt::Status WarmVm::destroy() {
   return provider_->destroy(vm_id_);
 }
 
-WarmPools::WarmPools(rt::Provider& provider, WarmPoolConfig config, size_t max_pools)
-    : provider_(provider), config_(std::move(config)), max_pools_(max_pools) {}
+WarmPools::WarmPools(rt::Provider& provider, WarmPoolConfig config, size_t max_pools,
+                     size_t per_tenant)
+    : provider_(provider),
+      config_(std::move(config)),
+      max_pools_(max_pools),
+      per_tenant_(per_tenant) {}
 
 WarmPools::~WarmPools() { shutdown(); }
 
-WarmPool* WarmPools::pool_for(const rt::VmSpec& spec) {
+WarmPool* WarmPools::pool_for(const rt::VmSpec& spec, std::string_view tenant) {
   std::lock_guard lock(mu_);
   Key key{spec.image, spec.vcpus, spec.mem_mib};
   auto it = pools_.find(key);
@@ -59,16 +63,30 @@ WarmPool* WarmPools::pool_for(const rt::VmSpec& spec) {
                  template_prefix(spec));
     return nullptr;
   }
-  spdlog::info("warm pool {}: new (min {}, max {})", template_prefix(spec), config_.min_ready,
-               config_.max_ready);
+  if (!tenant.empty()) {
+    auto made = made_for_.find(tenant);
+    if (made != made_for_.end() && made->second >= per_tenant_) {
+      if (told_.emplace(tenant).second) {
+        spdlog::warn(
+            "warm pools: {} made for tenant '{}' (the most per tenant); its jobs of shapes "
+            "without a pool ({} now) boot cold",
+            per_tenant_, tenant, template_prefix(spec));
+      }
+      return nullptr;
+    }
+    ++made_for_[std::string(tenant)];
+  }
+  spdlog::info("warm pool {}: new (min {}, max {}){}", template_prefix(spec), config_.min_ready,
+               config_.max_ready,
+               tenant.empty() ? std::string() : " for tenant '" + std::string(tenant) + "'");
   auto pool = std::make_unique<WarmPool>(provider_, spec, config_);
   return pools_.emplace(std::move(key), std::move(pool)).first->second.get();
 }
 
-void WarmPools::prepare(const rt::VmSpec& spec) { (void)pool_for(spec); }
+void WarmPools::prepare(const rt::VmSpec& spec) { (void)pool_for(spec, {}); }
 
-std::optional<WarmVm> WarmPools::acquire(const rt::VmSpec& spec) {
-  WarmPool* pool = pool_for(spec);
+std::optional<WarmVm> WarmPools::acquire(const rt::VmSpec& spec, std::string_view tenant) {
+  WarmPool* pool = pool_for(spec, tenant);
   if (pool == nullptr) return std::nullopt;
   return pool->acquire();
 }

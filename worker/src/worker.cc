@@ -124,7 +124,8 @@ Worker::Loop::Loop(Options options, std::unique_ptr<rt::Provider> provider)
   if (options_.warm) {
     WarmPoolConfig config = options_.warm_pool;
     config.vm_prefix = options_.worker_id + "-warm";
-    warm_ = std::make_unique<WarmPools>(*provider_, std::move(config));
+    warm_ = std::make_unique<WarmPools>(*provider_, std::move(config), /*max_pools=*/8,
+                                        options_.warm_pools_per_tenant);
     // These images' templates are built (or found) right away; the rest on first use.
     for (const auto& image : warm_images()) warm_->prepare(rt::VmSpec{image});
   }

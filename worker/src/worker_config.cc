@@ -172,6 +172,11 @@ void add_options(CLI::App& app, Flags& f) {
                  "warm: most ready clones per VM spec (demand grows the pool from min up to this)")
       ->check(CLI::Range(size_t{0}, size_t{64}))
       ->capture_default_str();
+  app.add_option("--warm-pools-per-tenant", opt.warm_pools_per_tenant,
+                 "warm: pools (one per image, vCPUs and memory) made for one tenant's jobs, at "
+                 "most; its jobs of further shapes boot cold")
+      ->check(CLI::Range(0u, 8u))
+      ->capture_default_str();
   app.add_option("--warm-max-age-s", f.warm_max_age_s,
                  "warm: a ready clone older than this is destroyed and replaced")
       ->check(CLI::Range(1u, 86'400u))

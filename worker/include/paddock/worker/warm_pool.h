@@ -21,7 +21,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <tuple>
 #include <utility>
@@ -169,14 +171,20 @@ class WarmPool {
 };
 
 // The worker's pools, one per VmSpec, created on first use (the default spec's at start, with
-// prepare()); at most `max_pools`, jobs of further specs boot cold.
+// prepare()); at most `max_pools`, jobs of further specs boot cold. A pool made for a tenant's
+// job counts against that tenant: one tenant makes at most `per_tenant` pools, so that jobs of
+// many shapes from one tenant cannot take every pool (and the templates they cost) from the
+// others; its jobs of further shapes boot cold. Pools made by prepare() count against nobody,
+// and a pool once made serves every tenant's jobs of its spec (each clone runs one job).
 class WarmPools {
  public:
-  WarmPools(runtime::Provider& provider, WarmPoolConfig config, size_t max_pools = 8);
+  WarmPools(runtime::Provider& provider, WarmPoolConfig config, size_t max_pools = 8,
+            size_t per_tenant = 2);
   ~WarmPools();  // shutdown()
 
   void prepare(const runtime::VmSpec& spec);
-  std::optional<WarmVm> acquire(const runtime::VmSpec& spec);
+  // A clone for a job of `tenant` ("": nobody's, as prepare()), or nullopt: boot cold.
+  std::optional<WarmVm> acquire(const runtime::VmSpec& spec, std::string_view tenant = {});
   // The pool of `spec`, or nullptr if none was made. Valid until shutdown().
   WarmPool* find(const runtime::VmSpec& spec) const;
   // Every pool's stats, by its template prefix without the trailing '-' ("tpl-default-1x128").
@@ -187,14 +195,17 @@ class WarmPools {
 
  private:
   using Key = std::tuple<std::string, uint32_t, uint32_t>;
-  WarmPool* pool_for(const runtime::VmSpec& spec);
+  WarmPool* pool_for(const runtime::VmSpec& spec, std::string_view tenant);
 
   runtime::Provider& provider_;
   const WarmPoolConfig config_;
   const size_t max_pools_;
+  const size_t per_tenant_;
   mutable std::mutex mu_;
   bool stopped_ = false;
   std::map<Key, std::unique_ptr<WarmPool>> pools_;
+  std::map<std::string, size_t, std::less<>> made_for_;  // pools made for each tenant's jobs
+  std::set<std::string, std::less<>> told_;  // tenants whose bound was logged (once each)
 };
 
 }  // namespace paddock::worker

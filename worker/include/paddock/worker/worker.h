@@ -48,6 +48,8 @@ struct Options {
   // the worker (<worker-id>-warm).
   bool warm = true;
   WarmPoolConfig warm_pool;
+  // Pools made for one tenant's jobs, at most (WarmPools): its jobs of further shapes boot cold.
+  uint32_t warm_pools_per_tenant = 2;
   // The images this worker has, advertised to brokers as READY capabilities "image:<name>" (the
   // broker sends it only jobs of these). Empty: {"default"}.
   std::vector<std::string> images;
