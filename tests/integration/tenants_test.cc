@@ -67,6 +67,24 @@ std::optional<client::Event> next_final(client::Client& c, std::chrono::millisec
 
 uint32_t code_of(schemas::JobCode c) { return schemas::code(c); }
 
+std::unique_ptr<PostgresServer> start_postgres() {
+  std::string why;
+  auto pg = PostgresServer::start(why);
+  // Not a skip: tools/install-deps.sh installs PostgreSQL, and CI runs this.
+  REQUIRE_MESSAGE(pg != nullptr, "no PostgreSQL server: " << why);
+  return pg;
+}
+
+// A broker on the shared queue with CURVE tenants and `extra` options.
+Broker start_shared_broker(const TempDir& dir, const TenantKeys& keys, const PostgresServer& pg,
+                           const std::string& name, std::vector<std::string> extra = {}) {
+  auto args = keys.broker_args();
+  args.resize(args.size() - 2);  // no --journal: the shared queue instead
+  args.insert(args.end(), {"--store", pg.url(), "--broker-name", name, "--heartbeat-ms", "100"});
+  args.insert(args.end(), extra.begin(), extra.end());
+  return start_broker(dir, args);
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -184,20 +202,11 @@ TEST_CASE(
 TEST_CASE(
     "tenants: on a shared PostgreSQL queue two brokers keep tenants apart and refuse a conflicting "
     "request, and a queue of schema 1 is upgraded to the local tenant's jobs") {
-  std::string why;
-  auto pg = PostgresServer::start(why);
-  // Not a skip: tools/install-deps.sh installs PostgreSQL, and CI runs this.
-  REQUIRE_MESSAGE(pg != nullptr, "no PostgreSQL server: " << why);
+  auto pg = start_postgres();
   TempDir dir;
   TenantKeys keys(dir);
-  auto shared = [&](const std::string& name) {
-    auto args = keys.broker_args();
-    args.resize(args.size() - 2);  // no --journal: the shared queue instead
-    args.insert(args.end(), {"--store", pg->url(), "--broker-name", name, "--heartbeat-ms", "100"});
-    return args;
-  };
-  auto a = start_broker(dir, shared("a"));
-  auto b = start_broker(dir, shared("b"));
+  auto a = start_shared_broker(dir, keys, *pg, "a");
+  auto b = start_shared_broker(dir, keys, *pg, "b");
   auto wa = start_worker(dir, a.worker_endpoint, "w1", 2, keys.worker_args());
   INFO(slurp(a.process->log() + ".err") << slurp(b.process->log() + ".err"));
 
@@ -498,16 +507,6 @@ TEST_CASE(
 
 namespace {
 
-// A broker on the shared queue with CURVE tenants and `extra` options.
-Broker start_shared_broker(const TempDir& dir, const TenantKeys& keys, const PostgresServer& pg,
-                           const std::string& name, std::vector<std::string> extra = {}) {
-  auto args = keys.broker_args();
-  args.resize(args.size() - 2);  // no --journal: the shared queue instead
-  args.insert(args.end(), {"--store", pg.url(), "--broker-name", name, "--heartbeat-ms", "100"});
-  args.insert(args.end(), extra.begin(), extra.end());
-  return start_broker(dir, args);
-}
-
 // A worker's options beside such a broker: heartbeats as often as the broker's.
 std::vector<std::string> shared_worker_args(const TenantKeys& keys) {
   auto args = keys.worker_args();
@@ -538,10 +537,7 @@ std::string sql_until(const PostgresServer& pg, const std::string& query, const 
 TEST_CASE(
     "tenants: on a shared PostgreSQL queue a tenant's max_queued and max_running hold over every "
     "broker, other tenants go on, and the next of its jobs goes when one ends") {
-  std::string why;
-  auto pg = PostgresServer::start(why);
-  // Not a skip: tools/install-deps.sh installs PostgreSQL, and CI runs this.
-  REQUIRE_MESSAGE(pg != nullptr, "no PostgreSQL server: " << why);
+  auto pg = start_postgres();
   TempDir dir;
   TenantKeys keys(dir);
   const std::string policy = dir.path() + "/tenants.toml";
@@ -618,10 +614,7 @@ TEST_CASE(
 TEST_CASE(
     "tenants: on a shared PostgreSQL queue the brokers' claims share it fairly: a tenant's jobs "
     "behind another's flood are answered before most of it") {
-  std::string why;
-  auto pg = PostgresServer::start(why);
-  // Not a skip: tools/install-deps.sh installs PostgreSQL, and CI runs this.
-  REQUIRE_MESSAGE(pg != nullptr, "no PostgreSQL server: " << why);
+  auto pg = start_postgres();
   TempDir dir;
   TenantKeys keys(dir);
   auto a = start_shared_broker(dir, keys, *pg, "a");
