@@ -48,6 +48,17 @@ std::string encode_file_out(const FileOut& f) {
       .finish();
 }
 
+std::string encode_step(const Step& st) {
+  return MapWriter()
+      .str_array("argv", st.argv)
+      .str_map("env", st.env)
+      .bin("stdin", st.stdin_data)
+      .num("timeout_ms", st.timeout_ms)
+      .num("output_cap", st.output_cap)
+      .str_array("files_out", st.files_out)
+      .finish();
+}
+
 // ---- decoding -------------------------------------------------------------------------------
 
 // True when `key` is present with a value other than nil (nil means "use the default").
@@ -90,6 +101,20 @@ JobRequest read_request(const Fields& f) {
   r.priority = static_cast<int32_t>(f.sint("priority", L::kMinPriority, L::kMaxPriority, 0));
   r.deadline_ms = f.uint("deadline_ms", 0, UINT64_MAX, 0);
   r.tags = f.str_map("tags", L::kMaxTags, L::kMaxTagKey, L::kMaxTagValue);
+  // After timeout_ms and output_cap: a step's defaults are the job's.
+  f.each_map("steps", L::kMaxSteps, [&](const Fields& sf) {
+    Step step;
+    step.argv = sf.str_array("argv", L::kMaxArgv, L::kMaxArg);
+    step.env = sf.str_map("env", L::kMaxEnv, L::kMaxEnvKey, L::kMaxEnvValue);
+    step.stdin_data = sf.bytes("stdin", L::kMaxStdin);
+    step.timeout_ms =
+        static_cast<uint32_t>(sf.uint("timeout_ms", 1, L::kMaxTimeoutMs, r.timeout_ms));
+    step.output_cap =
+        static_cast<uint32_t>(sf.uint("output_cap", 0, L::kMaxOutputCap, r.output_cap));
+    step.files_out = sf.str_array("files_out", L::kMaxFiles, L::kMaxPath);
+    r.steps.push_back(std::move(step));
+  });
+  r.stop_on_failure = f.boolean("stop_on_failure", true);
   if (auto err = validate(r)) {
     // validate() names fields from the request's root; prefix the path of a nested request.
     throw Failure{f.path().empty() ? err->field : f.path() + "." + err->field, err->reason};
@@ -129,11 +154,52 @@ std::string encode_usage(const Usage& u) {
       .finish();
 }
 
+std::string encode_step_result(const StepResult& st) {
+  return MapWriter()
+      .num("exit_code", st.exit_code)
+      .num("signal", st.signal)
+      .bin("stdout", st.stdout_data)
+      .bin("stderr", st.stderr_data)
+      .boolean("stdout_truncated", st.stdout_truncated)
+      .boolean("stderr_truncated", st.stderr_truncated)
+      .boolean("timed_out", st.timed_out)
+      .boolean("oom_killed", st.oom_killed)
+      .maps("files", st.files, encode_file_out)
+      .num("exec_us", st.exec_us)
+      .map("usage", encode_usage(st.usage))
+      .finish();
+}
+
+// An outcome's fields (a result's, or a step's) as decoded.
+void read_outcome(const Fields& f, ExecOutcome& r) {
+  r.exit_code = static_cast<int32_t>(f.sint("exit_code", INT32_MIN, INT32_MAX, 0));
+  r.signal = static_cast<int32_t>(f.sint("signal", 0, 128, 0));
+  r.stdout_data = f.bytes("stdout", L::kMaxOutputCap);
+  r.stderr_data = f.bytes("stderr", L::kMaxOutputCap);
+  r.stdout_truncated = f.boolean("stdout_truncated", false);
+  r.stderr_truncated = f.boolean("stderr_truncated", false);
+  r.timed_out = f.boolean("timed_out", false);
+  r.oom_killed = f.boolean("oom_killed", false);
+  f.each_map("files", L::kMaxFiles, [&](const Fields& ff) {
+    r.files.push_back(FileOut{ff.str("path", L::kMaxPath, true),
+                              ff.bytes("data", L::kMaxFilesTotal), ff.boolean("truncated", false)});
+  });
+  if (const auto* u = f.find("usage"); u != nullptr && u->type != msgpack::type::NIL) {
+    Fields uf(*u, f.path().empty() ? "usage" : f.path() + ".usage");
+    mp::read_guest_usage(uf, r.usage);
+    r.usage.bytes_in = uf.uint("bytes_in", 0, UINT64_MAX, 0);
+    r.usage.bytes_out = uf.uint("bytes_out", 0, UINT64_MAX, 0);
+    r.usage.packets_in = uf.uint("packets_in", 0, UINT64_MAX, 0);
+    r.usage.packets_out = uf.uint("packets_out", 0, UINT64_MAX, 0);
+    r.usage.egress_blocked = uf.uint("egress_blocked", 0, UINT64_MAX, 0);
+  }
+}
+
 }  // namespace
 
 std::string encode(const JobRequest& r) {
-  return MapWriter()
-      .str("job_id", r.job_id)
+  MapWriter w;
+  w.str("job_id", r.job_id)
       .str("image", r.image)
       .str_array("argv", r.argv)
       .str_map("env", r.env)
@@ -147,15 +213,18 @@ std::string encode(const JobRequest& r) {
       .maps("egress", r.egress, encode_rule)
       .num("priority", r.priority)
       .num("deadline_ms", r.deadline_ms)
-      .str_map("tags", r.tags)
-      .finish();
+      .str_map("tags", r.tags);
+  // Only when used: a request without steps encodes as before them.
+  if (!r.steps.empty()) w.maps("steps", r.steps, encode_step);
+  if (!r.stop_on_failure) w.boolean("stop_on_failure", false);
+  return w.finish();
 }
 
 std::string encode(const JobResult& r) {
   MapWriter w;
   w.str("job_id", r.job_id);
   if (!r.tenant.empty()) w.str("tenant", r.tenant);
-  return w.num("exit_code", r.exit_code)
+  w.num("exit_code", r.exit_code)
       .num("signal", r.signal)
       .bin("stdout", r.stdout_data)
       .bin("stderr", r.stderr_data)
@@ -170,8 +239,9 @@ std::string encode(const JobResult& r) {
       .num("attempt", r.attempt)
       .boolean("warm", r.warm)
       .str("backend", r.backend)
-      .str("template", r.template_vm)
-      .finish();
+      .str("template", r.template_vm);
+  if (!r.steps.empty()) w.maps("steps", r.steps, encode_step_result);
+  return w.finish();
 }
 
 std::string encode(const JobError& e) {
@@ -250,19 +320,7 @@ Decoded<JobResult> decode_job_result(std::string_view bytes) {
     JobResult r;
     r.job_id = f.str("job_id", L::kMaxJobId, true);
     r.tenant = tenant_of(f);
-    r.exit_code = static_cast<int32_t>(f.sint("exit_code", INT32_MIN, INT32_MAX, 0));
-    r.signal = static_cast<int32_t>(f.sint("signal", 0, 128, 0));
-    r.stdout_data = f.bytes("stdout", L::kMaxOutputCap);
-    r.stderr_data = f.bytes("stderr", L::kMaxOutputCap);
-    r.stdout_truncated = f.boolean("stdout_truncated", false);
-    r.stderr_truncated = f.boolean("stderr_truncated", false);
-    r.timed_out = f.boolean("timed_out", false);
-    r.oom_killed = f.boolean("oom_killed", false);
-    f.each_map("files", L::kMaxFiles, [&](const Fields& ff) {
-      r.files.push_back(FileOut{ff.str("path", L::kMaxPath, true),
-                                ff.bytes("data", L::kMaxFilesTotal),
-                                ff.boolean("truncated", false)});
-    });
+    read_outcome(f, r);
     if (const auto* t = f.find("timings"); t != nullptr && t->type != msgpack::type::NIL) {
       Fields tf(*t, "timings");
       r.timings =
@@ -270,20 +328,17 @@ Decoded<JobResult> decode_job_result(std::string_view bytes) {
                   tf.uint("exec_us", 0, UINT64_MAX, 0), tf.uint("teardown_us", 0, UINT64_MAX, 0),
                   tf.uint("total_us", 0, UINT64_MAX, 0)};
     }
-    if (const auto* u = f.find("usage"); u != nullptr && u->type != msgpack::type::NIL) {
-      Fields uf(*u, "usage");
-      mp::read_guest_usage(uf, r.usage);
-      r.usage.bytes_in = uf.uint("bytes_in", 0, UINT64_MAX, 0);
-      r.usage.bytes_out = uf.uint("bytes_out", 0, UINT64_MAX, 0);
-      r.usage.packets_in = uf.uint("packets_in", 0, UINT64_MAX, 0);
-      r.usage.packets_out = uf.uint("packets_out", 0, UINT64_MAX, 0);
-      r.usage.egress_blocked = uf.uint("egress_blocked", 0, UINT64_MAX, 0);
-    }
     r.worker_id = f.str("worker_id", L::kMaxWorkerId, false);
     r.attempt = static_cast<uint32_t>(f.uint("attempt", 0, UINT32_MAX, 1));
     r.warm = f.boolean("warm", false);
     r.backend = f.str("backend", 32, false);
     r.template_vm = f.str("template", L::kMaxTemplate, false);
+    f.each_map("steps", L::kMaxSteps, [&](const Fields& sf) {
+      StepResult step;
+      read_outcome(sf, step);
+      step.exec_us = sf.uint("exec_us", 0, UINT64_MAX, 0);
+      r.steps.push_back(std::move(step));
+    });
     return r;
   });
 }
@@ -536,13 +591,30 @@ std::string utf8_prefix(std::string_view s, size_t max_bytes) {
   return out;
 }
 
-void fit_result(JobResult& r, uint32_t output_cap) {
-  const size_t cap = std::min<size_t>(output_cap, L::kMaxOutputCap);
-  size_t budget = L::kMaxResultData;
-  if (cut(r.stdout_data, cap, budget)) r.stdout_truncated = true;
-  if (cut(r.stderr_data, cap, budget)) r.stderr_truncated = true;
-  for (auto& f : r.files) {
+namespace {
+void fit_outcome(ExecOutcome& o, size_t cap, size_t& budget) {
+  if (cut(o.stdout_data, cap, budget)) o.stdout_truncated = true;
+  if (cut(o.stderr_data, cap, budget)) o.stderr_truncated = true;
+  for (auto& f : o.files) {
     if (cut(f.data, cap, budget)) f.truncated = true;
+  }
+}
+}  // namespace
+
+void fit_result(JobResult& r, uint32_t output_cap) {
+  size_t budget = L::kMaxResultData;
+  fit_outcome(r, std::min<size_t>(output_cap, L::kMaxOutputCap), budget);
+  for (auto& step : r.steps)
+    fit_outcome(step, std::min<size_t>(output_cap, L::kMaxOutputCap), budget);
+}
+
+void fit_result(JobResult& r, const JobRequest& request) {
+  size_t budget = L::kMaxResultData;
+  fit_outcome(r, std::min<size_t>(request.output_cap, L::kMaxOutputCap), budget);
+  for (size_t i = 0; i < r.steps.size(); ++i) {
+    const uint32_t cap =
+        i < request.steps.size() ? request.steps[i].output_cap : request.output_cap;
+    fit_outcome(r.steps[i], std::min<size_t>(cap, L::kMaxOutputCap), budget);
   }
 }
 

@@ -45,6 +45,77 @@ std::optional<DecodeError> fail(std::string field, std::string reason) {
   return DecodeError{std::move(field), std::move(reason)};
 }
 
+// A command's argv, under `at` ("argv", "steps[2].argv").
+std::optional<DecodeError> check_argv(const std::vector<std::string>& argv, const std::string& at) {
+  if (argv.empty()) return fail(at, "must have at least one entry");
+  if (argv.size() > L::kMaxArgv) return fail(at, "too many entries");
+  size_t total = 0;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    if (argv[i].find('\0') != std::string::npos) {
+      return fail(at + "[" + std::to_string(i) + "]", "contains a NUL byte");
+    }
+    total += argv[i].size();
+  }
+  for (size_t i = 0; i < argv.size(); ++i) {
+    if (!valid_utf8(argv[i])) return fail(at + "[" + std::to_string(i) + "]", "not valid UTF-8");
+  }
+  if (argv[0].empty()) return fail(at + "[0]", "must not be empty");
+  if (total > L::kMaxArgvTotal) return fail(at, "larger than 256 KiB in total");
+  return std::nullopt;
+}
+
+// An env map, under `at` ("env", "steps[2].env").
+std::optional<DecodeError> check_env(const std::map<std::string, std::string>& env,
+                                     const std::string& at) {
+  if (env.size() > L::kMaxEnv) return fail(at, "too many entries");
+  for (const auto& [k, v] : env) {
+    if (k.empty() || k.size() > L::kMaxEnvKey || !all_of(k, env_char) ||
+        (k[0] >= '0' && k[0] <= '9')) {
+      return fail(at + "." + k, "name must match [A-Za-z_][A-Za-z0-9_]*");
+    }
+    if (v.find('\0') != std::string::npos) return fail(at + "." + k, "contains a NUL byte");
+    if (!valid_utf8(v)) return fail(at + "." + k, "not valid UTF-8");
+  }
+  return std::nullopt;
+}
+
+// Paths to collect, under `at` ("files_out", "steps[2].files_out").
+std::optional<DecodeError> check_files_out(const std::vector<std::string>& paths,
+                                           const std::string& at) {
+  if (paths.size() > L::kMaxFiles) return fail(at, "too many entries");
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (auto p = path_problem(paths[i])) return fail(at + "[" + std::to_string(i) + "]", *p);
+  }
+  return std::nullopt;
+}
+
+// A job's steps (its argv, stdin and files_out are the steps' then).
+std::optional<DecodeError> check_steps(const JobRequest& r) {
+  if (!r.argv.empty())
+    return fail("argv", "must be empty in a job with steps (each step has its own)");
+  if (!r.stdin_data.empty())
+    return fail("stdin", "must be empty in a job with steps (each step has its own)");
+  if (!r.files_out.empty()) {
+    return fail("files_out", "must be empty in a job with steps (each step names its own)");
+  }
+  if (r.steps.size() > L::kMaxSteps) return fail("steps", "too many entries (at most 16)");
+  size_t stdin_bytes = 0;
+  for (size_t i = 0; i < r.steps.size(); ++i) {
+    const Step& st = r.steps[i];
+    const std::string at = "steps[" + std::to_string(i) + "]";
+    if (auto e = check_argv(st.argv, at + ".argv")) return e;
+    if (auto e = check_env(st.env, at + ".env")) return e;
+    stdin_bytes += st.stdin_data.size();
+    if (st.timeout_ms < 1 || st.timeout_ms > L::kMaxTimeoutMs) {
+      return fail(at + ".timeout_ms", "must be between 1 and 86400000");
+    }
+    if (st.output_cap > L::kMaxOutputCap) return fail(at + ".output_cap", "must be at most 8 MiB");
+    if (auto e = check_files_out(st.files_out, at + ".files_out")) return e;
+  }
+  if (stdin_bytes > L::kMaxStdin) return fail("steps", "stdin larger than 8 MiB in all steps");
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<DecodeError> validate(const JobRequest& r) {
@@ -55,30 +126,12 @@ std::optional<DecodeError> validate(const JobRequest& r) {
   if (!valid_image_name(r.image)) {
     return fail("image", "must be 1-64 characters of [a-z0-9._-]");
   }
-  if (r.argv.empty()) return fail("argv", "must have at least one entry");
-  if (r.argv.size() > L::kMaxArgv) return fail("argv", "too many entries");
-  size_t total = 0;
-  for (size_t i = 0; i < r.argv.size(); ++i) {
-    const auto& a = r.argv[i];
-    if (a.find('\0') != std::string::npos) {
-      return fail("argv[" + std::to_string(i) + "]", "contains a NUL byte");
-    }
-    total += a.size();
+  if (r.steps.empty()) {
+    if (auto e = check_argv(r.argv, "argv")) return e;
+  } else if (auto e = check_steps(r)) {
+    return e;
   }
-  for (size_t i = 0; i < r.argv.size(); ++i) {
-    if (!valid_utf8(r.argv[i])) return fail("argv[" + std::to_string(i) + "]", "not valid UTF-8");
-  }
-  if (r.argv[0].empty()) return fail("argv[0]", "must not be empty");
-  if (total > L::kMaxArgvTotal) return fail("argv", "larger than 256 KiB in total");
-  if (r.env.size() > L::kMaxEnv) return fail("env", "too many entries");
-  for (const auto& [k, v] : r.env) {
-    if (k.empty() || k.size() > L::kMaxEnvKey || !all_of(k, env_char) ||
-        (k[0] >= '0' && k[0] <= '9')) {
-      return fail("env." + k, "name must match [A-Za-z_][A-Za-z0-9_]*");
-    }
-    if (v.find('\0') != std::string::npos) return fail("env." + k, "contains a NUL byte");
-    if (!valid_utf8(v)) return fail("env." + k, "not valid UTF-8");
-  }
+  if (auto e = check_env(r.env, "env")) return e;
   if (r.stdin_data.size() > L::kMaxStdin) return fail("stdin", "larger than 8 MiB");
   if (r.files.size() > L::kMaxFiles) return fail("files", "too many entries");
   size_t file_bytes = 0;
@@ -90,12 +143,7 @@ std::optional<DecodeError> validate(const JobRequest& r) {
     file_bytes += r.files[i].data.size();
   }
   if (file_bytes > L::kMaxFilesTotal) return fail("files", "larger than 8 MiB in total");
-  if (r.files_out.size() > L::kMaxFiles) return fail("files_out", "too many entries");
-  for (size_t i = 0; i < r.files_out.size(); ++i) {
-    if (auto p = path_problem(r.files_out[i])) {
-      return fail("files_out[" + std::to_string(i) + "]", *p);
-    }
-  }
+  if (auto e = check_files_out(r.files_out, "files_out")) return e;
   if (r.vcpus < 1 || r.vcpus > L::kMaxVcpus) return fail("vcpus", "must be between 1 and 16");
   if (r.mem_mib < L::kMinMemMib || r.mem_mib > L::kMaxMemMib) {
     return fail("mem_mib", "must be between 64 and 65536");

@@ -1346,3 +1346,126 @@ TEST_CASE("images of READY capabilities: image:<name> entries, valid and distinc
   CHECK_FALSE(sc::valid_image_name("Python"));
   CHECK_FALSE(sc::valid_image_name(""));
 }
+
+namespace {
+sc::Step step_of(std::vector<std::string> argv, std::string stdin_data = "") {
+  sc::Step st;
+  st.argv = std::move(argv);
+  st.stdin_data = std::move(stdin_data);
+  return st;
+}
+
+sc::JobRequest steps_request() {
+  sc::JobRequest r;
+  r.job_id = "grader-1";
+  r.env = {{"LANG", "C"}};
+  r.files = {sc::FileIn{"prog.sh", 0755, "read x; echo $((x * 2))\n"}};
+  r.timeout_ms = 60'000;
+  r.output_cap = 4096;
+  r.steps = {sc::Step{{"sh", "-n", "prog.sh"}, {}, "", 1000, 100, {}},
+             sc::Step{{"sh", "prog.sh"}, {{"LANG", "C.UTF-8"}}, "21\n", 60'000, 4096, {"out.txt"}}};
+  r.stop_on_failure = false;
+  return r;
+}
+}  // namespace
+
+TEST_CASE(
+    "codec: steps round-trip, take the job's timeout and output cap by default, and a "
+    "request without them encodes as before") {
+  const auto r = steps_request();
+  auto d = sc::decode_job_request(sc::encode(r));
+  REQUIRE(d);
+  CHECK(d.value() == r);
+  // Absent step fields: the job's timeout_ms and output_cap.
+  const auto body = pack([](auto& pk) {
+    pk.pack_map(5);
+    pack_str(pk, "job_id");
+    pack_str(pk, "s");
+    pack_str(pk, "timeout_ms");
+    pk.pack(1234);
+    pack_str(pk, "output_cap");
+    pk.pack(99);
+    pack_str(pk, "stop_on_failure");
+    pk.pack_nil();
+    pack_str(pk, "steps");
+    pk.pack_array(1);
+    pk.pack_map(1);
+    pack_str(pk, "argv");
+    pk.pack_array(1);
+    pack_str(pk, "true");
+  });
+  auto plain = sc::decode_job_request(body);
+  REQUIRE(plain);
+  REQUIRE(plain.value().steps.size() == 1);
+  CHECK(plain.value().steps[0].timeout_ms == 1234);
+  CHECK(plain.value().steps[0].output_cap == 99);
+  CHECK(plain.value().stop_on_failure);
+  CHECK(plain.value().argv.empty());
+  // Without steps the encoding has neither key.
+  const std::string old = sc::encode(minimal_request());
+  CHECK(old.find("steps") == std::string::npos);
+  CHECK(old.find("stop_on_failure") == std::string::npos);
+}
+
+TEST_CASE(
+    "limits: JobRequest steps (count, each step's fields, and what a job with steps may not "
+    "have)") {
+  auto with_steps = [](const std::function<void(sc::JobRequest&)>& change) {
+    return request_field([&](sc::JobRequest& r) {
+      r.argv.clear();
+      r.steps = {step_of({"true"})};
+      change(r);
+    });
+  };
+  CHECK(with_steps([](auto&) {}) == "");
+  CHECK(with_steps([](auto& r) { r.steps.assign(L::kMaxSteps, step_of({"true"})); }) == "");
+  CHECK(with_steps([](auto& r) { r.steps.assign(L::kMaxSteps + 1, step_of({"true"})); }) ==
+        "steps");
+  CHECK(with_steps([](auto& r) { r.argv = {"true"}; }) == "argv");
+  CHECK(with_steps([](auto& r) { r.stdin_data = "x"; }) == "stdin");
+  CHECK(with_steps([](auto& r) { r.files_out = {"a"}; }) == "files_out");
+  CHECK(with_steps([](auto& r) { r.steps[0].argv.clear(); }) == "steps[0].argv");
+  CHECK(with_steps([](auto& r) { r.steps.push_back(step_of({""})); }) == "steps[1].argv[0]");
+  CHECK(with_steps([](auto& r) { r.steps[0].env = {{"1BAD", "x"}}; }) == "steps[0].env.1BAD");
+  CHECK(with_steps([](auto& r) { r.steps[0].files_out = {"../x"}; }) == "steps[0].files_out[0]");
+  CHECK(with_steps([](auto& r) { r.steps[0].timeout_ms = 0; }) == "steps[0].timeout_ms");
+  CHECK(with_steps([](auto& r) { r.steps[0].output_cap = L::kMaxOutputCap + 1; }) ==
+        "steps[0].output_cap");
+  CHECK(with_steps([](auto& r) {
+          r.steps = {step_of({"a"}, std::string(L::kMaxStdin / 2 + 1, 'x')),
+                     step_of({"b"}, std::string(L::kMaxStdin / 2, 'x'))};
+        }) == "steps");
+}
+
+TEST_CASE(
+    "codec: a JobResult's steps round-trip, and fit_result cuts them after the job's own "
+    "output, each at its step's cap") {
+  sc::JobResult r = full_result();
+  sc::StepResult a;
+  a.exit_code = 0;
+  a.stdout_data = "built\n";
+  a.exec_us = 1200;
+  a.usage.cpu_us = 900;
+  sc::StepResult b;
+  b.exit_code = 137;
+  b.signal = 9;
+  b.timed_out = true;
+  b.stderr_data = "killed";
+  b.files = {sc::FileOut{"out.txt", "42", false}};
+  r.steps = {a, b};
+  auto d = sc::decode_job_result(sc::encode(r));
+  REQUIRE(d);
+  CHECK(d.value() == r);
+  CHECK(sc::encode(full_result()).find("steps") == std::string::npos);
+
+  sc::JobRequest req = steps_request();  // caps 100 and 4096
+  sc::JobResult big;
+  big.steps.resize(2);
+  big.steps[0].stdout_data.assign(500, 'a');
+  big.steps[1].stdout_data.assign(5000, 'b');
+  sc::fit_result(big, req);
+  CHECK(big.steps[0].stdout_data.size() == 100);
+  CHECK(big.steps[0].stdout_truncated);
+  CHECK(big.steps[1].stdout_data.size() == 4096);
+  CHECK(big.steps[1].stdout_truncated);
+}

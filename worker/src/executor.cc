@@ -1,5 +1,6 @@
 #include "paddock/worker/executor.h"
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 
@@ -34,6 +35,75 @@ rt::ExecRequest exec_request_from(const sc::JobRequest& r) {
   e.output_cap = r.output_cap;
   e.files_out_cap = r.output_cap;
   return e;
+}
+
+// Step `i` of a job with steps: its own argv, stdin, caps and files out, the job's env under its
+// own, the job's files written before the first, and at most `left_ms` of the job's time.
+rt::ExecRequest exec_request_from(const sc::JobRequest& r, size_t i, uint32_t left_ms) {
+  const sc::Step& st = r.steps[i];
+  rt::ExecRequest e;
+  e.argv = st.argv;
+  e.env = r.env;
+  for (const auto& [k, v] : st.env) e.env[k] = v;
+  e.stdin_data = st.stdin_data;
+  if (i == 0) e.files = r.files;
+  e.files_out = st.files_out;
+  e.timeout_ms = std::min(st.timeout_ms, left_ms);
+  e.output_cap = st.output_cap;
+  e.files_out_cap = st.output_cap;
+  return e;
+}
+
+// How a job with steps went: the steps run, in order; `cancelled` when a CANCEL stopped one (the
+// job is then answered Cancelled); an Error when the provider could not run one.
+struct StepsRun {
+  std::vector<sc::StepResult> steps;
+  bool cancelled = false;
+};
+
+rt::Result<StepsRun> run_steps(rt::Provider& provider, const std::string& vm_id,
+                               const sc::JobRequest& req, std::stop_token cancel) {
+  // The job's timeout_ms bounds the steps together.
+  const auto deadline = Clock::now() + std::chrono::milliseconds(req.timeout_ms);
+  StepsRun run;
+  for (size_t i = 0; i < req.steps.size(); ++i) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) break;  // the step before used the last of it (and timed out)
+    const auto t = Clock::now();
+    auto x = provider.exec(vm_id, exec_request_from(req, i, static_cast<uint32_t>(left.count())),
+                           cancel);
+    if (!x) return x.error();
+    if (x.value().cancelled) {
+      run.cancelled = true;
+      return run;
+    }
+    sc::StepResult step;
+    static_cast<sc::ExecOutcome&>(step) = std::move(static_cast<sc::ExecOutcome&>(x.value()));
+    step.exec_us = micros_since(t);
+    if (step.signal != 0) step.exit_code = 128 + step.signal;
+    const bool failed = step.exit_code != 0 || step.timed_out;
+    run.steps.push_back(std::move(step));
+    if (failed && req.stop_on_failure) break;
+  }
+  return run;
+}
+
+// A job with steps' own outcome: the last step's exit status, no output of its own, the usage of
+// all (time summed, the peak the highest).
+sc::ExecOutcome outcome_of_steps(const std::vector<sc::StepResult>& steps) {
+  sc::ExecOutcome o;
+  if (steps.empty()) return o;
+  const auto& last = steps.back();
+  o.exit_code = last.exit_code;
+  o.signal = last.signal;
+  o.timed_out = last.timed_out;
+  o.oom_killed = last.oom_killed;
+  for (const auto& s : steps) {
+    o.usage.cpu_us += s.usage.cpu_us;
+    o.usage.peak_memory_kib = std::max(o.usage.peak_memory_kib, s.usage.peak_memory_kib);
+  }
+  return o;
 }
 
 sc::JobError cancelled_error(const sc::JobDispatch& d, const std::string& worker_id) {
@@ -139,21 +209,28 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   const uint64_t start_us = micros_since(t0);
   if (ctx.on_vm_started) ctx.on_vm_started(clone.has_value(), std::chrono::microseconds(start_us));
   const auto t_exec = Clock::now();
-  auto exec = provider.exec(vm_id, exec_request_from(req), cancel);
+  sc::JobResult r;
+  // The program's outcome as the runtime returned it (the same job.h value), or its steps', then
+  // what the worker adds: the job, timings, the network counters, where it ran.
+  if (req.steps.empty()) {
+    auto exec = provider.exec(vm_id, exec_request_from(req), cancel);
+    if (!exec) return fail(exec.error());
+    if (exec.value().cancelled)
+      return answer_and_teardown(cancelled_error(dispatch, ctx.worker_id));
+    static_cast<sc::ExecOutcome&>(r) = std::move(static_cast<sc::ExecOutcome&>(exec.value()));
+  } else {
+    auto run = run_steps(provider, vm_id, req, cancel);
+    if (!run) return fail(run.error());
+    if (run.value().cancelled) return answer_and_teardown(cancelled_error(dispatch, ctx.worker_id));
+    static_cast<sc::ExecOutcome&>(r) = outcome_of_steps(run.value().steps);
+    r.steps = std::move(run.value().steps);
+  }
   const uint64_t exec_us = micros_since(t_exec);
-  if (!exec) return fail(exec.error());
   auto usage = provider.network_usage(vm_id);
   if (!usage) {
     spdlog::warn("job '{}': network counters of vm '{}': {}", req.job_id, vm_id,
                  usage.error().message());
   }
-  rt::ExecResult& x = exec.value();
-  if (x.cancelled) return answer_and_teardown(cancelled_error(dispatch, ctx.worker_id));
-
-  sc::JobResult r;
-  // The program's outcome as the runtime returned it (the same job.h value), then what the worker
-  // adds: the job, timings, the network counters, where it ran.
-  static_cast<sc::ExecOutcome&>(r) = std::move(static_cast<sc::ExecOutcome&>(x));
   r.job_id = req.job_id;
   r.tenant = dispatch.tenant;  // echoed: the broker tells two tenants' jobs of one job_id apart
   // One rule for every backend (PROTOCOL.md, JobResult): a job ended by a signal exits 128 + it.
@@ -171,7 +248,7 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   r.backend = std::string(provider.backend());
   r.template_vm = clone ? clone->template_vm() : "";
   // Every backend's result cut the same way to what one RESULT frame carries (limits.h).
-  sc::fit_result(r, req.output_cap);
+  sc::fit_result(r, req);
   if (ctx.answer) {
     // Answered before the teardown: it is not in the timings (PROTOCOL.md, JobResult).
     r.timings = sc::Timings{dispatch.queued_us, start_us, exec_us, 0, micros_since(t0)};

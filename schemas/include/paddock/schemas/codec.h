@@ -102,6 +102,9 @@ std::string utf8_prefix(std::string_view s, size_t max_bytes);
 // each file's data at `output_cap` bytes, then all of them together at kMaxResultData (stdout
 // kept first, then stderr, then the files in order); whatever is cut gets its truncated flag. Every
 // backend's result goes through it on the worker, so the rule is the same for all of them.
+// A job with steps: each step's outcome after the job's own, in order, under one budget.
 void fit_result(JobResult& result, uint32_t output_cap);
+// The same with each step cut at its own output_cap (request.steps[i].output_cap).
+void fit_result(JobResult& result, const JobRequest& request);
 
 }  // namespace paddock::schemas

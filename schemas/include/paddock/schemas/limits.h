@@ -40,6 +40,7 @@ inline constexpr size_t kMaxEgressRules = 64;
 inline constexpr size_t kMaxPortRanges = 32;
 inline constexpr int32_t kMinPriority = -100;
 inline constexpr int32_t kMaxPriority = 100;
+inline constexpr size_t kMaxSteps = 16;  // JobRequest.steps
 inline constexpr size_t kMaxTags = 32;
 inline constexpr size_t kMaxTagKey = 64;
 inline constexpr size_t kMaxTagValue = 256;

@@ -14,6 +14,18 @@
 
 namespace paddock::schemas {
 
+// One step of a job with steps (JobRequest::steps; PROTOCOL.md, "Steps"): a command run in the
+// job's VM after the steps before it, in the same working directory, whose files persist.
+struct Step {
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;  // over the job's env (a step's value wins)
+  std::string stdin_data;
+  uint32_t timeout_ms = 30'000;        // decoded: the job's timeout_ms when the step gives none
+  uint32_t output_cap = 1 << 20;       // decoded: the job's output_cap when the step gives none
+  std::vector<std::string> files_out;  // collected after this step
+  bool operator==(const Step&) const = default;
+};
+
 struct JobRequest {
   std::string job_id;  // client-chosen idempotency key
   std::string image = "default";
@@ -30,7 +42,18 @@ struct JobRequest {
   int32_t priority = 0;      // higher runs first; FIFO within a priority
   uint64_t deadline_ms = 0;  // unix epoch milliseconds; 0 = none
   std::map<std::string, std::string> tags;
+  // Steps instead of one command (argv, stdin and files_out are then empty): run in order in one
+  // VM; `files` are written before the first; timeout_ms bounds them all together. After a step
+  // that fails (exit code not 0, a signal, its timeout), the rest run only if !stop_on_failure.
+  std::vector<Step> steps;
+  bool stop_on_failure = true;
   bool operator==(const JobRequest&) const = default;
+};
+
+// What one step did (JobResult::steps): its outcome, as a single command's, and its run time.
+struct StepResult : ExecOutcome {
+  uint64_t exec_us = 0;
+  bool operator==(const StepResult&) const = default;
 };
 
 // The job ran: the sandbox worked, whatever the program did. The program's outcome (exit code,
@@ -48,6 +71,11 @@ struct JobResult : ExecOutcome {
   std::string backend;  // "memory" (test double: nothing was executed in a VM), "qemu", ...
   // Wire key "template": the template VM the job's VM was restored from; "" when cold.
   std::string template_vm;
+  // A job with steps: one per step run, in order (the steps after one that failed, with
+  // stop_on_failure, are not run and have none). The outcome above is then the last step's exit
+  // status (exit_code, signal, timed_out, oom_killed) with no output or files of its own, and
+  // usage summed over the steps.
+  std::vector<StepResult> steps;
   bool operator==(const JobResult&) const = default;
 };
 
