@@ -244,7 +244,8 @@ function jobPage(j) {
     kv([["status", j.status, "job-status"],
         ["tenant", j.tenant || "–", "job-tenant"],
         ["image", q.image],
-        ["argv", q.argv.join(" ") + (q.argv_truncated ? " …" : "")],
+        q.steps && q.steps.length ? ["steps", q.steps.length + " (below)", "job-steps-count"]
+          : ["argv", q.argv.join(" ") + (q.argv_truncated ? " …" : "")],
         ["priority", String(q.priority)],
         ["vcpus / memory", q.vcpus + " / " + q.mem_mib + " MiB"],
         ["timeout", q.timeout_ms + " ms"],
@@ -274,6 +275,22 @@ function jobPage(j) {
       el("pre", { text: r.stdout_head, testid: "job-stdout" }),
       r.stderr_bytes ? el("h2", { text: "stderr (" + r.stderr_bytes + " B)" }) : null,
       r.stderr_bytes ? el("pre", { text: r.stderr_head, testid: "job-stderr" }) : null);
+  }
+  if (q.steps && q.steps.length) {
+    // One row per step asked for; those after a failed one (stop_on_failure) did not run.
+    const ran = j.result ? j.result.steps : [];
+    const outcome = s => s.timed_out ? "timed out" : s.oom_killed ? "killed for memory"
+      : s.signal ? "signal " + s.signal : "exit " + s.exit_code;
+    const head = (text, more) => text + (more ? " …" : "");
+    parts.push(el("h2", { text: "Steps" }),
+      table(["step", "command", "outcome", "time", "stdout", "stderr"], q.steps.map((cmd, i) => {
+        const s = ran[i];
+        return el("tr", {}, el("td", { text: String(i + 1) }), el("td", { text: cmd }),
+          el("td", { text: s ? outcome(s) : (j.result ? "not run" : "–") }),
+          el("td", { text: s ? fmtMs(s.exec_ms) : "" }),
+          el("td", {}, el("pre", { text: s ? head(s.stdout_head, s.stdout_more) : "" })),
+          el("td", {}, el("pre", { text: s ? head(s.stderr_head, s.stderr_more) : "" })));
+      }), "steps-table", "no steps"));
   }
   if (j.error) {
     const e = j.error;

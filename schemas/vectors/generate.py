@@ -79,7 +79,7 @@ def h_i64(v):
 REQUEST_DEFAULTS = {
     "image": "default", "env": {}, "stdin": "", "files": [], "files_out": [], "vcpus": 1,
     "mem_mib": 128, "timeout_ms": 30000, "output_cap": 1048576, "egress": [], "priority": 0,
-    "deadline_ms": 0, "tags": {},
+    "deadline_ms": 0, "tags": {}, "steps": [], "stop_on_failure": True,
 }
 
 # ---- JobRequest, valid -----------------------------------------------------------------------
@@ -167,6 +167,22 @@ DEEP_REQ = {"job_id": "deep5", "argv": ["true"], "x": [[[[[None]]]]]}
 valid("job_request_at_nesting_limit", "JobRequest", pack(DEEP_REQ),
       {"job_id": "deep5", "argv": ["true"]})
 
+# Steps (PROTOCOL.md, "Steps"): a step's absent timeout_ms and output_cap are the job's.
+STEPS = {
+    "job_id": "steps-1", "timeout_ms": 5000, "output_cap": 100,
+    "files": [{"path": "p.sh", "mode": 0o755, "data": b"read x; echo $((x * 2))\n"}],
+    "steps": [{"argv": ["sh", "-n", "p.sh"]},
+              {"argv": ["sh", "p.sh"], "env": {"X": "1"}, "stdin": b"21\n", "timeout_ms": 1000,
+               "output_cap": 50, "files_out": ["o.txt"]}],
+    "stop_on_failure": False,
+}
+valid("job_request_steps", "JobRequest", pack(STEPS),
+      {"job_id": "steps-1", "argv": [], "stdin": "", "files_out": [], "stop_on_failure": False,
+       "steps": [{"argv": ["sh", "-n", "p.sh"], "env": {}, "stdin": "", "timeout_ms": 5000,
+                  "output_cap": 100, "files_out": []},
+                 {"argv": ["sh", "p.sh"], "env": {"X": "1"}, "stdin": "21\n", "timeout_ms": 1000,
+                  "output_cap": 50, "files_out": ["o.txt"]}]})
+
 # ---- JobRequest, invalid ---------------------------------------------------------------------
 
 invalid("job_request_missing_job_id", "JobRequest", pack({"argv": ["echo"]}), "job_id",
@@ -237,6 +253,17 @@ invalid("job_request_duplicate_key", "JobRequest",
 invalid("job_request_nesting_too_deep", "JobRequest",
         pack({"job_id": "a", "argv": ["x"], "future": [[[[[[1]]]]]]}), "body",
         "7 nested containers; the limit is 6")
+invalid("job_request_steps_and_argv", "JobRequest",
+        pack({"job_id": "a", "argv": ["x"], "steps": [{"argv": ["y"]}]}), "argv",
+        "a job with steps has no argv of its own")
+invalid("job_request_step_timeout_zero", "JobRequest",
+        pack({"job_id": "a", "steps": [{"argv": ["y"], "timeout_ms": 0}]}), "steps[0].timeout_ms",
+        "a step's timeout_ms is 1..86400000")
+invalid("job_request_too_many_steps", "JobRequest",
+        pack({"job_id": "a", "steps": [{"argv": ["y"]}] * 17}), "steps", "at most 16 steps")
+invalid("job_request_step_without_argv", "JobRequest",
+        pack({"job_id": "a", "steps": [{"argv": ["y"]}, {"env": {"A": "b"}}]}), "steps[1].argv",
+        "every step has an argv")
 invalid("job_request_trailing_bytes", "JobRequest",
         pack({"job_id": "a", "argv": ["x"]}) + b"\xc0", "body", "a nil after the map")
 invalid("job_request_ext_type", "JobRequest",
@@ -275,6 +302,26 @@ valid("job_result_minimal", "JobResult", pack({"job_id": "res-2"}),
        "oom_killed": False, "files": [],
        "timings": {"queued_us": 0, "start_us": 0, "exec_us": 0, "teardown_us": 0, "total_us": 0},
        "worker_id": "", "attempt": 1, "warm": False, "backend": "", "template": ""})
+valid("job_result_steps", "JobResult",
+      pack({"job_id": "res-steps", "exit_code": 1,
+            "steps": [{"exit_code": 0, "stdout": b"built\n", "exec_us": 1200,
+                       "usage": {"cpu_us": 900}},
+                      {"exit_code": 1, "stderr": b"no", "files": [{"path": "o.txt", "data": b"2"}],
+                       "exec_us": 30}]}),
+      {"job_id": "res-steps", "exit_code": 1, "stdout": "",
+       "steps": [{"exit_code": 0, "signal": 0, "stdout": "built\n", "stderr": "",
+                  "stdout_truncated": False, "stderr_truncated": False, "timed_out": False,
+                  "oom_killed": False, "files": [], "exec_us": 1200,
+                  "usage": {"cpu_us": 900, "peak_memory_kib": 0, "bytes_in": 0, "bytes_out": 0,
+                            "packets_in": 0, "packets_out": 0, "egress_blocked": 0}},
+                 {"exit_code": 1, "signal": 0, "stdout": "", "stderr": "no",
+                  "stdout_truncated": False, "stderr_truncated": False, "timed_out": False,
+                  "oom_killed": False,
+                  "files": [{"path": "o.txt", "data": "2", "truncated": False}], "exec_us": 30,
+                  "usage": {"cpu_us": 0, "peak_memory_kib": 0, "bytes_in": 0, "bytes_out": 0,
+                            "packets_in": 0, "packets_out": 0, "egress_blocked": 0}}]})
+invalid("job_result_step_signal_out_of_range", "JobResult",
+        pack({"job_id": "r", "steps": [{"signal": 200}]}), "steps[0].signal", "signal is 0..128")
 invalid("job_result_duplicate_empty_key", "JobResult",
         h_map(3) + h_str("job_id") + h_str("r") + h_str("") + b"\x01" + h_str("") + b"\x02",
         "body", "an empty key given twice: the error names the map (found by fuzzing)")

@@ -128,6 +128,31 @@ case_submit_stdin_env() {
   [[ "$out" == "value" ]] || fail "env NAME printed '$out'"
 }
 
+case_submit_steps() {
+  start_cluster
+  local out status=0
+  # Steps run in order in one VM; the exit status is the last step run's, the failed step and
+  # the steps not run are named on stderr.
+  out=$(paddock submit --broker "$CLIENT" --step 'echo one' --step 'exit 3' --step 'echo three' \
+    2>"$tmp/err") || status=$?
+  expect_status 3 "$status" "submit --step 'echo one' --step 'exit 3' --step 'echo three'"
+  [[ "$out" == "one" ]] || fail "the steps printed '$out' (the third must not run)"
+  expect_in "step 2 of 3 exited 3" "$tmp/err" "the failed step"
+  expect_in "steps 3 to 3 were not run" "$tmp/err" "the steps not run"
+  status=0
+  out=$(paddock submit --broker "$CLIENT" --keep-going --step 'exit 3' --step 'echo two' \
+    2>"$tmp/err") || status=$?
+  expect_status 0 "$status" "--keep-going: the last step's status"
+  [[ "$out" == "two" ]] || fail "--keep-going printed '$out'"
+  # The first step reads --stdin-file; a program and --step together are refused.
+  out=$(printf 'in\n' | paddock submit --broker "$CLIENT" --stdin-file - --step cat --step 'echo x')
+  [[ "$out" == "in"$'\n'"x" ]] || fail "the first step's stdin: '$out'"
+  status=0
+  paddock submit --broker "$CLIENT" --step 'echo x' -- echo y 2>"$tmp/err" || status=$?
+  expect_status 64 "$status" "--step and a program"
+  expect_in "not both" "$tmp/err" "--step and a program"
+}
+
 case_submit_paddock_error() {
   start_cluster
   local status=0

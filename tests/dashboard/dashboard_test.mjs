@@ -99,6 +99,9 @@ async function main() {
     const lines = [];
     for (let i = 0; i < 21; i++) lines.push({ job_id: `ok-${i}`, argv: ["echo", "hello", String(i)] });
     lines.push({ job_id: "lookup-me", argv: ["echo", "found by id"] });
+    // A job with steps (the second fails, so the third is not run).
+    lines.push({ job_id: "steps-me", steps: [{ argv: ["echo", "built"] }, { argv: ["exit", "2"] },
+                                               { argv: ["echo", "never"] }] });
     for (let i = 0; i < 5; i++) lines.push({ job_id: `bad-${i}`, argv: ["fail", "InvalidTransition", "on", "purpose"], priority: 5 });
     for (let i = 0; i < 3; i++) lines.push({ job_id: `exit-${i}`, argv: ["exit", "3"] });
     const total = lines.length;
@@ -207,6 +210,21 @@ async function main() {
     check((await text('[data-testid="job-stdout"]')).trim() === "found by id", "lookup: its stdout");
     await nothingMissing("a job's page");
     await page.screenshot({ path: path.join(shots, "job.png"), fullPage: true });
+
+    // A job with steps: one row per step, what each did, and the one not run.
+    await page.fill("#find-job-id", "steps-me");
+    await page.click('#find-job button');
+    await page.waitForSelector('[data-testid="steps-table"]');
+    check(await text('[data-testid="job-steps-count"]') === "3 (below)", "steps: the summary counts 3");
+    const stepRows = page.locator('[data-testid="steps-table"] tbody tr');
+    check(await stepRows.count() === 3, "steps: a row per step");
+    const cell = (row, col) => stepRows.nth(row).locator("td").nth(col).innerText();
+    check((await cell(0, 4)).trim() === "built", "steps: step 1's stdout");
+    check(await cell(1, 2) === "exit 2", "steps: step 2 exited 2");
+    check(await cell(2, 2) === "not run", "steps: step 3 was not run");
+    check(await text('[data-testid="job-exit-code"]') === "2", "steps: the job's exit code is the last step run's");
+    await nothingMissing("a job with steps");
+    await page.screenshot({ path: path.join(shots, "job-steps.png"), fullPage: true });
 
     // An unknown id says so.
     await page.fill("#find-job-id", "no-such-job");

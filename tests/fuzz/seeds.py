@@ -200,7 +200,7 @@ keys = ["job_id", "image", "argv", "env", "stdin", "files", "files_out", "vcpus"
         "timeout_ms", "output_cap", "egress", "priority", "deadline_ms", "tags", "path", "mode",
         "data", "cidr", "protocol", "ports", "first", "last", "exit_code", "signal", "stdout",
         "stderr", "stdout_truncated", "stderr_truncated", "timed_out", "oom_killed", "truncated",
-        "timings", "usage", "queued_us", "start_us", "exec_us", "teardown_us", "total_us", "cpu_us",
+        "steps", "stop_on_failure", "timings", "usage", "queued_us", "start_us", "exec_us", "teardown_us", "total_us", "cpu_us",
         "peak_memory_kib", "bytes_in", "bytes_out", "packets_in", "packets_out",
         "egress_blocked", "worker_id", "attempt", "warm", "backend", "code", "variant",
         "message", "vm_id", "snapshot_id", "from", "to", "retryable", "request", "slots",

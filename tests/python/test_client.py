@@ -221,6 +221,20 @@ class BrokerWorkerTest(unittest.TestCase):
         self.assertEqual(event.body["signal"], 0)
         self.assertFalse(event.body["timed_out"])
 
+    def test_steps_run_in_order_and_stop_after_a_failure_unless_told_to_go_on(self):
+        steps = [paddock_client.step(["echo", "one"]), paddock_client.step(["exit", "3"]),
+                 paddock_client.step(["cat"], stdin="three")]
+        event = self.run_one(paddock_client.steps_job("steps-1", steps))
+        self.assertEqual(event.kind, "result", event)
+        self.assertEqual([s["exit_code"] for s in event.steps], [0, 3])
+        self.assertEqual(event.steps[0]["stdout"], b"one\n")
+        self.assertEqual(event.body["exit_code"], 3)  # the last step run's
+        self.assertEqual(event.body["stdout"], b"")  # output is in the steps
+        event = self.run_one(paddock_client.steps_job("steps-2", steps, stop_on_failure=False))
+        self.assertEqual([s["exit_code"] for s in event.steps], [0, 3, 0])
+        self.assertEqual(event.steps[2]["stdout"], b"three")
+        self.assertEqual(event.body["exit_code"], 0)
+
     def test_stdin_bytes_reach_the_job(self):
         data = bytes(range(256))
         event = self.run_one({"job_id": "cat-1", "argv": ["cat"], "stdin": data})
@@ -338,6 +352,12 @@ class ClientUnitTest(unittest.TestCase):
         body = msgpack.unpackb(wire, raw=False)
         self.assertEqual(body["stdin"], "t\u00e9xt".encode())
         self.assertEqual(body["files"][0]["data"], b"d")
+        wire = paddock_client._pack(paddock_client._wire_request(paddock_client.steps_job(
+            "s", [paddock_client.step(["cat"], stdin="x")], stop_on_failure=False)))
+        body = msgpack.unpackb(wire, raw=False)
+        self.assertEqual(body["steps"], [{"argv": ["cat"], "stdin": b"x"}])
+        self.assertIs(body["stop_on_failure"], False)
+        self.assertNotIn("argv", body)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,14 @@ MAX_DEPTH = 6
 REQUEST_DEFAULTS = {
     "image": "default", "env": {}, "stdin": b"", "files": [], "files_out": [], "vcpus": 1,
     "mem_mib": 128, "timeout_ms": 30000, "output_cap": 1048576, "egress": [], "priority": 0,
-    "deadline_ms": 0, "tags": {},
+    "deadline_ms": 0, "tags": {}, "steps": [], "stop_on_failure": True,
 }
+STEP_DEFAULTS = {"env": {}, "stdin": b"", "files_out": []}
 RESULT_DEFAULTS = {
     "exit_code": 0, "signal": 0, "stdout": b"", "stderr": b"", "stdout_truncated": False,
     "stderr_truncated": False, "timed_out": False, "oom_killed": False, "files": [],
     "worker_id": "", "attempt": 1, "warm": False, "backend": "", "template": "", "tenant": "",
+    "steps": [],
 }
 TIMINGS = ("queued_us", "start_us", "exec_us", "teardown_us", "total_us")
 USAGE = ("cpu_us", "peak_memory_kib", "bytes_in", "bytes_out", "packets_in", "packets_out",
@@ -77,17 +79,34 @@ def read_request(body):
                     "ports": [{"first": p["first"], "last": p.get("last", p["first"])}
                               for p in e.get("ports") or []]}
                    for e in r["egress"] or []]
+    if not body.get("argv"):
+        r["argv"] = []
+    # A step's absent timeout_ms and output_cap are the job's (PROTOCOL.md, "Steps").
+    r["steps"] = [dict(with_defaults(st, dict(STEP_DEFAULTS, timeout_ms=r["timeout_ms"],
+                                              output_cap=r["output_cap"])),
+                       stdin=as_bytes(st.get("stdin") or b""))
+                  for st in r["steps"] or []]
     return r
 
 
-def read_result(body):
-    r = with_defaults(body, RESULT_DEFAULTS)
+def read_outcome(body, defaults):
+    r = with_defaults(body, defaults)
     r["stdout"] = as_bytes(r["stdout"])
     r["stderr"] = as_bytes(r["stderr"])
     r["files"] = [{"path": f["path"], "data": as_bytes(f.get("data") or b""),
                    "truncated": f.get("truncated", False)} for f in r["files"]]
-    r["timings"] = {k: (body.get("timings") or {}).get(k, 0) for k in TIMINGS}
     r["usage"] = {k: (body.get("usage") or {}).get(k, 0) for k in USAGE}
+    return r
+
+
+def read_result(body):
+    r = read_outcome(body, RESULT_DEFAULTS)
+    r["timings"] = {k: (body.get("timings") or {}).get(k, 0) for k in TIMINGS}
+    step_defaults = {k: RESULT_DEFAULTS[k] for k in (
+        "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated",
+        "timed_out", "oom_killed", "files")}
+    step_defaults["exec_us"] = 0
+    r["steps"] = [read_outcome(st, step_defaults) for st in r["steps"] or []]
     return r
 
 

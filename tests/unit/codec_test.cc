@@ -144,6 +144,15 @@ json to_json(const sc::JobRequest& r) {
     for (const auto& p : e.ports) ports.push_back({{"first", p.first}, {"last", p.last}});
     egress.push_back({{"cidr", e.cidr}, {"protocol", e.protocol}, {"ports", ports}});
   }
+  json steps = json::array();
+  for (const auto& st : r.steps) {
+    steps.push_back({{"argv", st.argv},
+                     {"env", st.env},
+                     {"stdin", jbytes(st.stdin_data)},
+                     {"timeout_ms", st.timeout_ms},
+                     {"output_cap", st.output_cap},
+                     {"files_out", st.files_out}});
+  }
   return {{"job_id", r.job_id},
           {"image", r.image},
           {"argv", r.argv},
@@ -158,16 +167,43 @@ json to_json(const sc::JobRequest& r) {
           {"egress", egress},
           {"priority", r.priority},
           {"deadline_ms", r.deadline_ms},
-          {"tags", r.tags}};
+          {"tags", r.tags},
+          {"steps", steps},
+          {"stop_on_failure", r.stop_on_failure}};
+}
+
+json files_json(const std::vector<sc::FileOut>& out) {
+  json files = json::array();
+  for (const auto& f : out) {
+    files.push_back({{"path", f.path}, {"data", jbytes(f.data)}, {"truncated", f.truncated}});
+  }
+  return files;
+}
+
+json usage_json(const sc::Usage& u) {
+  return {{"cpu_us", u.cpu_us},           {"peak_memory_kib", u.peak_memory_kib},
+          {"bytes_in", u.bytes_in},       {"bytes_out", u.bytes_out},
+          {"packets_in", u.packets_in},   {"packets_out", u.packets_out},
+          {"egress_blocked", u.egress_blocked}};
 }
 
 json to_json(const sc::JobResult& r) {
-  json files = json::array();
-  for (const auto& f : r.files) {
-    files.push_back({{"path", f.path}, {"data", jbytes(f.data)}, {"truncated", f.truncated}});
-  }
+  const json files = files_json(r.files);
   const auto& t = r.timings;
-  const auto& u = r.usage;
+  json steps = json::array();
+  for (const auto& st : r.steps) {
+    steps.push_back({{"exit_code", st.exit_code},
+                     {"signal", st.signal},
+                     {"stdout", jbytes(st.stdout_data)},
+                     {"stderr", jbytes(st.stderr_data)},
+                     {"stdout_truncated", st.stdout_truncated},
+                     {"stderr_truncated", st.stderr_truncated},
+                     {"timed_out", st.timed_out},
+                     {"oom_killed", st.oom_killed},
+                     {"files", files_json(st.files)},
+                     {"exec_us", st.exec_us},
+                     {"usage", usage_json(st.usage)}});
+  }
   return {{"job_id", r.job_id},
           {"exit_code", r.exit_code},
           {"signal", r.signal},
@@ -184,19 +220,13 @@ json to_json(const sc::JobResult& r) {
             {"exec_us", t.exec_us},
             {"teardown_us", t.teardown_us},
             {"total_us", t.total_us}}},
-          {"usage",
-           {{"cpu_us", u.cpu_us},
-            {"peak_memory_kib", u.peak_memory_kib},
-            {"bytes_in", u.bytes_in},
-            {"bytes_out", u.bytes_out},
-            {"packets_in", u.packets_in},
-            {"packets_out", u.packets_out},
-            {"egress_blocked", u.egress_blocked}}},
+          {"usage", usage_json(r.usage)},
           {"worker_id", r.worker_id},
           {"attempt", r.attempt},
           {"warm", r.warm},
           {"backend", r.backend},
-          {"template", r.template_vm}};
+          {"template", r.template_vm},
+          {"steps", steps}};
 }
 
 json to_json(const sc::JobError& e) {

@@ -29,7 +29,7 @@ struct HostNetns {
 
 }  // namespace
 
-TEST_CASE("qemu worker: 12 cold jobs, each in its own VM, leave no QEMU, socket or directory") {
+TEST_CASE("qemu worker: 6 cold jobs, each in its own VM, leave no QEMU, socket or directory") {
   if (!vm_tests_can_run()) return;
   TempDir dir;
   const std::string run_dir = "/run/paddock-test-worker-" + std::to_string(::getpid());
@@ -42,7 +42,7 @@ TEST_CASE("qemu worker: 12 cold jobs, each in its own VM, leave no QEMU, socket 
   client::Client c(broker.client_endpoint);
   std::vector<schemas::JobRequest> jobs;
   std::vector<std::string> ids;
-  for (int i = 0; i < 12; ++i) {
+  for (int i = 0; i < 6; ++i) {
     auto j = job("vm-" + std::to_string(i),
                  {"/bin/sh", "-c", "echo job " + std::to_string(i) + " on $(uname -s)"});
     j.timeout_ms = 20'000;
@@ -53,7 +53,7 @@ TEST_CASE("qemu worker: 12 cold jobs, each in its own VM, leave no QEMU, socket 
   auto answers = collect(c, ids, 300s);
   REQUIRE_MESSAGE(worker->running(), "the worker exited: " << slurp(worker->log() + ".err"));
   REQUIRE_MESSAGE(answers.all_exactly_once(ids), slurp(worker->log() + ".err"));
-  for (int i = 0; i < 12; ++i) {
+  for (int i = 0; i < 6; ++i) {
     const auto& ev = answers.finals.at(ids[i]).front();
     REQUIRE_MESSAGE(ev.kind == client::Event::Kind::kResult, ev.error.message);
     CHECK(ev.result.stdout_data == "job " + std::to_string(i) + " on Linux\n");
@@ -252,6 +252,78 @@ TEST_CASE("qemu worker: a job's egress rules reach its VM through broker and wor
   CHECK(testing::nothing_left_in(run_dir));
   // The worker's network namespaces went with their VMs.
   CHECK(capture("ls /run/netns | grep -c '^wnet1-' || true") == "0\n");
+  fs::remove_all(run_dir);
+  fs::remove_all(run_dir + "-snap");
+}
+
+TEST_CASE(
+    "qemu worker: a grader job prepares a program in step 1 and runs it on 5 inputs in steps 2-6 "
+    "in one VM, one input failing, with six step results") {
+  if (!vm_tests_can_run()) return;
+  TempDir dir;
+  const std::string run_dir = "/run/paddock-test-steps-" + std::to_string(::getpid());
+  HostNetns host;
+  auto broker = start_broker(dir);
+  auto worker = start_worker(
+      dir, broker.worker_endpoint, "stepw", 1,
+      {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir", run_dir,
+       "--snapshot-dir", run_dir + "-snap", "--warm", "off", "--net-host-netns", host.name});
+  client::Client c(broker.client_endpoint);
+  schemas::JobRequest j;
+  j.job_id = "grader-1";
+  j.timeout_ms = 120'000;
+  // The submission; step 1 checks it and prepares the program the other steps run (a file that
+  // exists only if step 1 ran in this VM), and says which boot it is.
+  j.files = {schemas::FileIn{"submission.sh", 0644,
+                             "read n\n[ \"$n\" -ge 0 ] || { echo \"negative: $n\" >&2; exit 2; }\n"
+                             "echo \"$((n * n)) $(cat /proc/sys/kernel/random/boot_id)\"\n"}};
+  auto step = [&](std::vector<std::string> argv, std::string in) {
+    schemas::Step s;
+    s.argv = std::move(argv);
+    s.stdin_data = std::move(in);
+    s.timeout_ms = 30'000;
+    s.output_cap = j.output_cap;
+    return s;
+  };
+  j.steps.push_back(step({"/bin/sh", "-c",
+                          "sh -n submission.sh && cp submission.sh prepared.sh && "
+                          "cat /proc/sys/kernel/random/boot_id"},
+                         ""));
+  for (const char* in : {"1\n", "2\n", "-4\n", "5\n", "12\n"}) {
+    j.steps.push_back(step({"/bin/sh", "prepared.sh"}, in));
+  }
+  j.stop_on_failure = false;  // a grader runs every test case
+  c.submit(j);
+  auto answers = collect(c, {"grader-1"}, 300s);
+  REQUIRE_MESSAGE(answers.all_exactly_once({"grader-1"}), slurp(worker->log() + ".err"));
+  const auto& ev = answers.finals.at("grader-1").front();
+  REQUIRE_MESSAGE(ev.kind == client::Event::Kind::kResult, ev.error.message);
+  const auto& r = ev.result;
+  REQUIRE(r.steps.size() == 6);
+  CHECK(r.steps[0].exit_code == 0);
+  const std::string boot = r.steps[0].stdout_data;
+  REQUIRE(boot.size() > 30);
+  const std::vector<std::string> squares = {"1", "4", "", "25", "144"};
+  for (size_t i = 1; i < 6; ++i) {
+    CAPTURE(i);
+    CHECK(r.steps[i].exec_us > 0);
+    if (i == 3) {
+      CHECK(r.steps[i].exit_code == 2);
+      CHECK(r.steps[i].stderr_data == "negative: -4\n");
+      continue;
+    }
+    CHECK(r.steps[i].exit_code == 0);
+    // The square, and the same boot as step 1: one VM for all the steps.
+    CHECK(r.steps[i].stdout_data == squares[i - 1] + " " + boot);
+  }
+  CHECK(r.exit_code == 0);  // the last step's
+  CHECK(r.stdout_data.empty());
+  worker->signal(SIGTERM);
+  auto code = worker->wait_for(30s);
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CHECK(testing::nothing_left_in(run_dir));
+  CHECK(qemu_processes_under(run_dir) == 0);
   fs::remove_all(run_dir);
   fs::remove_all(run_dir + "-snap");
 }

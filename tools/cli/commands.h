@@ -33,6 +33,10 @@ struct SubmitOptions {
   uint32_t broker_timeout_ms = 10'000;
   bool verbose = false;  // a line on stderr: worker, backend, warm or cold (template), timings
   std::vector<std::string> argv;
+  // Instead of argv: steps, each run as `sh -c STEP` in one VM (PROTOCOL.md, "Steps");
+  // keep_going runs the steps after one that failed too.
+  std::vector<std::string> steps;
+  bool keep_going = false;
 };
 CLI::App* add_submit_command(CLI::App& app, SubmitOptions& opts);
 int run_submit(const SubmitOptions& opts);

@@ -142,6 +142,38 @@ sc::FileIn file_in(const json& j, const std::string& field) {
   return f;
 }
 
+std::vector<std::string> string_array(const json& v, const std::string& f) {
+  std::vector<std::string> out;
+  const auto& a = as_array(v, f);
+  for (size_t i = 0; i < a.size(); ++i) out.push_back(as_string(a[i], at(f, i)));
+  return out;
+}
+
+// One of a job's steps; its timeout_ms and output_cap are the job's unless it gives its own (as
+// the wire's decoder reads it: PROTOCOL.md, "Steps").
+sc::Step step_from(const json& j, const std::string& field, const sc::JobRequest& job) {
+  sc::Step st;
+  st.timeout_ms = job.timeout_ms;
+  st.output_cap = job.output_cap;
+  each_field(j, field, {"argv", "env", "stdin", "timeout_ms", "output_cap", "files_out"},
+             [&](const std::string& k, const json& v, const std::string& f) {
+               if (k == "argv")
+                 st.argv = string_array(v, f);
+               else if (k == "env")
+                 st.env = as_string_map(v, f);
+               else if (k == "stdin")
+                 st.stdin_data = as_bytes(v, f);
+               else if (k == "timeout_ms")
+                 st.timeout_ms = as_int<uint32_t>(v, f);
+               else if (k == "output_cap")
+                 st.output_cap = as_int<uint32_t>(v, f);
+               else
+                 st.files_out = string_array(v, f);
+             });
+  if (!j.contains("argv")) fail(field + ".argv", "required");
+  return st;
+}
+
 void set_field(sc::JobRequest& r, const std::string& k, const json& v, const std::string& f) {
   if (k == "job_id")
     r.job_id = as_string(v, f);
@@ -177,6 +209,11 @@ void set_field(sc::JobRequest& r, const std::string& k, const json& v, const std
     r.deadline_ms = as_int<uint64_t>(v, f);
   else if (k == "tags")
     r.tags = as_string_map(v, f);
+  else if (k == "stop_on_failure") {
+    if (!v.is_boolean()) fail(f, "expected true or false, " + got(v));
+    r.stop_on_failure = v.get<bool>();
+  }
+  // "steps": after the other fields (job_from_json), for the job's defaults.
 }
 
 }  // namespace
@@ -188,10 +225,16 @@ ParsedJob job_from_json(const json& j) {
     each_field(
         j, "",
         {"job_id", "image", "argv", "env", "stdin", "files", "files_out", "vcpus", "mem_mib",
-         "timeout_ms", "output_cap", "egress", "priority", "deadline_ms", "tags"},
+         "timeout_ms", "output_cap", "egress", "priority", "deadline_ms", "tags", "steps",
+         "stop_on_failure"},
         [&](const std::string& k, const json& v, const std::string& f) { set_field(r, k, v, f); });
-    if (!j.contains("argv") || j["argv"].is_null())
-      fail("argv", "required (e.g. \"argv\": [\"echo\", \"hi\"])");
+    const bool has_steps = j.contains("steps") && !j["steps"].is_null();
+    if (has_steps) {
+      const auto& a = as_array(j["steps"], "steps");
+      for (size_t i = 0; i < a.size(); ++i) r.steps.push_back(step_from(a[i], at("steps", i), r));
+    } else if (!j.contains("argv") || j["argv"].is_null()) {
+      fail("argv", "required (e.g. \"argv\": [\"echo\", \"hi\"]), unless the job has steps");
+    }
     return r;
   } catch (const FieldError& e) {  // thrown by fail() from anywhere in the walk, caught only here
     return e;
@@ -216,6 +259,14 @@ ordered_json bytes_to_json(std::string_view bytes) {
   return ordered_json{{"base64", base64_encode(bytes)}};
 }
 
+ordered_json files_out_json(const std::vector<sc::FileOut>& files) {
+  ordered_json out = ordered_json::array();
+  for (const auto& f : files) {
+    out.push_back({{"path", f.path}, {"data", bytes_to_json(f.data)}, {"truncated", f.truncated}});
+  }
+  return out;
+}
+
 ordered_json job_to_json(const sc::JobRequest& r) {
   ordered_json files = ordered_json::array();
   for (const auto& f : r.files)
@@ -226,21 +277,35 @@ ordered_json job_to_json(const sc::JobRequest& r) {
     for (const auto& p : e.ports) ports.push_back({{"first", p.first}, {"last", p.last}});
     egress.push_back({{"cidr", e.cidr}, {"protocol", e.protocol}, {"ports", ports}});
   }
-  return {{"job_id", r.job_id},
-          {"image", r.image},
-          {"argv", r.argv},
-          {"env", r.env},
-          {"stdin", bytes_to_json(r.stdin_data)},
-          {"files", files},
-          {"files_out", r.files_out},
-          {"vcpus", r.vcpus},
-          {"mem_mib", r.mem_mib},
-          {"timeout_ms", r.timeout_ms},
-          {"output_cap", r.output_cap},
-          {"egress", egress},
-          {"priority", r.priority},
-          {"deadline_ms", r.deadline_ms},
-          {"tags", r.tags}};
+  ordered_json j = {{"job_id", r.job_id},
+                    {"image", r.image},
+                    {"argv", r.argv},
+                    {"env", r.env},
+                    {"stdin", bytes_to_json(r.stdin_data)},
+                    {"files", files},
+                    {"files_out", r.files_out},
+                    {"vcpus", r.vcpus},
+                    {"mem_mib", r.mem_mib},
+                    {"timeout_ms", r.timeout_ms},
+                    {"output_cap", r.output_cap},
+                    {"egress", egress},
+                    {"priority", r.priority},
+                    {"deadline_ms", r.deadline_ms},
+                    {"tags", r.tags}};
+  if (!r.steps.empty()) {
+    ordered_json steps = ordered_json::array();
+    for (const auto& st : r.steps) {
+      steps.push_back({{"argv", st.argv},
+                       {"env", st.env},
+                       {"stdin", bytes_to_json(st.stdin_data)},
+                       {"timeout_ms", st.timeout_ms},
+                       {"output_cap", st.output_cap},
+                       {"files_out", st.files_out}});
+    }
+    j["steps"] = steps;
+    j["stop_on_failure"] = r.stop_on_failure;
+  }
+  return j;
 }
 
 ordered_json result_to_json(const sc::JobResult& r) {
@@ -275,13 +340,23 @@ ordered_json result_to_json(const sc::JobResult& r) {
                       {"packets_in", u.packets_in},
                       {"packets_out", u.packets_out},
                       {"egress_blocked", u.egress_blocked}}}};
-  if (!r.files.empty()) {
-    ordered_json files = ordered_json::array();
-    for (const auto& f : r.files) {
-      files.push_back(
-          {{"path", f.path}, {"data", bytes_to_json(f.data)}, {"truncated", f.truncated}});
+  if (!r.files.empty()) j["files"] = files_out_json(r.files);
+  if (!r.steps.empty()) {
+    ordered_json steps = ordered_json::array();
+    for (const auto& st : r.steps) {
+      ordered_json one = {{"exit_code", st.exit_code},
+                          {"signal", st.signal},
+                          {"timed_out", st.timed_out},
+                          {"oom_killed", st.oom_killed},
+                          {"stdout", bytes_to_json(st.stdout_data)},
+                          {"stderr", bytes_to_json(st.stderr_data)},
+                          {"stdout_truncated", st.stdout_truncated},
+                          {"stderr_truncated", st.stderr_truncated},
+                          {"exec_us", st.exec_us}};
+      if (!st.files.empty()) one["files"] = files_out_json(st.files);
+      steps.push_back(std::move(one));
     }
-    j["files"] = files;
+    j["steps"] = steps;
   }
   return j;
 }

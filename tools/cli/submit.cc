@@ -67,7 +67,21 @@ sc::JobRequest build_request(const SubmitOptions& o) {
   sc::JobRequest r;
   r.job_id = o.job_id.empty() ? generate_job_id("cli") : o.job_id;
   r.image = o.image;
+  if (!o.steps.empty() && !o.argv.empty()) {
+    throw UsageError{"give the program after --, or --step, not both"};
+  }
+  if (o.steps.empty() && o.argv.empty()) {
+    throw UsageError{"no program: give it after -- (paddock submit -- echo hi), or --step"};
+  }
   r.argv = o.argv;
+  for (const auto& step : o.steps) {
+    sc::Step st;
+    st.argv = {"sh", "-c", step};
+    st.timeout_ms = o.timeout_ms;
+    st.output_cap = o.output_cap;
+    r.steps.push_back(std::move(st));
+  }
+  r.stop_on_failure = !o.keep_going;
   r.env = parse_pairs(o.env, "--env");
   r.tags = parse_pairs(o.tags, "--tag");
   r.vcpus = o.vcpus;
@@ -75,7 +89,15 @@ sc::JobRequest build_request(const SubmitOptions& o) {
   r.timeout_ms = o.timeout_ms;
   r.output_cap = o.output_cap;
   r.priority = o.priority;
-  if (!o.stdin_file.empty()) r.stdin_data = read_stdin_file(o.stdin_file);
+  if (!o.stdin_file.empty()) {
+    // With steps: the first step's (the job has no stdin of its own).
+    auto data = read_stdin_file(o.stdin_file);
+    if (r.steps.empty()) {
+      r.stdin_data = std::move(data);
+    } else {
+      r.steps.front().stdin_data = std::move(data);
+    }
+  }
   return r;
 }
 
@@ -89,7 +111,33 @@ void print_run_line(const sc::JobResult& r) {
                format_duration_us(r.timings.total_us).c_str());
 }
 
+// A job with steps: each step's output in turn, and a line on stderr for each that failed and
+// for the steps not run.
+void print_steps(const sc::JobResult& r, const sc::JobRequest& req) {
+  for (size_t i = 0; i < r.steps.size(); ++i) {
+    const auto& st = r.steps[i];
+    std::fwrite(st.stdout_data.data(), 1, st.stdout_data.size(), stdout);
+    std::fflush(stdout);
+    std::fwrite(st.stderr_data.data(), 1, st.stderr_data.size(), stderr);
+    if (st.stdout_truncated || st.stderr_truncated) {
+      std::fprintf(stderr, "paddock: step %zu's output was cut at %u bytes per stream\n", i + 1,
+                   req.steps[i].output_cap);
+    }
+    if (st.exit_code != 0 || st.timed_out) {
+      std::fprintf(stderr, "paddock: step %zu of %zu %s\n", i + 1, req.steps.size(),
+                   st.timed_out ? "timed out" : ("exited " + std::to_string(st.exit_code)).c_str());
+    }
+  }
+  if (r.steps.size() < req.steps.size()) {
+    std::fprintf(stderr, "paddock: steps %zu to %zu were not run%s\n", r.steps.size() + 1,
+                 req.steps.size(),
+                 req.stop_on_failure ? " (a step failed; --keep-going runs them anyway)"
+                                     : " (the job's --timeout-ms ran out)");
+  }
+}
+
 int print_result(const sc::JobResult& r, const sc::JobRequest& req, bool verbose) {
+  print_steps(r, req);
   std::fwrite(r.stdout_data.data(), 1, r.stdout_data.size(), stdout);
   std::fflush(stdout);
   std::fwrite(r.stderr_data.data(), 1, r.stderr_data.size(), stderr);
@@ -207,7 +255,13 @@ CLI::App* add_submit_command(CLI::App& app, SubmitOptions& o) {
   cmd->add_flag("--verbose,-v", o.verbose,
                 "after the job, say on stderr where it ran: worker, backend, warm (and its "
                 "template) or cold, timings");
-  cmd->add_option("argv", o.argv, "the program and its arguments, after --")->required();
+  cmd->add_option("--step", o.steps,
+                  "instead of a program after --: a step, run as sh -c STEP; repeat for more, run "
+                  "in order in one VM (files persist); the exit status is the last step's")
+      ->allow_extra_args(false);
+  cmd->add_flag("--keep-going", o.keep_going,
+                "with --step: run the steps after one that failed too");
+  cmd->add_option("argv", o.argv, "the program and its arguments, after --");
   return cmd;
 }
 

@@ -122,6 +122,28 @@ def job(job_id, argv, image=None, **fields):
     return request
 
 
+def step(argv, **fields):
+    """One entry of a request's ``steps`` (PROTOCOL.md, "Steps"): `argv` (a list of str) and any
+    step field by name (env=..., stdin=..., timeout_ms=..., output_cap=..., files_out=...)."""
+    entry = {"argv": list(argv)}
+    entry.update(fields)
+    return entry
+
+
+def steps_job(job_id, steps, image=None, stop_on_failure=True, **fields):
+    """A JobRequest dict of a job with steps, run in order in one VM (files and the working
+    directory persist between them): `steps` a list of :func:`step` dicts; after one that fails
+    the rest run only with ``stop_on_failure=False``. Other JobRequest fields by name (files=...,
+    timeout_ms=... bounds all steps together)."""
+    request = {"job_id": job_id, "steps": [dict(s) for s in steps]}
+    if image is not None:
+        request["image"] = image
+    if not stop_on_failure:
+        request["stop_on_failure"] = False
+    request.update(fields)
+    return request
+
+
 class ProtocolError(Exception):
     """Raised for a local misuse of the protocol (e.g. more than 1024 requests in one SUBMIT)."""
 
@@ -156,6 +178,15 @@ class Event:
         if self.kind == "accepted":
             return list(self.body.get("job_ids") or [])
         return [self.job_id] if self.job_id else []
+
+    @property
+    def steps(self):
+        """RESULT of a job with steps: one dict per step run, in order (exit_code, signal, stdout,
+        stderr, the truncated flags, timed_out, oom_killed, files, exec_us, usage); [] otherwise.
+        Steps after one that failed (with stop_on_failure) were not run and have none."""
+        if self.kind != "result":
+            return []
+        return list(self.body.get("steps") or [])
 
     @property
     def code(self):
@@ -217,6 +248,11 @@ def _wire_request(request):
         out["stdin"] = stdin.encode("utf-8")
     elif isinstance(stdin, (bytearray, memoryview)):
         out["stdin"] = bytes(stdin)
+    steps = out.get("steps")
+    if isinstance(steps, list):
+        out["steps"] = [dict(st, stdin=st["stdin"].encode("utf-8"))
+                        if isinstance(st, dict) and isinstance(st.get("stdin"), str) else st
+                        for st in steps]
     files = out.get("files")
     if isinstance(files, list):
         wired = []

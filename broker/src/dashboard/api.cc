@@ -68,6 +68,7 @@ Json request_json(const RequestSummary& q) {
           {"argv", q.argv},
           {"argv_truncated", q.argv_truncated},
           {"env_names", q.env_names},
+          {"steps", q.steps},
           {"stdin_bytes", q.stdin_bytes},
           {"files_in", q.files_in},
           {"files_out", q.files_out},
@@ -84,6 +85,18 @@ Json result_json(const JobRecord& r) {
   const sc::JobResult& x = *r.result;
   Json files = Json::array();
   for (const auto& f : x.files) files.push_back({{"path", f.path}, {"truncated", f.truncated}});
+  Json steps = Json::array();
+  for (const auto& st : x.steps) {
+    steps.push_back({{"exit_code", st.exit_code},
+                     {"signal", st.signal},
+                     {"timed_out", st.timed_out},
+                     {"oom_killed", st.oom_killed},
+                     {"stdout_head", st.stdout_data},
+                     {"stdout_more", st.stdout_truncated},
+                     {"stderr_head", st.stderr_data},
+                     {"stderr_more", st.stderr_truncated},
+                     {"exec_ms", ms(st.exec_us)}});
+  }
   return {{"exit_code", x.exit_code},
           {"signal", x.signal},
           {"timed_out", x.timed_out},
@@ -106,7 +119,8 @@ Json result_json(const JobRecord& r) {
           {"attempt", x.attempt},
           {"warm", x.warm},
           {"backend", x.backend},
-          {"template", x.template_vm}};
+          {"template", x.template_vm},
+          {"steps", steps}};
 }
 
 Json error_json(const sc::JobError& e) {

@@ -19,6 +19,14 @@ RequestSummary RequestSummary::of(const schemas::JobRequest& request) {
     r.argv_truncated = r.argv_truncated || arg.size() > kMaxArgBytes;
     r.argv.push_back(cut(arg, kMaxArgBytes));
   }
+  for (const auto& step : request.steps) {
+    std::string line;
+    for (const auto& arg : step.argv) {
+      if (line.size() >= kMaxArgBytes) break;
+      line += (line.empty() ? "" : " ") + arg;
+    }
+    r.steps.push_back(cut(line, kMaxArgBytes));
+  }
   for (const auto& [name, value] : request.env) {
     if (r.env_names.size() >= kMaxArgs) break;
     r.env_names.push_back(cut(name, kMaxArgBytes));
@@ -58,6 +66,19 @@ void JobRecord::set_result(const schemas::JobResult& r) {
   kept.backend = r.backend;
   kept.template_vm = r.template_vm;
   for (const auto& f : r.files) kept.files.push_back({f.path, {}, f.truncated});
+  for (const auto& st : r.steps) {
+    schemas::StepResult step;
+    step.exit_code = st.exit_code;
+    step.signal = st.signal;
+    step.timed_out = st.timed_out;
+    step.oom_killed = st.oom_killed;
+    step.stdout_data = cut(st.stdout_data, kOutputHead);
+    step.stderr_data = cut(st.stderr_data, kOutputHead);
+    step.stdout_truncated = st.stdout_truncated || st.stdout_data.size() > kOutputHead;
+    step.stderr_truncated = st.stderr_truncated || st.stderr_data.size() > kOutputHead;
+    step.exec_us = st.exec_us;
+    kept.steps.push_back(std::move(step));
+  }
   stdout_bytes = r.stdout_data.size();
   stderr_bytes = r.stderr_data.size();
   result = std::move(kept);

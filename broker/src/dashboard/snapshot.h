@@ -31,6 +31,7 @@ struct RequestSummary {
   std::vector<std::string> argv;  // at most kMaxArgs, each at most kMaxArgBytes
   bool argv_truncated = false;
   std::vector<std::string> env_names;  // at most kMaxArgs
+  std::vector<std::string> steps;  // a job with steps: each one's argv joined, cut to kMaxArgBytes
   uint64_t stdin_bytes = 0;
   size_t files_in = 0;
   size_t files_out = 0;
@@ -55,7 +56,7 @@ struct JobRecord {
   Status status = Status::kRunning;
   RequestSummary request;
   // With a RESULT: stdout and stderr cut to kOutputHead bytes (their full sizes in the result's
-  // usage are not kept), and no files' data.
+  // usage are not kept), and no files' data; the same for each of its steps.
   std::optional<schemas::JobResult> result;
   size_t stdout_bytes = 0;
   size_t stderr_bytes = 0;

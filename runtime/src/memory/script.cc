@@ -1,5 +1,6 @@
 #include "script.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -102,6 +103,21 @@ Result<ExecResult> run_script(const std::string& vm_id, const ExecRequest& req,
   ExecResult r;
   const auto& argv = req.argv;
   const std::string cmd = argv.empty() ? "" : argv[0];
+  if (cmd == "sh" && argv.size() == 3 && argv[1] == "-c") {
+    // The script's words as one scripted command: no shell is run, and no shell syntax read.
+    ExecRequest words = req;
+    words.argv.clear();
+    size_t at = 0;
+    const std::string& text = argv[2];
+    while (at < text.size()) {
+      const size_t start = text.find_first_not_of(' ', at);
+      if (start == std::string::npos) break;
+      const size_t end = std::min(text.find(' ', start), text.size());
+      words.argv.push_back(text.substr(start, end - start));
+      at = end;
+    }
+    return run_script(vm_id, words, cancel);
+  }
   if (cmd == "echo") {
     r.stdout_data = join(argv, 1) + "\n";
   } else if (cmd == "cat") {

@@ -14,6 +14,8 @@
 //   true | false          exit 0 | exit 1
 //   sleep MS              waits MS ms; honours timeout_ms (timed_out) and cancellation
 //   fail VARIANT [DETAIL] returns that runtime error (e.g. "fail Jailer no cgroup")
+//   sh -c "WORDS"         WORDS split at spaces, interpreted as one of these (no shell syntax:
+//                         `paddock submit --step` runs its steps so)
 //   poison                throws while holding the state lock: the provider is poisoned and
 //                         every later call returns StatePoisoned, as a real backend whose shared
 //                         state was left half-updated would
