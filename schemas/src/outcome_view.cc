@@ -55,8 +55,22 @@ constexpr std::array<Field, 7> kUsage{{
     {.key = "packets_out", .check = Check::kUint, .max = kU64},
     {.key = "egress_blocked", .check = Check::kUint, .max = kU64},
 }};
+// A job with steps: each step's outcome (PROTOCOL.md, "JobResult").
+constexpr std::array<Field, 11> kStep{{
+    {.key = "exit_code", .check = Check::kSint, .min = INT32_MIN, .max = INT32_MAX},
+    {.key = "signal", .check = Check::kSint, .min = 0, .max = 128},
+    {.key = "stdout", .check = Check::kBytes, .max = L::kMaxOutputCap},
+    {.key = "stderr", .check = Check::kBytes, .max = L::kMaxOutputCap},
+    {.key = "stdout_truncated", .check = Check::kBool},
+    {.key = "stderr_truncated", .check = Check::kBool},
+    {.key = "timed_out", .check = Check::kBool},
+    {.key = "oom_killed", .check = Check::kBool},
+    {.key = "files", .check = Check::kArrayOfMaps, .max = L::kMaxFiles, .nested = kFileOut},
+    {.key = "exec_us", .check = Check::kUint, .max = kU64},
+    {.key = "usage", .check = Check::kMap, .nested = kUsage},
+}};
 constexpr size_t kResultJobId = 0, kResultTenant = 1, kResultAttempt = 14;
-constexpr std::array<Field, 18> kResult{{
+constexpr std::array<Field, 19> kResult{{
     {.key = "job_id", .check = Check::kStr, .required = true, .max = L::kMaxJobId},
     {.key = "tenant", .check = Check::kStr, .max = L::kMaxTenant},
     {.key = "exit_code", .check = Check::kSint, .min = INT32_MIN, .max = INT32_MAX},
@@ -75,6 +89,7 @@ constexpr std::array<Field, 18> kResult{{
     {.key = "warm", .check = Check::kBool},
     {.key = "backend", .check = Check::kStr, .max = 32},
     {.key = "template", .check = Check::kStr, .max = L::kMaxTemplate},
+    {.key = "steps", .check = Check::kArrayOfMaps, .max = L::kMaxSteps, .nested = kStep},
 }};
 constexpr size_t kErrorJobId = 0, kErrorTenant = 1, kErrorCode = 2, kErrorVariant = 3,
                  kErrorAttempt = 10, kErrorRetryable = 11;
@@ -98,7 +113,7 @@ static_assert(kResult[kResultJobId].key == "job_id" && kResult[kResultTenant].ke
 static_assert(kError[kErrorJobId].key == "job_id" && kError[kErrorTenant].key == "tenant" &&
               kError[kErrorCode].key == "code" && kError[kErrorVariant].key == "variant" &&
               kError[kErrorAttempt].key == "attempt" && kError[kErrorRetryable].key == "retryable");
-constexpr size_t kMaxFields = 18;  // of any table above; the found values' array
+constexpr size_t kMaxFields = 19;  // of any table above; the found values' array
 static_assert(kResult.size() <= kMaxFields && kError.size() <= kMaxFields);
 static_assert(kMaxFields <= 64, "scan_map's bit masks hold 64 fields");
 
@@ -181,17 +196,24 @@ void check_value(Scanner& s, const Head& v, uint32_t level, const Field& f, cons
     case Check::kBool:
       if (v.kind != Kind::kBool) wrong_type(path_of(where, f.key), "bool", v);
       return;
-    case Check::kMap:
-      // Nested one level only (a top-level field's map): `where` is the body's.
-      scan_map(s, v, level, f.nested, Where{f.key}, nullptr);
+    case Check::kMap: {
+      // A top-level field's map is named by its key alone (no allocation); a deeper one (a
+      // step's usage) by its whole path.
+      const bool top = where.parent.empty() && where.index < 0;
+      const std::string deep = top ? std::string() : path_of(where, f.key);
+      scan_map(s, v, level, f.nested, Where{top ? f.key : std::string_view(deep)}, nullptr);
       return;
+    }
     case Check::kArrayOfMaps: {
       if (v.kind != Kind::kArray) wrong_type(path_of(where, f.key), "array", v);
       if (v.count > f.max) {
         throw Failure{path_of(where, f.key), "more than " + std::to_string(f.max) + " entries"};
       }
+      const bool top = where.parent.empty() && where.index < 0;
+      const std::string deep = top ? std::string() : path_of(where, f.key);
       for (uint32_t i = 0; i < v.count; ++i) {
-        scan_map(s, s.next(level + 1), level + 1, f.nested, Where{f.key, i}, nullptr);
+        scan_map(s, s.next(level + 1), level + 1, f.nested,
+                 Where{top ? f.key : std::string_view(deep), i}, nullptr);
       }
       return;
     }

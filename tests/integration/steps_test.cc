@@ -30,8 +30,10 @@ schemas::JobRequest with_steps(std::string id, std::vector<schemas::Step> steps)
   return r;
 }
 
-const client::Event& only(const Answers& a, const std::string& id) {
-  REQUIRE(a.all_exactly_once({id}));
+// The one final answer of `id` (a copy: `a` is often a temporary).
+client::Event only(const Answers& a, const std::string& id) {
+  REQUIRE(a.finals.count(id) == 1);
+  REQUIRE(a.finals.at(id).size() == 1);
   return a.finals.at(id).front();
 }
 
@@ -53,7 +55,7 @@ TEST_CASE(
   j.files = {schemas::FileIn{"notes.txt", 0644, "written before step 1"}};
   j.steps[3].files_out = {"notes.txt"};
   c.submit(j);
-  const auto& ev = only(collect(c, {"s-env"}, 30s), "s-env");
+  const auto ev = only(collect(c, {"s-env"}, 30s), "s-env");
   REQUIRE(ev.kind == client::Event::Kind::kResult);
   const auto& r = ev.result;
   REQUIRE(r.steps.size() == 4);
@@ -82,12 +84,13 @@ TEST_CASE(
   go_on.stop_on_failure = false;
   c.submit(std::vector<schemas::JobRequest>{stop, go_on});
   const auto answers = collect(c, {"s-stop", "s-go-on"}, 30s);
-  const auto& a = only(answers, "s-stop");
+  REQUIRE(answers.all_exactly_once({"s-stop", "s-go-on"}));
+  const auto a = only(answers, "s-stop");
   REQUIRE(a.kind == client::Event::Kind::kResult);
   REQUIRE(a.result.steps.size() == 2);
   CHECK(a.result.steps[1].exit_code == 4);
   CHECK(a.result.exit_code == 4);
-  const auto& b = only(answers, "s-go-on");
+  const auto b = only(answers, "s-go-on");
   REQUIRE(b.kind == client::Event::Kind::kResult);
   REQUIRE(b.result.steps.size() == 3);
   CHECK(b.result.steps[2].exit_code == 0);
@@ -109,7 +112,7 @@ TEST_CASE(
   for (auto& s : j.steps) s.timeout_ms = 1500;
   j.stop_on_failure = false;  // even so: no time is left
   c.submit(j);
-  const auto& ev = only(collect(c, {"s-time"}, 30s), "s-time");
+  const auto ev = only(collect(c, {"s-time"}, 30s), "s-time");
   REQUIRE(ev.kind == client::Event::Kind::kResult);
   const auto& r = ev.result;
   REQUIRE(r.steps.size() == 3);
@@ -133,7 +136,7 @@ TEST_CASE("steps: a CANCEL stops the step running and the job ends Cancelled") {
   c.submit(j);
   REQUIRE(wait_until_running(broker.metrics_address, "s-cancel"));
   c.cancel("s-cancel");
-  const auto& ev = only(collect(c, {"s-cancel"}, 30s), "s-cancel");
+  const auto ev = only(collect(c, {"s-cancel"}, 30s), "s-cancel");
   REQUIRE(ev.kind == client::Event::Kind::kError);
   CHECK(ev.error.variant == "Cancelled");
   CHECK(ev.error.message == "cancelled while running");

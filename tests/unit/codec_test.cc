@@ -181,9 +181,12 @@ json files_json(const std::vector<sc::FileOut>& out) {
 }
 
 json usage_json(const sc::Usage& u) {
-  return {{"cpu_us", u.cpu_us},           {"peak_memory_kib", u.peak_memory_kib},
-          {"bytes_in", u.bytes_in},       {"bytes_out", u.bytes_out},
-          {"packets_in", u.packets_in},   {"packets_out", u.packets_out},
+  return {{"cpu_us", u.cpu_us},
+          {"peak_memory_kib", u.peak_memory_kib},
+          {"bytes_in", u.bytes_in},
+          {"bytes_out", u.bytes_out},
+          {"packets_in", u.packets_in},
+          {"packets_out", u.packets_out},
           {"egress_blocked", u.egress_blocked}};
 }
 
