@@ -302,7 +302,7 @@ TEST_CASE(
   }
   const auto jobs = mixed_jobs("f-", kJobs, "5");
   const auto ids = ids_of(jobs);
-  client::Client c({a.client_endpoint, b.client_endpoint}, std::nullopt, client::Failover{1000ms});
+  client::Client c({a.client_endpoint, b.client_endpoint}, std::nullopt, client::Failover{3000ms});
   Ledger book;
   c.submit(jobs);
   pump(c, book, Clock::now() + 30s, [&] { return book.answered() >= kJobs / 4; });
@@ -317,7 +317,9 @@ TEST_CASE(
                       << " in all; failovers " << c.failovers()
                       << "; answered more than once (same answer): " << book.answered_twice());
   check_exactly_once(book, ids);
-  CHECK(c.failovers() == 1);
+  // Once when the machine is idle; a loaded machine may leave b unheard for the silence too, and
+  // the submitter tries a again before it settles on b: that costs nothing above.
+  CHECK(c.failovers() >= 1);
   CHECK(c.endpoint() == b.client_endpoint);
   CHECK(pg->sql("SELECT count(*) FROM paddock_jobs WHERE state <> 2") == "0\n");
   CHECK(pg->sql("SELECT count(*) FROM paddock_jobs") == std::to_string(kJobs) + "\n");
