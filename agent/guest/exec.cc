@@ -49,6 +49,8 @@ struct Capture {
   std::string data;
   size_t cap = 0;
   bool truncated = false;
+  agent::OutputStream stream = agent::OutputStream::kStdout;
+  const JobContext* context = nullptr;  // its on_output, when streaming
 
   // Reads what is there now (a bounded number of chunks, so that the loop stays responsive to a
   // job writing without pause); closes the fd at end of stream.
@@ -60,6 +62,9 @@ struct Capture {
         const size_t keep = std::min(static_cast<size_t>(n), cap - data.size());
         data.append(buf, keep);
         if (keep < static_cast<size_t>(n)) truncated = true;
+        if (keep > 0 && context != nullptr && context->on_output) {
+          context->on_output(stream, data.size() - keep, std::string_view(buf, keep));
+        }
       } else if (n < 0 && errno == EINTR) {
         continue;
       } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -220,13 +225,16 @@ JobRun run_job(const agent::ExecCommand& command, const JobContext& context) {
     return run;
   }
   Fd out_write(out[1]);
-  Capture stdout_capture{Fd(out[0]), {}, command.output_cap, false};
+  const JobContext* streaming = command.stream ? &context : nullptr;
+  Capture stdout_capture{Fd(out[0]), {}, command.output_cap, false, agent::OutputStream::kStdout,
+                         streaming};
   if (::pipe2(err, O_CLOEXEC) != 0) {
     run.error = base::error_message("pipe");
     return run;
   }
   Fd err_write(err[1]);
-  Capture stderr_capture{Fd(err[0]), {}, command.output_cap, false};
+  Capture stderr_capture{Fd(err[0]), {}, command.output_cap, false, agent::OutputStream::kStderr,
+                         streaming};
 
   // The OOM killer's count before the job; compared with the count after it (see exec.h).
   const std::optional<uint64_t> oom_kills_before = oom_kill_count();

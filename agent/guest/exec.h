@@ -17,8 +17,10 @@
 // In the host test mode the counter is the host's, shared with every other process there.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 
 #include "paddock/agent/protocol.h"
 #include "reaper.h"
@@ -30,6 +32,10 @@ struct JobContext {
   Reaper* reaper = nullptr;
   // The image's environment (rootfs images): under the request's own, over the default PATH.
   std::map<std::string, std::string> env;
+  // Live output (a command with `stream`): given each piece of stdout and stderr kept (within
+  // output_cap) as it is read, with its offset in its stream. Empty: none.
+  std::function<void(runtime::agent::OutputStream, uint64_t offset, std::string_view data)>
+      on_output = nullptr;
 };
 
 struct JobRun {

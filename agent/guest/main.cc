@@ -101,7 +101,7 @@ bool parse(int argc, char** argv, Options& o) {
 // Answers one request. Sets `shutdown` for a shutdown request. A refresh changes the machine only
 // `in_vm` (as PID 1); in the host test mode it changes nothing.
 agent::Reply answer(const agent::Decoded<std::string>& frame, const JobContext& jobs, bool in_vm,
-                    bool& shutdown) {
+                    bool& shutdown, Channel& channel) {
   agent::Reply reply;
   if (!frame) {
     reply.kind = agent::ReplyKind::kError;
@@ -122,7 +122,23 @@ agent::Reply answer(const agent::Decoded<std::string>& frame, const JobContext& 
       reply.agent_version = PADDOCK_AGENT_VERSION;
       break;
     case agent::Op::kExec: {
-      JobRun run = run_job(request.value().exec, jobs);
+      JobContext context = jobs;
+      if (request.value().exec.stream) {
+        // Each piece goes out as it is read, ahead of the result, with the exec's id. A host that
+        // does not read blocks the job's output pipe as it would block the result.
+        const uint64_t id = request.value().id;
+        context.on_output = [&channel, id](agent::OutputStream stream, uint64_t offset,
+                                           std::string_view data) {
+          agent::Reply piece;
+          piece.id = id;
+          piece.kind = agent::ReplyKind::kOutput;
+          piece.output = {stream, offset, std::string(data)};
+          if (auto err = channel.send(agent::frame(agent::encode_reply(piece))); !err.empty()) {
+            say(err);
+          }
+        };
+      }
+      JobRun run = run_job(request.value().exec, context);
       if (run.ran) {
         reply.kind = agent::ReplyKind::kResult;
         reply.result = std::move(run.outcome);
@@ -176,7 +192,7 @@ Ended serve(Channel& channel, Reaper& reaper, const JobContext& jobs, const Serv
     while (auto frame = channel.next()) {
       bool shutdown = false;
       const std::string out =
-          agent::frame(agent::encode_reply(answer(*frame, jobs, mode.in_vm, shutdown)));
+          agent::frame(agent::encode_reply(answer(*frame, jobs, mode.in_vm, shutdown, channel)));
       if (auto err = channel.send(out); !err.empty()) {
         say(err);
         if (!mode.port) return Ended::kError;

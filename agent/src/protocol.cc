@@ -155,6 +155,7 @@ ExecCommand decode_exec(const Map& m) {
   c.output_cap = static_cast<uint32_t>(m.uint("output_cap", 0, limits::kMaxOutputCap, 1u << 20));
   c.files_out_cap =
       static_cast<uint32_t>(m.uint("files_out_cap", 0, limits::kMaxFilesOutCap, 1u << 20));
+  c.stream = m.boolean("stream", false);
   return c;
 }
 
@@ -263,6 +264,7 @@ void write_exec(MapWriter& w, const ExecCommand& c) {
       .num("timeout_ms", c.timeout_ms)
       .num("output_cap", c.output_cap)
       .num("files_out_cap", c.files_out_cap);
+  if (c.stream) w.boolean("stream", true);  // only when asked: older agents never see it
 }
 
 void write_outcome(MapWriter& w, const ExecOutcome& r) {
@@ -307,6 +309,8 @@ std::string_view reply_kind_name(ReplyKind kind) {
       return "error";
     case ReplyKind::kRefreshed:
       return "refreshed";
+    case ReplyKind::kOutput:
+      return "output";
   }
   return "unknown";
 }
@@ -350,6 +354,13 @@ std::string encode_reply(const Reply& reply) {
     case ReplyKind::kError:
       w.boolean("ok", false)
           .str("error", std::string_view(reply.error).substr(0, limits::kMaxError));
+      break;
+    case ReplyKind::kOutput:
+      w.boolean("ok", true)
+          .str("op", "output")
+          .str("stream", reply.output.stream == OutputStream::kStderr ? "stderr" : "stdout")
+          .num("offset", reply.output.offset)
+          .bin("data", reply.output.data);
       break;
     case ReplyKind::kRefreshed:
       w.boolean("ok", true)
@@ -407,6 +418,20 @@ Decoded<Reply> decode_reply(std::string_view body) {
       r.result = decode_outcome(m);
     } else if (op == "shutdown") {
       r.kind = ReplyKind::kShutdown;
+    } else if (op == "output") {
+      r.kind = ReplyKind::kOutput;
+      const std::string stream = text(m, "stream", 8, /*required=*/true);
+      if (stream != "stdout" && stream != "stderr") {
+        throw Failure{"stream", "must be \"stdout\" or \"stderr\""};
+      }
+      r.output.stream = stream == "stderr" ? OutputStream::kStderr : OutputStream::kStdout;
+      r.output.offset = m.uint("offset", 0, limits::kMaxOutputCap, 0, /*required=*/true);
+      m.require("data");
+      r.output.data = m.bytes("data", limits::kMaxOutputChunk);
+      if (r.output.data.empty()) throw Failure{"data", "empty"};
+      if (r.output.offset + r.output.data.size() > limits::kMaxOutputCap) {
+        throw Failure{"data", "ends past the largest output cap"};
+      }
     } else if (op == "refreshed") {
       r.kind = ReplyKind::kRefreshed;
       r.refreshed.boot_id = text(m, "boot_id", limits::kMaxBootId, /*required=*/true);

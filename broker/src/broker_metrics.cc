@@ -78,6 +78,11 @@ BrokerMetrics::BrokerMetrics(bool journal)
          "JournalDamaged (107).");
   mirror(&Stats::undeliverable, "paddock_broker_answers_undeliverable_total",
          "Answers dropped: the client was gone or not reading.");
+  mirror(&Stats::output_forwarded, "paddock_broker_output_chunks_forwarded_total",
+         "Live output chunks (OUTPUT) of streaming jobs sent to their submitters.");
+  mirror(&Stats::output_dropped, "paddock_broker_output_chunks_dropped_total",
+         "Live output chunks dropped: the submitter was gone, its pipe full or answers held for "
+         "it (the RESULT still carries the output).");
   queue_depth_.with({"0"});  // the default priority shows from the start
 }
 

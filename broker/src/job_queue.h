@@ -83,6 +83,7 @@ struct QueuedRequest {
   uint32_t timeout_ms = 30'000;  // the held-job watchdog's bound (with its margin)
   uint32_t vcpus = 1;            // what it holds of a worker's capacity while it runs there
   uint32_t mem_mib = 128;
+  bool stream = false;  // live output: its OUTPUT chunks go to the routes waiting for it
   std::string encoded;
 
   // REQUIRES: `request` is what decode_job_request(encoded) gave.

@@ -113,6 +113,12 @@ class Broker::Loop final : private LoopHost {
   void on_worker_message(const std::string& route, std::span<const std::string_view> parts,
                          const zmq::message_t& first);
   void on_ready(const std::string& route, std::string_view body, const zmq::message_t& first);
+  // A streaming job's OUTPUT: to the routes waiting for its answer, if it is the job's current
+  // attempt on this worker; else dropped.
+  void on_output(WorkerState& w, std::string_view body);
+  // The key of the job a worker's outcome or OUTPUT names (its echoed tenant, or none).
+  std::string key_of_answer(const WorkerState& w, std::string_view tenant,
+                            std::string_view job_id) const;
   // A RESULT or ERROR: checked, then JobLife::outcome decides whose it is.
   void on_outcome(WorkerState& w, schemas::Command command, std::string_view body);
   // Logs a dropped outcome (counted): `held`, the job as it is now (nullptr: not held).

@@ -64,6 +64,12 @@ class Transport {
     size_t size = 0;             // kOverLimit: this message's bytes
   };
   Delivery to_client(const std::string& route, std::vector<std::string> parts);
+  // Live output to a submitter: sent only if it goes now, behind nothing held for it; else dropped
+  // (false). It never waits, so it never delays an answer nor holds memory of the broker's.
+  bool output_to_client(const std::string& route, const std::vector<std::string>& parts) {
+    return held_.find(route) == held_.end() &&
+           wire::send_message(clients_, parts, route) == wire::SendStatus::kOk;
+  }
   // Retries held answers, in order per submitter. Returns how many were dropped (submitter gone).
   size_t flush();
   // Whether answers are held (the loop then polls again within a millisecond).

@@ -94,6 +94,9 @@ void Broker::Loop::on_worker_message(const std::string& route,
     case sc::Command::kError:
       on_outcome(*w, env->command, env->bodies[0]);
       break;
+    case sc::Command::kOutput:
+      on_output(*w, env->bodies[0]);
+      break;
     case sc::Command::kDrain:
       spdlog::info("worker '{}' drains; {} job(s) in flight", w->worker_id, w->jobs.size());
       registry_.drain(*w);
@@ -142,6 +145,46 @@ void Broker::Loop::on_ready(const std::string& route, std::string_view body,
   }
 }
 
+std::string Broker::Loop::key_of_answer(const WorkerState& w, std::string_view tenant,
+                                        std::string_view job_id) const {
+  // The job's key (tenancy.h): the tenant the worker echoed; a worker that echoes none (older
+  // than tenants) answers one of its own jobs of that job_id, else the local tenant's.
+  if (!tenant.empty()) return job_key(tenant, job_id);
+  for (const auto& [key, footprint] : w.jobs) {
+    if (key_job_id(key) == job_id) return key;
+  }
+  return job_key(options_.local_tenant, job_id);
+}
+
+void Broker::Loop::on_output(WorkerState& w, std::string_view body) {
+  auto chunk = sc::decode_output(body);
+  if (!chunk) {
+    if (protocol_log_.allow()) {
+      spdlog::warn("worker '{}': bad OUTPUT: {}", w.worker_id, chunk.error().message());
+    }
+    return;
+  }
+  const std::string key = key_of_answer(w, chunk->tenant, chunk->job_id);
+  const Job* job = life_.jobs().find(key);
+  // Only the current attempt's, from the worker running it, of a job that asked for it.
+  if (job == nullptr || !job->request.stream || job->state != Job::State::kRunning ||
+      job->worker != w.routing_id || job->attempt != chunk->attempt) {
+    return;
+  }
+  const auto routes = job->routes.all();
+  if (routes.empty()) return;
+  // The submitter sees the chunk without the tenant (as it sees a RESULT's job_id: its own).
+  chunk->tenant.clear();
+  const auto parts = sc::make_message(sc::Command::kOutput, {sc::encode(*chunk)});
+  for (const auto& route : routes) {
+    if (transport_->output_to_client(route, parts)) {
+      ++stats_.output_forwarded;
+    } else {
+      ++stats_.output_dropped;
+    }
+  }
+}
+
 void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_view body) {
   // The body is checked as decode_job_result/decode_job_error would (same limits and types) and
   // forwarded as the worker wrote it; the broker reads only the job id and, of an ERROR, its
@@ -155,20 +198,7 @@ void Broker::Loop::on_outcome(WorkerState& w, sc::Command command, std::string_v
     }
     return;
   }
-  // The job's key (tenancy.h): the tenant the worker echoed; a worker that echoes none (older
-  // than tenants) answers one of its own jobs of that job_id, else the local tenant's.
-  std::string job_id;
-  if (!view->tenant.empty()) {
-    job_id = job_key(view->tenant, view->job_id);
-  } else {
-    job_id = job_key(options_.local_tenant, view->job_id);
-    for (const auto& [key, footprint] : w.jobs) {
-      if (key_job_id(key) == view->job_id) {
-        job_id = key;
-        break;
-      }
-    }
-  }
+  const std::string job_id = key_of_answer(w, view->tenant, view->job_id);
   const uint32_t attempt = view->attempt;
   const bool retryable = view->retryable;
   const uint32_t code = view->code;

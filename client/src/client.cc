@@ -197,6 +197,16 @@ std::optional<Event> Client::read_one() {
     case sc::Command::kPong:
       ev.kind = Event::Kind::kPong;
       break;
+    case sc::Command::kOutput: {
+      auto o = sc::decode_output(body);
+      if (!o) {
+        ev.detail = o.error().message();
+        break;
+      }
+      ev.kind = Event::Kind::kOutput;
+      ev.output = std::move(o.value());
+      break;
+    }
     default:
       ev.detail = "unexpected command";
       break;

@@ -170,7 +170,8 @@ Status ping_vm(VmTable<Slot>& vms, const std::string& vm_id, std::chrono::millis
 // The slot's lock is held only to check the state: an exec runs beside the VM's control calls.
 template <typename Slot>
 Result<ExecResult> exec_in_vm(VmTable<Slot>& vms, const std::string& vm_id,
-                              const ExecRequest& request, std::stop_token cancel) {
+                              const ExecRequest& request, std::stop_token cancel,
+                              const OutputSink& on_output = {}) {
   auto slot = vms.find(vm_id);
   if (!slot) return Error::vm_not_found(vm_id);
   decltype(slot->vm.get()) vm = nullptr;
@@ -182,7 +183,7 @@ Result<ExecResult> exec_in_vm(VmTable<Slot>& vms, const std::string& vm_id,
     vm = slot->vm.get();
   }
   // REQUIRES: the caller does not destroy the VM while its exec runs (the worker never does).
-  return vm->exec(request, std::move(cancel));
+  return vm->exec(request, std::move(cancel), on_output);
 }
 
 // `networks_on`: the provider makes per-VM networks. No rules is always accepted (nothing to

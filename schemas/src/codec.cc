@@ -115,6 +115,7 @@ JobRequest read_request(const Fields& f) {
     r.steps.push_back(std::move(step));
   });
   r.stop_on_failure = f.boolean("stop_on_failure", true);
+  r.stream = f.boolean("stream", false);
   if (auto err = validate(r)) {
     // validate() names fields from the request's root; prefix the path of a nested request.
     throw Failure{f.path().empty() ? err->field : f.path() + "." + err->field, err->reason};
@@ -217,6 +218,7 @@ std::string encode(const JobRequest& r) {
   // Only when used: a request without steps encodes as before them.
   if (!r.steps.empty()) w.maps("steps", r.steps, encode_step);
   if (!r.stop_on_failure) w.boolean("stop_on_failure", false);
+  if (r.stream) w.boolean("stream", true);
   return w.finish();
 }
 
@@ -306,6 +308,18 @@ std::string encode(const JobRef& r) {
   MapWriter w;
   w.str("job_id", r.job_id);
   if (!r.tenant.empty()) w.str("tenant", r.tenant);
+  return w.finish();
+}
+
+std::string encode(const OutputChunk& o) {
+  MapWriter w;
+  w.str("job_id", o.job_id);
+  if (!o.tenant.empty()) w.str("tenant", o.tenant);
+  w.num("attempt", o.attempt);
+  if (o.step) w.num("step", *o.step);
+  w.str("stream", o.stream == OutputStream::kStderr ? "stderr" : "stdout")
+      .num("offset", o.offset)
+      .bin("data", o.data);
   return w.finish();
 }
 
@@ -431,6 +445,35 @@ Decoded<Accepted> decode_accepted(std::string_view bytes) {
     const detail::Unpacked h(bytes);
     Fields f(h.get(), "");
     return Accepted{f.str_array("job_ids", L::kMaxBodiesPerMessage, L::kMaxJobId)};
+  });
+}
+
+Decoded<OutputChunk> decode_output(std::string_view bytes) {
+  return guarded<OutputChunk>([&] {
+    const detail::Unpacked h(bytes);
+    Fields f(h.get(), "");
+    OutputChunk o;
+    o.job_id = f.str("job_id", L::kMaxJobId, true);
+    if (o.job_id.empty()) throw Failure{"job_id", "must not be empty"};
+    o.tenant = tenant_of(f);
+    o.attempt = static_cast<uint32_t>(f.uint("attempt", 1, UINT32_MAX, 0, true));
+    if (given(f, "step")) o.step = static_cast<uint32_t>(f.uint("step", 0, L::kMaxSteps - 1, 0));
+    const std::string stream = f.str("stream", 8, true);
+    if (stream == "stdout") {
+      o.stream = OutputStream::kStdout;
+    } else if (stream == "stderr") {
+      o.stream = OutputStream::kStderr;
+    } else {
+      throw Failure{"stream", "must be \"stdout\" or \"stderr\""};
+    }
+    o.offset = f.uint("offset", 0, L::kMaxOutputCap, 0, true);
+    o.data = f.bytes("data", L::kMaxOutputChunk);
+    if (o.data.empty()) throw Failure{"data", "must not be empty"};
+    if (o.offset + o.data.size() > L::kMaxOutputCap) {
+      throw Failure{"data", "ends past " + std::to_string(L::kMaxOutputCap) +
+                                " bytes of the stream (offset + size), more than any output cap"};
+    }
+    return o;
   });
 }
 

@@ -21,11 +21,12 @@ constexpr Rule kBrokerToClient[] = {{Command::kAccepted, 1, 1},
                                     {Command::kRejected, 1, 1},
                                     {Command::kResult, 1, 1},
                                     {Command::kError, 1, 1},
-                                    {Command::kPong, 0, 1}};
+                                    {Command::kPong, 0, 1},
+                                    {Command::kOutput, 1, 1}};
 constexpr Rule kWorkerToBroker[] = {{Command::kReady, 1, 1},     {Command::kCredit, 1, 1},
                                     {Command::kHeartbeat, 0, 1}, {Command::kResult, 1, 1},
                                     {Command::kError, 1, 1},     {Command::kDisconnect, 0, 0},
-                                    {Command::kDrain, 0, 0}};
+                                    {Command::kDrain, 0, 0},     {Command::kOutput, 1, 1}};
 constexpr Rule kBrokerToWorker[] = {{Command::kJob, 1, 1},
                                     {Command::kCancel, 1, 1},
                                     {Command::kHeartbeat, 0, 0},
@@ -108,6 +109,8 @@ std::string_view command_name(Command c) {
       return "DRAIN";
     case Command::kDrained:
       return "DRAINED";
+    case Command::kOutput:
+      return "OUTPUT";
   }
   return "UNKNOWN";
 }

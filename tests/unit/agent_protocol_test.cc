@@ -181,10 +181,10 @@ TEST_CASE("agent requests: defaults of the optional fields") {
 }
 
 TEST_CASE("agent replies round-trip: pong, result, shutdown, error") {
-  agent::Reply pong{5, agent::ReplyKind::kPong, "0.1.0", {}, "", {}};
-  agent::Reply bye{6, agent::ReplyKind::kShutdown, "", {}, "", {}};
-  agent::Reply err{0, agent::ReplyKind::kError, "", {}, "argv: required (or script)", {}};
-  agent::Reply res{9, agent::ReplyKind::kResult, "", {}, "", {}};
+  agent::Reply pong{5, agent::ReplyKind::kPong, "0.1.0", {}, "", {}, {}};
+  agent::Reply bye{6, agent::ReplyKind::kShutdown, "", {}, "", {}, {}};
+  agent::Reply err{0, agent::ReplyKind::kError, "", {}, "argv: required (or script)", {}, {}};
+  agent::Reply res{9, agent::ReplyKind::kResult, "", {}, "", {}, {}};
   res.result.exit_code = -3;
   res.result.signal = 9;
   res.result.stdout_data = std::string("o\0ut", 4);
@@ -202,7 +202,7 @@ TEST_CASE("agent replies round-trip: pong, result, shutdown, error") {
     CHECK(d.value() == r);
   }
   // An error message is cut at kMaxError so that it always decodes.
-  agent::Reply long_err{1, agent::ReplyKind::kError, "", {}, std::string(10000, 'e'), {}};
+  agent::Reply long_err{1, agent::ReplyKind::kError, "", {}, std::string(10000, 'e'), {}, {}};
   auto d = agent::decode_reply(agent::encode_reply(long_err));
   REQUIRE(d.ok());
   CHECK(d.value().error.size() == agent::limits::kMaxError);
@@ -392,12 +392,12 @@ TEST_CASE("agent replies: bad fields are named, files out bounded in all") {
           kv(pk, "op", std::string("result"));
           kv(pk, "timed_out", 1);
         })) == "timed_out: expected bool, got integer");
-  agent::Reply r{1, agent::ReplyKind::kResult, "", {}, "", {}};
+  agent::Reply r{1, agent::ReplyKind::kResult, "", {}, "", {}, {}};
   r.result.files = {{"a", std::string(5u << 20, 'a'), false},
                     {"b", std::string(4u << 20, 'b'), false}};
   CHECK(reply_error(agent::encode_reply(r)) == "files: longer than 8388608 bytes in all");
   // Negative exit codes and signals decode.
-  agent::Reply neg{1, agent::ReplyKind::kResult, "", {}, "", {}};
+  agent::Reply neg{1, agent::ReplyKind::kResult, "", {}, "", {}, {}};
   neg.result.exit_code = -2147483647 - 1;
   auto d = agent::decode_reply(agent::encode_reply(neg));
   REQUIRE(d.ok());
@@ -405,7 +405,7 @@ TEST_CASE("agent replies: bad fields are named, files out bounded in all") {
 }
 
 TEST_CASE("agent result replies: oom_killed is a bool, absent (an older agent) or nil is false") {
-  agent::Reply r{3, agent::ReplyKind::kResult, "", {}, "", {}};
+  agent::Reply r{3, agent::ReplyKind::kResult, "", {}, "", {}, {}};
   r.result.exit_code = 137;
   r.result.signal = 9;
   r.result.oom_killed = true;
@@ -495,14 +495,14 @@ TEST_CASE("agent refresh: request and refreshed reply round-trip") {
   CHECK(d.value() == r);
 
   for (bool applied : {true, false}) {
-    agent::Reply reply{12, agent::ReplyKind::kRefreshed, "", {}, "", {}};
+    agent::Reply reply{12, agent::ReplyKind::kRefreshed, "", {}, "", {}, {}};
     reply.refreshed = {"0a1b2c3d-0000-4000-8000-0123456789ab", "clone-0042", applied};
     auto rd = agent::decode_reply(agent::encode_reply(reply));
     REQUIRE_MESSAGE(rd.ok(), (rd.ok() ? "" : rd.error().message()));
     CHECK(rd.value() == reply);
   }
   // A host's hostname in the test mode may hold dots: a reply takes any string within the limit.
-  agent::Reply host{13, agent::ReplyKind::kRefreshed, "", {}, "", {}};
+  agent::Reply host{13, agent::ReplyKind::kRefreshed, "", {}, "", {}, {}};
   host.refreshed = {"x", "build.example.org", false};
   auto hd = agent::decode_reply(agent::encode_reply(host));
   REQUIRE(hd.ok());

@@ -114,6 +114,7 @@ class BatchRun {
         break;
       case K::kAccepted:
       case K::kPong:
+      case K::kOutput:  // batch jobs do not ask for live output
         break;
     }
   }

@@ -37,6 +37,8 @@ struct SubmitOptions {
   // keep_going runs the steps after one that failed too.
   std::vector<std::string> steps;
   bool keep_going = false;
+  // Print the output only from the RESULT, not live as it is written (PROTOCOL.md, "Live output").
+  bool no_stream = false;
 };
 CLI::App* add_submit_command(CLI::App& app, SubmitOptions& opts);
 int run_submit(const SubmitOptions& opts);

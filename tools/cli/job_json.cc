@@ -212,6 +212,9 @@ void set_field(sc::JobRequest& r, const std::string& k, const json& v, const std
   else if (k == "stop_on_failure") {
     if (!v.is_boolean()) fail(f, "expected true or false, " + got(v));
     r.stop_on_failure = v.get<bool>();
+  } else if (k == "stream") {
+    if (!v.is_boolean()) fail(f, "expected true or false, " + got(v));
+    r.stream = v.get<bool>();
   }
   // "steps": after the other fields (job_from_json), for the job's defaults.
 }
@@ -226,7 +229,7 @@ ParsedJob job_from_json(const json& j) {
         j, "",
         {"job_id", "image", "argv", "env", "stdin", "files", "files_out", "vcpus", "mem_mib",
          "timeout_ms", "output_cap", "egress", "priority", "deadline_ms", "tags", "steps",
-         "stop_on_failure"},
+         "stop_on_failure", "stream"},
         [&](const std::string& k, const json& v, const std::string& f) { set_field(r, k, v, f); });
     const bool has_steps = j.contains("steps") && !j["steps"].is_null();
     if (has_steps) {
@@ -305,6 +308,7 @@ ordered_json job_to_json(const sc::JobRequest& r) {
     j["steps"] = steps;
     j["stop_on_failure"] = r.stop_on_failure;
   }
+  if (r.stream) j["stream"] = true;
   return j;
 }
 

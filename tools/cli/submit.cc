@@ -4,6 +4,10 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
+#include <optional>
+#include <string_view>
+#include <utility>
 
 #include "broker_session.h"
 #include "commands.h"
@@ -82,6 +86,7 @@ sc::JobRequest build_request(const SubmitOptions& o) {
     r.steps.push_back(std::move(st));
   }
   r.stop_on_failure = !o.keep_going;
+  r.stream = !o.no_stream;
   r.env = parse_pairs(o.env, "--env");
   r.tags = parse_pairs(o.tags, "--tag");
   r.vcpus = o.vcpus;
@@ -101,6 +106,66 @@ sc::JobRequest build_request(const SubmitOptions& o) {
   return r;
 }
 
+// What of a job's output was printed live (OUTPUT chunks), per step and stream, so that the
+// RESULT prints only the rest. Live printing of a stream stops at its first gap (a chunk dropped
+// on the way): the RESULT then prints the stream from there. A new attempt starts over.
+class LiveOutput {
+ public:
+  void on_chunk(const sc::OutputChunk& c) {
+    if (c.attempt < attempt_) return;  // an earlier attempt's, late
+    if (c.attempt > attempt_) restart(c.attempt);
+    Shown& s = shown_[key(c.step, c.stream)];
+    if (!s.live) return;
+    if (c.offset > s.bytes) {
+      s.live = false;  // a gap: the rest comes from the RESULT
+      return;
+    }
+    const size_t skip = static_cast<size_t>(s.bytes - c.offset);
+    if (skip >= c.data.size()) return;
+    FILE* out = c.stream == sc::OutputStream::kStderr ? stderr : stdout;
+    std::fwrite(c.data.data() + skip, 1, c.data.size() - skip, out);
+    std::fflush(out);
+    s.bytes += c.data.size() - skip;
+  }
+  // Before the RESULT of `attempt` is printed.
+  void on_result(uint32_t attempt) {
+    if (attempt != attempt_) restart(attempt);
+  }
+  // The part of `data` (one stream of the RESULT, or of one of its steps) not printed yet.
+  std::string_view rest(std::optional<uint32_t> step, sc::OutputStream stream,
+                        const std::string& data) const {
+    auto it = shown_.find(key(step, stream));
+    const size_t done = it == shown_.end() ? 0 : static_cast<size_t>(it->second.bytes);
+    return done >= data.size() ? std::string_view() : std::string_view(data).substr(done);
+  }
+
+ private:
+  struct Shown {
+    uint64_t bytes = 0;
+    bool live = true;
+  };
+  static std::pair<int64_t, int> key(std::optional<uint32_t> step, sc::OutputStream stream) {
+    return {step ? static_cast<int64_t>(*step) : -1, static_cast<int>(stream)};
+  }
+  void restart(uint32_t attempt) {
+    bool printed = false;
+    for (const auto& [k, s] : shown_) printed = printed || s.bytes > 0;
+    if (printed) {
+      std::fprintf(stderr, "\npaddock: the job runs again (attempt %u); its output starts over\n",
+                   attempt);
+    }
+    shown_.clear();
+    attempt_ = attempt;
+  }
+  uint32_t attempt_ = 1;
+  std::map<std::pair<int64_t, int>, Shown> shown_;
+};
+
+void write_rest(FILE* out, std::string_view data) {
+  std::fwrite(data.data(), 1, data.size(), out);
+  std::fflush(out);
+}
+
 // `paddock submit -v`: where and how the job ran, on stderr (stdout is the job's).
 void print_run_line(const sc::JobResult& r) {
   const std::string start = r.warm ? "warm (clone of " + r.template_vm + ")" : "cold boot";
@@ -113,12 +178,12 @@ void print_run_line(const sc::JobResult& r) {
 
 // A job with steps: each step's output in turn, and a line on stderr for each that failed and
 // for the steps not run.
-void print_steps(const sc::JobResult& r, const sc::JobRequest& req) {
+void print_steps(const sc::JobResult& r, const sc::JobRequest& req, const LiveOutput& live) {
   for (size_t i = 0; i < r.steps.size(); ++i) {
     const auto& st = r.steps[i];
-    std::fwrite(st.stdout_data.data(), 1, st.stdout_data.size(), stdout);
-    std::fflush(stdout);
-    std::fwrite(st.stderr_data.data(), 1, st.stderr_data.size(), stderr);
+    const auto step = static_cast<uint32_t>(i);
+    write_rest(stdout, live.rest(step, sc::OutputStream::kStdout, st.stdout_data));
+    write_rest(stderr, live.rest(step, sc::OutputStream::kStderr, st.stderr_data));
     if (st.stdout_truncated || st.stderr_truncated) {
       std::fprintf(stderr, "paddock: step %zu's output was cut at %u bytes per stream\n", i + 1,
                    req.steps[i].output_cap);
@@ -136,11 +201,12 @@ void print_steps(const sc::JobResult& r, const sc::JobRequest& req) {
   }
 }
 
-int print_result(const sc::JobResult& r, const sc::JobRequest& req, bool verbose) {
-  print_steps(r, req);
-  std::fwrite(r.stdout_data.data(), 1, r.stdout_data.size(), stdout);
-  std::fflush(stdout);
-  std::fwrite(r.stderr_data.data(), 1, r.stderr_data.size(), stderr);
+int print_result(const sc::JobResult& r, const sc::JobRequest& req, bool verbose,
+                 LiveOutput& live) {
+  live.on_result(r.attempt);
+  print_steps(r, req, live);
+  write_rest(stdout, live.rest(std::nullopt, sc::OutputStream::kStdout, r.stdout_data));
+  write_rest(stderr, live.rest(std::nullopt, sc::OutputStream::kStderr, r.stderr_data));
   if (r.stdout_truncated || r.stderr_truncated) {
     std::fprintf(stderr,
                  "paddock: the job's output was cut at %u bytes per stream (raise --output-cap)\n",
@@ -170,6 +236,7 @@ int wait_for_answer(BrokerSession& session, const sc::JobRequest& req, milliseco
   using Clock = BrokerSession::Clock;
   auto deadline = Clock::now() + wait;
   int interrupts_seen = 0;
+  LiveOutput live;
   while (true) {
     if (g_interrupts != interrupts_seen) {
       interrupts_seen = g_interrupts;
@@ -185,7 +252,10 @@ int wait_for_answer(BrokerSession& session, const sc::JobRequest& req, milliseco
       const bool ours = ev->error.job_id == req.job_id || ev->error.job_id.empty();
       switch (ev->kind) {
         case K::kResult:
-          if (ev->result.job_id == req.job_id) return print_result(ev->result, req, verbose);
+          if (ev->result.job_id == req.job_id) return print_result(ev->result, req, verbose, live);
+          break;
+        case K::kOutput:
+          if (ev->output.job_id == req.job_id) live.on_chunk(ev->output);
           break;
         case K::kRejected:
           if (!ours) break;
@@ -261,6 +331,8 @@ CLI::App* add_submit_command(CLI::App& app, SubmitOptions& o) {
       ->allow_extra_args(false);
   cmd->add_flag("--keep-going", o.keep_going,
                 "with --step: run the steps after one that failed too");
+  cmd->add_flag("--no-stream", o.no_stream,
+                "print the job's output when it ends, from its RESULT, not live as it is written");
   cmd->add_option("argv", o.argv, "the program and its arguments, after --");
   return cmd;
 }

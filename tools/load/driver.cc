@@ -194,6 +194,10 @@ class LoadRun {
       case K::kInvalid:
         warn("a message from the broker that cannot be decoded: " + ev.detail);
         break;
+      case K::kOutput:
+        ++out_.tally.output_chunks;
+        out_.tally.output_bytes += ev.output.data.size();
+        break;
       case K::kPong:
         break;
     }

@@ -48,6 +48,7 @@ sc::JobRequest from_flags(const LoadOptions& o) {
   r.output_cap = o.output_cap;
   r.priority = o.priority;
   r.stdin_data = o.stdin_data;
+  r.stream = o.stream;
   return r;
 }
 
@@ -93,6 +94,8 @@ void add_load_options(CLI::App& app, LoadOptions& o) {
           ->capture_default_str(),
       app.add_option("--priority", o.priority, "job priority, -100..100")->capture_default_str(),
       app.add_option("--stdin", o.stdin_data, "bytes given to each job on stdin"),
+      app.add_flag("--stream", o.stream,
+                   "ask for each job's output live (OUTPUT chunks, counted in the summary)"),
       app.add_option("command", o.argv,
                      "the job's argv, after `--` (e.g. -- echo hi); default: true"),
   };

@@ -43,6 +43,7 @@ struct LoadOptions {
   uint32_t output_cap = 1 << 20;
   int32_t priority = 0;
   std::string stdin_data;
+  bool stream = false;  // JobRequest::stream: live output
 
   std::string id_prefix;  // job ids are "<prefix>-<n>"; default "load-<8 random hex digits>"
   double timeout_s = 30;  // give up when nothing at all is answered for this long

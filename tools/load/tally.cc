@@ -81,6 +81,8 @@ ordered_json summary_json(const RunInfo& run, const Tally& t) {
   for (const auto& [variant, n] : t.errors_by_variant) j["errors_by_variant"][variant] = n;
   j["rejected"] = t.rejected;
   j["duplicate_answers"] = t.duplicate_answers;
+  j["output_chunks"] = t.output_chunks;
+  j["output_bytes"] = t.output_bytes;
   j["elapsed_s"] = run.elapsed_s;
   j["throughput_jobs_per_s"] = throughput(run, t);
   // This process's own CPU over its whole run (user + system, all threads: ZeroMQ's too).
@@ -112,6 +114,10 @@ std::string summary_text(const RunInfo& run, const Tally& t) {
     out += printf_string("  error     %s: %llu\n", variant.c_str(),
                          static_cast<unsigned long long>(n));
   }
+  if (t.output_chunks)
+    out += printf_string("live output %llu chunks, %llu bytes\n",
+                         static_cast<unsigned long long>(t.output_chunks),
+                         static_cast<unsigned long long>(t.output_bytes));
   if (t.rejected)
     out += printf_string("rejected    %llu times (QueueFull), sent again\n",
                          static_cast<unsigned long long>(t.rejected));

@@ -25,6 +25,8 @@ struct Tally {
   std::map<std::string, uint64_t> backends;  // RESULTs per backend ("memory" is the test double)
   uint64_t rejected = 0;           // REJECTED (QueueFull) answers; each job was sent again
   uint64_t duplicate_answers = 0;  // a second final answer for one of our jobs: a broker bug
+  uint64_t output_chunks = 0;      // OUTPUT chunks received (jobs sent with --stream)
+  uint64_t output_bytes = 0;       // ... and their data's bytes
   Histogram to_accepted;           // µs from submission to ACCEPTED
   Histogram to_result;             // µs from submission to RESULT or ERROR
 

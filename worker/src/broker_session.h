@@ -60,6 +60,8 @@ class BrokerSession {
   void queue(std::vector<std::string> parts) { outbox_.push_back(std::move(parts)); }
   void flush();
   bool has_outbox() const { return !outbox_.empty(); }
+  size_t outbox_size() const { return outbox_.size(); }
+  bool connected() const { return socket_.has_value(); }
 
   // Credit accounting. job_received: a JOB spent one credit. job_finished: a slot is free again;
   // the credit goes back to the broker unless draining, with the others freed in the same loop

@@ -61,8 +61,22 @@ struct StepsRun {
   bool cancelled = false;
 };
 
+// The program's run, live when the job streams and someone listens (`step`: which one).
+rt::Result<rt::ExecResult> run_exec(rt::Provider& provider, const std::string& vm_id,
+                                    const rt::ExecRequest& exec, const sc::JobRequest& req,
+                                    const ExecutionContext& ctx, std::optional<uint32_t> step,
+                                    std::stop_token cancel) {
+  if (!req.stream || !ctx.on_output) return provider.exec(vm_id, exec, std::move(cancel));
+  return provider.exec_streaming(
+      vm_id, exec, std::move(cancel),
+      [&](sc::OutputStream stream, uint64_t offset, std::string_view data) {
+        ctx.on_output(step, stream, offset, data);
+      });
+}
+
 rt::Result<StepsRun> run_steps(rt::Provider& provider, const std::string& vm_id,
-                               const sc::JobRequest& req, std::stop_token cancel) {
+                               const sc::JobRequest& req, const ExecutionContext& ctx,
+                               std::stop_token cancel) {
   // The job's timeout_ms bounds the steps together.
   const auto deadline = Clock::now() + std::chrono::milliseconds(req.timeout_ms);
   StepsRun run;
@@ -71,8 +85,9 @@ rt::Result<StepsRun> run_steps(rt::Provider& provider, const std::string& vm_id,
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) break;  // the step before used the last of it (and timed out)
     const auto t = Clock::now();
-    auto x = provider.exec(vm_id, exec_request_from(req, i, static_cast<uint32_t>(left.count())),
-                           cancel);
+    auto x = run_exec(provider, vm_id,
+                      exec_request_from(req, i, static_cast<uint32_t>(left.count())), req, ctx,
+                      static_cast<uint32_t>(i), cancel);
     if (!x) return x.error();
     if (x.value().cancelled) {
       run.cancelled = true;
@@ -213,13 +228,13 @@ Outcome execute_job(rt::Provider& provider, const sc::JobDispatch& dispatch,
   // The program's outcome as the runtime returned it (the same job.h value), or its steps', then
   // what the worker adds: the job, timings, the network counters, where it ran.
   if (req.steps.empty()) {
-    auto exec = provider.exec(vm_id, exec_request_from(req), cancel);
+    auto exec = run_exec(provider, vm_id, exec_request_from(req), req, ctx, std::nullopt, cancel);
     if (!exec) return fail(exec.error());
     if (exec.value().cancelled)
       return answer_and_teardown(cancelled_error(dispatch, ctx.worker_id));
     static_cast<sc::ExecOutcome&>(r) = std::move(static_cast<sc::ExecOutcome&>(exec.value()));
   } else {
-    auto run = run_steps(provider, vm_id, req, cancel);
+    auto run = run_steps(provider, vm_id, req, ctx, cancel);
     if (!run) return fail(run.error());
     if (run.value().cancelled) return answer_and_teardown(cancelled_error(dispatch, ctx.worker_id));
     static_cast<sc::ExecOutcome&>(r) = outcome_of_steps(run.value().steps);

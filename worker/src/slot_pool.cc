@@ -85,6 +85,10 @@ void SlotPool::answer(uint64_t task_id, schemas::Command command, std::string bo
   complete(Completion{task_id, true, false, command, std::move(body)});
 }
 
+void SlotPool::output(uint64_t task_id, std::string body) {
+  complete(Completion{task_id, true, false, schemas::Command::kOutput, std::move(body)});
+}
+
 void SlotPool::complete(Completion c) {
   bool was_empty = false;
   {

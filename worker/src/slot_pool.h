@@ -68,6 +68,9 @@ class SlotPool {
   // A running task's answer, before its runner returns (which then returns nullopt). Safe from
   // any thread; at most once per task.
   void answer(uint64_t task_id, schemas::Command command, std::string body);
+  // A running task's OUTPUT (live output of a streaming job), before its answer. Safe from any
+  // thread; any number of times.
+  void output(uint64_t task_id, std::string body);
 
   // Readable (poll) while completions wait; take_completions() clears it.
   int completion_fd() const { return event_fd_; }

@@ -28,6 +28,10 @@ namespace rt = paddock::runtime;
 
 namespace {
 
+// Messages waiting for a broker past which a live output chunk is dropped rather than queued: a
+// broker that does not take them does not make the worker hold a job's output twice.
+constexpr size_t kMaxOutputBacklog = 1024;
+
 // The host's physical memory in MiB; 0 if it cannot be read.
 uint64_t host_mem_mib() {
   const long pages = sysconf(_SC_PHYS_PAGES);
@@ -202,6 +206,14 @@ std::optional<std::pair<sc::Command, std::string>> Worker::Loop::run_one(const s
     pool_->answer(task_id, command, std::move(body));
   };
   ctx.on_teardown = [this](std::chrono::microseconds took) { metrics_.vm_torn_down(took); };
+  if (d.request.stream) {
+    ctx.on_output = [&](std::optional<uint32_t> step, sc::OutputStream stream, uint64_t offset,
+                        std::string_view data) {
+      sc::OutputChunk chunk{d.request.job_id, d.tenant,   d.attempt,          step,
+                            stream,           offset,     std::string(data)};
+      pool_->output(task_id, sc::encode(chunk));
+    };
+  }
   metrics_.job_started();
   (void)execute_job(*provider_, d, ctx, std::move(cancel));
   metrics_.slot_freed();
@@ -235,6 +247,17 @@ void Worker::Loop::on_completion(SlotPool::Completion& c, bool draining) {
   auto it = running_.find(c.task_id);
   if (it == running_.end()) return;
   BrokerSession& s = *sessions_[it->second.session];
+  if (c.has_answer && c.command == sc::Command::kOutput) {
+    // Live output is best effort: with the broker unreachable or not taking what was sent, a
+    // chunk is dropped (the submitter sees the gap in the offsets; the RESULT has it all).
+    if (s.connected() && s.outbox_size() < kMaxOutputBacklog) {
+      s.queue(sc::make_message(c.command, {std::move(c.body)}));
+      metrics_.output_sent();
+    } else {
+      metrics_.output_dropped();
+    }
+    return;
+  }
   // The answer goes out at once; the credit only when the slot is free (its VM torn down).
   if (c.has_answer) s.queue(sc::make_message(c.command, {std::move(c.body)}));
   if (!c.slot_free) return;

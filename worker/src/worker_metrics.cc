@@ -35,7 +35,13 @@ WorkerMetrics::WorkerMetrics(const std::string& worker_id, std::string_view back
       teardown_(registry.histogram("paddock_worker_vm_teardown_seconds",
                                    "Time to tear a job's VM down, after its answer was sent (its "
                                    "slot stays busy meanwhile).",
-                                   m::vm_start_buckets())) {
+                                   m::vm_start_buckets())),
+      output_sent_(registry.counter("paddock_worker_output_chunks_sent_total",
+                                    "Live output chunks (OUTPUT) of streaming jobs sent to a "
+                                    "broker.")),
+      output_dropped_(registry.counter("paddock_worker_output_chunks_dropped_total",
+                                       "Live output chunks of streaming jobs dropped: no broker "
+                                       "connection, or too many messages waiting for it.")) {
   registry
       .gauge_family("paddock_worker_info", "Always 1: this worker's id and backend.",
                     {"worker_id", "backend"})

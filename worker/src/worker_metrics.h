@@ -34,6 +34,9 @@ class WorkerMetrics {
                     std::chrono::steady_clock::duration took);
   void vm_started(bool warm, std::chrono::microseconds took);
   void vm_torn_down(std::chrono::microseconds took) { teardown_.observe(took); }
+  // A streaming job's OUTPUT chunk sent, or dropped (no broker connection, or its backlog full).
+  void output_sent() { output_sent_.inc(); }
+  void output_dropped() { output_dropped_.inc(); }
 
   // Every scrape reads the pools' sizes. REQUIRES: `pools` outlives every render (stop the HTTP
   // server first).
@@ -55,6 +58,8 @@ class WorkerMetrics {
   metrics::Histogram& start_warm_;
   metrics::Histogram& start_cold_;
   metrics::Histogram& teardown_;
+  metrics::Counter& output_sent_;
+  metrics::Counter& output_dropped_;
 };
 
 }  // namespace paddock::worker

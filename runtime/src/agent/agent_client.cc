@@ -109,6 +109,22 @@ AgentClient::Wait AgentClient::await_reply(uint64_t id, Deadline deadline,
       }
       auto decoded = agent::decode_reply(next->value());
       const uint64_t got = decoded ? decoded.value().id : decoded.error().id;
+      if (decoded && decoded.value().kind == agent::ReplyKind::kOutput) {
+        // A piece of a streaming exec's output: of this one (given to its sink), or of one given
+        // up on (skipped; its result is still to come).
+        if (got != id && abandoned_.count(got) > 0) continue;
+        const agent::OutputPiece& piece = decoded.value().output;
+        if (got != id || on_output_ == nullptr) {
+          return broke("agent reply: output for id " + std::to_string(got) +
+                       ", which is no streaming exec in flight");
+        }
+        if (piece.offset + piece.data.size() > output_cap_) {
+          return broke("agent reply: output past the exec's output_cap of " +
+                       std::to_string(output_cap_) + " bytes");
+        }
+        if (*on_output_) (*on_output_)(piece.stream, piece.offset, piece.data);
+        continue;
+      }
       if (got != id && got != 0) {
         // The late reply to a request given up on is skipped; a reply to anything else (a
         // request never made, one answered already) means the guest does not follow the protocol.
@@ -178,12 +194,20 @@ bool AgentClient::ping(milliseconds timeout) {
 }
 
 Result<ExecResult> AgentClient::exec(const ExecRequest& request, std::stop_token cancel,
-                                     milliseconds deadline) {
+                                     milliseconds deadline, const OutputSink& on_output) {
   const auto until = Clock::now() + deadline;
   agent::Request r;
   r.id = next_id_++;
   r.op = agent::Op::kExec;
   r.exec = request;
+  r.exec.stream = static_cast<bool>(on_output);
+  // Pieces are taken only while this exec waits for its reply.
+  on_output_ = r.exec.stream ? &on_output : nullptr;
+  output_cap_ = request.output_cap;
+  struct Clear {
+    const OutputSink*& p;
+    ~Clear() { p = nullptr; }
+  } clear{on_output_};
   const std::string body = agent::encode_request(r);
   if (body.size() > agent::limits::kMaxFrameBytes) {
     return Error::guest_agent("exec: the request is " + std::to_string(body.size()) +

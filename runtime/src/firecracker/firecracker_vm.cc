@@ -363,12 +363,13 @@ Status FirecrackerVm::ping(std::chrono::milliseconds timeout) {
   return {};
 }
 
-Result<ExecResult> FirecrackerVm::exec(const ExecRequest& request, std::stop_token cancel) {
+Result<ExecResult> FirecrackerVm::exec(const ExecRequest& request, std::stop_token cancel,
+                                       const OutputSink& on_output) {
   std::lock_guard lock(exec_mu_);
   if (!agent_) return Error::guest_agent("no agent connection");
   // The agent enforces the job's own limit; the deadline covers the transfer on top of it.
   return agent_->exec(request, std::move(cancel),
-                      std::chrono::milliseconds(request.timeout_ms) + 30s);
+                      std::chrono::milliseconds(request.timeout_ms) + 30s, on_output);
 }
 
 Result<MetricsSample> FirecrackerVm::metrics() {

@@ -75,7 +75,8 @@ class FirecrackerVm {
   Status snapshot_to(const std::string& state_path, const std::string& memory_path);
   Result<AgentIdentity> refresh(const std::string& hostname);
   Status ping(std::chrono::milliseconds timeout);
-  Result<ExecResult> exec(const ExecRequest& request, std::stop_token cancel);
+  Result<ExecResult> exec(const ExecRequest& request, std::stop_token cancel,
+                          const OutputSink& on_output = {});
   // Counters from the metrics FIFO (after a FlushMetrics): Metrics error if none could be read.
   Result<MetricsSample> metrics();
   // SendCtrlAltDel, SIGTERM, SIGKILL; always reaps and removes the directory. Idempotent.

@@ -184,15 +184,25 @@ size_t MemoryProvider::live_vms() const {
 Result<ExecResult> MemoryProvider::exec(const std::string& vm_id, const ExecRequest& request,
                                         std::stop_token cancel) {
   try {
-    return run_script(vm_id, request, std::move(cancel));
+    return run_script(vm_id, request, std::move(cancel), nullptr);
   } catch (const std::exception&) {
     // Only "poison" throws; the Locked guard has marked the provider poisoned.
     return Error::state_poisoned();
   }
 }
 
+Result<ExecResult> MemoryProvider::exec_streaming(const std::string& vm_id,
+                                                  const ExecRequest& request,
+                                                  std::stop_token cancel, const OutputSink& sink) {
+  try {
+    return run_script(vm_id, request, std::move(cancel), &sink);
+  } catch (const std::exception&) {
+    return Error::state_poisoned();
+  }
+}
+
 Result<ExecResult> MemoryProvider::run_script(const std::string& vm_id, const ExecRequest& request,
-                                              std::stop_token cancel) {
+                                              std::stop_token cancel, const OutputSink* sink) {
   {
     Locked l(*this);
     if (l.poisoned()) return Error::state_poisoned();
@@ -207,7 +217,7 @@ Result<ExecResult> MemoryProvider::run_script(const std::string& vm_id, const Ex
     }
     for (const auto& f : request.files) it->second.files[f.path] = f;
   }
-  auto outcome = memory::run_script(vm_id, request, cancel);
+  auto outcome = memory::run_script(vm_id, request, cancel, sink);
   if (!outcome) return outcome.error();
   ExecResult result = std::move(outcome.value());
   Locked l(*this);

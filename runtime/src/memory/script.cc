@@ -32,6 +32,23 @@ std::optional<long long> number(const std::vector<std::string>& argv, size_t i) 
   }
 }
 
+// What a streaming script has given its sink so far, per stream; emit() gives the rest.
+struct Emitter {
+  const OutputSink* sink = nullptr;
+  uint32_t cap = 0;
+  size_t sent[2] = {0, 0};
+  void emit(schemas::OutputStream stream, const std::string& data) {
+    if (sink == nullptr || !*sink) return;
+    size_t& at = sent[stream == schemas::OutputStream::kStderr ? 1 : 0];
+    const size_t end = std::min<size_t>(data.size(), cap);
+    while (at < end) {
+      const size_t n = std::min<size_t>(end - at, 64u << 10);
+      (*sink)(stream, at, std::string_view(data).substr(at, n));
+      at += n;
+    }
+  }
+};
+
 void cap(std::string& data, bool& truncated, uint32_t limit) {
   if (data.size() > limit) {
     data.resize(limit);
@@ -60,6 +77,36 @@ void scripted_sleep(long long ms, const ExecRequest& req, std::stop_token cancel
   }
   r.usage.cpu_us = 0;
   (void)start;
+}
+
+// `every MS N TEXT...`: "TEXT\n" on stdout N times, at once and then every MS ms, each given to
+// the sink when it is written; stops early at the job's timeout (timed_out) or a cancel.
+void scripted_every(long long ms, long long n, const std::string& text, const ExecRequest& req,
+                    std::stop_token cancel, Emitter& out, ExecResult& r) {
+  std::mutex mu;
+  std::condition_variable_any cv;
+  const auto start = Clock::now();
+  const auto limit = start + std::chrono::milliseconds(req.timeout_ms);
+  for (long long i = 0; i < n; ++i) {
+    if (i > 0) {
+      const auto at = start + std::chrono::milliseconds(ms * i);
+      std::unique_lock lock(mu);
+      const bool stopped = cv.wait_until(lock, cancel, std::min(at, limit), [] { return false; });
+      if (stopped || cancel.stop_requested()) {
+        r.cancelled = true;
+        r.signal = 9;
+        return;
+      }
+      if (at > limit) {
+        r.timed_out = true;
+        r.signal = 9;
+        r.exit_code = 128 + 9;
+        return;
+      }
+    }
+    r.stdout_data += text + "\n";
+    out.emit(schemas::OutputStream::kStdout, r.stdout_data);
+  }
 }
 
 Error scripted_failure(const std::string& vm_id, const std::vector<std::string>& argv) {
@@ -99,8 +146,9 @@ Error scripted_failure(const std::string& vm_id, const std::vector<std::string>&
 }  // namespace
 
 Result<ExecResult> run_script(const std::string& vm_id, const ExecRequest& req,
-                              std::stop_token cancel) {
+                              std::stop_token cancel, const OutputSink* sink) {
   ExecResult r;
+  Emitter out{sink, req.output_cap, {0, 0}};
   const auto& argv = req.argv;
   const std::string cmd = argv.empty() ? "" : argv[0];
   if (cmd == "sh" && argv.size() == 3 && argv[1] == "-c") {
@@ -116,7 +164,7 @@ Result<ExecResult> run_script(const std::string& vm_id, const ExecRequest& req,
       words.argv.push_back(text.substr(start, end - start));
       at = end;
     }
-    return run_script(vm_id, words, cancel);
+    return run_script(vm_id, words, cancel, sink);
   }
   if (cmd == "echo") {
     r.stdout_data = join(argv, 1) + "\n";
@@ -140,6 +188,9 @@ Result<ExecResult> run_script(const std::string& vm_id, const ExecRequest& req,
     r.exit_code = 1;
   } else if (cmd == "sleep" && number(argv, 1) && *number(argv, 1) >= 0) {
     scripted_sleep(*number(argv, 1), req, cancel, r);
+  } else if (cmd == "every" && number(argv, 1) && *number(argv, 1) >= 0 && number(argv, 2) &&
+             *number(argv, 2) >= 0 && *number(argv, 2) <= 100'000) {
+    scripted_every(*number(argv, 1), *number(argv, 2), join(argv, 3), req, cancel, out, r);
   } else if (cmd == "fail") {
     return scripted_failure(vm_id, argv);
   } else {
@@ -149,6 +200,10 @@ Result<ExecResult> run_script(const std::string& vm_id, const ExecRequest& req,
   }
   cap(r.stdout_data, r.stdout_truncated, req.output_cap);
   cap(r.stderr_data, r.stderr_truncated, req.output_cap);
+  if (!r.cancelled) {
+    out.emit(schemas::OutputStream::kStdout, r.stdout_data);
+    out.emit(schemas::OutputStream::kStderr, r.stderr_data);
+  }
   return r;
 }
 

@@ -572,6 +572,11 @@ Result<ExecResult> QemuProvider::exec(const std::string& vm_id, const ExecReques
   return exec_in_vm(*vms_, vm_id, request, std::move(cancel));
 }
 
+Result<ExecResult> QemuProvider::exec_streaming(const std::string& vm_id, const ExecRequest& request,
+                                  std::stop_token cancel, const OutputSink& sink) {
+  return exec_in_vm(*vms_, vm_id, request, std::move(cancel), sink);
+}
+
 Result<std::string> QemuProvider::qemu_status(const std::string& vm_id) const {
   auto slot = vms_->find(vm_id);
   if (!slot) return Error::vm_not_found(vm_id);

@@ -442,12 +442,13 @@ Result<std::string> QemuVm::status() {
   return qmp_string(*r, "status", "unknown");
 }
 
-Result<ExecResult> QemuVm::exec(const ExecRequest& request, std::stop_token cancel) {
+Result<ExecResult> QemuVm::exec(const ExecRequest& request, std::stop_token cancel,
+                                const OutputSink& on_output) {
   std::lock_guard lock(exec_mu_);
   if (!agent_) return Error::guest_agent("no agent connection");
   // The agent enforces timeout_ms itself; the host allows it a margin to report.
   const auto deadline = std::chrono::milliseconds(request.timeout_ms) + 15s;
-  auto result = agent_->exec(request, std::move(cancel), deadline);
+  auto result = agent_->exec(request, std::move(cancel), deadline, on_output);
   if (result) return result;
   // Say whether the guest itself went away (a kernel panic ends QEMU: -no-reboot, panic=-1).
   for (int i = 0; i < 20 && !exited(); ++i) std::this_thread::sleep_for(50ms);

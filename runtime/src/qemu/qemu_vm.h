@@ -92,7 +92,8 @@ class QemuVm {
   Status resume();  // QMP cont
   // QMP query-status: "running", "paused", ... (QEMU's run state).
   Result<std::string> status();
-  Result<ExecResult> exec(const ExecRequest& request, std::stop_token cancel);
+  Result<ExecResult> exec(const ExecRequest& request, std::stop_token cancel,
+                          const OutputSink& on_output = {});
   // Whether the agent answers a PING within `timeout` (GuestAgent if not).
   Status ping(std::chrono::milliseconds timeout);
   // QMP quit, then SIGTERM, poll, SIGKILL after the grace period; always reaps. Idempotent.

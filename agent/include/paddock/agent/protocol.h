@@ -57,6 +57,8 @@ inline constexpr uint32_t kMaxFilesOutCap = 8u << 20;  // per file
 // Replies (guest -> host): the agent keeps the data of all files out under this, so that a
 // result (2 streams + files) always fits in one frame.
 inline constexpr size_t kMaxFilesOutTotal = 8u << 20;
+// An "output" reply's data (a streaming exec's chunk); its offset + size is at most kMaxOutputCap.
+inline constexpr size_t kMaxOutputChunk = 64u << 10;
 inline constexpr size_t kMaxError = 4096;
 inline constexpr size_t kMaxAgentVersion = 64;
 // refresh: entropy bytes (credited in full, so at least the 256 bits that make the kernel's CRNG
@@ -76,6 +78,7 @@ using schemas::DecodeError;
 using schemas::ExecCommand;  // one program to run: argv, or (when not empty) script
 using schemas::FileIn;       // path relative to cwd: no leading '/', no '..', '.' or empty parts
 using schemas::FileOut;      // truncated: longer than files_out_cap (or the total cap)
+using schemas::OutputStream;
 
 // What makes a clone restored from a shared snapshot unique: fresh entropy for the kernel's pool
 // (then a CRNG reseed), the wall clock, a hostname.
@@ -117,7 +120,17 @@ struct RefreshedIdentity {
   bool operator==(const RefreshedIdentity&) const = default;
 };
 
-enum class ReplyKind { kPong, kResult, kShutdown, kError, kRefreshed };
+// A chunk of a streaming exec's output (ExecCommand::stream): the bytes at [offset, offset +
+// data.size()) of one stream, within the exec's output_cap. Sent before the exec's result, in
+// order, with the exec's id; the result still holds the whole (capped) output.
+struct OutputPiece {
+  OutputStream stream = OutputStream::kStdout;
+  uint64_t offset = 0;
+  std::string data;  // 1 .. kMaxOutputChunk bytes
+  bool operator==(const OutputPiece&) const = default;
+};
+
+enum class ReplyKind { kPong, kResult, kShutdown, kError, kRefreshed, kOutput };
 std::string_view reply_kind_name(ReplyKind kind);  // "pong", "result", ... (the reply's op)
 
 struct Reply {
@@ -127,6 +140,7 @@ struct Reply {
   ExecOutcome result;           // kResult
   std::string error;            // kError: why the request could not be run
   RefreshedIdentity refreshed;  // kRefreshed
+  OutputPiece output;           // kOutput
   bool operator==(const Reply&) const = default;
 };
 

@@ -32,10 +32,12 @@ struct Event {
     kResult,    // result
     kError,     // error
     kPong,
+    kOutput,   // output: live output of a job submitted with `stream` (before its RESULT)
     kInvalid,  // the broker sent something this client cannot decode; detail says what
   };
   Kind kind = Kind::kInvalid;
   std::vector<std::string> accepted_ids;
+  schemas::OutputChunk output;
   schemas::JobResult result;
   schemas::JobError error;
   std::string detail;

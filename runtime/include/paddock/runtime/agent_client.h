@@ -64,8 +64,10 @@ class AgentClient {
   // the result cannot be believed (agent/result_check.h; the stream then breaks).
   // A result is capped before it is returned: stdout, stderr and each file at output_cap bytes,
   // 15 MiB of data in all (the *_truncated flags say so).
+  // With `on_output`, the request is sent with `stream` set and the agent's output pieces are
+  // given to it as they arrive, before the result (a piece past output_cap breaks the stream).
   Result<ExecResult> exec(const ExecRequest& request, std::stop_token cancel,
-                          std::chrono::milliseconds deadline);
+                          std::chrono::milliseconds deadline, const OutputSink& on_output = {});
 
   // Makes a clone restored from a shared snapshot unique before any job runs in it: the agent adds
   // `entropy` to the guest kernel's pool (credited in full) and reseeds its CRNG, sets the wall
@@ -118,6 +120,8 @@ class AgentClient {
   std::string broken_;
   std::string failure_;
   std::set<uint64_t> abandoned_;                // ids given up on whose replies have not come
+  const OutputSink* on_output_ = nullptr;       // the streaming exec in flight's
+  uint32_t output_cap_ = 0;                     // its output_cap
   std::unique_ptr<agent::FrameReader> reader_;  // bytes read and not yet taken as replies
 };
 

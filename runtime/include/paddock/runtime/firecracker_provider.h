@@ -97,6 +97,9 @@ class FirecrackerProvider final : public Provider {
   Status ping(const std::string& vm_id, std::chrono::milliseconds timeout) override;
   Result<ExecResult> exec(const std::string& vm_id, const ExecRequest& request,
                           std::stop_token cancel) override;
+  // Live: the guest agent sends the output as the program writes it.
+  Result<ExecResult> exec_streaming(const std::string& vm_id, const ExecRequest& request,
+                                    std::stop_token cancel, const OutputSink& sink) override;
 
   // The Firecracker process of a started VM; -1 if none.
   int vmm_pid(const std::string& vm_id) const;

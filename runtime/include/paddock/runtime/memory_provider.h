@@ -13,6 +13,9 @@
 //   exit N                exit code N
 //   true | false          exit 0 | exit 1
 //   sleep MS              waits MS ms; honours timeout_ms (timed_out) and cancellation
+//   every MS N TEXT...    stdout "TEXT\n" N times (N <= 100000): at once, then every MS ms;
+//                         honours timeout_ms and cancellation. Streamed (exec_streaming) as it
+//                         is written; every other command's output is streamed at its end
 //   fail VARIANT [DETAIL] returns that runtime error (e.g. "fail Jailer no cgroup")
 //   sh -c "WORDS"         WORDS split at spaces, interpreted as one of these (no shell syntax:
 //                         `paddock submit --step` runs its steps so)
@@ -63,6 +66,8 @@ class MemoryProvider final : public Provider {
   std::vector<net::EgressRule> egress_of(const std::string& vm_id) const;
   Result<ExecResult> exec(const std::string& vm_id, const ExecRequest& request,
                           std::stop_token cancel) override;
+  Result<ExecResult> exec_streaming(const std::string& vm_id, const ExecRequest& request,
+                                    std::stop_token cancel, const OutputSink& sink) override;
 
   // Number of VM records that are not destroyed (what a leak check looks at).
   size_t live_vms() const;
@@ -79,7 +84,7 @@ class MemoryProvider final : public Provider {
 
   Status transition(const std::string& vm_id, VmOp op);
   Result<ExecResult> run_script(const std::string& vm_id, const ExecRequest& request,
-                                std::stop_token cancel);
+                                std::stop_token cancel, const OutputSink* sink);
 
   mutable std::mutex mu_;
   std::atomic<bool> poisoned_{false};

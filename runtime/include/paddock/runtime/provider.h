@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <stop_token>
@@ -59,6 +60,11 @@ using ExecRequest = schemas::ExecCommand;
 struct ExecResult : schemas::ExecOutcome {
   bool cancelled = false;  // stopped because the caller's stop_token was triggered
 };
+
+// Live output of a program (Provider::exec_streaming): the bytes at [offset, offset + data.size())
+// of one of its streams, within the request's output_cap. Called on the exec's thread, in order.
+using OutputSink =
+    std::function<void(schemas::OutputStream stream, uint64_t offset, std::string_view data)>;
 
 // What a VM's guest sent and received on its network, and what its egress firewall dropped.
 struct NetworkUsage {
@@ -124,6 +130,12 @@ class Provider {
   // ExecResult; an Error means the provider could not run it.
   virtual Result<ExecResult> exec(const std::string& vm_id, const ExecRequest& request,
                                   std::stop_token cancel) = 0;
+
+  // exec(), with the program's output given to `sink` as it is written (within output_cap), before
+  // the result (which still holds all of it). A backend that cannot stream gives the result's
+  // output to the sink at the end, in pieces of at most 64 KiB: this default.
+  virtual Result<ExecResult> exec_streaming(const std::string& vm_id, const ExecRequest& request,
+                                            std::stop_token cancel, const OutputSink& sink);
 
   // The warm-up of an image (its definition's `warmup`; agent/guest/IMAGE.md): a command that a
   // template VM of that image runs once, booted and before its snapshot, so that every clone starts

@@ -110,6 +110,9 @@ class QemuProvider final : public Provider {
   uint64_t network_commands_run() const;
   Result<ExecResult> exec(const std::string& vm_id, const ExecRequest& request,
                           std::stop_token cancel) override;
+  // Live: the guest agent sends the output as the program writes it.
+  Result<ExecResult> exec_streaming(const std::string& vm_id, const ExecRequest& request,
+                                    std::stop_token cancel, const OutputSink& sink) override;
   // The image's warm-up from its image.json (`warmup`), empty without one.
   std::vector<std::string> warmup_argv(const std::string& image) const override;
 

@@ -36,6 +36,7 @@ std::string encode(const Credit&);
 std::string encode(const WorkerStatus&);
 std::string encode(const Accepted&);
 std::string encode(const JobRef&);
+std::string encode(const OutputChunk&);
 // A JOB body around a request that is already encoded (the broker keeps each request as its
 // submitter encoded it): the same bytes as encode(JobDispatch{attempt, queued_us, request}) when
 // `encoded_request` is encode(request), without decoding or encoding the request again.
@@ -53,6 +54,7 @@ Decoded<Credit> decode_credit(std::string_view bytes);
 Decoded<WorkerStatus> decode_worker_status(std::string_view bytes);
 Decoded<Accepted> decode_accepted(std::string_view bytes);
 Decoded<JobRef> decode_job_ref(std::string_view bytes);
+Decoded<OutputChunk> decode_output(std::string_view bytes);
 
 // Semantic checks of a request (identifiers, ranges, paths, CIDRs). decode_job_request applies
 // it; clients call it before sending so that a user sees the problem before the broker does.

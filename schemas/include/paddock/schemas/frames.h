@@ -38,6 +38,7 @@ enum class Command : uint8_t {
   kJob = 0x0E,
   kDrain = 0x0F,    // worker -> broker: send me nothing more
   kDrained = 0x10,  // broker -> worker: nothing more will be sent
+  kOutput = 0x11,   // worker -> broker -> client: live output of a streaming job
 };
 
 // Which peer sent a message; decides the commands that are legal.

@@ -72,6 +72,9 @@ struct Usage {
   bool operator==(const Usage&) const = default;
 };
 
+// Which output stream of a program.
+enum class OutputStream : uint8_t { kStdout = 1, kStderr = 2 };
+
 // One program to run in a VM: argv, or (when not empty) a script. The worker builds it from a
 // JobRequest; the runtime hands it to the guest agent as it is (runtime::ExecRequest,
 // agent::ExecCommand are this type).
@@ -88,6 +91,9 @@ struct ExecCommand {
   uint32_t timeout_ms = 30'000;
   uint32_t output_cap = 1u << 20;     // bytes kept per stream (stdout, stderr)
   uint32_t files_out_cap = 1u << 20;  // bytes kept per file out
+  // Live output: the agent sends what the program writes as it does (within output_cap), before
+  // its result (agent protocol "output" replies).
+  bool stream = false;
   bool operator==(const ExecCommand&) const = default;
 };
 

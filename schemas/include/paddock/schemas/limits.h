@@ -41,6 +41,9 @@ inline constexpr size_t kMaxPortRanges = 32;
 inline constexpr int32_t kMinPriority = -100;
 inline constexpr int32_t kMaxPriority = 100;
 inline constexpr size_t kMaxSteps = 16;  // JobRequest.steps
+// OUTPUT: the data of one chunk. Its offset + size is at most kMaxOutputCap (only what the RESULT
+// keeps of a stream is streamed).
+inline constexpr size_t kMaxOutputChunk = 64u << 10;
 inline constexpr size_t kMaxTags = 32;
 inline constexpr size_t kMaxTagKey = 64;
 inline constexpr size_t kMaxTagValue = 256;

@@ -47,6 +47,9 @@ struct JobRequest {
   // that fails (exit code not 0, a signal, its timeout), the rest run only if !stop_on_failure.
   std::vector<Step> steps;
   bool stop_on_failure = true;
+  // Live output (PROTOCOL.md, "Live output"): the submitting connection gets OUTPUT messages with
+  // the job's stdout and stderr as it writes them, before the RESULT (which stays authoritative).
+  bool stream = false;
   bool operator==(const JobRequest&) const = default;
 };
 
@@ -98,6 +101,23 @@ struct JobError {
   // error is attributable when the body's job_id cannot be read (PROTOCOL.md, "JobError").
   std::optional<uint32_t> index;
   bool operator==(const JobError&) const = default;
+};
+
+// OUTPUT body (worker -> broker, broker -> client): a chunk of a streaming job's stdout or stderr
+// (PROTOCOL.md, "Live output"). The bytes at [offset, offset + data.size()) of that stream of that
+// attempt (of that step, for a job with steps), at most kMaxOutputChunk of them. Chunks come in
+// order; a chunk that was dropped on the way leaves a gap, seen in the next chunk's offset.
+struct OutputChunk {
+  std::string job_id;
+  std::string tenant;  // worker -> broker only, as JobResult's ("" = not said)
+  uint32_t attempt = 1;
+  // For a job with steps, the step (0-based) whose output this is; each step's offsets start at 0.
+  // nullopt (not on the wire) for a job without steps.
+  std::optional<uint32_t> step;
+  OutputStream stream = OutputStream::kStdout;  // wire: "stdout" or "stderr"
+  uint64_t offset = 0;
+  std::string data;
+  bool operator==(const OutputChunk&) const = default;
 };
 
 // Broker -> worker JOB body.

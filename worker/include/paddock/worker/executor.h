@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <variant>
@@ -30,6 +31,12 @@ struct ExecutionContext {
   // timings.teardown_us is then 0 (the teardown comes after). Empty: the outcome is returned
   // only, after the teardown, with teardown_us measured.
   std::function<void(const Outcome&)> answer = nullptr;
+  // A streaming job's (JobRequest::stream) output as it is written: the step (a job with steps)
+  // and the piece of its stream. Called on the job's thread, in order, before `answer`. Empty:
+  // the job's output is only in its outcome.
+  std::function<void(std::optional<uint32_t> step, schemas::OutputStream stream, uint64_t offset,
+                     std::string_view data)>
+      on_output = nullptr;
   // Told how long the VM's teardown took, after it (nothing for a job that never had a VM).
   std::function<void(std::chrono::microseconds took)> on_teardown = nullptr;
 };
