@@ -10,8 +10,9 @@ Manifest entries:
   {"file", "type", "valid": true,  "expect": {field: value, ...}}
   {"file", "type", "valid": false, "error_field": "argv[1]"}   # DecodeError.field of the C++ decoder
 
-In "expect", byte fields (stdin, stdout, stderr, file data) are plain strings when the bytes are
-UTF-8 and {"hex": "..."} otherwise; for JobError, null means "absent" (std::nullopt).
+In "expect", byte fields (stdin, stdout, stderr, file data, OUTPUT data) are plain strings when
+the bytes are UTF-8 and {"hex": "..."} otherwise; for JobError and OutputChunk's step, null means
+"absent" (std::nullopt).
 Only the listed fields are checked; defaults are listed explicitly where a vector tests them.
 
 Usage: /usr/bin/python3 schemas/vectors/generate.py [OUTPUT_DIR]   (default: this directory)
@@ -79,7 +80,7 @@ def h_i64(v):
 REQUEST_DEFAULTS = {
     "image": "default", "env": {}, "stdin": "", "files": [], "files_out": [], "vcpus": 1,
     "mem_mib": 128, "timeout_ms": 30000, "output_cap": 1048576, "egress": [], "priority": 0,
-    "deadline_ms": 0, "tags": {}, "steps": [], "stop_on_failure": True,
+    "deadline_ms": 0, "tags": {}, "steps": [], "stop_on_failure": True, "stream": False,
 }
 
 # ---- JobRequest, valid -----------------------------------------------------------------------
@@ -182,6 +183,11 @@ valid("job_request_steps", "JobRequest", pack(STEPS),
                   "output_cap": 100, "files_out": []},
                  {"argv": ["sh", "p.sh"], "env": {"X": "1"}, "stdin": "21\n", "timeout_ms": 1000,
                   "output_cap": 50, "files_out": ["o.txt"]}]})
+
+# Live output (PROTOCOL.md, "Live output"): stream is encoded only when true.
+valid("job_request_stream", "JobRequest",
+      pack({"job_id": "live-1", "argv": ["make"], "stream": True}),
+      {"job_id": "live-1", "argv": ["make"], "stream": True, "stop_on_failure": True})
 
 # ---- JobRequest, invalid ---------------------------------------------------------------------
 
@@ -448,6 +454,49 @@ invalid("job_ref_invalid_utf8", "JobRef", h_map(1) + h_str("job_id") + b"\xa2\xc
         "a job_id that is not UTF-8 is refused, never echoed back")
 invalid("job_ref_bad_chars", "JobRef", pack({"job_id": "a b"}), "job_id",
         "a JobRef's job_id follows the JobRequest's rule")
+
+# ---- OutputChunk (OUTPUT, PROTOCOL.md "Live output") -----------------------------------------
+
+valid("output", "OutputChunk",
+      pack({"job_id": "live-1", "attempt": 1, "stream": "stdout", "offset": 0,
+            "data": b"building...\n"}),
+      {"job_id": "live-1", "tenant": "", "attempt": 1, "step": None, "stream": "stdout",
+       "offset": 0, "data": "building...\n"})
+valid("output_step", "OutputChunk",
+      pack({"job_id": "live-2", "attempt": 2, "step": 15, "stream": "stderr", "offset": 4096,
+            "data": b"\xff\x00warn"}),
+      {"job_id": "live-2", "tenant": "", "attempt": 2, "step": 15, "stream": "stderr",
+       "offset": 4096, "data": {"hex": "ff007761726e"}})
+# A worker's OUTPUT names the tenant (the broker strips it); this chunk ends at the 8 MiB cap.
+valid("output_tenant", "OutputChunk",
+      pack({"job_id": "live-3", "tenant": "team-a.ci_1", "attempt": 3, "stream": "stdout",
+            "offset": 8388608 - 3, "data": b"end"}),
+      {"job_id": "live-3", "tenant": "team-a.ci_1", "attempt": 3, "step": None,
+       "stream": "stdout", "offset": 8388605, "data": "end"})
+invalid("output_empty_data", "OutputChunk",
+        pack({"job_id": "o", "attempt": 1, "stream": "stdout", "offset": 0, "data": b""}),
+        "data", "a chunk has 1..65536 bytes")
+invalid("output_data_too_long", "OutputChunk",
+        pack({"job_id": "o", "attempt": 1, "stream": "stdout", "offset": 0,
+              "data": b"x" * 65537}), "data", "a chunk has at most 65536 bytes")
+invalid("output_bad_stream", "OutputChunk",
+        pack({"job_id": "o", "attempt": 1, "stream": "x", "offset": 0, "data": b"a"}),
+        "stream", "stream is \"stdout\" or \"stderr\"")
+invalid("output_past_cap", "OutputChunk",
+        pack({"job_id": "o", "attempt": 1, "stream": "stdout", "offset": 8388600,
+              "data": b"123456789"}), "data", "offset + size is at most 8388608")
+invalid("output_offset_past_cap", "OutputChunk",
+        pack({"job_id": "o", "attempt": 1, "stream": "stdout", "offset": 8388609, "data": b"a"}),
+        "offset", "offset is 0..8388608")
+invalid("output_attempt_zero", "OutputChunk",
+        pack({"job_id": "o", "attempt": 0, "stream": "stdout", "offset": 0, "data": b"a"}),
+        "attempt", "attempt is at least 1")
+invalid("output_step_out_of_range", "OutputChunk",
+        pack({"job_id": "o", "attempt": 1, "step": 16, "stream": "stdout", "offset": 0,
+              "data": b"a"}), "step", "step is 0..15")
+invalid("output_empty_job_id", "OutputChunk",
+        pack({"job_id": "", "attempt": 1, "stream": "stdout", "offset": 0, "data": b"a"}),
+        "job_id", "job_id must not be empty")
 
 
 def main():

@@ -57,6 +57,10 @@ void FakeWorker::result(const std::string& job_id, uint32_t attempt,
   send(sc::make_message(sc::Command::kResult, {sc::encode(r)}));
 }
 
+void FakeWorker::output(std::string body) {
+  send(sc::make_message(sc::Command::kOutput, {std::move(body)}));
+}
+
 void FakeWorker::read_all() {
   std::vector<zmq::message_t> frames;
   while (wire::recv_message(*socket_, frames)) {

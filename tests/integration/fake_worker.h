@@ -31,6 +31,8 @@ class FakeWorker {
   void credit(uint32_t credits);
   // A RESULT for `job_id` naming `attempt`, with `stdout_data` as its stdout (to tell runs apart).
   void result(const std::string& job_id, uint32_t attempt, const std::string& stdout_data);
+  // An OUTPUT with this body (encoded by the test: it may break the protocol's limits).
+  void output(std::string body);
 
   // Reads what the broker sends until `done()` holds or `timeout` passes, answering nothing;
   // with `heartbeats`, sends a HEARTBEAT every `period` meanwhile (alive, but silent about its

@@ -359,6 +359,141 @@ class ClientUnitTest(unittest.TestCase):
         self.assertIs(body["stop_on_failure"], False)
         self.assertNotIn("argv", body)
 
+    # -- live output (OUTPUT, 0x11) ------------------------------------------------------------
+
+    def test_a_streaming_request_says_stream_only_when_true(self):
+        import msgpack
+        self.assertEqual(paddock_client.job("a", ["make"], stream=True),
+                         {"job_id": "a", "argv": ["make"], "stream": True})
+        self.assertNotIn("stream", paddock_client.job("a", ["make"]))
+        self.assertNotIn("stream", paddock_client.job("a", ["make"], stream=False))
+        body = msgpack.unpackb(paddock_client._pack(paddock_client._wire_request(
+            paddock_client.steps_job("s", [paddock_client.step(["true"])], stream=True))),
+            raw=False)
+        self.assertIs(body["stream"], True)
+        self.assertNotIn("stream", paddock_client.steps_job("s", [paddock_client.step(["x"])]))
+
+    def output_body(self, **fields):
+        import msgpack
+        body = {"job_id": "live-1", "attempt": 1, "stream": "stdout", "offset": 0,
+                "data": b"hello\n"}
+        body.update(fields)
+        return msgpack.packb({k: v for k, v in body.items() if v is not Ellipsis},
+                             use_bin_type=True)
+
+    def test_output_is_decoded_into_an_output_event(self):
+        dec = paddock_client._decode_message
+        e = dec([b"PDK1", b"\x11", self.output_body()])
+        self.assertEqual(e.kind, "output")
+        self.assertEqual((e.job_id, e.attempt, e.step, e.stream, e.offset, e.data),
+                         ("live-1", 1, None, "stdout", 0, b"hello\n"))
+        self.assertFalse(e.is_final)
+        self.assertIn("6 bytes", repr(e))
+        e = dec([b"PDK1", b"\x11", self.output_body(
+            attempt=2, step=15, stream="stderr", offset=8388608 - 65536, data=b"\xff" * 65536)])
+        self.assertEqual((e.kind, e.attempt, e.step, e.stream, e.offset, len(e.data)),
+                         ("output", 2, 15, "stderr", 8388608 - 65536, 65536))
+        # A worker's OUTPUT names its tenant; step nil is absent.
+        got = paddock_client.decode_output(self.output_body(tenant="team-a", step=None))
+        self.assertEqual((got["tenant"], got["step"]), ("team-a", None))
+        # Other kinds have no output fields.
+        result = dec([b"PDK1", b"\x07", paddock_client._pack({"job_id": "x", "attempt": 2})])
+        self.assertEqual((result.attempt, result.stream, result.data), (None, None, None))
+
+    def test_bad_output_bodies_are_invalid_events_naming_the_field(self):
+        cases = [
+            ({"data": b""}, "data"),
+            ({"data": ...}, "data"),
+            ({"data": b"x" * 65537}, "data"),
+            ({"data": 5}, "data"),
+            ({"stream": "x"}, "stream"),
+            ({"stream": ...}, "stream"),
+            ({"stream": b"stdout"}, "stream"),
+            ({"offset": 8388600, "data": b"123456789"}, "data"),
+            ({"offset": 8388609, "data": b"x"}, "offset"),
+            ({"offset": -1}, "offset"),
+            ({"offset": ...}, "offset"),
+            ({"attempt": 0}, "attempt"),
+            ({"attempt": ...}, "attempt"),
+            ({"attempt": True}, "attempt"),
+            ({"attempt": 2**32}, "attempt"),
+            ({"step": 16}, "step"),
+            ({"step": "0"}, "step"),
+            ({"job_id": ""}, "job_id"),
+            ({"job_id": ...}, "job_id"),
+            ({"job_id": "j" * 129}, "job_id"),
+            ({"tenant": ".hidden"}, "tenant"),
+            ({"tenant": "a/b"}, "tenant"),
+        ]
+        for fields, field in cases:
+            with self.subTest(fields={k: (v if not isinstance(v, bytes) or len(v) < 16
+                                          else f"{len(v)} bytes") for k, v in fields.items()}):
+                body = self.output_body(**fields)
+                with self.assertRaises(paddock_client.DecodeError) as caught:
+                    paddock_client.decode_output(body)
+                self.assertEqual(caught.exception.field, field, caught.exception)
+                e = paddock_client._decode_message([b"PDK1", b"\x11", body])
+                self.assertEqual(e.kind, "invalid")
+                self.assertTrue(e.message.startswith(field + ": "), e.message)
+        # At the cap exactly is fine.
+        self.assertEqual(paddock_client.decode_output(
+            self.output_body(offset=8388605, data=b"end"))["offset"], 8388605)
+        # Not a map, trailing bytes, no body, two bodies.
+        with self.assertRaises(paddock_client.DecodeError) as caught:
+            paddock_client.decode_output(paddock_client._pack(["live-1"]))
+        self.assertEqual(caught.exception.field, "body")
+        dec = paddock_client._decode_message
+        self.assertEqual(dec([b"PDK1", b"\x11", self.output_body() + b"\x00"]).kind, "invalid")
+        self.assertEqual(dec([b"PDK1", b"\x11"]).kind, "invalid")
+        self.assertEqual(dec([b"PDK1", b"\x11", self.output_body(), self.output_body()]).kind,
+                         "invalid")
+
+    def test_run_streaming_yields_output_then_the_final_event(self):
+        pack = paddock_client._pack
+
+        class Fake(Client):
+            """A client whose broker is a script of answers (no socket I/O)."""
+
+            def __init__(self, answers):
+                super().__init__("tcp://127.0.0.1:1")
+                self.answers = list(answers)
+                self.sent = []
+
+            def submit(self, requests):
+                self.sent.extend(requests)
+                return [r["job_id"] for r in requests]
+
+            def next_event(self, timeout_ms):
+                if not self.answers:
+                    return None
+                return paddock_client._decode_message([b"PDK1"] + self.answers.pop(0))
+
+        def out(job_id, offset, data):
+            return [b"\x11", pack({"job_id": job_id, "attempt": 1, "stream": "stdout",
+                                   "offset": offset, "data": data})]
+
+        with Fake([[b"\x05", pack({"job_ids": ["s-1"]})], out("s-1", 0, b"a"),
+                   out("other", 0, b"z"), out("s-1", 1, b"b"),
+                   [b"\x07", pack({"job_id": "other"})],
+                   [b"\x07", pack({"job_id": "s-1", "stdout": b"ab"})],
+                   out("s-1", 2, b"never")]) as fake:
+            events = list(fake.run_streaming(paddock_client.job("s-1", ["echo"])))
+            self.assertEqual(fake.sent, [{"job_id": "s-1", "argv": ["echo"], "stream": True}])
+        self.assertEqual([(e.kind, e.job_id) for e in events],
+                         [("output", "s-1"), ("output", "s-1"), ("result", "s-1")])
+        self.assertEqual(b"".join(e.data for e in events[:2]), events[2].body["stdout"])
+
+        with Fake([out("s-2", 0, b"a")]) as fake:
+            it = fake.run_streaming({"job_id": "s-2", "argv": ["x"], "stream": True},
+                                    timeout_s=0.05)
+            self.assertEqual(next(it).data, b"a")
+            with self.assertRaises(TimeoutError) as caught:
+                next(it)
+            self.assertEqual(caught.exception.outputs, 1)
+        with Client("tcp://127.0.0.1:1") as client:
+            with self.assertRaises(paddock_client.ProtocolError):
+                next(client.run_streaming({"argv": ["x"]}))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -4,7 +4,9 @@ the bytes the C++ decoders are tested against (tests/unit/codec_test.cc).
 Valid vectors: every field listed in the manifest's "expect" has that value once the protocol's
 defaults (PROTOCOL.md, "Bodies") are applied. Invalid vectors: those the C++ decoder refuses at
 the msgpack level (error_field "body") are structurally broken for Python too; the others are
-well-formed maps whose fault is semantic, on a field PROTOCOL.md defines.
+well-formed maps whose fault is semantic, on a field PROTOCOL.md defines. OUTPUT bodies
+(OutputChunk) are read by the Python client's own decoder (paddock_client.decode_output), which
+must accept the valid ones and refuse the invalid ones naming the same field as the C++ decoder.
 """
 
 import json
@@ -13,6 +15,8 @@ import re
 import unittest
 
 import msgpack
+
+import paddock_client
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("PADDOCK_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
@@ -23,7 +27,7 @@ MAX_DEPTH = 6
 REQUEST_DEFAULTS = {
     "image": "default", "env": {}, "stdin": b"", "files": [], "files_out": [], "vcpus": 1,
     "mem_mib": 128, "timeout_ms": 30000, "output_cap": 1048576, "egress": [], "priority": 0,
-    "deadline_ms": 0, "tags": {}, "steps": [], "stop_on_failure": True,
+    "deadline_ms": 0, "tags": {}, "steps": [], "stop_on_failure": True, "stream": False,
 }
 STEP_DEFAULTS = {"env": {}, "stdin": b"", "files_out": []}
 RESULT_DEFAULTS = {
@@ -50,6 +54,7 @@ FIELDS = {
     "Credit": {"credits"},
     "Accepted": {"job_ids"},
     "JobRef": {"job_id", "tenant"},
+    "OutputChunk": {"job_id", "tenant", "attempt", "step", "stream", "offset", "data"},
 }
 BYTES_KEYS = ("stdin", "stdout", "stderr", "data")
 
@@ -120,6 +125,7 @@ READERS = {
     "Credit": dict,
     "Accepted": dict,
     "JobRef": lambda b: with_defaults(b, {"tenant": ""}),
+    "OutputChunk": lambda b: dict({"tenant": ""}, **paddock_client._output_fields(b)),
 }
 
 
@@ -230,6 +236,22 @@ class VectorTest(unittest.TestCase):
                 self.assertIsInstance(body, dict)
                 root = re.split(r"[.\[]", entry["error_field"])[0]
                 self.assertIn(root, FIELDS[entry["type"]])
+
+    def test_output_vectors_with_the_python_client_decoder(self):
+        entries = [e for e in load_manifest() if e["type"] == "OutputChunk"]
+        self.assertGreaterEqual(sum(e["valid"] for e in entries), 2)
+        self.assertGreaterEqual(sum(not e["valid"] for e in entries), 4)
+        for entry in entries:
+            with self.subTest(file=entry["file"]):
+                data = read_vector(entry)
+                if entry["valid"]:
+                    got = dict({"tenant": ""}, **paddock_client.decode_output(data))
+                    self.assertEqual({k: got[k] for k in entry["expect"]},
+                                     expected(entry["expect"]))
+                else:
+                    with self.assertRaises(paddock_client.DecodeError) as caught:
+                        paddock_client.decode_output(data)
+                    self.assertEqual(caught.exception.field, entry["error_field"])
 
     def test_unknown_error_code_is_kept_as_a_number(self):
         entry = next(e for e in load_manifest() if e["file"] == "job_error_unknown_code.msgpack")

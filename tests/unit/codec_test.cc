@@ -169,7 +169,8 @@ json to_json(const sc::JobRequest& r) {
           {"deadline_ms", r.deadline_ms},
           {"tags", r.tags},
           {"steps", steps},
-          {"stop_on_failure", r.stop_on_failure}};
+          {"stop_on_failure", r.stop_on_failure},
+          {"stream", r.stream}};
 }
 
 json files_json(const std::vector<sc::FileOut>& out) {
@@ -251,6 +252,15 @@ json to_json(const sc::Ready& r) {
 json to_json(const sc::Credit& c) { return {{"credits", c.credits}}; }
 json to_json(const sc::Accepted& a) { return {{"job_ids", a.job_ids}}; }
 json to_json(const sc::JobRef& r) { return {{"job_id", r.job_id}, {"tenant", r.tenant}}; }
+json to_json(const sc::OutputChunk& o) {
+  return {{"job_id", o.job_id},
+          {"tenant", o.tenant},
+          {"attempt", o.attempt},
+          {"step", o.step ? json(*o.step) : json(nullptr)},
+          {"stream", o.stream == sc::OutputStream::kStderr ? "stderr" : "stdout"},
+          {"offset", o.offset},
+          {"data", jbytes(o.data)}};
+}
 
 // The manifest writes UTF-8 byte fields as plain strings; turn them into {"hex"} like to_json.
 json normalize_bytes(const json& v, const std::string& key = "") {
@@ -285,6 +295,7 @@ std::variant<json, sc::DecodeError> decode_as(const std::string& type, std::stri
   if (type == "Credit") return conv(sc::decode_credit(bytes));
   if (type == "Accepted") return conv(sc::decode_accepted(bytes));
   if (type == "JobRef") return conv(sc::decode_job_ref(bytes));
+  if (type == "OutputChunk") return conv(sc::decode_output(bytes));
   FAIL("unknown vector type " << type);
   return sc::DecodeError{};
 }
@@ -1162,7 +1173,7 @@ const std::map<sc::Direction, std::vector<Legal>> kTable = {
     {sc::Direction::kClientToBroker,
      {{0x01, 1, 1024}, {0x02, 1, 1}, {0x03, 1, 1024}, {0x04, 0, 1}}},
     {sc::Direction::kBrokerToClient,
-     {{0x05, 1, 1}, {0x06, 1, 1}, {0x07, 1, 1}, {0x08, 1, 1}, {0x09, 0, 1}}},
+     {{0x05, 1, 1}, {0x06, 1, 1}, {0x07, 1, 1}, {0x08, 1, 1}, {0x09, 0, 1}, {0x11, 1, 1}}},
     {sc::Direction::kWorkerToBroker,
      {{0x0A, 1, 1},
       {0x0B, 1, 1},
@@ -1170,7 +1181,8 @@ const std::map<sc::Direction, std::vector<Legal>> kTable = {
       {0x07, 1, 1},
       {0x08, 1, 1},
       {0x0D, 0, 0},
-      {0x0F, 0, 0}}},
+      {0x0F, 0, 0},
+      {0x11, 1, 1}}},
     {sc::Direction::kBrokerToWorker,
      {{0x0E, 1, 1}, {0x02, 1, 1}, {0x0C, 0, 0}, {0x0D, 0, 0}, {0x10, 0, 0}}},
 };
@@ -1342,7 +1354,7 @@ TEST_CASE("vectors: every vector of schemas/vectors/manifest.json decodes as exp
   CHECK(valid >= 15);
   CHECK(invalid >= 20);
   CHECK(types == std::set<std::string>{"JobRequest", "JobResult", "JobError", "JobDispatch",
-                                       "Ready", "Credit", "Accepted", "JobRef"});
+                                       "Ready", "Credit", "Accepted", "JobRef", "OutputChunk"});
 }
 
 TEST_CASE("vectors: valid vectors survive a C++ re-encode and decode unchanged") {
@@ -1364,6 +1376,7 @@ TEST_CASE("vectors: valid vectors survive a C++ re-encode and decode unchanged")
     if (type == "Credit") again = sc::encode(*sc::decode_credit(bytes));
     if (type == "Accepted") again = sc::encode(*sc::decode_accepted(bytes));
     if (type == "JobRef") again = sc::encode(*sc::decode_job_ref(bytes));
+    if (type == "OutputChunk") again = sc::encode(*sc::decode_output(bytes));
     const auto second = decode_as(type, again);
     REQUIRE(std::holds_alternative<json>(second));
     CHECK(std::get<json>(first) == std::get<json>(second));

@@ -19,8 +19,29 @@ required; ``stdin`` and file ``data`` may be ``bytes`` or ``str`` and are sent a
 worker must have it, else the job ends with ERROR 106 UnknownImage)::
 
     finals = client.run_jobs([job("py-1", ["python3", "-c", "print(1)"], image="python")])
+
 The client does not validate requests: the broker answers an invalid one with ERROR 100
 InvalidRequest, whose message names the field.
+
+Live output (PROTOCOL.md, "Live output"): a request with ``stream: true`` (``job(...,
+stream=True)``, ``steps_job(..., stream=True)``) makes the broker send this connection OUTPUT
+messages, chunks of the job's stdout and stderr as it writes them, before its RESULT. Each is an
+Event of kind ``"output"`` with ``job_id``, ``attempt``, ``step`` (the 0-based step of a job with
+steps, None otherwise), ``stream`` ("stdout" or "stderr"), ``offset`` (of the chunk's first byte
+in that stream of that attempt and step) and ``data`` (bytes, 1..65536 of them).
+:meth:`Client.run_streaming` submits one job with ``stream`` set and yields its OUTPUT events as
+they arrive, then its final RESULT, ERROR or REJECTED event::
+
+    for event in client.run_streaming(job("build-1", ["make"]), timeout_s=600):
+        if event.kind == "output":
+            out = sys.stdout if event.stream == "stdout" else sys.stderr
+            out.buffer.write(event.data)
+        else:
+            final = event
+
+Chunks of one stream come in order, but one may be dropped on the way: a gap shows as an offset
+past the bytes seen so far. A retry (a new attempt) starts its streams again at offset 0. The
+RESULT stays authoritative: it carries the whole (capped) output.
 
 CURVE (README.md, "Operating Paddock"): give the broker's public key and this submitter's secret
 key file, as written by ``paddock keys generate``::
@@ -42,7 +63,9 @@ import msgpack
 import zmq
 
 __all__ = ["Client", "Event", "ProtocolError", "CODES", "RETRYABLE_CODES", "code_name", "job",
-           "PROTOCOL_TAG", "MAX_BODIES_PER_MESSAGE", "KeyFileError", "read_secret_key", "read_public_key"]
+           "decode_output", "DecodeError", "PROTOCOL_TAG",
+           "MAX_BODIES_PER_MESSAGE", "MAX_OUTPUT_CHUNK", "MAX_OUTPUT_CAP", "KeyFileError",
+           "read_secret_key", "read_public_key"]
 
 PROTOCOL_TAG = b"PDK1"
 MAX_BODIES_PER_MESSAGE = 1024
@@ -59,6 +82,7 @@ REJECTED = 0x06
 RESULT = 0x07
 ERROR = 0x08
 PONG = 0x09
+OUTPUT = 0x11
 
 # Broker -> client commands: event kind and allowed body counts.
 _BROKER_TO_CLIENT = {
@@ -67,6 +91,7 @@ _BROKER_TO_CLIENT = {
     RESULT: ("result", 1, 1),
     ERROR: ("error", 1, 1),
     PONG: ("pong", 0, 1),
+    OUTPUT: ("output", 1, 1),
 }
 
 # Outcome codes (PROTOCOL.md, "Codes"). Codes are forever; an unknown code is kept as a number.
@@ -102,6 +127,15 @@ CODES = {
 # rule is not retryable; 7 Unsupported for a full disk, not listed here, is).
 RETRYABLE_CODES = frozenset({8, 9, 10, 11, 13, 102, 103})
 
+# OUTPUT limits (PROTOCOL.md, "Limits"): the data of one chunk, and the end (offset + size) of any
+# chunk of a stream, which is never past the largest output_cap.
+MAX_OUTPUT_CHUNK = 64 << 10
+MAX_OUTPUT_CAP = 8 << 20
+MAX_JOB_ID = 128
+MAX_TENANT = 64
+MAX_STEPS = 16
+_TENANT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
 # Limits applied when unpacking the broker's bodies (PROTOCOL.md, "Limits").
 _UNPACK_LIMITS = dict(max_str_len=1 << 20, max_bin_len=MAX_FRAME_BYTES, max_array_len=4096,
                       max_map_len=256, max_ext_len=0)
@@ -112,12 +146,15 @@ def code_name(code):
     return CODES.get(code, "Unknown")
 
 
-def job(job_id, argv, image=None, **fields):
+def job(job_id, argv, image=None, stream=False, **fields):
     """A JobRequest dict: `job_id`, `argv` (a list of str), `image` when given (the broker's
-    default is "default"), and any other JobRequest field by name (timeout_ms=..., env=...)."""
+    default is "default"), ``stream: True`` when `stream` (live output: OUTPUT events before the
+    RESULT), and any other JobRequest field by name (timeout_ms=..., env=...)."""
     request = {"job_id": job_id, "argv": list(argv)}
     if image is not None:
         request["image"] = image
+    if stream:
+        request["stream"] = True
     request.update(fields)
     return request
 
@@ -130,16 +167,19 @@ def step(argv, **fields):
     return entry
 
 
-def steps_job(job_id, steps, image=None, stop_on_failure=True, **fields):
+def steps_job(job_id, steps, image=None, stop_on_failure=True, stream=False, **fields):
     """A JobRequest dict of a job with steps, run in order in one VM (files and the working
     directory persist between them): `steps` a list of :func:`step` dicts; after one that fails
-    the rest run only with ``stop_on_failure=False``. Other JobRequest fields by name (files=...,
-    timeout_ms=... bounds all steps together)."""
+    the rest run only with ``stop_on_failure=False``. ``stream=True`` asks for live output (each
+    OUTPUT event names its step). Other JobRequest fields by name (files=..., timeout_ms=...
+    bounds all steps together)."""
     request = {"job_id": job_id, "steps": [dict(s) for s in steps]}
     if image is not None:
         request["image"] = image
     if not stop_on_failure:
         request["stop_on_failure"] = False
+    if stream:
+        request["stream"] = True
     request.update(fields)
     return request
 
@@ -148,16 +188,28 @@ class ProtocolError(Exception):
     """Raised for a local misuse of the protocol (e.g. more than 1024 requests in one SUBMIT)."""
 
 
+class DecodeError(ValueError):
+    """A body that breaks the protocol: `field` names the faulty field as the C++ DecodeError
+    does ("body" for a msgpack-level problem), `reason` says what is wrong."""
+
+    def __init__(self, field, reason):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
 class Event:
     """One answer from the broker.
 
     Attributes:
-      kind: 'accepted', 'rejected', 'result', 'error', 'pong' or 'invalid'.
+      kind: 'accepted', 'rejected', 'result', 'error', 'pong', 'output' or 'invalid'.
       body: the decoded msgpack body (a dict; bin fields are bytes, str fields are str). For
         'accepted' it is {"job_ids": [...]}; for 'pong' the PING's body ({} when none); for
         'invalid' {"detail": "<what was wrong>", "frames": [...raw frames...]}. A 'result'
         body has PROTOCOL.md's JobResult fields, among them "warm" (bool) and "template" (the
         template VM a warm job's clone came from; absent from older workers, "" when cold).
+        An 'output' body is :func:`decode_output`'s dict (job_id, attempt, step, stream,
+        offset, data; the properties of the same names read it).
     """
 
     __slots__ = ("kind", "body")
@@ -222,6 +274,32 @@ class Event:
         return self.kind == "rejected" and self.code == 108
 
     @property
+    def attempt(self):
+        """OUTPUT: the attempt (1 for the first run, higher after a retry); None otherwise."""
+        return self.body.get("attempt") if self.kind == "output" else None
+
+    @property
+    def step(self):
+        """OUTPUT of a job with steps: the step (0-based); None otherwise."""
+        return self.body.get("step") if self.kind == "output" else None
+
+    @property
+    def stream(self):
+        """OUTPUT: "stdout" or "stderr"; None otherwise."""
+        return self.body.get("stream") if self.kind == "output" else None
+
+    @property
+    def offset(self):
+        """OUTPUT: the offset of data's first byte in its stream (of that attempt and step);
+        None otherwise."""
+        return self.body.get("offset") if self.kind == "output" else None
+
+    @property
+    def data(self):
+        """OUTPUT: the chunk's bytes (1..65536); None otherwise."""
+        return self.body.get("data") if self.kind == "output" else None
+
+    @property
     def is_final(self):
         """True when the event ends its job: RESULT, ERROR (naming a job) or REJECTED."""
         return self.kind in ("result", "error", "rejected") and bool(self.job_id)
@@ -235,6 +313,10 @@ class Event:
                      else "cold")
             return (f"Event(result, job_id={self.job_id!r}, "
                     f"exit_code={self.body.get('exit_code')}, {start})")
+        if self.kind == "output":
+            return (f"Event(output, job_id={self.job_id!r}, attempt={self.attempt}, "
+                    f"step={self.step}, {self.stream}, offset={self.offset}, "
+                    f"{len(self.data)} bytes)")
         return f"Event({self.kind}, {self.body!r})"
 
 
@@ -276,6 +358,84 @@ def _unpack_body(frame):
     return body
 
 
+def _uint(body, key, low, high, required):
+    """body[key] as an int in low..high (None when absent or nil and not required)."""
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise DecodeError(key, "required")
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise DecodeError(key, f"expected integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise DecodeError(key, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _output_fields(body):
+    """The OUTPUT fields of an unpacked body, checked in the C++ decoder's order."""
+    job_id = body.get("job_id")
+    if job_id is None:
+        raise DecodeError("job_id", "required")
+    if not isinstance(job_id, str):
+        raise DecodeError("job_id", f"expected string, got {type(job_id).__name__}")
+    if len(job_id.encode("utf-8")) > MAX_JOB_ID:
+        raise DecodeError("job_id", f"longer than {MAX_JOB_ID} bytes")
+    if not job_id:
+        raise DecodeError("job_id", "must not be empty")
+    tenant = body.get("tenant")
+    if tenant is not None:
+        if not isinstance(tenant, str):
+            raise DecodeError("tenant", f"expected string, got {type(tenant).__name__}")
+        if len(tenant.encode("utf-8")) > MAX_TENANT:
+            raise DecodeError("tenant", f"longer than {MAX_TENANT} bytes")
+        if tenant and (tenant.startswith(".") or not set(tenant) <= _TENANT_CHARS):
+            raise DecodeError("tenant", "must be 1-64 characters of [A-Za-z0-9._-], not "
+                                        "starting with '.'")
+    out = {"job_id": job_id,
+           "attempt": _uint(body, "attempt", 1, 2**32 - 1, True),
+           "step": _uint(body, "step", 0, MAX_STEPS - 1, False)}
+    stream = body.get("stream")
+    if stream is None:
+        raise DecodeError("stream", "required")
+    if not isinstance(stream, str):
+        raise DecodeError("stream", f"expected string, got {type(stream).__name__}")
+    if stream not in ("stdout", "stderr"):
+        raise DecodeError("stream", 'must be "stdout" or "stderr"')
+    out["stream"] = stream
+    out["offset"] = _uint(body, "offset", 0, MAX_OUTPUT_CAP, True)
+    data = body.get("data")
+    if data is None:
+        data = b""
+    elif isinstance(data, str):  # bytes sent as str: bytes all the same
+        data = data.encode("utf-8")
+    elif not isinstance(data, bytes):
+        raise DecodeError("data", f"expected bytes, got {type(data).__name__}")
+    if len(data) > MAX_OUTPUT_CHUNK:
+        raise DecodeError("data", f"longer than {MAX_OUTPUT_CHUNK} bytes")
+    if not data:
+        raise DecodeError("data", "must not be empty")
+    if out["offset"] + len(data) > MAX_OUTPUT_CAP:
+        raise DecodeError("data", f"ends past {MAX_OUTPUT_CAP} bytes of the stream (offset + "
+                                  f"size), more than any output cap")
+    out["data"] = data
+    if tenant:
+        out["tenant"] = tenant
+    return out
+
+
+def decode_output(frame):
+    """An OUTPUT body (msgpack bytes) as a dict: job_id (str), attempt (int >= 1), step (int
+    0..15, None when absent: a job without steps), stream ("stdout" or "stderr"), offset (int),
+    data (bytes, 1..65536, offset + size <= 8 MiB), and tenant (str) when the body has one (a
+    worker's OUTPUT; the broker strips it). Raises DecodeError naming the faulty field."""
+    try:
+        body = _unpack_body(frame)
+    except Exception as e:  # msgpack raises several types: all mean a bad body
+        raise DecodeError("body", str(e)) from None
+    return _output_fields(body)
+
+
 def _decode_message(frames):
     """Frames of one broker -> client message as an Event ('invalid' when they break the
     protocol)."""
@@ -305,6 +465,11 @@ def _decode_message(frames):
         return invalid("code: required")
     if kind == "result" and not isinstance(body.get("job_id"), str):
         return invalid("job_id: required")
+    if kind == "output":
+        try:
+            body = _output_fields(body)
+        except DecodeError as e:
+            return invalid(str(e))
     return Event(kind, body)
 
 
@@ -567,3 +732,41 @@ class Client:
             err.missing = sorted(pending)
             raise err
         return results
+
+    def run_streaming(self, request, timeout_s=60.0):
+        """Submits one request with ``stream: True`` (set on a copy when not already) and yields
+        its job's events as they arrive: its OUTPUT events ('output', in the order received),
+        then its final RESULT, ERROR or REJECTED event, after which the iteration stops.
+
+        Events of other jobs received meanwhile are dropped, as run_jobs drops them. Raises
+        TimeoutError if no final answer arrives within timeout_s of the submit (its `outputs`
+        attribute counts the OUTPUT events yielded). The request must have a non-empty str
+        job_id. A generator: the SUBMIT is sent when the iteration starts. Stopping the iteration
+        early leaves the job running (see cancel).
+        """
+        if not isinstance(request, dict):
+            raise TypeError(f"a request is a dict, got {type(request).__name__}")
+        job_id = request.get("job_id")
+        if not isinstance(job_id, str) or not job_id:
+            raise ProtocolError("run_streaming needs a non-empty str job_id")
+        if request.get("stream") is not True:
+            request = dict(request, stream=True)
+        self.submit([request])
+        deadline = time.monotonic() + timeout_s
+        outputs = 0
+        while True:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                err = TimeoutError(f"job {job_id!r} unanswered after {timeout_s}s "
+                                   f"({outputs} output chunk(s) received)")
+                err.outputs = outputs
+                raise err
+            event = self.next_event(left_ms)
+            if event is None or event.job_id != job_id:
+                continue
+            if event.kind == "output":
+                outputs += 1
+                yield event
+            elif event.is_final:
+                yield event
+                return
