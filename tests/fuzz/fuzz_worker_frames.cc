@@ -1,10 +1,12 @@
 // libFuzzer target: a worker -> broker message, handled as the broker does (parse_envelope,
-// then decode_ready / decode_credit / decode_job_result / decode_job_error / decode_worker_status,
+// then decode_ready / decode_credit / decode_job_result / decode_job_error / decode_worker_status /
+// decode_output,
 // and view_job_result / view_job_error, which the broker runs instead of the two decoders).
 #include <cstddef>
 #include <cstdint>
 
 #include "frames.h"
+#include "paddock/schemas/codec.h"
 #include "paddock/schemas/frames.h"
 #include "paddock/schemas/outcome_view.h"
 
@@ -51,6 +53,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       auto r = sc::decode_worker_status(env->bodies.at(0));
       paddock::fuzz::check_error(r);
       paddock::fuzz::check_round_trip(r, sc::decode_worker_status);
+      break;
+    }
+    case sc::Command::kOutput: {
+      auto r = sc::decode_output(env->bodies.at(0));
+      paddock::fuzz::check_error(r);
+      paddock::fuzz::check_round_trip(r, sc::decode_output);
+      // What the broker forwards (tenant removed) decodes as the submitter's client does.
+      if (r) {
+        auto forwarded = r.value();
+        forwarded.tenant.clear();
+        if (!sc::decode_output(sc::encode(forwarded))) __builtin_trap();
+      }
       break;
     }
     case sc::Command::kDisconnect:

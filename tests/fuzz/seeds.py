@@ -29,7 +29,8 @@ def frames(*parts):
     return b"".join(struct.pack("<H", min(len(p), 0xFFFF)) + p for p in parts)
 
 client = {"JobRequest": [0x01], "JobRef": [0x02, 0x03]}
-worker = {"Ready": [0x0A], "Credit": [0x0B], "JobResult": [0x07], "JobError": [0x08]}
+worker = {"Ready": [0x0A], "Credit": [0x0B], "JobResult": [0x07], "JobError": [0x08],
+          "OutputChunk": [0x11]}
 out = {"fuzz_client_frames": [frames(b"PDK1", b"\x04"), frames(b"PDK1", b"\x04", b"\x80")],
        "fuzz_worker_frames": [frames(b"PDK1", b"\x0c"), frames(b"PDK1", b"\x0f")],
        "fuzz_job_dispatch": [], "fuzz_outcome_view": []}
@@ -74,6 +75,12 @@ out["fuzz_agent_frames"] = [
           {"v": 1, "id": 4, "ok": True, "op": "shutdown"}),
     b"\x00\x00\x00\x00" + agent({"v": 1, "id": 1, "op": "ping"}),
     agent(dict(result, exit_code=137, signal=9, stdout=b"", files=[], oom_killed=True)),
+    agent(dict(exec_req, stream=True),
+          {"v": 1, "id": 2, "ok": True, "op": "output", "stream": "stdout", "offset": 0,
+           "data": b"hi\n"},
+          {"v": 1, "id": 2, "ok": True, "op": "output", "stream": "stderr", "offset": 0,
+           "data": b"warn\n"},
+          result),
     agent({"v": 1, "id": 5, "op": "refresh", "entropy": bytes(range(64)),
            "unix_time_ns": 1700000000123456789, "hostname": "clone-0042"},
           {"v": 1, "id": 5, "ok": True, "op": "refreshed",

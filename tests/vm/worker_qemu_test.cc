@@ -7,6 +7,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <set>
 
 #include "../integration/harness.h"
@@ -293,6 +295,7 @@ TEST_CASE(
     j.steps.push_back(step({"/bin/sh", "prepared.sh"}, in));
   }
   j.stop_on_failure = false;  // a grader runs every test case
+  j.stream = true;            // and its output comes live, step by step
   c.submit(j);
   auto answers = collect(c, {"grader-1"}, 300s);
   REQUIRE_MESSAGE(answers.all_exactly_once({"grader-1"}), slurp(worker->log() + ".err"));
@@ -318,6 +321,72 @@ TEST_CASE(
   }
   CHECK(r.exit_code == 0);  // the last step's
   CHECK(r.stdout_data.empty());
+  // Each step's output came live too, marked with its step.
+  std::map<std::pair<uint32_t, int>, std::string> live;
+  for (const auto& e : answers.others) {
+    if (e.kind != client::Event::Kind::kOutput) continue;
+    REQUIRE(e.output.step.has_value());
+    auto& got = live[{*e.output.step, static_cast<int>(e.output.stream)}];
+    CHECK(e.output.offset == got.size());
+    got += e.output.data;
+  }
+  CHECK(live[{0u, 1}] == boot);
+  CHECK(live[{3u, 2}] == "negative: -4\n");
+  CHECK(live[{5u, 1}] == "144 " + boot);
+  worker->signal(SIGTERM);
+  auto code = worker->wait_for(30s);
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CHECK(testing::nothing_left_in(run_dir));
+  CHECK(qemu_processes_under(run_dir) == 0);
+  fs::remove_all(run_dir);
+  fs::remove_all(run_dir + "-snap");
+}
+
+TEST_CASE(
+    "qemu worker: a streaming job's first line reaches its submitter seconds before its RESULT") {
+  if (!vm_tests_can_run()) return;
+  TempDir dir;
+  const std::string run_dir = "/run/paddock-test-stream-" + std::to_string(::getpid());
+  HostNetns host;
+  auto broker = start_broker(dir);
+  auto worker = start_worker(
+      dir, broker.worker_endpoint, "streamw", 1,
+      {"--backend", "qemu", "--image-dir", guest_image_dir(), "--run-dir", run_dir,
+       "--snapshot-dir", run_dir + "-snap", "--warm", "off", "--net-host-netns", host.name});
+  client::Client c(broker.client_endpoint);
+  schemas::JobRequest j;
+  j.job_id = "live-1";
+  j.timeout_ms = 120'000;
+  j.argv = {"/bin/sh", "-c", "echo first; sleep 3; echo second"};
+  j.stream = true;
+  c.submit(j);
+  using Clock = std::chrono::steady_clock;
+  std::optional<Clock::time_point> first_at, result_at;
+  std::string streamed;
+  std::optional<client::Event> final;
+  const auto deadline = Clock::now() + 300s;
+  while (!final && Clock::now() < deadline) {
+    auto ev = c.next(1000ms);
+    if (!ev) continue;
+    if (ev->kind == client::Event::Kind::kOutput) {
+      CHECK(ev->output.offset == streamed.size());
+      streamed += ev->output.data;
+      if (!first_at && streamed.find("first\n") != std::string::npos) first_at = Clock::now();
+    } else if (ev->kind == client::Event::Kind::kResult ||
+               ev->kind == client::Event::Kind::kError) {
+      result_at = Clock::now();
+      final = std::move(ev);
+    }
+  }
+  REQUIRE_MESSAGE(final.has_value(), slurp(worker->log() + ".err"));
+  REQUIRE_MESSAGE(final->kind == client::Event::Kind::kResult, final->error.message);
+  CHECK(final->result.stdout_data == "first\nsecond\n");
+  CHECK(streamed == "first\nsecond\n");
+  REQUIRE(first_at.has_value());
+  const auto ahead = std::chrono::duration_cast<std::chrono::milliseconds>(*result_at - *first_at);
+  MESSAGE("\"first\" came " << ahead.count() << " ms before the RESULT");
+  CHECK(ahead >= 2000ms);  // the guest sleeps 3 s between the lines
   worker->signal(SIGTERM);
   auto code = worker->wait_for(30s);
   REQUIRE(code.has_value());
