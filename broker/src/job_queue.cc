@@ -39,7 +39,7 @@ std::vector<std::string> Routes::all() const {
 }
 
 QueuedRequest QueuedRequest::of(const schemas::JobRequest& request, std::string encoded) {
-  return QueuedRequest{request.job_id,    request.image,    request.priority,
+  return QueuedRequest{request.job_id,      request.image,      request.priority,
                        request.deadline_ms, request.timeout_ms, request.vcpus,
                        request.mem_mib,     request.stream,     std::move(encoded)};
 }

@@ -17,12 +17,9 @@ constexpr Rule kClientToBroker[] = {{Command::kSubmit, 1, limits::kMaxBodiesPerM
                                     {Command::kCancel, 1, 1},
                                     {Command::kFetch, 1, limits::kMaxBodiesPerMessage},
                                     {Command::kPing, 0, 1}};
-constexpr Rule kBrokerToClient[] = {{Command::kAccepted, 1, 1},
-                                    {Command::kRejected, 1, 1},
-                                    {Command::kResult, 1, 1},
-                                    {Command::kError, 1, 1},
-                                    {Command::kPong, 0, 1},
-                                    {Command::kOutput, 1, 1}};
+constexpr Rule kBrokerToClient[] = {{Command::kAccepted, 1, 1}, {Command::kRejected, 1, 1},
+                                    {Command::kResult, 1, 1},   {Command::kError, 1, 1},
+                                    {Command::kPong, 0, 1},     {Command::kOutput, 1, 1}};
 constexpr Rule kWorkerToBroker[] = {{Command::kReady, 1, 1},     {Command::kCredit, 1, 1},
                                     {Command::kHeartbeat, 0, 1}, {Command::kResult, 1, 1},
                                     {Command::kError, 1, 1},     {Command::kDisconnect, 0, 0},

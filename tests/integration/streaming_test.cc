@@ -236,7 +236,8 @@ TEST_CASE("streaming: a retried attempt's stream starts again, marked by its att
   REQUIRE(victim->wait_for(5s).has_value());
   auto survivor =
       start_worker(dir, broker.worker_endpoint, "survivor", 1, {"--heartbeat-ms", "100"});
-  REQUIRE(read_until(c, seen, [&] { return has_final(seen); }, 60s));
+  REQUIRE(read_until(
+      c, seen, [&] { return has_final(seen); }, 60s));
   REQUIRE(seen.back().kind == Kind::kResult);
   const auto& r = seen.back().result;
   CHECK(r.attempt == 2);

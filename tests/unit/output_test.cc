@@ -149,11 +149,12 @@ TEST_CASE("output: the agent protocol's output reply round-trips and keeps its l
   CHECK(back->exec.stream);
 }
 
-TEST_CASE("output: the agent client gives a streaming exec's pieces to its sink before the result") {
+TEST_CASE(
+    "output: the agent client gives a streaming exec's pieces to its sink before the result") {
   FakeAgent a(on_exec([](FakeAgent& f, const agent::Request& r) {
     REQUIRE(r.exec.stream);
-    for (const auto& [offset, text] : std::vector<std::pair<uint64_t, std::string>>{
-             {0, "first\n"}, {6, "second\n"}}) {
+    for (const auto& [offset, text] :
+         std::vector<std::pair<uint64_t, std::string>>{{0, "first\n"}, {6, "second\n"}}) {
       agent::Reply piece;
       piece.id = r.id;
       piece.kind = agent::ReplyKind::kOutput;

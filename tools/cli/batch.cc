@@ -180,10 +180,20 @@ class BatchRun {
     const auto now = Clock::now();
     if (!force && now - last_progress_ < milliseconds(200)) return;
     last_progress_ = now;
+    // The broker does not say which of a submitter's jobs run and which wait: "in flight" is
+    // both. The rate is answers per second since the start; the ETA needs the whole input read.
+    const double elapsed = std::chrono::duration<double>(now - started_).count();
+    const double rate = elapsed > 0 ? static_cast<double>(answered_) / elapsed : 0;
+    std::string eta;
+    const size_t left = in_flight_.size() + retry_.size();
+    if (reader_done_ && rate > 0) {
+      eta = ", ETA " +
+            std::to_string(static_cast<long long>(static_cast<double>(left) / rate + 0.5)) + " s";
+    }
     std::fprintf(stderr,
-                 "\r\033[Kpaddock batch: %zu answered (%zu errors), %zu in flight, %zu waiting to "
-                 "retry, %zu invalid lines",
-                 answered_, errors_, in_flight_.size(), retry_.size(), invalid_);
+                 "\r\033[Kpaddock batch: %zu answered (%zu errors), %zu in flight (queued or "
+                 "running), %zu waiting to retry, %zu invalid lines; %.1f jobs/s%s",
+                 answered_, errors_, in_flight_.size(), retry_.size(), invalid_, rate, eta.c_str());
     std::fflush(stderr);
     progress_shown_ = true;
   }
@@ -236,6 +246,7 @@ class BatchRun {
   BrokerSession& session_;
   const bool progress_;
   bool progress_shown_ = false;
+  const Clock::time_point started_ = Clock::now();
   Clock::time_point last_progress_{};
   bool reader_done_ = false;
   std::unordered_map<std::string, Pending> in_flight_;

@@ -85,9 +85,9 @@ rt::Result<StepsRun> run_steps(rt::Provider& provider, const std::string& vm_id,
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) break;  // the step before used the last of it (and timed out)
     const auto t = Clock::now();
-    auto x = run_exec(provider, vm_id,
-                      exec_request_from(req, i, static_cast<uint32_t>(left.count())), req, ctx,
-                      static_cast<uint32_t>(i), cancel);
+    auto x =
+        run_exec(provider, vm_id, exec_request_from(req, i, static_cast<uint32_t>(left.count())),
+                 req, ctx, static_cast<uint32_t>(i), cancel);
     if (!x) return x.error();
     if (x.value().cancelled) {
       run.cancelled = true;

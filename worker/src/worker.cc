@@ -209,8 +209,8 @@ std::optional<std::pair<sc::Command, std::string>> Worker::Loop::run_one(const s
   if (d.request.stream) {
     ctx.on_output = [&](std::optional<uint32_t> step, sc::OutputStream stream, uint64_t offset,
                         std::string_view data) {
-      sc::OutputChunk chunk{d.request.job_id, d.tenant,   d.attempt,          step,
-                            stream,           offset,     std::string(data)};
+      sc::OutputChunk chunk{d.request.job_id, d.tenant, d.attempt,        step,
+                            stream,           offset,   std::string(data)};
       pool_->output(task_id, sc::encode(chunk));
     };
   }

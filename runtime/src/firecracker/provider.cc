@@ -442,8 +442,10 @@ Result<ExecResult> FirecrackerProvider::exec(const std::string& vm_id, const Exe
   return exec_in_vm(*vms_, vm_id, request, std::move(cancel));
 }
 
-Result<ExecResult> FirecrackerProvider::exec_streaming(const std::string& vm_id, const ExecRequest& request,
-                                  std::stop_token cancel, const OutputSink& sink) {
+Result<ExecResult> FirecrackerProvider::exec_streaming(const std::string& vm_id,
+                                                       const ExecRequest& request,
+                                                       std::stop_token cancel,
+                                                       const OutputSink& sink) {
   return exec_in_vm(*vms_, vm_id, request, std::move(cancel), sink);
 }
 

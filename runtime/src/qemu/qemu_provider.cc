@@ -572,8 +572,9 @@ Result<ExecResult> QemuProvider::exec(const std::string& vm_id, const ExecReques
   return exec_in_vm(*vms_, vm_id, request, std::move(cancel));
 }
 
-Result<ExecResult> QemuProvider::exec_streaming(const std::string& vm_id, const ExecRequest& request,
-                                  std::stop_token cancel, const OutputSink& sink) {
+Result<ExecResult> QemuProvider::exec_streaming(const std::string& vm_id,
+                                                const ExecRequest& request, std::stop_token cancel,
+                                                const OutputSink& sink) {
   return exec_in_vm(*vms_, vm_id, request, std::move(cancel), sink);
 }
 

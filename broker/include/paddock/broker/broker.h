@@ -97,8 +97,8 @@ struct Stats {
   uint64_t undeliverable = 0;
   uint64_t output_forwarded = 0;  // OUTPUT chunks of streaming jobs sent to their submitters
   uint64_t output_dropped = 0;    // ... dropped: the submitter's pipe was full or it was gone
-  uint64_t recovered = 0;       // jobs re-queued from the journal at start
-  uint64_t retried = 0;         // retryable ERRORs sent out again after a backoff
+  uint64_t recovered = 0;         // jobs re-queued from the journal at start
+  uint64_t retried = 0;           // retryable ERRORs sent out again after a backoff
   uint64_t stale_outcomes = 0;  // worker RESULTs/ERRORs not of a job's current assignment, dropped
   uint64_t overdue = 0;         // jobs taken back from a live worker by the held-job watchdog
   uint64_t quarantined = 0;     // journal rows that failed their checksum (answered JournalDamaged)
