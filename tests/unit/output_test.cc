@@ -108,6 +108,28 @@ TEST_CASE("output: an OUTPUT body past its limits is refused naming the field") 
   CHECK(field_of(c) == "tenant");
 }
 
+TEST_CASE("output: the largest OUTPUT and agent output reply fit every hop's frame") {
+  auto c = chunk(std::string(sc::limits::kMaxOutputChunk, '\xff'),
+                 sc::limits::kMaxOutputCap - sc::limits::kMaxOutputChunk);
+  c.job_id = std::string(sc::limits::kMaxJobId, 'j');
+  c.tenant = std::string(sc::limits::kMaxTenant, 't');
+  c.attempt = UINT32_MAX;
+  c.step = static_cast<uint32_t>(sc::limits::kMaxSteps - 1);
+  const std::string body = sc::encode(c);
+  CHECK(body.size() < sc::limits::kMaxOutputChunk + 300);
+  CHECK(body.size() <= sc::limits::kMaxFrameBytes);
+  CHECK(sc::decode_output(body));
+  agent::Reply piece;
+  piece.id = UINT64_MAX;
+  piece.kind = agent::ReplyKind::kOutput;
+  piece.output = {sc::OutputStream::kStderr, agent::limits::kMaxOutputCap - c.data.size(), c.data};
+  const std::string reply = agent::encode_reply(piece);
+  CHECK(reply.size() <= agent::limits::kMaxFrameBytes);
+  CHECK(agent::decode_reply(reply));
+  static_assert(agent::limits::kMaxOutputChunk == sc::limits::kMaxOutputChunk);
+  static_assert(agent::limits::kMaxOutputCap == sc::limits::kMaxOutputCap);
+}
+
 TEST_CASE("output: a request's stream is on the wire only when asked for") {
   sc::JobRequest r;
   r.job_id = "s-1";
