@@ -3,15 +3,16 @@
 # in-memory test double backend) on ephemeral loopback ports.
 #
 # Usage: cli_test.sh CASE   (a function case_CASE below; ctest runs each as "cli: CASE")
-# Environment: PADDOCK_CLI, PADDOCK_BROKER_BIN, PADDOCK_WORKER_BIN (binaries), PADDOCK_SOURCE_DIR.
+# Environment: PADDOCK_CLI, PADDOCK_BROKER_BIN, PADDOCK_WORKER_BIN, PADDOCK_LOAD_BIN (binaries),
+# PADDOCK_SOURCE_DIR.
 # Every process a case starts is stopped on exit, whatever happens.
 set -euo pipefail
 
-for var in PADDOCK_CLI PADDOCK_BROKER_BIN PADDOCK_WORKER_BIN PADDOCK_SOURCE_DIR; do
+for var in PADDOCK_CLI PADDOCK_BROKER_BIN PADDOCK_WORKER_BIN PADDOCK_LOAD_BIN PADDOCK_SOURCE_DIR; do
   [[ -n "${!var:-}" ]] || { echo "FAIL: $var is not set (run through ctest)" >&2; exit 1; }
 done
-for bin in "$PADDOCK_CLI" "$PADDOCK_BROKER_BIN" "$PADDOCK_WORKER_BIN"; do
-  [[ -x "$bin" ]] || { echo "FAIL: binary missing: $bin (build it: ninja paddock paddock-broker paddock-worker)" >&2; exit 1; }
+for bin in "$PADDOCK_CLI" "$PADDOCK_BROKER_BIN" "$PADDOCK_WORKER_BIN" "$PADDOCK_LOAD_BIN"; do
+  [[ -x "$bin" ]] || { echo "FAIL: binary missing: $bin (build it: ninja paddock paddock-broker paddock-worker paddock-load)" >&2; exit 1; }
 done
 PY=/usr/bin/python3
 # Only in the foreground: in the background, $! would be the subshell, not the CLI.
@@ -194,6 +195,78 @@ case_submit_failover() {
     status=$?
   expect_status 0 "$status" "submit with a dead broker first"
   [[ "$out" == "hi" ]] || fail "submit with a dead broker first printed '$out'"
+}
+
+case_submit_live_output() {
+  start_cluster
+  local status=0
+  # Five lines, 20 ms apart, printed live as OUTPUT chunks: each exactly once (the RESULT, which
+  # holds them all too, adds nothing), nothing on stderr.
+  printf 'tick\n%.0s' 1 2 3 4 5 >"$tmp/want"
+  paddock submit --broker "$CLIENT" -- every 20 5 tick >"$tmp/out" 2>"$tmp/err" || status=$?
+  expect_status 0 "$status" "submit -- every 20 5 tick"
+  cmp -s "$tmp/want" "$tmp/out" || fail "submit -- every 20 5 tick printed '$(cat "$tmp/out")'"
+  [[ ! -s "$tmp/err" ]] || fail "submit -- every 20 5 tick wrote on stderr: $(cat "$tmp/err")"
+  # --no-stream: the same bytes, from the RESULT alone.
+  status=0
+  paddock submit --broker "$CLIENT" --no-stream -- every 20 5 tick >"$tmp/out.no-stream" \
+    2>"$tmp/err" || status=$?
+  expect_status 0 "$status" "submit --no-stream -- every 20 5 tick"
+  cmp -s "$tmp/want" "$tmp/out.no-stream" ||
+    fail "submit --no-stream -- every 20 5 tick printed '$(cat "$tmp/out.no-stream")'"
+  [[ ! -s "$tmp/err" ]] || fail "submit --no-stream wrote on stderr: $(cat "$tmp/err")"
+  # A job that prints a line, then times out (its next line is a minute away): the line shows
+  # while the job still runs, once (the timed-out RESULT holds it too), and the status is 124.
+  "$PADDOCK_CLI" submit --broker "$CLIENT" --timeout-ms 1500 -- every 60000 2 first \
+    >"$tmp/first.out" 2>"$tmp/first.err" &
+  local submitter=$!
+  pids+=("$submitter")
+  for _ in $(seq 1000); do
+    grep -qx first "$tmp/first.out" && break
+    kill -0 "$submitter" 2>/dev/null || break
+    sleep 0.01
+  done
+  if ! grep -qx first "$tmp/first.out" || ! kill -0 "$submitter" 2>/dev/null; then
+    fail "'first' was not printed live, while the job ran: stdout '$(cat "$tmp/first.out")'"
+  fi
+  status=0
+  wait "$submitter" || status=$?
+  expect_status 124 "$status" "submit --timeout-ms 1500 -- every 60000 2 first"
+  [[ "$(cat "$tmp/first.out")" == first ]] ||
+    fail "the timed-out job's stdout: '$(cat "$tmp/first.out")', expected 'first' once"
+  expect_in "timed out" "$tmp/first.err" "the timeout message"
+}
+
+# load_summary FILE: prints FILE's (a paddock-load JSON summary) output_chunks and output_bytes,
+# after checking that all 20 jobs ran and exited 0.
+load_summary() {
+  "$PY" - "$1" <<'PYEOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["complete"] is True and s["answered"] == 20 and s["ok"] == 20, s
+assert s["nonzero_exit"] == 0 and s["errors"] == 0, s
+print(s["output_chunks"], s["output_bytes"])
+PYEOF
+}
+
+case_load_stream() {
+  start_cluster
+  local status=0 chunks bytes
+  # --json-out: the JSON summary in a file, the text one on stdout.
+  "$PADDOCK_LOAD_BIN" --broker "$CLIENT" --stream --jobs 20 --concurrency 4 \
+    --json-out "$tmp/stream.json" -- echo hi >"$tmp/stream.txt" 2>"$tmp/err" || status=$?
+  expect_status 0 "$status" "paddock-load --stream --jobs 20 -- echo hi"
+  read -r chunks bytes < <(load_summary "$tmp/stream.json") || fail "summary: $(cat "$tmp/stream.json")"
+  [[ -n "$bytes" ]] || fail "summary: $(cat "$tmp/stream.json")"
+  ((chunks >= 20 && bytes >= 60)) || fail "--stream: $chunks output chunks, $bytes bytes; expected >= 20, >= 60"
+  expect_in "live output $chunks chunks, $bytes bytes" "$tmp/stream.txt" "the text summary"
+  status=0
+  "$PADDOCK_LOAD_BIN" --broker "$CLIENT" --jobs 20 --concurrency 4 \
+    --json-out "$tmp/plain.json" -- echo hi >"$tmp/plain.txt" 2>"$tmp/err" || status=$?
+  expect_status 0 "$status" "paddock-load --jobs 20 -- echo hi"
+  read -r chunks bytes < <(load_summary "$tmp/plain.json") || fail "summary: $(cat "$tmp/plain.json")"
+  [[ "$chunks $bytes" == "0 0" ]] || fail "without --stream: $chunks output chunks, $bytes bytes"
+  if grep -q "live output" "$tmp/plain.txt"; then fail "without --stream: $(cat "$tmp/plain.txt")"; fi
 }
 
 case_batch_json() {

@@ -278,6 +278,44 @@ class BrokerWorkerTest(unittest.TestCase):
         events = self.events_until(lambda ev: any(e.kind == "pong" for e in ev), timeout_s=10)
         self.assertEqual(events[-1].body, {"nonce": 42, "who": "py"})
 
+    def test_run_streaming_yields_live_output_then_the_result_and_nothing_after(self):
+        try:
+            events = list(self.client.run_streaming(
+                paddock_client.job("py-live", ["every", "50", "3", "tick"]),
+                timeout_s=JOB_TIMEOUT_S))
+        except TimeoutError as e:
+            self.fail(f"{e}\n{self.logs()}")
+        self.assertTrue(events, self.logs())
+        *outputs, final = events
+        self.assertEqual(final.kind, "result", f"{events}\n{self.logs()}")
+        self.assertEqual(final.job_id, "py-live")
+        self.assertEqual(final.body["exit_code"], 0)
+        self.assertEqual(final.body["stdout"], b"tick\ntick\ntick\n")
+        self.assertTrue(outputs, f"no OUTPUT before the RESULT: {events}")
+        offset = 0
+        for e in outputs:
+            self.assertEqual((e.kind, e.job_id, e.attempt, e.step, e.stream),
+                             ("output", "py-live", 1, None, "stdout"), e)
+            self.assertEqual(e.offset, offset, f"not contiguous: {outputs}")
+            offset += len(e.data)
+        self.assertEqual(b"".join(e.data for e in outputs), b"tick\ntick\ntick\n")
+        self.assertEqual(b"".join(e.data for e in outputs), final.body["stdout"])
+        # Nothing of that job comes after its RESULT: a PING's PONG, answered after anything the
+        # broker had for this connection, is the next event.
+        self.client.ping()
+        after = self.events_until(lambda ev: any(e.kind == "pong" for e in ev), timeout_s=10)
+        self.assertEqual([e.kind for e in after], ["pong"], after)
+
+    def test_a_job_without_stream_gets_no_output_events(self):
+        request = paddock_client.job("py-quiet", ["every", "20", "3", "tick"])
+        self.assertNotIn("stream", request)
+        self.client.submit([request])
+        events = self.events_until(lambda ev: any(e.is_final for e in ev))
+        self.client.ping()
+        events += self.events_until(lambda ev: any(e.kind == "pong" for e in ev), timeout_s=10)
+        self.assertEqual([e.kind for e in events], ["accepted", "result", "pong"], events)
+        self.assertEqual(events[1].body["stdout"], b"tick\ntick\ntick\n")
+
     def test_cancel_of_an_unknown_job_is_error_105(self):
         self.client.cancel("never-submitted")
         events = self.events_until(lambda ev: any(e.kind == "error" for e in ev), timeout_s=10)

@@ -162,6 +162,7 @@ class LiveOutput {
 };
 
 void write_rest(FILE* out, std::string_view data) {
+  if (data.empty()) return;  // its data() may be null, which fwrite may not be given
   std::fwrite(data.data(), 1, data.size(), out);
   std::fflush(out);
 }
