@@ -31,20 +31,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Kind = client::Event::Kind;
 
-// Reads `c`'s events into `seen` until done() or `timeout`; returns done().
-bool read_until(client::Client& c, std::vector<client::Event>& seen,
-                const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!done()) {
-    const auto now = Clock::now();
-    if (now >= deadline) return false;
-    if (auto ev = c.next(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now))) {
-      seen.push_back(std::move(*ev));
-    }
-  }
-  return true;
-}
-
 bool has(const std::vector<client::Event>& seen, Kind kind) {
   return std::any_of(seen.begin(), seen.end(), [&](const auto& e) { return e.kind == kind; });
 }

@@ -131,6 +131,19 @@ bool Answers::all_exactly_once(const std::vector<std::string>& ids) const {
   return true;
 }
 
+bool read_until(client::Client& c, std::vector<client::Event>& seen,
+                const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
+    if (auto ev = c.next(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now))) {
+      seen.push_back(std::move(*ev));
+    }
+  }
+  return true;
+}
+
 Answers collect(client::Client& c, const std::vector<std::string>& expected,
                 std::chrono::milliseconds timeout, std::chrono::milliseconds settle) {
   Answers a;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -80,6 +81,10 @@ struct Answers {
 };
 Answers collect(client::Client& c, const std::vector<std::string>& expected,
                 std::chrono::milliseconds timeout, std::chrono::milliseconds settle = 300ms);
+
+// Reads `c`'s events into `seen` until done() or `timeout`; returns done().
+bool read_until(client::Client& c, std::vector<client::Event>& seen,
+                const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s);
 
 // Reads a whole file (for logs in failure messages).
 std::string slurp(const std::string& path);

@@ -33,20 +33,6 @@ sc::JobRequest streaming(std::string id, std::vector<std::string> argv) {
   return j;
 }
 
-// Reads `c`'s events into `seen` until done() or `timeout`; returns done().
-bool read_until(client::Client& c, std::vector<client::Event>& seen,
-                const std::function<bool()>& done, std::chrono::milliseconds timeout = 30s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!done()) {
-    const auto now = Clock::now();
-    if (now >= deadline) return false;
-    if (auto ev = c.next(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now))) {
-      seen.push_back(std::move(*ev));
-    }
-  }
-  return true;
-}
-
 size_t count(const std::vector<client::Event>& seen, Kind kind) {
   return static_cast<size_t>(
       std::count_if(seen.begin(), seen.end(), [&](const auto& e) { return e.kind == kind; }));
@@ -124,7 +110,8 @@ TEST_CASE(
   // which the CANCEL afterwards shows (the job is still there to cancel).
   c.submit(streaming("live", {"every", "60000", "2", "first"}));
   std::vector<client::Event> seen;
-  REQUIRE(read_until(c, seen, [&] { return count(seen, Kind::kOutput) > 0; }));
+  REQUIRE(read_until(
+      c, seen, [&] { return count(seen, Kind::kOutput) > 0; }, 30s));
   CHECK_FALSE(has_final(seen));
   CHECK(stdout_of(seen, 1) == "first\n");
   const auto& chunk = *std::find_if(seen.begin(), seen.end(),
@@ -133,14 +120,16 @@ TEST_CASE(
   CHECK(chunk.output.tenant.empty());  // the broker strips it
   CHECK_FALSE(chunk.output.step.has_value());
   c.cancel("live");
-  REQUIRE(read_until(c, seen, [&] { return has_final(seen); }));
+  REQUIRE(read_until(
+      c, seen, [&] { return has_final(seen); }, 30s));
   REQUIRE(count(seen, Kind::kError) == 1);
   CHECK(seen.back().error.variant == "Cancelled");
 
   // Ran to its end: the chunks hold what the RESULT holds, and all came before it.
   seen.clear();
   c.submit(streaming("whole", {"every", "5", "20", "line"}));
-  REQUIRE(read_until(c, seen, [&] { return has_final(seen); }));
+  REQUIRE(read_until(
+      c, seen, [&] { return has_final(seen); }, 30s));
   REQUIRE(seen.back().kind == Kind::kResult);
   std::string expected;
   for (int i = 0; i < 20; ++i) expected += "line\n";
@@ -150,9 +139,11 @@ TEST_CASE(
   // The same job without `stream`: its submitter never sees an OUTPUT.
   seen.clear();
   c.submit(job("quiet", {"every", "5", "20", "line"}));
-  REQUIRE(read_until(c, seen, [&] { return has_final(seen); }));
+  REQUIRE(read_until(
+      c, seen, [&] { return has_final(seen); }, 30s));
   c.ping();
-  REQUIRE(read_until(c, seen, [&] { return count(seen, Kind::kPong) > 0; }));
+  REQUIRE(read_until(
+      c, seen, [&] { return count(seen, Kind::kPong) > 0; }, 30s));
   CHECK(count(seen, Kind::kOutput) == 0);
   CHECK(seen[seen.size() - 2].result.stdout_data == expected);
 }
@@ -231,7 +222,8 @@ TEST_CASE("streaming: a retried attempt's stream starts again, marked by its att
   // "line" at once and 3 s later: the victim dies in between.
   c.submit(streaming("again", {"every", "3000", "2", "line"}));
   std::vector<client::Event> seen;
-  REQUIRE(read_until(c, seen, [&] { return count(seen, Kind::kOutput) > 0; }));
+  REQUIRE(read_until(
+      c, seen, [&] { return count(seen, Kind::kOutput) > 0; }, 30s));
   victim->signal(SIGKILL);
   REQUIRE(victim->wait_for(5s).has_value());
   auto survivor =
@@ -288,9 +280,11 @@ TEST_CASE(
   w.result("s", s.attempt, "good\n");
   w.result("plain", plain.attempt, "");
   std::vector<client::Event> seen;
-  REQUIRE(read_until(c, seen, [&] { return count(seen, Kind::kResult) == 2; }));
+  REQUIRE(read_until(
+      c, seen, [&] { return count(seen, Kind::kResult) == 2; }, 30s));
   c.ping();
-  REQUIRE(read_until(c, seen, [&] { return count(seen, Kind::kPong) > 0; }));
+  REQUIRE(read_until(
+      c, seen, [&] { return count(seen, Kind::kPong) > 0; }, 30s));
   REQUIRE(count(seen, Kind::kOutput) == 1);
   CHECK(stdout_of(seen, s.attempt) == "good\n");
   CHECK(slurp(broker.process->log() + ".err").find("bad OUTPUT: data:") != std::string::npos);
