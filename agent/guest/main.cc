@@ -126,15 +126,20 @@ agent::Reply answer(const agent::Decoded<std::string>& frame, const JobContext& 
       if (request.value().exec.stream) {
         // Each piece goes out as it is read, ahead of the result, with the exec's id. A host that
         // does not read blocks the job's output pipe as it would block the result.
+        // A piece that cannot be sent (no host on the port just now) is dropped: the result has
+        // the output. Said once per exec, not once per piece.
         const uint64_t id = request.value().id;
-        context.on_output = [&channel, id](agent::OutputStream stream, uint64_t offset,
-                                           std::string_view data) {
+        context.on_output = [&channel, id, told = false](agent::OutputStream stream,
+                                                         uint64_t offset,
+                                                         std::string_view data) mutable {
           agent::Reply piece;
           piece.id = id;
           piece.kind = agent::ReplyKind::kOutput;
           piece.output = {stream, offset, std::string(data)};
-          if (auto err = channel.send(agent::frame(agent::encode_reply(piece))); !err.empty()) {
-            say(err);
+          if (auto err = channel.send(agent::frame(agent::encode_reply(piece)));
+              !err.empty() && !told) {
+            say("live output of exec " + std::to_string(id) + ": " + err);
+            told = true;
           }
         };
       }
