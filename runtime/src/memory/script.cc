@@ -56,53 +56,46 @@ void cap(std::string& data, bool& truncated, uint32_t limit) {
   }
 }
 
-// Waits for `ms`, the job's timeout or cancellation, whichever comes first.
-void scripted_sleep(long long ms, const ExecRequest& req, std::stop_token cancel, ExecResult& r) {
+// Waits until `at`, the job's `limit` or cancellation, whichever comes first. False when it did not
+// reach `at`: `r` then says why, as the guest agent would (cancelled; or timed out: killed by
+// SIGKILL, so exit code 128 + 9, the same on every backend, PROTOCOL.md "JobResult").
+bool scripted_wait(Clock::time_point at, Clock::time_point limit, std::stop_token cancel,
+                   ExecResult& r) {
   std::mutex mu;
   std::condition_variable_any cv;
-  const auto start = Clock::now();
-  const auto want = std::chrono::milliseconds(ms);
-  const auto limit = std::chrono::milliseconds(req.timeout_ms);
   std::unique_lock lock(mu);
-  const bool stopped = cv.wait_for(lock, cancel, std::min(want, limit), [] { return false; });
+  const bool stopped = cv.wait_until(lock, cancel, std::min(at, limit), [] { return false; });
   if (stopped || cancel.stop_requested()) {
     r.cancelled = true;
     r.signal = 9;
-  } else if (want > limit) {
-    // As the guest agent reports a timeout (PROTOCOL.md, JobResult): killed by SIGKILL, so the
-    // exit code is 128 + 9, the same on every backend.
+    return false;
+  }
+  if (at > limit) {
     r.timed_out = true;
     r.signal = 9;
     r.exit_code = 128 + 9;
+    return false;
   }
+  return true;
+}
+
+// `sleep MS`.
+void scripted_sleep(long long ms, const ExecRequest& req, std::stop_token cancel, ExecResult& r) {
+  const auto start = Clock::now();
+  (void)scripted_wait(start + std::chrono::milliseconds(ms),
+                      start + std::chrono::milliseconds(req.timeout_ms), std::move(cancel), r);
   r.usage.cpu_us = 0;
-  (void)start;
 }
 
 // `every MS N TEXT...`: "TEXT\n" on stdout N times, at once and then every MS ms, each given to
 // the sink when it is written; stops early at the job's timeout (timed_out) or a cancel.
 void scripted_every(long long ms, long long n, const std::string& text, const ExecRequest& req,
                     std::stop_token cancel, Emitter& out, ExecResult& r) {
-  std::mutex mu;
-  std::condition_variable_any cv;
   const auto start = Clock::now();
   const auto limit = start + std::chrono::milliseconds(req.timeout_ms);
   for (long long i = 0; i < n; ++i) {
-    if (i > 0) {
-      const auto at = start + std::chrono::milliseconds(ms * i);
-      std::unique_lock lock(mu);
-      const bool stopped = cv.wait_until(lock, cancel, std::min(at, limit), [] { return false; });
-      if (stopped || cancel.stop_requested()) {
-        r.cancelled = true;
-        r.signal = 9;
-        return;
-      }
-      if (at > limit) {
-        r.timed_out = true;
-        r.signal = 9;
-        r.exit_code = 128 + 9;
-        return;
-      }
+    if (i > 0 && !scripted_wait(start + std::chrono::milliseconds(ms * i), limit, cancel, r)) {
+      return;
     }
     r.stdout_data += text + "\n";
     out.emit(schemas::OutputStream::kStdout, r.stdout_data);
